@@ -1,0 +1,81 @@
+// Element types and the f16/bf16 <-> f32 conversions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace nuance {
+
+enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, Bool };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);  // safetensors spelling: F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL
+bool dtype_is_float(DType t);
+
+inline float f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    const uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else {  // subnormal: renormalise
+            int e = -1;
+            do { ++e; mant <<= 1; } while (!(mant & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Round-to-nearest-even, as torch's .half() does.
+inline uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000;
+    const uint32_t absx = x & 0x7fffffff;
+    if (absx >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000 ? 0x200 : 0));
+    if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00);  // overflow -> inf
+    if (absx < 0x38800000) {  // subnormal or zero in f16
+        if (absx < 0x33000000) return (uint16_t)sign;
+        const uint32_t e = absx >> 23;
+        const uint32_t m = (absx & 0x7fffff) | 0x800000;
+        const uint32_t shift = 126 - e;  // 14 + (112 - e) + 1 ... (113 - e) + 13
+        uint32_t r = m >> shift;
+        const uint32_t rem = m & ((1u << shift) - 1);
+        const uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1))) ++r;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = absx - 0x38000000;  // rebias exponent 127 -> 15
+    const uint32_t rem = r & 0x1fff;
+    r >>= 13;
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) ++r;
+    return (uint16_t)(sign | r);
+}
+
+inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+inline uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);  // quiet NaN
+    const uint32_t lsb = (x >> 16) & 1;
+    x += 0x7fff + lsb;
+    return (uint16_t)(x >> 16);
+}
+
+}  // namespace nuance

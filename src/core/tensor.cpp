@@ -1,0 +1,404 @@
+#include "core/tensor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace nuance {
+
+std::string shape_str(const Shape& s) { return str(s); }
+
+int64_t shape_numel(const Shape& s) {
+    int64_t n = 1;
+    for (int64_t d : s) {
+        NUANCE_CHECK(d >= 0, "negative dimension in shape ", s);
+        if (d != 0 && n > INT64_MAX / d) fail(ErrorCode::InvalidArgument, "shape ", s, " has too many elements");
+        n *= d;
+    }
+    return n;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+    Shape st(shape.size());
+    int64_t s = 1;
+    for (int64_t i = (int64_t)shape.size() - 1; i >= 0; --i) {
+        st[i] = s;
+        s *= std::max<int64_t>(shape[i], 1);
+    }
+    return st;
+}
+
+int64_t normalize_dim(int64_t d, int64_t ndim) {
+    const int64_t r = d < 0 ? d + ndim : d;
+    NUANCE_CHECK(r >= 0 && r < ndim, "dimension ", d, " out of range for a tensor of rank ", ndim);
+    return r;
+}
+
+// ---- Storage ----
+std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+    auto s = std::shared_ptr<Storage>(new Storage());
+    const size_t n = ((bytes + 63) / 64) * 64;
+    if (n > 0) {
+        s->data_ = static_cast<uint8_t*>(std::aligned_alloc(64, n));
+        if (!s->data_) fail(ErrorCode::OutOfMemory, "cannot allocate ", bytes, " bytes");
+    }
+    s->size_ = bytes;
+    s->owned_ = true;
+    return s;
+}
+
+std::shared_ptr<Storage> Storage::wrap(void* data, size_t bytes, std::shared_ptr<void> keepalive) {
+    auto s = std::shared_ptr<Storage>(new Storage());
+    s->data_ = static_cast<uint8_t*>(data);
+    s->size_ = bytes;
+    s->owned_ = false;
+    s->keepalive_ = std::move(keepalive);
+    return s;
+}
+
+Storage::~Storage() {
+    if (owned_) std::free(data_);
+}
+
+// ---- creation ----
+Tensor Tensor::empty(const Shape& shape, DType dtype) {
+    Tensor t;
+    t.storage_ = Storage::allocate((size_t)shape_numel(shape) * dtype_size(dtype));
+    t.shape_ = shape;
+    t.strides_ = contiguous_strides(shape);
+    t.dtype_ = dtype;
+    return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+    Tensor t = empty(shape, dtype);
+    if (t.nbytes()) std::memset(t.raw(), 0, t.nbytes());
+    return t;
+}
+
+Tensor Tensor::full(const Shape& shape, float value) {
+    Tensor t = empty(shape, DType::F32);
+    std::fill_n(t.data<float>(), t.numel(), value);
+    return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<float>& v, const Shape& shape) {
+    NUANCE_CHECK((int64_t)v.size() == shape_numel(shape), "from_vector: ", v.size(), " values for shape ", shape);
+    Tensor t = empty(shape, DType::F32);
+    std::copy(v.begin(), v.end(), t.data<float>());
+    return t;
+}
+
+Tensor Tensor::from_ids(const std::vector<int64_t>& v, const Shape& shape) {
+    NUANCE_CHECK((int64_t)v.size() == shape_numel(shape), "from_ids: ", v.size(), " values for shape ", shape);
+    Tensor t = empty(shape, DType::I64);
+    std::copy(v.begin(), v.end(), t.data<int64_t>());
+    return t;
+}
+
+Tensor Tensor::from_bytes(const void* data, const Shape& shape, DType dtype) {
+    Tensor t = empty(shape, dtype);
+    if (t.nbytes()) std::memcpy(t.raw(), data, t.nbytes());
+    return t;
+}
+
+Tensor Tensor::from_storage(std::shared_ptr<Storage> s, size_t byte_offset, const Shape& shape, DType dtype) {
+    NUANCE_CHECK(s != nullptr, "from_storage: null storage");
+    const size_t es = dtype_size(dtype);
+    const size_t need = (size_t)shape_numel(shape) * es;
+    NUANCE_CHECK(byte_offset % es == 0, "from_storage: byte offset ", byte_offset, " not aligned to ", dtype_name(dtype));
+    NUANCE_CHECK(byte_offset <= s->size() && need <= s->size() - byte_offset, "from_storage: ", need,
+                 " bytes at offset ", byte_offset, " exceed a storage of ", s->size(), " bytes");
+    Tensor t;
+    t.storage_ = std::move(s);
+    t.offset_ = (int64_t)(byte_offset / es);
+    t.shape_ = shape;
+    t.strides_ = contiguous_strides(shape);
+    t.dtype_ = dtype;
+    return t;
+}
+
+Tensor Tensor::arange(int64_t n) {
+    Tensor t = empty({n}, DType::F32);
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < n; ++i) p[i] = (float)i;
+    return t;
+}
+
+// ---- properties ----
+int64_t Tensor::size(int64_t d) const { return shape_[normalize_dim(d, dim())]; }
+
+bool Tensor::is_contiguous() const {
+    int64_t s = 1;
+    for (int64_t i = dim() - 1; i >= 0; --i) {
+        if (shape_[i] != 1 && strides_[i] != s) return false;
+        s *= shape_[i];
+    }
+    return true;
+}
+
+void Tensor::check_access(size_t elem_size) const {
+    NUANCE_ASSERT(defined(), "access to an undefined tensor");
+    NUANCE_ASSERT(elem_size == dtype_size(dtype_), "data<T>() size mismatch for ", dtype_name(dtype_));
+}
+
+std::string Tensor::str() const { return std::string(dtype_name(dtype_)) + shape_str(shape_); }
+
+// ---- element access helpers ----
+namespace {
+inline double load_as_double(const uint8_t* p, DType t) {
+    switch (t) {
+        case DType::F32: { float v; std::memcpy(&v, p, 4); return v; }
+        case DType::F16: { uint16_t v; std::memcpy(&v, p, 2); return f16_to_f32(v); }
+        case DType::BF16: { uint16_t v; std::memcpy(&v, p, 2); return bf16_to_f32(v); }
+        case DType::F64: { double v; std::memcpy(&v, p, 8); return v; }
+        case DType::I64: { int64_t v; std::memcpy(&v, p, 8); return (double)v; }
+        case DType::I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+        case DType::I16: { int16_t v; std::memcpy(&v, p, 2); return v; }
+        case DType::I8: return (double)*reinterpret_cast<const int8_t*>(p);
+        case DType::U8: case DType::Bool: return *p;
+    }
+    return 0;
+}
+
+inline void store_from_double(uint8_t* p, DType t, double v) {
+    switch (t) {
+        case DType::F32: { float f = (float)v; std::memcpy(p, &f, 4); return; }
+        case DType::F16: { uint16_t h = f32_to_f16((float)v); std::memcpy(p, &h, 2); return; }
+        case DType::BF16: { uint16_t h = f32_to_bf16((float)v); std::memcpy(p, &h, 2); return; }
+        case DType::F64: std::memcpy(p, &v, 8); return;
+        case DType::I64: { int64_t i = (int64_t)v; std::memcpy(p, &i, 8); return; }
+        case DType::I32: { int32_t i = (int32_t)v; std::memcpy(p, &i, 4); return; }
+        case DType::I16: { int16_t i = (int16_t)v; std::memcpy(p, &i, 2); return; }
+        case DType::I8: *reinterpret_cast<int8_t*>(p) = (int8_t)v; return;
+        case DType::U8: *p = (uint8_t)v; return;
+        case DType::Bool: *p = v != 0; return;
+    }
+}
+
+// Calls f(src_elem_offset, linear_index) for every element of a strided tensor, in row-major order.
+template <class F>
+void for_each_offset(const Shape& shape, const Shape& strides, int64_t base, F&& f) {
+    const int64_t nd = (int64_t)shape.size();
+    const int64_t n = shape_numel(shape);
+    if (n == 0) return;
+    if (nd == 0) { f(base, 0); return; }
+    std::vector<int64_t> idx(nd, 0);
+    int64_t off = base;
+    const int64_t inner = shape[nd - 1], inner_stride = strides[nd - 1];
+    for (int64_t lin = 0; lin < n; lin += inner) {
+        for (int64_t j = 0; j < inner; ++j) f(off + j * inner_stride, lin + j);
+        for (int64_t d = nd - 2; d >= 0; --d) {
+            if (++idx[d] < shape[d]) { off += strides[d]; break; }
+            off -= strides[d] * (shape[d] - 1);
+            idx[d] = 0;
+        }
+    }
+}
+}  // namespace
+
+void Tensor::copy_(const Tensor& src) {
+    NUANCE_CHECK(src.shape_ == shape_, "copy_: shape ", src.shape_, " into ", shape_);
+    const size_t ses = dtype_size(src.dtype_), des = dtype_size(dtype_);
+    const uint8_t* sb = src.storage_->data();
+    uint8_t* db = storage_->data();
+    // Fast paths: both contiguous.
+    if (src.is_contiguous() && is_contiguous()) {
+        const int64_t n = numel();
+        const uint8_t* sp = sb + src.offset_ * ses;
+        uint8_t* dp = db + offset_ * des;
+        if (src.dtype_ == dtype_) { std::memcpy(dp, sp, (size_t)n * des); return; }
+        if (dtype_ == DType::F32 && src.dtype_ == DType::F16) {
+            const uint16_t* s = reinterpret_cast<const uint16_t*>(sp);
+            float* d = reinterpret_cast<float*>(dp);
+            for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]);
+            return;
+        }
+        if (dtype_ == DType::F32 && src.dtype_ == DType::BF16) {
+            const uint16_t* s = reinterpret_cast<const uint16_t*>(sp);
+            float* d = reinterpret_cast<float*>(dp);
+            for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+            return;
+        }
+    }
+    // General path: gather source in row-major order, scatter into destination.
+    std::vector<int64_t> src_offsets((size_t)numel());
+    for_each_offset(src.shape_, src.strides_, src.offset_, [&](int64_t o, int64_t i) { src_offsets[i] = o; });
+    const bool same = src.dtype_ == dtype_;
+    for_each_offset(shape_, strides_, offset_, [&](int64_t o, int64_t i) {
+        const uint8_t* sp = sb + src_offsets[i] * ses;
+        uint8_t* dp = db + o * des;
+        if (same) std::memcpy(dp, sp, des);
+        else store_from_double(dp, dtype_, load_as_double(sp, src.dtype_));
+    });
+}
+
+void Tensor::fill_(float v) {
+    if (dtype_ == DType::F32 && is_contiguous()) { std::fill_n(data<float>(), numel(), v); return; }
+    copy_(Tensor::full({}, v).expand(shape_).to(dtype_));
+}
+
+Tensor Tensor::contiguous() const {
+    if (is_contiguous()) return *this;
+    Tensor t = empty(shape_, dtype_);
+    t.copy_(*this);
+    return t;
+}
+
+Tensor Tensor::clone() const {
+    Tensor t = empty(shape_, dtype_);
+    t.copy_(*this);
+    return t;
+}
+
+Tensor Tensor::to(DType dtype) const {
+    if (dtype == dtype_) return *this;
+    Tensor t = empty(shape_, dtype);
+    t.copy_(*this);
+    return t;
+}
+
+std::vector<float> Tensor::to_vector() const {
+    Tensor c = to(DType::F32).contiguous();
+    const float* p = c.data<float>();
+    return std::vector<float>(p, p + c.numel());
+}
+
+std::vector<int64_t> Tensor::to_ids() const {
+    Tensor c = to(DType::I64).contiguous();
+    const int64_t* p = c.data<int64_t>();
+    return std::vector<int64_t>(p, p + c.numel());
+}
+
+float Tensor::item() const {
+    NUANCE_CHECK(numel() == 1, "item() on a tensor of shape ", shape_);
+    return (float)load_as_double(storage_->data() + (size_t)offset_ * dtype_size(dtype_), dtype_);
+}
+
+// ---- views ----
+Tensor Tensor::view(const Shape& shape) const {
+    NUANCE_CHECK(is_contiguous(), "view of a non-contiguous tensor ", str());
+    Shape s = shape;
+    int64_t known = 1, infer = -1;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == -1) {
+            NUANCE_CHECK(infer < 0, "view: more than one -1 in ", shape);
+            infer = (int64_t)i;
+        } else {
+            NUANCE_CHECK(s[i] >= 0, "view: bad shape ", shape);
+            known *= s[i];
+        }
+    }
+    if (infer >= 0) {
+        NUANCE_CHECK(known > 0 && numel() % known == 0, "view: cannot view ", shape_, " as ", shape);
+        s[infer] = numel() / known;
+    }
+    NUANCE_CHECK(shape_numel(s) == numel(), "view: cannot view ", shape_, " as ", shape);
+    Tensor t = *this;
+    t.shape_ = s;
+    t.strides_ = contiguous_strides(s);
+    return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const { return contiguous().view(shape); }
+
+Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+    NUANCE_CHECK((int64_t)dims.size() == dim(), "permute: ", dims.size(), " dims for a tensor of rank ", dim());
+    Tensor t = *this;
+    std::vector<bool> seen(dim(), false);
+    for (size_t i = 0; i < dims.size(); ++i) {
+        const int64_t d = normalize_dim(dims[i], dim());
+        NUANCE_CHECK(!seen[d], "permute: repeated dim ", d);
+        seen[d] = true;
+        t.shape_[i] = shape_[d];
+        t.strides_[i] = strides_[d];
+    }
+    return t;
+}
+
+Tensor Tensor::transpose(int64_t a, int64_t b) const {
+    a = normalize_dim(a, dim());
+    b = normalize_dim(b, dim());
+    Tensor t = *this;
+    std::swap(t.shape_[a], t.shape_[b]);
+    std::swap(t.strides_[a], t.strides_[b]);
+    return t;
+}
+
+Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+    d = normalize_dim(d, dim());
+    const int64_t n = shape_[d];
+    if (start < 0) start += n;
+    if (end < 0) end += n;
+    start = std::clamp<int64_t>(start, 0, n);
+    end = std::clamp<int64_t>(end, start, n);
+    NUANCE_CHECK(step > 0, "slice: step must be positive");
+    Tensor t = *this;
+    t.offset_ += start * strides_[d];
+    t.shape_[d] = (end - start + step - 1) / step;
+    t.strides_[d] = strides_[d] * step;
+    return t;
+}
+
+Tensor Tensor::select(int64_t d, int64_t index) const {
+    d = normalize_dim(d, dim());
+    const int64_t n = shape_[d];
+    if (index < 0) index += n;
+    NUANCE_CHECK(index >= 0 && index < n, "select: index ", index, " out of range for dim ", d, " of ", shape_);
+    Tensor t = *this;
+    t.offset_ += index * strides_[d];
+    t.shape_.erase(t.shape_.begin() + d);
+    t.strides_.erase(t.strides_.begin() + d);
+    return t;
+}
+
+Tensor Tensor::unsqueeze(int64_t d) const {
+    d = normalize_dim(d, dim() + 1);
+    Tensor t = *this;
+    const int64_t st = d < dim() ? strides_[d] * shape_[d] : 1;
+    t.shape_.insert(t.shape_.begin() + d, 1);
+    t.strides_.insert(t.strides_.begin() + d, st);
+    return t;
+}
+
+Tensor Tensor::squeeze(int64_t d) const {
+    d = normalize_dim(d, dim());
+    NUANCE_CHECK(shape_[d] == 1, "squeeze: dim ", d, " of ", shape_, " is not 1");
+    Tensor t = *this;
+    t.shape_.erase(t.shape_.begin() + d);
+    t.strides_.erase(t.strides_.begin() + d);
+    return t;
+}
+
+Tensor Tensor::flatten(int64_t start, int64_t end) const {
+    if (dim() == 0) return reshape({1});
+    start = normalize_dim(start, dim());
+    end = normalize_dim(end, dim());
+    Shape s(shape_.begin(), shape_.begin() + start);
+    int64_t m = 1;
+    for (int64_t i = start; i <= end; ++i) m *= shape_[i];
+    s.push_back(m);
+    s.insert(s.end(), shape_.begin() + end + 1, shape_.end());
+    return reshape(s);
+}
+
+Tensor Tensor::expand(const Shape& shape) const {
+    NUANCE_CHECK((int64_t)shape.size() >= dim(), "expand: ", shape_, " to ", shape);
+    Tensor t = *this;
+    const int64_t lead = (int64_t)shape.size() - dim();
+    t.shape_ = shape;
+    t.strides_.assign(shape.size(), 0);
+    for (int64_t i = 0; i < (int64_t)shape.size(); ++i) {
+        if (i < lead) continue;
+        const int64_t src = shape_[i - lead];
+        if (src == shape[i]) {
+            t.strides_[i] = strides_[i - lead];
+        } else {
+            NUANCE_CHECK(src == 1, "expand: cannot broadcast ", shape_, " to ", shape);
+        }
+    }
+    return t;
+}
+
+}  // namespace nuance

@@ -1,0 +1,23 @@
+// safetensors: 8-byte LE header length N, N bytes of JSON {name: {dtype, shape, data_offsets}, "__metadata__"},
+// then the raw little-endian data. Loaded with mmap; every field is checked before use (the file is hostile).
+#pragma once
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "io/weight_file.h"
+
+namespace nuance {
+
+bool is_safetensors_file(const std::string& path);  // by header sanity, not by extension
+WeightFile load_safetensors(const std::string& path);
+
+// Writes atomically: temp file in the same folder, fsync, rename. Tensors are written in the given order with their
+// own dtype (contiguous copies are made as needed).
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+DType parse_safetensors_dtype(const std::string& s);  // throws Unsupported for unknown dtypes
+
+}  // namespace nuance

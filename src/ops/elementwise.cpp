@@ -1,0 +1,217 @@
+// Elementwise kernels. Shape letters: none (any shape); broadcasting follows numpy.
+#include "ops/elementwise.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace nuance {
+
+namespace {
+
+Shape broadcast_shape(const Shape& a, const Shape& b) {
+    const size_t n = std::max(a.size(), b.size());
+    Shape out(n);
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+        const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+        NUANCE_CHECK(da == db || da == 1 || db == 1, "cannot broadcast shapes ", a, " and ", b);
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+// Iterates the output in rows of the last dimension; f(out_row, a_row, a_inner_stride, b_row, b_inner_stride, len).
+template <class F>
+void for_each_row(const Shape& shape, const Tensor& a, const Tensor& b, F&& f) {
+    const int64_t nd = (int64_t)shape.size();
+    const int64_t inner = nd ? shape[nd - 1] : 1;
+    const int64_t rows = inner ? shape_numel(shape) / inner : 0;
+    const Shape& sa = a.strides();
+    const Shape& sb = b.strides();
+#pragma omp parallel for schedule(static) if (rows > 8 && rows * inner > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        int64_t oa = 0, ob = 0, rem = r;
+        for (int64_t d = nd - 2; d >= 0; --d) {
+            const int64_t i = rem % shape[d];
+            rem /= shape[d];
+            oa += i * sa[d];
+            ob += i * sb[d];
+        }
+        f(r, oa, nd ? sa[nd - 1] : 0, ob, nd ? sb[nd - 1] : 0, inner);
+    }
+}
+
+template <class Op>
+Tensor binary(const Tensor& a_in, const Tensor& b_in, Op op) {
+    const Tensor a = a_in.f32();
+    const Tensor b = b_in.f32();
+    const Shape out_shape = broadcast_shape(a.shape(), b.shape());
+    Tensor out = Tensor::empty(out_shape, DType::F32);
+    float* po = out.data<float>();
+    const float* pa = a.data<float>();
+    const float* pb = b.data<float>();
+    const int64_t n = out.numel();
+    if (a.shape() == out_shape && b.shape() == out_shape && a.is_contiguous() && b.is_contiguous()) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; ++i) po[i] = op(pa[i], pb[i]);
+        return out;
+    }
+    if (b.numel() == 1 && a.shape() == out_shape && a.is_contiguous()) {
+        const float s = pb[0];
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; ++i) po[i] = op(pa[i], s);
+        return out;
+    }
+    const Tensor ea = a.expand(out_shape), eb = b.expand(out_shape);
+    for_each_row(out_shape, ea, eb, [&](int64_t r, int64_t oa, int64_t sa, int64_t ob, int64_t sb, int64_t len) {
+        float* o = po + r * len;
+        const float* x = pa + oa;
+        const float* y = pb + ob;
+        if (sa == 1 && sb == 1) {
+            for (int64_t j = 0; j < len; ++j) o[j] = op(x[j], y[j]);
+        } else if (sa == 1 && sb == 0) {
+            const float s = y[0];
+            for (int64_t j = 0; j < len; ++j) o[j] = op(x[j], s);
+        } else {
+            for (int64_t j = 0; j < len; ++j) o[j] = op(x[j * sa], y[j * sb]);
+        }
+    });
+    return out;
+}
+
+template <class Op>
+Tensor unary(const Tensor& a_in, Op op) {
+    const Tensor a = a_in.f32().contiguous();
+    Tensor out = Tensor::empty(a.shape(), DType::F32);
+    const float* pa = a.data<float>();
+    float* po = out.data<float>();
+    const int64_t n = a.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) po[i] = op(pa[i]);
+    return out;
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x + y; }); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x - y; }); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x * y; }); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x / y; }); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return std::max(x, y); }); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return std::min(x, y); }); }
+Tensor add(const Tensor& a, float s) { return unary(a, [s](float x) { return x + s; }); }
+Tensor mul(const Tensor& a, float s) { return unary(a, [s](float x) { return x * s; }); }
+Tensor rsub(float s, const Tensor& a) { return unary(a, [s](float x) { return s - x; }); }
+Tensor rdiv(float s, const Tensor& a) { return unary(a, [s](float x) { return s / x; }); }
+
+Tensor& add_(Tensor& a, const Tensor& b) {
+    NUANCE_CHECK(a.dtype() == DType::F32 && a.is_contiguous(), "add_: target must be contiguous F32, got ", a.str());
+    if (b.shape() == a.shape() && b.is_contiguous() && b.dtype() == DType::F32) return axpy_(a, 1.0f, b);
+    a.copy_(add(a, b));
+    return a;
+}
+
+Tensor& mul_(Tensor& a, float s) {
+    NUANCE_CHECK(a.dtype() == DType::F32 && a.is_contiguous(), "mul_: target must be contiguous F32, got ", a.str());
+    float* p = a.data<float>();
+    const int64_t n = a.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) p[i] *= s;
+    return a;
+}
+
+Tensor& axpy_(Tensor& a, float alpha, const Tensor& b_in) {
+    NUANCE_CHECK(a.dtype() == DType::F32 && a.is_contiguous(), "axpy_: target must be contiguous F32, got ", a.str());
+    NUANCE_CHECK(a.shape() == b_in.shape(), "axpy_: shapes ", a.shape(), " and ", b_in.shape());
+    const Tensor b = b_in.f32().contiguous();
+    float* pa = a.data<float>();
+    const float* pb = b.data<float>();
+    const int64_t n = a.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) pa[i] += alpha * pb[i];
+    return a;
+}
+
+Tensor exp(const Tensor& a) { return unary(a, [](float x) { return std::exp(x); }); }
+Tensor log(const Tensor& a) { return unary(a, [](float x) { return std::log(x); }); }
+Tensor sqrt(const Tensor& a) { return unary(a, [](float x) { return std::sqrt(x); }); }
+Tensor abs(const Tensor& a) { return unary(a, [](float x) { return std::fabs(x); }); }
+Tensor square(const Tensor& a) { return unary(a, [](float x) { return x * x; }); }
+Tensor pow(const Tensor& a, float p) { return unary(a, [p](float x) { return std::pow(x, p); }); }
+Tensor cos(const Tensor& a) { return unary(a, [](float x) { return std::cos(x); }); }
+Tensor sin(const Tensor& a) { return unary(a, [](float x) { return std::sin(x); }); }
+Tensor tanh(const Tensor& a) { return unary(a, [](float x) { return std::tanh(x); }); }
+Tensor sigmoid(const Tensor& a) { return unary(a, [](float x) { return 1.0f / (1.0f + std::exp(-x)); }); }
+Tensor relu(const Tensor& a) { return unary(a, [](float x) { return x > 0 ? x : 0.0f; }); }
+Tensor silu(const Tensor& a) { return unary(a, [](float x) { return x / (1.0f + std::exp(-x)); }); }
+Tensor gelu(const Tensor& a) {
+    return unary(a, [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); });
+}
+Tensor gelu_tanh(const Tensor& a) {
+    return unary(a, [](float x) {
+        const float k = 0.7978845608028654f;  // sqrt(2/pi)
+        return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+    });
+}
+Tensor quick_gelu(const Tensor& a) { return unary(a, [](float x) { return x / (1.0f + std::exp(-1.702f * x)); }); }
+Tensor clamp(const Tensor& a, float lo, float hi) { return unary(a, [lo, hi](float x) { return std::clamp(x, lo, hi); }); }
+
+Tensor sum(const Tensor& a_in, int64_t dim, bool keepdim) {
+    const Tensor a = a_in.f32().contiguous();
+    dim = normalize_dim(dim, a.dim());
+    int64_t outer = 1, inner = 1;
+    const int64_t n = a.size(dim);
+    for (int64_t i = 0; i < dim; ++i) outer *= a.size(i);
+    for (int64_t i = dim + 1; i < a.dim(); ++i) inner *= a.size(i);
+    Shape s = a.shape();
+    if (keepdim) s[dim] = 1; else s.erase(s.begin() + dim);
+    Tensor out = Tensor::empty(s, DType::F32);
+    const float* p = a.data<float>();
+    float* o = out.data<float>();
+    for (int64_t i = 0; i < outer; ++i)
+        for (int64_t k = 0; k < inner; ++k) {
+            double acc = 0;
+            for (int64_t j = 0; j < n; ++j) acc += p[(i * n + j) * inner + k];
+            o[i * inner + k] = (float)acc;
+        }
+    return out;
+}
+
+Tensor mean(const Tensor& a, int64_t dim, bool keepdim) {
+    const int64_t n = a.size(dim);
+    return mul(sum(a, dim, keepdim), n ? 1.0f / (float)n : 0.0f);
+}
+
+double sum_all(const Tensor& a_in) {
+    const Tensor a = a_in.f32().contiguous();
+    const float* p = a.data<float>();
+    double acc = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) acc += p[i];
+    return acc;
+}
+
+double mean_all(const Tensor& a) { return a.numel() ? sum_all(a) / (double)a.numel() : 0.0; }
+
+float max_abs(const Tensor& a_in) {
+    const Tensor a = a_in.f32().contiguous();
+    const float* p = a.data<float>();
+    float m = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::fabs(p[i]));
+    return m;
+}
+
+float max_abs_diff(const Tensor& a, const Tensor& b) {
+    NUANCE_CHECK(a.shape() == b.shape(), "max_abs_diff: shapes ", a.shape(), " and ", b.shape());
+    const Tensor x = a.f32().contiguous(), y = b.f32().contiguous();
+    const float* p = x.data<float>();
+    const float* q = y.data<float>();
+    float m = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+        const float d = std::fabs(p[i] - q[i]);
+        if (std::isnan(d)) return NAN;
+        m = std::max(m, d);
+    }
+    return m;
+}
+
+}  // namespace nuance

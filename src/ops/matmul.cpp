@@ -1,0 +1,126 @@
+// Shape letters: M rows of x, K reduction, N output features, B batch.
+#include "ops/matmul.h"
+
+#include "backends/cpu/dnnl_context.h"
+
+namespace nuance {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+namespace {
+
+// One 2-D or 3-D f32 matmul with explicit strides for the operands.
+void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims& a_strides,
+                 const float* b, const memory::dims& b_dims, const memory::dims& b_strides,
+                 const float* bias, int64_t n_bias, float* c, const memory::dims& c_dims) {
+    auto& eng = cpu::engine();
+    memory::desc a_md(a_dims, dt::f32, a_strides);
+    memory::desc b_md(b_dims, dt::f32, b_strides);
+    memory::desc c_md(c_dims, dt::f32, c_dims.size() == 2 ? tag::ab : tag::abc);
+    memory::desc bias_md;
+    if (bias) {
+        memory::dims bd(c_dims.size(), 1);
+        bd.back() = n_bias;
+        bias_md = memory::desc(bd, dt::f32, c_dims.size() == 2 ? tag::ab : tag::abc);
+    }
+    dnnl::matmul::primitive_desc pd = bias
+        ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), eng)
+        : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), eng);
+    dnnl::matmul prim(pd);
+    memory am(a_md, eng, const_cast<float*>(a)), bm(b_md, eng, const_cast<float*>(b)), cm(c_md, eng, c);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, const_cast<float*>(bias)));
+    prim.execute(cpu::stream(), args);
+    cpu::stream().wait();
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+    NUANCE_CHECK(w_in.dim() == 2, "linear: weight must be [out, in], got ", w_in.shape());
+    NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w_in.size(1), "linear: input ", x_in.shape(),
+                 " does not match weight ", w_in.shape());
+    const int64_t K = w_in.size(1), N = w_in.size(0);
+    const Tensor x = x_in.f32().contiguous();
+    const Tensor w = w_in.f32().contiguous();
+    Tensor b;
+    if (b_in.defined()) {
+        NUANCE_CHECK(b_in.numel() == N, "linear: bias ", b_in.shape(), " for ", N, " outputs");
+        b = b_in.f32().contiguous();
+    }
+    const int64_t M = K ? x.numel() / K : 0;
+    Shape out_shape = x.shape();
+    out_shape.back() = N;
+    Tensor y = Tensor::empty(out_shape, DType::F32);
+    if (M == 0 || N == 0) return y;
+    // weights as [K, N] with strides (1, K): the transposed view of [N, K]
+    dnnl_matmul(x.data<float>(), {M, K}, {K, 1}, w.data<float>(), {K, N}, {1, K},
+                b.defined() ? b.data<float>() : nullptr, N, y.data<float>(), {M, N});
+    return y;
+}
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+    NUANCE_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got ", a_in.shape(), " and ",
+                 b_in.shape());
+    NUANCE_CHECK(a_in.size(-1) == b_in.size(-2), "matmul: ", a_in.shape(), " x ", b_in.shape());
+    // Broadcast leading dims, then flatten them into one batch dim.
+    Shape lead_a(a_in.shape().begin(), a_in.shape().end() - 2), lead_b(b_in.shape().begin(), b_in.shape().end() - 2);
+    const size_t nl = std::max(lead_a.size(), lead_b.size());
+    Shape lead(nl);
+    for (size_t i = 0; i < nl; ++i) {
+        const int64_t da = i < nl - lead_a.size() ? 1 : lead_a[i - (nl - lead_a.size())];
+        const int64_t db = i < nl - lead_b.size() ? 1 : lead_b[i - (nl - lead_b.size())];
+        NUANCE_CHECK(da == db || da == 1 || db == 1, "matmul: cannot broadcast ", a_in.shape(), " and ", b_in.shape());
+        lead[i] = std::max(da, db);
+    }
+    const int64_t M = a_in.size(-2), K = a_in.size(-1), N = b_in.size(-1);
+    auto prep = [&](const Tensor& t, int64_t r, int64_t c) {
+        Shape s = lead;
+        s.push_back(r);
+        s.push_back(c);
+        Tensor e = t.f32().expand(s);
+        // keep a transposed last-two-dims view as-is when the batch dims are contiguous-ish; else copy
+        const bool ok_rows = e.strides()[e.dim() - 1] == 1 || e.strides()[e.dim() - 2] == 1;
+        if (!ok_rows) e = e.contiguous();
+        return e;
+    };
+    Tensor a = prep(a_in, M, K), b = prep(b_in, K, N);
+    int64_t B = shape_numel(lead);
+    Shape out_shape = lead;
+    out_shape.push_back(M);
+    out_shape.push_back(N);
+    Tensor c = Tensor::empty(out_shape, DType::F32);
+    if (B == 0 || M == 0 || N == 0) return c;
+    // Try to express batch as a single stride; otherwise loop over batch.
+    auto batch_stride = [&](const Tensor& t, int64_t& st) {
+        if (nl == 0) { st = 0; return true; }
+        // all lead dims must collapse into a single stride
+        int64_t expect = -1;
+        st = 0;
+        for (int64_t i = (int64_t)nl - 1; i >= 0; --i) {
+            if (t.shape()[i] == 1) continue;
+            if (expect < 0) { st = t.strides()[i]; expect = st * t.shape()[i]; continue; }
+            if (t.strides()[i] != expect) return false;
+            expect *= t.shape()[i];
+        }
+        return true;
+    };
+    int64_t sa = 0, sb = 0;
+    if (!batch_stride(a, sa)) { a = a.contiguous(); sa = M * K; }
+    if (!batch_stride(b, sb)) { b = b.contiguous(); sb = K * N; }
+    const int64_t a_rs = a.strides()[a.dim() - 2], a_cs = a.strides()[a.dim() - 1];
+    const int64_t b_rs = b.strides()[b.dim() - 2], b_cs = b.strides()[b.dim() - 1];
+    if (sa != 0 && sb != 0) {
+        dnnl_matmul(a.data<float>(), {B, M, K}, {sa, a_rs, a_cs}, b.data<float>(), {B, K, N}, {sb, b_rs, b_cs},
+                    nullptr, 0, c.data<float>(), {B, M, N});
+    } else {
+        for (int64_t i = 0; i < B; ++i)
+            dnnl_matmul(a.data<float>() + i * sa, {M, K}, {a_rs, a_cs}, b.data<float>() + i * sb, {K, N}, {b_rs, b_cs},
+                        nullptr, 0, c.data<float>() + i * M * N, {M, N});
+    }
+    return c;
+}
+
+}  // namespace nuance

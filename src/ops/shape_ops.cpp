@@ -1,0 +1,120 @@
+#include "ops/shape_ops.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace nuance {
+
+Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
+    NUANCE_CHECK(!ts.empty(), "cat: no tensors");
+    const Tensor& t0 = ts[0];
+    dim = normalize_dim(dim, t0.dim());
+    DType dt = t0.dtype();
+    int64_t total = 0;
+    for (const auto& t : ts) {
+        NUANCE_CHECK(t.dim() == t0.dim(), "cat: ranks differ: ", t0.shape(), " and ", t.shape());
+        for (int64_t d = 0; d < t0.dim(); ++d)
+            NUANCE_CHECK(d == dim || t.size(d) == t0.size(d), "cat: shapes ", t0.shape(), " and ", t.shape(),
+                         " differ outside dim ", dim);
+        if (t.dtype() != dt) dt = DType::F32;
+        total += t.size(dim);
+    }
+    Shape s = t0.shape();
+    s[dim] = total;
+    Tensor out = Tensor::empty(s, dt);
+    int64_t off = 0;
+    for (const auto& t : ts) {
+        Tensor dst = out.slice(dim, off, off + t.size(dim));
+        dst.copy_(t);
+        off += t.size(dim);
+    }
+    return out;
+}
+
+std::vector<Tensor> chunk(const Tensor& t, int64_t n, int64_t dim) {
+    dim = normalize_dim(dim, t.dim());
+    NUANCE_CHECK(n > 0 && t.size(dim) % n == 0, "chunk: dim ", dim, " of ", t.shape(), " not divisible by ", n);
+    const int64_t step = t.size(dim) / n;
+    std::vector<Tensor> out;
+    for (int64_t i = 0; i < n; ++i) out.push_back(t.slice(dim, i * step, (i + 1) * step));
+    return out;
+}
+
+Tensor pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64_t bottom, float value) {
+    NUANCE_CHECK(x_in.dim() == 4, "pad2d: input must be [N, C, H, W], got ", x_in.shape());
+    NUANCE_CHECK(left >= 0 && right >= 0 && top >= 0 && bottom >= 0, "pad2d: negative padding");
+    const Tensor x = x_in.f32();
+    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    Tensor y = Tensor::full({N, C, H + top + bottom, W + left + right}, value);
+    y.slice(2, top, top + H).slice(3, left, left + W).copy_(x);
+    return y;
+}
+
+Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
+    NUANCE_CHECK(x_in.dim() == 4, "interpolate_nearest: input must be [N, C, H, W], got ", x_in.shape());
+    NUANCE_CHECK(oh > 0 && ow > 0, "interpolate_nearest: bad output size ", oh, "x", ow);
+    const Tensor x = x_in.f32().contiguous();
+    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    // torch upsample_nearest: src = min(floor(dst * (float)in/out), in - 1); exact halving for 2x.
+    auto idx = [](int64_t o, int64_t in, int64_t out) -> int64_t {
+        if (in == out) return o;
+        if (out == 2 * in) return o >> 1;
+        const float scale = (float)in / (float)out;
+        return std::min((int64_t)std::floor((float)o * scale), in - 1);
+    };
+    std::vector<int64_t> iy(oh), ix(ow);
+    for (int64_t i = 0; i < oh; ++i) iy[i] = idx(i, H, oh);
+    for (int64_t j = 0; j < ow; ++j) ix[j] = idx(j, W, ow);
+    Tensor y = Tensor::empty({N, C, oh, ow}, DType::F32);
+    const float* px = x.data<float>();
+    float* py = y.data<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < N * C; ++nc) {
+        const float* s = px + nc * H * W;
+        float* d = py + nc * oh * ow;
+        for (int64_t i = 0; i < oh; ++i)
+            for (int64_t j = 0; j < ow; ++j) d[i * ow + j] = s[iy[i] * W + ix[j]];
+    }
+    return y;
+}
+
+Tensor embedding(const Tensor& ids_in, const Tensor& weight) {
+    NUANCE_CHECK(weight.dim() == 2, "embedding: weight must be [V, D], got ", weight.shape());
+    const std::vector<int64_t> ids = ids_in.to_ids();
+    const int64_t V = weight.size(0), D = weight.size(1);
+    Shape s = ids_in.shape();
+    s.push_back(D);
+    Tensor out = Tensor::empty(s, DType::F32);
+    Tensor rows = out.view({(int64_t)ids.size(), D});
+    for (size_t i = 0; i < ids.size(); ++i) {
+        NUANCE_CHECK(ids[i] >= 0 && ids[i] < V, "embedding: id ", ids[i], " out of range for a vocabulary of ", V);
+        rows.select(0, (int64_t)i).copy_(weight.select(0, ids[i]));
+    }
+    return out;
+}
+
+Tensor timestep_embedding(const Tensor& t_in, int64_t dim, bool flip_sin_to_cos, float shift, float scale,
+                          int64_t max_period) {
+    const Tensor t = t_in.f32().contiguous().reshape({-1});
+    const int64_t B = t.numel(), half = dim / 2;
+    Tensor out = Tensor::zeros({B, dim}, DType::F32);
+    const float* pt = t.data<float>();
+    float* po = out.data<float>();
+    // diffusers: exponent = -ln(max_period) * arange(half) / (half - shift), computed in float32.
+    std::vector<float> freq(half);
+    for (int64_t i = 0; i < half; ++i) {
+        const float exponent = -std::log((float)max_period) * (float)i / ((float)half - shift);
+        freq[i] = std::exp(exponent);
+    }
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t i = 0; i < half; ++i) {
+            const float a = scale * (pt[b] * freq[i]);
+            const float s = std::sin(a), c = std::cos(a);
+            po[b * dim + i] = flip_sin_to_cos ? c : s;
+            po[b * dim + half + i] = flip_sin_to_cos ? s : c;
+        }
+    }
+    return out;
+}
+
+}  // namespace nuance
