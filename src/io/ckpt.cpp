@@ -1,0 +1,276 @@
+// torch zip checkpoint loader. Format: torch/serialization.py (_save / _load): persistent ids are
+// ('storage', <torch.XStorage>, key, location, numel) and tensors are
+// torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]).
+#include "io/ckpt.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+#include "io/pickle.h"
+#include "io/zip_reader.h"
+
+namespace nuance {
+
+namespace {
+
+using Kind = PyValue::Kind;
+
+constexpr const char* kRebuildTensor = "torch._utils._rebuild_tensor_v2";
+constexpr const char* kRebuildParameter = "torch._utils._rebuild_parameter";
+constexpr const char* kRebuildParameterWithState = "torch._utils._rebuild_parameter_with_state";
+constexpr int64_t kMaxRank = 64;
+
+const std::map<std::string, DType>& storage_dtypes() {
+    static const std::map<std::string, DType> m = {
+        {"torch.FloatStorage", DType::F32}, {"torch.HalfStorage", DType::F16},  {"torch.BFloat16Storage", DType::BF16},
+        {"torch.DoubleStorage", DType::F64}, {"torch.LongStorage", DType::I64}, {"torch.IntStorage", DType::I32},
+        {"torch.ShortStorage", DType::I16}, {"torch.CharStorage", DType::I8},   {"torch.ByteStorage", DType::U8},
+        {"torch.BoolStorage", DType::Bool},
+    };
+    return m;
+}
+
+// Reads the tensors out of the unpickled object graph, resolving storages against the zip.
+class TensorBuilder {
+public:
+    TensorBuilder(const ZipReader& zip, std::string prefix, const std::string& path)
+        : zip_(zip), prefix_(std::move(prefix)), path_(path) {}
+
+    static bool is_tensor(const PyValue* v) {
+        return v->kind == Kind::Object && (v->s == kRebuildTensor || v->s == kRebuildParameter ||
+                                           v->s == kRebuildParameterWithState);
+    }
+
+    Tensor build(const std::string& name, const PyValue* v) {
+        if (v->s == kRebuildParameter || v->s == kRebuildParameterWithState) {  // (data, requires_grad, hooks[, state])
+            const PyValue* a = v->args;
+            check(!a->items.empty() && a->items[0]->kind == Kind::Object && a->items[0]->s == kRebuildTensor, name,
+                  "_rebuild_parameter expects a tensor as its first argument");
+            v = a->items[0];
+        }
+        const auto& a = v->args->items;
+        check(a.size() >= 4, name, "_rebuild_tensor_v2 with ", a.size(), " arguments, expected at least 4");
+        check(a[0]->kind == Kind::PersistentId, name, "storage argument is a ", py_kind_name(a[0]->kind));
+        check(a[1]->kind == Kind::Int && a[1]->i >= 0, name, "bad storage offset");
+        const Shape size = ints(name, a[2], "size");
+        const Shape stride = ints(name, a[3], "stride");
+        check(size.size() == stride.size(), name, "size ", size, " and stride ", stride, " differ in rank");
+        const auto [storage, dtype] = storage_of(name, a[0]->args);
+        return view(name, storage, dtype, a[1]->i, size, stride);
+    }
+
+private:
+    template <class... A>
+    void check(bool ok, const std::string& name, const A&... a) const {
+        if (!ok) fail(ErrorCode::InvalidArgument, "checkpoint '", path_, "': tensor '", name, "': ", a...);
+    }
+
+    Shape ints(const std::string& name, const PyValue* t, const char* what) const {
+        check(t->kind == Kind::Tuple, name, what, " is a ", py_kind_name(t->kind), ", expected a tuple");
+        check((int64_t)t->items.size() <= kMaxRank, name, what, " has rank ", t->items.size());
+        Shape s;
+        for (const PyValue* x : t->items) {
+            check(x->kind == Kind::Int && x->i >= 0, name, what, " holds a non-integer or negative value");
+            s.push_back(x->i);
+        }
+        return s;
+    }
+
+    std::pair<std::shared_ptr<Storage>, DType> storage_of(const std::string& name, const PyValue* pid) {
+        check(pid->kind == Kind::Tuple && pid->items.size() >= 5 && pid->items[0]->is_str("storage"), name,
+              "unrecognised persistent id (expected ('storage', type, key, location, numel))");
+        const PyValue* type = pid->items[1];
+        const PyValue* key = pid->items[2];
+        const PyValue* numel = pid->items[4];
+        check(type->kind == Kind::Global, name, "storage type is a ", py_kind_name(type->kind));
+        const auto dt = storage_dtypes().find(type->s);
+        if (dt == storage_dtypes().end())
+            fail(ErrorCode::Unsupported, "checkpoint '", path_, "': tensor '", name, "': storage type '", type->s,
+                 "' is not supported");
+        check(key->kind == Kind::Str && numel->kind == Kind::Int && numel->i >= 0, name, "bad storage key or numel");
+        const DType dtype = dt->second;
+        const std::string entry = prefix_ + "data/" + key->s;
+
+        auto it = storages_.find(key->s);
+        if (it == storages_.end()) {
+            const ZipEntry* e = zip_.find(entry);
+            if (!e)
+                fail(ErrorCode::NotFound, "checkpoint '", path_, "': tensor '", name, "': storage '", key->s,
+                     "' is missing from the archive (no entry '", entry, "')");
+            auto s = zip_.read(*e);
+            if (reinterpret_cast<uintptr_t>(s->data()) % 64 != 0) {  // kernels assume aligned rows: copy once
+                auto owned = Storage::allocate(s->size());
+                if (s->size()) std::memcpy(owned->data(), s->data(), s->size());
+                s = owned;
+            }
+            it = storages_.emplace(key->s, std::move(s)).first;
+        }
+        const size_t es = dtype_size(dtype);
+        check((uint64_t)numel->i <= it->second->size() / es, name, "storage '", key->s, "' declares ", numel->i, " ",
+              dtype_name(dtype), " elements but entry '", entry, "' holds only ", it->second->size(), " bytes");
+        return {it->second, dtype};
+    }
+
+    Tensor view(const std::string& name, const std::shared_ptr<Storage>& s, DType dtype, int64_t offset,
+                const Shape& size, const Shape& stride) const {
+        const size_t es = dtype_size(dtype);
+        const uint64_t elems = s->size() / es;
+        int64_t numel = 1;
+        for (int64_t d : size) check(!__builtin_mul_overflow(numel, d, &numel), name, "size ", size, " overflows");
+        if (numel == 0) {
+            check((uint64_t)offset <= elems, name, "storage offset ", offset, " is past the storage (", elems,
+                  " elements)");
+            return Tensor::empty(size, dtype);
+        }
+        // Highest element index touched: offset + sum((size_i - 1) * stride_i), overflow-checked.
+        int64_t last = offset;
+        for (size_t d = 0; d < size.size(); ++d) {
+            int64_t span = 0;
+            const bool overflow =
+                __builtin_mul_overflow(size[d] - 1, stride[d], &span) || __builtin_add_overflow(last, span, &last);
+            check(!overflow, name, "size ", size, " with stride ", stride, " overflows");
+        }
+        check((uint64_t)last < elems, name, "storage too small: size ", size, ", stride ", stride, ", offset ", offset,
+              " reach element ", last, " but the storage holds ", elems, " ", dtype_name(dtype), " elements");
+
+        // Zero-copy when the strides are a permutation of a contiguous layout (e.g. a stored transpose).
+        std::vector<int64_t> order;  // physical (outermost-first) order of the logical dims
+        for (size_t d = 0; d < size.size(); ++d)
+            if (size[d] != 1) order.push_back((int64_t)d);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return stride[x] > stride[y]; });
+        bool dense = true;
+        int64_t expect = 1;
+        for (auto it = order.rbegin(); it != order.rend(); ++it) {
+            dense = dense && stride[*it] == expect;
+            expect *= size[*it];
+        }
+        if (dense) {
+            for (size_t d = 0; d < size.size(); ++d)
+                if (size[d] == 1) order.push_back((int64_t)d);
+            Shape physical;
+            for (int64_t d : order) physical.push_back(size[d]);
+            std::vector<int64_t> perm(size.size());  // perm[logical] = position in physical order
+            for (size_t k = 0; k < order.size(); ++k) perm[order[k]] = (int64_t)k;
+            Tensor t = Tensor::from_storage(s, (size_t)offset * es, physical, dtype);
+            bool identity = true;
+            for (size_t k = 0; k < perm.size(); ++k) identity = identity && perm[k] == (int64_t)k;
+            return identity ? t : t.permute(perm);
+        }
+
+        // Overlapping or gapped layout (slices, stride 0): materialise. Bound the blow-up so a tiny storage
+        // viewed with stride 0 cannot ask for terabytes.
+        const uint64_t out_bytes = (uint64_t)numel * es;
+        check(out_bytes <= 8 * (uint64_t)s->size() + (1u << 20), name, "strided view ", size, " / ", stride, " of a ",
+              s->size(), "-byte storage would expand to ", out_bytes, " bytes");
+        Tensor out = Tensor::empty(size, dtype);
+        uint8_t* dst = static_cast<uint8_t*>(out.raw());
+        const uint8_t* src = s->data();
+        const size_t rank = size.size();
+        std::vector<int64_t> idx(rank, 0);
+        for (int64_t n = 0; n < numel; ++n) {
+            int64_t e = offset;
+            for (size_t d = 0; d < rank; ++d) e += idx[d] * stride[d];
+            std::memcpy(dst + (size_t)n * es, src + (size_t)e * es, es);
+            for (size_t d = rank; d-- > 0;) {
+                if (++idx[d] < size[d]) break;
+                idx[d] = 0;
+            }
+        }
+        return out;
+    }
+
+    const ZipReader& zip_;
+    std::string prefix_;
+    const std::string& path_;
+    std::map<std::string, std::shared_ptr<Storage>> storages_;
+};
+
+}  // namespace
+
+const std::set<std::string>& ckpt_allowed_globals() {
+    static const std::set<std::string> s = [] {
+        std::set<std::string> g = {
+            "collections.OrderedDict",
+            kRebuildTensor,
+            kRebuildParameter,
+            kRebuildParameterWithState,
+            // Extras found in real CompVis / Lightning SD checkpoints (A1111 allows the same); they only ever
+            // become inert placeholder objects.
+            "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+            "numpy.core.multiarray.scalar",
+            "numpy.core.multiarray._reconstruct",
+            "numpy.ndarray",
+            "numpy.dtype",
+            "_codecs.encode",
+            "__builtin__.set",
+            "builtins.set",
+        };
+        for (const auto& [name, dtype] : storage_dtypes()) g.insert(name);
+        return g;
+    }();
+    return s;
+}
+
+WeightFile load_ckpt(const std::string& path) { return load_ckpt(map_file(path), path); }
+
+WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
+    NUANCE_CHECK(file != nullptr, "checkpoint '", name, "': no data");
+    const uint8_t* p = file->data();
+    const size_t n = file->size();
+    if (n >= 2 && p[0] == 0x80 && p[1] <= 5)
+        fail(ErrorCode::Unsupported, "checkpoint '", name,
+             "' uses the legacy (pre-1.6) torch format; re-save it with a current torch or convert it to safetensors");
+    NUANCE_CHECK(n >= 4 && std::memcmp(p, "PK\x03\x04", 4) == 0, "checkpoint '", name,
+                 "' is not a torch zip checkpoint (no zip signature)");
+    const ZipReader zip(file, name);
+
+    // The pickle is `<archive>/data.pkl`, where <archive> is a single folder (torch names it after the file).
+    const ZipEntry* pkl = nullptr;
+    std::string prefix;
+    for (const ZipEntry& e : zip.entries()) {
+        const std::string& en = e.name;
+        const size_t slash = en.find('/');
+        const bool top = en == "data.pkl";
+        const bool nested = slash != std::string::npos && en.compare(slash + 1, std::string::npos, "data.pkl") == 0;
+        if (top || nested) {
+            NUANCE_CHECK(pkl == nullptr, "checkpoint '", name, "': more than one data.pkl ('", pkl ? pkl->name : "",
+                         "', '", en, "')");
+            pkl = &e;
+            prefix = top ? "" : en.substr(0, slash + 1);
+        }
+    }
+    NUANCE_CHECK(pkl != nullptr, "checkpoint '", name, "': no data.pkl in the archive (not a torch checkpoint)");
+    if (const ZipEntry* bo = zip.find(prefix + "byteorder")) {
+        const auto s = zip.read(*bo, true);
+        const std::string order(reinterpret_cast<const char*>(s->data()), s->size());
+        NUANCE_CHECK_CODE(order == "little", Unsupported, "checkpoint '", name, "': byte order '", order,
+                          "' is not supported");
+    }
+
+    const auto pkl_bytes = zip.read(*pkl, /*verify_crc=*/true);
+    const Pickle pickle = unpickle(pkl_bytes->data(), pkl_bytes->size(), ckpt_allowed_globals(), name);
+
+    WeightFile wf;
+    wf.path = name;
+    wf.metadata["format"] = "torch_zip";
+    const PyValue* root = pickle.root;
+    if (TensorBuilder::is_tensor(root))
+        fail(ErrorCode::Unsupported, "checkpoint '", name, "' holds a single tensor, not a state dict");
+    NUANCE_CHECK(root->kind == Kind::Dict, "checkpoint '", name, "': top-level object is a ", py_kind_name(root->kind),
+                 ", expected a state dict");
+    for (const char* k : {"epoch", "global_step"})
+        if (const PyValue* v = root->get(k); v && v->kind == Kind::Int) wf.metadata[k] = std::to_string(v->i);
+    const PyValue* sd = root;
+    if (const PyValue* inner = root->get("state_dict"); inner && inner->kind == Kind::Dict) sd = inner;
+
+    TensorBuilder builder(zip, prefix, name);
+    for (const auto& [key, value] : sd->dict) {
+        if (key->kind != Kind::Str || !TensorBuilder::is_tensor(value)) continue;  // non-tensor entries: ignored
+        wf.tensors.insert_or_assign(key->s, builder.build(key->s, value));
+    }
+    return wf;
+}
+
+}  // namespace nuance
