@@ -1,0 +1,89 @@
+#include "eval/golden_case.h"
+
+#include <cmath>
+#include <fstream>
+
+#include "io/safetensors.h"
+#include "ops/elementwise.h"
+
+namespace nuance {
+
+GoldenCase GoldenCase::load(const std::string& dir) {
+    GoldenCase c;
+    c.dir_ = dir;
+    std::ifstream f(dir + "/case.json");
+    NUANCE_CHECK_CODE(f.good(), NotFound, "golden case '", dir, "' has no case.json");
+    try {
+        c.meta_ = nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+        fail(ErrorCode::InvalidArgument, "golden case '", dir, "': case.json is not valid JSON (", e.what(), ")");
+    }
+    c.name_ = c.meta_.value("case", std::string());
+    if (c.name_.empty()) {
+        const auto slash = dir.find_last_of('/');
+        c.name_ = slash == std::string::npos ? dir : dir.substr(slash + 1);
+    }
+    c.io_ = load_safetensors(dir + "/io.safetensors");
+    return c;
+}
+
+Tensor GoldenCase::tensor(const std::string& t) const {
+    auto it = io_.tensors.find(t);
+    NUANCE_CHECK_CODE(it != io_.tensors.end(), NotFound, "golden case '", name_, "' has no tensor '", t, "'");
+    return it->second;
+}
+
+nlohmann::json GoldenCase::model_config(const std::string& model) const {
+    if (meta_.contains("models") && meta_["models"].contains(model) && meta_["models"][model].contains("config"))
+        return meta_["models"][model]["config"];
+    return nlohmann::json::object();
+}
+
+double GoldenCase::atol(const std::string& t, double fallback) const {
+    if (!meta_.contains("tolerance") || !meta_["tolerance"].is_object()) return fallback;
+    const auto& tol = meta_["tolerance"];
+    for (auto it = tol.begin(); it != tol.end(); ++it) {
+        const std::string& g = it.key();
+        if (!it.value().is_object() || !it.value().contains("suggested_atol")) continue;
+        const auto& sa = it.value()["suggested_atol"];
+        std::string key;
+        if (t.size() > g.size() && t.compare(0, g.size() + 1, g + ".") == 0) key = t.substr(g.size() + 1);
+        else if (g == "main" && t.find('.') == std::string::npos) key = t;
+        else if (tol.size() == 1) key = t;
+        if (!key.empty() && sa.contains(key) && sa[key].is_number()) return sa[key].get<double>();
+    }
+    return fallback;
+}
+
+CompareLine GoldenCase::compare(const std::string& t, const Tensor& got, double atol) const {
+    CompareLine l;
+    l.name = name_ + "/" + t;
+    l.atol = atol;
+    const Tensor ref = tensor(t);
+    if (got.shape() != ref.shape()) {
+        l.max_abs = INFINITY;
+        l.reason = str("shape ", got.shape(), " vs reference ", ref.shape());
+        return l;
+    }
+    l.max_abs = max_abs_diff(got, ref);
+    l.pass = std::isfinite(l.max_abs) && l.max_abs <= atol;
+    return l;
+}
+
+CompareLine skip_line(const std::string& name, const std::string& reason) {
+    CompareLine l;
+    l.name = name;
+    l.skip = true;
+    l.reason = reason;
+    return l;
+}
+
+CompareLine fail_line(const std::string& name, const std::string& reason) {
+    CompareLine l;
+    l.name = name;
+    l.max_abs = INFINITY;
+    l.reason = reason;
+    return l;
+}
+
+}  // namespace nuance

@@ -1,0 +1,134 @@
+#include "models/unet/unet2d.h"
+
+namespace nuance {
+
+UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c) : cfg_(c) {
+    const int64_t L = c.levels();
+    NUANCE_CHECK(L >= 1 && (int64_t)c.heads.size() == L && (int64_t)c.down_attn.size() == L &&
+                     (int64_t)c.up_depth.size() == L,
+                 "UNet config is inconsistent: ", c.describe());
+    const auto& ch = c.block_out_channels;
+    const int64_t temb = c.time_embed_dim, g = c.norm_num_groups;
+    const float eps = c.norm_eps;
+    conv_in_ = Conv2d(c.in_channels, ch[0], 3, 1, 1);
+    time_embedding_ = TimestepEmbedding(ch[0], temb);
+    if (c.text_time) add_embedding_ = TimestepEmbedding(c.add_in_dim, temb);
+    int64_t prev = ch[0];
+    for (int64_t i = 0; i < L; ++i) {
+        UNetLevel lv;
+        for (int64_t j = 0; j < c.layers_per_block; ++j) {
+            lv.resnets.emplace_back(j == 0 ? prev : ch[i], ch[i], temb, g, eps);
+            if (c.down_attn[i])
+                lv.attentions.emplace_back(ch[i], c.heads[i], c.down_depth[i], c.cross_attention_dim, g,
+                                           c.use_linear_projection);
+        }
+        if (i + 1 < L) lv.down.emplace_back(ch[i]);
+        prev = ch[i];
+        down_.push_back(std::move(lv));
+    }
+    mid_res0_ = ResnetBlock(ch[L - 1], ch[L - 1], temb, g, eps);
+    if (c.mid_depth > 0) {
+        mid_attn_.emplace_back(ch[L - 1], c.heads[L - 1], c.mid_depth, c.cross_attention_dim, g,
+                               c.use_linear_projection);
+        mid_res_.emplace_back(ch[L - 1], ch[L - 1], temb, g, eps);
+    }
+    // Up block i mirrors level L-1-i and has layers_per_block + 1 resnets fed by the skip connections.
+    prev = ch[L - 1];
+    for (int64_t i = 0; i < L; ++i) {
+        const int64_t lvl = L - 1 - i, out = ch[lvl];
+        const int64_t skip_lvl_in = lvl > 0 ? ch[lvl - 1] : ch[0];
+        UNetLevel lv;
+        for (int64_t j = 0; j <= c.layers_per_block; ++j) {
+            const int64_t skip = j == c.layers_per_block ? skip_lvl_in : out;
+            const int64_t in = j == 0 ? prev : out;
+            lv.resnets.emplace_back(in + skip, out, temb, g, eps);
+            if (c.up_depth[i] > 0)
+                lv.attentions.emplace_back(out, c.heads[lvl], c.up_depth[i], c.cross_attention_dim, g,
+                                           c.use_linear_projection);
+        }
+        if (i + 1 < L) lv.up.emplace_back(out);
+        prev = out;
+        up_.push_back(std::move(lv));
+    }
+    norm_out_ = GroupNorm(g, ch[0], eps);
+    conv_out_ = Conv2d(ch[0], c.out_channels, 3, 1, 1);
+}
+
+void UNet2DConditionModel::visit(ParamVisitor& v) {
+    v("conv_in", conv_in_);
+    v("time_embedding", time_embedding_);
+    if (cfg_.text_time) v("add_embedding", add_embedding_);
+    v("down_blocks", down_);
+    v("mid_block.resnets.0", mid_res0_);
+    if (!mid_attn_.empty()) {
+        v("mid_block.attentions.0", mid_attn_[0]);
+        v("mid_block.resnets.1", mid_res_[0]);
+    }
+    v("up_blocks", up_);
+    v("conv_norm_out", norm_out_);
+    v("conv_out", conv_out_);
+}
+
+Tensor UNet2DConditionModel::forward(const Tensor& x, const Tensor& t, const Tensor& context,
+                                     const UNetExtra& extra) const {
+    NUANCE_CHECK(x.dim() == 4 && x.size(1) == cfg_.in_channels, "UNet: expected latents [B, ", cfg_.in_channels,
+                 ", h, w], got ", x.shape());
+    const int64_t B = x.size(0);
+    NUANCE_CHECK(context.dim() == 3 && context.size(0) == B && context.size(2) == cfg_.cross_attention_dim,
+                 "UNet: expected context [", B, ", S, ", cfg_.cross_attention_dim, "], got ", context.shape());
+    Tensor ts = t.f32().reshape({-1});
+    NUANCE_CHECK(ts.numel() == 1 || ts.numel() == B, "UNet: ", ts.numel(), " timesteps for a batch of ", B);
+    if (ts.numel() == 1) ts = ts.expand({B}).contiguous();
+
+    // Time embedding (sinusoidal, [cos, sin] with flip_sin_to_cos) -> MLP.
+    Tensor emb = time_embedding_.forward(
+        timestep_embedding(ts, cfg_.block_out_channels[0], cfg_.flip_sin_to_cos, cfg_.freq_shift));
+    if (cfg_.text_time) {
+        NUANCE_CHECK(extra.text_embeds.defined() && extra.time_ids.defined(),
+                     "SDXL UNet needs pooled text_embeds and time_ids");
+        NUANCE_CHECK(extra.time_ids.numel() == B * 6, "SDXL UNet: time_ids ", extra.time_ids.shape(), " for batch ", B);
+        const Tensor tid = timestep_embedding(extra.time_ids.reshape({-1}), cfg_.addition_time_embed_dim, true, 0.0f)
+                               .reshape({B, -1});
+        const Tensor add_in = cat({extra.text_embeds.f32(), tid}, -1);
+        NUANCE_CHECK(add_in.size(1) == cfg_.add_in_dim, "SDXL UNet: pooled (", extra.text_embeds.size(-1),
+                     ") + time ids (", tid.size(1), ") = ", add_in.size(1), " features, expected ", cfg_.add_in_dim);
+        emb = emb + add_embedding_.forward(add_in);
+    }
+
+    Tensor h = conv_in_(x);
+    std::vector<Tensor> skips{h};
+    for (const auto& lv : down_) {
+        for (size_t j = 0; j < lv.resnets.size(); ++j) {
+            h = lv.resnets[j].forward(h, emb);
+            if (!lv.attentions.empty()) h = lv.attentions[j].forward(h, context);
+            skips.push_back(h);
+        }
+        if (!lv.down.empty()) {
+            h = lv.down[0].forward(h);
+            skips.push_back(h);
+        }
+    }
+    if (!extra.down_residuals.empty()) {
+        NUANCE_CHECK(extra.down_residuals.size() == skips.size(), "UNet: ", extra.down_residuals.size(),
+                     " control residuals for ", skips.size(), " skip connections");
+        for (size_t i = 0; i < skips.size(); ++i) skips[i] = skips[i] + extra.down_residuals[i];
+    }
+    h = mid_res0_.forward(h, emb);
+    if (!mid_attn_.empty()) {
+        h = mid_attn_[0].forward(h, context);
+        h = mid_res_[0].forward(h, emb);
+    }
+    if (extra.mid_residual.defined()) h = h + extra.mid_residual;
+    for (const auto& lv : up_) {
+        for (size_t j = 0; j < lv.resnets.size(); ++j) {
+            h = cat({h, skips.back()}, 1);
+            skips.pop_back();
+            h = lv.resnets[j].forward(h, emb);
+            if (!lv.attentions.empty()) h = lv.attentions[j].forward(h, context);
+        }
+        if (!lv.up.empty()) h = lv.up[0].forward(h, skips.back().size(2), skips.back().size(3));
+    }
+    return conv_out_(norm_out_(h, /*silu=*/true));
+}
+
+}  // namespace nuance

@@ -1,0 +1,56 @@
+// UNet2DConditionModel (Rombach et al. 2022, LDM; SDXL: Podell et al. 2023) with diffusers key names.
+#pragma once
+#include "models/unet/unet_blocks.h"
+#include "models/unet/unet_config.h"
+
+namespace nuance {
+
+struct TimestepEmbedding : Module {
+    Linear linear_1, linear_2;
+    TimestepEmbedding() = default;
+    TimestepEmbedding(int64_t in, int64_t out) : linear_1(in, out), linear_2(out, out) {}
+    Tensor forward(const Tensor& x) const { return linear_2(silu(linear_1(x))); }
+    void visit(ParamVisitor& v) override { v("linear_1", linear_1); v("linear_2", linear_2); }
+};
+
+struct UNetLevel : Module {  // one down or up block
+    std::vector<ResnetBlock> resnets;
+    std::vector<SpatialTransformer> attentions;
+    std::vector<Downsample> down;
+    std::vector<Upsample> up;
+    void visit(ParamVisitor& v) override {
+        v("resnets", resnets);
+        if (!attentions.empty()) v("attentions", attentions);
+        if (!down.empty()) v("downsamplers", down);
+        if (!up.empty()) v("upsamplers", up);
+    }
+};
+
+// Extra inputs: SDXL micro-conditioning, and (later) ControlNet residuals.
+struct UNetExtra {
+    Tensor text_embeds;  // [B, P] pooled text embedding (SDXL)
+    Tensor time_ids;     // [B, 6] (orig_h, orig_w, crop_top, crop_left, target_h, target_w)
+    std::vector<Tensor> down_residuals;  // added to the skip tensors, in order (ControlNet)
+    Tensor mid_residual;
+};
+
+class UNet2DConditionModel : public Module {
+public:
+    explicit UNet2DConditionModel(const UNetConfig& c);
+    const UNetConfig& config() const { return cfg_; }
+    // x: [B, Cin, h, w], t: [B] or scalar timesteps (float), context: [B, S, Cc] -> [B, Cout, h, w]
+    Tensor forward(const Tensor& x, const Tensor& t, const Tensor& context, const UNetExtra& extra = {}) const;
+    void visit(ParamVisitor& v) override;
+
+private:
+    UNetConfig cfg_;
+    Conv2d conv_in_, conv_out_;
+    TimestepEmbedding time_embedding_, add_embedding_;
+    std::vector<UNetLevel> down_, up_;
+    ResnetBlock mid_res0_;
+    std::vector<SpatialTransformer> mid_attn_;
+    std::vector<ResnetBlock> mid_res_;
+    GroupNorm norm_out_;
+};
+
+}  // namespace nuance
