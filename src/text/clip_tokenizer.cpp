@@ -222,9 +222,10 @@ struct ClipTokenizer::Impl {
     }
 
     // Normalise one chunk of text (no special tokens inside) and append its BPE symbols.
-    void tokenize_chunk(std::string_view chunk, std::vector<int>& out) const {
-        const std::u32string text =
-            unicode::to_lower(text::whitespace_clean(text::fix_text(unicode::decode_utf8(chunk))));
+    void tokenize_chunk(std::string_view chunk, ClipNormalization norm, std::vector<int>& out) const {
+        const std::u32string raw = unicode::decode_utf8(chunk);
+        const std::u32string text = unicode::to_lower(text::whitespace_clean(
+            norm == ClipNormalization::Ftfy ? text::fix_text(raw) : text::bert_basic_clean(raw)));
         std::string piece;
         const size_t n = text.size();
         size_t i = 0;
@@ -269,7 +270,8 @@ struct ClipTokenizer::Impl {
 
     // Splits the raw text at special tokens (as transformers' added-token trie does, before any
     // normalisation) and tokenizes the chunks in between. Appends symbols.
-    std::vector<int> tokenize(const std::string& text, const std::vector<std::pair<std::string, int>>& specials) const {
+    std::vector<int> tokenize(const std::string& text, const std::vector<std::pair<std::string, int>>& specials,
+                              ClipNormalization norm) const {
         std::vector<int> out;
         size_t start = 0, i = 0;
         while (i < text.size()) {
@@ -280,12 +282,12 @@ struct ClipTokenizer::Impl {
                     hit = &sp;
             }
             if (!hit) { ++i; continue; }
-            if (i > start) tokenize_chunk(std::string_view(text).substr(start, i - start), out);
+            if (i > start) tokenize_chunk(std::string_view(text).substr(start, i - start), norm, out);
             out.push_back(hit->second);
             i += hit->first.size();
             start = i;
         }
-        if (start < text.size()) tokenize_chunk(std::string_view(text).substr(start), out);
+        if (start < text.size()) tokenize_chunk(std::string_view(text).substr(start), norm, out);
         return out;
     }
 
@@ -404,8 +406,9 @@ ClipTokenizer ClipTokenizer::from_strings(std::string_view vocab_json, std::stri
 
 std::vector<int> ClipTokenizer::encode(const std::string& text) const { return encode(text, {}); }
 
-std::vector<int> ClipTokenizer::encode(const std::string& text, const std::vector<std::string>& extra_special) const {
-    const std::vector<int> syms = impl_->tokenize(text, impl_->special_symbols(extra_special));
+std::vector<int> ClipTokenizer::encode(const std::string& text, const std::vector<std::string>& extra_special,
+                                       ClipNormalization norm) const {
+    const std::vector<int> syms = impl_->tokenize(text, impl_->special_symbols(extra_special), norm);
     std::vector<int> ids;
     ids.reserve(syms.size());
     for (int s : syms) ids.push_back(impl_->id_of(s));
@@ -413,7 +416,7 @@ std::vector<int> ClipTokenizer::encode(const std::string& text, const std::vecto
 }
 
 std::vector<std::string> ClipTokenizer::bpe_tokens(const std::string& text) const {
-    const std::vector<int> syms = impl_->tokenize(text, impl_->special_symbols({}));
+    const std::vector<int> syms = impl_->tokenize(text, impl_->special_symbols({}), ClipNormalization::Ftfy);
     std::vector<std::string> out;
     out.reserve(syms.size());
     for (int s : syms) out.push_back(impl_->sym_text[s]);
@@ -421,7 +424,7 @@ std::vector<std::string> ClipTokenizer::bpe_tokens(const std::string& text) cons
 }
 
 std::vector<int64_t> ClipTokenizer::encode_padded(const std::string& text, int pad_id, int max_len,
-                                                  bool pad_is_special) const {
+                                                  bool pad_is_special, ClipNormalization norm) const {
     NUANCE_CHECK(max_len >= 2, "CLIP tokenizer: max_len must be >= 2 (BOS + EOS), got ", max_len);
     std::vector<std::string> extra;
     if (pad_is_special && pad_id != impl_->bos && pad_id != impl_->eos) {
@@ -429,7 +432,7 @@ std::vector<int64_t> ClipTokenizer::encode_padded(const std::string& text, int p
         NUANCE_CHECK(!pad_text.empty(), "CLIP tokenizer: pad id ", pad_id, " is not in the vocabulary");
         extra.push_back(pad_text);
     }
-    const std::vector<int> ids = encode(text, extra);
+    const std::vector<int> ids = encode(text, extra, norm);
     std::vector<int64_t> out;
     out.reserve(static_cast<size_t>(max_len));
     out.push_back(impl_->bos);

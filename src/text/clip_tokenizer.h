@@ -21,6 +21,11 @@
 
 namespace nuance {
 
+// Text clean-up before BPE. transformers' CLIPTokenizer uses ftfy when it is installed (the
+// reference behaviour, equal to openai's tokenizer), else BERT's BasicTokenizer clean-up, which
+// differs on CJK, fullwidth, ligature, curly-quote and HTML-entity text.
+enum class ClipNormalization { Ftfy, Basic };
+
 class ClipTokenizer {
 public:
     static constexpr int kBosId = 49406;  // <|startoftext|> in the openai vocab
@@ -47,7 +52,8 @@ public:
     // As encode, and also splits out the tokens `extra_special` (literal strings, e.g. "!"), which
     // map to their vocab ids without BPE -- transformers does this for every special token,
     // including pad_token.
-    std::vector<int> encode(const std::string& text, const std::vector<std::string>& extra_special) const;
+    std::vector<int> encode(const std::string& text, const std::vector<std::string>& extra_special,
+                            ClipNormalization norm = ClipNormalization::Ftfy) const;
     // BPE token strings (bytes_to_unicode form, e.g. "cafÃ©</w>") for tests and debugging.
     std::vector<std::string> bpe_tokens(const std::string& text) const;
 
@@ -57,7 +63,8 @@ public:
     // pad_id 0 a literal '!' becomes id 0 exactly as in diffusers' SD2/SDXL pipelines; pass false
     // for open_clip's tokenizer, which pads with 0 but tokenizes '!' normally.
     std::vector<int64_t> encode_padded(const std::string& text, int pad_id, int max_len = kMaxLength,
-                                       bool pad_is_special = true) const;
+                                       bool pad_is_special = true,
+                                       ClipNormalization norm = ClipNormalization::Ftfy) const;
 
     int bos_id() const;
     int eos_id() const;

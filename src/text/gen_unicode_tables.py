@@ -18,7 +18,7 @@ MAX = 0x110000
 SURR = range(0xD800, 0xE000)
 
 # ---- character classes ---------------------------------------------------------------------
-LETTER, NUMBER, SPACE, CASED, CASE_IGNORABLE = 1, 2, 4, 8, 16
+LETTER, NUMBER, SPACE, CASED, CASE_IGNORABLE, OTHER, SPACE_SEP = 1, 2, 4, 8, 16, 32, 64
 
 
 def flags_of(cp):
@@ -31,6 +31,10 @@ def flags_of(cp):
         f |= NUMBER
     if c.isspace():
         f |= SPACE
+    if cat[0] == "C":  # Cc Cf Cs Co Cn (transformers' BasicTokenizer drops them)
+        f |= OTHER
+    if cat == "Zs":
+        f |= SPACE_SEP
     # Python's str.lower() final-sigma rule reads two properties (Cased, Case_Ignorable) that
     # unicodedata does not expose; recover them from str.lower() itself:
     #   c + 'Σ'          -> final sigma  iff  c is cased and not case-ignorable

@@ -286,6 +286,30 @@ std::u32string fix_text(std::u32string_view text) {
     return out;
 }
 
+std::u32string bert_basic_clean(std::u32string_view text) {
+    auto is_cjk = [](char32_t c) {  // BasicTokenizer._is_chinese_char
+        return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+               (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+               (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+    };
+    std::u32string out;
+    out.reserve(text.size());
+    for (char32_t c : text) {
+        const bool tab_nl_cr = c == '\t' || c == '\n' || c == '\r';
+        if (c == 0 || c == 0xFFFD || (!tab_nl_cr && unicode::is_other(c))) continue;
+        if (tab_nl_cr || c == ' ' || unicode::is_space_separator(c)) {
+            out.push_back(' ');
+        } else if (is_cjk(c)) {
+            out.push_back(' ');
+            out.push_back(c);
+            out.push_back(' ');
+        } else {
+            out.push_back(c);
+        }
+    }
+    return unicode::nfc(out);
+}
+
 std::u32string whitespace_clean(std::u32string_view text) {
     std::u32string out;
     out.reserve(text.size());

@@ -19,6 +19,12 @@ namespace nuance::text {
 
 std::u32string fix_text(std::u32string_view text);
 
+// The text clean-up of transformers' CLIPTokenizer when ftfy is NOT installed, before
+// whitespace_clean + lower: BasicTokenizer(strip_accents=False, do_split_on_punc=False) drops
+// U+0000, U+FFFD and category C* characters except \t \n \r, maps \t \n \r and Zs to ' ', puts
+// spaces around CJK ideographs, and applies NFC.
+std::u32string bert_basic_clean(std::u32string_view text);
+
 // re.sub(r"\s+", " ", text).strip()
 std::u32string whitespace_clean(std::u32string_view text);
 

@@ -113,6 +113,8 @@ char32_t lower_simple(char32_t c) {
 bool is_letter(char32_t c) { return classes(c) & t::kLetter; }
 bool is_number(char32_t c) { return classes(c) & t::kNumber; }
 bool is_space(char32_t c) { return classes(c) & t::kSpace; }
+bool is_other(char32_t c) { return classes(c) & t::kOther; }
+bool is_space_separator(char32_t c) { return classes(c) & t::kSpaceSeparator; }
 uint8_t combining_class(char32_t c) { return c < 0x300 ? 0 : range_value(t::kCccRanges, t::kNumCccRanges, c); }
 
 // ---- lower case -------------------------------------------------------------------------------

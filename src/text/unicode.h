@@ -20,6 +20,8 @@ std::string encode_utf8(std::u32string_view s);
 bool is_letter(char32_t c);  // \p{L}
 bool is_number(char32_t c);  // \p{N}
 bool is_space(char32_t c);   // Python str.isspace(), i.e. what re's \s matches
+bool is_other(char32_t c);   // general category C* (Cc, Cf, Cs, Co, Cn)
+bool is_space_separator(char32_t c);  // general category Zs
 uint8_t combining_class(char32_t c);
 
 // Python's str.lower(): full lower-case mapping (U+0130 -> "i\u0307") with the final-sigma rule.

@@ -12,7 +12,9 @@ enum : uint8_t {
     kNumber = 2,         // general category N*  (regex \p{N})
     kSpace = 4,          // Python str.isspace()  (re's \s)
     kCased = 8,          // Cased and not Case_Ignorable (Python's final-sigma rule)
-    kCaseIgnorable = 16  // Case_Ignorable
+    kCaseIgnorable = 16,  // Case_Ignorable
+    kOther = 32,          // general category C* (control, format, surrogate, private use, unassigned)
+    kSpaceSeparator = 64  // general category Zs
 };
 
 struct ClassRange { uint32_t lo, hi; uint8_t value; };          // sorted, disjoint

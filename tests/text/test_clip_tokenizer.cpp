@@ -125,6 +125,23 @@ TEST(ClipTokenizer, BuiltinMatchesGoldenPaddedSd1Sd2OpenAI) {
     }
 }
 
+TEST(ClipTokenizer, BasicNormalizationMatchesGoldenNoFtfy) {
+    // transformers without ftfy installed: BERT BasicTokenizer clean-up (the golden *_noftfy rows)
+    const ClipTokenizer& tok = ClipTokenizer::builtin();
+    const auto basic = nuance::ClipNormalization::Basic;
+    int differs = 0;
+    for (size_t i = 0; i < golden().prompts.size(); ++i) {
+        const auto& p = golden().prompts[i];
+        const std::string text = p["text"];
+        const auto ids = tok.encode(text, {}, basic);
+        EXPECT_EQ(ids, p["ids_hf_noftfy"].get<std::vector<int>>()) << "prompt " << i << ": " << text;
+        EXPECT_EQ(tok.encode_padded(text, 49407, 77, true, basic), golden().row("ids_sd1_noftfy", i)) << "prompt " << i;
+        EXPECT_EQ(tok.encode_padded(text, 0, 77, true, basic), golden().row("ids_sd2_noftfy", i)) << "prompt " << i;
+        differs += ids != tok.encode(text);
+    }
+    EXPECT_EQ(differs, 10);  // the two conventions disagree on 10 of the 61 prompts
+}
+
 TEST(ClipTokenizer, FromFilesEqualsBuiltin) {
     const ClipTokenizer tok = ClipTokenizer::from_files(kDir + "/vocab.json", kDir + "/merges.txt");
     EXPECT_EQ(tok.vocab_size(), 49408);
@@ -204,6 +221,8 @@ TEST(ClipTokenizer, FixTextPieces) {
     EXPECT_EQ(fix("a\x1B[31mred\x1B[0m\x07"), "ared");
     EXPECT_EQ(fix("x\r\ny\xC2\x85z"), "x\ny\xE2\x80\xA6z");  // U+0085 is a C1 control -> '…'
     EXPECT_EQ(nuance::unicode::encode_utf8(nuance::text::whitespace_clean(U"  a \t\u00A0 b\u3000")), "a b");
+    EXPECT_EQ(nuance::text::bert_basic_clean(U"a\u200Bb\x07\tc\u6771\u4EACe\u0301\uFFFD"),
+              std::u32string(U"ab c \u6771  \u4EAC \u00E9"));
 }
 
 TEST(ClipTokenizer, ThreadSafeConcurrentEncode) {
