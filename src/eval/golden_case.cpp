@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "io/safetensors.h"
+#include "io/weights.h"
 #include "ops/elementwise.h"
 
 namespace nuance {
@@ -23,7 +24,8 @@ GoldenCase GoldenCase::load(const std::string& dir) {
         const auto slash = dir.find_last_of('/');
         c.name_ = slash == std::string::npos ? dir : dir.substr(slash + 1);
     }
-    c.io_ = load_safetensors(dir + "/io.safetensors");
+    // Weight-only cases (original_format) have no io.safetensors.
+    if (file_exists(dir + "/io.safetensors")) c.io_ = load_safetensors(dir + "/io.safetensors");
     return c;
 }
 

@@ -17,7 +17,10 @@ std::vector<CompareLine> check_golden_unet(const std::string& case_dir) {
     cfg.apply_json(gc.model_config(model));
     UNet2DConditionModel unet(cfg);
     load_module(unet, wf.tensors, {.source = gc.path(weights)});
+    return check_golden_unet_model(gc, unet);
+}
 
+std::vector<CompareLine> check_golden_unet_model(const GoldenCase& gc, const UNet2DConditionModel& unet) {
     std::vector<CompareLine> out;
     for (const std::string prefix : {"", "odd."}) {
         if (!gc.has(prefix + "sample")) continue;

@@ -1,0 +1,131 @@
+// nuance generate: txt2img / img2img.
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <unistd.h>
+
+#include "backends/cpu/dnnl_context.h"
+#include "commands.h"
+#include "io/image.h"
+#include "io/weights.h"
+#include "pipelines/generate.h"
+#include "progress.h"
+
+namespace nuance::cli {
+
+namespace {
+
+struct GenerateArgs {
+    std::string model, vae, output = "output.png", init_img, rng = "cuda", prediction;
+    std::string prompt_file, negative_prompt_file;
+    GenerateParams p;
+    int threads = 0;
+    bool no_metadata = false, quiet = false, verbose = false;
+};
+
+std::string numbered(const std::string& path, int i) {
+    if (i == 0) return path;
+    const auto dot = path.find_last_of('.');
+    const auto slash = path.find_last_of('/');
+    if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+        return path + "_" + std::to_string(i + 1);
+    return path.substr(0, dot) + "_" + std::to_string(i + 1) + path.substr(dot);
+}
+
+std::string read_text_file(const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail(ErrorCode::NotFound, "cannot read prompt file '", path, "'");
+    std::string s;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+    std::fclose(f);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+}
+
+int run(GenerateArgs& a) {
+    if (a.model.empty())
+        fail(ErrorCode::InvalidArgument, "usage: no model given: pass -m/--model FILE|FOLDER (a Stable Diffusion "
+                                         "checkpoint, .safetensors/.ckpt, or a diffusers folder)");
+    if (!a.prompt_file.empty()) a.p.prompt = read_text_file(a.prompt_file);
+    if (!a.negative_prompt_file.empty()) a.p.negative_prompt = read_text_file(a.negative_prompt_file);
+    try {
+        a.p.rng = parse_rng_kind(a.rng);
+    } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, "usage: ", e.what());
+    }
+    if (a.p.seed < 0) a.p.seed = (int64_t)(std::random_device{}() & 0x7fffffff);
+    cpu::set_num_threads(a.threads);
+    if (!a.init_img.empty()) a.p.init_image = read_image(a.init_img);
+
+    Logger log;
+    if (a.verbose) log.set_level(LogLevel::Debug);
+    const auto t0 = std::chrono::steady_clock::now();
+    ModelLoadOptions lo;
+    lo.vae_path = a.vae;
+    lo.prediction = a.prediction;
+    lo.logger = &log;
+    const StableDiffusionModel model = load_stable_diffusion(a.model, lo);
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", sd_family_name(model.family), a.model.c_str(), load_s);
+    try {
+        validate_params(model, a.p);
+    } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, "usage: ", e.what());
+    }
+
+    ProgressBar bar(!a.quiet && isatty(STDERR_FILENO));
+    a.p.on_progress = [&](const GenerateProgress& pr) {
+        const std::string label = pr.images > 1 ? str("image ", pr.image + 1, "/", pr.images) : std::string("sampling");
+        bar.update(label, pr.step, pr.total);
+    };
+    const auto t1 = std::chrono::steady_clock::now();
+    std::vector<GeneratedImage> images = generate(model, a.p);
+    bar.finish();
+    const double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    for (size_t i = 0; i < images.size(); ++i) {
+        const std::string out = numbered(a.output, (int)i);
+        PngText text;
+        if (!a.no_metadata) text.emplace_back("parameters", images[i].infotext);
+        write_png(out, images[i].image, text);
+        if (!a.quiet) std::fprintf(stderr, "saved %s (seed %lld)\n", out.c_str(), (long long)images[i].seed);
+    }
+    if (!a.quiet) std::fprintf(stderr, "generated %zu image(s) in %.2fs\n", images.size(), gen_s);
+    return 0;
+}
+
+}  // namespace
+
+Runner add_generate(CLI::App& app) {
+    auto a = std::make_shared<GenerateArgs>();
+    CLI::App* c = app.add_subcommand("generate", "Generate images (txt2img, or img2img with --init-img)");
+    c->add_option("-m,--model", a->model, "Checkpoint (.safetensors, .ckpt) or diffusers folder");
+    c->add_option("--vae", a->vae, "Replace the checkpoint's VAE with this file");
+    c->add_option("-p,--prompt", a->p.prompt, "Prompt (A1111 syntax: (word:1.2), [word], BREAK)");
+    c->add_option("-n,--negative-prompt", a->p.negative_prompt, "Negative prompt");
+    c->add_option("--prompt-file", a->prompt_file, "Read the prompt from a file");
+    c->add_option("--negative-prompt-file", a->negative_prompt_file, "Read the negative prompt from a file");
+    c->add_option("-o,--output", a->output, "Output PNG (batches add _2, _3, ...)")->capture_default_str();
+    c->add_option("-W,--width", a->p.width, "Width in pixels (multiple of 8)")->capture_default_str();
+    c->add_option("-H,--height", a->p.height, "Height in pixels (multiple of 8)")->capture_default_str();
+    c->add_option("--steps", a->p.steps, "Sampling steps")->capture_default_str();
+    c->add_option("--cfg-scale", a->p.cfg_scale, "Classifier-free guidance scale")->capture_default_str();
+    c->add_option("--sampler,--sampling-method", a->p.sampler, "Sampler (see 'nuance samplers')")->capture_default_str();
+    c->add_option("--scheduler,--schedule", a->p.scheduler, "Sigma schedule: normal, karras, ...")->capture_default_str();
+    c->add_option("--eta", a->p.eta, "Noise amount for ancestral samplers and DDIM (default: the sampler's)");
+    c->add_option("-s,--seed", a->p.seed, "Seed (< 0: random)")->capture_default_str();
+    c->add_option("-b,--batch-count", a->p.batch_count, "Number of images (seeds seed, seed+1, ...)")->capture_default_str();
+    c->add_option("--clip-skip", a->p.clip_skip, "CLIP layers to skip (1 = last layer; 0 = model default)");
+    c->add_option("--rng", a->rng, "Noise source: cuda (A1111 GPU noise) or cpu (torch CPU, ComfyUI)")->capture_default_str();
+    c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
+    c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();
+    c->add_option("--prediction", a->prediction, "Override the model's prediction type: epsilon | v_prediction");
+    c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+    c->add_flag("--disable-image-metadata", a->no_metadata, "Do not write the A1111 'parameters' PNG chunk");
+    c->add_flag("-q,--quiet", a->quiet, "No progress output");
+    c->add_flag("-v,--verbose", a->verbose, "Verbose log");
+    return [a] { return run(*a); };
+}
+
+}  // namespace nuance::cli

@@ -1,0 +1,38 @@
+// nuance make-random: a random-weight checkpoint in the original single-file layout.
+#include <chrono>
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "models/random_model.h"
+
+namespace nuance::cli {
+
+Runner add_make_random(CLI::App& app) {
+    struct Args { std::string family = "sd15", dtype = "f16", output; bool tiny = false; uint64_t seed = 0; };
+    auto a = std::make_shared<Args>();
+    CLI::App* c = app.add_subcommand("make-random", "Write a random-weight checkpoint (original single-file layout)");
+    c->add_option("--family", a->family, "sd15 | sd2 | sdxl")->capture_default_str();
+    c->add_option("--dtype", a->dtype, "f16 | f32 | bf16")->capture_default_str();
+    c->add_option("-o,--output", a->output, "Output .safetensors")->required();
+    c->add_flag("--tiny", a->tiny, "Small widths and depths (tests)");
+    c->add_option("--seed", a->seed, "Seed for the weights")->capture_default_str();
+    return [a] {
+        RandomModelOptions o;
+        o.family = a->family;
+        o.tiny = a->tiny;
+        o.seed = a->seed;
+        if (a->dtype == "f16") o.dtype = DType::F16;
+        else if (a->dtype == "f32") o.dtype = DType::F32;
+        else if (a->dtype == "bf16") o.dtype = DType::BF16;
+        else fail(ErrorCode::InvalidArgument, "usage: unknown dtype '", a->dtype, "' (valid: f16, f32, bf16)");
+        const auto t0 = std::chrono::steady_clock::now();
+        const int64_t n = write_random_checkpoint(a->output, o);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::fprintf(stderr, "wrote %s: %s, %lld parameters, %.1fs\n", a->output.c_str(), a->family.c_str(),
+                     (long long)n, s);
+        return 0;
+    };
+}
+
+}  // namespace nuance::cli

@@ -1,0 +1,16 @@
+// The nuance CLI's subcommands. Each registers its flags on the app and returns the function that runs it.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace nuance::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_generate(CLI::App& app);
+Runner add_info(CLI::App& app);
+Runner add_check_golden(CLI::App& app);
+Runner add_make_random(CLI::App& app);
+Runner add_samplers(CLI::App& app);
+
+}  // namespace nuance::cli

@@ -1,0 +1,100 @@
+#include "eval/check_golden.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "eval/golden_case.h"
+#include "io/weights.h"
+#include "models/clip/clip_golden.h"
+#include "models/unet/unet_golden.h"
+#include "models/vae/vae_golden.h"
+#include "samplers/golden_check.h"
+
+namespace nuance {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> golden_case_dirs(const std::string& dir) {
+    NUANCE_CHECK_CODE(is_directory(dir), NotFound, "golden folder '", dir, "' does not exist");
+    if (file_exists(dir + "/case.json")) return {dir};
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_directory() && file_exists(e.path().string() + "/case.json")) out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+    NUANCE_CHECK_CODE(!out.empty(), NotFound, "golden folder '", dir, "' has no case folders (with case.json)");
+    return out;
+}
+
+namespace {
+
+// SKIP lines for every output tensor of a case nuance does not run yet.
+std::vector<CompareLine> skip_case(const std::string& dir, const std::string& name, const std::string& reason) {
+    std::vector<CompareLine> out;
+    try {
+        const GoldenCase gc = GoldenCase::load(dir);
+        if (gc.meta().contains("tensors"))
+            for (auto it = gc.meta()["tensors"].begin(); it != gc.meta()["tensors"].end(); ++it)
+                if (it.value().value("role", std::string()) == "output")
+                    out.push_back(skip_line(name + "/" + it.key(), reason));
+    } catch (const Error&) {
+    }
+    if (out.empty()) out.push_back(skip_line(name + "/*", reason));
+    return out;
+}
+
+std::string case_name(const std::string& dir) {
+    try {
+        return GoldenCase::load(dir).name();
+    } catch (const Error&) {
+        return base_name(dir);
+    }
+}
+
+}  // namespace
+
+std::vector<CompareLine> check_golden_case(const std::string& dir) {
+    const std::string name = case_name(dir);
+    try {
+        if (name == "clip_tokenizer") return check_golden_clip_tokenizer(dir);
+        if (name == "rng") return check_golden_rng(dir);
+        if (name == "clip_text") return check_golden_clip_text(dir);
+        if (name.rfind("unet", 0) == 0) return check_golden_unet(dir);
+        if (name == "vae") return check_golden_vae(dir);
+        if (name == "schedulers") return check_golden_schedulers(dir);
+        if (name == "pipeline_sd15") return check_golden_pipeline_sd15(dir);
+        if (name == "original_format") return check_golden_original_format(dir);
+        if (name == "t5_tokenizer" || name == "t5_encoder")
+            return skip_case(dir, name, "T5 (SD3/Flux text encoder) is not supported yet");
+        if (name == "sd3_transformer") return skip_case(dir, name, "SD3 MMDiT is not supported yet");
+        if (name == "flux_transformer") return skip_case(dir, name, "Flux is not supported yet");
+        if (name == "dit") return skip_case(dir, name, "class-conditional DiT is not supported yet");
+        if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
+        return skip_case(dir, name, "unknown case type");
+    } catch (const std::exception& e) {
+        return {fail_line(name + "/*", std::string("error: ") + e.what())};
+    }
+}
+
+std::vector<CompareLine> check_golden_dir(const std::string& dir, const std::function<void(const CompareLine&)>& cb) {
+    std::vector<CompareLine> all;
+    for (const auto& d : golden_case_dirs(dir)) {
+        for (auto& l : check_golden_case(d)) {
+            if (cb) cb(l);
+            all.push_back(std::move(l));
+        }
+    }
+    return all;
+}
+
+std::string format_line(const CompareLine& l) {
+    const char* verdict = l.skip ? "SKIP" : l.pass ? "PASS" : "FAIL";
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " max_abs=%.6g atol=%.6g", l.max_abs, l.atol);
+    std::string s = l.name + " " + verdict + buf;
+    if (!l.reason.empty()) s += " " + l.reason;
+    return s;
+}
+
+}  // namespace nuance

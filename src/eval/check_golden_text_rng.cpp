@@ -1,0 +1,98 @@
+// Golden checks of the tokenizer (exact ids) and of the noise streams (torch CPU exact, CUDA Philox <= 1e-6).
+#include <fstream>
+
+#include "core/rng.h"
+#include "eval/check_golden.h"
+#include "eval/golden_case.h"
+#include "ops/elementwise.h"
+#include "text/clip_tokenizer.h"
+
+namespace nuance {
+
+namespace {
+CompareLine exact_ids(const GoldenCase& gc, const std::string& tensor, const std::vector<int64_t>& got,
+                      const std::string& first_bad) {
+    CompareLine l;
+    l.name = gc.name() + "/" + tensor;
+    const std::vector<int64_t> ref = gc.tensor(tensor).to_ids();
+    if (ref.size() != got.size()) {
+        l.max_abs = INFINITY;
+        l.reason = str(got.size(), " ids vs ", ref.size(), " in the reference");
+        return l;
+    }
+    for (size_t i = 0; i < ref.size(); ++i) l.max_abs = std::max(l.max_abs, (double)std::llabs(ref[i] - got[i]));
+    l.pass = l.max_abs == 0;
+    if (!l.pass) l.reason = first_bad;
+    return l;
+}
+}  // namespace
+
+std::vector<CompareLine> check_golden_clip_tokenizer(const std::string& dir) {
+    const GoldenCase gc = GoldenCase::load(dir);
+    std::ifstream f(gc.path("prompts.json"));
+    NUANCE_CHECK_CODE(f.good(), NotFound, "golden case '", gc.name(), "' has no prompts.json");
+    const nlohmann::json prompts = nlohmann::json::parse(f);
+    // The case's own vocabulary (the real CLIP vocab; a held-out case may ship another).
+    const ClipTokenizer tok = ClipTokenizer::from_files(gc.path("vocab.json"), gc.path("merges.txt"));
+    const int64_t L = gc.has("ids_sd1") ? gc.tensor("ids_sd1").size(1) : 77;
+    struct Conv { const char* tensor; int pad; bool pad_is_special; };
+    std::vector<CompareLine> out;
+    for (const Conv conv : {Conv{"ids_sd1", ClipTokenizer::kEosId, true}, Conv{"ids_sd2", 0, true},
+                            Conv{"ids_openai_padded", 0, false}}) {
+        if (!gc.has(conv.tensor)) continue;
+        std::vector<int64_t> all;
+        std::string first_bad;
+        const std::vector<int64_t> ref = gc.tensor(conv.tensor).to_ids();
+        for (size_t i = 0; i < prompts.size(); ++i) {
+            const std::vector<int64_t> ids = tok.encode_padded(prompts[i]["text"].get<std::string>(), conv.pad, (int)L, conv.pad_is_special);
+            if (first_bad.empty() && !std::equal(ids.begin(), ids.end(), ref.begin() + (int64_t)i * L))
+                first_bad = str("prompt ", i, " differs");
+            all.insert(all.end(), ids.begin(), ids.end());
+        }
+        out.push_back(exact_ids(gc, conv.tensor, all, first_bad));
+    }
+    if (gc.has("num_tokens")) {
+        std::vector<int64_t> n;
+        for (const auto& p : prompts) n.push_back((int64_t)tok.encode(p["text"].get<std::string>()).size());
+        out.push_back(exact_ids(gc, "num_tokens", n, "token counts differ"));
+    }
+    if (gc.has("attention_mask")) {
+        std::vector<int64_t> mask;
+        for (const auto& p : prompts) {
+            const int64_t n = std::min<int64_t>((int64_t)tok.encode(p["text"].get<std::string>()).size(), L - 2) + 2;
+            for (int64_t j = 0; j < L; ++j) mask.push_back(j < n ? 1 : 0);
+        }
+        out.push_back(exact_ids(gc, "attention_mask", mask, "mask differs"));
+    }
+    for (const char* t : {"ids_sd1_noftfy", "ids_sd2_noftfy"})
+        if (gc.has(t))
+            out.push_back(skip_line(gc.name() + "/" + t,
+                                    "the no-ftfy fallback tokenizer is not a reference behaviour nuance copies"));
+    return out;
+}
+
+std::vector<CompareLine> check_golden_rng(const std::string& dir) {
+    const GoldenCase gc = GoldenCase::load(dir);
+    std::vector<CompareLine> out;
+    for (const auto& c : gc.meta()["cases"]) {
+        const std::string name = c["name"].get<std::string>();
+        const std::string dev = c["device"].get<std::string>();
+        const uint64_t seed = c["seed"].get<uint64_t>();
+        Shape shape;
+        for (const auto& d : c["shape"]) shape.push_back(d.get<int64_t>());
+        const RngKind kind = parse_rng_kind(dev);
+        const double atol = kind == RngKind::Cpu ? 0.0 : 1e-6;
+        auto rng = make_rng(kind, seed);
+        if (gc.has(name + "/first")) {
+            const Tensor a = rng->randn(shape);
+            const Tensor b = rng->randn(shape);
+            out.push_back(gc.compare(name + "/first", a, atol));
+            out.push_back(gc.compare(name + "/second", b, atol));
+        } else {
+            out.push_back(gc.compare(name, rng->randn(shape), atol));
+        }
+    }
+    return out;
+}
+
+}  // namespace nuance

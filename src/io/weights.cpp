@@ -1,0 +1,131 @@
+#include "io/weights.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <set>
+
+#include "io/ckpt.h"
+#include "io/safetensors.h"
+
+namespace nuance {
+
+namespace fs = std::filesystem;
+
+bool is_directory(const std::string& p) {
+    std::error_code ec;
+    return fs::is_directory(p, ec);
+}
+
+bool file_exists(const std::string& p) {
+    std::error_code ec;
+    return fs::is_regular_file(p, ec);
+}
+
+std::string base_name(const std::string& p) {
+    std::string s = p;
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    const auto k = s.find_last_of('/');
+    return k == std::string::npos ? s : s.substr(k + 1);
+}
+
+std::string stem(const std::string& p) {
+    const std::string b = base_name(p);
+    const auto k = b.find('.');
+    return k == std::string::npos || k == 0 ? b : b.substr(0, k);
+}
+
+std::string find_first_file(const std::string& dir, const std::vector<std::string>& names) {
+    for (const auto& n : names)
+        if (file_exists(dir + "/" + n)) return dir + "/" + n;
+    return "";
+}
+
+WeightFormat detect_weight_format(const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return WeightFormat::Unknown;
+    unsigned char b[16] = {0};
+    const size_t n = std::fread(b, 1, sizeof b, f);
+    std::fclose(f);
+    if (n >= 4 && b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4) return WeightFormat::TorchZip;
+    if (n >= 9 && b[8] == '{' && is_safetensors_file(path)) return WeightFormat::Safetensors;
+    if (n >= 1 && b[0] == '{') return WeightFormat::ShardIndex;
+    return WeightFormat::Unknown;
+}
+
+namespace {
+WeightFile load_shard_index(const std::string& path) {
+    std::ifstream f(path);
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+        fail(ErrorCode::InvalidArgument, "'", path, "' is not valid JSON (", e.what(), ")");
+    }
+    NUANCE_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "'", path,
+                 "' is not a sharded checkpoint index (no weight_map)");
+    const std::string dir = fs::path(path).parent_path().string();
+    std::set<std::string> shards;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+        NUANCE_CHECK(it.value().is_string(), "'", path, "': weight_map entry '", it.key(), "' is not a file name");
+        const std::string shard = it.value().get<std::string>();
+        NUANCE_CHECK(shard.find('/') == std::string::npos && shard != "..", "'", path, "': shard name '", shard,
+                     "' must be a plain file name");
+        shards.insert(shard);
+    }
+    WeightFile out;
+    out.path = path;
+    for (const auto& s : shards) {
+        WeightFile part = load_weights(dir.empty() ? s : dir + "/" + s);
+        for (auto& [k, v] : part.tensors) {
+            NUANCE_CHECK(!out.tensors.count(k), "'", path, "': tensor '", k, "' appears in more than one shard");
+            out.tensors[k] = v;
+        }
+    }
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it)
+        NUANCE_CHECK(out.tensors.count(it.key()), "'", path, "': tensor '", it.key(), "' is not in shard '",
+                     it.value().get<std::string>(), "'");
+    return out;
+}
+}  // namespace
+
+WeightFile load_weights(const std::string& path) {
+    if (is_directory(path)) fail(ErrorCode::InvalidArgument, "'", path, "' is a directory, expected a weight file");
+    if (!file_exists(path)) fail(ErrorCode::NotFound, "model file '", path, "' does not exist");
+    switch (detect_weight_format(path)) {
+        case WeightFormat::Safetensors: return load_safetensors(path);
+        case WeightFormat::TorchZip: return load_ckpt(path);
+        case WeightFormat::ShardIndex: return load_shard_index(path);
+        case WeightFormat::Unknown: break;
+    }
+    // A file that claims to be safetensors by name gets the safetensors loader's precise complaint.
+    if (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0) return load_safetensors(path);
+    fail(ErrorCode::Unsupported, "'", path,
+         "' is not a recognised weight file (expected safetensors, a torch .ckpt/.pt zip, or a .index.json)");
+}
+
+std::string file_sha256(const std::string& path) {
+    auto st = map_file(path);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    NUANCE_CHECK_CODE(ctx != nullptr, OutOfMemory, "sha256: no context");
+    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+    const size_t chunk = 64 << 20;
+    for (size_t off = 0; off < st->size(); off += chunk)
+        EVP_DigestUpdate(ctx, st->data() + off, std::min(chunk, st->size() - off));
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    static const char* hex = "0123456789abcdef";
+    std::string s;
+    for (unsigned i = 0; i < len; ++i) {
+        s.push_back(hex[md[i] >> 4]);
+        s.push_back(hex[md[i] & 15]);
+    }
+    return s;
+}
+
+}  // namespace nuance

@@ -1,0 +1,228 @@
+#include "models/stable_diffusion.h"
+
+#include <fstream>
+
+#include "io/weights.h"
+#include "models/convert/original_format.h"
+#include "models/convert/original_parts.h"
+#include <set>
+
+namespace nuance {
+
+const char* sd_family_name(SDFamily f) {
+    switch (f) {
+        case SDFamily::SD1: return "sd1";
+        case SDFamily::SD2: return "sd2";
+        case SDFamily::SDXL: return "sdxl";
+    }
+    return "?";
+}
+
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+    std::ifstream f(path);
+    NUANCE_CHECK_CODE(f.good(), NotFound, "cannot read '", path, "'");
+    try {
+        return nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+        fail(ErrorCode::InvalidArgument, "'", path, "' is not valid JSON (", e.what(), ")");
+    }
+}
+
+nlohmann::json config_or_empty(const ModelLoadOptions& o, const std::string& key) {
+    auto it = o.configs.find(key);
+    return it == o.configs.end() ? nlohmann::json::object() : it->second;
+}
+
+std::unique_ptr<ClipTextModel> build_clip(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
+                                          const std::string& source) {
+    ClipTextConfig c = ClipTextConfig::detect(t);
+    if (!cfg.empty()) c.apply_hf_config(cfg);
+    auto m = std::make_unique<ClipTextModel>(c);
+    load_module(*m, t, {.source = source});
+    return m;
+}
+
+std::unique_ptr<UNet2DConditionModel> build_unet(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
+                                                 const std::string& source, int64_t pooled_dim) {
+    UNetConfig c = UNetConfig::detect(t);
+    // SDXL's add_embedding input = pooled text embedding + 6 sinusoidal time ids: infer the time-id width from the
+    // pooled width of the second text encoder when no config says it.
+    if (c.text_time && pooled_dim > 0 && c.add_in_dim > pooled_dim && (c.add_in_dim - pooled_dim) % 6 == 0)
+        c.addition_time_embed_dim = (c.add_in_dim - pooled_dim) / 6;
+    if (!cfg.empty()) c.apply_json(cfg);
+    auto m = std::make_unique<UNet2DConditionModel>(c);
+    load_module(*m, t, {.source = source});
+    return m;
+}
+
+std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
+                                         const std::string& source, SDFamily fam) {
+    AutoencoderKLConfig c = AutoencoderKLConfig::detect(t);
+    if (fam == SDFamily::SDXL) c.scaling_factor = 0.13025f;
+    if (!cfg.empty()) c.apply_diffusers_config(cfg);
+    auto m = std::make_unique<AutoencoderKL>(c);
+    load_module(*m, t, {.source = source});
+    return m;
+}
+
+// A --vae file: diffusers names, or the original layout with or without the first_stage_model. prefix.
+std::map<std::string, Tensor> vae_tensors_from_file(const std::string& path) {
+    WeightFile wf = load_weights(path);
+    if (wf.tensors.count("encoder.down_blocks.0.resnets.0.conv1.weight")) return wf.tensors;
+    const std::string prefix = "first_stage_model.";
+    std::map<std::string, Tensor> bare;
+    for (auto& [k, v] : wf.tensors) {
+        if (k.rfind(prefix, 0) == 0) bare[k.substr(prefix.size())] = v;
+        else if (k.rfind("encoder.", 0) == 0 || k.rfind("decoder.", 0) == 0 || k.rfind("quant_conv.", 0) == 0 ||
+                 k.rfind("post_quant_conv.", 0) == 0)
+            bare[k] = v;
+    }
+    NUANCE_CHECK(!bare.empty(), "VAE file '", path, "' has no recognisable VAE tensors (encoder.*, decoder.*)");
+    return original_format::vae_from_original(bare);
+}
+
+int pad_id_from_tokenizer_config(const std::string& dir, int fallback) {
+    for (const char* f : {"/special_tokens_map.json", "/tokenizer_config.json"}) {
+        if (!file_exists(dir + f)) continue;
+        const nlohmann::json j = read_json(dir + f);
+        if (!j.contains("pad_token")) continue;
+        std::string pad;
+        if (j["pad_token"].is_string()) pad = j["pad_token"].get<std::string>();
+        else if (j["pad_token"].is_object() && j["pad_token"].contains("content"))
+            pad = j["pad_token"]["content"].get<std::string>();
+        if (pad == "!") return 0;
+        if (pad == "<|endoftext|>") return ClipTokenizer::kEosId;
+    }
+    return fallback;
+}
+
+void load_text_encoder_dir(TextEncoderSlot& slot, const std::string& root, const std::string& sub,
+                           const std::string& tok_sub, int default_pad) {
+    const std::string dir = root + "/" + sub;
+    const std::string w = find_first_file(dir, {"model.safetensors", "model.safetensors.index.json",
+                                                "pytorch_model.bin", "model.fp16.safetensors"});
+    NUANCE_CHECK_CODE(!w.empty(), NotFound, "diffusers folder '", root, "': no weights in ", sub, "/");
+    WeightFile wf = load_weights(w);
+    const nlohmann::json cfg = file_exists(dir + "/config.json") ? read_json(dir + "/config.json") : nlohmann::json::object();
+    slot.model = build_clip(wf.tensors, cfg, w);
+    const std::string tdir = root + "/" + tok_sub;
+    if (file_exists(tdir + "/vocab.json") && file_exists(tdir + "/merges.txt"))
+        slot.own_tokenizer = std::make_unique<ClipTokenizer>(
+            ClipTokenizer::from_files(tdir + "/vocab.json", tdir + "/merges.txt"));
+    slot.pad_id = pad_id_from_tokenizer_config(tdir, default_pad);
+}
+
+StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelLoadOptions& o) {
+    StableDiffusionModel m;
+    const std::string mi = root + "/model_index.json";
+    NUANCE_CHECK_CODE(file_exists(mi), NotFound, "'", root, "' is a folder without model_index.json (not a diffusers model)");
+    const nlohmann::json index = read_json(mi);
+    const std::string cls = index.value("_class_name", std::string());
+    const bool xl = cls.find("XL") != std::string::npos || is_directory(root + "/text_encoder_2");
+    load_text_encoder_dir(m.te1, root, "text_encoder", "tokenizer", ClipTokenizer::kEosId);
+    if (xl) load_text_encoder_dir(m.te2, root, "text_encoder_2", "tokenizer_2", 0);
+    m.family = xl ? SDFamily::SDXL : (m.te1.model->config().act == ClipAct::QuickGelu ? SDFamily::SD1 : SDFamily::SD2);
+    if (m.family == SDFamily::SD2) m.te1.pad_id = pad_id_from_tokenizer_config(root + "/tokenizer", 0);
+    const std::vector<std::string> names{"diffusion_pytorch_model.safetensors",
+                                         "diffusion_pytorch_model.safetensors.index.json",
+                                         "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin"};
+    const std::string uw = find_first_file(root + "/unet", names);
+    NUANCE_CHECK_CODE(!uw.empty(), NotFound, "diffusers folder '", root, "': no weights in unet/");
+    const nlohmann::json ucfg = file_exists(root + "/unet/config.json") ? read_json(root + "/unet/config.json")
+                                                                       : config_or_empty(o, "unet");
+    const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
+    m.unet = build_unet(load_weights(uw).tensors, ucfg, uw, pooled);
+    if (!o.vae_path.empty()) {
+        m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family);
+    } else {
+        const std::string vw = find_first_file(root + "/vae", names);
+        NUANCE_CHECK_CODE(!vw.empty(), NotFound, "diffusers folder '", root, "': no weights in vae/");
+        const nlohmann::json vcfg = file_exists(root + "/vae/config.json") ? read_json(root + "/vae/config.json")
+                                                                          : config_or_empty(o, "vae");
+        m.vae = build_vae(load_weights(vw).tensors, vcfg, vw, m.family);
+    }
+    if (file_exists(root + "/scheduler/scheduler_config.json"))
+        m.scheduler_config = read_json(root + "/scheduler/scheduler_config.json");
+    m.prediction = m.scheduler_config.value("prediction_type", std::string("epsilon"));
+    m.default_clip_skip = 1;
+    return m;
+}
+
+StableDiffusionModel load_single_file(const std::string& path, const ModelLoadOptions& o) {
+    StableDiffusionModel m;
+    WeightFile wf = load_weights(path);
+    if (!is_original_layout(wf.tensors)) {
+        std::set<std::string> prefixes;
+        for (const auto& [k, _] : wf.tensors) {
+            prefixes.insert(k.substr(0, k.find('.')));
+            if (prefixes.size() > 8) break;
+        }
+        fail(ErrorCode::Unsupported, "unknown model family in '", path,
+             "': no Stable Diffusion UNet (model.diffusion_model.*) found; top-level names: ",
+             std::vector<std::string>(prefixes.begin(), prefixes.end()));
+    }
+    ComponentWeights cw = split_original(wf.tensors);
+    NUANCE_CHECK_CODE(cw.family == "sd1" || cw.family == "sd2" || cw.family == "sdxl", Unsupported, "'", path,
+                      "': model family '", cw.family, "' is not supported yet (supported: sd1, sd2, sdxl)");
+    m.family = cw.family == "sdxl" ? SDFamily::SDXL : cw.family == "sd2" ? SDFamily::SD2 : SDFamily::SD1;
+    NUANCE_CHECK(!cw.text_encoder.empty(), "'", path, "' has no text encoder (cond_stage_model / conditioner)");
+    m.te1.model = build_clip(cw.text_encoder, config_or_empty(o, "text_encoder"), path);
+    m.te1.pad_id = m.family == SDFamily::SD2 ? 0 : ClipTokenizer::kEosId;
+    if (m.family == SDFamily::SDXL) {
+        NUANCE_CHECK(!cw.text_encoder_2.empty(), "'", path, "' is SDXL but has no second text encoder");
+        m.te2.model = build_clip(cw.text_encoder_2, config_or_empty(o, "text_encoder_2"), path);
+        m.te2.pad_id = 0;
+    }
+    const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
+    m.unet = build_unet(cw.unet, config_or_empty(o, "unet"), path, pooled);
+    if (!o.vae_path.empty()) {
+        m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family);
+    } else {
+        NUANCE_CHECK(!cw.vae.empty(), "'", path, "' has no VAE (first_stage_model.*); pass one with --vae");
+        m.vae = build_vae(cw.vae, config_or_empty(o, "vae"), path, m.family);
+    }
+    // SD2's original text encoder keeps all 24 OpenCLIP layers and uses the penultimate one (diffusers drops the
+    // last layer instead); SD2 768 models predict v, the 512-base model epsilon (no way to tell from the weights).
+    m.default_clip_skip = m.family == SDFamily::SD2 && m.te1.model->config().layers == 24 ? 2 : 1;
+    m.prediction = m.family == SDFamily::SD2 ? "v_prediction" : "epsilon";
+    return m;
+}
+
+}  // namespace
+
+StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelLoadOptions& o) {
+    NUANCE_CHECK_CODE(is_directory(path) || file_exists(path), NotFound, "model '", path, "' does not exist");
+    StableDiffusionModel m = is_directory(path) ? load_diffusers_folder(path, o) : load_single_file(path, o);
+    m.path = path;
+    m.name = stem(path);
+    if (!o.prediction.empty()) {
+        NUANCE_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction" || o.prediction == "v" ||
+                         o.prediction == "eps",
+                     "unknown prediction type '", o.prediction, "' (valid: epsilon, v_prediction)");
+        m.prediction = (o.prediction == "v" || o.prediction == "v_prediction") ? "v_prediction" : "epsilon";
+    }
+    NUANCE_CHECK(m.unet->config().in_channels == m.latent_channels(), "model '", path, "': UNet takes ",
+                 m.unet->config().in_channels, " channels but the VAE makes ", m.latent_channels(),
+                 " (inpainting UNets are not supported yet)");
+    const int64_t ctx = m.te1.model->config().hidden + (m.te2.model ? m.te2.model->config().hidden : 0);
+    NUANCE_CHECK(m.unet->config().cross_attention_dim == ctx, "model '", path, "': UNet expects ",
+                 m.unet->config().cross_attention_dim, "-wide text conditioning, the text encoders give ", ctx);
+    return m;
+}
+
+std::string StableDiffusionModel::describe() const {
+    std::string s = str("family: ", sd_family_name(family), "\nprediction: ", prediction, "\n");
+    s += str("text_encoder: CLIP hidden=", te1.model->config().hidden, " layers=", te1.model->config().layers,
+             " heads=", te1.model->config().heads, " act=", clip_act_name(te1.model->config().act), "\n");
+    if (te2.model)
+        s += str("text_encoder_2: CLIP hidden=", te2.model->config().hidden, " layers=", te2.model->config().layers,
+                 " projection=", te2.model->config().projection_dim, "\n");
+    s += "unet: " + unet->config().describe() + "\n";
+    s += str("vae: channels=", vae->config().block_out_channels, " latent=", vae->config().latent_channels,
+             " scaling=", vae->config().scaling_factor, "\n");
+    return s;
+}
+
+}  // namespace nuance

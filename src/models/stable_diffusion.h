@@ -1,0 +1,55 @@
+// A Stable Diffusion model (SD1.x, SD2.x, SDXL) as found on disk: the components, their configs, and the
+// conventions the pipeline needs (prediction type, clip skip, latent scaling). Loaded from an original single-file
+// checkpoint (safetensors or .ckpt), or a diffusers folder.
+#pragma once
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/logger.h"
+#include "models/clip/clip_text.h"
+#include "models/unet/unet2d.h"
+#include "models/vae/autoencoder_kl.h"
+#include "text/clip_tokenizer.h"
+
+namespace nuance {
+
+enum class SDFamily { SD1, SD2, SDXL };
+const char* sd_family_name(SDFamily f);
+
+struct ModelLoadOptions {
+    std::string vae_path;    // --vae: replaces the checkpoint's VAE (single file, original or diffusers names)
+    std::string prediction;  // "" = from the model, else "epsilon" | "v_prediction"
+    // Component configs (diffusers config.json content) that override what shapes cannot tell (head counts, norm
+    // groups); keys "unet", "vae", "text_encoder", "text_encoder_2". A diffusers folder supplies its own.
+    std::map<std::string, nlohmann::json> configs;
+    const Logger* logger = nullptr;
+};
+
+struct TextEncoderSlot {
+    std::unique_ptr<ClipTextModel> model;
+    std::unique_ptr<ClipTokenizer> own_tokenizer;  // from a diffusers folder; else the built-in vocab
+    int pad_id = 49407;
+    const ClipTokenizer& tokenizer() const { return own_tokenizer ? *own_tokenizer : ClipTokenizer::builtin(); }
+};
+
+struct StableDiffusionModel {
+    SDFamily family = SDFamily::SD1;
+    std::string path;        // what the user passed
+    std::string name;        // file stem or folder name (A1111's "Model")
+    std::string prediction;  // "epsilon" | "v_prediction"
+    int default_clip_skip = 1;
+    nlohmann::json scheduler_config = nlohmann::json::object();  // diffusers scheduler_config.json, when present
+    TextEncoderSlot te1, te2;  // te2 only for SDXL
+    std::unique_ptr<UNet2DConditionModel> unet;
+    std::unique_ptr<AutoencoderKL> vae;
+
+    int64_t latent_channels() const { return vae->config().latent_channels; }
+    int64_t vae_scale() const { return vae->config().downscale(); }
+    std::string describe() const;
+};
+
+StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelLoadOptions& opts = {});
+
+}  // namespace nuance

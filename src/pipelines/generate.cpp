@@ -1,0 +1,195 @@
+#include "pipelines/generate.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "io/weights.h"
+#include "ops/ops.h"
+#include "samplers/registry.h"
+
+namespace nuance {
+
+namespace {
+
+struct ResolvedSampler {
+    const SamplerInfo* info = nullptr;
+    ScheduleType schedule = ScheduleType::Normal;
+};
+
+ResolvedSampler resolve_sampler(const GenerateParams& p) {
+    ResolvedSampler r;
+    const SamplerSpec spec = parse_sampler_spec(p.sampler);
+    r.info = spec.sampler;
+    // An explicit --scheduler wins; else an old-style "DPM++ 2M Karras" name; else the sampler's default.
+    if (!p.scheduler.empty() && p.scheduler != "auto" && p.scheduler != "automatic")
+        r.schedule = parse_schedule_type(p.scheduler);
+    else if (spec.schedule)
+        r.schedule = *spec.schedule;
+    else
+        r.schedule = r.info->schedules.empty() ? ScheduleType::Normal : r.info->schedules.front();
+    NUANCE_CHECK(sampler_supports(*r.info, r.schedule), "sampler '", r.info->name, "' does not support the '",
+                 schedule_type_name(r.schedule), "' schedule");
+    return r;
+}
+
+NoiseSchedule noise_schedule_for(const StableDiffusionModel& m) {
+    NoiseScheduleConfig c;
+    const auto& j = m.scheduler_config;
+    if (j.contains("beta_start") && j["beta_start"].is_number()) c.beta_start = j["beta_start"].get<double>();
+    if (j.contains("beta_end") && j["beta_end"].is_number()) c.beta_end = j["beta_end"].get<double>();
+    if (j.contains("num_train_timesteps") && j["num_train_timesteps"].is_number_integer())
+        c.num_train_timesteps = j["num_train_timesteps"].get<int>();
+    if (j.value("beta_schedule", std::string("scaled_linear")) == "linear") c.beta_schedule = BetaSchedule::Linear;
+    if (j.value("rescale_betas_zero_snr", false)) c.rescale_zero_snr = true;
+    return NoiseSchedule(c);
+}
+
+// The latent the VAE encoder gives for an init image, sized to the output.
+Tensor encode_init_image(const StableDiffusionModel& m, const Image& img, int w, int h, Rng& rng) {
+    const Image sized = (img.width == w && img.height == h) ? img : resize_image(img, w, h);
+    const Tensor x = image_to_tensor(sized);  // [1, 3, H, W] in [-1, 1]
+    const DiagonalGaussian post = m.vae->encode(x);
+    const Tensor eps = rng.randn(post.mean.shape());  // diffusers: latent_dist.sample(generator) draws first
+    return m.vae->to_latents(post.sample(eps));
+}
+
+std::string format_float(float v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+}  // namespace
+
+void validate_params(const StableDiffusionModel& m, const GenerateParams& p) {
+    const int64_t f = m.vae_scale();
+    NUANCE_CHECK(p.width > 0 && p.height > 0 && p.width % f == 0 && p.height % f == 0, "size ", p.width, "x",
+                 p.height, " is not a positive multiple of ", f);
+    NUANCE_CHECK(p.width <= 8192 && p.height <= 8192, "size ", p.width, "x", p.height, " is larger than 8192x8192");
+    NUANCE_CHECK(p.steps >= 1 && p.steps <= 1000, "steps must be in 1..1000, got ", p.steps);
+    NUANCE_CHECK(std::isfinite(p.cfg_scale) && p.cfg_scale >= 0 && p.cfg_scale <= 100, "cfg scale must be in 0..100, got ",
+                 p.cfg_scale);
+    NUANCE_CHECK(p.batch_count >= 1 && p.batch_count <= 10000, "batch count must be >= 1, got ", p.batch_count);
+    NUANCE_CHECK(p.clip_skip >= 0 && p.clip_skip < m.te1.model->config().layers, "clip skip must be in 0..",
+                 m.te1.model->config().layers - 1, ", got ", p.clip_skip);
+    NUANCE_CHECK(!p.init_image || (p.strength > 0 && p.strength <= 1), "strength must be in (0, 1], got ", p.strength);
+    NUANCE_CHECK(!p.init_image || (p.init_image->width > 0 && p.init_image->height > 0), "init image is empty");
+    resolve_sampler(p);
+}
+
+std::string a1111_infotext(const StableDiffusionModel& m, const GenerateParams& p, int64_t seed,
+                           const std::string& model_hash) {
+    const ResolvedSampler r = resolve_sampler(p);
+    std::string s = p.prompt;
+    if (!p.negative_prompt.empty()) s += "\nNegative prompt: " + p.negative_prompt;
+    s += str("\nSteps: ", p.steps, ", Sampler: ", r.info->display_name, ", Schedule type: ",
+             schedule_type_display_name(r.schedule), ", CFG scale: ", format_float(p.cfg_scale), ", Seed: ", seed,
+             ", Size: ", p.width, "x", p.height);
+    if (!model_hash.empty()) s += ", Model hash: " + model_hash.substr(0, 10);
+    s += ", Model: " + m.name;
+    if (p.init_image) s += ", Denoising strength: " + format_float(p.strength);
+    const int clip_skip = p.clip_skip > 0 ? p.clip_skip : m.default_clip_skip;
+    if (clip_skip > 1 && m.family == SDFamily::SD1) s += str(", Clip skip: ", clip_skip);
+    if (p.eta >= 0) s += ", Eta: " + format_float(p.eta);
+    if (p.rng == RngKind::Cpu) s += ", RNG: CPU";
+    s += ", Version: nuance 0.1.0";
+    return s;
+}
+
+std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const GenerateParams& p) {
+    validate_params(m, p);
+    const ResolvedSampler rs = resolve_sampler(p);
+    const NoiseSchedule ns = noise_schedule_for(m);
+    std::optional<Spacing> spacing;
+    std::optional<int> offset;
+    if (m.scheduler_config.contains("timestep_spacing") && rs.info->family != ScheduleFamily::EulerDiscrete) {
+        spacing = parse_spacing(m.scheduler_config["timestep_spacing"].get<std::string>());
+        offset = m.scheduler_config.value("steps_offset", 0);
+    }
+    const Schedule full = make_sampler_schedule(*rs.info, ns, p.steps, rs.schedule, spacing, offset);
+
+    ConditioningOptions co;
+    co.syntax = p.syntax;
+    co.clip_skip = p.clip_skip;
+    co.zero_empty = m.family == SDFamily::SDXL;
+    const bool use_cfg = p.cfg_scale != 1.0f;
+    Conditioning cond = encode_prompt(m, p.prompt, co);
+    Conditioning uncond;
+    if (use_cfg) {
+        uncond = encode_prompt(m, p.negative_prompt, co);
+        match_chunk_counts(m, cond, uncond, co);
+    }
+    const int64_t C = m.latent_channels(), h = p.height / m.vae_scale(), w = p.width / m.vae_scale();
+    const Tensor context = use_cfg ? cat({uncond.context, cond.context}, 0) : cond.context;
+    UNetExtra extra;
+    if (m.family == SDFamily::SDXL) {
+        const int64_t B = use_cfg ? 2 : 1;
+        extra.text_embeds = use_cfg ? cat({uncond.pooled, cond.pooled}, 0) : cond.pooled;
+        std::vector<float> ids;
+        for (int64_t b = 0; b < B; ++b)
+            for (float v : {(float)p.height, (float)p.width, 0.0f, 0.0f, (float)p.height, (float)p.width}) ids.push_back(v);
+        extra.time_ids = Tensor::from_vector(ids, {B, 6});
+    }
+    const float cfg = p.cfg_scale;
+    ModelFn model = [&](const Tensor& x_in, double t) {
+        const Tensor ts = Tensor::scalar((float)t);
+        if (!use_cfg) return m.unet->forward(x_in, ts, context, extra);
+        const Tensor out = m.unet->forward(cat({x_in, x_in}, 0), ts, context, extra);
+        const Tensor u = out.select(0, 0).unsqueeze(0), c = out.select(0, 1).unsqueeze(0);
+        return u + (c - u) * cfg;  // eps_u + s (eps_c - eps_u)
+    };
+    std::string hash;
+    if (file_exists(m.path)) hash = file_sha256(m.path);
+
+    std::vector<GeneratedImage> out;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int b = 0; b < p.batch_count; ++b) {
+        const int64_t seed = p.seed + b;
+        auto rng = make_rng(p.rng, (uint64_t)seed);
+        Schedule sched = full;
+        Tensor x;
+        if (p.init_image) {
+            const Tensor init = encode_init_image(m, *p.init_image, p.width, p.height, *rng);
+            const int init_steps = std::min(p.steps, (int)((double)p.steps * p.strength));
+            const int start = std::max(p.steps - init_steps, 0);
+            NUANCE_CHECK(start < p.steps, "strength ", p.strength, " leaves no steps to run");
+            sched = slice_schedule(full, start);
+            const Tensor noise = p.initial_noise.defined() ? p.initial_noise : rng->randn({1, C, h, w});
+            x = init + noise * (float)sched.sigmas.front();
+        } else {
+            const Tensor noise = p.initial_noise.defined() ? p.initial_noise : rng->randn({1, C, h, w});
+            NUANCE_CHECK(noise.shape() == (Shape{1, C, h, w}), "initial noise ", noise.shape(), " for latents [1, ", C,
+                         ", ", h, ", ", w, "]");
+            x = noise * (float)sched.init_noise_sigma;
+        }
+        Denoiser den(model, parse_prediction(m.prediction), ns);
+        den.set_schedule(sched);
+        SamplerOptions so;
+        so.rng = rng.get();
+        if (p.eta >= 0) so.eta = p.eta;
+        so.should_cancel = p.cancelled;
+        so.callback = [&](int step, int total, const Tensor& xs, const Tensor&) {
+            if (!p.on_progress) return;
+            GenerateProgress pr;
+            pr.step = step + 1;
+            pr.total = total;
+            pr.image = b;
+            pr.images = p.batch_count;
+            pr.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            pr.latents = &xs;
+            pr.sigma = sched.sigmas[(size_t)step + 1];
+            p.on_progress(pr);
+        };
+        const Tensor latents = run_sampler(*rs.info, den, x, sched, so);
+        GeneratedImage gi;
+        gi.seed = seed;
+        gi.latents = latents;
+        gi.decoded = m.vae->decode(m.vae->from_latents(latents));
+        gi.image = tensor_to_image(gi.decoded);
+        gi.infotext = a1111_infotext(m, p, seed, hash);
+        out.push_back(std::move(gi));
+    }
+    return out;
+}
+
+}  // namespace nuance

@@ -1,0 +1,64 @@
+// txt2img / img2img for Stable Diffusion models: glue only (encode prompt -> sample -> decode), progress, cancel.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "io/image.h"
+#include "models/stable_diffusion.h"
+#include "pipelines/conditioning.h"
+
+namespace nuance {
+
+struct GenerateProgress {
+    int step = 0, total = 0;  // sampler steps of the current image
+    int image = 0, images = 1;
+    double elapsed_s = 0;
+    const Tensor* latents = nullptr;  // current x (VE scaling: x0 + sigma * eps), for previews
+    double sigma = 0;                 // noise level of *latents
+};
+
+struct GenerateParams {
+    std::string prompt, negative_prompt;
+    int width = 512, height = 512;
+    int steps = 20;
+    float cfg_scale = 7.0f;
+    std::string sampler = "euler_a";
+    std::string scheduler = "normal";
+    float eta = -1.0f;         // < 0: the sampler's default (1 for ancestral, 0 for DDIM)
+    int64_t seed = 42;         // < 0: random
+    int batch_count = 1;       // images made one after another with seeds seed, seed+1, ...
+    int clip_skip = 0;         // 0: the model's default
+    RngKind rng = RngKind::Cuda;  // A1111's default noise ("GPU"); RngKind::Cpu = ComfyUI / torch CPU
+    PromptSyntax syntax = PromptSyntax::A1111;
+    // img2img
+    std::optional<Image> init_image;
+    float strength = 0.75f;
+    // Calls: progress after every step; cancelled() polled between steps (true -> ErrorCode::Cancelled).
+    std::function<void(const GenerateProgress&)> on_progress;
+    std::function<bool()> cancelled;
+    // Latents to start from instead of seeded noise (unit variance; tests and parity checks).
+    Tensor initial_noise;
+};
+
+struct GeneratedImage {
+    Image image;
+    int64_t seed = 0;
+    std::string infotext;  // A1111 "parameters" text
+    Tensor latents;        // final latents (scaled), [1, C, h, w]
+    Tensor decoded;        // VAE output before clamping, [1, 3, H, W]
+};
+
+// Validates params against the model (size multiple of the VAE factor, known sampler/schedule...). Throws Error.
+void validate_params(const StableDiffusionModel& m, const GenerateParams& p);
+
+std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const GenerateParams& p);
+
+// A1111's infotext: "<prompt>\nNegative prompt: <neg>\nSteps: 20, Sampler: Euler a, Schedule type: ...".
+std::string a1111_infotext(const StableDiffusionModel& m, const GenerateParams& p, int64_t seed,
+                           const std::string& model_hash);
+
+}  // namespace nuance
