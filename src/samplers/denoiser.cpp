@@ -1,0 +1,95 @@
+#include "samplers/denoiser.h"
+
+#include <cctype>
+#include <cmath>
+
+#include "core/error.h"
+#include "ops/elementwise.h"
+
+namespace nuance {
+
+Prediction parse_prediction(const std::string& name) {
+    std::string k;
+    for (char c : name)
+        if (std::isalnum((unsigned char)c)) k += (char)std::tolower((unsigned char)c);
+    if (k == "epsilon" || k == "eps") return Prediction::Epsilon;
+    if (k == "vprediction" || k == "v") return Prediction::V;
+    if (k == "sample" || k == "x0" || k == "originalsample") return Prediction::Sample;
+    if (k == "flow" || k == "flowprediction") return Prediction::Flow;
+    fail(ErrorCode::InvalidArgument, "unknown prediction type '", name,
+         "': expected one of epsilon, v_prediction, sample, flow");
+}
+
+const char* prediction_name(Prediction p) {
+    switch (p) {
+        case Prediction::Epsilon: return "epsilon";
+        case Prediction::V: return "v_prediction";
+        case Prediction::Sample: return "sample";
+        case Prediction::Flow: return "flow";
+    }
+    return "unknown";
+}
+
+Denoiser::Denoiser(ModelFn model, Prediction prediction, NoiseSchedule ns)
+    : model_(std::move(model)), prediction_(prediction), ns_(std::move(ns)) {
+    NUANCE_CHECK(model_ != nullptr, "Denoiser: model function is empty");
+    NUANCE_CHECK(prediction != Prediction::Flow,
+                 "Denoiser: flow-matching models take no noise schedule; use Denoiser::flow()");
+}
+
+Denoiser Denoiser::flow(ModelFn model, double timestep_scale) {
+    NUANCE_CHECK(model != nullptr, "Denoiser: model function is empty");
+    NUANCE_CHECK(std::isfinite(timestep_scale) && timestep_scale > 0, "Denoiser: timestep_scale must be > 0, got ",
+                 timestep_scale);
+    Denoiser d;
+    d.model_ = std::move(model);
+    d.prediction_ = Prediction::Flow;
+    d.timestep_scale_ = timestep_scale;
+    return d;
+}
+
+void Denoiser::set_schedule(const Schedule& s) {
+    NUANCE_CHECK(s.sigmas.size() >= s.timesteps.size(), "Denoiser: schedule has ", s.timesteps.size(),
+                 " timesteps but only ", s.sigmas.size(), " sigmas");
+    NUANCE_CHECK(s.flow == is_flow(), "Denoiser: a ", s.flow ? "flow-matching" : "discrete-time",
+                 " schedule cannot drive a ", is_flow() ? "flow-matching" : prediction_name(prediction_), " model");
+    table_sigmas_.assign(s.sigmas.begin(), s.sigmas.begin() + (ptrdiff_t)s.timesteps.size());
+    table_timesteps_ = s.timesteps;
+}
+
+double Denoiser::timestep(double sigma) const {
+    for (size_t i = 0; i < table_sigmas_.size(); ++i)
+        if (table_sigmas_[i] == sigma) return table_timesteps_[i];
+    if (is_flow()) return sigma * timestep_scale_;
+    return ns_.sigma_to_t(sigma);
+}
+
+double Denoiser::c_in(double sigma) const {
+    if (is_flow()) return 1.0;
+    const float s = (float)sigma;
+    return 1.0 / (double)std::sqrt(s * s + 1.0f);
+}
+
+Tensor Denoiser::operator()(const Tensor& x, double sigma) {
+    NUANCE_CHECK(x.defined(), "Denoiser: input x is undefined");
+    NUANCE_CHECK(std::isfinite(sigma) && sigma >= 0, "Denoiser: sigma must be finite and >= 0, got ", sigma);
+    const double t = timestep(sigma);
+    // float32 scalars, in the reference's order of operations (diffusers computes them from float32 sigmas).
+    const float s = (float)sigma;
+    const float s2p1 = s * s + 1.0f;
+    const Tensor x_in = is_flow() ? x : x / Tensor::scalar(std::sqrt(s2p1));
+    Tensor out = model_(x_in, t);
+    ++calls_;
+    NUANCE_CHECK(out.defined() && out.shape() == x.shape(), "Denoiser: model returned ",
+                 out.defined() ? shape_str(out.shape()) : std::string("an undefined tensor"), " for input ",
+                 shape_str(x.shape()), " at timestep ", t);
+    switch (prediction_) {
+        case Prediction::Epsilon:
+        case Prediction::Flow: return x - out * s;
+        case Prediction::V: return out * (-s / std::sqrt(s2p1)) + x / Tensor::scalar(s2p1);
+        case Prediction::Sample: return out.f32();
+    }
+    fail(ErrorCode::Internal, "Denoiser: invalid prediction type ", (int)prediction_);
+}
+
+}  // namespace nuance

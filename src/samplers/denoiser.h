@@ -1,0 +1,67 @@
+// Denoiser: turns a raw network (eps / v / x0 / flow-velocity prediction at a model timestep) into the k-diffusion
+// denoiser D(x, sigma) ~ E[x0 | x], the only thing samplers call (Karras et al. 2022, "Elucidating the Design
+// Space of Diffusion-Based Generative Models", table 1; sigma_data = 1 for the VP models here).
+//
+//   VP models (x in VE scaling, x = x0 + sigma * eps):
+//     x_in = c_in * x,  c_in = 1 / sqrt(sigma^2 + 1)            (diffusers scale_model_input)
+//     eps:     D = x - sigma * F(x_in, t)
+//     v:       D = c_skip * x + c_out * F(x_in, t),  c_skip = 1 / (sigma^2 + 1),  c_out = -sigma / sqrt(sigma^2 + 1)
+//     sample:  D = F(x_in, t)
+//   Flow models (x = (1 - sigma) x0 + sigma * eps, F predicts eps - x0):
+//     x_in = x,  D = x - sigma * F(x, t)
+//
+// The model timestep t for a sigma is the one the active Schedule pairs with that sigma (diffusers' own timesteps,
+// fractional or rounded); sigmas a sampler invents between schedule points fall back to the training schedule's
+// log-sigma interpolation (sigma_to_t), or sigma * timestep_scale for flow models.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "samplers/schedule.h"
+
+namespace nuance {
+
+// The network as the sampler sees it: x_in already scaled by c_in; returns the raw prediction with x_in's shape.
+// Classifier-free guidance, ControlNet residuals etc. live inside this function (pipeline code).
+using ModelFn = std::function<Tensor(const Tensor& x_in, double timestep)>;
+
+enum class Prediction { Epsilon, V, Sample, Flow };
+// "epsilon" / "eps", "v_prediction" / "v", "sample" / "x0" / "original_sample", "flow" / "flow_prediction";
+// case-insensitive; unknown -> Error listing the valid names.
+Prediction parse_prediction(const std::string& name);
+const char* prediction_name(Prediction p);  // diffusers spelling: "epsilon", "v_prediction", "sample", "flow"
+
+class Denoiser {
+public:
+    // A discrete-time VP model trained on `ns` (SD 1.x / 2.x / XL). prediction must not be Flow.
+    Denoiser(ModelFn model, Prediction prediction, NoiseSchedule ns);
+    // A flow-matching model (SD3, Flux): timestep = sigma * timestep_scale unless the schedule pairs it.
+    static Denoiser flow(ModelFn model, double timestep_scale = 1000.0);
+
+    // D(x, sigma): the x0 estimate. x: any shape, F32; sigma >= 0 and finite.
+    Tensor operator()(const Tensor& x, double sigma);
+
+    // Use the schedule's (sigma, timestep) pairs verbatim. Samplers call this on entry (SamplerLoop does).
+    void set_schedule(const Schedule& s);
+    double timestep(double sigma) const;
+
+    double c_in(double sigma) const;  // input scaling (1 for flow models)
+    Prediction prediction() const { return prediction_; }
+    bool is_flow() const { return prediction_ == Prediction::Flow; }
+    const NoiseSchedule& noise_schedule() const { return ns_; }
+    int64_t calls() const { return calls_; }  // model evaluations so far
+
+private:
+    Denoiser() = default;
+    ModelFn model_;
+    Prediction prediction_ = Prediction::Epsilon;
+    NoiseSchedule ns_;
+    double timestep_scale_ = 1000.0;
+    std::vector<double> table_sigmas_, table_timesteps_;
+    int64_t calls_ = 0;
+};
+
+}  // namespace nuance

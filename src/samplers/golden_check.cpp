@@ -1,0 +1,349 @@
+// Replays tests/data/golden/schedulers: for each diffusers scheduler loop, builds the matching nuance schedule,
+// denoiser and sampler, drives it with the same fake model and the same pre-drawn noise, and compares timesteps,
+// sigmas, alphas_cumprod, every model input, every intermediate latent and the noise-draw order.
+//
+// Scalings: diffusers' sigma-based schedulers (Euler, Euler a, Heun, LMS) keep x in VE scaling like nuance;
+// DDIM/DDPM/DPM-Solver keep the VP latent x_vp = x / sqrt(sigma^2 + 1), so nuance's x is converted before
+// comparing. Flow schedules need no conversion.
+#include "samplers/golden_check.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "io/safetensors.h"
+#include "ops/elementwise.h"
+#include "samplers/registry.h"
+
+#pragma GCC optimize("fp-contract=off")
+
+namespace nuance {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Hands out the reference's stored noise tensors in order and records the loop step of each draw.
+class ReplayRng : public Rng {
+public:
+    ReplayRng(Tensor noise, std::vector<int64_t> steps) : noise_(noise.contiguous()), steps_(std::move(steps)) {}
+    void fill_randn(float* out, int64_t n) override {
+        const int64_t k = noise_.defined() ? noise_.size(0) : 0;
+        NUANCE_CHECK(next_ < k, "sampler drew noise #", next_ + 1, " but the reference drew only ", k);
+        const int64_t per = noise_.numel() / k;
+        NUANCE_CHECK(n == per, "sampler drew ", n, " values, the reference's draws have ", per);
+        const std::vector<float> v = noise_.select(0, next_).to_vector();
+        std::copy(v.begin(), v.end(), out);
+        draw_steps.push_back(current_step);
+        ++next_;
+    }
+    int64_t current_step = 0;
+    std::vector<int64_t> draw_steps;
+    const std::vector<int64_t>& ref_steps() const { return steps_; }
+
+private:
+    Tensor noise_;
+    std::vector<int64_t> steps_;
+    int64_t next_ = 0;
+};
+
+// The golden fake model: out = 0.3 * x_in * c + 0.05, c = (float)cos((double)t / 1000), float32 elementwise.
+Tensor fake_model(const Tensor& x_in, double t) {
+    const float c = (float)std::cos(t / 1000.0);
+    const Tensor xin = x_in.f32().contiguous();
+    Tensor out = Tensor::empty(xin.shape(), DType::F32);
+    const float* px = xin.data<float>();
+    float* po = out.data<float>();
+    for (int64_t i = 0; i < xin.numel(); ++i) {
+        const float a = 0.3f * px[i];
+        const float b = a * c;
+        po[i] = b + 0.05f;
+    }
+    return out;
+}
+
+std::vector<double> to_doubles(const Tensor& t) {
+    std::vector<double> out;
+    if (t.dtype() == DType::I64 || t.dtype() == DType::I32) {
+        for (int64_t v : t.to_ids()) out.push_back((double)v);
+    } else {
+        for (float v : t.to_vector()) out.push_back(v);
+    }
+    return out;
+}
+
+CompareLine compare_values(const std::string& name, const std::vector<double>& mine, const std::vector<double>& ref,
+                           double rtol = 1e-6) {
+    CompareLine l;
+    l.name = name;
+    if (mine.size() != ref.size()) {
+        l.reason = str("length ", mine.size(), " vs reference ", ref.size());
+        return l;
+    }
+    double max_ref = 0;
+    bool ok = true;
+    size_t worst = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        const double e = std::fabs(mine[i] - ref[i]);
+        if (e > l.max_abs) {
+            l.max_abs = e;
+            worst = i;
+        }
+        max_ref = std::max(max_ref, std::fabs(ref[i]));
+        if (!(e <= rtol * std::fabs(ref[i]) + 1e-12)) ok = false;
+    }
+    l.atol = rtol * max_ref;
+    l.pass = ok;
+    l.reason = str("rtol ", rtol, "; worst at [", worst, "]: ", mine[worst], " vs ", ref[worst]);
+    return l;
+}
+
+// Per-entry comparison of a sequence of tensors with ref[k] (ref is [K, ...]); atol 1e-5 * max(1, max|ref[k]|).
+CompareLine compare_sequence(const std::string& name, const std::vector<Tensor>& mine, const Tensor& ref,
+                             const std::vector<int64_t>& ref_index) {
+    CompareLine l;
+    l.name = name;
+    if (mine.size() != ref_index.size()) {
+        l.reason = str(mine.size(), " tensors vs ", ref_index.size(), " expected");
+        return l;
+    }
+    double worst_ratio = -1;
+    bool ok = true;
+    for (size_t k = 0; k < mine.size(); ++k) {
+        NUANCE_CHECK(ref_index[k] >= 0 && ref_index[k] < ref.size(0), name, ": reference index ", ref_index[k],
+                     " outside [0, ", ref.size(0), ")");
+        const Tensor r = ref.select(0, ref_index[k]).contiguous();
+        const Tensor m = mine[k].contiguous();
+        if (r.shape() != m.shape()) {
+            l.pass = false;
+            l.reason = str("step ", k, ": shape ", shape_str(m.shape()), " vs reference ", shape_str(r.shape()));
+            return l;
+        }
+        const double err = max_abs_diff(m, r);
+        const double atol = 1e-5 * std::max(1.0, (double)max_abs(r));
+        if (!(err <= atol)) ok = false;
+        const double ratio = std::isfinite(err) ? err / atol : 1e300;
+        if (ratio > worst_ratio) {
+            worst_ratio = ratio;
+            l.max_abs = err;
+            l.atol = atol;
+            l.reason = str("worst at step ", k, " (reference index ", ref_index[k], ")");
+        }
+    }
+    l.pass = ok;
+    return l;
+}
+
+CompareLine skip_line(const std::string& entry, const std::string& reason) {
+    CompareLine l;
+    l.name = "schedulers/" + entry;
+    l.skip = true;
+    l.reason = reason;
+    return l;
+}
+
+template <class T>
+T cfg_or(const json& cfg, const char* key, T fallback) {
+    if (!cfg.contains(key) || cfg.at(key).is_null()) return fallback;
+    return cfg.at(key).get<T>();
+}
+
+// Why an entry cannot run yet ("" = supported).
+std::string unsupported_reason(const std::string& cls, const json& cfg, const json& step_kwargs) {
+    if (cls == "PNDMScheduler") return "PNDM/PLMS sampler not implemented yet";
+    if (cls == "UniPCMultistepScheduler") return "UniPC sampler not implemented yet";
+    if (cls == "LCMScheduler") return "LCM sampler not implemented yet";
+    if (cls == "DPMSolverSinglestepScheduler") return "DPM-Solver singlestep sampler not implemented yet";
+    if (cls == "EulerDiscreteScheduler" && cfg_or(step_kwargs, "s_churn", 0.0) > 0)
+        return "diffusers' churn evaluates the model BEFORE adding the churn noise (at sigma, scaled by sigma); "
+               "k-diffusion's Euler (implemented) evaluates it after, at sigma_hat";
+    if (cls == "DPMSolverMultistepScheduler") {
+        if (cfg_or<int>(cfg, "solver_order", 2) != 2 || cfg_or<std::string>(cfg, "solver_type", "midpoint") != "midpoint")
+            return "only solver_order 2 with the midpoint solver is implemented";
+        const std::string alg = cfg_or<std::string>(cfg, "algorithm_type", "dpmsolver++");
+        if (alg != "dpmsolver++" && alg != "sde-dpmsolver++") return "algorithm_type " + alg + " not implemented";
+    }
+    for (const char* k : {"use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "thresholding", "clip_sample"})
+        if (cfg_or(cfg, k, false)) return std::string(k) + " not supported";
+    if (cfg_or<std::string>(cfg, "final_sigmas_type", "zero") != "zero") return "final_sigmas_type != zero";
+    if (cfg_or<std::string>(cfg, "interpolation_type", "linear") != "linear") return "interpolation_type != linear";
+    if (cfg_or<std::string>(cfg, "timestep_type", "discrete") != "discrete") return "timestep_type != discrete";
+    static const char* known[] = {"EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
+                                  "LMSDiscreteScheduler", "DDIMScheduler", "DDPMScheduler",
+                                  "DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler"};
+    for (const char* k : known)
+        if (cls == k) return "";
+    return "scheduler class " + cls + " not supported";
+}
+
+void run_entry(const std::string& entry, const json& e, const WeightFile& wf, std::vector<CompareLine>& out) {
+    const std::string cls = e.at("class").get<std::string>();
+    const json& cfg = e.at("config");
+    const json step_kwargs = e.value("step_kwargs", json::object());
+    const json set_kwargs = e.value("set_timesteps_kwargs", json::object());
+    const std::string why = unsupported_reason(cls, cfg, step_kwargs);
+    if (!why.empty()) {
+        out.push_back(skip_line(entry, why));
+        return;
+    }
+    auto tensor = [&](const std::string& name) -> const Tensor& {
+        const auto it = wf.tensors.find(name);
+        NUANCE_CHECK_CODE(it != wf.tensors.end(), NotFound, "golden schedulers: tensor '", name, "' missing");
+        return it->second;
+    };
+    auto has = [&](const std::string& name) { return wf.tensors.count(name) > 0; };
+    const std::string p = "schedulers/" + entry + ".";
+    const int steps = e.at("num_inference_steps").get<int>();
+
+    // Sampler, schedule family and the reference's latent scaling.
+    const bool flow = cls == "FlowMatchEulerDiscreteScheduler";
+    const bool heun = cls == "HeunDiscreteScheduler";
+    bool vp_space = false;
+    std::string sampler = "euler";
+    ScheduleConfig sc;
+    sc.steps = steps;
+    if (cls == "EulerAncestralDiscreteScheduler") sampler = "euler_a";
+    if (heun) sampler = "heun";
+    if (cls == "LMSDiscreteScheduler") sampler = "lms";
+    if (cls == "DDIMScheduler" || cls == "DDPMScheduler") {
+        sampler = cls == "DDIMScheduler" ? "ddim" : "ddpm";
+        sc.family = ScheduleFamily::Ddim;
+        sc.final_alpha_one = cls == "DDPMScheduler" || cfg_or(cfg, "set_alpha_to_one", true);
+        vp_space = true;
+    }
+    if (cls == "DPMSolverMultistepScheduler") {
+        sampler = cfg_or<std::string>(cfg, "algorithm_type", "dpmsolver++") == "sde-dpmsolver++" ? "dpmpp_2m_sde"
+                                                                                                 : "dpmpp_2m";
+        sc.family = ScheduleFamily::DpmSolver;
+        vp_space = true;
+    }
+    sc.spacing = parse_spacing(cfg_or<std::string>(cfg, "timestep_spacing", "linspace"));
+    sc.steps_offset = cfg_or(cfg, "steps_offset", 0);
+    sc.type = cfg_or(cfg, "use_karras_sigmas", false) ? ScheduleType::Karras : ScheduleType::Normal;
+
+    NoiseScheduleConfig nc;
+    nc.num_train_timesteps = cfg_or(cfg, "num_train_timesteps", 1000);
+    nc.beta_start = cfg_or(cfg, "beta_start", 0.0001);
+    nc.beta_end = cfg_or(cfg, "beta_end", 0.02);
+    const std::string bs = cfg_or<std::string>(cfg, "beta_schedule", "linear");
+    NUANCE_CHECK_CODE(bs == "linear" || bs == "scaled_linear", Unsupported, "beta_schedule ", bs);
+    nc.beta_schedule = bs == "linear" ? BetaSchedule::Linear : BetaSchedule::ScaledLinear;
+    nc.rescale_zero_snr = cfg_or(cfg, "rescale_betas_zero_snr", false);
+
+    // Recording model.
+    std::vector<Tensor> model_in;
+    ModelFn model = [&](const Tensor& x_in, double t) {
+        model_in.push_back(x_in.clone());
+        return fake_model(x_in, t);
+    };
+    std::optional<NoiseSchedule> ns;
+    Schedule s;
+    std::optional<Denoiser> d;
+    if (flow) {
+        FlowScheduleConfig fc;
+        fc.steps = steps;
+        fc.shift = cfg_or(cfg, "shift", 1.0);
+        fc.dynamic = cfg_or(cfg, "use_dynamic_shifting", false);
+        fc.num_train_timesteps = cfg_or(cfg, "num_train_timesteps", 1000);
+        if (set_kwargs.contains("mu")) fc.mu = set_kwargs.at("mu").get<double>();
+        if (set_kwargs.contains("sigmas")) fc.custom_sigmas = set_kwargs.at("sigmas").get<std::vector<double>>();
+        s = make_flow_schedule(fc);
+        d.emplace(Denoiser::flow(model, fc.num_train_timesteps));
+    } else {
+        ns.emplace(nc);
+        s = make_schedule(*ns, sc);
+        d.emplace(model, parse_prediction(cfg_or<std::string>(cfg, "prediction_type", "epsilon")), *ns);
+    }
+    const int n = s.steps();
+
+    // Timesteps / sigmas as the reference lists them (Heun repeats every inner point: 2N-1 calls).
+    std::vector<double> ts = s.timesteps, sig = s.sigmas;
+    if (heun) {
+        ts = {s.timesteps[0]};
+        sig = {s.sigmas[0]};
+        for (int i = 1; i < n; ++i) {
+            ts.insert(ts.end(), 2, s.timesteps[(size_t)i]);
+            sig.insert(sig.end(), 2, s.sigmas[(size_t)i]);
+        }
+        sig.push_back(s.sigmas[(size_t)n]);
+    }
+    out.push_back(compare_values(p + "timesteps", ts, to_doubles(tensor(entry + ".timesteps"))));
+    if (has(entry + ".sigmas")) out.push_back(compare_values(p + "sigmas", sig, to_doubles(tensor(entry + ".sigmas"))));
+    if (has(entry + ".alphas_cumprod") && ns) {
+        std::vector<double> ac(ns->alphas_cumprod().begin(), ns->alphas_cumprod().end());
+        out.push_back(compare_values(p + "alphas_cumprod", ac, to_doubles(tensor(entry + ".alphas_cumprod"))));
+    }
+
+    // The loop.
+    const Tensor x_init = tensor("x_init").f32().contiguous();
+    auto to_ref = [&](const Tensor& x, double sigma) {
+        return vp_space ? x / Tensor::scalar((float)std::sqrt(sigma * sigma + 1.0)) : x.clone();
+    };
+    std::optional<ReplayRng> rng;
+    if (has(entry + ".noise"))
+        rng.emplace(tensor(entry + ".noise"), tensor(entry + ".noise_step").to_ids());
+    SamplerOptions o;
+    if (rng) o.rng = &*rng;
+    if (step_kwargs.contains("eta")) o.eta = step_kwargs.at("eta").get<double>();
+    std::vector<Tensor> xs;
+    Tensor x = x_init * (float)s.init_noise_sigma;
+    xs.push_back(to_ref(x, s.sigmas[0]));
+    o.callback = [&](int i, int, const Tensor& xi, const Tensor&) {
+        xs.push_back(to_ref(xi, s.sigmas[(size_t)i + 1]));
+        if (rng) rng->current_step = i + 1;
+    };
+    const SamplerInfo& info = find_sampler(sampler);
+    info.fn(*d, x, s, o);
+
+    const Tensor& ref_in = tensor(entry + ".model_in");
+    std::vector<int64_t> in_index;
+    for (int64_t k = 0; k < ref_in.size(0); ++k) in_index.push_back(k);
+    CompareLine li = compare_sequence(p + "model_in", model_in, ref_in, in_index);
+    if (model_in.size() != in_index.size())
+        li.reason = str("made ", model_in.size(), " model calls, the reference ", in_index.size());
+    out.push_back(li);
+
+    std::vector<int64_t> x_index;  // reference index of nuance's x after each step
+    for (int k = 0; k <= n; ++k) x_index.push_back(heun ? (k == n ? 2 * n - 1 : 2 * k) : k);
+    out.push_back(compare_sequence(p + "x", xs, tensor(entry + ".x"), x_index));
+
+    if (rng) {
+        CompareLine l;
+        l.name = p + "noise_order";
+        l.pass = rng->draw_steps == rng->ref_steps();
+        l.reason = str("draw steps ", rng->draw_steps, " vs reference ", rng->ref_steps());
+        out.push_back(l);
+    }
+}
+
+}  // namespace
+
+std::vector<CompareLine> check_golden_schedulers(const std::string& case_dir) {
+    std::ifstream f(case_dir + "/case.json");
+    NUANCE_CHECK_CODE(f.good(), NotFound, "golden schedulers: cannot open ", case_dir, "/case.json");
+    json c;
+    try {
+        c = json::parse(f);
+    } catch (const std::exception& ex) {
+        fail(ErrorCode::InvalidArgument, "golden schedulers: ", case_dir, "/case.json is not valid JSON: ", ex.what());
+    }
+    NUANCE_CHECK(c.contains("schedulers") && c.at("schedulers").is_object(), "golden schedulers: ", case_dir,
+                 "/case.json has no 'schedulers' object");
+    const WeightFile wf = load_safetensors(case_dir + "/io.safetensors");
+    std::vector<CompareLine> out;
+    for (const auto& [entry, e] : c.at("schedulers").items()) {
+        try {
+            run_entry(entry, e, wf, out);
+        } catch (const std::exception& ex) {
+            CompareLine l;
+            l.name = "schedulers/" + entry;
+            l.reason = ex.what();
+            out.push_back(l);
+        }
+    }
+    return out;
+}
+
+}  // namespace nuance

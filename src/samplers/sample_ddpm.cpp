@@ -1,0 +1,20 @@
+// DDPM ancestral sampling (Ho et al. 2020) on a strided timestep set: the posterior q(x_prev | x_t, x0) with the
+// "fixed_small" variance beta~ = (1-a_prev)/(1-a_t) (1 - a_t/a_prev) is DDIM with eta = 1 (Song et al. 2020, §4.1),
+// i.e. an ancestral Euler step. Use the Ddim schedule family with final_alpha_one (DDPM steps to alpha 1).
+// Draws one randn of x's shape per step.
+#include "samplers/sampler.h"
+
+namespace nuance {
+
+Tensor sample_ddpm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
+    SamplerLoop loop("ddpm", d, x, s, o);
+    const double eta = loop.eta_or(1.0);
+    for (int i = 0; i < loop.steps(); ++i) {
+        const Tensor denoised = loop.denoise(x, loop.sigma(i));
+        x = ancestral_euler_step(loop, x, denoised, loop.sigma(i), loop.sigma(i + 1), eta, o.s_noise);
+        loop.step_done(i, x, denoised);
+    }
+    return x;
+}
+
+}  // namespace nuance

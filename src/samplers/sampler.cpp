@@ -1,0 +1,73 @@
+#include "samplers/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "ops/elementwise.h"
+
+namespace nuance {
+
+SamplerLoop::SamplerLoop(const char* sampler, Denoiser& d, const Tensor& x, const Schedule& s, SamplerOptions& o)
+    : name_(sampler), d_(d), s_(s), o_(o) {
+    NUANCE_CHECK(x.defined(), "sampler '", sampler, "': input x is undefined");
+    NUANCE_CHECK(x.dtype() == DType::F32, "sampler '", sampler, "': x must be F32, got ", x.str());
+    validate_schedule(s, sampler);
+    NUANCE_CHECK(s.flow == d.is_flow(), "sampler '", sampler, "': a ", s.flow ? "flow-matching" : "discrete-time",
+                 " schedule cannot drive a ", d.is_flow() ? "flow-matching" : prediction_name(d.prediction()),
+                 " model");
+    NUANCE_CHECK(std::isfinite(o.s_noise) && o.s_noise >= 0, "sampler '", sampler, "': s_noise must be >= 0, got ",
+                 o.s_noise);
+    d.set_schedule(s);
+    check_cancel();
+}
+
+void SamplerLoop::check_cancel() const {
+    const bool cancel = (o_.cancel_flag && o_.cancel_flag->load()) || (o_.should_cancel && o_.should_cancel());
+    if (cancel) fail(ErrorCode::Cancelled, "sampler '", name_, "': cancelled");
+}
+
+Tensor SamplerLoop::denoise(const Tensor& x, double sigma) {
+    check_cancel();
+    return d_(x, sigma);
+}
+
+void SamplerLoop::step_done(int i, const Tensor& x, const Tensor& denoised) {
+    if (o_.callback) o_.callback(i, steps(), x, denoised);
+    check_cancel();
+}
+
+Tensor SamplerLoop::noise(const Tensor& like) {
+    NUANCE_CHECK(o_.rng != nullptr, "sampler '", name_, "' draws noise (eta / s_churn / SDE) but options.rng is null");
+    return o_.rng->randn(like.shape());
+}
+
+double SamplerLoop::eta_or(double fallback) const {
+    const double eta = o_.eta.value_or(fallback);
+    NUANCE_CHECK(std::isfinite(eta) && eta >= 0, "sampler '", name_, "': eta must be finite and >= 0, got ", eta);
+    return eta;
+}
+
+AncestralStep get_ancestral_step(double sigma_from, double sigma_to, double eta) {
+    if (eta == 0 || sigma_from <= 0) return {sigma_to, 0.0};
+    const double up = std::min(
+        sigma_to, eta * std::sqrt(sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to) /
+                                  (sigma_from * sigma_from)));
+    return {std::sqrt(std::max(0.0, sigma_to * sigma_to - up * up)), up};
+}
+
+Tensor euler_step(const Tensor& x, const Tensor& denoised, double sigma, double sigma_next) {
+    const float r = (float)(sigma_next / sigma);
+    return denoised + (x - denoised) * r;
+}
+
+Tensor ancestral_euler_step(SamplerLoop& loop, const Tensor& x, const Tensor& denoised, double sigma,
+                            double sigma_next, double eta, double s_noise) {
+    if (eta == 0) return euler_step(x, denoised, sigma, sigma_next);
+    const AncestralStep a = get_ancestral_step(sigma, sigma_next, eta);
+    Tensor out = euler_step(x, denoised, sigma, a.sigma_down);
+    const Tensor n = loop.noise(x);
+    return out + n * (float)(a.sigma_up * s_noise);
+}
+
+}  // namespace nuance

@@ -1,0 +1,104 @@
+// Samplers: the k-diffusion contract (Crowson, k-diffusion/sampling.py; design.md §2).
+//
+//   Tensor sample_X(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);
+//
+// x enters at noise level s.sigmas[0] in VE scaling (x = x0 + sigma * eps; flow schedules: x = (1-s) x0 + s eps)
+// and leaves at s.sigmas.back(). A sampler only ever calls d(x, sigma); all randomness comes from o.rng; progress
+// and cancellation go through o. Pipelines never call sample_X directly: they call run_sampler() (registry.h).
+//
+// Adding a sampler (heun, lms, dpm2, ...):
+//   1. Write src/samplers/sample_<name>.cpp with `Tensor sample_<name>(Denoiser&, Tensor, const Schedule&,
+//      SamplerOptions&)`. Start it with `SamplerLoop loop("<name>", d, x, s, o);`, call loop.denoise(x, sigma)
+//      for every model evaluation (it polls cancellation), loop.step_done(i, x, denoised) once per step (the
+//      progress callback), and loop.noise(x) for every random draw (one torch.randn of x's shape, in the
+//      reference's order). Declare it below.
+//   2. Add one row to the table in registry.cpp: canonical name, A1111 display name, aliases, the function, the
+//      ScheduleFamily whose timesteps match the reference implementation, and the schedule types it supports.
+//   3. Add its golden entry to golden_check.cpp (tests/data/golden/schedulers has heun, lms, ... already).
+// Nothing in pipelines changes.
+//
+// Numerics: sigmas[0] can be huge (kZeroSnrSigma for zero-terminal-SNR DDIM). Write steps as weighted sums of x
+// and the denoised estimate (euler_step below), not x + d*dt, so nothing cancels catastrophically.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "samplers/denoiser.h"
+#include "samplers/schedule.h"
+
+namespace nuance {
+
+// Called once per sampler step (not per model call), after the step: step in [0, total), x the new sample
+// (VE scaling), denoised the x0 estimate the step used.
+using StepCallback = std::function<void(int step, int total, const Tensor& x, const Tensor& denoised)>;
+
+struct SamplerOptions {
+    Rng* rng = nullptr;           // required by stochastic samplers (eta > 0, s_churn > 0, SDE); noise only from it
+    std::optional<double> eta;    // ancestral / SDE noise amount; unset = the sampler's default (see registry)
+    double s_noise = 1.0;         // noise multiplier (k-diffusion)
+    double s_churn = 0.0;         // Euler/Heun churn (Karras et al. 2022, alg. 2): gamma = min(s_churn/N, sqrt2-1)
+    double s_tmin = 0.0;
+    double s_tmax = std::numeric_limits<double>::infinity();
+    bool lower_order_final = true;  // DPM-Solver: first-order last step when steps < 15 (diffusers default)
+    int lms_order = 4;              // LMS: number of past derivatives
+    StepCallback callback;          // progress; may set a cancel flag
+    const std::atomic<bool>* cancel_flag = nullptr;  // polled before every model call and after every step
+    std::function<bool()> should_cancel;             // same, as a callable
+};
+
+using SamplerFn = Tensor (*)(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);
+
+// Per-run bookkeeping shared by every sampler: validates inputs, binds the schedule's timesteps to the denoiser,
+// polls cancellation (throws Error{Cancelled}), reports progress and draws noise.
+class SamplerLoop {
+public:
+    SamplerLoop(const char* sampler, Denoiser& d, const Tensor& x, const Schedule& s, SamplerOptions& o);
+    int steps() const { return s_.steps(); }
+    double sigma(int i) const { return s_.sigmas[(size_t)i]; }
+    Tensor denoise(const Tensor& x, double sigma);                   // cancellation check, then d(x, sigma)
+    void step_done(int i, const Tensor& x, const Tensor& denoised);  // callback, then cancellation check
+    Tensor noise(const Tensor& like);                                // one randn of like's shape from o.rng
+    void check_cancel() const;
+    double eta_or(double fallback) const;  // o.eta if set (checked >= 0), else fallback
+
+private:
+    const char* name_;
+    Denoiser& d_;
+    const Schedule& s_;
+    SamplerOptions& o_;
+};
+
+// Ancestral split of a step sigma_from -> sigma_to (k-diffusion get_ancestral_step): go deterministically down to
+// sigma_down, then add fresh noise of std sigma_up, sigma_down^2 + sigma_up^2 = sigma_to^2.
+struct AncestralStep {
+    double sigma_down = 0;
+    double sigma_up = 0;
+};
+AncestralStep get_ancestral_step(double sigma_from, double sigma_to, double eta);
+
+// The Euler step from sigma to sigma_next along the ODE direction (x - denoised) / sigma, written as
+// denoised + (sigma_next / sigma) * (x - denoised). Also the DDIM (eta = 0) update and the DPM-Solver++ update
+// with the (extrapolated) denoised estimate.
+Tensor euler_step(const Tensor& x, const Tensor& denoised, double sigma, double sigma_next);
+
+// One ancestral (eta) step: Euler to sigma_down, plus sigma_up * noise drawn from loop (drawn whenever eta > 0,
+// even when sigma_up is 0 on the last step, as diffusers' EulerAncestral/DDIM/DDPM do).
+Tensor ancestral_euler_step(SamplerLoop& loop, const Tensor& x, const Tensor& denoised, double sigma,
+                            double sigma_next, double eta, double s_noise);
+
+// ---- the samplers (one file each) ----
+Tensor sample_euler(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // churn: s_churn
+Tensor sample_euler_ancestral(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);  // eta default 1
+Tensor sample_heun(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);             // 2 calls/step
+Tensor sample_lms(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);              // lms_order
+Tensor sample_ddim(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);             // eta default 0
+Tensor sample_ddpm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);             // eta default 1
+Tensor sample_dpmpp_2m(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);
+Tensor sample_dpmpp_2m_sde(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);     // eta default 1
+
+}  // namespace nuance
