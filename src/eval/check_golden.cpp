@@ -52,10 +52,20 @@ std::string case_name(const std::string& dir) {
     }
 }
 
+std::vector<CompareLine> check_case_lines(const std::string& dir, const std::string& name);
+
 }  // namespace
 
 std::vector<CompareLine> check_golden_case(const std::string& dir) {
     const std::string name = case_name(dir);
+    std::vector<CompareLine> lines = check_case_lines(dir, name);
+    for (auto& l : lines)  // every line reads "<case>/<tensor>"
+        if (l.name.rfind(name + "/", 0) != 0) l.name = name + "/" + l.name;
+    return lines;
+}
+
+namespace {
+std::vector<CompareLine> check_case_lines(const std::string& dir, const std::string& name) {
     try {
         if (name == "clip_tokenizer") return check_golden_clip_tokenizer(dir);
         if (name == "rng") return check_golden_rng(dir);
@@ -76,6 +86,7 @@ std::vector<CompareLine> check_golden_case(const std::string& dir) {
         return {fail_line(name + "/*", std::string("error: ") + e.what())};
     }
 }
+}  // namespace
 
 std::vector<CompareLine> check_golden_dir(const std::string& dir, const std::function<void(const CompareLine&)>& cb) {
     std::vector<CompareLine> all;

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what nuance needs to build and test, from Debian packages only.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config \
+  libdnnl-dev libpng-dev libjpeg-dev zlib1g-dev libssl-dev \
+  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev

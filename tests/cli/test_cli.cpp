@@ -1,0 +1,213 @@
+// End-to-end tests of the `nuance` binary: exit codes, messages, outputs.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sys/wait.h>
+
+#include "io/image.h"
+#include "io/safetensors.h"
+
+using namespace nuance;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliRun {
+    int code = -1;
+    std::string out;  // stdout + stderr
+};
+
+CliRun run(const std::string& args) {
+    CliRun r;
+    const std::string cmd = std::string(NUANCE_CLI_PATH) + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    const int st = pclose(p);
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+class Cli : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dir_ = fs::temp_directory_path() / ("nuance_cli_" + std::to_string(::getpid()));
+        fs::create_directories(dir_);
+        const CliRun r = run("make-random --family sd15 --tiny -o " + model());
+        ASSERT_EQ(r.code, 0) << r.out;
+    }
+    static void TearDownTestSuite() { fs::remove_all(dir_); }
+    static std::string model() { return (dir_ / "tiny15.safetensors").string(); }
+    static std::string path(const std::string& f) { return (dir_ / f).string(); }
+    static fs::path dir_;
+};
+fs::path Cli::dir_;
+
+const std::string kGen = " generate -q --steps 2 -W 64 -H 64 ";
+
+}  // namespace
+
+TEST_F(Cli, GeneratesPngWithA1111Parameters) {
+    const CliRun r = run(kGen + "-m " + model() + " -p \"a red apple, (shiny:1.3)\" -n blurry --seed 7 -o " + path("a.png"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    const Image img = read_image(path("a.png"));
+    EXPECT_EQ(img.width, 64);
+    EXPECT_EQ(img.height, 64);
+    const PngText text = read_png_text(path("a.png"));
+    ASSERT_EQ(text.size(), 1u);
+    EXPECT_EQ(text[0].first, "parameters");
+    const std::string& p = text[0].second;
+    EXPECT_EQ(p.rfind("a red apple, (shiny:1.3)\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a,", 0), 0u) << p;
+    EXPECT_NE(p.find("CFG scale: 7, Seed: 7, Size: 64x64, Model hash: "), std::string::npos) << p;
+    EXPECT_NE(p.find("Model: tiny15"), std::string::npos) << p;
+}
+
+TEST_F(Cli, SameSeedSameImageAndBatchSeedsIncrement) {
+    ASSERT_EQ(run(kGen + "-m " + model() + " -p apple --seed 3 -o " + path("s1.png")).code, 0);
+    const CliRun r = run(kGen + "-m " + model() + " -p apple --seed 3 -b 2 --sampler dpm++2m --scheduler karras -o " +
+                      path("s2.png"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    ASSERT_TRUE(fs::exists(path("s2_2.png")));
+    EXPECT_NE(read_png_text(path("s2_2.png"))[0].second.find("Seed: 4"), std::string::npos);
+    EXPECT_NE(read_png_text(path("s2.png"))[0].second.find("Sampler: DPM++ 2M, Schedule type: Karras"),
+              std::string::npos) << read_png_text(path("s2.png"))[0].second;
+    ASSERT_EQ(run(kGen + "-m " + model() + " -p apple --seed 3 -o " + path("s3.png")).code, 0);
+    EXPECT_EQ(read_image(path("s1.png")).pixels, read_image(path("s3.png")).pixels);
+    EXPECT_NE(read_image(path("s1.png")).pixels, read_image(path("s2_2.png")).pixels);
+}
+
+TEST_F(Cli, Img2ImgAndNonSquare) {
+    ASSERT_EQ(run(kGen + "-m " + model() + " -p apple -o " + path("init.png")).code, 0);
+    const CliRun r = run(" generate -q --steps 4 -W 80 -H 48 -m " + model() + " -p pear --sampler ddim -i " +
+                      path("init.png") + " --strength 0.5 -o " + path("i2i.png"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    const Image img = read_image(path("i2i.png"));
+    EXPECT_EQ(img.width, 80);
+    EXPECT_EQ(img.height, 48);
+    EXPECT_NE(read_png_text(path("i2i.png"))[0].second.find("Denoising strength: 0.5"), std::string::npos);
+}
+
+TEST_F(Cli, MissingModelFile) {
+    const CliRun r = run(kGen + "-m " + path("nope.safetensors") + " -p x");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("nope.safetensors' does not exist"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, TruncatedSafetensors) {
+    {
+        std::ifstream in(model(), std::ios::binary);
+        std::string data((std::istreambuf_iterator<char>(in)), {});
+        std::ofstream(path("trunc.safetensors"), std::ios::binary).write(data.data(), (std::streamsize)data.size() / 2);
+    }
+    const CliRun r = run(kGen + "-m " + path("trunc.safetensors") + " -p x");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("trunc.safetensors"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("truncated or corrupt"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, CorruptHeader) {
+    std::ofstream(path("bad.safetensors"), std::ios::binary).write("\x10\0\0\0\0\0\0\0{not json here!}", 24);
+    const CliRun r = run(kGen + "-m " + path("bad.safetensors") + " -p x");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("not valid JSON"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, MissingTensorAndWrongShape) {
+    WeightFile wf = load_safetensors(model());
+    std::vector<std::pair<std::string, Tensor>> t(wf.tensors.begin(), wf.tensors.end());
+    auto missing = t;
+    std::erase_if(missing, [](auto& kv) { return kv.first == "model.diffusion_model.out.2.bias"; });
+    save_safetensors(path("missing.safetensors"), missing);
+    CliRun r = run(kGen + "-m " + path("missing.safetensors") + " -p x");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("missing tensor 'conv_out.bias'"), std::string::npos) << r.out;
+
+    auto wrong = t;
+    for (auto& kv : wrong)
+        if (kv.first == "model.diffusion_model.out.2.bias") kv.second = Tensor::zeros({3}, DType::F16);
+    save_safetensors(path("wrong.safetensors"), wrong);
+    r = run(kGen + "-m " + path("wrong.safetensors") + " -p x");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("expected [4], got [3]"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, UnknownFamily) {
+    save_safetensors(path("other.safetensors"), {{"encoder.layer.0.weight", Tensor::zeros({2, 2})}});
+    const CliRun r = run(kGen + "-m " + path("other.safetensors") + " -p x");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("unknown model family"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, UsageErrors) {
+    CliRun r = run(kGen + "-m " + model() + " -p x --sampler euler_b");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_NE(r.out.find("euler_b"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("dpmpp_2m"), std::string::npos) << "valid names listed: " << r.out;
+    r = run(" generate -q -m " + model() + " -p x -W 100 -H 64");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_NE(r.out.find("size 100x64 is not a positive multiple of 8"), std::string::npos) << r.out;
+    r = run(" generate -p x");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_NE(r.out.find("no model given"), std::string::npos) << r.out;
+    r = run(" generate --no-such-flag");
+    EXPECT_EQ(r.code, 2) << r.out;
+    r = run(kGen + "-m " + model() + " -p x --rng quantum");
+    EXPECT_EQ(r.code, 2) << r.out;
+}
+
+TEST_F(Cli, UnreadableInitImage) {
+    std::ofstream(path("fake.png"), std::ios::binary) << "this is not an image";
+    const CliRun r = run(kGen + "-m " + model() + " -p x -i " + path("fake.png"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("fake.png"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, InfoDescribesModel) {
+    const CliRun r = run(" info " + model());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("family: sd1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("dtypes: F16="), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("components: text_encoder unet vae"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, SamplersListed) {
+    const CliRun r = run(" samplers");
+    ASSERT_EQ(r.code, 0) << r.out;
+    for (const char* s : {"euler_a", "Euler a", "dpmpp_2m", "ddim", "karras"})
+        EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
+TEST(CheckGolden, ProjectCopyPassesWithNoSkipInRequiredCases) {
+    const CliRun r = run(std::string(" check-golden ") + NUANCE_TEST_DATA + "/golden");
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.find(" FAIL "), std::string::npos) << r.out;
+    for (const char* req : {"clip_tokenizer/ids_sd1 PASS", "clip_tokenizer/ids_sd2 PASS", "clip_text/", "unet_sd15/eps PASS",
+                            "unet_sd15/odd.eps PASS", "unet_sd2/odd.eps PASS", "unet_sdxl/odd.eps PASS",
+                            "vae/vae_sd.decoded PASS", "pipeline_sd15/ddim.image PASS", "pipeline_sd15/euler.image PASS",
+                            "original_format/sd15.unet.eps PASS", "original_format/sdxl.text_encoder_2.text_embeds PASS",
+                            "schedulers/euler.x PASS", "schedulers/euler_ancestral.x PASS", "schedulers/ddim.x PASS",
+                            "schedulers/dpmpp_2m.x PASS", "schedulers/dpmpp_2m_karras.x PASS", "rng/cpu/seed0/7 PASS"})
+        EXPECT_NE(r.out.find(req), std::string::npos) << req;
+    for (const char* c : {"\nclip_tokenizer/", "\nclip_text/", "\nunet_", "\nvae/vae_sd", "\npipeline_sd15/", "\noriginal_format/"}) {
+        size_t pos = 0;
+        while ((pos = r.out.find(c, pos)) != std::string::npos) {
+            const size_t eol = r.out.find('\n', pos + 1);
+            EXPECT_EQ(r.out.substr(pos, eol - pos).find(" SKIP "), std::string::npos) << r.out.substr(pos, eol - pos);
+            pos = eol;
+            if (pos == std::string::npos) break;
+        }
+    }
+    const auto last = r.out.rfind("passed, 0 failed");
+    EXPECT_NE(last, std::string::npos);
+}
+
+TEST(CheckGolden, MissingFolderIsAnError) {
+    const CliRun r = run(" check-golden /nonexistent/golden");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("does not exist"), std::string::npos) << r.out;
+}
