@@ -48,6 +48,15 @@ Denoiser Denoiser::flow(ModelFn model, double timestep_scale) {
     return d;
 }
 
+void Denoiser::set_consistency_boundary(double timestep_scaling, double sigma_data) {
+    NUANCE_CHECK(std::isfinite(timestep_scaling) && timestep_scaling > 0 && std::isfinite(sigma_data) && sigma_data > 0,
+                 "Denoiser: consistency boundary needs timestep_scaling > 0 and sigma_data > 0, got ",
+                 timestep_scaling, " and ", sigma_data);
+    NUANCE_CHECK(!is_flow(), "Denoiser: the consistency boundary condition applies to discrete-time models only");
+    boundary_scaling_ = timestep_scaling;
+    boundary_sigma_data_ = sigma_data;
+}
+
 void Denoiser::set_schedule(const Schedule& s) {
     NUANCE_CHECK(s.sigmas.size() >= s.timesteps.size(), "Denoiser: schedule has ", s.timesteps.size(),
                  " timesteps but only ", s.sigmas.size(), " sigmas");
@@ -83,13 +92,19 @@ Tensor Denoiser::operator()(const Tensor& x, double sigma) {
     NUANCE_CHECK(out.defined() && out.shape() == x.shape(), "Denoiser: model returned ",
                  out.defined() ? shape_str(out.shape()) : std::string("an undefined tensor"), " for input ",
                  shape_str(x.shape()), " at timestep ", t);
+    Tensor denoised;
     switch (prediction_) {
         case Prediction::Epsilon:
-        case Prediction::Flow: return x - out * s;
-        case Prediction::V: return out * (-s / std::sqrt(s2p1)) + x / Tensor::scalar(s2p1);
-        case Prediction::Sample: return out.f32();
+        case Prediction::Flow: denoised = x - out * s; break;
+        case Prediction::V: denoised = out * (-s / std::sqrt(s2p1)) + x / Tensor::scalar(s2p1); break;
+        case Prediction::Sample: denoised = out.f32(); break;
     }
-    fail(ErrorCode::Internal, "Denoiser: invalid prediction type ", (int)prediction_);
+    if (boundary_scaling_ > 0) {
+        const double st = t * boundary_scaling_, sd2 = boundary_sigma_data_ * boundary_sigma_data_;
+        const float c_skip = (float)(sd2 / (st * st + sd2)), c_out = (float)(st / std::sqrt(st * st + sd2));
+        denoised = denoised * c_out + x_in * c_skip;
+    }
+    return denoised;
 }
 
 }  // namespace nuance

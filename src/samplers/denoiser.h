@@ -44,6 +44,11 @@ public:
     // D(x, sigma): the x0 estimate. x: any shape, F32; sigma >= 0 and finite.
     Tensor operator()(const Tensor& x, double sigma);
 
+    // Consistency-model boundary condition of LCM / TCD distilled models (Song et al. 2023; diffusers LCMScheduler):
+    // D' = c_skip(t) * x_vp + c_out(t) * D with c_skip = sd^2 / ((t*k)^2 + sd^2), c_out = t*k / sqrt((t*k)^2 + sd^2),
+    // k = timestep_scaling, sd = sigma_data. Off by default (it changes D by < 1e-5 for t >= 19 with k = 10).
+    void set_consistency_boundary(double timestep_scaling = 10.0, double sigma_data = 0.5);
+
     // Use the schedule's (sigma, timestep) pairs verbatim. Samplers call this on entry (SamplerLoop does).
     void set_schedule(const Schedule& s);
     double timestep(double sigma) const;
@@ -60,6 +65,8 @@ private:
     Prediction prediction_ = Prediction::Epsilon;
     NoiseSchedule ns_;
     double timestep_scale_ = 1000.0;
+    double boundary_scaling_ = 0.0;  // 0 = no consistency boundary condition
+    double boundary_sigma_data_ = 0.5;
     std::vector<double> table_sigmas_, table_timesteps_;
     int64_t calls_ = 0;
 };

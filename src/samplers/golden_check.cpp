@@ -152,10 +152,20 @@ T cfg_or(const json& cfg, const char* key, T fallback) {
 
 // Why an entry cannot run yet ("" = supported).
 std::string unsupported_reason(const std::string& cls, const json& cfg, const json& step_kwargs) {
-    if (cls == "PNDMScheduler") return "PNDM/PLMS sampler not implemented yet";
-    if (cls == "UniPCMultistepScheduler") return "UniPC sampler not implemented yet";
-    if (cls == "LCMScheduler") return "LCM sampler not implemented yet";
-    if (cls == "DPMSolverSinglestepScheduler") return "DPM-Solver singlestep sampler not implemented yet";
+    if (cls == "DPMSolverSinglestepScheduler" &&
+        (cfg_or<int>(cfg, "solver_order", 2) != 2 || cfg_or<std::string>(cfg, "solver_type", "midpoint") != "midpoint" ||
+         cfg_or<std::string>(cfg, "algorithm_type", "dpmsolver++") != "dpmsolver++" ||
+         !cfg_or(cfg, "lower_order_final", true)))
+        return "only the 2nd-order dpmsolver++ midpoint singlestep solver with lower_order_final is implemented";
+    if (cls == "UniPCMultistepScheduler") {
+        if (cfg_or<int>(cfg, "solver_order", 2) != 2 || cfg_or<std::string>(cfg, "solver_type", "bh2") != "bh2" ||
+            !cfg_or(cfg, "predict_x0", true))
+            return "only UniPC with solver_order 2, solver_type bh2, predict_x0 is implemented";
+        if (cfg.contains("disable_corrector") && !cfg.at("disable_corrector").empty())
+            return "UniPC disable_corrector not supported";
+    }
+    if (cls == "PNDMScheduler" && !cfg_or(cfg, "skip_prk_steps", false))
+        return "PNDM with Runge-Kutta warm-up steps (skip_prk_steps = False) not implemented";
     if (cls == "EulerDiscreteScheduler" && cfg_or(step_kwargs, "s_churn", 0.0) > 0)
         return "diffusers' churn evaluates the model BEFORE adding the churn noise (at sigma, scaled by sigma); "
                "k-diffusion's Euler (implemented) evaluates it after, at sigma_hat";
@@ -172,7 +182,9 @@ std::string unsupported_reason(const std::string& cls, const json& cfg, const js
     if (cfg_or<std::string>(cfg, "timestep_type", "discrete") != "discrete") return "timestep_type != discrete";
     static const char* known[] = {"EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
                                   "LMSDiscreteScheduler", "DDIMScheduler", "DDPMScheduler",
-                                  "DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler"};
+                                  "DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
+                                  "UniPCMultistepScheduler", "PNDMScheduler", "LCMScheduler",
+                                  "DPMSolverSinglestepScheduler"};
     for (const char* k : known)
         if (cls == k) return "";
     return "scheduler class " + cls + " not supported";
@@ -200,6 +212,8 @@ void run_entry(const std::string& entry, const json& e, const WeightFile& wf, st
     // Sampler, schedule family and the reference's latent scaling.
     const bool flow = cls == "FlowMatchEulerDiscreteScheduler";
     const bool heun = cls == "HeunDiscreteScheduler";
+    const bool plms = cls == "PNDMScheduler";
+    const bool lcm = cls == "LCMScheduler";
     bool vp_space = false;
     std::string sampler = "euler";
     ScheduleConfig sc;
@@ -207,8 +221,8 @@ void run_entry(const std::string& entry, const json& e, const WeightFile& wf, st
     if (cls == "EulerAncestralDiscreteScheduler") sampler = "euler_a";
     if (heun) sampler = "heun";
     if (cls == "LMSDiscreteScheduler") sampler = "lms";
-    if (cls == "DDIMScheduler" || cls == "DDPMScheduler") {
-        sampler = cls == "DDIMScheduler" ? "ddim" : "ddpm";
+    if (cls == "DDIMScheduler" || cls == "DDPMScheduler" || plms) {
+        sampler = plms ? "plms" : cls == "DDIMScheduler" ? "ddim" : "ddpm";
         sc.family = ScheduleFamily::Ddim;
         sc.final_alpha_one = cls == "DDPMScheduler" || cfg_or(cfg, "set_alpha_to_one", true);
         vp_space = true;
@@ -217,6 +231,17 @@ void run_entry(const std::string& entry, const json& e, const WeightFile& wf, st
         sampler = cfg_or<std::string>(cfg, "algorithm_type", "dpmsolver++") == "sde-dpmsolver++" ? "dpmpp_2m_sde"
                                                                                                  : "dpmpp_2m";
         sc.family = ScheduleFamily::DpmSolver;
+        vp_space = true;
+    }
+    if (cls == "UniPCMultistepScheduler" || cls == "DPMSolverSinglestepScheduler") {
+        sampler = cls == "UniPCMultistepScheduler" ? "unipc" : "dpmpp_2s";
+        sc.family = ScheduleFamily::DpmSolver;
+        vp_space = true;
+    }
+    if (lcm) {
+        sampler = "lcm";
+        sc.family = ScheduleFamily::Lcm;
+        sc.lcm_original_steps = cfg_or(cfg, "original_inference_steps", 50);
         vp_space = true;
     }
     sc.spacing = parse_spacing(cfg_or<std::string>(cfg, "timestep_spacing", "linspace"));
@@ -255,11 +280,14 @@ void run_entry(const std::string& entry, const json& e, const WeightFile& wf, st
         ns.emplace(nc);
         s = make_schedule(*ns, sc);
         d.emplace(model, parse_prediction(cfg_or<std::string>(cfg, "prediction_type", "epsilon")), *ns);
+        if (lcm) d->set_consistency_boundary(cfg_or(cfg, "timestep_scaling", 10.0), 0.5);
     }
     const int n = s.steps();
 
-    // Timesteps / sigmas as the reference lists them (Heun repeats every inner point: 2N-1 calls).
+    // Timesteps / sigmas as the reference lists them (Heun repeats every inner point: 2N-1 calls; PNDM repeats
+    // its second timestep: N+1 calls).
     std::vector<double> ts = s.timesteps, sig = s.sigmas;
+    if (plms && n > 1) ts.insert(ts.begin() + 1, s.timesteps[1]);
     if (heun) {
         ts = {s.timesteps[0]};
         sig = {s.sigmas[0]};
@@ -306,7 +334,8 @@ void run_entry(const std::string& entry, const json& e, const WeightFile& wf, st
     out.push_back(li);
 
     std::vector<int64_t> x_index;  // reference index of nuance's x after each step
-    for (int k = 0; k <= n; ++k) x_index.push_back(heun ? (k == n ? 2 * n - 1 : 2 * k) : k);
+    for (int k = 0; k <= n; ++k)
+        x_index.push_back(heun ? (k == n ? 2 * n - 1 : 2 * k) : (plms && n > 1 && k > 0) ? k + 1 : k);
     out.push_back(compare_sequence(p + "x", xs, tensor(entry + ".x"), x_index));
 
     if (rng) {

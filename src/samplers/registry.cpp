@@ -38,6 +38,15 @@ std::vector<SamplerInfo> build_table() {
     t.push_back({"dpmpp_2m_sde", "DPM++ 2M SDE", {"k_dpmpp_2m_sde", "sample_dpmpp_2m_sde", "sde-dpmsolver++"},
                  sample_dpmpp_2m_sde, SF::DpmSolver, false, kAnySigmas, true,
                  "DPM-Solver++(2M) SDE, midpoint (eta default 1; Gaussian noise per step, as diffusers)"});
+    t.push_back({"dpmpp_2s", "DPM++ 2S", {"dpm_singlestep", "dpmsolver_singlestep", "sample_dpmpp_2s"},
+                 sample_dpmpp_2s, SF::DpmSolver, false, kAnySigmas, false,
+                 "DPM-Solver++(2S) singlestep (diffusers DPMSolverSinglestep; not the ancestral 'DPM++ 2S a')"});
+    t.push_back({"unipc", "UniPC", {"uni_pc", "uni_pc_bh2", "sample_unipc"}, sample_unipc, SF::DpmSolver, false,
+                 kAnySigmas, false, "UniPC predictor-corrector, order 2, B2(h) (Zhao et al. 2023)"});
+    t.push_back({"plms", "PLMS", {"pndm", "sample_plms"}, sample_plms, SF::Ddim, false, kTimestepSetOnly, false,
+                 "Pseudo linear multistep (PNDM without Runge-Kutta warm-up): N+1 model calls"});
+    t.push_back({"lcm", "LCM", {"sample_lcm"}, sample_lcm, SF::Lcm, false, kTimestepSetOnly, true,
+                 "Latent consistency model sampling: denoise, then re-noise to the next sigma"});
     return t;
 }
 

@@ -6,7 +6,10 @@
 // and leaves at s.sigmas.back(). A sampler only ever calls d(x, sigma); all randomness comes from o.rng; progress
 // and cancellation go through o. Pipelines never call sample_X directly: they call run_sampler() (registry.h).
 //
-// Adding a sampler (heun, lms, dpm2, ...):
+// Implemented (each matches its diffusers scheduler on tests/data/golden/schedulers): euler, euler_a, heun, lms,
+// ddim, ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling.
+//
+// Adding a sampler (dpm2, dpmpp_2s_ancestral, ipndm, ...):
 //   1. Write src/samplers/sample_<name>.cpp with `Tensor sample_<name>(Denoiser&, Tensor, const Schedule&,
 //      SamplerOptions&)`. Start it with `SamplerLoop loop("<name>", d, x, s, o);`, call loop.denoise(x, sigma)
 //      for every model evaluation (it polls cancellation), loop.step_done(i, x, denoised) once per step (the
@@ -14,7 +17,8 @@
 //      reference's order). Declare it below.
 //   2. Add one row to the table in registry.cpp: canonical name, A1111 display name, aliases, the function, the
 //      ScheduleFamily whose timesteps match the reference implementation, and the schedule types it supports.
-//   3. Add its golden entry to golden_check.cpp (tests/data/golden/schedulers has heun, lms, ... already).
+//   3. If the reference data has it, map its entry in golden_check.cpp (run_entry) and add a test line in
+//      tests/samplers/test_samplers_golden.cpp.
 // Nothing in pipelines changes.
 //
 // Numerics: sigmas[0] can be huge (kZeroSnrSigma for zero-terminal-SNR DDIM). Write steps as weighted sums of x
@@ -100,5 +104,9 @@ Tensor sample_ddim(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);
 Tensor sample_ddpm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);             // eta default 1
 Tensor sample_dpmpp_2m(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);
 Tensor sample_dpmpp_2m_sde(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);     // eta default 1
+Tensor sample_dpmpp_2s(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);         // singlestep pairs
+Tensor sample_unipc(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // UniPC bh2, order 2
+Tensor sample_plms(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);             // N+1 calls
+Tensor sample_lcm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);              // noise per step
 
 }  // namespace nuance

@@ -245,6 +245,7 @@ const char* schedule_family_name(ScheduleFamily f) {
         case ScheduleFamily::EulerDiscrete: return "euler_discrete";
         case ScheduleFamily::DpmSolver: return "dpm_solver";
         case ScheduleFamily::Ddim: return "ddim";
+        case ScheduleFamily::Lcm: return "lcm";
     }
     return "unknown";
 }
@@ -372,6 +373,29 @@ Schedule ddim_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
     return s;
 }
 
+// LCMScheduler.set_timesteps: the distillation grid t_k = k * (T / orig) - 1, k = 1..orig, newest first, sampled at
+// floor(linspace(0, orig, N, endpoint=False)).
+Schedule lcm_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
+    NUANCE_CHECK_CODE(c.type == ScheduleType::Normal, Unsupported, "schedule '", schedule_type_name(c.type),
+                      "' is not available for the LCM timestep set (use 'normal')");
+    const int T = ns.num_train_timesteps();
+    const int orig = c.lcm_original_steps;
+    NUANCE_CHECK(orig >= 1 && orig <= T, "LCM schedule: original steps must be in [1, ", T, "], got ", orig);
+    NUANCE_CHECK(c.steps <= orig, "LCM schedule: ", c.steps, " steps exceed the ", orig,
+                 " original (distillation) steps");
+    const int k = T / orig;
+    Schedule s;
+    for (int i = 0; i < c.steps; ++i) {
+        const int idx = (int)std::floor((double)i * ((double)orig / c.steps));
+        const int t = (orig - idx) * k - 1;
+        s.timesteps.push_back(t);
+        s.sigmas.push_back(ns.sigma_at(t));
+    }
+    s.sigmas.push_back(0.0);
+    s.init_noise_sigma = std::sqrt(s.sigmas[0] * s.sigmas[0] + 1.0);
+    return s;
+}
+
 }  // namespace
 
 Schedule make_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
@@ -383,6 +407,7 @@ Schedule make_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
         case ScheduleFamily::EulerDiscrete: s = euler_discrete_schedule(ns, c); break;
         case ScheduleFamily::DpmSolver: s = dpm_solver_schedule(ns, c); break;
         case ScheduleFamily::Ddim: s = ddim_schedule(ns, c); break;
+        case ScheduleFamily::Lcm: s = lcm_schedule(ns, c); break;
     }
     validate_schedule(s, "schedule");
     return s;

@@ -88,7 +88,8 @@ const char* spacing_name(Spacing s);
 enum class ScheduleFamily {
     EulerDiscrete,  // Euler, Euler a, Heun, LMS: fractional timesteps, sigmas by np.interp; final sigma 0
     DpmSolver,      // DPM-Solver(++) multistep, UniPC: integer timesteps from an N+1 grid; final sigma 0
-    Ddim,           // DDIM, DDPM: integer timesteps; final alpha = alphas_cumprod[0] (or 1 with final_alpha_one)
+    Ddim,           // DDIM, DDPM, PLMS: integer timesteps; final alpha = alphas_cumprod[0] (or 1 with final_alpha_one)
+    Lcm,            // LCM: N timesteps picked from the distillation grid of lcm_original_steps; final sigma 0
 };
 const char* schedule_family_name(ScheduleFamily f);
 
@@ -99,6 +100,7 @@ struct ScheduleConfig {
     Spacing spacing = Spacing::Linspace;
     int steps_offset = 0;          // added to 'leading' timesteps (SD 1.x/XL configs use 1)
     bool final_alpha_one = false;  // DDIM/PNDM set_alpha_to_one; DDPM always steps to alpha 1
+    int lcm_original_steps = 50;   // Lcm: the teacher's step count (LCMScheduler original_inference_steps)
 };
 
 // A sampling schedule: what a sampler walks through.

@@ -57,11 +57,12 @@ TEST(SamplerLoop, CallbackSeesEveryStepOfEverySampler) {
         };
         const Tensor y = info.fn(d, init_x() * (float)s.init_noise_sigma, s, o);
         EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 3, 4, 5})) << info.name;
-        EXPECT_EQ(d.calls(), info.name == "heun" ? 11 : 6) << info.name;
+        EXPECT_EQ(d.calls(), info.name == "heun" ? 11 : info.name == "plms" ? 7 : 6) << info.name;
         EXPECT_EQ(y.shape(), (Shape{2, 3, 4}));
         for (float v : y.to_vector()) ASSERT_TRUE(std::isfinite(v)) << info.name;
         // noise only where the sampler is stochastic, one draw of x's shape per step
-        EXPECT_EQ(rng.draws, info.stochastic ? 6 : 0) << info.name;
+        // (LCM re-noises after every step but the last)
+        EXPECT_EQ(rng.draws, !info.stochastic ? 0 : info.name == "lcm" ? 5 : 6) << info.name;
     }
 }
 
@@ -88,7 +89,7 @@ TEST(SamplerLoop, CancelFlagSetByTheCallbackStopsTheRun) {
             EXPECT_THAT(e.what(), HasSubstr(info.name));
         }
         EXPECT_EQ(callbacks, 3) << info.name;
-        EXPECT_EQ(d.calls(), info.name == "heun" ? 6 : 3) << info.name;
+        EXPECT_EQ(d.calls(), info.name == "heun" ? 6 : info.name == "plms" ? 4 : 3) << info.name;
     }
 }
 
@@ -241,6 +242,36 @@ TEST(SamplerIdentities, DdimWithEtaZeroIsEulerOnTheSameSchedule) {
     const Tensor a = sample_ddim(d1, x, s, o);
     const Tensor b = sample_euler(d2, x, s, o);
     EXPECT_EQ(max_abs_diff(a, b), 0.0f);
+}
+
+TEST(SamplerIdentities, SingleStepMultistepSamplersReduceToEuler) {
+    // With one step every multistep method has no history: it is the Euler step (to sigma 0: x = D).
+    const NoiseSchedule ns;
+    SamplerOptions o;
+    for (const char* name : {"dpmpp_2m", "dpmpp_2s", "unipc", "plms", "lms"}) {
+        const SamplerInfo& info = find_sampler(name);
+        const Schedule s = make_sampler_schedule(info, ns, 1);
+        Denoiser d1 = sd_denoiser(), d2 = sd_denoiser();
+        const Tensor x = init_x() * (float)s.init_noise_sigma;
+        EXPECT_LT(max_abs_diff(info.fn(d1, x, s, o), sample_euler(d2, x, s, o)), 1e-5) << name;
+    }
+}
+
+TEST(Denoiser, ConsistencyBoundary) {
+    Denoiser d(linear_model, Prediction::Sample, NoiseSchedule{});
+    Schedule s;
+    s.sigmas = {2.0, 0.0};
+    s.timesteps = {0.1};  // scaled t = 1 with timestep_scaling 10: c_skip = 0.25/1.25, c_out = 1/sqrt(1.25)
+    d.set_schedule(s);
+    d.set_consistency_boundary(10.0, 0.5);
+    const Tensor x = Tensor::from_vector({1.0f, -1.0f}, {2});
+    const Tensor x_in = x * (float)(1.0 / std::sqrt(5.0));
+    const Tensor F = x_in * 0.3f + 0.0001f;
+    const Tensor expect = F * (float)(1.0 / std::sqrt(1.25)) + x_in * 0.2f;
+    EXPECT_LT(max_abs_diff(d(x, 2.0), expect), 1e-6);
+    EXPECT_THROW(d.set_consistency_boundary(0.0, 0.5), Error);
+    Denoiser f = Denoiser::flow(linear_model);
+    EXPECT_THROW(f.set_consistency_boundary(10.0, 0.5), Error);
 }
 
 TEST(SamplerIdentities, AncestralStepSplitsTheVariance) {

@@ -165,6 +165,21 @@ TEST(Schedule, DdimTimestepSet) {
     EXPECT_EQ(lin.timesteps, (std::vector<double>{999, 666, 333, 0}));
 }
 
+TEST(Schedule, LcmTimestepSet) {
+    const NoiseSchedule ns;
+    ScheduleConfig c = cfg(4, ScheduleFamily::Lcm);
+    const Schedule s = make_schedule(ns, c);
+    EXPECT_EQ(s.timesteps, (std::vector<double>{999, 759, 499, 259}));
+    EXPECT_NEAR(s.sigmas[1], ns.sigma_at(759), 1e-12);
+    EXPECT_EQ(s.sigmas.back(), 0.0);
+    c.steps = 51;
+    expect_error([&] { make_schedule(ns, c); }, ErrorCode::InvalidArgument,
+                 "LCM schedule: 51 steps exceed the 50 original (distillation) steps");
+    c.steps = 4;
+    c.type = ScheduleType::Karras;
+    expect_error([&] { make_schedule(ns, c); }, ErrorCode::Unsupported, "not available for the LCM timestep set");
+}
+
 TEST(Schedule, FlowSchedules) {
     EXPECT_NEAR(flux_mu(1024), 0.63, 1e-12);
     FlowScheduleConfig c;
