@@ -78,4 +78,7 @@ inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+// n values, vectorised (F16C) and parallel for large n.
+void f16_to_f32_n(const uint16_t* src, float* dst, int64_t n);
+
 }  // namespace nuance
