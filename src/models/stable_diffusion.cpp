@@ -57,8 +57,9 @@ std::unique_ptr<UNet2DConditionModel> build_unet(const std::map<std::string, Ten
     return m;
 }
 
-std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
+std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& t_in, const nlohmann::json& cfg,
                                          const std::string& source, SDFamily fam) {
+    const std::map<std::string, Tensor> t = rename_legacy_vae_attention(t_in);  // query/key/value/proj_attn names
     AutoencoderKLConfig c = AutoencoderKLConfig::detect(t);
     if (fam == SDFamily::SDXL) c.scaling_factor = 0.13025f;
     if (!cfg.empty()) c.apply_diffusers_config(cfg);

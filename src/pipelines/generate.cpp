@@ -102,7 +102,9 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
     const NoiseSchedule ns = noise_schedule_for(m);
     std::optional<Spacing> spacing;
     std::optional<int> offset;
-    if (m.scheduler_config.contains("timestep_spacing") && rs.info->family != ScheduleFamily::EulerDiscrete) {
+    // A diffusers folder's scheduler config decides the spacing (diffusers parity, e.g. SDXL's "leading"); single
+    // files have none and get the sampler's own default (k-diffusion / A1111 style).
+    if (m.scheduler_config.contains("timestep_spacing") && m.scheduler_config["timestep_spacing"].is_string()) {
         spacing = parse_spacing(m.scheduler_config["timestep_spacing"].get<std::string>());
         offset = m.scheduler_config.value("steps_offset", 0);
     }
