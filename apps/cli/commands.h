@@ -12,5 +12,6 @@ Runner add_info(CLI::App& app);
 Runner add_check_golden(CLI::App& app);
 Runner add_make_random(CLI::App& app);
 Runner add_samplers(CLI::App& app);
+Runner add_serve(CLI::App& app);
 
 }  // namespace nuance::cli

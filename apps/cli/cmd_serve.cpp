@@ -1,0 +1,106 @@
+// nuance serve: the HTTP server (A1111 /sdapi/v1, OpenAI /v1/images, native /api/v1/jobs) and the web page.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <pthread.h>
+#include <thread>
+
+#include "../server/server.h"
+#include "commands.h"
+
+namespace nuance::cli {
+
+namespace {
+
+struct ServeArgs {
+    server::ServerOptions o;
+    std::string vae, api_key_file, prediction;
+    int max_body_mb = 64;
+    bool verbose = false, quiet = false;
+};
+
+int run(ServeArgs& a) {
+    if (a.o.model.empty() && a.o.models_dir.empty())
+        fail(ErrorCode::InvalidArgument, "usage: no model: pass -m/--model FILE|FOLDER or --models-dir DIR");
+    if (!a.api_key_file.empty()) {
+        std::ifstream f(a.api_key_file);
+        NUANCE_CHECK_CODE(f.good(), NotFound, "cannot read API key file '", a.api_key_file, "'");
+        std::getline(f, a.o.api_key);
+        while (!a.o.api_key.empty() && (a.o.api_key.back() == '\r' || a.o.api_key.back() == ' ')) a.o.api_key.pop_back();
+        NUANCE_CHECK(!a.o.api_key.empty(), "API key file '", a.api_key_file, "' is empty");
+    }
+    NUANCE_CHECK(a.o.port >= 0 && a.o.port <= 65535, "usage: --port must be in 0..65535, got ", a.o.port);
+    NUANCE_CHECK(a.max_body_mb >= 1 && a.max_body_mb <= 4096, "usage: --max-body-mb must be in 1..4096");
+    NUANCE_CHECK(a.o.queue.max_queued >= 1, "usage: --queue-size must be >= 1");
+    NUANCE_CHECK(a.o.queue.max_models >= 1, "usage: --max-models must be >= 1");
+    a.o.max_body_bytes = (size_t)a.max_body_mb << 20;
+    a.o.queue.load.vae_path = a.vae;
+    a.o.queue.load.prediction = a.prediction;
+    Logger log;
+    if (a.verbose) log.set_level(LogLevel::Debug);
+    if (a.quiet) log.set_level(LogLevel::Warn);
+    a.o.logger = &log;
+    a.o.queue.load.logger = &log;
+
+    // SIGINT/SIGTERM are taken by one thread (sigwait) that stops the server; every other thread blocks them.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    server::Server srv(a.o);
+    const int port = srv.bind();
+    std::string models;
+    for (const auto& e : srv.models().list()) models += (models.empty() ? "" : ", ") + e.name;
+    std::printf("nuance serve: listening on http://%s:%d (models: %s)%s\n", a.o.host.c_str(), port,
+                models.empty() ? "none yet" : models.c_str(), a.o.api_key.empty() ? "" : " [API key required]");
+    std::fflush(stdout);
+    if (a.o.host != "127.0.0.1" && a.o.host != "localhost" && a.o.host != "::1" && a.o.api_key.empty())
+        log.warn("listening on ", a.o.host, " without --api-key: anyone who can reach this port can use it");
+
+    std::thread waiter([&] {
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        if (sig != 0) srv.stop();
+    });
+    srv.run();
+    // run() also returns when the listener fails; wake the waiter so it can be joined.
+    srv.stop();
+    pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+    if (!a.quiet) std::fprintf(stderr, "nuance serve: stopped\n");
+    return 0;
+}
+
+}  // namespace
+
+Runner add_serve(CLI::App& app) {
+    auto a = std::make_shared<ServeArgs>();
+    CLI::App* c = app.add_subcommand("serve", "HTTP server: A1111 and OpenAI-compatible APIs, job API, web page at /");
+    c->add_option("--host", a->o.host, "Address to listen on (use 0.0.0.0 for every interface)")->capture_default_str();
+    c->add_option("--port", a->o.port, "Port (0: any free port, printed at start)")->capture_default_str();
+    c->add_option("-m,--model", a->o.model, "Checkpoint or diffusers folder: the default model");
+    c->add_option("--models-dir", a->o.models_dir, "Folder of checkpoints that requests may name");
+    c->add_option("--vae", a->vae, "Replace every model's VAE with this file");
+    c->add_option("--prediction", a->prediction, "Override the prediction type: epsilon | v_prediction");
+    c->add_option("--api-key", a->o.api_key, "Require this key (Authorization: Bearer KEY, X-API-Key, or Basic password)");
+    c->add_option("--api-key-file", a->api_key_file, "Read the API key from the first line of this file");
+    c->add_option("--queue-size", a->o.queue.max_queued, "Jobs that may wait; more get HTTP 429")->capture_default_str();
+    c->add_option("--max-models", a->o.queue.max_models, "Models loaded at once (one worker each)")->capture_default_str();
+    c->add_option("--max-side", a->o.limits.max_side, "Largest width/height a request may ask for")->capture_default_str();
+    c->add_option("--max-pixels", a->o.limits.max_pixels, "Largest width*height")->capture_default_str();
+    c->add_option("--max-steps", a->o.limits.max_steps, "Most sampling steps per image")->capture_default_str();
+    c->add_option("--max-images", a->o.limits.max_images, "Most images per request")->capture_default_str();
+    c->add_option("--max-body-mb", a->max_body_mb, "Largest request body, MiB")->capture_default_str();
+    c->add_option("--history", a->o.queue.history, "Finished jobs kept for polling")->capture_default_str();
+    c->add_option("--preview-interval", a->o.queue.preview_interval, "Steps between live previews (0: none)")->capture_default_str();
+    c->add_option("--http-threads", a->o.http_threads, "Connections served at once")->capture_default_str();
+    c->add_option("-t,--threads", a->o.queue.threads, "CPU threads per worker (default: all cores)");
+    c->add_flag("-v,--verbose", a->verbose, "Log every request");
+    c->add_flag("-q,--quiet", a->quiet, "Log warnings and errors only");
+    return [a] { return run(*a); };
+}
+
+}  // namespace nuance::cli

@@ -1,0 +1,49 @@
+// Request bodies -> generation parameters, for the three API families. Every field is type-checked; a wrong type,
+// an out-of-range value or an unknown sampler is an Error (InvalidArgument) whose message names the field.
+// A1111 and OpenAI bodies ignore unknown fields (clients send many); the native API rejects them (typos).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "io/image.h"
+#include "pipelines/generate.h"
+
+namespace nuance::server {
+
+using nlohmann::json;
+
+struct Limits {
+    int max_side = 2048;                  // width and height
+    int64_t max_pixels = 2048LL * 2048;   // width * height of an output
+    int64_t max_input_pixels = 4096LL * 4096;  // init images
+    int max_steps = 150;
+    int max_images = 16;                  // per request (batch_size * n_iter, n, batch_count)
+    size_t max_prompt = 16384;            // bytes per prompt
+};
+
+struct ParsedRequest {
+    std::optional<std::string> model;  // a name to resolve in the ModelStore; nullopt = the default model
+    GenerateParams params;             // width/height 0 = the model's default size
+    bool send_images = true;           // A1111 send_images
+    std::string response_format = "b64_json";  // OpenAI
+};
+
+// Parses JSON with a nesting limit (deep nesting is refused rather than risking the stack). Errors name the
+// position. The body must be an object.
+json parse_json_object(const std::string& body);
+
+ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim);
+ParsedRequest parse_openai(const json& body, const Limits& lim);
+ParsedRequest parse_native(const json& body, const Limits& lim);
+
+// Base64 (or data URL) PNG/JPEG -> RGB, refusing images over lim.max_input_pixels before decoding them.
+Image decode_request_image(const std::string& b64, const Limits& lim, const std::string& what);
+
+// Seeds < 0 become a random non-negative seed.
+int64_t resolve_seed(int64_t seed);
+
+// The size a model generates when the request gives none: 1024 for SDXL, 768 for SD2 v-prediction, else 512.
+int default_side(const StableDiffusionModel& m);
+
+}  // namespace nuance::server

@@ -1,0 +1,424 @@
+// The C API (include/nuance.h): the only place exceptions become status codes (design.md §3). Every exported
+// function catches everything; failures set a thread-local message.
+#include "nuance.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+
+#include "backends/cpu/dnnl_context.h"
+#include "io/image.h"
+#include "pipelines/generate.h"
+#include "samplers/registry.h"
+#include "server/preview.h"
+
+using namespace nuance;
+
+struct nuance_model {
+    std::shared_ptr<const StableDiffusionModel> m;
+};
+
+struct nuance_context {
+    std::shared_ptr<const StableDiffusionModel> m;
+    int n_threads = 0;
+    int preview_interval = 0;
+    nuance_progress_fn progress = nullptr;
+    void* progress_user = nullptr;
+    nuance_preview_fn preview = nullptr;
+    void* preview_user = nullptr;
+    nuance_log_fn log = nullptr;
+    void* log_user = nullptr;
+    nuance_log_level log_level = NUANCE_LOG_INFO;
+    std::atomic<bool> cancel{false};
+    std::atomic<bool> busy{false};
+};
+
+namespace {
+
+thread_local std::string t_last_error;
+
+nuance_status status_for(ErrorCode c) {
+    switch (c) {
+        case ErrorCode::InvalidArgument: return NUANCE_ERR_INVALID_ARGUMENT;
+        case ErrorCode::NotFound: return NUANCE_ERR_NOT_FOUND;
+        case ErrorCode::Unsupported: return NUANCE_ERR_UNSUPPORTED;
+        case ErrorCode::Io: return NUANCE_ERR_IO;
+        case ErrorCode::OutOfMemory: return NUANCE_ERR_OUT_OF_MEMORY;
+        case ErrorCode::Cancelled: return NUANCE_ERR_CANCELLED;
+        case ErrorCode::Internal: return NUANCE_ERR_INTERNAL;
+    }
+    return NUANCE_ERR_INTERNAL;
+}
+
+nuance_status set_error(nuance_status s, const std::string& msg) {
+    try {
+        t_last_error = msg;
+    } catch (...) {  // out of memory while reporting: keep the old message
+    }
+    return s;
+}
+
+template <class F>
+nuance_status guard(F&& f) {
+    try {
+        f();
+        return NUANCE_OK;
+    } catch (const Error& e) {
+        return set_error(status_for(e.code()), e.what());
+    } catch (const std::bad_alloc&) {
+        return set_error(NUANCE_ERR_OUT_OF_MEMORY, "out of memory");
+    } catch (const std::exception& e) {
+        return set_error(NUANCE_ERR_INTERNAL, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return set_error(NUANCE_ERR_INTERNAL, "internal error: unknown exception");
+    }
+}
+
+Logger make_logger(nuance_log_fn fn, void* user, nuance_log_level level) {
+    if (!fn) return Logger([](LogLevel, const std::string&) {}, LogLevel::Error);
+    return Logger([fn, user](LogLevel l, const std::string& msg) { fn((nuance_log_level)l, msg.c_str(), user); },
+                  (LogLevel)level);
+}
+
+char* dup_cstr(const std::string& s) {
+    char* p = static_cast<char*>(std::malloc(s.size() + 1));
+    if (!p) throw std::bad_alloc();
+    std::memcpy(p, s.c_str(), s.size() + 1);
+    return p;
+}
+
+Image to_image(const nuance_image* in, const char* what) {
+    NUANCE_CHECK(in->data != nullptr, what, ": data is NULL");
+    NUANCE_CHECK(in->width > 0 && in->height > 0 && in->width <= 65535 && in->height <= 65535, what, ": size ",
+                 in->width, "x", in->height, " is not valid");
+    NUANCE_CHECK(in->channels == 1 || in->channels == 3 || in->channels == 4, what, ": channels must be 1, 3 or 4, got ",
+                 in->channels);
+    Image img;
+    img.width = in->width;
+    img.height = in->height;
+    img.channels = in->channels;
+    const size_t n = (size_t)in->width * in->height * in->channels;
+    img.pixels.assign(in->data, in->data + n);
+    return img;
+}
+
+// Fills `out` (whose fields must be zero) from an Image; frees nothing on failure (the caller does).
+void fill_image(nuance_image& out, const Image& img, int64_t seed, const std::string* infotext) {
+    out.width = img.width;
+    out.height = img.height;
+    out.channels = img.channels;
+    out.seed = seed;
+    out.data = static_cast<uint8_t*>(std::malloc(img.pixels.size() ? img.pixels.size() : 1));
+    if (!out.data) throw std::bad_alloc();
+    std::memcpy(out.data, img.pixels.data(), img.pixels.size());
+    if (infotext) out.infotext = dup_cstr(*infotext);
+}
+
+int default_side(const StableDiffusionModel& m) {
+    if (m.family == SDFamily::SDXL) return 1024;
+    if (m.family == SDFamily::SD2 && m.prediction == "v_prediction") return 768;
+    return 512;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* nuance_version(void) { return "0.1.0"; }
+
+const char* nuance_status_name(nuance_status s) {
+    switch (s) {
+        case NUANCE_OK: return "NUANCE_OK";
+        case NUANCE_ERR_INVALID_ARGUMENT: return "NUANCE_ERR_INVALID_ARGUMENT";
+        case NUANCE_ERR_NOT_FOUND: return "NUANCE_ERR_NOT_FOUND";
+        case NUANCE_ERR_UNSUPPORTED: return "NUANCE_ERR_UNSUPPORTED";
+        case NUANCE_ERR_IO: return "NUANCE_ERR_IO";
+        case NUANCE_ERR_OUT_OF_MEMORY: return "NUANCE_ERR_OUT_OF_MEMORY";
+        case NUANCE_ERR_CANCELLED: return "NUANCE_ERR_CANCELLED";
+        case NUANCE_ERR_BUSY: return "NUANCE_ERR_BUSY";
+        case NUANCE_ERR_INTERNAL: return "NUANCE_ERR_INTERNAL";
+    }
+    return "NUANCE_ERR_UNKNOWN";
+}
+
+const char* nuance_last_error(void) { return t_last_error.c_str(); }
+
+void nuance_set_num_threads(int n) {
+    try {
+        cpu::set_num_threads(n);
+    } catch (...) {
+    }
+}
+
+int nuance_sampler_count(void) {
+    try {
+        return (int)list_samplers().size();
+    } catch (...) {
+        return 0;
+    }
+}
+
+const char* nuance_sampler_name(int index) {
+    try {
+        const auto& l = list_samplers();
+        return index >= 0 && (size_t)index < l.size() ? l[(size_t)index].name.c_str() : nullptr;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+const char* nuance_sampler_display_name(int index) {
+    try {
+        const auto& l = list_samplers();
+        return index >= 0 && (size_t)index < l.size() ? l[(size_t)index].display_name.c_str() : nullptr;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+void nuance_model_params_init(nuance_model_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+    p->log_level = NUANCE_LOG_INFO;
+}
+
+nuance_status nuance_model_load(const char* path, const nuance_model_params* params, nuance_model** out) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        NUANCE_CHECK(path != nullptr && *path, "nuance_model_load: path is NULL or empty");
+        NUANCE_CHECK(out != nullptr, "nuance_model_load: out is NULL");
+        nuance_model_params defaults;
+        nuance_model_params_init(&defaults);
+        const nuance_model_params& mp = params ? *params : defaults;
+        const Logger log = make_logger(mp.log, mp.log_user, mp.log_level);
+        ModelLoadOptions lo;
+        if (mp.vae_path) lo.vae_path = mp.vae_path;
+        if (mp.prediction) lo.prediction = mp.prediction;
+        lo.logger = &log;
+        auto m = std::make_shared<StableDiffusionModel>(load_stable_diffusion(path, lo));
+        auto h = std::make_unique<nuance_model>();
+        h->m = std::move(m);
+        *out = h.release();
+    });
+}
+
+void nuance_model_free(nuance_model* model) { delete model; }
+
+const char* nuance_model_family(const nuance_model* model) {
+    if (!model || !model->m) return "";
+    switch (model->m->family) {
+        case SDFamily::SD1: return "sd1";
+        case SDFamily::SD2: return "sd2";
+        case SDFamily::SDXL: return "sdxl";
+    }
+    return "";
+}
+
+int nuance_model_default_size(const nuance_model* model) {
+    return model && model->m ? default_side(*model->m) : 0;
+}
+
+void nuance_context_params_init(nuance_context_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+}
+
+nuance_status nuance_context_create(nuance_model* model, const nuance_context_params* params, nuance_context** out) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        NUANCE_CHECK(model != nullptr && model->m, "nuance_context_create: model is NULL");
+        NUANCE_CHECK(out != nullptr, "nuance_context_create: out is NULL");
+        auto c = std::make_unique<nuance_context>();
+        c->m = model->m;
+        if (params) {
+            NUANCE_CHECK(params->n_threads >= 0, "nuance_context_create: n_threads must be >= 0, got ", params->n_threads);
+            NUANCE_CHECK(params->preview_interval >= 0, "nuance_context_create: preview_interval must be >= 0, got ",
+                         params->preview_interval);
+            c->n_threads = params->n_threads;
+            c->preview_interval = params->preview_interval;
+        }
+        *out = c.release();
+    });
+}
+
+void nuance_context_free(nuance_context* ctx) { delete ctx; }
+
+void nuance_context_set_progress_callback(nuance_context* ctx, nuance_progress_fn fn, void* user) {
+    if (!ctx) return;
+    ctx->progress = fn;
+    ctx->progress_user = user;
+}
+
+void nuance_context_set_preview_callback(nuance_context* ctx, nuance_preview_fn fn, void* user) {
+    if (!ctx) return;
+    ctx->preview = fn;
+    ctx->preview_user = user;
+}
+
+void nuance_context_set_log_callback(nuance_context* ctx, nuance_log_fn fn, void* user, nuance_log_level level) {
+    if (!ctx) return;
+    ctx->log = fn;
+    ctx->log_user = user;
+    ctx->log_level = level;
+}
+
+void nuance_context_cancel(nuance_context* ctx) {
+    if (ctx) ctx->cancel.store(true);
+}
+
+void nuance_generate_params_init(nuance_generate_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+    const GenerateParams d;
+    p->steps = d.steps;
+    p->cfg_scale = d.cfg_scale;
+    p->sampler = "euler_a";
+    p->scheduler = nullptr;
+    p->eta = -1.0f;
+    p->seed = d.seed;
+    p->batch_count = 1;
+    p->rng = "cuda";
+    p->strength = d.strength;
+}
+
+nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params* params, nuance_image** out_images,
+                              int* out_count) {
+    if (out_images) *out_images = nullptr;
+    if (out_count) *out_count = 0;
+    if (!ctx) return set_error(NUANCE_ERR_INVALID_ARGUMENT, "nuance_generate: ctx is NULL");
+    if (ctx->busy.exchange(true))
+        return set_error(NUANCE_ERR_BUSY, "nuance_generate: this context is already generating on another thread");
+    struct Release {
+        nuance_context* c;
+        ~Release() { c->busy.store(false); }
+    } release{ctx};
+    ctx->cancel.store(false);
+    nuance_image* images = nullptr;
+    int count = 0, allocated = 0;
+    const nuance_status st = guard([&] {
+        NUANCE_CHECK(params != nullptr, "nuance_generate: params is NULL");
+        NUANCE_CHECK(out_images != nullptr && out_count != nullptr, "nuance_generate: out_images/out_count is NULL");
+        const StableDiffusionModel& m = *ctx->m;
+        const Logger log = make_logger(ctx->log, ctx->log_user, ctx->log_level);
+        GenerateParams p;
+        p.prompt = params->prompt ? params->prompt : "";
+        p.negative_prompt = params->negative_prompt ? params->negative_prompt : "";
+        NUANCE_CHECK(params->width >= 0 && params->height >= 0, "size ", params->width, "x", params->height,
+                     " is negative");
+        p.width = params->width > 0 ? params->width : default_side(m);
+        p.height = params->height > 0 ? params->height : default_side(m);
+        p.steps = params->steps;
+        p.cfg_scale = params->cfg_scale;
+        p.sampler = params->sampler ? params->sampler : "euler_a";
+        p.scheduler = params->scheduler ? params->scheduler : "";
+        p.eta = params->eta;
+        p.seed = params->seed >= 0 ? params->seed
+                                   : (int64_t)(std::chrono::steady_clock::now().time_since_epoch().count() & 0x7fffffff);
+        p.batch_count = params->batch_count;
+        p.clip_skip = params->clip_skip;
+        p.rng = parse_rng_kind(params->rng ? params->rng : "cuda");
+        if (params->init_image) {
+            p.init_image = to_image(params->init_image, "init_image");
+            p.strength = params->strength;
+        }
+        validate_params(m, p);
+        if (ctx->n_threads > 0) cpu::set_num_threads(ctx->n_threads);
+        p.cancelled = [ctx] { return ctx->cancel.load(std::memory_order_relaxed); };
+        const int every = ctx->preview_interval > 0 ? ctx->preview_interval : 1;
+        p.on_progress = [&](const GenerateProgress& pr) {
+            if (ctx->progress) ctx->progress(pr.step, pr.total, pr.image, pr.images, pr.elapsed_s, ctx->progress_user);
+            if (ctx->preview && pr.latents && (pr.step % every == 0 || pr.step == pr.total)) {
+                const Image im = server::progress_preview(*pr.latents, pr.sigma, server::progress_denoised(pr), m.family);
+                if (im.width > 0) {
+                    nuance_image v{};
+                    v.width = im.width;
+                    v.height = im.height;
+                    v.channels = im.channels;
+                    v.data = const_cast<uint8_t*>(im.pixels.data());
+                    ctx->preview(&v, pr.step, pr.total, ctx->preview_user);
+                }
+            }
+        };
+        log.info("generating ", p.batch_count, " image(s) ", p.width, "x", p.height, ", ", p.steps, " steps, sampler ",
+                 p.sampler, ", seed ", p.seed);
+        const std::vector<GeneratedImage> gen = generate(m, p);
+        images = static_cast<nuance_image*>(std::calloc(gen.size() ? gen.size() : 1, sizeof(nuance_image)));
+        if (!images) throw std::bad_alloc();
+        allocated = (int)(gen.size() ? gen.size() : 1);
+        for (const auto& g : gen) {
+            fill_image(images[count], g.image, g.seed, &g.infotext);
+            ++count;
+        }
+        log.info("generated ", count, " image(s)");
+    });
+    if (st != NUANCE_OK) {
+        nuance_images_free(images, allocated);  // calloc'd: entries not filled are all zero
+        if (ctx->log) ctx->log(NUANCE_LOG_ERROR, nuance_last_error(), ctx->log_user);
+        return st;
+    }
+    *out_images = images;
+    *out_count = count;
+    return NUANCE_OK;
+}
+
+void nuance_images_free(nuance_image* images, int count) {
+    if (!images) return;
+    for (int i = 0; i < count; ++i) {
+        std::free(images[i].data);
+        std::free(images[i].infotext);
+    }
+    std::free(images);
+}
+
+nuance_status nuance_image_encode_png(const nuance_image* image, uint8_t** out, size_t* out_size) {
+    if (out) *out = nullptr;
+    if (out_size) *out_size = 0;
+    return guard([&] {
+        NUANCE_CHECK(image != nullptr && out != nullptr && out_size != nullptr, "nuance_image_encode_png: NULL argument");
+        const Image img = to_image(image, "image");
+        PngText text;
+        if (image->infotext) text.emplace_back("parameters", image->infotext);
+        const std::vector<uint8_t> png = encode_png(img, text);
+        uint8_t* buf = static_cast<uint8_t*>(std::malloc(png.size()));
+        if (!buf) throw std::bad_alloc();
+        std::memcpy(buf, png.data(), png.size());
+        *out = buf;
+        *out_size = png.size();
+    });
+}
+
+nuance_status nuance_image_write_png(const nuance_image* image, const char* path) {
+    return guard([&] {
+        NUANCE_CHECK(image != nullptr && path != nullptr && *path, "nuance_image_write_png: NULL argument");
+        const Image img = to_image(image, "image");
+        PngText text;
+        if (image->infotext) text.emplace_back("parameters", image->infotext);
+        write_png(path, img, text);
+    });
+}
+
+nuance_status nuance_image_read(const char* path, nuance_image** out) {
+    if (out) *out = nullptr;
+    nuance_image* img = nullptr;
+    const nuance_status st = guard([&] {
+        NUANCE_CHECK(path != nullptr && *path && out != nullptr, "nuance_image_read: NULL argument");
+        const Image im = read_image(path);
+        img = static_cast<nuance_image*>(std::calloc(1, sizeof(nuance_image)));
+        if (!img) throw std::bad_alloc();
+        fill_image(*img, im, 0, nullptr);
+    });
+    if (st != NUANCE_OK) {
+        nuance_images_free(img, img ? 1 : 0);
+        return st;
+    }
+    *out = img;
+    return NUANCE_OK;
+}
+
+void nuance_free(void* p) { std::free(p); }
+
+}  // extern "C"
