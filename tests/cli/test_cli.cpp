@@ -211,3 +211,19 @@ TEST(CheckGolden, MissingFolderIsAnError) {
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("does not exist"), std::string::npos) << r.out;
 }
+
+TEST_F(Cli, MakeRandomEveryFamilyGenerates) {
+    for (const std::string fam : {"sd2", "sdxl"}) {
+        const std::string m = path("tiny_" + fam + ".safetensors");
+        CliRun r = run(" make-random --tiny --family " + fam + " -o " + m);
+        ASSERT_EQ(r.code, 0) << r.out;
+        r = run(" info " + m);
+        EXPECT_NE(r.out.find("family: " + fam), std::string::npos) << r.out;
+        r = run(kGen + "-m " + m + " -p cat -n dog --sampler ddim -o " + path(fam + ".png"));
+        ASSERT_EQ(r.code, 0) << r.out;
+        EXPECT_EQ(read_image(path(fam + ".png")).width, 64);
+    }
+    const CliRun r = run(" make-random --family sd9 -o " + path("x.safetensors"));
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("unknown family 'sd9'"), std::string::npos) << r.out;
+}
