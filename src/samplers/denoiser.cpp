@@ -48,11 +48,20 @@ Denoiser Denoiser::flow(ModelFn model, double timestep_scale) {
     return d;
 }
 
+Denoiser Denoiser::direct(DenoiseFn fn, bool flow) {
+    NUANCE_CHECK(fn != nullptr, "Denoiser: denoise function is empty");
+    Denoiser d;
+    d.direct_ = std::move(fn);
+    d.prediction_ = flow ? Prediction::Flow : Prediction::Sample;
+    return d;
+}
+
 void Denoiser::set_consistency_boundary(double timestep_scaling, double sigma_data) {
     NUANCE_CHECK(std::isfinite(timestep_scaling) && timestep_scaling > 0 && std::isfinite(sigma_data) && sigma_data > 0,
                  "Denoiser: consistency boundary needs timestep_scaling > 0 and sigma_data > 0, got ",
                  timestep_scaling, " and ", sigma_data);
-    NUANCE_CHECK(!is_flow(), "Denoiser: the consistency boundary condition applies to discrete-time models only");
+    NUANCE_CHECK(!is_flow() && !direct_,
+                 "Denoiser: the consistency boundary condition applies to discrete-time models only");
     boundary_scaling_ = timestep_scaling;
     boundary_sigma_data_ = sigma_data;
 }
@@ -82,6 +91,14 @@ double Denoiser::c_in(double sigma) const {
 Tensor Denoiser::operator()(const Tensor& x, double sigma) {
     NUANCE_CHECK(x.defined(), "Denoiser: input x is undefined");
     NUANCE_CHECK(std::isfinite(sigma) && sigma >= 0, "Denoiser: sigma must be finite and >= 0, got ", sigma);
+    if (direct_) {
+        Tensor out = direct_(x, sigma);
+        ++calls_;
+        NUANCE_CHECK(out.defined() && out.shape() == x.shape(), "Denoiser: denoise function returned ",
+                     out.defined() ? shape_str(out.shape()) : std::string("an undefined tensor"), " for input ",
+                     shape_str(x.shape()), " at sigma ", sigma);
+        return out;
+    }
     const double t = timestep(sigma);
     // float32 scalars, in the reference's order of operations (diffusers computes them from float32 sigmas).
     const float s = (float)sigma;

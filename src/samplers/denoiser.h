@@ -40,6 +40,11 @@ public:
     Denoiser(ModelFn model, Prediction prediction, NoiseSchedule ns);
     // A flow-matching model (SD3, Flux): timestep = sigma * timestep_scale unless the schedule pairs it.
     static Denoiser flow(ModelFn model, double timestep_scale = 1000.0);
+    // A denoiser given directly as D(x, sigma) (k-diffusion style: EDM-type models, analytic test distributions).
+    // No input scaling, no timesteps; `flow` says which kind of schedule it accepts. noise_schedule() is the
+    // default (SD) table, which only TCD reads.
+    using DenoiseFn = std::function<Tensor(const Tensor& x, double sigma)>;
+    static Denoiser direct(DenoiseFn fn, bool flow = false);
 
     // D(x, sigma): the x0 estimate. x: any shape, F32; sigma >= 0 and finite.
     Tensor operator()(const Tensor& x, double sigma);
@@ -62,6 +67,7 @@ public:
 private:
     Denoiser() = default;
     ModelFn model_;
+    DenoiseFn direct_;
     Prediction prediction_ = Prediction::Epsilon;
     NoiseSchedule ns_;
     double timestep_scale_ = 1000.0;

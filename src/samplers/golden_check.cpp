@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -152,6 +153,11 @@ T cfg_or(const json& cfg, const char* key, T fallback) {
 
 // Why an entry cannot run yet ("" = supported).
 std::string unsupported_reason(const std::string& cls, const json& cfg, const json& step_kwargs) {
+    for (const auto& [k, v] : step_kwargs.items()) {
+        const bool known = k == "eta" || (cls == "EulerDiscreteScheduler" &&
+                                          (k == "s_churn" || k == "s_tmin" || k == "s_tmax" || k == "s_noise"));
+        if (!known) return "step() argument '" + k + "' not supported";
+    }
     if (cls == "DPMSolverSinglestepScheduler" &&
         (cfg_or<int>(cfg, "solver_order", 2) != 2 || cfg_or<std::string>(cfg, "solver_type", "midpoint") != "midpoint" ||
          cfg_or<std::string>(cfg, "algorithm_type", "dpmsolver++") != "dpmsolver++" ||
@@ -166,9 +172,6 @@ std::string unsupported_reason(const std::string& cls, const json& cfg, const js
     }
     if (cls == "PNDMScheduler" && !cfg_or(cfg, "skip_prk_steps", false))
         return "PNDM with Runge-Kutta warm-up steps (skip_prk_steps = False) not implemented";
-    if (cls == "EulerDiscreteScheduler" && cfg_or(step_kwargs, "s_churn", 0.0) > 0)
-        return "diffusers' churn evaluates the model BEFORE adding the churn noise (at sigma, scaled by sigma); "
-               "k-diffusion's Euler (implemented) evaluates it after, at sigma_hat";
     if (cls == "DPMSolverMultistepScheduler") {
         if (cfg_or<int>(cfg, "solver_order", 2) != 2 || cfg_or<std::string>(cfg, "solver_type", "midpoint") != "midpoint")
             return "only solver_order 2 with the midpoint solver is implemented";
@@ -315,6 +318,12 @@ void run_entry(const std::string& entry, const json& e, const WeightFile& wf, st
     SamplerOptions o;
     if (rng) o.rng = &*rng;
     if (step_kwargs.contains("eta")) o.eta = step_kwargs.at("eta").get<double>();
+    // EulerDiscreteScheduler churn: diffusers' order (model output at sigma, then churn; see sample_euler.cpp).
+    o.s_churn = cfg_or(step_kwargs, "s_churn", 0.0);
+    o.s_tmin = cfg_or(step_kwargs, "s_tmin", 0.0);
+    o.s_tmax = cfg_or(step_kwargs, "s_tmax", std::numeric_limits<double>::infinity());
+    o.s_noise = cfg_or(step_kwargs, "s_noise", 1.0);
+    o.churn_mode = ChurnMode::Diffusers;
     std::vector<Tensor> xs;
     Tensor x = x_init * (float)s.init_noise_sigma;
     xs.push_back(to_ref(x, s.sigmas[0]));

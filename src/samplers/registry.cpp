@@ -14,10 +14,16 @@ namespace {
 using ST = ScheduleType;
 using SF = ScheduleFamily;
 
-const std::vector<ST> kAnySigmas = {ST::Normal, ST::Karras, ST::Exponential};
+const std::vector<ST> kAnySigmas = {ST::Normal,      ST::Karras, ST::Exponential,    ST::SgmUniform,
+                                     ST::Simple,      ST::DdimUniform, ST::Beta,     ST::AlignYourSteps,
+                                     ST::AlignYourStepsSdxl, ST::Custom};
 const std::vector<ST> kTimestepSetOnly = {ST::Normal};
 
 // One row per sampler. To add one: write sample_<name>.cpp, declare it in sampler.h, add a row here.
+// Columns: name, A1111 name, aliases, fn, family, final_alpha_one, schedules, stochastic, description,
+// discrete_only, forced spacing.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  // rows leave trailing columns at their defaults
 std::vector<SamplerInfo> build_table() {
     std::vector<SamplerInfo> t;
     t.push_back({"euler", "Euler", {"k_euler", "sample_euler"}, sample_euler, SF::EulerDiscrete, false, kAnySigmas,
@@ -27,28 +33,59 @@ std::vector<SamplerInfo> build_table() {
                  "Euler ancestral: Euler step plus fresh noise each step (eta, default 1)"});
     t.push_back({"heun", "Heun", {"k_heun", "sample_heun"}, sample_heun, SF::EulerDiscrete, false, kAnySigmas, false,
                  "Heun's 2nd-order method: 2 model calls per step"});
+    t.push_back({"dpm2", "DPM2", {"dpm_2", "k_dpm_2", "sample_dpm_2"}, sample_dpm2, SF::EulerDiscrete, false,
+                 kAnySigmas, false, "DPM-Solver-2 style midpoint method (k-diffusion): 2 model calls per step"});
+    t.push_back({"dpm2_a", "DPM2 a",
+                 {"dpm_2_ancestral", "dpm2_ancestral", "k_dpm_2_a", "k_dpm_2_ancestral", "sample_dpm_2_ancestral"},
+                 sample_dpm2_ancestral, SF::EulerDiscrete, false, kAnySigmas, true,
+                 "DPM2 ancestral: midpoint step to sigma_down plus fresh noise (eta, default 1)"});
     t.push_back({"lms", "LMS", {"k_lms", "sample_lms"}, sample_lms, SF::EulerDiscrete, false, kAnySigmas, false,
                  "Linear multistep (order 4)"});
-    t.push_back({"ddim", "DDIM", {"sample_ddim"}, sample_ddim, SF::Ddim, false, kTimestepSetOnly, false,
-                 "DDIM (Song et al. 2020) on the DDIM timestep set; eta default 0"});
-    t.push_back({"ddpm", "DDPM", {"sample_ddpm"}, sample_ddpm, SF::Ddim, true, kTimestepSetOnly, true,
-                 "DDPM ancestral sampling (= DDIM with eta 1, stepping to alpha 1)"});
+    t.push_back({"ddim", "DDIM", {"sample_ddim"}, sample_ddim, SF::Ddim, false, kAnySigmas, false,
+                 "DDIM (Song et al. 2020) on the DDIM timestep set; eta default 0", true});
+    t.push_back({"ddim_trailing", "DDIM Trailing", {}, sample_ddim, SF::Ddim, false,
+                 kTimestepSetOnly, false, "DDIM on 'trailing' timesteps (Lin et al. 2023; sd.cpp ddim_trailing)", true,
+                 Spacing::Trailing});
+    t.push_back({"ddpm", "DDPM", {"sample_ddpm"}, sample_ddpm, SF::Ddim, true, kAnySigmas, true,
+                 "DDPM ancestral sampling (= DDIM with eta 1, stepping to alpha 1)", true});
     t.push_back({"dpmpp_2m", "DPM++ 2M", {"k_dpmpp_2m", "sample_dpmpp_2m", "dpmsolver++"}, sample_dpmpp_2m,
                  SF::DpmSolver, false, kAnySigmas, false, "DPM-Solver++(2M) multistep, 2nd order"});
-    t.push_back({"dpmpp_2m_sde", "DPM++ 2M SDE", {"k_dpmpp_2m_sde", "sample_dpmpp_2m_sde", "sde-dpmsolver++"},
-                 sample_dpmpp_2m_sde, SF::DpmSolver, false, kAnySigmas, true,
+    t.push_back({"dpmpp_2m_v2", "DPM++ 2M v2", {"dpmpp_2mv2", "dpm++2mv2"}, sample_dpmpp_2m_v2, SF::DpmSolver, false,
+                 kAnySigmas, false, "DPM++ 2M with the averaged step (sd.cpp dpm++2mv2, A1111 discussion 8457)"});
+    t.push_back({"dpmpp_2m_sde", "DPM++ 2M SDE",
+                 {"k_dpmpp_2m_sde", "sample_dpmpp_2m_sde", "sde-dpmsolver++", "dpmpp_2m_sde_gpu"}, sample_dpmpp_2m_sde,
+                 SF::DpmSolver, false, kAnySigmas, true,
                  "DPM-Solver++(2M) SDE, midpoint (eta default 1; Gaussian noise per step, as diffusers)"});
     t.push_back({"dpmpp_2s", "DPM++ 2S", {"dpm_singlestep", "dpmsolver_singlestep", "sample_dpmpp_2s"},
                  sample_dpmpp_2s, SF::DpmSolver, false, kAnySigmas, false,
                  "DPM-Solver++(2S) singlestep (diffusers DPMSolverSinglestep; not the ancestral 'DPM++ 2S a')"});
+    t.push_back({"dpmpp_2s_a", "DPM++ 2S a",
+                 {"dpmpp_2s_ancestral", "dpm++2s_a", "k_dpmpp_2s_a", "k_dpmpp_2s_ancestral",
+                  "sample_dpmpp_2s_ancestral"},
+                 sample_dpmpp_2s_ancestral, SF::EulerDiscrete, false, kAnySigmas, true,
+                 "DPM-Solver++(2S) ancestral (k-diffusion): 2 model calls per step, eta default 1"});
+    t.push_back({"dpmpp_sde", "DPM++ SDE", {"k_dpmpp_sde", "sample_dpmpp_sde", "dpmpp_sde_gpu"}, sample_dpmpp_sde,
+                 SF::EulerDiscrete, false, kAnySigmas, true,
+                 "DPM-Solver++ SDE (stochastic 2S, k-diffusion): 2 calls per step; independent Gaussian noise, "
+                 "not a Brownian tree"});
+    t.push_back({"dpmpp_3m_sde", "DPM++ 3M SDE", {"k_dpmpp_3m_sde", "sample_dpmpp_3m_sde", "dpmpp_3m_sde_gpu"},
+                 sample_dpmpp_3m_sde, SF::EulerDiscrete, false, kAnySigmas, true,
+                 "DPM-Solver++(3M) SDE (k-diffusion), 3rd order; eta default 1, 0 = ODE"});
     t.push_back({"unipc", "UniPC", {"uni_pc", "uni_pc_bh2", "sample_unipc"}, sample_unipc, SF::DpmSolver, false,
                  kAnySigmas, false, "UniPC predictor-corrector, order 2, B2(h) (Zhao et al. 2023)"});
+    t.push_back({"ipndm", "iPNDM", {"sample_ipndm"}, sample_ipndm, SF::EulerDiscrete, false, kAnySigmas, false,
+                 "Improved PNDM (Zhang & Chen 2023): 4th-order Adams-Bashforth, one call per step"});
+    t.push_back({"ipndm_v", "iPNDM v", {"sample_ipndm_v"}, sample_ipndm_v, SF::EulerDiscrete, false, kAnySigmas,
+                 false, "iPNDM with variable-step coefficients (for uneven sigma spacing)"});
     t.push_back({"plms", "PLMS", {"pndm", "sample_plms"}, sample_plms, SF::Ddim, false, kTimestepSetOnly, false,
-                 "Pseudo linear multistep (PNDM without Runge-Kutta warm-up): N+1 model calls"});
+                 "Pseudo linear multistep (PNDM without Runge-Kutta warm-up): N+1 model calls", true});
     t.push_back({"lcm", "LCM", {"sample_lcm"}, sample_lcm, SF::Lcm, false, kTimestepSetOnly, true,
-                 "Latent consistency model sampling: denoise, then re-noise to the next sigma"});
+                 "Latent consistency model sampling: denoise, then re-noise to the next sigma", true});
+    t.push_back({"tcd", "TCD", {"sample_tcd"}, sample_tcd, SF::Tcd, false, kTimestepSetOnly, true,
+                 "Trajectory consistency distillation sampling (Zheng et al. 2024), gamma = eta (default 0.3)", true});
     return t;
 }
+#pragma GCC diagnostic pop
 
 // Lower case, "++" -> "pp", only letters and digits kept; a leading "k" / "sample" prefix written with a separator
 // ("k_euler", "sample_euler") is dropped.
@@ -114,10 +151,14 @@ const SamplerInfo& find_sampler(const std::string& name) {
 SamplerSpec parse_sampler_spec(const std::string& name) {
     if (const SamplerInfo* s = lookup(name)) return {s, std::nullopt};
     const std::string k = normalize(name);
-    for (ST t : {ST::Karras, ST::Exponential}) {
-        const std::string suffix = schedule_type_name(t);
-        if (k.size() > suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0) {
-            if (const SamplerInfo* s = lookup(k.substr(0, k.size() - suffix.size()))) return {s, t};
+    // "<sampler><schedule>": the longest sampler prefix whose rest is a schedule name (custom needs a list: no).
+    for (size_t p = k.size(); p-- > 1;) {
+        const SamplerInfo* s = lookup(k.substr(0, p));
+        if (!s) continue;
+        try {
+            const ST t = parse_schedule_type(k.substr(p));
+            if (t != ST::Custom) return {s, t};
+        } catch (const Error&) {
         }
     }
     return {&find_sampler(name), std::nullopt};  // throws with the list of valid names
@@ -128,23 +169,40 @@ bool sampler_supports(const SamplerInfo& s, ScheduleType t) {
 }
 
 ScheduleConfig sampler_schedule_config(const SamplerInfo& s, int steps, ScheduleType type,
-                                       std::optional<Spacing> spacing, std::optional<int> steps_offset) {
+                                       std::optional<Spacing> spacing, std::optional<int> steps_offset,
+                                       const std::vector<double>& custom_sigmas) {
     NUANCE_CHECK_CODE(sampler_supports(s, type), Unsupported, "sampler '", s.name, "' does not support schedule '",
                       schedule_type_name(type), "' (supported: ", schedule_list(s), ")");
+    NUANCE_CHECK(type != ScheduleType::Custom || !custom_sigmas.empty(),
+                 "schedule 'custom' needs a sigma list (e.g. --sigmas \"14.6, 7.0, 3.1, 0\")");
+    NUANCE_CHECK(type == ScheduleType::Custom || custom_sigmas.empty(), "a custom sigma list was given with schedule '",
+                 schedule_type_name(type), "': use schedule 'custom' (the list replaces the schedule)");
     ScheduleConfig c;
     c.steps = steps;
     c.type = type;
     c.family = s.family;
     c.final_alpha_one = s.final_alpha_one;
+    c.custom_sigmas = custom_sigmas;
+    if (type == ScheduleType::Custom) {
+        validate_custom_sigmas(custom_sigmas);
+        c.steps = (int)custom_sigmas.size() - 1;
+    }
     const bool ddim = s.family == ScheduleFamily::Ddim;
-    c.spacing = spacing.value_or(ddim ? Spacing::Leading : Spacing::Linspace);
+    c.spacing = s.spacing ? *s.spacing : spacing.value_or(ddim ? Spacing::Leading : Spacing::Linspace);
     c.steps_offset = steps_offset.value_or(ddim && c.spacing == Spacing::Leading ? 1 : 0);
+    if (s.spacing) c.steps_offset = *s.spacing == Spacing::Leading ? steps_offset.value_or(1) : 0;
     return c;
 }
 
 Schedule make_sampler_schedule(const SamplerInfo& s, const NoiseSchedule& ns, int steps, ScheduleType type,
-                               std::optional<Spacing> spacing, std::optional<int> steps_offset) {
-    return make_schedule(ns, sampler_schedule_config(s, steps, type, spacing, steps_offset));
+                               std::optional<Spacing> spacing, std::optional<int> steps_offset,
+                               const std::vector<double>& custom_sigmas) {
+    return make_schedule(ns, sampler_schedule_config(s, steps, type, spacing, steps_offset, custom_sigmas));
+}
+
+ScheduleType schedule_for_model(ScheduleType t, bool sdxl) {
+    if (t == ScheduleType::AlignYourSteps && sdxl) return ScheduleType::AlignYourStepsSdxl;
+    return t;
 }
 
 Tensor finalize_sample(const Tensor& x, const Schedule& schedule) {
@@ -156,6 +214,14 @@ Tensor finalize_sample(const Tensor& x, const Schedule& schedule) {
 
 Tensor run_sampler(const SamplerInfo& s, Denoiser& d, Tensor x, const Schedule& schedule, SamplerOptions& o) {
     NUANCE_CHECK(s.fn != nullptr, "sampler '", s.name, "' has no implementation");
+    if (schedule.flow && s.discrete_only) {
+        std::string ok;
+        for (const SamplerInfo& i : list_samplers())
+            if (!i.discrete_only) ok += std::string(ok.empty() ? "" : ", ") + i.name;
+        fail(ErrorCode::Unsupported, "sampler '", s.name, "' is discrete-time only (it needs a DDPM timestep set) and "
+             "cannot sample a flow-matching model (SD3, Flux); use one of ", ok,
+             " (stochastic ones with eta 0)");
+    }
     return finalize_sample(s.fn(d, std::move(x), schedule, o), schedule);
 }
 

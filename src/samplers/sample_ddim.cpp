@@ -11,6 +11,7 @@ namespace nuance {
 
 Tensor sample_ddim(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("ddim", d, x, s, o);
+    loop.require_discrete();
     const double eta = loop.eta_or(0.0);
     for (int i = 0; i < loop.steps(); ++i) {
         const Tensor denoised = loop.denoise(x, loop.sigma(i));

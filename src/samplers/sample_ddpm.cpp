@@ -8,6 +8,7 @@ namespace nuance {
 
 Tensor sample_ddpm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("ddpm", d, x, s, o);
+    loop.require_discrete();
     const double eta = loop.eta_or(1.0);
     for (int i = 0; i < loop.steps(); ++i) {
         const Tensor denoised = loop.denoise(x, loop.sigma(i));

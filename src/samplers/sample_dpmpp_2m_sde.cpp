@@ -14,6 +14,7 @@ namespace nuance {
 Tensor sample_dpmpp_2m_sde(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("dpmpp_2m_sde", d, x, s, o);
     const double eta = loop.eta_or(1.0);
+    loop.uses_noise(eta > 0);
     Tensor old_denoised;
     double h_last = 0;
     for (int i = 0; i < loop.steps(); ++i) {

@@ -13,6 +13,7 @@ namespace nuance {
 Tensor sample_heun(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("heun", d, x, s, o);
     NUANCE_CHECK(std::isfinite(o.s_churn) && o.s_churn >= 0, "sampler 'heun': s_churn must be >= 0, got ", o.s_churn);
+    loop.uses_noise(o.s_churn > 0, "s_churn");
     const int n = loop.steps();
     for (int i = 0; i < n; ++i) {
         const double sigma = loop.sigma(i), sigma_next = loop.sigma(i + 1);

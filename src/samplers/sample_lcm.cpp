@@ -9,6 +9,7 @@ namespace nuance {
 
 Tensor sample_lcm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("lcm", d, x, s, o);
+    loop.require_discrete();
     for (int i = 0; i < loop.steps(); ++i) {
         const Tensor denoised = loop.denoise(x, loop.sigma(i));
         const double sigma_next = loop.sigma(i + 1);

@@ -15,6 +15,7 @@ namespace nuance {
 
 Tensor sample_plms(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("plms", d, x, s, o);
+    loop.require_discrete();
     const int n = loop.steps();
     std::deque<Tensor> ds;  // newest last, at most 4
     for (int i = 0; i < n; ++i) {

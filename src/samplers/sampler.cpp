@@ -42,6 +42,19 @@ Tensor SamplerLoop::noise(const Tensor& like) {
     return o_.rng->randn(like.shape());
 }
 
+void SamplerLoop::uses_noise(bool draws, const char* what) {
+    if (!draws || !s_.flow) return;
+    fail(ErrorCode::Unsupported, "sampler '", name_, "' adds variance-exploding noise (", what,
+         ") that a flow-matching schedule (SD3/Flux) cannot take: set eta 0 / s_churn 0 or use a deterministic "
+         "sampler (euler, heun, dpmpp_2m, ...)");
+}
+
+void SamplerLoop::require_discrete() const {
+    if (!s_.flow) return;
+    fail(ErrorCode::Unsupported, "sampler '", name_, "' works on a DDPM timestep set and needs a discrete-time "
+         "(SD 1.x/2.x/XL) model; flow-matching models (SD3, Flux) take euler, heun, dpmpp_2m, ... instead");
+}
+
 double SamplerLoop::eta_or(double fallback) const {
     const double eta = o_.eta.value_or(fallback);
     NUANCE_CHECK(std::isfinite(eta) && eta >= 0, "sampler '", name_, "': eta must be finite and >= 0, got ", eta);

@@ -6,10 +6,19 @@
 // and leaves at s.sigmas.back(). A sampler only ever calls d(x, sigma); all randomness comes from o.rng; progress
 // and cancellation go through o. Pipelines never call sample_X directly: they call run_sampler() (registry.h).
 //
-// Implemented (each matches its diffusers scheduler on tests/data/golden/schedulers): euler, euler_a, heun, lms,
-// ddim, ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling.
+// Matched against diffusers on tests/data/golden/schedulers: euler (both churn orders), euler_a, heun, lms, ddim,
+// ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling.
+// Without a reference entry (tested against hand-derived steps and by convergence on a Gaussian whose exact
+// denoiser is known, tests/samplers/test_convergence.cpp): dpm2, dpm2_a, dpmpp_2s_a, dpmpp_sde, dpmpp_3m_sde,
+// dpmpp_2m_v2, ipndm, ipndm_v, tcd.
 //
-// Adding a sampler (dpm2, dpmpp_2s_ancestral, ipndm, ...):
+// Flow-matching schedules (x = (1-s) x0 + s eps) have the same probability-flow ODE as VE ones,
+// dx/dsigma = (x - D) / sigma, so every deterministic sampler runs on them unchanged. Noise injection is VE-only:
+// a sampler that would draw noise (eta > 0, s_churn > 0, SDE) on a flow schedule is an error (SamplerLoop::
+// uses_noise), and samplers tied to a DDPM timestep set (ddim, ddpm, plms, lcm, tcd) refuse flow schedules
+// (SamplerLoop::require_discrete).
+//
+// Adding a sampler:
 //   1. Write src/samplers/sample_<name>.cpp with `Tensor sample_<name>(Denoiser&, Tensor, const Schedule&,
 //      SamplerOptions&)`. Start it with `SamplerLoop loop("<name>", d, x, s, o);`, call loop.denoise(x, sigma)
 //      for every model evaluation (it polls cancellation), loop.step_done(i, x, denoised) once per step (the
@@ -41,6 +50,12 @@ namespace nuance {
 // (VE scaling), denoised the x0 estimate the step used.
 using StepCallback = std::function<void(int step, int total, const Tensor& x, const Tensor& denoised)>;
 
+// Where Karras churn (s_churn > 0) evaluates the model. k-diffusion (and A1111/ComfyUI) adds the churn noise first
+// and evaluates D at the raised level sigma_hat; diffusers' EulerDiscreteScheduler gets the model output at x and
+// sigma (the pipeline calls the model before step()), then adds the noise and steps from sigma_hat with that
+// output as the ODE direction d = (x - D) / sigma. Same noise draws, different images.
+enum class ChurnMode { KDiffusion, Diffusers };
+
 struct SamplerOptions {
     Rng* rng = nullptr;           // required by stochastic samplers (eta > 0, s_churn > 0, SDE); noise only from it
     std::optional<double> eta;    // ancestral / SDE noise amount; unset = the sampler's default (see registry)
@@ -48,6 +63,7 @@ struct SamplerOptions {
     double s_churn = 0.0;         // Euler/Heun churn (Karras et al. 2022, alg. 2): gamma = min(s_churn/N, sqrt2-1)
     double s_tmin = 0.0;
     double s_tmax = std::numeric_limits<double>::infinity();
+    ChurnMode churn_mode = ChurnMode::KDiffusion;  // Euler only
     bool lower_order_final = true;  // DPM-Solver: first-order last step when steps < 15 (diffusers default)
     int lms_order = 4;              // LMS: number of past derivatives
     StepCallback callback;          // progress; may set a cancel flag
@@ -69,6 +85,13 @@ public:
     Tensor noise(const Tensor& like);                                // one randn of like's shape from o.rng
     void check_cancel() const;
     double eta_or(double fallback) const;  // o.eta if set (checked >= 0), else fallback
+    // Call on entry with whether this run will draw noise: on a flow-matching schedule that is an error
+    // (Unsupported) naming the sampler and the way out (eta 0 / a deterministic sampler).
+    void uses_noise(bool draws, const char* what = "eta");
+    // Samplers tied to a DDPM noise schedule / timestep set: a flow-matching schedule is an error (Unsupported).
+    void require_discrete() const;
+    const Schedule& schedule() const { return s_; }
+    Denoiser& denoiser() { return d_; }
 
 private:
     const char* name_;
@@ -108,5 +131,14 @@ Tensor sample_dpmpp_2s(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions&
 Tensor sample_unipc(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // UniPC bh2, order 2
 Tensor sample_plms(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);             // N+1 calls
 Tensor sample_lcm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);              // noise per step
+Tensor sample_dpm2(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);             // 2 calls/step
+Tensor sample_dpm2_ancestral(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);   // eta default 1
+Tensor sample_dpmpp_2s_ancestral(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);  // eta default 1
+Tensor sample_dpmpp_sde(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);        // eta default 1
+Tensor sample_dpmpp_3m_sde(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);     // eta default 1
+Tensor sample_dpmpp_2m_v2(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);      // sd.cpp dpm++2mv2
+Tensor sample_ipndm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // order 4, fixed
+Tensor sample_ipndm_v(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);          // variable step
+Tensor sample_tcd(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);              // eta (gamma) 0.3
 
 }  // namespace nuance

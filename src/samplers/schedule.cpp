@@ -194,35 +194,6 @@ double NoiseSchedule::sigma_at(int t) const {
 // ---------------------------------------------------------------------------------------------------------------
 // Names
 
-ScheduleType parse_schedule_type(const std::string& name) {
-    const std::string k = lower_alnum(name);
-    if (k == "normal" || k == "discrete" || k == "default" || k == "automatic" || k == "auto") return ScheduleType::Normal;
-    if (k == "karras") return ScheduleType::Karras;
-    if (k == "exponential") return ScheduleType::Exponential;
-    fail(ErrorCode::InvalidArgument, "unknown schedule '", name,
-         "': expected one of normal (aliases: discrete, default, automatic), karras, exponential");
-}
-
-const char* schedule_type_name(ScheduleType t) {
-    switch (t) {
-        case ScheduleType::Normal: return "normal";
-        case ScheduleType::Karras: return "karras";
-        case ScheduleType::Exponential: return "exponential";
-    }
-    return "unknown";
-}
-
-const char* schedule_type_display_name(ScheduleType t) {
-    switch (t) {
-        case ScheduleType::Normal: return "Normal";
-        case ScheduleType::Karras: return "Karras";
-        case ScheduleType::Exponential: return "Exponential";
-    }
-    return "Unknown";
-}
-
-std::vector<std::string> list_schedule_types() { return {"normal", "karras", "exponential"}; }
-
 Spacing parse_spacing(const std::string& name) {
     const std::string k = lower_alnum(name);
     if (k == "linspace") return Spacing::Linspace;
@@ -246,6 +217,7 @@ const char* schedule_family_name(ScheduleFamily f) {
         case ScheduleFamily::DpmSolver: return "dpm_solver";
         case ScheduleFamily::Ddim: return "ddim";
         case ScheduleFamily::Lcm: return "lcm";
+        case ScheduleFamily::Tcd: return "tcd";
     }
     return "unknown";
 }
@@ -311,21 +283,61 @@ std::vector<double> spaced_timesteps(const ScheduleConfig& c, int num_train, boo
     return t;
 }
 
+// Sigmas of a non-Normal schedule type (no trailing 0; `final_sigma` receives the sigma after the last step: 0, or
+// the last entry of a custom list). Karras/exponential span [smin, smax], which depends on the family.
+std::vector<double> typed_sigmas(const NoiseSchedule& ns, const ScheduleConfig& c, double smin, double smax,
+                                 double& final_sigma) {
+    final_sigma = 0.0;
+    switch (c.type) {
+        case ScheduleType::Normal: break;
+        case ScheduleType::Karras: return karras_sigmas(c.steps, smin, smax);
+        case ScheduleType::Exponential: return exponential_sigmas(c.steps, smin, smax);
+        case ScheduleType::SgmUniform: return sgm_uniform_sigmas(ns, c.steps);
+        case ScheduleType::Simple: return simple_sigmas(ns, c.steps);
+        case ScheduleType::DdimUniform: return ddim_uniform_sigmas(ns, c.steps);
+        case ScheduleType::Beta: return beta_sigmas(ns, c.steps, c.beta_alpha, c.beta_beta);
+        case ScheduleType::AlignYourSteps: return align_your_steps_sigmas(c.steps, false);
+        case ScheduleType::AlignYourStepsSdxl: return align_your_steps_sigmas(c.steps, true);
+        case ScheduleType::Custom: {
+            validate_custom_sigmas(c.custom_sigmas);
+            std::vector<double> s = c.custom_sigmas;
+            final_sigma = s.back();
+            s.pop_back();
+            return s;
+        }
+    }
+    fail(ErrorCode::Internal, "typed_sigmas: schedule type 'normal' has no closed form");
+}
+
+// The non-Normal schedule of the integer-timestep families (DPM-Solver, DDIM): typed sigmas between the training
+// table's ends, timesteps rounded (diffusers DPMSolverMultistep use_karras_sigmas / use_exponential_sigmas).
+Schedule rounded_typed_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
+    double final_sigma = 0;
+    const std::vector<double> sig = typed_sigmas(ns, c, ns.sigma_min(), ns.sigma_max(), final_sigma);
+    Schedule s;
+    for (double x : sig) s.timesteps.push_back(np_round(ns.sigma_to_t(x)));
+    s.sigmas = sig;
+    s.sigmas.push_back(final_sigma);
+    s.sigmas = f32_round(std::move(s.sigmas));
+    s.init_noise_sigma = std::sqrt(s.sigmas[0] * s.sigmas[0] + 1.0);  // the reference starts from x_vp = noise
+    return s;
+}
+
 Schedule euler_discrete_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
     const int T = ns.num_train_timesteps();
     std::vector<double> ts = spaced_timesteps(c, T, false, false);
     for (double& x : ts) x = (double)(float)x;  // the reference keeps these as float32
     std::vector<double> sig(ts.size());
     for (size_t i = 0; i < ts.size(); ++i) sig[i] = ns.t_to_sigma(ts[i]);
+    double final_sigma = 0.0;
     if (c.type != ScheduleType::Normal) {
-        const double smin = sig.back(), smax = sig.front();
-        sig = c.type == ScheduleType::Karras ? karras_sigmas(c.steps, smin, smax)
-                                             : exponential_sigmas(c.steps, smin, smax);
+        sig = typed_sigmas(ns, c, sig.back(), sig.front(), final_sigma);
+        ts.resize(sig.size());
         for (size_t i = 0; i < sig.size(); ++i) ts[i] = (double)(float)ns.sigma_to_t(sig[i]);
     }
     Schedule s;
     s.sigmas = sig;
-    s.sigmas.push_back(0.0);
+    s.sigmas.push_back(final_sigma);
     s.sigmas = f32_round(std::move(s.sigmas));
     s.timesteps = ts;
     // init_noise_sigma: sigma_max for linspace/trailing, sqrt(sigma_max^2 + 1) for leading (float32 math).
@@ -336,16 +348,11 @@ Schedule euler_discrete_schedule(const NoiseSchedule& ns, const ScheduleConfig& 
 
 Schedule dpm_solver_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
     const int T = ns.num_train_timesteps();
+    // Other types: the ends come from the whole training table, whatever the spacing.
+    if (c.type != ScheduleType::Normal) return rounded_typed_schedule(ns, c);
     std::vector<double> ts = spaced_timesteps(c, T, true, true);
     std::vector<double> sig;
-    if (c.type == ScheduleType::Normal) {
-        for (double t : ts) sig.push_back(ns.t_to_sigma(t));
-    } else {
-        // The ends come from the whole training table, whatever the spacing.
-        sig = c.type == ScheduleType::Karras ? karras_sigmas(c.steps, ns.sigma_min(), ns.sigma_max())
-                                             : exponential_sigmas(c.steps, ns.sigma_min(), ns.sigma_max());
-        for (size_t i = 0; i < sig.size(); ++i) ts[i] = np_round(ns.sigma_to_t(sig[i]));
-    }
+    for (double t : ts) sig.push_back(ns.t_to_sigma(t));
     Schedule s;
     s.sigmas = sig;
     s.sigmas.push_back(0.0);
@@ -355,9 +362,9 @@ Schedule dpm_solver_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
     return s;
 }
 
+// The DDIM timestep set; other schedule types give sigma-based schedules ending at 0 (k-diffusion/ComfyUI "ddim").
 Schedule ddim_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
-    NUANCE_CHECK_CODE(c.type == ScheduleType::Normal, Unsupported, "schedule '", schedule_type_name(c.type),
-                      "' is not available for the DDIM timestep set (use 'normal')");
+    if (c.type != ScheduleType::Normal) return rounded_typed_schedule(ns, c);
     const int T = ns.num_train_timesteps();
     std::vector<double> ts = spaced_timesteps(c, T, false, true);
     Schedule s;
@@ -374,10 +381,11 @@ Schedule ddim_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
 }
 
 // LCMScheduler.set_timesteps: the distillation grid t_k = k * (T / orig) - 1, k = 1..orig, newest first, sampled at
-// floor(linspace(0, orig, N, endpoint=False)).
-Schedule lcm_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
+// floor(linspace(0, orig, N, endpoint=False)). TCDScheduler uses the same set; its last step goes to timestep 0
+// (sigma of alphas_cumprod[0]) instead of to a clean sample.
+Schedule lcm_schedule(const NoiseSchedule& ns, const ScheduleConfig& c, bool tcd) {
     NUANCE_CHECK_CODE(c.type == ScheduleType::Normal, Unsupported, "schedule '", schedule_type_name(c.type),
-                      "' is not available for the LCM timestep set (use 'normal')");
+                      "' is not available for the ", tcd ? "TCD" : "LCM", " timestep set (use 'normal')");
     const int T = ns.num_train_timesteps();
     const int orig = c.lcm_original_steps;
     NUANCE_CHECK(orig >= 1 && orig <= T, "LCM schedule: original steps must be in [1, ", T, "], got ", orig);
@@ -391,14 +399,19 @@ Schedule lcm_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
         s.timesteps.push_back(t);
         s.sigmas.push_back(ns.sigma_at(t));
     }
-    s.sigmas.push_back(0.0);
+    s.sigmas.push_back(tcd ? ns.sigma_at(0) : 0.0);
     s.init_noise_sigma = std::sqrt(s.sigmas[0] * s.sigmas[0] + 1.0);
     return s;
 }
 
 }  // namespace
 
-Schedule make_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
+Schedule make_schedule(const NoiseSchedule& ns, const ScheduleConfig& cfg) {
+    ScheduleConfig c = cfg;
+    if (c.type == ScheduleType::Custom) {
+        validate_custom_sigmas(c.custom_sigmas);
+        c.steps = (int)c.custom_sigmas.size() - 1;
+    }
     check_steps(c.steps, ns.num_train_timesteps(), "schedule");
     NUANCE_CHECK(c.steps_offset >= 0 && c.steps_offset < ns.num_train_timesteps(),
                  "schedule: steps_offset must be in [0, ", ns.num_train_timesteps(), "), got ", c.steps_offset);
@@ -407,7 +420,8 @@ Schedule make_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
         case ScheduleFamily::EulerDiscrete: s = euler_discrete_schedule(ns, c); break;
         case ScheduleFamily::DpmSolver: s = dpm_solver_schedule(ns, c); break;
         case ScheduleFamily::Ddim: s = ddim_schedule(ns, c); break;
-        case ScheduleFamily::Lcm: s = lcm_schedule(ns, c); break;
+        case ScheduleFamily::Lcm: s = lcm_schedule(ns, c, false); break;
+        case ScheduleFamily::Tcd: s = lcm_schedule(ns, c, true); break;
     }
     validate_schedule(s, "schedule");
     return s;

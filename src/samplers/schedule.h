@@ -60,6 +60,9 @@ public:
     // sqrt((1 - alphas_cumprod[t]) / alphas_cumprod[t]) in float64 at an integer timestep; kZeroSnrSigma where
     // alphas_cumprod is 0. Used by the DDIM timestep set.
     double sigma_at(int t) const;
+    // Sigma at a (fractional) timestep, interpolated linearly in log sigma (k-diffusion DiscreteSchedule.t_to_sigma,
+    // ComfyUI ModelSamplingDiscrete.sigma); clamped to [0, T-1]. The inverse of sigma_to_t.
+    double t_to_sigma_log(double t) const;
 
 private:
     NoiseScheduleConfig cfg_;
@@ -72,11 +75,19 @@ enum class ScheduleType {
     Normal,       // "normal" / "discrete" / "default": the model's own timesteps (diffusers' default)
     Karras,       // "karras": rho = 7 between the schedule's sigma_min and sigma_max (Karras et al. 2022, eq. 5)
     Exponential,  // "exponential": uniform in log sigma between the same ends
+    SgmUniform,   // "sgm_uniform": N timesteps uniform on [T-1, 0) (ComfyUI), sigma interpolated in log sigma
+    Simple,       // "simple": every (T/N)-th sigma of the training table, from the top (ComfyUI)
+    DdimUniform,  // "ddim_uniform": table sigmas at t = 1, 1 + T//N, ... (ComfyUI/A1111 "DDIM"; can give > N steps)
+    Beta,         // "beta": timesteps at the Beta(0.6, 0.6) quantiles (Lee et al. 2024; ComfyUI), duplicates dropped
+    AlignYourSteps,      // "align_your_steps" / "ays": NVIDIA's SD1.5 10-step table (Sabour et al. 2024)
+    AlignYourStepsSdxl,  // "ays_sdxl": the SDXL table. Both are log-linearly interpolated to other step counts.
+    Custom,       // "custom": ScheduleConfig::custom_sigmas verbatim (the CLI's --sigmas)
 };
 ScheduleType parse_schedule_type(const std::string& name);  // case-insensitive; unknown -> Error listing the valid
-const char* schedule_type_name(ScheduleType t);              // "normal", "karras", "exponential"
-const char* schedule_type_display_name(ScheduleType t);      // A1111 "Schedule type": "Normal", "Karras", ...
-std::vector<std::string> list_schedule_types();
+const char* schedule_type_name(ScheduleType t);              // "normal", "karras", "sgm_uniform", ...
+const char* schedule_type_display_name(ScheduleType t);      // A1111 "Schedule type": "Normal", "SGM Uniform", ...
+std::vector<std::string> list_schedule_types();              // canonical names, in enum order
+std::string schedule_type_aliases(ScheduleType t);           // other accepted spellings, "" if none ("ays, ...")
 
 // Timestep spacing (Lin et al. 2023, table 2) as diffusers' `timestep_spacing` config.
 enum class Spacing { Linspace, Leading, Trailing };
@@ -90,6 +101,7 @@ enum class ScheduleFamily {
     DpmSolver,      // DPM-Solver(++) multistep, UniPC: integer timesteps from an N+1 grid; final sigma 0
     Ddim,           // DDIM, DDPM, PLMS: integer timesteps; final alpha = alphas_cumprod[0] (or 1 with final_alpha_one)
     Lcm,            // LCM: N timesteps picked from the distillation grid of lcm_original_steps; final sigma 0
+    Tcd,            // TCD: the LCM timesteps, but the last step lands on alphas_cumprod[0] (TCDScheduler)
 };
 const char* schedule_family_name(ScheduleFamily f);
 
@@ -100,7 +112,10 @@ struct ScheduleConfig {
     Spacing spacing = Spacing::Linspace;
     int steps_offset = 0;          // added to 'leading' timesteps (SD 1.x/XL configs use 1)
     bool final_alpha_one = false;  // DDIM/PNDM set_alpha_to_one; DDPM always steps to alpha 1
-    int lcm_original_steps = 50;   // Lcm: the teacher's step count (LCMScheduler original_inference_steps)
+    int lcm_original_steps = 50;   // Lcm/Tcd: the teacher's step count (original_inference_steps)
+    std::vector<double> custom_sigmas;  // Custom: N+1 strictly decreasing sigmas >= 0 (see parse_sigma_list); steps
+                                        // is then ignored (N = custom_sigmas.size() - 1)
+    double beta_alpha = 0.6, beta_beta = 0.6;  // Beta schedule parameters (ComfyUI defaults)
 };
 
 // A sampling schedule: what a sampler walks through.
@@ -131,6 +146,24 @@ double flux_mu(int64_t image_seq_len, int64_t base_seq_len = 256, int64_t max_se
 // Building blocks (float64; n values, no trailing 0).
 std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, double rho = 7.0);
 std::vector<double> exponential_sigmas(int n, double sigma_min, double sigma_max);
+// The ComfyUI schedulers on a training table (sigma_schedules.cpp); no trailing 0. sgm_uniform, simple and
+// align-your-steps give n values; ddim_uniform gives ceil((T-1) / (T//n)) values and beta at most n (repeated
+// timesteps are dropped), exactly as ComfyUI / A1111 do.
+std::vector<double> sgm_uniform_sigmas(const NoiseSchedule& ns, int n);
+std::vector<double> simple_sigmas(const NoiseSchedule& ns, int n);
+std::vector<double> ddim_uniform_sigmas(const NoiseSchedule& ns, int n);
+std::vector<double> beta_sigmas(const NoiseSchedule& ns, int n, double alpha = 0.6, double beta = 0.6);
+std::vector<double> align_your_steps_sigmas(int n, bool sdxl);
+// np.interp in log space of a decreasing table to n points (ComfyUI/NVIDIA loglinear_interp).
+std::vector<double> loglinear_interp(const std::vector<double>& decreasing, int n);
+// Regularised incomplete beta I_x(a, b) and its inverse (scipy.stats.beta.cdf / .ppf), to ~1e-13.
+double beta_cdf(double x, double a, double b);
+double beta_ppf(double p, double a, double b);
+
+// "14.6, 7.0, 3.1, 0" -> sigmas (commas and/or spaces; optional [ ]). Errors (InvalidArgument) name the offending
+// entry: non-numeric, non-finite, negative, fewer than 2 values, not strictly decreasing.
+std::vector<double> parse_sigma_list(const std::string& text);
+void validate_custom_sigmas(const std::vector<double>& sigmas);
 
 // img2img / hires: the tail of a schedule starting at step `start` (0 <= start < steps).
 Schedule slice_schedule(const Schedule& s, int start);

@@ -79,13 +79,14 @@ TEST(SamplerRegistry, OldA1111NamesCarryTheSchedule) {
 TEST(SamplerRegistry, SchedulesPerSampler) {
     EXPECT_TRUE(sampler_supports(find_sampler("euler"), ScheduleType::Karras));
     EXPECT_TRUE(sampler_supports(find_sampler("dpmpp_2m"), ScheduleType::Karras));
-    EXPECT_FALSE(sampler_supports(find_sampler("ddim"), ScheduleType::Karras));
+    EXPECT_TRUE(sampler_supports(find_sampler("ddim"), ScheduleType::Karras));  // k-diffusion/ComfyUI style
+    EXPECT_FALSE(sampler_supports(find_sampler("plms"), ScheduleType::Karras));
     try {
-        sampler_schedule_config(find_sampler("ddim"), 10, ScheduleType::Karras);
+        sampler_schedule_config(find_sampler("plms"), 10, ScheduleType::Karras);
         FAIL() << "expected an Error";
     } catch (const Error& e) {
         EXPECT_EQ(e.code(), ErrorCode::Unsupported);
-        EXPECT_THAT(e.what(), HasSubstr("sampler 'ddim' does not support schedule 'karras' (supported: normal)"));
+        EXPECT_THAT(e.what(), HasSubstr("sampler 'plms' does not support schedule 'karras' (supported: normal)"));
     }
     // family defaults: DDIM uses SD's leading/offset-1 set, the others linspace
     const ScheduleConfig d = sampler_schedule_config(find_sampler("ddim"), 10);

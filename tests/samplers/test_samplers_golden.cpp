@@ -75,18 +75,19 @@ TEST(SamplersGolden, DpmPP2SSinglestep) { expect_entry_passes("dpm_singlestep", 
 TEST(SamplersGolden, UniPC) { expect_entry_passes("unipc", true, false); }
 TEST(SamplersGolden, Plms) { expect_entry_passes("pndm", false, false); }
 TEST(SamplersGolden, Lcm) { expect_entry_passes("lcm", false, true); }
+TEST(SamplersGolden, EulerChurnDiffusersOrder) { expect_entry_passes("euler_churn", true, true); }
 
-TEST(SamplersGolden, UnsupportedEntriesAreSkippedWithAReason) {
+TEST(SamplersGolden, EveryEntryRunsAndPasses) {
+    const auto m = by_entry();
+    EXPECT_EQ(m.size(), 24u);
+    for (const auto& [entry, ls] : m)
+        for (const CompareLine& l : ls) EXPECT_TRUE(l.pass && !l.skip) << l.name << ": " << l.reason;
+}
+
+TEST(SamplersGolden, NothingIsSkipped) {
     size_t skipped = 0;
-    for (const CompareLine& l : lines()) {
-        if (!l.skip) continue;
-        ++skipped;
-        EXPECT_FALSE(l.reason.empty()) << l.name;
-        EXPECT_EQ(l.name.find('.'), std::string::npos) << "a SKIP line names the whole entry: " << l.name;
-    }
-    EXPECT_LE(skipped, 1u);  // only euler_churn (diffusers' churn order) is left; see golden_check.cpp
-    // Every line is either a pass or a skip: a failing line would be a regression.
-    for (const CompareLine& l : lines()) EXPECT_TRUE(l.pass || l.skip) << l.name << ": " << l.reason;
+    for (const CompareLine& l : lines()) skipped += l.skip ? 1 : 0;
+    EXPECT_EQ(skipped, 0u);  // euler_churn, the last one, runs with ChurnMode::Diffusers
 }
 
 TEST(SamplersGolden, MissingCaseDirectoryIsAnError) {

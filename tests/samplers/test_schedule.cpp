@@ -220,7 +220,22 @@ TEST(Schedule, Names) {
     EXPECT_STREQ(schedule_type_display_name(ScheduleType::Karras), "Karras");
     EXPECT_STREQ(schedule_type_name(ScheduleType::Normal), "normal");
     EXPECT_EQ(parse_spacing("Trailing"), Spacing::Trailing);
-    EXPECT_EQ(list_schedule_types().size(), 3u);
+    EXPECT_EQ(list_schedule_types().size(), 10u);
+    EXPECT_EQ(parse_schedule_type("SGM Uniform"), ScheduleType::SgmUniform);
+    EXPECT_EQ(parse_schedule_type("sgm_uniform"), ScheduleType::SgmUniform);
+    EXPECT_EQ(parse_schedule_type("Align Your Steps"), ScheduleType::AlignYourSteps);
+    EXPECT_EQ(parse_schedule_type("AYS"), ScheduleType::AlignYourSteps);
+    EXPECT_EQ(parse_schedule_type("ays_sdxl"), ScheduleType::AlignYourStepsSdxl);
+    EXPECT_EQ(parse_schedule_type("ddim_uniform"), ScheduleType::DdimUniform);
+    EXPECT_EQ(parse_schedule_type("DDIM"), ScheduleType::DdimUniform);  // A1111's "Schedule type: DDIM"
+    EXPECT_EQ(parse_schedule_type("simple"), ScheduleType::Simple);
+    EXPECT_EQ(parse_schedule_type("Beta"), ScheduleType::Beta);
+    EXPECT_EQ(parse_schedule_type("custom"), ScheduleType::Custom);
+    EXPECT_STREQ(schedule_type_display_name(ScheduleType::SgmUniform), "SGM Uniform");
+    EXPECT_STREQ(schedule_type_display_name(ScheduleType::AlignYourStepsSdxl), "Align Your Steps");
+    EXPECT_EQ(schedule_type_aliases(ScheduleType::AlignYourSteps), "ays, ays_sd15, align_your_steps_sd15");
+    // every listed name parses back to itself
+    for (const std::string& n : list_schedule_types()) EXPECT_STREQ(schedule_type_name(parse_schedule_type(n)), n.c_str());
 }
 
 TEST(Schedule, Errors) {
@@ -233,8 +248,12 @@ TEST(Schedule, Errors) {
                  "number of steps must be >= 1, got 0");
     expect_error([&] { make_schedule(ns, cfg(1001, ScheduleFamily::Ddim)); }, ErrorCode::InvalidArgument,
                  "exceeds the model's 1000 training timesteps");
-    expect_error([&] { make_schedule(ns, cfg(10, ScheduleFamily::Ddim, Spacing::Leading, 1, ScheduleType::Karras)); },
-                 ErrorCode::Unsupported, "schedule 'karras' is not available for the DDIM timestep set");
+    expect_error([&] { make_schedule(ns, cfg(4, ScheduleFamily::Lcm, Spacing::Leading, 0, ScheduleType::Karras)); },
+                 ErrorCode::Unsupported, "schedule 'karras' is not available for the LCM timestep set");
+    expect_error([&] { make_schedule(ns, cfg(4, ScheduleFamily::Tcd, Spacing::Leading, 0, ScheduleType::Beta)); },
+                 ErrorCode::Unsupported, "schedule 'beta' is not available for the TCD timestep set");
+    expect_error([] { parse_schedule_type("x"); }, ErrorCode::InvalidArgument,
+                 "align_your_steps (ays, ays_sd15, align_your_steps_sd15)");
     expect_error([&] { make_schedule(ns, cfg(10, ScheduleFamily::Ddim, Spacing::Leading, 150)); },
                  ErrorCode::InvalidArgument, "DDIM schedule: timestep 1050 outside [0, 1000)");
     NoiseScheduleConfig bad;
