@@ -12,6 +12,7 @@ Runner add_info(CLI::App& app);
 Runner add_check_golden(CLI::App& app);
 Runner add_make_random(CLI::App& app);
 Runner add_samplers(CLI::App& app);
+Runner add_bench(CLI::App& app);
 Runner add_serve(CLI::App& app);
 
 }  // namespace nuance::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     reg(nuance::cli::add_check_golden);
     reg(nuance::cli::add_make_random);
     reg(nuance::cli::add_samplers);
+    reg(nuance::cli::add_bench);
     reg(nuance::cli::add_serve);
     try {
         app.parse(argc, argv);

@@ -2,6 +2,7 @@
 #include "ops/conv.h"
 
 #include "backends/cpu/dnnl_context.h"
+#include "core/op_stats.h"
 
 namespace nuance {
 
@@ -54,6 +55,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
     if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(b_md, eng, const_cast<float*>(b.data<float>())));
     prim.execute(cpu::stream(), args);
     cpu::stream().wait();
+    count_flops(2.0 * (double)N * (double)O * (double)Ho * (double)Wo * (double)(C / G) * (double)kh * (double)kw);
     return y;
 }
 

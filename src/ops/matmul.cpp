@@ -2,6 +2,7 @@
 #include "ops/matmul.h"
 
 #include "backends/cpu/dnnl_context.h"
+#include "core/op_stats.h"
 
 namespace nuance {
 
@@ -34,6 +35,9 @@ void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims&
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, const_cast<float*>(bias)));
     prim.execute(cpu::stream(), args);
     cpu::stream().wait();
+    const size_t r = c_dims.size();
+    count_flops(2.0 * (r == 3 ? (double)c_dims[0] : 1.0) * (double)c_dims[r - 2] * (double)c_dims[r - 1] *
+                (double)a_dims[r - 1]);
 }
 
 }  // namespace

@@ -1,0 +1,117 @@
+// nuance bench: times a model's parts at a given size. One line per figure:
+//   <name> median_s=<float> min_s=<float> max_s=<float>
+// for text_encode, denoise_step (one CFG step = the UNet on a batch of 2) and vae_decode, then the counted work of a
+// step (GFLOP of every matmul/conv it ran, and GFLOP/s at the median) and peak_rss_mb=<int> of the whole process.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sys/resource.h>
+
+#include "backends/cpu/dnnl_context.h"
+#include "commands.h"
+#include "core/op_stats.h"
+#include "ops/ops.h"
+#include "pipelines/conditioning.h"
+
+namespace nuance::cli {
+
+namespace {
+
+struct BenchArgs {
+    std::string model, precision = "fp32";
+    int width = 512, height = 512, steps = 3, repeat = 3, threads = 0;
+};
+
+struct Timing {
+    std::vector<double> s;
+    void print(const char* name) const {
+        std::vector<double> v = s;
+        std::sort(v.begin(), v.end());
+        std::printf("%s median_s=%.4f min_s=%.4f max_s=%.4f\n", name, v[v.size() / 2], v.front(), v.back());
+        std::fflush(stdout);
+    }
+    double median() const {
+        std::vector<double> v = s;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    }
+};
+
+template <class F>
+Timing time_it(int warmup, int n, F&& f) {
+    Timing t;
+    for (int i = 0; i < warmup; ++i) f();
+    for (int i = 0; i < n; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        t.s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return t;
+}
+
+int run(const BenchArgs& a) {
+    if (a.model.empty()) fail(ErrorCode::InvalidArgument, "usage: bench needs -m MODEL");
+    if (a.precision != "fp32")
+        fail(ErrorCode::Unsupported, "--precision ", a.precision, " is not available yet (fp32 only)");
+    NUANCE_CHECK(a.repeat >= 1 && a.steps >= 1, "usage: --repeat and --steps must be >= 1");
+    cpu::set_num_threads(a.threads);
+    std::fprintf(stderr, "bench: %s, %dx%d, %d thread(s), fp32\n", a.model.c_str(), a.width, a.height,
+                 cpu::num_threads());
+    const StableDiffusionModel m = load_stable_diffusion(a.model);
+    NUANCE_CHECK(a.width % m.vae_scale() == 0 && a.height % m.vae_scale() == 0, "usage: size ", a.width, "x",
+                 a.height, " is not a multiple of ", m.vae_scale());
+    const ConditioningOptions co;
+    const std::string prompt = "a photograph of an astronaut riding a horse on the moon, highly detailed";
+    Conditioning cond;
+    time_it(1, a.repeat, [&] { cond = encode_prompt(m, prompt, co); }).print("text_encode");
+
+    const int64_t h = a.height / m.vae_scale(), w = a.width / m.vae_scale();
+    const Tensor x = Tensor::full({2, m.latent_channels(), h, w}, 0.5f);
+    const Tensor ctx = cat({cond.context, cond.context}, 0);
+    UNetExtra extra;
+    if (m.family == SDFamily::SDXL) {
+        extra.text_embeds = cat({cond.pooled, cond.pooled}, 0);
+        extra.time_ids = Tensor::from_vector({(float)a.height, (float)a.width, 0, 0, (float)a.height, (float)a.width,
+                                              (float)a.height, (float)a.width, 0, 0, (float)a.height, (float)a.width},
+                                             {2, 6});
+    }
+    OpStats step_stats;
+    {
+        OpStatsScope scope(step_stats);
+        m.unet->forward(x, Tensor::scalar(500.0f), ctx, extra);
+    }
+    const Timing step = time_it(0, a.steps * a.repeat, [&] { m.unet->forward(x, Tensor::scalar(500.0f), ctx, extra); });
+    step.print("denoise_step");
+    const Tensor z = Tensor::full({1, m.latent_channels(), h, w}, 0.1f);
+    OpStats vae_stats;
+    {
+        OpStatsScope scope(vae_stats);
+        m.vae->decode(z);
+    }
+    const Timing dec = time_it(0, a.repeat, [&] { m.vae->decode(z); });
+    dec.print("vae_decode");
+    std::printf("denoise_step_gflop=%.1f gflops_per_s=%.1f\n", step_stats.flops / 1e9,
+                step_stats.flops / 1e9 / step.median());
+    std::printf("vae_decode_gflop=%.1f gflops_per_s=%.1f\n", vae_stats.flops / 1e9, vae_stats.flops / 1e9 / dec.median());
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    std::printf("peak_rss_mb=%ld\n", ru.ru_maxrss / 1024);
+    return 0;
+}
+
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+    auto a = std::make_shared<BenchArgs>();
+    CLI::App* c = app.add_subcommand("bench", "Time text encoding, one denoiser step and the VAE decode of a model");
+    c->add_option("-m,--model", a->model, "Checkpoint or diffusers folder")->required();
+    c->add_option("-W,--width", a->width, "Width")->capture_default_str();
+    c->add_option("-H,--height", a->height, "Height")->capture_default_str();
+    c->add_option("--steps", a->steps, "Denoiser steps timed per repeat")->capture_default_str();
+    c->add_option("--repeat", a->repeat, "Timed repeats (after one warm-up)")->capture_default_str();
+    c->add_option("--precision", a->precision, "Compute precision: fp32 (bf16 not yet)")->capture_default_str();
+    c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+    return [a] { return run(*a); };
+}
+
+}  // namespace nuance::cli
