@@ -10,6 +10,7 @@
 #include "io/weights.h"
 #include "pipelines/generate.h"
 #include "progress.h"
+#include "samplers/schedule.h"
 
 namespace nuance::cli {
 
@@ -18,6 +19,8 @@ namespace {
 struct GenerateArgs {
     std::string model, vae, output = "output.png", init_img, rng = "cuda", prediction;
     std::string prompt_file, negative_prompt_file;
+    std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
+    CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
     GenerateParams p;
     int threads = 0;
     bool no_metadata = false, quiet = false, verbose = false;
@@ -54,6 +57,18 @@ int run(GenerateArgs& a) {
         a.p.rng = parse_rng_kind(a.rng);
     } catch (const Error& e) {
         fail(ErrorCode::InvalidArgument, "usage: ", e.what());
+    }
+    if (!a.sigmas.empty()) {
+        try {
+            a.p.sigmas = parse_sigma_list(a.sigmas);
+        } catch (const Error& e) {
+            fail(ErrorCode::InvalidArgument, "usage: --sigmas: ", e.what());
+        }
+        const int n = (int)a.p.sigmas.size() - 1;
+        if (a.steps_opt && a.steps_opt->count() > 0 && a.p.steps != n)
+            fail(ErrorCode::InvalidArgument, "usage: --steps ", a.p.steps, " does not match the ", n,
+                 " steps of --sigmas (", a.p.sigmas.size(), " values); drop --steps");
+        a.p.steps = n;
     }
     if (a.p.seed < 0) a.p.seed = (int64_t)(std::random_device{}() & 0x7fffffff);
     cpu::set_num_threads(a.threads);
@@ -109,11 +124,15 @@ Runner add_generate(CLI::App& app) {
     c->add_option("-o,--output", a->output, "Output PNG (batches add _2, _3, ...)")->capture_default_str();
     c->add_option("-W,--width", a->p.width, "Width in pixels (multiple of 8)")->capture_default_str();
     c->add_option("-H,--height", a->p.height, "Height in pixels (multiple of 8)")->capture_default_str();
-    c->add_option("--steps", a->p.steps, "Sampling steps")->capture_default_str();
+    a->steps_opt = c->add_option("--steps", a->p.steps, "Sampling steps")->capture_default_str();
     c->add_option("--cfg-scale", a->p.cfg_scale, "Classifier-free guidance scale")->capture_default_str();
     c->add_option("--sampler,--sampling-method", a->p.sampler, "Sampler (see 'nuance samplers')")->capture_default_str();
     c->add_option("--scheduler,--schedule", a->p.scheduler, "Sigma schedule: normal, karras, ...")->capture_default_str();
     c->add_option("--eta", a->p.eta, "Noise amount for ancestral samplers and DDIM (default: the sampler's)");
+    c->add_option("--guidance-rescale", a->p.guidance_rescale,
+                  "CFG rescale phi in [0, 1] (Lin et al. 2023; 0.7 for zero-SNR v models; 0 = off)");
+    c->add_option("--sigmas", a->sigmas,
+                  "Custom sigma schedule, e.g. \"14.6,7.0,3.5,1.2,0\" (N+1 values for N steps; replaces --scheduler)");
     c->add_option("-s,--seed", a->p.seed, "Seed (< 0: random)")->capture_default_str();
     c->add_option("-b,--batch-count", a->p.batch_count, "Number of images (seeds seed, seed+1, ...)")->capture_default_str();
     c->add_option("--clip-skip", a->p.clip_skip, "CLIP layers to skip (1 = last layer; 0 = model default)");

@@ -5,6 +5,7 @@
 
 #include "io/weights.h"
 #include "ops/ops.h"
+#include "samplers/guidance.h"
 #include "samplers/registry.h"
 
 namespace nuance {
@@ -20,8 +21,14 @@ ResolvedSampler resolve_sampler(const GenerateParams& p) {
     ResolvedSampler r;
     const SamplerSpec spec = parse_sampler_spec(p.sampler);
     r.info = spec.sampler;
-    // An explicit --scheduler wins; else an old-style "DPM++ 2M Karras" name; else the sampler's default.
-    if (!p.scheduler.empty() && p.scheduler != "auto" && p.scheduler != "automatic")
+    // Custom sigmas replace the schedule; an explicit --scheduler wins; else an old-style "DPM++ 2M Karras" name;
+    // else the sampler's default.
+    if (!p.sigmas.empty()) {
+        const ScheduleType t = p.scheduler.empty() ? ScheduleType::Custom : parse_schedule_type(p.scheduler);
+        NUANCE_CHECK(t == ScheduleType::Custom || t == ScheduleType::Normal, "custom sigmas replace the schedule; "
+                     "drop scheduler '", p.scheduler, "' or the sigma list");
+        r.schedule = ScheduleType::Custom;
+    } else if (!p.scheduler.empty() && p.scheduler != "auto" && p.scheduler != "automatic")
         r.schedule = parse_schedule_type(p.scheduler);
     else if (spec.schedule)
         r.schedule = *spec.schedule;
@@ -74,6 +81,13 @@ void validate_params(const StableDiffusionModel& m, const GenerateParams& p) {
                  m.te1.model->config().layers - 1, ", got ", p.clip_skip);
     NUANCE_CHECK(!p.init_image || (p.strength > 0 && p.strength <= 1), "strength must be in (0, 1], got ", p.strength);
     NUANCE_CHECK(!p.init_image || (p.init_image->width > 0 && p.init_image->height > 0), "init image is empty");
+    NUANCE_CHECK(std::isfinite(p.guidance_rescale) && p.guidance_rescale >= 0 && p.guidance_rescale <= 1,
+                 "guidance rescale must be in [0, 1], got ", p.guidance_rescale);
+    if (!p.sigmas.empty()) {
+        validate_custom_sigmas(p.sigmas);
+        NUANCE_CHECK(p.steps == (int)p.sigmas.size() - 1, "the sigma list has ", p.sigmas.size(), " values (",
+                     p.sigmas.size() - 1, " steps) but steps is ", p.steps);
+    }
     resolve_sampler(p);
 }
 
@@ -108,7 +122,9 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         spacing = parse_spacing(m.scheduler_config["timestep_spacing"].get<std::string>());
         offset = m.scheduler_config.value("steps_offset", 0);
     }
-    const Schedule full = make_sampler_schedule(*rs.info, ns, p.steps, rs.schedule, spacing, offset);
+    const Schedule full = make_sampler_schedule(*rs.info, ns, p.steps,
+                                                schedule_for_model(rs.schedule, m.family == SDFamily::SDXL), spacing,
+                                                offset, p.sigmas);
 
     ConditioningOptions co;
     co.syntax = p.syntax;
@@ -138,7 +154,8 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         if (!use_cfg) return m.unet->forward(x_in, ts, context, extra);
         const Tensor out = m.unet->forward(cat({x_in, x_in}, 0), ts, context, extra);
         const Tensor u = out.select(0, 0).unsqueeze(0), c = out.select(0, 1).unsqueeze(0);
-        return u + (c - u) * cfg;  // eps_u + s (eps_c - eps_u)
+        const Tensor g = u + (c - u) * cfg;  // eps_u + s (eps_c - eps_u)
+        return p.guidance_rescale > 0 ? rescale_noise_cfg(g, c, p.guidance_rescale) : g;
     };
     std::string hash;
     if (file_exists(m.path)) hash = file_sha256(m.path);

@@ -29,6 +29,8 @@ struct GenerateParams {
     std::string sampler = "euler_a";
     std::string scheduler = "normal";
     float eta = -1.0f;         // < 0: the sampler's default (1 for ancestral, 0 for DDIM)
+    float guidance_rescale = 0.0f;  // CFG rescale phi (Lin et al. 2023) in [0, 1]; 0 = off
+    std::vector<double> sigmas;     // custom sigma schedule (N+1 values, parse_sigma_list); steps must be N
     int64_t seed = 42;         // < 0: random
     int batch_count = 1;       // images made one after another with seeds seed, seed+1, ...
     int clip_skip = 0;         // 0: the model's default
