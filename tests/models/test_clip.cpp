@@ -6,22 +6,15 @@
 #include "io/safetensors.h"
 #include "models/clip/clip_golden.h"
 #include "models/clip/clip_text.h"
+#include "../test_util.h"
 
 using namespace nuance;
 using ::testing::HasSubstr;
+using nuance::test::error_of;
 
 namespace {
 
 const std::string kDir = std::string(NUANCE_TEST_DATA) + "/golden/clip_text";
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
 // clip_l / clip_g with the case's transformers config applied.
 ClipTextModel load_clip(const std::string& which, const WeightFile& w) {
@@ -44,6 +37,14 @@ TEST(ClipText, GoldenAllOutputs) {
         EXPECT_FALSE(l.skip) << l.name;
         EXPECT_GT(l.atol, 0.0) << l.name;
         EXPECT_LE(l.max_abs, l.atol) << l.name;
+        EXPECT_EQ(l.name.rfind("clip_text/clip_", 0), 0u) << l.name;  // "<case>/<model>.<tensor>"
+        // hidden_states have no suggested_atol in case.json: theirs is derived, and the line says so.
+        const bool derived = l.name.find(".hidden_states.") != std::string::npos;
+        EXPECT_EQ(l.reason, derived ? "atol derived (no suggested_atol in case.json)" : "") << l.name;
+        // clip_l's loosest atol per unit of max|ref| is last_hidden_state's, 7.77e-5 / 3.699, times max|ref| (6.33).
+        if (l.name == "clip_text/clip_l.hidden_states.3") {
+            EXPECT_NEAR(l.atol, 1.33037e-4, 1e-9);
+        }
     }
 }
 
@@ -187,6 +188,6 @@ TEST(ClipText, GoldenMissingCase) {
         FAIL() << "expected an error";
     } catch (const Error& e) {
         EXPECT_EQ(e.code(), ErrorCode::NotFound);
-        EXPECT_THAT(e.what(), HasSubstr("/nonexistent/clip_text/case.json"));
+        EXPECT_THAT(e.what(), HasSubstr("golden case '/nonexistent/clip_text' has no case.json"));
     }
 }

@@ -3,28 +3,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
 #include "models/vae/autoencoder_kl.h"
 #include "models/vae/vae_golden.h"
+#include "../test_util.h"
 
 using namespace nuance;
 using ::testing::HasSubstr;
+using nuance::test::error_of;
 
 namespace {
 
 const std::string kDir = std::string(NUANCE_TEST_DATA) + "/golden/vae";
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
 // A zero tensor of any shape without the memory (a broadcast view), for shape-only detection tests.
 Tensor fake(const Shape& s) { return Tensor::zeros({1}).view(Shape(s.size(), 1)).expand(s); }
@@ -35,9 +31,40 @@ TEST(Vae, GoldenAllOutputs) {
     const auto lines = check_golden_vae(kDir);
     EXPECT_EQ(lines.size(), 12u);  // 6 tensors x {vae_sd, vae_flux}
     for (const auto& l : lines) {
+        EXPECT_EQ(l.name.rfind("vae/vae_", 0), 0u) << l.name;  // "<case>/<model>.<tensor>"
         EXPECT_TRUE(l.pass) << l.name << ": " << l.reason;
         EXPECT_FALSE(l.skip) << l.name;
         EXPECT_GT(l.atol, 0.0) << l.name;
+    }
+}
+
+// A case whose case.json lacks an atol and lists an output the port does not compute: a FAIL line and a SKIP line,
+// not an exception.
+TEST(Vae, GoldenCaseGaps) {
+    namespace fs = std::filesystem;
+    nlohmann::json c = nlohmann::json::parse(std::ifstream(kDir + "/case.json"));
+    c["models"].erase("vae_flux");
+    c["tolerance"]["vae_sd"]["suggested_atol"].erase("decoded");
+    c["tensors"]["vae_sd.extra"] = {{"role", "output"}};
+    const fs::path dir = fs::temp_directory_path() / ("nuance_vae_gaps_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    for (const char* f : {"io.safetensors", "vae_sd.safetensors"}) fs::copy_file(kDir + "/" + f, dir / f);
+    std::ofstream(dir / "case.json") << c.dump();
+    const auto lines = check_golden_vae(dir.string());
+    fs::remove_all(dir);
+
+    ASSERT_EQ(lines.size(), 7u);  // 6 outputs of vae_sd + extra
+    for (const auto& l : lines) {
+        if (l.name == "vae/vae_sd.decoded") {
+            EXPECT_FALSE(l.pass);
+            EXPECT_FALSE(l.skip);
+            EXPECT_THAT(l.reason, HasSubstr("no suggested_atol"));
+        } else if (l.name == "vae/vae_sd.extra") {
+            EXPECT_TRUE(l.skip);
+            EXPECT_THAT(l.reason, HasSubstr("not an output of the C++ port"));
+        } else {
+            EXPECT_TRUE(l.pass) << l.name << ": " << l.reason;
+        }
     }
 }
 
@@ -225,5 +252,6 @@ TEST(Vae, Errors) {
     EXPECT_THAT(error_of([&] { vae.decode(Tensor::zeros({1, 16, 2, 2})); }), HasSubstr("expected [N, 4, h, w]"));
     EXPECT_THAT(error_of([&] { vae.encode_moments(Tensor::zeros({1, 4, 16, 16})); }),
                 HasSubstr("expected [N, 3, H, W]"));
-    EXPECT_THAT(error_of([&] { check_golden_vae("/nonexistent/vae"); }), HasSubstr("/nonexistent/vae/case.json"));
+    EXPECT_THAT(error_of([&] { check_golden_vae("/nonexistent/vae"); }),
+                HasSubstr("golden case '/nonexistent/vae' has no case.json"));
 }
