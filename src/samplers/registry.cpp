@@ -75,8 +75,6 @@ std::vector<SamplerInfo> build_table() {
                  kAnySigmas, false, "UniPC predictor-corrector, order 2, B2(h) (Zhao et al. 2023)"});
     t.push_back({"ipndm", "iPNDM", {"sample_ipndm"}, sample_ipndm, SF::EulerDiscrete, false, kAnySigmas, false,
                  "Improved PNDM (Zhang & Chen 2023): 4th-order Adams-Bashforth, one call per step"});
-    t.push_back({"ipndm_v", "iPNDM v", {"sample_ipndm_v"}, sample_ipndm_v, SF::EulerDiscrete, false, kAnySigmas,
-                 false, "iPNDM with variable-step coefficients (for uneven sigma spacing)"});
     t.push_back({"plms", "PLMS", {"pndm", "sample_plms"}, sample_plms, SF::Ddim, false, kTimestepSetOnly, false,
                  "Pseudo linear multistep (PNDM without Runge-Kutta warm-up): N+1 model calls", true});
     t.push_back({"lcm", "LCM", {"sample_lcm"}, sample_lcm, SF::Lcm, false, kTimestepSetOnly, true,

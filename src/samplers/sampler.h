@@ -10,7 +10,8 @@
 // ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling.
 // Without a reference entry (tested against hand-derived steps and by convergence on a Gaussian whose exact
 // denoiser is known, tests/samplers/test_convergence.cpp): dpm2, dpm2_a, dpmpp_2s_a, dpmpp_sde, dpmpp_3m_sde,
-// dpmpp_2m_v2, ipndm, ipndm_v, tcd.
+// dpmpp_2m_v2, ipndm, tcd. (No ipndm_v: the reference's variable-step coefficients, ComfyUI/zju-pi, are not the
+// Adams-Bashforth ones, 3rd order even on equal steps; the exact variable-step 4th-order rule is `lms`.)
 //
 // Flow-matching schedules (x = (1-s) x0 + s eps) have the same probability-flow ODE as VE ones,
 // dx/dsigma = (x - D) / sigma, so every deterministic sampler runs on them unchanged. Noise injection is VE-only:
@@ -138,7 +139,6 @@ Tensor sample_dpmpp_sde(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions
 Tensor sample_dpmpp_3m_sde(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);     // eta default 1
 Tensor sample_dpmpp_2m_v2(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);      // sd.cpp dpm++2mv2
 Tensor sample_ipndm(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // order 4, fixed
-Tensor sample_ipndm_v(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);          // variable step
 Tensor sample_tcd(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);              // eta (gamma) 0.3
 
 }  // namespace nuance

@@ -159,6 +159,8 @@ double NoiseSchedule::t_to_sigma_log(double t) const {
     t = std::clamp(t, 0.0, last);
     const size_t lo = (size_t)std::floor(t), hi = (size_t)std::ceil(t);
     const double w = t - (double)lo;
+    if (w == 0) return sigmas_[lo];  // table points exactly
+    // the float32 log table, so that sigma_to_t inverts this exactly
     return std::exp((1.0 - w) * (double)log_sigmas_[lo] + w * (double)log_sigmas_[hi]);
 }
 
@@ -259,6 +261,7 @@ double beta_ppf(double p, double a, double b) {
     NUANCE_CHECK(std::isfinite(p) && p >= 0 && p <= 1, "beta_ppf: p must be in [0, 1], got ", p);
     if (p == 0) return 0.0;
     if (p == 1) return 1.0;
+    if (a == b && p == 0.5) return 0.5;  // exact by symmetry (bisection could land an ulp either side)
     double lo = 0.0, hi = 1.0;  // the cdf is increasing: bisect to the last representable bit
     for (int i = 0; i < 200 && hi - lo > 0; ++i) {
         const double mid = 0.5 * (lo + hi);

@@ -24,6 +24,51 @@ TEST(SamplerRegistry, SpellingsUsersType) {
     for (const auto& [typed, canonical] : cases) EXPECT_EQ(find_sampler(typed).name, canonical) << typed;
 }
 
+TEST(SamplerRegistry, NamesFromSdCppA1111AndComfyUI) {
+    const std::vector<std::pair<const char*, const char*>> cases = {
+        // stable-diffusion.cpp --sampling-method
+        {"euler_a", "euler_a"}, {"dpm++2m", "dpmpp_2m"}, {"dpm++2mv2", "dpmpp_2m_v2"}, {"ipndm", "ipndm"},
+        {"lcm", "lcm"}, {"tcd", "tcd"}, {"ddim_trailing", "ddim_trailing"}, {"dpm2", "dpm2"},
+        {"dpm++2s_a", "dpmpp_2s_a"}, {"heun", "heun"},
+        // A1111 sampler names (old and new) and k-diffusion function names
+        {"Euler a", "euler_a"}, {"DPM++ SDE", "dpmpp_sde"}, {"DPM2 a", "dpm2_a"}, {"DPM2", "dpm2"},
+        {"k_dpmpp_2m", "dpmpp_2m"}, {"PLMS", "plms"}, {"UniPC", "unipc"}, {"LCM", "lcm"},
+        {"DPM++ 2S a", "dpmpp_2s_a"}, {"DPM++ 3M SDE", "dpmpp_3m_sde"}, {"k_dpm_2_a", "dpm2_a"},
+        {"k_dpmpp_sde", "dpmpp_sde"}, {"sample_dpmpp_2s_ancestral", "dpmpp_2s_a"},
+        // ComfyUI sampler_name
+        {"euler_ancestral", "euler_a"}, {"dpmpp_2m", "dpmpp_2m"}, {"dpmpp_2s_ancestral", "dpmpp_2s_a"},
+        {"dpmpp_sde", "dpmpp_sde"}, {"dpmpp_sde_gpu", "dpmpp_sde"}, {"dpmpp_3m_sde", "dpmpp_3m_sde"},
+        {"dpmpp_3m_sde_gpu", "dpmpp_3m_sde"}, {"dpm_2", "dpm2"}, {"dpm_2_ancestral", "dpm2_a"},
+        {"uni_pc", "unipc"}, {"ipndm", "ipndm"}, {"ddpm", "ddpm"}, {"dpmpp_2m_sde_gpu", "dpmpp_2m_sde"},
+    };
+    for (const auto& [typed, canonical] : cases) EXPECT_EQ(find_sampler(typed).name, canonical) << typed;
+    EXPECT_EQ(find_sampler("ddim_trailing").spacing, Spacing::Trailing);
+    const ScheduleConfig c = sampler_schedule_config(find_sampler("ddim_trailing"), 10, ScheduleType::Normal,
+                                                     Spacing::Leading, 1);  // the sampler's spacing wins
+    EXPECT_EQ(c.spacing, Spacing::Trailing);
+    EXPECT_EQ(c.steps_offset, 0);
+}
+
+TEST(SamplerRegistry, OldStyleNamesWithAnySchedule) {
+    const std::vector<std::tuple<const char*, const char*, ScheduleType>> cases = {
+        {"DPM++ 2M SDE Karras", "dpmpp_2m_sde", ScheduleType::Karras},
+        {"DPM2 a Karras", "dpm2_a", ScheduleType::Karras},
+        {"DPM++ SDE Karras", "dpmpp_sde", ScheduleType::Karras},
+        {"Euler a SGM Uniform", "euler_a", ScheduleType::SgmUniform},
+        {"dpmpp_2m beta", "dpmpp_2m", ScheduleType::Beta},
+        {"Euler Align Your Steps", "euler", ScheduleType::AlignYourSteps},
+        {"dpmpp_3m_sde_exponential", "dpmpp_3m_sde", ScheduleType::Exponential},
+    };
+    for (const auto& [typed, sampler, schedule] : cases) {
+        const SamplerSpec s = parse_sampler_spec(typed);
+        ASSERT_NE(s.sampler, nullptr) << typed;
+        EXPECT_EQ(s.sampler->name, sampler) << typed;
+        ASSERT_TRUE(s.schedule.has_value()) << typed;
+        EXPECT_EQ(*s.schedule, schedule) << typed;
+    }
+    EXPECT_THROW(parse_sampler_spec("euler custom"), Error);  // custom needs a list, not a name suffix
+}
+
 TEST(SamplerRegistry, DisplayNamesForMetadata) {
     EXPECT_EQ(find_sampler("euler_a").display_name, "Euler a");
     EXPECT_EQ(find_sampler("dpmpp_2m").display_name, "DPM++ 2M");

@@ -264,7 +264,7 @@ TEST(SamplerIdentities, SingleStepMultistepSamplersReduceToEuler) {
     // With one step every multistep method has no history: it is the Euler step (to sigma 0: x = D).
     const NoiseSchedule ns;
     SamplerOptions o;
-    for (const char* name : {"dpmpp_2m", "dpmpp_2s", "unipc", "plms", "lms", "ipndm", "ipndm_v", "dpmpp_2m_v2"}) {
+    for (const char* name : {"dpmpp_2m", "dpmpp_2s", "unipc", "plms", "lms", "ipndm", "dpmpp_2m_v2"}) {
         const SamplerInfo& info = find_sampler(name);
         const Schedule s = make_sampler_schedule(info, ns, 1);
         Denoiser d1 = sd_denoiser(), d2 = sd_denoiser();
