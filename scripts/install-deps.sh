@@ -9,4 +9,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config \
   libdnnl-dev libpng-dev libjpeg-dev zlib1g-dev libssl-dev \
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev \
+  chromium nodejs npm
+# The web page's end-to-end test (ctest web_e2e) drives headless Chromium with Playwright (web/tests).
+(cd "$(dirname "$0")/../web/tests" && npm ci --no-audit --no-fund)

@@ -373,10 +373,8 @@ TEST(ServerJobs, StopsWithWorkInFlight) {
     submit(*c, tiny_job(150, 2));
     wait_for(*c, a, [](const json& s) { return s["status"] == "running"; });
     Reply sync;
-    std::thread t([&] {
-        auto c2 = ts->client();
-        sync = reply(c2->Post("/sdapi/v1/txt2img", tiny_job(150, 3).dump(), kJson));
-    });
+    auto c2 = ts->client();  // made here: the thread must not touch `ts` while it is reset
+    std::thread t([&] { sync = reply(c2->Post("/sdapi/v1/txt2img", tiny_job(150, 3).dump(), kJson)); });
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const auto t0 = Clock::now();
     ts.reset();  // stop(): cancels, drains, joins
