@@ -6,7 +6,6 @@
 #include "samplers/schedule.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <limits>
 
@@ -101,15 +100,6 @@ std::vector<double> np_arange(double start, double step, int n) {
     return y;
 }
 
-std::string lower_alnum(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        const unsigned char u = (unsigned char)c;
-        if (std::isalnum(u)) out += (char)std::tolower(u);
-    }
-    return out;
-}
-
 void check_steps(int steps, int num_train, const char* what) {
     NUANCE_CHECK(steps >= 1, what, ": number of steps must be >= 1, got ", steps);
     NUANCE_CHECK(steps <= num_train, what, ": number of steps (", steps, ") exceeds the model's ", num_train,
@@ -189,37 +179,6 @@ double NoiseSchedule::sigma_at(int t) const {
     const double a = alphas_cumprod_[(size_t)t];
     if (a <= 0.0) return kZeroSnrSigma;
     return std::sqrt((1.0 - a) / a);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Names
-
-Spacing parse_spacing(const std::string& name) {
-    const std::string k = lower_alnum(name);
-    if (k == "linspace") return Spacing::Linspace;
-    if (k == "leading") return Spacing::Leading;
-    if (k == "trailing") return Spacing::Trailing;
-    fail(ErrorCode::InvalidArgument, "unknown timestep spacing '", name, "': expected linspace, leading or trailing");
-}
-
-const char* spacing_name(Spacing s) {
-    switch (s) {
-        case Spacing::Linspace: return "linspace";
-        case Spacing::Leading: return "leading";
-        case Spacing::Trailing: return "trailing";
-    }
-    return "unknown";
-}
-
-const char* schedule_family_name(ScheduleFamily f) {
-    switch (f) {
-        case ScheduleFamily::EulerDiscrete: return "euler_discrete";
-        case ScheduleFamily::DpmSolver: return "dpm_solver";
-        case ScheduleFamily::Ddim: return "ddim";
-        case ScheduleFamily::Lcm: return "lcm";
-        case ScheduleFamily::Tcd: return "tcd";
-    }
-    return "unknown";
 }
 
 // ---------------------------------------------------------------------------------------------------------------

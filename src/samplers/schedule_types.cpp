@@ -1,4 +1,4 @@
-// Schedule types: their names, and the sigma builders of the schedulers ComfyUI and A1111 added after Karras and
+// Schedule types, timestep spacings and schedule families: their names; and the sigma builders of the schedulers ComfyUI and A1111 added after Karras and
 // exponential (sgm_uniform, simple, ddim_uniform, beta, align-your-steps) plus user-given sigma lists.
 //
 // Each builder copies its reference's arithmetic (ComfyUI comfy/samplers.py, comfy_extras/nodes_align_your_steps.py;
@@ -148,6 +148,34 @@ std::string schedule_type_aliases(ScheduleType t) {
     const TypeNames& n = names_of(t);
     for (const char* a : n.aliases) out += std::string(out.empty() ? "" : ", ") + a;
     return out;
+}
+
+Spacing parse_spacing(const std::string& name) {
+    const std::string k = lower_alnum(name);
+    if (k == "linspace") return Spacing::Linspace;
+    if (k == "leading") return Spacing::Leading;
+    if (k == "trailing") return Spacing::Trailing;
+    fail(ErrorCode::InvalidArgument, "unknown timestep spacing '", name, "': expected linspace, leading or trailing");
+}
+
+const char* spacing_name(Spacing s) {
+    switch (s) {
+        case Spacing::Linspace: return "linspace";
+        case Spacing::Leading: return "leading";
+        case Spacing::Trailing: return "trailing";
+    }
+    return "unknown";
+}
+
+const char* schedule_family_name(ScheduleFamily f) {
+    switch (f) {
+        case ScheduleFamily::EulerDiscrete: return "euler_discrete";
+        case ScheduleFamily::DpmSolver: return "dpm_solver";
+        case ScheduleFamily::Ddim: return "ddim";
+        case ScheduleFamily::Lcm: return "lcm";
+        case ScheduleFamily::Tcd: return "tcd";
+    }
+    return "unknown";
 }
 
 // ---------------------------------------------------------------------------------------------------------------
