@@ -16,6 +16,7 @@ struct ServeArgs {
     server::ServerOptions o;
     std::string vae, api_key_file, prediction;
     int max_body_mb = 64;
+    int history_mb = 512;
     bool verbose = false, quiet = false;
 };
 
@@ -33,7 +34,9 @@ int run(ServeArgs& a) {
     NUANCE_CHECK(a.max_body_mb >= 1 && a.max_body_mb <= 4096, "usage: --max-body-mb must be in 1..4096");
     NUANCE_CHECK(a.o.queue.max_queued >= 1, "usage: --queue-size must be >= 1");
     NUANCE_CHECK(a.o.queue.max_models >= 1, "usage: --max-models must be >= 1");
+    NUANCE_CHECK(a.history_mb >= 1, "usage: --history-mb must be >= 1");
     a.o.max_body_bytes = (size_t)a.max_body_mb << 20;
+    a.o.queue.history_bytes = (size_t)a.history_mb << 20;
     a.o.queue.load.vae_path = a.vae;
     a.o.queue.load.prediction = a.prediction;
     Logger log;
@@ -95,6 +98,7 @@ Runner add_serve(CLI::App& app) {
     c->add_option("--max-images", a->o.limits.max_images, "Most images per request")->capture_default_str();
     c->add_option("--max-body-mb", a->max_body_mb, "Largest request body, MiB")->capture_default_str();
     c->add_option("--history", a->o.queue.history, "Finished jobs kept for polling")->capture_default_str();
+    c->add_option("--history-mb", a->history_mb, "Most MiB of finished jobs' images kept")->capture_default_str();
     c->add_option("--preview-interval", a->o.queue.preview_interval, "Steps between live previews (0: none)")->capture_default_str();
     c->add_option("--http-threads", a->o.http_threads, "Connections served at once")->capture_default_str();
     c->add_option("-t,--threads", a->o.queue.threads, "CPU threads per worker (default: all cores)");

@@ -73,6 +73,11 @@ struct JobQueue::Job {
     std::vector<std::shared_ptr<const JobImage>> results;
     int error_status = 0;
     std::string error_message;
+    size_t bytes() const {
+        size_t n = 0;
+        for (const auto& r : results) n += r->png.size();
+        return n;
+    }
 };
 
 struct JobQueue::Slot {
@@ -325,13 +330,20 @@ void JobQueue::finish_locked(Job& j, JobState s) {
     if (s == JobState::Failed) ++counters_.failed;
     if (s == JobState::Cancelled) ++counters_.cancelled;
     finished_order_.push_back(j.id);
+    finished_bytes_ += j.bytes();
     prune_locked();
     changed_.notify_all();
 }
 
 void JobQueue::prune_locked() {
-    while (finished_order_.size() > opt_.history) {
-        jobs_.erase(finished_order_.front());
+    while (!finished_order_.empty() &&
+           (finished_order_.size() > opt_.history ||
+            (finished_bytes_ > opt_.history_bytes && finished_order_.size() > 1))) {
+        auto it = jobs_.find(finished_order_.front());
+        if (it != jobs_.end()) {
+            finished_bytes_ -= std::min(finished_bytes_, it->second->bytes());
+            jobs_.erase(it);
+        }
         finished_order_.pop_front();
     }
 }
@@ -457,6 +469,7 @@ void JobQueue::forget(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end() || !job_finished(it->second->state)) return;
+    finished_bytes_ -= std::min(finished_bytes_, it->second->bytes());
     jobs_.erase(it);
     finished_order_.erase(std::remove(finished_order_.begin(), finished_order_.end(), id), finished_order_.end());
 }

@@ -76,6 +76,7 @@ struct QueueOptions {
     size_t max_queued = 16;     // waiting jobs (running ones not counted)
     size_t max_models = 1;      // models loaded at once, each with its worker thread
     size_t history = 64;        // finished jobs kept for GET /api/v1/jobs/{id}
+    size_t history_bytes = 512u << 20;  // and at most this many bytes of their PNGs (the newest job is always kept)
     int preview_interval = 1;   // steps between previews; 0 = none
     int preview_side = 256;
     int threads = 0;            // CPU threads per worker; 0 = the default (all cores)
@@ -139,6 +140,7 @@ private:
     std::vector<std::unique_ptr<Slot>> retired_;  // exited or exiting workers, joined later
     std::atomic<bool> stopping_{false};
     uint64_t started_counter_ = 0;
+    size_t finished_bytes_ = 0;  // PNG bytes held by the jobs in finished_order_
     Stats counters_;
 };
 

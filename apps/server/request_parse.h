@@ -16,7 +16,7 @@ using nlohmann::json;
 struct Limits {
     int max_side = 2048;                  // width and height
     int64_t max_pixels = 2048LL * 2048;   // width * height of an output
-    int64_t max_input_pixels = 4096LL * 4096;  // init images
+    int64_t max_input_pixels = 4096LL * 2048;  // init images (resized to the output size)
     int max_steps = 150;
     int max_images = 16;                  // per request (batch_size * n_iter, n, batch_count)
     size_t max_prompt = 16384;            // bytes per prompt

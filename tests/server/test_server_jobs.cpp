@@ -155,6 +155,28 @@ TEST(ServerJobs, SubmitPollFetchAndErrors) {
     EXPECT_EQ(wait_for(*c, submit(*c, tiny_job()), finished)["status"], "done");
 }
 
+TEST(ServerJobs, FinishedJobsAreForgottenBeyondTheHistoryLimits) {
+    for (const bool by_bytes : {false, true}) {
+        ServerOptions o = test_options();
+        o.queue.history = by_bytes ? 100 : 2;
+        o.queue.history_bytes = by_bytes ? 1 : (512u << 20);  // 1 byte: only the newest job stays
+        TestServer ts(o);
+        auto c = ts.client();
+        std::vector<std::string> ids;
+        for (int i = 0; i < 3; ++i) {
+            ids.push_back(submit(*c, tiny_job(1, i)));
+            wait_for(*c, ids.back(), finished);
+        }
+        EXPECT_TRUE(job_status(*c, ids[0]).is_null()) << "oldest job forgotten (by_bytes " << by_bytes << ")";
+        EXPECT_EQ(job_status(*c, ids[1]).is_null(), by_bytes);
+        EXPECT_EQ(job_status(*c, ids[2])["status"], "done");
+        auto r = c->Get(("/api/v1/jobs/" + ids[0]).c_str());
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 404);
+        EXPECT_THAT(error_message(r), HasSubstr("kept for a while only"));
+    }
+}
+
 TEST(ServerJobs, EventStream) {
     TestServer ts;
     auto c = ts.client();
