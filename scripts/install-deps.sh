@@ -12,4 +12,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libgtest-dev libgmock-dev libbenchmark-dev \
   chromium nodejs npm
 # The web page's end-to-end test (ctest web_e2e) drives headless Chromium with Playwright (web/tests).
-(cd "$(dirname "$0")/../web/tests" && npm ci --no-audit --no-fund)
+# Without it the test skips itself (exit 77), so a registry hiccup does not stop the build.
+(cd "$(dirname "$0")/../web/tests" && npm ci --no-audit --no-fund) || echo "install-deps: npm ci failed; web_e2e will be skipped" >&2
