@@ -13,12 +13,7 @@ Tensor sample_ddim(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) 
     SamplerLoop loop("ddim", d, x, s, o);
     loop.require_discrete();
     const double eta = loop.eta_or(0.0);
-    for (int i = 0; i < loop.steps(); ++i) {
-        const Tensor denoised = loop.denoise(x, loop.sigma(i));
-        x = ancestral_euler_step(loop, x, denoised, loop.sigma(i), loop.sigma(i + 1), eta, o.s_noise);
-        loop.step_done(i, x, denoised);
-    }
-    return x;
+    return ancestral_euler_loop(loop, x, eta, o.s_noise);
 }
 
 }  // namespace nuance

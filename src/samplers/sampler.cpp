@@ -83,4 +83,13 @@ Tensor ancestral_euler_step(SamplerLoop& loop, const Tensor& x, const Tensor& de
     return out + n * (float)(a.sigma_up * s_noise);
 }
 
+Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise) {
+    for (int i = 0; i < loop.steps(); ++i) {
+        const Tensor denoised = loop.denoise(x, loop.sigma(i));
+        x = ancestral_euler_step(loop, x, denoised, loop.sigma(i), loop.sigma(i + 1), eta, s_noise);
+        loop.step_done(i, x, denoised);
+    }
+    return x;
+}
+
 }  // namespace nuance

@@ -118,6 +118,8 @@ Tensor euler_step(const Tensor& x, const Tensor& denoised, double sigma, double 
 // even when sigma_up is 0 on the last step, as diffusers' EulerAncestral/DDIM/DDPM do).
 Tensor ancestral_euler_step(SamplerLoop& loop, const Tensor& x, const Tensor& denoised, double sigma,
                             double sigma_next, double eta, double s_noise);
+// The whole loop of Euler ancestral, DDIM and DDPM: they differ only in their default eta and their timestep set.
+Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise);
 
 // ---- the samplers (one file each) ----
 Tensor sample_euler(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // churn: s_churn
