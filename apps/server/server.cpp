@@ -171,6 +171,7 @@ int Server::bind() {
                           c.opt.port, " (address in use, or not an address of this machine)");
         c.port = c.opt.port;
     }
+    c.http.raise_backlog(SOMAXCONN);
     c.bound = true;
     return c.port;
 }

@@ -1,0 +1,115 @@
+// `nuance serve` as a process: usage errors, start on a free port, answer, stop cleanly on SIGTERM / SIGINT.
+#include <gmock/gmock.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+
+#include "server_fixture.h"
+
+using namespace nuance::server::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+struct CliRun {
+    int code = -1;
+    std::string out;
+};
+
+CliRun run_cli(const std::string& args) {
+    CliRun r;
+    FILE* p = popen((std::string(NUANCE_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    const int st = pclose(p);
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+// Starts `nuance serve ARGS` with stdout+stderr to a file; returns the pid and the URL it prints.
+pid_t start_server(const std::string& args, const std::string& log, std::string& url) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+        const std::string cmd = std::string("exec ") + NUANCE_CLI_PATH + " serve " + args + " >" + log + " 2>&1";
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && url.empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::ifstream f(log);
+        std::string line;
+        while (std::getline(f, line)) {
+            const size_t at = line.find("http://127.0.0.1:");
+            if (at != std::string::npos) url = line.substr(at, line.find(' ', at) - at);
+        }
+    }
+    return pid;
+}
+
+int wait_exit(pid_t pid, double timeout_s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int st = 0;
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < timeout_s) {
+        if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+}  // namespace
+
+TEST(ServeCli, UsageErrors) {
+    CliRun r = run_cli("serve");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("no model"));
+    r = run_cli("serve --models-dir /nonexistent/models --port 0");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("'/nonexistent/models' is not a directory"));
+    r = run_cli("serve -m /nonexistent.safetensors --port 0");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("does not exist"));
+    r = run_cli("serve --models-dir " + models_dir().string() + " --port 70000");
+    EXPECT_EQ(r.code, 2) << r.out;
+    r = run_cli("serve --models-dir " + models_dir().string() + " --port 0 --api-key-file /nonexistent/key");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("cannot read API key file"));
+    r = run_cli("serve --help");
+    EXPECT_EQ(r.code, 0);
+    EXPECT_THAT(r.out, HasSubstr("--models-dir"));
+    EXPECT_THAT(r.out, HasSubstr("--queue-size"));
+}
+
+TEST(ServeCli, ServesAndStopsOnSignals) {
+    for (const int sig : {SIGTERM, SIGINT}) {
+        const std::string log = (fs::temp_directory_path() / ("nuance_serve_cli_" + std::to_string(::getpid()) + ".log")).string();
+        std::string url;
+        const pid_t pid = start_server("--port 0 -t 1 --models-dir " + models_dir().string() + " -m " +
+                                           (models_dir() / "tiny.safetensors").string(),
+                                       log, url);
+        ASSERT_FALSE(url.empty()) << "no URL printed";
+        const int port = std::stoi(url.substr(url.rfind(':') + 1));
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(60, 0);
+        auto r = c.Post("/sdapi/v1/txt2img", R"({"prompt": "x", "steps": 1, "width": 64, "height": 64})", "application/json");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 200);
+        // A long job in flight does not delay the shutdown beyond a step.
+        r = c.Post("/api/v1/jobs", R"({"prompt": "x", "steps": 150, "width": 64, "height": 64})", "application/json");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 202);
+        kill(pid, sig);
+        EXPECT_EQ(wait_exit(pid, 20), 0) << "signal " << sig;
+        std::ifstream f(log);
+        const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        EXPECT_THAT(text, HasSubstr("nuance serve: stopped"));
+        EXPECT_THAT(text, HasSubstr("(models: tiny.safetensors, broken.safetensors, sub/other.safetensors)"));
+        fs::remove(log);
+    }
+}
