@@ -213,6 +213,15 @@ StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelL
     return m;
 }
 
+std::string StableDiffusionModel::file_hash() const {
+    std::lock_guard<std::mutex> lock(hash_->mu);
+    if (!hash_->done) {
+        hash_->value = file_exists(path) ? file_sha256(path) : std::string();
+        hash_->done = true;
+    }
+    return hash_->value;
+}
+
 std::string StableDiffusionModel::describe() const {
     std::string s = str("family: ", sd_family_name(family), "\nprediction: ", prediction, "\n");
     s += str("text_encoder: CLIP hidden=", te1.model->config().hidden, " layers=", te1.model->config().layers,

@@ -4,6 +4,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -45,9 +46,20 @@ struct StableDiffusionModel {
     std::unique_ptr<UNet2DConditionModel> unet;
     std::unique_ptr<AutoencoderKL> vae;
 
+    // SHA-256 of the checkpoint file ("" for folders), computed on first use and kept (A1111's "Model hash").
+    std::string file_hash() const;
+
     int64_t latent_channels() const { return vae->config().latent_channels; }
     int64_t vae_scale() const { return vae->config().downscale(); }
     std::string describe() const;
+
+private:
+    struct HashCache {
+        std::mutex mu;
+        bool done = false;
+        std::string value;
+    };
+    std::shared_ptr<HashCache> hash_ = std::make_shared<HashCache>();
 };
 
 StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelLoadOptions& opts = {});

@@ -157,8 +157,7 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         const Tensor g = u + (c - u) * cfg;  // eps_u + s (eps_c - eps_u)
         return p.guidance_rescale > 0 ? rescale_noise_cfg(g, c, p.guidance_rescale) : g;
     };
-    std::string hash;
-    if (file_exists(m.path)) hash = file_sha256(m.path);
+    const std::string hash = m.file_hash();
 
     std::vector<GeneratedImage> out;
     const auto t0 = std::chrono::steady_clock::now();
@@ -187,7 +186,7 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         so.rng = rng.get();
         if (p.eta >= 0) so.eta = p.eta;
         so.should_cancel = p.cancelled;
-        so.callback = [&](int step, int total, const Tensor& xs, const Tensor&) {
+        so.callback = [&](int step, int total, const Tensor& xs, const Tensor& denoised) {
             if (!p.on_progress) return;
             GenerateProgress pr;
             pr.step = step + 1;
@@ -196,6 +195,7 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
             pr.images = p.batch_count;
             pr.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             pr.latents = &xs;
+            pr.denoised = &denoised;
             pr.sigma = sched.sigmas[(size_t)step + 1];
             p.on_progress(pr);
         };

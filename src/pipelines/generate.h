@@ -19,6 +19,7 @@ struct GenerateProgress {
     double elapsed_s = 0;
     const Tensor* latents = nullptr;  // current x (VE scaling: x0 + sigma * eps), for previews
     double sigma = 0;                 // noise level of *latents
+    const Tensor* denoised = nullptr; // the sampler's current estimate of the clean latents (better previews)
 };
 
 struct GenerateParams {
