@@ -19,25 +19,19 @@ namespace nuance {
 
 Tensor sample_euler(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("euler", d, x, s, o);
-    NUANCE_CHECK(std::isfinite(o.s_churn) && o.s_churn >= 0, "sampler 'euler': s_churn must be >= 0, got ", o.s_churn);
-    loop.uses_noise(o.s_churn > 0, "s_churn");
+    loop.uses_churn();
     const int n = loop.steps();
     for (int i = 0; i < n; ++i) {
-        const double sigma = s.sigmas[(size_t)i], sigma_next = s.sigmas[(size_t)i + 1];
-        const double gamma = (o.s_churn > 0 && o.s_tmin <= sigma && sigma <= o.s_tmax)
-                                 ? std::min(o.s_churn / n, std::sqrt(2.0) - 1.0)
-                                 : 0.0;
-        const double sigma_hat = sigma * (gamma + 1.0);
-        const float noise_std = (float)(o.s_noise * std::sqrt(sigma_hat * sigma_hat - sigma * sigma));
-        if (gamma > 0 && o.churn_mode == ChurnMode::Diffusers) {
+        const double sigma = loop.sigma(i), sigma_next = loop.sigma(i + 1);
+        if (loop.churn_gamma(i) > 0 && o.churn_mode == ChurnMode::Diffusers) {
             const Tensor denoised = loop.denoise(x, sigma);
             const Tensor dx = (x - denoised) / (float)sigma;
-            x = x + loop.noise(x) * noise_std;
+            const double sigma_hat = loop.churn(x, i);
             x = x + dx * (float)(sigma_next - sigma_hat);
             loop.step_done(i, x, denoised);
             continue;
         }
-        if (gamma > 0) x = x + loop.noise(x) * noise_std;
+        const double sigma_hat = loop.churn(x, i);
         const Tensor denoised = loop.denoise(x, sigma_hat);
         x = euler_step(x, denoised, sigma_hat, sigma_next);
         loop.step_done(i, x, denoised);

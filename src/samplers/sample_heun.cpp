@@ -12,16 +12,11 @@ namespace nuance {
 
 Tensor sample_heun(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) {
     SamplerLoop loop("heun", d, x, s, o);
-    NUANCE_CHECK(std::isfinite(o.s_churn) && o.s_churn >= 0, "sampler 'heun': s_churn must be >= 0, got ", o.s_churn);
-    loop.uses_noise(o.s_churn > 0, "s_churn");
+    loop.uses_churn();
     const int n = loop.steps();
     for (int i = 0; i < n; ++i) {
         const double sigma = loop.sigma(i), sigma_next = loop.sigma(i + 1);
-        const double gamma = (o.s_churn > 0 && o.s_tmin <= sigma && sigma <= o.s_tmax)
-                                 ? std::min(o.s_churn / n, std::sqrt(2.0) - 1.0)
-                                 : 0.0;
-        const double sigma_hat = sigma * (gamma + 1.0);
-        if (gamma > 0) x = x + loop.noise(x) * (float)(o.s_noise * std::sqrt(sigma_hat * sigma_hat - sigma * sigma));
+        const double sigma_hat = loop.churn(x, i);
         const Tensor denoised = loop.denoise(x, sigma_hat);
         const Tensor dx = (x - denoised) / (float)sigma_hat;  // d = (x - D) / sigma
         const float dt = (float)(sigma_next - sigma_hat);

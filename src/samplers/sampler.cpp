@@ -49,6 +49,26 @@ void SamplerLoop::uses_noise(bool draws, const char* what) {
          "sampler (euler, heun, dpmpp_2m, ...)");
 }
 
+void SamplerLoop::uses_churn() {
+    NUANCE_CHECK(std::isfinite(o_.s_churn) && o_.s_churn >= 0, "sampler '", name_, "': s_churn must be >= 0, got ",
+                 o_.s_churn);
+    uses_noise(o_.s_churn > 0, "s_churn");
+}
+
+double SamplerLoop::churn_gamma(int i) const {
+    const double sigma = this->sigma(i);
+    return (o_.s_churn > 0 && o_.s_tmin <= sigma && sigma <= o_.s_tmax)
+               ? std::min(o_.s_churn / steps(), std::sqrt(2.0) - 1.0)
+               : 0.0;
+}
+
+double SamplerLoop::churn(Tensor& x, int i) {
+    const double sigma = this->sigma(i), gamma = churn_gamma(i);
+    const double sigma_hat = sigma * (gamma + 1.0);
+    if (gamma > 0) x = x + noise(x) * (float)(o_.s_noise * std::sqrt(sigma_hat * sigma_hat - sigma * sigma));
+    return sigma_hat;
+}
+
 void SamplerLoop::require_discrete() const {
     if (!s_.flow) return;
     fail(ErrorCode::Unsupported, "sampler '", name_, "' works on a DDPM timestep set and needs a discrete-time "

@@ -91,6 +91,13 @@ public:
     void uses_noise(bool draws, const char* what = "eta");
     // Samplers tied to a DDPM noise schedule / timestep set: a flow-matching schedule is an error (Unsupported).
     void require_discrete() const;
+    // Churn (Karras et al. 2022, alg. 2), for samplers that offer s_churn: uses_churn() on entry checks s_churn and
+    // the schedule; churn_gamma(i) = min(s_churn / N, sqrt2 - 1) when s_tmin <= sigma_i <= s_tmax, else 0;
+    // churn(x, i) adds the noise that raises x from sigma_i to sigma_hat = sigma_i (1 + gamma) (one randn when
+    // gamma > 0) and returns sigma_hat.
+    void uses_churn();
+    double churn_gamma(int i) const;
+    double churn(Tensor& x, int i);
     const Schedule& schedule() const { return s_; }
     Denoiser& denoiser() { return d_; }
 

@@ -76,18 +76,6 @@ std::vector<float> rescale_zero_terminal_snr(const std::vector<float>& betas) {
     return out;
 }
 
-// np.linspace(start, stop, num) in float64: i*step + start, the last value set to stop.
-std::vector<double> np_linspace(double start, double stop, int num) {
-    std::vector<double> y((size_t)num);
-    if (num == 1) {
-        y[0] = start;
-        return y;
-    }
-    const double step = (stop - start) / (double)(num - 1);
-    for (int i = 0; i < num; ++i) y[(size_t)i] = (double)i * step + start;
-    y[(size_t)num - 1] = stop;
-    return y;
-}
 
 // np.round / ndarray.round(): round half to even.
 double np_round(double x) { return std::nearbyint(x); }
@@ -112,6 +100,18 @@ std::vector<double> f32_round(std::vector<double> v) {
 }
 
 }  // namespace
+
+std::vector<double> np_linspace(double start, double stop, int num) {
+    std::vector<double> y((size_t)num);
+    if (num == 1) {
+        y[0] = start;
+        return y;
+    }
+    const double step = (stop - start) / (double)(num - 1);
+    for (int i = 0; i < num; ++i) y[(size_t)i] = (double)i * step + start;
+    y[(size_t)num - 1] = stop;
+    return y;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // NoiseSchedule

@@ -144,6 +144,8 @@ double flux_mu(int64_t image_seq_len, int64_t base_seq_len = 256, int64_t max_se
                double base_shift = 0.5, double max_shift = 1.15);
 
 // Building blocks (float64; n values, no trailing 0).
+// np.linspace(start, stop, num): i*step + start, the last value set to stop exactly.
+std::vector<double> np_linspace(double start, double stop, int num);
 std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, double rho = 7.0);
 std::vector<double> exponential_sigmas(int n, double sigma_min, double sigma_max);
 // The ComfyUI schedulers on a training table (sigma_schedules.cpp); no trailing 0. sgm_uniform, simple and

@@ -56,18 +56,6 @@ const TypeNames& names_of(ScheduleType t) {
     fail(ErrorCode::Internal, "schedule type ", (int)t, " has no name");
 }
 
-// np.linspace(start, stop, num) in float64 (the last value is stop exactly).
-std::vector<double> linspace(double start, double stop, int num) {
-    std::vector<double> y((size_t)num);
-    if (num == 1) {
-        y[0] = start;
-        return y;
-    }
-    const double step = (stop - start) / (double)(num - 1);
-    for (int i = 0; i < num; ++i) y[(size_t)i] = (double)i * step + start;
-    y[(size_t)num - 1] = stop;
-    return y;
-}
 
 // np.interp(x, xp, fp) for increasing xp, x inside [xp.front(), xp.back()].
 double np_interp(double x, const std::vector<double>& xp, const std::vector<double>& fp) {
@@ -195,7 +183,7 @@ double NoiseSchedule::t_to_sigma_log(double t) const {
 // ComfyUI normal_scheduler(sgm=True): timesteps linspace(T-1, 0, n+1)[:-1], sigma by log interpolation.
 std::vector<double> sgm_uniform_sigmas(const NoiseSchedule& ns, int n) {
     check_n(n, "sgm_uniform schedule");
-    const std::vector<double> t = linspace((double)(ns.num_train_timesteps() - 1), 0.0, n + 1);
+    const std::vector<double> t = np_linspace((double)(ns.num_train_timesteps() - 1), 0.0, n + 1);
     std::vector<double> out((size_t)n);
     for (int i = 0; i < n; ++i) out[(size_t)i] = ns.t_to_sigma_log(t[(size_t)i]);
     return out;
@@ -246,13 +234,13 @@ std::vector<double> beta_sigmas(const NoiseSchedule& ns, int n, double alpha, do
 
 std::vector<double> loglinear_interp(const std::vector<double>& decreasing, int n) {
     NUANCE_CHECK(decreasing.size() >= 2 && n >= 2, "loglinear_interp: need >= 2 points in and out");
-    const std::vector<double> xs = linspace(0.0, 1.0, (int)decreasing.size());
+    const std::vector<double> xs = np_linspace(0.0, 1.0, (int)decreasing.size());
     std::vector<double> ys;
     for (auto it = decreasing.rbegin(); it != decreasing.rend(); ++it) {
         NUANCE_CHECK(*it > 0, "loglinear_interp: values must be > 0, got ", *it);
         ys.push_back(std::log(*it));
     }
-    const std::vector<double> new_xs = linspace(0.0, 1.0, n);
+    const std::vector<double> new_xs = np_linspace(0.0, 1.0, n);
     std::vector<double> out((size_t)n);
     for (int i = 0; i < n; ++i) out[(size_t)(n - 1 - i)] = std::exp(np_interp(new_xs[(size_t)i], xs, ys));
     return out;
