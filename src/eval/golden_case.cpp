@@ -41,6 +41,20 @@ nlohmann::json GoldenCase::model_config(const std::string& model) const {
     return nlohmann::json::object();
 }
 
+std::vector<std::pair<std::string, std::string>> GoldenCase::models() const {
+    const auto& c = meta_;
+    NUANCE_CHECK(c.is_object() && c.contains("models") && c["models"].is_object() && c.contains("tensors") &&
+                     c["tensors"].is_object(),
+                 "'", dir_, "/case.json' lacks 'models' or 'tensors'");
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto m = c["models"].begin(); m != c["models"].end(); ++m) {
+        NUANCE_CHECK(m.value().contains("weights") && m.value()["weights"].is_string(), name_, " case: model '",
+                     m.key(), "' has no weights file");
+        out.emplace_back(m.key(), path(m.value()["weights"].get<std::string>()));
+    }
+    return out;
+}
+
 double GoldenCase::atol(const std::string& t, double fallback) const {
     if (!meta_.contains("tolerance") || !meta_["tolerance"].is_object()) return fallback;
     const auto& tol = meta_["tolerance"];

@@ -3,6 +3,8 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/compare.h"
 #include "io/weight_file.h"
@@ -20,6 +22,9 @@ public:
     // The model's config object from case.json "models" (empty object when absent).
     nlohmann::json model_config(const std::string& model) const;
     std::string path(const std::string& file) const { return dir_ + "/" + file; }
+    // The case's models as (name, path of its weights file), in case.json order; Error when case.json lacks
+    // "models"/"tensors" or a model names no weights file.
+    std::vector<std::pair<std::string, std::string>> models() const;
     // suggested_atol for a tensor: tolerance groups are keyed by a prefix of the tensor name ("clip_l",
     // "vae_sd", "odd") or "main" for unprefixed names. Returns `fallback` when the case states none.
     double atol(const std::string& tensor, double fallback) const;

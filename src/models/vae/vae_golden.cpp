@@ -12,18 +12,11 @@ std::vector<CompareLine> check_golden_vae(const std::string& dir) {
     using nlohmann::json;
     const GoldenCase gc = GoldenCase::load(dir);
     const json& c = gc.meta();
-    NUANCE_CHECK(c.is_object() && c.contains("models") && c["models"].is_object() && c.contains("tensors") &&
-                     c["tensors"].is_object(),
-                 "'", dir, "/case.json' lacks 'models' or 'tensors'");
+    const auto models = gc.models();  // checks "models" and "tensors"
     const json& tensors = c["tensors"];
     std::vector<CompareLine> lines;
 
-    for (auto m = c["models"].begin(); m != c["models"].end(); ++m) {
-        const std::string name = m.key();
-        const json& spec = m.value();
-        NUANCE_CHECK(spec.contains("weights") && spec["weights"].is_string(), "vae case: model '", name,
-                     "' has no weights file");
-        const std::string wpath = gc.path(spec["weights"].get<std::string>());
+    for (const auto& [name, wpath] : models) {
         const WeightFile w = load_safetensors(wpath);
         AutoencoderKLConfig cfg = AutoencoderKLConfig::detect(w.tensors);
         cfg.apply_diffusers_config(gc.model_config(name));
