@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "core/tensor.h"
 #include "ops/ops.h"
@@ -108,4 +109,20 @@ TEST(Ops, InterpolateNearestTorchRule) {
     EXPECT_EQ(y.select(2, 0).select(1, 0).to_vector(), (std::vector<float>{0, 0, 1, 1, 2}));
     Tensor p = pad2d(Tensor::full({1, 1, 1, 1}, 1.0f), 0, 1, 0, 1);
     EXPECT_EQ(p.to_vector(), (std::vector<float>{1, 0, 0, 0}));
+}
+
+TEST(Half, BulkConversionEqualsScalarForEveryBitPattern) {
+    std::vector<uint16_t> bits(65536);
+    for (uint32_t i = 0; i < 65536; ++i) bits[i] = (uint16_t)i;
+    const Tensor h = Tensor::from_bytes(bits.data(), {65536}, DType::F16);
+    const Tensor f = h.to(DType::F32);  // vectorised F16C path
+    const float* p = f.data<float>();
+    for (uint32_t i = 0; i < 65536; ++i) {
+        const float ref = f16_to_f32((uint16_t)i);
+        uint32_t a, b;
+        std::memcpy(&a, &p[i], 4);
+        std::memcpy(&b, &ref, 4);
+        if (std::isnan(ref)) ASSERT_TRUE(std::isnan(p[i])) << i;
+        else ASSERT_EQ(a, b) << "f16 bits " << i;
+    }
 }

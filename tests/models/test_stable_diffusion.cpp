@@ -11,6 +11,7 @@
 #include "models/unet/unet_golden.h"
 #include "ops/ops.h"
 #include "pipelines/generate.h"
+#include "pipelines/conditioning.h"
 
 using namespace nuance;
 namespace fs = std::filesystem;
@@ -162,4 +163,26 @@ TEST(StableDiffusion, PredictionOverrideAndErrors) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("unknown model family"), std::string::npos) << e.what();
     }
+}
+
+TEST(Conditioning, A1111EmphasisScalesTokensAndRestoresTheMean) {
+    const StableDiffusionModel m =
+        load_stable_diffusion(kGolden + "original_format/sd15_original.safetensors", sd15_configs());
+    ConditioningOptions o;
+    const Tensor plain = encode_prompt(m, "a cat", o).context;  // [1, 77, D]; no syntax: same as Literal
+    o.syntax = PromptSyntax::Literal;
+    EXPECT_EQ(max_abs_diff(plain, encode_prompt(m, "a cat", o).context), 0.0f);
+    o.syntax = PromptSyntax::A1111;
+    const Tensor weighted = encode_prompt(m, "(a cat:1.5)", o).context;
+    // By hand: tokens 1 and 2 ("a", "cat") x1.5, then the whole chunk rescaled to its original mean.
+    std::vector<float> w(77, 1.0f);
+    w[1] = w[2] = 1.5f;
+    Tensor expect = plain * Tensor::from_vector(w, {1, 77, 1});
+    expect = expect * (float)(mean_all(plain) / mean_all(expect));
+    EXPECT_LE(max_abs_diff(weighted, expect), 1e-5f);
+    EXPECT_NEAR(mean_all(weighted), mean_all(plain), 1e-6);
+    // A prompt over 75 tokens becomes two 77-token chunks.
+    std::string long_prompt;
+    for (int i = 0; i < 80; ++i) long_prompt += "cat ";
+    EXPECT_EQ(encode_prompt(m, long_prompt, o).context.size(1), 154);
 }
