@@ -1,0 +1,27 @@
+#include "autograd/nn_layers.h"
+
+namespace nuance {
+
+Var forward(Linear& l, const Var& x) {
+    return linear(x, param_var(l.weight), l.has_bias ? param_var(l.bias) : Var());
+}
+
+Var forward(Conv2d& c, const Var& x) {
+    return conv2d(x, param_var(c.weight), c.has_bias ? param_var(c.bias) : Var(), c.p);
+}
+
+Var forward(GroupNorm& g, const Var& x, bool fuse_silu) {
+    return group_norm(x, g.groups, param_var(g.weight), param_var(g.bias), g.eps, fuse_silu);
+}
+
+Var forward(LayerNorm& l, const Var& x) {
+    return l.affine ? layer_norm(x, param_var(l.weight), param_var(l.bias), l.eps) : layer_norm(x, Var(), Var(), l.eps);
+}
+
+Var forward(Attention& a, const Var& x, const Var& context, bool causal) {
+    const Var& c = context.defined() ? context : x;
+    return forward(a.to_out,
+                   multi_head_attention(forward(a.to_q, x), forward(a.to_k, c), forward(a.to_v, c), a.heads, causal));
+}
+
+}  // namespace nuance

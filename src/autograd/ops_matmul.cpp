@@ -1,0 +1,56 @@
+// Dense products on Var. Shape letters: M rows (all leading dims of x flattened), K inner, N outputs.
+#include "autograd/functions.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+
+namespace nuance {
+
+namespace {
+
+// [M, N] -> [N]: column sums with double accumulation (the bias gradient).
+Tensor sum_rows(const Tensor& g2) {
+    const int64_t M = g2.size(0), N = g2.size(1);
+    const Tensor g = g2.contiguous();
+    const float* p = g.data<float>();
+    std::vector<double> acc((size_t)N, 0.0);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) acc[(size_t)n] += p[m * N + n];
+    Tensor out = Tensor::empty({N}, DType::F32);
+    float* o = out.data<float>();
+    for (int64_t n = 0; n < N; ++n) o[n] = (float)acc[(size_t)n];
+    return out;
+}
+
+}  // namespace
+
+Var linear(const Var& x, const Var& w, const Var& b) {
+    NUANCE_CHECK(x.defined() && w.defined(), "linear: undefined input or weight");
+    const Tensor xv = x.value(), wv = w.value();
+    Tensor y = linear(xv, wv, b.defined() ? b.value() : Tensor());  // checks the shapes
+    const Shape xs = xv.shape();
+    const int64_t K = wv.size(1), N = wv.size(0);
+    return record("linear", std::move(y), {x, w, b}, [xv, wv, xs, K, N](const Tensor& g, const std::vector<bool>& need) {
+        const int64_t M = K ? xv.numel() / K : 0;
+        const Tensor g2 = g.reshape({M, N});
+        std::vector<Tensor> out(3);
+        if (need[0]) out[0] = matmul(g2, wv.contiguous()).reshape(xs);              // dx = g · w
+        if (need[1]) out[1] = matmul(g2.transpose(0, 1), xv.reshape({M, K}));   // dw = gᵀ · x
+        if (need[2]) out[2] = sum_rows(g2);                                      // db = Σ_rows g
+        return out;
+    });
+}
+
+Var matmul(const Var& a, const Var& b) {
+    NUANCE_CHECK(a.defined() && b.defined(), "matmul: undefined operand");
+    const Tensor av = a.value(), bv = b.value();
+    Tensor c = matmul(av, bv);  // checks the shapes
+    return record("matmul", std::move(c), {a, b}, [av, bv](const Tensor& g, const std::vector<bool>& need) {
+        std::vector<Tensor> out(2);
+        // dA = g · Bᵀ, dB = Aᵀ · g, each summed over the batch dims it was broadcast along
+        if (need[0]) out[0] = reduce_to_shape(matmul(g, bv.transpose(-1, -2)), av.shape());
+        if (need[1]) out[1] = reduce_to_shape(matmul(av.transpose(-1, -2), g), bv.shape());
+        return out;
+    });
+}
+
+}  // namespace nuance

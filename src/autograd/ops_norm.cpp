@@ -1,0 +1,177 @@
+// Normalisations on Var, with hand-written backward kernels (statistics recomputed from the saved input in double,
+// as the forward computes them). Shape letters: N batch, C channels, G groups, S spatial (all trailing dims),
+// D feature dim (last), R rows (all dims but the last).
+//
+// With x̂ = (x − μ)·rstd over a group of m elements and dx̂ = dz·w:
+//   dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)),   dw = Σ dz · x̂,   db = Σ dz.
+#include <cmath>
+
+#include "autograd/functions.h"
+#include "ops/norm.h"
+
+namespace nuance {
+
+namespace {
+
+const float* opt_ptr(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+}  // namespace
+
+Var group_norm(const Var& x, int64_t groups, const Var& weight, const Var& bias, float eps, bool silu) {
+    NUANCE_CHECK(x.defined(), "group_norm: undefined input");
+    Tensor y = group_norm(x.value(), groups, weight.defined() ? weight.value() : Tensor(),
+                          bias.defined() ? bias.value() : Tensor(), eps, silu);  // checks the shapes
+    const Tensor xv = x.value().contiguous();
+    const Tensor wv = weight.defined() ? weight.value().contiguous() : Tensor();
+    const Tensor bv = bias.defined() ? bias.value().contiguous() : Tensor();
+    return record(silu ? "group_norm_silu" : "group_norm", std::move(y), {x, weight, bias},
+                  [xv, wv, bv, groups, eps, silu](const Tensor& g_in, const std::vector<bool>& need) {
+        const Tensor g = g_in.f32().contiguous();
+        const int64_t N = xv.size(0), C = xv.size(1), S = C ? xv.numel() / (N * C) : 0, cg = C / groups;
+        const int64_t m = cg * S;
+        Tensor dx = Tensor::empty(xv.shape(), DType::F32);
+        std::vector<double> dw_nc((size_t)(N * C), 0.0), db_nc((size_t)(N * C), 0.0);
+        const float *px = xv.data<float>(), *pg = g.data<float>(), *pw = opt_ptr(wv), *pb = opt_ptr(bv);
+        float* pdx = dx.data<float>();
+#pragma omp parallel for schedule(static) collapse(2)
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t gi = 0; gi < groups; ++gi) {
+                const int64_t base = (n * C + gi * cg) * S;
+                double s = 0, s2 = 0;
+                for (int64_t i = 0; i < m; ++i) s += px[base + i];
+                const double mu = s / (double)m;
+                for (int64_t i = 0; i < m; ++i) { const double d = px[base + i] - mu; s2 += d * d; }
+                const double rstd = 1.0 / std::sqrt(s2 / (double)m + eps);
+                double sum_dxh = 0, sum_dxh_xh = 0;
+                // pass 1: dz (through the fused SiLU), dw/db partials, dx̂ stored in dx
+                for (int64_t c = 0; c < cg; ++c) {
+                    const int64_t ch = gi * cg + c;
+                    const float w = pw ? pw[ch] : 1.0f, b = pb ? pb[ch] : 0.0f;
+                    double dw = 0, db = 0;
+                    for (int64_t i = 0; i < S; ++i) {
+                        const int64_t k = base + c * S + i;
+                        const float xh = (float)((px[k] - mu) * rstd);
+                        float dz = pg[k];
+                        if (silu) {  // y = z·σ(z): dy/dz = σ(z)·(1 + z·(1 − σ(z)))
+                            const float z = xh * w + b;
+                            const float sg = 1.0f / (1.0f + std::exp(-z));
+                            dz *= sg * (1.0f + z * (1.0f - sg));
+                        }
+                        dw += (double)dz * xh;
+                        db += dz;
+                        const float dxh = dz * w;
+                        pdx[k] = dxh;
+                        sum_dxh += dxh;
+                        sum_dxh_xh += (double)dxh * xh;
+                    }
+                    dw_nc[(size_t)(n * C + ch)] = dw;
+                    db_nc[(size_t)(n * C + ch)] = db;
+                }
+                // pass 2: dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))
+                const double m1 = sum_dxh / (double)m, m2 = sum_dxh_xh / (double)m;
+                for (int64_t i = 0; i < m; ++i) {
+                    const double xh = (px[base + i] - mu) * rstd;
+                    pdx[base + i] = (float)(rstd * (pdx[base + i] - m1 - xh * m2));
+                }
+            }
+        auto reduce_n = [&](const std::vector<double>& part) {
+            Tensor t = Tensor::empty({C}, DType::F32);
+            float* p = t.data<float>();
+            for (int64_t c = 0; c < C; ++c) {
+                double a = 0;
+                for (int64_t n = 0; n < N; ++n) a += part[(size_t)(n * C + c)];
+                p[c] = (float)a;
+            }
+            return t;
+        };
+        std::vector<Tensor> out(3);
+        if (need[0]) out[0] = dx;
+        if (need[1]) out[1] = reduce_n(dw_nc).reshape(wv.shape());
+        if (need[2]) out[2] = reduce_n(db_nc).reshape(bv.shape());
+        return out;
+    });
+}
+
+Var layer_norm(const Var& x, const Var& weight, const Var& bias, float eps) {
+    NUANCE_CHECK(x.defined(), "layer_norm: undefined input");
+    Tensor y = layer_norm(x.value(), weight.defined() ? weight.value() : Tensor(),
+                          bias.defined() ? bias.value() : Tensor(), eps);  // checks the shapes
+    const Tensor xv = x.value().contiguous();
+    const Tensor wv = weight.defined() ? weight.value().contiguous() : Tensor();
+    const Shape bshape = bias.defined() ? bias.shape() : Shape{};
+    return record("layer_norm", std::move(y), {x, weight, bias},
+                  [xv, wv, bshape, eps](const Tensor& g_in, const std::vector<bool>& need) {
+        const Tensor g = g_in.f32().contiguous();
+        const int64_t D = xv.size(-1), R = D ? xv.numel() / D : 0;
+        const float *px = xv.data<float>(), *pg = g.data<float>(), *pw = opt_ptr(wv);
+        Tensor dx = Tensor::empty(xv.shape(), DType::F32);
+        float* pdx = dx.data<float>();
+        std::vector<double> mus((size_t)R), rstds((size_t)R);
+#pragma omp parallel for schedule(static) if (R > 16)
+        for (int64_t r = 0; r < R; ++r) {
+            const float* s = px + r * D;
+            const float* gr = pg + r * D;
+            double sum = 0, s2 = 0;
+            for (int64_t i = 0; i < D; ++i) sum += s[i];
+            const double mu = sum / (double)D;
+            for (int64_t i = 0; i < D; ++i) { const double t = s[i] - mu; s2 += t * t; }
+            const double rstd = 1.0 / std::sqrt(s2 / (double)D + eps);
+            mus[(size_t)r] = mu;
+            rstds[(size_t)r] = rstd;
+            double m1 = 0, m2 = 0;
+            for (int64_t i = 0; i < D; ++i) {
+                const double dxh = (double)gr[i] * (pw ? pw[i] : 1.0f);
+                m1 += dxh;
+                m2 += dxh * (s[i] - mu) * rstd;
+            }
+            m1 /= (double)D;
+            m2 /= (double)D;
+            for (int64_t i = 0; i < D; ++i) {
+                const double xh = (s[i] - mu) * rstd;
+                pdx[r * D + i] = (float)(rstd * ((double)gr[i] * (pw ? pw[i] : 1.0f) - m1 - xh * m2));
+            }
+        }
+        std::vector<Tensor> out(3);
+        if (need[0]) out[0] = dx;
+        if (need[1] || need[2]) {
+            std::vector<double> dw((size_t)D, 0.0), db((size_t)D, 0.0);
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t i = 0; i < D; ++i) {
+                    const double gv = pg[r * D + i];
+                    dw[(size_t)i] += gv * (px[r * D + i] - mus[(size_t)r]) * rstds[(size_t)r];
+                    db[(size_t)i] += gv;
+                }
+            auto to_tensor = [&](const std::vector<double>& v, const Shape& s) {
+                Tensor t = Tensor::empty({D}, DType::F32);
+                for (int64_t i = 0; i < D; ++i) t.data<float>()[i] = (float)v[(size_t)i];
+                return t.reshape(s);
+            };
+            if (need[1]) out[1] = to_tensor(dw, wv.shape());
+            if (need[2]) out[2] = to_tensor(db, bshape);
+        }
+        return out;
+    });
+}
+
+Var softmax(const Var& x) {
+    NUANCE_CHECK(x.defined() && x.dim() >= 1, "softmax: needs a tensor of rank >= 1");
+    Tensor y = softmax(x.value());
+    const Tensor yv = y.contiguous();
+    return record("softmax", std::move(y), {x}, [yv](const Tensor& g_in, const std::vector<bool>&) {
+        // dx = y · (g − Σ g·y) per row
+        const Tensor g = g_in.f32().contiguous();
+        const int64_t D = yv.size(-1), R = D ? yv.numel() / D : 0;
+        Tensor dx = Tensor::empty(yv.shape(), DType::F32);
+        const float *py = yv.data<float>(), *pg = g.data<float>();
+        float* pd = dx.data<float>();
+#pragma omp parallel for schedule(static) if (R > 64)
+        for (int64_t r = 0; r < R; ++r) {
+            double dot = 0;
+            for (int64_t i = 0; i < D; ++i) dot += (double)pg[r * D + i] * py[r * D + i];
+            for (int64_t i = 0; i < D; ++i) pd[r * D + i] = py[r * D + i] * (pg[r * D + i] - (float)dot);
+        }
+        return std::vector<Tensor>{dx};
+    });
+}
+
+}  // namespace nuance
