@@ -14,5 +14,6 @@ Runner add_make_random(CLI::App& app);
 Runner add_samplers(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_serve(CLI::App& app);
+Runner add_prepare_emoji(CLI::App& app);
 
 }  // namespace nuance::cli

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     reg(nuance::cli::add_samplers);
     reg(nuance::cli::add_bench);
     reg(nuance::cli::add_serve);
+    reg(nuance::cli::add_prepare_emoji);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

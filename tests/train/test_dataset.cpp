@@ -1,0 +1,298 @@
+// ImageCaptionDataset: sidecar and manifest folders, transforms, caption augmentation, error messages.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "../test_util.h"
+#include "data_test_util.h"
+#include "train/dataset.h"
+
+namespace nuance {
+namespace {
+
+using test::error_of;
+using test::TempDir;
+using ::testing::HasSubstr;
+
+float px(const Tensor& t, int c, int y, int x) {
+    return t.data<float>()[((size_t)c * t.size(1) + y) * t.size(2) + x];
+}
+float u8_to_f(int v) { return (float)v / 255.0f * 2.0f - 1.0f; }
+
+TEST(ImageCaptionDataset, SidecarCaptionsRecursiveSortedAndTrimmed) {
+    TempDir d("ds_sidecar");
+    test::write_image(d / "b.png", test::gradient_image(4, 4, 10));
+    test::write_text(d / "b.txt", "  a red apple\n");
+    test::write_image(d / "a/z.png", test::gradient_image(4, 4, 20));
+    test::write_text(d / "a/z.txt", "green pear");
+    test::write_text(d / "notes.md", "ignored");
+    ImageCaptionDataset ds(d.path().string());
+    ASSERT_EQ(ds.size(), 2);
+    EXPECT_FALSE(ds.from_manifest());
+    EXPECT_THAT(ds.record(0).path, HasSubstr("a/z.png"));  // sorted by path: "a/z.png" < "b.png"
+    EXPECT_EQ(ds.record(0).caption, "green pear");
+    EXPECT_EQ(ds.record(1).caption, "a red apple");
+    Mt19937 rng(1);
+    Sample s = ds.get(1, rng);
+    EXPECT_EQ(s.caption, "a red apple");
+    ASSERT_EQ(s.image.shape(), (Shape{3, 4, 4}));
+    EXPECT_EQ(px(s.image, 0, 2, 3), u8_to_f(10 + 3));  // red = 10 + x
+    EXPECT_EQ(px(s.image, 1, 2, 3), u8_to_f(2));       // green = y
+    EXPECT_EQ(px(s.image, 2, 0, 0), u8_to_f(100));
+    EXPECT_THAT(ds.describe(1), HasSubstr("b.png"));
+}
+
+TEST(ImageCaptionDataset, ManifestKeepsOtherKeysAndSkipsBlankLines) {
+    TempDir d("ds_manifest");
+    test::write_image(d / "images/x.png", test::gradient_image(2, 2));
+    test::write_image(d / "images/y.png", test::gradient_image(2, 2, 50));
+    test::write_text(d / "manifest.jsonl",
+                     "{\"file\": \"images/x.png\", \"caption\": \"cat\", \"category_id\": 3, \"style\": \"noto\"}\n"
+                     "\n"
+                     "{\"file\": \"images/y.png\", \"caption\": \"dog\"}\n");
+    ImageCaptionDataset ds(d.path().string());
+    ASSERT_EQ(ds.size(), 2);
+    EXPECT_TRUE(ds.from_manifest());
+    EXPECT_EQ(ds.record(0).caption, "cat");
+    EXPECT_EQ(ds.record(0).meta.at("category_id").get<int>(), 3);
+    EXPECT_EQ(ds.record(0).meta.at("style").get<std::string>(), "noto");
+    EXPECT_FALSE(ds.record(0).meta.contains("file"));
+    EXPECT_EQ(ds.record(1).caption, "dog");
+    Mt19937 rng(0);
+    EXPECT_EQ(px(ds.get(1, rng).image, 0, 0, 1), u8_to_f(51));
+}
+
+TEST(ImageCaptionDataset, ValuesSpanExactlyMinusOneToOne) {
+    TempDir d("ds_range");
+    Image img = test::gradient_image(2, 1);
+    img.pixels = {0, 0, 0, 255, 255, 255};
+    test::write_image(d / "a.png", img);
+    test::write_text(d / "a.txt", "x");
+    ImageCaptionDataset ds(d.path().string());
+    Mt19937 rng(0);
+    const std::vector<float> v = ds.get(0, rng).image.to_vector();
+    EXPECT_EQ(*std::min_element(v.begin(), v.end()), -1.0f);
+    EXPECT_EQ(*std::max_element(v.begin(), v.end()), 1.0f);
+}
+
+TEST(ImageCaptionDataset, RandomFlipMirrorsColumnsAndIsSeeded) {
+    TempDir d("ds_flip");
+    test::write_image(d / "a.png", test::gradient_image(5, 3));
+    test::write_text(d / "a.txt", "x");
+    DatasetOptions o;
+    o.random_flip = true;
+    ImageCaptionDataset ds(d.path().string(), o);
+    int flipped = 0, plain = 0;
+    for (uint64_t seed = 0; seed < 40; ++seed) {
+        Mt19937 r1(seed), r2(seed);
+        const Tensor a = ds.get(0, r1).image, b = ds.get(0, r2).image;
+        EXPECT_EQ(a.to_vector(), b.to_vector()) << "same rng state, same sample";
+        if (px(a, 0, 0, 0) == u8_to_f(4)) {  // column 4 moved to column 0
+            ++flipped;
+            const Image src = test::gradient_image(5, 3);
+            for (int c = 0; c < 3; ++c)
+                for (int y = 0; y < 3; ++y)
+                    for (int x = 0; x < 5; ++x) {
+                        const uint8_t* p = &src.pixels[((size_t)y * 5 + (4 - x)) * 3];
+                        ASSERT_EQ(px(a, c, y, x), u8_to_f(p[c]));
+                    }
+        } else {
+            ASSERT_EQ(px(a, 0, 0, 0), u8_to_f(0));
+            ++plain;
+        }
+    }
+    EXPECT_GT(flipped, 5);
+    EXPECT_GT(plain, 5);
+}
+
+TEST(ImageCaptionDataset, CenterCropTakesTheMiddleAndResizeMatchesShorterSide) {
+    TempDir d("ds_crop");
+    test::write_image(d / "wide.png", test::gradient_image(8, 4));
+    test::write_text(d / "wide.txt", "x");
+    DatasetOptions o;
+    o.resolution = 4;
+    {
+        ImageCaptionDataset ds(d.path().string(), o);
+        Mt19937 rng(0);
+        const Tensor t = ds.get(0, rng).image;
+        ASSERT_EQ(t.shape(), (Shape{3, 4, 4}));
+        EXPECT_EQ(px(t, 0, 0, 0), u8_to_f(2));  // x0 = (8 - 4) / 2
+        EXPECT_EQ(px(t, 0, 3, 3), u8_to_f(5));
+        EXPECT_EQ(px(t, 1, 3, 3), u8_to_f(3));
+    }
+    o.center_crop = false;
+    {
+        ImageCaptionDataset ds(d.path().string(), o);
+        Mt19937 rng(0);
+        EXPECT_EQ(px(ds.get(0, rng).image, 0, 0, 0), u8_to_f(0));
+    }
+    // 16x8 -> shorter side 4 -> 8x4 -> centered 4x4; a flat image stays flat through Lanczos.
+    Image flat = test::gradient_image(16, 8);
+    std::fill(flat.pixels.begin(), flat.pixels.end(), 77);
+    test::write_image(d / "wide.png", flat);
+    o.center_crop = true;
+    ImageCaptionDataset ds(d.path().string(), o);
+    Mt19937 rng(0);
+    const Tensor t = ds.get(0, rng).image;
+    ASSERT_EQ(t.shape(), (Shape{3, 4, 4}));
+    for (float v : t.to_vector()) ASSERT_EQ(v, u8_to_f(77));
+    EXPECT_EQ(ds.load_image(0).width, 4);
+}
+
+TEST(ImageCaptionDataset, TransparentPixelsBecomeWhite) {
+    TempDir d("ds_alpha");
+    Image img;
+    img.width = 3;
+    img.height = 1;
+    img.channels = 4;
+    img.pixels = {0, 0, 0, 0, /* transparent black */ 10, 20, 30, 255, /* opaque */ 0, 0, 0, 128 /* half black */};
+    test::write_image(d / "a.png", img);
+    test::write_text(d / "a.txt", "x");
+    ImageCaptionDataset ds(d.path().string());
+    const Image rgb = ds.load_image(0);
+    ASSERT_EQ(rgb.channels, 3);
+    EXPECT_EQ(std::vector<uint8_t>(rgb.pixels.begin(), rgb.pixels.end()),
+              (std::vector<uint8_t>{255, 255, 255, 10, 20, 30, 127, 127, 127}));  // 255 * 127 / 255
+}
+
+TEST(ImageCaptionDataset, CaptionStyleAndKeywordAugmentation) {
+    TempDir d("ds_caption");
+    test::write_image(d / "a.png", test::gradient_image(2, 2));
+    test::write_text(d / "manifest.jsonl",
+                     "{\"file\": \"a.png\", \"caption\": \"waving hand, twemoji style\", \"style\": \"twemoji\", "
+                     "\"keywords\": [\"hand\", \"wave\", \"hello\", \"bye\"]}\n");
+    DatasetOptions o;
+    auto caption = [&](uint64_t seed) {
+        ImageCaptionDataset ds(d.path().string(), o);
+        Mt19937 rng(seed);
+        return ds.get(0, rng).caption;
+    };
+    EXPECT_EQ(caption(0), "waving hand, twemoji style");
+    o.caption_dropout = 1;
+    EXPECT_EQ(caption(0), "");
+    o.caption_dropout = 0;
+    o.style_dropout = 1;
+    EXPECT_EQ(caption(0), "waving hand");
+    o.style_dropout = 0;
+    o.keyword_prob = 1;
+    std::set<size_t> counts;
+    for (uint64_t seed = 0; seed < 60; ++seed) {
+        const std::string c = caption(seed);
+        ASSERT_EQ(c.rfind("waving hand, twemoji style, ", 0), 0u) << c;
+        std::vector<std::string> kws;
+        std::stringstream ss(c.substr(28));
+        for (std::string k; std::getline(ss, k, ',');) kws.push_back(k[0] == ' ' ? k.substr(1) : k);
+        std::set<std::string> uniq(kws.begin(), kws.end());
+        EXPECT_EQ(uniq.size(), kws.size()) << c;
+        for (const auto& k : kws) EXPECT_TRUE(k == "hand" || k == "wave" || k == "hello" || k == "bye") << c;
+        counts.insert(kws.size());
+    }
+    EXPECT_EQ(counts, (std::set<size_t>{1, 2, 3}));  // 1..max_keywords
+    // Turning keywords on must not change the flip of the same rng (fixed draws per sample).
+    o.random_flip = true;
+    o.keyword_prob = 0;
+    ImageCaptionDataset a(d.path().string(), o);
+    o.keyword_prob = 1;
+    ImageCaptionDataset b(d.path().string(), o);
+    for (uint64_t seed = 0; seed < 10; ++seed) {
+        Mt19937 r1(seed), r2(seed);
+        EXPECT_EQ(a.get(0, r1).image.to_vector(), b.get(0, r2).image.to_vector());
+    }
+}
+
+TEST(ImageCaptionDataset, CachedImagesEqualDecodedOnes) {
+    TempDir d("ds_cache");
+    for (int i = 0; i < 3; ++i) {
+        test::write_image(d / ("i" + std::to_string(i) + ".png"), test::gradient_image(6, 5, i * 30));
+        test::write_text(d / ("i" + std::to_string(i) + ".txt"), "c" + std::to_string(i));
+    }
+    DatasetOptions o;
+    o.resolution = 4;
+    o.random_flip = true;
+    ImageCaptionDataset plain(d.path().string(), o);
+    o.cache_images = true;
+    ImageCaptionDataset cached(d.path().string(), o);
+    for (int64_t i = 0; i < 3; ++i) {
+        Mt19937 r1(i), r2(i);
+        const Sample a = plain.get(i, r1), b = cached.get(i, r2);
+        EXPECT_EQ(a.image.to_vector(), b.image.to_vector());
+        EXPECT_EQ(a.caption, b.caption);
+    }
+}
+
+TEST(ImageCaptionDatasetErrors, MissingFolderAndNoImages) {
+    EXPECT_THAT(error_of([] { ImageCaptionDataset("/nonexistent/nuance_data_xyz"); }),
+                HasSubstr("dataset folder '/nonexistent/nuance_data_xyz' does not exist"));
+    TempDir d("ds_empty");
+    test::write_text(d / "readme.txt", "no images here");
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset ds(d.path().string()); }), HasSubstr("has no images"));
+    test::write_text(d / "manifest.jsonl", "\n");
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset ds(d.path().string()); }), HasSubstr("lists none"));
+}
+
+TEST(ImageCaptionDatasetErrors, ImageWithoutCaptionNamesTheFile) {
+    TempDir d("ds_nocap");
+    test::write_image(d / "a.png", test::gradient_image(2, 2));
+    test::write_text(d / "a.txt", "x");
+    test::write_image(d / "lonely.jpg.png", test::gradient_image(2, 2));
+    const std::string e = error_of([&] { ImageCaptionDataset ds(d.path().string()); });
+    EXPECT_THAT(e, HasSubstr("lonely.jpg.png' has no caption"));
+    EXPECT_THAT(e, HasSubstr("lonely.jpg.txt"));
+}
+
+TEST(ImageCaptionDatasetErrors, CorruptImageNamesTheFile) {
+    TempDir d("ds_corrupt");
+    test::write_text(d / "bad.png", "\x89PNG\r\n\x1a\n this is not a png");
+    test::write_text(d / "bad.txt", "x");
+    ImageCaptionDataset ds(d.path().string());  // lazy: found at get()
+    Mt19937 rng(0);
+    EXPECT_THAT(error_of([&] { ds.get(0, rng); }), HasSubstr("bad.png"));
+    DatasetOptions o;
+    o.cache_images = true;  // eager: found at construction
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset c(d.path().string(), o); }), HasSubstr("bad.png"));
+    test::write_text(d / "bad.png", "");
+    EXPECT_THAT(error_of([&] { ds.get(0, rng); }), HasSubstr("bad.png"));
+}
+
+TEST(ImageCaptionDatasetErrors, ManifestProblemsNameTheLine) {
+    TempDir d("ds_badmanifest");
+    test::write_image(d / "a.png", test::gradient_image(2, 2));
+    const std::string good = "{\"file\": \"a.png\", \"caption\": \"x\"}\n";
+    auto err = [&](const std::string& text) {
+        test::write_text(d / "manifest.jsonl", text);
+        return error_of([&] { ImageCaptionDataset ds(d.path().string()); });
+    };
+    std::string e = err(good + "{\"file\": \"a.png\", caption: x}\n");
+    EXPECT_THAT(e, HasSubstr("line 2: not valid JSON"));
+    EXPECT_THAT(e, HasSubstr("manifest.jsonl"));
+    EXPECT_THAT(err(good + "\n{\"file\": \"missing.png\", \"caption\": \"x\"}\n"),
+                HasSubstr("line 3: image 'missing.png' not found"));
+    EXPECT_THAT(err("{\"file\": \"a.png\"}\n"), HasSubstr("line 1: missing string field 'caption' (file 'a.png')"));
+    EXPECT_THAT(err("{\"caption\": \"x\"}\n"), HasSubstr("line 1: missing string field 'file'"));
+    EXPECT_THAT(err("[1, 2]\n"), HasSubstr("line 1: expected a JSON object"));
+    EXPECT_THAT(err("{\"file\": \"a.png\", \"caption\": \"x\", \"keywords\": \"hand\"}\n"),
+                HasSubstr("line 1: 'keywords' must be an array of strings"));
+    DatasetOptions o;
+    o.manifest = d / "nope.jsonl";
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset ds(d.path().string(), o); }), HasSubstr("nope.jsonl' cannot be opened"));
+}
+
+TEST(ImageCaptionDatasetErrors, BadOptionsAndTooSmallImages) {
+    TempDir d("ds_opts");
+    test::write_image(d / "small.png", test::gradient_image(3, 3));
+    test::write_text(d / "small.txt", "x");
+    DatasetOptions o;
+    o.caption_dropout = 1.5f;
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset ds(d.path().string(), o); }), HasSubstr("[0, 1], got 1.5"));
+    o = {};
+    o.resolution = 8;
+    o.resize = false;
+    ImageCaptionDataset ds(d.path().string(), o);
+    Mt19937 rng(0);
+    const std::string e = error_of([&] { ds.get(0, rng); });
+    EXPECT_THAT(e, HasSubstr("small.png"));
+    EXPECT_THAT(e, HasSubstr("smaller than the crop 8x8"));
+    EXPECT_THAT(error_of([&] { ds.record(5); }), HasSubstr("index 5 out of range"));
+}
+
+}  // namespace
+}  // namespace nuance
