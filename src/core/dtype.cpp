@@ -1,5 +1,7 @@
 #include "core/dtype.h"
 
+#include "core/error.h"
+
 namespace nuance {
 size_t dtype_size(DType t) {
     switch (t) {
@@ -28,4 +30,24 @@ const char* dtype_name(DType t) {
 bool dtype_is_float(DType t) {
     return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F64;
 }
+}  // namespace nuance
+
+namespace nuance {
+
+Precision parse_precision(const std::string& s) {
+    if (s == "auto") return Precision::Auto;
+    if (s == "fp32" || s == "f32" || s == "float32") return Precision::FP32;
+    if (s == "bf16" || s == "bfloat16") return Precision::BF16;
+    fail(ErrorCode::InvalidArgument, "unknown precision '", s, "' (expected auto, fp32 or bf16)");
+}
+
+const char* precision_name(Precision p) {
+    switch (p) {
+        case Precision::Auto: return "auto";
+        case Precision::FP32: return "fp32";
+        case Precision::BF16: return "bf16";
+    }
+    return "?";
+}
+
 }  // namespace nuance

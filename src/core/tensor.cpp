@@ -1,5 +1,8 @@
 #include "core/tensor.h"
 
+#include "backends/cpu/vec_math.h"
+#include "core/allocator.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -39,18 +42,15 @@ int64_t normalize_dim(int64_t d, int64_t ndim) {
 // ---- Storage ----
 std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
     auto s = std::shared_ptr<Storage>(new Storage());
-    const size_t n = ((bytes + 63) / 64) * 64;
-    if (n > 0) {
-        s->data_ = static_cast<uint8_t*>(std::aligned_alloc(64, n));
-        if (!s->data_) fail(ErrorCode::OutOfMemory, "cannot allocate ", bytes, " bytes");
-    }
+    s->data_ = static_cast<uint8_t*>(cached_alloc(bytes));
     s->size_ = bytes;
     s->owned_ = true;
     return s;
 }
 
-std::shared_ptr<Storage> Storage::wrap(void* data, size_t bytes, std::shared_ptr<void> keepalive) {
+std::shared_ptr<Storage> Storage::wrap(void* data, size_t bytes, std::shared_ptr<void> keepalive, bool file_backed) {
     auto s = std::shared_ptr<Storage>(new Storage());
+    s->file_backed_ = file_backed;
     s->data_ = static_cast<uint8_t*>(data);
     s->size_ = bytes;
     s->owned_ = false;
@@ -59,7 +59,7 @@ std::shared_ptr<Storage> Storage::wrap(void* data, size_t bytes, std::shared_ptr
 }
 
 Storage::~Storage() {
-    if (owned_) std::free(data_);
+    if (owned_) cached_free(data_, size_);
 }
 
 // ---- creation ----
@@ -129,6 +129,60 @@ Tensor Tensor::arange(int64_t n) {
 
 // ---- properties ----
 int64_t Tensor::size(int64_t d) const { return shape_[normalize_dim(d, dim())]; }
+
+std::vector<int64_t> Tensor::memory_order() const {
+    std::vector<int64_t> order(shape_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = (int64_t)i;
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        // size-1 dims carry no layout: keep them where they are relative to each other, outermost
+        const bool a1 = shape_[a] == 1, b1 = shape_[b] == 1;
+        if (a1 != b1) return a1;
+        return strides_[a] > strides_[b];
+    });
+    return order;
+}
+
+bool Tensor::is_dense() const {
+    int64_t expect = 1;
+    const std::vector<int64_t> order = memory_order();
+    for (int64_t i = (int64_t)order.size() - 1; i >= 0; --i) {
+        const int64_t d = order[i];
+        if (shape_[d] == 1) continue;
+        if (strides_[d] != expect) return false;
+        expect *= shape_[d];
+    }
+    return true;
+}
+
+bool Tensor::is_channels_last() const {
+    if (dim() != 4) return false;
+    const int64_t C = shape_[1], H = shape_[2], W = shape_[3];
+    return (C == 1 || strides_[1] == 1) && (W == 1 || strides_[3] == C) && (H == 1 || strides_[2] == W * C) &&
+           (shape_[0] == 1 || strides_[0] == H * W * C);
+}
+
+Tensor Tensor::empty_like(const Tensor& like, DType dtype) {
+    if (!like.is_dense() || like.is_contiguous()) return empty(like.shape_, dtype);
+    Tensor t;
+    t.storage_ = Storage::allocate((size_t)like.numel() * dtype_size(dtype));
+    t.shape_ = like.shape_;
+    t.strides_ = like.strides_;
+    t.dtype_ = dtype;
+    return t;
+}
+
+Tensor Tensor::empty_channels_last(const Shape& s, DType dtype) {
+    NUANCE_CHECK(s.size() == 4, "empty_channels_last: need [N, C, H, W], got ", s);
+    return empty({s[0], s[2], s[3], s[1]}, dtype).permute({0, 3, 1, 2});
+}
+
+Tensor Tensor::channels_last() const {
+    NUANCE_CHECK(dim() == 4, "channels_last: need [N, C, H, W], got ", str());
+    if (is_channels_last()) return *this;
+    Tensor t = empty_channels_last(shape_, dtype_);
+    t.copy_(*this);
+    return t;
+}
 
 bool Tensor::is_contiguous() const {
     int64_t s = 1;
@@ -215,14 +269,23 @@ void Tensor::copy_(const Tensor& src) {
     const size_t ses = dtype_size(src.dtype_), des = dtype_size(dtype_);
     const uint8_t* sb = src.storage_->data();
     uint8_t* db = storage_->data();
-    // Fast paths: both contiguous.
-    if (src.is_contiguous() && is_contiguous()) {
+    // Fast paths: the same dense layout (contiguous, channels-last, ...): one flat pass.
+    if ((src.is_contiguous() && is_contiguous()) || (src.strides_ == strides_ && is_dense())) {
         const int64_t n = numel();
         const uint8_t* sp = sb + src.offset_ * ses;
         uint8_t* dp = db + offset_ * des;
         if (src.dtype_ == dtype_) { std::memcpy(dp, sp, (size_t)n * des); return; }
         if (dtype_ == DType::F32 && src.dtype_ == DType::F16) {
             f16_to_f32_n(reinterpret_cast<const uint16_t*>(sp), reinterpret_cast<float*>(dp), n);
+            return;
+        }
+        if (dtype_ == DType::BF16 && src.dtype_ == DType::F32) {
+            const float* s = reinterpret_cast<const float*>(sp);
+            uint16_t* d = reinterpret_cast<uint16_t*>(dp);
+            const int64_t chunk = 1 << 16;
+#pragma omp parallel for schedule(static) if (n > chunk)
+            for (int64_t c = 0; c < (n + chunk - 1) / chunk; ++c)
+                cpu::f32_to_bf16_n(s + c * chunk, d + c * chunk, std::min(chunk, n - c * chunk));
             return;
         }
         if (dtype_ == DType::F32 && src.dtype_ == DType::BF16) {
@@ -232,6 +295,34 @@ void Tensor::copy_(const Tensor& src) {
             for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
             return;
         }
+    }
+    // Same dtype, strided (slices, transposes, channels-last <-> NCHW): walk the destination in its memory order,
+    // rows of its innermost dimension.
+    if (src.dtype_ == dtype_ && (des == 4 || des == 2) && dim() > 0) {
+        const std::vector<int64_t> order = memory_order();
+        const Tensor d = permute(order), s = src.permute(order);
+        const int64_t nd = d.dim(), inner = d.shape_[nd - 1], rows = numel() / std::max<int64_t>(inner, 1);
+        const int64_t s_in = s.strides_[nd - 1], d_in = d.strides_[nd - 1];
+#pragma omp parallel for schedule(static) if (numel() > (1 << 16))
+        for (int64_t r = 0; r < rows; ++r) {
+            int64_t so = s.offset_, dof = d.offset_, rem = r;
+            for (int64_t k = nd - 2; k >= 0; --k) {
+                const int64_t i = rem % d.shape_[k];
+                rem /= d.shape_[k];
+                so += i * s.strides_[k];
+                dof += i * d.strides_[k];
+            }
+            if (des == 4) {
+                const float* sp = reinterpret_cast<const float*>(sb) + so;
+                float* dp = reinterpret_cast<float*>(db) + dof;
+                for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = sp[j * s_in];
+            } else {
+                const uint16_t* sp = reinterpret_cast<const uint16_t*>(sb) + so;
+                uint16_t* dp = reinterpret_cast<uint16_t*>(db) + dof;
+                for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = sp[j * s_in];
+            }
+        }
+        return;
     }
     // General path: gather source in row-major order, scatter into destination.
     std::vector<int64_t> src_offsets((size_t)numel());
@@ -265,7 +356,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType dtype) const {
     if (dtype == dtype_) return *this;
-    Tensor t = empty(shape_, dtype);
+    Tensor t = empty_like(*this, dtype);  // dense layouts (channels-last) are kept
     t.copy_(*this);
     return t;
 }

@@ -21,11 +21,14 @@ int64_t shape_numel(const Shape& s);    // checked against overflow
 class Storage {
 public:
     static std::shared_ptr<Storage> allocate(size_t bytes);
-    static std::shared_ptr<Storage> wrap(void* data, size_t bytes, std::shared_ptr<void> keepalive);
+    // file_backed: a read-only private mapping of a file, whose pages may be dropped and re-read at will.
+    static std::shared_ptr<Storage> wrap(void* data, size_t bytes, std::shared_ptr<void> keepalive,
+                                         bool file_backed = false);
     ~Storage();
     uint8_t* data() const { return data_; }
     size_t size() const { return size_; }
     bool owned() const { return owned_; }
+    bool file_backed() const { return file_backed_; }
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;
 
@@ -34,6 +37,7 @@ private:
     uint8_t* data_ = nullptr;
     size_t size_ = 0;
     bool owned_ = false;
+    bool file_backed_ = false;
     std::shared_ptr<void> keepalive_;
 };
 
@@ -51,6 +55,9 @@ public:
     static Tensor from_bytes(const void* data, const Shape& shape, DType dtype);  // copies
     static Tensor from_storage(std::shared_ptr<Storage> s, size_t byte_offset, const Shape& shape, DType dtype);
     static Tensor arange(int64_t n);  // F32 0..n-1
+    // Same shape and, when `like` is dense, the same memory layout (channels-last stays channels-last).
+    static Tensor empty_like(const Tensor& like, DType dtype);
+    static Tensor empty_channels_last(const Shape& nchw, DType dtype = DType::F32);
 
     bool defined() const { return storage_ != nullptr; }
     const Shape& shape() const { return shape_; }
@@ -61,6 +68,12 @@ public:
     DType dtype() const { return dtype_; }
     size_t nbytes() const { return (size_t)numel() * dtype_size(dtype_); }
     bool is_contiguous() const;
+    // Dense: the elements fill a gap-free block of memory in some dimension order (a permuted contiguous tensor,
+    // e.g. channels-last). Elementwise kernels run over such memory flat and give results the same layout.
+    bool is_dense() const;
+    bool is_channels_last() const;  // rank 4, [N, C, H, W] stored as N, H, W, C
+    // Dimension order from outermost to innermost in memory (ties keep the logical order).
+    std::vector<int64_t> memory_order() const;
     const std::shared_ptr<Storage>& storage() const { return storage_; }
     int64_t offset() const { return offset_; }  // in elements
 
@@ -70,6 +83,7 @@ public:
 
     // Copies / conversions (always return new memory unless noted).
     Tensor contiguous() const;  // returns *this when already contiguous
+    Tensor channels_last() const;  // rank 4; returns *this when already channels-last
     Tensor clone() const;
     Tensor to(DType dtype) const;  // returns *this when dtype already matches
     Tensor f32() const { return to(DType::F32); }

@@ -47,7 +47,7 @@ std::vector<CompareLine> check_golden_pipeline_sd15(const std::string& dir) {
         ClipTextConfig c = ClipTextConfig::detect(wf.tensors);
         c.apply_hf_config(clip_case.model_config("clip_l"));
         m.te1.model = std::make_unique<ClipTextModel>(c);
-        load_module(*m.te1.model, wf.tensors, {.source = wf.path});
+        load_module(*m.te1.model, wf.tensors, gc.load_options(wf.path));
         m.te1.own_tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::from_files(
             base + "/clip_tokenizer/vocab.json", base + "/clip_tokenizer/merges.txt"));
         m.te1.pad_id = ClipTokenizer::kEosId;
@@ -57,14 +57,14 @@ std::vector<CompareLine> check_golden_pipeline_sd15(const std::string& dir) {
         UNetConfig c = UNetConfig::detect(wf.tensors);
         c.apply_json(unet_case.model_config("unet_sd15"));
         m.unet = std::make_unique<UNet2DConditionModel>(c);
-        load_module(*m.unet, wf.tensors, {.source = wf.path});
+        load_module(*m.unet, wf.tensors, gc.load_options(wf.path));
     }
     {
         const WeightFile wf = load_safetensors(base + "/vae/vae_sd.safetensors");
         AutoencoderKLConfig c = AutoencoderKLConfig::detect(wf.tensors);
         c.apply_diffusers_config(vae_case.model_config("vae_sd"));
         m.vae = std::make_unique<AutoencoderKL>(c);
-        load_module(*m.vae, wf.tensors, {.source = wf.path});
+        load_module(*m.vae, wf.tensors, gc.load_options(wf.path));
     }
 
     std::vector<CompareLine> out;

@@ -9,9 +9,25 @@
 
 namespace nuance {
 
+namespace {
+thread_local Precision g_golden_precision = Precision::FP32;
+}  // namespace
+
+GoldenPrecisionScope::GoldenPrecisionScope(Precision p) : saved_(g_golden_precision) { g_golden_precision = p; }
+GoldenPrecisionScope::~GoldenPrecisionScope() { g_golden_precision = saved_; }
+Precision GoldenPrecisionScope::current() { return g_golden_precision; }
+
+LoadOptions GoldenCase::load_options(const std::string& source) const {
+    LoadOptions o;
+    o.source = source;
+    o.matrix_compute = precision_;
+    return o;
+}
+
 GoldenCase GoldenCase::load(const std::string& dir) {
     GoldenCase c;
     c.dir_ = dir;
+    c.precision_ = GoldenPrecisionScope::current();
     std::ifstream f(dir + "/case.json");
     NUANCE_CHECK_CODE(f.good(), NotFound, "golden case '", dir, "' has no case.json");
     try {
@@ -82,6 +98,7 @@ CompareLine GoldenCase::compare(const std::string& t, const Tensor& got, double 
         return l;
     }
     l.max_abs = max_abs_diff(got, ref);
+    l.mean_abs = got.numel() ? mean_all(abs(got - ref)) : 0.0;
     l.pass = std::isfinite(l.max_abs) && l.max_abs <= atol;
     return l;
 }

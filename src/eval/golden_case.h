@@ -8,12 +8,31 @@
 
 #include "core/compare.h"
 #include "io/weight_file.h"
+#include "nn/module.h"
 
 namespace nuance {
+
+// Precision the golden checkers run the models in (`nuance check-golden --precision`): FP32 must PASS every case;
+// BF16 reports the cost of bf16 products (the reference tolerances are fp32 ones, so bf16 lines may FAIL).
+// A scope object, like OpStatsScope: cases loaded while it lives take its precision.
+class GoldenPrecisionScope {
+public:
+    explicit GoldenPrecisionScope(Precision p);
+    ~GoldenPrecisionScope();
+    static Precision current();
+    GoldenPrecisionScope(const GoldenPrecisionScope&) = delete;
+    GoldenPrecisionScope& operator=(const GoldenPrecisionScope&) = delete;
+
+private:
+    Precision saved_;
+};
 
 class GoldenCase {
 public:
     static GoldenCase load(const std::string& dir);
+    Precision precision() const { return precision_; }
+    // Options to load a model of this case: weight matrices run in the case's precision.
+    LoadOptions load_options(const std::string& source) const;
     const std::string& dir() const { return dir_; }
     const std::string& name() const { return name_; }
     const nlohmann::json& meta() const { return meta_; }
@@ -34,6 +53,7 @@ public:
 
 private:
     std::string dir_, name_;
+    Precision precision_ = Precision::FP32;
     nlohmann::json meta_;
     WeightFile io_;
 };

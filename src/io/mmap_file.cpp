@@ -40,7 +40,7 @@ std::shared_ptr<Storage> map_file(const std::string& path) {
         }
     }
     ::close(fd);
-    return Storage::wrap(m->addr, m->len, m);
+    return Storage::wrap(m->addr, m->len, m, /*file_backed=*/true);
 }
 
 }  // namespace nuance

@@ -1,5 +1,7 @@
 #include "models/stable_diffusion.h"
 
+#include "backends/cpu/dnnl_context.h"
+
 #include <fstream>
 
 #include "io/weights.h"
@@ -35,17 +37,25 @@ nlohmann::json config_or_empty(const ModelLoadOptions& o, const std::string& key
     return it == o.configs.end() ? nlohmann::json::object() : it->second;
 }
 
+LoadOptions weight_options(const std::string& source, Precision p) {
+    LoadOptions o;
+    o.source = source;
+    o.matrices_as_stored = true;
+    o.matrix_compute = p;
+    return o;
+}
+
 std::unique_ptr<ClipTextModel> build_clip(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
-                                          const std::string& source) {
+                                          const std::string& source, Precision p) {
     ClipTextConfig c = ClipTextConfig::detect(t);
     if (!cfg.empty()) c.apply_hf_config(cfg);
     auto m = std::make_unique<ClipTextModel>(c);
-    load_module(*m, t, {.source = source});
+    load_module(*m, t, weight_options(source, p));
     return m;
 }
 
 std::unique_ptr<UNet2DConditionModel> build_unet(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
-                                                 const std::string& source, int64_t pooled_dim) {
+                                                 const std::string& source, int64_t pooled_dim, Precision p) {
     UNetConfig c = UNetConfig::detect(t);
     // SDXL's add_embedding input = pooled text embedding + 6 sinusoidal time ids: infer the time-id width from the
     // pooled width of the second text encoder when no config says it.
@@ -53,18 +63,18 @@ std::unique_ptr<UNet2DConditionModel> build_unet(const std::map<std::string, Ten
         c.addition_time_embed_dim = (c.add_in_dim - pooled_dim) / 6;
     if (!cfg.empty()) c.apply_json(cfg);
     auto m = std::make_unique<UNet2DConditionModel>(c);
-    load_module(*m, t, {.source = source});
+    load_module(*m, t, weight_options(source, p));
     return m;
 }
 
 std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& t_in, const nlohmann::json& cfg,
-                                         const std::string& source, SDFamily fam) {
+                                         const std::string& source, SDFamily fam, Precision p) {
     const std::map<std::string, Tensor> t = rename_legacy_vae_attention(t_in);  // query/key/value/proj_attn names
     AutoencoderKLConfig c = AutoencoderKLConfig::detect(t);
     if (fam == SDFamily::SDXL) c.scaling_factor = 0.13025f;
     if (!cfg.empty()) c.apply_diffusers_config(cfg);
     auto m = std::make_unique<AutoencoderKL>(c);
-    load_module(*m, t, {.source = source});
+    load_module(*m, t, weight_options(source, p));
     return m;
 }
 
@@ -100,14 +110,14 @@ int pad_id_from_tokenizer_config(const std::string& dir, int fallback) {
 }
 
 void load_text_encoder_dir(TextEncoderSlot& slot, const std::string& root, const std::string& sub,
-                           const std::string& tok_sub, int default_pad) {
+                           const std::string& tok_sub, int default_pad, Precision p) {
     const std::string dir = root + "/" + sub;
     const std::string w = find_first_file(dir, {"model.safetensors", "model.safetensors.index.json",
                                                 "pytorch_model.bin", "model.fp16.safetensors"});
     NUANCE_CHECK_CODE(!w.empty(), NotFound, "diffusers folder '", root, "': no weights in ", sub, "/");
     WeightFile wf = load_weights(w);
     const nlohmann::json cfg = file_exists(dir + "/config.json") ? read_json(dir + "/config.json") : nlohmann::json::object();
-    slot.model = build_clip(wf.tensors, cfg, w);
+    slot.model = build_clip(wf.tensors, cfg, w, p);
     const std::string tdir = root + "/" + tok_sub;
     if (file_exists(tdir + "/vocab.json") && file_exists(tdir + "/merges.txt"))
         slot.own_tokenizer = std::make_unique<ClipTokenizer>(
@@ -116,14 +126,15 @@ void load_text_encoder_dir(TextEncoderSlot& slot, const std::string& root, const
 }
 
 StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelLoadOptions& o) {
+    const Precision prec = cpu::resolve_precision(o.precision);
     StableDiffusionModel m;
     const std::string mi = root + "/model_index.json";
     NUANCE_CHECK_CODE(file_exists(mi), NotFound, "'", root, "' is a folder without model_index.json (not a diffusers model)");
     const nlohmann::json index = read_json(mi);
     const std::string cls = index.value("_class_name", std::string());
     const bool xl = cls.find("XL") != std::string::npos || is_directory(root + "/text_encoder_2");
-    load_text_encoder_dir(m.te1, root, "text_encoder", "tokenizer", ClipTokenizer::kEosId);
-    if (xl) load_text_encoder_dir(m.te2, root, "text_encoder_2", "tokenizer_2", 0);
+    load_text_encoder_dir(m.te1, root, "text_encoder", "tokenizer", ClipTokenizer::kEosId, prec);
+    if (xl) load_text_encoder_dir(m.te2, root, "text_encoder_2", "tokenizer_2", 0, prec);
     m.family = xl ? SDFamily::SDXL : (m.te1.model->config().act == ClipAct::QuickGelu ? SDFamily::SD1 : SDFamily::SD2);
     if (m.family == SDFamily::SD2) m.te1.pad_id = pad_id_from_tokenizer_config(root + "/tokenizer", 0);
     const std::vector<std::string> names{"diffusion_pytorch_model.safetensors",
@@ -134,15 +145,15 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
     const nlohmann::json ucfg = file_exists(root + "/unet/config.json") ? read_json(root + "/unet/config.json")
                                                                        : config_or_empty(o, "unet");
     const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
-    m.unet = build_unet(load_weights(uw).tensors, ucfg, uw, pooled);
+    m.unet = build_unet(load_weights(uw).tensors, ucfg, uw, pooled, prec);
     if (!o.vae_path.empty()) {
-        m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family);
+        m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family, prec);
     } else {
         const std::string vw = find_first_file(root + "/vae", names);
         NUANCE_CHECK_CODE(!vw.empty(), NotFound, "diffusers folder '", root, "': no weights in vae/");
         const nlohmann::json vcfg = file_exists(root + "/vae/config.json") ? read_json(root + "/vae/config.json")
                                                                           : config_or_empty(o, "vae");
-        m.vae = build_vae(load_weights(vw).tensors, vcfg, vw, m.family);
+        m.vae = build_vae(load_weights(vw).tensors, vcfg, vw, m.family, prec);
     }
     if (file_exists(root + "/scheduler/scheduler_config.json"))
         m.scheduler_config = read_json(root + "/scheduler/scheduler_config.json");
@@ -152,6 +163,7 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
 }
 
 StableDiffusionModel load_single_file(const std::string& path, const ModelLoadOptions& o) {
+    const Precision prec = cpu::resolve_precision(o.precision);
     StableDiffusionModel m;
     WeightFile wf = load_weights(path);
     if (!is_original_layout(wf.tensors)) {
@@ -169,20 +181,20 @@ StableDiffusionModel load_single_file(const std::string& path, const ModelLoadOp
                       "': model family '", cw.family, "' is not supported yet (supported: sd1, sd2, sdxl)");
     m.family = cw.family == "sdxl" ? SDFamily::SDXL : cw.family == "sd2" ? SDFamily::SD2 : SDFamily::SD1;
     NUANCE_CHECK(!cw.text_encoder.empty(), "'", path, "' has no text encoder (cond_stage_model / conditioner)");
-    m.te1.model = build_clip(cw.text_encoder, config_or_empty(o, "text_encoder"), path);
+    m.te1.model = build_clip(cw.text_encoder, config_or_empty(o, "text_encoder"), path, prec);
     m.te1.pad_id = m.family == SDFamily::SD2 ? 0 : ClipTokenizer::kEosId;
     if (m.family == SDFamily::SDXL) {
         NUANCE_CHECK(!cw.text_encoder_2.empty(), "'", path, "' is SDXL but has no second text encoder");
-        m.te2.model = build_clip(cw.text_encoder_2, config_or_empty(o, "text_encoder_2"), path);
+        m.te2.model = build_clip(cw.text_encoder_2, config_or_empty(o, "text_encoder_2"), path, prec);
         m.te2.pad_id = 0;
     }
     const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
-    m.unet = build_unet(cw.unet, config_or_empty(o, "unet"), path, pooled);
+    m.unet = build_unet(cw.unet, config_or_empty(o, "unet"), path, pooled, prec);
     if (!o.vae_path.empty()) {
-        m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family);
+        m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family, prec);
     } else {
         NUANCE_CHECK(!cw.vae.empty(), "'", path, "' has no VAE (first_stage_model.*); pass one with --vae");
-        m.vae = build_vae(cw.vae, config_or_empty(o, "vae"), path, m.family);
+        m.vae = build_vae(cw.vae, config_or_empty(o, "vae"), path, m.family, prec);
     }
     // SD2's original text encoder keeps all 24 OpenCLIP layers and uses the penultimate one (diffusers drops the
     // last layer instead); SD2 768 models predict v, the 512-base model epsilon (no way to tell from the weights).
@@ -198,6 +210,7 @@ StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelL
     StableDiffusionModel m = is_directory(path) ? load_diffusers_folder(path, o) : load_single_file(path, o);
     m.path = path;
     m.name = stem(path);
+    m.precision = cpu::resolve_precision(o.precision);
     if (!o.prediction.empty()) {
         NUANCE_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction" || o.prediction == "v" ||
                          o.prediction == "eps",

@@ -26,6 +26,9 @@ struct ModelLoadOptions {
     // groups); keys "unet", "vae", "text_encoder", "text_encoder_2". A diffusers folder supplies its own.
     std::map<std::string, nlohmann::json> configs;
     const Logger* logger = nullptr;
+    // Precision of every matmul/conv (Auto: cpu::default_precision()). Weight matrices stay as stored in the file
+    // (mmap'd) and are converted and packed once, on first use, so a bf16 model needs no fp32 copy at any time.
+    Precision precision = Precision::FP32;
 };
 
 struct TextEncoderSlot {
@@ -40,6 +43,7 @@ struct StableDiffusionModel {
     std::string path;        // what the user passed
     std::string name;        // file stem or folder name (A1111's "Model")
     std::string prediction;  // "epsilon" | "v_prediction"
+    Precision precision = Precision::FP32;  // resolved (never Auto)
     int default_clip_skip = 1;
     nlohmann::json scheduler_config = nlohmann::json::object();  // diffusers scheduler_config.json, when present
     TextEncoderSlot te1, te2;  // te2 only for SDXL

@@ -9,10 +9,10 @@ struct Linear : Module {
     Param weight, bias;
     bool has_bias = true;
     Linear() = default;
-    Linear(int64_t in, int64_t out, bool bias_ = true) : weight({out, in}), bias({out}), has_bias(bias_) {}
+    Linear(int64_t in, int64_t out, bool bias_ = true) : weight({out, in}, true), bias({out}), has_bias(bias_) {}
     int64_t in_features() const { return weight.shape[1]; }
     int64_t out_features() const { return weight.shape[0]; }
-    Tensor operator()(const Tensor& x) const { return linear(x, *weight, has_bias ? *bias : Tensor()); }
+    Tensor operator()(const Tensor& x) const { return linear(x, *weight, has_bias ? *bias : Tensor(), weight.compute); }
     void visit(ParamVisitor& v) override {
         v("weight", weight);
         if (has_bias) v("bias", bias);
@@ -25,8 +25,10 @@ struct Conv2d : Module {
     bool has_bias = true;
     Conv2d() = default;
     Conv2d(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t pad = 0, bool bias_ = true)
-        : weight({out, in, k, k}), bias({out}), p(Conv2dParams::same(pad, stride)), has_bias(bias_) {}
-    Tensor operator()(const Tensor& x) const { return conv2d(x, *weight, has_bias ? *bias : Tensor(), p); }
+        : weight({out, in, k, k}, true), bias({out}), p(Conv2dParams::same(pad, stride)), has_bias(bias_) {}
+    Tensor operator()(const Tensor& x) const {
+        return conv2d(x, *weight, has_bias ? *bias : Tensor(), p, weight.compute);
+    }
     void visit(ParamVisitor& v) override {
         v("weight", weight);
         if (has_bias) v("bias", bias);

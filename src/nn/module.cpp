@@ -38,7 +38,13 @@ std::vector<std::string> load_module(Module& m, const std::map<std::string, Tens
         }
         NUANCE_CHECK(dtype_is_float(v.dtype()), src, ": tensor '", name, "' has dtype ", dtype_name(v.dtype()),
                      ", expected a float type");
-        p.value = v.to(o.compute).contiguous();
+        if (p.matrix && o.matrices_as_stored) {
+            p.value = v.contiguous();
+            p.compute = o.matrix_compute;
+        } else {
+            p.value = v.to(o.compute).contiguous();
+            p.compute = p.matrix ? o.matrix_compute : Precision::FP32;
+        }
     });
     std::vector<std::string> unused;
     for (const auto& [k, _] : tensors)

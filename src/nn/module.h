@@ -14,8 +14,12 @@ namespace nuance {
 struct Param {
     Shape shape;
     Tensor value;
+    // Weight matrices of Linear/Conv2d: `compute` is the precision their products run in. Such a
+    // weight may stay in its file's dtype and mmap'd: the op converts and packs it once, on first use.
+    bool matrix = false;
+    Precision compute = Precision::FP32;
     Param() = default;
-    explicit Param(Shape s) : shape(std::move(s)) {}
+    explicit Param(Shape s, bool matrix_ = false) : shape(std::move(s)), matrix(matrix_) {}
     const Tensor& operator*() const { return value; }
     bool defined() const { return value.defined(); }
 };
@@ -59,6 +63,10 @@ void for_each_param(Module& m, const std::function<void(const std::string&, Para
 
 struct LoadOptions {
     DType compute = DType::F32;  // weights are converted to this once, at load
+    // Inference loads: weight matrices keep the file's tensor (no copy at load) and run in `matrix_compute`;
+    // the ops pack them once (backends/cpu/dnnl_cache.h) and let the file's pages go.
+    bool matrices_as_stored = false;
+    Precision matrix_compute = Precision::FP32;
     std::string source;          // file name for messages
     bool allow_missing = false;  // leave absent tensors undefined instead of failing
 };

@@ -11,7 +11,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                     float scale = 0.0f, const Tensor& bias = Tensor());
 
 // Multi-head attention on token-major tensors: q [B, Lq, H*d], k/v [B, Lk, H*d] -> [B, Lq, H*dv].
+// compute: BF16 rounds q/k/v (and the softmax weights) to bf16 for the two products; Auto follows q's dtype.
 Tensor multi_head_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads, bool causal = false,
-                            float scale = 0.0f);
+                            float scale = 0.0f, Precision compute = Precision::Auto);
 
 }  // namespace nuance

@@ -1,6 +1,12 @@
-// Shape letters: N batch, C in channels, O out channels, H/W spatial, kh/kw kernel.
+// Shape letters: N batch, C in channels, O out channels, H/W spatial, kh/kw kernel, G groups.
+// Layout follows the input: a channels-last input ([N, C, H, W] stored N, H, W, C, see Tensor::channels_last) runs
+// oneDNN's direct NHWC kernels with weights packed once into the blocked layout they want and gives a channels-last
+// output; a plain NCHW input gives a plain NCHW output. Models switch to channels-last once, at their entry.
+// Precision: BF16 runs a bf16 convolution (input rounded to bf16, f32 accumulation and output), FP32 an f32 one;
+// Auto follows the weight's dtype. Weights of any float dtype are converted and packed once (cpu::packed_weights).
 #include "ops/conv.h"
 
+#include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
 #include "core/op_stats.h"
 
@@ -10,7 +16,7 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p) {
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p, Precision compute) {
     NUANCE_CHECK(x_in.dim() == 4, "conv2d: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(w_in.dim() == 4, "conv2d: weight must be [O, C/groups, kh, kw], got ", w_in.shape());
     const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
@@ -27,36 +33,59 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
         NUANCE_CHECK(b_in.numel() == O, "conv2d: bias ", b_in.shape(), " for ", O, " output channels");
         b = b_in.f32().contiguous();
     }
-    const Tensor x = x_in.f32().contiguous();
-    const Tensor w = w_in.f32().contiguous();
-    Tensor y = Tensor::empty({N, O, Ho, Wo}, DType::F32);
+    NUANCE_CHECK(dtype_is_float(w_in.dtype()), "conv2d: weight dtype ", dtype_name(w_in.dtype()), " is not a float type");
+    const bool bf16 = compute == Precision::BF16 || (compute == Precision::Auto && w_in.dtype() == DType::BF16);
+    const bool cl_in = x_in.is_channels_last() && !x_in.is_contiguous();
+    const bool cl = cl_in || bf16;  // bf16 kernels exist for NHWC only: NCHW inputs go through a channels-last copy
+    const dt wdt = bf16 ? dt::bf16 : dt::f32;
+    const Tensor w = w_in.contiguous();  // converted (once) by packed_weights
+    Tensor x = cl_in ? x_in.f32() : cl ? x_in.f32().channels_last() : x_in.f32().contiguous();
+    if (bf16) x = x.to(DType::BF16);  // same layout
+    Tensor y = cl ? Tensor::empty_channels_last({N, O, Ho, Wo}) : Tensor::empty({N, O, Ho, Wo}, DType::F32);
     if (N == 0) return y;
 
-    auto& eng = cpu::engine();
-    memory::desc src_md({N, C, H, W}, dt::f32, tag::nchw);
-    memory::desc dst_md({N, O, Ho, Wo}, dt::f32, tag::nchw);
-    memory::desc w_md = G == 1 ? memory::desc({O, C, kh, kw}, dt::f32, tag::oihw)
-                               : memory::desc({G, O / G, C / G, kh, kw}, dt::f32, tag::goihw);
-    memory::desc b_md({O}, dt::f32, tag::x);
+    const tag act = cl ? tag::nhwc : tag::nchw;
+    const memory::desc src_md({N, C, H, W}, wdt, act);
+    const memory::desc dst_md({N, O, Ho, Wo}, dt::f32, act);
+    const memory::dims wdims = G == 1 ? memory::dims{O, C, kh, kw} : memory::dims{G, O / G, C / G, kh, kw};
+    const memory::desc w_plain(wdims, wdt, G == 1 ? tag::oihw : tag::goihw);
+    // Channels-last runs oneDNN's direct kernels with weights in their own blocked layout; plain NCHW keeps plain
+    // weights (tests, small tools: no packed copies).
+    const memory::desc w_md = cl ? memory::desc(wdims, wdt, tag::any) : w_plain;
+    const memory::desc b_md({O}, dt::f32, tag::x);
     const memory::dims strides{p.stride, p.stride};
     const memory::dims dil{p.dilation - 1, p.dilation - 1};
     const memory::dims pad_l{p.padding[0], p.padding[1]}, pad_r{p.padding[2], p.padding[3]};
-    auto d = b.defined()
-        ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                          src_md, w_md, b_md, dst_md, strides, dil, pad_l, pad_r)
-        : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                          src_md, w_md, dst_md, strides, dil, pad_l, pad_r);
-    dnnl::convolution_forward::primitive_desc pd(d, eng);
-    dnnl::convolution_forward prim(pd);
+
+    std::string key = "conv";
+    cpu::key_add(key, src_md);
+    cpu::key_add(key, w_md);
+    cpu::key_add(key, dst_md);
+    cpu::key_add(key, {b.defined(), p.stride, p.dilation, p.padding[0], p.padding[1], p.padding[2], p.padding[3]});
+    struct Conv {
+        dnnl::convolution_forward::primitive_desc pd;
+        dnnl::convolution_forward prim;
+    };
+    Conv& conv = cpu::cached_primitive<Conv>(key, [&] {
+        auto& eng = cpu::engine();
+        auto d = b.defined()
+            ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                              src_md, w_md, b_md, dst_md, strides, dil, pad_l, pad_r)
+            : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                              src_md, w_md, dst_md, strides, dil, pad_l, pad_r);
+        dnnl::convolution_forward::primitive_desc pd(d, eng);
+        return Conv{pd, dnnl::convolution_forward(pd)};
+    });
+    auto& eng = cpu::engine();
     std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, memory(src_md, eng, const_cast<float*>(x.data<float>()))},
-        {DNNL_ARG_WEIGHTS, memory(w_md, eng, const_cast<float*>(w.data<float>()))},
-        {DNNL_ARG_DST, memory(dst_md, eng, y.data<float>())}};
-    if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(b_md, eng, const_cast<float*>(b.data<float>())));
-    prim.execute(cpu::stream(), args);
+        {DNNL_ARG_SRC, memory(src_md, eng, x.raw())},
+        {DNNL_ARG_WEIGHTS, cpu::packed_weights(w, w_plain, conv.pd.weights_desc())},
+        {DNNL_ARG_DST, memory(dst_md, eng, y.raw())}};
+    if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(b_md, eng, b.raw()));
+    conv.prim.execute(cpu::stream(), args);
     cpu::stream().wait();
     count_flops(2.0 * (double)N * (double)O * (double)Ho * (double)Wo * (double)(C / G) * (double)kh * (double)kw);
-    return y;
+    return cl && !cl_in ? y.contiguous() : y;
 }
 
 }  // namespace nuance

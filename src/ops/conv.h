@@ -15,6 +15,8 @@ struct Conv2dParams {
 };
 
 // x: [N, C, H, W], w: [O, C/groups, kh, kw], b: [O] or undefined -> [N, O, H', W'] F32.
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p);
+// compute: as for linear() (FP32 | BF16 | Auto = from the weight's dtype).
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
+              Precision compute = Precision::Auto);
 
 }  // namespace nuance

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cpu/vec_math.h"
+
 namespace nuance {
 
 namespace {
@@ -20,7 +22,8 @@ Shape broadcast_shape(const Shape& a, const Shape& b) {
     return out;
 }
 
-// Iterates the output in rows of the last dimension; f(out_row, a_row, a_inner_stride, b_row, b_inner_stride, len).
+// Iterates `out` (contiguous in the given view) in rows of its last dimension;
+// f(row, a_offset, a_inner_stride, b_offset, b_inner_stride, len).
 template <class F>
 void for_each_row(const Shape& shape, const Tensor& a, const Tensor& b, F&& f) {
     const int64_t nd = (int64_t)shape.size();
@@ -41,37 +44,52 @@ void for_each_row(const Shape& shape, const Tensor& a, const Tensor& b, F&& f) {
     }
 }
 
+// The result takes the layout of a dense operand of the output's shape (channels-last in, channels-last out), so
+// chains of elementwise ops run over memory flat. Broadcast operands are walked in the result's memory order.
+// `into` (optional) receives the result: a dense F32 tensor of the output shape, which may be `a` itself.
 template <class Op>
-Tensor binary(const Tensor& a_in, const Tensor& b_in, Op op) {
+Tensor binary(const Tensor& a_in, const Tensor& b_in, Op op, const Tensor* into = nullptr) {
     const Tensor a = a_in.f32();
     const Tensor b = b_in.f32();
     const Shape out_shape = broadcast_shape(a.shape(), b.shape());
-    Tensor out = Tensor::empty(out_shape, DType::F32);
+    const bool a_full = a.shape() == out_shape && a.is_dense(), b_full = b.shape() == out_shape && b.is_dense();
+    Tensor out = into ? *into
+                      : a_full ? Tensor::empty_like(a, DType::F32)
+                               : b_full ? Tensor::empty_like(b, DType::F32) : Tensor::empty(out_shape, DType::F32);
+    NUANCE_CHECK(out.shape() == out_shape, "in-place op: result ", out_shape, " does not fit target ", out.shape());
     float* po = out.data<float>();
     const float* pa = a.data<float>();
     const float* pb = b.data<float>();
     const int64_t n = out.numel();
-    if (a.shape() == out_shape && b.shape() == out_shape && a.is_contiguous() && b.is_contiguous()) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+    if (a_full && b_full && a.strides() == out.strides() && b.strides() == out.strides()) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
         for (int64_t i = 0; i < n; ++i) po[i] = op(pa[i], pb[i]);
         return out;
     }
-    if (b.numel() == 1 && a.shape() == out_shape && a.is_contiguous()) {
+    if (b.numel() == 1 && a_full) {
         const float s = pb[0];
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
         for (int64_t i = 0; i < n; ++i) po[i] = op(pa[i], s);
         return out;
     }
-    const Tensor ea = a.expand(out_shape), eb = b.expand(out_shape);
-    for_each_row(out_shape, ea, eb, [&](int64_t r, int64_t oa, int64_t sa, int64_t ob, int64_t sb, int64_t len) {
+    const std::vector<int64_t> order = out.memory_order();
+    const Tensor ov = out.permute(order);  // contiguous view
+    const Tensor ea = a.expand(out_shape).permute(order), eb = b.expand(out_shape).permute(order);
+    for_each_row(ov.shape(), ea, eb, [&](int64_t r, int64_t oa, int64_t sa, int64_t ob, int64_t sb, int64_t len) {
         float* o = po + r * len;
         const float* x = pa + oa;
         const float* y = pb + ob;
         if (sa == 1 && sb == 1) {
+#pragma omp simd
             for (int64_t j = 0; j < len; ++j) o[j] = op(x[j], y[j]);
         } else if (sa == 1 && sb == 0) {
             const float s = y[0];
+#pragma omp simd
             for (int64_t j = 0; j < len; ++j) o[j] = op(x[j], s);
+        } else if (sa == 0 && sb == 1) {
+            const float s = x[0];
+#pragma omp simd
+            for (int64_t j = 0; j < len; ++j) o[j] = op(s, y[j]);
         } else {
             for (int64_t j = 0; j < len; ++j) o[j] = op(x[j * sa], y[j * sb]);
         }
@@ -79,16 +97,41 @@ Tensor binary(const Tensor& a_in, const Tensor& b_in, Op op) {
     return out;
 }
 
+// Dense inputs keep their layout; others are made contiguous first.
+inline Tensor dense_f32(const Tensor& a_in) {
+    const Tensor a = a_in.f32();
+    return a.is_dense() ? a : a.contiguous();
+}
+
 template <class Op>
 Tensor unary(const Tensor& a_in, Op op) {
-    const Tensor a = a_in.f32().contiguous();
-    Tensor out = Tensor::empty(a.shape(), DType::F32);
+    const Tensor a = dense_f32(a_in);
+    Tensor out = Tensor::empty_like(a, DType::F32);
     const float* pa = a.data<float>();
     float* po = out.data<float>();
     const int64_t n = a.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) po[i] = op(pa[i]);
     return out;
+}
+
+// Unary op with a vectorised kernel (cpu::map_n), in parallel chunks.
+template <__m256 (*F)(__m256)>
+Tensor unary_vec(const Tensor& a_in) {
+    const Tensor a = dense_f32(a_in);
+    Tensor out = Tensor::empty_like(a, DType::F32);
+    const float* pa = a.data<float>();
+    float* po = out.data<float>();
+    const int64_t n = a.numel(), chunk = 16384;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t c = 0; c < (n + chunk - 1) / chunk; ++c)
+        cpu::map_n<F>(pa + c * chunk, po + c * chunk, std::min(chunk, n - c * chunk));
+    return out;
+}
+
+// In-place target: dense F32, and b either the same layout (flat loop) or anything broadcastable (via binary()).
+void check_inplace_target(const Tensor& a, const char* op) {
+    NUANCE_CHECK(a.dtype() == DType::F32 && a.is_dense(), op, ": target must be dense F32, got ", a.str());
 }
 
 }  // namespace
@@ -105,14 +148,13 @@ Tensor rsub(float s, const Tensor& a) { return unary(a, [s](float x) { return s 
 Tensor rdiv(float s, const Tensor& a) { return unary(a, [s](float x) { return s / x; }); }
 
 Tensor& add_(Tensor& a, const Tensor& b) {
-    NUANCE_CHECK(a.dtype() == DType::F32 && a.is_contiguous(), "add_: target must be contiguous F32, got ", a.str());
-    if (b.shape() == a.shape() && b.is_contiguous() && b.dtype() == DType::F32) return axpy_(a, 1.0f, b);
-    a.copy_(add(a, b));
+    check_inplace_target(a, "add_");
+    binary(a, b, [](float x, float y) { return x + y; }, &a);
     return a;
 }
 
 Tensor& mul_(Tensor& a, float s) {
-    NUANCE_CHECK(a.dtype() == DType::F32 && a.is_contiguous(), "mul_: target must be contiguous F32, got ", a.str());
+    check_inplace_target(a, "mul_");
     float* p = a.data<float>();
     const int64_t n = a.numel();
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -121,13 +163,18 @@ Tensor& mul_(Tensor& a, float s) {
 }
 
 Tensor& axpy_(Tensor& a, float alpha, const Tensor& b_in) {
-    NUANCE_CHECK(a.dtype() == DType::F32 && a.is_contiguous(), "axpy_: target must be contiguous F32, got ", a.str());
+    check_inplace_target(a, "axpy_");
     NUANCE_CHECK(a.shape() == b_in.shape(), "axpy_: shapes ", a.shape(), " and ", b_in.shape());
-    const Tensor b = b_in.f32().contiguous();
+    Tensor b = b_in.f32();
+    if (b.strides() != a.strides()) {  // bring b into a's layout
+        Tensor t = Tensor::empty_like(a, DType::F32);
+        t.copy_(b);
+        b = t;
+    }
     float* pa = a.data<float>();
     const float* pb = b.data<float>();
     const int64_t n = a.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) pa[i] += alpha * pb[i];
     return a;
 }
@@ -143,9 +190,29 @@ Tensor sin(const Tensor& a) { return unary(a, [](float x) { return std::sin(x); 
 Tensor tanh(const Tensor& a) { return unary(a, [](float x) { return std::tanh(x); }); }
 Tensor sigmoid(const Tensor& a) { return unary(a, [](float x) { return 1.0f / (1.0f + std::exp(-x)); }); }
 Tensor relu(const Tensor& a) { return unary(a, [](float x) { return x > 0 ? x : 0.0f; }); }
-Tensor silu(const Tensor& a) { return unary(a, [](float x) { return x / (1.0f + std::exp(-x)); }); }
-Tensor gelu(const Tensor& a) {
-    return unary(a, [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); });
+Tensor silu(const Tensor& a) { return unary_vec<cpu::silu8>(a); }
+Tensor gelu(const Tensor& a) { return unary_vec<cpu::gelu8>(a); }
+
+Tensor geglu(const Tensor& x_in) {
+    NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) % 2 == 0, "geglu: last dimension must be even, got ", x_in.shape());
+    const Tensor x = x_in.f32().contiguous();
+    const int64_t F = x.size(-1) / 2, rows = F ? x.numel() / (2 * F) : 0;
+    Shape s = x.shape();
+    s.back() = F;
+    Tensor out = Tensor::empty(s, DType::F32);
+    const float* px = x.data<float>();
+    float* po = out.data<float>();
+#pragma omp parallel for schedule(static) if (rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* h = px + r * 2 * F;
+        const float* g = h + F;
+        float* o = po + r * F;
+        int64_t j = 0;
+        for (; j + 8 <= F; j += 8)
+            _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(h + j), cpu::gelu8(_mm256_loadu_ps(g + j))));
+        for (; j < F; ++j) o[j] = h[j] * cpu::scalar_via8<cpu::gelu8>(g[j]);
+    }
+    return out;
 }
 Tensor gelu_tanh(const Tensor& a) {
     return unary(a, [](float x) {

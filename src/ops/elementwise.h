@@ -29,7 +29,7 @@ inline Tensor operator*(float s, const Tensor& a) { return mul(a, s); }
 inline Tensor operator/(float s, const Tensor& a) { return rdiv(s, a); }
 inline Tensor operator-(const Tensor& a) { return mul(a, -1.0f); }
 
-// In place on a contiguous F32 tensor (b broadcast to a's shape). Returns a.
+// In place on a dense F32 tensor (b broadcast to a's shape). Returns a.
 Tensor& add_(Tensor& a, const Tensor& b);
 Tensor& mul_(Tensor& a, float s);
 // a += alpha * b   (same shape)
@@ -48,6 +48,7 @@ Tensor sigmoid(const Tensor& a);
 Tensor relu(const Tensor& a);
 Tensor silu(const Tensor& a);        // x * sigmoid(x)
 Tensor gelu(const Tensor& a);        // exact erf GELU
+Tensor geglu(const Tensor& x);       // x = [..., 2F] -> hidden * gelu(gate), hidden/gate the two halves (GEGLU)
 Tensor gelu_tanh(const Tensor& a);   // tanh approximation
 Tensor quick_gelu(const Tensor& a);  // x * sigmoid(1.702 x)
 Tensor clamp(const Tensor& a, float lo, float hi);

@@ -1,6 +1,7 @@
 // Shape letters: M rows of x, K reduction, N output features, B batch.
 #include "ops/matmul.h"
 
+#include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
 #include "core/op_stats.h"
 
@@ -12,43 +13,63 @@ using dt = memory::data_type;
 
 namespace {
 
-// One 2-D or 3-D f32 matmul with explicit strides for the operands.
-void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims& a_strides,
-                 const float* b, const memory::dims& b_dims, const memory::dims& b_strides,
-                 const float* bias, int64_t n_bias, float* c, const memory::dims& c_dims) {
-    auto& eng = cpu::engine();
-    memory::desc a_md(a_dims, dt::f32, a_strides);
-    memory::desc b_md(b_dims, dt::f32, b_strides);
-    memory::desc c_md(c_dims, dt::f32, c_dims.size() == 2 ? tag::ab : tag::abc);
-    memory::desc bias_md;
-    if (bias) {
-        memory::dims bd(c_dims.size(), 1);
-        bd.back() = n_bias;
-        bias_md = memory::desc(bd, dt::f32, c_dims.size() == 2 ? tag::ab : tag::abc);
-    }
-    dnnl::matmul::primitive_desc pd = bias
-        ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), eng)
-        : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), eng);
-    dnnl::matmul prim(pd);
-    memory am(a_md, eng, const_cast<float*>(a)), bm(b_md, eng, const_cast<float*>(b)), cm(c_md, eng, c);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
-    if (bias) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, const_cast<float*>(bias)));
-    prim.execute(cpu::stream(), args);
-    cpu::stream().wait();
+struct Matmul {
+    dnnl::matmul::primitive_desc pd;
+    dnnl::matmul prim;
+};
+
+// The cached primitive for these descriptors (weights may be format `any`).
+Matmul& matmul_primitive(const memory::desc& a_md, const memory::desc& b_md, const memory::desc& bias_md,
+                         const memory::desc& c_md) {
+    std::string key = "matmul";
+    cpu::key_add(key, a_md);
+    cpu::key_add(key, b_md);
+    cpu::key_add(key, bias_md);
+    cpu::key_add(key, c_md);
+    return cpu::cached_primitive<Matmul>(key, [&] {
+        auto& eng = cpu::engine();
+        dnnl::matmul::primitive_desc pd = bias_md.get_size() != 0
+            ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), eng)
+            : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), eng);
+        return Matmul{pd, dnnl::matmul(pd)};
+    });
+}
+
+void count_matmul_flops(const memory::dims& a_dims, const memory::dims& c_dims) {
     const size_t r = c_dims.size();
     count_flops(2.0 * (r == 3 ? (double)c_dims[0] : 1.0) * (double)c_dims[r - 2] * (double)c_dims[r - 1] *
                 (double)a_dims[r - 1]);
 }
 
+// One 2-D or 3-D f32 matmul of activations with explicit strides for the operands.
+void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims& a_strides,
+                 const float* b, const memory::dims& b_dims, const memory::dims& b_strides,
+                 float* c, const memory::dims& c_dims) {
+    auto& eng = cpu::engine();
+    const memory::desc a_md(a_dims, dt::f32, a_strides), b_md(b_dims, dt::f32, b_strides);
+    const memory::desc c_md(c_dims, dt::f32, c_dims.size() == 2 ? tag::ab : tag::abc);
+    Matmul& mm = matmul_primitive(a_md, b_md, memory::desc(), c_md);
+    mm.prim.execute(cpu::stream(), {{DNNL_ARG_SRC, memory(a_md, eng, const_cast<float*>(a))},
+                                    {DNNL_ARG_WEIGHTS, memory(b_md, eng, const_cast<float*>(b))},
+                                    {DNNL_ARG_DST, memory(c_md, eng, c)}});
+    cpu::stream().wait();
+    count_matmul_flops(a_dims, c_dims);
+}
+
 }  // namespace
 
-Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+// Weights are packed once into the layout the primitive wants (cpu::packed_weights). BF16 weights compute in bf16:
+// the input rows are rounded to bf16, products accumulate in f32, the output is F32.
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precision compute) {
     NUANCE_CHECK(w_in.dim() == 2, "linear: weight must be [out, in], got ", w_in.shape());
     NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w_in.size(1), "linear: input ", x_in.shape(),
                  " does not match weight ", w_in.shape());
     const int64_t K = w_in.size(1), N = w_in.size(0);
-    const Tensor x = x_in.f32().contiguous();
-    const Tensor w = w_in.f32().contiguous();
+    NUANCE_CHECK(dtype_is_float(w_in.dtype()), "linear: weight dtype ", dtype_name(w_in.dtype()), " is not a float type");
+    const bool bf16 = compute == Precision::BF16 || (compute == Precision::Auto && w_in.dtype() == DType::BF16);
+    const dt wdt = bf16 ? dt::bf16 : dt::f32;
+    Tensor x = x_in.f32().contiguous();
+    const Tensor w = w_in.contiguous();  // converted (once) by packed_weights
     Tensor b;
     if (b_in.defined()) {
         NUANCE_CHECK(b_in.numel() == N, "linear: bias ", b_in.shape(), " for ", N, " outputs");
@@ -59,9 +80,21 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
     out_shape.back() = N;
     Tensor y = Tensor::empty(out_shape, DType::F32);
     if (M == 0 || N == 0) return y;
-    // weights as [K, N] with strides (1, K): the transposed view of [N, K]
-    dnnl_matmul(x.data<float>(), {M, K}, {K, 1}, w.data<float>(), {K, N}, {1, K},
-                b.defined() ? b.data<float>() : nullptr, N, y.data<float>(), {M, N});
+    if (bf16) x = x.to(DType::BF16);
+    auto& eng = cpu::engine();
+    const memory::desc a_md({M, K}, wdt, tag::ab);
+    const memory::desc w_plain({K, N}, wdt, tag::ba);  // the transposed view of [N, K]
+    const memory::desc w_any({K, N}, wdt, tag::any);
+    const memory::desc c_md({M, N}, dt::f32, tag::ab);
+    const memory::desc bias_md = b.defined() ? memory::desc({1, N}, dt::f32, tag::ab) : memory::desc();
+    Matmul& mm = matmul_primitive(a_md, w_any, bias_md, c_md);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(a_md, eng, x.raw())},
+                                         {DNNL_ARG_WEIGHTS, cpu::packed_weights(w, w_plain, mm.pd.weights_desc())},
+                                         {DNNL_ARG_DST, memory(c_md, eng, y.raw())}};
+    if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, b.raw()));
+    mm.prim.execute(cpu::stream(), args);
+    cpu::stream().wait();
+    count_matmul_flops({M, K}, {M, N});
     return y;
 }
 
@@ -118,11 +151,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     const int64_t b_rs = b.strides()[b.dim() - 2], b_cs = b.strides()[b.dim() - 1];
     if (sa != 0 && sb != 0) {
         dnnl_matmul(a.data<float>(), {B, M, K}, {sa, a_rs, a_cs}, b.data<float>(), {B, K, N}, {sb, b_rs, b_cs},
-                    nullptr, 0, c.data<float>(), {B, M, N});
+                    c.data<float>(), {B, M, N});
     } else {
         for (int64_t i = 0; i < B; ++i)
             dnnl_matmul(a.data<float>() + i * sa, {M, K}, {a_rs, a_cs}, b.data<float>() + i * sb, {K, N}, {b_rs, b_cs},
-                        nullptr, 0, c.data<float>() + i * M * N, {M, N});
+                        c.data<float>() + i * M * N, {M, N});
     }
     return c;
 }

@@ -4,8 +4,10 @@
 
 namespace nuance {
 
-// y = x · wᵀ + b.  x: [..., K], w: [N, K] (checkpoint layout), b: [N] or undefined.  y: [..., N] F32.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// y = x · wᵀ + b.  x: [..., K], w: [N, K] (checkpoint layout, any float dtype), b: [N] or undefined.  y: [..., N] F32.
+// compute: FP32, or BF16 (x rounded to bf16, f32 accumulation); Auto = BF16 for BF16 weights, else FP32.
+// The weight is packed once per weight tensor into the layout the product wants (backends/cpu/dnnl_cache.h).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), Precision compute = Precision::Auto);
 
 // Batched matrix product with broadcasting over leading dims: a [..., M, K] · b [..., K, N] -> [..., M, N].
 // Either operand may be a transposed view (e.g. k.transpose(-1, -2)).

@@ -3,48 +3,174 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "backends/cpu/vec_math.h"
 
 namespace nuance {
 
+namespace {
+
+// Sum and sum of squared deviations of n floats, 8 lanes in f32 over blocks of 512, blocks added in double.
+double sum_n(const float* p, int64_t n) {
+    double total = 0;
+    for (int64_t b = 0; b < n; b += 512) {
+        const int64_t e = std::min(n, b + 512);
+        __m256 acc = _mm256_setzero_ps();
+        int64_t i = b;
+        for (; i + 8 <= e; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(p + i));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc);
+        double s = 0;
+        for (float v : lanes) s += v;
+        for (; i < e; ++i) s += p[i];
+        total += s;
+    }
+    return total;
+}
+
+double sq_dev_n(const float* p, int64_t n, float mu) {
+    double total = 0;
+    const __m256 m = _mm256_set1_ps(mu);
+    for (int64_t b = 0; b < n; b += 512) {
+        const int64_t e = std::min(n, b + 512);
+        __m256 acc = _mm256_setzero_ps();
+        int64_t i = b;
+        for (; i + 8 <= e; i += 8) {
+            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(p + i), m);
+            acc = _mm256_fmadd_ps(d, d, acc);
+        }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc);
+        double s = 0;
+        for (float v : lanes) s += v;
+        for (; i < e; ++i) s += (double)(p[i] - mu) * (p[i] - mu);
+        total += s;
+    }
+    return total;
+}
+
+// y = x * a + b (then SiLU) over n floats.
+inline void scale_shift_n(const float* x, float* y, int64_t n, float a, float b, bool silu) {
+    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), va, vb);
+        _mm256_storeu_ps(y + i, silu ? cpu::silu8(v) : v);
+    }
+    for (; i < n; ++i) {
+        const float v = x[i] * a + b;
+        y[i] = silu ? cpu::scalar_via8<cpu::silu8>(v) : v;
+    }
+}
+
+// Channels-last input [N, H, W, C]: per-channel affine vectors a_c, b_c over each pixel row of C values.
+inline void scale_shift_rows(const float* x, float* y, int64_t pixels, int64_t C, const float* a, const float* b,
+                             bool silu) {
+    for (int64_t p = 0; p < pixels; ++p) {
+        const float* xr = x + p * C;
+        float* yr = y + p * C;
+        int64_t c = 0;
+        for (; c + 8 <= C; c += 8) {
+            __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c));
+            _mm256_storeu_ps(yr + c, silu ? cpu::silu8(v) : v);
+        }
+        for (; c < C; ++c) {
+            const float v = xr[c] * a[c] + b[c];
+            yr[c] = silu ? cpu::scalar_via8<cpu::silu8>(v) : v;
+        }
+    }
+}
+
+// Group statistics of a channels-last image: per-channel sums over pixel chunks (vectorised over C), then groups.
+void channels_last_group_stats(const float* x, int64_t S, int64_t C, int64_t groups, double eps, float* mean_c,
+                               float* rstd_c) {
+    const int64_t cg = C / groups;
+    auto per_channel = [&](auto&& term) {  // sum over pixels of term(x[p, c], c), in double per channel
+        std::vector<double> acc((size_t)C, 0.0);
+        const int64_t chunk = 256;
+#pragma omp parallel
+        {
+            std::vector<double> local((size_t)C, 0.0);
+            std::vector<float> part((size_t)C);
+#pragma omp for schedule(static)
+            for (int64_t p0 = 0; p0 < S; p0 += chunk) {
+                std::fill(part.begin(), part.end(), 0.0f);
+                for (int64_t p = p0; p < std::min(S, p0 + chunk); ++p)
+                    for (int64_t c = 0; c < C; ++c) part[c] += term(x[p * C + c], c);
+                for (int64_t c = 0; c < C; ++c) local[c] += part[c];
+            }
+#pragma omp critical
+            for (int64_t c = 0; c < C; ++c) acc[c] += local[c];
+        }
+        return acc;
+    };
+    const double m = (double)S * (double)cg;
+    const std::vector<double> s1 = per_channel([](float v, int64_t) { return v; });
+    for (int64_t g = 0; g < groups; ++g) {
+        double s = 0;
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) s += s1[c];
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) mean_c[c] = (float)(s / m);
+    }
+    const std::vector<double> s2 = per_channel([&](float v, int64_t c) { const float d = v - mean_c[c]; return d * d; });
+    for (int64_t g = 0; g < groups; ++g) {
+        double s = 0;
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) s += s2[c];
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) rstd_c[c] = (float)(1.0 / std::sqrt(s / m + eps));
+    }
+}
+
+}  // namespace
+
+// Channels-last inputs stay channels-last (the layout the convolutions around a GroupNorm use).
 Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const Tensor& b_in, float eps, bool silu) {
     NUANCE_CHECK(x_in.dim() >= 2, "group_norm: input must be [N, C, ...], got ", x_in.shape());
     const int64_t N = x_in.size(0), C = x_in.size(1);
     NUANCE_CHECK(groups > 0 && C % groups == 0, "group_norm: ", C, " channels not divisible into ", groups, " groups");
-    const Tensor x = x_in.f32().contiguous();
+    const bool cl = x_in.is_channels_last() && !x_in.is_contiguous();
+    const Tensor x = cl ? x_in.f32() : x_in.f32().contiguous();
     const Tensor w = w_in.defined() ? w_in.f32().contiguous() : Tensor();
     const Tensor b = b_in.defined() ? b_in.f32().contiguous() : Tensor();
     NUANCE_CHECK(!w.defined() || w.numel() == C, "group_norm: weight ", w.shape(), " for ", C, " channels");
     NUANCE_CHECK(!b.defined() || b.numel() == C, "group_norm: bias ", b.shape(), " for ", C, " channels");
     const int64_t S = C ? x.numel() / (N * C) : 0;
     const int64_t cg = C / groups;
-    Tensor y = Tensor::empty(x.shape(), DType::F32);
+    Tensor y = Tensor::empty_like(x, DType::F32);
     const float* px = x.data<float>();
     float* py = y.data<float>();
     const float* pw = w.defined() ? w.data<float>() : nullptr;
     const float* pb = b.defined() ? b.data<float>() : nullptr;
+    if (cl) {
+        std::vector<float> mean((size_t)C), rstd((size_t)C), a((size_t)C), sh((size_t)C);
+        for (int64_t n = 0; n < N; ++n) {
+            const float* xn = px + n * S * C;
+            float* yn = py + n * S * C;
+            channels_last_group_stats(xn, S, C, groups, eps, mean.data(), rstd.data());
+            for (int64_t c = 0; c < C; ++c) {
+                a[c] = rstd[c] * (pw ? pw[c] : 1.0f);
+                sh[c] = (pb ? pb[c] : 0.0f) - mean[c] * a[c];
+            }
+            const int64_t chunk = 64;
+#pragma omp parallel for schedule(static)
+            for (int64_t p0 = 0; p0 < S; p0 += chunk)
+                scale_shift_rows(xn + p0 * C, yn + p0 * C, std::min(chunk, S - p0), C, a.data(), sh.data(), silu);
+        }
+        return y;
+    }
 #pragma omp parallel for schedule(static) collapse(2)
     for (int64_t n = 0; n < N; ++n)
         for (int64_t g = 0; g < groups; ++g) {
             const float* src = px + (n * C + g * cg) * S;
             float* dst = py + (n * C + g * cg) * S;
             const int64_t m = cg * S;
-            double s = 0, s2 = 0;
-            for (int64_t i = 0; i < m; ++i) s += src[i];
-            const double mu = s / (double)m;
-            for (int64_t i = 0; i < m; ++i) { const double d = src[i] - mu; s2 += d * d; }
-            const float rstd = (float)(1.0 / std::sqrt(s2 / (double)m + eps));
+            const double mu = sum_n(src, m) / (double)m;
             const float fmu = (float)mu;
+            const float rstd = (float)(1.0 / std::sqrt(sq_dev_n(src, m, fmu) / (double)m + eps));
             for (int64_t c = 0; c < cg; ++c) {
                 const int64_t ch = g * cg + c;
                 const float a = rstd * (pw ? pw[ch] : 1.0f);
-                const float bb = (pb ? pb[ch] : 0.0f);
-                const float* s_c = src + c * S;
-                float* d_c = dst + c * S;
-                for (int64_t i = 0; i < S; ++i) {
-                    float v = (s_c[i] - fmu) * a + bb;
-                    if (silu) v = v / (1.0f + std::exp(-v));
-                    d_c[i] = v;
-                }
+                const float sh = (pb ? pb[ch] : 0.0f) - fmu * a;
+                scale_shift_n(src + c * S, dst + c * S, S, a, sh, silu);
             }
         }
     return y;
@@ -68,13 +194,19 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, fl
     for (int64_t r = 0; r < rows; ++r) {
         const float* s = px + r * D;
         float* d = py + r * D;
-        double sum = 0, s2 = 0;
-        for (int64_t i = 0; i < D; ++i) sum += s[i];
-        const double mu = sum / (double)D;
-        for (int64_t i = 0; i < D; ++i) { const double t = s[i] - mu; s2 += t * t; }
-        const float rstd = (float)(1.0 / std::sqrt(s2 / (double)D + eps));
-        const float fmu = (float)mu;
-        for (int64_t i = 0; i < D; ++i) d[i] = (s[i] - fmu) * rstd * (pw ? pw[i] : 1.0f) + (pb ? pb[i] : 0.0f);
+        const float fmu = (float)(sum_n(s, D) / (double)D);
+        const float rstd = (float)(1.0 / std::sqrt(sq_dev_n(s, D, fmu) / (double)D + eps));
+        if (!pw || !pb) {
+            for (int64_t i = 0; i < D; ++i) d[i] = (s[i] - fmu) * rstd * (pw ? pw[i] : 1.0f) + (pb ? pb[i] : 0.0f);
+            continue;
+        }
+        const __m256 vm = _mm256_set1_ps(fmu), vr = _mm256_set1_ps(rstd);
+        int64_t i = 0;
+        for (; i + 8 <= D; i += 8) {
+            const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm), vr);
+            _mm256_storeu_ps(d + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(pw + i), _mm256_loadu_ps(pb + i)));
+        }
+        for (; i < D; ++i) d[i] = (s[i] - fmu) * rstd * pw[i] + pb[i];
     }
     return y;
 }
@@ -110,14 +242,8 @@ Tensor softmax(const Tensor& x_in) {
     float* py = y.data<float>();
 #pragma omp parallel for schedule(static) if (rows > 16)
     for (int64_t r = 0; r < rows; ++r) {
-        const float* s = px + r * D;
-        float* d = py + r * D;
-        float m = -INFINITY;
-        for (int64_t i = 0; i < D; ++i) m = std::max(m, s[i]);
-        double sum = 0;
-        for (int64_t i = 0; i < D; ++i) { d[i] = std::exp(s[i] - m); sum += d[i]; }
-        const float inv = (float)(1.0 / sum);
-        for (int64_t i = 0; i < D; ++i) d[i] *= inv;
+        std::copy(px + r * D, px + (r + 1) * D, py + r * D);
+        cpu::softmax_row(py + r * D, D, 1.0f);
     }
     return y;
 }

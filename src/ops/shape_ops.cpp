@@ -21,7 +21,9 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
     }
     Shape s = t0.shape();
     s[dim] = total;
-    Tensor out = Tensor::empty(s, dt);
+    // Channels-last inputs (a UNet's skip connections) give a channels-last result: rows of C copied per pixel.
+    const bool cl = t0.is_channels_last() && !t0.is_contiguous();
+    Tensor out = cl ? Tensor::empty_channels_last(s, dt) : Tensor::empty(s, dt);
     int64_t off = 0;
     for (const auto& t : ts) {
         Tensor dst = out.slice(dim, off, off + t.size(dim));
@@ -53,8 +55,7 @@ Tensor pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64
 Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
     NUANCE_CHECK(x_in.dim() == 4, "interpolate_nearest: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(oh > 0 && ow > 0, "interpolate_nearest: bad output size ", oh, "x", ow);
-    const Tensor x = x_in.f32().contiguous();
-    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
     // torch upsample_nearest: src = min(floor(dst * (float)in/out), in - 1); exact halving for 2x.
     auto idx = [](int64_t o, int64_t in, int64_t out) -> int64_t {
         if (in == out) return o;
@@ -65,6 +66,20 @@ Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
     std::vector<int64_t> iy(oh), ix(ow);
     for (int64_t i = 0; i < oh; ++i) iy[i] = idx(i, H, oh);
     for (int64_t j = 0; j < ow; ++j) ix[j] = idx(j, W, ow);
+    if (x_in.is_channels_last() && !x_in.is_contiguous()) {  // stays channels-last: whole pixels of C copied
+        const Tensor xc = x_in.f32();
+        Tensor y = Tensor::empty_channels_last({N, C, oh, ow});
+        const float* px = xc.data<float>();
+        float* py = y.data<float>();
+#pragma omp parallel for schedule(static) collapse(2)
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t i = 0; i < oh; ++i)
+                for (int64_t j = 0; j < ow; ++j)
+                    std::memcpy(py + ((n * oh + i) * ow + j) * C, px + ((n * H + iy[i]) * W + ix[j]) * C,
+                                (size_t)C * sizeof(float));
+        return y;
+    }
+    const Tensor x = x_in.f32().contiguous();
     Tensor y = Tensor::empty({N, C, oh, ow}, DType::F32);
     const float* px = x.data<float>();
     float* py = y.data<float>();

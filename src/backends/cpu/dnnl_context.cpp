@@ -22,4 +22,12 @@ void set_num_threads(int n) {
 
 int num_threads() { return omp_get_max_threads(); }
 
+Precision default_precision() {
+    const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+    const bool bf16 = isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+    return bf16 ? Precision::BF16 : Precision::FP32;
+}
+
+Precision resolve_precision(Precision p) { return p == Precision::Auto ? default_precision() : p; }
+
 }  // namespace nuance::cpu

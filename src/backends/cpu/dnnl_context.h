@@ -2,6 +2,8 @@
 #pragma once
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "core/dtype.h"
+
 namespace nuance::cpu {
 
 dnnl::engine& engine();
@@ -10,5 +12,9 @@ dnnl::stream& stream();  // primitives execute synchronously on this in-order st
 // Sets the number of threads used by oneDNN and nuance's own OpenMP kernels. n <= 0: one per core.
 void set_num_threads(int n);
 int num_threads();
+
+// BF16 where the CPU has native bf16 dot products (AVX512_BF16 or AMX), else FP32.
+Precision default_precision();
+Precision resolve_precision(Precision p);  // Auto -> default_precision()
 
 }  // namespace nuance::cpu

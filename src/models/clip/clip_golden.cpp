@@ -68,7 +68,7 @@ std::vector<CompareLine> check_golden_clip_text(const std::string& dir) {
         ClipTextConfig cfg = ClipTextConfig::detect(w.tensors);
         cfg.apply_hf_config(gc.model_config(name));
         ClipTextModel model(cfg);
-        load_module(model, w.tensors, {.source = wpath});
+        load_module(model, w.tensors, gc.load_options(wpath));
         const ClipTextOutput out = model.forward(gc.tensor(ids_for(tensors, name)));
 
         // Outputs with no suggested atol (hidden_states): atol_per_unit times max(1, max|ref|) of that output.

@@ -95,7 +95,9 @@ Tensor UNet2DConditionModel::forward(const Tensor& x, const Tensor& t, const Ten
         emb = emb + add_embedding_.forward(add_in);
     }
 
-    Tensor h = conv_in_(x);
+    // Activations run channels-last from here on (the layout oneDNN's direct convolutions use); norms, elementwise
+    // ops, cat and upsampling keep it, and the transformer's token view of it is free.
+    Tensor h = conv_in_(x.channels_last());
     std::vector<Tensor> skips{h};
     for (const auto& lv : down_) {
         for (size_t j = 0; j < lv.resnets.size(); ++j) {
@@ -128,7 +130,7 @@ Tensor UNet2DConditionModel::forward(const Tensor& x, const Tensor& t, const Ten
         }
         if (!lv.up.empty()) h = lv.up[0].forward(h, skips.back().size(2), skips.back().size(3));
     }
-    return conv_out_(norm_out_(h, /*silu=*/true));
+    return conv_out_(norm_out_(h, /*silu=*/true)).contiguous();
 }
 
 }  // namespace nuance

@@ -27,8 +27,7 @@ void ResnetBlock::visit(ParamVisitor& v) {
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
-    auto [hidden, gate] = chunk<2>(proj(x), -1);
-    return out(hidden * gelu(gate));
+    return out(geglu(proj(x)));  // hidden * gelu(gate), the two halves of proj(x)
 }
 
 TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_dim)
@@ -66,7 +65,7 @@ Tensor SpatialTransformer::forward(const Tensor& x, const Tensor& context) const
     const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
     Tensor h = norm(x);
     auto to_tokens = [&](const Tensor& t) { return t.permute({0, 2, 3, 1}).reshape({B, H * W, C}); };
-    auto to_image = [&](const Tensor& t) { return t.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous(); };
+    auto to_image = [&](const Tensor& t) { return t.reshape({B, H, W, C}).permute({0, 3, 1, 2}); };  // channels-last
     h = linear_proj ? proj_in_lin(to_tokens(h)) : to_tokens(proj_in_conv(h));
     for (const auto& b : blocks) h = b.forward(h, context);
     h = linear_proj ? to_image(proj_out_lin(h)) : proj_out_conv(to_image(h));

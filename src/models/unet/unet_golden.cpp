@@ -16,7 +16,7 @@ std::vector<CompareLine> check_golden_unet(const std::string& case_dir) {
     UNetConfig cfg = UNetConfig::detect(wf.tensors);
     cfg.apply_json(gc.model_config(model));
     UNet2DConditionModel unet(cfg);
-    load_module(unet, wf.tensors, {.source = gc.path(weights)});
+    load_module(unet, wf.tensors, gc.load_options(gc.path(weights)));
     return check_golden_unet_model(gc, unet);
 }
 

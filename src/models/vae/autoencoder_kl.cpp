@@ -157,8 +157,8 @@ Tensor AutoencoderKL::encode_moments(const Tensor& x) const {
     NUANCE_CHECK(x.defined() && x.dim() == 4 && x.size(1) == cfg_.in_channels, "AutoencoderKL::encode: expected [N, ",
                  cfg_.in_channels, ", H, W], got ", x.defined() ? x.shape() : Shape{});
     NUANCE_CHECK(encoder.conv_in.weight.defined(), "AutoencoderKL: weights are not loaded");
-    const Tensor h = encoder(x);  // [N, 2C, h, w]
-    return cfg_.use_quant_conv ? quant_conv(h) : h;
+    const Tensor h = encoder(x.channels_last());  // [N, 2C, h, w], channels-last inside (see UNet::forward)
+    return (cfg_.use_quant_conv ? quant_conv(h) : h).contiguous();
 }
 
 Tensor AutoencoderKL::decode(const Tensor& z) const {
@@ -166,7 +166,8 @@ Tensor AutoencoderKL::decode(const Tensor& z) const {
                  "AutoencoderKL::decode: expected [N, ", cfg_.latent_channels, ", h, w], got ",
                  z.defined() ? z.shape() : Shape{});
     NUANCE_CHECK(decoder.conv_in.weight.defined(), "AutoencoderKL: weights are not loaded");
-    return decoder(cfg_.use_post_quant_conv ? post_quant_conv(z) : z);
+    const Tensor zc = z.channels_last();
+    return decoder(cfg_.use_post_quant_conv ? post_quant_conv(zc) : zc).contiguous();
 }
 
 Tensor AutoencoderKL::to_latents(const Tensor& z) const { return (z - cfg_.shift_factor) * cfg_.scaling_factor; }

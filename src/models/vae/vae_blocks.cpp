@@ -32,9 +32,10 @@ VaeAttention::VaeAttention(int64_t channels, int64_t groups, float eps)
 
 Tensor VaeAttention::operator()(const Tensor& x) const {
     const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-    const Tensor h = group_norm(x).view({N, C, H * W}).transpose(1, 2).contiguous();  // [N, S, C]
-    const Tensor o = to_out(multi_head_attention(to_q(h), to_k(h), to_v(h), /*heads=*/1));  // [N, S, C]
-    Tensor y = o.transpose(1, 2).reshape({N, C, H, W});  // a fresh copy: add the residual in place
+    const Tensor h = group_norm(x).permute({0, 2, 3, 1}).reshape({N, H * W, C});  // [N, S, C]: free if channels-last
+    const Tensor o = to_out(multi_head_attention(to_q(h), to_k(h), to_v(h), /*heads=*/1, false, 0.0f,
+                                                   to_q.weight.compute));  // [N, S, C]
+    Tensor y = o.reshape({N, H, W, C}).permute({0, 3, 1, 2});  // fresh memory, channels-last: add the residual in place
     return add_(y, x);
 }
 

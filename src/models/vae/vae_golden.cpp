@@ -21,7 +21,7 @@ std::vector<CompareLine> check_golden_vae(const std::string& dir) {
         AutoencoderKLConfig cfg = AutoencoderKLConfig::detect(w.tensors);
         cfg.apply_diffusers_config(gc.model_config(name));
         AutoencoderKL vae(cfg);
-        load_module(vae, w.tensors, {.source = wpath});
+        load_module(vae, w.tensors, gc.load_options(wpath));
 
         const std::string p = name + ".";
         const Tensor encoder_out = vae.encoder(gc.tensor(p + "image"));

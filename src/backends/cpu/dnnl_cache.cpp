@@ -1,0 +1,116 @@
+#include "backends/cpu/dnnl_cache.h"
+
+#include <map>
+#include <mutex>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backends/cpu/dnnl_context.h"
+
+namespace nuance::cpu {
+
+void key_add(std::string& key, const std::vector<int64_t>& v) {
+    for (int64_t x : v) {
+        key += std::to_string(x);
+        key += ',';
+    }
+    key += ';';
+}
+
+void key_add(std::string& key, const dnnl::memory::desc& md) {
+    const dnnl_memory_desc_t& d = md.data;
+    key += std::to_string((int)d.data_type);
+    key += ':';
+    key_add(key, std::vector<int64_t>(d.dims, d.dims + d.ndims));
+    key += std::to_string((int)d.format_kind);
+    if (d.format_kind == dnnl_blocked) {
+        const auto& b = d.format_desc.blocking;
+        key_add(key, std::vector<int64_t>(b.strides, b.strides + d.ndims));
+        key_add(key, std::vector<int64_t>(b.inner_blks, b.inner_blks + b.inner_nblks));
+        key_add(key, std::vector<int64_t>(b.inner_idxs, b.inner_idxs + b.inner_nblks));
+    }
+    key += '|';
+}
+
+namespace {
+
+struct Packed {
+    std::weak_ptr<Storage> source;
+    dnnl::memory mem;
+    size_t bytes = 0;
+};
+
+struct PackedCache {
+    std::mutex m;
+    std::map<std::string, Packed> entries;
+    size_t bytes = 0;
+};
+
+PackedCache& packed_cache() {
+    static PackedCache* c = new PackedCache();  // outlives every model, even at static destruction
+    return *c;
+}
+
+}  // namespace
+
+namespace {
+
+void release_file_pages(const Tensor& w) {
+    if (!w.storage() || !w.storage()->file_backed()) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)w.raw() + page - 1) / page * page;
+    const uintptr_t end = ((uintptr_t)w.raw() + w.nbytes()) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory: errors ignored
+}
+
+}  // namespace
+
+dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
+    auto& eng = engine();
+    const DType need = plain.data_type() == dnnl::memory::data_type::bf16 ? DType::BF16 : DType::F32;
+    NUANCE_CHECK(w.is_contiguous(), "packed_weights: weight ", w.str(), " must be contiguous");
+    if (w.dtype() == need && plain == want) return dnnl::memory(plain, eng, w.raw());
+    const std::string key = std::to_string(reinterpret_cast<uintptr_t>(w.raw()));
+    PackedCache& c = packed_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    auto it = c.entries.find(key);
+    if (it != c.entries.end()) {
+        if (!it->second.source.expired() && it->second.mem.get_desc() == want) return it->second.mem;
+        c.bytes -= it->second.bytes;
+        c.entries.erase(it);
+    }
+    // Drop entries whose weights are gone before adding one.
+    for (auto e = c.entries.begin(); e != c.entries.end();) {
+        if (e->second.source.expired()) {
+            c.bytes -= e->second.bytes;
+            e = c.entries.erase(e);
+        } else {
+            ++e;
+        }
+    }
+    const Tensor src_t = w.dtype() == need ? w : w.to(need);
+    dnnl::memory src(plain, eng, src_t.raw());
+    dnnl::memory dst(want, eng);
+    dnnl::reorder(src, dst).execute(stream(), src, dst);
+    stream().wait();
+    release_file_pages(w);
+    Packed p{w.storage(), dst, want.get_size()};
+    c.bytes += p.bytes;
+    c.entries.emplace(key, p);
+    return dst;
+}
+
+void clear_packed_weights() {
+    PackedCache& c = packed_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    c.entries.clear();
+    c.bytes = 0;
+}
+
+size_t packed_weights_bytes() {
+    PackedCache& c = packed_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    return c.bytes;
+}
+
+}  // namespace nuance::cpu

@@ -1,0 +1,36 @@
+// Caches around oneDNN (issue 5: "primitives created once, weights reordered once").
+// - Primitives: building a primitive descriptor costs tens of microseconds and an attention layer runs hundreds of
+//   small products, so each thread keeps the primitives it built, keyed by a string of every descriptor field.
+// - Packed weights: convolutions and products run fastest with weights in a blocked layout of oneDNN's choosing.
+//   A weight tensor is reordered into that layout the first time it is used and the packed copy is kept for as long
+//   as the tensor's storage lives (weak reference: a freed or reloaded weight is repacked, never served stale).
+//   Weights edited in place (e.g. a LoRA merged into a loaded model) need `clear_packed_weights()`.
+#pragma once
+#include <functional>
+#include <string>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/tensor.h"
+
+namespace nuance::cpu {
+
+// Appends a descriptor's data type, dims and strides (or blocking) to a cache key.
+void key_add(std::string& key, const dnnl::memory::desc& md);
+void key_add(std::string& key, const std::vector<int64_t>& v);
+
+// Thread-local primitive cache: returns the primitive stored under `key`, building it with `make` the first time.
+template <class Prim>
+Prim& cached_primitive(const std::string& key, const std::function<Prim()>& make);
+
+// The weight tensor `w` (any float dtype) as described by `plain` (its plain layout in the compute dtype) but in
+// layout `want`: converted and reordered once, kept while w's storage lives (one packed copy per weight: a new
+// layout replaces the old). Wraps `w` itself when no conversion is needed. A weight mmap'd from a file gives its
+// pages back once packed (re-read from the page cache if ever needed again).
+dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want);
+void clear_packed_weights();
+size_t packed_weights_bytes();
+
+}  // namespace nuance::cpu
+
+#include "backends/cpu/dnnl_cache_impl.h"

@@ -1,0 +1,98 @@
+#include "core/allocator.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "core/error.h"
+
+namespace nuance {
+
+namespace {
+
+constexpr size_t kSmall = 64 << 10;           // below this, malloc's own bins do well
+constexpr size_t kMaxCached = size_t(1) << 31;  // at most 2 GiB of free blocks kept
+
+// Rounds up to 1/8 of the size's power of two so near sizes share a class (waste <= 12.5%).
+size_t size_class(size_t n) {
+    size_t p = 1;
+    while (p * 2 <= n) p *= 2;
+    const size_t step = p >= 512 ? p / 8 : 64;
+    return (n + step - 1) / step * step;
+}
+
+struct Pool {
+    std::mutex m;
+    std::multimap<size_t, void*> free_blocks;  // class size -> block
+    size_t cached = 0, hits = 0, misses = 0;
+};
+
+Pool& pool() {
+    static Pool* p = new Pool();  // never destroyed: tensors freed during static destruction still find it
+    return *p;
+}
+
+void* system_alloc(size_t n) {
+    void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
+    if (!p) fail(ErrorCode::OutOfMemory, "cannot allocate ", n, " bytes");
+    return p;
+}
+
+}  // namespace
+
+void* cached_alloc(size_t bytes) {
+    if (bytes == 0) return nullptr;
+    if (bytes < kSmall) return system_alloc(bytes);
+    const size_t n = size_class(bytes);
+    Pool& P = pool();
+    {
+        std::lock_guard<std::mutex> lock(P.m);
+        auto it = P.free_blocks.find(n);
+        if (it != P.free_blocks.end()) {
+            void* p = it->second;
+            P.free_blocks.erase(it);
+            P.cached -= n;
+            ++P.hits;
+            return p;
+        }
+        ++P.misses;
+    }
+    return system_alloc(n);
+}
+
+void cached_free(void* p, size_t bytes) {
+    if (!p) return;
+    if (bytes < kSmall) { std::free(p); return; }
+    const size_t n = size_class(bytes);
+    Pool& P = pool();
+    {
+        std::lock_guard<std::mutex> lock(P.m);
+        if (P.cached + n <= kMaxCached) {
+            P.free_blocks.emplace(n, p);
+            P.cached += n;
+            return;
+        }
+    }
+    std::free(p);
+}
+
+void allocator_trim() {
+    Pool& P = pool();
+    std::vector<void*> blocks;
+    {
+        std::lock_guard<std::mutex> lock(P.m);
+        for (auto& [n, p] : P.free_blocks) blocks.push_back(p);
+        P.free_blocks.clear();
+        P.cached = 0;
+    }
+    for (void* p : blocks) std::free(p);
+}
+
+AllocatorStats allocator_stats() {
+    Pool& P = pool();
+    std::lock_guard<std::mutex> lock(P.m);
+    return {P.cached, P.hits, P.misses};
+}
+
+}  // namespace nuance
