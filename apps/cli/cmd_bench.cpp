@@ -18,7 +18,7 @@ namespace nuance::cli {
 namespace {
 
 struct BenchArgs {
-    std::string model, precision = "fp32";
+    std::string model, precision = "auto";
     int width = 512, height = 512, steps = 3, repeat = 3, threads = 0;
 };
 
@@ -37,6 +37,10 @@ struct Timing {
     }
 };
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 template <class F>
 Timing time_it(int warmup, int n, F&& f) {
     Timing t;
@@ -51,13 +55,16 @@ Timing time_it(int warmup, int n, F&& f) {
 
 int run(const BenchArgs& a) {
     if (a.model.empty()) fail(ErrorCode::InvalidArgument, "usage: bench needs -m MODEL");
-    if (a.precision != "fp32")
-        fail(ErrorCode::Unsupported, "--precision ", a.precision, " is not available yet (fp32 only)");
+    ModelLoadOptions lo;
+    lo.precision = cpu::resolve_precision(parse_usage_precision(a.precision));
     NUANCE_CHECK(a.repeat >= 1 && a.steps >= 1, "usage: --repeat and --steps must be >= 1");
     cpu::set_num_threads(a.threads);
-    std::fprintf(stderr, "bench: %s, %dx%d, %d thread(s), fp32\n", a.model.c_str(), a.width, a.height,
-                 cpu::num_threads());
-    const StableDiffusionModel m = load_stable_diffusion(a.model);
+    std::fprintf(stderr, "bench: %s, %dx%d, %d thread(s), %s\n", a.model.c_str(), a.width, a.height,
+                 cpu::num_threads(), precision_name(lo.precision));
+    const auto t_load = std::chrono::steady_clock::now();
+    const StableDiffusionModel m = load_stable_diffusion(a.model, lo);
+    const double load_s = seconds_since(t_load);  // one load: median = min = max
+    std::printf("load median_s=%.4f min_s=%.4f max_s=%.4f\n", load_s, load_s, load_s);
     NUANCE_CHECK(a.width % m.vae_scale() == 0 && a.height % m.vae_scale() == 0, "usage: size ", a.width, "x",
                  a.height, " is not a multiple of ", m.vae_scale());
     const ConditioningOptions co;
@@ -109,7 +116,8 @@ Runner add_bench(CLI::App& app) {
     c->add_option("-H,--height", a->height, "Height")->capture_default_str();
     c->add_option("--steps", a->steps, "Denoiser steps timed per repeat")->capture_default_str();
     c->add_option("--repeat", a->repeat, "Timed repeats (after one warm-up)")->capture_default_str();
-    c->add_option("--precision", a->precision, "Compute precision: fp32 (bf16 not yet)")->capture_default_str();
+    c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
+        ->capture_default_str();
     c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
     return [a] { return run(*a); };
 }

@@ -14,7 +14,7 @@ namespace {
 
 struct ServeArgs {
     server::ServerOptions o;
-    std::string vae, api_key_file, prediction;
+    std::string vae, api_key_file, prediction, precision = "auto";
     int max_body_mb = 64;
     int history_mb = 512;
     bool verbose = false, quiet = false;
@@ -39,6 +39,7 @@ int run(ServeArgs& a) {
     a.o.queue.history_bytes = (size_t)a.history_mb << 20;
     a.o.queue.load.vae_path = a.vae;
     a.o.queue.load.prediction = a.prediction;
+    a.o.queue.load.precision = parse_usage_precision(a.precision);
     Logger log;
     if (a.verbose) log.set_level(LogLevel::Debug);
     if (a.quiet) log.set_level(LogLevel::Warn);
@@ -88,6 +89,8 @@ Runner add_serve(CLI::App& app) {
     c->add_option("--models-dir", a->o.models_dir, "Folder of checkpoints that requests may name");
     c->add_option("--vae", a->vae, "Replace every model's VAE with this file");
     c->add_option("--prediction", a->prediction, "Override the prediction type: epsilon | v_prediction");
+    c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
+        ->capture_default_str();
     c->add_option("--api-key", a->o.api_key, "Require this key (Authorization: Bearer KEY, X-API-Key, or Basic password)");
     c->add_option("--api-key-file", a->api_key_file, "Read the API key from the first line of this file");
     c->add_option("--queue-size", a->o.queue.max_queued, "Jobs that may wait; more get HTTP 429")->capture_default_str();

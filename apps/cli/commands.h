@@ -2,10 +2,16 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+
+#include "core/dtype.h"
 
 namespace nuance::cli {
 
 using Runner = std::function<int()>;
+
+// --precision's value; a bad one is a usage error (exit 2).
+Precision parse_usage_precision(const std::string& s);
 
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
