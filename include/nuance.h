@@ -150,6 +150,9 @@ typedef struct nuance_generate_params {
     const char* rng;              /* "cuda" (A1111 GPU noise, default) | "cpu" (torch CPU / ComfyUI) */
     const nuance_image* init_image; /* img2img when not NULL (RGB or RGBA; resized to width x height) */
     float strength;               /* img2img denoising strength in (0, 1]: 0.75 */
+    int vae_tiling;               /* 1: VAE decode (and img2img encode) in overlapping tiles, bounded memory: 0 */
+    int vae_tile_size;            /* tile side in pixels, a multiple of 8: 512 */
+    int vae_tile_overlap;         /* overlap of tiles in pixels, a multiple of 8, at most half the tile: 64 */
 } nuance_generate_params;
 
 NUANCE_API void nuance_generate_params_init(nuance_generate_params* p);

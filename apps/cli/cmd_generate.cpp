@@ -139,6 +139,13 @@ Runner add_generate(CLI::App& app) {
     c->add_option("--rng", a->rng, "Noise source: cuda (A1111 GPU noise) or cpu (torch CPU, ComfyUI)")->capture_default_str();
     c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
     c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();
+    c->add_flag("--vae-tiling", a->p.vae_tiling.enabled,
+                "VAE decode (and img2img encode) in overlapping tiles: bounded memory for large images");
+    c->add_option("--vae-tile-size", a->p.vae_tiling.tile_px, "VAE tile side in pixels (with --vae-tiling)")
+        ->capture_default_str();
+    c->add_option("--vae-tile-overlap", a->p.vae_tiling.overlap_px,
+                  "Overlap of VAE tiles in pixels, blended with linear ramps (with --vae-tiling)")
+        ->capture_default_str();
     c->add_option("--prediction", a->prediction, "Override the model's prediction type: epsilon | v_prediction");
     c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
     c->add_flag("--disable-image-metadata", a->no_metadata, "Do not write the A1111 'parameters' PNG chunk");

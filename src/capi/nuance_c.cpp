@@ -283,6 +283,9 @@ void nuance_generate_params_init(nuance_generate_params* p) {
     p->batch_count = 1;
     p->rng = "cuda";
     p->strength = d.strength;
+    p->vae_tiling = d.vae_tiling.enabled ? 1 : 0;
+    p->vae_tile_size = (int)d.vae_tiling.tile_px;
+    p->vae_tile_overlap = (int)d.vae_tiling.overlap_px;
 }
 
 nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params* params, nuance_image** out_images,
@@ -325,6 +328,9 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
             p.init_image = to_image(params->init_image, "init_image");
             p.strength = params->strength;
         }
+        p.vae_tiling.enabled = params->vae_tiling != 0;
+        p.vae_tiling.tile_px = params->vae_tile_size;
+        p.vae_tiling.overlap_px = params->vae_tile_overlap;
         validate_params(m, p);
         if (ctx->n_threads > 0) cpu::set_num_threads(ctx->n_threads);
         p.cancelled = [ctx] { return ctx->cancel.load(std::memory_order_relaxed); };

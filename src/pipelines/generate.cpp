@@ -52,10 +52,11 @@ NoiseSchedule noise_schedule_for(const StableDiffusionModel& m) {
 }
 
 // The latent the VAE encoder gives for an init image, sized to the output.
-Tensor encode_init_image(const StableDiffusionModel& m, const Image& img, int w, int h, Rng& rng) {
+Tensor encode_init_image(const StableDiffusionModel& m, const Image& img, int w, int h, const VaeTiling& tiling,
+                         Rng& rng) {
     const Image sized = (img.width == w && img.height == h) ? img : resize_image(img, w, h);
     const Tensor x = image_to_tensor(sized);  // [1, 3, H, W] in [-1, 1]
-    const DiagonalGaussian post = m.vae->encode(x);
+    const DiagonalGaussian post = vae_encode_tiled(*m.vae, x, tiling);  // plain encode unless tiling is on
     const Tensor eps = rng.randn(post.mean.shape());  // diffusers: latent_dist.sample(generator) draws first
     return m.vae->to_latents(post.sample(eps));
 }
@@ -81,6 +82,7 @@ void validate_params(const StableDiffusionModel& m, const GenerateParams& p) {
                  m.te1.model->config().layers - 1, ", got ", p.clip_skip);
     NUANCE_CHECK(!p.init_image || (p.strength > 0 && p.strength <= 1), "strength must be in (0, 1], got ", p.strength);
     NUANCE_CHECK(!p.init_image || (p.init_image->width > 0 && p.init_image->height > 0), "init image is empty");
+    if (p.vae_tiling.enabled) validate_vae_tiling(p.vae_tiling, f);
     NUANCE_CHECK(std::isfinite(p.guidance_rescale) && p.guidance_rescale >= 0 && p.guidance_rescale <= 1,
                  "guidance rescale must be in [0, 1], got ", p.guidance_rescale);
     if (!p.sigmas.empty()) {
@@ -167,7 +169,7 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         Schedule sched = full;
         Tensor x;
         if (p.init_image) {
-            const Tensor init = encode_init_image(m, *p.init_image, p.width, p.height, *rng);
+            const Tensor init = encode_init_image(m, *p.init_image, p.width, p.height, p.vae_tiling, *rng);
             const int init_steps = std::min(p.steps, (int)((double)p.steps * p.strength));
             const int start = std::max(p.steps - init_steps, 0);
             NUANCE_CHECK(start < p.steps, "strength ", p.strength, " leaves no steps to run");
@@ -203,7 +205,7 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         GeneratedImage gi;
         gi.seed = seed;
         gi.latents = latents;
-        gi.decoded = m.vae->decode(m.vae->from_latents(latents));
+        gi.decoded = vae_decode_tiled(*m.vae, m.vae->from_latents(latents), p.vae_tiling);
         gi.image = tensor_to_image(gi.decoded);
         gi.infotext = a1111_infotext(m, p, seed, hash);
         out.push_back(std::move(gi));

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "io/image.h"
 #include "models/stable_diffusion.h"
+#include "models/vae/vae_tiling.h"
 #include "pipelines/conditioning.h"
 
 namespace nuance {
@@ -40,6 +41,8 @@ struct GenerateParams {
     // img2img
     std::optional<Image> init_image;
     float strength = 0.75f;
+    // VAE decode (and the img2img encode) in overlapping tiles: memory bounded by the tile, not the image.
+    VaeTiling vae_tiling;
     // Calls: progress after every step; cancelled() polled between steps (true -> ErrorCode::Cancelled).
     std::function<void(const GenerateProgress&)> on_progress;
     std::function<bool()> cancelled;

@@ -67,6 +67,7 @@ static void test_basics(void) {
     CHECK(gp.steps == 20 && gp.cfg_scale == 7.0f && gp.batch_count == 1 && gp.width == 0 && gp.height == 0);
     CHECK(gp.prompt == NULL && gp.init_image == NULL && gp.eta < 0 && strcmp(gp.sampler, "euler_a") == 0);
     CHECK(gp.strength > 0.74f && gp.strength < 0.76f);
+    CHECK(gp.vae_tiling == 0 && gp.vae_tile_size == 512 && gp.vae_tile_overlap == 64);
     nuance_context_params cp;
     memset(&cp, 0x7f, sizeof cp);
     nuance_context_params_init(&cp);
@@ -234,6 +235,25 @@ static void test_generate(void) {
         CHECK(strstr(nuance_last_error(), "channels") != NULL);
         gp.init_image = NULL;
     }
+
+    /* Tiled VAE decode: one tile covering the image is the untiled decode; smaller tiles decode in pieces; a bad
+     * overlap is a usage error naming it. */
+    gp.steps = 2;
+    gp.vae_tiling = 1;
+    gp.vae_tile_size = 64;
+    gp.vae_tile_overlap = 16;
+    CHECK(nuance_generate(ctx, &gp, &b, &nb) == NUANCE_OK && nb == 1);
+    if (na == 1 && nb == 1) CHECK(same_pixels(&a[0], &b[0]));
+    nuance_images_free(b, nb);
+    gp.vae_tile_size = 32;
+    gp.vae_tile_overlap = 8;
+    CHECK(nuance_generate(ctx, &gp, &b, &nb) == NUANCE_OK && nb == 1);
+    if (nb == 1) CHECK(b[0].width == 64 && b[0].height == 64);
+    nuance_images_free(b, nb);
+    gp.vae_tile_overlap = 24;
+    CHECK(nuance_generate(ctx, &gp, &b, &nb) == NUANCE_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(nuance_last_error(), "overlap 24") != NULL);
+    gp.vae_tiling = 0;
 
     /* PNG out and back in. */
     if (na == 1) {
