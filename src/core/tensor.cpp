@@ -295,6 +295,19 @@ void Tensor::copy_(const Tensor& src) {
             for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
             return;
         }
+        if (dtype_ == DType::BF16 && src.dtype_ == DType::F16) {  // f16 weight files packed for bf16 products
+            const uint16_t* s = reinterpret_cast<const uint16_t*>(sp);
+            uint16_t* d = reinterpret_cast<uint16_t*>(dp);
+            const int64_t chunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n > chunk)
+            for (int64_t c = 0; c < (n + chunk - 1) / chunk; ++c) {
+                float tmp[1 << 14];
+                const int64_t len = std::min(chunk, n - c * chunk);
+                f16_to_f32_n(s + c * chunk, tmp, len);
+                cpu::f32_to_bf16_n(tmp, d + c * chunk, len);
+            }
+            return;
+        }
     }
     // Same dtype, strided (slices, transposes, channels-last <-> NCHW): walk the destination in its memory order,
     // rows of its innermost dimension.

@@ -42,6 +42,9 @@ TEST(Layout, ChannelsLastViewsAndCopies) {
     EXPECT_EQ(Tensor::empty_like(cl, DType::F32).strides(), cl.strides());
     EXPECT_EQ(cl.to(DType::BF16).strides(), cl.strides());
     EXPECT_FALSE(x.slice(1, 0, 2).is_dense());
+    // f16 -> bf16 (weight files packed for bf16 products) equals the conversion through f32
+    const Tensor h = randn({3, 5000}, 99).to(DType::F16);
+    EXPECT_EQ(h.to(DType::BF16).to_vector(), h.f32().to(DType::BF16).to_vector());
     EXPECT_THAT(test::error_of([&] { Tensor::empty_channels_last({2, 3}); }), HasSubstr("need [N, C, H, W]"));
 }
 
