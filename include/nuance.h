@@ -105,6 +105,7 @@ typedef struct nuance_model_params {
     nuance_log_fn log;       /* messages while loading; NULL: silent */
     void* log_user;
     nuance_log_level log_level;
+    const char* precision;   /* NULL or "auto": bf16 where the CPU has native bf16, else fp32; "fp32" | "bf16" */
 } nuance_model_params;
 
 NUANCE_API void nuance_model_params_init(nuance_model_params* p);

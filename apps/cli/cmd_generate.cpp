@@ -23,6 +23,7 @@ struct GenerateArgs {
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
     GenerateParams p;
     int threads = 0;
+    std::string precision = "auto";
     bool no_metadata = false, quiet = false, verbose = false;
 };
 
@@ -80,6 +81,7 @@ int run(GenerateArgs& a) {
     ModelLoadOptions lo;
     lo.vae_path = a.vae;
     lo.prediction = a.prediction;
+    lo.precision = parse_usage_precision(a.precision);
     lo.logger = &log;
     const StableDiffusionModel model = load_stable_diffusion(a.model, lo);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -147,6 +149,8 @@ Runner add_generate(CLI::App& app) {
                   "Overlap of VAE tiles in pixels, blended with linear ramps (with --vae-tiling)")
         ->capture_default_str();
     c->add_option("--prediction", a->prediction, "Override the model's prediction type: epsilon | v_prediction");
+    c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
+        ->capture_default_str();
     c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
     c->add_flag("--disable-image-metadata", a->no_metadata, "Do not write the A1111 'parameters' PNG chunk");
     c->add_flag("-q,--quiet", a->quiet, "No progress output");

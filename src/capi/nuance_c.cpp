@@ -198,6 +198,7 @@ nuance_status nuance_model_load(const char* path, const nuance_model_params* par
         ModelLoadOptions lo;
         if (mp.vae_path) lo.vae_path = mp.vae_path;
         if (mp.prediction) lo.prediction = mp.prediction;
+        lo.precision = mp.precision ? parse_precision(mp.precision) : Precision::Auto;
         lo.logger = &log;
         auto m = std::make_shared<StableDiffusionModel>(load_stable_diffusion(path, lo));
         auto h = std::make_unique<nuance_model>();

@@ -1,5 +1,7 @@
 #include "pipelines/generate.h"
 
+#include "core/allocator.h"
+
 #include <chrono>
 #include <cmath>
 
@@ -205,10 +207,12 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         GeneratedImage gi;
         gi.seed = seed;
         gi.latents = latents;
+        allocator_trim();  // the denoiser's cached activations make room for the decoder's (lower peak RSS)
         gi.decoded = vae_decode_tiled(*m.vae, m.vae->from_latents(latents), p.vae_tiling);
         gi.image = tensor_to_image(gi.decoded);
         gi.infotext = a1111_infotext(m, p, seed, hash);
         out.push_back(std::move(gi));
+        allocator_trim();
     }
     return out;
 }
