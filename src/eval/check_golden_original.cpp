@@ -76,6 +76,7 @@ std::vector<CompareLine> check_golden_original_format(const std::string& dir) {
         const auto& comps = it.value()["components_golden"];
         std::map<std::string, ComponentRef> refs;
         ModelLoadOptions lo;
+        lo.precision = GoldenPrecisionScope::current();
         for (auto c = comps.begin(); c != comps.end(); ++c) {
             refs[c.key()] = parse_ref(dir, c.value().get<std::string>());
             const GoldenCase cc = GoldenCase::load(refs[c.key()].dir);

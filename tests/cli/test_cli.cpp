@@ -1,6 +1,8 @@
 // End-to-end tests of the `nuance` binary: exit codes, messages, outputs.
 #include <gtest/gtest.h>
 
+#include "../test_util.h"
+
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -15,30 +17,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-    int code = -1;
-    std::string out;  // stdout + stderr
-};
-
-CliRun run(const std::string& args) {
-    CliRun r;
-    const std::string cmd = std::string(NUANCE_CLI_PATH) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int st = pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return r;
-}
+using nuance::test::CliRun;
+using nuance::test::run_cli;
 
 class Cli : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
         dir_ = fs::temp_directory_path() / ("nuance_cli_" + std::to_string(::getpid()));
         fs::create_directories(dir_);
-        const CliRun r = run("make-random --family sd15 --tiny -o " + model());
+        const CliRun r = run_cli("make-random --family sd15 --tiny -o " + model());
         ASSERT_EQ(r.code, 0) << r.out;
     }
     static void TearDownTestSuite() { fs::remove_all(dir_); }
@@ -53,7 +40,7 @@ const std::string kGen = " generate -q --steps 2 -W 64 -H 64 ";
 }  // namespace
 
 TEST_F(Cli, GeneratesPngWithA1111Parameters) {
-    const CliRun r = run(kGen + "-m " + model() + " -p \"a red apple, (shiny:1.3)\" -n blurry --seed 7 -o " + path("a.png"));
+    const CliRun r = run_cli(kGen + "-m " + model() + " -p \"a red apple, (shiny:1.3)\" -n blurry --seed 7 -o " + path("a.png"));
     ASSERT_EQ(r.code, 0) << r.out;
     const Image img = read_image(path("a.png"));
     EXPECT_EQ(img.width, 64);
@@ -68,22 +55,22 @@ TEST_F(Cli, GeneratesPngWithA1111Parameters) {
 }
 
 TEST_F(Cli, SameSeedSameImageAndBatchSeedsIncrement) {
-    ASSERT_EQ(run(kGen + "-m " + model() + " -p apple --seed 3 -o " + path("s1.png")).code, 0);
-    const CliRun r = run(kGen + "-m " + model() + " -p apple --seed 3 -b 2 --sampler dpm++2m --scheduler karras -o " +
+    ASSERT_EQ(run_cli(kGen + "-m " + model() + " -p apple --seed 3 -o " + path("s1.png")).code, 0);
+    const CliRun r = run_cli(kGen + "-m " + model() + " -p apple --seed 3 -b 2 --sampler dpm++2m --scheduler karras -o " +
                       path("s2.png"));
     ASSERT_EQ(r.code, 0) << r.out;
     ASSERT_TRUE(fs::exists(path("s2_2.png")));
     EXPECT_NE(read_png_text(path("s2_2.png"))[0].second.find("Seed: 4"), std::string::npos);
     EXPECT_NE(read_png_text(path("s2.png"))[0].second.find("Sampler: DPM++ 2M, Schedule type: Karras"),
               std::string::npos) << read_png_text(path("s2.png"))[0].second;
-    ASSERT_EQ(run(kGen + "-m " + model() + " -p apple --seed 3 -o " + path("s3.png")).code, 0);
+    ASSERT_EQ(run_cli(kGen + "-m " + model() + " -p apple --seed 3 -o " + path("s3.png")).code, 0);
     EXPECT_EQ(read_image(path("s1.png")).pixels, read_image(path("s3.png")).pixels);
     EXPECT_NE(read_image(path("s1.png")).pixels, read_image(path("s2_2.png")).pixels);
 }
 
 TEST_F(Cli, Img2ImgAndNonSquare) {
-    ASSERT_EQ(run(kGen + "-m " + model() + " -p apple -o " + path("init.png")).code, 0);
-    const CliRun r = run(" generate -q --steps 4 -W 80 -H 48 -m " + model() + " -p pear --sampler ddim -i " +
+    ASSERT_EQ(run_cli(kGen + "-m " + model() + " -p apple -o " + path("init.png")).code, 0);
+    const CliRun r = run_cli(" generate -q --steps 4 -W 80 -H 48 -m " + model() + " -p pear --sampler ddim -i " +
                       path("init.png") + " --strength 0.5 -o " + path("i2i.png"));
     ASSERT_EQ(r.code, 0) << r.out;
     const Image img = read_image(path("i2i.png"));
@@ -93,7 +80,7 @@ TEST_F(Cli, Img2ImgAndNonSquare) {
 }
 
 TEST_F(Cli, MissingModelFile) {
-    const CliRun r = run(kGen + "-m " + path("nope.safetensors") + " -p x");
+    const CliRun r = run_cli(kGen + "-m " + path("nope.safetensors") + " -p x");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("nope.safetensors' does not exist"), std::string::npos) << r.out;
 }
@@ -104,7 +91,7 @@ TEST_F(Cli, TruncatedSafetensors) {
         std::string data((std::istreambuf_iterator<char>(in)), {});
         std::ofstream(path("trunc.safetensors"), std::ios::binary).write(data.data(), (std::streamsize)data.size() / 2);
     }
-    const CliRun r = run(kGen + "-m " + path("trunc.safetensors") + " -p x");
+    const CliRun r = run_cli(kGen + "-m " + path("trunc.safetensors") + " -p x");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("trunc.safetensors"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("truncated or corrupt"), std::string::npos) << r.out;
@@ -112,7 +99,7 @@ TEST_F(Cli, TruncatedSafetensors) {
 
 TEST_F(Cli, CorruptHeader) {
     std::ofstream(path("bad.safetensors"), std::ios::binary).write("\x10\0\0\0\0\0\0\0{not json here!}", 24);
-    const CliRun r = run(kGen + "-m " + path("bad.safetensors") + " -p x");
+    const CliRun r = run_cli(kGen + "-m " + path("bad.safetensors") + " -p x");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("not valid JSON"), std::string::npos) << r.out;
 }
@@ -123,7 +110,7 @@ TEST_F(Cli, MissingTensorAndWrongShape) {
     auto missing = t;
     std::erase_if(missing, [](auto& kv) { return kv.first == "model.diffusion_model.out.2.bias"; });
     save_safetensors(path("missing.safetensors"), missing);
-    CliRun r = run(kGen + "-m " + path("missing.safetensors") + " -p x");
+    CliRun r = run_cli(kGen + "-m " + path("missing.safetensors") + " -p x");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("missing tensor 'conv_out.bias'"), std::string::npos) << r.out;
 
@@ -131,44 +118,44 @@ TEST_F(Cli, MissingTensorAndWrongShape) {
     for (auto& kv : wrong)
         if (kv.first == "model.diffusion_model.out.2.bias") kv.second = Tensor::zeros({3}, DType::F16);
     save_safetensors(path("wrong.safetensors"), wrong);
-    r = run(kGen + "-m " + path("wrong.safetensors") + " -p x");
+    r = run_cli(kGen + "-m " + path("wrong.safetensors") + " -p x");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("expected [4], got [3]"), std::string::npos) << r.out;
 }
 
 TEST_F(Cli, UnknownFamily) {
     save_safetensors(path("other.safetensors"), {{"encoder.layer.0.weight", Tensor::zeros({2, 2})}});
-    const CliRun r = run(kGen + "-m " + path("other.safetensors") + " -p x");
+    const CliRun r = run_cli(kGen + "-m " + path("other.safetensors") + " -p x");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("unknown model family"), std::string::npos) << r.out;
 }
 
 TEST_F(Cli, UsageErrors) {
-    CliRun r = run(kGen + "-m " + model() + " -p x --sampler euler_b");
+    CliRun r = run_cli(kGen + "-m " + model() + " -p x --sampler euler_b");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("euler_b"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("dpmpp_2m"), std::string::npos) << "valid names listed: " << r.out;
-    r = run(" generate -q -m " + model() + " -p x -W 100 -H 64");
+    r = run_cli(" generate -q -m " + model() + " -p x -W 100 -H 64");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("size 100x64 is not a positive multiple of 8"), std::string::npos) << r.out;
-    r = run(" generate -p x");
+    r = run_cli(" generate -p x");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("no model given"), std::string::npos) << r.out;
-    r = run(" generate --no-such-flag");
+    r = run_cli(" generate --no-such-flag");
     EXPECT_EQ(r.code, 2) << r.out;
-    r = run(kGen + "-m " + model() + " -p x --rng quantum");
+    r = run_cli(kGen + "-m " + model() + " -p x --rng quantum");
     EXPECT_EQ(r.code, 2) << r.out;
 }
 
 TEST_F(Cli, UnreadableInitImage) {
     std::ofstream(path("fake.png"), std::ios::binary) << "this is not an image";
-    const CliRun r = run(kGen + "-m " + model() + " -p x -i " + path("fake.png"));
+    const CliRun r = run_cli(kGen + "-m " + model() + " -p x -i " + path("fake.png"));
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("fake.png"), std::string::npos) << r.out;
 }
 
 TEST_F(Cli, InfoDescribesModel) {
-    const CliRun r = run(" info " + model());
+    const CliRun r = run_cli(" info " + model());
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find("family: sd1"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("dtypes: F16="), std::string::npos) << r.out;
@@ -176,14 +163,14 @@ TEST_F(Cli, InfoDescribesModel) {
 }
 
 TEST_F(Cli, SamplersListed) {
-    const CliRun r = run(" samplers");
+    const CliRun r = run_cli(" samplers");
     ASSERT_EQ(r.code, 0) << r.out;
     for (const char* s : {"euler_a", "Euler a", "dpmpp_2m", "ddim", "karras"})
         EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
 
 TEST(CheckGolden, ProjectCopyPassesWithNoSkipInRequiredCases) {
-    const CliRun r = run(std::string(" check-golden ") + NUANCE_TEST_DATA + "/golden");
+    const CliRun r = run_cli(std::string(" check-golden ") + NUANCE_TEST_DATA + "/golden");
     EXPECT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(r.out.find(" FAIL "), std::string::npos) << r.out;
     for (const char* req : {"clip_tokenizer/ids_sd1 PASS", "clip_tokenizer/ids_sd2 PASS", "clip_text/", "unet_sd15/eps PASS",
@@ -207,7 +194,7 @@ TEST(CheckGolden, ProjectCopyPassesWithNoSkipInRequiredCases) {
 }
 
 TEST(CheckGolden, MissingFolderIsAnError) {
-    const CliRun r = run(" check-golden /nonexistent/golden");
+    const CliRun r = run_cli(" check-golden /nonexistent/golden");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("does not exist"), std::string::npos) << r.out;
 }
@@ -215,15 +202,15 @@ TEST(CheckGolden, MissingFolderIsAnError) {
 TEST_F(Cli, MakeRandomEveryFamilyGenerates) {
     for (const std::string fam : {"sd2", "sdxl"}) {
         const std::string m = path("tiny_" + fam + ".safetensors");
-        CliRun r = run(" make-random --tiny --family " + fam + " -o " + m);
+        CliRun r = run_cli(" make-random --tiny --family " + fam + " -o " + m);
         ASSERT_EQ(r.code, 0) << r.out;
-        r = run(" info " + m);
+        r = run_cli(" info " + m);
         EXPECT_NE(r.out.find("family: " + fam), std::string::npos) << r.out;
-        r = run(kGen + "-m " + m + " -p cat -n dog --sampler ddim -o " + path(fam + ".png"));
+        r = run_cli(kGen + "-m " + m + " -p cat -n dog --sampler ddim -o " + path(fam + ".png"));
         ASSERT_EQ(r.code, 0) << r.out;
         EXPECT_EQ(read_image(path(fam + ".png")).width, 64);
     }
-    const CliRun r = run(" make-random --family sd9 -o " + path("x.safetensors"));
+    const CliRun r = run_cli(" make-random --family sd9 -o " + path("x.safetensors"));
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("unknown family 'sd9'"), std::string::npos) << r.out;
 }

@@ -1,6 +1,8 @@
 // `nuance generate --vae-tiling`: end to end on a tiny random SD1.5 (VAE downscale 8).
 #include <gtest/gtest.h>
 
+#include "../test_util.h"
+
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -15,23 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-    int code = -1;
-    std::string out;  // stdout + stderr
-};
-
-CliRun run(const std::string& args) {
-    CliRun r;
-    const std::string cmd = std::string(NUANCE_CLI_PATH) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int st = pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return r;
-}
+using nuance::test::CliRun;
+using nuance::test::run_cli;
 
 // Mean |tiled - untiled| of the 96x64 PNG (0..255) with 64 px tiles, 16 px overlap: measured 5.8 on this random
 // VAE (one norm group per channel, so per-tile statistics move the colours); bound 1.5x that.
@@ -48,7 +35,7 @@ protected:
     static void SetUpTestSuite() {
         dir_ = fs::temp_directory_path() / ("nuance_cli_vae_tiling_" + std::to_string(::getpid()));
         fs::create_directories(dir_);
-        const CliRun r = run("make-random --family sd15 --tiny -o " + model());
+        const CliRun r = run_cli("make-random --family sd15 --tiny -o " + model());
         ASSERT_EQ(r.code, 0) << r.out;
     }
     static void TearDownTestSuite() { fs::remove_all(dir_); }
@@ -62,15 +49,15 @@ fs::path CliVaeTiling::dir_;
 }  // namespace
 
 TEST_F(CliVaeTiling, TiledDecodeAndEncode) {
-    ASSERT_EQ(run(gen() + "-W 96 -H 64 -o " + path("plain.png")).code, 0);
+    ASSERT_EQ(run_cli(gen() + "-W 96 -H 64 -o " + path("plain.png")).code, 0);
     // The default 512 px tile covers 96x64: the untiled decode, pixel for pixel.
-    CliRun r = run(gen() + "-W 96 -H 64 --vae-tiling -o " + path("one_tile.png"));
+    CliRun r = run_cli(gen() + "-W 96 -H 64 --vae-tiling -o " + path("one_tile.png"));
     ASSERT_EQ(r.code, 0) << r.out;
     const Image plain = read_image(path("plain.png"));
     EXPECT_EQ(read_image(path("one_tile.png")).pixels, plain.pixels);
 
     // 64 px tiles, 16 px overlap: 1 x 2 tiles. Close to the untiled image, not equal (per-tile GroupNorm/attention).
-    r = run(gen() + "-W 96 -H 64 --vae-tiling --vae-tile-size 64 --vae-tile-overlap 16 -o " + path("tiled.png"));
+    r = run_cli(gen() + "-W 96 -H 64 --vae-tiling --vae-tile-size 64 --vae-tile-overlap 16 -o " + path("tiled.png"));
     ASSERT_EQ(r.code, 0) << r.out;
     const Image tiled = read_image(path("tiled.png"));
     ASSERT_EQ(tiled.width, 96);
@@ -80,24 +67,24 @@ TEST_F(CliVaeTiling, TiledDecodeAndEncode) {
     EXPECT_LT(d, kCliTiledBound) << "mean |tiled - untiled| in 0..255 pixel values";
 
     // img2img with tiles: the init image is encoded in tiles too.
-    r = run(gen() + "-W 96 -H 64 --strength 0.5 -i " + path("plain.png") +
+    r = run_cli(gen() + "-W 96 -H 64 --strength 0.5 -i " + path("plain.png") +
             " --vae-tiling --vae-tile-size 64 --vae-tile-overlap 16 -o " + path("i2i.png"));
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(read_image(path("i2i.png")).width, 96);
 }
 
 TEST_F(CliVaeTiling, UsageErrors) {
-    CliRun r = run(gen() + "-W 64 -H 64 --vae-tiling --vae-tile-size 30 -o " + path("x.png"));
+    CliRun r = run_cli(gen() + "-W 64 -H 64 --vae-tiling --vae-tile-size 30 -o " + path("x.png"));
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("tile size 30 px is not a positive multiple of the VAE downscale 8"), std::string::npos)
         << r.out;
-    r = run(gen() + "-W 64 -H 64 --vae-tiling --vae-tile-size 32 --vae-tile-overlap 24 -o " + path("x.png"));
+    r = run_cli(gen() + "-W 64 -H 64 --vae-tiling --vae-tile-size 32 --vae-tile-overlap 24 -o " + path("x.png"));
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("tile overlap 24 px is more than half the tile size 32 px"), std::string::npos) << r.out;
-    r = run(gen() + "-W 64 -H 64 --vae-tiling --vae-tile-overlap -8 -o " + path("x.png"));
+    r = run_cli(gen() + "-W 64 -H 64 --vae-tiling --vae-tile-overlap -8 -o " + path("x.png"));
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("tile overlap -8 px"), std::string::npos) << r.out;
-    r = run(gen() + "-W 64 -H 64 --vae-tile-size abc -o " + path("x.png"));
+    r = run_cli(gen() + "-W 64 -H 64 --vae-tile-size abc -o " + path("x.png"));
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_FALSE(fs::exists(path("x.png")));
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "../test_util.h"
 #include "server_fixture.h"
 
 using namespace nuance::server::test;
@@ -14,22 +15,8 @@ using ::testing::HasSubstr;
 
 namespace {
 
-struct CliRun {
-    int code = -1;
-    std::string out;
-};
-
-CliRun run_cli(const std::string& args) {
-    CliRun r;
-    FILE* p = popen((std::string(NUANCE_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int st = pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return r;
-}
+using nuance::test::CliRun;
+using nuance::test::run_cli;
 
 // Starts `nuance serve ARGS` with stdout+stderr to a file; returns the pid and the URL it prints.
 pid_t start_server(const std::string& args, const std::string& log, std::string& url) {
