@@ -18,8 +18,8 @@ Tensor sample_dpm2(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) 
     loop.uses_churn();
     const int n = loop.steps();
     for (int i = 0; i < n; ++i) {
-        const double sigma = loop.sigma(i), sigma_next = loop.sigma(i + 1);
-        const double sigma_hat = loop.churn(x, i);
+        const double sigma_next = loop.sigma(i + 1);
+        const double sigma_hat = loop.churn(x, i);  // sigma(i), raised by churn when enabled
         const Tensor denoised = loop.denoise(x, sigma_hat);
         if (sigma_next == 0) {
             x = denoised;  // Euler to 0

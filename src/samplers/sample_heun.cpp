@@ -15,8 +15,8 @@ Tensor sample_heun(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o) 
     loop.uses_churn();
     const int n = loop.steps();
     for (int i = 0; i < n; ++i) {
-        const double sigma = loop.sigma(i), sigma_next = loop.sigma(i + 1);
-        const double sigma_hat = loop.churn(x, i);
+        const double sigma_next = loop.sigma(i + 1);
+        const double sigma_hat = loop.churn(x, i);  // sigma(i), raised by churn when enabled
         const Tensor denoised = loop.denoise(x, sigma_hat);
         const Tensor dx = (x - denoised) / (float)sigma_hat;  // d = (x - D) / sigma
         const float dt = (float)(sigma_next - sigma_hat);
