@@ -22,23 +22,11 @@ using dt = memory::data_type;
 
 namespace {
 
-struct Matmul {
-    dnnl::matmul::primitive_desc pd;
-    dnnl::matmul prim;
-};
-
 // c [M, N] (row stride c_rs, f32) = a [M, K] (strides a_s) · b [K, N] (strides b_s), single-threaded.
 void small_matmul(dt t, const void* a, const memory::dims& a_s, const void* b, const memory::dims& b_s, float* c,
                   int64_t c_rs, int64_t M, int64_t K, int64_t N) {
     const memory::desc a_md({M, K}, t, a_s), b_md({K, N}, t, b_s), c_md({M, N}, dt::f32, {c_rs, 1});
-    std::string key = "attn_mm";
-    cpu::key_add(key, a_md);
-    cpu::key_add(key, b_md);
-    cpu::key_add(key, c_md);
-    Matmul& mm = cpu::cached_primitive<Matmul>(key, [&] {
-        dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), cpu::engine());
-        return Matmul{pd, dnnl::matmul(pd)};
-    });
+    cpu::MatmulPrimitive& mm = cpu::cached_matmul(a_md, b_md, memory::desc(), c_md);
     auto& eng = cpu::engine();
     mm.prim.execute(cpu::stream(), {{DNNL_ARG_SRC, memory(a_md, eng, const_cast<void*>(a))},
                                     {DNNL_ARG_WEIGHTS, memory(b_md, eng, const_cast<void*>(b))},

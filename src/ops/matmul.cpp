@@ -13,28 +13,6 @@ using dt = memory::data_type;
 
 namespace {
 
-struct Matmul {
-    dnnl::matmul::primitive_desc pd;
-    dnnl::matmul prim;
-};
-
-// The cached primitive for these descriptors (weights may be format `any`).
-Matmul& matmul_primitive(const memory::desc& a_md, const memory::desc& b_md, const memory::desc& bias_md,
-                         const memory::desc& c_md) {
-    std::string key = "matmul";
-    cpu::key_add(key, a_md);
-    cpu::key_add(key, b_md);
-    cpu::key_add(key, bias_md);
-    cpu::key_add(key, c_md);
-    return cpu::cached_primitive<Matmul>(key, [&] {
-        auto& eng = cpu::engine();
-        dnnl::matmul::primitive_desc pd = bias_md.get_size() != 0
-            ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), eng)
-            : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), eng);
-        return Matmul{pd, dnnl::matmul(pd)};
-    });
-}
-
 void count_matmul_flops(const memory::dims& a_dims, const memory::dims& c_dims) {
     const size_t r = c_dims.size();
     count_flops(2.0 * (r == 3 ? (double)c_dims[0] : 1.0) * (double)c_dims[r - 2] * (double)c_dims[r - 1] *
@@ -48,7 +26,7 @@ void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims&
     auto& eng = cpu::engine();
     const memory::desc a_md(a_dims, dt::f32, a_strides), b_md(b_dims, dt::f32, b_strides);
     const memory::desc c_md(c_dims, dt::f32, c_dims.size() == 2 ? tag::ab : tag::abc);
-    Matmul& mm = matmul_primitive(a_md, b_md, memory::desc(), c_md);
+    cpu::MatmulPrimitive& mm = cpu::cached_matmul(a_md, b_md, memory::desc(), c_md);
     mm.prim.execute(cpu::stream(), {{DNNL_ARG_SRC, memory(a_md, eng, const_cast<float*>(a))},
                                     {DNNL_ARG_WEIGHTS, memory(b_md, eng, const_cast<float*>(b))},
                                     {DNNL_ARG_DST, memory(c_md, eng, c)}});
@@ -87,7 +65,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precis
     const memory::desc w_any({K, N}, wdt, tag::any);
     const memory::desc c_md({M, N}, dt::f32, tag::ab);
     const memory::desc bias_md = b.defined() ? memory::desc({1, N}, dt::f32, tag::ab) : memory::desc();
-    Matmul& mm = matmul_primitive(a_md, w_any, bias_md, c_md);
+    cpu::MatmulPrimitive& mm = cpu::cached_matmul(a_md, w_any, bias_md, c_md);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(a_md, eng, x.raw())},
                                          {DNNL_ARG_WEIGHTS, cpu::packed_weights(w, w_plain, mm.pd.weights_desc())},
                                          {DNNL_ARG_DST, memory(c_md, eng, y.raw())}};

@@ -32,6 +32,22 @@ void key_add(std::string& key, const dnnl::memory::desc& md) {
     key += '|';
 }
 
+MatmulPrimitive& cached_matmul(const dnnl::memory::desc& a_md, const dnnl::memory::desc& b_md,
+                               const dnnl::memory::desc& bias_md, const dnnl::memory::desc& c_md) {
+    std::string key = "matmul";
+    key_add(key, a_md);
+    key_add(key, b_md);
+    key_add(key, bias_md);
+    key_add(key, c_md);
+    return cached_primitive<MatmulPrimitive>(key, [&] {
+        auto& eng = engine();
+        dnnl::matmul::primitive_desc pd = bias_md.get_size() != 0
+            ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, c_md), eng)
+            : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), eng);
+        return MatmulPrimitive{pd, dnnl::matmul(pd)};
+    });
+}
+
 namespace {
 
 struct Packed {

@@ -23,6 +23,15 @@ void key_add(std::string& key, const std::vector<int64_t>& v);
 template <class Prim>
 Prim& cached_primitive(const std::string& key, const std::function<Prim()>& make);
 
+// A matmul primitive and its descriptor, cached per thread by its memory descriptors (bias_md empty: no bias;
+// weights may be format `any`, then pd.weights_desc() is the layout to pack them in).
+struct MatmulPrimitive {
+    dnnl::matmul::primitive_desc pd;
+    dnnl::matmul prim;
+};
+MatmulPrimitive& cached_matmul(const dnnl::memory::desc& a_md, const dnnl::memory::desc& b_md,
+                               const dnnl::memory::desc& bias_md, const dnnl::memory::desc& c_md);
+
 // The weight tensor `w` (any float dtype) as described by `plain` (its plain layout in the compute dtype) but in
 // layout `want`: converted and reordered once, kept while w's storage lives (one packed copy per weight: a new
 // layout replaces the old). Wraps `w` itself when no conversion is needed. A weight mmap'd from a file gives its
