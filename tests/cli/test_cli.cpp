@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "../test_util.h"
+#include "tiny_model_suite.h"
 
 #include <array>
 #include <cstdio>
@@ -20,20 +21,7 @@ namespace {
 using nuance::test::CliRun;
 using nuance::test::run_cli;
 
-class Cli : public ::testing::Test {
-protected:
-    static void SetUpTestSuite() {
-        dir_ = fs::temp_directory_path() / ("nuance_cli_" + std::to_string(::getpid()));
-        fs::create_directories(dir_);
-        const CliRun r = run_cli("make-random --family sd15 --tiny -o " + model());
-        ASSERT_EQ(r.code, 0) << r.out;
-    }
-    static void TearDownTestSuite() { fs::remove_all(dir_); }
-    static std::string model() { return (dir_ / "tiny15.safetensors").string(); }
-    static std::string path(const std::string& f) { return (dir_ / f).string(); }
-    static fs::path dir_;
-};
-fs::path Cli::dir_;
+class Cli : public nuance::test::TinyModelSuite<Cli> {};
 
 const std::string kGen = " generate -q --steps 2 -W 64 -H 64 ";
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "../test_util.h"
+#include "tiny_model_suite.h"
 
 #include <array>
 #include <cstdio>
@@ -30,21 +31,10 @@ double mean_abs_pixel_diff(const Image& a, const Image& b) {
     return s / (double)a.pixels.size();
 }
 
-class CliVaeTiling : public ::testing::Test {
+class CliVaeTiling : public nuance::test::TinyModelSuite<CliVaeTiling> {
 protected:
-    static void SetUpTestSuite() {
-        dir_ = fs::temp_directory_path() / ("nuance_cli_vae_tiling_" + std::to_string(::getpid()));
-        fs::create_directories(dir_);
-        const CliRun r = run_cli("make-random --family sd15 --tiny -o " + model());
-        ASSERT_EQ(r.code, 0) << r.out;
-    }
-    static void TearDownTestSuite() { fs::remove_all(dir_); }
-    static std::string model() { return (dir_ / "tiny15.safetensors").string(); }
-    static std::string path(const std::string& f) { return (dir_ / f).string(); }
     static std::string gen() { return " generate -q --steps 2 --seed 5 -p apple -m " + model() + " "; }
-    static fs::path dir_;
 };
-fs::path CliVaeTiling::dir_;
 
 }  // namespace
 
