@@ -21,5 +21,6 @@ Runner add_samplers(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_prepare_emoji(CLI::App& app);
+Runner add_train(CLI::App& app);
 
 }  // namespace nuance::cli

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     reg(nuance::cli::add_bench);
     reg(nuance::cli::add_serve);
     reg(nuance::cli::add_prepare_emoji);
+    reg(nuance::cli::add_train);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -92,7 +92,7 @@ void conv_backward_weights(const ConvGeom& c, const Conv2dParams& p, const Tenso
 
 Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dParams& p) {
     NUANCE_CHECK(x.defined() && w.defined(), "conv2d: undefined input or weight");
-    Tensor y = conv2d(x.value(), w.value(), b.defined() ? b.value() : Tensor(), p);  // checks shapes and params
+    Tensor y = conv2d(x.value(), w.value(), b.defined() ? b.value() : Tensor(), p, compute_precision());  // checks shapes and params
     NUANCE_CHECK(p.padding[0] >= 0 && p.padding[1] >= 0 && p.padding[2] >= 0 && p.padding[3] >= 0,
                  "conv2d: negative padding");
     const Tensor xv = x.value().contiguous(), wv = w.value().contiguous();

@@ -26,7 +26,7 @@ Tensor sum_rows(const Tensor& g2) {
 Var linear(const Var& x, const Var& w, const Var& b) {
     NUANCE_CHECK(x.defined() && w.defined(), "linear: undefined input or weight");
     const Tensor xv = x.value(), wv = w.value();
-    Tensor y = linear(xv, wv, b.defined() ? b.value() : Tensor());  // checks the shapes
+    Tensor y = linear(xv, wv, b.defined() ? b.value() : Tensor(), compute_precision());  // checks the shapes
     const Shape xs = xv.shape();
     const int64_t K = wv.size(1), N = wv.size(0);
     return record("linear", std::move(y), {x, w, b}, [xv, wv, xs, K, N](const Tensor& g, const std::vector<bool>& need) {

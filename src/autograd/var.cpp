@@ -13,6 +13,13 @@ thread_local bool t_grad_enabled = true;
 }  // namespace
 
 bool grad_enabled() { return t_grad_enabled; }
+
+thread_local Precision t_compute = Precision::FP32;
+Precision compute_precision() { return t_compute; }
+ComputePrecisionGuard::ComputePrecisionGuard(Precision p) : saved_(t_compute) {
+    t_compute = p == Precision::BF16 ? Precision::BF16 : Precision::FP32;
+}
+ComputePrecisionGuard::~ComputePrecisionGuard() { t_compute = saved_; }
 NoGradGuard::NoGradGuard() : saved_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = saved_; }
 

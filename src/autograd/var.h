@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/tensor.h"
 
 namespace nuance {
@@ -89,6 +90,21 @@ public:
 
 private:
     bool saved_;
+};
+
+// Precision of the forward products (linear, conv2d, attention) of autograd ops on this thread: BF16 is mixed
+// precision (operands rounded to bf16, f32 accumulation, f32 values, gradients and master weights; the backward
+// products stay f32). FP32 (the default) everywhere else.
+Precision compute_precision();
+class ComputePrecisionGuard {
+public:
+    explicit ComputePrecisionGuard(Precision p);
+    ~ComputePrecisionGuard();
+    ComputePrecisionGuard(const ComputePrecisionGuard&) = delete;
+    ComputePrecisionGuard& operator=(const ComputePrecisionGuard&) = delete;
+
+private:
+    Precision saved_;
 };
 
 // Records the result of a differentiable op. If grad mode is on and some input requires grad, the result keeps the

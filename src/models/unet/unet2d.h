@@ -5,6 +5,8 @@
 
 namespace nuance {
 
+class Var;
+
 struct TimestepEmbedding : Module {
     Linear linear_1, linear_2;
     TimestepEmbedding() = default;
@@ -43,6 +45,8 @@ public:
     void visit(ParamVisitor& v) override;
 
 private:
+    // The differentiable forward of the same weights (train/model_graph.cpp) walks these members.
+    friend Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context);
     UNetConfig cfg_;
     Conv2d conv_in_, conv_out_;
     TimestepEmbedding time_embedding_, add_embedding_;

@@ -72,6 +72,7 @@ public:
     Tensor from_latents(const Tensor& latents) const;
     float scaling_factor() const { return cfg_.scaling_factor; }
     float shift_factor() const { return cfg_.shift_factor; }
+    void set_scaling_factor(float f) { cfg_.scaling_factor = f; }  // training: measured on the data
 
     void visit(ParamVisitor& v) override;
 

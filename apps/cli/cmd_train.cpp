@@ -1,0 +1,95 @@
+// nuance train: trains a KL autoencoder, a text-conditioned latent diffusion model or a pixel-space DDPM
+// (src/train/trainer.h) with a progress bar, atomic checkpoints and bit-exact --resume.
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+#include "commands.h"
+#include "core/error.h"
+#include "train/trainer.h"
+
+namespace nuance::cli {
+
+Runner add_train(CLI::App& app) {
+    auto o = std::make_shared<TrainOptions>();
+    auto arch = std::make_shared<std::string>();
+    auto precision = std::make_shared<std::string>("fp32");
+    auto quiet = std::make_shared<bool>(false);
+    CLI::App* c = app.add_subcommand("train", "Train a VAE, a text-to-image latent diffusion model, or a pixel DDPM");
+    c->add_option("--model", o->model, "vae | ldm | ddpm")->capture_default_str();
+    c->add_option("--data", o->data,
+                  "Image folder (manifest.jsonl or <image>.txt captions); ddpm: Fashion-MNIST folder "
+                  "(default /usr/share/datasets/fashion-mnist)");
+    c->add_option("-o,--output", o->output, "Run folder: checkpoints/, train_log.jsonl, the exported model")->required();
+    c->add_option("--vae", o->vae, "ldm: the VAE to train on (a `--model vae` run folder)");
+    c->add_option("--arch", *arch, "Architecture overrides: JSON text or a .json file, e.g. "
+                                   "'{\"unet\": {\"block_out_channels\": [32, 64]}}'");
+    c->add_option("--steps", o->steps, "Total optimizer steps")->capture_default_str();
+    c->add_option("--batch", o->batch, "Batch size")->capture_default_str();
+    c->add_option("--resolution", o->resolution, "Square image size")->capture_default_str();
+    c->add_option("--lr", o->lr, "Peak learning rate (AdamW)")->capture_default_str();
+    c->add_option("--min-lr", o->min_lr, "Learning rate at the end of the cosine")->capture_default_str();
+    c->add_option("--warmup", o->warmup, "Linear warmup steps")->capture_default_str();
+    c->add_option("--weight-decay", o->weight_decay)->capture_default_str();
+    c->add_option("--max-grad-norm", o->max_grad_norm, "Gradient clipping (global L2 norm)")->capture_default_str();
+    c->add_option("--ema", o->ema_decay, "EMA decay of the weights (0: off); the export uses the EMA weights")
+        ->capture_default_str();
+    c->add_option("--prediction", o->prediction, "epsilon | v_prediction")->capture_default_str();
+    c->add_option("--caption-dropout", o->caption_dropout, "P(empty caption), for classifier-free guidance")
+        ->capture_default_str();
+    c->add_option("--style-dropout", o->style_dropout, "P(drop the ', <style> style' suffix)")->capture_default_str();
+    c->add_option("--keyword-prob", o->keyword_prob, "P(append keywords to the caption)")->capture_default_str();
+    c->add_flag("--flip", o->random_flip, "Random horizontal flips");
+    c->add_option("--kl-weight", o->kl_weight, "vae: weight of the KL term")->capture_default_str();
+    c->add_option("--checkpoint-every", o->checkpoint_every, "Steps between checkpoints")->capture_default_str();
+    c->add_option("--keep-checkpoints", o->keep_checkpoints, "Step files kept")->capture_default_str();
+    c->add_option("--seed", o->seed, "Seed of the init, data order, noise and timesteps")->capture_default_str();
+    c->add_option("--limit", o->limit, "Use only the first N images (0: all)")->capture_default_str();
+    c->add_option("--precision", *precision, "fp32 | bf16 (mixed: bf16 forward products, f32 master weights)")
+        ->capture_default_str();
+    c->add_flag("--resume", o->resume, "Continue from the newest checkpoint of the run folder");
+    c->add_option("--resume-from", o->resume_from, "Continue from this checkpoint file");
+    c->add_flag("-q,--quiet", *quiet, "No progress bar");
+    return [o, arch, precision, quiet] {
+        o->precision = parse_usage_precision(*precision);
+        if (o->precision == Precision::Auto) o->precision = Precision::FP32;
+        if (!arch->empty()) {
+            std::string text = *arch;
+            if (text.front() != '{') {
+                std::ifstream f(text);
+                NUANCE_CHECK_CODE(f.good(), NotFound, "--arch: '", text, "' is neither JSON nor a readable file");
+                text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+            }
+            try {
+                o->arch = nlohmann::json::parse(text);
+            } catch (const std::exception& e) {
+                fail(ErrorCode::InvalidArgument, "--arch is not valid JSON: ", e.what());
+            }
+        }
+        const bool tty = !*quiet && isatty(fileno(stderr));
+        int64_t last_print = 0;
+        const TrainReport r = train(*o, [&](const TrainProgress& p) {
+            if (*quiet) return;
+            const double eta = p.images_per_s > 0 ? (double)(p.total - p.step) * o->batch / p.images_per_s : 0;
+            if (tty) {
+                const int w = 30, fill = (int)(w * p.step / std::max<int64_t>(1, p.total));
+                std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld loss %.4f (avg %.4f) lr %.2e %.1f img/s ETA %02d:%02d:%02d ",
+                             o->model.c_str(), fill, "==============================", w - fill, "",
+                             (long long)p.step, (long long)p.total, p.loss, p.loss_avg, p.lr, p.images_per_s,
+                             (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60);
+                if (p.step == p.total) std::fputc('\n', stderr);
+            } else if (p.step - last_print >= 50 || p.step == p.total || p.step == 1) {
+                last_print = p.step;
+                std::fprintf(stderr, "%s step %lld/%lld loss %.4f avg %.4f lr %.2e %.1f img/s elapsed %.0fs ETA %.0fs\n",
+                             o->model.c_str(), (long long)p.step, (long long)p.total, p.loss, p.loss_avg, p.lr,
+                             p.images_per_s, p.elapsed_s, eta);
+            }
+        });
+        std::printf("trained %lld steps in %.1fs (%.1f images/s); loss %.4f -> %.4f\ncheckpoint: %s\nexported: %s\n",
+                    (long long)r.steps, r.seconds, r.images_per_s, r.first_loss, r.last_loss, r.checkpoint.c_str(),
+                    r.exported.c_str());
+        return 0;
+    };
+}
+
+}  // namespace nuance::cli

@@ -1,0 +1,25 @@
+// Differentiable forwards of the model classes the SD path uses (UNet2DConditionModel, AutoencoderKL, ClipTextModel):
+// the same Params and the same math as their Tensor forwards, computed on Vars so training gets gradients. Weights
+// are taken through param_var(), so the ParamGrads bound to the thread collects their gradients. Activations are
+// NCHW here (the autograd ops' layout); the Tensor forwards stay the fast inference path.
+// Shape letters: B batch, C channels, H/W spatial, L tokens, D width.
+#pragma once
+#include "autograd/nn_layers.h"
+#include "models/clip/clip_text.h"
+#include "models/unet/unet2d.h"
+#include "models/vae/autoencoder_kl.h"
+
+namespace nuance {
+
+// x [B, in, h, w] latents, t [B] or [1] timesteps (no gradient), context [B, L, cross_attention_dim] -> [B, out, h, w].
+Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context);
+
+// image [B, 3, H, W] in [-1, 1] -> moments [B, 2C, h, w] (encoder, quant_conv).
+Var vae_encode_moments(AutoencoderKL& m, const Var& x);
+// unscaled latent [B, C, h, w] -> image [B, 3, H, W] (post_quant_conv, decoder).
+Var vae_decode(AutoencoderKL& m, const Var& z);
+
+// ids [B, L] -> final_layer_norm(last layer) [B, L, D]: the SD conditioning with clip skip 1.
+Var clip_encode(ClipTextModel& m, const Tensor& ids);
+
+}  // namespace nuance

@@ -1,0 +1,469 @@
+// Shape letters: B batch, C channels, H/W image size, h/w latent size, L = 77 prompt tokens.
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "autograd/functions.h"
+#include "autograd/param_grads.h"
+#include "core/error.h"
+#include "core/mt19937.h"
+#include "io/safetensors.h"
+#include "io/weights.h"
+#include "ops/elementwise.h"
+#include "samplers/schedule.h"
+#include "text/clip_tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/data_loader.h"
+#include "train/dataset.h"
+#include "train/fashion_mnist.h"
+#include "train/model_graph.h"
+#include "train/optim.h"
+#include "train/train_arch.h"
+
+namespace fs = std::filesystem;
+
+namespace nuance {
+
+nlohmann::json default_arch(const std::string& model) {
+    // The default model (models/nuance-emoji): 32x32 RGB images, a 16x16x4 latent, ~30 MB in f16.
+    nlohmann::json vae = {{"block_out_channels", {64, 128}}, {"layers_per_block", 1}, {"latent_channels", 4},
+                          {"norm_num_groups", 32}};
+    nlohmann::json unet = {{"block_out_channels", {64, 128, 128}}, {"layers_per_block", 1},
+                           {"attention_levels", {false, true, true}}, {"transformer_depth", 1}, {"heads", 4},
+                           {"norm_num_groups", 32}};
+    nlohmann::json te = {{"hidden", 128}, {"layers", 3}, {"heads", 4}, {"intermediate", 512}, {"max_positions", 77}};
+    if (model == "vae") return {{"vae", vae}};
+    if (model == "ldm") return {{"unet", unet}, {"text_encoder", te}};
+    if (model == "ddpm")
+        return {{"unet", {{"block_out_channels", {32, 64, 64}}, {"layers_per_block", 1},
+                          {"attention_levels", {false, false, true}}, {"transformer_depth", 1}, {"heads", 4},
+                          {"norm_num_groups", 32}}},
+                {"text_encoder", {{"hidden", 64}, {"layers", 2}, {"heads", 4}, {"intermediate", 256}}}};
+    fail(ErrorCode::InvalidArgument, "unknown model kind '", model, "' (expected vae, ldm or ddpm)");
+}
+
+namespace {
+
+nlohmann::json merged_arch(const TrainOptions& o) {
+    nlohmann::json a = default_arch(o.model);
+    NUANCE_CHECK(o.arch.is_object(), "--arch must be a JSON object, got ", o.arch.dump());
+    for (auto& [k, v] : o.arch.items()) {
+        NUANCE_CHECK(a.contains(k), "--arch: '", k, "' is not a part of a ", o.model, " model (parts: ", a.dump(), ")");
+        NUANCE_CHECK(v.is_object(), "--arch: '", k, "' must be an object");
+        for (auto& [kk, vv] : v.items()) a[k][kk] = vv;
+    }
+    return a;
+}
+
+// torch's default init for conv/linear (kaiming_uniform with a = sqrt(5): U(±1/sqrt(fan_in))), ones/zeros for
+// norms, N(0, 0.02) for embeddings as CLIP.
+void init_for_training(Module& m, uint64_t seed) {
+    Mt19937 rng(seed);
+    TorchCpuRng normal(seed ^ 0x9e3779b97f4a7c15ull);
+    for_each_param(m, [&](const std::string& name, Param& p) {
+        Tensor t = Tensor::empty(p.shape, DType::F32);
+        float* d = t.data<float>();
+        const int64_t n = t.numel();
+        const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+        if (name.find("embedding") != std::string::npos && p.shape.size() == 2) {
+            normal.fill_randn(d, n);
+            for (int64_t i = 0; i < n; ++i) d[i] *= 0.02f;
+        } else if (p.shape.size() == 1) {
+            const float v = is_bias ? 0.0f : 1.0f;
+            for (int64_t i = 0; i < n; ++i) d[i] = v;
+        } else {
+            const int64_t fan_in = n / p.shape[0];
+            const float bound = 1.0f / std::sqrt((float)std::max<int64_t>(1, fan_in));
+            for (int64_t i = 0; i < n; ++i) d[i] = (2.0f * uniform01(rng) - 1.0f) * bound;
+        }
+        p.value = t;
+    });
+}
+
+Tensor tokenize(const std::vector<std::string>& captions, int64_t max_len) {
+    const ClipTokenizer& tok = ClipTokenizer::builtin();
+    std::vector<int64_t> ids;
+    for (const auto& c : captions) {
+        auto v = tok.encode_padded(c, ClipTokenizer::kEosId, (int)max_len);
+        ids.insert(ids.end(), v.begin(), v.end());
+    }
+    return Tensor::from_ids(ids, {(int64_t)captions.size(), max_len});
+}
+
+// sum over all but dim 0 -> per-sample [B] weights as a [B, 1, 1, 1] tensor
+Tensor per_sample(const std::vector<float>& v) {
+    return Tensor::from_vector(v, {(int64_t)v.size(), 1, 1, 1});
+}
+
+std::string step_file(const std::string& dir, int64_t step) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "step-%07lld.safetensors", (long long)step);
+    return dir + "/" + buf;
+}
+
+}  // namespace
+
+// ---- the run ----
+
+struct TrainRun {
+    TrainOptions o;
+    nlohmann::json arch;
+    std::unique_ptr<AutoencoderKL> vae;  // trained (vae) or frozen (ldm)
+    std::unique_ptr<UNet2DConditionModel> unet;
+    std::unique_ptr<ClipTextModel> te;
+    std::unique_ptr<Dataset> data;
+    std::unique_ptr<DataLoader> loader;
+    ParamGrads params;
+    std::unique_ptr<AdamW> opt;
+    std::unique_ptr<Ema> ema;
+    NoiseSchedule schedule;
+    int64_t step = 0;
+    // ldm: the frozen VAE's posterior of each data set image, computed on first use (no flips: one per index).
+    std::vector<Tensor> moments_cache;
+
+    explicit TrainRun(const TrainOptions& opts) : o(opts), arch(merged_arch(opts)) {}
+
+    bool diffusion() const { return o.model != "vae"; }
+    int64_t image_channels() const { return o.model == "ddpm" ? 1 : 3; }
+
+    void build() {
+        if (o.model == "vae") {
+            vae = std::make_unique<AutoencoderKL>(vae_config_from_arch(arch["vae"], image_channels()));
+            init_for_training(*vae, mix_seed(o.seed, 11));
+            register_module(*vae, "vae.");
+            return;
+        }
+        te = std::make_unique<ClipTextModel>(clip_config_from_arch(arch["text_encoder"]));
+        int64_t in_ch = image_channels();
+        if (o.model == "ldm") {
+            vae = load_trained_vae(o.vae);
+            in_ch = vae->config().latent_channels;
+            NUANCE_CHECK(o.resolution % vae->config().downscale() == 0, "resolution ", o.resolution,
+                         " is not a multiple of the VAE's downscale ", vae->config().downscale());
+        }
+        unet = std::make_unique<UNet2DConditionModel>(unet_config_from_arch(arch["unet"], in_ch, te->config().hidden));
+        init_for_training(*te, mix_seed(o.seed, 12));
+        init_for_training(*unet, mix_seed(o.seed, 13));
+        register_module(*unet, "unet.");
+        register_module(*te, "text_encoder.");
+    }
+
+    void register_module(Module& m, const std::string& prefix) {
+        for_each_param(m, [&](const std::string& name, Param& p) { params.add(prefix + name, p); });
+    }
+
+    void make_data() {
+        const int64_t L = o.limit;
+        if (o.model == "ddpm") {
+            FashionMnistOptions f;
+            if (!o.data.empty()) f.dir = o.data;
+            f.pad_to_32 = o.resolution == 32;
+            NUANCE_CHECK(o.resolution == 28 || o.resolution == 32, "ddpm on Fashion-MNIST: resolution must be 28 or 32, got ",
+                         o.resolution);
+            f.random_flip = o.random_flip;
+            f.caption_dropout = o.caption_dropout;
+            f.limit = L;
+            data = std::make_unique<FashionMnistDataset>(f);
+        } else {
+            NUANCE_CHECK_CODE(!o.data.empty(), InvalidArgument, "train: --data is required (an image folder)");
+            NUANCE_CHECK_CODE(is_directory(o.data), NotFound, "train: data folder '", o.data, "' does not exist");
+            DatasetOptions d;
+            d.resolution = o.resolution;
+            d.random_flip = o.random_flip;
+            d.caption_dropout = o.model == "vae" ? 0.0f : o.caption_dropout;
+            d.style_dropout = o.style_dropout;
+            d.keyword_prob = o.keyword_prob;
+            d.cache_images = true;  // decode once; every image error surfaces before the first step
+            data = std::make_unique<ImageCaptionDataset>(o.data, d);
+        }
+        NUANCE_CHECK(data->size() > 0, "train: the data set '", o.data, "' is empty");
+        NUANCE_CHECK(data->size() >= o.batch, "train: the data set has ", data->size(), " images, fewer than the batch size ",
+                     o.batch);
+        LoaderOptions lo;
+        lo.batch_size = o.batch;
+        loader = std::make_unique<DataLoader>(*data, o.seed, lo);
+        moments_cache.assign((size_t)data->size(), Tensor());
+    }
+
+    void make_optimizer() {
+        AdamWOptions ao;
+        ao.lr = o.lr;
+        ao.weight_decay = o.weight_decay;
+        opt = std::make_unique<AdamW>(params, ao);
+        if (o.ema_decay > 0) {
+            EmaOptions eo;
+            eo.decay = o.ema_decay;
+            ema = std::make_unique<Ema>(params, eo);
+        }
+    }
+
+    // ---- losses ----
+
+    // VAE: L1 + MSE reconstruction of a posterior sample, plus kl_weight * KL(q(z|x) || N(0, I)) per element.
+    Var vae_loss(const Batch& b, Mt19937& rng) {
+        const Var x(b.images);
+        const Var moments = vae_encode_moments(*vae, x);
+        const int64_t C = vae->config().latent_channels;
+        auto [mean_v, logvar_raw] = chunk<2>(moments, 1);
+        const Var logvar = clamp(logvar_raw, -30.0f, 20.0f);
+        TorchCpuRng normal(rng());
+        const Var eps(normal.randn(mean_v.shape()));
+        const Var z = mean_v + exp(logvar * 0.5f) * eps;
+        const Var rec = vae_decode(*vae, z);
+        const Var kl = mean(square(mean_v) + exp(logvar) - logvar - 1.0f) * 0.5f;
+        (void)C;
+        return l1_loss(rec, x) + mse_loss(rec, x) + kl * o.kl_weight;
+    }
+
+    Tensor latents_of(const Batch& b, Mt19937& rng) {
+        if (o.model == "ddpm") return b.images;
+        const int64_t B = (int64_t)b.indices.size();
+        std::vector<Tensor> ms;
+        std::vector<int64_t> missing;
+        for (int64_t i = 0; i < B; ++i)
+            if (!moments_cache[(size_t)b.indices[(size_t)i]].defined() || o.random_flip) missing.push_back(i);
+        if (!missing.empty()) {
+            NoGradGuard ng;
+            std::vector<Tensor> imgs;
+            for (int64_t i : missing) imgs.push_back(b.images.slice(0, i, i + 1));
+            const Tensor mom = vae->encode_moments(cat(imgs, 0));
+            for (size_t k = 0; k < missing.size(); ++k) {
+                const Tensor one = mom.slice(0, (int64_t)k, (int64_t)k + 1).contiguous();
+                if (!o.random_flip) moments_cache[(size_t)b.indices[(size_t)missing[k]]] = one;
+                else ms.push_back(one);
+            }
+        }
+        if (!o.random_flip)
+            for (int64_t i = 0; i < B; ++i) ms.push_back(moments_cache[(size_t)b.indices[(size_t)i]]);
+        const DiagonalGaussian post = DiagonalGaussian::from_moments(cat(ms, 0));
+        TorchCpuRng normal(rng());
+        return vae->to_latents(post.sample(normal.randn(post.mean.shape())));
+    }
+
+    Var diffusion_loss(const Batch& b, Mt19937& rng) {
+        const Tensor x0 = latents_of(b, rng);
+        const int64_t B = x0.size(0);
+        const auto& ac = schedule.alphas_cumprod();
+        std::vector<float> t(B), sa(B), sb(B);
+        for (int64_t i = 0; i < B; ++i) {
+            const uint32_t ti = uniform_below(rng, (uint32_t)ac.size());
+            t[(size_t)i] = (float)ti;
+            sa[(size_t)i] = std::sqrt(ac[ti]);
+            sb[(size_t)i] = std::sqrt(1.0f - ac[ti]);
+        }
+        TorchCpuRng normal(rng());
+        const Tensor noise = normal.randn(x0.shape());
+        const Tensor A = per_sample(sa), S = per_sample(sb);
+        const Tensor xt = x0 * A + noise * S;
+        const Tensor target = o.prediction == "v_prediction" ? noise * A - x0 * S : noise;
+        const Var ctx = clip_encode(*te, tokenize(b.captions, te->config().max_positions));
+        const Var pred = unet_forward(*unet, Var(xt), Tensor::from_vector(t, {B}), ctx);
+        return mse_loss(pred, Var(target));
+    }
+
+    // ---- checkpoints ----
+
+    void save(const std::string& path) {
+        std::vector<std::pair<std::string, Tensor>> tensors;
+        for (auto& e : params.entries()) tensors.emplace_back("model." + e.name, e.param->value);
+        for (auto& [k, v] : opt->state_dict()) tensors.emplace_back("optim." + k, v);
+        if (ema)
+            for (auto& [k, v] : ema->state_dict()) tensors.emplace_back("ema." + k, v);
+        nlohmann::json meta;
+        meta["step"] = step;
+        meta["model"] = o.model;
+        meta["arch"] = arch;
+        meta["options"] = options_json(o);
+        const LoaderState ls = loader->state();
+        meta["loader"] = {{"seed", ls.seed}, {"epoch", ls.epoch}, {"position", ls.position}};
+        meta["ema_updates"] = ema ? ema->updates() : 0;
+        if (vae && o.model == "ldm") meta["vae_scaling_factor"] = vae->config().scaling_factor;
+        save_checkpoint_file(path, tensors, meta);
+    }
+
+    void load(const std::string& path) {
+        CheckpointFile ck = load_checkpoint_file(path);
+        const nlohmann::json& meta = ck.meta;
+        NUANCE_CHECK(meta.value("model", std::string()) == o.model, "checkpoint '", path, "' is a ",
+                     meta.value("model", std::string("?")), " run, not ", o.model);
+        NUANCE_CHECK(meta.contains("arch") && meta["arch"] == arch, "checkpoint '", path,
+                     "' does not match the configured architecture: it has ", meta.value("arch", nlohmann::json()).dump(),
+                     ", this run ", arch.dump());
+        for (auto& e : params.entries()) {
+            auto it = ck.tensors.find("model." + e.name);
+            NUANCE_CHECK(it != ck.tensors.end(), "checkpoint '", path, "' has no tensor 'model.", e.name, "'");
+            NUANCE_CHECK(it->second.shape() == e.param->shape, "checkpoint '", path, "': 'model.", e.name, "' is ",
+                         it->second.shape(), ", the model wants ", e.param->shape);
+            e.param->value.copy_(it->second);
+        }
+        std::map<std::string, Tensor> optim, emas;
+        for (auto& [k, v] : ck.tensors) {
+            if (k.rfind("optim.", 0) == 0) optim[k.substr(6)] = v;
+            if (k.rfind("ema.", 0) == 0) emas[k.substr(4)] = v;
+        }
+        opt->load_state_dict(optim);
+        if (ema) ema->load_state_dict(emas, meta.value("ema_updates", (int64_t)0));
+        step = meta["step"].get<int64_t>();
+        LoaderState ls;
+        ls.seed = meta["loader"]["seed"].get<uint64_t>();
+        ls.epoch = meta["loader"]["epoch"].get<int64_t>();
+        ls.position = meta["loader"]["position"].get<int64_t>();
+        loader->set_state(ls);
+    }
+
+    // ---- export ----
+
+    std::string export_model() {
+        const std::string dir = o.output + (o.model == "vae" ? "/vae" : "/model");
+        if (ema) ema->swap_into_params();
+        try {
+            if (o.model == "vae") {
+                calibrate_scaling_factor();
+                export_vae(*vae, dir, o.resolution);
+            } else {
+                export_pipeline(dir);
+            }
+        } catch (...) {
+            if (ema) ema->swap_into_params();
+            throw;
+        }
+        if (ema) ema->swap_into_params();
+        return dir;
+    }
+
+    // LDM's rule: scale latents to unit variance, 1 / std of posterior means over (up to) 1,024 images.
+    void calibrate_scaling_factor() {
+        NoGradGuard ng;
+        const int64_t n = std::min<int64_t>(data->size(), 1024);
+        double s = 0, s2 = 0;
+        int64_t cnt = 0;
+        Mt19937 rng(o.seed);
+        for (int64_t i0 = 0; i0 < n; i0 += 64) {
+            std::vector<Tensor> imgs;
+            for (int64_t i = i0; i < std::min(n, i0 + 64); ++i) imgs.push_back(data->get(i, rng).image.unsqueeze(0));
+            const Tensor m = DiagonalGaussian::from_moments(vae->encode_moments(cat(imgs, 0))).mean.contiguous();
+            const float* p = m.data<float>();
+            for (int64_t k = 0; k < m.numel(); ++k) s += p[k], s2 += (double)p[k] * p[k], ++cnt;
+        }
+        const double var = s2 / (double)cnt - (s / (double)cnt) * (s / (double)cnt);
+        vae->set_scaling_factor(var > 0 ? (float)(1.0 / std::sqrt(var)) : 1.0f);
+    }
+
+    void export_pipeline(const std::string& dir) {
+        const int64_t sample = o.model == "ldm" ? o.resolution / vae->config().downscale() : o.resolution;
+        write_component(dir + "/unet", *unet, "diffusion_pytorch_model.safetensors",
+                        unet_diffusers_config(unet->config(), sample));
+        write_component(dir + "/text_encoder", *te, "model.safetensors", clip_hf_config(te->config()));
+        if (vae) export_vae(*vae, dir + "/vae", o.resolution);
+        nlohmann::json sched = {{"_class_name", "DDIMScheduler"}, {"num_train_timesteps", 1000},
+                                {"beta_start", 0.00085}, {"beta_end", 0.012}, {"beta_schedule", "scaled_linear"},
+                                {"prediction_type", o.prediction}, {"steps_offset", 1}, {"clip_sample", false},
+                                {"set_alpha_to_one", false}};
+        write_json(dir + "/scheduler/scheduler_config.json", sched);
+        nlohmann::json index = {{"_class_name", "StableDiffusionPipeline"},
+                                {"_nuance", {{"trained_steps", step}, {"options", options_json(o)}, {"arch", arch}}},
+                                {"unet", {"diffusers", "UNet2DConditionModel"}},
+                                {"text_encoder", {"transformers", "CLIPTextModel"}},
+                                {"scheduler", {"diffusers", "DDIMScheduler"}}};
+        if (vae) index["vae"] = {"diffusers", "AutoencoderKL"};
+        write_json(dir + "/model_index.json", index);
+    }
+};
+
+// ---- entry point ----
+
+TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
+    NUANCE_CHECK(opts.model == "vae" || opts.model == "ldm" || opts.model == "ddpm", "train: unknown --model '",
+                 opts.model, "' (expected vae, ldm or ddpm)");
+    NUANCE_CHECK(!opts.output.empty(), "train: --output (the run folder) is required");
+    NUANCE_CHECK(opts.steps > 0 && opts.batch > 0 && opts.resolution >= 8, "train: steps ", opts.steps, ", batch ",
+                 opts.batch, ", resolution ", opts.resolution, " (need steps > 0, batch > 0, resolution >= 8)");
+    NUANCE_CHECK(opts.prediction == "epsilon" || opts.prediction == "v_prediction", "train: --prediction must be ",
+                 "epsilon or v_prediction, got '", opts.prediction, "'");
+    NUANCE_CHECK(opts.lr > 0 && std::isfinite(opts.lr), "train: --lr must be > 0");
+    NUANCE_CHECK(opts.model != "ldm" || !opts.vae.empty(), "train: --model ldm needs --vae (a trained VAE: run ",
+                 "`nuance train --model vae` first)");
+    TrainRun run(opts);
+    run.build();
+    run.make_data();
+    run.make_optimizer();
+    const std::string ckdir = opts.output + "/checkpoints";
+    std::error_code ec;
+    fs::create_directories(ckdir, ec);
+    NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
+    std::string resume = opts.resume_from;
+    if (resume.empty() && opts.resume) {
+        resume = newest_checkpoint(ckdir);
+        NUANCE_CHECK_CODE(!resume.empty(), NotFound, "train: --resume but '", ckdir, "' holds no checkpoint");
+    }
+    if (!resume.empty()) run.load(resume);
+
+    const ComputePrecisionGuard precision(opts.precision);
+    TrainReport rep;
+    std::deque<double> window;
+    std::vector<double> losses;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t start_step = run.step;
+    std::ofstream log(opts.output + "/train_log.jsonl", std::ios::app);
+    std::vector<std::string> written;
+    while (run.step < opts.steps) {
+        Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x5eed));
+        const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
+        run.opt->set_lr(lr);
+        const Batch b = run.loader->next();
+        run.params.zero_grad();
+        double loss_v;
+        {
+            ParamGrads::Bind bind(run.params);
+            const Var loss = run.diffusion() ? run.diffusion_loss(b, rng) : run.vae_loss(b, rng);
+            loss_v = loss.item();
+            NUANCE_CHECK(std::isfinite(loss_v), "train: the loss is ", loss_v, " at step ", run.step,
+                         " (lower --lr or check the data)");
+            backward(loss);
+        }
+        clip_grad_norm(run.params, opts.max_grad_norm);
+        run.opt->step();
+        if (run.ema) run.ema->update();
+        ++run.step;
+
+        window.push_back(loss_v);
+        if (window.size() > 50) window.pop_front();
+        losses.push_back(loss_v);
+        double avg = 0;
+        for (double v : window) avg += v;
+        avg /= (double)window.size();
+        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        TrainProgress p{run.step, opts.steps, loss_v, avg, lr, (double)(run.step - start_step) * opts.batch / el, el};
+        if (on_step) on_step(p);
+        if (run.step % 10 == 0 || run.step == opts.steps)
+            log << nlohmann::json{{"step", run.step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
+                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el}}.dump() << "\n" << std::flush;
+        if (run.step % opts.checkpoint_every == 0 || run.step == opts.steps) {
+            const std::string f = step_file(ckdir, run.step);
+            run.save(f);
+            rep.checkpoint = f;
+            prune_checkpoints(ckdir, opts.keep_checkpoints);
+        }
+    }
+    rep.steps = run.step - start_step;
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rep.images_per_s = rep.seconds > 0 ? (double)rep.steps * opts.batch / rep.seconds : 0;
+    // Mean of the first and of the last quarter (at most 50 steps each) of this run's losses.
+    const size_t k = std::max<size_t>(1, std::min<size_t>(50, losses.size() / 4));
+    if (!losses.empty()) {
+        double a = 0, z = 0;
+        for (size_t i = 0; i < k; ++i) a += losses[i], z += losses[losses.size() - 1 - i];
+        rep.first_loss = a / (double)k;
+        rep.last_loss = z / (double)k;
+    }
+    if (rep.checkpoint.empty()) rep.checkpoint = newest_checkpoint(ckdir);
+    rep.exported = run.export_model();
+    return rep;
+}
+
+}  // namespace nuance

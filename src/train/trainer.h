@@ -1,0 +1,80 @@
+// `nuance train`: the training loops of the survey's first-stage and second-stage models, on the same model classes
+// the SD path samples from (AutoencoderKL, UNet2DConditionModel, ClipTextModel), in small configs.
+//   vae   KL autoencoder (Kingma & Welling 2014; the LDM first stage): L1 + L2 reconstruction + kl_weight * KL.
+//   ldm   text-conditioned latent diffusion (Rombach et al. 2022): a frozen trained VAE, a CLIP-style text encoder
+//         trained jointly with the UNet, ε or v objective (Ho et al. 2020; Salimans & Ho 2022), caption dropout
+//         for classifier-free guidance.
+//   ddpm  the same denoiser in pixel space (no VAE), e.g. on Fashion-MNIST.
+// A run folder holds checkpoints/step-NNNNNNN.safetensors (weights, AdamW state, EMA, data order, all the
+// options) written atomically every N steps, train_log.jsonl, and the exported model: <out>/vae (diffusers VAE
+// folder) for `vae`, <out>/model (a diffusers pipeline folder `nuance generate -m` loads) for `ldm`.
+// Determinism: the batch order is a function of (seed, epoch, position) (DataLoader), and each step's noise and
+// timesteps of Mt19937(mix(seed, step)); so --resume continues bit-exactly.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace nuance {
+
+struct TrainOptions {
+    std::string model = "ldm";  // "vae" | "ldm" | "ddpm"
+    std::string data;           // image folder (manifest.jsonl or sidecar .txt); ddpm: the Fashion-MNIST folder
+    std::string output;         // run folder
+    std::string vae;            // ldm: a trained VAE (a `vae` run folder, its vae/ export, or a diffusers VAE folder)
+    nlohmann::json arch = nlohmann::json::object();  // architecture overrides (see default_arch)
+    int64_t steps = 1000;
+    int batch = 32;
+    int resolution = 32;
+    float lr = 2e-4f;
+    float min_lr = 0.0f;
+    int64_t warmup = 100;
+    float weight_decay = 0.01f;
+    double max_grad_norm = 1.0;
+    float ema_decay = 0.999f;  // 0: no EMA
+    std::string prediction = "epsilon";  // ldm/ddpm: "epsilon" | "v_prediction"
+    float caption_dropout = 0.1f;
+    float style_dropout = 0.2f;
+    float keyword_prob = 0.25f;
+    bool random_flip = false;
+    float kl_weight = 1e-6f;  // vae
+    int64_t checkpoint_every = 500;
+    int keep_checkpoints = 3;  // older step files are deleted (the last one always stays)
+    uint64_t seed = 0;
+    int64_t limit = 0;  // > 0: use only the first `limit` images
+    // BF16: mixed precision (bf16 products, f32 master weights, gradients and optimizer state).
+    Precision precision = Precision::FP32;
+    bool resume = false;      // continue from the newest checkpoint in <output>/checkpoints
+    std::string resume_from;  // or from this checkpoint file
+};
+
+// Built-in architecture of each model kind (the default model's), as JSON; TrainOptions::arch entries override it.
+nlohmann::json default_arch(const std::string& model);
+
+struct TrainProgress {
+    int64_t step = 0;   // steps done
+    int64_t total = 0;  // steps to do in all
+    double loss = 0;    // this step's loss
+    double loss_avg = 0;  // mean over the last 50 steps
+    double lr = 0;
+    double images_per_s = 0;
+    double elapsed_s = 0;
+};
+
+struct TrainReport {
+    int64_t steps = 0;
+    double first_loss = 0, last_loss = 0;  // mean loss of the first and last quarter of this run (<= 50 steps each)
+    double seconds = 0;
+    double images_per_s = 0;
+    std::string checkpoint;  // last checkpoint written
+    std::string exported;    // exported model folder
+};
+
+using TrainCallback = std::function<void(const TrainProgress&)>;
+
+TrainReport train(const TrainOptions& options, const TrainCallback& on_step = {});
+
+}  // namespace nuance
