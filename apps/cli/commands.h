@@ -22,5 +22,6 @@ Runner add_bench(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_prepare_emoji(CLI::App& app);
 Runner add_train(CLI::App& app);
+Runner add_eval_emoji(CLI::App& app);
 
 }  // namespace nuance::cli

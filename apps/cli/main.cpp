@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
         const size_t before = app.get_subcommands({}).size();
         nuance::cli::Runner r = add(app);
         auto subs = app.get_subcommands({});
-        if (subs.size() > before) runners[subs.back()] = std::move(r);
+        for (size_t i = before; i < subs.size(); ++i) runners[subs[i]] = r;  // one add_* may register several
     };
     reg(nuance::cli::add_generate);
     reg(nuance::cli::add_info);
@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     reg(nuance::cli::add_serve);
     reg(nuance::cli::add_prepare_emoji);
     reg(nuance::cli::add_train);
+    reg(nuance::cli::add_eval_emoji);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
