@@ -109,7 +109,8 @@ typedef struct nuance_model_params {
 } nuance_model_params;
 
 NUANCE_API void nuance_model_params_init(nuance_model_params* p);
-/* path: a .safetensors / .ckpt checkpoint or a diffusers folder. params may be NULL (defaults). */
+/* path: a .safetensors / .ckpt checkpoint or a diffusers folder; NULL or "": the built-in nuance-emoji model
+ * ($NUANCE_DEFAULT_MODEL, or models/nuance-emoji beside the library's source or install). params may be NULL. */
 NUANCE_API nuance_status nuance_model_load(const char* path, const nuance_model_params* params, nuance_model** out);
 NUANCE_API void nuance_model_free(nuance_model* model); /* NULL is fine; contexts keep the weights alive */
 NUANCE_API const char* nuance_model_family(const nuance_model* model); /* "sd1", "sd2", "sdxl" */

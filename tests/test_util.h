@@ -27,9 +27,10 @@ struct CliRun {
     std::string out;  // stdout + stderr
 };
 
-inline CliRun run_cli(const std::string& args) {
+// `env`: assignments put before the command, e.g. "NUANCE_DEFAULT_MODEL=/x ".
+inline CliRun run_cli(const std::string& args, const std::string& env = "") {
     CliRun r;
-    const std::string cmd = std::string(NUANCE_CLI_PATH) + " " + args + " 2>&1";
+    const std::string cmd = env + std::string(NUANCE_CLI_PATH) + " " + args + " 2>&1";
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;
     std::array<char, 4096> buf;

@@ -6,6 +6,7 @@
 
 #include "backends/cpu/dnnl_context.h"
 #include "commands.h"
+#include "models/default_model.h"
 #include "io/image.h"
 #include "io/weights.h"
 #include "pipelines/generate.h"
@@ -21,6 +22,8 @@ struct GenerateArgs {
     std::string prompt_file, negative_prompt_file;
     std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
+    CLI::Option* width_opt = nullptr;    // unset -W/-H: the model's native size
+    CLI::Option* height_opt = nullptr;
     GenerateParams p;
     int threads = 0;
     std::string precision = "auto";
@@ -49,9 +52,13 @@ std::string read_text_file(const std::string& path) {
 }
 
 int run(GenerateArgs& a) {
-    if (a.model.empty())
-        fail(ErrorCode::InvalidArgument, "usage: no model given: pass -m/--model FILE|FOLDER (a Stable Diffusion "
-                                         "checkpoint, .safetensors/.ckpt, or a diffusers folder)");
+    if (a.model.empty()) {
+        a.model = default_model_path();
+        if (a.model.empty())
+            fail(ErrorCode::InvalidArgument, "usage: no model given and the built-in model (models/", kDefaultModelName,
+                 ") was not found: pass -m/--model FILE|FOLDER (a Stable Diffusion checkpoint, .safetensors/.ckpt, ",
+                 "or a diffusers folder), or set NUANCE_DEFAULT_MODEL");
+    }
     if (!a.prompt_file.empty()) a.p.prompt = read_text_file(a.prompt_file);
     if (!a.negative_prompt_file.empty()) a.p.negative_prompt = read_text_file(a.negative_prompt_file);
     try {
@@ -86,6 +93,8 @@ int run(GenerateArgs& a) {
     const StableDiffusionModel model = load_stable_diffusion(a.model, lo);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", sd_family_name(model.family), a.model.c_str(), load_s);
+    if (!(a.width_opt && a.width_opt->count() > 0)) a.p.width = model.native_size;
+    if (!(a.height_opt && a.height_opt->count() > 0)) a.p.height = model.native_size;
     try {
         validate_params(model, a.p);
     } catch (const Error& e) {
@@ -117,15 +126,16 @@ int run(GenerateArgs& a) {
 Runner add_generate(CLI::App& app) {
     auto a = std::make_shared<GenerateArgs>();
     CLI::App* c = app.add_subcommand("generate", "Generate images (txt2img, or img2img with --init-img)");
-    c->add_option("-m,--model", a->model, "Checkpoint (.safetensors, .ckpt) or diffusers folder");
+    c->add_option("-m,--model", a->model,
+                  "Checkpoint (.safetensors, .ckpt) or diffusers folder (default: the built-in nuance-emoji model)");
     c->add_option("--vae", a->vae, "Replace the checkpoint's VAE with this file");
     c->add_option("-p,--prompt", a->p.prompt, "Prompt (A1111 syntax: (word:1.2), [word], BREAK)");
     c->add_option("-n,--negative-prompt", a->p.negative_prompt, "Negative prompt");
     c->add_option("--prompt-file", a->prompt_file, "Read the prompt from a file");
     c->add_option("--negative-prompt-file", a->negative_prompt_file, "Read the negative prompt from a file");
     c->add_option("-o,--output", a->output, "Output PNG (batches add _2, _3, ...)")->capture_default_str();
-    c->add_option("-W,--width", a->p.width, "Width in pixels (multiple of 8)")->capture_default_str();
-    c->add_option("-H,--height", a->p.height, "Height in pixels (multiple of 8)")->capture_default_str();
+    a->width_opt = c->add_option("-W,--width", a->p.width, "Width in pixels (default: the model's native size)");
+    a->height_opt = c->add_option("-H,--height", a->p.height, "Height in pixels (default: the model's native size)");
     a->steps_opt = c->add_option("--steps", a->p.steps, "Sampling steps")->capture_default_str();
     c->add_option("--cfg-scale", a->p.cfg_scale, "Classifier-free guidance scale")->capture_default_str();
     c->add_option("--sampler,--sampling-method", a->p.sampler, "Sampler (see 'nuance samplers')")->capture_default_str();

@@ -7,6 +7,7 @@
 
 #include "../server/server.h"
 #include "commands.h"
+#include "models/default_model.h"
 
 namespace nuance::cli {
 
@@ -21,8 +22,10 @@ struct ServeArgs {
 };
 
 int run(ServeArgs& a) {
+    if (a.o.model.empty() && a.o.models_dir.empty()) a.o.model = default_model_path();  // the built-in model
     if (a.o.model.empty() && a.o.models_dir.empty())
-        fail(ErrorCode::InvalidArgument, "usage: no model: pass -m/--model FILE|FOLDER or --models-dir DIR");
+        fail(ErrorCode::InvalidArgument, "usage: no model: pass -m/--model FILE|FOLDER or --models-dir DIR (the ",
+             "built-in model models/", kDefaultModelName, " was not found)");
     if (!a.api_key_file.empty()) {
         std::ifstream f(a.api_key_file);
         NUANCE_CHECK_CODE(f.good(), NotFound, "cannot read API key file '", a.api_key_file, "'");

@@ -85,8 +85,11 @@ Runner add_train(CLI::App& app) {
                              p.images_per_s, p.elapsed_s, eta);
             }
         });
-        std::printf("trained %lld steps in %.1fs (%.1f images/s); loss %.4f -> %.4f\ncheckpoint: %s\nexported: %s\n",
-                    (long long)r.steps, r.seconds, r.images_per_s, r.first_loss, r.last_loss, r.checkpoint.c_str(),
+        std::printf("trained %lld steps in %.1fs (%.1f images/s); loss %.4f -> %.4f\n"
+                    "step median_s=%.4f images_per_s=%.1f (forward + backward + optimizer, batch %d)\n"
+                    "checkpoint: %s\nexported: %s\n",
+                    (long long)r.steps, r.seconds, r.images_per_s, r.first_loss, r.last_loss, r.median_step_s,
+                    r.median_step_s > 0 ? o->batch / r.median_step_s : 0.0, o->batch, r.checkpoint.c_str(),
                     r.exported.c_str());
         return 0;
     };

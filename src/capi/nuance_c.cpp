@@ -12,6 +12,7 @@
 
 #include "backends/cpu/dnnl_context.h"
 #include "io/image.h"
+#include "models/default_model.h"
 #include "pipelines/generate.h"
 #include "samplers/registry.h"
 #include "server/preview.h"
@@ -189,8 +190,14 @@ void nuance_model_params_init(nuance_model_params* p) {
 nuance_status nuance_model_load(const char* path, const nuance_model_params* params, nuance_model** out) {
     if (out) *out = nullptr;
     return guard([&] {
-        NUANCE_CHECK(path != nullptr && *path, "nuance_model_load: path is NULL or empty");
         NUANCE_CHECK(out != nullptr, "nuance_model_load: out is NULL");
+        std::string builtin;
+        if (path == nullptr || !*path) {  // the built-in model
+            builtin = default_model_path();
+            NUANCE_CHECK_CODE(!builtin.empty(), NotFound, "nuance_model_load: path is NULL or empty and the built-in ",
+                              "model (models/", kDefaultModelName, ") was not found (set NUANCE_DEFAULT_MODEL)");
+            path = builtin.c_str();
+        }
         nuance_model_params defaults;
         nuance_model_params_init(&defaults);
         const nuance_model_params& mp = params ? *params : defaults;

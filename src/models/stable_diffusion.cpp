@@ -159,6 +159,9 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
         m.scheduler_config = read_json(root + "/scheduler/scheduler_config.json");
     m.prediction = m.scheduler_config.value("prediction_type", std::string("epsilon"));
     m.default_clip_skip = 1;
+    m.native_size = m.family == SDFamily::SDXL ? 1024 : (m.prediction == "v_prediction" ? 768 : 512);
+    if (ucfg.contains("sample_size") && ucfg["sample_size"].is_number_integer() && ucfg["sample_size"].get<int>() > 0)
+        m.native_size = ucfg["sample_size"].get<int>() * (int)m.vae_scale();
     return m;
 }
 
@@ -200,6 +203,7 @@ StableDiffusionModel load_single_file(const std::string& path, const ModelLoadOp
     // last layer instead); SD2 768 models predict v, the 512-base model epsilon (no way to tell from the weights).
     m.default_clip_skip = m.family == SDFamily::SD2 && m.te1.model->config().layers == 24 ? 2 : 1;
     m.prediction = m.family == SDFamily::SD2 ? "v_prediction" : "epsilon";
+    m.native_size = m.family == SDFamily::SDXL ? 1024 : (m.family == SDFamily::SD2 ? 768 : 512);
     return m;
 }
 

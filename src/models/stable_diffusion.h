@@ -45,6 +45,9 @@ struct StableDiffusionModel {
     std::string prediction;  // "epsilon" | "v_prediction"
     Precision precision = Precision::FP32;  // resolved (never Auto)
     int default_clip_skip = 1;
+    // The image size the model was trained at (pixels, square): 512 for SD1, 768 for SD2 v-models, 1024 for SDXL,
+    // or unet/config.json's sample_size times the VAE's downscale for a diffusers folder that states it.
+    int native_size = 512;
     nlohmann::json scheduler_config = nlohmann::json::object();  // diffusers scheduler_config.json, when present
     TextEncoderSlot te1, te2;  // te2 only for SDXL
     std::unique_ptr<UNet2DConditionModel> unet;

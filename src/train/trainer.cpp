@@ -1,6 +1,7 @@
 // Shape letters: B batch, C channels, H/W image size, h/w latent size, L = 77 prompt tokens.
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -406,7 +407,7 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
     const ComputePrecisionGuard precision(opts.precision);
     TrainReport rep;
     std::deque<double> window;
-    std::vector<double> losses;
+    std::vector<double> losses, step_times;
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t start_step = run.step;
     std::ofstream log(opts.output + "/train_log.jsonl", std::ios::app);
@@ -416,6 +417,7 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
         const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
         run.opt->set_lr(lr);
         const Batch b = run.loader->next();
+        const auto ts = std::chrono::steady_clock::now();
         run.params.zero_grad();
         double loss_v;
         {
@@ -430,6 +432,7 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
         run.opt->step();
         if (run.ema) run.ema->update();
         ++run.step;
+        step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
 
         window.push_back(loss_v);
         if (window.size() > 50) window.pop_front();
@@ -460,6 +463,12 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
         for (size_t i = 0; i < k; ++i) a += losses[i], z += losses[losses.size() - 1 - i];
         rep.first_loss = a / (double)k;
         rep.last_loss = z / (double)k;
+    }
+    if (!step_times.empty()) {
+        // Skip the first 3 steps (primitive creation, first-touch allocations) when there are more.
+        std::vector<double> t(step_times.begin() + (step_times.size() > 6 ? 3 : 0), step_times.end());
+        std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+        rep.median_step_s = t[t.size() / 2];
     }
     if (rep.checkpoint.empty()) rep.checkpoint = newest_checkpoint(ckdir);
     rep.exported = run.export_model();

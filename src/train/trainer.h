@@ -69,6 +69,8 @@ struct TrainReport {
     double first_loss = 0, last_loss = 0;  // mean loss of the first and last quarter of this run (<= 50 steps each)
     double seconds = 0;
     double images_per_s = 0;
+    // Median time of one step's forward + backward + clip + AdamW + EMA (no data loading; first 3 steps skipped).
+    double median_step_s = 0;
     std::string checkpoint;  // last checkpoint written
     std::string exported;    // exported model folder
 };

@@ -126,7 +126,7 @@ TEST_F(Cli, UsageErrors) {
     r = run_cli(" generate -q -m " + model() + " -p x -W 100 -H 64");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("size 100x64 is not a positive multiple of 8"), std::string::npos) << r.out;
-    r = run_cli(" generate -p x");
+    r = run_cli(" generate -p x", "NUANCE_DEFAULT_MODEL=/nonexistent ");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("no model given"), std::string::npos) << r.out;
     r = run_cli(" generate --no-such-flag");
