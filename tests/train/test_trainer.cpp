@@ -213,6 +213,38 @@ TEST(Trainer, PixelDdpmOnAnImageFolderWithoutVae) {
     EXPECT_TRUE(fs::exists(d / "run/model/unet/config.json"));
 }
 
+TEST(Trainer, Bf16MixedPrecisionTracksFp32) {
+    // The guard switches the forward products to bf16 (operands rounded, f32 accumulation): results move by about
+    // bf16's resolution, never more; f32 is restored when the guard ends.
+    TorchCpuRng rng(5);
+    const Var x(rng.randn({16, 64})), w(rng.randn({32, 64}), true);
+    const Tensor y32 = linear(x, w).value();
+    Tensor y16;
+    {
+        ComputePrecisionGuard g(Precision::BF16);
+        EXPECT_EQ(compute_precision(), Precision::BF16);
+        y16 = linear(x, w).value();
+    }
+    EXPECT_EQ(compute_precision(), Precision::FP32);
+    const float d = largest_diff(y32, y16);
+    EXPECT_GT(d, 0.0f);
+    EXPECT_LT(d, 0.1f);  // |y| ~ 8: bf16 inputs (8 bits of mantissa) give errors of a few 1e-2
+
+    // A run in bf16 mixed precision learns like the f32 run: the master weights, gradients and AdamW stay f32.
+    test::TempDir dir("train_bf16");
+    write_color_folder(dir / "data");
+    TrainOptions o = tiny_options("vae", dir / "data", dir / "f32");
+    o.steps = 30;
+    o.lr = 5e-3f;
+    const TrainReport a = train(o);
+    o.output = dir / "bf16";
+    o.precision = Precision::BF16;
+    const TrainReport b = train(o);
+    EXPECT_LT(b.last_loss, b.first_loss);
+    EXPECT_NEAR(b.last_loss, a.last_loss, 0.1 * a.last_loss);
+    EXPECT_NE(b.last_loss, a.last_loss);  // it did run in another precision
+}
+
 // ---- errors ----
 
 TEST(TrainerErrors, BadDataFoldersAndImagesAreNamed) {
