@@ -93,6 +93,7 @@ int run(GenerateArgs& a) {
     const StableDiffusionModel model = load_stable_diffusion(a.model, lo);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", sd_family_name(model.family), a.model.c_str(), load_s);
+    a.p.release_weights_before_decode = true;  // one-shot: the process ends after the images
     if (!(a.width_opt && a.width_opt->count() > 0)) a.p.width = model.native_size;
     if (!(a.height_opt && a.height_opt->count() > 0)) a.p.height = model.native_size;
     try {

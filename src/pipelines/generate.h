@@ -46,6 +46,9 @@ struct GenerateParams {
     // Calls: progress after every step; cancelled() polled between steps (true -> ErrorCode::Cancelled).
     std::function<void(const GenerateProgress&)> on_progress;
     std::function<bool()> cancelled;
+    // Drop every packed weight copy (backends/cpu/dnnl_cache.h) before the last image's VAE decode, so the decoder's
+    // activations reuse that memory: lower peak RSS for one-shot runs; a later call repacks (about 1 s for SD1.5).
+    bool release_weights_before_decode = false;
     // Latents to start from instead of seeded noise (unit variance; tests and parity checks).
     Tensor initial_noise;
 };

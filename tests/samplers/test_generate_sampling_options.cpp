@@ -112,3 +112,19 @@ TEST(GenerateSamplingOptions, NewSamplersAndSchedulesByName) {
         EXPECT_THAT(e.what(), HasSubstr("sampler 'tcd' does not support"));
     }
 }
+
+TEST(GenerateSamplingOptions, ReleasingPackedWeightsBeforeDecodeChangesNothing) {
+    // The CLI drops the packed weight copies before the last decode (lower peak RSS); the image must be the same and
+    // a later call repacks them.
+    GenerateParams p = params();
+    p.batch_count = 2;
+    const auto keep = generate(tiny_model(), p);
+    p.release_weights_before_decode = true;
+    const auto released = generate(tiny_model(), p);
+    const auto again = generate(tiny_model(), p);
+    ASSERT_EQ(keep.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(keep[i].image.pixels, released[i].image.pixels);
+        EXPECT_EQ(keep[i].image.pixels, again[i].image.pixels);
+    }
+}
