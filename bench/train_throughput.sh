@@ -2,7 +2,7 @@
 # Training throughput of the default emoji model's config: `nuance train --model ldm` against the same
 # architecture in PyTorch on CPU (bench/train_torch.py), one after the other in one run, same threads and batch.
 # Usage: bench/train_throughput.sh [build dir (default build)] [threads (2)] [steps (20)]
-# Needs the emoji data (scripts/install-emoji-data.sh) and python3-torch.
+# Needs the emoji data (scripts/install-emoji-data.sh) and Debian's python3-torch (apt-get install python3-torch).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$here/build}"; threads="${2:-2}"; steps="${3:-20}"

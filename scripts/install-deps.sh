@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config
       libdnnl-dev libpng-dev libjpeg-dev zlib1g-dev libssl-dev
       nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
       libgtest-dev libgmock-dev libbenchmark-dev
-      dataset-fashion-mnist python3-torch
+      dataset-fashion-mnist
       chromium)
 # Node.js for the browser test: Debian's, unless the machine already has one (a NodeSource nodejs bundles npm and
 # conflicts with Debian's npm package).
