@@ -14,7 +14,7 @@ export OMP_NUM_THREADS="$threads"
 nu=$("$build/nuance" train --model ldm --vae "$tmp/vae" --data "$here/data/emoji" -o "$tmp/ldm" --steps "$((steps + 3))" \
     --batch 32 --checkpoint-every 100000 -q | grep '^step median_s')
 echo "nuance ${nu}"
-py=$(python3 "$here/bench/train_torch.py" --threads "$threads" --batch 32 --steps "$steps")
+py=$("${PYTHON:-/usr/bin/python3}" "$here/bench/train_torch.py" --threads "$threads" --batch 32 --steps "$steps")
 echo "$py"
 python3 - "$nu" "$py" <<'PY'
 import re, sys
