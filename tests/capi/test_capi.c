@@ -76,9 +76,12 @@ static void test_basics(void) {
 
 static void test_load_errors(void) {
     nuance_model* m = (nuance_model*)&m; /* must be reset to NULL on failure */
-    CHECK(nuance_model_load(NULL, NULL, &m) == NUANCE_ERR_INVALID_ARGUMENT);
+    /* NULL path: the built-in model; with NUANCE_DEFAULT_MODEL pointing nowhere, a NOT_FOUND naming it. */
+    setenv("NUANCE_DEFAULT_MODEL", "/nonexistent/builtin", 1);
+    CHECK(nuance_model_load(NULL, NULL, &m) == NUANCE_ERR_NOT_FOUND);
+    unsetenv("NUANCE_DEFAULT_MODEL");
     CHECK(m == NULL);
-    CHECK(strstr(nuance_last_error(), "path") != NULL);
+    CHECK(strstr(nuance_last_error(), "built-in") != NULL);
     CHECK(nuance_model_load("/nonexistent/dir/model.safetensors", NULL, &m) == NUANCE_ERR_NOT_FOUND);
     CHECK(strstr(nuance_last_error(), "/nonexistent/dir/model.safetensors") != NULL);
     CHECK(m == NULL);

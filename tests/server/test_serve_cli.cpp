@@ -53,7 +53,8 @@ int wait_exit(pid_t pid, double timeout_s) {
 }  // namespace
 
 TEST(ServeCli, UsageErrors) {
-    CliRun r = run_cli("serve");
+    // No model and no built-in one (NUANCE_DEFAULT_MODEL pointing nowhere); without it, serve uses the built-in model.
+    CliRun r = run_cli("serve", "NUANCE_DEFAULT_MODEL=/nonexistent ");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_THAT(r.out, HasSubstr("no model"));
     r = run_cli("serve --models-dir /nonexistent/models --port 0");
