@@ -1,5 +1,7 @@
 #include "io/safetensors.h"
 
+#include "io/atomic_file.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -130,31 +132,16 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     }
     std::string hs = header.dump();
     while ((hs.size() + 8) % 8) hs.push_back(' ');
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail(ErrorCode::Io, "cannot write '", tmp, "': ", std::strerror(errno));
-    bool ok = true;
-    uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = (uint8_t)((uint64_t)hs.size() >> (8 * i));
-    ok = ok && std::fwrite(len, 1, 8, f) == 8;
-    ok = ok && std::fwrite(hs.data(), 1, hs.size(), f) == hs.size();
-    for (const auto& [name, t] : tensors) {
-        if (!ok) break;
-        const Tensor c = t.contiguous();
-        ok = std::fwrite(c.raw(), 1, c.nbytes(), f) == c.nbytes();
-    }
-    ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-    const int err = errno;
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok) {
-        std::remove(tmp.c_str());
-        fail(ErrorCode::Io, "writing '", path, "' failed: ", std::strerror(err ? err : EIO));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int e = errno;
-        std::remove(tmp.c_str());
-        fail(ErrorCode::Io, "cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
-    }
+    write_file_atomic(path, [&](FILE* f) {
+        uint8_t len[8];
+        for (int i = 0; i < 8; ++i) len[i] = (uint8_t)((uint64_t)hs.size() >> (8 * i));
+        if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(hs.data(), 1, hs.size(), f) != hs.size()) return false;
+        for (const auto& [name, t] : tensors) {
+            const Tensor c = t.contiguous();
+            if (std::fwrite(c.raw(), 1, c.nbytes(), f) != c.nbytes()) return false;
+        }
+        return true;
+    });
 }
 
 }  // namespace nuance

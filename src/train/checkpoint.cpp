@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "train/train_arch.h"
@@ -88,17 +89,8 @@ void write_json(const std::string& path, const nlohmann::json& j) {
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
     NUANCE_CHECK_CODE(!ec, Io, "cannot create the folder of '", path, "': ", ec.message());
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
     const std::string text = j.dump(2) + "\n";
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    NUANCE_CHECK_CODE(f != nullptr, Io, "cannot write '", tmp, "'");
-    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-    ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        fail(ErrorCode::Io, "cannot write '", path, "' (disk full?)");
-    }
+    write_file_atomic(path, [&](FILE* f) { return std::fwrite(text.data(), 1, text.size(), f) == text.size(); });
 }
 
 void write_component(const std::string& dir, Module& m, const std::string& weights, const nlohmann::json& config) {
