@@ -96,7 +96,7 @@ Tensor tokenize(const std::vector<std::string>& captions, int64_t max_len) {
     return Tensor::from_ids(ids, {(int64_t)captions.size(), max_len});
 }
 
-// sum over all but dim 0 -> per-sample [B] weights as a [B, 1, 1, 1] tensor
+// One value per sample, shaped [B, 1, 1, 1] to broadcast over [B, C, H, W].
 Tensor per_sample(const std::vector<float>& v) {
     return Tensor::from_vector(v, {(int64_t)v.size(), 1, 1, 1});
 }
@@ -209,7 +209,6 @@ struct TrainRun {
     Var vae_loss(const Batch& b, Mt19937& rng) {
         const Var x(b.images);
         const Var moments = vae_encode_moments(*vae, x);
-        const int64_t C = vae->config().latent_channels;
         auto [mean_v, logvar_raw] = chunk<2>(moments, 1);
         const Var logvar = clamp(logvar_raw, -30.0f, 20.0f);
         TorchCpuRng normal(rng());
@@ -217,7 +216,6 @@ struct TrainRun {
         const Var z = mean_v + exp(logvar * 0.5f) * eps;
         const Var rec = vae_decode(*vae, z);
         const Var kl = mean(square(mean_v) + exp(logvar) - logvar - 1.0f) * 0.5f;
-        (void)C;
         return l1_loss(rec, x) + mse_loss(rec, x) + kl * o.kl_weight;
     }
 

@@ -174,8 +174,8 @@ TEST(Trainer, ResumeContinuesBitExactly) {
     a.output = d / "split";
     a.steps = 6;
     a.checkpoint_every = 3;
-    // Stop after 3 steps by training a 3-step run with the same schedule length? The cosine depends on `steps`,
-    // so run the full length but from a copy of the straight run's step-3 checkpoint.
+    // The interrupted run: the straight run's step-3 checkpoint, resumed with the same schedule length (the cosine
+    // depends on `steps`).
     fs::create_directories(d / "split/checkpoints");
     fs::copy_file(d / "straight/checkpoints/step-0000003.safetensors", d / "split/checkpoints/step-0000003.safetensors");
     a.resume = true;
@@ -190,9 +190,8 @@ TEST(Trainer, ResumeContinuesBitExactly) {
     }
 }
 
-TEST(Trainer, PixelDdpmOnAnImageFolderWithoutVae) {
-    // --model ddpm on Fashion-MNIST is covered by the CLI; here the same code path on a folder would need 1
-    // channel, so check its argument errors instead and run it when Debian's data set is installed.
+TEST(Trainer, PixelDdpmOnFashionMnist) {
+    // --model ddpm: the denoiser on 1-channel 28x28 pixels, no VAE (Debian's dataset-fashion-mnist).
     if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
     test::TempDir d("train_ddpm");
     TrainOptions o;
