@@ -96,10 +96,6 @@ Tensor tokenize(const std::vector<std::string>& captions, int64_t max_len) {
     return Tensor::from_ids(ids, {(int64_t)captions.size(), max_len});
 }
 
-// One value per sample, shaped [B, 1, 1, 1] to broadcast over [B, C, H, W].
-Tensor per_sample(const std::vector<float>& v) {
-    return Tensor::from_vector(v, {(int64_t)v.size(), 1, 1, 1});
-}
 
 std::string step_file(const std::string& dir, int64_t step) {
     char buf[32];
@@ -108,6 +104,29 @@ std::string step_file(const std::string& dir, int64_t step) {
 }
 
 }  // namespace
+
+NoisedBatch add_training_noise(const Tensor& x0, const Tensor& noise, const std::vector<int64_t>& t,
+                               const NoiseSchedule& schedule, const std::string& prediction) {
+    const int64_t B = x0.size(0);
+    NUANCE_CHECK(x0.dim() == 4 && noise.shape() == x0.shape() && (int64_t)t.size() == B,
+                 "add_training_noise: x0 ", x0.shape(), ", noise ", noise.shape(), ", ", t.size(), " timesteps");
+    const auto& ac = schedule.alphas_cumprod();
+    std::vector<float> ts(B), sa(B), sb(B);
+    for (int64_t i = 0; i < B; ++i) {
+        const int64_t ti = t[(size_t)i];
+        NUANCE_CHECK(ti >= 0 && ti < (int64_t)ac.size(), "add_training_noise: timestep ", ti, " outside 0..",
+                     ac.size() - 1);
+        ts[(size_t)i] = (float)ti;
+        sa[(size_t)i] = std::sqrt(ac[(size_t)ti]);
+        sb[(size_t)i] = std::sqrt(1.0f - ac[(size_t)ti]);
+    }
+    const Tensor A = Tensor::from_vector(sa, {B, 1, 1, 1}), S = Tensor::from_vector(sb, {B, 1, 1, 1});
+    NoisedBatch nb;
+    nb.x_t = x0 * A + noise * S;
+    nb.target = prediction == "v_prediction" ? noise * A - x0 * S : noise;
+    nb.timesteps = Tensor::from_vector(ts, {B});
+    return nb;
+}
 
 // ---- the run ----
 
@@ -247,22 +266,13 @@ struct TrainRun {
     Var diffusion_loss(const Batch& b, Mt19937& rng) {
         const Tensor x0 = latents_of(b, rng);
         const int64_t B = x0.size(0);
-        const auto& ac = schedule.alphas_cumprod();
-        std::vector<float> t(B), sa(B), sb(B);
-        for (int64_t i = 0; i < B; ++i) {
-            const uint32_t ti = uniform_below(rng, (uint32_t)ac.size());
-            t[(size_t)i] = (float)ti;
-            sa[(size_t)i] = std::sqrt(ac[ti]);
-            sb[(size_t)i] = std::sqrt(1.0f - ac[ti]);
-        }
+        std::vector<int64_t> t(B);
+        for (int64_t i = 0; i < B; ++i) t[(size_t)i] = uniform_below(rng, (uint32_t)schedule.num_train_timesteps());
         TorchCpuRng normal(rng());
-        const Tensor noise = normal.randn(x0.shape());
-        const Tensor A = per_sample(sa), S = per_sample(sb);
-        const Tensor xt = x0 * A + noise * S;
-        const Tensor target = o.prediction == "v_prediction" ? noise * A - x0 * S : noise;
+        const NoisedBatch nb = add_training_noise(x0, normal.randn(x0.shape()), t, schedule, o.prediction);
         const Var ctx = clip_encode(*te, tokenize(b.captions, te->config().max_positions));
-        const Var pred = unet_forward(*unet, Var(xt), Tensor::from_vector(t, {B}), ctx);
-        return mse_loss(pred, Var(target));
+        const Var pred = unet_forward(*unet, Var(nb.x_t), nb.timesteps, ctx);
+        return mse_loss(pred, Var(nb.target));
     }
 
     // ---- checkpoints ----

@@ -15,10 +15,14 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
+#include "core/tensor.h"
 
 namespace nuance {
+
+class NoiseSchedule;
 
 struct TrainOptions {
     std::string model = "ldm";  // "vae" | "ldm" | "ddpm"
@@ -78,5 +82,15 @@ struct TrainReport {
 using TrainCallback = std::function<void(const TrainProgress&)>;
 
 TrainReport train(const TrainOptions& options, const TrainCallback& on_step = {});
+
+// The diffusion objective's input and target (Ho et al. 2020; Salimans & Ho 2022): with a = alphas_cumprod[t],
+// x_t = sqrt(a) x0 + sqrt(1 - a) noise; target = noise (epsilon) or sqrt(a) noise - sqrt(1 - a) x0 (v_prediction).
+// x0, noise [B, C, H, W]; t: B integer timesteps of the schedule.
+struct NoisedBatch {
+    Tensor x_t, target;
+    Tensor timesteps;  // [B] F32, for the UNet
+};
+NoisedBatch add_training_noise(const Tensor& x0, const Tensor& noise, const std::vector<int64_t>& t,
+                               const NoiseSchedule& schedule, const std::string& prediction);
 
 }  // namespace nuance

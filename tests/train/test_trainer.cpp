@@ -20,6 +20,7 @@
 #include "train/checkpoint.h"
 #include "train/model_graph.h"
 #include "train/train_arch.h"
+#include "samplers/schedule.h"
 #include "train/trainer.h"
 
 namespace nuance {
@@ -106,6 +107,29 @@ TEST(TrainModelGraph, GradientsReachEveryTrainedWeight) {
         backward(mean(square(unet_forward(unet, Var(rng.randn({1, 4, 4, 4})), Tensor::scalar(5.0f), ctx))));
     }
     for (auto& e : g.entries()) EXPECT_TRUE(g.grad(*e.param).defined()) << e.name;
+}
+
+TEST(TrainObjective, NoisedInputAndTargetsMatchHandComputedValues) {
+    // Linear betas 0.1, 0.2 over 2 steps: alphas_cumprod = [0.9, 0.9 * 0.8 = 0.72].
+    NoiseScheduleConfig c;
+    c.num_train_timesteps = 2;
+    c.beta_start = 0.1;
+    c.beta_end = 0.2;
+    c.beta_schedule = BetaSchedule::Linear;
+    const NoiseSchedule sched(c);
+    const Tensor x0 = Tensor::from_vector({1.0f, -2.0f}, {2, 1, 1, 1});
+    const Tensor noise = Tensor::from_vector({0.5f, 3.0f}, {2, 1, 1, 1});
+    const NoisedBatch e = add_training_noise(x0, noise, {0, 1}, sched, "epsilon");
+    const float a0 = std::sqrt(0.9f), b0 = std::sqrt(0.1f), a1 = std::sqrt(0.72f), b1 = std::sqrt(0.28f);
+    EXPECT_NEAR(e.x_t.data<float>()[0], a0 * 1.0f + b0 * 0.5f, 1e-6f);
+    EXPECT_NEAR(e.x_t.data<float>()[1], a1 * -2.0f + b1 * 3.0f, 1e-6f);
+    EXPECT_EQ(e.target.data<float>()[1], 3.0f);
+    EXPECT_EQ(e.timesteps.data<float>()[1], 1.0f);
+    const NoisedBatch v = add_training_noise(x0, noise, {0, 1}, sched, "v_prediction");
+    EXPECT_NEAR(v.target.data<float>()[0], a0 * 0.5f - b0 * 1.0f, 1e-6f);
+    EXPECT_NEAR(v.target.data<float>()[1], a1 * 3.0f - b1 * -2.0f, 1e-6f);
+    EXPECT_THAT(test::error_of([&] { add_training_noise(x0, noise, {0, 2}, sched, "epsilon"); }),
+                HasSubstr("timestep 2 outside 0..1"));
 }
 
 // ---- short runs ----
