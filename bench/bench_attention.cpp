@@ -1,9 +1,11 @@
 // Scaled dot-product attention at Stable Diffusion 1.5 shapes (512x512, CFG batch 2; 8 heads, head dim = channels/8)
-// and the VAE's single-head mid-block attention. F32 only: scaled_dot_product_attention has no precision argument.
+// and the VAE's single-head mid-block attention, f32 and bf16 operands, on the fused kernel (AVX-512 CPUs) and on
+// the oneDNN tiled path (`tiled`: what CPUs without AVX-512 run).
 // Shape letters: B batch, H heads, Lq/Lk query/key tokens, d head dim.
 // FLOPs count the two products only (q·kᵀ and p·v: 4·B·H·Lq·Lk·d); the softmax's exp/sum is extra work not counted.
 #include <string>
 
+#include "backends/cpu/flash_attention.h"
 #include "bench_util.h"
 #include "ops/attention.h"
 
@@ -27,14 +29,16 @@ double attention_flops(const AttnCase& c) {
     return 4.0 * (double)c.B * (double)c.H * (double)c.Lq * (double)c.Lk * (double)c.d;
 }
 
-void bm_sdpa(benchmark::State& state, AttnCase c) {
-    const Tensor q = randn({c.B, c.H, c.Lq, c.d}, 1);
-    const Tensor k = randn({c.B, c.H, c.Lk, c.d}, 2);
-    const Tensor v = randn({c.B, c.H, c.Lk, c.d}, 3);
+void bm_sdpa(benchmark::State& state, AttnCase c, DType t, bool fused) {
+    const Tensor q = randn({c.B, c.H, c.Lq, c.d}, 1).to(t);
+    const Tensor k = randn({c.B, c.H, c.Lk, c.d}, 2).to(t);
+    const Tensor v = randn({c.B, c.H, c.Lk, c.d}, 3).to(t);
+    cpu::set_flash_attention_enabled(fused);
     for (auto _ : state) {
         Tensor o = scaled_dot_product_attention(q, k, v);
         benchmark::DoNotOptimize(o);
     }
+    cpu::set_flash_attention_enabled(true);
     report_flops(state, attention_flops(c));
 }
 
@@ -54,7 +58,10 @@ void bm_mha_self_64x64(benchmark::State& state) {
 
 const int kRegistered = [] {
     for (const AttnCase& c : kAttnCases)
-        add(std::string("sdpa/") + c.name + "/f32", [c](benchmark::State& s) { bm_sdpa(s, c); });
+        for (DType t : {DType::F32, DType::BF16})
+            for (bool fused : {true, false})
+                add(std::string("sdpa/") + c.name + (t == DType::BF16 ? "/bf16" : "/f32") + (fused ? "" : "/tiled"),
+                    [c, t, fused](benchmark::State& s) { bm_sdpa(s, c, t, fused); });
     add("mha/self_64x64_b2h8_l4096_d40_tokens/f32", bm_mha_self_64x64);
     return 0;
 }();

@@ -1,5 +1,7 @@
 // Shape letters: B batch, H heads, Lq/Lk query/key tokens, d head dim, dv value head dim, R rows of a query block.
-// Tiled attention: the work is split into (b, h, query block) tiles run in parallel, one per thread at a time. A
+// Without a score bias, on AVX-512 CPUs, attention runs the fused kernel of backends/cpu/flash_attention.h (online
+// softmax over key blocks, products in registers). Otherwise (bias, older CPUs, NUANCE_FLASH_ATTENTION=0) it runs
+// tiled on oneDNN: the work is split into (b, h, query block) tiles run in parallel, one per thread at a time. A
 // tile computes S = q_blk · kᵀ [R, Lk] in a thread-local buffer (a few MiB at most), applies scale/bias/causal mask
 // and a vectorised softmax in place, then o_blk = P · v straight into the output view. So no L×L matrix is ever
 // held: memory is O(threads · R · Lk). q/k/v in BF16 run both products in bf16 with f32 accumulation (P is rounded
@@ -12,6 +14,7 @@
 
 #include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
+#include "backends/cpu/flash_attention.h"
 #include "backends/cpu/vec_math.h"
 #include "core/op_stats.h"
 
@@ -61,6 +64,12 @@ void attention_into(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o
     float* po = out.data<float>();
     const float* pbias = bias.defined() ? bias.data<float>() : nullptr;  // expanded view [B, H, Lq, Lk]
     const Shape bst = bias.defined() ? bias.strides() : Shape(4, 0);
+    count_flops(2.0 * (double)B * (double)H * (double)Lq * (double)Lk * (double)(d + dv));
+    if (!pbias && cpu::flash_attention_available(bf16)) {
+        cpu::flash_attention(bf16, {pq, qs[0], qs[1], qs[2]}, {pk, ks[0], ks[1], ks[2]}, {pv, vs[0], vs[1], vs[2]}, po,
+                             os[0], os[1], os[2], B, H, Lq, Lk, d, dv, scale, causal);
+        return;
+    }
 #pragma omp parallel
     {
         std::vector<float> s((size_t)(R * Lk));
@@ -95,7 +104,6 @@ void attention_into(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o
                     }
                 }
     }
-    count_flops(2.0 * (double)B * (double)H * (double)Lq * (double)Lk * (double)(d + dv));
 }
 
 }  // namespace

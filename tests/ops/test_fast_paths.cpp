@@ -1,5 +1,5 @@
 // The speed paths of the ops (issue 5) against plain references: channels-last layouts, bf16 products, packed
-// weights, tiled attention, vectorised math, the caching allocator.
+// weights, tiled and fused attention, vectorised math, the caching allocator.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 
 #include "../test_util.h"
 #include "backends/cpu/dnnl_cache.h"
+#include "backends/cpu/flash_attention.h"
 #include "backends/cpu/vec_math.h"
 #include "core/allocator.h"
 #include "ops/ops.h"
@@ -180,6 +181,75 @@ TEST(Attention, TiledKernelMatchesTheDefinition) {
     EXPECT_LT(max_abs_diff(mh, scaled_dot_product_attention(q, k, v).permute({0, 2, 1, 3}).reshape({2, 300, 48})),
               1e-6f);
     EXPECT_THAT(test::error_of([&] { multi_head_attention(qt, kt, vt, 5); }), HasSubstr("do not split into 5 heads"));
+}
+
+// Switches the fused kernel off for a scope (the oneDNN tiled path then runs), and back on after.
+struct FlashOff {
+    FlashOff() { cpu::set_flash_attention_enabled(false); }
+    ~FlashOff() { cpu::set_flash_attention_enabled(true); }
+};
+
+double worst_vs_naive(const Tensor& o, const std::vector<double>& ref) {
+    const auto got = o.contiguous().to_vector();
+    double worst = 0;
+    for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(ref[i] - got[i]));
+    return worst;
+}
+
+TEST(Attention, FusedKernelMatchesTheDefinition) {
+    if (!cpu::flash_attention_available(false)) GTEST_SKIP() << "no AVX-512 on this CPU: the fused kernel never runs";
+    // Shapes around every block edge: query tiles of 64, key blocks of 128 and 16, head dims that are odd, not a
+    // multiple of 16 (40, the SD1 64x64 level) or above 64 channels (80, 100); 77 keys (a CLIP context); 1 token.
+    struct Case {
+        int64_t B, H, Lq, Lk, d, dv;
+    };
+    const Case cases[] = {{2, 3, 300, 300, 24, 16}, {1, 2, 130, 77, 40, 40}, {1, 1, 64, 129, 80, 80},
+                          {2, 1, 65, 256, 7, 100},  {1, 1, 1, 1, 40, 40},    {1, 2, 200, 17, 160, 160}};
+    uint32_t seed = 100;
+    for (const Case& c : cases)
+        for (bool causal : {false, true}) {
+            const Tensor q = randn({c.B, c.H, c.Lq, c.d}, seed++), k = randn({c.B, c.H, c.Lk, c.d}, seed++);
+            const Tensor v = randn({c.B, c.H, c.Lk, c.dv}, seed++);
+            const float scale = 1.0f / std::sqrt((float)c.d);
+            const std::string what = "B" + std::to_string(c.B) + " H" + std::to_string(c.H) + " Lq" + std::to_string(c.Lq) +
+                                     " Lk" + std::to_string(c.Lk) + " d" + std::to_string(c.d) + " dv" +
+                                     std::to_string(c.dv) + (causal ? " causal" : "");
+            // f32: the same sums in another order, to f32 rounding
+            EXPECT_LT(worst_vs_naive(scaled_dot_product_attention(q, k, v, causal), naive_attention(q, k, v, causal, scale, Tensor())),
+                      2e-5)
+                << what;
+            // bf16 operands: the reference on the same rounded operands; the kernel also rounds the softmax weights
+            // to bf16 (relative 2^-9), so the error is that rounding of a convex combination of |v| <~ 4
+            if (cpu::flash_attention_available(true)) {
+                const Tensor o = scaled_dot_product_attention(q.to(DType::BF16), k.to(DType::BF16), v.to(DType::BF16), causal);
+                EXPECT_LT(worst_vs_naive(o, naive_attention(round_bf16(q), round_bf16(k), round_bf16(v), causal, scale, Tensor())),
+                          0.02)
+                    << what;
+            }
+        }
+    // Strided operands (heads of token-major tensors, as multi_head_attention passes them) give the same result as
+    // contiguous ones, and the fused kernel agrees with the oneDNN tiled path on both precisions.
+    const Tensor qt = randn({2, 150, 96}, 7), kt = randn({2, 90, 96}, 8), vt = randn({2, 90, 64}, 9);
+    for (DType t : {DType::F32, DType::BF16}) {
+        if (t == DType::BF16 && !cpu::flash_attention_available(true)) continue;
+        const Precision pr = t == DType::BF16 ? Precision::BF16 : Precision::FP32;
+        const Tensor fused = multi_head_attention(qt, kt, vt, 2, false, 0.0f, pr);
+        Tensor tiled;
+        {
+            FlashOff off;
+            tiled = multi_head_attention(qt, kt, vt, 2, false, 0.0f, pr);
+        }
+        EXPECT_LT(max_abs_diff(fused, tiled), t == DType::BF16 ? 0.02f : 2e-5f) << dtype_name(t);
+    }
+}
+
+TEST(Attention, TiledPathWithoutBiasMatchesTheDefinition) {
+    FlashOff off;  // the path CPUs without AVX-512 take
+    const Tensor q = randn({1, 2, 200, 40}, 30), k = randn({1, 2, 150, 40}, 31), v = randn({1, 2, 150, 24}, 32);
+    for (bool causal : {false, true})
+        EXPECT_LT(worst_vs_naive(scaled_dot_product_attention(q, k, v, causal),
+                                 naive_attention(q, k, v, causal, 1.0f / std::sqrt(40.0f), Tensor())),
+                  2e-5);
 }
 
 TEST(VecMath, ExpGeluSiluSoftmaxAndBf16Rounding) {
