@@ -75,21 +75,29 @@ bool flash_attention_available(bool bf16) {
 
 namespace {
 
-// 2^x for x <= 0 (softmax arguments): x = k + f, |f| <= 1/2, 2^f by a degree-5 polynomial (minimax relative fit,
-// 2.4e-7 in f32), times 2^k by vscalefps (which also gives 0 for x below the f32 range). 8 instructions.
+// 2^x for x <= 0 (softmax arguments): x = k + f, |f| <= 1/2, 2^f by a polynomial (minimax relative fits: degree 5,
+// 2.4e-7 in f32; degree 3, 7.5e-5, for weights that are rounded to bf16 (2^-9) next), times 2^k by vscalefps (which
+// also gives 0 for x below the f32 range). 6 or 8 instructions.
+template <bool Coarse>
 inline __m512 exp2_16(__m512 x) {
     const __m512 k = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(x, k);
-    __m512 p = _mm512_set1_ps(1.3276468962e-3f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6755409613e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507134646e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022120237e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694405e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192f));
+    __m512 p;
+    if constexpr (Coarse) {
+        p = _mm512_set1_ps(5.5171657354e-2f);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4261112511e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9326096773e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.9992805719e-1f));
+    } else {
+        p = _mm512_set1_ps(1.3276468962e-3f);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6755409613e-3f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507134646e-2f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022120237e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694405e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192f));
+    }
     return _mm512_scalef_ps(p, k);
 }
-
-inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
 // Operand element policy. P: elements reduced per multiply-add lane (bf16 pairs or single floats).
 template <bool BF>
@@ -107,8 +115,12 @@ struct Elem<true> {
     static __m512 madd(__m512 acc, __m512 a, __m512 b) {
         return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(a), (__m512bh)_mm512_castps_si512(b));
     }
-    static void store_p(T* dst, __m512 v) {  // round to nearest even
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), (__m256i)_mm512_cvtneps_pbh(v));
+    // 16 lanes of keys j and j+1 as 16 bf16 pairs (round to nearest even): e0[0], e1[0], e0[1], e1[1], ...
+    static void store_pairs(T* dst, __m512 e0, __m512 e1) {
+        const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(e1, e0);  // e0 in the low 16 elements, e1 in the high
+        const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                             6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(idx, both));
     }
 };
 
@@ -118,150 +130,168 @@ struct Elem<false> {
     static constexpr int64_t P = 1;
     static __m512 bcast(const T* p) { return _mm512_set1_ps(*p); }
     static __m512 madd(__m512 acc, __m512 a, __m512 b) { return _mm512_fmadd_ps(a, b, acc); }
-    static void store_p(T* dst, __m512 v) { _mm512_storeu_ps(dst, v); }
 };
 
-// S[MR rows, NR·16 keys] = Q rows (qb, row stride dk) · K blocks (kp: NR blocks of 16 keys, kstride apart).
-template <bool BF, int MR, int NR>
-void s_tile(const typename Elem<BF>::T* qb, int64_t dk, const typename Elem<BF>::T* kp, int64_t kstride, int64_t dp,
-            float* s, int64_t s_rs) {
+constexpr int NQ = kRq / 16;  // query rows are the vector lanes: 4 registers of 16 rows
+
+// Sᵀ[MR keys, 64 rows] = K rows (kp, row stride dk) · Qᵀ (qt: [dp][64 rows][P]); bmax (when given) <- max(bmax,
+// the tile's max per row).
+template <bool BF, int MR>
+void s_tile(const typename Elem<BF>::T* kp, int64_t dk, const typename Elem<BF>::T* qt, int64_t dp, float* st,
+            float* bmax) {
     using E = Elem<BF>;
-    __m512 acc[MR][NR];
-    for (int r = 0; r < MR; ++r)
-        for (int n = 0; n < NR; ++n) acc[r][n] = _mm512_setzero_ps();
+    __m512 acc[MR][NQ];
+    for (int j = 0; j < MR; ++j)
+        for (int n = 0; n < NQ; ++n) acc[j][n] = _mm512_setzero_ps();
     for (int64_t p = 0; p < dp; ++p) {
-        __m512 kv[NR];
-        for (int n = 0; n < NR; ++n) kv[n] = _mm512_loadu_ps(reinterpret_cast<const float*>(kp + n * kstride + p * 16 * E::P));
-        for (int r = 0; r < MR; ++r) {
-            const __m512 qv = E::bcast(qb + r * dk + p * E::P);
-            for (int n = 0; n < NR; ++n) acc[r][n] = E::madd(acc[r][n], qv, kv[n]);
+        __m512 qv[NQ];
+        for (int n = 0; n < NQ; ++n) qv[n] = _mm512_loadu_ps(reinterpret_cast<const float*>(qt + (p * kRq + n * 16) * E::P));
+        for (int j = 0; j < MR; ++j) {
+            const __m512 kv = E::bcast(kp + j * dk + p * E::P);
+            for (int n = 0; n < NQ; ++n) acc[j][n] = E::madd(acc[j][n], kv, qv[n]);
         }
     }
-    for (int r = 0; r < MR; ++r)
-        for (int n = 0; n < NR; ++n) _mm512_storeu_ps(s + r * s_rs + n * 16, acc[r][n]);
+    for (int j = 0; j < MR; ++j)
+        for (int n = 0; n < NQ; ++n) _mm512_storeu_ps(st + j * kRq + n * 16, acc[j][n]);
+    if (bmax)
+        for (int n = 0; n < NQ; ++n) {
+            __m512 mx = _mm512_load_ps(bmax + n * 16);
+            for (int j = 0; j < MR; ++j) mx = _mm512_max_ps(mx, acc[j][n]);
+            _mm512_store_ps(bmax + n * 16, mx);
+        }
 }
 
-template <bool BF, int NR>
-void s_rows(int64_t rows, const typename Elem<BF>::T* qb, int64_t dk, const typename Elem<BF>::T* kp, int64_t kstride,
-            int64_t dp, float* s, int64_t s_rs) {
-    constexpr int MR = 4;
-    int64_t r = 0;
-    for (; r + MR <= rows; r += MR) s_tile<BF, MR, NR>(qb + r * dk, dk, kp, kstride, dp, s + r * s_rs, s_rs);
-    switch (rows - r) {
-        case 1: s_tile<BF, 1, NR>(qb + r * dk, dk, kp, kstride, dp, s + r * s_rs, s_rs); break;
-        case 2: s_tile<BF, 2, NR>(qb + r * dk, dk, kp, kstride, dp, s + r * s_rs, s_rs); break;
-        case 3: s_tile<BF, 3, NR>(qb + r * dk, dk, kp, kstride, dp, s + r * s_rs, s_rs); break;
-        default: break;
-    }
-}
-
-// O[MR rows, NV·16 channels] = α O + P rows (p, row stride p_rs) · V (vp: key pairs dvp·P elements apart).
-template <bool BF, int MR, int NV>
-void pv_tile(const typename Elem<BF>::T* p, int64_t p_rs, const typename Elem<BF>::T* vp, int64_t dvp, int64_t npairs,
-             float* o, int64_t o_rs, const float* alpha) {
+// Oᵀ[MR channels, 64 rows] = α Oᵀ + V channels (vp: [key pair][dv][P]) · Pᵀ (pt: [key pair][64 rows][P]).
+template <bool BF, int MR>
+void pv_tile(const typename Elem<BF>::T* vp, int64_t dv, const typename Elem<BF>::T* pt, int64_t npairs, float* ot,
+             const __m512* alpha) {
     using E = Elem<BF>;
-    __m512 acc[MR][NV];
-    for (int r = 0; r < MR; ++r) {
-        const __m512 a = _mm512_set1_ps(alpha[r]);
-        for (int n = 0; n < NV; ++n) acc[r][n] = _mm512_mul_ps(_mm512_loadu_ps(o + r * o_rs + n * 16), a);
-    }
+    __m512 acc[MR][NQ];
+    for (int c = 0; c < MR; ++c)
+        for (int n = 0; n < NQ; ++n) acc[c][n] = _mm512_mul_ps(_mm512_loadu_ps(ot + c * kRq + n * 16), alpha[n]);
     for (int64_t q = 0; q < npairs; ++q) {
-        __m512 vv[NV];
-        for (int n = 0; n < NV; ++n) vv[n] = _mm512_loadu_ps(reinterpret_cast<const float*>(vp + (q * dvp + n * 16) * E::P));
-        for (int r = 0; r < MR; ++r) {
-            const __m512 pv = E::bcast(p + r * p_rs + q * E::P);
-            for (int n = 0; n < NV; ++n) acc[r][n] = E::madd(acc[r][n], pv, vv[n]);
+        __m512 pv[NQ];
+        for (int n = 0; n < NQ; ++n) pv[n] = _mm512_loadu_ps(reinterpret_cast<const float*>(pt + (q * kRq + n * 16) * E::P));
+        for (int c = 0; c < MR; ++c) {
+            const __m512 vv = E::bcast(vp + (q * dv + c) * E::P);
+            for (int n = 0; n < NQ; ++n) acc[c][n] = E::madd(acc[c][n], vv, pv[n]);
         }
     }
-    for (int r = 0; r < MR; ++r)
-        for (int n = 0; n < NV; ++n) _mm512_storeu_ps(o + r * o_rs + n * 16, acc[r][n]);
+    for (int c = 0; c < MR; ++c)
+        for (int n = 0; n < NQ; ++n) _mm512_storeu_ps(ot + c * kRq + n * 16, acc[c][n]);
 }
 
-template <bool BF, int NV>
-void pv_rows(int64_t rows, const typename Elem<BF>::T* p, int64_t p_rs, const typename Elem<BF>::T* vp, int64_t dvp,
-             int64_t npairs, float* o, int64_t o_rs, const float* alpha) {
-    constexpr int MR = NV == 4 ? 6 : 8;  // 24 accumulators at most
-    int64_t r = 0;
-    for (; r + MR <= rows; r += MR) pv_tile<BF, MR, NV>(p + r * p_rs, p_rs, vp, dvp, npairs, o + r * o_rs, o_rs, alpha + r);
-#define NUANCE_PV_CASE(k) \
-    case k: pv_tile<BF, k, NV>(p + r * p_rs, p_rs, vp, dvp, npairs, o + r * o_rs, o_rs, alpha + r); break;
-    switch (rows - r) {
-        NUANCE_PV_CASE(1)
-        NUANCE_PV_CASE(2)
-        NUANCE_PV_CASE(3)
-        NUANCE_PV_CASE(4)
-        NUANCE_PV_CASE(5)
-        NUANCE_PV_CASE(6)
-        NUANCE_PV_CASE(7)
+constexpr int kMR = 6;  // 6 × 4 = 24 accumulators
+
+// Runs tile<MR> over `count` rows of 6 and one remainder of 1..5.
+template <template <int> class Tile, class... A>
+void tiles(int64_t count, A... a) {
+    int64_t i = 0;
+    for (; i + kMR <= count; i += kMR) Tile<kMR>::run(i, a...);
+    switch (count - i) {
+        case 1: Tile<1>::run(i, a...); break;
+        case 2: Tile<2>::run(i, a...); break;
+        case 3: Tile<3>::run(i, a...); break;
+        case 4: Tile<4>::run(i, a...); break;
+        case 5: Tile<5>::run(i, a...); break;
         default: break;
     }
-#undef NUANCE_PV_CASE
 }
 
-// One score row of a key block: updates the running max m (of scale2 · s, base-2 units) and sum l, returns the
-// factor α for the row's earlier output, writes P[0, nkw) (zero past limit).
 template <bool BF>
-float softmax_block_row(const float* s, int64_t limit, int64_t nkw, float scale2, float& m, float& l,
-                        typename Elem<BF>::T* p) {
+struct STiles {
+    template <int MR>
+    struct At {
+        static void run(int64_t j, const typename Elem<BF>::T* kp, int64_t dk, const typename Elem<BF>::T* qt,
+                        int64_t dp, float* st, float* bmax) {
+            s_tile<BF, MR>(kp + j * dk, dk, qt, dp, st + j * kRq, bmax);
+        }
+    };
+};
+
+template <bool BF>
+struct PVTiles {
+    template <int MR>
+    struct At {
+        static void run(int64_t c, const typename Elem<BF>::T* vp, int64_t dv, const typename Elem<BF>::T* pt,
+                        int64_t npairs, float* ot, const __m512* alpha) {
+            pv_tile<BF, MR>(vp + c * Elem<BF>::P, dv, pt, npairs, ot + c * kRq, alpha);
+        }
+    };
+};
+
+// Lanes of n-th row register that may see key `key` under the causal mask (row q0 + 16 n + lane >= key).
+inline __mmask16 causal_mask(int64_t q0, int n, int64_t key) {
+    const __m512i rows = _mm512_add_epi32(_mm512_set1_epi32((int32_t)(q0 + 16 * n)),
+                                          _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+    return _mm512_cmp_epi32_mask(rows, _mm512_set1_epi32((int32_t)key), _MM_CMPINT_NLT);
+}
+
+// Softmax of one key block of Sᵀ [nk keys][64 rows]: updates the running max m (of scale2 · s, base 2) and sum l of
+// every row lane, sets α (the factor for the rows' earlier output) and writes Pᵀ [nk/P pairs][64 rows][P].
+// bmax: the block's max per row from the products (without the causal mask), recomputed here under the mask.
+template <bool BF>
+void softmax_block(const float* st, const float* bmax, int64_t nk, int64_t kb0, int64_t q0, bool causal, float scale2,
+                   __m512* m, __m512* l, __m512* alpha, typename Elem<BF>::T* pt) {
     using E = Elem<BF>;
-    const int64_t full = limit & ~(int64_t)15;
-    if (limit <= 0) {
-        for (int64_t i = 0; i < nkw; i += 16) E::store_p(p + i, _mm512_setzero_ps());
-        return 1.0f;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), vs = _mm512_set1_ps(scale2);
+    __m512 bm[NQ], mneg[NQ], sum[NQ];
+    for (int n = 0; n < NQ; ++n) bm[n] = causal ? ninf : _mm512_load_ps(bmax + n * 16), sum[n] = _mm512_setzero_ps();
+    if (causal)
+        for (int64_t j = 0; j < nk; ++j)
+            for (int n = 0; n < NQ; ++n)
+                bm[n] = _mm512_mask_max_ps(bm[n], causal_mask(q0, n, kb0 + j), bm[n], _mm512_loadu_ps(st + j * kRq + n * 16));
+    for (int n = 0; n < NQ; ++n) {
+        const __m512 m_new = _mm512_max_ps(m[n], _mm512_mul_ps(bm[n], vs));
+        // α = 2^(m − m'): 0 where nothing was seen before (m = −∞), 1 where nothing is seen yet (m' = −∞)
+        const __mmask16 seen = _mm512_cmp_ps_mask(m[n], ninf, _CMP_NEQ_OQ);
+        alpha[n] = _mm512_mask_blend_ps(seen, _mm512_setzero_ps(), exp2_16<false>(_mm512_sub_ps(m[n], m_new)));
+        alpha[n] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ), alpha[n], _mm512_set1_ps(1.0f));
+        m[n] = m_new;
+        mneg[n] = _mm512_sub_ps(_mm512_setzero_ps(), m_new);
     }
-    __m512 vm = _mm512_set1_ps(-INFINITY);
-    for (int64_t i = 0; i < full; i += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(s + i));
-    if (full < limit) vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm, tail_mask(limit - full), s + full));
-    const float m_new = std::fmax(m, _mm512_reduce_max_ps(vm) * scale2);
-    // (one lane of the vector exp2: a libm call per row and block cost 6% of the kernel)
-    const float alpha = m == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp2_16(_mm512_set1_ps(m - m_new)));
-    const __m512 vs = _mm512_set1_ps(scale2), vneg = _mm512_set1_ps(-m_new);
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t i = 0; i < full; i += 16) {
-        const __m512 e = exp2_16(_mm512_fmadd_ps(_mm512_loadu_ps(s + i), vs, vneg));
-        sum = _mm512_add_ps(sum, e);
-        E::store_p(p + i, e);
-    }
-    int64_t i = full;
-    if (full < limit) {
-        const __m512 e =
-            _mm512_maskz_mov_ps(tail_mask(limit - full), exp2_16(_mm512_fmadd_ps(_mm512_loadu_ps(s + full), vs, vneg)));
-        sum = _mm512_add_ps(sum, e);
-        E::store_p(p + full, e);
-        i += 16;
-    }
-    for (; i < nkw; i += 16) E::store_p(p + i, _mm512_setzero_ps());
-    l = l * alpha + _mm512_reduce_add_ps(sum);
-    m = m_new;
-    return alpha;
+    auto weight = [&](int64_t j, int n) {  // e^(scale s − m) of key j, 0 where masked or past the block
+        if (j >= nk) return _mm512_setzero_ps();
+        const __m512 e = exp2_16<BF>(_mm512_fmadd_ps(_mm512_loadu_ps(st + j * kRq + n * 16), vs, mneg[n]));
+        return causal ? _mm512_maskz_mov_ps(causal_mask(q0, n, kb0 + j), e) : e;
+    };
+    for (int64_t j = 0; j < nk; j += E::P)
+        for (int n = 0; n < NQ; ++n) {
+            if constexpr (BF) {
+                const __m512 e0 = weight(j, n), e1 = weight(j + 1, n);
+                sum[n] = _mm512_add_ps(sum[n], _mm512_add_ps(e0, e1));
+                E::store_pairs(pt + ((j / 2) * kRq + n * 16) * 2, e0, e1);
+            } else {
+                const __m512 e = weight(j, n);
+                sum[n] = _mm512_add_ps(sum[n], e);
+                _mm512_storeu_ps(pt + j * kRq + n * 16, e);
+            }
+        }
+    for (int n = 0; n < NQ; ++n) l[n] = _mm512_fmadd_ps(l[n], alpha[n], sum[n]);
 }
 
 template <bool BF>
-void pack_k(const typename Elem<BF>::T* k, int64_t sl, int64_t Lk, int64_t d, int64_t dp,
-            typename Elem<BF>::T* out) {  // [Lk/16][dp][16][P]
-    constexpr int64_t P = Elem<BF>::P;
-    for (int64_t kb = 0; kb < (Lk + 15) / 16; ++kb)
-        for (int64_t p = 0; p < dp; ++p)
-            for (int64_t j = 0; j < 16; ++j)
-                for (int64_t e = 0; e < P; ++e) {
-                    const int64_t key = kb * 16 + j, c = p * P + e;
-                    out[((kb * dp + p) * 16 + j) * P + e] = key < Lk && c < d ? k[key * sl + c] : 0;
-                }
+void pack_rows(const typename Elem<BF>::T* src, int64_t sl, int64_t L, int64_t d, int64_t dk,
+               typename Elem<BF>::T* out) {  // [L][dk], zero past d
+    for (int64_t i = 0; i < L; ++i) {
+        std::memcpy(out + i * dk, src + i * sl, (size_t)d * sizeof(typename Elem<BF>::T));
+        for (int64_t c = d; c < dk; ++c) out[i * dk + c] = 0;
+    }
 }
 
 template <bool BF>
-void pack_v(const typename Elem<BF>::T* v, int64_t sl, int64_t Lk, int64_t dv, int64_t Lkp, int64_t dvp,
-            typename Elem<BF>::T* out) {  // [Lkp/P][dvp][P]
+void pack_v(const typename Elem<BF>::T* v, int64_t sl, int64_t Lk, int64_t dv, int64_t Lkp,
+            typename Elem<BF>::T* out) {  // [Lkp/P][dv][P], zero past Lk
     constexpr int64_t P = Elem<BF>::P;
     for (int64_t q = 0; q < Lkp / P; ++q)
         for (int64_t e = 0; e < P; ++e) {
             const int64_t key = q * P + e;
-            for (int64_t c = 0; c < dvp; ++c) out[(q * dvp + c) * P + e] = key < Lk && c < dv ? v[key * sl + c] : 0;
+            for (int64_t c = 0; c < dv; ++c) out[(q * dv + c) * P + e] = key < Lk ? v[key * sl + c] : 0;
         }
 }
 
 struct Dims {
-    int64_t B, H, Lq, Lk, d, dv, dp, dk, dvp, Lkp;
+    int64_t B, H, Lq, Lk, d, dv, dp, dk, Lkp;
 };
 
 template <bool BF>
@@ -275,75 +305,57 @@ void run(const AttnOperand& qo, const AttnOperand& ko, const AttnOperand& vo, fl
     const T* v = static_cast<const T*>(vo.data);
     T* kpack = static_cast<T*>(kpack_raw);
     T* vpack = static_cast<T*>(vpack_raw);
-    const int64_t kp_sz = z.Lkp * z.dk, vp_sz = z.Lkp * z.dvp, BH = z.B * z.H;
+    const int64_t kp_sz = z.Lkp * z.dk, vp_sz = z.Lkp * z.dv, BH = z.B * z.H;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t bh = 0; bh < BH; ++bh) {
         const int64_t b = bh / z.H, h = bh % z.H;
-        pack_k<BF>(k + b * ko.sb + h * ko.sh, ko.sl, z.Lk, z.d, z.dp, kpack + bh * kp_sz);
-        pack_v<BF>(v + b * vo.sb + h * vo.sh, vo.sl, z.Lk, z.dv, z.Lkp, z.dvp, vpack + bh * vp_sz);
+        pack_rows<BF>(k + b * ko.sb + h * ko.sh, ko.sl, z.Lk, z.d, z.dk, kpack + bh * kp_sz);
+        pack_v<BF>(v + b * vo.sb + h * vo.sh, vo.sl, z.Lk, z.dv, z.Lkp, vpack + bh * vp_sz);
     }
     const int64_t nqb = (z.Lq + kRq - 1) / kRq;
     const float scale2 = scale * 1.44269504088896341f;  // softmax in base 2: e^(scale s) = 2^(scale2 s)
 #pragma omp parallel num_threads(nthreads)
     {
         uint8_t* ws = static_cast<uint8_t*>(thread_raw) + (size_t)omp_get_thread_num() * (size_t)thread_bytes;
-        T* qb = reinterpret_cast<T*>(ws);
-        float* s = reinterpret_cast<float*>(ws + round_up(kRq * z.dk * (int64_t)sizeof(T), 64));
-        T* pbuf = reinterpret_cast<T*>(s + kRq * kBk);
-        float* o = reinterpret_cast<float*>(pbuf + kRq * kBk);
-        float* m = o + kRq * z.dvp;
-        float* l = m + kRq;
-        float* alpha = l + kRq;
+        T* qt = reinterpret_cast<T*>(ws);                                           // [dp][64][P]
+        float* st = reinterpret_cast<float*>(ws + round_up(kRq * z.dk * (int64_t)sizeof(T), 64));  // [kBk][64]
+        T* pt = reinterpret_cast<T*>(st + kBk * kRq);                               // [kBk/P][64][P]
+        float* ot = reinterpret_cast<float*>(pt + kBk * kRq);                       // [dv][64]
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < BH * nqb; ++task) {
             const int64_t bh = task / nqb, b = bh / z.H, h = bh % z.H;
             const int64_t q0 = (task % nqb) * kRq, rows = std::min(kRq, z.Lq - q0);
             const T* qsrc = q + b * qo.sb + h * qo.sh + q0 * qo.sl;
-            for (int64_t r = 0; r < rows; ++r) {
-                std::memcpy(qb + r * z.dk, qsrc + r * qo.sl, (size_t)z.d * sizeof(T));
-                for (int64_t c = z.d; c < z.dk; ++c) qb[r * z.dk + c] = 0;
-            }
-            std::memset(o, 0, (size_t)(rows * z.dvp) * sizeof(float));
-            for (int64_t r = 0; r < rows; ++r) m[r] = -INFINITY, l[r] = 0.0f;
+            for (int64_t p = 0; p < z.dp; ++p)  // Qᵀ: for each pair of channels, the 64 rows
+                for (int64_t r = 0; r < kRq; ++r)
+                    for (int64_t e = 0; e < E::P; ++e) {
+                        const int64_t c = p * E::P + e;
+                        qt[(p * kRq + r) * E::P + e] = r < rows && c < z.d ? qsrc[r * qo.sl + c] : T(0);
+                    }
+            std::memset(ot, 0, (size_t)(z.dv * kRq) * sizeof(float));
+            __m512 m[NQ], l[NQ], alpha[NQ];
+            alignas(64) float bmax[kRq];
+            for (int n = 0; n < NQ; ++n) m[n] = _mm512_set1_ps(-INFINITY), l[n] = _mm512_setzero_ps();
             const T* kp_bh = kpack + bh * kp_sz;
             const T* vp_bh = vpack + bh * vp_sz;
             const int64_t kend = causal ? std::min(z.Lk, q0 + rows) : z.Lk;
             for (int64_t kb0 = 0; kb0 < kend; kb0 += kBk) {
-                const int64_t nk = std::min(kBk, z.Lk - kb0), nkw = round_up(nk, 16);
-                const int64_t kstride = z.dp * 16 * E::P;  // elements between 16-key blocks
-                const T* kp = kp_bh + (kb0 / 16) * kstride;
-                int64_t j = 0;
-                for (; j + 64 <= nkw; j += 64) s_rows<BF, 4>(rows, qb, z.dk, kp + (j / 16) * kstride, kstride, z.dp, s + j, kBk);
-                switch ((nkw - j) / 16) {
-                    case 1: s_rows<BF, 1>(rows, qb, z.dk, kp + (j / 16) * kstride, kstride, z.dp, s + j, kBk); break;
-                    case 2: s_rows<BF, 2>(rows, qb, z.dk, kp + (j / 16) * kstride, kstride, z.dp, s + j, kBk); break;
-                    case 3: s_rows<BF, 3>(rows, qb, z.dk, kp + (j / 16) * kstride, kstride, z.dp, s + j, kBk); break;
-                    default: break;
-                }
-                for (int64_t r = 0; r < rows; ++r) {
-                    const int64_t limit = causal ? std::min(nk, q0 + r + 1 - kb0) : nk;
-                    alpha[r] = softmax_block_row<BF>(s + r * kBk, limit, nkw, scale2, m[r], l[r], pbuf + r * kBk);
-                }
-                const int64_t npairs = (nk + E::P - 1) / E::P;
-                const T* vp = vp_bh + (kb0 / E::P) * z.dvp * E::P;
-                int64_t c = 0;
-                for (; c + 64 <= z.dvp; c += 64) pv_rows<BF, 4>(rows, pbuf, kBk, vp + c * E::P, z.dvp, npairs, o + c, z.dvp, alpha);
-                switch ((z.dvp - c) / 16) {
-                    case 1: pv_rows<BF, 1>(rows, pbuf, kBk, vp + c * E::P, z.dvp, npairs, o + c, z.dvp, alpha); break;
-                    case 2: pv_rows<BF, 2>(rows, pbuf, kBk, vp + c * E::P, z.dvp, npairs, o + c, z.dvp, alpha); break;
-                    case 3: pv_rows<BF, 3>(rows, pbuf, kBk, vp + c * E::P, z.dvp, npairs, o + c, z.dvp, alpha); break;
-                    default: break;
-                }
+                const int64_t nk = std::min(kBk, kend - kb0);
+                for (int64_t i = 0; i < kRq; ++i) bmax[i] = -INFINITY;
+                tiles<STiles<BF>::template At>(nk, kp_bh + kb0 * z.dk, z.dk, (const T*)qt, z.dp, st, bmax);
+                softmax_block<BF>(st, bmax, nk, kb0, q0, causal, scale2, m, l, alpha, pt);
+                tiles<PVTiles<BF>::template At>(z.dv, vp_bh + (kb0 / E::P) * z.dv * E::P, z.dv, (const T*)pt,
+                                               (nk + E::P - 1) / E::P, ot, (const __m512*)alpha);
             }
-            for (int64_t r = 0; r < rows; ++r) {
-                const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-                float* dst = out + b * ob + h * oh + (q0 + r) * ol;
-                const float* src = o + r * z.dvp;
-                for (int64_t c = 0; c < z.dv; c += 16) {
-                    const __mmask16 mk = tail_mask(z.dv - c);
-                    _mm512_mask_storeu_ps(dst + c, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, src + c), _mm512_set1_ps(inv)));
-                }
+            alignas(64) float inv[kRq];
+            for (int n = 0; n < NQ; ++n) {
+                const __m512 lv = l[n];
+                const __mmask16 pos = _mm512_cmp_ps_mask(lv, _mm512_setzero_ps(), _CMP_GT_OQ);
+                _mm512_store_ps(inv + n * 16, _mm512_maskz_div_ps(pos, _mm512_set1_ps(1.0f), lv));
             }
+            float* dst = out + b * ob + h * oh + q0 * ol;
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t c = 0; c < z.dv; ++c) dst[r * ol + c] = ot[c * kRq + r] * inv[r];
         }
     }
 }
@@ -358,11 +370,11 @@ void flash_attention(bool bf16, const AttnOperand& q, const AttnOperand& k, cons
                      int64_t dv, float scale, bool causal) {
     if (B * H * Lq * dv == 0 || Lk == 0) return;
     const int64_t P = bf16 ? 2 : 1, es = bf16 ? 2 : 4;
-    Dims z{B, H, Lq, Lk, d, dv, (d + P - 1) / P, 0, round_up(dv, 16), round_up(Lk, 16)};
+    Dims z{B, H, Lq, Lk, d, dv, (d + P - 1) / P, 0, round_up(Lk, kBk)};
     z.dk = z.dp * P;
     const int nthreads = omp_get_max_threads();
-    const int64_t thread_bytes = round_up(kRq * z.dk * es, 64) + kRq * kBk * (4 + es) + kRq * z.dvp * 4 + 3 * kRq * 4 + 64;
-    Scratch kpack((size_t)(B * H * z.Lkp * z.dk * es)), vpack((size_t)(B * H * z.Lkp * z.dvp * es));
+    const int64_t thread_bytes = round_up(kRq * z.dk * es, 64) + kBk * kRq * (4 + es) + dv * kRq * 4 + 64;
+    Scratch kpack((size_t)(B * H * z.Lkp * z.dk * es)), vpack((size_t)(B * H * z.Lkp * dv * es));
     Scratch threads((size_t)(nthreads * round_up(thread_bytes, 64)));
     if (bf16)
         run<true>(q, k, v, out, ob, oh, ol, z, scale, causal, kpack.p, vpack.p, threads.p, round_up(thread_bytes, 64), nthreads);
