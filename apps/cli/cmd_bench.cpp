@@ -2,6 +2,7 @@
 //   <name> median_s=<float> min_s=<float> max_s=<float>
 // for text_encode, denoise_step (one CFG step = the UNet on a batch of 2) and vae_decode, then the counted work of a
 // step (GFLOP of every matmul/conv it ran, and GFLOP/s at the median) and peak_rss_mb=<int> of the whole process.
+// --profile adds one profiled step and decode: `profile part=<p> op=<op> calls=<n> ms=<ms> share=<%>` per op.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,7 +21,34 @@ namespace {
 struct BenchArgs {
     std::string model, precision = "auto";
     int width = 512, height = 512, steps = 3, repeat = 3, threads = 0;
+    bool profile = false;
 };
+
+// One more run of f under an op profile: one line per op, slowest first, and the time outside any op.
+template <class F>
+void print_profile(const char* part, F&& f) {
+    OpProfile prof;
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        OpProfileScope scope(prof);
+        f();
+    }
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::vector<std::pair<std::string, OpProfileEntry>> rows(prof.begin(), prof.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second.seconds > y.second.seconds; });
+    double in_ops = 0;
+    for (const auto& [name, e] : rows) {
+        in_ops += e.seconds;
+        std::printf("profile part=%s op=%s calls=%lld ms=%.1f share=%.1f%%", part, name.c_str(), (long long)e.calls,
+                    e.seconds * 1e3, 100.0 * e.seconds / total);
+        if (e.flops > 0) std::printf(" gflops_per_s=%.1f", e.flops / 1e9 / e.seconds);
+        std::printf("\n");
+    }
+    std::printf("profile part=%s op=(outside ops) ms=%.1f share=%.1f%%\n", part, (total - in_ops) * 1e3,
+                100.0 * (total - in_ops) / total);
+    std::printf("profile part=%s total_ms=%.1f\n", part, total * 1e3);
+    std::fflush(stdout);
+}
 
 struct Timing {
     std::vector<double> s;
@@ -89,6 +117,7 @@ int run(const BenchArgs& a) {
     }
     const Timing step = time_it(0, a.steps * a.repeat, [&] { m.unet->forward(x, Tensor::scalar(500.0f), ctx, extra); });
     step.print("denoise_step");
+    if (a.profile) print_profile("denoise_step", [&] { m.unet->forward(x, Tensor::scalar(500.0f), ctx, extra); });
     const Tensor z = Tensor::full({1, m.latent_channels(), h, w}, 0.1f);
     OpStats vae_stats;
     {
@@ -97,6 +126,7 @@ int run(const BenchArgs& a) {
     }
     const Timing dec = time_it(0, a.repeat, [&] { m.vae->decode(z); });
     dec.print("vae_decode");
+    if (a.profile) print_profile("vae_decode", [&] { m.vae->decode(z); });
     std::printf("denoise_step_gflop=%.1f gflops_per_s=%.1f\n", step_stats.flops / 1e9,
                 step_stats.flops / 1e9 / step.median());
     std::printf("vae_decode_gflop=%.1f gflops_per_s=%.1f\n", vae_stats.flops / 1e9, vae_stats.flops / 1e9 / dec.median());
@@ -119,6 +149,8 @@ Runner add_bench(CLI::App& app) {
     c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
         ->capture_default_str();
     c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+    c->add_flag("--profile", a->profile,
+                "After the timings, one more step and decode with wall time per op (profile part=... op=... ms=...)");
     return [a] { return run(*a); };
 }
 

@@ -1,4 +1,5 @@
 #include "core/tensor.h"
+#include "core/op_stats.h"
 
 #include "backends/cpu/vec_math.h"
 #include "core/allocator.h"
@@ -265,6 +266,7 @@ void f16_to_f32_n(const uint16_t* s, float* d, int64_t n) {
 }
 
 void Tensor::copy_(const Tensor& src) {
+    OpTimer op_timer("copy");
     NUANCE_CHECK(src.shape_ == shape_, "copy_: shape ", src.shape_, " into ", shape_);
     const size_t ses = dtype_size(src.dtype_), des = dtype_size(dtype_);
     const uint8_t* sb = src.storage_->data();

@@ -110,6 +110,7 @@ void attention_into(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, bool causal,
                                     float scale, const Tensor& bias_in) {
+    OpTimer op_timer("attention");
     NUANCE_CHECK(q_in.dim() == 4 && k_in.dim() == 4 && v_in.dim() == 4, "attention: q/k/v must be [B, H, L, d], got ",
                  q_in.shape(), ", ", k_in.shape(), ", ", v_in.shape());
     const int64_t B = q_in.size(0), H = q_in.size(1), Lq = q_in.size(2), d = q_in.size(3);
@@ -133,6 +134,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
 // only copies are the optional bf16 roundings.
 Tensor multi_head_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads, bool causal,
                             float scale, Precision compute) {
+    OpTimer op_timer("attention");
     NUANCE_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "attention: expected [B, L, C] inputs, got ", q.shape());
     const int64_t B = q.size(0), Lq = q.size(1), C = q.size(2), Lk = k.size(1), Cv = v.size(2);
     NUANCE_CHECK(heads > 0 && C % heads == 0 && Cv % heads == 0 && k.size(2) == C && v.size(1) == Lk &&

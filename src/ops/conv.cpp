@@ -17,6 +17,7 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p, Precision compute) {
+    OpTimer op_timer("conv2d");
     NUANCE_CHECK(x_in.dim() == 4, "conv2d: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(w_in.dim() == 4, "conv2d: weight must be [O, C/groups, kh, kw], got ", w_in.shape());
     const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);

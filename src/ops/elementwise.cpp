@@ -1,5 +1,6 @@
 // Elementwise kernels. Shape letters: none (any shape); broadcasting follows numpy.
 #include "ops/elementwise.h"
+#include "core/op_stats.h"
 
 #include <algorithm>
 #include <cmath>
@@ -49,6 +50,7 @@ void for_each_row(const Shape& shape, const Tensor& a, const Tensor& b, F&& f) {
 // `into` (optional) receives the result: a dense F32 tensor of the output shape, which may be `a` itself.
 template <class Op>
 Tensor binary(const Tensor& a_in, const Tensor& b_in, Op op, const Tensor* into = nullptr) {
+    OpTimer op_timer("elementwise_binary");
     const Tensor a = a_in.f32();
     const Tensor b = b_in.f32();
     const Shape out_shape = broadcast_shape(a.shape(), b.shape());
@@ -105,6 +107,7 @@ inline Tensor dense_f32(const Tensor& a_in) {
 
 template <class Op>
 Tensor unary(const Tensor& a_in, Op op) {
+    OpTimer op_timer("elementwise_unary");
     const Tensor a = dense_f32(a_in);
     Tensor out = Tensor::empty_like(a, DType::F32);
     const float* pa = a.data<float>();
@@ -118,6 +121,7 @@ Tensor unary(const Tensor& a_in, Op op) {
 // Unary op with a vectorised kernel (cpu::map_n), in parallel chunks.
 template <__m256 (*F)(__m256)>
 Tensor unary_vec(const Tensor& a_in) {
+    OpTimer op_timer("elementwise_unary");
     const Tensor a = dense_f32(a_in);
     Tensor out = Tensor::empty_like(a, DType::F32);
     const float* pa = a.data<float>();
@@ -148,12 +152,14 @@ Tensor rsub(float s, const Tensor& a) { return unary(a, [s](float x) { return s 
 Tensor rdiv(float s, const Tensor& a) { return unary(a, [s](float x) { return s / x; }); }
 
 Tensor& add_(Tensor& a, const Tensor& b) {
+    OpTimer op_timer("add_");
     check_inplace_target(a, "add_");
     binary(a, b, [](float x, float y) { return x + y; }, &a);
     return a;
 }
 
 Tensor& mul_(Tensor& a, float s) {
+    OpTimer op_timer("mul_");
     check_inplace_target(a, "mul_");
     float* p = a.data<float>();
     const int64_t n = a.numel();
@@ -163,6 +169,7 @@ Tensor& mul_(Tensor& a, float s) {
 }
 
 Tensor& axpy_(Tensor& a, float alpha, const Tensor& b_in) {
+    OpTimer op_timer("axpy_");
     check_inplace_target(a, "axpy_");
     NUANCE_CHECK(a.shape() == b_in.shape(), "axpy_: shapes ", a.shape(), " and ", b_in.shape());
     Tensor b = b_in.f32();
@@ -194,6 +201,7 @@ Tensor silu(const Tensor& a) { return unary_vec<cpu::silu8>(a); }
 Tensor gelu(const Tensor& a) { return unary_vec<cpu::gelu8>(a); }
 
 Tensor geglu(const Tensor& x_in) {
+    OpTimer op_timer("geglu");
     NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) % 2 == 0, "geglu: last dimension must be even, got ", x_in.shape());
     const Tensor x = x_in.f32().contiguous();
     const int64_t F = x.size(-1) / 2, rows = F ? x.numel() / (2 * F) : 0;
@@ -215,6 +223,7 @@ Tensor geglu(const Tensor& x_in) {
     return out;
 }
 Tensor gelu_tanh(const Tensor& a) {
+    OpTimer op_timer("elementwise_unary");
     return unary(a, [](float x) {
         const float k = 0.7978845608028654f;  // sqrt(2/pi)
         return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
@@ -224,6 +233,7 @@ Tensor quick_gelu(const Tensor& a) { return unary(a, [](float x) { return x / (1
 Tensor clamp(const Tensor& a, float lo, float hi) { return unary(a, [lo, hi](float x) { return std::clamp(x, lo, hi); }); }
 
 Tensor sum(const Tensor& a_in, int64_t dim, bool keepdim) {
+    OpTimer op_timer("reduce");
     const Tensor a = a_in.f32().contiguous();
     dim = normalize_dim(dim, a.dim());
     int64_t outer = 1, inner = 1;

@@ -39,6 +39,7 @@ void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims&
 // Weights are packed once into the layout the primitive wants (cpu::packed_weights). BF16 weights compute in bf16:
 // the input rows are rounded to bf16, products accumulate in f32, the output is F32.
 Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precision compute) {
+    OpTimer op_timer("linear");
     NUANCE_CHECK(w_in.dim() == 2, "linear: weight must be [out, in], got ", w_in.shape());
     NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w_in.size(1), "linear: input ", x_in.shape(),
                  " does not match weight ", w_in.shape());
@@ -77,6 +78,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precis
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+    OpTimer op_timer("matmul");
     NUANCE_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got ", a_in.shape(), " and ",
                  b_in.shape());
     NUANCE_CHECK(a_in.size(-1) == b_in.size(-2), "matmul: ", a_in.shape(), " x ", b_in.shape());

@@ -1,5 +1,6 @@
 // Shape letters: N batch, C channels, G groups, S spatial (H*W or any trailing dims), D feature dim.
 #include "ops/norm.h"
+#include "core/op_stats.h"
 
 #include <algorithm>
 #include <cmath>
@@ -124,6 +125,7 @@ void channels_last_group_stats(const float* x, int64_t S, int64_t C, int64_t gro
 
 // Channels-last inputs stay channels-last (the layout the convolutions around a GroupNorm use).
 Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const Tensor& b_in, float eps, bool silu) {
+    OpTimer op_timer("group_norm");
     NUANCE_CHECK(x_in.dim() >= 2, "group_norm: input must be [N, C, ...], got ", x_in.shape());
     const int64_t N = x_in.size(0), C = x_in.size(1);
     NUANCE_CHECK(groups > 0 && C % groups == 0, "group_norm: ", C, " channels not divisible into ", groups, " groups");
@@ -177,6 +179,7 @@ Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const 
 }
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps) {
+    OpTimer op_timer("layer_norm");
     NUANCE_CHECK(x_in.dim() >= 1, "layer_norm: scalar input");
     const int64_t D = x_in.size(-1);
     const Tensor x = x_in.f32().contiguous();
@@ -212,6 +215,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, fl
 }
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps) {
+    OpTimer op_timer("rms_norm");
     const int64_t D = x_in.size(-1);
     const Tensor x = x_in.f32().contiguous();
     const Tensor w = w_in.defined() ? w_in.f32().contiguous() : Tensor();
@@ -234,6 +238,7 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps) {
 }
 
 Tensor softmax(const Tensor& x_in) {
+    OpTimer op_timer("softmax");
     const int64_t D = x_in.size(-1);
     const Tensor x = x_in.f32().contiguous();
     const int64_t rows = D ? x.numel() / D : 0;

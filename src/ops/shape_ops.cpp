@@ -1,4 +1,5 @@
 #include "ops/shape_ops.h"
+#include "core/op_stats.h"
 
 #include <cmath>
 #include <cstring>
@@ -6,6 +7,7 @@
 namespace nuance {
 
 Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
+    OpTimer op_timer("cat");
     NUANCE_CHECK(!ts.empty(), "cat: no tensors");
     const Tensor& t0 = ts[0];
     dim = normalize_dim(dim, t0.dim());
@@ -43,6 +45,7 @@ std::vector<Tensor> chunk(const Tensor& t, int64_t n, int64_t dim) {
 }
 
 Tensor pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64_t bottom, float value) {
+    OpTimer op_timer("pad2d");
     NUANCE_CHECK(x_in.dim() == 4, "pad2d: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(left >= 0 && right >= 0 && top >= 0 && bottom >= 0, "pad2d: negative padding");
     const Tensor x = x_in.f32();
@@ -53,6 +56,7 @@ Tensor pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64
 }
 
 Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
+    OpTimer op_timer("upsample");
     NUANCE_CHECK(x_in.dim() == 4, "interpolate_nearest: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(oh > 0 && ow > 0, "interpolate_nearest: bad output size ", oh, "x", ow);
     const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
@@ -94,6 +98,7 @@ Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
 }
 
 Tensor embedding(const Tensor& ids_in, const Tensor& weight) {
+    OpTimer op_timer("embedding");
     NUANCE_CHECK(weight.dim() == 2, "embedding: weight must be [V, D], got ", weight.shape());
     const std::vector<int64_t> ids = ids_in.to_ids();
     const int64_t V = weight.size(0), D = weight.size(1);
@@ -110,6 +115,7 @@ Tensor embedding(const Tensor& ids_in, const Tensor& weight) {
 
 Tensor timestep_embedding(const Tensor& t_in, int64_t dim, bool flip_sin_to_cos, float shift, float scale,
                           int64_t max_period) {
+    OpTimer op_timer("timestep_embedding");
     const Tensor t = t_in.f32().contiguous().reshape({-1});
     const int64_t B = t.numel(), half = dim / 2;
     Tensor out = Tensor::zeros({B, dim}, DType::F32);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sys/wait.h>
 
 #include "io/image.h"
@@ -155,6 +156,25 @@ TEST_F(Cli, SamplersListed) {
     ASSERT_EQ(r.code, 0) << r.out;
     for (const char* s : {"euler_a", "Euler a", "dpmpp_2m", "ddim", "karras"})
         EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
+TEST_F(Cli, BenchPrintsTheAgreedLinesAndAProfile) {
+    const CliRun r = run_cli(" bench -m " + model() + " -W 64 -H 64 --steps 1 --repeat 2 -t 1 --precision fp32 --profile");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const std::string num = "[0-9]+\\.[0-9]+";
+    for (const std::string part : {"text_encode", "denoise_step", "vae_decode"})
+        EXPECT_TRUE(std::regex_search(r.out, std::regex("\n" + part + " median_s=" + num + " min_s=" + num + " max_s=" + num + "\n")))
+            << part << "\n" << r.out;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex("\npeak_rss_mb=[0-9]+\n"))) << r.out;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex("denoise_step_gflop=" + num + " gflops_per_s=" + num))) << r.out;
+    // the profile: the UNet's convolutions and attention are there, with counted work
+    EXPECT_TRUE(std::regex_search(r.out, std::regex("profile part=denoise_step op=conv2d calls=[0-9]+ ms=" + num +
+                                                    " share=" + num + "% gflops_per_s=" + num))) << r.out;
+    EXPECT_NE(r.out.find("profile part=denoise_step op=attention"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("profile part=vae_decode total_ms="), std::string::npos) << r.out;
+    const CliRun bad = run_cli(" bench -m " + model() + " --repeat 0");
+    EXPECT_EQ(bad.code, 2) << bad.out;
+    EXPECT_NE(bad.out.find("--repeat"), std::string::npos) << bad.out;
 }
 
 TEST(CheckGolden, ProjectCopyPassesWithNoSkipInRequiredCases) {
