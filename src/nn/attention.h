@@ -14,7 +14,9 @@ struct Attention : Module {
           to_v(context_dim, heads_ * head_dim, qkv_bias), to_out(heads_ * head_dim, query_dim), heads(heads_) {}
     Tensor operator()(const Tensor& x, const Tensor& context = Tensor()) const {
         const Tensor& c = context.defined() ? context : x;
-        return to_out(multi_head_attention(to_q(x), to_k(c), to_v(c), heads, false, 0.0f, to_q.weight.compute));
+        const DType qkv = to_q.input_dtype();  // bf16 attention: the projections give bf16 q/k/v directly
+        return to_out(multi_head_attention(to_q(x, qkv), to_k(c, qkv), to_v(c, qkv), heads, false, 0.0f,
+                                           to_q.weight.compute));
     }
     void visit(ParamVisitor& v) override { v("to_q", to_q); v("to_k", to_k); v("to_v", to_v); v("to_out.0", to_out); }
 };

@@ -5,6 +5,14 @@
 
 namespace nuance {
 
+// The dtype a product over weight w wants its input in: BF16 when it runs in bf16, else F32. An op whose output only
+// feeds such products (a norm before a conv or the q/k/v projections) rounds its output to it in its own pass.
+inline DType product_input_dtype(const Param& w) {
+    const bool bf16 = w.compute == Precision::BF16 ||
+                      (w.compute == Precision::Auto && w.value.defined() && w.value.dtype() == DType::BF16);
+    return bf16 ? DType::BF16 : DType::F32;
+}
+
 struct Linear : Module {
     Param weight, bias;
     bool has_bias = true;
@@ -12,7 +20,10 @@ struct Linear : Module {
     Linear(int64_t in, int64_t out, bool bias_ = true) : weight({out, in}, true), bias({out}), has_bias(bias_) {}
     int64_t in_features() const { return weight.shape[1]; }
     int64_t out_features() const { return weight.shape[0]; }
-    Tensor operator()(const Tensor& x) const { return linear(x, *weight, has_bias ? *bias : Tensor(), weight.compute); }
+    Tensor operator()(const Tensor& x, DType out = DType::F32) const {
+        return linear(x, *weight, has_bias ? *bias : Tensor(), weight.compute, out);
+    }
+    DType input_dtype() const { return product_input_dtype(weight); }
     void visit(ParamVisitor& v) override {
         v("weight", weight);
         if (has_bias) v("bias", bias);
@@ -29,6 +40,7 @@ struct Conv2d : Module {
     Tensor operator()(const Tensor& x) const {
         return conv2d(x, *weight, has_bias ? *bias : Tensor(), p, weight.compute);
     }
+    DType input_dtype() const { return product_input_dtype(weight); }
     void visit(ParamVisitor& v) override {
         v("weight", weight);
         if (has_bias) v("bias", bias);
@@ -42,8 +54,8 @@ struct GroupNorm : Module {
     GroupNorm() = default;
     GroupNorm(int64_t groups_, int64_t channels, float eps_ = 1e-5f)
         : weight({channels}), bias({channels}), groups(groups_), eps(eps_) {}
-    Tensor operator()(const Tensor& x, bool fuse_silu = false) const {
-        return group_norm(x, groups, *weight, *bias, eps, fuse_silu);
+    Tensor operator()(const Tensor& x, bool fuse_silu = false, DType out = DType::F32) const {
+        return group_norm(x, groups, *weight, *bias, eps, fuse_silu, out);
     }
     void visit(ParamVisitor& v) override { v("weight", weight); v("bias", bias); }
 };
@@ -55,8 +67,8 @@ struct LayerNorm : Module {
     LayerNorm() = default;
     explicit LayerNorm(int64_t dim, float eps_ = 1e-5f, bool affine_ = true)
         : weight({dim}), bias({dim}), eps(eps_), affine(affine_) {}
-    Tensor operator()(const Tensor& x) const {
-        return affine ? layer_norm(x, *weight, *bias, eps) : layer_norm(x, Tensor(), Tensor(), eps);
+    Tensor operator()(const Tensor& x, DType out = DType::F32) const {
+        return affine ? layer_norm(x, *weight, *bias, eps, out) : layer_norm(x, Tensor(), Tensor(), eps, out);
     }
     void visit(ParamVisitor& v) override {
         if (affine) { v("weight", weight); v("bias", bias); }

@@ -40,8 +40,12 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
     const bool cl = cl_in || bf16;  // bf16 kernels exist for NHWC only: NCHW inputs go through a channels-last copy
     const dt wdt = bf16 ? dt::bf16 : dt::f32;
     const Tensor w = w_in.contiguous();  // converted (once) by packed_weights
-    Tensor x = cl_in ? x_in.f32() : cl ? x_in.f32().channels_last() : x_in.f32().contiguous();
-    if (bf16) x = x.to(DType::BF16);  // same layout
+    // A bf16 channels-last input to a bf16 convolution (a GroupNorm that rounded its output for it) is used as is.
+    Tensor x = bf16 && cl_in && x_in.dtype() == DType::BF16 ? x_in
+               : cl_in                                      ? x_in.f32()
+               : cl                                         ? x_in.f32().channels_last()
+                                                            : x_in.f32().contiguous();
+    if (bf16) x = x.to(DType::BF16);  // same layout; no copy when x is bf16 already
     Tensor y = cl ? Tensor::empty_channels_last({N, O, Ho, Wo}) : Tensor::empty({N, O, Ho, Wo}, DType::F32);
     if (N == 0) return y;
 

@@ -200,25 +200,31 @@ Tensor relu(const Tensor& a) { return unary(a, [](float x) { return x > 0 ? x : 
 Tensor silu(const Tensor& a) { return unary_vec<cpu::silu8>(a); }
 Tensor gelu(const Tensor& a) { return unary_vec<cpu::gelu8>(a); }
 
-Tensor geglu(const Tensor& x_in) {
+Tensor geglu(const Tensor& x_in, DType out_dtype) {
     OpTimer op_timer("geglu");
     NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) % 2 == 0, "geglu: last dimension must be even, got ", x_in.shape());
+    NUANCE_CHECK(out_dtype == DType::F32 || out_dtype == DType::BF16, "geglu: output dtype ", dtype_name(out_dtype));
     const Tensor x = x_in.f32().contiguous();
     const int64_t F = x.size(-1) / 2, rows = F ? x.numel() / (2 * F) : 0;
     Shape s = x.shape();
     s.back() = F;
-    Tensor out = Tensor::empty(s, DType::F32);
+    const bool to_bf16 = out_dtype == DType::BF16;
+    Tensor out = Tensor::empty(s, out_dtype);
     const float* px = x.data<float>();
-    float* po = out.data<float>();
-#pragma omp parallel for schedule(static) if (rows > 1)
-    for (int64_t r = 0; r < rows; ++r) {
-        const float* h = px + r * 2 * F;
-        const float* g = h + F;
-        float* o = po + r * F;
-        int64_t j = 0;
-        for (; j + 8 <= F; j += 8)
-            _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(h + j), cpu::gelu8(_mm256_loadu_ps(g + j))));
-        for (; j < F; ++j) o[j] = h[j] * cpu::scalar_via8<cpu::gelu8>(g[j]);
+#pragma omp parallel if (rows > 1)
+    {
+        std::vector<float> row(to_bf16 ? (size_t)F : 0);  // bf16 output: the row in f32, then rounded
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* h = px + r * 2 * F;
+            const float* g = h + F;
+            float* o = to_bf16 ? row.data() : out.data<float>() + r * F;
+            int64_t j = 0;
+            for (; j + 8 <= F; j += 8)
+                _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(h + j), cpu::gelu8(_mm256_loadu_ps(g + j))));
+            for (; j < F; ++j) o[j] = h[j] * cpu::scalar_via8<cpu::gelu8>(g[j]);
+            if (to_bf16) cpu::f32_to_bf16_n(o, static_cast<uint16_t*>(out.raw()) + r * F, F);
+        }
     }
     return out;
 }

@@ -48,7 +48,8 @@ Tensor sigmoid(const Tensor& a);
 Tensor relu(const Tensor& a);
 Tensor silu(const Tensor& a);        // x * sigmoid(x)
 Tensor gelu(const Tensor& a);        // exact erf GELU
-Tensor geglu(const Tensor& x);       // x = [..., 2F] -> hidden * gelu(gate), hidden/gate the two halves (GEGLU)
+// x = [..., 2F] -> hidden * gelu(gate), hidden/gate the two halves (GEGLU); out F32, or BF16 for a bf16 consumer.
+Tensor geglu(const Tensor& x, DType out = DType::F32);
 Tensor gelu_tanh(const Tensor& a);   // tanh approximation
 Tensor quick_gelu(const Tensor& a);  // x * sigmoid(1.702 x)
 Tensor clamp(const Tensor& a, float lo, float hi);

@@ -38,8 +38,9 @@ void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims&
 
 // Weights are packed once into the layout the primitive wants (cpu::packed_weights). BF16 weights compute in bf16:
 // the input rows are rounded to bf16, products accumulate in f32, the output is F32.
-Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precision compute) {
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precision compute, DType out) {
     OpTimer op_timer("linear");
+    NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "linear: output dtype ", dtype_name(out));
     NUANCE_CHECK(w_in.dim() == 2, "linear: weight must be [out, in], got ", w_in.shape());
     NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w_in.size(1), "linear: input ", x_in.shape(),
                  " does not match weight ", w_in.shape());
@@ -47,7 +48,8 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precis
     NUANCE_CHECK(dtype_is_float(w_in.dtype()), "linear: weight dtype ", dtype_name(w_in.dtype()), " is not a float type");
     const bool bf16 = compute == Precision::BF16 || (compute == Precision::Auto && w_in.dtype() == DType::BF16);
     const dt wdt = bf16 ? dt::bf16 : dt::f32;
-    Tensor x = x_in.f32().contiguous();
+    // A bf16 input to a bf16 product (from an op that rounded its output for it) is used as it is.
+    Tensor x = bf16 && x_in.dtype() == DType::BF16 ? x_in.contiguous() : x_in.f32().contiguous();
     const Tensor w = w_in.contiguous();  // converted (once) by packed_weights
     Tensor b;
     if (b_in.defined()) {
@@ -57,14 +59,14 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precis
     const int64_t M = K ? x.numel() / K : 0;
     Shape out_shape = x.shape();
     out_shape.back() = N;
-    Tensor y = Tensor::empty(out_shape, DType::F32);
+    Tensor y = Tensor::empty(out_shape, out);
     if (M == 0 || N == 0) return y;
     if (bf16) x = x.to(DType::BF16);
     auto& eng = cpu::engine();
     const memory::desc a_md({M, K}, wdt, tag::ab);
     const memory::desc w_plain({K, N}, wdt, tag::ba);  // the transposed view of [N, K]
     const memory::desc w_any({K, N}, wdt, tag::any);
-    const memory::desc c_md({M, N}, dt::f32, tag::ab);
+    const memory::desc c_md({M, N}, out == DType::BF16 ? dt::bf16 : dt::f32, tag::ab);  // bf16: rounded (RNE) by oneDNN
     const memory::desc bias_md = b.defined() ? memory::desc({1, N}, dt::f32, tag::ab) : memory::desc();
     cpu::MatmulPrimitive& mm = cpu::cached_matmul(a_md, w_any, bias_md, c_md);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(a_md, eng, x.raw())},

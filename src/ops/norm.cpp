@@ -124,8 +124,10 @@ void channels_last_group_stats(const float* x, int64_t S, int64_t C, int64_t gro
 }  // namespace
 
 // Channels-last inputs stay channels-last (the layout the convolutions around a GroupNorm use).
-Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const Tensor& b_in, float eps, bool silu) {
+Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const Tensor& b_in, float eps, bool silu,
+                  DType out) {
     OpTimer op_timer("group_norm");
+    NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "group_norm: output dtype ", dtype_name(out));
     NUANCE_CHECK(x_in.dim() >= 2, "group_norm: input must be [N, C, ...], got ", x_in.shape());
     const int64_t N = x_in.size(0), C = x_in.size(1);
     NUANCE_CHECK(groups > 0 && C % groups == 0, "group_norm: ", C, " channels not divisible into ", groups, " groups");
@@ -137,22 +139,37 @@ Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const 
     NUANCE_CHECK(!b.defined() || b.numel() == C, "group_norm: bias ", b.shape(), " for ", C, " channels");
     const int64_t S = C ? x.numel() / (N * C) : 0;
     const int64_t cg = C / groups;
-    Tensor y = Tensor::empty_like(x, DType::F32);
+    const bool to_bf16 = out == DType::BF16 && cl;  // planar inputs (tests, small tools) convert at the end
+    Tensor y = Tensor::empty_like(x, to_bf16 ? DType::BF16 : DType::F32);
     const float* px = x.data<float>();
-    float* py = y.data<float>();
+    float* py = to_bf16 ? nullptr : y.data<float>();
+    uint16_t* py16 = to_bf16 ? static_cast<uint16_t*>(y.raw()) : nullptr;
     const float* pw = w.defined() ? w.data<float>() : nullptr;
     const float* pb = b.defined() ? b.data<float>() : nullptr;
     if (cl) {
         std::vector<float> mean((size_t)C), rstd((size_t)C), a((size_t)C), sh((size_t)C);
         for (int64_t n = 0; n < N; ++n) {
             const float* xn = px + n * S * C;
-            float* yn = py + n * S * C;
             channels_last_group_stats(xn, S, C, groups, eps, mean.data(), rstd.data());
             for (int64_t c = 0; c < C; ++c) {
                 a[c] = rstd[c] * (pw ? pw[c] : 1.0f);
                 sh[c] = (pb ? pb[c] : 0.0f) - mean[c] * a[c];
             }
             const int64_t chunk = 64;
+            if (to_bf16) {
+#pragma omp parallel
+                {
+                    std::vector<float> buf((size_t)(chunk * C));  // one chunk in f32, rounded to bf16 from cache
+#pragma omp for schedule(static)
+                    for (int64_t p0 = 0; p0 < S; p0 += chunk) {
+                        const int64_t rows = std::min(chunk, S - p0);
+                        scale_shift_rows(xn + p0 * C, buf.data(), rows, C, a.data(), sh.data(), silu);
+                        cpu::f32_to_bf16_n(buf.data(), py16 + (n * S + p0) * C, rows * C);
+                    }
+                }
+                continue;
+            }
+            float* yn = py + n * S * C;
 #pragma omp parallel for schedule(static)
             for (int64_t p0 = 0; p0 < S; p0 += chunk)
                 scale_shift_rows(xn + p0 * C, yn + p0 * C, std::min(chunk, S - p0), C, a.data(), sh.data(), silu);
@@ -175,11 +192,12 @@ Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const 
                 scale_shift_n(src + c * S, dst + c * S, S, a, sh, silu);
             }
         }
-    return y;
+    return out == DType::BF16 ? y.to(DType::BF16) : y;
 }
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps) {
+Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps, DType out) {
     OpTimer op_timer("layer_norm");
+    NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "layer_norm: output dtype ", dtype_name(out));
     NUANCE_CHECK(x_in.dim() >= 1, "layer_norm: scalar input");
     const int64_t D = x_in.size(-1);
     const Tensor x = x_in.f32().contiguous();
@@ -188,28 +206,35 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, fl
     NUANCE_CHECK(!w.defined() || w.numel() == D, "layer_norm: weight ", w.shape(), " for feature dim ", D);
     NUANCE_CHECK(!b.defined() || b.numel() == D, "layer_norm: bias ", b.shape(), " for feature dim ", D);
     const int64_t rows = D ? x.numel() / D : 0;
-    Tensor y = Tensor::empty(x.shape(), DType::F32);
+    const bool to_bf16 = out == DType::BF16;
+    Tensor y = Tensor::empty(x.shape(), out);
     const float* px = x.data<float>();
-    float* py = y.data<float>();
+    float* py = to_bf16 ? nullptr : y.data<float>();
+    uint16_t* py16 = to_bf16 ? static_cast<uint16_t*>(y.raw()) : nullptr;
     const float* pw = w.defined() ? w.data<float>() : nullptr;
     const float* pb = b.defined() ? b.data<float>() : nullptr;
-#pragma omp parallel for schedule(static) if (rows > 16)
+#pragma omp parallel if (rows > 16)
+    {
+    std::vector<float> row(to_bf16 ? (size_t)D : 0);  // bf16 output: the row in f32, then rounded
+#pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
         const float* s = px + r * D;
-        float* d = py + r * D;
+        float* d = to_bf16 ? row.data() : py + r * D;
         const float fmu = (float)(sum_n(s, D) / (double)D);
         const float rstd = (float)(1.0 / std::sqrt(sq_dev_n(s, D, fmu) / (double)D + eps));
         if (!pw || !pb) {
             for (int64_t i = 0; i < D; ++i) d[i] = (s[i] - fmu) * rstd * (pw ? pw[i] : 1.0f) + (pb ? pb[i] : 0.0f);
-            continue;
+        } else {
+            const __m256 vm = _mm256_set1_ps(fmu), vr = _mm256_set1_ps(rstd);
+            int64_t i = 0;
+            for (; i + 8 <= D; i += 8) {
+                const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm), vr);
+                _mm256_storeu_ps(d + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(pw + i), _mm256_loadu_ps(pb + i)));
+            }
+            for (; i < D; ++i) d[i] = (s[i] - fmu) * rstd * pw[i] + pb[i];
         }
-        const __m256 vm = _mm256_set1_ps(fmu), vr = _mm256_set1_ps(rstd);
-        int64_t i = 0;
-        for (; i + 8 <= D; i += 8) {
-            const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm), vr);
-            _mm256_storeu_ps(d + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(pw + i), _mm256_loadu_ps(pb + i)));
-        }
-        for (; i < D; ++i) d[i] = (s[i] - fmu) * rstd * pw[i] + pb[i];
+        if (to_bf16) cpu::f32_to_bf16_n(d, py16 + r * D, D);
+    }
     }
     return y;
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "../test_util.h"
@@ -109,6 +110,37 @@ TEST(Bf16, ProductsEqualF32ProductsOfRoundedOperands) {
     EXPECT_TRUE(yc.is_contiguous());  // NCHW in, NCHW out, even though bf16 runs channels-last inside
     const Tensor rc = conv2d(round_bf16(xi), round_bf16(wc), Tensor(), Conv2dParams::same(1), Precision::FP32);
     EXPECT_LT(max_abs_diff(yc, rc), 1e-5f * max_abs(rc));
+}
+
+// Ops whose output feeds only bf16 products round it themselves (one pass less); the values must be exactly those
+// the product would have rounded, and the products must take such bf16 inputs as they are.
+TEST(Bf16Handoff, RoundingInTheProducerEqualsRoundingInTheConsumer) {
+    auto same_bits = [](const Tensor& a, const Tensor& b) {
+        ASSERT_EQ(a.dtype(), DType::BF16);
+        ASSERT_EQ(a.shape(), b.shape());
+        const Tensor ac = a.contiguous(), bc = b.to(DType::BF16).contiguous();
+        EXPECT_EQ(std::memcmp(ac.raw(), bc.raw(), ac.nbytes()), 0);
+    };
+    const Tensor x = randn({2, 64, 9, 7}, 50).channels_last(), gw = randn({64}, 51), gb = randn({64}, 52);
+    for (bool silu : {false, true}) {
+        const Tensor g16 = group_norm(x, 32, gw, gb, 1e-5f, silu, DType::BF16);
+        EXPECT_TRUE(g16.is_channels_last());
+        same_bits(g16, group_norm(x, 32, gw, gb, 1e-5f, silu));
+    }
+    same_bits(group_norm(x.contiguous(), 32, gw, gb, 1e-5f, true, DType::BF16), group_norm(x.contiguous(), 32, gw, gb, 1e-5f, true));
+    const Tensor t = randn({3, 50, 96}, 53), lw = randn({96}, 54), lb = randn({96}, 55);
+    same_bits(layer_norm(t, lw, lb, 1e-5f, DType::BF16), layer_norm(t, lw, lb, 1e-5f));
+    same_bits(geglu(t, DType::BF16), geglu(t));
+    const Tensor w = randn({40, 96}, 56), b = randn({40}, 57);
+    same_bits(linear(t, w, b, Precision::BF16, DType::BF16), linear(t, w, b, Precision::BF16));
+    // bf16 inputs: the same result as the f32 input the product rounds to the same values
+    EXPECT_EQ(max_abs_diff(linear(t.to(DType::BF16), w, b, Precision::BF16), linear(t, w, b, Precision::BF16)), 0.0f);
+    const Tensor cw = randn({16, 64, 3, 3}, 58), cb = randn({16}, 59);
+    const Conv2dParams cp = Conv2dParams::same(1);
+    EXPECT_EQ(max_abs_diff(conv2d(x.to(DType::BF16), cw, cb, cp, Precision::BF16), conv2d(x, cw, cb, cp, Precision::BF16)),
+              0.0f);
+    EXPECT_THAT(test::error_of([&] { layer_norm(t, lw, lb, 1e-5f, DType::F16); }), HasSubstr("output dtype F16"));
+    EXPECT_THAT(test::error_of([&] { linear(t, w, b, Precision::BF16, DType::I64); }), HasSubstr("output dtype"));
 }
 
 TEST(PackedWeights, PackedOnceAndDroppedWithTheWeight) {

@@ -7,12 +7,12 @@ ResnetBlock::ResnetBlock(int64_t in, int64_t out, int64_t temb, int64_t groups, 
       conv_shortcut(in, out, 1), time_emb_proj(temb, out), has_shortcut(in != out), has_temb(temb > 0) {}
 
 Tensor ResnetBlock::forward(const Tensor& x, const Tensor& emb) const {
-    Tensor h = conv1(norm1(x, /*silu=*/true));
+    Tensor h = conv1(norm1(x, /*silu=*/true, conv1.input_dtype()));
     if (has_temb) {
         const Tensor t = time_emb_proj(silu(emb));  // [B, C]
         h = h + t.unsqueeze(-1).unsqueeze(-1);
     }
-    h = conv2(norm2(h, /*silu=*/true));
+    h = conv2(norm2(h, /*silu=*/true, conv2.input_dtype()));
     const Tensor skip = has_shortcut ? conv_shortcut(x) : x;
     return add_(h, skip);
 }
@@ -27,7 +27,7 @@ void ResnetBlock::visit(ParamVisitor& v) {
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
-    return out(geglu(proj(x)));  // hidden * gelu(gate), the two halves of proj(x)
+    return out(geglu(proj(x), out.input_dtype()));  // hidden * gelu(gate), the two halves of proj(x)
 }
 
 TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_dim)
@@ -36,11 +36,12 @@ TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_d
 
 Tensor TransformerBlock::forward(Tensor x, const Tensor& context) const {
     // Each sub-layer's output is fresh memory, so the residual is added in place into it.
-    Tensor h = attn1(norm1(x));
+    // The norms feed only products (q/k/v, the GEGLU projection): they round their outputs for them.
+    Tensor h = attn1(norm1(x, attn1.to_q.input_dtype()));
     x = add_(h, x);
-    h = attn2(norm2(x), context);
+    h = attn2(norm2(x, attn2.to_q.input_dtype()), context);
     x = add_(h, x);
-    h = ff.forward(norm3(x));
+    h = ff.forward(norm3(x, ff.proj.input_dtype()));
     return add_(h, x);
 }
 
@@ -63,7 +64,7 @@ SpatialTransformer::SpatialTransformer(int64_t ch, int64_t heads, int64_t depth,
 
 Tensor SpatialTransformer::forward(const Tensor& x, const Tensor& context) const {
     const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-    Tensor h = norm(x);
+    Tensor h = norm(x, false, linear_proj ? proj_in_lin.input_dtype() : proj_in_conv.input_dtype());
     auto to_tokens = [&](const Tensor& t) { return t.permute({0, 2, 3, 1}).reshape({B, H * W, C}); };
     auto to_image = [&](const Tensor& t) { return t.reshape({B, H, W, C}).permute({0, 3, 1, 2}); };  // channels-last
     h = linear_proj ? proj_in_lin(to_tokens(h)) : to_tokens(proj_in_conv(h));

@@ -14,8 +14,8 @@ VaeResnetBlock::VaeResnetBlock(int64_t in, int64_t out, int64_t groups, float ep
 }
 
 Tensor VaeResnetBlock::operator()(const Tensor& x) const {
-    Tensor h = conv1(norm1(x, /*silu=*/true));
-    h = conv2(norm2(h, /*silu=*/true));  // dropout 0 at inference
+    Tensor h = conv1(norm1(x, /*silu=*/true, conv1.input_dtype()));
+    h = conv2(norm2(h, /*silu=*/true, conv2.input_dtype()));  // dropout 0 at inference
     return add_(h, has_shortcut ? conv_shortcut(x) : x);  // h is fresh: add the skip in place
 }
 
@@ -32,8 +32,9 @@ VaeAttention::VaeAttention(int64_t channels, int64_t groups, float eps)
 
 Tensor VaeAttention::operator()(const Tensor& x) const {
     const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-    const Tensor h = group_norm(x).permute({0, 2, 3, 1}).reshape({N, H * W, C});  // [N, S, C]: free if channels-last
-    const Tensor o = to_out(multi_head_attention(to_q(h), to_k(h), to_v(h), /*heads=*/1, false, 0.0f,
+    const Tensor h = group_norm(x, false, to_q.input_dtype()).permute({0, 2, 3, 1}).reshape({N, H * W, C});  // [N, S, C]: free if channels-last
+    const DType qkv = to_q.input_dtype();
+    const Tensor o = to_out(multi_head_attention(to_q(h, qkv), to_k(h, qkv), to_v(h, qkv), /*heads=*/1, false, 0.0f,
                                                    to_q.weight.compute));  // [N, S, C]
     Tensor y = o.reshape({N, H, W, C}).permute({0, 3, 1, 2});  // fresh memory, channels-last: add the residual in place
     return add_(y, x);
