@@ -20,6 +20,8 @@ struct AttnCase {
 constexpr AttnCase kAttnCases[] = {
     {"self_64x64_b2h8_l4096_d40", 2, 8, 4096, 4096, 40},    // attn1 at the 320-channel level
     {"cross_64x64_b2h8_l4096x77_d40", 2, 8, 4096, 77, 40},  // attn2 over the 77 CLIP tokens
+    {"self_32x32_b2h8_l1024_d80", 2, 8, 1024, 1024, 80},    // attn1 at the 640-channel 32x32 level
+    {"cross_32x32_b2h8_l1024x77_d80", 2, 8, 1024, 77, 80},  // attn2 at 32x32
     {"self_16x16_b2h8_l256_d160", 2, 8, 256, 256, 160},     // attn1 at the 1280-channel 16x16 level
     {"self_mid_8x8_b2h8_l64_d160", 2, 8, 64, 64, 160},      // mid_block (8x8 latent)
     {"vae_mid_b1h1_l4096_d512", 1, 1, 4096, 4096, 512},     // VAE decoder mid-block attention, 64x64

@@ -1,8 +1,5 @@
 #include "core/allocator.h"
 
-#include <sys/mman.h>
-
-#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -36,44 +33,10 @@ Pool& pool() {
     return *p;
 }
 
-constexpr size_t kHuge = 2 << 20;  // blocks from here on are mapped on 2 MiB boundaries as transparent huge pages
-
-bool use_huge() {
-    static const bool on = [] {
-        const char* e = std::getenv("NUANCE_HUGEPAGES");
-        return !(e && e[0] == '0');
-    }();
-    return on;
-}
-
-// Whole 2 MiB pages, so the kernel can back the block with huge pages: a first touch of a 256 MiB activation then
-// takes 128 page faults instead of 65,536 (page faults are costly in this VM: ~10% of a step before), and the
-// products' TLB misses drop too.
-size_t huge_size(size_t n) { return (n + kHuge - 1) / kHuge * kHuge; }
-
 void* system_alloc(size_t n) {
-    if (n >= kHuge && use_huge()) {
-        const size_t len = huge_size(n);
-        // over-map by one huge page and trim, for a 2 MiB aligned start
-        void* raw = mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (raw == MAP_FAILED) fail(ErrorCode::OutOfMemory, "cannot allocate ", n, " bytes");
-        const uintptr_t a = reinterpret_cast<uintptr_t>(raw), start = (a + kHuge - 1) / kHuge * kHuge;
-        if (start > a) munmap(raw, start - a);
-        if (const size_t tail = a + len + kHuge - (start + len); tail > 0) munmap(reinterpret_cast<void*>(start + len), tail);
-        void* p = reinterpret_cast<void*>(start);
-        madvise(p, len, MADV_HUGEPAGE);
-        return p;
-    }
     void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
     if (!p) fail(ErrorCode::OutOfMemory, "cannot allocate ", n, " bytes");
     return p;
-}
-
-void system_free(void* p, size_t n) {
-    if (n >= kHuge && use_huge())
-        munmap(p, huge_size(n));
-    else
-        std::free(p);
 }
 
 }  // namespace
@@ -111,19 +74,19 @@ void cached_free(void* p, size_t bytes) {
             return;
         }
     }
-    system_free(p, n);
+    std::free(p);
 }
 
 void allocator_trim() {
     Pool& P = pool();
-    std::vector<std::pair<size_t, void*>> blocks;
+    std::vector<void*> blocks;
     {
         std::lock_guard<std::mutex> lock(P.m);
-        for (auto& [n, p] : P.free_blocks) blocks.emplace_back(n, p);
+        for (auto& [n, p] : P.free_blocks) blocks.push_back(p);
         P.free_blocks.clear();
         P.cached = 0;
     }
-    for (auto& [n, p] : blocks) system_free(p, n);
+    for (void* p : blocks) std::free(p);
 }
 
 AllocatorStats allocator_stats() {

@@ -337,17 +337,6 @@ TEST(Allocator, ReusesFreedBlocksAndTrims) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(small) % 64, 0u);
     cached_free(small, 100);
     EXPECT_EQ(allocator_stats().cached_bytes, 0u);
-    // blocks of 2 MiB and more are whole huge pages on a 2 MiB boundary, usable to the last byte, reused by class
-    const size_t big = (3u << 20) + 5;
-    char* h = static_cast<char*>(cached_alloc(big));
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(h) % (2u << 20), 0u);
-    h[0] = 1;
-    h[big - 1] = 2;
-    cached_free(h, big);
-    EXPECT_EQ(cached_alloc(big), h);
-    cached_free(h, big);
-    allocator_trim();
-    EXPECT_EQ(allocator_stats().cached_bytes, 0u);
 }
 
 TEST(OpProfile, TimesOpsExclusivelyAndCountsTheirWork) {
