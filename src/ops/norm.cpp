@@ -83,41 +83,49 @@ inline void scale_shift_rows(const float* x, float* y, int64_t pixels, int64_t C
     }
 }
 
-// Group statistics of a channels-last image: per-channel sums over pixel chunks (vectorised over C), then groups.
+// Group statistics of a channels-last image in one pass over it (the image is read once here and once to normalise):
+// per channel, the sums of d = x − K_c and d² about a shift K_c (the channel's first value, so the sums stay small),
+// over pixel chunks in f32 (vectorised over C) added in double. Per group of channels, with m = S · cg values:
+//   μ = Σ_c (S K_c + Σd) / m,   m σ² = Σ_c [Σd² + 2 (K_c − μ) Σd + S (K_c − μ)²]   (x − μ = d + (K_c − μ)).
 void channels_last_group_stats(const float* x, int64_t S, int64_t C, int64_t groups, double eps, float* mean_c,
                                float* rstd_c) {
     const int64_t cg = C / groups;
-    auto per_channel = [&](auto&& term) {  // sum over pixels of term(x[p, c], c), in double per channel
-        std::vector<double> acc((size_t)C, 0.0);
-        const int64_t chunk = 256;
+    std::vector<double> s1((size_t)C, 0.0), s2((size_t)C, 0.0);
+    const std::vector<float> K(x, x + C);
+    const int64_t chunk = 256;
 #pragma omp parallel
-        {
-            std::vector<double> local((size_t)C, 0.0);
-            std::vector<float> part((size_t)C);
+    {
+        std::vector<double> l1((size_t)C, 0.0), l2((size_t)C, 0.0);
+        std::vector<float> p1((size_t)C), p2((size_t)C);
 #pragma omp for schedule(static)
-            for (int64_t p0 = 0; p0 < S; p0 += chunk) {
-                std::fill(part.begin(), part.end(), 0.0f);
-                for (int64_t p = p0; p < std::min(S, p0 + chunk); ++p)
-                    for (int64_t c = 0; c < C; ++c) part[c] += term(x[p * C + c], c);
-                for (int64_t c = 0; c < C; ++c) local[c] += part[c];
+        for (int64_t p0 = 0; p0 < S; p0 += chunk) {
+            std::fill(p1.begin(), p1.end(), 0.0f);
+            std::fill(p2.begin(), p2.end(), 0.0f);
+            for (int64_t p = p0; p < std::min(S, p0 + chunk); ++p) {
+                const float* xr = x + p * C;
+                for (int64_t c = 0; c < C; ++c) {
+                    const float d = xr[c] - K[c];
+                    p1[c] += d;
+                    p2[c] += d * d;
+                }
             }
-#pragma omp critical
-            for (int64_t c = 0; c < C; ++c) acc[c] += local[c];
+            for (int64_t c = 0; c < C; ++c) l1[c] += p1[c], l2[c] += p2[c];
         }
-        return acc;
-    };
-    const double m = (double)S * (double)cg;
-    const std::vector<double> s1 = per_channel([](float v, int64_t) { return v; });
-    for (int64_t g = 0; g < groups; ++g) {
-        double s = 0;
-        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) s += s1[c];
-        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) mean_c[c] = (float)(s / m);
+#pragma omp critical
+        for (int64_t c = 0; c < C; ++c) s1[c] += l1[c], s2[c] += l2[c];
     }
-    const std::vector<double> s2 = per_channel([&](float v, int64_t c) { const float d = v - mean_c[c]; return d * d; });
+    const double m = (double)S * (double)cg;
     for (int64_t g = 0; g < groups; ++g) {
-        double s = 0;
-        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) s += s2[c];
-        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) rstd_c[c] = (float)(1.0 / std::sqrt(s / m + eps));
+        double sum = 0;
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) sum += (double)S * K[c] + s1[c];
+        const double mu = sum / m;
+        double ss = 0;
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) {
+            const double k = (double)K[c] - mu;
+            ss += s2[c] + 2.0 * k * s1[c] + (double)S * k * k;
+        }
+        const float rstd = (float)(1.0 / std::sqrt(std::max(ss, 0.0) / m + eps));
+        for (int64_t c = g * cg; c < (g + 1) * cg; ++c) mean_c[c] = (float)mu, rstd_c[c] = rstd;
     }
 }
 

@@ -55,8 +55,9 @@ Tensor pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64
     return y;
 }
 
-Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
+Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow, DType out) {
     OpTimer op_timer("upsample");
+    NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "interpolate_nearest: output dtype ", dtype_name(out));
     NUANCE_CHECK(x_in.dim() == 4, "interpolate_nearest: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(oh > 0 && ow > 0, "interpolate_nearest: bad output size ", oh, "x", ow);
     const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
@@ -71,16 +72,18 @@ Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
     for (int64_t i = 0; i < oh; ++i) iy[i] = idx(i, H, oh);
     for (int64_t j = 0; j < ow; ++j) ix[j] = idx(j, W, ow);
     if (x_in.is_channels_last() && !x_in.is_contiguous()) {  // stays channels-last: whole pixels of C copied
-        const Tensor xc = x_in.f32();
-        Tensor y = Tensor::empty_channels_last({N, C, oh, ow});
-        const float* px = xc.data<float>();
-        float* py = y.data<float>();
+        // bf16 out (for a bf16 convolution): the input is rounded first, a quarter of the output's elements for 2x
+        const Tensor xc = x_in.to(out);
+        Tensor y = Tensor::empty_channels_last({N, C, oh, ow}, out);
+        const size_t es = dtype_size(out);
+        const uint8_t* px = static_cast<const uint8_t*>(xc.raw());
+        uint8_t* py = static_cast<uint8_t*>(y.raw());
 #pragma omp parallel for schedule(static) collapse(2)
         for (int64_t n = 0; n < N; ++n)
             for (int64_t i = 0; i < oh; ++i)
                 for (int64_t j = 0; j < ow; ++j)
-                    std::memcpy(py + ((n * oh + i) * ow + j) * C, px + ((n * H + iy[i]) * W + ix[j]) * C,
-                                (size_t)C * sizeof(float));
+                    std::memcpy(py + (size_t)((n * oh + i) * ow + j) * C * es,
+                                px + (size_t)((n * H + iy[i]) * W + ix[j]) * C * es, (size_t)C * es);
         return y;
     }
     const Tensor x = x_in.f32().contiguous();
@@ -94,7 +97,7 @@ Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow) {
         for (int64_t i = 0; i < oh; ++i)
             for (int64_t j = 0; j < ow; ++j) d[i * ow + j] = s[iy[i] * W + ix[j]];
     }
-    return y;
+    return out == DType::BF16 ? y.to(DType::BF16) : y;
 }
 
 Tensor embedding(const Tensor& ids_in, const Tensor& weight) {

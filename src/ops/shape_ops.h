@@ -19,7 +19,8 @@ std::array<Tensor, K> chunk(const Tensor& t, int64_t dim) {
 // Constant pad of the last two dims of [N, C, H, W]: (left, right, top, bottom) like F.pad(x, (l, r, t, b)).
 Tensor pad2d(const Tensor& x, int64_t left, int64_t right, int64_t top, int64_t bottom, float value = 0.0f);
 // Nearest-neighbour resize of [N, C, H, W] to (oh, ow), torch's 'nearest' index rule.
-Tensor interpolate_nearest(const Tensor& x, int64_t oh, int64_t ow);
+// out: F32, or BF16 for a bf16 convolution after it (the input is rounded, then copied: the same values, less traffic).
+Tensor interpolate_nearest(const Tensor& x, int64_t oh, int64_t ow, DType out = DType::F32);
 // ids: any integer dtype [...]; weight: [V, D] -> [..., D] F32. Out-of-range ids are an error.
 Tensor embedding(const Tensor& ids, const Tensor& weight);
 // Sinusoidal timestep embedding (diffusers get_timestep_embedding): t [B] -> [B, dim].

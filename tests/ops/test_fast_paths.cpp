@@ -139,8 +139,36 @@ TEST(Bf16Handoff, RoundingInTheProducerEqualsRoundingInTheConsumer) {
     const Conv2dParams cp = Conv2dParams::same(1);
     EXPECT_EQ(max_abs_diff(conv2d(x.to(DType::BF16), cw, cb, cp, Precision::BF16), conv2d(x, cw, cb, cp, Precision::BF16)),
               0.0f);
+    same_bits(interpolate_nearest(x, 18, 14, DType::BF16), interpolate_nearest(x, 18, 14));
+    EXPECT_TRUE(interpolate_nearest(x, 18, 14, DType::BF16).is_channels_last());
     EXPECT_THAT(test::error_of([&] { layer_norm(t, lw, lb, 1e-5f, DType::F16); }), HasSubstr("output dtype F16"));
     EXPECT_THAT(test::error_of([&] { linear(t, w, b, Precision::BF16, DType::I64); }), HasSubstr("output dtype"));
+}
+
+// The channels-last GroupNorm takes its statistics in one pass about a per-channel shift: values far from zero with
+// a small spread (where a plain sum of squares loses everything) match the two-pass planar path.
+TEST(GroupNorm, OnePassStatisticsHoldForLargeOffsets) {
+    const Tensor noise = randn({1, 64, 33, 31}, 60, 1e-2f);
+    const Tensor x = add(noise, 1000.0f);
+    const Tensor planar = group_norm(x, 32, Tensor(), Tensor(), 1e-6f);
+    const Tensor cl = group_norm(x.channels_last(), 32, Tensor(), Tensor(), 1e-6f);
+    // reference in double from the same f32 inputs
+    const auto xv = x.to_vector(), yv = cl.contiguous().to_vector();
+    const int64_t per_group = 2 * 33 * 31;
+    double worst = 0;
+    for (int64_t g = 0; g < 32; ++g) {
+        double mu = 0, var = 0;
+        for (int64_t i = 0; i < per_group; ++i) mu += xv[g * per_group + i];
+        mu /= per_group;
+        for (int64_t i = 0; i < per_group; ++i) var += (xv[g * per_group + i] - mu) * (xv[g * per_group + i] - mu);
+        const double rstd = 1.0 / std::sqrt(var / per_group + 1e-6);
+        for (int64_t i = 0; i < per_group; ++i)
+            worst = std::max(worst, std::fabs((xv[g * per_group + i] - mu) * rstd - yv[g * per_group + i]));
+    }
+    // outputs of size ~1; the affine x·a + b at x ~ 1000, a ~ 100 costs ~1e-2 in f32 on either path
+    EXPECT_LT(worst, 0.03);
+    EXPECT_LT(max_abs_diff(cl, planar), 0.03f);
+    EXPECT_GT(max_abs_diff(planar, Tensor::zeros(planar.shape())), 1.0f);  // normalised, not collapsed
 }
 
 TEST(PackedWeights, PackedOnceAndDroppedWithTheWeight) {

@@ -63,7 +63,9 @@ struct Upsample : Module {
     Conv2d conv;
     Upsample() = default;
     explicit Upsample(int64_t ch) : conv(ch, ch, 3, 1, 1) {}
-    Tensor forward(const Tensor& x, int64_t oh, int64_t ow) const { return conv(interpolate_nearest(x, oh, ow)); }
+    Tensor forward(const Tensor& x, int64_t oh, int64_t ow) const {
+        return conv(interpolate_nearest(x, oh, ow, conv.input_dtype()));
+    }
     void visit(ParamVisitor& v) override { v("conv", conv); }
 };
 

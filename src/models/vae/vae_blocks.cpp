@@ -93,7 +93,7 @@ VaeUpBlock::VaeUpBlock(int64_t in, int64_t out, int64_t num_layers, bool add_ups
 
 Tensor VaeUpBlock::operator()(Tensor x) const {
     for (const auto& r : resnets) x = r(x);
-    if (has_upsample) x = upsample(interpolate_nearest(x, 2 * x.size(2), 2 * x.size(3)));
+    if (has_upsample) x = upsample(interpolate_nearest(x, 2 * x.size(2), 2 * x.size(3), upsample.input_dtype()));
     return x;
 }
 
