@@ -25,6 +25,9 @@ constexpr AttnCase kAttnCases[] = {
     {"self_16x16_b2h8_l256_d160", 2, 8, 256, 256, 160},     // attn1 at the 1280-channel 16x16 level
     {"self_mid_8x8_b2h8_l64_d160", 2, 8, 64, 64, 160},      // mid_block (8x8 latent)
     {"vae_mid_b1h1_l4096_d512", 1, 1, 4096, 4096, 512},     // VAE decoder mid-block attention, 64x64
+    {"sdxl_64x64_b2h10_l4096_d64", 2, 10, 4096, 4096, 64},  // SDXL at 1024²: 640-channel level
+    {"sdxl_32x32_b2h20_l1024_d64", 2, 20, 1024, 1024, 64},  // SDXL at 1024²: 1280-channel level
+    {"sdxl_16x16_b2h20_l256_d64", 2, 20, 256, 256, 64},     // SDXL at 512²: 1280-channel level
 };
 
 double attention_flops(const AttnCase& c) {

@@ -13,6 +13,8 @@
 // and finally out = O / l. Memory per thread: ~80 KiB (S, P, O, the Q rows), in L1/L2.
 #include "backends/cpu/flash_attention.h"
 
+#include "core/allocator.h"
+
 #include <immintrin.h>
 #include <omp.h>
 
@@ -33,14 +35,14 @@ constexpr int64_t kBk = 128;  // keys per block (a multiple of 64)
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// 64-byte aligned scratch, freed on scope exit (plain code: nothing here is compiled for AVX-512).
+// 64-byte aligned scratch from the caching allocator, given back on scope exit (plain code: nothing here is compiled
+// for AVX-512). Fresh pages cost a fault each on first touch (10 MiB of packed K/V per SDXL call: ~20 ms on this VM),
+// so the blocks are reused from call to call.
 struct Scratch {
     void* p = nullptr;
-    explicit Scratch(size_t bytes) {
-        p = std::aligned_alloc(64, (size_t)round_up((int64_t)bytes + 64, 64));
-        if (!p) throw std::bad_alloc();
-    }
-    ~Scratch() { std::free(p); }
+    size_t bytes = 0;
+    explicit Scratch(size_t n) : bytes(n + 64) { p = cached_alloc(bytes); }
+    ~Scratch() { cached_free(p, bytes); }
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
 };
@@ -282,12 +284,54 @@ void pack_rows(const typename Elem<BF>::T* src, int64_t sl, int64_t L, int64_t d
 template <bool BF>
 void pack_v(const typename Elem<BF>::T* v, int64_t sl, int64_t Lk, int64_t dv, int64_t Lkp,
             typename Elem<BF>::T* out) {  // [Lkp/P][dv][P], zero past Lk
-    constexpr int64_t P = Elem<BF>::P;
-    for (int64_t q = 0; q < Lkp / P; ++q)
-        for (int64_t e = 0; e < P; ++e) {
-            const int64_t key = q * P + e;
-            for (int64_t c = 0; c < dv; ++c) out[(q * dv + c) * P + e] = key < Lk ? v[key * sl + c] : 0;
+    using T = typename Elem<BF>::T;
+    if constexpr (!BF) {
+        for (int64_t key = 0; key < Lkp; ++key) {
+            if (key < Lk)
+                std::memcpy(out + key * dv, v + key * sl, (size_t)dv * sizeof(T));
+            else
+                std::memset(out + key * dv, 0, (size_t)dv * sizeof(T));
         }
+    } else {
+        // pairs of keys interleaved channel by channel: one 32-bit word (key 2q in the low half) per channel
+        uint32_t* o32 = reinterpret_cast<uint32_t*>(out);
+        for (int64_t q = 0; q < Lkp / 2; ++q) {
+            const int64_t k0 = 2 * q, k1 = 2 * q + 1;
+            uint32_t* dst = o32 + q * dv;
+            if (k1 < Lk) {
+                const T* a = v + k0 * sl;
+                const T* b = v + k1 * sl;
+                for (int64_t c = 0; c < dv; ++c) dst[c] = (uint32_t)a[c] | ((uint32_t)b[c] << 16);
+            } else if (k0 < Lk) {
+                const T* a = v + k0 * sl;
+                for (int64_t c = 0; c < dv; ++c) dst[c] = (uint32_t)a[c];
+            } else {
+                std::memset(dst, 0, (size_t)dv * 4);
+            }
+        }
+    }
+}
+
+// Qᵀ of a query tile: [dp][64 rows][P], i.e. one 32-bit word (a bf16 pair or one f32) per (channel pair, row);
+// rows past `rows` and channels past d are zero.
+template <bool BF>
+void pack_qt(const typename Elem<BF>::T* q, int64_t sl, int64_t rows, int64_t d, int64_t dp,
+             typename Elem<BF>::T* qt) {
+    using T = typename Elem<BF>::T;
+    constexpr int64_t P = Elem<BF>::P;
+    uint32_t* q32 = reinterpret_cast<uint32_t*>(qt);
+    const int64_t full = d / P;  // whole words per row
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* row = q + r * sl;
+        for (int64_t p = 0; p < full; ++p) {
+            uint32_t w;
+            std::memcpy(&w, row + p * P, 4);
+            q32[p * kRq + r] = w;
+        }
+        if (full < dp) q32[full * kRq + r] = (uint32_t)(uint16_t)row[full * P];  // odd bf16 d: a half word
+    }
+    if (rows < kRq)
+        for (int64_t p = 0; p < dp; ++p) std::memset(q32 + p * kRq + rows, 0, (size_t)(kRq - rows) * 4);
 }
 
 struct Dims {
@@ -325,13 +369,7 @@ void run(const AttnOperand& qo, const AttnOperand& ko, const AttnOperand& vo, fl
         for (int64_t task = 0; task < BH * nqb; ++task) {
             const int64_t bh = task / nqb, b = bh / z.H, h = bh % z.H;
             const int64_t q0 = (task % nqb) * kRq, rows = std::min(kRq, z.Lq - q0);
-            const T* qsrc = q + b * qo.sb + h * qo.sh + q0 * qo.sl;
-            for (int64_t p = 0; p < z.dp; ++p)  // Qᵀ: for each pair of channels, the 64 rows
-                for (int64_t r = 0; r < kRq; ++r)
-                    for (int64_t e = 0; e < E::P; ++e) {
-                        const int64_t c = p * E::P + e;
-                        qt[(p * kRq + r) * E::P + e] = r < rows && c < z.d ? qsrc[r * qo.sl + c] : T(0);
-                    }
+            pack_qt<BF>(q + b * qo.sb + h * qo.sh + q0 * qo.sl, qo.sl, rows, z.d, z.dp, qt);
             std::memset(ot, 0, (size_t)(z.dv * kRq) * sizeof(float));
             __m512 m[NQ], l[NQ], alpha[NQ];
             alignas(64) float bmax[kRq];
