@@ -10,7 +10,7 @@ Tensor ResnetBlock::forward(const Tensor& x, const Tensor& emb) const {
     Tensor h = conv1(norm1(x, /*silu=*/true, conv1.input_dtype()));
     if (has_temb) {
         const Tensor t = time_emb_proj(silu(emb));  // [B, C]
-        h = h + t.unsqueeze(-1).unsqueeze(-1);
+        add_(h, t.unsqueeze(-1).unsqueeze(-1));      // h is the conv's fresh output: in place
     }
     h = conv2(norm2(h, /*silu=*/true, conv2.input_dtype()));
     const Tensor skip = has_shortcut ? conv_shortcut(x) : x;
