@@ -2,15 +2,17 @@
 // for AVX-512 (+BF16) through a target pragma that starts after the includes, so no inline function from a shared
 // header is ever instantiated with AVX-512 code, and they only run after the CPU check.
 //
-// Per (b, h): K and V are packed once into the layouts the products stream (in parallel over (b, h)):
-//   K: blocks of 16 keys, [d/P][16 keys][P] (P = 2 for bf16 pairs, 1 for f32): one 64-byte row per (block, pair).
-//   V: [Lk/P][dv rounded up to 16][P]: one 64-byte row per (key pair, 16 value channels).
-// Per task (b, h, 64 query rows), for each block of 128 keys:
-//   S = Q Kᵀ                                     register tiles of 4 rows × 64 keys (16 accumulators)
-//   m' = max(m, scale·max S);  α = e^(m − m')    per row, f32
-//   P = e^(scale·S − m') (bf16 or f32),  l = α l + Σ P
-//   O = α O + P V                                register tiles of up to 8 rows × 64 channels
-// and finally out = O / l. Memory per thread: ~80 KiB (S, P, O, the Q rows), in L1/L2.
+// Per (b, h): K and V are packed once (in parallel over (b, h)):
+//   K: rows [Lk][d rounded up to P] (P = 2 for bf16 pairs, 1 for f32), broadcast one 32-bit word at a time.
+//   V: [Lk/P][dv][P]: key pairs interleaved channel by channel, broadcast one word per channel.
+// Per task (b, h, 64 query rows; the rows are the vector lanes, 4 registers of 16), Qᵀ packed [d/P][64][P], and for
+// each block of 128 keys:
+//   Sᵀ = K Qᵀ                                   register tiles of 6 keys × 64 rows (24 accumulators), with the
+//                                               block's max per row folded in
+//   m' = max(m, scale₂·max S);  α = 2^(m − m')  per row lane (base 2: scale₂ = scale · log2 e)
+//   Pᵀ = 2^(scale₂·Sᵀ − m'),  l = α l + Σ P     bf16 pairs or f32
+//   Oᵀ = α Oᵀ + V Pᵀ                            register tiles of 6 channels × 64 rows
+// and finally out = Oᵀ / l, transposed back. Memory per thread: Sᵀ 32 KiB, Pᵀ 16 KiB (bf16), Qᵀ and Oᵀ d·256 bytes each.
 #include "backends/cpu/flash_attention.h"
 
 #include "core/allocator.h"
@@ -410,13 +412,13 @@ void flash_attention(bool bf16, const AttnOperand& q, const AttnOperand& k, cons
     Dims z{B, H, Lq, Lk, d, dv, (d + P - 1) / P, 0, round_up(Lk, kBk)};
     z.dk = z.dp * P;
     const int nthreads = omp_get_max_threads();
-    const int64_t thread_bytes = round_up(kRq * z.dk * es, 64) + kBk * kRq * (4 + es) + dv * kRq * 4 + 64;
+    const int64_t thread_bytes = round_up(round_up(kRq * z.dk * es, 64) + kBk * kRq * (4 + es) + dv * kRq * 4 + 64, 64);
     Scratch kpack((size_t)(B * H * z.Lkp * z.dk * es)), vpack((size_t)(B * H * z.Lkp * dv * es));
-    Scratch threads((size_t)(nthreads * round_up(thread_bytes, 64)));
+    Scratch threads((size_t)(nthreads * thread_bytes));
     if (bf16)
-        run<true>(q, k, v, out, ob, oh, ol, z, scale, causal, kpack.p, vpack.p, threads.p, round_up(thread_bytes, 64), nthreads);
+        run<true>(q, k, v, out, ob, oh, ol, z, scale, causal, kpack.p, vpack.p, threads.p, thread_bytes, nthreads);
     else
-        run<false>(q, k, v, out, ob, oh, ol, z, scale, causal, kpack.p, vpack.p, threads.p, round_up(thread_bytes, 64), nthreads);
+        run<false>(q, k, v, out, ob, oh, ol, z, scale, causal, kpack.p, vpack.p, threads.p, thread_bytes, nthreads);
 }
 
 }  // namespace nuance::cpu

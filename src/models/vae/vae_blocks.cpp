@@ -32,8 +32,8 @@ VaeAttention::VaeAttention(int64_t channels, int64_t groups, float eps)
 
 Tensor VaeAttention::operator()(const Tensor& x) const {
     const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-    const Tensor h = group_norm(x, false, to_q.input_dtype()).permute({0, 2, 3, 1}).reshape({N, H * W, C});  // [N, S, C]: free if channels-last
-    const DType qkv = to_q.input_dtype();
+    const DType qkv = to_q.input_dtype();  // bf16 attention: the norm and the projections hand over bf16
+    const Tensor h = group_norm(x, false, qkv).permute({0, 2, 3, 1}).reshape({N, H * W, C});  // [N, S, C], free view
     const Tensor o = to_out(multi_head_attention(to_q(h, qkv), to_k(h, qkv), to_v(h, qkv), /*heads=*/1, false, 0.0f,
                                                    to_q.weight.compute));  // [N, S, C]
     Tensor y = o.reshape({N, H, W, C}).permute({0, 3, 1, 2});  // fresh memory, channels-last: add the residual in place
