@@ -1,6 +1,24 @@
 #!/usr/bin/env bash
-# Configures and builds nuance (Release) into ./build.
+# Configures and builds nuance (Release) into ./build (or $NUANCE_BUILD_DIR).
+# ccache is used when it is installed. With NUANCE_TRACE_DEPS=FILE, configure and build run under strace and every
+# file they open is logged to FILE, for scripts/check-deps.sh (which proves install-deps.sh installs all of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@"
-cmake --build build -j"$(nproc)"
+dir="${NUANCE_BUILD_DIR:-build}"
+args=(-DCMAKE_BUILD_TYPE=Release)
+if command -v ccache >/dev/null 2>&1; then
+  args+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
+trace=()
+if [ -n "${NUANCE_TRACE_DEPS:-}" ]; then
+  # Never serve compiles from the cache while tracing (a cache hit reads no header); refresh the cache instead.
+  export CCACHE_RECACHE=1
+  trace=(strace -f -qq -e trace=open,openat,openat2,execve,stat,newfstatat,access -e status=successful
+         -o "$NUANCE_TRACE_DEPS")
+fi
+"${trace[@]}" cmake -S . -B "$dir" "${args[@]}" "$@"
+if [ -n "${NUANCE_TRACE_DEPS:-}" ]; then
+  "${trace[@]/$NUANCE_TRACE_DEPS/$NUANCE_TRACE_DEPS.build}" cmake --build "$dir" -j"$(nproc)"
+else
+  cmake --build "$dir" -j"$(nproc)"
+fi
