@@ -13,7 +13,8 @@ trace=()
 if [ -n "${NUANCE_TRACE_DEPS:-}" ]; then
   # Never serve compiles from the cache while tracing (a cache hit reads no header); refresh the cache instead.
   export CCACHE_RECACHE=1
-  trace=(strace -f -qq -e trace=open,openat,openat2,execve,stat,newfstatat,access -e status=successful
+  mkdir -p "$(dirname "$NUANCE_TRACE_DEPS")"
+  trace=(strace -f -qq -e trace=open,openat,openat2,execve,access -e status=successful
          -o "$NUANCE_TRACE_DEPS")
 fi
 "${trace[@]}" cmake -S . -B "$dir" "${args[@]}" "$@"
