@@ -3,7 +3,10 @@
 # CC-BY-4.0) 32-px images cut from emoji-datasource 16.0.0's sprite sheets, captioned from emojibase-data 17.0.0
 # (MIT), plus the licence and attribution texts.
 #
-#   scripts/install-emoji-data.sh [DEST]     DEST defaults to data/emoji in the repository (git-ignored)
+#   scripts/install-emoji-data.sh [DEST]                  DEST defaults to data/emoji in the repository (git-ignored)
+#   scripts/install-emoji-data.sh --from RAW_DIR [DEST]   no npm: take the already extracted members from RAW_DIR
+#                                                         (emoji-datasource/package/..., emojibase-data/package/...,
+#                                                         e.g. shared/data/emoji-raw), checked against their sha256
 #
 # Writes DEST/images/{noto,twemoji}/<codepoints>.png, DEST/manifest.jsonl, DEST/LICENSES/ and keeps the extracted
 # sources in DEST/raw/. The npm tarballs are cached in $NUANCE_DATA_CACHE (default: DEST/.cache) and downloaded
@@ -12,6 +15,12 @@
 # Needs npm, tar, openssl and a built `nuance` ($NUANCE_BIN, else build/nuance, else nuance on PATH).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+FROM=""
+if [ "${1:-}" = "--from" ]; then
+  [ $# -ge 2 ] || { echo "install-emoji-data: --from needs a folder" >&2; exit 2; }
+  FROM="$(cd "$2" 2>/dev/null && pwd)" || { echo "install-emoji-data: --from $2: no such folder" >&2; exit 2; }
+  shift 2
+fi
 DEST="${1:-$ROOT/data/emoji}"
 mkdir -p "$DEST"
 DEST="$(cd "$DEST" && pwd)"
@@ -39,17 +48,44 @@ fetch() {  # fetch <package@version> <tarball name>
     exit 1
   fi
 }
-fetch emoji-datasource@16.0.0 emoji-datasource-16.0.0.tgz
-fetch emojibase-data@17.0.0 emojibase-data-17.0.0.tgz
+# The members extracted from the two tarballs, with their sha256 (the same files as shared/data/emoji-raw).
+MEMBERS_SHA256="\
+ee9953a79bf2132b59b1342b217f1c377b3d03d9e7713006f6c3b89eb159f1db  emoji-datasource/package/LICENSE
+b22bf9a7f2478beec176a700a7079177fead1056db1452af8394aab54c5a3dbf  emoji-datasource/package/README.md
+1d602e65be88772bf8cc368ce16b855d719eeddbafe128d471b80203f494d29f  emoji-datasource/package/emoji.json
+b417e9f6cd4bbc10656bbfd5e13b6e9a2545b55e6a4cf7312d75be1faaa34952  emoji-datasource/package/img/google/sheets/32.png
+2767ef2e87cbfb6cc12ac46596c339549afaf0ae8771cf51100c8853f6bde632  emoji-datasource/package/img/twitter/sheets/32.png
+5c4e1582dcae9429a5d00ec0a64185c3a711f9757b2308fdf275d90b120f6149  emojibase-data/package/LICENSE
+ed014f1049bd370c5794f815850156196ac382850f51c3e9f6a9e83553fb3f01  emojibase-data/package/en/data.json"
 
 RAW="$DEST/raw"
 rm -rf "$RAW"
 mkdir -p "$RAW/emoji-datasource" "$RAW/emojibase-data"
-# Named members only: never the apple/ or facebook/ sheets.
-tar xzf "$CACHE/emoji-datasource-16.0.0.tgz" -C "$RAW/emoji-datasource" \
-    package/emoji.json package/LICENSE package/README.md \
-    package/img/google/sheets/32.png package/img/twitter/sheets/32.png
-tar xzf "$CACHE/emojibase-data-17.0.0.tgz" -C "$RAW/emojibase-data" package/en/data.json package/LICENSE
+if [ -n "$FROM" ]; then
+  echo "install-emoji-data: taking the extracted members from $FROM"
+  while read -r _ member; do
+    [ -f "$FROM/$member" ] || { echo "install-emoji-data: $FROM/$member is missing" >&2; exit 1; }
+    mkdir -p "$RAW/$(dirname "$member")"
+    cp "$FROM/$member" "$RAW/$member"
+  done <<<"$MEMBERS_SHA256"
+else
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-emoji-data: npm is not installed; on a machine without npm, pass the extracted members:" >&2
+    echo "  scripts/install-emoji-data.sh --from shared/data/emoji-raw [DEST]" >&2
+    exit 1
+  fi
+  fetch emoji-datasource@16.0.0 emoji-datasource-16.0.0.tgz
+  fetch emojibase-data@17.0.0 emojibase-data-17.0.0.tgz
+  # Named members only: never the apple/ or facebook/ sheets.
+  tar xzf "$CACHE/emoji-datasource-16.0.0.tgz" -C "$RAW/emoji-datasource" \
+      package/emoji.json package/LICENSE package/README.md \
+      package/img/google/sheets/32.png package/img/twitter/sheets/32.png
+  tar xzf "$CACHE/emojibase-data-17.0.0.tgz" -C "$RAW/emojibase-data" package/en/data.json package/LICENSE
+fi
+if ! (cd "$RAW" && sha256sum --quiet -c - <<<"$MEMBERS_SHA256"); then
+  echo "install-emoji-data: the extracted members do not match their pinned sha256" >&2
+  exit 1
+fi
 if find "$RAW" -ipath '*apple*' -o -ipath '*facebook*' | grep -q .; then
   echo "install-emoji-data: Apple or Facebook files were extracted; refusing to go on" >&2
   exit 1
