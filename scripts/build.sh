@@ -9,17 +9,15 @@ args=(-DCMAKE_BUILD_TYPE=Release)
 if command -v ccache >/dev/null 2>&1; then
   args+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
-trace=()
+traced() {  # traced LOG COMMAND...: runs COMMAND, under strace when NUANCE_TRACE_DEPS is set
+  local log=$1; shift
+  if [ -z "${NUANCE_TRACE_DEPS:-}" ]; then "$@"; return; fi
+  strace -f -qq -e trace=open,openat,openat2,execve,access -e status=successful -o "$log" "$@"
+}
 if [ -n "${NUANCE_TRACE_DEPS:-}" ]; then
   # Never serve compiles from the cache while tracing (a cache hit reads no header); refresh the cache instead.
   export CCACHE_RECACHE=1
   mkdir -p "$(dirname "$NUANCE_TRACE_DEPS")"
-  trace=(strace -f -qq -e trace=open,openat,openat2,execve,access -e status=successful
-         -o "$NUANCE_TRACE_DEPS")
 fi
-"${trace[@]}" cmake -S . -B "$dir" "${args[@]}" "$@"
-if [ -n "${NUANCE_TRACE_DEPS:-}" ]; then
-  "${trace[@]/$NUANCE_TRACE_DEPS/$NUANCE_TRACE_DEPS.build}" cmake --build "$dir" -j"$(nproc)"
-else
-  cmake --build "$dir" -j"$(nproc)"
-fi
+traced "${NUANCE_TRACE_DEPS:-}" cmake -S . -B "$dir" "${args[@]}" "$@"
+traced "${NUANCE_TRACE_DEPS:-}.build" cmake --build "$dir" -j"$(nproc)"

@@ -21,8 +21,9 @@ import sys
 # files). Everything else outside the repository must come from a package.
 UNOWNED_OK = ("/etc/", "/var/", "/tmp/", "/proc/", "/sys/", "/dev/", "/run/")
 
-# Files programs read only when they happen to exist (glibc's locale alias table, locale data): never a build need.
-OPTIONAL = ("/usr/share/locale/", "/usr/lib/locale/", "/usr/share/zoneinfo/")
+# Files programs read only when they happen to exist (glibc's locale alias table, locale data): never a build need;
+# ld reads every file of /etc/ld.so.conf.d, whichever packages put them there.
+OPTIONAL = ("/usr/share/locale/", "/usr/lib/locale/", "/usr/share/zoneinfo/", "/etc/ld.so.conf.d/")
 
 PATH_RE = re.compile(r'^\d+\s+(?:openat2?|open|execve|access)\((?:AT_FDCWD, |\d+, )?"((?:[^"\\]|\\.)*)"')
 
