@@ -1,28 +1,18 @@
 // Shared by the route files: the server's state, JSON responses, uniform error bodies, exception mapping.
 #pragma once
 #include <httplib.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "http_conn.h"
 #include "model_store.h"
 #include "server.h"
 
 namespace nuance::server {
 
 using nlohmann::json;
-
-// httplib 0.11 (Debian 12) listens with a backlog of 5: bursts of new connections then wait for SYN retransmits
-// (~1 s) or fail. listen() again on the bound socket raises it (Linux adjusts the backlog of a listening socket).
-class HttpServer : public httplib::Server {
-public:
-    void raise_backlog(int n) {
-        const socket_t s = svr_sock_;
-        if (s != INVALID_SOCKET) ::listen(s, n);
-    }
-};
 
 struct Server::Impl {
     ServerOptions opt;

@@ -1,5 +1,10 @@
 #include "server.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include "base64.h"
@@ -15,7 +20,11 @@ const char* error_type(int status) {
         case 401: return "authentication_error";
         case 404: return "not_found_error";
         case 409: return "conflict_error";
+        case 408: return "request_timeout";
         case 413: return "payload_too_large";
+        case 414: return "uri_too_long";
+        case 415: return "unsupported_media_type";
+        case 431: return "headers_too_large";
         case 429: return "queue_full";
         case 501: return "not_implemented";
         case 503: return "service_unavailable";
@@ -55,14 +64,19 @@ bool is_public_path(const std::string& path) {
 
 }  // namespace
 
+std::string error_json(int status, const std::string& message) {
+    const json e = {{"error", {{"message", message}, {"type", error_type(status)}, {"code", status}}}, {"detail", message}};
+    return e.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 void send_json(httplib::Response& res, int status, const json& body) {
     res.status = status;
     res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
-    json e = {{"error", {{"message", message}, {"type", error_type(status)}, {"code", status}}}, {"detail", message}};
-    send_json(res, status, e);
+    res.status = status;
+    res.set_content(error_json(status, message), "application/json");
 }
 
 Handler guarded(Handler h) {
@@ -115,14 +129,33 @@ Server::Impl::Impl(ServerOptions o)
 Server::Server(ServerOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {
     Impl& c = *impl_;
     httplib::Server& s = c.http;
+    NUANCE_CHECK(c.opt.http_threads >= 1 && c.opt.http_threads <= kMaxHttpThreads, "http_threads must be in 1..",
+                 kMaxHttpThreads, ", got ", c.opt.http_threads);
+    NUANCE_CHECK(c.opt.max_body_bytes >= 1, "max_body_bytes must be >= 1");
     const int threads = std::max(4, c.opt.http_threads);
     s.new_task_queue = [threads] { return new httplib::ThreadPool((size_t)threads); };
     s.set_payload_max_length(c.opt.max_body_bytes);
-    s.set_keep_alive_max_count(1000);
-    s.set_keep_alive_timeout(5);
-    s.set_read_timeout(30);
-    s.set_write_timeout(60);
+    // Timeouts and keep-alive are HttpLimits' (http_conn.h): HttpServer runs its own connection loop.
+    // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port
+    // and take half of the connections.
+    s.set_socket_options([](socket_t sock) {
+        int yes = 1;
+        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
+    c.http.limits.max_body_bytes = c.opt.max_body_bytes;
+    c.http.error_body = error_json;
+    // Before any body is read: an unauthenticated request is answered 401 and its body never read.
+    c.http.check_request = [&c](httplib::Request& req, ConnState& st) {
+        if (is_public_path(req.path) || authorized(req, c.opt.api_key)) return;
+        st.reject(401, "missing or wrong API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')");
+    };
     s.set_pre_routing_handler([&c](const httplib::Request& req, httplib::Response& res) {
+        const ConnState* st = current_connection();
+        if (st && st->reject_status != 0) {
+            if (st->reject_status == 401) res.set_header("WWW-Authenticate", "Bearer");
+            send_error(res, st->reject_status, st->reject_message);
+            return httplib::Server::HandlerResponse::Handled;
+        }
         if (is_public_path(req.path) || authorized(req, c.opt.api_key)) return httplib::Server::HandlerResponse::Unhandled;
         res.set_header("WWW-Authenticate", "Bearer");
         send_error(res, 401, "missing or wrong API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')");
@@ -131,9 +164,15 @@ Server::Server(ServerOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {
     // Called for every response >= 400: fill the body only where a handler did not (unknown route, 413, ...).
     s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (const ConnState* st = current_connection(); st && st->reject_status != 0) {  // e.g. a body over the limit
+            send_error(res, st->reject_status, st->reject_message);
+            return httplib::Server::HandlerResponse::Handled;
+        }
         std::string msg;
         if (res.status == 404) msg = str("no route ", req.method, " ", req.path);
         else if (res.status == 413) msg = "the request body is over this server's size limit";
+        else if (res.status == 416) msg = str("the Range '", req.get_header_value("Range").substr(0, 60), "' is not satisfiable");
+        else if (res.status == 400) msg = str("malformed request (", req.method.empty() ? "request line" : "headers or body", ")");
         else msg = str("HTTP ", res.status, " for ", req.method, " ", req.path);
         send_error(res, res.status, msg);
         return httplib::Server::HandlerResponse::Handled;
@@ -163,12 +202,17 @@ Server::~Server() { stop(); }
 
 int Server::bind() {
     Impl& c = *impl_;
+    errno = 0;
     if (c.opt.port == 0) {
         c.port = c.http.bind_to_any_port(c.opt.host);
-        NUANCE_CHECK_CODE(c.port > 0, Io, "cannot listen on ", c.opt.host, " (any port)");
+        NUANCE_CHECK_CODE(c.port > 0, Io, "cannot listen on ", c.opt.host, " (any port): ",
+                          errno ? std::strerror(errno) : "not an address of this machine");
     } else {
-        NUANCE_CHECK_CODE(c.http.bind_to_port(c.opt.host, c.opt.port), Io, "cannot listen on ", c.opt.host, ":",
-                          c.opt.port, " (address in use, or not an address of this machine)");
+        const bool ok = c.http.bind_to_port(c.opt.host, c.opt.port);
+        const int e = errno;
+        NUANCE_CHECK_CODE(ok, Io, "cannot listen on ", c.opt.host, ":", c.opt.port, ": ",
+                          e == EADDRINUSE ? "address in use (is another server running there?)"
+                          : e ? std::strerror(e) : "not an address of this machine");
         c.port = c.opt.port;
     }
     c.http.raise_backlog(SOMAXCONN);

@@ -16,6 +16,8 @@
 
 namespace nuance::server {
 
+constexpr int kMaxHttpThreads = 256;
+
 struct ServerOptions {
     std::string host = "127.0.0.1";
     int port = 7860;            // A1111's port, where its clients look first; 0 = any free port
@@ -23,7 +25,7 @@ struct ServerOptions {
     std::string models_dir;     // --models-dir: checkpoints requests may name
     std::string api_key;        // non-empty: every API route needs it (Bearer, X-API-Key, Basic password, ?api_key=)
     size_t max_body_bytes = 64u << 20;
-    int http_threads = 64;      // connections served at once (long-polls and event streams hold one each)
+    int http_threads = 64;      // connections served at once (long-polls and event streams hold one each), 1..256
     QueueOptions queue;
     Limits limits;
     const Logger* logger = nullptr;  // nullptr: silent

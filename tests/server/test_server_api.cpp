@@ -270,7 +270,7 @@ TEST(ServerApi, Txt2ImgRejectsBadInput) {
     auto r = c->Post("/sdapi/v1/txt2img", std::string(5u << 20, ' '), kJson);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 413);
-    EXPECT_THAT(error_message(r), HasSubstr("size limit"));
+    EXPECT_THAT(error_message(r), HasSubstr("over this server's limit of 4194304 bytes (--max-body-mb)"));
     // The server is still fine, and the broken model did not stay "loaded".
     r = c->Post("/sdapi/v1/txt2img", tiny_txt2img().dump(), kJson);
     ASSERT_TRUE(r);

@@ -1,0 +1,81 @@
+// The server's connection loop. httplib 0.11 (Debian 12's libcpp-httplib, compiled) reads requests without bounds:
+// any number of headers, request lines and chunked bodies of any size, gzip/brotli bodies inflated with no limit,
+// a POST without Content-Length read until the peer closes, and multi-range answers of any size. HttpServer
+// replaces its per-connection loop (process_and_close_socket, virtual) with one that
+//   - reads each request head (request line + headers) into a bounded buffer first: at most `max_head_bytes`,
+//     `max_header_lines` headers, `head_timeout_ms` in all; over a limit, it answers 414/431/408 itself and closes;
+//   - checks the head before anything reads the body (framing: Content-Length, Transfer-Encoding,
+//     Content-Encoding; then the server's own check, e.g. the API key): a refused request is answered at once,
+//     its body is never read, and the connection closes;
+//   - counts body bytes, so a chunked body cannot pass `max_body_bytes` (+ 64 KiB of chunk framing);
+//   - gives memory back to the system after large bodies (malloc_trim).
+// Each connection runs on one pool thread; the handlers see its ConnState through current_connection().
+#pragma once
+#include <httplib.h>
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace nuance::server {
+
+struct HttpLimits {
+    size_t max_head_bytes = 64u << 10;       // request line + headers
+    size_t max_header_lines = 100;           // header fields per request
+    size_t max_body_bytes = 64u << 20;       // Content-Length limit; chunked bodies count their framing too
+    int head_timeout_ms = 30000;             // the whole head must arrive within this
+    int read_timeout_ms = 30000;             // body: longest wait for the next bytes
+    int write_timeout_ms = 60000;
+    int keep_alive_timeout_ms = 5000;        // idle time between requests on one connection
+    size_t keep_alive_max = 1000;            // requests per connection
+    // After a refused request the connection closes; first up to `drain_bytes` of its body (or, for a body over
+    // the size limit, up to its announced length, at most 2 * max_body_bytes) are read and dropped within
+    // `drain_timeout_ms`, so a client still sending reads the answer instead of a reset. Nothing is kept.
+    size_t drain_bytes = 256u << 10;
+    int drain_timeout_ms = 2000;
+    size_t trim_after_body_bytes = 1u << 20; // malloc_trim(0) after a body this large
+};
+
+// The request being served on this thread's connection.
+struct ConnState {
+    int reject_status = 0;       // != 0: answer with this status and message; the body is not read
+    std::string reject_message;
+    bool close = false;          // close the connection after this answer
+    bool dropped_range = false;  // a multi-range (or oversize) Range header was dropped: the answer is the whole body
+    size_t body_bytes = 0;       // body bytes read so far
+    size_t drain_bytes = 0;      // after a refusal: body bytes to read and drop before closing (bounded, see below)
+    void reject(int status, std::string message) {
+        if (reject_status == 0) {
+            reject_status = status;
+            reject_message = std::move(message);
+        }
+        close = true;
+    }
+};
+
+// The calling thread's connection state; nullptr outside HttpServer's connection threads.
+ConnState* current_connection();
+
+// "HTTP/1.1 <status> <reason>" reason phrases for the statuses this server writes itself.
+const char* http_reason(int status);
+
+class HttpServer : public httplib::Server {
+public:
+    HttpLimits limits;
+    // Called for every request head after the framing checks passed, before routing reads a body: may call
+    // st.reject(status, message) (e.g. a missing API key).
+    std::function<void(httplib::Request&, ConnState&)> check_request;
+    // The JSON error body for `status` and `message` (the same shape as every other error answer).
+    std::function<std::string(int, const std::string&)> error_body;
+
+    // httplib listens with a backlog of 5: bursts of new connections then wait for SYN retransmits (~1 s).
+    // listen() again on the bound socket raises it (Linux adjusts the backlog of a listening socket).
+    void raise_backlog(int n);
+
+private:
+    bool process_and_close_socket(socket_t sock) override;
+    void check_framing(httplib::Request& req, ConnState& st) const;
+};
+
+}  // namespace nuance::server
