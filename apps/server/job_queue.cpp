@@ -30,6 +30,24 @@ std::string new_job_id() {
 
 std::string to_string(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
 
+// What a client learns about a model that failed to load: the kind of failure, never the loader's message (it names
+// file system paths and may quote the file's first bytes, e.g. of a symlink's target). The log has the details.
+std::string load_failure_for_client(ErrorCode code) {
+    switch (code) {
+        case ErrorCode::InvalidArgument:
+        case ErrorCode::Unsupported: return "the file is not a checkpoint this server can load";
+        case ErrorCode::NotFound: return "a file of the model is missing";
+        case ErrorCode::OutOfMemory: return "out of memory";
+        case ErrorCode::Io: return "the file cannot be read";
+        default: return "internal error";
+    }
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+    if (from.empty()) return;
+    for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+}
+
 }  // namespace
 
 int http_status_for(ErrorCode c) {
@@ -155,7 +173,7 @@ void JobQueue::ensure_slots_locked() {
 
 void JobQueue::worker(Slot* s) {
     std::shared_ptr<StableDiffusionModel> model;
-    std::string load_error;
+    std::string load_error, client_error;
     log_info(str("loading model '", s->model.name, "'"));
     try {
         const auto t0 = Clock::now();
@@ -167,19 +185,24 @@ void JobQueue::worker(Slot* s) {
         }
         log_info(str("loaded ", sd_family_name(model->family), " model '", s->model.name, "' in ",
                      std::chrono::duration<double>(Clock::now() - t0).count(), " s"));
+    } catch (const Error& e) {
+        load_error = e.what();
+        client_error = load_failure_for_client(e.code());
     } catch (const std::bad_alloc&) {
-        load_error = "out of memory";
+        load_error = client_error = "out of memory";
     } catch (const std::exception& e) {
         load_error = e.what();
+        client_error = "internal error";
     }
     std::unique_lock<std::mutex> lock(mu_);
     s->loading = false;
     if (!model) {
-        log_info(str("cannot load model '", s->model.name, "': ", load_error));
+        if (opt_.logger) opt_.logger->warn("cannot load model '", s->model.name, "' (", s->model.path, "): ", load_error);
         for (auto it = pending_.begin(); it != pending_.end();) {
             if ((*it)->req.model.name == s->model.name) {
-                (*it)->error_status = 500;
-                (*it)->error_message = str("cannot load model '", s->model.name, "': ", load_error);
+                (*it)->error_status = client_error == "out of memory" ? 503 : 500;
+                (*it)->error_message = str("cannot load model '", s->model.name, "': ", client_error,
+                                           " (the server log has the details)");
                 finish_locked(**it, JobState::Failed);
                 it = pending_.erase(it);
             } else {
@@ -303,6 +326,13 @@ void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::sha
             end = JobState::Failed;
             status = http_status_for(e.code());
             message = e.what();
+            // Client-visible: the model by its name, never its file system path.
+            replace_all(message, slot.model.path, slot.model.name);
+            if (status >= 500) {
+                if (opt_.logger) opt_.logger->warn("job ", j.id, " failed: ", message);
+                message = str(e.code() == ErrorCode::Io ? "I/O error" : "internal error",
+                              " while generating (the server log has the details)");
+            }
         }
     } catch (const std::bad_alloc&) {
         end = JobState::Failed;
@@ -311,11 +341,11 @@ void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::sha
     } catch (const std::exception& e) {
         end = JobState::Failed;
         status = 500;
-        message = str("internal error: ", e.what());
+        if (opt_.logger) opt_.logger->warn("job ", j.id, " failed: ", e.what());
+        message = "internal error while generating (the server log has the details)";
     }
     if (end == JobState::Failed) log_info(str("job ", j.id, " failed: ", message));
     std::lock_guard<std::mutex> lock(mu_);
-    (void)slot;
     j.error_status = status;
     j.error_message = message;
     finish_locked(j, end);

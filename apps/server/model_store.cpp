@@ -85,7 +85,11 @@ void ModelStore::rescan_locked() const {
     if (!dir_.empty()) {
         std::vector<ModelEntry> scanned;
         std::error_code ec;
-        fs::recursive_directory_iterator it(dir_, fs::directory_options::skip_permission_denied, ec), end;
+        // Names are the paths inside the folder as the user laid it out: computed lexically, never from where a
+        // symlink points (a symlinked model is served under its link's name; links to folders are not entered).
+        fs::path root = fs::path(dir_).lexically_normal();
+        if (root.has_parent_path() && root.filename().empty()) root = root.parent_path();
+        fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
         for (; !ec && it != end && scanned.size() < kMaxEntries; it.increment(ec)) {
             const fs::path& p = it->path();
             const std::string fname = p.filename().string();
@@ -94,8 +98,8 @@ void ModelStore::rescan_locked() const {
                 continue;
             }
             std::error_code ec2;
-            const std::string rel = fs::relative(p, dir_, ec2).generic_string();
-            if (ec2 || rel.empty()) continue;
+            const std::string rel = p.lexically_relative(root).generic_string();
+            if (rel.empty() || rel == "." || rel.rfind("..", 0) == 0) continue;
             if (it->is_directory(ec2)) {
                 if (fs::exists(p / "model_index.json", ec2)) {
                     scanned.push_back({rel, rel, p.string(), true});
