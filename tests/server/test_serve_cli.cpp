@@ -101,3 +101,27 @@ TEST(ServeCli, ServesAndStopsOnSignals) {
         fs::remove(log);
     }
 }
+
+TEST(ServeCli, EveryOptionIsValidatedAtStart) {
+    const std::string dir = " --port 0 --models-dir " + models_dir().string();
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"--max-side -1", "usage: --max-side must be in 8..16384, got -1"},
+        {"--max-steps 0", "usage: --max-steps must be in 1..10000, got 0"},
+        {"--http-threads 100000", "usage: --http-threads must be in 1..256, got 100000"},
+        {"--http-threads 0", "usage: --http-threads must be in 1..256, got 0"},
+        {"--threads -3", "usage: --threads must be in 0..1024, got -3"},
+        {"--max-body-mb 0", "usage: --max-body-mb must be in 1..4096, got 0"},
+        {"--queue-size 0", "usage: --queue-size must be in 1..100000, got 0"},
+        {"--max-models 0", "usage: --max-models must be in 1..64, got 0"},
+        {"--max-images 0", "usage: --max-images must be in 1..1000, got 0"},
+        {"--max-pixels 10", "usage: --max-pixels must be in 64..268435456, got 10"},
+        {"--preview-interval -1", "usage: --preview-interval must be in 0..100000, got -1"},
+        {"--history-mb 0", "usage: --history-mb must be in 1..1048576, got 0"},
+    };
+    for (const auto& [args, message] : cases) {
+        const CliRun r = run_cli("serve " + args + dir);
+        EXPECT_EQ(r.code, 2) << args << ": " << r.out;
+        EXPECT_THAT(r.out, HasSubstr(message)) << args;
+        EXPECT_THAT(r.out, ::testing::Not(HasSubstr("listening"))) << args;
+    }
+}
