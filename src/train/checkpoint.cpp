@@ -61,11 +61,13 @@ std::vector<std::pair<long long, std::string>> step_files(const std::string& dir
 }  // namespace
 
 std::string newest_checkpoint(const std::string& dir) {
+    remove_stale_temp_files(dir);  // resume: what a killed run was writing
     const auto v = step_files(dir);
     return v.empty() ? std::string() : v.back().second;
 }
 
 void prune_checkpoints(const std::string& dir, int keep) {
+    remove_stale_temp_files(dir);
     const auto v = step_files(dir);
     const size_t k = (size_t)std::max(1, keep);
     for (size_t i = 0; i + k < v.size(); ++i) std::remove(v[i].second.c_str());
@@ -89,6 +91,7 @@ void write_json(const std::string& path, const nlohmann::json& j) {
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
     NUANCE_CHECK_CODE(!ec, Io, "cannot create the folder of '", path, "': ", ec.message());
+    remove_stale_temp_files(fs::path(path).parent_path().string());  // an export killed half-way
     const std::string text = j.dump(2) + "\n";
     write_file_atomic(path, [&](FILE* f) { return std::fwrite(text.data(), 1, text.size(), f) == text.size(); });
 }
@@ -97,6 +100,7 @@ void write_component(const std::string& dir, Module& m, const std::string& weigh
     std::error_code ec;
     fs::create_directories(dir, ec);
     NUANCE_CHECK_CODE(!ec, Io, "cannot create '", dir, "': ", ec.message());
+    remove_stale_temp_files(dir);  // an export killed half-way
     std::vector<std::pair<std::string, Tensor>> t;
     for (auto& [name, v] : state_dict(m)) t.emplace_back(name, v.to(DType::F16));
     save_safetensors(dir + "/" + weights, t, {{"format", "pt"}});

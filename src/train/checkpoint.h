@@ -25,7 +25,8 @@ void save_checkpoint_file(const std::string& path, const std::vector<std::pair<s
                           const nlohmann::json& meta);
 // Errors name the file: not a safetensors file, not a nuance training checkpoint, bad metadata.
 CheckpointFile load_checkpoint_file(const std::string& path);
-// The step-NNNNNNN.safetensors with the highest step in `dir`; "" when none.
+// The step-NNNNNNN.safetensors with the highest step in `dir`; "" when none. Removes the temp files of killed
+// writers first (remove_stale_temp_files), as do prune_checkpoints, write_json and write_component.
 std::string newest_checkpoint(const std::string& dir);
 // Deletes all but the newest `keep` (>= 1) step files of `dir`.
 void prune_checkpoints(const std::string& dir, int keep);

@@ -13,6 +13,7 @@
 #include "autograd/param_grads.h"
 #include "core/error.h"
 #include "core/mt19937.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "ops/elementwise.h"
@@ -405,6 +406,7 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
     std::error_code ec;
     fs::create_directories(ckdir, ec);
     NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
+    remove_stale_temp_files(ckdir);  // a run killed while writing a checkpoint left `step-N.safetensors.tmp.<pid>`
     std::string resume = opts.resume_from;
     if (resume.empty() && opts.resume) {
         resume = newest_checkpoint(ckdir);
