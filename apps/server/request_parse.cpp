@@ -190,7 +190,10 @@ json parse_json_object(const std::string& body) {
             return true;
         });
     } catch (const json::exception& e) {
-        fail(ErrorCode::InvalidArgument, "invalid JSON: ", e.what());
+        // nlohmann quotes the last token read: a 10 MB unterminated string would come back whole.
+        std::string what = e.what();
+        if (what.size() > 300) what = what.substr(0, 300) + "...";
+        fail(ErrorCode::InvalidArgument, "invalid JSON: ", what);
     }
     NUANCE_CHECK(j.is_object(), "the request body must be a JSON object, got ", type_name(j));
     return j;

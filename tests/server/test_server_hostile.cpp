@@ -367,3 +367,14 @@ TEST(ServerHostile, SecondServerOnATakenPortFails) {
     EXPECT_THAT(r.out, HasSubstr(str("cannot listen on 127.0.0.1:", first.port(), ": address in use")));
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
 }
+
+TEST(ServerHostile, ErrorsDoNotEchoLargeInput) {
+    TestServer ts;
+    auto c = ts.client();
+    // An unterminated 1 MB string: nlohmann's message quotes the last token; the answer stays small.
+    auto r = c->Post("/sdapi/v1/txt2img", "{\"prompt\": \"" + std::string(1 << 20, 'a'), "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_THAT(error_message(r), HasSubstr("invalid JSON: "));
+    EXPECT_LT(r->body.size(), 2000u);
+}
