@@ -114,7 +114,7 @@ NUANCE_API void nuance_model_params_init(nuance_model_params* p);
 NUANCE_API nuance_status nuance_model_load(const char* path, const nuance_model_params* params, nuance_model** out);
 NUANCE_API void nuance_model_free(nuance_model* model); /* NULL is fine; contexts keep the weights alive */
 NUANCE_API const char* nuance_model_family(const nuance_model* model); /* "sd1", "sd2", "sdxl" */
-NUANCE_API int nuance_model_default_size(const nuance_model* model);   /* 512, 768 or 1024 */
+NUANCE_API int nuance_model_default_size(const nuance_model* model);   /* native side: 32 (nuance-emoji), 512, 768, 1024 */
 
 /* ---- contexts ---- */
 typedef struct nuance_context_params {
@@ -140,10 +140,10 @@ NUANCE_API void nuance_context_cancel(nuance_context* ctx);
 typedef struct nuance_generate_params {
     const char* prompt;           /* A1111 syntax: (word:1.2), [word], BREAK */
     const char* negative_prompt;  /* NULL = "" */
-    int width, height;            /* 0: the model's default size; else multiples of 8 */
-    int steps;                    /* 20 */
-    float cfg_scale;              /* 7.0 */
-    const char* sampler;          /* "euler_a" */
+    int width, height;            /* 0: the model's default size (32 for nuance-emoji, 512 SD1, 1024 SDXL); else multiples of 8 */
+    int steps;                    /* 0: the model's default (20) */
+    float cfg_scale;              /* < 0: the model's default (7.0; 5.0 for nuance-emoji) */
+    const char* sampler;          /* NULL: the model's default ("euler_a") */
     const char* scheduler;        /* "normal" (also "karras", "exponential", ...); NULL = the sampler's default */
     float eta;                    /* < 0: the sampler's default */
     int64_t seed;                 /* < 0: random; image i uses seed + i */

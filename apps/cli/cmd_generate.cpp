@@ -7,6 +7,7 @@
 #include "backends/cpu/dnnl_context.h"
 #include "commands.h"
 #include "models/default_model.h"
+#include "models/model_defaults.h"
 #include "io/image.h"
 #include "io/weights.h"
 #include "pipelines/generate.h"
@@ -24,6 +25,8 @@ struct GenerateArgs {
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
     CLI::Option* width_opt = nullptr;    // unset -W/-H: the model's native size
     CLI::Option* height_opt = nullptr;
+    CLI::Option* cfg_opt = nullptr;      // unset --cfg-scale/--sampler: the model's defaults (models/model_defaults.h)
+    CLI::Option* sampler_opt = nullptr;
     GenerateParams p;
     int threads = 0;
     std::string precision = "auto";
@@ -94,8 +97,13 @@ int run(GenerateArgs& a) {
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", sd_family_name(model.family), a.model.c_str(), load_s);
     a.p.release_weights_before_decode = true;  // one-shot: the process ends after the images
-    if (!(a.width_opt && a.width_opt->count() > 0)) a.p.width = model.native_size;
-    if (!(a.height_opt && a.height_opt->count() > 0)) a.p.height = model.native_size;
+    const GenerationDefaults md = generation_defaults(model);
+    auto unset = [](const CLI::Option* o) { return !(o && o->count() > 0); };
+    if (unset(a.width_opt)) a.p.width = md.width;
+    if (unset(a.height_opt)) a.p.height = md.height;
+    if (unset(a.steps_opt) && a.p.sigmas.empty()) a.p.steps = md.steps;
+    if (unset(a.cfg_opt)) a.p.cfg_scale = md.cfg_scale;
+    if (unset(a.sampler_opt)) a.p.sampler = md.sampler;
     try {
         validate_params(model, a.p);
     } catch (const Error& e) {
@@ -137,9 +145,9 @@ Runner add_generate(CLI::App& app) {
     c->add_option("-o,--output", a->output, "Output PNG (batches add _2, _3, ...)")->capture_default_str();
     a->width_opt = c->add_option("-W,--width", a->p.width, "Width in pixels (default: the model's native size)");
     a->height_opt = c->add_option("-H,--height", a->p.height, "Height in pixels (default: the model's native size)");
-    a->steps_opt = c->add_option("--steps", a->p.steps, "Sampling steps")->capture_default_str();
-    c->add_option("--cfg-scale", a->p.cfg_scale, "Classifier-free guidance scale")->capture_default_str();
-    c->add_option("--sampler,--sampling-method", a->p.sampler, "Sampler (see 'nuance samplers')")->capture_default_str();
+    a->steps_opt = c->add_option("--steps", a->p.steps, "Sampling steps (default: the model's)");
+    a->cfg_opt = c->add_option("--cfg-scale", a->p.cfg_scale, "Classifier-free guidance scale (default: the model's)");
+    a->sampler_opt = c->add_option("--sampler,--sampling-method", a->p.sampler, "Sampler (see 'nuance samplers'; default: the model's)");
     c->add_option("--scheduler,--schedule", a->p.scheduler, "Sigma schedule: normal, karras, ...")->capture_default_str();
     c->add_option("--eta", a->p.eta, "Noise amount for ancestral samplers and DDIM (default: the sampler's)");
     c->add_option("--guidance-rescale", a->p.guidance_rescale,

@@ -122,6 +122,8 @@ Runner add_serve(CLI::App& app) {
         ->capture_default_str();
     c->add_option("--api-key", a->o.api_key, "Require this key (Authorization: Bearer KEY, X-API-Key, or Basic password)");
     c->add_option("--api-key-file", a->api_key_file, "Read the API key from the first line of this file");
+    c->add_option("--output-dir", a->o.output_dir,
+                  "Save every generated image here (NNNNN-SEED.png with its parameters); the web page lists them");
     c->add_option("--queue-size", a->o.queue.max_queued, "Jobs that may wait; more get HTTP 429")->capture_default_str();
     c->add_option("--max-models", a->o.queue.max_models, "Models loaded at once (one worker each)")->capture_default_str();
     c->add_option("--max-side", a->o.limits.max_side, "Largest width/height a request may ask for")->capture_default_str();

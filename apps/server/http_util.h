@@ -6,6 +6,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "defaults.h"
 #include "http_conn.h"
 #include "model_store.h"
 #include "server.h"
@@ -17,6 +18,8 @@ using nlohmann::json;
 struct Server::Impl {
     ServerOptions opt;
     ModelStore store;
+    DefaultsCache defaults;  // per-model generation defaults (defaults.h)
+    OutputDir outputs;       // --output-dir
     JobQueue queue;
     HttpServer http;
     std::atomic<bool> stopping{false};
@@ -47,5 +50,8 @@ void add_sdapi_routes(ServerContext& c);
 void add_openai_routes(ServerContext& c);
 void add_job_routes(ServerContext& c);
 void add_web_routes(ServerContext& c);
+void add_defaults_routes(ServerContext& c);  // GET /api/v1/models, /api/v1/outputs[/NAME]
+json model_list_json(ServerContext& c);       // every model with its defaults (routes_defaults.cpp)
+json default_model_defaults(ServerContext& c);  // the default model's defaults
 
 }  // namespace nuance::server

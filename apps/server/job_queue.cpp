@@ -265,8 +265,33 @@ void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::sha
     GenerateParams p = j.req.params;
     const int n = std::max(1, p.batch_count);
     const int64_t seed0 = p.seed;
-    if (p.width <= 0) p.width = default_side(m);
-    if (p.height <= 0) p.height = default_side(m);
+    // Unset fields (request_parse.h) come from the model: a 32x32 model is not asked for 512x512. Inside the try
+    // below, so a model whose defaults are unusable fails the job, not the worker.
+    auto resolve_defaults = [&] {
+        const GenerationDefaults model_defaults = generation_defaults(m);
+        if (opt_.defaults) opt_.defaults->put(j.req.model.path, model_defaults);
+        apply_defaults(p, model_defaults);
+        NUANCE_CHECK_CODE(opt_.max_side <= 0 || (p.width <= opt_.max_side && p.height <= opt_.max_side), InvalidArgument,
+                          "the model's size ", p.width, "x", p.height, " is over this server's limit of ", opt_.max_side,
+                          " pixels per side: send width and height");
+        NUANCE_CHECK_CODE(opt_.max_pixels <= 0 || (int64_t)p.width * p.height <= opt_.max_pixels, InvalidArgument,
+                          "the model's size ", p.width, "x", p.height, " is over this server's limit of ", opt_.max_pixels,
+                          " pixels: send width and height");
+        NUANCE_CHECK_CODE(opt_.max_steps <= 0 || p.steps <= opt_.max_steps, InvalidArgument, "the model's ", p.steps,
+                          " steps are over this server's limit of ", opt_.max_steps, ": send steps");
+        {
+            std::lock_guard<std::mutex> lock(mu_);  // what was really used, for infotexts and A1111's "info"
+            GenerateParams& r = j.req.params;
+            r.width = p.width;
+            r.height = p.height;
+            r.steps = p.steps;
+            r.cfg_scale = p.cfg_scale;
+            r.sampler = p.sampler;
+            r.scheduler = p.scheduler;
+            j.total = p.steps;
+            ++j.version;
+        }
+    };
     p.batch_count = 1;  // one image per call, so finished images are visible (and kept) before the batch ends
     p.cancelled = [&j] { return j.cancel.load(std::memory_order_relaxed); };
     p.on_progress = [&](const GenerateProgress& pr) {
@@ -295,6 +320,7 @@ void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::sha
     int status = 0;
     std::string message;
     try {
+        resolve_defaults();
         for (int b = 0; b < n; ++b) {
             NUANCE_CHECK_CODE(!j.cancel.load(), Cancelled, "job cancelled");
             p.seed = seed0 + b;
@@ -312,6 +338,13 @@ void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::sha
                 ji->infotext = std::move(g.infotext);
                 ji->width = g.image.width;
                 ji->height = g.image.height;
+                if (opt_.outputs && opt_.outputs->enabled()) {
+                    try {
+                        ji->saved_as = opt_.outputs->save(ji->png, ji->seed);
+                    } catch (const std::exception& e) {  // the image is still returned to the client
+                        if (opt_.logger) opt_.logger->warn("cannot save output: ", e.what());
+                    }
+                }
                 std::lock_guard<std::mutex> lock(mu_);
                 j.results.push_back(std::move(ji));
                 ++j.version;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/logger.h"
+#include "defaults.h"
 #include "model_store.h"
 #include "pipelines/generate.h"
 
@@ -35,6 +36,7 @@ struct JobImage {
     int64_t seed = 0;
     std::string infotext;
     int width = 0, height = 0;
+    std::string saved_as;  // file name in the output folder; "" when not saved
 };
 
 struct JobRequest {
@@ -81,6 +83,12 @@ struct QueueOptions {
     int preview_side = 256;
     int threads = 0;            // CPU threads per worker; 0 = the default (all cores)
     ModelLoadOptions load;      // applied to every model load
+    DefaultsCache* defaults = nullptr;  // told each loaded model's defaults (exact), when set
+    OutputDir* outputs = nullptr;       // every finished image is saved there, when set and enabled
+    // Limits for sizes and steps that come from the model's defaults (requests are checked when parsed); 0 = none.
+    int max_side = 0;
+    int64_t max_pixels = 0;
+    int max_steps = 0;
     const Logger* logger = nullptr;
 };
 

@@ -105,11 +105,20 @@ private:
 
 // An absent or "Automatic" schedule lets the sampler name decide ("DPM++ 2M Karras"), else the sampler's default.
 void check_sampler(const std::string& sampler, std::string& scheduler) {
-    parse_sampler_spec(sampler);  // throws listing the valid names
+    if (!sampler.empty()) parse_sampler_spec(sampler);  // throws listing the valid names; "" = the model's
     std::string low;
     for (unsigned char ch : scheduler) low += (char)std::tolower(ch);
     if (low == "automatic" || low == "auto") scheduler.clear();
     if (!scheduler.empty()) parse_schedule_type(scheduler);
+}
+
+// Size, steps, CFG and sampler that a request does not give come from the model (defaults.h: apply_defaults).
+void unset_model_defaults(GenerateParams& p) {
+    p.width = p.height = 0;
+    p.steps = 0;
+    p.cfg_scale = -1.0f;
+    p.sampler.clear();
+    p.scheduler.clear();
 }
 
 void check_size(int w, int h, const Limits& lim) {
@@ -205,12 +214,6 @@ int64_t resolve_seed(int64_t seed) {
     return (int64_t)(gen() & 0x7fffffff);
 }
 
-int default_side(const StableDiffusionModel& m) {
-    if (m.family == SDFamily::SDXL) return 1024;
-    if (m.family == SDFamily::SD2 && m.prediction == "v_prediction") return 768;
-    return 512;
-}
-
 Image decode_request_image(const std::string& b64, const Limits& lim, const std::string& what) {
     const std::vector<uint8_t> bytes = base64_decode(b64, what);
     uint32_t w = 0, h = 0;
@@ -223,9 +226,8 @@ Image decode_request_image(const std::string& b64, const Limits& lim, const std:
 ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim) {
     ParsedRequest r;
     GenerateParams& p = r.params;
-    p.scheduler.clear();
+    unset_model_defaults(p);
     p.seed = -1;
-    p.width = p.height = 512;
     Fields f(body);
     read_common(f, p, lim);
     std::string sampler = p.sampler;
@@ -271,8 +273,7 @@ ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim) {
 ParsedRequest parse_openai(const json& body, const Limits& lim) {
     ParsedRequest r;
     GenerateParams& p = r.params;
-    p.scheduler.clear();
-    p.width = p.height = 0;  // model default
+    unset_model_defaults(p);
     p.seed = -1;
     Fields f(body);
     const auto prompt = f.string("prompt", lim.max_prompt);
@@ -320,8 +321,7 @@ ParsedRequest parse_openai(const json& body, const Limits& lim) {
 ParsedRequest parse_native(const json& body, const Limits& lim) {
     ParsedRequest r;
     GenerateParams& p = r.params;
-    p.scheduler.clear();
-    p.width = p.height = 0;
+    unset_model_defaults(p);
     p.seed = -1;
     Fields f(body);
     read_common(f, p, lim);

@@ -24,7 +24,7 @@ struct Limits {
 
 struct ParsedRequest {
     std::optional<std::string> model;  // a name to resolve in the ModelStore; nullopt = the default model
-    GenerateParams params;             // width/height 0 = the model's default size
+    GenerateParams params;             // width/height/steps 0, cfg_scale < 0, sampler "": the model's default
     bool send_images = true;           // A1111 send_images
     std::string response_format = "b64_json";  // OpenAI
 };
@@ -42,8 +42,5 @@ Image decode_request_image(const std::string& b64, const Limits& lim, const std:
 
 // Seeds < 0 become a random non-negative seed.
 int64_t resolve_seed(int64_t seed);
-
-// The size a model generates when the request gives none: 1024 for SDXL, 768 for SD2 v-prediction, else 512.
-int default_side(const StableDiffusionModel& m);
 
 }  // namespace nuance::server

@@ -4,7 +4,8 @@
 //   GET    /api/v1/jobs/{id}         -> status, progress, preview (?preview=0 omits), images when done (?images=0 omits)
 //   DELETE /api/v1/jobs/{id}         -> cancels a queued or running job (409 when already finished)
 //   GET    /api/v1/jobs/{id}/events  -> server-sent events: "progress" while it runs, then one "end"
-//   GET    /api/v1/info              -> models, samplers, schedules, defaults, limits, queue state
+//   GET    /api/v1/info              -> models (with their defaults), samplers, schedules, the default model's
+//                                       defaults, limits, queue state
 //   GET    /health
 #include <chrono>
 
@@ -41,7 +42,8 @@ json status_json(const JobStatus& st, bool with_preview, bool with_images) {
         for (size_t i = 0; i < st.results.size(); ++i) {
             const JobImage& im = *st.results[i];
             imgs.push_back({{"index", i}, {"seed", im.seed}, {"width", im.width}, {"height", im.height},
-                            {"infotext", im.infotext}, {"b64_json", png_b64(im)}});
+                            {"infotext", im.infotext}, {"b64_json", png_b64(im)},
+                            {"saved_as", im.saved_as.empty() ? json(nullptr) : json(im.saved_as)}});
         }
         j["images"] = imgs;
     }
@@ -148,12 +150,7 @@ void add_job_routes(ServerContext& c) {
     }));
     s.Get("/api/v1/info", guarded([&c](const httplib::Request&, httplib::Response& res) {
         const auto stats = c.queue.stats();
-        json models = json::array();
-        for (const auto& e : c.store.list()) {
-            bool loaded = false;
-            for (const auto& l : stats.loaded) loaded = loaded || l == e.name;
-            models.push_back({{"name", e.name}, {"title", c.store.title(e)}, {"loaded", loaded}});
-        }
+        const json models = model_list_json(c);
         json samplers = json::array();
         for (const auto& si : list_samplers())
             samplers.push_back({{"name", si.name}, {"display_name", si.display_name}, {"description", si.description}});
@@ -167,8 +164,8 @@ void add_job_routes(ServerContext& c) {
             {"name", "nuance"}, {"version", "0.1.0"},
             {"default_model", def.empty() ? json(nullptr) : json(def)},
             {"models", models}, {"samplers", samplers}, {"schedulers", list_schedule_types()},
-            {"defaults", {{"sampler", GenerateParams{}.sampler}, {"steps", GenerateParams{}.steps},
-                          {"cfg_scale", GenerateParams{}.cfg_scale}, {"width", 512}, {"height", 512}}},
+            {"defaults", default_model_defaults(c)},
+            {"outputs", {{"enabled", c.outputs.enabled()}}},
             {"limits", {{"max_side", l.max_side}, {"max_pixels", l.max_pixels}, {"max_steps", l.max_steps},
                         {"max_images", l.max_images}, {"max_body_bytes", c.opt.max_body_bytes}}},
             {"queue", {{"queued", stats.queued}, {"running", stats.running}, {"max_queued", c.opt.queue.max_queued},

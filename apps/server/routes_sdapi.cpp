@@ -11,7 +11,8 @@ namespace {
 
 // A1111 Processed.js(): the "info" string of txt2img/img2img responses.
 json a1111_info(ServerContext& c, const ParsedRequest& pr, const JobStatus& st) {
-    const GenerateParams& p = pr.params;
+    // The parameters the job really ran with (the model filled what the request left unset).
+    const GenerateParams& p = st.request.params.steps > 0 ? st.request.params : pr.params;
     json seeds = json::array(), infotexts = json::array(), prompts = json::array(), negs = json::array();
     for (const auto& img : st.results) {
         seeds.push_back(img->seed);
@@ -19,7 +20,8 @@ json a1111_info(ServerContext& c, const ParsedRequest& pr, const JobStatus& st) 
         prompts.push_back(p.prompt);
         negs.push_back(p.negative_prompt);
     }
-    const SamplerSpec spec = parse_sampler_spec(p.sampler);
+    std::string sampler_name;
+    if (!p.sampler.empty()) sampler_name = parse_sampler_spec(p.sampler).sampler->display_name;
     const auto hash = c.store.hash(st.model);
     const int w = st.results.empty() ? p.width : st.results.front()->width;
     const int h = st.results.empty() ? p.height : st.results.front()->height;
@@ -35,7 +37,7 @@ json a1111_info(ServerContext& c, const ParsedRequest& pr, const JobStatus& st) 
         {"subseed_strength", 0},
         {"width", w},
         {"height", h},
-        {"sampler_name", spec.sampler->display_name},
+        {"sampler_name", sampler_name},
         {"cfg_scale", p.cfg_scale},
         {"steps", p.steps},
         {"batch_size", p.batch_count},
@@ -47,7 +49,7 @@ json a1111_info(ServerContext& c, const ParsedRequest& pr, const JobStatus& st) 
         {"sd_vae_hash", nullptr},
         {"seed_resize_from_w", -1},
         {"seed_resize_from_h", -1},
-        {"denoising_strength", p.init_image ? json(p.strength) : json(nullptr)},
+        {"denoising_strength", pr.params.init_image ? json(p.strength) : json(nullptr)},
         {"extra_generation_params", json::object()},
         {"index_of_first_image", 0},
         {"infotexts", infotexts},

@@ -120,9 +120,14 @@ std::string iso_timestamp_compact(double unix_seconds) {
 }
 
 Server::Impl::Impl(ServerOptions o)
-    : opt(std::move(o)), store(opt.model, opt.models_dir), queue(store, [&] {
+    : opt(std::move(o)), store(opt.model, opt.models_dir), outputs(opt.output_dir), queue(store, [&] {
           QueueOptions q = opt.queue;
           if (!q.logger) q.logger = opt.logger;
+          q.defaults = &defaults;
+          q.outputs = &outputs;
+          q.max_side = opt.limits.max_side;
+          q.max_pixels = opt.limits.max_pixels;
+          q.max_steps = opt.limits.max_steps;
           return q;
       }()) {}
 
@@ -196,6 +201,7 @@ Server::Server(ServerOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {
     add_openai_routes(c);
     add_job_routes(c);
     add_web_routes(c);
+    add_defaults_routes(c);
 }
 
 Server::~Server() { stop(); }

@@ -14,6 +14,7 @@
 #include "io/image.h"
 #include "models/default_model.h"
 #include "pipelines/generate.h"
+#include "pipelines/generate_defaults.h"
 #include "samplers/registry.h"
 #include "server/preview.h"
 
@@ -119,11 +120,7 @@ void fill_image(nuance_image& out, const Image& img, int64_t seed, const std::st
     if (infotext) out.infotext = dup_cstr(*infotext);
 }
 
-int default_side(const StableDiffusionModel& m) {
-    if (m.family == SDFamily::SDXL) return 1024;
-    if (m.family == SDFamily::SD2 && m.prediction == "v_prediction") return 768;
-    return 512;
-}
+int default_side(const StableDiffusionModel& m) { return generation_defaults(m).width; }
 
 }  // namespace
 
@@ -282,9 +279,12 @@ void nuance_generate_params_init(nuance_generate_params* p) {
     if (!p) return;
     std::memset(p, 0, sizeof *p);
     const GenerateParams d;
-    p->steps = d.steps;
-    p->cfg_scale = d.cfg_scale;
-    p->sampler = "euler_a";
+    // Size, steps, CFG and sampler: 0 / -1 / NULL = the model's (models/model_defaults.h): a 32x32 model is not
+    // asked for 512x512.
+    p->width = p->height = 0;
+    p->steps = 0;
+    p->cfg_scale = -1.0f;
+    p->sampler = nullptr;
     p->scheduler = nullptr;
     p->eta = -1.0f;
     p->seed = d.seed;
@@ -320,12 +320,13 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
         p.negative_prompt = params->negative_prompt ? params->negative_prompt : "";
         NUANCE_CHECK(params->width >= 0 && params->height >= 0, "size ", params->width, "x", params->height,
                      " is negative");
-        p.width = params->width > 0 ? params->width : default_side(m);
-        p.height = params->height > 0 ? params->height : default_side(m);
+        p.width = params->width;
+        p.height = params->height;
         p.steps = params->steps;
         p.cfg_scale = params->cfg_scale;
-        p.sampler = params->sampler ? params->sampler : "euler_a";
+        p.sampler = params->sampler ? params->sampler : "";
         p.scheduler = params->scheduler ? params->scheduler : "";
+        NUANCE_CHECK(p.steps >= 0, "steps ", p.steps, " is negative (0 = the model's default)");
         p.eta = params->eta;
         p.seed = params->seed >= 0 ? params->seed
                                    : (int64_t)(std::chrono::steady_clock::now().time_since_epoch().count() & 0x7fffffff);
@@ -339,6 +340,7 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
         p.vae_tiling.enabled = params->vae_tiling != 0;
         p.vae_tiling.tile_px = params->vae_tile_size;
         p.vae_tiling.overlap_px = params->vae_tile_overlap;
+        apply_generation_defaults(p, generation_defaults(m));
         validate_params(m, p);
         if (ctx->n_threads > 0) cpu::set_num_threads(ctx->n_threads);
         p.cancelled = [ctx] { return ctx->cancel.load(std::memory_order_relaxed); };

@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# End-to-end test of the web page (run by ctest as web_e2e): starts `nuance serve` on a free loopback port with a
-# tiny random model, runs web/tests/e2e.mjs in headless Chromium, stops the server.
-# Usage: run_web_e2e.sh NUANCE_BINARY WEB_TESTS_DIR. Exit 77 (ctest SKIP) when chromium, node or the npm packages
-# (cd web/tests && npm ci) are missing.
+# End-to-end test of the web page (run by ctest as web_e2e): starts `nuance serve` on a free loopback port with the
+# built-in nuance-emoji model, a tiny random SD1.5 model and an output folder, runs web/tests/e2e.py (Selenium +
+# headless Chromium, Debian's python3-selenium and chromium-driver: no npm), stops the server.
+# Usage: run_web_e2e.sh NUANCE_BINARY SOURCE_DIR [SCREENSHOT_DIR]
+# A missing chromium, chromedriver or selenium is a SKIP (exit 77) on a developer machine, and a FAILURE when the
+# environment variable CI is set (CI must run this test). $PYTHON (default /usr/bin/python3, Debian's Python with
+# selenium), $CHROMIUM and $CHROMEDRIVER override the tools.
 set -uo pipefail
 NUANCE=$1
-TESTS=$2
+SRC=$2
+SHOTS=${3:-}
+PY=${PYTHON:-/usr/bin/python3}
 CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
-if [ -z "$CHROMIUM" ] || ! command -v node >/dev/null || [ ! -d "$TESTS/node_modules/playwright-core" ]; then
-  echo "SKIP: needs chromium, node and web/tests/node_modules (apt-get install chromium nodejs npm; cd web/tests && npm ci)"
-  exit 77
+CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver || true)}
+missing=()
+[ -n "$CHROMIUM" ] && [ -x "$CHROMIUM" ] || missing+=("chromium")
+[ -n "$CHROMEDRIVER" ] && [ -x "$CHROMEDRIVER" ] || missing+=("chromedriver (chromium-driver)")
+if [ ! -x "$PY" ] || ! "$PY" -c 'import selenium' 2>/dev/null; then missing+=("selenium for $PY (python3-selenium)"); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  msg="web_e2e needs: ${missing[*]} (apt-get install chromium chromium-driver python3-selenium; scripts/install-deps.sh)"
+  if [ -n "${CI:-}" ]; then echo "FAIL (CI is set): $msg"; exit 1; fi
+  echo "SKIP: $msg"; exit 77
 fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nuance-web-e2e.XXXXXX")
 SERVER_PID=""
@@ -20,7 +31,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$WORK/models"
 "$NUANCE" make-random --family sd15 --tiny -o "$WORK/models/tiny.safetensors" >/dev/null || exit 1
-"$NUANCE" serve --host 127.0.0.1 --port 0 --models-dir "$WORK/models" --threads 1 >"$WORK/server.log" 2>&1 &
+"$NUANCE" serve --host 127.0.0.1 --port 0 -m "$SRC/models/nuance-emoji" --models-dir "$WORK/models" \
+  --output-dir "$WORK/outputs" --max-side 1024 --max-pixels 262144 --threads 1 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 URL=""
 for _ in $(seq 1 100); do
@@ -33,7 +45,7 @@ if [ -z "$URL" ]; then
   echo "the server did not start:"; cat "$WORK/server.log"; exit 1
 fi
 echo "server at $URL"
-CHROMIUM="$CHROMIUM" node "$TESTS/e2e.mjs" "$URL"
+CHROMIUM="$CHROMIUM" CHROMEDRIVER="$CHROMEDRIVER" timeout 280 "$PY" "$SRC/web/tests/e2e.py" "$URL" $SHOTS
 RC=$?
 if [ $RC -ne 0 ]; then echo "--- server log ---"; cat "$WORK/server.log"; fi
 exit $RC

@@ -119,8 +119,10 @@ TEST(ServerUnits, LatentPreviewUsesTheA1111Coefficients) {
 TEST(ServerUnits, RequestParsingDefaultsAndLimits) {
     Limits lim;
     ParsedRequest a = parse_a1111(json::object(), false, lim);
-    EXPECT_EQ(a.params.width, 512);
-    EXPECT_EQ(a.params.steps, 20);
+    EXPECT_EQ(a.params.width, 0);  // unset: the model's defaults fill them in (defaults.h)
+    EXPECT_EQ(a.params.steps, 0);
+    EXPECT_LT(a.params.cfg_scale, 0);
+    EXPECT_EQ(a.params.sampler, "");
     EXPECT_GE(a.params.seed, 0);  // -1 resolved
     EXPECT_EQ(a.params.scheduler, "");
     EXPECT_FALSE(a.model);

@@ -1,0 +1,163 @@
+#include "models/model_defaults.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/weights.h"
+#include "samplers/registry.h"
+
+namespace nuance {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::streamoff kMaxJsonBytes = 1 << 20;  // model_index.json and configs are a few KB
+constexpr int kMaxSide = 16384;
+constexpr int kMaxSteps = 1000;
+constexpr size_t kMaxPrompt = 4096;
+
+// A small JSON file, or an empty object when it does not exist. Errors name the file.
+json read_small_json(const std::string& path) {
+    if (!file_exists(path)) return json::object();
+    std::ifstream f(path, std::ios::binary);
+    NUANCE_CHECK_CODE(f.good(), Io, "cannot read '", path, "'");
+    f.seekg(0, std::ios::end);
+    const std::streamoff size = f.tellg();
+    NUANCE_CHECK(size >= 0 && size <= kMaxJsonBytes, "'", path, "' is ", (long long)size, " bytes (limit ",
+                 (long long)kMaxJsonBytes, " for a model's JSON file)");
+    f.seekg(0);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    json j;
+    try {
+        j = json::parse(ss.str());
+    } catch (const json::exception& e) {
+        fail(ErrorCode::InvalidArgument, "'", path, "' is not valid JSON: ", e.what());
+    }
+    NUANCE_CHECK(j.is_object(), "'", path, "' must hold a JSON object, got ", j.type_name());
+    return j;
+}
+
+GenerationDefaults family_defaults(SDFamily family, bool v_prediction) {
+    GenerationDefaults d;
+    d.width = d.height = family == SDFamily::SDXL ? 1024 : (family == SDFamily::SD2 && v_prediction ? 768 : 512);
+    d.prompt = "a lighthouse on a cliff at dusk, oil painting";
+    return d;
+}
+
+int int_field(const json& o, const char* key, int lo, int hi, const std::string& file, int fallback) {
+    auto it = o.find(key);
+    if (it == o.end() || it->is_null()) return fallback;
+    NUANCE_CHECK(it->is_number_integer() || it->is_number_unsigned(), "'", file, "': _nuance.defaults.", key,
+                 " must be an integer, got ", it->dump());
+    const long long v = it->is_number_unsigned() ? (long long)std::min<uint64_t>(it->get<uint64_t>(), (uint64_t)hi + 1)
+                                                 : it->get<long long>();
+    NUANCE_CHECK(v >= lo && v <= hi, "'", file, "': _nuance.defaults.", key, " must be in ", lo, "..", hi, ", got ",
+                 it->dump());
+    return (int)v;
+}
+
+std::string string_field(const json& o, const char* key, const std::string& file, const std::string& fallback) {
+    auto it = o.find(key);
+    if (it == o.end() || it->is_null()) return fallback;
+    NUANCE_CHECK(it->is_string(), "'", file, "': _nuance.defaults.", key, " must be a string, got ", it->type_name());
+    const std::string& s = it->get_ref<const std::string&>();
+    NUANCE_CHECK(s.size() <= kMaxPrompt, "'", file, "': _nuance.defaults.", key, " is ", s.size(),
+                 " bytes long (limit ", kMaxPrompt, ")");
+    return s;
+}
+
+// model_index.json "_nuance": {"defaults": {...}} over `d`.
+void apply_index_defaults(const json& index, const std::string& file, GenerationDefaults& d) {
+    auto n = index.find("_nuance");
+    if (n == index.end() || !n->is_object()) return;
+    auto it = n->find("defaults");
+    if (it == n->end() || it->is_null()) return;
+    NUANCE_CHECK(it->is_object(), "'", file, "': _nuance.defaults must be an object, got ", it->type_name());
+    const json& o = *it;
+    d.width = int_field(o, "width", 8, kMaxSide, file, d.width);
+    d.height = int_field(o, "height", 8, kMaxSide, file, d.height);
+    NUANCE_CHECK(d.width % 8 == 0 && d.height % 8 == 0, "'", file, "': _nuance.defaults size ", d.width, "x", d.height,
+                 " must be multiples of 8");
+    d.steps = int_field(o, "steps", 1, kMaxSteps, file, d.steps);
+    if (auto c = o.find("cfg_scale"); c != o.end() && !c->is_null()) {
+        NUANCE_CHECK(c->is_number(), "'", file, "': _nuance.defaults.cfg_scale must be a number, got ", c->dump());
+        const double v = c->get<double>();
+        NUANCE_CHECK(std::isfinite(v) && v >= 0 && v <= 100, "'", file,
+                     "': _nuance.defaults.cfg_scale must be in 0..100, got ", c->dump());
+        d.cfg_scale = (float)v;
+    }
+    d.sampler = string_field(o, "sampler", file, d.sampler);
+    try {
+        parse_sampler_spec(d.sampler);
+    } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, "'", file, "': _nuance.defaults.sampler: ", e.what());
+    }
+    d.scheduler = string_field(o, "scheduler", file, d.scheduler);
+    if (!d.scheduler.empty()) {
+        try {
+            NUANCE_CHECK(parse_schedule_type(d.scheduler) != ScheduleType::Custom,
+                         "the custom schedule needs sigmas; name another schedule");
+        } catch (const Error& e) {
+            fail(ErrorCode::InvalidArgument, "'", file, "': _nuance.defaults.scheduler: ", e.what());
+        }
+    }
+    d.prompt = string_field(o, "prompt", file, d.prompt);
+    d.negative_prompt = string_field(o, "negative_prompt", file, d.negative_prompt);
+}
+
+void apply_folder_index(const std::string& folder, GenerationDefaults& d) {
+    const std::string file = folder + "/model_index.json";
+    apply_index_defaults(read_small_json(file), file, d);
+}
+
+// The VAE's downscale from vae/config.json: 2^(levels - 1) (8 for SD's four levels).
+int vae_downscale(const json& vcfg) {
+    auto it = vcfg.find("block_out_channels");
+    if (it == vcfg.end() || !it->is_array() || it->empty() || it->size() > 8) return 8;
+    return 1 << (it->size() - 1);
+}
+
+}  // namespace
+
+GenerationDefaults generation_defaults(const StableDiffusionModel& m) {
+    GenerationDefaults d = family_defaults(m.family, m.prediction == "v_prediction");
+    if (m.native_size >= 8 && m.native_size <= kMaxSide) d.width = d.height = m.native_size;
+    if (is_directory(m.path)) apply_folder_index(m.path, d);
+    return d;
+}
+
+GenerationDefaults probe_generation_defaults(const std::string& path) {
+    NUANCE_CHECK_CODE(is_directory(path) || file_exists(path), NotFound, "model '", path, "' does not exist");
+    if (is_directory(path)) {
+        const std::string mi = path + "/model_index.json";
+        NUANCE_CHECK_CODE(file_exists(mi), NotFound, "'", path, "' is a folder without model_index.json (not a diffusers model)");
+        const json index = read_small_json(mi);
+        const std::string cls = index.value("_class_name", std::string());
+        const bool xl = cls.find("XL") != std::string::npos || is_directory(path + "/text_encoder_2");
+        const json sched = read_small_json(path + "/scheduler/scheduler_config.json");
+        const bool v = sched.is_object() && sched.value("prediction_type", std::string()) == "v_prediction";
+        GenerationDefaults d = family_defaults(xl ? SDFamily::SDXL : SDFamily::SD1, false);
+        if (!xl && v) d.width = d.height = 768;  // as the loader: v-prediction folders are SD2-768
+        const json ucfg = read_small_json(path + "/unet/config.json");
+        if (auto s = ucfg.find("sample_size"); s != ucfg.end() && s->is_number_integer()) {
+            const long long side = s->get<long long>() * vae_downscale(read_small_json(path + "/vae/config.json"));
+            if (side >= 8 && side <= kMaxSide) d.width = d.height = (int)side;
+        }
+        apply_index_defaults(index, mi, d);
+        return d;
+    }
+    // A single-file checkpoint: the text encoder's key names tell the family (what split_original decides from).
+    const WeightFile wf = load_weights(path);
+    bool xl = false, sd2 = false;
+    for (const auto& [k, t] : wf.tensors) {
+        if (k.rfind("conditioner.embedders.", 0) == 0) xl = true;
+        if (k.rfind("cond_stage_model.model.", 0) == 0) sd2 = true;
+    }
+    return family_defaults(xl ? SDFamily::SDXL : sd2 ? SDFamily::SD2 : SDFamily::SD1, true);
+}
+
+}  // namespace nuance
