@@ -64,8 +64,9 @@ static void test_basics(void) {
     nuance_generate_params gp;
     memset(&gp, 0x7f, sizeof gp);
     nuance_generate_params_init(&gp);
-    CHECK(gp.steps == 20 && gp.cfg_scale == 7.0f && gp.batch_count == 1 && gp.width == 0 && gp.height == 0);
-    CHECK(gp.prompt == NULL && gp.init_image == NULL && gp.eta < 0 && strcmp(gp.sampler, "euler_a") == 0);
+    /* size, steps, CFG and sampler: 0 / -1 / NULL = the model's defaults */
+    CHECK(gp.steps == 0 && gp.cfg_scale < 0 && gp.batch_count == 1 && gp.width == 0 && gp.height == 0);
+    CHECK(gp.prompt == NULL && gp.init_image == NULL && gp.eta < 0 && gp.sampler == NULL);
     CHECK(gp.strength > 0.74f && gp.strength < 0.76f);
     CHECK(gp.vae_tiling == 0 && gp.vae_tile_size == 512 && gp.vae_tile_overlap == 64);
     nuance_context_params cp;
