@@ -197,7 +197,7 @@ static void test_generate(void) {
     CHECK(nuance_generate(ctx, &gp, &b, &nb) == NUANCE_ERR_INVALID_ARGUMENT);
     CHECK(strstr(nuance_last_error(), "65") != NULL);
     gp.width = 64;
-    gp.steps = 0;
+    gp.steps = -1; /* 0 = the model's default */
     CHECK(nuance_generate(ctx, &gp, &b, &nb) == NUANCE_ERR_INVALID_ARGUMENT);
     CHECK(strstr(nuance_last_error(), "steps") != NULL);
     gp.steps = 2;
