@@ -16,7 +16,7 @@ base, out = sys.argv[1], sys.argv[2]
 opts = webdriver.ChromeOptions()
 opts.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-          "--window-size=1280,860", "--user-data-dir=" + tempfile.mkdtemp(prefix="nuance-shot-")]:
+          "--window-size=1280,1240", "--user-data-dir=" + tempfile.mkdtemp(prefix="nuance-shot-")]:
     opts.add_argument(a)
 d = webdriver.Chrome(service=Service(executable_path=os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")), options=opts)
 try:
