@@ -121,7 +121,15 @@ def wait_idle(timeout):
     wait_for("return !document.getElementById('generate').disabled;", timeout)
 
 
+def wait_gallery(n, timeout=20):
+    """The gallery reloads after each run (asynchronously): waits until it shows n decoded images."""
+    wait_for("const imgs = [...document.querySelectorAll('#gallery figure img')];"
+             "return imgs.length === arguments[0] && imgs.every((i) => i.complete && i.naturalWidth > 0);", timeout, n)
+
+
 def result():
+    wait_for("const r = document.getElementById('result');"
+             "return r.hidden || (r.complete && r.naturalWidth > 0 && r.style.width !== '');", 10)
     return js("""const r = document.getElementById('result'); const cs = getComputedStyle(r);
                  return {kind: r.dataset.kind, hidden: r.hidden, w: r.naturalWidth, h: r.naturalHeight,
                          shownW: r.getBoundingClientRect().width, rendering: cs.imageRendering, seed: r.dataset.seed,
@@ -167,6 +175,7 @@ try:
     info_text = el("result-info").text
     check("Seed: 7" in info_text and "Size: 32x32" in info_text and "CFG scale: 5" in info_text and "Steps: 20" in info_text,
           "result parameters show the model's defaults: " + info_text.replace("\n", " | "))
+    wait_gallery(1)
     g = gallery()
     check(len(g) == 1 and g[0]["seed"] == "7" and g[0]["w"] == 32, "the output was saved and listed: %r" % g)
     shot("02-emoji.png")
@@ -214,6 +223,7 @@ try:
     png = base64.b64decode(r["src"].split(",", 1)[1])
     check(png[:8] == b"\x89PNG\r\n\x1a\n" and b"parameters" in png, "the PNG carries the 'parameters' text chunk")
     check(not disabled("generate") and disabled("cancel"), "buttons reset after the run")
+    wait_gallery(3)
     g = gallery()
     check(len(g) == 3 and [x["seed"] for x in g] == ["1235", "1234", "7"] and all(x["complete"] and x["w"] > 0 for x in g),
           "saved outputs listed newest first: %r" % [x["seed"] for x in g])
@@ -238,6 +248,7 @@ try:
     fill("batch-count", 1)
     generate_and_wait(120)
     info_text = el("result-info").text
+    wait_gallery(4)
     check("Denoising strength: 0.5" in info_text and result()["w"] == 64, "img2img ran from the sent image: " + info_text.replace("\n", " | "))
     check(el("error").text == "", "no error after img2img")
     el("init-clear").click()
