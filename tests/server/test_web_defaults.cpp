@@ -198,5 +198,31 @@ TEST(WebDefaults, OutputDirThatIsAFileIsRefusedAtStart) {
     fs::remove(f);
 }
 
+// The browser test skips (77) only on a developer machine without its tools; with CI set a missing tool fails it.
+TEST(WebDefaults, BrowserTestSkipsWithoutItsToolsOnlyOutsideCi) {
+    const fs::path script = fs::path(NUANCE_TEST_DATA) / ".." / "server" / "run_web_e2e.sh";
+    const fs::path src = fs::path(NUANCE_TEST_DATA) / ".." / "..";
+    auto run = [&](const std::string& env) {
+        const std::string cmd = "env -u CI " + env + " CHROMEDRIVER=/nonexistent/chromedriver " + script.string() + " " +
+                                NUANCE_CLI_PATH + " " + src.string() + " 2>&1";
+        std::string out;
+        FILE* p = popen(cmd.c_str(), "r");
+        char buf[512];
+        size_t n;
+        while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+        const int st = p ? pclose(p) : -1;
+        return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+    };
+    auto [code, out] = run("");
+    EXPECT_EQ(code, 77) << out;
+    EXPECT_THAT(out, HasSubstr("SKIP: web_e2e needs: chromedriver (chromium-driver)"));
+    std::tie(code, out) = run("CI=true");
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_THAT(out, HasSubstr("FAIL (CI is set): web_e2e needs: chromedriver (chromium-driver)"));
+    std::tie(code, out) = run("CI=true PYTHON=/nonexistent/python3");
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_THAT(out, HasSubstr("selenium for /nonexistent/python3 (python3-selenium)"));
+}
+
 }  // namespace
 }  // namespace nuance::server::test
