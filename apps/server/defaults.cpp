@@ -20,10 +20,12 @@ namespace {
 
 constexpr size_t kMaxCached = 10000;             // models (the store lists at most this many)
 constexpr size_t kMaxScanned = 200000;           // files looked at in the output folder
-constexpr uintmax_t kMaxOutputBytes = 256u << 20;  // a saved output larger than this is not served
+constexpr uintmax_t kMaxOutputBytes = 64u << 20;  // a saved output larger than this is not served or parsed
 
-std::string file_stamp(const std::string& path) {
+// Changes when the file (a diffusers folder: its model_index.json, where the defaults block lives) changes.
+std::string file_stamp(const std::string& model_path) {
     std::error_code ec;
+    const std::string path = fs::is_directory(model_path, ec) ? model_path + "/model_index.json" : model_path;
     const auto t = fs::last_write_time(path, ec);
     const uintmax_t size = fs::is_regular_file(path, ec) ? fs::file_size(path, ec) : 0;
     return str(t.time_since_epoch().count(), ":", size);

@@ -268,7 +268,16 @@ void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::sha
     // Unset fields (request_parse.h) come from the model: a 32x32 model is not asked for 512x512. Inside the try
     // below, so a model whose defaults are unusable fails the job, not the worker.
     auto resolve_defaults = [&] {
-        const GenerationDefaults model_defaults = generation_defaults(m);
+        GenerationDefaults model_defaults;
+        try {
+            model_defaults = generation_defaults(m);
+        } catch (const Error& e) {  // clients see the model's name, not the server's path
+            std::string msg = e.what();
+            const std::string& path = j.req.model.path;
+            for (size_t pos; !path.empty() && (pos = msg.find(path)) != std::string::npos;)
+                msg.replace(pos, path.size(), j.req.model.name);
+            throw Error(e.code(), msg);
+        }
         if (opt_.defaults) opt_.defaults->put(j.req.model.path, model_defaults);
         apply_defaults(p, model_defaults);
         NUANCE_CHECK_CODE(opt_.max_side <= 0 || (p.width <= opt_.max_side && p.height <= opt_.max_side), InvalidArgument,

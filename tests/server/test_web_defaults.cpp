@@ -117,6 +117,24 @@ TEST(WebDefaults, AModelDefaultOverTheServersLimitFailsTheJobWithAMessage) {
         EXPECT_EQ(r->status, 400);
         r = c->Post("/sdapi/v1/txt2img", json({{"prompt", "x"}, {"width", 32}, {"height", 32}, {"steps", 2}}).dump(), kJson);
         EXPECT_EQ(r->status, 200) << r->body.substr(0, 300);
+        EXPECT_EQ(body_json(c->Get("/api/v1/models"))["models"][0]["defaults"]["width"], 64);
+        // An edited model_index.json is read again.
+        std::ofstream(dir / "model_index.json")
+            << R"({"_class_name": "StableDiffusionPipeline", "_nuance": {"defaults": {"steps": 7, "prompt": "edited"}}})";
+        const json m = body_json(c->Get("/api/v1/models"))["models"][0];
+        EXPECT_EQ(m["defaults"]["width"], 32);
+        EXPECT_EQ(m["defaults"]["steps"], 7);
+        EXPECT_EQ(m["defaults"]["prompt"], "edited");
+        // A broken one is reported (named by the model, not the server's path), and fails jobs that need it.
+        std::ofstream(dir / "model_index.json") << R"({"_nuance": {"defaults": {"steps": "many"}}})";
+        const json b = body_json(c->Get("/api/v1/models"))["models"][0];
+        EXPECT_TRUE(b["defaults"].is_null());
+        EXPECT_EQ(b["defaults_error"], "'" + dir.filename().string() +
+                                           "/model_index.json': _nuance.defaults.steps must be an integer, got \"many\"");
+        r = c->Post("/sdapi/v1/txt2img", json({{"prompt", "x"}}).dump(), kJson);
+        EXPECT_EQ(r->status, 400);
+        EXPECT_EQ(error_message(r), "'" + dir.filename().string() +
+                                        "/model_index.json': _nuance.defaults.steps must be an integer, got \"many\"");
     }
     fs::remove_all(dir);
 }
