@@ -180,7 +180,8 @@ try:
     check(len(g) == 1 and g[0]["seed"] == "7" and g[0]["w"] == 32, "the output was saved and listed: %r" % g)
     shot("02-emoji.png")
     el("result").click()
-    wait_for("return document.getElementById('lightbox').classList.contains('on') && document.getElementById('lightbox-img').naturalWidth > 0;", 10)
+    wait_for("const b = document.getElementById('lightbox-img');"
+             "return document.getElementById('lightbox').classList.contains('on') && b.naturalWidth > 0 && b.style.width !== '';", 10)
     big = js("const b = document.getElementById('lightbox-img'); return [b.getBoundingClientRect().width, getComputedStyle(b).imageRendering];")
     check(big[0] > r["shownW"] and big[1] == "pixelated", "click enlarges the image (%d px, %s)" % (big[0], big[1]))
     shot("03-lightbox.png")
