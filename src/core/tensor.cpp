@@ -3,6 +3,7 @@
 
 #include "backends/cpu/vec_math.h"
 #include "core/allocator.h"
+#include "core/checked.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -14,14 +15,39 @@ namespace nuance {
 
 std::string shape_str(const Shape& s) { return str(s); }
 
-int64_t shape_numel(const Shape& s) {
-    int64_t n = 1;
+bool shape_numel_checked(const Shape& s, int64_t* numel) {
+    int64_t extent = 1;  // product of the non-zero dimensions: contiguous_strides() must be able to hold it
+    bool zero = false;
     for (int64_t d : s) {
-        NUANCE_CHECK(d >= 0, "negative dimension in shape ", s);
-        if (d != 0 && n > INT64_MAX / d) fail(ErrorCode::InvalidArgument, "shape ", s, " has too many elements");
-        n *= d;
+        if (d < 0) return false;
+        if (d == 0) zero = true;
+        else if (!checked_mul(extent, d, &extent)) return false;
+    }
+    *numel = zero ? 0 : extent;
+    return true;
+}
+
+int64_t shape_numel(const Shape& s) {
+    int64_t n = 0;
+    if (!shape_numel_checked(s, &n)) {
+        for (int64_t d : s) NUANCE_CHECK(d >= 0, "negative dimension in shape ", s);
+        fail(ErrorCode::InvalidArgument, "shape ", s, " has too many elements");
     }
     return n;
+}
+
+bool shape_nbytes_checked(const Shape& s, DType dtype, int64_t* nbytes) {
+    int64_t n = 0;
+    return shape_numel_checked(s, &n) && checked_mul(n, (int64_t)dtype_size(dtype), nbytes);
+}
+
+int64_t shape_nbytes(const Shape& s, DType dtype) {
+    int64_t b = 0;
+    if (!shape_nbytes_checked(s, dtype, &b)) {
+        (void)shape_numel(s);  // the precise complaint for negative or too many elements
+        fail(ErrorCode::InvalidArgument, "shape ", s, " of ", dtype_name(dtype), " needs more than 2^63 bytes");
+    }
+    return b;
 }
 
 Shape contiguous_strides(const Shape& shape) {
@@ -66,7 +92,7 @@ Storage::~Storage() {
 // ---- creation ----
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
     Tensor t;
-    t.storage_ = Storage::allocate((size_t)shape_numel(shape) * dtype_size(dtype));
+    t.storage_ = Storage::allocate((size_t)shape_nbytes(shape, dtype));
     t.shape_ = shape;
     t.strides_ = contiguous_strides(shape);
     t.dtype_ = dtype;
@@ -108,9 +134,9 @@ Tensor Tensor::from_bytes(const void* data, const Shape& shape, DType dtype) {
 Tensor Tensor::from_storage(std::shared_ptr<Storage> s, size_t byte_offset, const Shape& shape, DType dtype) {
     NUANCE_CHECK(s != nullptr, "from_storage: null storage");
     const size_t es = dtype_size(dtype);
-    const size_t need = (size_t)shape_numel(shape) * es;
+    const uint64_t need = (uint64_t)shape_nbytes(shape, dtype);
     NUANCE_CHECK(byte_offset % es == 0, "from_storage: byte offset ", byte_offset, " not aligned to ", dtype_name(dtype));
-    NUANCE_CHECK(byte_offset <= s->size() && need <= s->size() - byte_offset, "from_storage: ", need,
+    NUANCE_CHECK(range_within(byte_offset, need, s->size()), "from_storage: ", need,
                  " bytes at offset ", byte_offset, " exceed a storage of ", s->size(), " bytes");
     Tensor t;
     t.storage_ = std::move(s);
@@ -165,7 +191,7 @@ bool Tensor::is_channels_last() const {
 Tensor Tensor::empty_like(const Tensor& like, DType dtype) {
     if (!like.is_dense() || like.is_contiguous()) return empty(like.shape_, dtype);
     Tensor t;
-    t.storage_ = Storage::allocate((size_t)like.numel() * dtype_size(dtype));
+    t.storage_ = Storage::allocate((size_t)shape_nbytes(like.shape_, dtype));
     t.shape_ = like.shape_;
     t.strides_ = like.strides_;
     t.dtype_ = dtype;

@@ -8,6 +8,7 @@
 #include <map>
 #include <numeric>
 
+#include "core/checked.h"
 #include "io/pickle.h"
 #include "io/zip_reader.h"
 
@@ -20,7 +21,7 @@ using Kind = PyValue::Kind;
 constexpr const char* kRebuildTensor = "torch._utils._rebuild_tensor_v2";
 constexpr const char* kRebuildParameter = "torch._utils._rebuild_parameter";
 constexpr const char* kRebuildParameterWithState = "torch._utils._rebuild_parameter_with_state";
-constexpr int64_t kMaxRank = 64;
+constexpr int64_t kMaxRank = 8;
 
 const std::map<std::string, DType>& storage_dtypes() {
     static const std::map<std::string, DType> m = {
@@ -35,8 +36,9 @@ const std::map<std::string, DType>& storage_dtypes() {
 // Reads the tensors out of the unpickled object graph, resolving storages against the zip.
 class TensorBuilder {
 public:
-    TensorBuilder(const ZipReader& zip, std::string prefix, const std::string& path)
-        : zip_(zip), prefix_(std::move(prefix)), path_(path) {}
+    // `copy_budget`: bytes that strided views may materialise in all (each copy is also bounded by its storage).
+    TensorBuilder(const ZipReader& zip, std::string prefix, const std::string& path, uint64_t copy_budget)
+        : zip_(zip), prefix_(std::move(prefix)), path_(path), copy_budget_(copy_budget) {}
 
     static bool is_tensor(const PyValue* v) {
         return v->kind == Kind::Object && (v->s == kRebuildTensor || v->s == kRebuildParameter ||
@@ -114,11 +116,12 @@ private:
     }
 
     Tensor view(const std::string& name, const std::shared_ptr<Storage>& s, DType dtype, int64_t offset,
-                const Shape& size, const Shape& stride) const {
+                const Shape& size, const Shape& stride) {
         const size_t es = dtype_size(dtype);
         const uint64_t elems = s->size() / es;
-        int64_t numel = 1;
-        for (int64_t d : size) check(!__builtin_mul_overflow(numel, d, &numel), name, "size ", size, " overflows");
+        int64_t numel = 0, out_bytes = 0;
+        check(shape_nbytes_checked(size, dtype, &out_bytes) && shape_numel_checked(size, &numel), name, "size ", size,
+              " of ", dtype_name(dtype), " overflows (more than 2^63 bytes)");
         if (numel == 0) {
             check((uint64_t)offset <= elems, name, "storage offset ", offset, " is past the storage (", elems,
                   " elements)");
@@ -128,9 +131,8 @@ private:
         int64_t last = offset;
         for (size_t d = 0; d < size.size(); ++d) {
             int64_t span = 0;
-            const bool overflow =
-                __builtin_mul_overflow(size[d] - 1, stride[d], &span) || __builtin_add_overflow(last, span, &last);
-            check(!overflow, name, "size ", size, " with stride ", stride, " overflows");
+            const bool ok = checked_mul(size[d] - 1, stride[d], &span) && checked_add(last, span, &last);
+            check(ok, name, "size ", size, " with stride ", stride, " overflows");
         }
         check((uint64_t)last < elems, name, "storage too small: size ", size, ", stride ", stride, ", offset ", offset,
               " reach element ", last, " but the storage holds ", elems, " ", dtype_name(dtype), " elements");
@@ -160,10 +162,13 @@ private:
         }
 
         // Overlapping or gapped layout (slices, stride 0): materialise. Bound the blow-up so a tiny storage
-        // viewed with stride 0 cannot ask for terabytes.
-        const uint64_t out_bytes = (uint64_t)numel * es;
-        check(out_bytes <= 8 * (uint64_t)s->size() + (1u << 20), name, "strided view ", size, " / ", stride, " of a ",
-              s->size(), "-byte storage would expand to ", out_bytes, " bytes");
+        // viewed with stride 0 cannot ask for terabytes, one tensor or many.
+        check((uint64_t)out_bytes <= 8 * (uint64_t)s->size() + (1u << 20), name, "strided view ", size, " / ", stride,
+              " of a ", s->size(), "-byte storage would expand to ", out_bytes, " bytes");
+        check((uint64_t)out_bytes <= copy_budget_, name, "strided views would expand the checkpoint past ",
+              copied_ + copy_budget_, " bytes in all");
+        copy_budget_ -= (uint64_t)out_bytes;
+        copied_ += (uint64_t)out_bytes;
         Tensor out = Tensor::empty(size, dtype);
         uint8_t* dst = static_cast<uint8_t*>(out.raw());
         const uint8_t* src = s->data();
@@ -185,6 +190,7 @@ private:
     std::string prefix_;
     const std::string& path_;
     std::map<std::string, std::shared_ptr<Storage>> storages_;
+    uint64_t copy_budget_ = 0, copied_ = 0;
 };
 
 }  // namespace
@@ -265,7 +271,8 @@ WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
     const PyValue* sd = root;
     if (const PyValue* inner = root->get("state_dict"); inner && inner->kind == Kind::Dict) sd = inner;
 
-    TensorBuilder builder(zip, prefix, name);
+    // Strided (non-dense) views are copied: at most 4x the file plus 64 MiB in all, whatever the pickle asks.
+    TensorBuilder builder(zip, prefix, name, 4 * (uint64_t)n + (64u << 20));
     for (const auto& [key, value] : sd->dict) {
         if (key->kind != Kind::Str || !TensorBuilder::is_tensor(value)) continue;  // non-tensor entries: ignored
         wf.tensors.insert_or_assign(key->s, builder.build(key->s, value));

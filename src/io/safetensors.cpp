@@ -2,18 +2,48 @@
 
 #include "io/atomic_file.h"
 
+#include "core/checked.h"
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <unistd.h>
 
 namespace nuance {
 
 namespace {
-constexpr uint64_t kMaxHeader = 100ull << 20;  // the format caps the header at 100 MB
+constexpr uint64_t kMaxHeader = 100000000;  // the format caps the header at 100 MB (safetensors' MAX_HEADER_SIZE)
+constexpr size_t kMaxTensors = 1u << 20;      // real checkpoints hold at most tens of thousands
+constexpr size_t kMaxDims = 8;
+
+// The format (and the reference reader's Metadata::validate) requires the tensors, sorted by offset, to tile the
+// data section exactly: no overlaps (two names aliasing the same bytes), no holes and no trailing bytes (which
+// would let a file be something else as well, a polyglot). The header may list them in any order.
+template <class Span>
+void check_data_layout(std::vector<Span>& spans, uint64_t data_size, const std::string& path) {
+    std::sort(spans.begin(), spans.end(),
+              [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+    uint64_t expect = 0;
+    const Span* prev = nullptr;
+    for (const Span& s : spans) {
+        if (s.begin < expect)
+            fail(ErrorCode::Io, "safetensors file '", path, "': tensors '", *prev->name, "' (data_offsets [",
+                 prev->begin, ", ", prev->end, "]) and '", *s.name, "' ([", s.begin, ", ", s.end, "]) overlap");
+        if (s.begin > expect)
+            fail(ErrorCode::Io, "safetensors file '", path, "': bytes [", expect, ", ", s.begin,
+                 ") of the data section belong to no tensor (a hole before '", *s.name, "')");
+        expect = s.end;
+        prev = &s;
+    }
+    if (expect != data_size)
+        fail(ErrorCode::Io, "safetensors file '", path, "': the tensors end at byte ", expect,
+             " of the data section but it holds ", data_size, " bytes (trailing data)");
 }
+}  // namespace
 
 DType parse_safetensors_dtype(const std::string& s) {
     if (s == "F32") return DType::F32;
@@ -30,37 +60,56 @@ DType parse_safetensors_dtype(const std::string& s) {
 }
 
 bool is_safetensors_file(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return false;
-    uint8_t buf[9];
-    const size_t n = std::fread(buf, 1, 9, f);
-    std::fclose(f);
-    if (n < 9) return false;
+    const std::string b = read_file_prefix(path, 9);  // never blocks on a FIFO
+    if (b.size() < 9) return false;
     uint64_t len = 0;
-    for (int i = 7; i >= 0; --i) len = (len << 8) | buf[i];
-    return len >= 2 && len <= kMaxHeader && buf[8] == '{';
+    for (int i = 7; i >= 0; --i) len = (len << 8) | (uint8_t)b[i];
+    return len >= 2 && len <= kMaxHeader && b[8] == '{';
 }
 
-WeightFile load_safetensors(const std::string& path) {
-    auto storage = map_file(path);
-    const size_t fsize = storage->size();
+WeightFile load_safetensors(const std::string& path) { return load_safetensors(map_file(path), path); }
+
+WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string& path) {
+    NUANCE_CHECK_CODE(storage != nullptr, Io, "safetensors file '", path, "': no data");
+    const uint64_t fsize = storage->size();
     const uint8_t* base = storage->data();
     NUANCE_CHECK_CODE(fsize >= 8, Io, "safetensors file '", path, "' is truncated: ", fsize, " bytes");
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | base[i];
-    NUANCE_CHECK_CODE(hlen <= kMaxHeader, Io, "safetensors file '", path, "': header length ", hlen, " is implausible");
+    NUANCE_CHECK_CODE(hlen <= kMaxHeader, Io, "safetensors file '", path, "': header length ", hlen,
+                      " is implausible (the format allows at most ", kMaxHeader, ")");
     NUANCE_CHECK_CODE(hlen <= fsize - 8, Io, "safetensors file '", path, "' is truncated: header of ", hlen,
                       " bytes but the file has ", fsize, " bytes");
+    // Duplicate tensor names are forbidden by the format; nlohmann would silently keep the last one.
+    std::set<std::string> seen;
+    std::string duplicate;
+    const nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev,
+                                                     nlohmann::json& parsed) {
+        if (ev == nlohmann::json::parse_event_t::key && depth == 1 && duplicate.empty() && parsed.is_string() &&
+            !seen.insert(parsed.get<std::string>()).second)
+            duplicate = parsed.get<std::string>();
+        return true;
+    };
     nlohmann::json header;
     try {
-        header = nlohmann::json::parse(base + 8, base + 8 + hlen);
+        header = nlohmann::json::parse(base + 8, base + 8 + hlen, cb);
     } catch (const std::exception& e) {
         fail(ErrorCode::Io, "safetensors file '", path, "': header is not valid JSON (", e.what(), ")");
     }
     NUANCE_CHECK_CODE(header.is_object(), Io, "safetensors file '", path, "': header is not a JSON object");
-    const size_t data_start = 8 + hlen;
-    const size_t data_size = fsize - data_start;
+    NUANCE_CHECK_CODE(duplicate.empty(), Io, "safetensors file '", path, "': tensor name '", duplicate,
+                      "' appears twice in the header");
+    NUANCE_CHECK_CODE(header.size() <= kMaxTensors + 1, Io, "safetensors file '", path, "': header lists ",
+                      header.size(), " entries (at most ", kMaxTensors, " tensors are supported)");
+    const uint64_t data_start = 8 + hlen;
+    const uint64_t data_size = fsize - data_start;
 
+    struct Span {
+        uint64_t begin, end;
+        const std::string* name;
+    };
+    std::vector<Span> spans;
+    spans.reserve(header.size());
     WeightFile wf;
     wf.path = path;
     for (auto it = header.begin(); it != header.end(); ++it) {
@@ -86,35 +135,35 @@ WeightFile load_safetensors(const std::string& path) {
         }
         const auto& js = v["shape"];
         const auto& jo = v["data_offsets"];
-        if (!js.is_array() || js.size() > 16) bad("shape must be an array of at most 16 dimensions");
+        if (!js.is_array() || js.size() > kMaxDims)
+            bad(str("shape must be an array of at most ", kMaxDims, " dimensions"));
         if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
             bad("data_offsets must be two unsigned integers");
         Shape shape;
         for (const auto& d : js) {
             if (!d.is_number_unsigned()) bad("shape entries must be unsigned integers");
             const uint64_t x = d.get<uint64_t>();
-            if (x > (1ull << 40)) bad(str("dimension ", x, " is implausible"));
+            if (x > (uint64_t)INT64_MAX) bad(str("dimension ", x, " is implausible"));
             shape.push_back((int64_t)x);
         }
-        int64_t numel = 0;
-        try {
-            numel = shape_numel(shape);
-        } catch (const Error&) {
-            bad(str("shape ", shape, " overflows"));
-        }
+        int64_t need = 0;
+        if (!shape_nbytes_checked(shape, dt, &need))
+            bad(str("shape ", shape, " of ", dtype_name(dt), " overflows (more than 2^63 bytes)"));
         const uint64_t b = jo[0].get<uint64_t>(), e = jo[1].get<uint64_t>();
         if (b > e || e > data_size)
             bad(str("data_offsets [", b, ", ", e, "] outside the data section of ", data_size,
                     " bytes (file truncated or corrupt)"));
-        const uint64_t need = (uint64_t)numel * dtype_size(dt);
-        if (e - b != need) bad(str("data_offsets span ", e - b, " bytes but ", dtype_name(dt), shape, " needs ", need));
-        const size_t abs_off = data_start + b;
+        if (e - b != (uint64_t)need)
+            bad(str("data_offsets span ", e - b, " bytes but ", dtype_name(dt), shape, " needs ", need));
+        spans.push_back({b, e, &name});
+        const uint64_t abs_off = data_start + b;  // <= fsize: no overflow
         if (abs_off % dtype_size(dt) == 0) {
-            wf.tensors[name] = Tensor::from_storage(storage, abs_off, shape, dt);
+            wf.tensors[name] = Tensor::from_storage(storage, (size_t)abs_off, shape, dt);
         } else {  // unaligned in the file: copy once so kernels see aligned memory
             wf.tensors[name] = Tensor::from_bytes(base + abs_off, shape, dt);
         }
     }
+    check_data_layout(spans, data_size, path);
     return wf;
 }
 

@@ -2,6 +2,7 @@
 // then the raw little-endian data. Loaded with mmap; every field is checked before use (the file is hostile).
 #pragma once
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +13,9 @@ namespace nuance {
 
 bool is_safetensors_file(const std::string& path);  // by header sanity, not by extension
 WeightFile load_safetensors(const std::string& path);
+// The same from bytes already in memory (tests, fuzzing); `name` is used in messages and as WeightFile::path.
+// Tensors are views into `file` where aligned.
+WeightFile load_safetensors(std::shared_ptr<Storage> file, const std::string& name);
 
 // Writes atomically: temp file in the same folder, fsync, rename. Tensors are written in the given order with their
 // own dtype (contiguous copies are made as needed).

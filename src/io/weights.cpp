@@ -9,6 +9,7 @@
 #include <set>
 
 #include "io/ckpt.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 
 namespace nuance {
@@ -38,48 +39,60 @@ std::string stem(const std::string& p) {
     return k == std::string::npos || k == 0 ? b : b.substr(0, k);
 }
 
+bool path_exists(const std::string& p) {
+    std::error_code ec;
+    return fs::exists(fs::symlink_status(p, ec));
+}
+
 std::string find_first_file(const std::string& dir, const std::vector<std::string>& names) {
     for (const auto& n : names)
-        if (file_exists(dir + "/" + n)) return dir + "/" + n;
+        if (path_exists(dir + "/" + n)) return dir + "/" + n;
     return "";
 }
 
 WeightFormat detect_weight_format(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return WeightFormat::Unknown;
-    unsigned char b[16] = {0};
-    const size_t n = std::fread(b, 1, sizeof b, f);
-    std::fclose(f);
-    if (n >= 4 && b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4) return WeightFormat::TorchZip;
+    const std::string b = read_file_prefix(path, 16);  // never blocks, "" for anything but a regular file
+    const size_t n = b.size();
+    if (n >= 4 && b.compare(0, 4, "PK\x03\x04", 4) == 0) return WeightFormat::TorchZip;
     if (n >= 9 && b[8] == '{' && is_safetensors_file(path)) return WeightFormat::Safetensors;
     if (n >= 1 && b[0] == '{') return WeightFormat::ShardIndex;
     return WeightFormat::Unknown;
 }
 
 namespace {
+
+constexpr size_t kMaxShards = 10000;
+
+WeightFile load_weight_file(const std::string& path, bool allow_index);
+
+// A `*.safetensors.index.json` (transformers / diffusers save_pretrained): {"weight_map": {tensor: shard file}}.
+// Shards are plain weight files in the same folder; an index naming an index (itself, another one, a cycle) is
+// refused instead of followed, so loading is one level deep whatever the files say.
 WeightFile load_shard_index(const std::string& path) {
-    std::ifstream f(path);
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(f);
-    } catch (const std::exception& e) {
-        fail(ErrorCode::InvalidArgument, "'", path, "' is not valid JSON (", e.what(), ")");
-    }
-    NUANCE_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "'", path,
+    const nlohmann::json j = read_json_object(path);
+    NUANCE_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), "'", path,
                  "' is not a sharded checkpoint index (no weight_map)");
     const std::string dir = fs::path(path).parent_path().string();
     std::set<std::string> shards;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
         NUANCE_CHECK(it.value().is_string(), "'", path, "': weight_map entry '", it.key(), "' is not a file name");
         const std::string shard = it.value().get<std::string>();
-        NUANCE_CHECK(shard.find('/') == std::string::npos && shard != "..", "'", path, "': shard name '", shard,
-                     "' must be a plain file name");
+        NUANCE_CHECK(!shard.empty() && shard.find('/') == std::string::npos && shard != "." && shard != "..", "'",
+                     path, "': shard name '", shard, "' must be a plain file name");
         shards.insert(shard);
+        NUANCE_CHECK(shards.size() <= kMaxShards, "'", path, "' names more than ", kMaxShards, " shard files");
     }
     WeightFile out;
     out.path = path;
     for (const auto& s : shards) {
-        WeightFile part = load_weights(dir.empty() ? s : dir + "/" + s);
+        const std::string sp = dir.empty() ? s : dir + "/" + s;
+        std::error_code ec;
+        NUANCE_CHECK(!fs::equivalent(sp, path, ec), "'", path, "': weight_map names the index itself ('", s,
+                     "') as a shard");
+        require_regular_file(sp, str("shard of '", path, "':").c_str());
+        NUANCE_CHECK(detect_weight_format(sp) != WeightFormat::ShardIndex, "'", path, "': shard '", s,
+                     "' is itself a shard index (nested or cyclic indexes are not supported)");
+        WeightFile part = load_weight_file(sp, /*allow_index=*/false);
         for (auto& [k, v] : part.tensors) {
             NUANCE_CHECK(!out.tensors.count(k), "'", path, "': tensor '", k, "' appears in more than one shard");
             out.tensors[k] = v;
@@ -90,15 +103,15 @@ WeightFile load_shard_index(const std::string& path) {
                      it.value().get<std::string>(), "'");
     return out;
 }
-}  // namespace
 
-WeightFile load_weights(const std::string& path) {
-    if (is_directory(path)) fail(ErrorCode::InvalidArgument, "'", path, "' is a directory, expected a weight file");
-    if (!file_exists(path)) fail(ErrorCode::NotFound, "model file '", path, "' does not exist");
+WeightFile load_weight_file(const std::string& path, bool allow_index) {
+    require_regular_file(path, "model file");
     switch (detect_weight_format(path)) {
         case WeightFormat::Safetensors: return load_safetensors(path);
         case WeightFormat::TorchZip: return load_ckpt(path);
-        case WeightFormat::ShardIndex: return load_shard_index(path);
+        case WeightFormat::ShardIndex:
+            NUANCE_CHECK(allow_index, "'", path, "' is a shard index where a weight file was expected");
+            return load_shard_index(path);
         case WeightFormat::Unknown: break;
     }
     // A file that claims to be safetensors by name gets the safetensors loader's precise complaint.
@@ -106,6 +119,10 @@ WeightFile load_weights(const std::string& path) {
     fail(ErrorCode::Unsupported, "'", path,
          "' is not a recognised weight file (expected safetensors, a torch .ckpt/.pt zip, or a .index.json)");
 }
+
+}  // namespace
+
+WeightFile load_weights(const std::string& path) { return load_weight_file(path, /*allow_index=*/true); }
 
 std::string file_sha256(const std::string& path) {
     auto st = map_file(path);

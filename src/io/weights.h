@@ -14,11 +14,14 @@ WeightFormat detect_weight_format(const std::string& path);  // by content, not 
 // are loaded and merged). Errors name the file.
 WeightFile load_weights(const std::string& path);
 
-// First file in `dir` among `names` that exists (e.g. diffusion_pytorch_model.safetensors, ...bin); "" if none.
+// First entry in `dir` among `names` that exists in any form (e.g. diffusion_pytorch_model.safetensors, ...bin);
+// "" if none. A folder, FIFO or broken symlink under a weight file's name is returned too, so that loading it
+// reports what it is instead of silently falling back to the next name.
 std::string find_first_file(const std::string& dir, const std::vector<std::string>& names);
 
 bool is_directory(const std::string& path);
-bool file_exists(const std::string& path);
+bool file_exists(const std::string& path);  // a regular file (symlinks followed)
+bool path_exists(const std::string& path);  // anything, even a dangling symlink
 std::string base_name(const std::string& path);  // "a/b/c.safetensors" -> "c.safetensors"
 std::string stem(const std::string& path);       // "a/b/c.safetensors" -> "c"
 

@@ -2,8 +2,7 @@
 
 #include "backends/cpu/dnnl_context.h"
 
-#include <fstream>
-
+#include "io/json_file.h"
 #include "io/weights.h"
 #include "models/convert/original_format.h"
 #include "models/convert/original_parts.h"
@@ -22,19 +21,36 @@ const char* sd_family_name(SDFamily f) {
 
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-    std::ifstream f(path);
-    NUANCE_CHECK_CODE(f.good(), NotFound, "cannot read '", path, "'");
-    try {
-        return nlohmann::json::parse(f);
-    } catch (const std::exception& e) {
-        fail(ErrorCode::InvalidArgument, "'", path, "' is not valid JSON (", e.what(), ")");
-    }
+// A component config and the file it came from ("" when it came from ModelLoadOptions or is absent).
+struct Config {
+    nlohmann::json json = nlohmann::json::object();
+    std::string file;
+};
+
+Config config_or_empty(const ModelLoadOptions& o, const std::string& key) {
+    auto it = o.configs.find(key);
+    return it == o.configs.end() ? Config{} : Config{it->second, ""};
 }
 
-nlohmann::json config_or_empty(const ModelLoadOptions& o, const std::string& key) {
-    auto it = o.configs.find(key);
-    return it == o.configs.end() ? nlohmann::json::object() : it->second;
+// <dir>/config.json when present (it must then be a readable JSON object), else the options' config for `key`.
+Config folder_config(const std::string& file, const ModelLoadOptions& o, const std::string& key) {
+    if (auto j = read_optional_json_object(file)) return Config{std::move(*j), file};
+    return config_or_empty(o, key);
+}
+
+// Runs `apply` (which reads `cfg`), prefixing any complaint with the config file's name.
+template <class F>
+void apply_config(const Config& cfg, F&& apply) {
+    if (cfg.json.empty()) return;
+    try {
+        apply(cfg.json);
+    } catch (const Error& e) {
+        if (cfg.file.empty()) throw;
+        fail(e.code(), "'", cfg.file, "': ", e.what());
+    } catch (const nlohmann::json::exception& e) {  // a value of the wrong JSON type
+        fail(ErrorCode::InvalidArgument, cfg.file.empty() ? std::string("config") : "'" + cfg.file + "'", ": ",
+             e.what());
+    }
 }
 
 LoadOptions weight_options(const std::string& source, Precision p) {
@@ -45,34 +61,41 @@ LoadOptions weight_options(const std::string& source, Precision p) {
     return o;
 }
 
-std::unique_ptr<ClipTextModel> build_clip(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
+std::unique_ptr<ClipTextModel> build_clip(const std::map<std::string, Tensor>& t, const Config& cfg,
                                           const std::string& source, Precision p) {
     ClipTextConfig c = ClipTextConfig::detect(t);
-    if (!cfg.empty()) c.apply_hf_config(cfg);
+    apply_config(cfg, [&](const nlohmann::json& j) { c.apply_hf_config(j); });
     auto m = std::make_unique<ClipTextModel>(c);
     load_module(*m, t, weight_options(source, p));
     return m;
 }
 
-std::unique_ptr<UNet2DConditionModel> build_unet(const std::map<std::string, Tensor>& t, const nlohmann::json& cfg,
+std::unique_ptr<UNet2DConditionModel> build_unet(const std::map<std::string, Tensor>& t, const Config& cfg,
                                                  const std::string& source, int64_t pooled_dim, Precision p) {
     UNetConfig c = UNetConfig::detect(t);
     // SDXL's add_embedding input = pooled text embedding + 6 sinusoidal time ids: infer the time-id width from the
     // pooled width of the second text encoder when no config says it.
     if (c.text_time && pooled_dim > 0 && c.add_in_dim > pooled_dim && (c.add_in_dim - pooled_dim) % 6 == 0)
         c.addition_time_embed_dim = (c.add_in_dim - pooled_dim) / 6;
-    if (!cfg.empty()) c.apply_json(cfg);
+    apply_config(cfg, [&](const nlohmann::json& j) {
+        c.apply_json(j);
+        for (size_t i = 0; i < c.heads.size(); ++i)  // head counts come only from the config: check them here
+            NUANCE_CHECK(c.heads[i] > 0 && i < c.block_out_channels.size() &&
+                             c.block_out_channels[i] % c.heads[i] == 0,
+                         "attention heads ", c.heads, " do not divide the block widths ", c.block_out_channels);
+        NUANCE_CHECK(c.norm_num_groups > 0, "norm_num_groups = ", c.norm_num_groups);
+    });
     auto m = std::make_unique<UNet2DConditionModel>(c);
     load_module(*m, t, weight_options(source, p));
     return m;
 }
 
-std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& t_in, const nlohmann::json& cfg,
+std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& t_in, const Config& cfg,
                                          const std::string& source, SDFamily fam, Precision p) {
     const std::map<std::string, Tensor> t = rename_legacy_vae_attention(t_in);  // query/key/value/proj_attn names
     AutoencoderKLConfig c = AutoencoderKLConfig::detect(t);
     if (fam == SDFamily::SDXL) c.scaling_factor = 0.13025f;
-    if (!cfg.empty()) c.apply_diffusers_config(cfg);
+    apply_config(cfg, [&](const nlohmann::json& j) { c.apply_diffusers_config(j); });
     auto m = std::make_unique<AutoencoderKL>(c);
     load_module(*m, t, weight_options(source, p));
     return m;
@@ -96,13 +119,13 @@ std::map<std::string, Tensor> vae_tensors_from_file(const std::string& path) {
 
 int pad_id_from_tokenizer_config(const std::string& dir, int fallback) {
     for (const char* f : {"/special_tokens_map.json", "/tokenizer_config.json"}) {
-        if (!file_exists(dir + f)) continue;
-        const nlohmann::json j = read_json(dir + f);
-        if (!j.contains("pad_token")) continue;
+        const auto j = read_optional_json_object(dir + f);
+        if (!j || !j->contains("pad_token")) continue;
+        const nlohmann::json& p = (*j)["pad_token"];
         std::string pad;
-        if (j["pad_token"].is_string()) pad = j["pad_token"].get<std::string>();
-        else if (j["pad_token"].is_object() && j["pad_token"].contains("content"))
-            pad = j["pad_token"]["content"].get<std::string>();
+        if (p.is_string()) pad = p.get<std::string>();
+        else if (p.is_object() && p.contains("content") && p["content"].is_string())
+            pad = p["content"].get<std::string>();
         if (pad == "!") return 0;
         if (pad == "<|endoftext|>") return ClipTokenizer::kEosId;
     }
@@ -110,31 +133,57 @@ int pad_id_from_tokenizer_config(const std::string& dir, int fallback) {
 }
 
 void load_text_encoder_dir(TextEncoderSlot& slot, const std::string& root, const std::string& sub,
-                           const std::string& tok_sub, int default_pad, Precision p) {
+                           const std::string& tok_sub, int default_pad, const ModelLoadOptions& o, Precision p) {
     const std::string dir = root + "/" + sub;
     const std::string w = find_first_file(dir, {"model.safetensors", "model.safetensors.index.json",
                                                 "pytorch_model.bin", "model.fp16.safetensors"});
     NUANCE_CHECK_CODE(!w.empty(), NotFound, "diffusers folder '", root, "': no weights in ", sub, "/");
     WeightFile wf = load_weights(w);
-    const nlohmann::json cfg = file_exists(dir + "/config.json") ? read_json(dir + "/config.json") : nlohmann::json::object();
-    slot.model = build_clip(wf.tensors, cfg, w, p);
+    slot.model = build_clip(wf.tensors, folder_config(dir + "/config.json", o, sub), w, p);
     const std::string tdir = root + "/" + tok_sub;
-    if (file_exists(tdir + "/vocab.json") && file_exists(tdir + "/merges.txt"))
-        slot.own_tokenizer = std::make_unique<ClipTokenizer>(
-            ClipTokenizer::from_files(tdir + "/vocab.json", tdir + "/merges.txt"));
+    const std::string vocab = tdir + "/vocab.json", merges = tdir + "/merges.txt";
+    if (path_exists(vocab) || path_exists(merges)) {  // a tokenizer folder with one of the two is broken
+        require_regular_file(vocab, "tokenizer file");
+        require_regular_file(merges, "tokenizer file");
+        slot.own_tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::from_files(vocab, merges));
+    }
     slot.pad_id = pad_id_from_tokenizer_config(tdir, default_pad);
+}
+
+// scheduler_config.json values the pipeline reads, checked here so that a bad one is reported against its file.
+void check_scheduler_config(const nlohmann::json& j, const std::string& file) {
+    auto bad = [&](const char* key, const char* why) {
+        fail(ErrorCode::InvalidArgument, "'", file, "': '", key, "' ", why, " (got ", j[key].dump().substr(0, 64), ")");
+    };
+    for (const char* k : {"prediction_type", "timestep_spacing", "beta_schedule"})
+        if (j.contains(k) && !j[k].is_string()) bad(k, "must be a string");
+    for (const char* k : {"rescale_betas_zero_snr"})
+        if (j.contains(k) && !j[k].is_boolean()) bad(k, "must be a boolean");
+    if (j.contains("num_train_timesteps") &&
+        (!j["num_train_timesteps"].is_number_integer() || j["num_train_timesteps"].get<int64_t>() < 2 ||
+         j["num_train_timesteps"].get<int64_t>() > 100000))
+        bad("num_train_timesteps", "must be an integer in [2, 100000]");
+    if (j.contains("steps_offset") && (!j["steps_offset"].is_number_integer() || j["steps_offset"].get<int64_t>() < 0 ||
+                                       j["steps_offset"].get<int64_t>() > 100000))
+        bad("steps_offset", "must be an integer in [0, 100000]");
+    for (const char* k : {"beta_start", "beta_end"})
+        if (j.contains(k) && (!j[k].is_number() || !(j[k].get<double>() > 0 && j[k].get<double>() < 1)))
+            bad(k, "must be a number in (0, 1)");
 }
 
 StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelLoadOptions& o) {
     const Precision prec = cpu::resolve_precision(o.precision);
     StableDiffusionModel m;
     const std::string mi = root + "/model_index.json";
-    NUANCE_CHECK_CODE(file_exists(mi), NotFound, "'", root, "' is a folder without model_index.json (not a diffusers model)");
-    const nlohmann::json index = read_json(mi);
+    NUANCE_CHECK_CODE(path_exists(mi), NotFound, "'", root,
+                      "' is a folder without model_index.json (not a diffusers model)");
+    const nlohmann::json index = read_json_object(mi);
+    NUANCE_CHECK(!index.contains("_class_name") || index["_class_name"].is_string(), "'", mi,
+                 "': _class_name is not a string");
     const std::string cls = index.value("_class_name", std::string());
     const bool xl = cls.find("XL") != std::string::npos || is_directory(root + "/text_encoder_2");
-    load_text_encoder_dir(m.te1, root, "text_encoder", "tokenizer", ClipTokenizer::kEosId, prec);
-    if (xl) load_text_encoder_dir(m.te2, root, "text_encoder_2", "tokenizer_2", 0, prec);
+    load_text_encoder_dir(m.te1, root, "text_encoder", "tokenizer", ClipTokenizer::kEosId, o, prec);
+    if (xl) load_text_encoder_dir(m.te2, root, "text_encoder_2", "tokenizer_2", 0, o, prec);
     m.family = xl ? SDFamily::SDXL : (m.te1.model->config().act == ClipAct::QuickGelu ? SDFamily::SD1 : SDFamily::SD2);
     if (m.family == SDFamily::SD2) m.te1.pad_id = pad_id_from_tokenizer_config(root + "/tokenizer", 0);
     const std::vector<std::string> names{"diffusion_pytorch_model.safetensors",
@@ -142,8 +191,7 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
                                          "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin"};
     const std::string uw = find_first_file(root + "/unet", names);
     NUANCE_CHECK_CODE(!uw.empty(), NotFound, "diffusers folder '", root, "': no weights in unet/");
-    const nlohmann::json ucfg = file_exists(root + "/unet/config.json") ? read_json(root + "/unet/config.json")
-                                                                       : config_or_empty(o, "unet");
+    const Config ucfg = folder_config(root + "/unet/config.json", o, "unet");
     const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
     m.unet = build_unet(load_weights(uw).tensors, ucfg, uw, pooled, prec);
     if (!o.vae_path.empty()) {
@@ -151,17 +199,26 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
     } else {
         const std::string vw = find_first_file(root + "/vae", names);
         NUANCE_CHECK_CODE(!vw.empty(), NotFound, "diffusers folder '", root, "': no weights in vae/");
-        const nlohmann::json vcfg = file_exists(root + "/vae/config.json") ? read_json(root + "/vae/config.json")
-                                                                          : config_or_empty(o, "vae");
-        m.vae = build_vae(load_weights(vw).tensors, vcfg, vw, m.family, prec);
+        m.vae = build_vae(load_weights(vw).tensors, folder_config(root + "/vae/config.json", o, "vae"), vw, m.family,
+                          prec);
     }
-    if (file_exists(root + "/scheduler/scheduler_config.json"))
-        m.scheduler_config = read_json(root + "/scheduler/scheduler_config.json");
+    const std::string sc = root + "/scheduler/scheduler_config.json";
+    if (auto j = read_optional_json_object(sc)) {
+        check_scheduler_config(*j, sc);
+        m.scheduler_config = std::move(*j);
+    }
     m.prediction = m.scheduler_config.value("prediction_type", std::string("epsilon"));
     m.default_clip_skip = 1;
     m.native_size = m.family == SDFamily::SDXL ? 1024 : (m.prediction == "v_prediction" ? 768 : 512);
-    if (ucfg.contains("sample_size") && ucfg["sample_size"].is_number_integer() && ucfg["sample_size"].get<int>() > 0)
-        m.native_size = ucfg["sample_size"].get<int>() * (int)m.vae_scale();
+    if (ucfg.json.contains("sample_size") && !ucfg.json["sample_size"].is_null()) {
+        const nlohmann::json& ss = ucfg.json["sample_size"];
+        const int64_t scale = m.vae_scale();
+        NUANCE_CHECK(ss.is_number_integer() && ss.get<int64_t>() > 0 && ss.get<int64_t>() <= 16384 / scale,
+                     ucfg.file.empty() ? std::string("unet config") : "'" + ucfg.file + "'",
+                     ": sample_size must be an integer in [1, ", 16384 / scale, "] (got ", ss.dump().substr(0, 64),
+                     ")");
+        m.native_size = (int)(ss.get<int64_t>() * scale);
+    }
     return m;
 }
 
@@ -210,8 +267,9 @@ StableDiffusionModel load_single_file(const std::string& path, const ModelLoadOp
 }  // namespace
 
 StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelLoadOptions& o) {
-    NUANCE_CHECK_CODE(is_directory(path) || file_exists(path), NotFound, "model '", path, "' does not exist");
-    StableDiffusionModel m = is_directory(path) ? load_diffusers_folder(path, o) : load_single_file(path, o);
+    const bool folder = is_directory(path);
+    if (!folder) require_regular_file(path, "model");  // says what it is: missing, a FIFO, a symlink loop ...
+    StableDiffusionModel m = folder ? load_diffusers_folder(path, o) : load_single_file(path, o);
     m.path = path;
     m.name = stem(path);
     m.precision = cpu::resolve_precision(o.precision);

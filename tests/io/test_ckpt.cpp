@@ -5,9 +5,12 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <unistd.h>
 #include <iterator>
 
+#include "../test_util.h"
 #include "io/ckpt.h"
 #include "io/pickle.h"
 #include "io/zip_reader.h"
@@ -118,12 +121,23 @@ struct P {
     P& op(char c) { b.push_back(c); return *this; }
     P& str(const std::string& s) { b.push_back('X'); put32(b, s.size()); b += s; return *this; }
     P& i(int64_t v) {
+        if (v < INT32_MIN || v > INT32_MAX) return i64(v);
         if (v >= 0 && v < 256) { b.push_back('K'); b.push_back((char)v); }
         else { b.push_back('J'); put32(b, (uint32_t)v); }
         return *this;
     }
+    P& i64(int64_t v) {  // LONG1 with 8 bytes: any int64
+        b.push_back('\x8a');
+        b.push_back(8);
+        put64(b, (uint64_t)v);
+        return *this;
+    }
     P& global(const std::string& m, const std::string& n) { b += "c" + m + "\n" + n + "\n"; return *this; }
-    P& ints(const std::vector<int64_t>& v) { op('('); for (int64_t x : v) i(x); return op('t'); }
+    P& ints(const std::vector<int64_t>& v) {
+        op('(');
+        for (int64_t x : v) i(x);
+        return op('t');
+    }
     // _rebuild_tensor_v2(('storage', type, key, 'cpu', numel), offset, size, stride, False, OrderedDict())
     P& tensor(const std::string& type, const std::string& key, int64_t numel, int64_t offset,
               const std::vector<int64_t>& size, const std::vector<int64_t>& stride) {
@@ -449,4 +463,181 @@ TEST(Ckpt, EveryTruncationAndByteFlipFailsCleanly) {
         }
     EXPECT_GT(errors, 0u);
     EXPECT_GT(loaded, 0u);  // flips inside tensor data still load
+}
+
+// ============================== hostile checkpoints (issue 12) ==============================
+
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& bytes) {
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("nuance_hostile_" + std::to_string(::getpid()) + "_" + name)).string();
+    std::ofstream(path, std::ios::binary).write(bytes.data(), (std::streamsize)bytes.size());
+    return path;
+}
+
+std::string one_tensor_ckpt(int64_t numel, int64_t offset, const std::vector<int64_t>& size,
+                            const std::vector<int64_t>& stride) {
+    P p;
+    p.op('}').str("w").tensor("FloatStorage", "0", numel, offset, size, stride).op('s').op('.');
+    return make_ckpt(p.b, {{"0", f32_bytes({0, 1, 2, 3, 4, 5})}});
+}
+
+}  // namespace
+
+TEST(CkptHostile, StrideZeroViewWhoseByteSizeWrapsIsRefused) {
+    // 2^62 + 1 F32 elements viewed with stride 0: numel * 4 wraps to 4 bytes in 64-bit arithmetic. It used to
+    // allocate 4 bytes and copy 2^62 elements into them (SIGSEGV in info / generate / the server).
+    const int64_t n = (int64_t(1) << 62) + 1;
+    const std::string file = one_tensor_ckpt(6, 0, {n}, {0});
+    EXPECT_EQ(error_of([&] { load_ckpt(bytes_storage(file), "wrap.ckpt"); }),
+              "checkpoint 'wrap.ckpt': tensor 'w': size [4611686018427387905] of F32 overflows (more than 2^63 bytes)");
+    // The same through the CLI: one line on stderr, exit 1, no crash.
+    const std::string path = write_temp("wrap.ckpt", file);
+    const test::CliRun r = test::run_cli("info " + path);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, AllOf(HasSubstr(path), HasSubstr("overflows")));
+    std::filesystem::remove(path);
+
+    // Shapes whose element count (or the product of their non-zero dims) overflows int64.
+    EXPECT_THAT(error_of([&] {
+                    load_ckpt(bytes_storage(one_tensor_ckpt(6, 0, {int64_t(1) << 32, int64_t(1) << 32}, {0, 0})), "a.ckpt");
+                }),
+                HasSubstr("size [4294967296, 4294967296] of F32 overflows"));
+    EXPECT_THAT(error_of([&] {
+                    load_ckpt(bytes_storage(one_tensor_ckpt(6, 0, {0, int64_t(1) << 40, int64_t(1) << 40}, {0, 0, 0})),
+                              "b.ckpt");
+                }),
+                HasSubstr("overflows"));
+    // Large but representable: bounded by the materialisation limit instead.
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(one_tensor_ckpt(6, 0, {int64_t(1) << 40}, {0})), "c.ckpt"); }),
+                AllOf(HasSubstr("'w'"), HasSubstr("would expand to 4398046511104 bytes")));
+    // offset + span overflowing int64
+    EXPECT_THAT(error_of([&] {
+                    load_ckpt(bytes_storage(one_tensor_ckpt(6, INT64_MAX - 1, {3}, {1})), "d.ckpt");
+                }),
+                HasSubstr("overflows"));
+}
+
+TEST(CkptHostile, ManySmallStridedViewsCannotExhaustMemory) {
+    // Each stride-0 view is within its own limit (1 MiB), but 100 of them over one 24-byte storage would copy
+    // 100 MiB out of a file of a few kB: the total is bounded too.
+    P p;
+    p.op('}').op('(');
+    for (int k = 0; k < 100; ++k) p.str("w" + std::to_string(k)).tensor("FloatStorage", "0", 6, 0, {262144}, {0});
+    p.op('u').op('.');
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(make_ckpt(p.b, {{"0", f32_bytes({0, 1, 2, 3, 4, 5})}})), "m.ckpt"); }),
+                AllOf(HasSubstr("m.ckpt"), HasSubstr("strided views would expand the checkpoint past")));
+}
+
+TEST(CkptHostile, NegativeRankAndOffsetFieldsAreRefused) {
+    auto load = [](const std::string& file) { return error_of([&] { load_ckpt(bytes_storage(file), "h.ckpt"); }); };
+    EXPECT_EQ(load(one_tensor_ckpt(6, 0, {-1}, {1})),
+              "checkpoint 'h.ckpt': tensor 'w': size holds a non-integer or negative value");
+    EXPECT_EQ(load(one_tensor_ckpt(6, 0, {2}, {-1})),
+              "checkpoint 'h.ckpt': tensor 'w': stride holds a non-integer or negative value");
+    EXPECT_EQ(load(one_tensor_ckpt(6, -3, {2}, {1})), "checkpoint 'h.ckpt': tensor 'w': bad storage offset");
+    EXPECT_THAT(load(one_tensor_ckpt(6, 100, {0}, {1})), HasSubstr("storage offset 100 is past the storage (6 elements)"));
+    EXPECT_THAT(load(one_tensor_ckpt(6, 6, {1}, {1})), HasSubstr("reach element 6 but the storage holds 6 F32 elements"));
+    EXPECT_THAT(load(one_tensor_ckpt(-1, 0, {1}, {1})), HasSubstr("bad storage key or numel"));
+    EXPECT_THAT(load(one_tensor_ckpt(6, 0, std::vector<int64_t>(9, 1), std::vector<int64_t>(9, 1))),
+                HasSubstr("size has rank 9"));
+}
+
+TEST(CkptHostile, DeepNestingAndHugeMemoIndicesAreHarmless) {
+    // A million nested lists (EMPTY_LIST x N, APPEND x N-1): built and destroyed without recursion.
+    std::string deep = "\x80\x02";
+    deep += std::string(1000000, ']') + std::string(999999, 'a') + ".";
+    EXPECT_EQ(error_of([&] { load_ckpt(bytes_storage(make_ckpt(deep, {})), "deep.ckpt"); }),
+              "checkpoint 'deep.ckpt': top-level object is a list, expected a state dict");
+    // The same depth inside the state dict, as a non-tensor value: ignored.
+    std::string inner("\x80\x02}X\x01\x00\x00\x00x", 9);
+    inner += std::string(500000, ']') + std::string(499999, 'a') + "s.";
+    EXPECT_EQ(error_of([&] { load_ckpt(bytes_storage(make_ckpt(inner, {})), "inner.ckpt"); }), "(no error)");
+    // Unbounded MARK nesting.
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(make_ckpt("\x80\x02" + std::string(100000, '('), {})), "m.ckpt"); }),
+                AllOf(HasSubstr("m.ckpt"), HasSubstr("more than 65536 nested MARKs")));
+    // LONG_BINPUT / LONG_BINGET at index 2^32-1: a sparse memo, no 4G-entry table.
+    const std::string memo = std::string("\x80\x02}r\xff\xff\xff\xff", 8) + "0" + std::string("j\xff\xff\xff\xff", 5) + ".";
+    EXPECT_EQ(error_of([&] { load_ckpt(bytes_storage(make_ckpt(memo, {})), "memo.ckpt"); }), "(no error)");
+    // BINGET / LONG_BINGET of keys never PUT.
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(make_ckpt(std::string("\x80\x02j\xfe\xff\xff\xff.", 8), {})), "g.ckpt"); }),
+                AllOf(HasSubstr("g.ckpt"), HasSubstr("memo key 4294967294 not found")));
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(make_ckpt("\x80\x02}q\x01h\x02.", {})), "g.ckpt"); }),
+                HasSubstr("memo key 2 not found"));
+}
+
+TEST(CkptHostile, PersistentIdNamingNoStorageIsRefused) {
+    P p;
+    p.op('}').str("w").tensor("FloatStorage", "../../etc/passwd", 6, 0, {6}, {1}).op('s').op('.');
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(make_ckpt(p.b, {{"0", f32_bytes({0, 1, 2, 3, 4, 5})}})), "p.ckpt"); }),
+                AllOf(HasSubstr("p.ckpt"), HasSubstr("storage '../../etc/passwd' is missing from the archive")));
+    P q;  // a persistent id that is not a storage tuple
+    q.op('}').str("w").global("torch._utils", "_rebuild_tensor_v2").op('(').str("nope").op('Q').i(0).ints({1}).ints({1});
+    q.op('\x89').global("collections", "OrderedDict").op(')').op('R').op('t').op('R').op('s').op('.');
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(make_ckpt(q.b, {})), "q.ckpt"); }),
+                AllOf(HasSubstr("q.ckpt"), HasSubstr("unrecognised persistent id")));
+}
+
+TEST(ZipHostile, CentralDirectoryLyingAboutSizesAndOffsets) {
+    const std::string good = make_zip({{"a/x", "hello world"}});
+    const size_t cd = good.find(std::string("PK\x01\x02", 4));
+    ASSERT_NE(cd, std::string::npos);
+    auto patch32 = [](std::string z, size_t at, uint32_t v) {
+        for (int k = 0; k < 4; ++k) z[at + k] = (char)(v >> (8 * k));
+        return z;
+    };
+    // stored entry claiming 2 GiB (both sizes, so they agree)
+    std::string big = patch32(patch32(good, cd + 20, 0x7fffffff), cd + 24, 0x7fffffff);
+    ZipReader rb(bytes_storage(big), "big.zip");
+    EXPECT_THAT(error_of([&] { rb.read("a/x"); }), AllOf(HasSubstr("big.zip"), HasSubstr("data of entry"),
+                                                        HasSubstr("outside the file")));
+    // stored sizes that disagree
+    EXPECT_THAT(error_of([&] { ZipReader(bytes_storage(patch32(good, cd + 24, 5)), "dis.zip"); }),
+                HasSubstr("stored entry 'a/x' has compressed size 11 != uncompressed size 5"));
+    // EOCD: 65534 entries in a 57-byte directory; a directory larger than the file
+    const size_t eocd = good.size() - 22;
+    std::string many = good;
+    many[eocd + 10] = many[eocd + 8] = (char)0xfe;
+    many[eocd + 11] = many[eocd + 9] = (char)0xff;
+    EXPECT_THAT(error_of([&] { ZipReader(bytes_storage(many), "many.zip"); }),
+                AllOf(HasSubstr("many.zip"), HasSubstr("claims 65534 entries")));
+    EXPECT_THAT(error_of([&] { ZipReader(bytes_storage(patch32(good, eocd + 12, 0xfffffff0)), "cd.zip"); }),
+                AllOf(HasSubstr("cd.zip"), HasSubstr("central directory at offset")));
+    // deflate entry claiming an impossible expansion
+    const std::string dz = make_zip({{"a/x", std::string(1000, 'q'), true}});
+    const size_t dcd = dz.find(std::string("PK\x01\x02", 4));
+    ZipReader rd(bytes_storage(patch32(dz, dcd + 24, 0xfffffff0)), "bomb.zip");
+    EXPECT_THAT(error_of([&] { rd.read("a/x"); }), AllOf(HasSubstr("bomb.zip"), HasSubstr("impossible for deflate")));
+}
+
+TEST(ZipHostile, Zip64RecordsLyingAboutSizesAndOffsets) {
+    const std::string good = make_zip({{"a/x", "hello world"}}, /*zip64=*/true);
+    ASSERT_NO_THROW(ZipReader(bytes_storage(good), "ok.zip"));
+    auto patch64 = [](std::string z, size_t at, uint64_t v) {
+        for (int k = 0; k < 8; ++k) z[at + k] = (char)(v >> (8 * k));
+        return z;
+    };
+    const size_t z64 = good.rfind(std::string("PK\x06\x06", 4));
+    const size_t loc = good.rfind(std::string("PK\x06\x07", 4));
+    ASSERT_NE(z64, std::string::npos);
+    ASSERT_NE(loc, std::string::npos);
+    // locator pointing past the end / at 2^64-1
+    EXPECT_THAT(error_of([&] { ZipReader(bytes_storage(patch64(good, loc + 8, ~0ull)), "loc.zip"); }),
+                AllOf(HasSubstr("loc.zip"), HasSubstr("ZIP64 end of central directory"), HasSubstr("outside the file")));
+    // ZIP64 entry count 2^63, directory size 2^64-1, directory offset 2^64-16
+    EXPECT_THAT(error_of([&] { ZipReader(bytes_storage(patch64(good, z64 + 32, 1ull << 63)), "n.zip"); }),
+                HasSubstr("claims 9223372036854775808 entries"));
+    EXPECT_THAT(error_of([&] { ZipReader(bytes_storage(patch64(good, z64 + 40, ~0ull)), "s.zip"); }),
+                AllOf(HasSubstr("s.zip"), HasSubstr("outside the file")));
+    EXPECT_THAT(error_of([&] { ZipReader(bytes_storage(patch64(good, z64 + 48, ~0ull - 15)), "o.zip"); }),
+                AllOf(HasSubstr("o.zip"), HasSubstr("outside the file")));
+    // the entry's ZIP64 extra field: sizes and local header offset near 2^64
+    const size_t cd = good.find(std::string("PK\x01\x02", 4));
+    const size_t extra = cd + 46 + 3;  // name "a/x"
+    ZipReader r1(bytes_storage(patch64(patch64(good, extra + 4, ~0ull), extra + 12, ~0ull)), "sz.zip");
+    EXPECT_THAT(error_of([&] { r1.read("a/x"); }), AllOf(HasSubstr("sz.zip"), HasSubstr("outside the file")));
+    ZipReader r2(bytes_storage(patch64(good, extra + 20, ~0ull - 3)), "lho.zip");
+    EXPECT_THAT(error_of([&] { r2.read("a/x"); }), AllOf(HasSubstr("lho.zip"), HasSubstr("local header"),
+                                                        HasSubstr("outside the file")));
 }
