@@ -23,6 +23,24 @@ constexpr const char* kRebuildParameter = "torch._utils._rebuild_parameter";
 constexpr const char* kRebuildParameterWithState = "torch._utils._rebuild_parameter_with_state";
 constexpr int64_t kMaxRank = 8;
 
+// Deflated entries (torch stores them uncompressed; other zip writers may not) are inflated into memory: their
+// claimed sizes are bounded per archive, so a small file cannot make us allocate and fill terabytes.
+class InflateBudget {
+public:
+    InflateBudget(uint64_t file_size, const std::string& path) : left_(64 * file_size + (1ull << 30)), path_(path) {}
+    void take(const ZipEntry& e) {
+        if (e.method == 0) return;
+        if (e.uncompressed_size > left_)
+            fail(ErrorCode::InvalidArgument, "checkpoint '", path_, "': entry '", e.name, "' inflates to ",
+                 e.uncompressed_size, " bytes, more than this ", "archive may expand to (", left_, " bytes left)");
+        left_ -= e.uncompressed_size;
+    }
+
+private:
+    uint64_t left_;
+    const std::string& path_;
+};
+
 const std::map<std::string, DType>& storage_dtypes() {
     static const std::map<std::string, DType> m = {
         {"torch.FloatStorage", DType::F32}, {"torch.HalfStorage", DType::F16},  {"torch.BFloat16Storage", DType::BF16},
@@ -37,8 +55,9 @@ const std::map<std::string, DType>& storage_dtypes() {
 class TensorBuilder {
 public:
     // `copy_budget`: bytes that strided views may materialise in all (each copy is also bounded by its storage).
-    TensorBuilder(const ZipReader& zip, std::string prefix, const std::string& path, uint64_t copy_budget)
-        : zip_(zip), prefix_(std::move(prefix)), path_(path), copy_budget_(copy_budget) {}
+    TensorBuilder(const ZipReader& zip, std::string prefix, const std::string& path, uint64_t copy_budget,
+                  InflateBudget& inflate)
+        : zip_(zip), prefix_(std::move(prefix)), path_(path), inflate_(inflate), copy_budget_(copy_budget) {}
 
     static bool is_tensor(const PyValue* v) {
         return v->kind == Kind::Object && (v->s == kRebuildTensor || v->s == kRebuildParameter ||
@@ -101,6 +120,7 @@ private:
             if (!e)
                 fail(ErrorCode::NotFound, "checkpoint '", path_, "': tensor '", name, "': storage '", key->s,
                      "' is missing from the archive (no entry '", entry, "')");
+            inflate_.take(*e);
             auto s = zip_.read(*e);
             if (reinterpret_cast<uintptr_t>(s->data()) % 64 != 0) {  // kernels assume aligned rows: copy once
                 auto owned = Storage::allocate(s->size());
@@ -190,6 +210,7 @@ private:
     std::string prefix_;
     const std::string& path_;
     std::map<std::string, std::shared_ptr<Storage>> storages_;
+    InflateBudget& inflate_;
     uint64_t copy_budget_ = 0, copied_ = 0;
 };
 
@@ -231,6 +252,7 @@ WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
     NUANCE_CHECK(n >= 4 && std::memcmp(p, "PK\x03\x04", 4) == 0, "checkpoint '", name,
                  "' is not a torch zip checkpoint (no zip signature)");
     const ZipReader zip(file, name);
+    InflateBudget inflate(n, name);
 
     // The pickle is `<archive>/data.pkl`, where <archive> is a single folder (torch names it after the file).
     const ZipEntry* pkl = nullptr;
@@ -249,12 +271,14 @@ WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
     }
     NUANCE_CHECK(pkl != nullptr, "checkpoint '", name, "': no data.pkl in the archive (not a torch checkpoint)");
     if (const ZipEntry* bo = zip.find(prefix + "byteorder")) {
+        inflate.take(*bo);
         const auto s = zip.read(*bo, true);
         const std::string order(reinterpret_cast<const char*>(s->data()), s->size());
         NUANCE_CHECK_CODE(order == "little", Unsupported, "checkpoint '", name, "': byte order '", order,
                           "' is not supported");
     }
 
+    inflate.take(*pkl);
     const auto pkl_bytes = zip.read(*pkl, /*verify_crc=*/true);
     const Pickle pickle = unpickle(pkl_bytes->data(), pkl_bytes->size(), ckpt_allowed_globals(), name);
 
@@ -272,7 +296,7 @@ WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
     if (const PyValue* inner = root->get("state_dict"); inner && inner->kind == Kind::Dict) sd = inner;
 
     // Strided (non-dense) views are copied: at most 4x the file plus 64 MiB in all, whatever the pickle asks.
-    TensorBuilder builder(zip, prefix, name, 4 * (uint64_t)n + (64u << 20));
+    TensorBuilder builder(zip, prefix, name, 4 * (uint64_t)n + (64u << 20), inflate);
     for (const auto& [key, value] : sd->dict) {
         if (key->kind != Kind::Str || !TensorBuilder::is_tensor(value)) continue;  // non-tensor entries: ignored
         wf.tensors.insert_or_assign(key->s, builder.build(key->s, value));

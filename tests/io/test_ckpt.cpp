@@ -579,6 +579,26 @@ TEST(CkptHostile, PersistentIdNamingNoStorageIsRefused) {
                 AllOf(HasSubstr("q.ckpt"), HasSubstr("unrecognised persistent id")));
 }
 
+TEST(CkptHostile, DeflatedStoragesAreBoundedPerArchive) {
+    // A 2 MB deflated storage claiming 1032x (the most deflate can expand) = 2 GB: more than the archive may
+    // inflate to (64x its size + 1 GiB), refused before anything is allocated.
+    std::string noise(2u << 20, '\0');
+    uint32_t x = 12345;
+    for (char& c : noise) c = (char)((x = x * 1103515245u + 12345u) >> 24);
+    P p;
+    p.op('}').str("w").tensor("FloatStorage", "0", (int64_t)noise.size() / 4, 0, {1}, {1}).op('s').op('.');
+    std::string z = make_zip({{"archive/data.pkl", p.b}, {"archive/data/0", noise, true}});
+    size_t cd = z.find(std::string("PK\x01\x02", 4));
+    cd = z.find(std::string("PK\x01\x02", 4), cd + 4);  // the storage's entry
+    ASSERT_NE(cd, std::string::npos);
+    uint32_t csize = 0;
+    for (int k = 0; k < 4; ++k) csize |= (uint32_t)(uint8_t)z[cd + 20 + k] << (8 * k);
+    const uint64_t claim = (uint64_t)csize * 1032;
+    for (int k = 0; k < 4; ++k) z[cd + 24 + k] = (char)(claim >> (8 * k));
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(z), "bomb.ckpt"); }),
+                AllOf(HasSubstr("bomb.ckpt"), HasSubstr("entry 'archive/data/0' inflates to " + std::to_string(claim))));
+}
+
 TEST(ZipHostile, CentralDirectoryLyingAboutSizesAndOffsets) {
     const std::string good = make_zip({{"a/x", "hello world"}});
     const size_t cd = good.find(std::string("PK\x01\x02", 4));
