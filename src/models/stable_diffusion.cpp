@@ -38,12 +38,12 @@ Config folder_config(const std::string& file, const ModelLoadOptions& o, const s
     return config_or_empty(o, key);
 }
 
-// Runs `apply` (which reads `cfg`), prefixing any complaint with the config file's name.
+// Runs `f` (which applies `cfg` and builds the module from it), prefixing any complaint with the config file's
+// name: a bad value may only show when the module is built (e.g. norm groups that do not divide a width).
 template <class F>
-void apply_config(const Config& cfg, F&& apply) {
-    if (cfg.json.empty()) return;
+auto with_config(const Config& cfg, F&& f) {
     try {
-        apply(cfg.json);
+        return f();
     } catch (const Error& e) {
         if (cfg.file.empty()) throw;
         fail(e.code(), "'", cfg.file, "': ", e.what());
@@ -64,8 +64,10 @@ LoadOptions weight_options(const std::string& source, Precision p) {
 std::unique_ptr<ClipTextModel> build_clip(const std::map<std::string, Tensor>& t, const Config& cfg,
                                           const std::string& source, Precision p) {
     ClipTextConfig c = ClipTextConfig::detect(t);
-    apply_config(cfg, [&](const nlohmann::json& j) { c.apply_hf_config(j); });
-    auto m = std::make_unique<ClipTextModel>(c);
+    auto m = with_config(cfg, [&] {
+        if (!cfg.json.empty()) c.apply_hf_config(cfg.json);
+        return std::make_unique<ClipTextModel>(c);
+    });
     load_module(*m, t, weight_options(source, p));
     return m;
 }
@@ -77,15 +79,17 @@ std::unique_ptr<UNet2DConditionModel> build_unet(const std::map<std::string, Ten
     // pooled width of the second text encoder when no config says it.
     if (c.text_time && pooled_dim > 0 && c.add_in_dim > pooled_dim && (c.add_in_dim - pooled_dim) % 6 == 0)
         c.addition_time_embed_dim = (c.add_in_dim - pooled_dim) / 6;
-    apply_config(cfg, [&](const nlohmann::json& j) {
-        c.apply_json(j);
-        for (size_t i = 0; i < c.heads.size(); ++i)  // head counts come only from the config: check them here
-            NUANCE_CHECK(c.heads[i] > 0 && i < c.block_out_channels.size() &&
-                             c.block_out_channels[i] % c.heads[i] == 0,
-                         "attention heads ", c.heads, " do not divide the block widths ", c.block_out_channels);
-        NUANCE_CHECK(c.norm_num_groups > 0, "norm_num_groups = ", c.norm_num_groups);
+    auto m = with_config(cfg, [&] {
+        if (!cfg.json.empty()) {
+            c.apply_json(cfg.json);
+            for (size_t i = 0; i < c.heads.size(); ++i)  // head counts come only from the config: check them here
+                NUANCE_CHECK(c.heads[i] > 0 && i < c.block_out_channels.size() &&
+                                 c.block_out_channels[i] % c.heads[i] == 0,
+                             "attention heads ", c.heads, " do not divide the block widths ", c.block_out_channels);
+            NUANCE_CHECK(c.norm_num_groups > 0, "norm_num_groups = ", c.norm_num_groups);
+        }
+        return std::make_unique<UNet2DConditionModel>(c);
     });
-    auto m = std::make_unique<UNet2DConditionModel>(c);
     load_module(*m, t, weight_options(source, p));
     return m;
 }
@@ -95,8 +99,10 @@ std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& t_
     const std::map<std::string, Tensor> t = rename_legacy_vae_attention(t_in);  // query/key/value/proj_attn names
     AutoencoderKLConfig c = AutoencoderKLConfig::detect(t);
     if (fam == SDFamily::SDXL) c.scaling_factor = 0.13025f;
-    apply_config(cfg, [&](const nlohmann::json& j) { c.apply_diffusers_config(j); });
-    auto m = std::make_unique<AutoencoderKL>(c);
+    auto m = with_config(cfg, [&] {
+        if (!cfg.json.empty()) c.apply_diffusers_config(cfg.json);
+        return std::make_unique<AutoencoderKL>(c);
+    });
     load_module(*m, t, weight_options(source, p));
     return m;
 }

@@ -261,6 +261,9 @@ TEST_F(Hostile, DiffusersConfigsThatAreBrokenAreErrorsNamingTheFile) {
     EXPECT_EQ(load(), "'" + vcfg + "' is not a JSON object (it is string)");
     std::ofstream(vcfg) << R"({"latent_channels": 7})";
     EXPECT_THAT(load(), AllOf(HasSubstr("'" + vcfg + "': AutoencoderKL config: latent_channels = 7")));
+    std::ofstream(vcfg) << R"({"norm_num_groups": 9223372036854775807})";  // only fails when the VAE is built
+    EXPECT_THAT(load(), AllOf(HasSubstr("'" + vcfg + "': AutoencoderKL: block width"),
+                              HasSubstr("9223372036854775807 norm groups")));
     fs::remove(vcfg);
     const std::string tcfg = root + "/text_encoder/config.json";
     std::ofstream(tcfg) << "null";
