@@ -81,6 +81,11 @@ public:
     SamplerLoop(const char* sampler, Denoiser& d, const Tensor& x, const Schedule& s, SamplerOptions& o);
     int steps() const { return s_.steps(); }
     double sigma(int i) const { return s_.sigmas[(size_t)i]; }
+    // Where step i lands: sigma(i + 1), or on the DDIM timestep set the sigma of timesteps[i] - T // N
+    // (Schedule::step_sigmas). land(x, i) takes the landed sample, as the VP latent it is, to sigma(i + 1), where
+    // the model is called next: x * sqrt(sigma(i+1)^2 + 1) / sqrt(target(i)^2 + 1) (x itself when they agree).
+    double target(int i) const;
+    Tensor land(const Tensor& x, int i) const;
     Tensor denoise(const Tensor& x, double sigma);                   // cancellation check, then d(x, sigma)
     void step_done(int i, const Tensor& x, const Tensor& denoised);  // callback, then cancellation check
     Tensor noise(const Tensor& like);                                // one randn of like's shape from o.rng
@@ -125,8 +130,10 @@ Tensor euler_step(const Tensor& x, const Tensor& denoised, double sigma, double 
 // even when sigma_up is 0 on the last step, as diffusers' EulerAncestral/DDIM/DDPM do).
 Tensor ancestral_euler_step(SamplerLoop& loop, const Tensor& x, const Tensor& denoised, double sigma,
                             double sigma_next, double eta, double s_noise);
-// The whole loop of Euler ancestral, DDIM and DDPM: they differ only in their default eta and their timestep set.
-Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise);
+// The whole loop of Euler ancestral, DDIM and DDPM: they differ only in their default eta and their timestep set
+// (steps land on SamplerLoop::target(i)). draws(i) false: step i is deterministic (DDPM at timestep 0).
+Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise,
+                            const std::function<bool(int)>& draws = nullptr);
 
 // ---- the samplers (one file each) ----
 Tensor sample_euler(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // churn: s_churn
