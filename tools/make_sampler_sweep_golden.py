@@ -38,6 +38,72 @@ SEEDS = [0, 1, 2]
 FAKES = [(0.3, 0.05), (0.7, -0.1), (-0.2, 0.3)]
 SD = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
+
+
+def torch113_linspace_f32(start, end, steps):
+    """torch.linspace(start, end, steps, dtype=float32) as torch 1.13's AVX2 CPU kernel computes it (the reference
+    env of tests/data/golden/schedulers, which nuance matches bit for bit; see src/samplers/schedule.cpp): the first
+    half counts up from start, the second half down from end, 8-lane vectors base + j*step with FMAs. Newer torch
+    versions differ in the last bit of some betas, which zero-terminal-SNR rescaling amplifies to 1e-5 in sigma."""
+    start, end = np.float32(start), np.float32(end)
+    out = np.zeros(steps, np.float32)
+    if steps == 1:
+        out[0] = start
+        return out
+    step = np.float32((end - start) / np.float32(steps - 1))
+    half = steps // 2
+
+    def fma(a, b, c):  # float32 fma: the product is exact in float64, one rounding of the sum to float32
+        return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+
+    def base(i):
+        return fma(step, np.float32(i), start) if i < half else fma(-step, np.float32(steps - i - 1), end)
+
+    i = 0
+    while i + 16 <= steps:
+        for v in (i, i + 8):
+            b = base(v)
+            out[v] = b
+            for j in range(1, 8):
+                out[v + j] = fma(np.float32(j), step, b)
+        i += 16
+    while i < steps:
+        out[i] = base(i)
+        i += 1
+    return out
+
+
+_torch_linspace = torch.linspace
+
+
+def linspace_113(start, end, steps, *args, dtype=None, **kw):
+    if dtype == torch.float32 and not args and not kw and isinstance(start, float) and isinstance(end, float):
+        return torch.from_numpy(torch113_linspace_f32(start, end, steps))
+    return _torch_linspace(start, end, steps, *args, dtype=dtype, **kw)
+
+
+torch.linspace = linspace_113  # the schedulers build their betas with it
+
+
+def rescale_zero_terminal_snr_ieee(betas):
+    """diffusers' rescale_zero_terminal_snr in float32 with correctly rounded sqrt (numpy; = torch 1.13). torch 2.x's
+    vectorised float32 sqrt is off by an ulp on some inputs, and the subtraction of sqrt(alphas_cumprod[T-1]) turns
+    that into 1e-5 relative differences of the last sigmas."""
+    b = betas.numpy().astype(np.float32)
+    ac = np.cumprod((np.float32(1) - b).astype(np.float64)).astype(np.float32)
+    s = np.sqrt(ac).astype(np.float32)
+    s0, st = s[0], s[-1]
+    s = (s - st).astype(np.float32)
+    s = (s * np.float32(s0 / np.float32(s0 - st))).astype(np.float32)
+    bar = (s * s).astype(np.float32)
+    alphas = np.concatenate([bar[:1], (bar[1:] / bar[:-1]).astype(np.float32)])
+    return torch.from_numpy((np.float32(1) - alphas).astype(np.float32))
+
+
+for _mod in list(sys.modules):
+    if _mod.startswith("diffusers.schedulers.") and hasattr(sys.modules[_mod], "rescale_zero_terminal_snr"):
+        sys.modules[_mod].rescale_zero_terminal_snr = rescale_zero_terminal_snr_ieee
+
 tensors = {}
 entries = {}
 errors = {}

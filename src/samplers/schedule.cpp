@@ -292,7 +292,10 @@ Schedule euler_discrete_schedule(const NoiseSchedule& ns, const ScheduleConfig& 
     if (c.type != ScheduleType::Normal) {
         sig = typed_sigmas(ns, c, sig.back(), sig.front(), final_sigma);
         ts.resize(sig.size());
-        for (size_t i = 0; i < sig.size(); ++i) ts[i] = (double)(float)ns.sigma_to_t(sig[i]);
+        for (size_t i = 0; i < sig.size(); ++i) {
+            const double t = ns.sigma_to_t(sig[i]);
+            ts[i] = (double)(float)(c.round_typed_timesteps ? np_round(t) : t);
+        }
     }
     Schedule s;
     s.sigmas = sig;

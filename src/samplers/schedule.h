@@ -113,6 +113,9 @@ struct ScheduleConfig {
     int steps_offset = 0;          // added to 'leading' timesteps (SD 1.x/XL configs use 1)
     bool final_alpha_one = false;  // DDIM/PNDM set_alpha_to_one; DDPM always steps to alpha 1
     int lcm_original_steps = 50;   // Lcm/Tcd: the teacher's step count (original_inference_steps)
+    // EulerDiscrete family, schedule types other than normal: round the model timesteps of the typed sigmas
+    // (diffusers KDPM2 / KDPM2 ancestral round them; Euler, Heun and LMS keep them fractional).
+    bool round_typed_timesteps = false;
     std::vector<double> custom_sigmas;  // Custom: N+1 strictly decreasing sigmas >= 0 (see parse_sigma_list); steps
                                         // is then ignored (N = custom_sigmas.size() - 1)
     double beta_alpha = 0.6, beta_beta = 0.6;  // Beta schedule parameters (ComfyUI defaults)
