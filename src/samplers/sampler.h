@@ -7,10 +7,13 @@
 // and cancellation go through o. Pipelines never call sample_X directly: they call run_sampler() (registry.h).
 //
 // Matched against diffusers on tests/data/golden/schedulers: euler (both churn orders), euler_a, heun, lms, ddim,
-// ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling.
+// ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling. The
+// scheduler_sweep case (tools/make_sampler_sweep_golden.py) checks those plus dpm2 (KDPM2), dpm2_a (KDPM2
+// ancestral) and tcd over step counts 1..150, every spacing, eps/v, zero SNR, Karras and eta (open divergences
+// are listed in tests/samplers/test_sampler_sweep_golden.cpp).
 // Without a reference entry (tested against hand-derived steps and by convergence on a Gaussian whose exact
-// denoiser is known, tests/samplers/test_convergence.cpp): dpm2, dpm2_a, dpmpp_2s_a, dpmpp_sde, dpmpp_3m_sde,
-// dpmpp_2m_v2, ipndm, tcd. (No ipndm_v: the reference's variable-step coefficients, ComfyUI/zju-pi, are not the
+// denoiser is known, tests/samplers/test_convergence.cpp): dpmpp_2s_a, dpmpp_sde (diffusers' DPMSolverSDE draws
+// from a torchsde Brownian tree), dpmpp_3m_sde, dpmpp_2m_v2, ipndm (diffusers' IPNDMScheduler is another method). (No ipndm_v: the reference's variable-step coefficients, ComfyUI/zju-pi, are not the
 // Adams-Bashforth ones, 3rd order even on equal steps; the exact variable-step 4th-order rule is `lms`.)
 //
 // Flow-matching schedules (x = (1-s) x0 + s eps) have the same probability-flow ODE as VE ones,
