@@ -94,6 +94,8 @@ int run(const BenchArgs& a) {
     const StableDiffusionModel m = load_stable_diffusion(a.model, lo);
     const double load_s = seconds_since(t_load);  // one load: median = min = max
     std::printf("load median_s=%.4f min_s=%.4f max_s=%.4f\n", load_s, load_s, load_s);
+    NUANCE_CHECK_CODE(!m.pixel_space(), Unsupported, "bench: '", a.model, "' is a pixel-space model (no VAE); ",
+                      "bench times the text encoder, UNet and VAE decode of a latent-diffusion model");
     NUANCE_CHECK(a.width % m.vae_scale() == 0 && a.height % m.vae_scale() == 0, "usage: size ", a.width, "x",
                  a.height, " is not a multiple of ", m.vae_scale());
     const ConditioningOptions co;

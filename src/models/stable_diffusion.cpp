@@ -188,6 +188,11 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
                  "': _class_name is not a string");
     const std::string cls = index.value("_class_name", std::string());
     const bool xl = cls.find("XL") != std::string::npos || is_directory(root + "/text_encoder_2");
+    if (auto ucls = read_optional_json_object(root + "/unet/config.json"))
+        NUANCE_CHECK_CODE(!ucls->contains("_class_name") || (*ucls)["_class_name"] != "UNet2DModel", Unsupported,
+                          "diffusers folder '", root, "': unet/ is an unconditional UNet2DModel (", cls,
+                          "), which nuance does not run yet; it runs UNet2DConditionModel, as `nuance train ",
+                          "--model ddpm` exports it");
     load_text_encoder_dir(m.te1, root, "text_encoder", "tokenizer", ClipTokenizer::kEosId, o, prec);
     if (xl) load_text_encoder_dir(m.te2, root, "text_encoder_2", "tokenizer_2", 0, o, prec);
     m.family = xl ? SDFamily::SDXL : (m.te1.model->config().act == ClipAct::QuickGelu ? SDFamily::SD1 : SDFamily::SD2);
@@ -200,7 +205,17 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
     const Config ucfg = folder_config(root + "/unet/config.json", o, "unet");
     const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
     m.unet = build_unet(load_weights(uw).tensors, ucfg, uw, pooled, prec);
-    if (!o.vae_path.empty()) {
+    // Pixel space: diffusers' DDPMPipeline layout (no vae/), or an older nuance ddpm export (no vae/, a 1- or
+    // 3-channel UNet that outputs what it takes).
+    const int64_t in_ch = m.unet->config().in_channels;
+    const bool pixel = o.vae_path.empty() && !is_directory(root + "/vae") &&
+                       (cls == "DDPMPipeline" || ((in_ch == 1 || in_ch == 3) && m.unet->config().out_channels == in_ch));
+    if (pixel) {
+        NUANCE_CHECK(in_ch == 1 || in_ch == 3, "diffusers folder '", root, "': a pixel-space (", cls,
+                     ") UNet must take 1 or 3 image channels, got ", in_ch);
+        NUANCE_CHECK(m.unet->config().out_channels == in_ch, "diffusers folder '", root, "': a pixel-space UNet must ",
+                     "output its ", in_ch, " input channels, got ", m.unet->config().out_channels);
+    } else if (!o.vae_path.empty()) {
         m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family, prec);
     } else {
         const std::string vw = find_first_file(root + "/vae", names);
@@ -311,8 +326,11 @@ std::string StableDiffusionModel::describe() const {
         s += str("text_encoder_2: CLIP hidden=", te2.model->config().hidden, " layers=", te2.model->config().layers,
                  " projection=", te2.model->config().projection_dim, "\n");
     s += "unet: " + unet->config().describe() + "\n";
-    s += str("vae: channels=", vae->config().block_out_channels, " latent=", vae->config().latent_channels,
-             " scaling=", vae->config().scaling_factor, "\n");
+    if (vae)
+        s += str("vae: channels=", vae->config().block_out_channels, " latent=", vae->config().latent_channels,
+                 " scaling=", vae->config().scaling_factor, "\n");
+    else
+        s += str("pixel space: no VAE, ", unet->config().in_channels, " image channels\n");
     return s;
 }
 

@@ -51,13 +51,16 @@ struct StableDiffusionModel {
     nlohmann::json scheduler_config = nlohmann::json::object();  // diffusers scheduler_config.json, when present
     TextEncoderSlot te1, te2;  // te2 only for SDXL
     std::unique_ptr<UNet2DConditionModel> unet;
+    // Null for a pixel-space model (diffusers' DDPMPipeline layout, `nuance train --model ddpm`): the UNet denoises
+    // the image itself (1 or 3 channels in [-1, 1]); see pipelines/pixel_space.h.
     std::unique_ptr<AutoencoderKL> vae;
 
     // SHA-256 of the checkpoint file ("" for folders), computed on first use and kept (A1111's "Model hash").
     std::string file_hash() const;
 
-    int64_t latent_channels() const { return vae->config().latent_channels; }
-    int64_t vae_scale() const { return vae->config().downscale(); }
+    bool pixel_space() const { return !vae; }
+    int64_t latent_channels() const { return vae ? vae->config().latent_channels : unet->config().in_channels; }
+    int64_t vae_scale() const { return vae ? vae->config().downscale() : 1; }
     std::string describe() const;
 
 private:

@@ -9,6 +9,7 @@
 
 #include "io/weights.h"
 #include "ops/ops.h"
+#include "pipelines/pixel_space.h"
 #include "samplers/guidance.h"
 #include "samplers/registry.h"
 
@@ -58,6 +59,7 @@ NoiseSchedule noise_schedule_for(const StableDiffusionModel& m) {
 // The latent the VAE encoder gives for an init image, sized to the output.
 Tensor encode_init_image(const StableDiffusionModel& m, const Image& img, int w, int h, const VaeTiling& tiling,
                          Rng& rng) {
+    if (m.pixel_space()) return pixel_space_encode(m, img, w, h);  // no VAE: no encoder draw either
     const Image sized = (img.width == w && img.height == h) ? img : resize_image(img, w, h);
     const Tensor x = image_to_tensor(sized);  // [1, 3, H, W] in [-1, 1]
     const DiagonalGaussian post = vae_encode_tiled(*m.vae, x, tiling);  // plain encode unless tiling is on
@@ -213,7 +215,8 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         // One-shot callers (the CLI) let the UNet's and text encoders' packed weights go before the last decode: the
         // decoder's activations then reuse that memory (at 512² SD1.5 in bf16: 1.7 GB of packed UNet weights).
         if (p.release_weights_before_decode && b + 1 == p.batch_count) cpu::clear_packed_weights();
-        gi.decoded = vae_decode_tiled(*m.vae, m.vae->from_latents(latents), p.vae_tiling);
+        gi.decoded = m.pixel_space() ? pixel_space_decode(m, latents)
+                                     : vae_decode_tiled(*m.vae, m.vae->from_latents(latents), p.vae_tiling);
         gi.image = tensor_to_image(gi.decoded);
         gi.infotext = a1111_infotext(m, p, seed, hash);
         out.push_back(std::move(gi));

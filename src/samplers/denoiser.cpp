@@ -97,6 +97,7 @@ Tensor Denoiser::operator()(const Tensor& x, double sigma) {
         NUANCE_CHECK(out.defined() && out.shape() == x.shape(), "Denoiser: denoise function returned ",
                      out.defined() ? shape_str(out.shape()) : std::string("an undefined tensor"), " for input ",
                      shape_str(x.shape()), " at sigma ", sigma);
+        last_output_ = eps_form(x, out, sigma);
         return out;
     }
     const double t = timestep(sigma);
@@ -121,7 +122,25 @@ Tensor Denoiser::operator()(const Tensor& x, double sigma) {
         const float c_skip = (float)(sd2 / (st * st + sd2)), c_out = (float)(st / std::sqrt(st * st + sd2));
         denoised = denoised * c_out + x_in * c_skip;
     }
+    last_output_ = prediction_ == Prediction::Sample ? eps_form(x, denoised, sigma) : out;
     return denoised;
+}
+
+Tensor Denoiser::eps_form(const Tensor& x, const Tensor& denoised, double sigma) {
+    return sigma > 0 ? (x - denoised) / (float)sigma : denoised * 0.0f;
+}
+
+Tensor Denoiser::eps_from_output(const Tensor& output, const Tensor& x, double sigma) const {
+    NUANCE_CHECK(std::isfinite(sigma) && sigma > 0, "Denoiser: eps_from_output needs sigma > 0, got ", sigma);
+    const float s = (float)sigma;
+    const float s2p1 = s * s + 1.0f;
+    switch (prediction_) {
+        case Prediction::Epsilon:
+        case Prediction::Flow:
+        case Prediction::Sample: return output;  // already eps (Sample: stored in eps form)
+        case Prediction::V: return output / Tensor::scalar(std::sqrt(s2p1)) + x * (s / s2p1);
+    }
+    fail(ErrorCode::Internal, "Denoiser: unknown prediction type");
 }
 
 }  // namespace nuance

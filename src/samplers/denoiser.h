@@ -59,6 +59,17 @@ public:
     double timestep(double sigma) const;
 
     double c_in(double sigma) const;  // input scaling (1 for flow models)
+    // The network's raw output of the last call (eps models: eps, v models: v, flow models: the velocity; x0 models
+    // and direct denoisers: the eps form (x - D) / sigma), and the noise estimate eps that such an output (or a
+    // linear combination of them) means for a sample x at sigma (v: out / sqrt(s^2+1) + s x / (s^2+1); the others:
+    // itself). Multistep methods that combine raw outputs before converting them (diffusers PNDM) need both.
+    const Tensor& last_output() const { return last_output_; }
+    Tensor eps_from_output(const Tensor& output, const Tensor& x, double sigma) const;
+
+private:
+    static Tensor eps_form(const Tensor& x, const Tensor& denoised, double sigma);
+
+public:
     Prediction prediction() const { return prediction_; }
     bool is_flow() const { return prediction_ == Prediction::Flow; }
     const NoiseSchedule& noise_schedule() const { return ns_; }
@@ -75,6 +86,7 @@ private:
     double boundary_sigma_data_ = 0.5;
     std::vector<double> table_sigmas_, table_timesteps_;
     int64_t calls_ = 0;
+    Tensor last_output_;
 };
 
 }  // namespace nuance

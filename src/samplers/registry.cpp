@@ -81,6 +81,10 @@ std::vector<SamplerInfo> build_table() {
                  "Latent consistency model sampling: denoise, then re-noise to the next sigma", true});
     t.push_back({"tcd", "TCD", {"sample_tcd"}, sample_tcd, SF::Tcd, false, kTimestepSetOnly, true,
                  "Trajectory consistency distillation sampling (Zheng et al. 2024), gamma = eta (default 0.3)", true});
+    // diffusers' KDPM2 schedulers round the timesteps of Karras (and other typed) sigmas; its midpoints stay
+    // fractional (the denoiser's sigma_to_t).
+    for (SamplerInfo& s : t)
+        if (s.name == "dpm2" || s.name == "dpm2_a") s.round_typed_timesteps = true;
     return t;
 }
 #pragma GCC diagnostic pop
@@ -180,6 +184,7 @@ ScheduleConfig sampler_schedule_config(const SamplerInfo& s, int steps, Schedule
     c.type = type;
     c.family = s.family;
     c.final_alpha_one = s.final_alpha_one;
+    c.round_typed_timesteps = s.round_typed_timesteps;
     c.custom_sigmas = custom_sigmas;
     if (type == ScheduleType::Custom) {
         validate_custom_sigmas(custom_sigmas);

@@ -28,6 +28,7 @@ struct SamplerInfo {
     std::string description;                                // one line for `nuance samplers`
     bool discrete_only = false;     // tied to a DDPM timestep set: not for flow-matching models (SD3, Flux)
     std::optional<Spacing> spacing;  // forced timestep spacing (sd.cpp "ddim_trailing"); wins over the caller's
+    bool round_typed_timesteps = false;  // see ScheduleConfig (dpm2, dpm2_a: diffusers KDPM2 parity)
 };
 
 // Every registered sampler, in display order.

@@ -4,7 +4,9 @@
 // is exactly an ancestral Euler step sigma_t -> sigma_prev with sigma_up = std / sqrt(a_prev), which equals
 // k-diffusion's get_ancestral_step(sigma_t, sigma_prev, eta). So DDIM = ancestral Euler with eta (default 0) on
 // the DDIM timestep set (ScheduleFamily::Ddim, whose last sigma is that of alphas_cumprod[0] unless
-// set_alpha_to_one). With eta > 0 it draws one randn of x's shape per step, the last step included.
+// set_alpha_to_one). t_prev is t - T // N as in diffusers (DDIMScheduler.step), not the next listed timestep: off
+// the 'leading' spacing the step lands between two listed timesteps and the VP latent is carried to the next one
+// unchanged (Schedule::step_sigmas). With eta > 0 it draws one randn of x's shape per step, the last step included.
 #include "samplers/sampler.h"
 
 namespace nuance {

@@ -75,6 +75,16 @@ void SamplerLoop::require_discrete() const {
          "(SD 1.x/2.x/XL) model; flow-matching models (SD3, Flux) take euler, heun, dpmpp_2m, ... instead");
 }
 
+double SamplerLoop::target(int i) const {
+    return s_.step_sigmas.empty() ? sigma(i + 1) : s_.step_sigmas[(size_t)i];
+}
+
+Tensor SamplerLoop::land(const Tensor& x, int i) const {
+    const double from = target(i), to = sigma(i + 1);
+    if (from == to) return x;
+    return x * (float)(std::sqrt(to * to + 1.0) / std::sqrt(from * from + 1.0));
+}
+
 double SamplerLoop::eta_or(double fallback) const {
     const double eta = o_.eta.value_or(fallback);
     NUANCE_CHECK(std::isfinite(eta) && eta >= 0, "sampler '", name_, "': eta must be finite and >= 0, got ", eta);
@@ -103,10 +113,12 @@ Tensor ancestral_euler_step(SamplerLoop& loop, const Tensor& x, const Tensor& de
     return out + n * (float)(a.sigma_up * s_noise);
 }
 
-Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise) {
+Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise,
+                            const std::function<bool(int)>& draws) {
     for (int i = 0; i < loop.steps(); ++i) {
         const Tensor denoised = loop.denoise(x, loop.sigma(i));
-        x = ancestral_euler_step(loop, x, denoised, loop.sigma(i), loop.sigma(i + 1), eta, s_noise);
+        const double e = (!draws || draws(i)) ? eta : 0.0;
+        x = loop.land(ancestral_euler_step(loop, x, denoised, loop.sigma(i), loop.target(i), e, s_noise), i);
         loop.step_done(i, x, denoised);
     }
     return x;

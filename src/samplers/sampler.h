@@ -7,10 +7,13 @@
 // and cancellation go through o. Pipelines never call sample_X directly: they call run_sampler() (registry.h).
 //
 // Matched against diffusers on tests/data/golden/schedulers: euler (both churn orders), euler_a, heun, lms, ddim,
-// ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling.
+// ddpm, plms, lcm, dpmpp_2m, dpmpp_2m_sde, dpmpp_2s, unipc; euler on a flow schedule is SD3/Flux sampling. The
+// scheduler_sweep case (tools/make_sampler_sweep_golden.py) checks those plus dpm2 (KDPM2), dpm2_a (KDPM2
+// ancestral) and tcd over step counts 1..150, every spacing, eps/v, zero SNR, Karras and eta (open divergences
+// are listed in tests/samplers/test_sampler_sweep_golden.cpp).
 // Without a reference entry (tested against hand-derived steps and by convergence on a Gaussian whose exact
-// denoiser is known, tests/samplers/test_convergence.cpp): dpm2, dpm2_a, dpmpp_2s_a, dpmpp_sde, dpmpp_3m_sde,
-// dpmpp_2m_v2, ipndm, tcd. (No ipndm_v: the reference's variable-step coefficients, ComfyUI/zju-pi, are not the
+// denoiser is known, tests/samplers/test_convergence.cpp): dpmpp_2s_a, dpmpp_sde (diffusers' DPMSolverSDE draws
+// from a torchsde Brownian tree), dpmpp_3m_sde, dpmpp_2m_v2, ipndm (diffusers' IPNDMScheduler is another method). (No ipndm_v: the reference's variable-step coefficients, ComfyUI/zju-pi, are not the
 // Adams-Bashforth ones, 3rd order even on equal steps; the exact variable-step 4th-order rule is `lms`.)
 //
 // Flow-matching schedules (x = (1-s) x0 + s eps) have the same probability-flow ODE as VE ones,
@@ -81,6 +84,11 @@ public:
     SamplerLoop(const char* sampler, Denoiser& d, const Tensor& x, const Schedule& s, SamplerOptions& o);
     int steps() const { return s_.steps(); }
     double sigma(int i) const { return s_.sigmas[(size_t)i]; }
+    // Where step i lands: sigma(i + 1), or on the DDIM timestep set the sigma of timesteps[i] - T // N
+    // (Schedule::step_sigmas). land(x, i) takes the landed sample, as the VP latent it is, to sigma(i + 1), where
+    // the model is called next: x * sqrt(sigma(i+1)^2 + 1) / sqrt(target(i)^2 + 1) (x itself when they agree).
+    double target(int i) const;
+    Tensor land(const Tensor& x, int i) const;
     Tensor denoise(const Tensor& x, double sigma);                   // cancellation check, then d(x, sigma)
     void step_done(int i, const Tensor& x, const Tensor& denoised);  // callback, then cancellation check
     Tensor noise(const Tensor& like);                                // one randn of like's shape from o.rng
@@ -125,8 +133,10 @@ Tensor euler_step(const Tensor& x, const Tensor& denoised, double sigma, double 
 // even when sigma_up is 0 on the last step, as diffusers' EulerAncestral/DDIM/DDPM do).
 Tensor ancestral_euler_step(SamplerLoop& loop, const Tensor& x, const Tensor& denoised, double sigma,
                             double sigma_next, double eta, double s_noise);
-// The whole loop of Euler ancestral, DDIM and DDPM: they differ only in their default eta and their timestep set.
-Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise);
+// The whole loop of Euler ancestral, DDIM and DDPM: they differ only in their default eta and their timestep set
+// (steps land on SamplerLoop::target(i)). draws(i) false: step i is deterministic (DDPM at timestep 0).
+Tensor ancestral_euler_loop(SamplerLoop& loop, Tensor x, double eta, double s_noise,
+                            const std::function<bool(int)>& draws = nullptr);
 
 // ---- the samplers (one file each) ----
 Tensor sample_euler(Denoiser& d, Tensor x, const Schedule& s, SamplerOptions& o);            // churn: s_churn

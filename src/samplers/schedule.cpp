@@ -292,7 +292,10 @@ Schedule euler_discrete_schedule(const NoiseSchedule& ns, const ScheduleConfig& 
     if (c.type != ScheduleType::Normal) {
         sig = typed_sigmas(ns, c, sig.back(), sig.front(), final_sigma);
         ts.resize(sig.size());
-        for (size_t i = 0; i < sig.size(); ++i) ts[i] = (double)(float)ns.sigma_to_t(sig[i]);
+        for (size_t i = 0; i < sig.size(); ++i) {
+            const double t = ns.sigma_to_t(sig[i]);
+            ts[i] = (double)(float)(c.round_typed_timesteps ? np_round(t) : t);
+        }
     }
     Schedule s;
     s.sigmas = sig;
@@ -332,8 +335,16 @@ Schedule ddim_schedule(const NoiseSchedule& ns, const ScheduleConfig& c) {
                      ", spacing=", spacing_name(c.spacing), ", steps_offset=", c.steps_offset, ")");
         s.sigmas.push_back(ns.sigma_at((int)t));
     }
-    // The step after the last one lands on alphas_cumprod[0] (set_alpha_to_one=False) or on alpha 1 (sigma 0).
-    s.sigmas.push_back(c.final_alpha_one ? 0.0 : ns.sigma_at(0));
+    // diffusers steps from t to t - T // N (DDIMScheduler.step, DDPMScheduler.previous_timestep, PNDMScheduler),
+    // whatever the next listed timestep is; below 0 it lands on alphas_cumprod[0] (set_alpha_to_one=False) or on
+    // alpha 1 (sigma 0; DDPM always).
+    s.timestep_stride = T / c.steps;
+    const double final_sigma = c.final_alpha_one ? 0.0 : ns.sigma_at(0);
+    for (double t : ts) {
+        const int prev = (int)t - s.timestep_stride;
+        s.step_sigmas.push_back(prev >= 0 ? ns.sigma_at(prev) : final_sigma);
+    }
+    s.sigmas.push_back(s.step_sigmas.back());
     s.timesteps = ts;
     s.init_noise_sigma = std::sqrt(s.sigmas[0] * s.sigmas[0] + 1.0);
     return s;
@@ -441,6 +452,7 @@ Schedule slice_schedule(const Schedule& s, int start) {
     Schedule out = s;
     out.sigmas.assign(s.sigmas.begin() + start, s.sigmas.end());
     out.timesteps.assign(s.timesteps.begin() + start, s.timesteps.end());
+    if (!s.step_sigmas.empty()) out.step_sigmas.assign(s.step_sigmas.begin() + start, s.step_sigmas.end());
     return out;
 }
 
@@ -459,6 +471,16 @@ void validate_schedule(const Schedule& s, const char* what) {
         NUANCE_CHECK(s.sigmas[i + 1] <= s.sigmas[i], what, ": sigmas must not increase, but sigmas[", i, "] = ",
                      s.sigmas[i], " < sigmas[", i + 1, "] = ", s.sigmas[i + 1]);
     }
+    NUANCE_CHECK(s.step_sigmas.empty() || s.step_sigmas.size() == n, what, ": expected ", n,
+                 " step sigmas (or none), got ", s.step_sigmas.size());
+    for (size_t i = 0; i < s.step_sigmas.size(); ++i)
+        NUANCE_CHECK(std::isfinite(s.step_sigmas[i]) && s.step_sigmas[i] >= 0 && s.step_sigmas[i] <= s.sigmas[i],
+                     what, ": step_sigmas[", i, "] = ", s.step_sigmas[i], " is not a sigma in [0, sigmas[", i, "] = ",
+                     s.sigmas[i], "]");
+    NUANCE_CHECK(s.step_sigmas.empty() || s.step_sigmas.back() == s.sigmas.back(), what,
+                 ": the last step sigma ", s.step_sigmas.empty() ? 0.0 : s.step_sigmas.back(),
+                 " differs from the final sigma ", s.sigmas.back());
+    NUANCE_CHECK(s.timestep_stride >= 0, what, ": timestep_stride ", s.timestep_stride, " is negative");
     NUANCE_CHECK(std::isfinite(s.init_noise_sigma) && s.init_noise_sigma > 0, what, ": init_noise_sigma ",
                  s.init_noise_sigma, " is not > 0");
 }

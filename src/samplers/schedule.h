@@ -113,6 +113,9 @@ struct ScheduleConfig {
     int steps_offset = 0;          // added to 'leading' timesteps (SD 1.x/XL configs use 1)
     bool final_alpha_one = false;  // DDIM/PNDM set_alpha_to_one; DDPM always steps to alpha 1
     int lcm_original_steps = 50;   // Lcm/Tcd: the teacher's step count (original_inference_steps)
+    // EulerDiscrete family, schedule types other than normal: round the model timesteps of the typed sigmas
+    // (diffusers KDPM2 / KDPM2 ancestral round them; Euler, Heun and LMS keep them fractional).
+    bool round_typed_timesteps = false;
     std::vector<double> custom_sigmas;  // Custom: N+1 strictly decreasing sigmas >= 0 (see parse_sigma_list); steps
                                         // is then ignored (N = custom_sigmas.size() - 1)
     double beta_alpha = 0.6, beta_beta = 0.6;  // Beta schedule parameters (ComfyUI defaults)
@@ -122,6 +125,15 @@ struct ScheduleConfig {
 struct Schedule {
     std::vector<double> sigmas;     // N+1, descending; sigmas[N] is 0 except for the DDIM set (sigma of alpha[0])
     std::vector<double> timesteps;  // N: the model's timestep at sigmas[i] (diffusers' scheduler.timesteps)
+    // The DDIM timestep set (diffusers DDIM, DDPM, PNDM): step i goes from timesteps[i] to timesteps[i] - stride,
+    // stride = T // N, which is not the next listed timestep when N does not divide T or the spacing is not
+    // 'leading' (e.g. trailing, 12 steps: 999 -> 916 -> 833 -> 750, but the model is next called at 749). The sample
+    // that step lands on (step_sigmas[i], the sigma of timesteps[i] - stride, or the final sigma when that is < 0)
+    // is then taken as it stands, as a VP latent, to the next listed timestep: samplers call SamplerLoop::target(i)
+    // and SamplerLoop::land(). Empty (every other family): step i lands on sigmas[i+1]. sigmas[N] equals the last
+    // step sigma.
+    std::vector<double> step_sigmas;
+    int timestep_stride = 0;        // T // N for the DDIM set, else 0
     double init_noise_sigma = 1.0;  // txt2img starts from x = randn * init_noise_sigma (VE scaling)
     bool flow = false;              // flow-matching sigmas in [0, 1] (x = (1-s) x0 + s eps)
     int steps() const { return (int)timesteps.size(); }

@@ -370,16 +370,21 @@ struct TrainRun {
                         unet_diffusers_config(unet->config(), sample));
         write_component(dir + "/text_encoder", *te, "model.safetensors", clip_hf_config(te->config()));
         if (vae) export_vae(*vae, dir + "/vae", o.resolution);
-        nlohmann::json sched = {{"_class_name", "DDIMScheduler"}, {"num_train_timesteps", 1000},
+        // ddpm: diffusers' DDPMPipeline layout (unet/ + scheduler/ with a DDPMScheduler, no vae/), plus the text
+        // encoder of its class-name captions; generate detects it by the missing VAE (pipelines/pixel_space.h).
+        const bool pixel = o.model == "ddpm";
+        const char* sched_class = pixel ? "DDPMScheduler" : "DDIMScheduler";
+        nlohmann::json sched = {{"_class_name", sched_class}, {"num_train_timesteps", 1000},
                                 {"beta_start", 0.00085}, {"beta_end", 0.012}, {"beta_schedule", "scaled_linear"},
-                                {"prediction_type", o.prediction}, {"steps_offset", 1}, {"clip_sample", false},
-                                {"set_alpha_to_one", false}};
+                                {"prediction_type", o.prediction}, {"steps_offset", 1}, {"clip_sample", false}};
+        if (pixel) sched["variance_type"] = "fixed_small";
+        else sched["set_alpha_to_one"] = false;
         write_json(dir + "/scheduler/scheduler_config.json", sched);
-        nlohmann::json index = {{"_class_name", "StableDiffusionPipeline"},
+        nlohmann::json index = {{"_class_name", pixel ? "DDPMPipeline" : "StableDiffusionPipeline"},
                                 {"_nuance", {{"trained_steps", step}, {"options", options_json(o)}, {"arch", arch}}},
                                 {"unet", {"diffusers", "UNet2DConditionModel"}},
                                 {"text_encoder", {"transformers", "CLIPTextModel"}},
-                                {"scheduler", {"diffusers", "DDIMScheduler"}}};
+                                {"scheduler", {"diffusers", sched_class}}};
         if (vae) index["vae"] = {"diffusers", "AutoencoderKL"};
         write_json(dir + "/model_index.json", index);
     }
