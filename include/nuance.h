@@ -22,6 +22,12 @@
  * - A context runs one generation at a time (a second concurrent nuance_generate on the same context fails with
  *   NUANCE_ERR_BUSY). Several threads may generate at once on separate contexts, sharing one model or not.
  *   A context can be reused for any number of generations.
+ * - Handles are checked: a model or context handle that was freed already (or never created) makes the call fail
+ *   with NUANCE_ERR_INVALID_ARGUMENT (functions returning void ignore it and set nuance_last_error()); a double
+ *   free is reported, not performed. nuance_context_free on a context that is generating is refused
+ *   (NUANCE_ERR_BUSY in nuance_last_error()). nuance_image arrays are plain memory and cannot be checked.
+ * - NaN/Inf in the model's outputs (broken weights) fail nuance_generate with NUANCE_ERR_INVALID_ARGUMENT naming
+ *   the stage and step, never a black image.
  * - Callbacks are per context and run on the thread that called nuance_generate. They must not call
  *   nuance_generate or nuance_context_free on the same context. nuance_context_cancel is safe from any thread,
  *   including from a callback.
@@ -90,7 +96,10 @@ typedef void (*nuance_log_fn)(nuance_log_level level, const char* message, void*
 NUANCE_API const char* nuance_version(void);                 /* "0.1.0" */
 NUANCE_API const char* nuance_status_name(nuance_status s);  /* "NUANCE_ERR_NOT_FOUND", ... */
 NUANCE_API const char* nuance_last_error(void);              /* thread-local; "" when nothing failed */
-NUANCE_API void nuance_set_num_threads(int n);               /* CPU threads for the calling thread's work; <= 0: all */
+/* CPU threads for the calling thread's work; <= 0: all cores. n > nuance_max_threads() is refused: the count in use
+ * stays and nuance_last_error() says why. */
+NUANCE_API void nuance_set_num_threads(int n);
+NUANCE_API int nuance_max_threads(void);                     /* max(256, 4 x hardware threads) */
 
 /* Samplers by canonical name ("euler_a", "dpmpp_2m", ...); any spelling of nuance_generate_params.sampler works
  * ("Euler a", "k_dpmpp_2m"). index in 0..count-1, else NULL. */
@@ -118,7 +127,7 @@ NUANCE_API int nuance_model_default_size(const nuance_model* model);   /* native
 
 /* ---- contexts ---- */
 typedef struct nuance_context_params {
-    int n_threads;        /* CPU threads used while generating; 0: all cores */
+    int n_threads;        /* CPU threads used while generating; 0: all cores; at most nuance_max_threads() */
     int preview_interval; /* steps between preview callbacks; 0: every step */
 } nuance_context_params;
 
@@ -146,7 +155,7 @@ typedef struct nuance_generate_params {
     const char* sampler;          /* NULL: the model's default ("euler_a") */
     const char* scheduler;        /* "normal" (also "karras", "exponential", ...); NULL = the sampler's default */
     float eta;                    /* < 0: the sampler's default */
-    int64_t seed;                 /* < 0: random; image i uses seed + i */
+    int64_t seed;                 /* < 0: random (0..2^32-1); image i uses seed + i (must fit in int64) */
     int batch_count;              /* images, one after another: 1 */
     int clip_skip;                /* 0: the model's default */
     const char* rng;              /* "cuda" (A1111 GPU noise, default) | "cpu" (torch CPU / ComfyUI) */
@@ -165,10 +174,13 @@ NUANCE_API nuance_status nuance_generate(nuance_context* ctx, const nuance_gener
 NUANCE_API void nuance_images_free(nuance_image* images, int count);
 
 /* ---- images ---- */
-/* PNG with the image's infotext as the A1111 "parameters" chunk (when not NULL). Free *out with nuance_free. */
+/* PNG with the image's infotext as the A1111 "parameters" chunk (when not NULL). Free *out with nuance_free.
+ * nuance_image_write_png encodes in memory and writes atomically (temp file + rename): a full disk or a crash leaves
+ * the old file intact. */
 NUANCE_API nuance_status nuance_image_encode_png(const nuance_image* image, uint8_t** out, size_t* out_size);
 NUANCE_API nuance_status nuance_image_write_png(const nuance_image* image, const char* path);
-/* Reads a PNG or JPEG as RGB. Free with nuance_images_free(image, 1). */
+/* Reads a PNG or JPEG as RGB; truncated or corrupt files fail, and so do images over 4096x2048 pixels (checked on
+ * the header, before decoding). Free with nuance_images_free(image, 1). */
 NUANCE_API nuance_status nuance_image_read(const char* path, nuance_image** out);
 NUANCE_API void nuance_free(void* p);
 

@@ -1,7 +1,13 @@
 // nuance generate: txt2img / img2img.
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/cpu/dnnl_context.h"
@@ -13,6 +19,7 @@
 #include "pipelines/generate.h"
 #include "progress.h"
 #include "samplers/schedule.h"
+#include "text/prompt_check.h"
 
 namespace nuance::cli {
 
@@ -23,6 +30,8 @@ struct GenerateArgs {
     std::string prompt_file, negative_prompt_file;
     std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
+    CLI::Option* prompt_opt = nullptr;   // -p "" is a prompt; no -p at all is a usage error
+    CLI::Option* neg_opt = nullptr;
     CLI::Option* width_opt = nullptr;    // unset -W/-H: the model's native size
     CLI::Option* height_opt = nullptr;
     CLI::Option* cfg_opt = nullptr;      // unset --cfg-scale/--sampler: the model's defaults (models/model_defaults.h)
@@ -42,16 +51,34 @@ std::string numbered(const std::string& path, int i) {
     return path.substr(0, dot) + "_" + std::to_string(i + 1) + path.substr(dot);
 }
 
-std::string read_text_file(const std::string& path) {
+// A prompt file: a regular file of at most kMaxPromptBytes, valid UTF-8 without NUL (checked by the caller).
+std::string read_text_file(const std::string& path, const char* flag) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0)
+        fail(ErrorCode::NotFound, flag, " '", path, "': ", std::strerror(errno));
+    NUANCE_CHECK(S_ISREG(st.st_mode), "usage: ", flag, " '", path, "' is ", S_ISDIR(st.st_mode) ? "a folder" : "not a regular file",
+                 ", not a text file");
+    NUANCE_CHECK((uint64_t)st.st_size <= kMaxPromptBytes, flag, " '", path, "' is ", (uint64_t)st.st_size,
+                 " bytes, over the limit of ", kMaxPromptBytes, " bytes for a prompt");
     FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) fail(ErrorCode::NotFound, "cannot read prompt file '", path, "'");
+    if (!f) fail(ErrorCode::NotFound, "cannot read ", flag, " '", path, "': ", std::strerror(errno));
     std::string s;
     char buf[4096];
     size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && s.size() <= kMaxPromptBytes) s.append(buf, n);
+    const bool err = std::ferror(f) != 0;
     std::fclose(f);
+    NUANCE_CHECK_CODE(!err, Io, "cannot read ", flag, " '", path, "'");
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
     return s;
+}
+
+std::string format_duration(double s) {
+    const long t = std::lround(std::max(0.0, s));
+    char buf[32];
+    if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+    return buf;
 }
 
 int run(GenerateArgs& a) {
@@ -62,8 +89,43 @@ int run(GenerateArgs& a) {
                  ") was not found: pass -m/--model FILE|FOLDER (a Stable Diffusion checkpoint, .safetensors/.ckpt, ",
                  "or a diffusers folder), or set NUANCE_DEFAULT_MODEL");
     }
-    if (!a.prompt_file.empty()) a.p.prompt = read_text_file(a.prompt_file);
-    if (!a.negative_prompt_file.empty()) a.p.negative_prompt = read_text_file(a.negative_prompt_file);
+    // Everything a user can get wrong is checked before minutes go into loading and sampling.
+    const bool has_prompt = a.prompt_opt && a.prompt_opt->count() > 0;
+    if (!has_prompt && a.prompt_file.empty())
+        fail(ErrorCode::InvalidArgument, "usage: generate needs a prompt: -p/--prompt TEXT or --prompt-file FILE ",
+             "(-p \"\" for an unconditional image)");
+    if (has_prompt && !a.prompt_file.empty())
+        fail(ErrorCode::InvalidArgument, "usage: give either -p/--prompt or --prompt-file, not both");
+    if (!a.negative_prompt_file.empty() && a.neg_opt && a.neg_opt->count() > 0)
+        fail(ErrorCode::InvalidArgument, "usage: give either -n/--negative-prompt or --negative-prompt-file, not both");
+    if (!a.prompt_file.empty()) a.p.prompt = read_text_file(a.prompt_file, "--prompt-file");
+    if (!a.negative_prompt_file.empty())
+        a.p.negative_prompt = read_text_file(a.negative_prompt_file, "--negative-prompt-file");
+    try {
+        check_prompt_text(a.p.prompt, a.prompt_file.empty() ? "-p/--prompt" : "--prompt-file '" + a.prompt_file + "'");
+        check_prompt_text(a.p.negative_prompt, a.negative_prompt_file.empty()
+                                                   ? "-n/--negative-prompt"
+                                                   : "--negative-prompt-file '" + a.negative_prompt_file + "'");
+    } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, "usage: ", e.what());
+    }
+    // -1 is "random" (A1111's convention); other negative seeds are mistakes, not another way to say random.
+    if (a.p.seed < -1)
+        fail(ErrorCode::InvalidArgument, "usage: --seed must be -1 (random) or in 0..9223372036854775807, got ",
+             a.p.seed);
+    if (a.p.batch_count < 1 || a.p.batch_count > 10000)
+        fail(ErrorCode::InvalidArgument, "usage: -b/--batch-count must be in 1..10000, got ", a.p.batch_count);
+    if (a.p.seed > INT64_MAX - (a.p.batch_count - 1))
+        fail(ErrorCode::InvalidArgument, "usage: --seed ", a.p.seed, " + ", a.p.batch_count - 1,
+             " (the batch's last seed) does not fit in 64 bits");
+    // The output: a known extension and a writable folder, for every file of the batch.
+    try {
+        check_output_path(a.output);
+        if (a.p.batch_count > 1) check_output_path(numbered(a.output, a.p.batch_count - 1));
+    } catch (const Error& e) {
+        fail(e.code() == ErrorCode::InvalidArgument ? ErrorCode::InvalidArgument : e.code(),
+             e.code() == ErrorCode::InvalidArgument ? "usage: -o/--output: " : "-o/--output: ", e.what());
+    }
     try {
         a.p.rng = parse_rng_kind(a.rng);
     } catch (const Error& e) {
@@ -81,9 +143,10 @@ int run(GenerateArgs& a) {
                  " steps of --sigmas (", a.p.sigmas.size(), " values); drop --steps");
         a.p.steps = n;
     }
-    if (a.p.seed < 0) a.p.seed = (int64_t)(std::random_device{}() & 0x7fffffff);
-    cpu::set_num_threads(a.threads);
-    if (!a.init_img.empty()) a.p.init_image = read_image(a.init_img);
+    if (a.p.seed < 0) a.p.seed = (int64_t)std::random_device{}();  // 0..2^32-1, as A1111
+    cpu::set_num_threads(a.threads);  // -t is bounded by the CLI's checks (cli_validate.h)
+    // The server's input cap: a decompression bomb is refused on its header, before decoding.
+    if (!a.init_img.empty()) a.p.init_image = read_image(a.init_img, kMaxInputImagePixels);
 
     Logger log;
     if (a.verbose) log.set_level(LogLevel::Debug);
@@ -110,23 +173,50 @@ int run(GenerateArgs& a) {
         fail(ErrorCode::InvalidArgument, "usage: ", e.what());
     }
 
-    ProgressBar bar(!a.quiet && isatty(STDERR_FILENO));
-    a.p.on_progress = [&](const GenerateProgress& pr) {
-        const std::string label = pr.images > 1 ? str("image ", pr.image + 1, "/", pr.images) : std::string("sampling");
-        bar.update(label, pr.step, pr.total);
-    };
+    // A terminal gets a bar redrawn in place; a log (stderr not a terminal) gets plain lines, one per 10%.
+    const bool tty = isatty(STDERR_FILENO);
+    ProgressBar bar(!a.quiet && tty);
     const auto t1 = std::chrono::steady_clock::now();
-    std::vector<GeneratedImage> images = generate(model, a.p);
-    bar.finish();
-    const double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    for (size_t i = 0; i < images.size(); ++i) {
-        const std::string out = numbered(a.output, (int)i);
+    auto since_t1 = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(); };
+    int images_done = 0;
+    double done_s = 0;        // time of the images finished so far, decode and save included
+    int last_logged = -1;     // non-tty: last 10% bucket printed
+    a.p.on_progress = [&](const GenerateProgress& pr) {
+        // Overall ETA: finished images give the per-image time (decode included); before the first one, the steps.
+        const double now = since_t1();
+        const double in_image = now - done_s;
+        const double frac = pr.total > 0 ? (double)pr.step / pr.total : 1.0;
+        const double per_image = images_done > 0 ? done_s / images_done : (frac > 0 ? in_image / frac : 0.0);
+        const double eta = std::max(0.0, per_image - in_image) + per_image * (pr.images - pr.image - 1);
+        if (tty) {
+            const std::string label = pr.images > 1 ? str("image ", pr.image + 1, "/", pr.images, " (all: ETA ",
+                                                          format_duration(eta), ")")
+                                                    : std::string("sampling");
+            bar.update(label, pr.step, pr.total);
+            return;
+        }
+        if (a.quiet) return;
+        const int bucket = pr.total > 0 ? pr.step * 10 / pr.total : 10;
+        if (bucket == last_logged && pr.step != 1) return;
+        last_logged = bucket;
+        std::fprintf(stderr, "image %d/%d step %d/%d elapsed %s ETA %s\n", pr.image + 1, pr.images, pr.step,
+                     pr.total, format_duration(now).c_str(), format_duration(eta).c_str());
+        std::fflush(stderr);
+    };
+    a.p.on_image = [&](const GeneratedImage& g) {  // saved as soon as it is decoded
+        bar.finish();
+        const std::string out = numbered(a.output, images_done);
         PngText text;
-        if (!a.no_metadata) text.emplace_back("parameters", images[i].infotext);
-        write_png(out, images[i].image, text);
-        if (!a.quiet) std::fprintf(stderr, "saved %s (seed %lld)\n", out.c_str(), (long long)images[i].seed);
-    }
-    if (!a.quiet) std::fprintf(stderr, "generated %zu image(s) in %.2fs\n", images.size(), gen_s);
+        if (!a.no_metadata) text.emplace_back("parameters", g.infotext);
+        write_image(out, g.image, text);
+        ++images_done;
+        done_s = since_t1();
+        last_logged = -1;
+        if (!a.quiet) std::fprintf(stderr, "saved %s (seed %lld)\n", out.c_str(), (long long)g.seed);
+    };
+    const std::vector<GeneratedImage> images = generate(model, a.p);
+    bar.finish();
+    if (!a.quiet) std::fprintf(stderr, "generated %zu image(s) in %.2fs\n", images.size(), since_t1());
     return 0;
 }
 
@@ -138,11 +228,12 @@ Runner add_generate(CLI::App& app) {
     c->add_option("-m,--model", a->model,
                   "Checkpoint (.safetensors, .ckpt) or diffusers folder (default: the built-in nuance-emoji model)");
     c->add_option("--vae", a->vae, "Replace the checkpoint's VAE with this file");
-    c->add_option("-p,--prompt", a->p.prompt, "Prompt (A1111 syntax: (word:1.2), [word], BREAK)");
-    c->add_option("-n,--negative-prompt", a->p.negative_prompt, "Negative prompt");
+    a->prompt_opt = c->add_option("-p,--prompt", a->p.prompt,
+                                  "Prompt (A1111 syntax: (word:1.2), [word], BREAK); required unless --prompt-file");
+    a->neg_opt = c->add_option("-n,--negative-prompt", a->p.negative_prompt, "Negative prompt");
     c->add_option("--prompt-file", a->prompt_file, "Read the prompt from a file");
     c->add_option("--negative-prompt-file", a->negative_prompt_file, "Read the negative prompt from a file");
-    c->add_option("-o,--output", a->output, "Output PNG (batches add _2, _3, ...)")->capture_default_str();
+    c->add_option("-o,--output", a->output, "Output image: .png (with the A1111 parameters) or .jpg/.jpeg (batches add _2, _3, ...)")->capture_default_str();
     a->width_opt = c->add_option("-W,--width", a->p.width, "Width in pixels (default: the model's native size)");
     a->height_opt = c->add_option("-H,--height", a->p.height, "Height in pixels (default: the model's native size)");
     a->steps_opt = c->add_option("--steps", a->p.steps, "Sampling steps (default: the model's)");
@@ -154,7 +245,7 @@ Runner add_generate(CLI::App& app) {
                   "CFG rescale phi in [0, 1] (Lin et al. 2023; 0.7 for zero-SNR v models; 0 = off)");
     c->add_option("--sigmas", a->sigmas,
                   "Custom sigma schedule, e.g. \"14.6,7.0,3.5,1.2,0\" (N+1 values for N steps; replaces --scheduler)");
-    c->add_option("-s,--seed", a->p.seed, "Seed (< 0: random)")->capture_default_str();
+    c->add_option("-s,--seed", a->p.seed, "Seed in 0..2^63-1, or -1: random")->capture_default_str();
     c->add_option("-b,--batch-count", a->p.batch_count, "Number of images (seeds seed, seed+1, ...)")->capture_default_str();
     c->add_option("--clip-skip", a->p.clip_skip, "CLIP layers to skip (1 = last layer; 0 = model default)");
     c->add_option("--rng", a->rng, "Noise source: cuda (A1111 GPU noise) or cpu (torch CPU, ComfyUI)")->capture_default_str();
@@ -170,7 +261,7 @@ Runner add_generate(CLI::App& app) {
     c->add_option("--prediction", a->prediction, "Override the model's prediction type: epsilon | v_prediction");
     c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
         ->capture_default_str();
-    c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+    c->add_option("-t,--threads", a->threads, "CPU threads: 1..max(256, 4 x cores) (default 0: all cores)");
     c->add_flag("--disable-image-metadata", a->no_metadata, "Do not write the A1111 'parameters' PNG chunk");
     c->add_flag("-q,--quiet", a->quiet, "No progress output");
     c->add_flag("-v,--verbose", a->verbose, "Verbose log");

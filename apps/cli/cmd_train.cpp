@@ -1,11 +1,13 @@
 // nuance train: trains a KL autoencoder, a text-conditioned latent diffusion model or a pixel-space DDPM
 // (src/train/trainer.h) with a progress bar, atomic checkpoints and bit-exact --resume.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <unistd.h>
 
 #include "commands.h"
 #include "core/error.h"
+#include "train/train_options.h"
 #include "train/trainer.h"
 
 namespace nuance::cli {
@@ -24,7 +26,7 @@ Runner add_train(CLI::App& app) {
     c->add_option("--vae", o->vae, "ldm: the VAE to train on (a `--model vae` run folder)");
     c->add_option("--arch", *arch, "Architecture overrides: JSON text or a .json file, e.g. "
                                    "'{\"unet\": {\"block_out_channels\": [32, 64]}}'");
-    c->add_option("--steps", o->steps, "Total optimizer steps")->capture_default_str();
+    c->add_option("--steps", o->steps, "Total optimizer steps (1..1e9)")->capture_default_str();
     c->add_option("--batch", o->batch, "Batch size")->capture_default_str();
     c->add_option("--resolution", o->resolution, "Square image size")->capture_default_str();
     c->add_option("--lr", o->lr, "Peak learning rate (AdamW)")->capture_default_str();
@@ -32,7 +34,7 @@ Runner add_train(CLI::App& app) {
     c->add_option("--warmup", o->warmup, "Linear warmup steps")->capture_default_str();
     c->add_option("--weight-decay", o->weight_decay)->capture_default_str();
     c->add_option("--max-grad-norm", o->max_grad_norm, "Gradient clipping (global L2 norm)")->capture_default_str();
-    c->add_option("--ema", o->ema_decay, "EMA decay of the weights (0: off); the export uses the EMA weights")
+    c->add_option("--ema", o->ema_decay, "EMA decay of the weights in [0, 1) (0: off); the export uses the EMA weights")
         ->capture_default_str();
     c->add_option("--prediction", o->prediction, "epsilon | v_prediction")->capture_default_str();
     c->add_option("--caption-dropout", o->caption_dropout, "P(empty caption), for classifier-free guidance")
@@ -41,10 +43,10 @@ Runner add_train(CLI::App& app) {
     c->add_option("--keyword-prob", o->keyword_prob, "P(append keywords to the caption)")->capture_default_str();
     c->add_flag("--flip", o->random_flip, "Random horizontal flips");
     c->add_option("--kl-weight", o->kl_weight, "vae: weight of the KL term")->capture_default_str();
-    c->add_option("--checkpoint-every", o->checkpoint_every, "Steps between checkpoints")->capture_default_str();
-    c->add_option("--keep-checkpoints", o->keep_checkpoints, "Step files kept")->capture_default_str();
+    c->add_option("--checkpoint-every", o->checkpoint_every, "Steps between checkpoints (>= 1)")->capture_default_str();
+    c->add_option("--keep-checkpoints", o->keep_checkpoints, "Step files kept (>= 1)")->capture_default_str();
     c->add_option("--seed", o->seed, "Seed of the init, data order, noise and timesteps")->capture_default_str();
-    c->add_option("--limit", o->limit, "Use only the first N images (0: all)")->capture_default_str();
+    c->add_option("--limit", o->limit, "Use only the first N images (0: all; >= 0)")->capture_default_str();
     c->add_option("--precision", *precision, "fp32 | bf16 (mixed: bf16 forward products, f32 master weights)")
         ->capture_default_str();
     c->add_flag("--resume", o->resume, "Continue from the newest checkpoint of the run folder");
@@ -56,6 +58,11 @@ Runner add_train(CLI::App& app) {
         if (!arch->empty()) {
             std::string text = *arch;
             if (text.front() != '{') {
+                std::error_code ec;
+                NUANCE_CHECK_CODE(std::filesystem::is_regular_file(text, ec), NotFound, "--arch: '", text,
+                                  "' is neither JSON nor a readable file");
+                const auto size = std::filesystem::file_size(text, ec);
+                NUANCE_CHECK(!ec && size <= (1u << 20), "--arch: the file '", text, "' is over 1 MiB");
                 std::ifstream f(text);
                 NUANCE_CHECK_CODE(f.good(), NotFound, "--arch: '", text, "' is neither JSON nor a readable file");
                 text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
@@ -65,6 +72,12 @@ Runner add_train(CLI::App& app) {
             } catch (const std::exception& e) {
                 fail(ErrorCode::InvalidArgument, "--arch is not valid JSON: ", e.what());
             }
+        }
+        try {  // every option and the architecture before any data is read: a bad value is a usage error
+            validate_train_options(*o);
+            validate_train_arch(*o);
+        } catch (const Error& e) {
+            fail(ErrorCode::InvalidArgument, "usage: ", e.what());
         }
         const bool tty = !*quiet && isatty(fileno(stderr));
         int64_t last_print = 0;
@@ -78,12 +91,17 @@ Runner add_train(CLI::App& app) {
                              (long long)p.step, (long long)p.total, p.loss, p.loss_avg, p.lr, p.images_per_s,
                              (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60);
                 if (p.step == p.total) std::fputc('\n', stderr);
-            } else if (p.step - last_print >= 50 || p.step == p.total || p.step == 1) {
+            } else if (p.step - last_print >= std::max<int64_t>(1, std::min<int64_t>(50, p.total / 20)) ||
+                       p.step == p.total || p.step == 1) {  // a log: a line every 5% (at most every 50 steps)
                 last_print = p.step;
                 std::fprintf(stderr, "%s step %lld/%lld loss %.4f avg %.4f lr %.2e %.1f img/s elapsed %.0fs ETA %.0fs\n",
                              o->model.c_str(), (long long)p.step, (long long)p.total, p.loss, p.loss_avg, p.lr,
                              p.images_per_s, p.elapsed_s, eta);
             }
+            if (p.step == p.total)  // the last checkpoint and the export follow: say so, they take a while
+                std::fprintf(stderr, "%s: writing the final checkpoint and exporting the model to '%s/%s' ...\n",
+                             o->model.c_str(), o->output.c_str(), o->model == "vae" ? "vae" : "model");
+            std::fflush(stderr);
         });
         std::printf("trained %lld steps in %.1fs (%.1f images/s); loss %.4f -> %.4f\n"
                     "step median_s=%.4f images_per_s=%.1f (forward + backward + optimizer, batch %d)\n"

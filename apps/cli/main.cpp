@@ -1,10 +1,24 @@
 // nuance: generate images with diffusion models, check parity with the reference, inspect checkpoints.
-// Exit codes: 0 ok, 1 error (message on stderr), 2 usage.
+// Exit codes: 0 ok, 1 error (message on stderr), 2 usage. Every error, in every subcommand, is printed as
+// "nuance: error: <message>"; usage errors add a line pointing at the subcommand's --help.
 #include <cstdio>
 #include <map>
 
+#include "cli_validate.h"
 #include "commands.h"
 #include "core/error.h"
+
+namespace {
+
+std::string help_hint(const CLI::App& app) {
+    for (const CLI::App* sub : app.get_subcommands())
+        if (sub->parsed()) return nuance::str("(a usage error: run 'nuance ", sub->get_name(), " --help' for its options)");
+    return "(a usage error: run 'nuance --help' or 'nuance <command> --help')";
+}
+
+void print_error(const std::string& msg) { std::fprintf(stderr, "nuance: error: %s\n", msg.c_str()); }
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"nuance: a C++ engine for diffusion image models"};
@@ -27,6 +41,7 @@ int main(int argc, char** argv) {
     reg(nuance::cli::add_prepare_emoji);
     reg(nuance::cli::add_train);
     reg(nuance::cli::add_eval_emoji);
+    nuance::cli::add_strict_number_checks(app);  // every subcommand: no nan/inf, no clamped integers, bounded -t
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -36,8 +51,8 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::fprintf(stderr, "nuance: usage error: %s\n", e.what());
-        std::fprintf(stderr, "Run 'nuance --help' or 'nuance <command> --help'.\n");
+        print_error(e.what());
+        std::fprintf(stderr, "%s\n", help_hint(app).c_str());
         return 2;
     }
     for (auto& [sub, run] : runners) {
@@ -45,13 +60,19 @@ int main(int argc, char** argv) {
         try {
             return run();
         } catch (const nuance::Error& e) {
-            std::fprintf(stderr, "nuance: error: %s\n", e.what());
-            return e.code() == nuance::ErrorCode::InvalidArgument && std::string(e.what()).rfind("usage:", 0) == 0 ? 2 : 1;
+            const std::string msg = e.what();
+            if (e.code() == nuance::ErrorCode::InvalidArgument && msg.rfind("usage: ", 0) == 0) {
+                print_error(msg.substr(7));
+                std::fprintf(stderr, "%s\n", help_hint(app).c_str());
+                return 2;
+            }
+            print_error(msg);
+            return 1;
         } catch (const std::bad_alloc&) {
-            std::fprintf(stderr, "nuance: error: out of memory\n");
+            print_error("out of memory");
             return 1;
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "nuance: error: %s\n", e.what());
+            print_error(e.what());
             return 1;
         }
     }

@@ -9,8 +9,10 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <unordered_set>
 
 #include "backends/cpu/dnnl_context.h"
+#include "core/threads.h"
 #include "io/image.h"
 #include "models/default_model.h"
 #include "pipelines/generate.h"
@@ -42,6 +44,36 @@ struct nuance_context {
 namespace {
 
 thread_local std::string t_last_error;
+
+nuance_status set_error(nuance_status s, const std::string& msg);
+
+// Live handles. A pointer that nuance_*_create/load did not return, or that was already freed, is not in the set:
+// calls with it fail with NUANCE_ERR_INVALID_ARGUMENT instead of touching freed memory (a double free is reported,
+// not repeated). The lock is held only to look up, insert and erase, and while a lookup's short action runs
+// (cancel, callbacks), so a concurrent free waits for it.
+struct HandleRegistry {
+    std::mutex mu;
+    std::unordered_set<const void*> models, contexts;
+};
+HandleRegistry& registry() {
+    static HandleRegistry* r = new HandleRegistry();  // never destroyed: handles may be freed during exit
+    return *r;
+}
+bool live_model(const nuance_model* m) { return m && registry().models.count(m) > 0; }
+bool live_context(const nuance_context* c) { return c && registry().contexts.count(c) > 0; }
+
+// Runs f(ctx) under the registry lock when ctx is live; else records the error (the setters return void).
+template <class F>
+void with_live_context(nuance_context* ctx, const char* fn, F&& f) {
+    if (!ctx) return;
+    std::lock_guard<std::mutex> lock(registry().mu);
+    if (!live_context(ctx)) {
+        set_error(NUANCE_ERR_INVALID_ARGUMENT, str(fn, ": not a live context handle (freed already, or never ",
+                                                   "returned by nuance_context_create)"));
+        return;
+    }
+    f(ctx);
+}
 
 nuance_status status_for(ErrorCode c) {
     switch (c) {
@@ -147,10 +179,17 @@ const char* nuance_last_error(void) { return t_last_error.c_str(); }
 
 void nuance_set_num_threads(int n) {
     try {
+        if (n > max_threads()) {  // refused, not clamped; the count in use stays
+            set_error(NUANCE_ERR_INVALID_ARGUMENT, str("nuance_set_num_threads: n must be at most ", max_threads(),
+                                                       " (nuance_max_threads()), got ", n, "; ignored"));
+            return;
+        }
         cpu::set_num_threads(n);
     } catch (...) {
     }
 }
+
+int nuance_max_threads(void) { return max_threads(); }
 
 int nuance_sampler_count(void) {
     try {
@@ -207,14 +246,28 @@ nuance_status nuance_model_load(const char* path, const nuance_model_params* par
         auto m = std::make_shared<StableDiffusionModel>(load_stable_diffusion(path, lo));
         auto h = std::make_unique<nuance_model>();
         h->m = std::move(m);
+        std::lock_guard<std::mutex> lock(registry().mu);
+        registry().models.insert(h.get());
         *out = h.release();
     });
 }
 
-void nuance_model_free(nuance_model* model) { delete model; }
+void nuance_model_free(nuance_model* model) {
+    if (!model) return;
+    {
+        std::lock_guard<std::mutex> lock(registry().mu);
+        if (registry().models.erase(model) == 0) {
+            set_error(NUANCE_ERR_INVALID_ARGUMENT,
+                      "nuance_model_free: not a live model handle (freed already, or never returned by nuance_model_load)");
+            return;
+        }
+    }
+    delete model;
+}
 
 const char* nuance_model_family(const nuance_model* model) {
-    if (!model || !model->m) return "";
+    std::lock_guard<std::mutex> lock(registry().mu);
+    if (!live_model(model) || !model->m) return "";
     switch (model->m->family) {
         case SDFamily::SD1: return "sd1";
         case SDFamily::SD2: return "sd2";
@@ -224,7 +277,8 @@ const char* nuance_model_family(const nuance_model* model) {
 }
 
 int nuance_model_default_size(const nuance_model* model) {
-    return model && model->m ? default_side(*model->m) : 0;
+    std::lock_guard<std::mutex> lock(registry().mu);
+    return live_model(model) && model->m ? default_side(*model->m) : 0;
 }
 
 void nuance_context_params_init(nuance_context_params* p) {
@@ -235,44 +289,72 @@ void nuance_context_params_init(nuance_context_params* p) {
 nuance_status nuance_context_create(nuance_model* model, const nuance_context_params* params, nuance_context** out) {
     if (out) *out = nullptr;
     return guard([&] {
-        NUANCE_CHECK(model != nullptr && model->m, "nuance_context_create: model is NULL");
+        NUANCE_CHECK(model != nullptr, "nuance_context_create: model is NULL");
         NUANCE_CHECK(out != nullptr, "nuance_context_create: out is NULL");
         auto c = std::make_unique<nuance_context>();
-        c->m = model->m;
+        {
+            std::lock_guard<std::mutex> lock(registry().mu);
+            NUANCE_CHECK(live_model(model) && model->m, "nuance_context_create: model is not a live model handle ",
+                         "(freed already, or never returned by nuance_model_load)");
+            c->m = model->m;
+        }
         if (params) {
-            NUANCE_CHECK(params->n_threads >= 0, "nuance_context_create: n_threads must be >= 0, got ", params->n_threads);
+            check_thread_count(params->n_threads, "nuance_context_create: n_threads");
             NUANCE_CHECK(params->preview_interval >= 0, "nuance_context_create: preview_interval must be >= 0, got ",
                          params->preview_interval);
             c->n_threads = params->n_threads;
             c->preview_interval = params->preview_interval;
         }
+        std::lock_guard<std::mutex> lock(registry().mu);
+        registry().contexts.insert(c.get());
         *out = c.release();
     });
 }
 
-void nuance_context_free(nuance_context* ctx) { delete ctx; }
+void nuance_context_free(nuance_context* ctx) {
+    if (!ctx) return;
+    {
+        std::lock_guard<std::mutex> lock(registry().mu);
+        if (!live_context(ctx)) {
+            set_error(NUANCE_ERR_INVALID_ARGUMENT, "nuance_context_free: not a live context handle (freed already, "
+                                                   "or never returned by nuance_context_create)");
+            return;
+        }
+        if (ctx->busy.load()) {  // freeing under a running generation would pull the memory from under it
+            set_error(NUANCE_ERR_BUSY, "nuance_context_free: the context is generating; not freed (cancel it and "
+                                       "free it after nuance_generate returns)");
+            return;
+        }
+        registry().contexts.erase(ctx);
+    }
+    delete ctx;
+}
+
 
 void nuance_context_set_progress_callback(nuance_context* ctx, nuance_progress_fn fn, void* user) {
-    if (!ctx) return;
-    ctx->progress = fn;
-    ctx->progress_user = user;
+    with_live_context(ctx, "nuance_context_set_progress_callback", [&](nuance_context* c) {
+        c->progress = fn;
+        c->progress_user = user;
+    });
 }
 
 void nuance_context_set_preview_callback(nuance_context* ctx, nuance_preview_fn fn, void* user) {
-    if (!ctx) return;
-    ctx->preview = fn;
-    ctx->preview_user = user;
+    with_live_context(ctx, "nuance_context_set_preview_callback", [&](nuance_context* c) {
+        c->preview = fn;
+        c->preview_user = user;
+    });
 }
 
 void nuance_context_set_log_callback(nuance_context* ctx, nuance_log_fn fn, void* user, nuance_log_level level) {
-    if (!ctx) return;
-    ctx->log = fn;
-    ctx->log_user = user;
-    ctx->log_level = level;
+    with_live_context(ctx, "nuance_context_set_log_callback", [&](nuance_context* c) {
+        c->log = fn;
+        c->log_user = user;
+        c->log_level = level;
+    });
 }
 
 void nuance_context_cancel(nuance_context* ctx) {
-    if (ctx) ctx->cancel.store(true);
+    with_live_context(ctx, "nuance_context_cancel", [](nuance_context* c) { c->cancel.store(true); });
 }
 
 void nuance_generate_params_init(nuance_generate_params* p) {
@@ -301,8 +383,15 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
     if (out_images) *out_images = nullptr;
     if (out_count) *out_count = 0;
     if (!ctx) return set_error(NUANCE_ERR_INVALID_ARGUMENT, "nuance_generate: ctx is NULL");
-    if (ctx->busy.exchange(true))
-        return set_error(NUANCE_ERR_BUSY, "nuance_generate: this context is already generating on another thread");
+    {
+        // busy is taken under the lock: nuance_context_free then refuses to free the context until we are done.
+        std::lock_guard<std::mutex> lock(registry().mu);
+        if (!live_context(ctx))
+            return set_error(NUANCE_ERR_INVALID_ARGUMENT, "nuance_generate: ctx is not a live context handle (freed "
+                                                          "already, or never returned by nuance_context_create)");
+        if (ctx->busy.exchange(true))
+            return set_error(NUANCE_ERR_BUSY, "nuance_generate: this context is already generating on another thread");
+    }
     struct Release {
         nuance_context* c;
         ~Release() { c->busy.store(false); }
@@ -329,7 +418,7 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
         NUANCE_CHECK(p.steps >= 0, "steps ", p.steps, " is negative (0 = the model's default)");
         p.eta = params->eta;
         p.seed = params->seed >= 0 ? params->seed
-                                   : (int64_t)(std::chrono::steady_clock::now().time_since_epoch().count() & 0x7fffffff);
+                                   : (int64_t)(std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffffff);
         p.batch_count = params->batch_count;
         p.clip_skip = params->clip_skip;
         p.rng = parse_rng_kind(params->rng ? params->rng : "cuda");
@@ -413,7 +502,7 @@ nuance_status nuance_image_write_png(const nuance_image* image, const char* path
         const Image img = to_image(image, "image");
         PngText text;
         if (image->infotext) text.emplace_back("parameters", image->infotext);
-        write_png(path, img, text);
+        write_png(path, img, text);  // encoded in memory, written atomically: a failed write keeps the old file
     });
 }
 
@@ -422,7 +511,7 @@ nuance_status nuance_image_read(const char* path, nuance_image** out) {
     nuance_image* img = nullptr;
     const nuance_status st = guard([&] {
         NUANCE_CHECK(path != nullptr && *path && out != nullptr, "nuance_image_read: NULL argument");
-        const Image im = read_image(path);
+        const Image im = read_image(path, kMaxInputImagePixels);
         img = static_cast<nuance_image*>(std::calloc(1, sizeof(nuance_image)));
         if (!img) throw std::bad_alloc();
         fill_image(*img, im, 0, nullptr);

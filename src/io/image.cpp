@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "io/atomic_file.h"
 #include "io/weight_file.h"
 
 namespace nuance {
@@ -32,10 +33,13 @@ void copy_msg(char* dst, const char* src) {
     dst[kMsgLen - 1] = 0;
 }
 
-void check_size(uint64_t w, uint64_t h, const std::string& name) {
+void check_size(uint64_t w, uint64_t h, const std::string& name, uint64_t max_pixels = kMaxPixels) {
     NUANCE_CHECK_CODE(w > 0 && h > 0 && w <= kMaxSide && h <= kMaxSide && w * h <= kMaxPixels, Unsupported,
                       "image '", name, "' is ", w, "x", h, " pixels (supported: up to ", kMaxSide, " per side and ",
                       kMaxPixels, " pixels)");
+    // Checked on the header, before a byte of pixels is allocated or decoded (decompression bombs).
+    NUANCE_CHECK(w * h <= max_pixels, "image '", name, "' is ", w, "x", h, " = ", w * h,
+                 " pixels, over the limit of ", max_pixels, " pixels for input images");
 }
 
 // ---------------------------------------------------------------- PNG decode
@@ -90,7 +94,7 @@ bool png_step_pixels(PngReader* r, png_bytepp rows) {
     return true;
 }
 
-Image decode_png(const uint8_t* data, size_t size, int channels, const std::string& name) {
+Image decode_png(const uint8_t* data, size_t size, int channels, const std::string& name, uint64_t max_pixels) {
     PngReader r;
     r.data = data;
     r.size = size;
@@ -100,7 +104,7 @@ Image decode_png(const uint8_t* data, size_t size, int channels, const std::stri
     NUANCE_CHECK_CODE(r.info != nullptr, OutOfMemory, "png '", name, "': cannot create decoder");
     uint32_t w = 0, h = 0;
     NUANCE_CHECK(png_step_header(&r, channels, &w, &h), "cannot read PNG '", name, "': ", r.msg);
-    check_size(w, h, name);
+    check_size(w, h, name, max_pixels);
     Image img;
     img.width = (int)w;
     img.height = (int)h;
@@ -126,8 +130,10 @@ void jpeg_on_error(j_common_ptr c) {
     copy_msg(e->msg, buf);
     std::longjmp(e->jump, 1);
 }
+// Every libjpeg warning is an error: libjpeg "recovers" from truncated or corrupt data by filling the rest of the
+// image with grey, which must not pass as a good init image.
 void jpeg_on_message(j_common_ptr c, int level) {
-    if (level == -1 && c->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(c);  // truncated data is an error
+    if (level == -1) jpeg_on_error(c);
 }
 void jpeg_output_nothing(j_common_ptr) {}
 
@@ -166,12 +172,12 @@ bool jpeg_step_pixels(JpegReader* r, uint8_t* out, size_t stride) {
     return true;
 }
 
-Image decode_jpeg(const uint8_t* data, size_t size, int channels, const std::string& name) {
+Image decode_jpeg(const uint8_t* data, size_t size, int channels, const std::string& name, uint64_t max_pixels) {
     JpegReader r;
     bool cmyk = false;
     NUANCE_CHECK(jpeg_step_header(&r, data, size, &cmyk), "cannot read JPEG '", name, "': ", r.err.msg);
     const uint32_t w = r.cinfo.output_width, h = r.cinfo.output_height;
-    check_size(w, h, name);
+    check_size(w, h, name, max_pixels);
     const int comps = cmyk ? 4 : 3;
     std::vector<uint8_t> buf((size_t)w * h * comps);
     NUANCE_CHECK_CODE(r.cinfo.output_components == comps, Unsupported, "cannot read JPEG '", name, "': ",
@@ -328,20 +334,20 @@ uint8_t round_half_even_u8(float y) {  // y in [0, 255]; independent of the FP r
 }  // namespace
 
 // ---------------------------------------------------------------- public API
-Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& name) {
+Image decode_image(const uint8_t* data, size_t size, int channels, const std::string& name, uint64_t max_pixels) {
     NUANCE_CHECK(channels == 3 || channels == 4, "decode_image: channels must be 3 or 4, got ", channels);
     NUANCE_CHECK(data != nullptr || size == 0, "decode_image: null data for '", name, "'");
     static constexpr uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (size >= 8 && std::memcmp(data, kPng, 8) == 0) return decode_png(data, size, channels, name);
+    if (size >= 8 && std::memcmp(data, kPng, 8) == 0) return decode_png(data, size, channels, name, max_pixels);
     if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
-        return decode_jpeg(data, size, channels, name);
+        return decode_jpeg(data, size, channels, name, max_pixels);
     fail(ErrorCode::Unsupported, "image '", name, "' is neither PNG nor JPEG (", size == 0 ? "empty file" : "unknown magic bytes",
          ")");
 }
 
-Image read_image(const std::string& path) {
+Image read_image(const std::string& path, uint64_t max_pixels) {
     const auto file = map_file(path);
-    return decode_image(file->data(), file->size(), 3, path);
+    return decode_image(file->data(), file->size(), 3, path, max_pixels);
 }
 
 Image read_image_rgba(const std::string& path) {
@@ -386,12 +392,8 @@ std::vector<uint8_t> encode_png(const Image& image, const PngText& text_chunks) 
 }
 
 void write_png(const std::string& path, const Image& image, const PngText& text_chunks) {
-    const std::vector<uint8_t> bytes = encode_png(image, text_chunks);
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    NUANCE_CHECK_CODE(f.good(), Io, "cannot open '", path, "' for writing");
-    f.write(reinterpret_cast<const char*>(bytes.data()), (std::streamsize)bytes.size());
-    f.close();
-    NUANCE_CHECK_CODE(!f.fail(), Io, "cannot write '", path, "'");
+    const std::vector<uint8_t> bytes = encode_png(image, text_chunks);  // in memory first: no half-written file
+    write_bytes_atomic(path, bytes);
 }
 
 Tensor image_to_tensor(const Image& image) {

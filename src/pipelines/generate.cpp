@@ -5,9 +5,12 @@
 #include "core/allocator.h"
 
 #include <chrono>
+#include <cstdint>
 #include <cmath>
 
 #include "io/weights.h"
+#include "pipelines/finite_check.h"
+#include "text/prompt_check.h"
 #include "ops/ops.h"
 #include "pipelines/pixel_space.h"
 #include "samplers/guidance.h"
@@ -83,7 +86,14 @@ void validate_params(const StableDiffusionModel& m, const GenerateParams& p) {
     NUANCE_CHECK(p.steps >= 1 && p.steps <= 1000, "steps must be in 1..1000, got ", p.steps);
     NUANCE_CHECK(std::isfinite(p.cfg_scale) && p.cfg_scale >= 0 && p.cfg_scale <= 100, "cfg scale must be in 0..100, got ",
                  p.cfg_scale);
-    NUANCE_CHECK(p.batch_count >= 1 && p.batch_count <= 10000, "batch count must be >= 1, got ", p.batch_count);
+    NUANCE_CHECK(p.batch_count >= 1 && p.batch_count <= 10000, "batch count must be in 1..10000, got ", p.batch_count);
+    NUANCE_CHECK(p.seed >= 0 && p.seed <= INT64_MAX - (p.batch_count - 1), "seed must be in 0..",
+                 INT64_MAX - (p.batch_count - 1), " (seed + batch count - 1 must fit in 64 bits), got ", p.seed);
+    NUANCE_CHECK(std::isfinite(p.eta) && p.eta <= 100, "eta must be a finite number <= 100 (< 0: the sampler's ",
+                 "default), got ", p.eta);
+    NUANCE_CHECK(std::isfinite(p.strength), "strength must be in (0, 1], got ", p.strength);
+    check_prompt_text(p.prompt, "prompt");
+    check_prompt_text(p.negative_prompt, "negative prompt");
     NUANCE_CHECK(p.clip_skip >= 0 && p.clip_skip < m.te1.model->config().layers, "clip skip must be in 0..",
                  m.te1.model->config().layers - 1, ", got ", p.clip_skip);
     NUANCE_CHECK(!p.init_image || (p.strength > 0 && p.strength <= 1), "strength must be in (0, 1], got ", p.strength);
@@ -139,10 +149,18 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
     co.clip_skip = p.clip_skip;
     co.zero_empty = m.family == SDFamily::SDXL;
     const bool use_cfg = p.cfg_scale != 1.0f;
+    const std::string weights_hint = "the model weights contain NaN/Inf?";
+    auto check_cond = [&](const Conditioning& c, const char* what) {
+        check_finite(c.context, [&] { return str("the text encoder output for the ", what); }, weights_hint);
+        if (c.pooled.defined())
+            check_finite(c.pooled, [&] { return str("the pooled text embedding of the ", what); }, weights_hint);
+    };
     Conditioning cond = encode_prompt(m, p.prompt, co);
+    check_cond(cond, "prompt");
     Conditioning uncond;
     if (use_cfg) {
         uncond = encode_prompt(m, p.negative_prompt, co);
+        check_cond(uncond, "negative prompt");
         match_chunk_counts(m, cond, uncond, co);
     }
     const int64_t C = m.latent_channels(), h = p.height / m.vae_scale(), w = p.width / m.vae_scale();
@@ -176,6 +194,8 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         Tensor x;
         if (p.init_image) {
             const Tensor init = encode_init_image(m, *p.init_image, p.width, p.height, p.vae_tiling, *rng);
+            check_finite(init, [] { return std::string("the VAE encoding of the init image"); },
+                         "the VAE weights contain NaN/Inf?");
             const int init_steps = std::min(p.steps, (int)((double)p.steps * p.strength));
             const int start = std::max(p.steps - init_steps, 0);
             NUANCE_CHECK(start < p.steps, "strength ", p.strength, " leaves no steps to run");
@@ -195,6 +215,14 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         if (p.eta >= 0) so.eta = p.eta;
         so.should_cancel = p.cancelled;
         so.callback = [&](int step, int total, const Tensor& xs, const Tensor& denoised) {
+            // One pass over the (small) latents per step: NaN weights fail at the first step, not as a black PNG.
+            auto at = [&] {
+                return str(" at step ", step + 1, " of ", total, " (sigma ", format_float((float)sched.sigmas[(size_t)step]),
+                           p.batch_count > 1 ? str(", image ", b + 1, " of ", p.batch_count) : std::string(), ")");
+            };
+            check_finite(denoised, [&] { return "the UNet output" + at(); }, weights_hint);
+            check_finite(xs, [&] { return "the sampler's latents" + at(); },
+                         "the sampler or its settings (eta, sigmas) produced NaN/Inf");
             if (!p.on_progress) return;
             GenerateProgress pr;
             pr.step = step + 1;
@@ -208,6 +236,8 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
             p.on_progress(pr);
         };
         const Tensor latents = run_sampler(*rs.info, den, x, sched, so);
+        check_finite(latents, [&] { return str("the sampled latents of image ", b + 1, " (seed ", seed, ")"); },
+                     weights_hint);
         GeneratedImage gi;
         gi.seed = seed;
         gi.latents = latents;
@@ -217,8 +247,12 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         if (p.release_weights_before_decode && b + 1 == p.batch_count) cpu::clear_packed_weights();
         gi.decoded = m.pixel_space() ? pixel_space_decode(m, latents)
                                      : vae_decode_tiled(*m.vae, m.vae->from_latents(latents), p.vae_tiling);
+        check_finite(gi.decoded, [&] { return str(m.pixel_space() ? "the decoded image " : "the VAE decoder output of image ",
+                                                  b + 1, " (seed ", seed, ")"); },
+                     m.pixel_space() ? "the model weights contain NaN/Inf?" : "the VAE weights contain NaN/Inf?");
         gi.image = tensor_to_image(gi.decoded);
         gi.infotext = a1111_infotext(m, p, seed, hash);
+        if (p.on_image) p.on_image(gi);
         out.push_back(std::move(gi));
         allocator_trim();
     }

@@ -23,6 +23,8 @@ struct GenerateProgress {
     const Tensor* denoised = nullptr; // the sampler's current estimate of the clean latents (better previews)
 };
 
+struct GeneratedImage;
+
 struct GenerateParams {
     std::string prompt, negative_prompt;
     int width = 512, height = 512;
@@ -33,7 +35,7 @@ struct GenerateParams {
     float eta = -1.0f;         // < 0: the sampler's default (1 for ancestral, 0 for DDIM)
     float guidance_rescale = 0.0f;  // CFG rescale phi (Lin et al. 2023) in [0, 1]; 0 = off
     std::vector<double> sigmas;     // custom sigma schedule (N+1 values, parse_sigma_list); steps must be N
-    int64_t seed = 42;         // < 0: random
+    int64_t seed = 42;         // >= 0 (callers turn "random" into a seed); seed + batch_count - 1 must fit int64
     int batch_count = 1;       // images made one after another with seeds seed, seed+1, ...
     int clip_skip = 0;         // 0: the model's default
     RngKind rng = RngKind::Cuda;  // A1111's default noise ("GPU"); RngKind::Cpu = ComfyUI / torch CPU
@@ -46,6 +48,9 @@ struct GenerateParams {
     // Calls: progress after every step; cancelled() polled between steps (true -> ErrorCode::Cancelled).
     std::function<void(const GenerateProgress&)> on_progress;
     std::function<bool()> cancelled;
+    // Called with each image as soon as it is decoded (before the next one starts), e.g. to save it at once.
+    // An exception it throws stops the batch and leaves generate().
+    std::function<void(const GeneratedImage&)> on_image;
     // Drop every packed weight copy (backends/cpu/dnnl_cache.h) before the last image's VAE decode, so the decoder's
     // activations reuse that memory: lower peak RSS for one-shot runs; a later call repacks (about 1 s for SD1.5).
     bool release_weights_before_decode = false;
@@ -61,9 +66,12 @@ struct GeneratedImage {
     Tensor decoded;        // VAE output before clamping, [1, 3, H, W]
 };
 
-// Validates params against the model (size multiple of the VAE factor, known sampler/schedule...). Throws Error.
+// Validates params against the model (size multiple of the VAE factor, known sampler/schedule, finite floats,
+// prompts valid UTF-8 without NUL, seed range...). Throws Error.
 void validate_params(const StableDiffusionModel& m, const GenerateParams& p);
 
+// Fails (ErrorCode::InvalidArgument) naming the stage when the conditioning, a step's latents or the decoded
+// image holds NaN/Inf (pipelines/finite_check.h): broken weights never give a silent black image.
 std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const GenerateParams& p);
 
 // A1111's infotext: "<prompt>\nNegative prompt: <neg>\nSteps: 20, Sampler: Euler a, Schedule type: ...".

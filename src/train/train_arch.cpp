@@ -6,63 +6,105 @@ namespace nuance {
 
 namespace {
 
+// Every size an arch can set is bounded: a typo like "layers_per_block": 100000 must be an error naming the key,
+// not an allocation that takes the machine down. The bounds are well above any model this trainer is for.
+constexpr int64_t kMaxLevels = 8;        // UNet/VAE resolution levels
+constexpr int64_t kMaxChannels = 4096;   // per level, and the text encoder's hidden size
+constexpr int64_t kMaxLayers = 16;       // layers per block, transformer depth
+constexpr int64_t kMaxHeads = 64;
+constexpr int64_t kMaxWide = 16384;      // MLP width, time embedding
+constexpr int64_t kMaxTextLayers = 48;
+constexpr int64_t kMaxPositions = 1024;
+constexpr int64_t kMaxLatentChannels = 64;
+
+// Unknown keys are errors (a misspelt key would otherwise be ignored silently).
+void check_keys(const nlohmann::json& j, std::initializer_list<const char*> known, const char* what) {
+    NUANCE_CHECK(j.is_object(), what, " must be a JSON object, got ", j.dump());
+    for (const auto& [k, v] : j.items()) {
+        bool ok = false;
+        std::string list;
+        for (const char* n : known) {
+            ok = ok || k == n;
+            list += (list.empty() ? "" : ", ") + std::string(n);
+        }
+        NUANCE_CHECK(ok, what, ": unknown key '", k, "' (known keys: ", list, ")");
+    }
+}
+
 std::vector<int64_t> int_list(const nlohmann::json& j, const char* key, const char* what) {
-    NUANCE_CHECK(j.contains(key) && j[key].is_array() && !j[key].empty(), what, ": '", key,
-                 "' must be a non-empty list of integers");
+    NUANCE_CHECK(j.contains(key) && j[key].is_array() && !j[key].empty() && (int64_t)j[key].size() <= kMaxLevels,
+                 what, ": '", key, "' must be a list of 1..", kMaxLevels, " integers, got ",
+                 j.contains(key) ? j[key].dump() : std::string("nothing"));
     std::vector<int64_t> v;
     for (const auto& e : j[key]) {
-        NUANCE_CHECK(e.is_number_integer() && e.get<int64_t>() > 0, what, ": '", key, "' has a bad entry ", e.dump());
+        NUANCE_CHECK(e.is_number_integer() && e.get<int64_t>() > 0 && e.get<int64_t>() <= kMaxChannels, what, ": '",
+                     key, "' has a bad entry ", e.dump(), " (integers in 1..", kMaxChannels, ")");
         v.push_back(e.get<int64_t>());
     }
     return v;
 }
 
-int64_t int_value(const nlohmann::json& j, const char* key, int64_t def, const char* what) {
+int64_t int_value(const nlohmann::json& j, const char* key, int64_t def, const char* what, int64_t lo, int64_t hi) {
     if (!j.contains(key)) return def;
-    NUANCE_CHECK(j[key].is_number_integer() && j[key].get<int64_t>() >= 0, what, ": '", key,
-                 "' must be a non-negative integer, got ", j[key].dump());
-    return j[key].get<int64_t>();
+    const auto& v = j[key];
+    NUANCE_CHECK(v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi, what, ": '", key,
+                 "' must be an integer in ", lo, "..", hi, ", got ", v.dump());
+    return v.get<int64_t>();
+}
+
+bool bool_value(const nlohmann::json& j, const char* key, bool def, const char* what) {
+    if (!j.contains(key)) return def;
+    NUANCE_CHECK(j[key].is_boolean(), what, ": '", key, "' must be true or false, got ", j[key].dump());
+    return j[key].get<bool>();
 }
 
 }  // namespace
 
 UNetConfig unet_config_from_arch(const nlohmann::json& j, int64_t in_channels, int64_t cross_dim) {
+    check_keys(j, {"block_out_channels", "layers_per_block", "transformer_depth", "attention_levels", "mid_depth",
+                   "heads", "norm_num_groups", "time_embed_dim"},
+               "UNet arch");
     UNetConfig c;
     c.in_channels = c.out_channels = in_channels;
     c.block_out_channels = int_list(j, "block_out_channels", "UNet arch");
     const size_t L = c.block_out_channels.size();
-    c.layers_per_block = int_value(j, "layers_per_block", 1, "UNet arch");
-    NUANCE_CHECK(c.layers_per_block >= 1, "UNet arch: layers_per_block must be >= 1");
-    const int64_t depth = int_value(j, "transformer_depth", 1, "UNet arch");
+    c.layers_per_block = int_value(j, "layers_per_block", 1, "UNet arch", 1, kMaxLayers);
+    const int64_t depth = int_value(j, "transformer_depth", 1, "UNet arch", 0, kMaxLayers);
     c.down_attn.assign(L, true);
     if (j.contains("attention_levels")) {
         const nlohmann::json& a = j["attention_levels"];
-        NUANCE_CHECK(a.is_array() && a.size() == L, "UNet arch: 'attention_levels' needs ", L, " booleans");
-        for (size_t i = 0; i < L; ++i) c.down_attn[i] = a[i].is_boolean() && a[i].get<bool>();
+        NUANCE_CHECK(a.is_array() && a.size() == L, "UNet arch: 'attention_levels' needs ", L, " booleans, got ",
+                     a.dump());
+        for (size_t i = 0; i < L; ++i) {
+            NUANCE_CHECK(a[i].is_boolean(), "UNet arch: 'attention_levels' has a bad entry ", a[i].dump(),
+                         " (true or false)");
+            c.down_attn[i] = a[i].get<bool>();
+        }
     }
     for (size_t i = 0; i < L; ++i) c.down_depth.push_back(c.down_attn[i] ? depth : 0);
     for (size_t i = 0; i < L; ++i) c.up_depth.push_back(c.down_depth[L - 1 - i]);
-    c.mid_depth = int_value(j, "mid_depth", depth, "UNet arch");
-    const int64_t heads = int_value(j, "heads", 4, "UNet arch");
+    c.mid_depth = int_value(j, "mid_depth", depth, "UNet arch", 0, kMaxLayers);
+    const int64_t heads = int_value(j, "heads", 4, "UNet arch", 1, kMaxHeads);
     for (int64_t ch : c.block_out_channels)
         NUANCE_CHECK(heads > 0 && ch % heads == 0, "UNet arch: ", ch, " channels are not divisible into ", heads, " heads");
     c.heads.assign(L, heads);
     c.cross_attention_dim = cross_dim;
-    c.norm_num_groups = int_value(j, "norm_num_groups", 32, "UNet arch");
+    c.norm_num_groups = int_value(j, "norm_num_groups", 32, "UNet arch", 1, kMaxChannels);
     for (int64_t ch : c.block_out_channels)
         NUANCE_CHECK(c.norm_num_groups > 0 && ch % c.norm_num_groups == 0, "UNet arch: ", ch,
                      " channels are not divisible into ", c.norm_num_groups, " norm groups");
-    c.time_embed_dim = int_value(j, "time_embed_dim", 4 * c.block_out_channels[0], "UNet arch");
+    c.time_embed_dim = int_value(j, "time_embed_dim", 4 * c.block_out_channels[0], "UNet arch", 1, kMaxWide);
     return c;
 }
 
 ClipTextConfig clip_config_from_arch(const nlohmann::json& j) {
+    check_keys(j, {"hidden", "layers", "heads", "intermediate", "max_positions"}, "text encoder arch");
     ClipTextConfig c;
-    c.hidden = int_value(j, "hidden", 128, "text encoder arch");
-    c.layers = int_value(j, "layers", 4, "text encoder arch");
-    c.heads = int_value(j, "heads", 4, "text encoder arch");
-    c.intermediate = int_value(j, "intermediate", 4 * c.hidden, "text encoder arch");
-    c.max_positions = int_value(j, "max_positions", 77, "text encoder arch");
+    c.hidden = int_value(j, "hidden", 128, "text encoder arch", 1, kMaxChannels);
+    c.layers = int_value(j, "layers", 4, "text encoder arch", 1, kMaxTextLayers);
+    c.heads = int_value(j, "heads", 4, "text encoder arch", 1, kMaxHeads);
+    c.intermediate = int_value(j, "intermediate", 4 * c.hidden, "text encoder arch", 1, kMaxWide);
+    c.max_positions = int_value(j, "max_positions", 77, "text encoder arch", 77, kMaxPositions);
     c.vocab = 49408;  // the built-in CLIP BPE vocabulary
     c.act = ClipAct::QuickGelu;  // SD1-family text encoder: the loader recognises the family by it
     NUANCE_CHECK(c.hidden > 0 && c.layers > 0 && c.heads > 0 && c.hidden % c.heads == 0 && c.max_positions >= 77,
@@ -72,17 +114,19 @@ ClipTextConfig clip_config_from_arch(const nlohmann::json& j) {
 }
 
 AutoencoderKLConfig vae_config_from_arch(const nlohmann::json& j, int64_t image_channels) {
+    check_keys(j, {"block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups", "mid_block_attention"},
+               "VAE arch");
     AutoencoderKLConfig c;
     c.in_channels = c.out_channels = image_channels;
     c.block_out_channels = int_list(j, "block_out_channels", "VAE arch");
-    c.layers_per_block = int_value(j, "layers_per_block", 1, "VAE arch");
-    c.latent_channels = int_value(j, "latent_channels", 4, "VAE arch");
-    c.norm_groups = int_value(j, "norm_num_groups", 32, "VAE arch");
+    c.layers_per_block = int_value(j, "layers_per_block", 1, "VAE arch", 1, kMaxLayers);
+    c.latent_channels = int_value(j, "latent_channels", 4, "VAE arch", 1, kMaxLatentChannels);
+    c.norm_groups = int_value(j, "norm_num_groups", 32, "VAE arch", 1, kMaxChannels);
     for (int64_t ch : c.block_out_channels)
         NUANCE_CHECK(c.norm_groups > 0 && ch % c.norm_groups == 0, "VAE arch: ", ch,
                      " channels are not divisible into ", c.norm_groups, " norm groups");
     NUANCE_CHECK(c.layers_per_block >= 1 && c.latent_channels >= 1, "VAE arch: bad layers_per_block/latent_channels");
-    c.mid_block_attention = !j.contains("mid_block_attention") || j["mid_block_attention"].get<bool>();
+    c.mid_block_attention = bool_value(j, "mid_block_attention", true, "VAE arch");
     c.scaling_factor = 1.0f;  // measured on the data after training
     return c;
 }

@@ -26,6 +26,7 @@
 #include "train/model_graph.h"
 #include "train/optim.h"
 #include "train/train_arch.h"
+#include "train/train_options.h"
 
 namespace fs = std::filesystem;
 
@@ -393,16 +394,7 @@ struct TrainRun {
 // ---- entry point ----
 
 TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
-    NUANCE_CHECK(opts.model == "vae" || opts.model == "ldm" || opts.model == "ddpm", "train: unknown --model '",
-                 opts.model, "' (expected vae, ldm or ddpm)");
-    NUANCE_CHECK(!opts.output.empty(), "train: --output (the run folder) is required");
-    NUANCE_CHECK(opts.steps > 0 && opts.batch > 0 && opts.resolution >= 8, "train: steps ", opts.steps, ", batch ",
-                 opts.batch, ", resolution ", opts.resolution, " (need steps > 0, batch > 0, resolution >= 8)");
-    NUANCE_CHECK(opts.prediction == "epsilon" || opts.prediction == "v_prediction", "train: --prediction must be ",
-                 "epsilon or v_prediction, got '", opts.prediction, "'");
-    NUANCE_CHECK(opts.lr > 0 && std::isfinite(opts.lr), "train: --lr must be > 0");
-    NUANCE_CHECK(opts.model != "ldm" || !opts.vae.empty(), "train: --model ldm needs --vae (a trained VAE: run ",
-                 "`nuance train --model vae` first)");
+    validate_train_options(opts);  // every numeric option bounded (train/train_options.h)
     TrainRun run(opts);
     run.build();
     run.make_data();

@@ -1,0 +1,66 @@
+#include "train/train_options.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "train/train_arch.h"
+
+namespace nuance {
+
+namespace {
+
+void check_range(double v, double lo, double hi, bool hi_open, const char* flag) {
+    NUANCE_CHECK(std::isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi), "train: ", flag, " must be in [", lo,
+                 ", ", hi, hi_open ? ")" : "]", ", got ", v);
+}
+
+void check_int(int64_t v, int64_t lo, int64_t hi, const char* flag) {
+    NUANCE_CHECK(v >= lo && v <= hi, "train: ", flag, " must be in ", lo, "..", hi, ", got ", v);
+}
+
+}  // namespace
+
+void validate_train_options(const TrainOptions& o) {
+    NUANCE_CHECK(o.model == "vae" || o.model == "ldm" || o.model == "ddpm", "train: unknown --model '", o.model,
+                 "' (expected vae, ldm or ddpm)");
+    NUANCE_CHECK(!o.output.empty(), "train: --output (the run folder) is required");
+    check_int(o.steps, 1, kMaxTrainSteps, "--steps");
+    check_int(o.batch, 1, kMaxTrainBatch, "--batch");
+    check_int(o.resolution, 8, kMaxTrainResolution, "--resolution");
+    check_int(o.warmup, 0, kMaxTrainSteps, "--warmup");
+    check_int(o.checkpoint_every, 1, kMaxTrainSteps, "--checkpoint-every");
+    check_int(o.keep_checkpoints, 1, 1'000'000, "--keep-checkpoints");
+    check_int(o.limit, 0, INT64_MAX, "--limit");
+    NUANCE_CHECK(std::isfinite(o.lr) && o.lr > 0 && o.lr <= 10, "train: --lr must be in (0, 10], got ", o.lr);
+    check_range(o.min_lr, 0, o.lr, false, "--min-lr");
+    check_range(o.weight_decay, 0, 10, false, "--weight-decay");
+    NUANCE_CHECK(std::isfinite(o.max_grad_norm) && o.max_grad_norm > 0, "train: --max-grad-norm must be a finite ",
+                 "number > 0, got ", o.max_grad_norm);
+    check_range(o.ema_decay, 0, 1, true, "--ema");
+    check_range(o.caption_dropout, 0, 1, false, "--caption-dropout");
+    check_range(o.style_dropout, 0, 1, false, "--style-dropout");
+    check_range(o.keyword_prob, 0, 1, false, "--keyword-prob");
+    NUANCE_CHECK(std::isfinite(o.kl_weight) && o.kl_weight >= 0, "train: --kl-weight must be a finite number >= 0, got ",
+                 o.kl_weight);
+    NUANCE_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction",
+                 "train: --prediction must be epsilon or v_prediction, got '", o.prediction, "'");
+    NUANCE_CHECK(o.model != "ldm" || !o.vae.empty(), "train: --model ldm needs --vae (a trained VAE: run ",
+                 "`nuance train --model vae` first)");
+}
+
+void validate_train_arch(const TrainOptions& o) {
+    nlohmann::json a = default_arch(o.model);
+    NUANCE_CHECK(o.arch.is_object(), "--arch must be a JSON object, got ", o.arch.dump());
+    for (auto& [k, v] : o.arch.items()) {
+        NUANCE_CHECK(a.contains(k), "--arch: '", k, "' is not a part of a ", o.model, " model (parts: ", a.dump(), ")");
+        NUANCE_CHECK(v.is_object(), "--arch: '", k, "' must be an object");
+        for (auto& [kk, vv] : v.items()) a[k][kk] = vv;
+    }
+    // The same constructors the trainer uses; the sizes that depend on data (channels) are placeholders here.
+    ClipTextConfig te;
+    if (a.contains("text_encoder")) te = clip_config_from_arch(a["text_encoder"]);
+    if (a.contains("unet")) unet_config_from_arch(a["unet"], 4, te.hidden);
+    if (a.contains("vae")) vae_config_from_arch(a["vae"], 3);
+}
+
+}  // namespace nuance
