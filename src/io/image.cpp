@@ -34,12 +34,12 @@ void copy_msg(char* dst, const char* src) {
 }
 
 void check_size(uint64_t w, uint64_t h, const std::string& name, uint64_t max_pixels = kMaxPixels) {
+    // Checked on the header, before a byte of pixels is allocated or decoded (decompression bombs).
+    NUANCE_CHECK(max_pixels >= kMaxPixels || w * h <= max_pixels, "image '", name, "' is ", w, "x", h, " = ", w * h,
+                 " pixels, over the limit of ", max_pixels, " pixels for input images");
     NUANCE_CHECK_CODE(w > 0 && h > 0 && w <= kMaxSide && h <= kMaxSide && w * h <= kMaxPixels, Unsupported,
                       "image '", name, "' is ", w, "x", h, " pixels (supported: up to ", kMaxSide, " per side and ",
                       kMaxPixels, " pixels)");
-    // Checked on the header, before a byte of pixels is allocated or decoded (decompression bombs).
-    NUANCE_CHECK(w * h <= max_pixels, "image '", name, "' is ", w, "x", h, " = ", w * h,
-                 " pixels, over the limit of ", max_pixels, " pixels for input images");
 }
 
 // ---------------------------------------------------------------- PNG decode
