@@ -62,7 +62,8 @@ void add_checks(CLI::App* app) {
             o->check(CLI::Validator([](std::string& v) { return check_float_text(v); }, ""));
         } else if (type == "INT" || type == "UINT") {
             const bool is_unsigned = type == "UINT";
-            o->check(CLI::Validator([is_unsigned](std::string& v) { return check_int_text(v, is_unsigned); }, ""));
+            // transform, not check: CLI11 discards a check's rewrite, and "010" must reach the parser as "10".
+            o->transform(CLI::Validator([is_unsigned](std::string& v) { return check_int_text(v, is_unsigned); }, ""));
         }
         if (has_lname(o, "threads")) {
             o->check(CLI::Validator(

@@ -142,9 +142,9 @@ TEST_F(CliHardening, IntegersAreDecimalAndInRange) {
     EXPECT_THAT(r.out, HasSubstr("'0x10' is not a decimal integer"));
     r = run_cli(gen() + "-p x -W 99999999999");  // int option: CLI11 refuses what an int cannot hold
     EXPECT_EQ(r.code, 2) << r.out;
-    r = run_cli(gen() + "-p x --steps 02 -o " + path("dec.png"));  // leading zero: decimal, not octal
+    r = run_cli(" generate -q --steps 010 -W 64 -H 64 -m " + model() + " -p x -o " + path("dec.png"));  // decimal
     EXPECT_EQ(r.code, 0) << r.out;
-    EXPECT_THAT(read_png_text(path("dec.png"))[0].second, HasSubstr("Steps: 2,"));
+    EXPECT_THAT(read_png_text(path("dec.png"))[0].second, HasSubstr("Steps: 10,"));  // not octal 8
 }
 
 // ---- 4. prompts ----
