@@ -6,6 +6,8 @@
 
 #include "backends/cpu/dnnl_context.h"
 #include "commands.h"
+#include "io/atomic_file.h"
+#include "io/image.h"
 #include "core/error.h"
 #include "eval/emoji_eval.h"
 #include "train/emoji_classifier.h"
@@ -86,6 +88,7 @@ int run_eval(EvalArgs& a) {
         fail(ErrorCode::InvalidArgument, "usage: --sheet-prompts needs --sheet FILE.png");
     if (a.o.random_model && a.o.model.empty())
         fail(ErrorCode::InvalidArgument, "usage: --random-model needs -m MODEL (its architecture is re-initialised)");
+    if (!a.o.sheet.empty()) check_output_path(a.o.sheet);  // before the minutes of sampling, not after
     const bool tty = !a.quiet && isatty(fileno(stderr));
     std::string phase;
     int64_t last = 0;
@@ -124,10 +127,8 @@ int run_eval(EvalArgs& a) {
     if (r.contains("untrained")) print_section("untrained", r["untrained"]);
     if (r.contains("sheet")) std::printf("contact sheet: %s\n", a.o.sheet.c_str());
     if (!a.json.empty()) {
-        std::ofstream f(a.json, std::ios::binary);
-        NUANCE_CHECK_CODE(f.good(), Io, "cannot write '", a.json, "'");
-        f << r.dump(2) << "\n";
-        NUANCE_CHECK_CODE(f.good(), Io, "cannot write '", a.json, "'");
+        const std::string text = r.dump(2) + "\n";  // atomically: a full disk keeps the old report
+        write_file_atomic(a.json, [&](FILE* f) { return std::fwrite(text.data(), 1, text.size(), f) == text.size(); });
         std::printf("report: %s\n", a.json.c_str());
     }
     return 0;
