@@ -55,7 +55,7 @@ bool has_lname(const CLI::Option* o, const std::string& n) {
     return false;
 }
 
-void add_checks(CLI::App* app) {
+void add_checks(CLI::App* app, bool threads) {
     for (CLI::Option* o : app->get_options({})) {
         const std::string type = o->get_type_name();
         if (type == "FLOAT") {
@@ -65,7 +65,7 @@ void add_checks(CLI::App* app) {
             // transform, not check: CLI11 discards a check's rewrite, and "010" must reach the parser as "10".
             o->transform(CLI::Validator([is_unsigned](std::string& v) { return check_int_text(v, is_unsigned); }, ""));
         }
-        if (has_lname(o, "threads")) {
+        if (threads && has_lname(o, "threads")) {
             o->check(CLI::Validator(
                 [](std::string& v) {
                     try {
@@ -80,11 +80,12 @@ void add_checks(CLI::App* app) {
                 ""));
         }
     }
-    for (CLI::App* sub : app->get_subcommands({})) add_checks(sub);
+    // serve checks its own -t (with its other options, apps/cli/cmd_serve.cpp).
+    for (CLI::App* sub : app->get_subcommands({})) add_checks(sub, threads && sub->get_name() != "serve");
 }
 
 }  // namespace
 
-void add_strict_number_checks(CLI::App& app) { add_checks(&app); }
+void add_strict_number_checks(CLI::App& app) { add_checks(&app, true); }
 
 }  // namespace nuance::cli

@@ -2,7 +2,7 @@
 //   FLOAT options refuse nan, inf and values a float cannot hold ("--eta nan", "--lr 1e999");
 //   INT/UINT options take plain decimal only, refuse values their type cannot hold instead of clamping
 //   ("--seed 99999999999999999999") and negative values for unsigned ones; "010" is ten, not octal eight;
-//   -t/--threads is 0 (all cores) or 1..max_threads() (core/threads.h).
+//   -t/--threads is 0 (all cores) or 1..max_threads() (core/threads.h); serve validates its own.
 // A refused value is a usage error (exit 2) naming the flag and the value.
 #pragma once
 #include <CLI/CLI.hpp>

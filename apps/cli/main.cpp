@@ -1,6 +1,7 @@
 // nuance: generate images with diffusion models, check parity with the reference, inspect checkpoints.
 // Exit codes: 0 ok, 1 error (message on stderr), 2 usage. Every error, in every subcommand, is printed as
-// "nuance: error: <message>"; usage errors add a line pointing at the subcommand's --help.
+// "nuance: error: <message>"; usage errors read "nuance: error: usage: <message>" and add a line pointing at the
+// subcommand's --help.
 #include <cstdio>
 #include <map>
 
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        print_error(e.what());
+        print_error(std::string("usage: ") + e.what());
         std::fprintf(stderr, "%s\n", help_hint(app).c_str());
         return 2;
     }
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
         } catch (const nuance::Error& e) {
             const std::string msg = e.what();
             if (e.code() == nuance::ErrorCode::InvalidArgument && msg.rfind("usage: ", 0) == 0) {
-                print_error(msg.substr(7));
+                print_error(msg);
                 std::fprintf(stderr, "%s\n", help_hint(app).c_str());
                 return 2;
             }
