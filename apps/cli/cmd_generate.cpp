@@ -123,8 +123,8 @@ int run(GenerateArgs& a) {
         check_output_path(a.output);
         if (a.p.batch_count > 1) check_output_path(numbered(a.output, a.p.batch_count - 1));
     } catch (const Error& e) {
-        fail(e.code() == ErrorCode::InvalidArgument ? ErrorCode::InvalidArgument : e.code(),
-             e.code() == ErrorCode::InvalidArgument ? "usage: -o/--output: " : "-o/--output: ", e.what());
+        // A bad name is a usage error (exit 2); a missing or read-only folder is an environment error (exit 1).
+        fail(e.code(), e.code() == ErrorCode::InvalidArgument ? "usage: -o/--output: " : "-o/--output: ", e.what());
     }
     try {
         a.p.rng = parse_rng_kind(a.rng);
