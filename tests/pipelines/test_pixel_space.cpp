@@ -95,7 +95,7 @@ TEST(PixelSpace, CliGeneratesFromTheExportAtTheModelsSize) {
     test::TempDir d("pixel_ddpm_cli");
     const std::string dir = train_tiny_ddpm();
     const std::string png = d / "x.png";
-    const test::CliRun r = test::run_cli("generate -m " + dir + " -o " + png + " --steps 2 -q");
+    const test::CliRun r = test::run_cli("generate -m " + dir + " -p \"\" -o " + png + " --steps 2 -q");  // -p is required (issue 12)
     ASSERT_EQ(r.code, 0) << r.out;
     const Image img = read_image(png);
     EXPECT_EQ(img.width, 28);  // -W/-H default to the model's size
