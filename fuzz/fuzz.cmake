@@ -1,0 +1,65 @@
+# libFuzzer targets (fuzz/README.md), built with -DNUANCE_FUZZ=ON by clang only (scripts/fuzz.sh).
+# They link small static libraries of just the parsers they exercise, compiled with ASan + UBSan and libFuzzer's
+# coverage instrumentation, instead of the whole engine: the request and diffusers-JSON targets need a few samplers,
+# ops and model configs, the others only core/, io/ and text/ (the lists are the link closure of each target).
+# Included from the top-level CMakeLists.txt, so the per-file compile definitions set there apply here too.
+if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  message(FATAL_ERROR "NUANCE_FUZZ needs clang (libFuzzer): configure with CC=clang CXX=clang++ "
+                      "(scripts/fuzz.sh does), got ${CMAKE_CXX_COMPILER_ID}")
+endif()
+
+set(NUANCE_FUZZ_SANITIZE -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+
+function(nuance_fuzz_library name)
+  list(TRANSFORM ARGN PREPEND ${PROJECT_SOURCE_DIR}/)
+  add_library(${name} STATIC ${ARGN})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include
+                             ${PROJECT_SOURCE_DIR}/apps/server)
+  target_compile_options(${name} PUBLIC ${NUANCE_ARCH_FLAGS} ${NUANCE_FUZZ_SANITIZE} -fsanitize=fuzzer-no-link)
+  target_link_options(${name} PUBLIC ${NUANCE_FUZZ_SANITIZE})
+endfunction()
+
+# core + io + text: safetensors, ckpt/pickle, zip, PNG/JPEG, prompt syntax and the CLIP tokenizer.
+nuance_fuzz_library(nuance_fuzz_parsers
+  src/core/allocator.cpp src/core/dtype.cpp src/core/error.cpp src/core/op_stats.cpp src/core/tensor.cpp
+  src/io/atomic_file.cpp src/io/ckpt.cpp src/io/image.cpp src/io/mmap_file.cpp src/io/pickle.cpp
+  src/io/png_meta.cpp src/io/safetensors.cpp src/io/weights.cpp src/io/zip_reader.cpp
+  src/text/clip_tokenizer.cpp src/text/clip_tokenizer_builtin.cpp src/text/prompt_parser.cpp src/text/text_fix.cpp
+  src/text/unicode.cpp src/text/unicode_tables.cpp)
+target_link_libraries(nuance_fuzz_parsers PUBLIC nlohmann_json::nlohmann_json PNG::PNG JPEG::JPEG ZLIB::ZLIB
+                      OpenSSL::Crypto Threads::Threads)
+
+# The server's request parsing: sampler/schedule names (the registry links every sampler) and the RNG kinds.
+file(GLOB NUANCE_FUZZ_SAMPLER_SOURCES RELATIVE ${PROJECT_SOURCE_DIR} CONFIGURE_DEPENDS
+     ${PROJECT_SOURCE_DIR}/src/samplers/sample_*.cpp)
+nuance_fuzz_library(nuance_fuzz_server
+  apps/server/request_parse.cpp apps/server/base64.cpp
+  src/core/rng.cpp src/core/mt19937.cpp src/core/philox.cpp src/ops/elementwise.cpp
+  src/samplers/denoiser.cpp src/samplers/registry.cpp src/samplers/sampler.cpp src/samplers/schedule.cpp
+  src/samplers/schedule_types.cpp ${NUANCE_FUZZ_SAMPLER_SOURCES})
+target_link_libraries(nuance_fuzz_server PUBLIC nuance_fuzz_parsers)
+
+# Model configs read from diffusers config.json files. Only the UNet's has a file of its own: the VAE and CLIP configs
+# live with their modules, which link the ops and the oneDNN backend (flash_attention.cpp's AVX-512 code builds with
+# gcc only), so they are not fuzzed here.
+nuance_fuzz_library(nuance_fuzz_models src/models/unet/unet_config.cpp)
+target_link_libraries(nuance_fuzz_models PUBLIC nuance_fuzz_parsers)
+
+add_custom_target(nuance_fuzz)
+function(nuance_fuzz_target name lib)
+  add_executable(${name} ${PROJECT_SOURCE_DIR}/fuzz/${name}.cpp)
+  target_link_libraries(${name} PRIVATE ${lib})
+  target_compile_options(${name} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  add_dependencies(nuance_fuzz ${name})
+endfunction()
+
+nuance_fuzz_target(fuzz_safetensors nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_ckpt nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_pickle nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_zip nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_png nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_jpeg nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_prompt nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_request nuance_fuzz_server)
+nuance_fuzz_target(fuzz_diffusers_json nuance_fuzz_models)

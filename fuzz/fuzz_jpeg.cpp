@@ -1,0 +1,15 @@
+// JPEG decoding (src/io/image.cpp, libjpeg): gray, YCbCr, CMYK, progressive; to RGB and RGBA.
+#include "fuzz_util.h"
+#include "io/image.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    using namespace nuance;
+    for (int channels : {3, 4}) {
+        fuzz::expect_ok_or_error([&] {
+            const Image im = decode_image(data, size, channels, "<fuzz>");
+            // A decoder that returns fewer bytes than it claims is a finding, not an error.
+            if (im.pixels.size() != (size_t)im.width * im.height * im.channels) __builtin_trap();
+        });
+    }
+    return 0;
+}
