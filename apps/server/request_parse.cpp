@@ -220,7 +220,8 @@ Image decode_request_image(const std::string& b64, const Limits& lim, const std:
     NUANCE_CHECK(sniff_size(bytes, w, h), what, ": not a PNG or JPEG image");
     NUANCE_CHECK(w > 0 && h > 0 && (int64_t)w * h <= lim.max_input_pixels, what, " is ", w, "x", h,
                  " pixels, over this server's limit of ", lim.max_input_pixels, " pixels");
-    return decode_image(bytes.data(), bytes.size(), 3, what);
+    // The decoder checks the limit again against the header it reads itself (the sniffer above may disagree with it).
+    return decode_image(bytes.data(), bytes.size(), 3, what, (uint64_t)lim.max_input_pixels);
 }
 
 ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim) {

@@ -27,6 +27,7 @@ namespace {
 constexpr uint32_t kMaxSide = 65535;
 constexpr uint64_t kMaxPixels = 1ull << 28;  // 16k x 16k: bounds what a hostile header can make us allocate
 constexpr size_t kMsgLen = 256;
+constexpr size_t kMaxChunkBytes = 16u << 20;  // text chunks are KB, ICC profiles at most a few MB
 
 void copy_msg(char* dst, const char* src) {
     std::strncpy(dst, src ? src : "unknown error", kMsgLen - 1);
@@ -39,7 +40,14 @@ void check_size(uint64_t w, uint64_t h, const std::string& name, uint64_t max_pi
                  " pixels, over the limit of ", max_pixels, " pixels for input images");
     NUANCE_CHECK_CODE(w > 0 && h > 0 && w <= kMaxSide && h <= kMaxSide && w * h <= kMaxPixels, Unsupported,
                       "image '", name, "' is ", w, "x", h, " pixels (supported: up to ", kMaxSide, " per side and ",
-                      kMaxPixels, " pixels)");
+                      limit, " pixels)");
+}
+
+// A chunk type for a message: non-printable bytes as '?'.
+std::string printable(std::string s) {
+    for (char& c : s)
+        if (c < 0x20 || c > 0x7e) c = '?';
+    return s;
 }
 
 // ---------------------------------------------------------------- PNG decode
@@ -70,6 +78,9 @@ bool png_step_header(PngReader* r, int channels, uint32_t* w, uint32_t* h) {
     if (setjmp(png_jmpbuf(r->png))) return false;
     png_set_read_fn(r->png, r, png_read_cb);
     png_set_user_limits(r->png, kMaxSide, kMaxSide);
+    // One ancillary chunk (or its decompressed text / ICC profile) may take at most this much memory: a 300-byte
+    // file whose chunk claims a 2 GB length made libpng allocate and clear 2 GB (found by fuzz/fuzz_png).
+    png_set_chunk_malloc_max(r->png, kMaxChunkBytes);
     png_read_info(r->png, r->info);
     png_set_expand(r->png);     // palette -> RGB, gray 1/2/4 -> 8 bits, tRNS -> alpha
     png_set_scale_16(r->png);   // 16 -> 8 bits with rounding
@@ -102,6 +113,17 @@ Image decode_png(const uint8_t* data, size_t size, int channels, const std::stri
     NUANCE_CHECK_CODE(r.png != nullptr, OutOfMemory, "png '", name, "': cannot create decoder");
     r.info = png_create_info_struct(r.png);
     NUANCE_CHECK_CODE(r.info != nullptr, OutOfMemory, "png '", name, "': cannot create decoder");
+    // libpng allocates a chunk's declared length before reading its data (png_set_chunk_malloc_max does not stop
+    // it for text chunks): a 300-byte file whose zTXt chunk claimed 1.9 GB made it allocate and clear 1.9 GB (found
+    // by fuzz/fuzz_png). A chunk's data can never be longer than what is left of the file, so check that first.
+    for (size_t p = 8; p + 8 <= size;) {
+        const uint32_t len = (uint32_t)data[p] << 24 | (uint32_t)data[p + 1] << 16 | (uint32_t)data[p + 2] << 8 | data[p + 3];
+        const std::string type(reinterpret_cast<const char*>(data + p + 4), 4);
+        NUANCE_CHECK(len <= size - (p + 8), "cannot read PNG '", name, "': chunk '", printable(type), "' at byte ", p,
+                     " claims ", len, " bytes but ", size - (p + 8), " remain (truncated or corrupt file)");
+        if (type == "IEND") break;
+        p += 12 + (size_t)len;
+    }
     uint32_t w = 0, h = 0;
     NUANCE_CHECK(png_step_header(&r, channels, &w, &h), "cannot read PNG '", name, "': ", r.msg);
     check_size(w, h, name, max_pixels);

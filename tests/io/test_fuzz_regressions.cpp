@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../test_util.h"
+#include "io/image.h"
 #include "io/weights.h"
 #include "models/unet/unet_config.h"
 
@@ -77,4 +78,44 @@ TEST(FuzzRegressions, UNetConfigHeadCountsMustBePositiveIntegers) {
     UNetConfig c = sd15_levels();
     c.apply_json(nlohmann::json::parse(R"({"attention_head_dim":[5,6,7,8]})"));
     EXPECT_EQ(c.heads, (std::vector<int64_t>{5, 6, 7, 8}));
+}
+
+// fuzz/crashes/png/ztxt_length_1933723988.png: a zTXt chunk whose length field claims 1.9 GB in a 300-byte file
+// made libpng allocate and clear 1.9 GB before finding the data missing. Rebuilt here: a valid PNG with a text chunk
+// whose length is patched.
+TEST(FuzzRegressions, PngChunkLongerThanTheFileIsAnError) {
+    Image im;
+    im.width = 4, im.height = 4, im.channels = 3;
+    im.pixels.assign(4 * 4 * 3, 100);
+    std::vector<uint8_t> png = encode_png(im, {{"comment", "hello"}});
+    EXPECT_EQ(decode_image(png.data(), png.size()).width, 4);
+    // 8-byte signature, then IHDR (4 + 4 + 13 + 4 bytes): the text chunk starts at byte 33.
+    ASSERT_EQ(std::string(reinterpret_cast<const char*>(png.data() + 37), 4), "tEXt");
+    png[33] = 0x73, png[34] = 0x42, png[35] = 0x49, png[36] = 0x54;  // 0x73424954 = 1933723988
+    EXPECT_EQ(error_of([&] { decode_image(png.data(), png.size(), 3, "x.png"); }),
+              "cannot read PNG 'x.png': chunk 'tEXt' at byte 33 claims 1933723988 bytes but " +
+                  std::to_string(png.size() - 41) + " remain (truncated or corrupt file)");
+}
+
+// fuzz/crashes/jpeg/header_65285x1791_200_bytes.jpg: 200 bytes that libjpeg decodes to 65285 x 1791 pixels (the
+// entropy data ends at a marker, which libjpeg fills with zeros). Within the decoders' own 2^28-pixel limit, so not an
+// error by default, but seconds of work: callers that take images from outside pass max_pixels, which is checked
+// against the size the decoder itself read, before any pixel memory is allocated.
+TEST(FuzzRegressions, DecodeImageMaxPixelsIsCheckedAgainstTheDecodersHeader) {
+    Image im;
+    im.width = 8, im.height = 4, im.channels = 3;
+    im.pixels.assign(8 * 4 * 3, 7);
+    const std::vector<uint8_t> png = encode_png(im);
+    EXPECT_EQ(decode_image(png.data(), png.size(), 3, "a.png", 32).width, 8);
+    EXPECT_EQ(error_of([&] { decode_image(png.data(), png.size(), 3, "a.png", 31); }),
+              "image 'a.png' is 8x4 = 32 pixels, over the limit of 31 pixels for input images");
+    // A baseline JPEG header (SOI, DQT, SOF0 65285 x 1791 x 3, SOS, no data): refused from its header alone.
+    std::vector<uint8_t> jpg = {0xff, 0xd8, 0xff, 0xdb, 0x00, 0x43, 0x00};
+    for (int i = 0; i < 64; ++i) jpg.push_back(1);
+    for (uint8_t b : {0xff, 0xc0, 0x00, 0x11, 0x08, 0x06, 0xff, 0xff, 0x05, 0x03, 0x01, 0x11, 0x00, 0x02, 0x11, 0x00,
+                      0x03, 0x11, 0x00, 0xff, 0xda, 0x00, 0x0c, 0x03, 0x01, 0x00, 0x02, 0x11, 0x03, 0x11, 0x00, 0x3f,
+                      0x00, 0x00, 0x00, 0xff, 0xd9})
+        jpg.push_back(b);
+    EXPECT_EQ(error_of([&] { decode_image(jpg.data(), jpg.size(), 3, "b.jpg", 1 << 20); }),
+              "image 'b.jpg' is 65285x1791 = 116925435 pixels, over the limit of 1048576 pixels for input images");
 }
