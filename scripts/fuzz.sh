@@ -5,11 +5,12 @@
 # timeout (-timeout, default 10 s per input) or out-of-memory (-rss_limit_mb/-malloc_limit_mb 2048) is saved under
 # build-fuzz/artifacts/<target>/ and fails the script. Without clang it prints why and exits 0 (CI skips).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]        e.g. scripts/fuzz.sh 60; scripts/fuzz.sh 600 fuzz_ckpt
+#   scripts/fuzz.sh [--ci] [SECONDS] [TARGET...]  e.g. scripts/fuzz.sh 60; scripts/fuzz.sh 600 fuzz_ckpt
 #   FUZZ_RUNS=N   run each target for N executions instead of SECONDS (SECONDS still caps the time)
 #   FUZZ_BUILD_ONLY=1  build and stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "${1:-}" = "--ci" ] && shift  # what .ci/run passes: the defaults (60 s per target, two at a time)
 seconds="${1:-60}"
 [ $# -gt 0 ] && shift
 targets=("$@")
