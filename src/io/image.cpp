@@ -40,7 +40,7 @@ void check_size(uint64_t w, uint64_t h, const std::string& name, uint64_t max_pi
                  " pixels, over the limit of ", max_pixels, " pixels for input images");
     NUANCE_CHECK_CODE(w > 0 && h > 0 && w <= kMaxSide && h <= kMaxSide && w * h <= kMaxPixels, Unsupported,
                       "image '", name, "' is ", w, "x", h, " pixels (supported: up to ", kMaxSide, " per side and ",
-                      limit, " pixels)");
+                      kMaxPixels, " pixels)");
 }
 
 // A chunk type for a message: non-printable bytes as '?'.
