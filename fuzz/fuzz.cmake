@@ -22,7 +22,7 @@ endfunction()
 # core + io + text: safetensors, ckpt/pickle, zip, PNG/JPEG, prompt syntax and the CLIP tokenizer.
 nuance_fuzz_library(nuance_fuzz_parsers
   src/core/allocator.cpp src/core/dtype.cpp src/core/error.cpp src/core/op_stats.cpp src/core/tensor.cpp
-  src/io/atomic_file.cpp src/io/ckpt.cpp src/io/image.cpp src/io/mmap_file.cpp src/io/pickle.cpp
+  src/io/atomic_file.cpp src/io/ckpt.cpp src/io/image.cpp src/io/image_write.cpp src/io/mmap_file.cpp src/io/pickle.cpp
   src/io/json_file.cpp src/io/png_meta.cpp src/io/safetensors.cpp src/io/weights.cpp src/io/zip_reader.cpp
   src/text/clip_tokenizer.cpp src/text/clip_tokenizer_builtin.cpp src/text/prompt_parser.cpp src/text/text_fix.cpp
   src/text/unicode.cpp src/text/unicode_tables.cpp)
