@@ -218,7 +218,8 @@ Image decode_request_image(const std::string& b64, const Limits& lim, const std:
     const std::vector<uint8_t> bytes = base64_decode(b64, what);
     uint32_t w = 0, h = 0;
     NUANCE_CHECK(sniff_size(bytes, w, h), what, ": not a PNG or JPEG image");
-    NUANCE_CHECK(w > 0 && h > 0 && (int64_t)w * h <= lim.max_input_pixels, what, " is ", w, "x", h,
+    // Both sides are at most 2^32-1: their product fits uint64_t (int64_t would overflow).
+    NUANCE_CHECK(w > 0 && h > 0 && lim.max_input_pixels >= 0 && (uint64_t)w * h <= (uint64_t)lim.max_input_pixels, what, " is ", w, "x", h,
                  " pixels, over this server's limit of ", lim.max_input_pixels, " pixels");
     // The decoder checks the limit again against the header it reads itself (the sniffer above may disagree with it).
     return decode_image(bytes.data(), bytes.size(), 3, what, (uint64_t)lim.max_input_pixels);

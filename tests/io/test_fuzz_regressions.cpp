@@ -11,6 +11,8 @@
 #include "../test_util.h"
 #include "io/image.h"
 #include "io/weights.h"
+#include "base64.h"
+#include "request_parse.h"
 #include "models/unet/unet_config.h"
 
 using namespace nuance;
@@ -116,4 +118,26 @@ TEST(FuzzRegressions, DecodeImageMaxPixelsIsCheckedAgainstTheDecodersHeader) {
         jpg.push_back(b);
     EXPECT_EQ(error_of([&] { decode_image(jpg.data(), jpg.size(), 3, "b.jpg", 1 << 20); }),
               "image 'b.jpg' is 65285x1791 = 116925435 pixels, over the limit of 1048576 pixels for input images");
+}
+
+// fuzz/crashes/request/png_size_product_overflows.json: an img2img request whose base64 PNG header claims
+// 2939806654 x 4193472264 pixels; the server's pixel check multiplied them as int64_t (signed overflow, UBSan).
+TEST(FuzzRegressions, RequestImageSizeProductDoesNotOverflow) {
+    std::string png = "\x89PNG\r\n\x1a\n";
+    png += std::string("\0\0\0\x0dIHDR", 8);
+    auto be32 = [&](uint32_t v) {
+        for (int s = 24; s >= 0; s -= 8) png += (char)((v >> s) & 0xff);
+    };
+    be32(2939806654u);
+    be32(4193472264u);
+    png += std::string("\x08\x02\0\0\0", 5);
+    server::Limits lim;
+    const std::string msg = error_of([&] { server::decode_request_image(server::base64_encode(png), lim, "init_images[0]"); });
+    EXPECT_THAT(msg, HasSubstr("init_images[0] is 2939806654x4193472264 pixels, over this server's limit of"));
+    // Both sides at the top of their range, and a limit at the top of int64_t.
+    png.replace(16, 8, std::string("\xff\xff\xff\xff\xff\xff\xff\xff", 8));
+    lim.max_input_pixels = INT64_MAX;
+    const std::string msg2 = error_of([&] { server::decode_request_image(server::base64_encode(png), lim, "img"); });
+    // (2^32-1)^2 is over INT64_MAX: refused by the comparison in uint64_t, without overflow.
+    EXPECT_THAT(msg2, HasSubstr("img is 4294967295x4294967295 pixels, over this server's limit of 9223372036854775807"));
 }
