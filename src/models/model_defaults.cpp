@@ -1,10 +1,12 @@
 #include "models/model_defaults.h"
 
+#include <cerrno>
 #include <cmath>
-#include <fstream>
-#include <sstream>
+#include <sys/stat.h>
 
 #include "core/error.h"
+#include "io/json_file.h"
+#include "io/weight_file.h"
 #include "io/weights.h"
 #include "samplers/registry.h"
 
@@ -14,29 +16,17 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::streamoff kMaxJsonBytes = 1 << 20;  // model_index.json and configs are a few KB
+constexpr size_t kMaxJsonBytes = 1 << 20;  // model_index.json and configs are a few KB
 constexpr int kMaxSide = 16384;
 constexpr int kMaxSteps = 1000;
 constexpr size_t kMaxPrompt = 4096;
 
-// A small JSON file, or an empty object when it does not exist. Errors name the file.
+// A small JSON file, or an empty object when nothing exists there. Read as hostile input (io/json_file.h): a regular
+// file (a FIFO never blocks), at most kMaxJsonBytes, nested at most kMaxJsonDepth deep; errors name the file.
 json read_small_json(const std::string& path) {
-    if (!file_exists(path)) return json::object();
-    std::ifstream f(path, std::ios::binary);
-    NUANCE_CHECK_CODE(f.good(), Io, "cannot read '", path, "'");
-    f.seekg(0, std::ios::end);
-    const std::streamoff size = f.tellg();
-    NUANCE_CHECK(size >= 0 && size <= kMaxJsonBytes, "'", path, "' is ", (long long)size, " bytes (limit ",
-                 (long long)kMaxJsonBytes, " for a model's JSON file)");
-    f.seekg(0);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    json j;
-    try {
-        j = json::parse(ss.str());
-    } catch (const json::exception& e) {
-        fail(ErrorCode::InvalidArgument, "'", path, "' is not valid JSON: ", e.what());
-    }
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) return json::object();  // a dangling symlink is an error
+    json j = parse_json_text(read_small_file(path, kMaxJsonBytes, "model JSON file"), path);
     NUANCE_CHECK(j.is_object(), "'", path, "' must hold a JSON object, got ", j.type_name());
     return j;
 }

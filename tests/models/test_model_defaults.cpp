@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../test_util.h"
@@ -135,10 +136,21 @@ TEST(ModelDefaults, HostileJsonFilesAreRefusedWithTheirName) {
               "'" + mi + "' must hold a JSON object, got array");
     write(t.path() / "model_index.json", "{\"_class_name\": ");
     EXPECT_THAT(error_of([&] { probe_generation_defaults(t.path().string()); }),
-                HasSubstr("'" + mi + "' is not valid JSON: "));
+                HasSubstr("'" + mi + "' is not valid JSON ("));
     write(t.path() / "model_index.json", "{\"a\": \"" + std::string(2 << 20, 'x') + "\"}");
     EXPECT_EQ(error_of([&] { probe_generation_defaults(t.path().string()); }),
-              "'" + mi + "' is " + std::to_string((2 << 20) + 9) + " bytes (limit 1048576 for a model's JSON file)");
+              "model JSON file '" + mi + "' is " + std::to_string((2 << 20) + 9) + " bytes (at most 1048576 are accepted)");
+    // A million-deep nest within the size limit: refused by depth, not by a stack overflow.
+    write(t.path() / "model_index.json", std::string(500000, '[') + std::string(500000, ']'));
+    EXPECT_EQ(error_of([&] { probe_generation_defaults(t.path().string()); }),
+              "'" + mi + "' nests JSON deeper than 128 levels");
+    // A FIFO where the scheduler config should be: refused at once, never waiting for a writer.
+    folder_with_index(t, "{}");
+    std::filesystem::create_directories(t.path() / "scheduler");
+    const std::string fifo = (t.path() / "scheduler" / "scheduler_config.json").string();
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(error_of([&] { probe_generation_defaults(t.path().string()); }),
+              "model JSON file '" + fifo + "' is not a regular file (it is a FIFO)");
     TempDir empty;
     EXPECT_EQ(error_of([&] { probe_generation_defaults(empty.path().string()); }),
               "'" + empty.path().string() + "' is a folder without model_index.json (not a diffusers model)");
