@@ -4,11 +4,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fcntl.h>
-#include <fstream>
 #include <unistd.h>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "train/train_arch.h"
@@ -30,7 +30,7 @@ CheckpointFile load_checkpoint_file(const std::string& path) {
     NUANCE_CHECK(it != wf.metadata.end(), "'", path, "' is not a nuance training checkpoint (no nuance_train metadata)");
     CheckpointFile ck;
     try {
-        ck.meta = nlohmann::json::parse(it->second);
+        ck.meta = parse_json_text(it->second, "nuance_train");  // depth-bounded: the metadata is hostile too
     } catch (const std::exception& e) {
         fail(ErrorCode::InvalidArgument, "checkpoint '", path, "': bad nuance_train metadata: ", e.what());
     }
@@ -118,14 +118,10 @@ std::unique_ptr<AutoencoderKL> load_trained_vae(const std::string& path) {
                       "--model vae` run folder or a diffusers VAE folder)");
     const std::string w = find_first_file(dir, {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"});
     NUANCE_CHECK_CODE(!w.empty(), NotFound, "--vae '", path, "': no diffusion_pytorch_model.safetensors in ", dir);
-    NUANCE_CHECK_CODE(file_exists(dir + "/config.json"), NotFound, "--vae '", path, "': no config.json in ", dir);
-    nlohmann::json cfg;
-    try {
-        std::ifstream f(dir + "/config.json");
-        cfg = nlohmann::json::parse(f);
-    } catch (const std::exception& e) {
-        fail(ErrorCode::InvalidArgument, "'", dir, "/config.json' is not valid JSON: ", e.what());
-    }
+    // A hostile file like any model config: regular file (a FIFO is named as one), bounded size and depth.
+    const std::optional<nlohmann::json> cfg_file = read_optional_json_object(dir + "/config.json");
+    NUANCE_CHECK_CODE(cfg_file.has_value(), NotFound, "--vae '", path, "': no config.json in ", dir);
+    const nlohmann::json& cfg = *cfg_file;
     WeightFile wf = load_weights(w);
     AutoencoderKLConfig c = AutoencoderKLConfig::detect(wf.tensors);
     c.apply_diffusers_config(cfg);
