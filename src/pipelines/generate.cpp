@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cmath>
 
+#include "io/json_field.h"
 #include "io/weights.h"
 #include "pipelines/finite_check.h"
 #include "text/prompt_check.h"
@@ -49,13 +50,15 @@ ResolvedSampler resolve_sampler(const GenerateParams& p) {
 
 NoiseSchedule noise_schedule_for(const StableDiffusionModel& m) {
     NoiseScheduleConfig c;
+    // The scheduler config may be set in code or come from a request: wrong types are named errors, not nlohmann's.
     const auto& j = m.scheduler_config;
-    if (j.contains("beta_start") && j["beta_start"].is_number()) c.beta_start = j["beta_start"].get<double>();
-    if (j.contains("beta_end") && j["beta_end"].is_number()) c.beta_end = j["beta_end"].get<double>();
-    if (j.contains("num_train_timesteps") && j["num_train_timesteps"].is_number_integer())
-        c.num_train_timesteps = j["num_train_timesteps"].get<int>();
-    if (j.value("beta_schedule", std::string("scaled_linear")) == "linear") c.beta_schedule = BetaSchedule::Linear;
-    if (j.value("rescale_betas_zero_snr", false)) c.rescale_zero_snr = true;
+    constexpr std::string_view where = "scheduler_config";
+    c.beta_start = json_field(j, "beta_start", c.beta_start, where);
+    c.beta_end = json_field(j, "beta_end", c.beta_end, where);
+    c.num_train_timesteps = json_field(j, "num_train_timesteps", c.num_train_timesteps, where);
+    if (json_field<std::string>(j, "beta_schedule", "scaled_linear", where) == "linear")
+        c.beta_schedule = BetaSchedule::Linear;
+    if (json_field(j, "rescale_betas_zero_snr", false, where)) c.rescale_zero_snr = true;
     return NoiseSchedule(c);
 }
 
@@ -136,9 +139,10 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
     std::optional<int> offset;
     // A diffusers folder's scheduler config decides the spacing (diffusers parity, e.g. SDXL's "leading"); single
     // files have none and get the sampler's own default (k-diffusion / A1111 style).
-    if (m.scheduler_config.contains("timestep_spacing") && m.scheduler_config["timestep_spacing"].is_string()) {
-        spacing = parse_spacing(m.scheduler_config["timestep_spacing"].get<std::string>());
-        offset = m.scheduler_config.value("steps_offset", 0);
+    const std::string spacing_name = json_field<std::string>(m.scheduler_config, "timestep_spacing", "", "scheduler_config");
+    if (!spacing_name.empty()) {
+        spacing = parse_spacing(spacing_name);
+        offset = json_field(m.scheduler_config, "steps_offset", 0, "scheduler_config");
     }
     const Schedule full = make_sampler_schedule(*rs.info, ns, p.steps,
                                                 schedule_for_model(rs.schedule, m.family == SDFamily::SDXL), spacing,
