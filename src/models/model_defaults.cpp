@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "io/json_field.h"
 #include "io/json_file.h"
 #include "io/weight_file.h"
 #include "io/weights.h"
@@ -126,10 +127,10 @@ GenerationDefaults probe_generation_defaults(const std::string& path) {
         const std::string mi = path + "/model_index.json";
         NUANCE_CHECK_CODE(file_exists(mi), NotFound, "'", path, "' is a folder without model_index.json (not a diffusers model)");
         const json index = read_small_json(mi);
-        const std::string cls = index.value("_class_name", std::string());
+        const std::string cls = json_field<std::string>(index, "_class_name", "", "'" + mi + "'");
         const bool xl = cls.find("XL") != std::string::npos || is_directory(path + "/text_encoder_2");
-        const json sched = read_small_json(path + "/scheduler/scheduler_config.json");
-        const bool v = sched.is_object() && sched.value("prediction_type", std::string()) == "v_prediction";
+        const std::string sc = path + "/scheduler/scheduler_config.json";
+        const bool v = json_field<std::string>(read_small_json(sc), "prediction_type", "", "'" + sc + "'") == "v_prediction";
         GenerationDefaults d = family_defaults(xl ? SDFamily::SDXL : SDFamily::SD1, false);
         if (!xl && v) d.width = d.height = 768;  // as the loader: v-prediction folders are SD2-768
         const json ucfg = read_small_json(path + "/unet/config.json");

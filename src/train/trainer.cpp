@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/mt19937.h"
 #include "io/atomic_file.h"
+#include "io/json_field.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "ops/elementwise.h"
@@ -300,11 +301,12 @@ struct TrainRun {
     void load(const std::string& path) {
         CheckpointFile ck = load_checkpoint_file(path);
         const nlohmann::json& meta = ck.meta;
-        NUANCE_CHECK(meta.value("model", std::string()) == o.model, "checkpoint '", path, "' is a ",
-                     meta.value("model", std::string("?")), " run, not ", o.model);
+        const std::string where = "checkpoint '" + path + "': nuance_train metadata";
+        const std::string model = json_field<std::string>(meta, "model", "?", where);
+        NUANCE_CHECK(model == o.model, "checkpoint '", path, "' is a ", model, " run, not ", o.model);
+        const std::string has = meta.contains("arch") ? meta["arch"].dump().substr(0, 200) : std::string("null");
         NUANCE_CHECK(meta.contains("arch") && meta["arch"] == arch, "checkpoint '", path,
-                     "' does not match the configured architecture: it has ", meta.value("arch", nlohmann::json()).dump(),
-                     ", this run ", arch.dump());
+                     "' does not match the configured architecture: it has ", has, ", this run ", arch.dump());
         for (auto& e : params.entries()) {
             auto it = ck.tensors.find("model." + e.name);
             NUANCE_CHECK(it != ck.tensors.end(), "checkpoint '", path, "' has no tensor 'model.", e.name, "'");
@@ -318,12 +320,13 @@ struct TrainRun {
             if (k.rfind("ema.", 0) == 0) emas[k.substr(4)] = v;
         }
         opt->load_state_dict(optim);
-        if (ema) ema->load_state_dict(emas, meta.value("ema_updates", (int64_t)0));
-        step = meta["step"].get<int64_t>();
+        if (ema) ema->load_state_dict(emas, json_field<int64_t>(meta, "ema_updates", 0, where));
+        step = json_required<int64_t>(meta, "step", where);
         LoaderState ls;
-        ls.seed = meta["loader"]["seed"].get<uint64_t>();
-        ls.epoch = meta["loader"]["epoch"].get<int64_t>();
-        ls.position = meta["loader"]["position"].get<int64_t>();
+        const std::string loader_where = where + " loader";
+        ls.seed = json_required<uint64_t>(meta["loader"], "seed", loader_where);
+        ls.epoch = json_required<int64_t>(meta["loader"], "epoch", loader_where);
+        ls.position = json_required<int64_t>(meta["loader"], "position", loader_where);
         loader->set_state(ls);
     }
 

@@ -151,6 +151,16 @@ TEST(ModelDefaults, HostileJsonFilesAreRefusedWithTheirName) {
     ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
     EXPECT_EQ(error_of([&] { probe_generation_defaults(t.path().string()); }),
               "model JSON file '" + fifo + "' is not a regular file (it is a FIFO)");
+    // Wrong field types name the file and the field, never nlohmann's type_error.
+    write(t.path() / "model_index.json", R"({"_class_name": 3})");
+    EXPECT_EQ(error_of([&] { probe_generation_defaults(t.path().string()); }),
+              "'" + mi + "': field '_class_name' must be a string, got 3");
+    fs::remove(t.path() / "scheduler" / "scheduler_config.json");
+    write(t.path() / "model_index.json", "{}");
+    write(t.path() / "scheduler" / "scheduler_config.json", R"({"prediction_type": ["v_prediction"]})");
+    EXPECT_EQ(error_of([&] { probe_generation_defaults(t.path().string()); }),
+              "'" + (t.path() / "scheduler" / "scheduler_config.json").string() +
+                  "': field 'prediction_type' must be a string, got [\"v_prediction\"]");
     TempDir empty;
     EXPECT_EQ(error_of([&] { probe_generation_defaults(empty.path().string()); }),
               "'" + empty.path().string() + "' is a folder without model_index.json (not a diffusers model)");
