@@ -183,6 +183,31 @@ TEST(Trainer, LdmLossFallsAndTheExportGeneratesThroughTheSdPipeline) {
     EXPECT_EQ(res[0].image.width, 8);
 }
 
+// A resumed checkpoint's nuance_train metadata with fields of the wrong type: a named error, not nlohmann's.
+TEST(Trainer, ResumeRefusesMetadataFieldsOfTheWrongType) {
+    test::TempDir d("train_resume_bad_meta");
+    write_color_folder(d / "data");
+    TrainOptions o = tiny_options("vae", d / "data", d / "run");
+    o.steps = 1;
+    o.checkpoint_every = 1;
+    train(o);
+    const std::string ck = d / "run/checkpoints/step-0000001.safetensors";
+    const WeightFile wf = load_safetensors(ck);
+    std::vector<std::pair<std::string, Tensor>> tensors(wf.tensors.begin(), wf.tensors.end());
+    nlohmann::json meta = nlohmann::json::parse(wf.metadata.at("nuance_train"));
+    meta["loader"]["seed"] = "x";
+    save_checkpoint_file(ck, tensors, meta);
+    o.steps = 2;
+    o.resume = true;
+    EXPECT_EQ(test::error_of([&] { train(o); }),
+              "checkpoint '" + ck + "': nuance_train metadata loader: field 'seed' must be a non-negative integer, got \"x\"");
+    meta["loader"]["seed"] = 1;
+    meta["model"] = 7;
+    save_checkpoint_file(ck, tensors, meta);
+    EXPECT_EQ(test::error_of([&] { train(o); }),
+              "checkpoint '" + ck + "': nuance_train metadata: field 'model' must be a string, got 7");
+}
+
 TEST(Trainer, ResumeContinuesBitExactly) {
     test::TempDir d("train_resume");
     write_color_folder(d / "data");
