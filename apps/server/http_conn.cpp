@@ -87,7 +87,30 @@ public:
         }
     }
 
-    bool is_readable() const override { return wait_readable(lim_.read_timeout_ms); }
+    bool is_readable() const override {
+        if (in_head_) return wait_readable(lim_.read_timeout_ms);
+        if (wait_readable(std::min(lim_.read_timeout_ms, body_ms_left()))) return true;
+        if (body_late()) body_too_slow();
+        return false;
+    }
+
+    // Time left for the body (HttpLimits::body_timeout_ms): the deadline counts from the end of the head and
+    // grows with the announced length (or, chunked, with the bytes received).
+    int body_ms_left() const {
+        const uint64_t length = std::max<uint64_t>(st_.body_length, st_.body_bytes);
+        return ms_left(head_done_ + std::chrono::milliseconds(body_deadline_ms(lim_, length)));
+    }
+
+    // wait_readable(body_ms_left()) gave up: its own deadline is the body's, up to the millisecond it rounds off.
+    bool body_late() const { return body_ms_left() <= 2; }
+
+    // The body missed its deadline: 408 (the JSON answer comes from the server's error handler), then close.
+    ssize_t body_too_slow() const {  // st_ is the connection's state, not this stream's
+        st_.reject(408, str("the request body did not arrive within ",
+                            body_deadline_ms(lim_, std::max<uint64_t>(st_.body_length, st_.body_bytes)),
+                            " ms (bodies must arrive at ", lim_.body_min_bytes_per_s, " bytes/s or faster)"));
+        return -1;
+    }
 
     bool is_writable() const override {
         pollfd p{sock_, POLLOUT, 0};
@@ -124,7 +147,9 @@ public:
             std::memcpy(ptr, buf_.data() + off_, (size_t)n);
             off_ += (size_t)n;
         } else {
-            if (!wait_readable(lim_.read_timeout_ms)) return -1;
+            const int left = body_ms_left();
+            if (left == 0) return body_too_slow();
+            if (!wait_readable(std::min(lim_.read_timeout_ms, left))) return body_late() ? body_too_slow() : -1;
             n = ::recv(sock_, ptr, size, 0);
             if (n < 0 && errno == EINTR) n = ::recv(sock_, ptr, size, 0);
             if (n <= 0) return n;
@@ -172,6 +197,7 @@ private:
                 if (lines > 0 && len == 2 && buf_[line_start] == '\r') {
                     head_end_ = sanitize(scan + 1);
                     head_ready_ = true;
+                    head_done_ = Clock::now();
                     return true;
                 }
                 ++lines;
@@ -240,6 +266,7 @@ private:
     size_t off_ = 0, end_ = 0;  // unread bytes: buf_[off_, end_)
     size_t head_end_ = 0;
     bool head_ready_ = false, in_head_ = true;
+    Clock::time_point head_done_ = Clock::now();  // when the current request's head was complete
 };
 
 bool write_all(socket_t s, const std::string& data) {
@@ -258,6 +285,12 @@ bool write_all(socket_t s, const std::string& data) {
 }  // namespace
 
 ConnState* current_connection() { return t_conn; }
+
+int64_t body_deadline_ms(const HttpLimits& lim, uint64_t length) {
+    const uint64_t rate = std::clamp<uint64_t>(lim.body_min_bytes_per_s, 1, uint64_t(1) << 40);
+    const uint64_t by_rate = std::min<uint64_t>(length / rate, uint64_t(1) << 40) * 1000 + (length % rate) * 1000 / rate;
+    return std::max<int64_t>(std::max(lim.body_timeout_ms, 0), (int64_t)by_rate);
+}
 
 const char* http_reason(int status) {
     switch (status) {
@@ -304,6 +337,7 @@ void HttpServer::check_framing(httplib::Request& req, ConnState& st) const {
                  !__builtin_add_overflow(len, (uint64_t)(ch - '0'), &len);
         }
         if (!ok) return st.reject(400, str("Content-Length '", shown(cl), "' is not a byte count"));
+        st.body_length = len;
         if (len > limits.max_body_bytes) {
             st.drain_bytes = (size_t)std::min<uint64_t>(len, 2 * (uint64_t)limits.max_body_bytes);
             return st.reject(413, str("the request body is ", len, " bytes, over this server's limit of ",

@@ -4,6 +4,8 @@
 // replaces its per-connection loop (process_and_close_socket, virtual) with one that
 //   - reads each request head (request line + headers) into a bounded buffer first: at most `max_head_bytes`,
 //     `max_header_lines` headers, `head_timeout_ms` in all; over a limit, it answers 414/431/408 itself and closes;
+//   - gives each body an overall deadline (HttpLimits::body_deadline_ms): a client trickling bytes just under the
+//     per-read timeout (slowloris) is answered 408 and closed;
 //   - checks the head before anything reads the body (framing: Content-Length, Transfer-Encoding,
 //     Content-Encoding; then the server's own check, e.g. the API key): a refused request is answered at once,
 //     its body is never read, and the connection closes;
@@ -18,24 +20,9 @@
 #include <functional>
 #include <string>
 
-namespace nuance::server {
+#include "http_limits.h"
 
-struct HttpLimits {
-    size_t max_head_bytes = 64u << 10;       // request line + headers
-    size_t max_header_lines = 100;           // header fields per request
-    size_t max_body_bytes = 64u << 20;       // Content-Length limit; chunked bodies count their framing too
-    int head_timeout_ms = 30000;             // the whole head must arrive within this
-    int read_timeout_ms = 30000;             // body: longest wait for the next bytes
-    int write_timeout_ms = 60000;
-    int keep_alive_timeout_ms = 5000;        // idle time between requests on one connection
-    size_t keep_alive_max = 1000;            // requests per connection
-    // After a refused request the connection closes; first up to `drain_bytes` of its body (or, for a body over
-    // the size limit, up to its announced length, at most 2 * max_body_bytes) are read and dropped within
-    // `drain_timeout_ms`, so a client still sending reads the answer instead of a reset. Nothing is kept.
-    size_t drain_bytes = 256u << 10;
-    int drain_timeout_ms = 2000;
-    size_t trim_after_body_bytes = 1u << 20; // malloc_trim(0) after a body this large
-};
+namespace nuance::server {
 
 // The request being served on this thread's connection.
 struct ConnState {
@@ -44,6 +31,7 @@ struct ConnState {
     bool close = false;          // close the connection after this answer
     bool dropped_range = false;  // a multi-range (or oversize) Range header was dropped: the answer is the whole body
     size_t body_bytes = 0;       // body bytes read so far
+    uint64_t body_length = 0;    // the Content-Length (0 for a chunked body: its deadline follows body_bytes)
     size_t drain_bytes = 0;      // after a refusal: body bytes to read and drop before closing (bounded, see below)
     void reject(int status, std::string message) {
         if (reject_status == 0) {

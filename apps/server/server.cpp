@@ -147,6 +147,7 @@ Server::Server(ServerOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {
         int yes = 1;
         setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
+    c.http.limits = c.opt.http;
     c.http.limits.max_body_bytes = c.opt.max_body_bytes;
     c.http.error_body = error_json;
     // Before any body is read: an unauthenticated request is answered 401 and its body never read.

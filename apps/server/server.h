@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "http_limits.h"
 #include "job_queue.h"
 #include "request_parse.h"
 
@@ -29,6 +30,7 @@ struct ServerOptions {
     int http_threads = 64;      // connections served at once (long-polls and event streams hold one each), 1..256
     QueueOptions queue;
     Limits limits;
+    HttpLimits http;            // connection limits and timeouts (its max_body_bytes is replaced by the one above)
     const Logger* logger = nullptr;  // nullptr: silent
 };
 

@@ -378,3 +378,81 @@ TEST(ServerHostile, ErrorsDoNotEchoLargeInput) {
     EXPECT_THAT(error_message(r), HasSubstr("invalid JSON: "));
     EXPECT_LT(r->body.size(), 2000u);
 }
+
+namespace {
+
+// Sends `piece` every 0.3 s (slowloris) until the server answers or closes, at most `max_s`; returns the answer.
+std::string trickle(Raw& r, const std::string& piece, double max_s) {
+    std::string got;
+    const auto t0 = Clock::now();
+    while (since(t0) < max_s && got.find("\r\n\r\n") == std::string::npos) {
+        if (!r.send(piece)) break;
+        got += r.response(0.3);
+    }
+    return got + r.response(got.find("\r\n\r\n") == std::string::npos ? 5 : 1);
+}
+
+ServerOptions slow_client_options() {
+    ServerOptions o = test_options();
+    o.http.head_timeout_ms = 1500;
+    o.http.body_timeout_ms = 1500;
+    o.http.body_min_bytes_per_s = 1u << 20;  // the 1,000-byte body below gets the 1.5 s minimum
+    return o;
+}
+
+}  // namespace
+
+TEST(ServerHostile, TricklingBodyGets408WithinTheBodyDeadline) {
+    TestServer ts(slow_client_options());
+    {  // Content-Length: a byte every 0.3 s, each well inside the 30 s read timeout.
+        Raw r(ts.port());
+        const auto t0 = Clock::now();
+        ASSERT_TRUE(r.send("POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           "Content-Length: 1000\r\n\r\n"));
+        const std::string resp = trickle(r, "{", 10);
+        EXPECT_LT(since(t0), 6.0);
+        EXPECT_EQ(status_of(resp), 408) << resp.substr(0, 300);
+        EXPECT_EQ(detail_of(resp),
+                  "the request body did not arrive within 1500 ms (bodies must arrive at 1048576 bytes/s or faster)");
+        EXPECT_TRUE(r.closed());
+    }
+    {  // Chunked: one 1-byte chunk every 0.3 s.
+        Raw r(ts.port());
+        const auto t0 = Clock::now();
+        ASSERT_TRUE(r.send("POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n"));
+        const std::string resp = trickle(r, "1\r\n \r\n", 10);
+        EXPECT_LT(since(t0), 6.0);
+        EXPECT_EQ(status_of(resp), 408) << resp.substr(0, 300);
+        EXPECT_THAT(detail_of(resp), HasSubstr("the request body did not arrive within 1500 ms"));
+        EXPECT_TRUE(r.closed());
+    }
+    auto c = ts.client();
+    auto h = c->Get("/health");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+}
+
+TEST(ServerHostile, TricklingHeadGets408WithinTheHeadDeadline) {
+    TestServer ts(slow_client_options());
+    Raw r(ts.port());
+    const auto t0 = Clock::now();
+    ASSERT_TRUE(r.send("GET /health HTTP/1.1\r\n"));
+    const std::string resp = trickle(r, "X", 10);
+    EXPECT_LT(since(t0), 6.0);
+    EXPECT_EQ(status_of(resp), 408) << resp.substr(0, 300);
+    EXPECT_EQ(detail_of(resp), "the request head did not arrive within 1 s");
+    EXPECT_TRUE(r.closed());
+}
+
+TEST(ServerHostile, BodyDeadlineGrowsWithTheLengthAtTheMinimumRate) {
+    const HttpLimits lim;  // defaults: 60 s, then 64 KiB/s
+    EXPECT_EQ(body_deadline_ms(lim, 0), 60000);
+    EXPECT_EQ(body_deadline_ms(lim, 1000), 60000);
+    EXPECT_EQ(body_deadline_ms(lim, 64u << 20), 1024000);                       // 64 MiB at 64 KiB/s
+    EXPECT_GE(body_deadline_ms(lim, UINT64_MAX), (int64_t(1) << 40) * 1000);  // capped, no overflow
+    EXPECT_LT(body_deadline_ms(lim, UINT64_MAX), ((int64_t(1) << 40) + 1) * 1000);
+    HttpLimits zero = lim;
+    zero.body_min_bytes_per_s = 0;  // treated as 1 byte/s, never a division by zero
+    EXPECT_EQ(body_deadline_ms(zero, 120), 120000);
+}
