@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <sys/stat.h>
 #include <system_error>
 
 #include "core/error.h"
+#include "io/weight_file.h"
 
 namespace nuance::server {
 
@@ -51,6 +53,24 @@ void check_name_shape(const std::string& name) {
                  "without '..', '\\' or a leading '/' (see GET /sdapi/v1/sd-models)");
 }
 
+// Throws unless `path` is a model (a regular file, or a folder when `folder`), saying what it is instead with the
+// loaders' words ("too many levels of symbolic links", "is not a regular file (it is a FIFO)", "does not exist").
+// Client-visible: the model's `name` replaces the server's path in the message.
+void require_model_file(const std::string& path, const std::string& name, bool folder) {
+    try {
+        if (folder) {
+            std::error_code ec;
+            if (fs::is_directory(path, ec)) return;
+        }
+        require_regular_file(path, "model");
+    } catch (const Error& e) {
+        std::string msg = e.what();
+        for (size_t pos; !path.empty() && (pos = msg.find(path)) != std::string::npos;)
+            msg.replace(pos, path.size(), name);
+        throw Error(e.code(), msg);
+    }
+}
+
 }  // namespace
 
 ModelStore::ModelStore(std::string single_model, std::string models_dir)
@@ -60,9 +80,9 @@ ModelStore::ModelStore(std::string single_model, std::string models_dir)
         std::error_code ec;
         NUANCE_CHECK_CODE(fs::is_directory(dir_, ec), NotFound, "models dir '", dir_, "' is not a directory");
     }
-    if (!single_.empty()) {
+    if (!single_.empty()) {  // the operator's own path: named in full ("... too many levels of symbolic links")
         std::error_code ec;
-        NUANCE_CHECK_CODE(fs::exists(single_, ec), NotFound, "model '", single_, "' does not exist");
+        if (!fs::is_directory(single_, ec)) require_regular_file(single_, "model");
     }
 }
 
@@ -137,10 +157,15 @@ ModelEntry ModelStore::resolve(const std::string& requested) const {
     check_name_shape(name);
     std::lock_guard<std::mutex> lock(mu_);
     rescan_locked();
+    // A listed entry is checked again: the list is up to a second old, and the file may have changed since.
+    auto usable = [](const ModelEntry& e) {
+        require_model_file(e.path, e.name, e.folder);
+        return e;
+    };
     for (const auto& e : entries_)
-        if (e.name == name) return e;
+        if (e.name == name) return usable(e);
     for (const auto& e : entries_)
-        if (e.stem == name) return e;
+        if (e.stem == name) return usable(e);
     // A bare file name of a model in a sub-folder, when unique.
     const ModelEntry* only = nullptr;
     int hits = 0;
@@ -151,7 +176,15 @@ ModelEntry ModelStore::resolve(const std::string& requested) const {
             ++hits;
         }
     }
-    if (hits == 1) return *only;
+    if (hits == 1) return usable(*only);
+    // Something by that name that the scan skipped because it is no model file (a symlink loop, a FIFO, a
+    // dangling link): say what it is rather than "not found".
+    if (!dir_.empty() && hits == 0) {
+        const std::string cand = (fs::path(dir_) / name).string();
+        struct stat lst {}, st {};
+        if (::lstat(cand.c_str(), &lst) == 0 && (::stat(cand.c_str(), &st) != 0 || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))))
+            require_model_file(cand, name, false);
+    }
     std::string known;
     for (size_t i = 0; i < entries_.size() && i < 8; ++i) known += (i ? ", " : "") + entries_[i].name;
     if (entries_.size() > 8) known += ", ...";

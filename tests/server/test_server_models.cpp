@@ -2,7 +2,9 @@
 // points), symlinked models are served, and a model that fails to load never shows the client its file's bytes or
 // an absolute path.
 #include <gmock/gmock.h>
+#include <sys/stat.h>
 
+#include "../test_util.h"
 #include "model_store.h"
 #include "server_fixture.h"
 
@@ -75,5 +77,71 @@ TEST(ServerModels, SymlinkedModelsServeAndLoadErrorsHideBytesAndPaths) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200) << r->body.substr(0, 300);
     EXPECT_EQ(body_json(r)["images"].size(), 1u);
+    fs::remove_all(base);
+}
+
+namespace {
+
+// base/models/{real,loop (-> itself),fifo (a FIFO),dangling (-> nowhere)}.safetensors
+fs::path make_unusable_models() {
+    const fs::path base = fs::temp_directory_path() / ("nuance_server_unusable_" + std::to_string(::getpid()));
+    fs::remove_all(base);
+    fs::create_directories(base / "models");
+    fs::copy_file(models_dir() / "tiny.safetensors", base / "models" / "real.safetensors");
+    fs::create_symlink("loop.safetensors", base / "models" / "loop.safetensors");
+    fs::create_symlink("nowhere.safetensors", base / "models" / "dangling.safetensors");
+    EXPECT_EQ(::mkfifo((base / "models" / "fifo.safetensors").c_str(), 0600), 0);
+    return base;
+}
+
+}  // namespace
+
+TEST(ServerModels, UnusableModelFilesSayWhatTheyAreByName) {
+    const fs::path base = make_unusable_models();
+    const std::string models = (base / "models").string();
+    ModelStore s("", models);
+    std::vector<std::string> names;
+    for (const auto& e : s.list()) names.push_back(e.name);
+    EXPECT_THAT(names, ::testing::ElementsAre("real.safetensors"));
+    EXPECT_EQ(nuance::test::error_of([&] { s.resolve("loop.safetensors"); }),
+              "model 'loop.safetensors': too many levels of symbolic links");
+    EXPECT_EQ(nuance::test::error_of([&] { s.resolve("fifo.safetensors"); }),
+              "model 'fifo.safetensors' is not a regular file (it is a FIFO)");
+    EXPECT_EQ(nuance::test::error_of([&] { s.resolve("dangling.safetensors"); }), "model 'dangling.safetensors' does not exist");
+    EXPECT_THAT(nuance::test::error_of([&] { s.resolve("absent.safetensors"); }),
+                HasSubstr("model 'absent.safetensors' not found; available: real.safetensors"));
+    // -m naming a symlink loop: the operator sees the path and what is wrong with it, not "does not exist".
+    EXPECT_EQ(nuance::test::error_of([&] { ModelStore(models + "/loop.safetensors", ""); }),
+              "model '" + models + "/loop.safetensors': too many levels of symbolic links");
+    // A listed model that turned into a loop after the scan: named, never the server's path.
+    ModelStore one(models + "/real.safetensors", "");
+    ASSERT_EQ(one.resolve("real.safetensors").name, "real.safetensors");
+    fs::remove(base / "models" / "real.safetensors");
+    fs::create_symlink("real.safetensors", base / "models" / "real.safetensors");
+    EXPECT_EQ(nuance::test::error_of([&] { one.resolve("real.safetensors"); }),
+              "model 'real.safetensors': too many levels of symbolic links");
+    fs::remove_all(base);
+}
+
+TEST(ServerModels, RequestForASymlinkLoopGetsA4xxWithoutPaths) {
+    const fs::path base = make_unusable_models();
+    ServerOptions o = test_options();
+    o.model.clear();
+    o.models_dir = (base / "models").string();
+    TestServer ts(o);
+    auto c = ts.client();
+    const json req = {{"prompt", "x"}, {"steps", 1}, {"width", 64}, {"height", 64}};
+    const std::pair<const char*, const char*> cases[] = {
+        {"loop.safetensors", "model 'loop.safetensors': too many levels of symbolic links"},
+        {"fifo.safetensors", "model 'fifo.safetensors' is not a regular file (it is a FIFO)"}};
+    for (const auto& [name, message] : cases) {
+        json body = req;
+        body["override_settings"] = {{"sd_model_checkpoint", name}};
+        auto r = c->Post("/sdapi/v1/txt2img", body.dump(), "application/json");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 400) << r->body.substr(0, 300);
+        EXPECT_EQ(error_message(r), message);
+        EXPECT_THAT(r->body, Not(HasSubstr(base.string())));
+    }
     fs::remove_all(base);
 }
