@@ -1,7 +1,9 @@
 /* Generates images through the nuance C API: the smallest complete embedding example (C99).
  *
- *   nuance_example_generate -m model.safetensors -p "a lighthouse at dusk" [-n NEG] [-W 512] [-H 512]
- *                           [--steps 20] [--cfg 7] [--sampler euler_a] [--seed 42] [-b 1] [-o out.png]
+ *   nuance_example_generate -m model.safetensors -p "a lighthouse at dusk" [-n NEG] [-W W] [-H H]
+ *                           [--steps N] [--cfg S] [--sampler NAME] [--seed 42] [-b 1] [-o out.png]
+ *
+ * Size, steps, CFG and sampler default to the model's own (nuance_generate_params_init leaves them unset).
  *
  * Shows: params _init + fill, per-context progress/preview/log callbacks with a user pointer, status codes with
  * nuance_last_error(), writing PNGs with the A1111 "parameters" chunk, and freeing everything.
