@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "io/weight_file.h"
+#include "text/prompt_check.h"
 
 namespace nuance {
 
@@ -49,29 +50,7 @@ bool is_ascii(const std::string& s) {
     return true;
 }
 
-bool is_valid_utf8(const std::string& s) {
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    const size_t n = s.size();
-    for (size_t i = 0; i < n;) {
-        const unsigned char c = p[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) { ++i; continue; }
-        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-        else return false;
-        if (n - i < len) return false;
-        for (size_t k = 1; k < len; ++k) {
-            if ((p[i + k] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (p[i + k] & 0x3F);
-        }
-        static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;  // overlong/surrogate
-        i += len;
-    }
-    return true;
-}
+bool is_valid_utf8(const std::string& s) { return utf8_error_offset(s) == std::string::npos; }
 
 std::string latin1_to_utf8(const std::string& s) {
     std::string out;

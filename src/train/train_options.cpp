@@ -49,13 +49,7 @@ void validate_train_options(const TrainOptions& o) {
 }
 
 void validate_train_arch(const TrainOptions& o) {
-    nlohmann::json a = default_arch(o.model);
-    NUANCE_CHECK(o.arch.is_object(), "--arch must be a JSON object, got ", o.arch.dump());
-    for (auto& [k, v] : o.arch.items()) {
-        NUANCE_CHECK(a.contains(k), "--arch: '", k, "' is not a part of a ", o.model, " model (parts: ", a.dump(), ")");
-        NUANCE_CHECK(v.is_object(), "--arch: '", k, "' must be an object");
-        for (auto& [kk, vv] : v.items()) a[k][kk] = vv;
-    }
+    nlohmann::json a = merged_arch(o);
     // The same constructors the trainer uses; the sizes that depend on data (channels) are placeholders here.
     ClipTextConfig te;
     if (a.contains("text_encoder")) te = clip_config_from_arch(a["text_encoder"]);

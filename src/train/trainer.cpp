@@ -51,8 +51,6 @@ nlohmann::json default_arch(const std::string& model) {
     fail(ErrorCode::InvalidArgument, "unknown model kind '", model, "' (expected vae, ldm or ddpm)");
 }
 
-namespace {
-
 nlohmann::json merged_arch(const TrainOptions& o) {
     nlohmann::json a = default_arch(o.model);
     NUANCE_CHECK(o.arch.is_object(), "--arch must be a JSON object, got ", o.arch.dump());
@@ -63,6 +61,8 @@ nlohmann::json merged_arch(const TrainOptions& o) {
     }
     return a;
 }
+
+namespace {
 
 // torch's default init for conv/linear (kaiming_uniform with a = sqrt(5): U(±1/sqrt(fan_in))), ones/zeros for
 // norms, N(0, 0.02) for embeddings as CLIP.

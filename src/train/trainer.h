@@ -57,6 +57,8 @@ struct TrainOptions {
 
 // Built-in architecture of each model kind (the default model's), as JSON; TrainOptions::arch entries override it.
 nlohmann::json default_arch(const std::string& model);
+// default_arch(o.model) with o.arch's parts merged in; unknown parts and non-object parts are errors.
+nlohmann::json merged_arch(const TrainOptions& o);
 
 struct TrainProgress {
     int64_t step = 0;   // steps done
