@@ -23,6 +23,9 @@ trap umount_all EXIT
 mount -t proc proc "$DIR/proc"; mount -t sysfs sys "$DIR/sys"
 mount --bind /dev "$DIR/dev"; mount --bind /dev/pts "$DIR/dev/pts"; mount -t tmpfs shm "$DIR/dev/shm"
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
+# debootstrap writes no /etc/hosts (Debian's installer and cloud images do): without it "localhost" does not resolve,
+# and Selenium reaches chromedriver by that name.
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$DIR/etc/hosts"
 mkdir -p "$DIR/src/nuance"
 git -C "$ROOT" archive HEAD | tar x -C "$DIR/src/nuance"
 echo "clean-room: the README's first command"
