@@ -4,11 +4,37 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <sys/resource.h>
 #include <sys/wait.h>
+
+#include <csignal>
 
 #include "core/error.h"
 
 namespace nuance::test {
+
+// A full disk for this process while in scope: files may not grow past `bytes` (writes fail with EFBIG; SIGXFSZ is
+// ignored so the process is not killed). The previous limit and signal handler come back at scope exit.
+class FileSizeLimit {
+public:
+    explicit FileSizeLimit(rlim_t bytes) {
+        getrlimit(RLIMIT_FSIZE, &old_);
+        prev_ = std::signal(SIGXFSZ, SIG_IGN);
+        struct rlimit lim = old_;
+        lim.rlim_cur = bytes;
+        setrlimit(RLIMIT_FSIZE, &lim);
+    }
+    ~FileSizeLimit() {
+        setrlimit(RLIMIT_FSIZE, &old_);
+        std::signal(SIGXFSZ, prev_);
+    }
+    FileSizeLimit(const FileSizeLimit&) = delete;
+    FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+private:
+    struct rlimit old_ {};
+    void (*prev_)(int) = SIG_DFL;
+};
 
 // The message of the nuance::Error that `f` throws, or "(no error)" when it throws none.
 inline std::string error_of(const std::function<void()>& f) {

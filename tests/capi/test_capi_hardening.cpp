@@ -126,15 +126,11 @@ TEST_F(CapiHardening, WritePngIsAtomic) {
     img.data = px.data();
     const std::string out = path("capi_old.png");
     std::ofstream(out, std::ios::binary) << "old";
-    struct rlimit old {};
-    getrlimit(RLIMIT_FSIZE, &old);
-    auto prev = std::signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim = old;
-    lim.rlim_cur = 128;
-    setrlimit(RLIMIT_FSIZE, &lim);
-    const nuance_status st = nuance_image_write_png(&img, out.c_str());
-    setrlimit(RLIMIT_FSIZE, &old);
-    std::signal(SIGXFSZ, prev);
+    nuance_status st;
+    {
+        const nuance::test::FileSizeLimit full_disk(128);
+        st = nuance_image_write_png(&img, out.c_str());
+    }
     EXPECT_EQ(st, NUANCE_ERR_IO);
     EXPECT_THAT(nuance_last_error(), HasSubstr("File too large"));
     std::ifstream f(out, std::ios::binary);

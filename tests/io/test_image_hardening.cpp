@@ -120,16 +120,12 @@ TEST(ImageHardening, WriteImageIsAtomicUnderAFullDisk) {
     TempDir d;
     const std::string out = d / "old.png";
     std::ofstream(out, std::ios::binary) << "old bytes";
-    struct rlimit old {};
-    getrlimit(RLIMIT_FSIZE, &old);
-    auto prev = std::signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim = old;
-    lim.rlim_cur = 128;
-    setrlimit(RLIMIT_FSIZE, &lim);
-    const std::string e1 = test::error_of([&] { write_png(out, noise_image(64, 64)); });
-    const std::string e2 = test::error_of([&] { write_image(d / "old.png", noise_image(64, 64)); });
-    setrlimit(RLIMIT_FSIZE, &old);
-    std::signal(SIGXFSZ, prev);
+    std::string e1, e2;
+    {
+        const test::FileSizeLimit full_disk(128);
+        e1 = test::error_of([&] { write_png(out, noise_image(64, 64)); });
+        e2 = test::error_of([&] { write_image(d / "old.png", noise_image(64, 64)); });
+    }
     EXPECT_THAT(e1, HasSubstr("writing '" + out + "' failed: File too large"));
     EXPECT_THAT(e2, HasSubstr("failed: File too large"));
     std::ifstream f(out, std::ios::binary);

@@ -351,18 +351,13 @@ TEST(TrainerErrors, DiskFullLeavesThePreviousCheckpointIntactAndNoPartialFile) {
     train(o);
     const std::string good = d / "run/checkpoints/step-0000002.safetensors";
     const auto size_before = fs::file_size(good);
-    // Simulate a full disk: files may not grow past 64 KiB (writes fail with EFBIG instead of a signal).
-    struct rlimit old {};
-    getrlimit(RLIMIT_FSIZE, &old);
-    auto prev = std::signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim = old;
-    lim.rlim_cur = 64 * 1024;
-    setrlimit(RLIMIT_FSIZE, &lim);
     o.steps = 4;
     o.resume = true;
-    const std::string err = test::error_of([&] { train(o); });
-    setrlimit(RLIMIT_FSIZE, &old);
-    std::signal(SIGXFSZ, prev);
+    std::string err;
+    {
+        const test::FileSizeLimit full_disk(64 * 1024);  // files may not grow past 64 KiB
+        err = test::error_of([&] { train(o); });
+    }
     EXPECT_THAT(err, HasSubstr("step-0000004"));
     EXPECT_FALSE(fs::exists(d / "run/checkpoints/step-0000004.safetensors"));
     for (const auto& e : fs::directory_iterator(d / "run/checkpoints"))
