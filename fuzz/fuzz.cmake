@@ -24,7 +24,8 @@ nuance_fuzz_library(nuance_fuzz_parsers
   src/core/allocator.cpp src/core/dtype.cpp src/core/error.cpp src/core/op_stats.cpp src/core/tensor.cpp
   src/io/atomic_file.cpp src/io/ckpt.cpp src/io/image.cpp src/io/image_write.cpp src/io/mmap_file.cpp src/io/pickle.cpp
   src/io/json_file.cpp src/io/png_meta.cpp src/io/safetensors.cpp src/io/weights.cpp src/io/zip_reader.cpp
-  src/text/clip_tokenizer.cpp src/text/clip_tokenizer_builtin.cpp src/text/prompt_parser.cpp src/text/text_fix.cpp
+  src/text/clip_tokenizer.cpp src/text/clip_tokenizer_builtin.cpp src/text/prompt_check.cpp src/text/prompt_parser.cpp
+  src/text/text_fix.cpp
   src/text/unicode.cpp src/text/unicode_tables.cpp)
 target_link_libraries(nuance_fuzz_parsers PUBLIC nlohmann_json::nlohmann_json PNG::PNG JPEG::JPEG ZLIB::ZLIB
                       OpenSSL::Crypto Threads::Threads)
