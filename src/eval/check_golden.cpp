@@ -8,6 +8,7 @@
 #include "eval/golden_case.h"
 #include "io/weights.h"
 #include "models/clip/clip_golden.h"
+#include "models/dit/dit_golden.h"
 #include "models/unet/unet_golden.h"
 #include "models/vae/vae_golden.h"
 #include "samplers/golden_check.h"
@@ -84,7 +85,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
                                         "up to 2e-3 off diffusers there)");
         if (name == "sd3_transformer") return skip_case(dir, name, "SD3 MMDiT is not supported yet");
         if (name == "flux_transformer") return skip_case(dir, name, "Flux is not supported yet");
-        if (name == "dit") return skip_case(dir, name, "class-conditional DiT is not supported yet");
+        if (name == "dit") return check_golden_dit(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {
