@@ -48,16 +48,21 @@ bool is_diffusers_dit(const TensorMap& t) {
            has(t, "transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight");
 }
 
-TensorMap dit_original_to_diffusers(const TensorMap& t, const std::string& source, int64_t* sample_size) {
+TensorMap dit_original_to_diffusers(const TensorMap& t, const std::string& source, int64_t* sample_size,
+                                    std::map<std::string, std::string>* origin) {
     auto need = [&](const std::string& k) -> const Tensor& {
         auto it = t.find(k);
         NUANCE_CHECK(it != t.end(), "DiT original checkpoint '", source, "' is missing tensor '", k, "'");
         return it->second;
     };
     TensorMap out;
+    auto put = [&](const std::string& to, const Tensor& v, const std::string& from) {
+        out[to] = v;
+        if (origin) (*origin)[to] = from;
+    };
     auto copy = [&](const std::string& from, const std::string& to) {
-        out[to + ".weight"] = need(from + ".weight");
-        out[to + ".bias"] = need(from + ".bias");
+        put(to + ".weight", need(from + ".weight"), from + ".weight");
+        put(to + ".bias", need(from + ".bias"), from + ".bias");
     };
     const int64_t depth = count_original_blocks(t);
     NUANCE_CHECK(depth >= 1, "DiT original checkpoint '", source, "' has no blocks.0.adaLN_modulation.1.weight");
@@ -74,7 +79,8 @@ TensorMap dit_original_to_diffusers(const TensorMap& t, const std::string& sourc
         // The one timestep/class embedder of the original serves every block (diffusers keeps a copy per block).
         copy("t_embedder.mlp.0", d + "norm1.emb.timestep_embedder.linear_1");
         copy("t_embedder.mlp.2", d + "norm1.emb.timestep_embedder.linear_2");
-        out[d + "norm1.emb.class_embedder.embedding_table.weight"] = need("y_embedder.embedding_table.weight");
+        put(d + "norm1.emb.class_embedder.embedding_table.weight", need("y_embedder.embedding_table.weight"),
+            "y_embedder.embedding_table.weight");
         copy(o + "adaLN_modulation.1", d + "norm1.linear");
         // Fused qkv [3D, D] / [3D]: rows 0..D are q, then k, then v (timm Attention).
         const Tensor& qkv_w = need(o + "attn.qkv.weight");
@@ -84,8 +90,9 @@ TensorMap dit_original_to_diffusers(const TensorMap& t, const std::string& sourc
                      "] + [", 3 * D, "] for width ", D, ", got ", qkv_w.shape(), " + ", qkv_b.shape());
         const char* names[3] = {"to_q", "to_k", "to_v"};
         for (int64_t j = 0; j < 3; ++j) {
-            out[d + "attn1." + names[j] + ".weight"] = qkv_w.narrow(0, j * D, D);
-            out[d + "attn1." + names[j] + ".bias"] = qkv_b.narrow(0, j * D, D);
+            const std::string rows = " rows " + std::to_string(j * D) + ".." + std::to_string((j + 1) * D);
+            put(d + "attn1." + names[j] + ".weight", qkv_w.narrow(0, j * D, D), o + "attn.qkv.weight" + rows);
+            put(d + "attn1." + names[j] + ".bias", qkv_b.narrow(0, j * D, D), o + "attn.qkv.bias" + rows);
         }
         copy(o + "attn.proj", d + "attn1.to_out.0");
         copy(o + "mlp.fc1", d + "ff.net.0.proj");
@@ -135,10 +142,11 @@ LoadedDiT load_dit_tensors(const TensorMap& tensors, const std::string& source, 
     LoadedDiT r;
     int64_t sample_size = 0;
     TensorMap mapped;
+    std::map<std::string, std::string> origin;
     const TensorMap* t = &tensors;
     if (is_original_dit(tensors)) {
         r.layout = DiTLayout::Original;
-        mapped = dit_original_to_diffusers(tensors, source, &sample_size);
+        mapped = dit_original_to_diffusers(tensors, source, &sample_size, &origin);
         t = &mapped;
     } else {
         NUANCE_CHECK_CODE(is_diffusers_dit(tensors), InvalidArgument, "'", source,
@@ -157,6 +165,15 @@ LoadedDiT load_dit_tensors(const TensorMap& tensors, const std::string& source, 
     if (config_json) cfg.apply_diffusers_config(*config_json);
     if (opt.heads > 0) cfg.heads = opt.heads;
     r.model = std::make_unique<DiTTransformer2DModel>(cfg);
+    // Shapes are checked here first so that a message names the tensor as the file spells it.
+    for_each_param(*r.model, [&](const std::string& name, Param& p) {
+        auto it = t->find(name);
+        if (it == t->end() || it->second.shape() == p.shape) return;
+        auto o = origin.find(name);
+        NUANCE_CHECK(false, "DiT checkpoint '", source, "': tensor '", o == origin.end() ? name : o->second,
+                     "': expected ", p.shape, " for the detected config (width ", cfg.hidden, ", MLP ", cfg.mlp_hidden,
+                     ", ", cfg.depth, " blocks), got ", it->second.shape());
+    });
     LoadOptions lo = opt.load;
     lo.source = source;
     const std::vector<std::string> unused = load_module(*r.model, *t, lo);

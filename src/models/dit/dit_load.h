@@ -27,9 +27,10 @@ bool is_diffusers_dit(const std::map<std::string, Tensor>& tensors);
 // t_embedder/y_embedder are shared by every block's norm1.emb (as diffusers' converter copies them). Errors name
 // the first missing tensor ("DiT original checkpoint 'f.pt' is missing tensor 'blocks.3.attn.qkv.bias'") and the
 // inconsistent shapes. `sample_size` receives the latent size from the pos_embed buffer ([1, T, D], T = (H/p)^2),
-// or 0 when the file has none.
+// or 0 when the file has none. `origin`, when given, receives the original name of every mapped tensor.
 std::map<std::string, Tensor> dit_original_to_diffusers(const std::map<std::string, Tensor>& tensors,
-                                                        const std::string& source, int64_t* sample_size);
+                                                        const std::string& source, int64_t* sample_size,
+                                                        std::map<std::string, std::string>* origin = nullptr);
 
 struct DiTLoadOptions {
     int64_t heads = 0;  // > 0: the number of attention heads (for widths that are no DiT preset and no config.json)
