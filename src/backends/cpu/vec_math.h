@@ -53,6 +53,15 @@ inline __m256 gelu8(__m256 x) {  // 0.5 x (1 + erf(x / sqrt 2))
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
+// GELU, tanh approximation: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), computed as the identical
+// x / (1 + exp(-2u)) (0.5 (1 + tanh u) = sigmoid(2u)); exp8's clamp keeps both tails finite.
+inline __m256 gelu_tanh8(__m256 x) {
+    const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    const __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+    const __m256 e = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
 // Scalar tails use the same formulas through a one-lane vector, so every element gets identical rounding.
 template <__m256 (*F)(__m256)>
 inline float scalar_via8(float v) {
