@@ -121,6 +121,10 @@ TEST(DiTForward, RejectsBadInputs) {
                 HasSubstr("DiT: latent size 7x8 must be a positive multiple of the patch size 2"));
     EXPECT_THAT(error_of([&] { d.model->forward(x, Tensor::zeros({3}), Tensor::from_ids({1, 2}, {2})); }),
                 HasSubstr("DiT: timestep must hold 1 or 2 values, got F32[3]"));
+    EXPECT_THAT(error_of([&] {
+                    d.model->forward(x, Tensor::from_vector({1.0f, std::nanf("")}, {2}), Tensor::from_ids({1, 2}, {2}));
+                }),
+                HasSubstr("DiT: timestep nan is not finite"));
 }
 
 TEST(DiTForward, SampleSizeIsEnforcedWhenKnown) {

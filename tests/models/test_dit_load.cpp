@@ -194,6 +194,11 @@ TEST(DiTDiffusers, FolderErrors) {
                R"({"num_attention_heads": 2, "attention_head_dim": 16, "num_embeds_ada_norm": 1000})");
     EXPECT_THAT(error_of([&] { load_dit(dir.str()); }),
                 HasSubstr("DiT config.json: 'num_embeds_ada_norm' is 1000 but the weights' shapes give 10"));
+    write_text(dir.str("transformer/config.json"),
+               R"({"_class_name": "Transformer2DModel", "num_attention_heads": 2, "attention_head_dim": 16,
+                   "norm_type": "ada_norm_single"})");
+    EXPECT_THAT(error_of([&] { load_dit(dir.str()); }),
+                HasSubstr("DiT config.json: norm_type \"ada_norm_single\" is not supported (only \"ada_norm_zero\")"));
     // No config.json and a width that is no preset: the heads are unknown.
     fs::remove(dir.str("transformer/config.json"));
     EXPECT_THAT(error_of([&] { load_dit(dir.str()); }),
@@ -213,4 +218,21 @@ TEST(DiTDiffusers, IncompleteStateDictNamesTheMissingTensor) {
     EXPECT_THAT(error_of([&] { load_dit(dir.str("d.safetensors"), heads2()); }),
                 HasSubstr("DiT tensor 'transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight': "
                           "expected [classes + 1, 32], got [11, 16]"));
+}
+
+TEST(DiTDiffusers, PersistentPosEmbedBufferGivesTheSampleSize) {
+    TempDir dir("posbuf");
+    auto t = io(kGolden + "/dit.safetensors");
+    t["pos_embed.pos_embed"] = dit_pos_embed(32, 4, 4).unsqueeze(0);
+    save(dir.str("d.safetensors"), t);
+    const LoadedDiT d = load_dit(dir.str("d.safetensors"), heads2());
+    EXPECT_EQ(d.model->config().sample_size, 8);
+    const auto ref = io(kGolden + "/io.safetensors");
+    EXPECT_LT(max_abs_diff(run(d, ref), ref.at("out")), 4.31e-5f);
+    const nlohmann::json cfg{{"sample_size", 16}};
+    EXPECT_THAT(error_of([&] { load_dit_tensors(t, "d", heads2(), &cfg); }),
+                HasSubstr("DiT config.json: 'sample_size' 16 but the file's position embedding is for 8"));
+    t["pos_embed.pos_embed"] = Tensor::zeros({1, 15, 32});
+    EXPECT_THAT(error_of([&] { load_dit_tensors(t, "d", heads2()); }),
+                HasSubstr("DiT checkpoint 'd': 'pos_embed.pos_embed' must be [1, T, D] with T a square, got [1, 15, 32]"));
 }

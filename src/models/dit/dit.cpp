@@ -120,6 +120,8 @@ Tensor DiTTransformer2DModel::forward(const Tensor& x, const Tensor& timestep_in
     NUANCE_CHECK(timestep_in.defined() && (timestep_in.numel() == N || timestep_in.numel() == 1),
                  "DiT: timestep must hold 1 or ", N, " values, got ",
                  timestep_in.defined() ? timestep_in.str() : std::string("none"));
+    for (float tv : timestep_in.to_vector())
+        NUANCE_CHECK(std::isfinite(tv), "DiT: timestep ", tv, " is not finite");
     const Tensor timestep =
         timestep_in.numel() == N ? timestep_in.reshape({N}) : timestep_in.f32().reshape({1}).expand({N}).contiguous();
     const Tensor labels = class_labels.reshape({N});

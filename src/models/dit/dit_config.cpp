@@ -109,7 +109,11 @@ void DiTConfig::apply_diffusers_config(const nlohmann::json& j) {
     const int64_t s = num("sample_size", 0);
     NUANCE_CHECK(s >= 0 && s <= 4096 && (s == 0 || s % patch_size == 0), "DiT config.json: 'sample_size' ", s,
                  " must be a multiple of the patch size ", patch_size, " (at most 4096)");
-    sample_size = s;
+    if (s > 0) {
+        NUANCE_CHECK(sample_size == 0 || sample_size == s, "DiT config.json: 'sample_size' ", s,
+                     " but the file's position embedding is for ", sample_size);
+        sample_size = s;
+    }
     if (j.contains("norm_type") && j["norm_type"].is_string())
         NUANCE_CHECK(j["norm_type"] == "ada_norm_zero", "DiT config.json: norm_type ", j["norm_type"].dump(),
                      " is not supported (only \"ada_norm_zero\")");

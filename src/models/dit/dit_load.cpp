@@ -148,13 +148,27 @@ LoadedDiT load_dit_tensors(const TensorMap& tensors, const std::string& source, 
         r.layout = DiTLayout::Original;
         mapped = dit_original_to_diffusers(tensors, source, &sample_size, &origin);
         t = &mapped;
-    } else {
-        NUANCE_CHECK_CODE(is_diffusers_dit(tensors), InvalidArgument, "'", source,
+    } else if (auto pe = tensors.find("pos_embed.pos_embed"); pe != tensors.end()) {
+        // Some diffusers exports keep PatchEmbed's sin-cos buffer: it states the sample size, and is not a weight.
+        const Tensor& b = pe->second;
+        const auto proj = tensors.find("pos_embed.proj.weight");
+        const int64_t p = proj != tensors.end() && proj->second.dim() == 4 ? proj->second.size(2) : 0;
+        const int64_t g = b.dim() == 3 ? (int64_t)std::llround(std::sqrt((double)b.size(1))) : -1;
+        NUANCE_CHECK(p > 0 && b.dim() == 3 && b.size(0) == 1 && g >= 1 && g <= 4096 && g * g == b.size(1),
+                     "DiT checkpoint '", source, "': 'pos_embed.pos_embed' must be [1, T, D] with T a square, got ",
+                     b.shape());
+        sample_size = g * p;
+        mapped = tensors;
+        mapped.erase("pos_embed.pos_embed");
+        t = &mapped;
+    }
+    if (r.layout == DiTLayout::Diffusers) {
+        NUANCE_CHECK_CODE(is_diffusers_dit(*t), InvalidArgument, "'", source,
                           "' is not a DiT checkpoint: expected the original layout (x_embedder.proj.weight, "
                           "blocks.0.adaLN_modulation.1.weight, ...) or diffusers' DiTTransformer2DModel "
                           "(pos_embed.proj.weight, transformer_blocks.0.norm1.emb.class_embedder.embedding_table."
                           "weight, ...); its tensors: ",
-                          first_keys(tensors, 8));
+                          first_keys(*t, 8));
     }
     // Heads: the caller's, else config.json's (checked against the width by apply_diffusers_config), else the rule.
     int64_t heads = opt.heads;
