@@ -76,8 +76,6 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     return row[b.size()];
 }
 
-std::string describe(int64_t id) { return imagenet_class_short_name(id) + " (" + std::to_string(id) + ")"; }
-
 // Up to 5 lemmas closest to `q`: those containing it first, then by edit distance (within a third of the length).
 std::string near_matches(const std::string& q) {
     std::vector<std::pair<size_t, std::string>> scored;
