@@ -9,6 +9,7 @@
 #include "io/weights.h"
 #include "models/clip/clip_golden.h"
 #include "models/dit/dit_golden.h"
+#include "models/mmdit/mmdit_golden.h"
 #include "models/unet/unet_golden.h"
 #include "models/vae/vae_golden.h"
 #include "samplers/golden_check.h"
@@ -83,7 +84,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "scheduler_sweep")
             return skip_case(dir, name, "checked by ctest -R SamplerSweepGolden (dpm2_a on Karras schedules is still "
                                         "up to 2e-3 off diffusers there)");
-        if (name == "sd3_transformer") return skip_case(dir, name, "SD3 MMDiT is not supported yet");
+        if (name == "sd3_transformer" || name == "original_sd3") return check_golden_sd3(dir);
         if (name == "flux_transformer") return skip_case(dir, name, "Flux is not supported yet");
         if (name == "dit") return check_golden_dit(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
