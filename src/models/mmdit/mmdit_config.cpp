@@ -27,6 +27,12 @@ const Tensor& need(const std::map<std::string, Tensor>& t, const std::string& k,
     return it->second;
 }
 
+// A decimal block index of at most 4 digits, no leading zero ("01" is not a module index).
+bool is_block_index(const std::string& num) {
+    return !num.empty() && num.size() <= 4 && (num.size() == 1 || num[0] != '0') &&
+           std::all_of(num.begin(), num.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
 // Block indices N of "transformer_blocks.N.*" keys; a gap is an error naming the missing index.
 int64_t count_blocks(const std::map<std::string, Tensor>& t) {
     const std::string prefix = "transformer_blocks.";
@@ -35,8 +41,7 @@ int64_t count_blocks(const std::map<std::string, Tensor>& t) {
         const std::string rest = it->first.substr(prefix.size());
         const size_t dot = rest.find('.');
         const std::string num = rest.substr(0, dot);
-        NUANCE_CHECK(!num.empty() && num.size() <= 4 && std::all_of(num.begin(), num.end(), ::isdigit) &&
-                         (num.size() == 1 || num[0] != '0'),
+        NUANCE_CHECK(is_block_index(num),
                      "SD3 transformer: tensor '", it->first, "' has no block index");
         idx.insert(std::stoll(num));
     }

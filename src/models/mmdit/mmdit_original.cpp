@@ -73,13 +73,18 @@ Tensor swap_halves(const std::string& name, const Tensor& t) {
     return cat({t.narrow(0, h, h), t.narrow(0, 0, h)}, 0);
 }
 
+// A decimal block index of at most 4 digits, no leading zero ("01" is not a module index).
+bool is_block_index(const std::string& num) {
+    return !num.empty() && num.size() <= 4 && (num.size() == 1 || num[0] != '0') &&
+           std::all_of(num.begin(), num.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
 // "joint_blocks.12.x_block.attn.qkv.weight" -> (12, "x_block.attn.qkv.weight"); -1 when not a block key.
 std::pair<int64_t, std::string> block_of(const std::string& rest, const std::string& blocks) {
     if (!rest.starts_with(blocks)) return {-1, rest};
     const size_t dot = rest.find('.', blocks.size());
     const std::string num = rest.substr(blocks.size(), dot == std::string::npos ? std::string::npos : dot - blocks.size());
-    const bool ok = !num.empty() && num.size() <= 4 && std::all_of(num.begin(), num.end(), ::isdigit) &&
-                    (num.size() == 1 || num[0] != '0') && dot != std::string::npos;
+    const bool ok = is_block_index(num) && dot != std::string::npos;
     NUANCE_CHECK_CODE(ok, Unsupported, "SD3 checkpoint: tensor '", rest, "' has no block index");
     return {std::stoll(num), rest.substr(dot + 1)};
 }
