@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -10,6 +12,7 @@
 #include "models/mmdit/mmdit_golden.h"
 #include "models/mmdit/mmdit_load.h"
 #include "models/mmdit/mmdit_original.h"
+#include "models/mmdit/mmdit_presets.h"
 #include "ops/elementwise.h"
 #include "../test_util.h"
 
@@ -166,4 +169,40 @@ TEST(MMDiT, Bf16ProductsStayCloseToTheReference) {
     const Tensor r = in("out");
     EXPECT_LT(max_abs_diff(y, r), 0.05f * max_abs(r));  // bf16 rounding of every product's inputs
     EXPECT_GT(max_abs_diff(y, r), 0.0f);                // ... and the products did run in bf16
+}
+
+TEST(MMDiT, PresetsHaveThePublishedSizes) {
+    auto params = [](const std::string& name) {
+        SD3Transformer2DModel m(mmdit_preset(name));  // shapes only: nothing is allocated
+        int64_t n = 0;
+        for_each_param(m, [&](const std::string&, Param& p) { n += shape_numel(p.shape); });
+        return (double)n / 1e9;
+    };
+    EXPECT_NEAR(params("sd3-medium"), 2.08, 0.02);  // sd3_medium.safetensors: 4.17 GB of F16 weights
+    EXPECT_NEAR(params("sd3.5-medium"), 2.47, 0.05);
+    EXPECT_NEAR(params("sd3.5-large"), 8.06, 0.1);
+    EXPECT_THAT(test::error_of([] { mmdit_preset("sd4"); }),
+                HasSubstr("unknown SD3 transformer preset 'sd4' (known: [sd3-medium, sd3.5-medium, sd3.5-large, tiny])"));
+}
+
+TEST(MMDiT, RandomFilesInBothLayoutsLoadAndRun) {
+    const std::string dir = ::testing::TempDir();
+    for (const bool original : {true, false}) {
+        const std::string f = dir + "/nuance_mmdit_random_" + std::to_string(original) + ".safetensors";
+        const int64_t n = write_random_mmdit(f, mmdit_preset("tiny"), DType::F16, 7, original);
+        const WeightFile wf = load_safetensors(f);
+        EXPECT_EQ(is_original_mmdit(wf.tensors), original);
+        const auto m = load_sd3_transformer(f);  // the tiny preset has qk-norm: the heads are seen in the shapes
+        EXPECT_EQ(m->config().heads, 4);
+        EXPECT_EQ(m->config().dual_attention_layers, (std::vector<int64_t>{0, 1}));
+        int64_t loaded = 0;
+        for_each_param(*const_cast<SD3Transformer2DModel*>(m.get()),
+                       [&](const std::string&, Param& p) { loaded += p.value.numel(); });
+        EXPECT_EQ(loaded, n);
+        const Tensor y = m->forward(Tensor::zeros({1, 16, 8, 12}), Tensor::full({1}, 500.0f),
+                                    Tensor::zeros({1, 5, 32}), Tensor::zeros({1, 24}));
+        EXPECT_EQ(y.shape(), (Shape{1, 16, 8, 12}));
+        EXPECT_TRUE(std::isfinite(max_abs(y)));
+        std::remove(f.c_str());
+    }
 }

@@ -21,24 +21,11 @@
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "models/mmdit/mmdit_load.h"
+#include "models/mmdit/mmdit_presets.h"
 
 using namespace nuance;
 
 namespace {
-
-// SD3.5-Medium (stabilityai/stable-diffusion-3.5-medium transformer/config.json): 24 blocks of 1536 (24 heads of
-// 64), qk RMSNorm, MMDiT-X attn2 in blocks 0..12, pos_embed_max_size 384.
-MMDiTConfig sd35_medium() {
-    MMDiTConfig c;
-    c.depth = 24;
-    c.hidden = 1536;
-    c.heads = 24;
-    c.head_dim = 64;
-    c.pos_embed_max_size = 384;
-    c.qk_norm = true;
-    for (int64_t i = 0; i <= 12; ++i) c.dual_attention_layers.push_back(i);
-    return c;
-}
 
 // User + system CPU seconds of this process: on a shared machine wall time says little, CPU time / threads says
 // what the wall time would be with the cores to ourselves.
@@ -55,30 +42,15 @@ double peak_rss_gib() {
     return (double)u.ru_maxrss / (1024.0 * 1024.0);
 }
 
-void write_random(const std::string& path) {
-    SD3Transformer2DModel m(sd35_medium());
-    auto rng = make_rng(RngKind::Cpu, 1);
-    int64_t params = 0;
-    for_each_param(m, [&](const std::string& name, Param& p) {
-        Tensor t = rng->randn(p.shape);
-        int64_t fan_in = 1;
-        for (size_t i = 1; i < p.shape.size(); ++i) fan_in *= p.shape[i];
-        const bool norm = name.find("norm_") != std::string::npos && p.shape.size() == 1;
-        if (norm) t.fill_(1.0f);
-        else mul_(t, p.shape.size() >= 2 ? 1.0f / std::sqrt((float)fan_in) : 0.02f);
-        p.value = t.to(DType::BF16);
-        params += t.numel();
-    });
-    save_safetensors(path, state_dict(m));
-    std::printf("wrote %s: %.3f B parameters (bf16)\n", path.c_str(), (double)params / 1e9);
-}
-
 }  // namespace
 
 TEST(MMDiTSpeed, DISABLED_FullSizeSD35MediumForward1024) {
     const char* env_file = std::getenv("NUANCE_MMDIT_BENCH_FILE");
     const std::string file = env_file ? env_file : "/tmp/nuance-sd35m-random-bf16.safetensors";
-    if (!file_exists(file)) write_random(file);
+    if (!file_exists(file)) {
+        const int64_t n = write_random_mmdit(file, mmdit_preset("sd3.5-medium"), DType::BF16, 1, false);
+        std::printf("wrote %s: %.3f B parameters (bf16)\n", file.c_str(), (double)n / 1e9);
+    }
     const char* env_p = std::getenv("NUANCE_MMDIT_BENCH_PRECISION");
     const std::string which = env_p ? env_p : "both";
     auto rng = make_rng(RngKind::Cpu, 2);
