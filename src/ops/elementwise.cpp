@@ -228,7 +228,27 @@ Tensor geglu(const Tensor& x_in, DType out_dtype) {
     }
     return out;
 }
-Tensor gelu_tanh(const Tensor& a) { return unary_vec<cpu::gelu_tanh8>(a); }
+Tensor gelu_tanh(const Tensor& a_in, DType out_dtype) {
+    NUANCE_CHECK(out_dtype == DType::F32 || out_dtype == DType::BF16, "gelu_tanh: output dtype ", dtype_name(out_dtype));
+    if (out_dtype == DType::F32) return unary_vec<cpu::gelu_tanh8>(a_in);
+    OpTimer op_timer("elementwise_unary");
+    const Tensor a = a_in.f32().contiguous();
+    Tensor out = Tensor::empty(a.shape(), DType::BF16);
+    const float* pa = a.data<float>();
+    auto* po = static_cast<uint16_t*>(out.raw());
+    const int64_t n = a.numel(), chunk = 16384;
+#pragma omp parallel if (n > 65536)
+    {
+        std::vector<float> buf(chunk);  // the chunk in f32, then rounded: one pass over memory instead of two
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < (n + chunk - 1) / chunk; ++c) {
+            const int64_t len = std::min(chunk, n - c * chunk);
+            cpu::map_n<cpu::gelu_tanh8>(pa + c * chunk, buf.data(), len);
+            cpu::f32_to_bf16_n(buf.data(), po + c * chunk, len);
+        }
+    }
+    return out;
+}
 Tensor quick_gelu(const Tensor& a) { return unary(a, [](float x) { return x / (1.0f + std::exp(-1.702f * x)); }); }
 Tensor clamp(const Tensor& a, float lo, float hi) { return unary(a, [lo, hi](float x) { return std::clamp(x, lo, hi); }); }
 

@@ -50,7 +50,8 @@ Tensor silu(const Tensor& a);        // x * sigmoid(x)
 Tensor gelu(const Tensor& a);        // exact erf GELU
 // x = [..., 2F] -> hidden * gelu(gate), hidden/gate the two halves (GEGLU); out F32, or BF16 for a bf16 consumer.
 Tensor geglu(const Tensor& x, DType out = DType::F32);
-Tensor gelu_tanh(const Tensor& a);   // tanh approximation
+// tanh approximation (vectorised: x / (1 + exp(-2u)), the same function); out F32, or BF16 for a bf16 consumer.
+Tensor gelu_tanh(const Tensor& a, DType out = DType::F32);
 Tensor quick_gelu(const Tensor& a);  // x * sigmoid(1.702 x)
 Tensor clamp(const Tensor& a, float lo, float hi);
 
