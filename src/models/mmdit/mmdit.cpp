@@ -3,22 +3,19 @@
 #include <algorithm>
 #include <tuple>
 
+#include "ops/modulate.h"
+
 namespace nuance {
 
 namespace {
 
 constexpr float kNormEps = 1e-6f;
 
-// adaLN modulation (DiT): x * (1 + scale) + shift, with per-sample scale/shift [N, D] over tokens [N, L, D].
-Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
-    return x * (scale.unsqueeze(1) + 1.0f) + shift.unsqueeze(1);
+// adaLN: LayerNorm without affine (eps 1e-6), then x * (1 + scale) + shift with per-sample [N, D] vectors, written
+// in the dtype of the product that reads it (ops/modulate.h).
+Tensor norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, DType out) {
+    return layer_norm_modulate(x, shift, scale, kNormEps, out);
 }
-
-// LayerNorm without affine parameters, eps 1e-6 (every norm of the MMDiT).
-Tensor norm(const Tensor& x) { return layer_norm(x, Tensor(), Tensor(), kNormEps); }
-
-// Gated residual of adaLN-Zero: x + gate * y, gate [N, D] over tokens [N, L, D].
-Tensor gated_add(const Tensor& x, const Tensor& gate, const Tensor& y) { return x + gate.unsqueeze(1) * y; }
 
 }  // namespace
 
@@ -81,23 +78,25 @@ JointTransformerBlock::JointTransformerBlock(const MMDiTConfig& c, int64_t index
 }
 
 std::pair<Tensor, Tensor> JointTransformerBlock::forward(Tensor x, Tensor c, const Tensor& temb) const {
-    const Tensor act = silu(temb);                                  // [N, D]
+    const Tensor act = silu(temb);                                     // [N, D]
     const std::vector<Tensor> m = chunk(norm1(act), dual ? 9 : 6, 1);  // each [N, D]
     const Tensor &shift_msa = m[0], &scale_msa = m[1], &gate_msa = m[2];
     const Tensor &shift_mlp = m[3], &scale_mlp = m[4], &gate_mlp = m[5];
-    const Tensor nx = norm(x);                                      // [N, Lx, D]
     const std::vector<Tensor> mc = chunk(norm1_context(act), context_pre_only ? 2 : 6, 1);
+    const DType qkv = attn.to_q.input_dtype();
     // AdaLayerNormContinuous of the last block orders its halves (scale, shift); adaLN-Zero (shift, scale, gate).
-    const Tensor nc = context_pre_only ? modulate(norm(c), mc[1], mc[0]) : modulate(norm(c), mc[0], mc[1]);
+    const Tensor nc = context_pre_only ? norm_modulate(c, mc[1], mc[0], qkv) : norm_modulate(c, mc[0], mc[1], qkv);
 
-    auto [ax, ac] = attn(modulate(nx, shift_msa, scale_msa), nc);
-    x = gated_add(x, gate_msa, ax);
-    if (dual) x = gated_add(x, m[8], attn2(modulate(nx, m[6], m[7]), Tensor()).first);  // MMDiT-X: shift2, scale2, gate2
-    x = gated_add(x, gate_mlp, ff(modulate(norm(x), shift_mlp, scale_mlp)));
+    auto [ax, ac] = attn(norm_modulate(x, shift_msa, scale_msa, qkv), nc);
+    // MMDiT-X: a second self-attention of the image tokens on the same normalised input (shift2, scale2, gate2).
+    const Tensor nx2 = dual ? norm_modulate(x, m[6], m[7], attn2.to_q.input_dtype()) : Tensor();
+    x = gated_residual(x, gate_msa, ax);
+    if (dual) x = gated_residual(x, m[8], attn2(nx2, Tensor()).first);
+    x = gated_residual(x, gate_mlp, ff(norm_modulate(x, shift_mlp, scale_mlp, ff.proj.input_dtype())));
     if (context_pre_only) return {x, Tensor()};
 
-    c = gated_add(c, mc[2], ac);
-    c = gated_add(c, mc[5], ff_context(modulate(norm(c), mc[3], mc[4])));
+    c = gated_residual(c, mc[2], ac);
+    c = gated_residual(c, mc[5], ff_context(norm_modulate(c, mc[3], mc[4], ff_context.proj.input_dtype())));
     return {x, c};
 }
 
@@ -181,7 +180,7 @@ Tensor SD3Transformer2DModel::forward(const Tensor& x, const Tensor& timestep, c
 
     // Final AdaLayerNormContinuous: (scale, shift) = linear(silu(temb)); then the per-token patch projection.
     const auto [scale, shift] = chunk<2>(norm_out_(silu(temb)), 1);
-    const Tensor out = proj_out_(modulate(norm(hx), shift, scale));  // [N, Lx, p*p*C]
+    const Tensor out = proj_out_(norm_modulate(hx, shift, scale, proj_out_.input_dtype()));  // [N, Lx, p*p*C]
     // Unpatchify: [N, h, w, p, q, C] -> [N, C, h, p, w, q] -> [N, C, H, W]
     return out.view({N, H / p, W / p, p, p, c.out_channels}).permute({0, 5, 1, 3, 2, 4}).reshape(
         {N, c.out_channels, H, W});

@@ -54,7 +54,7 @@ struct GeluFeedForward : Module {
     Linear proj, out;
     GeluFeedForward() = default;
     explicit GeluFeedForward(int64_t dim) : proj(dim, 4 * dim), out(4 * dim, dim) {}
-    Tensor operator()(const Tensor& x) const { return out(gelu_tanh(proj(x))); }
+    Tensor operator()(const Tensor& x) const { return out(gelu_tanh(proj(x), out.input_dtype())); }
     void visit(ParamVisitor& v) override { v("net.0.proj", proj); v("net.2", out); }
 };
 
