@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
@@ -191,4 +192,8 @@ TEST_F(MMDiTFiles, BadInputsToForwardAreErrors) {
                 HasSubstr("pooled embedding [1, 24], expected [2, 24]"));
     EXPECT_THAT(error_of([&] { m->forward(io_.at("sd35.hidden_states"), Tensor::zeros({3}), ctx, pooled); }),
                 HasSubstr("timestep [3] for a batch of 2"));
+    EXPECT_THAT(error_of([&] {
+                    m->forward(io_.at("sd35.hidden_states"), Tensor::from_vector({500.0f, NAN}, {2}), ctx, pooled);
+                }),
+                HasSubstr("timestep 1 is nan (expected a finite value in 0..1000)"));
 }

@@ -1,6 +1,7 @@
 #include "models/mmdit/mmdit.h"
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 
 #include "ops/modulate.h"
@@ -166,7 +167,11 @@ Tensor SD3Transformer2DModel::forward(const Tensor& x, const Tensor& timestep, c
         NUANCE_CHECK(s >= 0 && s < c.depth, "SD3 transformer: skip layer ", s, " is not a block index (0..",
                      c.depth - 1, ")");
 
-    Tensor t = timestep.f32().reshape({timestep.numel()});
+    Tensor t = timestep.f32().contiguous().reshape({timestep.numel()});
+    const std::vector<float> tv = t.to_vector();
+    for (size_t i = 0; i < tv.size(); ++i)
+        NUANCE_CHECK(std::isfinite(tv[i]), "SD3 transformer: timestep ", i, " is ", tv[i], " (expected a finite value "
+                     "in 0..1000)");
     if (t.numel() != N) t = t.expand({N}).contiguous();
     // Conditioning vector: timestep MLP (sinusoidal, [cos, sin], shift 0) + pooled text MLP.  [N, D]
     const Tensor temb = timestep_embedder_(timestep_embedding(t, c.time_freq_dim, true, 0.0f)) + text_embedder_(pooled);
