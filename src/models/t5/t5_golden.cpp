@@ -8,6 +8,8 @@
 #include "eval/golden_case.h"
 #include "io/json_file.h"
 #include "io/weights.h"
+#include "ops/elementwise.h"
+#include "models/t5/t5_loader.h"
 #include "text/t5_tokenizer.h"
 
 namespace nuance {
@@ -75,10 +77,57 @@ std::vector<CompareLine> check_golden_t5_tokenizer(const std::string& dir) {
     return out;
 }
 
-}  // namespace nuance
-
-namespace nuance {
 std::vector<CompareLine> check_golden_t5_encoder(const std::string& dir) {
-    return {skip_line("t5_encoder/*", "todo")};
+    const GoldenCase gc = GoldenCase::load(dir);
+    std::vector<CompareLine> lines;
+    for (const auto& [name, wpath] : gc.models()) {
+        const WeightFile w = load_weights(wpath);
+        const nlohmann::json cfg = gc.model_config(name);
+        const Precision p = gc.precision();
+        const auto model = load_t5_encoder(w.tensors, "", wpath, p, cfg.empty() ? nullptr : &cfg);
+        const Tensor ids = gc.tensor("input_ids");
+        const T5EncoderOutput plain = model->forward(ids, Tensor(), /*all_hidden=*/true);
+        const T5EncoderOutput masked = model->forward(ids, gc.tensor("attention_mask"));
+        // case.json tolerance.<model>.suggested_atol.<tensor>
+        auto atol = [&](const std::string& tensor) {
+            const nlohmann::json& c = gc.meta();
+            if (c.contains("tolerance") && c["tolerance"].contains(name) &&
+                c["tolerance"][name].contains("suggested_atol") &&
+                c["tolerance"][name]["suggested_atol"].contains(tensor) &&
+                c["tolerance"][name]["suggested_atol"][tensor].is_number())
+                return c["tolerance"][name]["suggested_atol"][tensor].get<double>();
+            return gc.atol(tensor, 1e-4);
+        };
+        if (gc.has("last_hidden_state"))
+            lines.push_back(gc.compare("last_hidden_state", plain.last_hidden_state, atol("last_hidden_state")));
+        if (gc.has("last_hidden_state_masked"))
+            lines.push_back(gc.compare("last_hidden_state_masked", masked.last_hidden_state,
+                                       atol("last_hidden_state_masked")));
+        if (gc.has("hidden_states")) {
+            const Tensor ref = gc.tensor("hidden_states");
+            const double atol_h = atol("hidden_states");
+            if (ref.dim() < 1 || ref.size(0) != (int64_t)plain.hidden_states.size()) {
+                lines.push_back(fail_line(gc.name() + "/hidden_states", str("reference has shape ", ref.shape(),
+                                                                            " for ", plain.hidden_states.size(),
+                                                                            " hidden states")));
+                continue;
+            }
+            for (int64_t i = 0; i < ref.size(0); ++i) {
+                const Tensor got = plain.hidden_states[(size_t)i], r = ref[i];
+                CompareLine l;
+                l.name = gc.name() + "/hidden_states." + std::to_string(i);
+                l.atol = atol_h;
+                if (got.shape() != r.shape()) {
+                    l = fail_line(l.name, str("shape ", got.shape(), " vs reference ", r.shape()));
+                } else {
+                    l.max_abs = max_abs_diff(got, r);
+                    l.pass = std::isfinite(l.max_abs) && l.max_abs <= atol_h;
+                }
+                lines.push_back(l);
+            }
+        }
+    }
+    return lines;
 }
+
 }  // namespace nuance
