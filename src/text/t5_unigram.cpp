@@ -159,6 +159,8 @@ std::pair<std::string_view, size_t> SpmUnigram::normalize_prefix(std::string_vie
 }
 
 std::string SpmUnigram::normalize(std::string_view in, bool add_dummy_prefix) const {
+    // A hostile charsmap could rewrite every character to a megabyte; real rules expand by at most ~11x (U+FDFA).
+    const size_t max_out = 64 * in.size() + 4096;
     std::string out;
     if (remove_extra_whitespaces_) {  // leading whitespace
         while (!in.empty()) {
@@ -186,6 +188,8 @@ std::string SpmUnigram::normalize(std::string_view in, bool add_dummy_prefix) co
                     out += ch;
             }
             is_prev_space = sp.back() == ' ';
+            NUANCE_CHECK(out.size() <= max_out, "T5 tokenizer: the model's normalization rules grow ", in.size(),
+                         " bytes of text past ", max_out, " bytes (corrupt precompiled_charsmap?)");
         }
         in.remove_prefix(p.second);
         if (!remove_extra_whitespaces_) is_prev_space = false;
