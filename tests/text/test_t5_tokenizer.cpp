@@ -197,3 +197,38 @@ TEST(T5TokenizerErrors, MutatedModelsNeverCrash) {
     EXPECT_EQ(loaded + failed, 60);
     EXPECT_GT(loaded, 0);  // most single flips land in piece text or scores and still load
 }
+
+namespace {
+// A hand-built darts-clone charsmap with one rule, 'a' -> `replacement`: root offset 1; 'a' (97) lands on unit
+// 1 ^ 97 = 96 (label 97, has_leaf, offset 1); its value unit 97 (bit 31 | offset 0 into the replacement blob).
+std::string one_rule_charsmap(const std::string& replacement) {
+    std::vector<uint32_t> units(98, 0);
+    units[0] = 1u << 10;
+    units[96] = 97u | (1u << 8) | (1u << 10);
+    units[97] = 1u << 31;
+    std::string blob;
+    const uint32_t n = (uint32_t)(units.size() * 4);
+    blob.append(reinterpret_cast<const char*>(&n), 4);
+    blob.append(reinterpret_cast<const char*>(units.data()), units.size() * 4);
+    return blob + replacement + std::string(1, '\0');
+}
+}  // namespace
+
+TEST(T5Tokenizer, HandBuiltCharsmapRewrites) {
+    const T5Tokenizer tok =
+        T5Tokenizer::from_bytes(tiny_model() + len_field(3, len_field(2, one_rule_charsmap("b"))), "r.model");
+    EXPECT_EQ(tok.normalize("a"), "\xe2\x96\x81" "b");
+    EXPECT_EQ(tok.normalize("ca"), "\xe2\x96\x81" "cb");
+    // A rule that rewrites to whitespace is whitespace: leading ones are dropped.
+    const T5Tokenizer sp =
+        T5Tokenizer::from_bytes(tiny_model() + len_field(3, len_field(2, one_rule_charsmap(" "))), "s.model");
+    EXPECT_EQ(sp.normalize("aab"), "\xe2\x96\x81" "b");
+    EXPECT_EQ(sp.normalize("baab"), "\xe2\x96\x81" "b\xe2\x96\x81" "b");
+}
+
+TEST(T5TokenizerErrors, CharsmapThatExplodesTheText) {
+    const T5Tokenizer tok = T5Tokenizer::from_bytes(
+        tiny_model() + len_field(3, len_field(2, one_rule_charsmap(std::string(100000, 'x')))), "big.model");
+    EXPECT_THAT(error_of([&] { tok.encode("aaaa"); }),
+                HasSubstr("normalization rules grow 4 bytes of text past 4352 bytes"));
+}
