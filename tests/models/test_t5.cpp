@@ -280,3 +280,13 @@ TEST(Fp8, HandValues) {
         EXPECT_EQ(b.data<uint16_t>()[i], (uint16_t)(i << 8));
     }
 }
+
+TEST(T5Encoder, EncodePromptsAsSd3AndFlux) {
+    const auto m = load_t5_encoder(kCase + "/t5.safetensors");
+    const Tensor e = encode_t5_prompts(*m, {"Hello world", "a photo of a cat"}, 16);
+    ASSERT_EQ(e.shape(), (Shape{2, 16, 32}));
+    const std::vector<int64_t> ids = T5Tokenizer::builtin().encode_padded("Hello world", 16);
+    const Tensor one = m->forward(Tensor::from_ids(ids, {1, 16})).last_hidden_state;
+    EXPECT_LT(max_abs_diff(e[0], one[0]), 1e-5f);  // batch of 2 vs 1: GEMM blocking may differ
+    EXPECT_THAT(error_of([&] { encode_t5_prompts(*m, {}, 16); }), HasSubstr("T5 encoder: no prompts"));
+}

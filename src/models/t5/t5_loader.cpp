@@ -107,4 +107,17 @@ std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::string& path, Precisi
                            cfg ? &*cfg : nullptr);
 }
 
+Tensor encode_t5_prompts(const T5EncoderModel& model, const std::vector<std::string>& prompts, int max_length,
+                         const T5Tokenizer& tokenizer) {
+    NUANCE_CHECK(!prompts.empty(), "T5 encoder: no prompts");
+    std::vector<int64_t> ids;
+    ids.reserve(prompts.size() * (size_t)std::max(max_length, 0));
+    for (const std::string& p : prompts) {
+        const std::vector<int64_t> row = tokenizer.encode_padded(p, max_length, /*legacy=*/true);
+        ids.insert(ids.end(), row.begin(), row.end());
+    }
+    const Tensor t = Tensor::from_ids(ids, {(int64_t)prompts.size(), (int64_t)max_length});
+    return model.forward(t).last_hidden_state;
+}
+
 }  // namespace nuance

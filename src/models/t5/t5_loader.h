@@ -18,6 +18,7 @@
 #include "core/dtype.h"
 #include "io/weight_file.h"
 #include "models/t5/t5_encoder.h"
+#include "text/t5_tokenizer.h"
 
 namespace nuance {
 
@@ -37,5 +38,11 @@ std::unique_ptr<T5EncoderModel> load_t5_encoder(const WeightFile& file, const st
 // From a path: a weight file (safetensors, .bin/.pt zip, *.index.json), a diffusers text encoder folder, or a
 // diffusers pipeline folder (text_encoder_3/, else text_encoder_2/ when it holds a T5).
 std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::string& path, Precision precision = Precision::FP32);
+
+// The text conditioning SD3 (max_length 256) and Flux (512) take from T5: each prompt tokenized as
+// T5Tokenizer(legacy=True)(p, padding='max_length', max_length, truncation=True), encoded without an attention mask
+// (as diffusers' pipelines call it) -> last_hidden_state [B, max_length, d_model].
+Tensor encode_t5_prompts(const T5EncoderModel& model, const std::vector<std::string>& prompts, int max_length,
+                         const T5Tokenizer& tokenizer = T5Tokenizer::builtin());
 
 }  // namespace nuance
