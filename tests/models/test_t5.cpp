@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -289,4 +290,57 @@ TEST(T5Encoder, EncodePromptsAsSd3AndFlux) {
     const Tensor one = m->forward(Tensor::from_ids(ids, {1, 16})).last_hidden_state;
     EXPECT_LT(max_abs_diff(e[0], one[0]), 1e-5f);  // batch of 2 vs 1: GEMM blocking may differ
     EXPECT_THAT(error_of([&] { encode_t5_prompts(*m, {}, 16); }), HasSubstr("T5 encoder: no prompts"));
+}
+
+TEST(T5Loader, ScaledFp8File) {
+    // ComfyUI's scaled fp8: each matrix is fp8 bytes plus a one-element scale_weight; weight = fp8 * scale. The file
+    // must load like the same values stored as F16.
+    TempDir d;
+    const WeightFile w = load_weights(kCase + "/t5.safetensors");
+    std::vector<RawTensor> scaled, plain;
+    scaled.push_back({"scaled_fp8", "F8_E4M3", {0}, ""});
+    for (const auto& [k, t] : w.tensors) {
+        const Tensor c = t.contiguous();
+        if (k.find("DenseReluDense.wo") != std::string::npos) {
+            std::string b((size_t)c.numel(), '\0'), h((size_t)c.numel() * 2, '\0');
+            for (size_t i = 0; i < b.size(); ++i) {
+                const uint8_t v = (uint8_t)((i * 37) % 120);  // 0..119: |x| < 2, no NaN
+                b[i] = (char)v;
+                const uint16_t x = f32_to_f16(f16_to_f32(f8e4m3fn_to_f16(v)) * 0.25f);
+                std::memcpy(&h[2 * i], &x, 2);
+            }
+            const float scale = 0.25f;
+            scaled.push_back({k, "F8_E4M3", c.shape(), b});
+            scaled.push_back({k.substr(0, k.size() - 7) + ".scale_weight", "F32", {1},
+                              std::string((const char*)&scale, 4)});
+            plain.push_back({k, "F16", c.shape(), h});
+        } else {
+            const Tensor f = c.to(DType::F32);
+            const std::string raw((const char*)f.raw(), f.nbytes());
+            scaled.push_back({k, "F32", c.shape(), raw});
+            plain.push_back({k, "F32", c.shape(), raw});
+        }
+    }
+    write_raw_safetensors(d.path + "/t5xxl_fp8_e4m3fn_scaled.safetensors", scaled);
+    write_raw_safetensors(d.path + "/plain.safetensors", plain);
+    const auto a = load_t5_encoder(d.path + "/t5xxl_fp8_e4m3fn_scaled.safetensors");
+    const auto b = load_t5_encoder(d.path + "/plain.safetensors");
+    EXPECT_EQ(max_abs_diff(a->forward(golden_ids()).last_hidden_state, b->forward(golden_ids()).last_hidden_state),
+              0.0f);
+    // A scale for a weight that is not there, and a scale that overflows f16.
+    scaled.push_back({"encoder.block.0.layer.0.SelfAttention.zz.scale_weight", "F32", {1}, std::string(4, '\0')});
+    write_raw_safetensors(d.path + "/orphan.safetensors", scaled);
+    EXPECT_THAT(error_of([&] { load_t5_encoder(d.path + "/orphan.safetensors"); }),
+                HasSubstr("'encoder.block.0.layer.0.SelfAttention.zz.scale_weight' scales "
+                          "'encoder.block.0.layer.0.SelfAttention.zz.weight', which is not in the file"));
+    scaled.pop_back();
+    for (auto& r : scaled)
+        if (r.name == "encoder.block.0.layer.1.DenseReluDense.wo.scale_weight") {
+            const float big = 1e30f;
+            r.bytes = std::string((const char*)&big, 4);
+        }
+    write_raw_safetensors(d.path + "/big.safetensors", scaled);
+    EXPECT_THAT(error_of([&] { load_t5_encoder(d.path + "/big.safetensors"); }),
+                HasSubstr("'encoder.block.0.layer.1.DenseReluDense.wo.weight' times its scale_weight 1e+30 is not "
+                          "finite in f16"));
 }
