@@ -1,7 +1,7 @@
 // Loading the T5 encoder from the files people use (the SD3 / Flux families call these):
 //   * t5xxl_fp16.safetensors / t5xxl_fp8_e4m3fn.safetensors: transformers keys (shared.weight or
 //     encoder.embed_tokens.weight, encoder.block.N...), F16 / BF16 / F32, or F8_E4M3 / F8_E5M2 (converted to F16 by
-//     the safetensors reader, exactly);
+//     the safetensors reader, exactly), also ComfyUI's scaled fp8 (X.scale_weight multiplied in once, into F16);
 //   * SD3 all-in-one checkpoints: the same keys under "text_encoders.t5xxl.transformer." (any prefix ending in '.'
 //     is found from the key of block 0's q weight);
 //   * a diffusers text_encoder_3/ (SD3) or text_encoder_2/ (Flux) folder: config.json + model.safetensors, or
