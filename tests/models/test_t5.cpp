@@ -122,7 +122,7 @@ TEST(T5Loader, AllInOnePrefixAndEmbedTokensName) {
                          t);
     out.emplace_back("text_encoders.clip_l.transformer.text_model.final_layer_norm.weight", Tensor::zeros({4}));
     save_safetensors(d.path + "/sd3_all_in_one.safetensors", out);
-    const auto m = load_t5_encoder(d.path + "/sd3_all_in_one.safetensors");
+    const auto m = load_t5_encoder(d.path + "/sd3_all_in_one.safetensors", Precision::FP32);
     EXPECT_LT(max_abs_diff(m->forward(golden_ids()).last_hidden_state, golden_last()), 1.83e-4);
 }
 
@@ -142,7 +142,7 @@ TEST(T5Loader, DiffusersFolderWithShardIndex) {
     save_safetensors(te + "/model-00001-of-00002.safetensors", s1);
     save_safetensors(te + "/model-00002-of-00002.safetensors", s2);
     std::ofstream(te + "/model.safetensors.index.json") << index.dump();
-    const auto m = load_t5_encoder(d.path);  // the pipeline root
+    const auto m = load_t5_encoder(d.path, Precision::FP32);  // the pipeline root
     EXPECT_LT(max_abs_diff(m->forward(golden_ids()).last_hidden_state, golden_last()), 1.83e-4);
 
     // A shard path leaving the folder is refused.
@@ -283,7 +283,7 @@ TEST(Fp8, HandValues) {
 }
 
 TEST(T5Encoder, EncodePromptsAsSd3AndFlux) {
-    const auto m = load_t5_encoder(kCase + "/t5.safetensors");
+    const auto m = load_t5_encoder(kCase + "/t5.safetensors", Precision::FP32);
     const Tensor e = encode_t5_prompts(*m, {"Hello world", "a photo of a cat"}, 16);
     ASSERT_EQ(e.shape(), (Shape{2, 16, 32}));
     const std::vector<int64_t> ids = T5Tokenizer::builtin().encode_padded("Hello world", 16);

@@ -6,7 +6,8 @@
 //     is found from the key of block 0's q weight);
 //   * a diffusers text_encoder_3/ (SD3) or text_encoder_2/ (Flux) folder: config.json + model.safetensors, or
 //     model-0000N-of-0000M.safetensors shards with model.safetensors.index.json; or the pipeline root holding it.
-// Weight matrices stay as stored (mmap'd) and run in `precision` (Auto: cpu::default_precision()); the ops pack them
+// Weight matrices stay as stored (mmap'd) and run in `precision` (Auto, the default: cpu::default_precision(), bf16
+// where the CPU has bf16 dot products, since fp32 T5-XXL does not fit a 24 GB machine); the ops pack them
 // once, on first use (T5-XXL: 9.5 GB packed as bf16, 19 GB as f32). FP8 files are converted to F16 at load.
 #pragma once
 #include <map>
@@ -30,14 +31,14 @@ std::string find_t5_prefix(const std::map<std::string, Tensor>& tensors, const s
 // in '.'; hf_config (optional) is a transformers config.json object. Errors name `source`.
 std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::map<std::string, Tensor>& tensors,
                                                 const std::string& prefix, const std::string& source,
-                                                Precision precision = Precision::FP32,
+                                                Precision precision = Precision::Auto,
                                                 const nlohmann::json* hf_config = nullptr);
 // From a weight file (prefix found with find_t5_prefix when `prefix` is "auto").
 std::unique_ptr<T5EncoderModel> load_t5_encoder(const WeightFile& file, const std::string& prefix = "auto",
-                                                Precision precision = Precision::FP32);
+                                                Precision precision = Precision::Auto);
 // From a path: a weight file (safetensors, .bin/.pt zip, *.index.json), a diffusers text encoder folder, or a
 // diffusers pipeline folder (text_encoder_3/, else text_encoder_2/ when it holds a T5).
-std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::string& path, Precision precision = Precision::FP32);
+std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::string& path, Precision precision = Precision::Auto);
 
 // The text conditioning SD3 (max_length 256) and Flux (512) take from T5: each prompt tokenized as
 // T5Tokenizer(legacy=True)(p, padding='max_length', max_length, truncation=True), encoded without an attention mask
