@@ -84,6 +84,22 @@ inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+// FP8 (Micikevicius et al. 2022), as safetensors stores it: F8_E4M3 is torch's float8_e4m3fn (exponent bias 7, no
+// infinities, S.1111.111 is NaN, max 448, subnormals m * 2^-9) and F8_E5M2 is float8_e5m2 (bias 15, IEEE inf/NaN:
+// the high byte of an f16). Every value of both is exactly representable in f16; nuance converts them at load.
+inline uint16_t f8e4m3fn_to_f16(uint8_t v) {
+    const uint16_t sign = (uint16_t)((v & 0x80) << 8);
+    const uint32_t e = (v >> 3) & 0xf, m = v & 0x7;
+    if (e == 0xf && m == 0x7) return (uint16_t)(sign | 0x7e00);  // NaN
+    if (e == 0) {
+        if (m == 0) return sign;
+        const uint32_t p = m >= 4 ? 2 : m >= 2 ? 1 : 0;  // leading bit: value = 2^(p-9) * m / 2^p
+        return (uint16_t)(sign | (p + 6) << 10 | (m - (1u << p)) << (10 - p));
+    }
+    return (uint16_t)(sign | (e + 8) << 10 | m << 7);
+}
+inline uint16_t f8e5m2_to_f16(uint8_t v) { return (uint16_t)(v << 8); }
+
 // n values, vectorised (F16C) and parallel for large n.
 void f16_to_f32_n(const uint16_t* src, float* dst, int64_t n);
 

@@ -10,6 +10,7 @@
 #include "models/clip/clip_golden.h"
 #include "models/dit/dit_golden.h"
 #include "models/mmdit/mmdit_golden.h"
+#include "models/t5/t5_golden.h"
 #include "models/unet/unet_golden.h"
 #include "models/vae/vae_golden.h"
 #include "samplers/golden_check.h"
@@ -77,8 +78,8 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "schedulers") return check_golden_schedulers(dir);
         if (name == "pipeline_sd15") return check_golden_pipeline_sd15(dir);
         if (name == "original_format") return check_golden_original_format(dir);
-        if (name == "t5_tokenizer" || name == "t5_encoder")
-            return skip_case(dir, name, "T5 (SD3/Flux text encoder) is not supported yet");
+        if (name == "t5_tokenizer" || name == "t5_tokenizer_real") return check_golden_t5_tokenizer(dir);
+        if (name == "t5_encoder") return check_golden_t5_encoder(dir);
         // The sweep's two dpm2_a divergences still open would fail the whole run; ctest checks every other entry
         // and that exactly those stay off (tests/samplers/test_sampler_sweep_golden.cpp).
         if (name == "scheduler_sweep")

@@ -43,6 +43,18 @@ void check_data_layout(std::vector<Span>& spans, uint64_t data_size, const std::
         fail(ErrorCode::Io, "safetensors file '", path, "': the tensors end at byte ", expect,
              " of the data section but it holds ", data_size, " bytes (trailing data)");
 }
+
+// n = numel bytes of FP8 (E4M3FN when e4m3, else E5M2) -> an owned F16 tensor. Exact; parallel for big tensors.
+Tensor fp8_to_f16(const uint8_t* src, const Shape& shape, bool e4m3) {
+    Tensor t = Tensor::empty(shape, DType::F16);
+    uint16_t* d = t.data<uint16_t>();
+    const int64_t n = t.numel();
+    uint16_t table[256];
+    for (int i = 0; i < 256; ++i) table[i] = e4m3 ? f8e4m3fn_to_f16((uint8_t)i) : f8e5m2_to_f16((uint8_t)i);
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+    for (int64_t i = 0; i < n; ++i) d[i] = table[src[i]];
+    return t;
+}
 }  // namespace
 
 DType parse_safetensors_dtype(const std::string& s) {
@@ -128,8 +140,12 @@ WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string&
             bad("entry needs dtype, shape and data_offsets");
         if (!v["dtype"].is_string()) bad("dtype is not a string");
         DType dt;
+        // FP8 tensors (t5xxl_fp8_e4m3fn, Flux fp8 files) have no DType: sized as bytes here, converted to F16
+        // (exactly) below.
+        const std::string dts = v["dtype"].get<std::string>();
+        const int fp8 = dts == "F8_E4M3" ? 1 : dts == "F8_E5M2" ? 2 : 0;
         try {
-            dt = parse_safetensors_dtype(v["dtype"].get<std::string>());
+            dt = fp8 ? DType::U8 : parse_safetensors_dtype(dts);
         } catch (const Error& e) {
             bad(e.what());
         }
@@ -148,16 +164,18 @@ WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string&
         }
         int64_t need = 0;
         if (!shape_nbytes_checked(shape, dt, &need))
-            bad(str("shape ", shape, " of ", dtype_name(dt), " overflows (more than 2^63 bytes)"));
+            bad(str("shape ", shape, " of ", dts, " overflows (more than 2^63 bytes)"));
         const uint64_t b = jo[0].get<uint64_t>(), e = jo[1].get<uint64_t>();
         if (b > e || e > data_size)
             bad(str("data_offsets [", b, ", ", e, "] outside the data section of ", data_size,
                     " bytes (file truncated or corrupt)"));
         if (e - b != (uint64_t)need)
-            bad(str("data_offsets span ", e - b, " bytes but ", dtype_name(dt), shape, " needs ", need));
+            bad(str("data_offsets span ", e - b, " bytes but ", dts, shape, " needs ", need));
         spans.push_back({b, e, &name});
         const uint64_t abs_off = data_start + b;  // <= fsize: no overflow
-        if (abs_off % dtype_size(dt) == 0) {
+        if (fp8) {
+            wf.tensors[name] = fp8_to_f16(base + abs_off, shape, fp8 == 1);
+        } else if (abs_off % dtype_size(dt) == 0) {
             wf.tensors[name] = Tensor::from_storage(storage, (size_t)abs_off, shape, dt);
         } else {  // unaligned in the file: copy once so kernels see aligned memory
             wf.tensors[name] = Tensor::from_bytes(base + abs_off, shape, dt);

@@ -1,5 +1,6 @@
 // safetensors: 8-byte LE header length N, N bytes of JSON {name: {dtype, shape, data_offsets}, "__metadata__"},
 // then the raw little-endian data. Loaded with mmap; every field is checked before use (the file is hostile).
+// FP8 tensors (F8_E4M3 = float8_e4m3fn, F8_E5M2) are converted to owned F16 tensors at load (exact).
 #pragma once
 #include <map>
 #include <memory>
