@@ -9,6 +9,7 @@
 #include <set>
 
 #include "io/ckpt.h"
+#include "io/gguf.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 
@@ -54,6 +55,7 @@ WeightFormat detect_weight_format(const std::string& path) {
     const std::string b = read_file_prefix(path, 16);  // never blocks, "" for anything but a regular file
     const size_t n = b.size();
     if (n >= 4 && b.compare(0, 4, "PK\x03\x04", 4) == 0) return WeightFormat::TorchZip;
+    if (n >= 4 && b.compare(0, 4, "GGUF", 4) == 0) return WeightFormat::Gguf;
     if (n >= 9 && b[8] == '{' && is_safetensors_file(path)) return WeightFormat::Safetensors;
     if (n >= 1 && b[0] == '{') return WeightFormat::ShardIndex;
     return WeightFormat::Unknown;
@@ -109,6 +111,7 @@ WeightFile load_weight_file(const std::string& path, bool allow_index) {
     switch (detect_weight_format(path)) {
         case WeightFormat::Safetensors: return load_safetensors(path);
         case WeightFormat::TorchZip: return load_ckpt(path);
+        case WeightFormat::Gguf: return load_gguf(path);
         case WeightFormat::ShardIndex:
             NUANCE_CHECK(allow_index, "'", path, "' is a shard index where a weight file was expected");
             return load_shard_index(path);
@@ -117,7 +120,7 @@ WeightFile load_weight_file(const std::string& path, bool allow_index) {
     // A file that claims to be safetensors by name gets the safetensors loader's precise complaint.
     if (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0) return load_safetensors(path);
     fail(ErrorCode::Unsupported, "'", path,
-         "' is not a recognised weight file (expected safetensors, a torch .ckpt/.pt zip, or a .index.json)");
+         "' is not a recognised weight file (expected safetensors, GGUF, a torch .ckpt/.pt zip, or a .index.json)");
 }
 
 }  // namespace

@@ -7,10 +7,10 @@
 
 namespace nuance {
 
-enum class WeightFormat { Safetensors, TorchZip, ShardIndex, Unknown };
+enum class WeightFormat { Safetensors, TorchZip, ShardIndex, Gguf, Unknown };
 WeightFormat detect_weight_format(const std::string& path);  // by content, not extension
 
-// One file: safetensors, torch .ckpt/.pt (zip, safe unpickler), or a sharded `*.safetensors.index.json` (its shards
+// One file: safetensors, GGUF (io/gguf.h: quantized tensors dequantized to F32), torch .ckpt/.pt (zip, safe unpickler), or a sharded `*.safetensors.index.json` (its shards
 // are loaded and merged). Errors name the file.
 WeightFile load_weights(const std::string& path);
 

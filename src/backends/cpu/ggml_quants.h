@@ -1,0 +1,60 @@
+// ggml's block-quantized weight formats (the tensor types of GGUF files): the type table, and dequantization of whole
+// rows to f32, bit for bit as ggml's dequantize_row_* (compiled without FMA contraction) and gguf-py's
+// quants.dequantize compute them.
+//
+// Legend: a row of n values is n / block blocks of `bytes` bytes each; a block holds `block` values (32 for the
+// legacy Q4_0..Q8_0 and IQ4_NL types, 256 = QK_K for the K-quants and IQ4_XS) with its scales next to its quants.
+//
+// Quantized weights are kept as a packed payload + type tag (QuantizedTensor below), not as a Tensor dtype: a block
+// type has no per-element size, so every Tensor view / stride / numel*dtype_size rule would be wrong for it, and the
+// kernels that use the weights directly (int8 and 4/5/6-bit GEMMs) want exactly ggml's row-of-blocks layout with the
+// scale next to its quants. The payload is a U8 Tensor [rows, row_bytes] that views the mmap'd file, so a GEMM can
+// walk the rows of blocks in place with no copy and no format change.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace nuance {
+
+enum class GgmlType : uint32_t {
+    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+    IQ4_NL = 20, IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
+};
+
+struct GgmlTypeInfo {
+    GgmlType type;
+    const char* name;  // ggml's spelling: "Q4_K", "F16"
+    int64_t block;     // values per block
+    int64_t bytes;     // bytes per block
+    bool dequantizable;  // dequantize_row knows it
+};
+
+// nullptr for a type id this build does not know (the message then names the id).
+const GgmlTypeInfo* ggml_type_info(uint32_t id);
+const GgmlTypeInfo& ggml_type_info(GgmlType t);
+// Case-insensitive "q8_0" / "Q4_K" -> type; throws InvalidArgument naming the string.
+GgmlType parse_ggml_type(const std::string& name);
+
+// A row of `n` values (n a multiple of the type's block) from `src` (n / block * bytes bytes) into `dst`.
+// Dispatches to the AVX2 kernels where they exist and the CPU has them; the scalar reference otherwise.
+void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n);
+// The scalar reference (ggml's C code, straight), and the vectorised path alone (falls back to the scalar one for
+// types without a vector kernel); tests check that they agree bit for bit.
+void dequantize_row_scalar(GgmlType t, const void* src, float* dst, int64_t n);
+void dequantize_row_vector(GgmlType t, const void* src, float* dst, int64_t n);
+bool has_vector_dequantize(GgmlType t);
+
+// Block-quantized weights: `packed` is U8 [rows, row_bytes] (usually a view into the mmap'd file), `shape` the
+// logical (torch-order) shape whose last dimension is the row length.
+struct QuantizedTensor {
+    GgmlType type = GgmlType::F32;
+    Shape shape;
+    Tensor packed;
+    int64_t row_length() const { return shape.empty() ? 1 : shape.back(); }
+    Tensor dequantize() const;  // F32, contiguous, `shape`
+};
+
+}  // namespace nuance
