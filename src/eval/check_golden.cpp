@@ -78,6 +78,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "schedulers") return check_golden_schedulers(dir);
         if (name == "pipeline_sd15") return check_golden_pipeline_sd15(dir);
         if (name == "original_format") return check_golden_original_format(dir);
+        if (name == "gguf") return check_golden_gguf(dir);
         if (name == "t5_tokenizer" || name == "t5_tokenizer_real") return check_golden_t5_tokenizer(dir);
         if (name == "t5_encoder") return check_golden_t5_encoder(dir);
         // The sweep's two dpm2_a divergences still open would fail the whole run; ctest checks every other entry

@@ -27,5 +27,6 @@ std::vector<CompareLine> check_golden_clip_tokenizer(const std::string& case_dir
 std::vector<CompareLine> check_golden_rng(const std::string& case_dir);
 std::vector<CompareLine> check_golden_original_format(const std::string& case_dir);
 std::vector<CompareLine> check_golden_pipeline_sd15(const std::string& case_dir);
+std::vector<CompareLine> check_golden_gguf(const std::string& case_dir);  // check_golden_gguf.cpp
 
 }  // namespace nuance

@@ -7,6 +7,7 @@
 #include "../test_util.h"
 #include "backends/cpu/ggml_quants.h"
 #include "gguf_builder.h"
+#include "eval/check_golden.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
@@ -334,4 +335,23 @@ TEST(GgufHostile, UnalignedFloatTensorIsCopiedNotMisread) {
     b.tensor_f32("w", {3}, {1.5f, -2.f, 3.f});
     const WeightFile wf = load_gguf(b.storage(), "odd.gguf");
     EXPECT_EQ(wf.tensors.at("w").to_vector(), (std::vector<float>{1.5f, -2.f, 3.f}));
+}
+
+// ---------------------------------------------------------------- the tiny SD1.5 UNet from both ecosystems' files
+
+TEST(Gguf, GoldenUNetFromComfyAndSdcppFiles) {
+    const std::vector<CompareLine> lines = check_golden_gguf(std::string(NUANCE_TEST_DATA) + "/golden/gguf");
+    size_t eps = 0, exact = 0;
+    for (const auto& l : lines) {
+        EXPECT_TRUE(l.pass) << l.name << " max_abs=" << l.max_abs << " atol=" << l.atol << " " << l.reason;
+        if (l.name.size() > 4 && l.name.compare(l.name.size() - 4, 4, ".eps") == 0) {
+            ++eps;
+            EXPECT_GT(l.atol, 0.0);
+        } else {
+            ++exact;
+            EXPECT_EQ(l.atol, 0.0) << l.name;  // dequantized values: bit for bit
+        }
+    }
+    EXPECT_EQ(eps, 2u);
+    EXPECT_GE(exact, 31u + 3u + 7u + 5u);  // quants, align64, and the README's comfy / sdcpp dequant tensors
 }
