@@ -225,6 +225,19 @@ Tensor GgufFile::view(const GgufTensorInfo& t) const {
     return Tensor::from_bytes(storage->data() + t.offset, t.shape, dt);
 }
 
+std::string gguf_file_type_name(int64_t ftype) {
+    static const std::pair<int64_t, const char*> names[] = {
+        {0, "ALL_F32"},        {1, "MOSTLY_F16"},     {2, "MOSTLY_Q4_0"},    {3, "MOSTLY_Q4_1"},
+        {7, "MOSTLY_Q8_0"},    {8, "MOSTLY_Q5_0"},    {9, "MOSTLY_Q5_1"},    {10, "MOSTLY_Q2_K"},
+        {11, "MOSTLY_Q3_K_S"}, {12, "MOSTLY_Q3_K_M"}, {13, "MOSTLY_Q3_K_L"}, {14, "MOSTLY_Q4_K_S"},
+        {15, "MOSTLY_Q4_K_M"}, {16, "MOSTLY_Q5_K_S"}, {17, "MOSTLY_Q5_K_M"}, {18, "MOSTLY_Q6_K"},
+        {25, "MOSTLY_IQ4_NL"}, {30, "MOSTLY_IQ4_XS"}, {32, "MOSTLY_BF16"},
+    };
+    for (const auto& [k, n] : names)
+        if (k == ftype) return n;
+    return "";
+}
+
 bool is_gguf_file(const std::string& path) { return read_file_prefix(path, 4) == "GGUF"; }
 
 GgufFile read_gguf(const std::string& path) {

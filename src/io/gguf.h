@@ -71,6 +71,8 @@ struct GgufFile {
 };
 
 bool is_gguf_file(const std::string& path);  // by magic
+// llama.cpp's general.file_type (llama_ftype): 7 -> "MOSTLY_Q8_0", 15 -> "MOSTLY_Q4_K_M"; "" when unknown.
+std::string gguf_file_type_name(int64_t ftype);
 GgufFile read_gguf(const std::string& path);
 GgufFile read_gguf(std::shared_ptr<Storage> file, const std::string& name);  // bytes in memory (tests, fuzzing)
 

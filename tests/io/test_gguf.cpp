@@ -355,3 +355,27 @@ TEST(Gguf, GoldenUNetFromComfyAndSdcppFiles) {
     EXPECT_EQ(eps, 2u);
     EXPECT_GE(exact, 31u + 3u + 7u + 5u);  // quants, align64, and the README's comfy / sdcpp dequant tensors
 }
+
+// ---------------------------------------------------------------- nuance info
+
+TEST(GgufCli, InfoShowsVersionMetadataAndPerTypeSizes) {
+    const test::CliRun r = test::run_cli("info " + kCase + "unet_sd15_comfy_Q8_0.gguf");
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("format: GGUF v3 (alignment 32, 164 metadata keys)"));
+    EXPECT_THAT(r.out, HasSubstr("general.architecture: sd1\n"));
+    EXPECT_THAT(r.out, HasSubstr("general.file_type: 7 (MOSTLY_Q8_0)\n"));
+    EXPECT_THAT(r.out, HasSubstr("comfy.gguf.orig_shape: 161 tensors stored reshaped"));
+    EXPECT_THAT(r.out, HasSubstr("  Q8_0       180 tensors         548896 bytes   8.500 bits/value"));
+    EXPECT_THAT(r.out, HasSubstr("  F32        501 tensors         125296 bytes  32.000 bits/value"));
+
+    const std::string bad = ::testing::TempDir() + "/nuance_bad_info.gguf";
+    test::GgufBuilder b = valid_file();
+    b.infos[0].type = 77;
+    FILE* f = std::fopen(bad.c_str(), "wb");
+    const std::string bytes = b.bytes();
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+    const test::CliRun e = test::run_cli("info " + bad);
+    EXPECT_EQ(e.code, 1) << e.out;
+    EXPECT_THAT(e.out, HasSubstr("GGUF file '" + bad + "': tensor 'w' has unknown ggml type 77"));
+}
