@@ -19,8 +19,9 @@ function(nuance_fuzz_library name)
   target_link_options(${name} PUBLIC ${NUANCE_FUZZ_SANITIZE})
 endfunction()
 
-# core + io + text: safetensors, ckpt/pickle, zip, PNG/JPEG, prompt syntax and the CLIP tokenizer.
+# core + io + text: safetensors, GGUF (+ the ggml block dequantizers), ckpt/pickle, zip, PNG/JPEG, prompt syntax and the CLIP tokenizer.
 nuance_fuzz_library(nuance_fuzz_parsers
+  src/backends/cpu/ggml_quants.cpp src/io/gguf.cpp src/io/gguf_layout.cpp
   src/core/allocator.cpp src/core/dtype.cpp src/core/error.cpp src/core/op_stats.cpp src/core/tensor.cpp
   src/io/atomic_file.cpp src/io/ckpt.cpp src/io/image.cpp src/io/image_write.cpp src/io/mmap_file.cpp src/io/pickle.cpp
   src/io/json_file.cpp src/io/png_meta.cpp src/io/safetensors.cpp src/io/weights.cpp src/io/zip_reader.cpp
@@ -56,6 +57,7 @@ function(nuance_fuzz_target name lib)
 endfunction()
 
 nuance_fuzz_target(fuzz_safetensors nuance_fuzz_parsers)
+nuance_fuzz_target(fuzz_gguf nuance_fuzz_parsers)
 nuance_fuzz_target(fuzz_ckpt nuance_fuzz_parsers)
 nuance_fuzz_target(fuzz_pickle nuance_fuzz_parsers)
 nuance_fuzz_target(fuzz_zip nuance_fuzz_parsers)

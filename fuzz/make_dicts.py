@@ -21,6 +21,12 @@ os.makedirs(DIR, exist_ok=True)
 write("safetensors", ["F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL", '"dtype"', '"shape"',
                       '"data_offsets"', '"__metadata__"', "[]", "[0,0]", "{}", "18446744073709551615",
                       "1099511627776", "-1", "1e400"])
+write("gguf", ["GGUF", "\x03\x00\x00\x00", "\x02\x00\x00\x00", "general.alignment", "general.architecture",
+               "general.file_type", "general.quantization_version", "comfy.gguf.orig_shape.", "model.diffusion_model.",
+               "enc.blk.0.attn_q.weight", "token_embd.weight", "\x00\x00\x00\x00\x00\x00\x00\x00",
+               "\xff\xff\xff\xff\xff\xff\xff\xff", "\x00\x00\x00\x00\x00\x00\x00\x80", "\x20\x00\x00\x00",
+               "\x40\x00\x00\x00"] + ["%c\x00\x00\x00" % t for t in [0, 1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14, 20, 23,
+                                                                       24, 28, 30]])
 ops = [chr(c) for c in b"(.0123FGIJKLMNPQRSTUVXabcdefghijlmnoprstu}"] + [chr(c) for c in range(0x80, 0x99)]
 glob = ["ctorch._utils\n_rebuild_tensor_v2\n", "ctorch._utils\n_rebuild_parameter\n", "ccollections\nOrderedDict\n",
         "ctorch\nFloatStorage\n", "ctorch\nHalfStorage\n", "ctorch\nBFloat16Storage\n", "ctorch\nLongStorage\n",

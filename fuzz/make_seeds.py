@@ -50,6 +50,46 @@ def seeds_safetensors():
     put("safetensors", "no_tensors", safetensors([], {"modelspec.title": "t"}))
 
 
+def gguf(kvs, tensors, alignment=32, version=3):
+    """kvs: [(key, type id, value bytes)]; tensors: [(name, ne fastest first, ggml type, raw bytes)]"""
+    def gstr(x):
+        x = x.encode()
+        return struct.pack("<Q", len(x)) + x
+    b = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        b += gstr(k) + struct.pack("<I", t) + v
+    data = b""
+    for name, ne, t, raw in tensors:
+        data += b"\0" * ((-len(data)) % alignment)
+        b += gstr(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", t, len(data))
+        data += raw
+    return b + b"\0" * ((-len(b)) % alignment) + data
+
+
+def seeds_gguf():
+    golden = os.path.join(ROOT, "tests", "data", "golden", "gguf")
+    put("gguf", "align64.gguf", open(os.path.join(golden, "align64.gguf"), "rb").read())
+    s = lambda x: struct.pack("<Q", len(x)) + x.encode()
+    kvs = [("general.architecture", 8, s("sd1")), ("general.file_type", 4, struct.pack("<I", 7)),
+           ("a.u8", 0, b"\x07"), ("a.i16", 3, struct.pack("<h", -2)), ("a.f64", 12, struct.pack("<d", 0.5)),
+           ("a.bool", 7, b"\x01"), ("a.u64", 10, struct.pack("<Q", 1 << 40)),
+           ("a.strs", 9, struct.pack("<IQ", 8, 2) + s("x") + s("yz")),
+           ("a.nested", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 5, 2) + struct.pack("<2i", 1, -1)),
+           ("comfy.gguf.orig_shape.w", 9, struct.pack("<IQ", 5, 2) + struct.pack("<2i", 2, 32))]
+    blocks = {2: 18, 3: 20, 6: 22, 7: 24, 8: 34, 20: 18}
+    tensors = [("w", [64], 8, bytes(range(34)) * 2), ("f", [2, 3], 0, struct.pack("<6f", *range(6))),
+               ("h", [3], 1, b"\x00\x3c" * 3), ("b", [2], 30, b"\x80\x3f" * 2)]
+    for t, nb in blocks.items():
+        tensors.append(("q%d" % t, [32, 1], t, bytes((i * 37 + t) % 256 for i in range(nb))))
+    for t, nb in {10: 84, 11: 110, 12: 144, 13: 176, 14: 210, 23: 136}.items():
+        tensors.append(("k%d" % t, [256], t, bytes((i * 53 + t) % 256 for i in range(nb))))
+    put("gguf", "every_type.gguf", gguf(kvs, tensors))
+    put("gguf", "sdcpp_no_kv.gguf", gguf([], [("model.diffusion_model.out.2.bias", [4], 1, b"\x00\x3c" * 4)]))
+    put("gguf", "v2_align1.gguf", gguf([("general.alignment", 4, struct.pack("<I", 1))],
+                                       [("i", [1], 24, b"\x01"), ("f", [1], 0, struct.pack("<f", 2))], 1, 2))
+    put("gguf", "empty.gguf", gguf([], []))
+
+
 def ckpt_files():
     d = os.path.join(ROOT, "tests", "data", "ckpt")
     out = {}
@@ -197,6 +237,7 @@ def seeds_diffusers_json():
 
 if __name__ == "__main__":
     seeds_safetensors()
+    seeds_gguf()
     seeds_ckpt_pickle_zip()
     b64 = seeds_images()
     seeds_prompt()

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_ckpt fuzz_pickle fuzz_zip fuzz_png fuzz_jpeg fuzz_prompt
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_gguf fuzz_ckpt fuzz_pickle fuzz_zip fuzz_png fuzz_jpeg fuzz_prompt
                                       fuzz_request fuzz_diffusers_json)
 jobs="${JOBS:-2}"
 dir="${NUANCE_FUZZ_BUILD_DIR:-build-fuzz}"
