@@ -15,6 +15,7 @@ Precision parse_usage_precision(const std::string& s);
 
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
+Runner add_quantize(CLI::App& app);
 Runner add_check_golden(CLI::App& app);
 Runner add_make_random(CLI::App& app);
 Runner add_samplers(CLI::App& app);

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
     };
     reg(nuance::cli::add_generate);
     reg(nuance::cli::add_info);
+    reg(nuance::cli::add_quantize);
     reg(nuance::cli::add_check_golden);
     reg(nuance::cli::add_make_random);
     reg(nuance::cli::add_samplers);

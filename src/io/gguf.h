@@ -85,6 +85,15 @@ WeightFile load_gguf(const std::string& path);
 WeightFile load_gguf(std::shared_ptr<Storage> file, const std::string& name);
 WeightFile gguf_to_weights(const GgufFile& g);
 
+// Writes a GGUF v3 file atomically (io/atomic_file.h): the metadata in the given order (general.alignment, when
+// present, must be a u32 power of two and sets the alignment), then every tensor's packed bytes (QuantizedTensor: a
+// plain F32/F16/BF16 tensor is a 1-value-block type) in the given order, each at a multiple of the alignment.
+void write_gguf(const std::string& path, const std::vector<std::pair<std::string, GgufValue>>& kv,
+                const std::vector<std::pair<std::string, QuantizedTensor>>& tensors);
+GgufValue gguf_string(const std::string& s);
+GgufValue gguf_u32(uint32_t v);
+GgufValue gguf_i32_array(const std::vector<int64_t>& v);
+
 // llama.cpp's T5 encoder names (enc.blk.N.attn_q.weight, token_embd.weight, ...) -> transformers' T5EncoderModel
 // names (encoder.block.N.layer.0.SelfAttention.q.weight, shared.weight, ...), as ComfyUI-GGUF's T5_SD_MAP does;
 // ffn_up is wi_1 of a gated (v1.1) FFN and `wi` when the file has no ffn_gate. Decoder (dec.*) keys are dropped.

@@ -58,3 +58,16 @@ struct QuantizedTensor {
 };
 
 }  // namespace nuance
+
+namespace nuance {
+
+// A row of `n` f32 values (n a multiple of the block) into `dst` (n / block * bytes bytes), as gguf-py's
+// quants.quantize does (which is bit-exact with ggml's quantize_row_*_ref for Q8_0 and follows it for the others):
+// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1. Throws Unsupported for other types.
+void quantize_row(GgmlType t, const float* src, void* dst, int64_t n);
+bool can_quantize(GgmlType t);
+
+// A whole F32 (or F16/BF16, converted) tensor whose last dimension is a multiple of the block: rows of blocks.
+QuantizedTensor quantize(const Tensor& x, GgmlType t);
+
+}  // namespace nuance
