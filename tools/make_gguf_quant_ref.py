@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Reference blocks for nuance's quantizers (tests/io/test_gguf_quantize.cpp): random f32 rows quantized by gguf-py's
 quants.quantize (pip install gguf; 0.19.0 was used), written with its GGUFWriter to
-tests/data/gguf_quant/ref.gguf: tensor 'src' (F32 [8, 512]) and one tensor per type holding gguf-py's bytes of it.
+tests/data/gguf_quant/ref.gguf: tensor 'src' (F32 [8, 512]) and one tensor per type holding gguf-py's bytes of it;
+and for the dequantizers of types the golden case lacks (IQ4_NL, IQ4_XS) plus every K type: 'deq.<type>' random blocks
+(f16 scales kept finite) and 'deq.<type>.f32' their gguf-py quants.dequantize.
 
     /tmp/samplers-venv/bin/python tools/make_gguf_quant_ref.py
 """
@@ -31,6 +33,13 @@ w.add_tensor("src", src)
 for t in [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1]:
     q = gguf.quants.quantize(src, t)
     w.add_tensor(t.name.lower(), q, raw_dtype=None if t == T.F16 else t)
+for t in [T.IQ4_NL, T.IQ4_XS, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]:
+    block, size = gguf.GGML_QUANT_SIZES[t]
+    n_blocks = 4 * 256 // block
+    raw = rng.integers(0, 256, (n_blocks, size), dtype=np.uint8)
+    raw[:, 1::2] &= 0x3F  # every 16-bit word a finite f16 (where the scales live) -- the rest stays random
+    w.add_tensor("deq.%s" % t.name.lower(), raw.reshape(4, -1), raw_dtype=t)
+    w.add_tensor("deq.%s.f32" % t.name.lower(), gguf.quants.dequantize(raw.reshape(4, -1), t).astype(np.float32))
 w.write_header_to_file()
 w.write_kv_data_to_file()
 w.write_tensors_to_file()

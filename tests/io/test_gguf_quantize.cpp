@@ -31,7 +31,7 @@ TEST(GgufQuantize, BlocksMatchGgufPyByteForByte) {
     ASSERT_TRUE(src.defined());
     size_t checked = 0;
     for (const auto& t : g.tensors) {
-        if (t.name == "src") continue;
+        if (t.name == "src" || t.name.rfind("deq.", 0) == 0) continue;
         const GgmlType type = parse_ggml_type(t.name);
         const QuantizedTensor q = quantize(src, type);
         ASSERT_EQ(q.packed.nbytes(), t.nbytes) << t.name;
@@ -155,4 +155,20 @@ TEST(GgufQuantize, Cli) {
     const test::CliRun bad = test::run_cli("quantize -m x -o y --type q3");
     EXPECT_EQ(bad.code, 2);
     EXPECT_THAT(bad.out, HasSubstr("--type 'q3': expected q8_0, q4_0, q4_1, q5_0, q5_1, f16 or bf16"));
+}
+
+// Dequantizers of the types the golden case lacks (IQ4_NL, IQ4_XS) and every K type on random blocks, bit for bit
+// against gguf-py's quants.dequantize (tools/make_gguf_quant_ref.py).
+TEST(GgufQuantize, DequantizeRandomBlocksLikeGgufPy) {
+    const WeightFile wf = load_gguf(kData + "/gguf_quant/ref.gguf");
+    size_t n = 0;
+    for (const char* t : {"iq4_nl", "iq4_xs", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"}) {
+        const std::string k = std::string("deq.") + t;
+        ASSERT_TRUE(wf.tensors.count(k) && wf.tensors.count(k + ".f32")) << k;
+        const std::vector<float> got = wf.tensors.at(k).to_vector(), want = wf.tensors.at(k + ".f32").to_vector();
+        ASSERT_EQ(got.size(), want.size()) << k;
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0) << k;
+        ++n;
+    }
+    EXPECT_EQ(n, 7u);
 }
