@@ -5,4 +5,5 @@
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
+#include "ops/rope.h"
 #include "ops/shape_ops.h"
