@@ -9,6 +9,7 @@
 #include "io/weights.h"
 #include "models/clip/clip_golden.h"
 #include "models/dit/dit_golden.h"
+#include "models/flux/flux_golden.h"
 #include "models/mmdit/mmdit_golden.h"
 #include "models/t5/t5_golden.h"
 #include "models/unet/unet_golden.h"
@@ -87,7 +88,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
             return skip_case(dir, name, "checked by ctest -R SamplerSweepGolden (dpm2_a on Karras schedules is still "
                                         "up to 2e-3 off diffusers there)");
         if (name == "sd3_transformer" || name == "original_sd3") return check_golden_sd3(dir);
-        if (name == "flux_transformer") return skip_case(dir, name, "Flux is not supported yet");
+        if (name == "flux_transformer" || name == "original_flux") return check_golden_flux(dir);
         if (name == "dit") return check_golden_dit(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
