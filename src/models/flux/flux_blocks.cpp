@@ -3,14 +3,15 @@
 
 namespace nuance {
 
-Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
-    return x * (1.0f + scale.unsqueeze(1)) + shift.unsqueeze(1);
+Tensor norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps, DType out) {
+    NUANCE_CHECK(x.dim() == 3 && shift.dim() == 2 && scale.dim() == 2 && shift.size(0) == x.size(0) &&
+                     scale.size(0) == x.size(0) && shift.size(1) == x.size(2) && scale.size(1) == x.size(2),
+                 "modulate: x ", x.shape(), " with shift ", shift.shape(), " and scale ", scale.shape());
+    std::vector<Tensor> items;  // [1, L, D] each
+    for (int64_t n = 0; n < x.size(0); ++n)
+        items.push_back(layer_norm(x[n], 1.0f + scale[n], shift[n], eps, out).unsqueeze(0));
+    return items.size() == 1 ? items[0] : cat(items, 0);
 }
-
-namespace {
-// LayerNorm without affine parameters (elementwise_affine=False in every Flux norm).
-Tensor norm(const Tensor& x, float eps) { return layer_norm(x, Tensor(), Tensor(), eps); }
-}  // namespace
 
 FluxJointAttention::FluxJointAttention(int64_t dim, int64_t heads_, int64_t head_dim, float eps_)
     : to_q(dim, dim), to_k(dim, dim), to_v(dim, dim), to_out(dim, dim), add_q_proj(dim, dim), add_k_proj(dim, dim),
@@ -50,13 +51,14 @@ std::pair<Tensor, Tensor> FluxDoubleBlock::forward(Tensor x, Tensor ctx, const T
     const auto [c_shift_msa, c_scale_msa, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp] =
         chunk<6>(norm1_context(silu_vec), 1);
 
-    const auto [attn_x, attn_ctx] = attn(modulate(norm(x, eps), shift_msa, scale_msa),
-                                         modulate(norm(ctx, eps), c_shift_msa, c_scale_msa), freqs);
+    const DType in = attn.to_q.input_dtype();  // what the linears after each norm take (bf16 in bf16 mode)
+    const auto [attn_x, attn_ctx] = attn(norm_modulate(x, shift_msa, scale_msa, eps, in),
+                                         norm_modulate(ctx, c_shift_msa, c_scale_msa, eps, in), freqs);
     x = x + gate_msa.unsqueeze(1) * attn_x;
-    x = x + gate_mlp.unsqueeze(1) * ff(modulate(norm(x, eps), shift_mlp, scale_mlp));
+    x = x + gate_mlp.unsqueeze(1) * ff(norm_modulate(x, shift_mlp, scale_mlp, eps, in));
 
     ctx = ctx + c_gate_msa.unsqueeze(1) * attn_ctx;
-    ctx = ctx + c_gate_mlp.unsqueeze(1) * ff_context(modulate(norm(ctx, eps), c_shift_mlp, c_scale_mlp));
+    ctx = ctx + c_gate_mlp.unsqueeze(1) * ff_context(norm_modulate(ctx, c_shift_mlp, c_scale_mlp, eps, in));
     return {x, ctx};
 }
 
@@ -71,8 +73,8 @@ FluxSingleBlock::FluxSingleBlock(int64_t dim, int64_t heads_, int64_t head_dim, 
 
 Tensor FluxSingleBlock::forward(const Tensor& x, const Tensor& silu_vec, const Tensor& freqs) const {
     const auto [shift, scale, gate] = chunk<3>(norm(silu_vec), 1);  // [N, D] each
-    const Tensor h = modulate(layer_norm(x, Tensor(), Tensor(), eps), shift, scale);  // [N, L, D]
     const DType qkv = to_q.input_dtype();
+    const Tensor h = norm_modulate(x, shift, scale, eps, qkv);  // [N, L, D]
     const Tensor q = rms_norm_rope(to_q(h), *norm_q.weight, eps, freqs, heads, qkv);
     const Tensor k = rms_norm_rope(to_k(h), *norm_k.weight, eps, freqs, heads, qkv);
     const Tensor attn = multi_head_attention(q, k, to_v(h, qkv), heads, false, 0.0f, to_q.weight.compute);

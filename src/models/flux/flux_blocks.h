@@ -7,8 +7,10 @@
 
 namespace nuance {
 
-// y = x * (1 + scale) + shift, with shift/scale [N, D] broadcast over the tokens of x [N, L, D] (DiT's modulate).
-Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale);
+// modulate(norm(x)) of DiT / Flux adaLN: LayerNorm without affine (eps), then y = x * (1 + scale) + shift with
+// shift/scale [N, D] per batch item, x [N, L, D]. One pass per batch item (the per-item (1 + scale, shift) are the
+// LayerNorm's weight and bias), written in `out` (BF16 when the linears after it run in bf16).
+Tensor norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps, DType out = DType::F32);
 
 // RMSNorm weight of the qk-norm: diffusers RMSNorm ("weight"), BFL "scale".
 struct RmsNormWeight : Module {

@@ -89,7 +89,7 @@ Tensor FluxTransformer2DModel::forward(const Tensor& hidden, const Tensor& times
     x = joint.narrow(1, Lt, Li);
 
     const auto [scale, shift] = chunk<2>(norm_out(vec), 1);         // AdaLayerNormContinuous: (scale, shift)
-    return proj_out(modulate(layer_norm(x, Tensor(), Tensor(), cfg.eps), shift, scale));  // [N, Li, Cout]
+    return proj_out(norm_modulate(x, shift, scale, cfg.eps, proj_out.input_dtype()));  // [N, Li, Cout]
 }
 
 Tensor flux_pack_latents(const Tensor& latents) {
