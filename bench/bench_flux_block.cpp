@@ -37,7 +37,8 @@ double single_flops(int64_t Li) {
     return L * 2.0 * (3 * D * D + D * kMlp + (D + kMlp) * D) + 2.0 * 3 * D * D + 4.0 * L * L * D;
 }
 
-// One more call under the op profile: where the time goes (ms per call) as counters linear / attention / rest.
+// One more call under the op profile: where the time goes (ms per call) as counters linear / attention / rest
+// (norms, rope, elementwise, copies).
 template <class Fn>
 void report_profile(benchmark::State& state, Fn&& call) {
     OpProfile prof;

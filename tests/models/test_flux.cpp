@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
+#include "eval/check_golden.h"
 #include "io/weights.h"
 #include "models/flux/flux_golden.h"
 #include "models/flux/flux_load.h"
@@ -283,4 +284,16 @@ TEST(FluxErrors, ForwardInputs) {
                 HasSubstr("txt_ids must be [3, 3], got [2, 3]"));
     // diffusers' deprecated batched ids [1, L, 3] are accepted.
     EXPECT_NO_THROW(m->forward(x, t, g, ctx, pooled, img.unsqueeze(0), txt.unsqueeze(0)));
+}
+
+// `nuance check-golden` dispatches both Flux cases to the runner: no SKIP line left.
+TEST(FluxGolden, CheckGoldenDispatchNoSkip) {
+    for (const std::string& dir : {kDir, kOrig}) {
+        const auto lines = check_golden_case(dir);
+        ASSERT_FALSE(lines.empty()) << dir;
+        for (const auto& l : lines) {
+            EXPECT_FALSE(l.skip) << l.name << ": " << l.reason;
+            EXPECT_TRUE(l.pass) << l.name << ": " << l.reason;
+        }
+    }
 }
