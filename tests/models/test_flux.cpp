@@ -297,3 +297,26 @@ TEST(FluxGolden, CheckGoldenDispatchNoSkip) {
         }
     }
 }
+
+// BFL publishes BF16 files: written here from the golden F32 one, loaded as stored (mmap'd, bf16 products) the
+// output stays within bf16 distance of the fp32 reference.
+TEST(Flux, Bf16BflFileRunsAsStored) {
+    TempDir d("bf16");
+    std::vector<std::pair<std::string, Tensor>> bf16;
+    for (const auto& [k, v] : bfl_dev()) bf16.emplace_back(k, v.to(DType::BF16));
+    const std::string path = (d.path / "flux1-dev.safetensors").string();
+    save_safetensors(path, bf16);
+    LoadOptions o;
+    o.matrices_as_stored = true;
+    o.matrix_compute = Precision::BF16;
+    const auto m = load_flux_transformer(path, o);
+    EXPECT_EQ(m->transformer_blocks[0].attn.to_q.weight.value.dtype(), DType::BF16);
+    const WeightFile io = load_weights(kOrig + "/io.safetensors");
+    const auto& t = io.tensors;
+    const Tensor out = m->forward(t.at("flux_dev.hidden_states"), t.at("flux_dev.timestep"), t.at("flux_dev.guidance"),
+                                  t.at("flux_dev.encoder_hidden_states"), t.at("flux_dev.pooled_projections"),
+                                  t.at("flux_dev.img_ids"), t.at("flux_dev.txt_ids"));
+    const Tensor ref = t.at("flux_dev.out");
+    EXPECT_LT(max_abs_diff(out, ref), 0.1f);           // |ref| up to 5.45
+    EXPECT_LT(mean_all(abs(out - ref)), 0.02);
+}
