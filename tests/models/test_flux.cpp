@@ -185,6 +185,9 @@ TEST(Flux, LoadsDiffusersFoldersAndFiles) {
     std::ofstream(d.path / "transformer/config.json") << R"({"_class_name": "SD3Transformer2DModel"})";
     EXPECT_THAT(error_of([&] { load_flux_transformer(d.path.string(), LoadOptions()); }),
                 HasSubstr("_class_name is \"SD3Transformer2DModel\", not FluxTransformer2DModel"));
+    std::ofstream(d.path / "transformer/config.json") << R"({"num_single_layers": 38})";
+    EXPECT_THAT(error_of([&] { load_flux_transformer(d.path.string(), LoadOptions()); }),
+                HasSubstr("Flux config num_single_layers 38 does not match the file's 2"));
     std::filesystem::remove(d.path / "transformer/diffusion_pytorch_model.safetensors");
     EXPECT_THAT(error_of([&] { load_flux_transformer(d.path.string(), LoadOptions()); }),
                 HasSubstr("no diffusion_pytorch_model.safetensors"));

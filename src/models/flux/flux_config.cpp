@@ -91,6 +91,19 @@ void FluxConfig::apply_json(const nlohmann::json& j) {
         NUANCE_CHECK(h == heads, "Flux config num_attention_heads ", h, " does not match the file: width ", hidden,
                      " / head dim ", head_dim, " = ", heads);
     }
+    // Sizes the file already fixes: a config that disagrees is describing another model.
+    const std::pair<const char*, int64_t> fixed[] = {{"in_channels", in_channels},
+                                                     {"joint_attention_dim", joint_attention_dim},
+                                                     {"pooled_projection_dim", pooled_projection_dim},
+                                                     {"num_layers", num_double},
+                                                     {"num_single_layers", num_single}};
+    for (const auto& [key, value] : fixed)
+        if (j.contains(key) && j[key].is_number_integer())
+            NUANCE_CHECK(j[key].get<int64_t>() == value, "Flux config ", key, " ", j[key].get<int64_t>(),
+                         " does not match the file's ", value);
+    if (j.contains("patch_size") && j["patch_size"].is_number_integer())
+        NUANCE_CHECK(j["patch_size"].get<int64_t>() == 1, "Flux config patch_size ", j["patch_size"].get<int64_t>(),
+                     " is not supported (Flux.1 packs 2x2 latents outside the model and uses patch_size 1)");
     if (j.contains("guidance_embeds") && j["guidance_embeds"].is_boolean()) {
         const bool g = j["guidance_embeds"].get<bool>();
         NUANCE_CHECK(g == guidance_embeds, g ? "Flux config says guidance_embeds (a Flux-dev model) but the file has "
