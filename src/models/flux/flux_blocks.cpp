@@ -3,16 +3,6 @@
 
 namespace nuance {
 
-Tensor norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps, DType out) {
-    NUANCE_CHECK(x.dim() == 3 && shift.dim() == 2 && scale.dim() == 2 && shift.size(0) == x.size(0) &&
-                     scale.size(0) == x.size(0) && shift.size(1) == x.size(2) && scale.size(1) == x.size(2),
-                 "modulate: x ", x.shape(), " with shift ", shift.shape(), " and scale ", scale.shape());
-    std::vector<Tensor> items;  // [1, L, D] each
-    for (int64_t n = 0; n < x.size(0); ++n)
-        items.push_back(layer_norm(x[n], 1.0f + scale[n], shift[n], eps, out).unsqueeze(0));
-    return items.size() == 1 ? items[0] : cat(items, 0);
-}
-
 FluxJointAttention::FluxJointAttention(int64_t dim, int64_t heads_, int64_t head_dim, float eps_)
     : to_q(dim, dim), to_k(dim, dim), to_v(dim, dim), to_out(dim, dim), add_q_proj(dim, dim), add_k_proj(dim, dim),
       add_v_proj(dim, dim), to_add_out(dim, dim), norm_q(head_dim), norm_k(head_dim), norm_added_q(head_dim),
@@ -52,13 +42,14 @@ std::pair<Tensor, Tensor> FluxDoubleBlock::forward(Tensor x, Tensor ctx, const T
         chunk<6>(norm1_context(silu_vec), 1);
 
     const DType in = attn.to_q.input_dtype();  // what the linears after each norm take (bf16 in bf16 mode)
-    const auto [attn_x, attn_ctx] = attn(norm_modulate(x, shift_msa, scale_msa, eps, in),
-                                         norm_modulate(ctx, c_shift_msa, c_scale_msa, eps, in), freqs);
-    x = x + gate_msa.unsqueeze(1) * attn_x;
-    x = x + gate_mlp.unsqueeze(1) * ff(norm_modulate(x, shift_mlp, scale_mlp, eps, in));
+    const auto [attn_x, attn_ctx] = attn(layer_norm_modulate(x, shift_msa, scale_msa, eps, in),
+                                         layer_norm_modulate(ctx, c_shift_msa, c_scale_msa, eps, in), freqs);
+    x = gated_residual(x, gate_msa, attn_x);
+    x = gated_residual(x, gate_mlp, ff(layer_norm_modulate(x, shift_mlp, scale_mlp, eps, in)));
 
-    ctx = ctx + c_gate_msa.unsqueeze(1) * attn_ctx;
-    ctx = ctx + c_gate_mlp.unsqueeze(1) * ff_context(norm_modulate(ctx, c_shift_mlp, c_scale_mlp, eps, in));
+    ctx = gated_residual(ctx, c_gate_msa, attn_ctx);
+    ctx = gated_residual(ctx, c_gate_mlp,
+                         ff_context(layer_norm_modulate(ctx, c_shift_mlp, c_scale_mlp, eps, in)));
     return {x, ctx};
 }
 
@@ -74,12 +65,12 @@ FluxSingleBlock::FluxSingleBlock(int64_t dim, int64_t heads_, int64_t head_dim, 
 Tensor FluxSingleBlock::forward(const Tensor& x, const Tensor& silu_vec, const Tensor& freqs) const {
     const auto [shift, scale, gate] = chunk<3>(norm(silu_vec), 1);  // [N, D] each
     const DType qkv = to_q.input_dtype();
-    const Tensor h = norm_modulate(x, shift, scale, eps, qkv);  // [N, L, D]
+    const Tensor h = layer_norm_modulate(x, shift, scale, eps, qkv);  // [N, L, D]
     const Tensor q = rms_norm_rope(to_q(h), *norm_q.weight, eps, freqs, heads, qkv);
     const Tensor k = rms_norm_rope(to_k(h), *norm_k.weight, eps, freqs, heads, qkv);
     const Tensor attn = multi_head_attention(q, k, to_v(h, qkv), heads, false, 0.0f, to_q.weight.compute);
     const Tensor mlp = gelu_tanh(proj_mlp(h));                                    // [N, L, mlp]
-    return x + gate.unsqueeze(1) * proj_out(cat({attn, mlp}, 2));                // [N, L, D]
+    return gated_residual(x, gate, proj_out(cat({attn, mlp}, 2)));  // [N, L, D]
 }
 
 void FluxSingleBlock::visit(ParamVisitor& v) {

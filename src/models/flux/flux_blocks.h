@@ -4,13 +4,9 @@
 #include <utility>
 
 #include "nn/layers.h"
+#include "ops/modulate.h"
 
 namespace nuance {
-
-// modulate(norm(x)) of DiT / Flux adaLN: LayerNorm without affine (eps), then y = x * (1 + scale) + shift with
-// shift/scale [N, D] per batch item, x [N, L, D]. One pass per batch item (the per-item (1 + scale, shift) are the
-// LayerNorm's weight and bias), written in `out` (BF16 when the linears after it run in bf16).
-Tensor norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps, DType out = DType::F32);
 
 // RMSNorm weight of the qk-norm: diffusers RMSNorm ("weight"), BFL "scale".
 struct RmsNormWeight : Module {
@@ -21,10 +17,10 @@ struct RmsNormWeight : Module {
 };
 
 // linear_1 -> SiLU -> linear_2 (TimestepEmbedding / PixArtAlphaTextProjection; BFL MLPEmbedder in_layer/out_layer).
-struct MlpEmbedder : Module {
+struct FluxMlpEmbedder : Module {
     Linear linear_1, linear_2;
-    MlpEmbedder() = default;
-    MlpEmbedder(int64_t in, int64_t out) : linear_1(in, out), linear_2(out, out) {}
+    FluxMlpEmbedder() = default;
+    FluxMlpEmbedder(int64_t in, int64_t out) : linear_1(in, out), linear_2(out, out) {}
     Tensor operator()(const Tensor& x) const { return linear_2(silu(linear_1(x))); }
     void visit(ParamVisitor& v) override { v("linear_1", linear_1); v("linear_2", linear_2); }
 };
