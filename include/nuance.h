@@ -115,6 +115,12 @@ typedef struct nuance_model_params {
     void* log_user;
     nuance_log_level log_level;
     const char* precision;   /* NULL or "auto": bf16 where the CPU has native bf16, else fp32; "fp32" | "bf16" */
+    /* Text encoders kept in their own files (SD3, Flux; the CLI's --clip-l --clip-g --t5xxl); NULL: none.
+     * A family that cannot use one fails the load, naming it. */
+    const char* clip_l_path;
+    const char* clip_g_path;
+    const char* t5xxl_path;
+    const char* family;      /* NULL: detect from the file; else a family name ("sd1", "sdxl" ...) to load as */
 } nuance_model_params;
 
 NUANCE_API void nuance_model_params_init(nuance_model_params* p);
@@ -122,7 +128,7 @@ NUANCE_API void nuance_model_params_init(nuance_model_params* p);
  * ($NUANCE_DEFAULT_MODEL, or models/nuance-emoji beside the library's source or install). params may be NULL. */
 NUANCE_API nuance_status nuance_model_load(const char* path, const nuance_model_params* params, nuance_model** out);
 NUANCE_API void nuance_model_free(nuance_model* model); /* NULL is fine; contexts keep the weights alive */
-NUANCE_API const char* nuance_model_family(const nuance_model* model); /* "sd1", "sd2", "sdxl" */
+NUANCE_API const char* nuance_model_family(const nuance_model* model); /* registry name: "sd1", "sd2", "sdxl" ... */
 NUANCE_API int nuance_model_default_size(const nuance_model* model);   /* native side: 32 (nuance-emoji), 512, 768, 1024 */
 
 /* ---- contexts ---- */

@@ -13,7 +13,7 @@
 #include "core/allocator.h"
 #include "core/op_stats.h"
 #include "ops/ops.h"
-#include "pipelines/conditioning.h"
+#include "models/model_family.h"
 
 namespace nuance::cli {
 
@@ -91,49 +91,54 @@ int run(const BenchArgs& a) {
     std::fprintf(stderr, "bench: %s, %dx%d, %d thread(s), %s\n", a.model.c_str(), a.width, a.height,
                  cpu::num_threads(), precision_name(lo.precision));
     const auto t_load = std::chrono::steady_clock::now();
-    const StableDiffusionModel m = load_stable_diffusion(a.model, lo);
+    const std::unique_ptr<DiffusionModel> loaded = load_model(a.model, lo);
+    const DiffusionModel& m = *loaded;
     const double load_s = seconds_since(t_load);  // one load: median = min = max
     std::printf("load median_s=%.4f min_s=%.4f max_s=%.4f\n", load_s, load_s, load_s);
     NUANCE_CHECK_CODE(!m.pixel_space(), Unsupported, "bench: '", a.model, "' is a pixel-space model (no VAE); ",
-                      "bench times the text encoder, UNet and VAE decode of a latent-diffusion model");
+                      "bench times the text encoder, denoiser and VAE decode of a latent-diffusion model");
     NUANCE_CHECK(a.width % m.vae_scale() == 0 && a.height % m.vae_scale() == 0, "usage: size ", a.width, "x",
                  a.height, " is not a multiple of ", m.vae_scale());
-    const ConditioningOptions co;
-    const std::string prompt = "a photograph of an astronaut riding a horse on the moon, highly detailed";
+    ConditioningRequest req;
+    req.text = "a photograph of an astronaut riding a horse on the moon, highly detailed";
     Conditioning cond;
-    time_it(1, a.repeat, [&] { cond = encode_prompt(m, prompt, co); }).print("text_encode");
+    time_it(1, a.repeat, [&] { cond = m.encode(req); }).print("text_encode");
 
+    // One denoiser step as generate runs it: a batch of 2 (uncond + cond) for CFG models, 1 for distilled ones.
+    const GuidanceKind kind = m.guidance();
+    const bool cfg = kind == GuidanceKind::ClassifierFree || kind == GuidanceKind::ClassConditional;
+    const int64_t B = cfg ? 2 : 1;
     const int64_t h = a.height / m.vae_scale(), w = a.width / m.vae_scale();
-    const Tensor x = Tensor::full({2, m.latent_channels(), h, w}, 0.5f);
-    const Tensor ctx = cat({cond.context, cond.context}, 0);
-    UNetExtra extra;
-    if (m.family == SDFamily::SDXL) {
-        extra.text_embeds = cat({cond.pooled, cond.pooled}, 0);
-        extra.time_ids = Tensor::from_vector({(float)a.height, (float)a.width, 0, 0, (float)a.height, (float)a.width,
-                                              (float)a.height, (float)a.width, 0, 0, (float)a.height, (float)a.width},
-                                             {2, 6});
-    }
+    const Tensor x = Tensor::full({B, m.latent_channels(), h, w}, 0.5f);
+    const Conditioning batch = cfg ? m.batch_conditioning({&cond, &cond}) : cond;
+    StepContext sc;
+    sc.width = a.width;
+    sc.height = a.height;
+    sc.guidance = kind == GuidanceKind::Distilled ? 3.5f : 0.0f;
+    const Objective obj = m.objective();
+    const double t = obj.is_flow() ? 0.5 * obj.flow_timestep_scale : 500.0;
     OpStats step_stats;
     {
         OpStatsScope scope(step_stats);
-        m.unet->forward(x, Tensor::scalar(500.0f), ctx, extra);
+        m.predict(x, t, batch, sc);
     }
-    const Timing step = time_it(0, a.steps * a.repeat, [&] { m.unet->forward(x, Tensor::scalar(500.0f), ctx, extra); });
+    const Timing step = time_it(0, a.steps * a.repeat, [&] { m.predict(x, t, batch, sc); });
     step.print("denoise_step");
-    if (a.profile) print_profile("denoise_step", [&] { m.unet->forward(x, Tensor::scalar(500.0f), ctx, extra); });
+    if (a.profile) print_profile("denoise_step", [&] { m.predict(x, t, batch, sc); });
     // As generate does before its decode: the denoiser's cached activation blocks go back to the system, so the
     // decoder's (up to 256 MiB each at 512²) are kept and reused from the warm-up on; the timings are the steady
     // state. (A first decode in a process also pays the page faults of its fresh memory.)
     allocator_trim();
     const Tensor z = Tensor::full({1, m.latent_channels(), h, w}, 0.1f);
+    const VaeTiling no_tiling;
     OpStats vae_stats;
     {
         OpStatsScope scope(vae_stats);
-        m.vae->decode(z);
+        m.decode(z, no_tiling);
     }
-    const Timing dec = time_it(0, a.repeat, [&] { m.vae->decode(z); });
+    const Timing dec = time_it(0, a.repeat, [&] { m.decode(z, no_tiling); });
     dec.print("vae_decode");
-    if (a.profile) print_profile("vae_decode", [&] { m.vae->decode(z); });
+    if (a.profile) print_profile("vae_decode", [&] { m.decode(z, no_tiling); });
     std::printf("denoise_step_gflop=%.1f gflops_per_s=%.1f\n", step_stats.flops / 1e9,
                 step_stats.flops / 1e9 / step.median());
     std::printf("vae_decode_gflop=%.1f gflops_per_s=%.1f\n", vae_stats.flops / 1e9, vae_stats.flops / 1e9 / dec.median());

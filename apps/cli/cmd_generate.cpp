@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "models/default_model.h"
 #include "models/model_defaults.h"
+#include "models/model_family.h"
 #include "io/image.h"
 #include "io/weights.h"
 #include "pipelines/generate.h"
@@ -27,6 +28,7 @@ namespace {
 
 struct GenerateArgs {
     std::string model, vae, output = "output.png", init_img, rng = "cuda", prediction;
+    std::string family, clip_l, clip_g, t5xxl;  // --family, split-file text encoders
     std::string prompt_file, negative_prompt_file;
     std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
@@ -153,12 +155,17 @@ int run(GenerateArgs& a) {
     const auto t0 = std::chrono::steady_clock::now();
     ModelLoadOptions lo;
     lo.vae_path = a.vae;
+    lo.family = a.family;
+    lo.clip_l = a.clip_l;
+    lo.clip_g = a.clip_g;
+    lo.t5xxl = a.t5xxl;
     lo.prediction = a.prediction;
     lo.precision = parse_usage_precision(a.precision);
     lo.logger = &log;
-    const StableDiffusionModel model = load_stable_diffusion(a.model, lo);
+    const std::unique_ptr<DiffusionModel> loaded = load_model(a.model, lo);
+    const DiffusionModel& model = *loaded;
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", sd_family_name(model.family), a.model.c_str(), load_s);
+    if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", model.family_name().c_str(), a.model.c_str(), load_s);
     a.p.release_weights_before_decode = true;  // one-shot: the process ends after the images
     const GenerationDefaults md = generation_defaults(model);
     auto unset = [](const CLI::Option* o) { return !(o && o->count() > 0); };
@@ -228,6 +235,11 @@ Runner add_generate(CLI::App& app) {
     c->add_option("-m,--model", a->model,
                   "Checkpoint (.safetensors, .ckpt) or diffusers folder (default: the built-in nuance-emoji model)");
     c->add_option("--vae", a->vae, "Replace the checkpoint's VAE with this file");
+    c->add_option("--clip-l", a->clip_l, "CLIP-L text encoder file, for models that keep it apart (SD3, Flux)");
+    c->add_option("--clip-g", a->clip_g, "CLIP-G (OpenCLIP bigG) text encoder file, for models that keep it apart (SD3)");
+    c->add_option("--t5xxl", a->t5xxl, "T5-XXL text encoder file, for models that keep it apart (SD3, Flux)");
+    c->add_option("--family", a->family,
+                  "Load as this model family instead of detecting it (see 'nuance info'; e.g. sd1, sdxl)");
     a->prompt_opt = c->add_option("-p,--prompt", a->p.prompt,
                                   "Prompt (A1111 syntax: (word:1.2), [word], BREAK); required unless --prompt-file");
     a->neg_opt = c->add_option("-n,--negative-prompt", a->p.negative_prompt, "Negative prompt");
@@ -237,7 +249,7 @@ Runner add_generate(CLI::App& app) {
     a->width_opt = c->add_option("-W,--width", a->p.width, "Width in pixels (default: the model's native size)");
     a->height_opt = c->add_option("-H,--height", a->p.height, "Height in pixels (default: the model's native size)");
     a->steps_opt = c->add_option("--steps", a->p.steps, "Sampling steps (default: the model's)");
-    a->cfg_opt = c->add_option("--cfg-scale", a->p.cfg_scale, "Classifier-free guidance scale (default: the model's)");
+    a->cfg_opt = c->add_option("--cfg-scale", a->p.cfg_scale, "Guidance scale: classifier-free, or the distilled guidance of Flux-dev (default: the model's)");
     a->sampler_opt = c->add_option("--sampler,--sampling-method", a->p.sampler, "Sampler (see 'nuance samplers'; default: the model's)");
     c->add_option("--scheduler,--schedule", a->p.scheduler, "Sigma schedule: normal, karras, ...")->capture_default_str();
     c->add_option("--eta", a->p.eta, "Noise amount for ancestral samplers and DDIM (default: the sampler's)");
@@ -248,6 +260,8 @@ Runner add_generate(CLI::App& app) {
     c->add_option("-s,--seed", a->p.seed, "Seed in 0..2^63-1, or -1: random")->capture_default_str();
     c->add_option("-b,--batch-count", a->p.batch_count, "Number of images (seeds seed, seed+1, ...)")->capture_default_str();
     c->add_option("--clip-skip", a->p.clip_skip, "CLIP layers to skip (1 = last layer; 0 = model default)");
+    c->add_option("--class-label", a->p.class_label,
+                  "Class id for class-conditional models (DiT; -1: the model's default)")->capture_default_str();
     c->add_option("--rng", a->rng, "Noise source: cuda (A1111 GPU noise) or cpu (torch CPU, ComfyUI)")->capture_default_str();
     c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
     c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();

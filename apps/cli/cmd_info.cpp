@@ -5,8 +5,7 @@
 #include "commands.h"
 #include "io/gguf.h"
 #include "io/weights.h"
-#include "models/convert/original_format.h"
-#include "models/stable_diffusion.h"
+#include "models/model_family.h"
 
 namespace nuance::cli {
 
@@ -62,10 +61,10 @@ int run(const std::string& path, const std::string& vae, bool tensors) {
         try {
             ModelLoadOptions o;
             o.vae_path = vae;
-            const StableDiffusionModel m = load_stable_diffusion(path, o);
-            std::printf("%s", m.describe().c_str());
+            const std::unique_ptr<DiffusionModel> m = load_model(path, o);
+            std::printf("%s", m->describe().c_str());
         } catch (const Error& e) {
-            std::printf("model: not a complete Stable Diffusion checkpoint (%s)\n", e.what());
+            std::printf("model: not a complete model checkpoint of a known family (%s)\n", e.what());
         }
         return 0;
     }
@@ -85,9 +84,23 @@ int run(const std::string& path, const std::string& vae, bool tensors) {
     }
     ModelLoadOptions o;
     o.vae_path = vae;
-    const StableDiffusionModel m = load_stable_diffusion(path, o);
-    std::printf("%s", m.describe().c_str());
-    std::printf("components: text_encoder%s unet vae\n", m.te2.model ? " text_encoder_2" : "");
+    const std::unique_ptr<DiffusionModel> m = load_model(path, o);
+    std::printf("%s", m->describe().c_str());
+    std::printf("variant: %s\n", m->variant().c_str());
+    const LatentFormat lf = m->latent_format();
+    if (lf.pixel_space)
+        std::printf("latents: pixel space, %lld channels\n", (long long)lf.channels);
+    else
+        std::printf("latents: %lld channels, /%lld, scale %g, shift %g\n", (long long)lf.channels,
+                    (long long)lf.downscale, lf.scaling_factor, lf.shift_factor);
+    std::printf("objective: %s, guidance: %s\n", prediction_name(m->objective().prediction),
+                guidance_kind_name(m->guidance()));
+    std::string names, counts;
+    for (const ComponentInfo& c : m->components()) {
+        names += " " + c.name;
+        counts += str(" ", c.name, "=", c.parameters);
+    }
+    std::printf("components:%s\nparameters_per_component:%s\n", names.c_str(), counts.c_str());
     return 0;
 }
 }  // namespace

@@ -172,18 +172,18 @@ void JobQueue::ensure_slots_locked() {
 }
 
 void JobQueue::worker(Slot* s) {
-    std::shared_ptr<StableDiffusionModel> model;
+    std::shared_ptr<DiffusionModel> model;
     std::string load_error, client_error;
     log_info(str("loading model '", s->model.name, "'"));
     try {
         const auto t0 = Clock::now();
         if (opt_.threads > 0) cpu::set_num_threads(opt_.threads);
-        model = std::make_shared<StableDiffusionModel>(load_stable_diffusion(s->model.path, opt_.load));
+        model = std::shared_ptr<DiffusionModel>(load_model(s->model.path, opt_.load));
         try {
             if (!s->model.folder && !store_.hash(s->model.name)) store_.set_hash(s->model.name, file_sha256(s->model.path));
         } catch (const std::exception&) {  // the hash is informational
         }
-        log_info(str("loaded ", sd_family_name(model->family), " model '", s->model.name, "' in ",
+        log_info(str("loaded ", model->family_name(), " model '", s->model.name, "' in ",
                      std::chrono::duration<double>(Clock::now() - t0).count(), " s"));
     } catch (const Error& e) {
         load_error = e.what();
@@ -260,7 +260,7 @@ void JobQueue::worker(Slot* s) {
     s->exited = true;
 }
 
-void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::shared_ptr<Job>& jp) {
+void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_ptr<Job>& jp) {
     Job& j = *jp;
     GenerateParams p = j.req.params;
     const int n = std::max(1, p.batch_count);
@@ -303,12 +303,13 @@ void JobQueue::run_job(Slot& slot, const StableDiffusionModel& m, const std::sha
     };
     p.batch_count = 1;  // one image per call, so finished images are visible (and kept) before the batch ends
     p.cancelled = [&j] { return j.cancel.load(std::memory_order_relaxed); };
+    const LatentFormat latents = m.latent_format();
     p.on_progress = [&](const GenerateProgress& pr) {
         std::shared_ptr<const std::string> png;
         const int every = opt_.preview_interval;
         if (every > 0 && pr.latents && (pr.step % every == 0 || pr.step == pr.total)) {
             try {
-                const Image im = progress_preview(*pr.latents, pr.sigma, progress_denoised(pr), m.family, opt_.preview_side);
+                const Image im = progress_preview(*pr.latents, pr.sigma, progress_denoised(pr), latents, opt_.preview_side);
                 if (im.width > 0) png = std::make_shared<const std::string>(to_string(encode_png(im)));
             } catch (const std::exception&) {  // a preview is optional
             }

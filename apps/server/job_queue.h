@@ -23,6 +23,7 @@
 #include "core/logger.h"
 #include "defaults.h"
 #include "model_store.h"
+#include "models/model_family.h"
 #include "pipelines/generate.h"
 
 namespace nuance::server {
@@ -129,7 +130,7 @@ private:
     struct Job;
     struct Slot;
     void worker(Slot* slot);
-    void run_job(Slot& slot, const StableDiffusionModel& m, const std::shared_ptr<Job>& job);
+    void run_job(Slot& slot, const DiffusionModel& m, const std::shared_ptr<Job>& job);
     void ensure_slots_locked();
     void finish_locked(Job& j, JobState s);
     void prune_locked();

@@ -15,6 +15,8 @@
 #include "core/threads.h"
 #include "io/image.h"
 #include "models/default_model.h"
+#include "models/model_defaults.h"
+#include "models/model_family.h"
 #include "pipelines/generate.h"
 #include "pipelines/generate_defaults.h"
 #include "samplers/registry.h"
@@ -23,11 +25,12 @@
 using namespace nuance;
 
 struct nuance_model {
-    std::shared_ptr<const StableDiffusionModel> m;
+    std::shared_ptr<const DiffusionModel> m;
+    std::string family;  // what nuance_model_family returns (stable storage)
 };
 
 struct nuance_context {
-    std::shared_ptr<const StableDiffusionModel> m;
+    std::shared_ptr<const DiffusionModel> m;
     int n_threads = 0;
     int preview_interval = 0;
     nuance_progress_fn progress = nullptr;
@@ -152,7 +155,7 @@ void fill_image(nuance_image& out, const Image& img, int64_t seed, const std::st
     if (infotext) out.infotext = dup_cstr(*infotext);
 }
 
-int default_side(const StableDiffusionModel& m) { return generation_defaults(m).width; }
+int default_side(const DiffusionModel& m) { return generation_defaults(m).width; }
 
 }  // namespace
 
@@ -243,8 +246,13 @@ nuance_status nuance_model_load(const char* path, const nuance_model_params* par
         if (mp.prediction) lo.prediction = mp.prediction;
         lo.precision = mp.precision ? parse_precision(mp.precision) : Precision::Auto;
         lo.logger = &log;
-        auto m = std::make_shared<StableDiffusionModel>(load_stable_diffusion(path, lo));
+        if (mp.clip_l_path) lo.clip_l = mp.clip_l_path;
+        if (mp.clip_g_path) lo.clip_g = mp.clip_g_path;
+        if (mp.t5xxl_path) lo.t5xxl = mp.t5xxl_path;
+        if (mp.family) lo.family = mp.family;
+        std::shared_ptr<const DiffusionModel> m = load_model(path, lo);
         auto h = std::make_unique<nuance_model>();
+        h->family = m->family_name();
         h->m = std::move(m);
         std::lock_guard<std::mutex> lock(registry().mu);
         registry().models.insert(h.get());
@@ -268,12 +276,7 @@ void nuance_model_free(nuance_model* model) {
 const char* nuance_model_family(const nuance_model* model) {
     std::lock_guard<std::mutex> lock(registry().mu);
     if (!live_model(model) || !model->m) return "";
-    switch (model->m->family) {
-        case SDFamily::SD1: return "sd1";
-        case SDFamily::SD2: return "sd2";
-        case SDFamily::SDXL: return "sdxl";
-    }
-    return "";
+    return model->family.c_str();
 }
 
 int nuance_model_default_size(const nuance_model* model) {
@@ -402,7 +405,7 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
     const nuance_status st = guard([&] {
         NUANCE_CHECK(params != nullptr, "nuance_generate: params is NULL");
         NUANCE_CHECK(out_images != nullptr && out_count != nullptr, "nuance_generate: out_images/out_count is NULL");
-        const StableDiffusionModel& m = *ctx->m;
+        const DiffusionModel& m = *ctx->m;
         const Logger log = make_logger(ctx->log, ctx->log_user, ctx->log_level);
         GenerateParams p;
         p.prompt = params->prompt ? params->prompt : "";
@@ -434,10 +437,11 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
         if (ctx->n_threads > 0) cpu::set_num_threads(ctx->n_threads);
         p.cancelled = [ctx] { return ctx->cancel.load(std::memory_order_relaxed); };
         const int every = ctx->preview_interval > 0 ? ctx->preview_interval : 1;
+        const LatentFormat latents = m.latent_format();
         p.on_progress = [&](const GenerateProgress& pr) {
             if (ctx->progress) ctx->progress(pr.step, pr.total, pr.image, pr.images, pr.elapsed_s, ctx->progress_user);
             if (ctx->preview && pr.latents && (pr.step % every == 0 || pr.step == pr.total)) {
-                const Image im = server::progress_preview(*pr.latents, pr.sigma, server::progress_denoised(pr), m.family);
+                const Image im = server::progress_preview(*pr.latents, pr.sigma, server::progress_denoised(pr), latents);
                 if (im.width > 0) {
                     nuance_image v{};
                     v.width = im.width;

@@ -3,7 +3,7 @@
 #include "eval/check_golden.h"
 #include "eval/golden_case.h"
 #include "io/weights.h"
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 #include "models/unet/unet_golden.h"
 #include "ops/ops.h"
 

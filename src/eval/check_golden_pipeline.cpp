@@ -6,6 +6,7 @@
 #include "eval/golden_case.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
+#include "models/sd/sd_conditioning.h"
 #include "pipelines/generate.h"
 #include "samplers/registry.h"
 

@@ -12,7 +12,7 @@
 #include "eval/fid.h"
 #include "io/contact_sheet.h"
 #include "io/image.h"
-#include "models/stable_diffusion.h"
+#include "models/model_family.h"
 #include "ops/shape_ops.h"
 #include "pipelines/generate.h"
 #include "train/data_loader.h"
@@ -97,7 +97,7 @@ struct Generated {
     double seconds = 0;
 };
 
-Generated generate_all(const StableDiffusionModel& m, const EmojiEvalOptions& o, const std::vector<std::string>& prompts,
+Generated generate_all(const DiffusionModel& m, const EmojiEvalOptions& o, const std::vector<std::string>& prompts,
                        const std::string& phase) {
     Generated g;
     const auto t0 = Clock::now();
@@ -213,7 +213,8 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
     // ---- the model ----
     ModelLoadOptions lo;
     lo.precision = o.precision;
-    StableDiffusionModel model = load_stable_diffusion(o.model, lo);
+    const std::unique_ptr<DiffusionModel> loaded = load_model(o.model, lo);
+    DiffusionModel& model = *loaded;
     report["settings"] = {{"samples", o.samples}, {"resolution", o.resolution}, {"steps", o.steps},
                           {"cfg", o.cfg}, {"sampler", o.sampler}, {"scheduler", o.scheduler},
                           {"seed", o.seed}, {"precision", precision_name(model.precision)},
@@ -242,11 +243,15 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
     }
     if (o.random_model && o.samples > 0) {
         // Fresh weights for the denoiser and the text encoder; the VAE (a separately trained first stage) stays.
-        init_random(*model.unet, mix_seed(o.seed, 51));
-        init_random(*model.te1.model, mix_seed(o.seed, 52));
-        if (model.te2.model) init_random(*model.te2.model, mix_seed(o.seed, 53));
+        // Seeds per component as before the family seam: unet 51, text_encoder 52, text_encoder_2 53; others 54+.
+        uint64_t next = 54;
+        for (auto& [name, mod] : model.modules()) {
+            if (name == "vae" || !mod) continue;
+            const uint64_t k = name == "unet" ? 51 : name == "text_encoder" ? 52 : name == "text_encoder_2" ? 53 : next++;
+            init_random(*mod, mix_seed(o.seed, k));
+        }
         report["untrained"] = measure(net, generate_all(model, o, texts, "untrained"), prompts, ref_features);
-        report["untrained"]["init"] = "init_random (unet, text encoder); trained VAE kept";
+        report["untrained"]["init"] = "init_random (denoiser, text encoders); trained VAE kept";
     }
     return report;
 }

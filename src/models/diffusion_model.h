@@ -169,6 +169,11 @@ public:
     virtual Tensor predict(const Tensor& x_in, double timestep, const Conditioning& cond,
                            const StepContext& step) const = 0;
 
+    // Classifier-free guidance of one step's two predictions (rows uncond, cond of predict's output): default
+    // u + scale (c - u). A family whose reference guides differently overrides it (the original DiT guides only the
+    // first 3 eps channels).
+    virtual Tensor combine_guidance(const Tensor& uncond, const Tensor& cond, float scale) const;
+
     // --- pixels <-> latents
     // latents [1, C, h, w] (scaled as latent_format says) -> image tensor [1, 3 (or 1), H, W], about [-1, 1].
     virtual Tensor decode(const Tensor& latents, const VaeTiling& tiling) const = 0;

@@ -32,13 +32,6 @@ json read_small_json(const std::string& path) {
     return j;
 }
 
-GenerationDefaults family_defaults(SDFamily family, bool v_prediction) {
-    GenerationDefaults d;
-    d.width = d.height = family == SDFamily::SDXL ? 1024 : (family == SDFamily::SD2 && v_prediction ? 768 : 512);
-    d.prompt = "a lighthouse on a cliff at dusk, oil painting";
-    return d;
-}
-
 int int_field(const json& o, const char* key, int lo, int hi, const std::string& file, int fallback) {
     auto it = o.find(key);
     if (it == o.end() || it->is_null()) return fallback;
@@ -60,6 +53,8 @@ std::string string_field(const json& o, const char* key, const std::string& file
                  " bytes long (limit ", kMaxPrompt, ")");
     return s;
 }
+
+}  // namespace
 
 // model_index.json "_nuance": {"defaults": {...}} over `d`.
 void apply_index_defaults(const json& index, const std::string& file, GenerationDefaults& d) {
@@ -100,55 +95,11 @@ void apply_index_defaults(const json& index, const std::string& file, Generation
     d.negative_prompt = string_field(o, "negative_prompt", file, d.negative_prompt);
 }
 
-void apply_folder_index(const std::string& folder, GenerationDefaults& d) {
+void apply_folder_defaults(const std::string& folder, GenerationDefaults& d) {
     const std::string file = folder + "/model_index.json";
     apply_index_defaults(read_small_json(file), file, d);
 }
 
-// The VAE's downscale from vae/config.json: 2^(levels - 1) (8 for SD's four levels).
-int vae_downscale(const json& vcfg) {
-    auto it = vcfg.find("block_out_channels");
-    if (it == vcfg.end() || !it->is_array() || it->empty() || it->size() > 8) return 8;
-    return 1 << (it->size() - 1);
-}
-
-}  // namespace
-
-GenerationDefaults generation_defaults(const StableDiffusionModel& m) {
-    GenerationDefaults d = family_defaults(m.family, m.prediction == "v_prediction");
-    if (m.native_size >= 8 && m.native_size <= kMaxSide) d.width = d.height = m.native_size;
-    if (is_directory(m.path)) apply_folder_index(m.path, d);
-    return d;
-}
-
-GenerationDefaults probe_generation_defaults(const std::string& path) {
-    NUANCE_CHECK_CODE(is_directory(path) || file_exists(path), NotFound, "model '", path, "' does not exist");
-    if (is_directory(path)) {
-        const std::string mi = path + "/model_index.json";
-        NUANCE_CHECK_CODE(file_exists(mi), NotFound, "'", path, "' is a folder without model_index.json (not a diffusers model)");
-        const json index = read_small_json(mi);
-        const std::string cls = json_field<std::string>(index, "_class_name", "", "'" + mi + "'");
-        const bool xl = cls.find("XL") != std::string::npos || is_directory(path + "/text_encoder_2");
-        const std::string sc = path + "/scheduler/scheduler_config.json";
-        const bool v = json_field<std::string>(read_small_json(sc), "prediction_type", "", "'" + sc + "'") == "v_prediction";
-        GenerationDefaults d = family_defaults(xl ? SDFamily::SDXL : SDFamily::SD1, false);
-        if (!xl && v) d.width = d.height = 768;  // as the loader: v-prediction folders are SD2-768
-        const json ucfg = read_small_json(path + "/unet/config.json");
-        if (auto s = ucfg.find("sample_size"); s != ucfg.end() && s->is_number_integer()) {
-            const long long side = s->get<long long>() * vae_downscale(read_small_json(path + "/vae/config.json"));
-            if (side >= 8 && side <= kMaxSide) d.width = d.height = (int)side;
-        }
-        apply_index_defaults(index, mi, d);
-        return d;
-    }
-    // A single-file checkpoint: the text encoder's key names tell the family (what split_original decides from).
-    const WeightFile wf = load_weights(path);
-    bool xl = false, sd2 = false;
-    for (const auto& [k, t] : wf.tensors) {
-        if (k.rfind("conditioner.embedders.", 0) == 0) xl = true;
-        if (k.rfind("cond_stage_model.model.", 0) == 0) sd2 = true;
-    }
-    return family_defaults(xl ? SDFamily::SDXL : sd2 ? SDFamily::SD2 : SDFamily::SD1, true);
-}
+nlohmann::json read_small_model_json(const std::string& path) { return read_small_json(path); }
 
 }  // namespace nuance

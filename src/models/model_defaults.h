@@ -3,34 +3,32 @@
 //
 // Sources, later ones winning:
 //   1. the family: SD1 512, SD2 v-prediction 768, SDXL 1024; 20 steps, CFG 7, Euler a (A1111's defaults);
-//   2. the model's native size (StableDiffusionModel::native_size; for a diffusers folder unet/config.json's
+//   2. the model's native size (the model's native size; for a diffusers folder unet/config.json's
 //      sample_size times the VAE's downscale);
 //   3. a diffusers folder's model_index.json "_nuance": {"defaults": {"width", "height", "steps", "cfg_scale",
 //      "sampler", "scheduler", "prompt", "negative_prompt"}} (models/nuance-emoji has one).
 // A defaults block that is not what it should be (wrong type, out of range, unknown sampler) is an Error naming the
 // file and the field.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include "models/stable_diffusion.h"
+#include "models/model_family.h"
 
 namespace nuance {
 
-struct GenerationDefaults {
-    int width = 512, height = 512;
-    int steps = 20;
-    float cfg_scale = 7.0f;
-    std::string sampler = "euler_a";
-    std::string scheduler;        // "" = the sampler's own (A1111 "Automatic")
-    std::string prompt;           // an example prompt that shows what the model does
-    std::string negative_prompt;
-};
+// GenerationDefaults is declared in models/diffusion_model.h; probe_generation_defaults (without loading) in
+// models/model_family.h.
 
 // For a loaded model.
-GenerationDefaults generation_defaults(const StableDiffusionModel& m);
+inline GenerationDefaults generation_defaults(const DiffusionModel& m) { return m.generation_defaults(); }
 
-// Without loading the model: reads a diffusers folder's JSON files, or a single file's tensor names (safetensors
-// header / torch pickle), to tell the family. Errors name the file.
-GenerationDefaults probe_generation_defaults(const std::string& path);
+// Source 3 above: <folder>/model_index.json's "_nuance": {"defaults": {...}} over `d` (nothing when absent).
+void apply_folder_defaults(const std::string& folder, GenerationDefaults& d);
+void apply_index_defaults(const nlohmann::json& index, const std::string& file, GenerationDefaults& d);
+
+// A small model JSON file (model_index.json, a config) read as hostile input, or an empty object when nothing
+// exists there. Errors name the file.
+nlohmann::json read_small_model_json(const std::string& path);
 
 }  // namespace nuance

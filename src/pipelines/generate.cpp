@@ -13,7 +13,6 @@
 #include "pipelines/finite_check.h"
 #include "text/prompt_check.h"
 #include "ops/ops.h"
-#include "pipelines/pixel_space.h"
 #include "samplers/guidance.h"
 #include "samplers/registry.h"
 
@@ -48,29 +47,55 @@ ResolvedSampler resolve_sampler(const GenerateParams& p) {
     return r;
 }
 
-NoiseSchedule noise_schedule_for(const StableDiffusionModel& m) {
-    NoiseScheduleConfig c;
-    // The scheduler config may be set in code or come from a request: wrong types are named errors, not nlohmann's.
-    const auto& j = m.scheduler_config;
-    constexpr std::string_view where = "scheduler_config";
-    c.beta_start = json_field(j, "beta_start", c.beta_start, where);
-    c.beta_end = json_field(j, "beta_end", c.beta_end, where);
-    c.num_train_timesteps = json_field(j, "num_train_timesteps", c.num_train_timesteps, where);
-    if (json_field<std::string>(j, "beta_schedule", "scaled_linear", where) == "linear")
-        c.beta_schedule = BetaSchedule::Linear;
-    if (json_field(j, "rescale_betas_zero_snr", false, where)) c.rescale_zero_snr = true;
-    return NoiseSchedule(c);
+// The sampling schedule from the model's objective. VP: the sampler's discretisation of the training schedule
+// (diffusers parity for spacing/steps_offset from a scheduler config). Flow: FlowMatchEulerDiscrete with the model's
+// static shift (SD3) or the dynamic shift of this image's token count (Flux), or the user's sigmas verbatim.
+Schedule schedule_for(const Objective& obj, const ResolvedSampler& rs, const GenerateParams& p, int64_t h, int64_t w) {
+    if (!obj.is_flow())
+        return make_sampler_schedule(*rs.info, NoiseSchedule(obj.noise), p.steps,
+                                     schedule_for_model(rs.schedule, obj.sdxl_tables), obj.spacing, obj.steps_offset,
+                                     p.sigmas);
+    const int T = obj.noise.num_train_timesteps;
+    if (!p.sigmas.empty()) {
+        Schedule s;
+        for (size_t i = 0; i < p.sigmas.size(); ++i) {
+            NUANCE_CHECK(p.sigmas[i] <= 1.0, "a flow-matching model takes sigmas in [0, 1], got ", p.sigmas[i],
+                         " at position ", i);
+            s.sigmas.push_back(p.sigmas[i]);
+            if (i + 1 < p.sigmas.size()) s.timesteps.push_back(p.sigmas[i] * T);
+        }
+        s.flow = true;
+        return s;
+    }
+    NUANCE_CHECK(rs.schedule == ScheduleType::Normal, "schedule '", schedule_type_name(rs.schedule), "' is for ",
+                 "discrete-time models; a flow-matching model uses its own shifted schedule ('normal') or custom sigmas");
+    FlowScheduleConfig fc;
+    fc.steps = p.steps;
+    fc.num_train_timesteps = T;
+    fc.shift = obj.flow.shift;
+    fc.dynamic = obj.flow.dynamic;
+    if (fc.dynamic) {
+        const int64_t tps = std::max<int64_t>(obj.flow.tokens_per_side, 1);
+        fc.mu = flux_mu((h / tps) * (w / tps), obj.flow.base_seq_len, obj.flow.max_seq_len, obj.flow.base_shift,
+                        obj.flow.max_shift);
+    }
+    if (obj.flow.linspace_sigmas) fc.custom_sigmas = np_linspace(1.0, 1.0 / p.steps, p.steps);
+    return make_flow_schedule(fc);
 }
 
-// The latent the VAE encoder gives for an init image, sized to the output.
-Tensor encode_init_image(const StableDiffusionModel& m, const Image& img, int w, int h, const VaeTiling& tiling,
-                         Rng& rng) {
-    if (m.pixel_space()) return pixel_space_encode(m, img, w, h);  // no VAE: no encoder draw either
-    const Image sized = (img.width == w && img.height == h) ? img : resize_image(img, w, h);
-    const Tensor x = image_to_tensor(sized);  // [1, 3, H, W] in [-1, 1]
-    const DiagonalGaussian post = vae_encode_tiled(*m.vae, x, tiling);  // plain encode unless tiling is on
-    const Tensor eps = rng.randn(post.mean.shape());  // diffusers: latent_dist.sample(generator) draws first
-    return m.vae->to_latents(post.sample(eps));
+// The two sides of the guidance for one side's text.
+ConditioningRequest request_for(const GenerateParams& p, bool negative) {
+    ConditioningRequest r;
+    r.text = negative ? p.negative_prompt : p.prompt;
+    r.negative = negative;
+    r.syntax = p.syntax;
+    r.clip_skip = p.clip_skip;
+    r.class_label = p.class_label;
+    return r;
+}
+
+bool two_passes(GuidanceKind k, float cfg_scale) {
+    return (k == GuidanceKind::ClassifierFree || k == GuidanceKind::ClassConditional) && cfg_scale != 1.0f;
 }
 
 std::string format_float(float v) {
@@ -81,7 +106,7 @@ std::string format_float(float v) {
 
 }  // namespace
 
-void validate_params(const StableDiffusionModel& m, const GenerateParams& p) {
+void validate_params(const DiffusionModel& m, const GenerateParams& p) {
     const int64_t f = m.vae_scale();
     NUANCE_CHECK(p.width > 0 && p.height > 0 && p.width % f == 0 && p.height % f == 0, "size ", p.width, "x",
                  p.height, " is not a positive multiple of ", f);
@@ -97,8 +122,9 @@ void validate_params(const StableDiffusionModel& m, const GenerateParams& p) {
     NUANCE_CHECK(std::isfinite(p.strength), "strength must be in (0, 1], got ", p.strength);
     check_prompt_text(p.prompt, "prompt");
     check_prompt_text(p.negative_prompt, "negative prompt");
-    NUANCE_CHECK(p.clip_skip >= 0 && p.clip_skip < m.te1.model->config().layers, "clip skip must be in 0..",
-                 m.te1.model->config().layers - 1, ", got ", p.clip_skip);
+    NUANCE_CHECK(p.clip_skip >= 0, "clip skip must be >= 0, got ", p.clip_skip);
+    NUANCE_CHECK(p.class_label >= -1, "class label must be >= 0 (or -1: the model's default), got ", p.class_label);
+    m.validate_request(request_for(p, false));
     NUANCE_CHECK(!p.init_image || (p.strength > 0 && p.strength <= 1), "strength must be in (0, 1], got ", p.strength);
     NUANCE_CHECK(!p.init_image || (p.init_image->width > 0 && p.init_image->height > 0), "init image is empty");
     if (p.vae_tiling.enabled) validate_vae_tiling(p.vae_tiling, f);
@@ -112,79 +138,73 @@ void validate_params(const StableDiffusionModel& m, const GenerateParams& p) {
     resolve_sampler(p);
 }
 
-std::string a1111_infotext(const StableDiffusionModel& m, const GenerateParams& p, int64_t seed,
+std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int64_t seed,
                            const std::string& model_hash) {
     const ResolvedSampler r = resolve_sampler(p);
     std::string s = p.prompt;
     if (!p.negative_prompt.empty()) s += "\nNegative prompt: " + p.negative_prompt;
     s += str("\nSteps: ", p.steps, ", Sampler: ", r.info->display_name, ", Schedule type: ",
-             schedule_type_display_name(r.schedule), ", CFG scale: ", format_float(p.cfg_scale), ", Seed: ", seed,
-             ", Size: ", p.width, "x", p.height);
+             schedule_type_display_name(r.schedule));
+    // Distilled guidance is a model input (Forge writes "Distilled CFG Scale"); CFG is then 1 (one pass).
+    switch (m.guidance()) {
+        case GuidanceKind::Distilled: s += ", CFG scale: 1, Distilled CFG Scale: " + format_float(p.cfg_scale); break;
+        case GuidanceKind::None: s += ", CFG scale: 1"; break;
+        default: s += ", CFG scale: " + format_float(p.cfg_scale);
+    }
+    s += str(", Seed: ", seed, ", Size: ", p.width, "x", p.height);
     if (!model_hash.empty()) s += ", Model hash: " + model_hash.substr(0, 10);
     s += ", Model: " + m.name;
     if (p.init_image) s += ", Denoising strength: " + format_float(p.strength);
-    const int clip_skip = p.clip_skip > 0 ? p.clip_skip : m.default_clip_skip;
-    if (clip_skip > 1 && m.family == SDFamily::SD1) s += str(", Clip skip: ", clip_skip);
+    s += m.infotext_fields(request_for(p, false));
     if (p.eta >= 0) s += ", Eta: " + format_float(p.eta);
     if (p.rng == RngKind::Cpu) s += ", RNG: CPU";
     s += ", Version: nuance 0.1.0";
     return s;
 }
 
-std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const GenerateParams& p) {
+std::vector<GeneratedImage> generate(const DiffusionModel& m, const GenerateParams& p) {
     validate_params(m, p);
     const ResolvedSampler rs = resolve_sampler(p);
-    const NoiseSchedule ns = noise_schedule_for(m);
-    std::optional<Spacing> spacing;
-    std::optional<int> offset;
-    // A diffusers folder's scheduler config decides the spacing (diffusers parity, e.g. SDXL's "leading"); single
-    // files have none and get the sampler's own default (k-diffusion / A1111 style).
-    const std::string spacing_name = json_field<std::string>(m.scheduler_config, "timestep_spacing", "", "scheduler_config");
-    if (!spacing_name.empty()) {
-        spacing = parse_spacing(spacing_name);
-        offset = json_field(m.scheduler_config, "steps_offset", 0, "scheduler_config");
-    }
-    const Schedule full = make_sampler_schedule(*rs.info, ns, p.steps,
-                                                schedule_for_model(rs.schedule, m.family == SDFamily::SDXL), spacing,
-                                                offset, p.sigmas);
+    const Objective obj = m.objective();
+    const LatentFormat lf = m.latent_format();
+    const int64_t C = lf.channels, h = p.height / lf.downscale, w = p.width / lf.downscale;
+    const Schedule full = schedule_for(obj, rs, p, h, w);
 
-    ConditioningOptions co;
-    co.syntax = p.syntax;
-    co.clip_skip = p.clip_skip;
-    co.zero_empty = m.family == SDFamily::SDXL;
-    const bool use_cfg = p.cfg_scale != 1.0f;
+    const GuidanceKind kind = m.guidance();
+    const bool use_cfg = two_passes(kind, p.cfg_scale);
     const std::string weights_hint = "the model weights contain NaN/Inf?";
     auto check_cond = [&](const Conditioning& c, const char* what) {
-        check_finite(c.context, [&] { return str("the text encoder output for the ", what); }, weights_hint);
-        if (c.pooled.defined())
-            check_finite(c.pooled, [&] { return str("the pooled text embedding of the ", what); }, weights_hint);
+        for (const auto& [name, t] : c.tensors) {
+            if (!t.defined() || !dtype_is_float(t.dtype()))
+                continue;  // class labels, token ids
+            // SD's names keep their established wording; other families' tensors are named as they are.
+            check_finite(t, [&] {
+                return name == "context" ? str("the text encoder output for the ", what)
+                       : name == "pooled" ? str("the pooled text embedding of the ", what)
+                                          : str("the conditioning '", name, "' of the ", what);
+            }, weights_hint);
+        }
     };
-    Conditioning cond = encode_prompt(m, p.prompt, co);
+    const ConditioningRequest cond_req = request_for(p, false);
+    Conditioning cond = m.encode(cond_req);
     check_cond(cond, "prompt");
     Conditioning uncond;
     if (use_cfg) {
-        uncond = encode_prompt(m, p.negative_prompt, co);
+        uncond = m.encode(request_for(p, true));
         check_cond(uncond, "negative prompt");
-        match_chunk_counts(m, cond, uncond, co);
+        m.match_for_batch({&uncond, &cond}, cond_req);
     }
-    const int64_t C = m.latent_channels(), h = p.height / m.vae_scale(), w = p.width / m.vae_scale();
-    const Tensor context = use_cfg ? cat({uncond.context, cond.context}, 0) : cond.context;
-    UNetExtra extra;
-    if (m.family == SDFamily::SDXL) {
-        const int64_t B = use_cfg ? 2 : 1;
-        extra.text_embeds = use_cfg ? cat({uncond.pooled, cond.pooled}, 0) : cond.pooled;
-        std::vector<float> ids;
-        for (int64_t b = 0; b < B; ++b)
-            for (float v : {(float)p.height, (float)p.width, 0.0f, 0.0f, (float)p.height, (float)p.width}) ids.push_back(v);
-        extra.time_ids = Tensor::from_vector(ids, {B, 6});
-    }
+    const Conditioning batch = use_cfg ? m.batch_conditioning({&uncond, &cond}) : cond;
+    StepContext step_ctx;
+    step_ctx.width = p.width;
+    step_ctx.height = p.height;
+    step_ctx.guidance = kind == GuidanceKind::Distilled ? p.cfg_scale : 0.0f;
     const float cfg = p.cfg_scale;
     ModelFn model = [&](const Tensor& x_in, double t) {
-        const Tensor ts = Tensor::scalar((float)t);
-        if (!use_cfg) return m.unet->forward(x_in, ts, context, extra);
-        const Tensor out = m.unet->forward(cat({x_in, x_in}, 0), ts, context, extra);
+        if (!use_cfg) return m.predict(x_in, t, batch, step_ctx);
+        const Tensor out = m.predict(cat({x_in, x_in}, 0), t, batch, step_ctx);
         const Tensor u = out.select(0, 0).unsqueeze(0), c = out.select(0, 1).unsqueeze(0);
-        const Tensor g = u + (c - u) * cfg;  // eps_u + s (eps_c - eps_u)
+        const Tensor g = m.combine_guidance(u, c, cfg);  // eps_u + s (eps_c - eps_u) unless the family says otherwise
         return p.guidance_rescale > 0 ? rescale_noise_cfg(g, c, p.guidance_rescale) : g;
     };
     const std::string hash = m.file_hash();
@@ -197,7 +217,7 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         Schedule sched = full;
         Tensor x;
         if (p.init_image) {
-            const Tensor init = encode_init_image(m, *p.init_image, p.width, p.height, p.vae_tiling, *rng);
+            const Tensor init = m.encode_image(*p.init_image, p.width, p.height, p.vae_tiling, *rng);
             check_finite(init, [] { return std::string("the VAE encoding of the init image"); },
                          "the VAE weights contain NaN/Inf?");
             const int init_steps = std::min(p.steps, (int)((double)p.steps * p.strength));
@@ -205,14 +225,17 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
             NUANCE_CHECK(start < p.steps, "strength ", p.strength, " leaves no steps to run");
             sched = slice_schedule(full, start);
             const Tensor noise = p.initial_noise.defined() ? p.initial_noise : rng->randn({1, C, h, w});
-            x = init + noise * (float)sched.sigmas.front();
+            const float s0 = (float)sched.sigmas.front();
+            // VE: x = x0 + sigma eps; flow: x = (1 - sigma) x0 + sigma eps (diffusers scale_noise)
+            x = full.flow ? init * (1.0f - s0) + noise * s0 : init + noise * s0;
         } else {
             const Tensor noise = p.initial_noise.defined() ? p.initial_noise : rng->randn({1, C, h, w});
             NUANCE_CHECK(noise.shape() == (Shape{1, C, h, w}), "initial noise ", noise.shape(), " for latents [1, ", C,
                          ", ", h, ", ", w, "]");
             x = noise * (float)sched.init_noise_sigma;
         }
-        Denoiser den(model, parse_prediction(m.prediction), ns);
+        Denoiser den = obj.is_flow() ? Denoiser::flow(model, obj.flow_timestep_scale)
+                                     : Denoiser(model, obj.prediction, NoiseSchedule(obj.noise));
         den.set_schedule(sched);
         SamplerOptions so;
         so.rng = rng.get();
@@ -224,7 +247,7 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
                 return str(" at step ", step + 1, " of ", total, " (sigma ", format_float((float)sched.sigmas[(size_t)step]),
                            p.batch_count > 1 ? str(", image ", b + 1, " of ", p.batch_count) : std::string(), ")");
             };
-            check_finite(denoised, [&] { return "the UNet output" + at(); }, weights_hint);
+            check_finite(denoised, [&] { return "the " + m.network_name() + " output" + at(); }, weights_hint);
             check_finite(xs, [&] { return "the sampler's latents" + at(); },
                          "the sampler or its settings (eta, sigmas) produced NaN/Inf");
             if (!p.on_progress) return;
@@ -249,11 +272,10 @@ std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const Genera
         // One-shot callers (the CLI) let the UNet's and text encoders' packed weights go before the last decode: the
         // decoder's activations then reuse that memory (at 512² SD1.5 in bf16: 1.7 GB of packed UNet weights).
         if (p.release_weights_before_decode && b + 1 == p.batch_count) cpu::clear_packed_weights();
-        gi.decoded = m.pixel_space() ? pixel_space_decode(m, latents)
-                                     : vae_decode_tiled(*m.vae, m.vae->from_latents(latents), p.vae_tiling);
-        check_finite(gi.decoded, [&] { return str(m.pixel_space() ? "the decoded image " : "the VAE decoder output of image ",
+        gi.decoded = m.decode(latents, p.vae_tiling);
+        check_finite(gi.decoded, [&] { return str(lf.pixel_space ? "the decoded image " : "the VAE decoder output of image ",
                                                   b + 1, " (seed ", seed, ")"); },
-                     m.pixel_space() ? "the model weights contain NaN/Inf?" : "the VAE weights contain NaN/Inf?");
+                     lf.pixel_space ? "the model weights contain NaN/Inf?" : "the VAE weights contain NaN/Inf?");
         gi.image = tensor_to_image(gi.decoded);
         gi.infotext = a1111_infotext(m, p, seed, hash);
         if (p.on_image) p.on_image(gi);

@@ -1,4 +1,7 @@
-// txt2img / img2img for Stable Diffusion models: glue only (encode prompt -> sample -> decode), progress, cancel.
+// txt2img / img2img for any model family: glue only (encode prompt -> sample -> decode), progress, cancel, written
+// against the family-neutral DiffusionModel (models/diffusion_model.h). The guidance kind decides the passes (CFG:
+// uncond + cond in one batch; distilled: one pass with the scale as a model input), the objective the Denoiser (VP
+// or flow) and the schedule (VP: the sampler's; flow: make_flow_schedule with the model's static or dynamic shift).
 #pragma once
 #include <atomic>
 #include <functional>
@@ -8,9 +11,8 @@
 
 #include "core/rng.h"
 #include "io/image.h"
-#include "models/stable_diffusion.h"
+#include "models/diffusion_model.h"
 #include "models/vae/vae_tiling.h"
-#include "pipelines/conditioning.h"
 
 namespace nuance {
 
@@ -29,7 +31,7 @@ struct GenerateParams {
     std::string prompt, negative_prompt;
     int width = 512, height = 512;
     int steps = 20;
-    float cfg_scale = 7.0f;
+    float cfg_scale = 7.0f;    // CFG scale, or the distilled guidance (Flux-dev); ignored by GuidanceKind::None
     std::string sampler = "euler_a";
     std::string scheduler = "normal";
     float eta = -1.0f;         // < 0: the sampler's default (1 for ancestral, 0 for DDIM)
@@ -38,6 +40,7 @@ struct GenerateParams {
     int64_t seed = 42;         // >= 0 (callers turn "random" into a seed); seed + batch_count - 1 must fit int64
     int batch_count = 1;       // images made one after another with seeds seed, seed+1, ...
     int clip_skip = 0;         // 0: the model's default
+    int64_t class_label = -1;  // class-conditional models (DiT): the class; -1 = from the prompt / the model's default
     RngKind rng = RngKind::Cuda;  // A1111's default noise ("GPU"); RngKind::Cpu = ComfyUI / torch CPU
     PromptSyntax syntax = PromptSyntax::A1111;
     // img2img
@@ -63,19 +66,19 @@ struct GeneratedImage {
     int64_t seed = 0;
     std::string infotext;  // A1111 "parameters" text
     Tensor latents;        // final latents (scaled), [1, C, h, w]
-    Tensor decoded;        // VAE output before clamping, [1, 3, H, W]
+    Tensor decoded;        // decoder output before clamping, [1, 3, H, W]
 };
 
 // Validates params against the model (size multiple of the VAE factor, known sampler/schedule, finite floats,
 // prompts valid UTF-8 without NUL, seed range...). Throws Error.
-void validate_params(const StableDiffusionModel& m, const GenerateParams& p);
+void validate_params(const DiffusionModel& m, const GenerateParams& p);
 
 // Fails (ErrorCode::InvalidArgument) naming the stage when the conditioning, a step's latents or the decoded
 // image holds NaN/Inf (pipelines/finite_check.h): broken weights never give a silent black image.
-std::vector<GeneratedImage> generate(const StableDiffusionModel& m, const GenerateParams& p);
+std::vector<GeneratedImage> generate(const DiffusionModel& m, const GenerateParams& p);
 
 // A1111's infotext: "<prompt>\nNegative prompt: <neg>\nSteps: 20, Sampler: Euler a, Schedule type: ...".
-std::string a1111_infotext(const StableDiffusionModel& m, const GenerateParams& p, int64_t seed,
+std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int64_t seed,
                            const std::string& model_hash);
 
 }  // namespace nuance

@@ -7,31 +7,18 @@ namespace nuance::server {
 
 namespace {
 
-// Rows: latent channels; columns: R, G, B. A1111 modules/sd_vae_approx.py cheap_approximation().
-constexpr float kSd1Coefs[4][3] = {
-    {0.298f, 0.207f, 0.208f},
-    {0.187f, 0.286f, 0.173f},
-    {-0.158f, 0.189f, 0.264f},
-    {-0.184f, -0.271f, -0.473f},
-};
-constexpr float kSdxlCoefs[4][3] = {
-    {0.3448f, 0.4168f, 0.4395f},
-    {-0.1953f, -0.0290f, 0.0250f},
-    {0.1074f, 0.0886f, -0.0163f},
-    {-0.3730f, -0.2499f, -0.2088f},
-};
-
-Image map_latents(const Tensor& latents, SDFamily family, int target_side, float scale) {
+Image map_latents(const Tensor& latents, const LatentFormat& lf, int target_side, float scale) {
     Image out;
     Tensor x = latents;
     if (x.dim() == 4) {
         if (x.size(0) != 1) x = x.select(0, 0);
         else x = x.squeeze(0);
     }
-    if (x.dim() != 3 || x.size(0) != 4 || x.size(1) <= 0 || x.size(2) <= 0) return out;
+    const auto& m = lf.rgb_factors;
+    const int64_t C = (int64_t)m.size();
+    if (C == 0 || x.dim() != 3 || x.size(0) != C || x.size(1) <= 0 || x.size(2) <= 0) return out;
     const int h = (int)x.size(1), w = (int)x.size(2);
     const std::vector<float> v = x.f32().contiguous().to_vector();
-    const auto& m = family == SDFamily::SDXL ? kSdxlCoefs : kSd1Coefs;
     const int k = std::clamp(target_side / std::max(h, w), 1, 8);
     out.width = w * k;
     out.height = h * k;
@@ -43,7 +30,7 @@ Image map_latents(const Tensor& latents, SDFamily family, int target_side, float
             uint8_t rgb[3];
             for (int c = 0; c < 3; ++c) {
                 float s = 0;
-                for (int l = 0; l < 4; ++l) s += v[l * plane + (size_t)y * w + xx] * scale * m[l][c];
+                for (int64_t l = 0; l < C; ++l) s += v[(size_t)l * plane + (size_t)y * w + xx] * scale * m[(size_t)l][c];
                 const float u = std::clamp((s + 1.0f) * 0.5f, 0.0f, 1.0f);
                 rgb[c] = std::isfinite(u) ? (uint8_t)std::lround(u * 255.0f) : 0;
             }
@@ -58,14 +45,15 @@ Image map_latents(const Tensor& latents, SDFamily family, int target_side, float
 
 }  // namespace
 
-Image latent_preview(const Tensor& latents, SDFamily family, int target_side) {
-    return map_latents(latents, family, target_side, 1.0f);
+Image latent_preview(const Tensor& latents, const LatentFormat& lf, int target_side) {
+    return map_latents(latents, lf, target_side, 1.0f);
 }
 
-Image progress_preview(const Tensor& latents, double sigma, const Tensor* denoised, SDFamily family, int target_side) {
-    if (denoised && denoised->defined()) return map_latents(*denoised, family, target_side, 1.0f);
+Image progress_preview(const Tensor& latents, double sigma, const Tensor* denoised, const LatentFormat& lf,
+                       int target_side) {
+    if (denoised && denoised->defined()) return map_latents(*denoised, lf, target_side, 1.0f);
     const double s = std::isfinite(sigma) && sigma > 0 ? 1.0 / std::sqrt(1.0 + sigma * sigma) : 1.0;
-    return map_latents(latents, family, target_side, (float)s);
+    return map_latents(latents, lf, target_side, (float)s);
 }
 
 }  // namespace nuance::server

@@ -5,18 +5,18 @@
 #include <concepts>
 
 #include "io/image.h"
-#include "models/stable_diffusion.h"
+#include "models/diffusion_model.h"
 
 namespace nuance::server {
 
-// latents: [1, 4, h, w] (or [4, h, w]) in the UNet's latent space (already multiplied by the VAE scaling
-// factor), any float dtype. Returns an RGB image; width/height 0 when the latent space has no approximation
-// (channel count other than 4).
-Image latent_preview(const Tensor& latents, SDFamily family, int target_side = 256);
+// latents: [1, C, h, w] (or [C, h, w]) in the model's latent space (already multiplied by the VAE scaling
+// factor), any float dtype; `lf.rgb_factors` maps the C channels to RGB. Returns an RGB image; width/height 0 when
+// the latent space has no approximation (no factors, or a channel count other than theirs).
+Image latent_preview(const Tensor& latents, const LatentFormat& lf, int target_side = 256);
 
 // A preview from the sampler's current state: the x0 estimate when the pipeline reports one, else the noisy sample
 // x = x0 + sigma * eps rescaled to unit variance (x / sqrt(1 + sigma^2)).
-Image progress_preview(const Tensor& latents, double sigma, const Tensor* denoised, SDFamily family,
+Image progress_preview(const Tensor& latents, double sigma, const Tensor* denoised, const LatentFormat& lf,
                        int target_side = 256);
 
 // The x0 estimate of a GenerateProgress when the pipeline reports one (a `denoised` member), else nullptr.

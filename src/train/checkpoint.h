@@ -1,6 +1,6 @@
 // Training checkpoints and model export: safetensors files written atomically (temp file, fsync, rename: a crash
 // or a full disk leaves the previous file intact and no partial one), the run's options and state as JSON
-// metadata, and diffusers-layout component folders (config.json + f16 weights) that load_stable_diffusion reads.
+// metadata, and diffusers-layout component folders (config.json + f16 weights) that load_model reads.
 #pragma once
 #include <map>
 #include <memory>

@@ -15,7 +15,7 @@ UNetConfig unet_config_from_arch(const nlohmann::json& unet, int64_t in_channels
 ClipTextConfig clip_config_from_arch(const nlohmann::json& text_encoder);
 AutoencoderKLConfig vae_config_from_arch(const nlohmann::json& vae, int64_t image_channels);
 
-// diffusers config.json objects for an exported folder (what load_stable_diffusion reads back).
+// diffusers config.json objects for an exported folder (what load_model reads back).
 nlohmann::json unet_diffusers_config(const UNetConfig& c, int64_t sample_size);
 nlohmann::json vae_diffusers_config(const AutoencoderKLConfig& c, int64_t sample_size);
 nlohmann::json clip_hf_config(const ClipTextConfig& c);

@@ -116,7 +116,10 @@ TEST_F(Cli, UnknownFamily) {
     save_safetensors(path("other.safetensors"), {{"encoder.layer.0.weight", Tensor::zeros({2, 2})}});
     const CliRun r = run_cli(kGen + "-m " + path("other.safetensors") + " -p x");
     EXPECT_EQ(r.code, 1);
-    EXPECT_NE(r.out.find("unknown model family"), std::string::npos) << r.out;
+    // The registry's error (models/model_family.h): the families it knows and a sample of the keys it saw.
+    EXPECT_NE(r.out.find("unknown model layout in '" + path("other.safetensors") + "': no model family recognises "
+                         "it (known: sd1, sd2, sdxl"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("it holds 1 tensors, e.g. 'encoder.layer.0.weight'"), std::string::npos) << r.out;
 }
 
 TEST_F(Cli, UsageErrors) {

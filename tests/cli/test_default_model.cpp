@@ -9,7 +9,7 @@
 #include "../test_util.h"
 #include "io/image.h"
 #include "models/default_model.h"
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 #include "nuance.h"
 
 namespace nuance {

@@ -14,7 +14,7 @@
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 
 using namespace nuance;
 using ::testing::AllOf;

@@ -12,6 +12,7 @@
 #include "../test_util.h"
 #include "models/default_model.h"
 #include "models/model_defaults.h"
+#include "models/sd/stable_diffusion.h"
 #include "models/random_model.h"
 
 namespace nuance {

@@ -7,11 +7,11 @@
 
 #include "eval/golden_case.h"
 #include "io/safetensors.h"
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 #include "models/unet/unet_golden.h"
 #include "ops/ops.h"
 #include "pipelines/generate.h"
-#include "pipelines/conditioning.h"
+#include "models/sd/sd_conditioning.h"
 
 using namespace nuance;
 namespace fs = std::filesystem;

@@ -7,6 +7,7 @@
 
 #include "../test_util.h"
 #include "models/random_model.h"
+#include "models/sd/stable_diffusion.h"
 #include "pipelines/generate.h"
 
 namespace nuance {

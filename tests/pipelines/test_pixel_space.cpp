@@ -11,7 +11,7 @@
 #include "../train/data_test_util.h"
 #include "core/error.h"
 #include "io/image.h"
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 #include "pipelines/generate.h"
 #include "train/trainer.h"
 

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "models/random_model.h"
 #include "ops/elementwise.h"
+#include "models/sd/stable_diffusion.h"
 #include "pipelines/generate.h"
 
 using namespace nuance;

@@ -5,6 +5,7 @@
 
 #include "model_store.h"
 #include "request_parse.h"
+#include "models/sd/sd_family.h"
 #include "server/preview.h"
 #include "server_fixture.h"
 
@@ -87,12 +88,18 @@ TEST(ServerUnits, ModelStoreResolvesOnlyListedNames) {
     EXPECT_THAT(error_of([&] { one.resolve("other"); }), HasSubstr("not found"));
 }
 
+static LatentFormat sd_latents(SDFamily f) {
+    LatentFormat lf;
+    lf.rgb_factors = sd_latent_rgb_factors(f);
+    return lf;
+}
+
 TEST(ServerUnits, LatentPreviewUsesTheA1111Coefficients) {
     // Latents [1, 4, 2, 3]: channel 0 = 1 at pixel (0, 0), everything else 0.
     std::vector<float> v(4 * 2 * 3, 0.0f);
     v[0] = 1.0f;
     const Tensor lat = Tensor::from_vector(v, {1, 4, 2, 3});
-    const Image im = latent_preview(lat, SDFamily::SD1, 3);  // target 3 -> no upscale
+    const Image im = latent_preview(lat, sd_latents(SDFamily::SD1), 3);  // target 3 -> no upscale
     ASSERT_EQ(im.width, 3);
     ASSERT_EQ(im.height, 2);
     auto u8 = [](float s) { return (int)std::lround(std::clamp((s + 1.0f) * 0.5f, 0.0f, 1.0f) * 255.0f); };
@@ -100,20 +107,20 @@ TEST(ServerUnits, LatentPreviewUsesTheA1111Coefficients) {
     EXPECT_EQ(im.pixels[1], u8(0.207f));
     EXPECT_EQ(im.pixels[2], u8(0.208f));
     EXPECT_EQ(im.pixels[3], 128);  // zero latent -> mid grey
-    const Image xl = latent_preview(lat, SDFamily::SDXL, 3);
+    const Image xl = latent_preview(lat, sd_latents(SDFamily::SDXL), 3);
     EXPECT_EQ(xl.pixels[0], u8(0.3448f));
     // Upscaled by an integer factor towards the target side (at most 8x).
-    const Image big = latent_preview(lat, SDFamily::SD1, 256);
+    const Image big = latent_preview(lat, sd_latents(SDFamily::SD1), 256);
     EXPECT_EQ(big.width, 24);
     EXPECT_EQ(big.height, 16);
     EXPECT_EQ(big.pixels[0], im.pixels[0]);
     // Noisy samples are rescaled by 1/sqrt(1 + sigma^2).
     const Image noisy = progress_preview(Tensor::from_vector(std::vector<float>(24, 2.0f), {1, 4, 2, 3}), std::sqrt(3.0),
-                                         nullptr, SDFamily::SD1, 3);
+                                         nullptr, sd_latents(SDFamily::SD1), 3);
     EXPECT_EQ(noisy.pixels[0], u8(0.298f + 0.187f - 0.158f - 0.184f));
     // Other latent spaces (e.g. 16 channels) have no approximation.
-    EXPECT_EQ(latent_preview(Tensor::zeros({1, 16, 2, 2}), SDFamily::SD1).width, 0);
-    EXPECT_EQ(latent_preview(Tensor::zeros({4}), SDFamily::SD1).width, 0);
+    EXPECT_EQ(latent_preview(Tensor::zeros({1, 16, 2, 2}), sd_latents(SDFamily::SD1)).width, 0);
+    EXPECT_EQ(latent_preview(Tensor::zeros({4}), sd_latents(SDFamily::SD1)).width, 0);
 }
 
 TEST(ServerUnits, RequestParsingDefaultsAndLimits) {

@@ -13,7 +13,7 @@
 #include "data_test_util.h"
 #include "core/mt19937.h"
 #include "io/safetensors.h"
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 #include "nn/module.h"
 #include "ops/elementwise.h"
 #include "pipelines/generate.h"

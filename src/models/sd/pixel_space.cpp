@@ -1,5 +1,5 @@
 // Shape letters: C image channels (1 or 3), H/W image size.
-#include "pipelines/pixel_space.h"
+#include "models/sd/pixel_space.h"
 
 #include "core/error.h"
 #include "ops/elementwise.h"

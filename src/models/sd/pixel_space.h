@@ -4,7 +4,7 @@
 #pragma once
 #include "core/tensor.h"
 #include "io/image.h"
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 
 namespace nuance {
 

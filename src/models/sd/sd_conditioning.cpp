@@ -1,4 +1,4 @@
-#include "pipelines/conditioning.h"
+#include "models/sd/sd_conditioning.h"
 
 #include "ops/ops.h"
 #include "text/prompt_parser.h"
@@ -53,9 +53,9 @@ EncodedChunks encode_chunks(const TextEncoderSlot& te, const PromptChunks& pc, i
 
 }  // namespace
 
-Conditioning encode_prompt(const StableDiffusionModel& m, const std::string& prompt, const ConditioningOptions& o) {
+SDConditioning encode_prompt(const StableDiffusionModel& m, const std::string& prompt, const ConditioningOptions& o) {
     const int clip_skip = o.clip_skip > 0 ? o.clip_skip : m.default_clip_skip;
-    Conditioning c;
+    SDConditioning c;
     if (m.family != SDFamily::SDXL) {
         const PromptChunks pc = chunks_for(m.te1, prompt, o.syntax);
         c.context = cat(encode_chunks(m.te1, pc, clip_skip, false, false).hidden, 1);
@@ -77,11 +77,11 @@ Conditioning encode_prompt(const StableDiffusionModel& m, const std::string& pro
     return c;
 }
 
-void match_chunk_counts(const StableDiffusionModel& m, Conditioning& a, Conditioning& b, const ConditioningOptions& o) {
+void match_chunk_counts(const StableDiffusionModel& m, SDConditioning& a, SDConditioning& b, const ConditioningOptions& o) {
     if (a.chunks() == b.chunks()) return;
-    Conditioning& shorter = a.chunks() < b.chunks() ? a : b;
+    SDConditioning& shorter = a.chunks() < b.chunks() ? a : b;
     const int64_t missing = std::max(a.chunks(), b.chunks()) - shorter.chunks();
-    Conditioning empty = encode_prompt(m, "", o);
+    SDConditioning empty = encode_prompt(m, "", o);
     std::vector<Tensor> parts{shorter.context};
     for (int64_t i = 0; i < missing; ++i) parts.push_back(empty.context);
     shorter.context = cat(parts, 1);

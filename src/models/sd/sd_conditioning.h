@@ -3,16 +3,11 @@
 #pragma once
 #include <string>
 
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 
 namespace nuance {
 
-enum class PromptSyntax {
-    A1111,    // (word:1.2), [word], BREAK, chunks of 75 tokens (A1111 / sd.cpp behaviour)
-    Literal,  // the text as the reference tokenizer sees it: no syntax, truncated to 75 tokens (diffusers)
-};
-
-struct Conditioning {
+struct SDConditioning {
     Tensor context;  // [1, 77 * chunks, D] (D = sum of the encoders' widths)
     Tensor pooled;   // [1, P] SDXL pooled text embedding; undefined otherwise
     int64_t chunks() const { return context.size(1) / 77; }
@@ -24,9 +19,9 @@ struct ConditioningOptions {
     bool zero_empty = false;  // SDXL (diffusers force_zeros_for_empty_prompt): an empty prompt gives zeros
 };
 
-Conditioning encode_prompt(const StableDiffusionModel& m, const std::string& prompt, const ConditioningOptions& o);
+SDConditioning encode_prompt(const StableDiffusionModel& m, const std::string& prompt, const ConditioningOptions& o);
 
 // Pads the shorter context with empty-prompt chunks so cond and uncond can share a batch (A1111 does the same).
-void match_chunk_counts(const StableDiffusionModel& m, Conditioning& a, Conditioning& b, const ConditioningOptions& o);
+void match_chunk_counts(const StableDiffusionModel& m, SDConditioning& a, SDConditioning& b, const ConditioningOptions& o);
 
 }  // namespace nuance

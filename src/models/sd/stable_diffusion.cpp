@@ -1,4 +1,4 @@
-#include "models/stable_diffusion.h"
+#include "models/sd/stable_diffusion.h"
 
 #include "backends/cpu/dnnl_context.h"
 
@@ -243,10 +243,9 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
     return m;
 }
 
-StableDiffusionModel load_single_file(const std::string& path, const ModelLoadOptions& o) {
+StableDiffusionModel load_single_file(const std::string& path, const WeightFile& wf, const ModelLoadOptions& o) {
     const Precision prec = cpu::resolve_precision(o.precision);
     StableDiffusionModel m;
-    WeightFile wf = load_weights(path);
     if (!is_original_layout(wf.tensors)) {
         std::set<std::string> prefixes;
         for (const auto& [k, _] : wf.tensors) {
@@ -287,10 +286,16 @@ StableDiffusionModel load_single_file(const std::string& path, const ModelLoadOp
 
 }  // namespace
 
-StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelLoadOptions& o) {
-    const bool folder = is_directory(path);
-    if (!folder) require_regular_file(path, "model");  // says what it is: missing, a FIFO, a symlink loop ...
-    StableDiffusionModel m = folder ? load_diffusers_folder(path, o) : load_single_file(path, o);
+std::unique_ptr<StableDiffusionModel> load_stable_diffusion(const ModelSource& src, const ModelLoadOptions& o) {
+    const std::string& path = src.path;
+    for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--clip-l", &o.clip_l},
+                                      {"--clip-g", &o.clip_g}, {"--t5xxl", &o.t5xxl}})
+        NUANCE_CHECK_CODE(value->empty(), Unsupported, flag, " '", *value, "': the Stable Diffusion families (",
+                          "sd1, sd2, sdxl) take their text encoders from the checkpoint '", path, "'");
+    auto mp = std::make_unique<StableDiffusionModel>(
+        src.folder() ? load_diffusers_folder(path, o)
+                     : load_single_file(path, src.file ? *src.file : load_weights(path), o));
+    StableDiffusionModel& m = *mp;
     m.path = path;
     m.name = stem(path);
     m.precision = cpu::resolve_precision(o.precision);
@@ -306,16 +311,11 @@ StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelL
     const int64_t ctx = m.te1.model->config().hidden + (m.te2.model ? m.te2.model->config().hidden : 0);
     NUANCE_CHECK(m.unet->config().cross_attention_dim == ctx, "model '", path, "': UNet expects ",
                  m.unet->config().cross_attention_dim, "-wide text conditioning, the text encoders give ", ctx);
-    return m;
+    return mp;
 }
 
-std::string StableDiffusionModel::file_hash() const {
-    std::lock_guard<std::mutex> lock(hash_->mu);
-    if (!hash_->done) {
-        hash_->value = file_exists(path) ? file_sha256(path) : std::string();
-        hash_->done = true;
-    }
-    return hash_->value;
+StableDiffusionModel load_stable_diffusion(const std::string& path, const ModelLoadOptions& o) {
+    return std::move(*load_stable_diffusion(open_model_source(path), o));
 }
 
 std::string StableDiffusionModel::describe() const {

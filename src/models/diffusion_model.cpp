@@ -1,0 +1,88 @@
+// The family-neutral parts of DiffusionModel: conditioning batching, guidance, hash, component sizes.
+#include "models/diffusion_model.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "io/weights.h"
+#include "nn/module.h"
+#include "ops/elementwise.h"
+#include "ops/shape_ops.h"
+
+namespace nuance {
+
+const char* guidance_kind_name(GuidanceKind k) {
+    switch (k) {
+        case GuidanceKind::ClassifierFree: return "cfg";
+        case GuidanceKind::Distilled: return "distilled";
+        case GuidanceKind::None: return "none";
+        case GuidanceKind::ClassConditional: return "class_cfg";
+    }
+    return "?";
+}
+
+bool Conditioning::has(const std::string& n) const {
+    auto it = tensors.find(n);
+    return it != tensors.end() && it->second.defined();
+}
+
+const Tensor& Conditioning::at(const std::string& n) const {
+    auto it = tensors.find(n);
+    if (it == tensors.end() || !it->second.defined()) {
+        std::string names;
+        for (const auto& [k, v] : tensors) names += str(names.empty() ? "" : ", ", k);
+        fail(ErrorCode::Internal, "conditioning has no tensor '", n, "' (it has: ", names.empty() ? "none" : names,
+             ")");
+    }
+    return it->second;
+}
+
+void DiffusionModel::match_for_batch(const std::vector<Conditioning*>&, const ConditioningRequest&) const {}
+
+Conditioning DiffusionModel::batch_conditioning(const std::vector<const Conditioning*>& rows) const {
+    NUANCE_CHECK_CODE(!rows.empty(), Internal, "batch_conditioning: no rows");
+    if (rows.size() == 1) return *rows[0];
+    Conditioning out;
+    for (const auto& [name, t0] : rows[0]->tensors) {
+        if (!t0.defined()) continue;
+        std::vector<Tensor> parts;
+        for (const Conditioning* c : rows) {
+            const Tensor& t = c->at(name);
+            NUANCE_CHECK_CODE(t.dim() == t0.dim() && t.dim() >= 1 &&
+                                  std::equal(t.shape().begin() + 1, t.shape().end(), t0.shape().begin() + 1),
+                              Internal, "batch_conditioning: '", name, "' rows ", t0.shape(), " and ", t.shape(),
+                              " do not stack");
+            parts.push_back(t);
+        }
+        out.tensors[name] = cat(parts, 0);
+    }
+    return out;
+}
+
+Tensor DiffusionModel::combine_guidance(const Tensor& u, const Tensor& c, float scale) const {
+    return u + (c - u) * scale;  // eps_u + s (eps_c - eps_u)
+}
+
+std::string DiffusionModel::file_hash() const {
+    std::lock_guard<std::mutex> lock(hash_->mu);
+    if (!hash_->done) {
+        hash_->value = file_exists(path) ? file_sha256(path) : std::string();
+        hash_->done = true;
+    }
+    return hash_->value;
+}
+
+int64_t parameter_count(Module& m) {
+    int64_t n = 0;
+    for_each_param(m, [&](const std::string&, Param& p) { n += p.value.defined() ? p.value.numel() : 0; });
+    return n;
+}
+
+std::vector<ComponentInfo> DiffusionModel::components() const {
+    std::vector<ComponentInfo> out;
+    for (auto& [name, mod] : const_cast<DiffusionModel*>(this)->modules())
+        if (mod) out.push_back({name, parameter_count(*mod)});
+    return out;
+}
+
+}  // namespace nuance

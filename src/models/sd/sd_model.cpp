@@ -1,0 +1,160 @@
+// StableDiffusionModel as a DiffusionModel: latent format, objective, conditioning, predict, VAE (SD1.x/2.x/XL).
+// Shape letters: B batch (uncond + cond rows), C latent channels, h/w latent size, H/W image size, L tokens.
+#include <cstdio>
+
+#include "io/json_field.h"
+#include "io/weights.h"
+#include "models/model_defaults.h"
+#include "models/sd/pixel_space.h"
+#include "models/sd/sd_conditioning.h"
+#include "models/sd/sd_family.h"
+#include "models/sd/stable_diffusion.h"
+#include "ops/ops.h"
+
+namespace nuance {
+
+namespace {
+
+ConditioningOptions options_of(const StableDiffusionModel& m, const ConditioningRequest& r) {
+    ConditioningOptions co;
+    co.syntax = r.syntax;
+    co.clip_skip = r.clip_skip;
+    co.zero_empty = m.family == SDFamily::SDXL;  // diffusers force_zeros_for_empty_prompt
+    return co;
+}
+
+}  // namespace
+
+std::string StableDiffusionModel::variant() const {
+    switch (family) {
+        case SDFamily::SD1: return pixel_space() ? "sd1-pixel" : "sd15";
+        case SDFamily::SD2: return prediction == "v_prediction" ? "sd2-v" : "sd2";
+        case SDFamily::SDXL: return "sdxl";
+    }
+    return "?";
+}
+
+std::vector<std::pair<std::string, Module*>> StableDiffusionModel::modules() {
+    std::vector<std::pair<std::string, Module*>> out{{"text_encoder", te1.model.get()}};
+    if (te2.model) out.push_back({"text_encoder_2", te2.model.get()});
+    out.push_back({"unet", unet.get()});
+    if (vae) out.push_back({"vae", vae.get()});
+    return out;
+}
+
+LatentFormat StableDiffusionModel::latent_format() const {
+    LatentFormat f;
+    if (!vae) {  // pixel space: the image itself
+        f.channels = unet->config().in_channels;
+        f.downscale = 1;
+        f.scaling_factor = 1.0f;
+        f.pixel_space = true;
+        return f;
+    }
+    f.channels = vae->config().latent_channels;
+    f.downscale = vae->config().downscale();
+    f.scaling_factor = vae->scaling_factor();
+    f.shift_factor = vae->shift_factor();
+    if (f.channels == 4) f.rgb_factors = sd_latent_rgb_factors(family);
+    return f;
+}
+
+Objective StableDiffusionModel::objective() const {
+    Objective o;
+    o.prediction = parse_prediction(prediction);
+    // The scheduler config may be set in code or come from a request: wrong types are named errors, not nlohmann's.
+    const auto& j = scheduler_config;
+    constexpr std::string_view where = "scheduler_config";
+    NoiseScheduleConfig& c = o.noise;
+    c.beta_start = json_field(j, "beta_start", c.beta_start, where);
+    c.beta_end = json_field(j, "beta_end", c.beta_end, where);
+    c.num_train_timesteps = json_field(j, "num_train_timesteps", c.num_train_timesteps, where);
+    if (json_field<std::string>(j, "beta_schedule", "scaled_linear", where) == "linear")
+        c.beta_schedule = BetaSchedule::Linear;
+    if (json_field(j, "rescale_betas_zero_snr", false, where)) c.rescale_zero_snr = true;
+    // A diffusers folder's scheduler config decides the spacing (diffusers parity, e.g. SDXL's "leading"); single
+    // files have none and get the sampler's own default (k-diffusion / A1111 style).
+    const std::string spacing = json_field<std::string>(j, "timestep_spacing", "", where);
+    if (!spacing.empty()) {
+        o.spacing = parse_spacing(spacing);
+        o.steps_offset = json_field(j, "steps_offset", 0, where);
+    }
+    o.sdxl_tables = family == SDFamily::SDXL;
+    return o;
+}
+
+void StableDiffusionModel::validate_request(const ConditioningRequest& r) const {
+    NUANCE_CHECK(r.clip_skip >= 0 && r.clip_skip < te1.model->config().layers, "clip skip must be in 0..",
+                 te1.model->config().layers - 1, ", got ", r.clip_skip);
+}
+
+Conditioning StableDiffusionModel::encode(const ConditioningRequest& r) const {
+    const SDConditioning c = encode_prompt(*this, r.text, options_of(*this, r));
+    Conditioning out;
+    out["context"] = c.context;                     // [1, 77k, D]
+    if (c.pooled.defined()) out["pooled"] = c.pooled;  // [1, P] (SDXL)
+    return out;
+}
+
+void StableDiffusionModel::match_for_batch(const std::vector<Conditioning*>& rows,
+                                           const ConditioningRequest& like) const {
+    // Pads shorter contexts with empty-prompt chunks so the rows share a batch (A1111 does the same).
+    int64_t most = 0;
+    for (const Conditioning* c : rows) most = std::max(most, c->at("context").size(1));
+    Tensor empty;
+    for (Conditioning* c : rows) {
+        const Tensor ctx = c->at("context");
+        if (ctx.size(1) == most) continue;
+        if (!empty.defined()) {
+            ConditioningRequest e = like;
+            e.text.clear();
+            empty = encode_prompt(*this, "", options_of(*this, e)).context;
+        }
+        std::vector<Tensor> parts{ctx};
+        for (int64_t n = ctx.size(1); n < most; n += empty.size(1)) parts.push_back(empty);
+        (*c)["context"] = cat(parts, 1);
+    }
+}
+
+Tensor StableDiffusionModel::predict(const Tensor& x_in, double timestep, const Conditioning& cond,
+                                     const StepContext& step) const {
+    const int64_t B = x_in.size(0);
+    UNetExtra extra;
+    if (family == SDFamily::SDXL) {  // ADM conditioning: pooled text + (original size, crop, target size) ids
+        extra.text_embeds = cond.at("pooled");  // [B, 1280]
+        std::vector<float> ids;
+        const float H = (float)step.height, W = (float)step.width;
+        for (int64_t b = 0; b < B; ++b)
+            for (float v : {H, W, 0.0f, 0.0f, H, W}) ids.push_back(v);
+        extra.time_ids = Tensor::from_vector(ids, {B, 6});
+    }
+    return unet->forward(x_in, Tensor::scalar((float)timestep), cond.at("context"), extra);  // [B, C, h, w]
+}
+
+Tensor StableDiffusionModel::decode(const Tensor& latents, const VaeTiling& tiling) const {
+    if (pixel_space()) return pixel_space_decode(*this, latents);
+    return vae_decode_tiled(*vae, vae->from_latents(latents), tiling);
+}
+
+Tensor StableDiffusionModel::encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const {
+    if (pixel_space()) return pixel_space_encode(*this, img, w, h);  // no VAE: no encoder draw either
+    const Image sized = (img.width == w && img.height == h) ? img : resize_image(img, w, h);
+    const Tensor x = image_to_tensor(sized);                         // [1, 3, H, W] in [-1, 1]
+    const DiagonalGaussian post = vae_encode_tiled(*vae, x, tiling);  // plain encode unless tiling is on
+    const Tensor eps = rng.randn(post.mean.shape());  // diffusers: latent_dist.sample(generator) draws first
+    return vae->to_latents(post.sample(eps));
+}
+
+std::string StableDiffusionModel::infotext_fields(const ConditioningRequest& r) const {
+    const int clip_skip = r.clip_skip > 0 ? r.clip_skip : default_clip_skip;
+    return clip_skip > 1 && family == SDFamily::SD1 ? str(", Clip skip: ", clip_skip) : std::string();
+}
+
+GenerationDefaults StableDiffusionModel::generation_defaults() const {
+    GenerationDefaults d = sd_family_defaults(family, prediction == "v_prediction");
+    if (native_size >= 8 && native_size <= 16384) d.width = d.height = native_size;
+    if (is_directory(path)) apply_folder_defaults(path, d);
+    return d;
+}
+
+}  // namespace nuance
