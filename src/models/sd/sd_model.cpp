@@ -1,7 +1,5 @@
 // StableDiffusionModel as a DiffusionModel: latent format, objective, conditioning, predict, VAE (SD1.x/2.x/XL).
 // Shape letters: B batch (uncond + cond rows), C latent channels, h/w latent size, H/W image size, L tokens.
-#include <cstdio>
-
 #include "io/json_field.h"
 #include "io/weights.h"
 #include "models/model_defaults.h"
