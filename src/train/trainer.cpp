@@ -375,7 +375,7 @@ struct TrainRun {
         write_component(dir + "/text_encoder", *te, "model.safetensors", clip_hf_config(te->config()));
         if (vae) export_vae(*vae, dir + "/vae", o.resolution);
         // ddpm: diffusers' DDPMPipeline layout (unet/ + scheduler/ with a DDPMScheduler, no vae/), plus the text
-        // encoder of its class-name captions; generate detects it by the missing VAE (pipelines/pixel_space.h).
+        // encoder of its class-name captions; generate detects it by the missing VAE (models/sd/pixel_space.h).
         const bool pixel = o.model == "ddpm";
         const char* sched_class = pixel ? "DDPMScheduler" : "DDIMScheduler";
         nlohmann::json sched = {{"_class_name", sched_class}, {"num_train_timesteps", 1000},
