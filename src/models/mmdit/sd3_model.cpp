@@ -1,0 +1,175 @@
+// SD3Model: conditioning (StableDiffusion3Pipeline.encode_prompt), predict, VAE, defaults.
+// Shape letters: B batch (uncond + cond rows), C latent channels (16), h/w latent size, L tokens, D widths.
+#include "models/mmdit/sd3_model.h"
+
+#include <sstream>
+
+#include "io/weights.h"
+#include "models/mmdit/mmdit_presets.h"
+#include "models/model_defaults.h"
+#include "models/t5/t5_loader.h"
+#include "ops/ops.h"
+
+namespace nuance {
+
+namespace {
+
+struct ClipOut {
+    Tensor hidden;  // [1, 77, D] hidden_states[-2], no final LayerNorm
+    Tensor pooled;  // [1, P] text_embeds (the projection of the first EOS token's final state)
+};
+
+// diffusers _get_clip_prompt_embeds: tokenizer(padding="max_length", max_length=77, truncation=True), then
+// hidden_states[-2] and the projected pooled output. The text is taken literally (diffusers has no prompt syntax).
+ClipOut encode_clip(const SD3ClipSlot& s, const std::string& text) {
+    const std::vector<int64_t> ids = s.tokenizer().encode_padded(text, s.pad_id);
+    const ClipTextOutput o = s.model->forward(Tensor::from_ids(ids, {1, (int64_t)ids.size()}));
+    return {o.hidden_states[o.hidden_states.size() - 2], o.text_embeds.defined() ? o.text_embeds : o.pooled};
+}
+
+bool same_config(const MMDiTConfig& a, const MMDiTConfig& b) {
+    return a.hidden == b.hidden && a.depth == b.depth && a.qk_norm == b.qk_norm &&
+           a.dual_attention_layers == b.dual_attention_layers && a.joint_attention_dim == b.joint_attention_dim &&
+           a.pooled_projection_dim == b.pooled_projection_dim;
+}
+
+}  // namespace
+
+std::string sd3_variant_of(const MMDiTConfig& c) {
+    for (const char* v : {"sd3.5-large", "sd3.5-medium", "sd3-medium"})
+        if (same_config(c, mmdit_preset(v))) return v;
+    if (c.qk_norm) return c.dual_attention_layers.empty() ? "sd3.5-large" : "sd3.5-medium";  // same kind, other size
+    return "sd3";
+}
+
+GenerationDefaults sd3_variant_defaults(const std::string& variant) {
+    GenerationDefaults d;
+    d.width = d.height = 1024;
+    d.sampler = "euler";  // FlowMatchEulerDiscreteScheduler
+    d.scheduler = "";
+    if (variant == "sd3.5-large") {
+        d.steps = 28;
+        d.cfg_scale = 3.5f;
+    } else if (variant == "sd3.5-medium") {
+        d.steps = 40;
+        d.cfg_scale = 4.5f;
+    } else {  // sd3-medium card: 28 steps, guidance 7
+        d.steps = 28;
+        d.cfg_scale = 7.0f;
+    }
+    d.prompt = "a photo of a cat holding a sign that says hello world";
+    return d;
+}
+
+std::vector<std::pair<std::string, Module*>> SD3Model::modules() {
+    std::vector<std::pair<std::string, Module*>> out{{"text_encoder", clip_l.model.get()},
+                                                     {"text_encoder_2", clip_g.model.get()}};
+    if (t5) out.push_back({"text_encoder_3", t5.get()});
+    out.push_back({"transformer", transformer.get()});
+    out.push_back({"vae", vae.get()});
+    return out;
+}
+
+std::string SD3Model::describe() const {
+    std::ostringstream s;
+    s << "family: sd3\n"
+      << "variant: " << variant_name << "\n"
+      << "transformer: " << transformer->config().describe() << "\n"
+      << "text encoders: CLIP-L (" << clip_l.model->config().hidden << ", " << clip_l.source << "), CLIP-G ("
+      << clip_g.model->config().hidden << ", " << clip_g.source << "), T5 ("
+      << (t5 ? str(t5->config().d_model, ", ", t5_source) : std::string("none: zeros, pass --t5xxl")) << ")\n"
+      << "objective: flow matching, shift " << shift << "\n"
+      << "latents: " << latent_format().channels << " ch, scale " << vae->scaling_factor() << ", shift "
+      << vae->shift_factor() << "\n";
+    return s.str();
+}
+
+void SD3Model::check_widths() const {
+    const MMDiTConfig& c = transformer->config();
+    const int64_t dl = clip_l.model->config().hidden, dg = clip_g.model->config().hidden;
+    NUANCE_CHECK(dl + dg <= c.joint_attention_dim, "SD3: the CLIP-L (", dl, ") and CLIP-G (", dg,
+                 ") widths add up to more than the transformer's context width ", c.joint_attention_dim);
+    if (t5)
+        NUANCE_CHECK(t5->config().d_model == c.joint_attention_dim, "SD3: the T5 encoder's width ",
+                     t5->config().d_model, " (", t5_source, ") is not the transformer's context width ",
+                     c.joint_attention_dim);
+    auto proj = [](const SD3ClipSlot& s) {
+        const int64_t p = s.model->config().projection_dim;
+        return p > 0 ? p : s.model->config().hidden;
+    };
+    NUANCE_CHECK(proj(clip_l) + proj(clip_g) == c.pooled_projection_dim, "SD3: the CLIP-L (", proj(clip_l),
+                 ") and CLIP-G (", proj(clip_g), ") pooled widths do not add up to the transformer's pooled width ",
+                 c.pooled_projection_dim);
+    NUANCE_CHECK(vae->config().latent_channels == c.in_channels, "SD3: the VAE has ", vae->config().latent_channels,
+                 " latent channels, the transformer takes ", c.in_channels);
+}
+
+LatentFormat SD3Model::latent_format() const {
+    LatentFormat f;
+    f.channels = vae->config().latent_channels;
+    f.downscale = vae->config().downscale();
+    f.scaling_factor = vae->scaling_factor();
+    f.shift_factor = vae->shift_factor();
+    if (f.channels == 16)  // ComfyUI comfy/latent_formats.py SD3.latent_rgb_factors
+        f.rgb_factors = {{-0.0922f, -0.0175f, 0.0749f}, {0.0311f, 0.0633f, 0.0954f},  {0.1994f, 0.0927f, 0.0458f},
+                         {0.0856f, 0.0339f, 0.0902f},   {0.0587f, 0.0272f, -0.0496f}, {-0.0006f, 0.1104f, 0.0309f},
+                         {0.0978f, 0.0306f, 0.0427f},   {-0.0042f, 0.1038f, 0.1358f}, {-0.0194f, 0.0020f, 0.0669f},
+                         {-0.0488f, 0.0130f, -0.0268f}, {0.0922f, 0.0988f, 0.0951f},  {-0.0278f, 0.0524f, -0.0542f},
+                         {0.0332f, 0.0456f, 0.0895f},   {-0.0069f, -0.0030f, -0.0810f}, {-0.0596f, -0.0465f, -0.0293f},
+                         {-0.1448f, -0.1463f, -0.1189f}};
+    return f;
+}
+
+Objective SD3Model::objective() const {
+    Objective o;
+    o.prediction = Prediction::Flow;
+    o.flow.shift = shift;
+    o.flow.dynamic = false;
+    o.flow_timestep_scale = 1000.0;
+    return o;
+}
+
+Conditioning SD3Model::encode(const ConditioningRequest& r) const {
+    // The negative side is encoded as text too (diffusers: negative_prompt "" -> the empty string's embeddings).
+    const ClipOut l = encode_clip(clip_l, r.text), g = encode_clip(clip_g, r.text);
+    const int64_t D = transformer->config().joint_attention_dim;
+    Tensor clip = cat({l.hidden.f32(), g.hidden.f32()}, 2);  // [1, 77, Dl + Dg]
+    const int64_t extra = D - clip.size(2);
+    if (extra > 0) clip = cat({clip, Tensor::zeros({1, clip.size(1), extra})}, 2);  // [1, 77, D]
+    const Tensor t5_part = t5 ? encode_t5_prompts(*t5, {r.text}, t5_max_length).f32()
+                              : Tensor::zeros({1, (int64_t)t5_max_length, D});  // [1, 256, D]
+    Conditioning c;
+    c["context"] = cat({clip, t5_part}, 1);                   // [1, 77 + 256, D]
+    c["pooled"] = cat({l.pooled.f32(), g.pooled.f32()}, 1);  // [1, Pl + Pg]
+    return c;
+}
+
+Tensor SD3Model::predict(const Tensor& x_in, double timestep, const Conditioning& cond, const StepContext&) const {
+    const int64_t B = x_in.size(0);
+    const Tensor t = Tensor::full({B}, (float)timestep);  // diffusers: timestep.expand(B)
+    return transformer->forward(x_in, t, cond.at("context"), cond.at("pooled"));  // [B, C, h, w] velocity
+}
+
+Tensor SD3Model::decode(const Tensor& latents, const VaeTiling& tiling) const {
+    return vae_decode_tiled(*vae, vae->from_latents(latents), tiling);
+}
+
+Tensor SD3Model::encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const {
+    const Image sized = (img.width == w && img.height == h) ? img : resize_image(img, w, h);
+    const DiagonalGaussian post = vae_encode_tiled(*vae, image_to_tensor(sized), tiling);
+    const Tensor eps = rng.randn(post.mean.shape());  // diffusers: latent_dist.sample(generator)
+    return vae->to_latents(post.sample(eps));
+}
+
+std::string SD3Model::infotext_fields(const ConditioningRequest&) const {
+    return t5 ? std::string() : std::string(", T5: none");
+}
+
+GenerationDefaults SD3Model::generation_defaults() const {
+    GenerationDefaults d = sd3_variant_defaults(variant_name);
+    if (native_size >= 8 && native_size <= 16384) d.width = d.height = native_size;
+    if (is_directory(path)) apply_folder_defaults(path, d);
+    return d;
+}
+
+}  // namespace nuance
