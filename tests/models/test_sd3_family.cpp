@@ -336,6 +336,18 @@ TEST(SD3Family, IncompleteFilesNameWhatIsMissingAndTheFlag) {
               "SD3: the CLIP-L (16) and CLIP-G (16) pooled widths do not add up to the transformer's pooled width 24");
 }
 
+TEST(SD3Family, RequestOptionsItCannotUseAreRefused) {
+    const auto m = load_model(write_all_in_one("aio_request.safetensors"));
+    GenerateParams g = tiny_params();
+    g.clip_skip = 2;
+    EXPECT_EQ(error_of([&] { generate(*m, g); }),
+              "clip skip 2: SD3 always takes both CLIP encoders' penultimate layer (as diffusers does); leave clip skip "
+              "out");
+    g.clip_skip = 0;
+    g.class_label = 3;
+    EXPECT_EQ(error_of([&] { generate(*m, g); }), "class label 3: SD3 is conditioned on text, not on a class");
+}
+
 TEST(SD3Family, FolderErrorsNameTheFileAndField) {
     const std::string root = write_folder("bad_sched");
     write_text(root + "/scheduler/scheduler_config.json", R"({"shift": "three"})");

@@ -129,6 +129,12 @@ Objective SD3Model::objective() const {
     return o;
 }
 
+void SD3Model::validate_request(const ConditioningRequest& r) const {
+    NUANCE_CHECK(r.clip_skip <= 1, "clip skip ", r.clip_skip, ": SD3 always takes both CLIP encoders' penultimate ",
+                 "layer (as diffusers does); leave clip skip out");
+    NUANCE_CHECK(r.class_label < 0, "class label ", r.class_label, ": SD3 is conditioned on text, not on a class");
+}
+
 Conditioning SD3Model::encode(const ConditioningRequest& r) const {
     // The negative side is encoded as text too (diffusers: negative_prompt "" -> the empty string's embeddings).
     const ClipOut l = encode_clip(clip_l, r.text), g = encode_clip(clip_g, r.text);

@@ -53,6 +53,8 @@ struct SD3Model : DiffusionModel {
     GuidanceKind guidance() const override { return GuidanceKind::ClassifierFree; }
     GenerationDefaults generation_defaults() const override;
 
+    // clip skip (beyond 1 = none) and class labels mean nothing to SD3: refused by name rather than ignored.
+    void validate_request(const ConditioningRequest& r) const override;
     Conditioning encode(const ConditioningRequest& r) const override;
     Tensor predict(const Tensor& x_in, double timestep, const Conditioning& cond,
                    const StepContext& step) const override;
