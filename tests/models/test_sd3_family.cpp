@@ -361,6 +361,13 @@ TEST(SD3Family, FolderErrorsNameTheFileAndField) {
     fs::remove_all(no_vae + "/vae");
     EXPECT_EQ(error_of([&] { load_model(no_vae); }),
               "SD3 diffusers folder '" + no_vae + "': no weights in vae/; pass a VAE with --vae");
+    const std::string no_g = write_folder("folder_no_clip_g");
+    fs::remove_all(no_g + "/text_encoder_2");
+    EXPECT_EQ(error_of([&] { load_model(no_g); }),
+              "SD3 diffusers folder '" + no_g + "': no weights in text_encoder_2/; pass the text encoder with --clip-g");
+    ModelLoadOptions o;
+    o.clip_g = write_split_files().clip_g;
+    EXPECT_EQ(load_model(no_g, o)->family_name(), "sd3");  // the flag supplies it
 }
 
 #ifdef NUANCE_CLI_PATH

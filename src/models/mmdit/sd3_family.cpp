@@ -73,11 +73,12 @@ void load_clip_file(SD3ClipSlot& s, const std::string& path, const char* flag, c
 }
 
 void load_clip_dir(SD3ClipSlot& s, const std::string& root, const std::string& sub, const std::string& tok,
-                   Precision p) {
+                   const char* flag, Precision p) {
     const std::string dir = root + "/" + sub;
     const std::string w = find_first_file(dir, {"model.safetensors", "model.safetensors.index.json",
                                                 "pytorch_model.bin", "model.fp16.safetensors"});
-    NUANCE_CHECK_CODE(!w.empty(), NotFound, "SD3 diffusers folder '", root, "': no weights in ", sub, "/");
+    NUANCE_CHECK_CODE(!w.empty(), NotFound, "SD3 diffusers folder '", root, "': no weights in ", sub, "/; pass the ",
+                      "text encoder with ", flag);
     const auto cfg = read_optional_json_object(dir + "/config.json");
     load_clip(s, original_format::clip_from_hf(load_weights(w).tensors), cfg ? &*cfg : nullptr, w, p);
     const std::string vocab = root + "/" + tok + "/vocab.json", merges = root + "/" + tok + "/merges.txt";
@@ -172,9 +173,9 @@ std::unique_ptr<SD3Model> load_folder(const ModelSource& src, const ModelLoadOpt
     auto m = std::make_unique<SD3Model>();
     m->transformer = load_sd3_transformer(read_sd3_transformer(root), p);
     if (!o.clip_l.empty()) load_clip_file(m->clip_l, o.clip_l, "--clip-l", kClipL, p);
-    else load_clip_dir(m->clip_l, root, "text_encoder", "tokenizer", p);
+    else load_clip_dir(m->clip_l, root, "text_encoder", "tokenizer", "--clip-l", p);
     if (!o.clip_g.empty()) load_clip_file(m->clip_g, o.clip_g, "--clip-g", kClipG, p);
-    else load_clip_dir(m->clip_g, root, "text_encoder_2", "tokenizer_2", p);
+    else load_clip_dir(m->clip_g, root, "text_encoder_2", "tokenizer_2", "--clip-g", p);
     if (!o.t5xxl.empty()) {
         m->t5 = load_t5_encoder(o.t5xxl, p);
         m->t5_source = o.t5xxl;
