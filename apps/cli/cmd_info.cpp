@@ -52,16 +52,31 @@ void print_gguf(const std::string& path, bool tensors) {
             std::printf("  %s %s%s\n", t.name.c_str(), ggml_type_info(t.type)->name, shape_str(t.shape).c_str());
 }
 
-int run(const std::string& path, const std::string& vae, bool tensors) {
+// The component flags generate takes, so a transformer-only SD3 / Flux file can be described with its split files.
+struct InfoArgs {
+    std::string path, vae, clip_l, clip_g, t5xxl, family;
+    bool tensors = false;
+    ModelLoadOptions load_options() const {
+        ModelLoadOptions o;
+        o.vae_path = vae;
+        o.clip_l = clip_l;
+        o.clip_g = clip_g;
+        o.t5xxl = t5xxl;
+        o.family = family;
+        return o;
+    }
+};
+
+int run(const InfoArgs& a) {
+    const std::string& path = a.path;
+    const bool tensors = a.tensors;
     std::printf("path: %s\n", path.c_str());
     if (!is_directory(path) && detect_weight_format(path) == WeightFormat::Gguf) {
         print_gguf(path, tensors);
         // A bare UNet / transformer / text encoder GGUF (the usual ComfyUI-GGUF file) is not a whole model: the
         // file description above is the answer then.
         try {
-            ModelLoadOptions o;
-            o.vae_path = vae;
-            const std::unique_ptr<DiffusionModel> m = load_model(path, o);
+            const std::unique_ptr<DiffusionModel> m = load_model(path, a.load_options());
             std::printf("%s", m->describe().c_str());
         } catch (const Error& e) {
             std::printf("model: not a complete model checkpoint of a known family (%s)\n", e.what());
@@ -82,9 +97,7 @@ int run(const std::string& path, const std::string& vae, bool tensors) {
         if (tensors)
             for (const auto& [k, t] : wf.tensors) std::printf("  %s %s\n", k.c_str(), t.str().c_str());
     }
-    ModelLoadOptions o;
-    o.vae_path = vae;
-    const std::unique_ptr<DiffusionModel> m = load_model(path, o);
+    const std::unique_ptr<DiffusionModel> m = load_model(path, a.load_options());
     std::printf("%s", m->describe().c_str());
     std::printf("variant: %s\n", m->variant().c_str());
     const LatentFormat lf = m->latent_format();
@@ -106,14 +119,16 @@ int run(const std::string& path, const std::string& vae, bool tensors) {
 }  // namespace
 
 Runner add_info(CLI::App& app) {
-    auto path = std::make_shared<std::string>();
-    auto vae = std::make_shared<std::string>();
-    auto tensors = std::make_shared<bool>(false);
+    auto a = std::make_shared<InfoArgs>();
     CLI::App* c = app.add_subcommand("info", "Describe a checkpoint: family, config, dtypes, components");
-    c->add_option("model", *path, "Checkpoint file or diffusers folder")->required();
-    c->add_option("--vae", *vae, "VAE override, as for generate");
-    c->add_flag("--tensors", *tensors, "List every tensor");
-    return [=] { return run(*path, *vae, *tensors); };
+    c->add_option("model", a->path, "Checkpoint file or diffusers folder")->required();
+    c->add_option("--vae", a->vae, "VAE override, as for generate");
+    c->add_option("--clip-l", a->clip_l, "CLIP-L text encoder file, as for generate (SD3, Flux)");
+    c->add_option("--clip-g", a->clip_g, "CLIP-G text encoder file, as for generate (SD3)");
+    c->add_option("--t5xxl", a->t5xxl, "T5-XXL text encoder file, as for generate (SD3, Flux)");
+    c->add_option("--family", a->family, "Load as this registry family instead of detecting it (sd1, sd2, sdxl, sd3, ...)");
+    c->add_flag("--tensors", a->tensors, "List every tensor");
+    return [a] { return run(*a); };
 }
 
 }  // namespace nuance::cli

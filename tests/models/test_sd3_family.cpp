@@ -382,6 +382,16 @@ TEST(SD3Family, CliGeneratesFromSplitFilesAndInfoShowsTheFamily) {
     const test::CliRun i = test::run_cli("info '" + write_all_in_one("cli_info.safetensors") + "'");
     EXPECT_EQ(i.code, 0) << i.out;
     EXPECT_THAT(i.out, HasSubstr("family: sd3"));
+    // A transformer-only file: info takes generate's component flags, and without them names the one missing.
+    const test::CliRun bare = test::run_cli("info '" + parts().mmdit_diffusers + "'");
+    EXPECT_NE(bare.code, 0) << bare.out;
+    EXPECT_THAT(bare.out, HasSubstr("--clip-l"));
+    const test::CliRun split = test::run_cli("info '" + parts().mmdit_diffusers + "' --clip-l '" + s.clip_l +
+                                             "' --clip-g '" + s.clip_g + "' --t5xxl '" + s.t5 + "' --vae '" + s.vae +
+                                             "'");
+    EXPECT_EQ(split.code, 0) << split.out;
+    EXPECT_THAT(split.out, HasSubstr("family: sd3"));
+    EXPECT_THAT(split.out, HasSubstr("objective: flow"));
 }
 #endif
 
