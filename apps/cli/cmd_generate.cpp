@@ -93,9 +93,10 @@ int run(GenerateArgs& a) {
     }
     // Everything a user can get wrong is checked before minutes go into loading and sampling.
     const bool has_prompt = a.prompt_opt && a.prompt_opt->count() > 0;
-    if (!has_prompt && a.prompt_file.empty())
+    // A class-conditional model (DiT) takes --class-label instead of a prompt.
+    if (!has_prompt && a.prompt_file.empty() && a.p.class_label < 0)
         fail(ErrorCode::InvalidArgument, "usage: generate needs a prompt: -p/--prompt TEXT or --prompt-file FILE ",
-             "(-p \"\" for an unconditional image)");
+             "(-p \"\" for an unconditional image; --class-label N for a class-conditional model such as DiT)");
     if (has_prompt && !a.prompt_file.empty())
         fail(ErrorCode::InvalidArgument, "usage: give either -p/--prompt or --prompt-file, not both");
     if (!a.negative_prompt_file.empty() && a.neg_opt && a.neg_opt->count() > 0)
