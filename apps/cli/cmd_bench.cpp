@@ -100,7 +100,10 @@ int run(const BenchArgs& a) {
     NUANCE_CHECK(a.width % m.vae_scale() == 0 && a.height % m.vae_scale() == 0, "usage: size ", a.width, "x",
                  a.height, " is not a multiple of ", m.vae_scale());
     ConditioningRequest req;
-    req.text = "a photograph of an astronaut riding a horse on the moon, highly detailed";
+    // A class-conditional model (DiT) takes a class name, not a sentence: its own example prompt.
+    req.text = m.guidance() == GuidanceKind::ClassConditional
+                   ? m.generation_defaults().prompt
+                   : "a photograph of an astronaut riding a horse on the moon, highly detailed";
     Conditioning cond;
     time_it(1, a.repeat, [&] { cond = m.encode(req); }).print("text_encode");
 

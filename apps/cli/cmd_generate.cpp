@@ -262,7 +262,7 @@ Runner add_generate(CLI::App& app) {
     c->add_option("-b,--batch-count", a->p.batch_count, "Number of images (seeds seed, seed+1, ...)")->capture_default_str();
     c->add_option("--clip-skip", a->p.clip_skip, "CLIP layers to skip (1 = last layer; 0 = model default)");
     c->add_option("--class-label", a->p.class_label,
-                  "Class id for class-conditional models (DiT; -1: the model's default)")->capture_default_str();
+                  "Class id for class-conditional models (DiT; an ImageNet class name goes in -p; -1: none)")->capture_default_str();
     c->add_option("--rng", a->rng, "Noise source: cuda (A1111 GPU noise) or cpu (torch CPU, ComfyUI)")->capture_default_str();
     c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
     c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();

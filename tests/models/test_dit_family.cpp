@@ -136,7 +136,11 @@ TEST(DiTFamily, PipelineFolderGeneratesAsDiTPipeline) {
     EXPECT_EQ(d.steps, 25);
     EXPECT_FLOAT_EQ(d.cfg_scale, 4.0f);
     EXPECT_EQ(d.sampler, "dpmpp_2m");
+    EXPECT_EQ(d.prompt, "0");  // 10 classes: no ImageNet names
     EXPECT_EQ(probe_generation_defaults(m->path).width, 64);
+    EXPECT_EQ(probe_generation_defaults(m->path).prompt, "0");
+    EXPECT_EQ(probe_generation_defaults(kData + "/dit/dit_original.pt").width, 64);  // from the pos_embed buffer
+    EXPECT_EQ(probe_generation_defaults(kGolden + "dit/dit.safetensors").width, 256);  // no size stated
     std::vector<std::string> names;
     for (const ComponentInfo& c : m->components()) names.push_back(c.name);
     EXPECT_EQ(names, (std::vector<std::string>{"transformer", "vae"}));
@@ -232,6 +236,7 @@ TEST(DiTFamily, ImageNetClassNamesAsThePrompt) {
     EXPECT_EQ(dit.class_of({.negative = true}), 1000);
     EXPECT_EQ(dit.encode({.text = "white shark"}).at("class_labels").to_vector(), std::vector<float>{2.0f});
     EXPECT_EQ(m->generation_defaults().width, 256);  // no sample size in the file: DiT-XL/2-256's
+    EXPECT_EQ(m->generation_defaults().prompt, "golden retriever");
     EXPECT_EQ(error_of([&] { dit.class_of({.text = "a photo of a cat"}); }),
               "DiT takes a class label, not a prompt: 'a photo of a cat' is not one of its classes (" +
                   error_of([] { imagenet_class_id("a photo of a cat"); }) +
@@ -336,6 +341,9 @@ TEST(DiTFamily, Cli) {
     EXPECT_THAT(i.out, HasSubstr("family: dit\nlayout: diffusers\n"));
     EXPECT_THAT(i.out, HasSubstr("variant: DiT-32x2/2-64\n"));
     EXPECT_THAT(i.out, HasSubstr("objective: epsilon, guidance: class_cfg\n"));
+    const test::CliRun b = test::run_cli("bench -m " + folder + " -W 64 -H 64 --steps 1 --repeat 1");
+    EXPECT_EQ(b.code, 0) << b.out;
+    EXPECT_THAT(b.out, HasSubstr("denoise_step median_s="));
     const std::string bare = write_imagenet_tiny();
     const test::CliRun e = test::run_cli("generate -m " + bare + " -p 'golden retriever' -q -o " + out);
     EXPECT_NE(e.code, 0) << e.out;

@@ -50,6 +50,10 @@ GenerationDefaults probe_dit_defaults(const ModelSource& src) {
             s = ss->get<int64_t>();
     }
     if (s >= 1 && s <= 2048) d.width = d.height = (int)(s * 8);  // the SD VAE's downscale
+    // Class names only for ImageNet's 1000 classes (+ the null row); other models get a class number.
+    const TensorInfo* table = t.find("y_embedder.embedding_table.weight");
+    if (!table) table = t.find(src.folder() ? std::string("transformer/") + kClassTable : std::string(kClassTable));
+    if (table && !table->shape.empty() && table->shape[0] != 1001) d.prompt = "0";
     if (src.folder()) apply_folder_defaults(src.path, d);
     return d;
 }

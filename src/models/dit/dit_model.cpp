@@ -203,6 +203,7 @@ GenerationDefaults DiTModel::generation_defaults() const {
     GenerationDefaults d = dit_model_spec().defaults;
     const int64_t s = native_size();
     if (s >= 8 && s <= 16384) d.width = d.height = (int)s;
+    if (transformer->config().num_classes != kImageNetClasses) d.prompt = "0";  // a class number: no names known
     if (is_directory(path)) apply_folder_defaults(path, d);
     return d;
 }
