@@ -9,7 +9,10 @@ namespace nuance {
 
 namespace {
 
-constexpr const char* kClassTable = "transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight";
+#define DIT_CLASS_TABLE "transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight"
+constexpr const char* kClassTable = DIT_CLASS_TABLE;
+constexpr const char* kFolderClassTable = "transformer/" DIT_CLASS_TABLE;
+#undef DIT_CLASS_TABLE
 
 int detect_dit_file(const TensorIndex& t, const std::string& prefix) {
     if (t.has(prefix + "x_embedder.proj.weight") && t.has(prefix + "blocks.0.adaLN_modulation.1.weight")) {
@@ -52,8 +55,9 @@ GenerationDefaults probe_dit_defaults(const ModelSource& src) {
     if (s >= 1 && s <= 2048) d.width = d.height = (int)(s * 8);  // the SD VAE's downscale
     // Class names only for ImageNet's 1000 classes (+ the null row); other models get a class number.
     const TensorInfo* table = t.find("y_embedder.embedding_table.weight");
-    if (!table) table = t.find(src.folder() ? std::string("transformer/") + kClassTable : std::string(kClassTable));
-    if (table && !table->shape.empty() && table->shape[0] != 1001) d.prompt = "0";
+    if (!table) table = t.find(src.folder() ? kFolderClassTable : kClassTable);
+    if (table && !table->shape.empty() && table->shape[0] != 1001)
+        d.prompt.assign(1, '0');  // (operator= of a 1-char literal trips GCC 12 -Wrestrict)
     if (src.folder()) apply_folder_defaults(src.path, d);
     return d;
 }
