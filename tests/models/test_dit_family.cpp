@@ -203,6 +203,15 @@ TEST(DiTFamily, EveryFileLayoutGeneratesDeterministically) {
     EXPECT_EQ(max_abs_diff(results[3], generate(*m, p).at(0).latents), 0.0f);  // same seed, same latents
     p.seed = 12;
     EXPECT_GT(max_abs_diff(results[3], generate(*m, p).at(0).latents), 0.0f);
+    // Guidance as each layout's reference: DiTPipeline all 4 eps channels, the original forward_with_cfg only 3.
+    const Tensor u = Tensor::zeros({1, 4, 2, 2}), c = Tensor::full({1, 4, 2, 2}, 1.0f);
+    const std::unique_ptr<DiffusionModel> pt = load_model(layouts[0].first, layouts[0].second);
+    const std::vector<float> og = pt->combine_guidance(u, c, 4.0f).contiguous().to_vector();
+    const std::vector<float> dg = m->combine_guidance(u, c, 4.0f).contiguous().to_vector();
+    for (size_t i = 0; i < 16; ++i) {
+        EXPECT_EQ(dg[i], 4.0f) << i;
+        EXPECT_EQ(og[i], i < 12 ? 4.0f : 1.0f) << i;  // channel 3 keeps the conditional eps
+    }
     // The original file runs with the original's constants, the diffusers file with diffusers': both describe it.
     const std::unique_ptr<DiffusionModel> orig = load_model(kData + "/dit/dit_original.pt", tiny_options());
     EXPECT_THAT(orig->describe(), HasSubstr("family: dit\nlayout: original\ntransformer: DiT width=32 depth=2 heads=2"));

@@ -259,6 +259,14 @@ Tensor DiTModel::predict(const Tensor& x_in, double timestep, const Conditioning
     return out.narrow(1, 0, c.in_channels).contiguous();                      // eps; learned sigma dropped
 }
 
+Tensor DiTModel::combine_guidance(const Tensor& uncond, const Tensor& cond, float scale) const {
+    const Tensor g = DiffusionModel::combine_guidance(uncond, cond, scale);  // u + s (c - u)   [1, C, h, w]
+    const int64_t C = g.size(1);
+    if (layout != DiTLayout::Original || C <= 3) return g;
+    // models.py forward_with_cfg: eps, rest = out[:, :3], out[:, 3:]; only eps is guided.
+    return cat({g.narrow(1, 0, 3), cond.narrow(1, 3, C - 3)}, 1);
+}
+
 Tensor DiTModel::decode(const Tensor& latents, const VaeTiling& tiling) const {
     return vae_decode_tiled(*vae, vae->from_latents(latents), tiling);  // DiTPipeline: decode(latents / 0.18215)
 }

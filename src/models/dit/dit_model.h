@@ -42,6 +42,10 @@ public:
     Tensor predict(const Tensor& x_in, double timestep, const Conditioning& cond,
                    const StepContext& step) const override;
 
+    // diffusers' DiTPipeline guides every latent channel; the original repo's forward_with_cfg guides only the first
+    // 3 ("for exact reproducibility") and keeps the conditional row's other channels: each layout as its reference.
+    Tensor combine_guidance(const Tensor& uncond, const Tensor& cond, float scale) const override;
+
     Tensor decode(const Tensor& latents, const VaeTiling& tiling) const override;
     Tensor encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const override;
     std::string infotext_fields(const ConditioningRequest& r) const override;  // ", Class label: 207"
