@@ -312,6 +312,20 @@ TEST(DiTFamily, ErrorsNameWhatIsMissingAndTheFlag) {
     EXPECT_EQ(error_of([&] { load_model(cut, tiny_options()); }),
               "DiT original checkpoint '" + cut + "' is missing tensor 'y_embedder.embedding_table.weight'");
 
+    // A hostile scheduler config is named with its file.
+    const std::string bad_sched = write_pipeline_folder("dit_err_sched");
+    std::ofstream(bad_sched + "/scheduler/scheduler_config.json") << R"({"num_train_timesteps": 1000000000})";
+    EXPECT_EQ(error_of([&] { load_model(bad_sched); }),
+              "'" + bad_sched + "/scheduler/scheduler_config.json': DiT scheduler_config: num_train_timesteps must be in "
+              "[2, 100000], got 1000000000");
+    std::ofstream(bad_sched + "/scheduler/scheduler_config.json") << R"({"prediction_type": "v_prediction"})";
+    EXPECT_EQ(error_of([&] { load_model(bad_sched); }),
+              "'" + bad_sched + "/scheduler/scheduler_config.json': DiT scheduler_config: prediction_type "
+              "'v_prediction': DiT predicts epsilon");
+    std::ofstream(bad_sched + "/scheduler/scheduler_config.json") << R"({"beta_end": "big"})";
+    EXPECT_THAT(error_of([&] { load_model(bad_sched); }),
+                HasSubstr("'" + bad_sched + "/scheduler/scheduler_config.json': DiT scheduler_config"));
+
     // Requests: labels out of range, a negative prompt, a prompt that is no class, the wrong size.
     const std::unique_ptr<DiffusionModel> m = load_model(bare, tiny_options());
     GenerateParams p = tiny_params(10);

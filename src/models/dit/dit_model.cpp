@@ -129,7 +129,14 @@ std::unique_ptr<DiffusionModel> load_dit_model(const ModelSource& src, const Mod
                  2 * c.in_channels, ")");
     if (src.folder()) {
         const std::string sc = path + "/scheduler/scheduler_config.json";
-        if (auto j = read_optional_json_object(sc)) m->scheduler_config = std::move(*j);
+        if (auto j = read_optional_json_object(sc)) {
+            m->scheduler_config = std::move(*j);
+            try {
+                m->objective();  // checks every field it reads
+            } catch (const Error& e) {
+                fail(e.code(), "'", sc, "': ", e.what());
+            }
+        }
     }
     m->path = path;
     m->name = stem(path);
@@ -196,6 +203,15 @@ Objective DiTModel::objective() const {
     const std::string spacing = json_field<std::string>(j, "timestep_spacing", "", where);
     if (!spacing.empty()) o.spacing = parse_spacing(spacing);
     o.steps_offset = json_field(j, "steps_offset", 0, where);  // DDIMScheduler's default, as DiTPipeline runs it
+    // Hostile values are named here, before a schedule of a billion steps is built from them.
+    NUANCE_CHECK(c.num_train_timesteps >= 2 && c.num_train_timesteps <= 100000, where,
+                 ": num_train_timesteps must be in [2, 100000], got ", c.num_train_timesteps);
+    NUANCE_CHECK(c.beta_start > 0 && c.beta_start < 1 && c.beta_end > 0 && c.beta_end < 1, where,
+                 ": beta_start and beta_end must be in (0, 1), got ", c.beta_start, " and ", c.beta_end);
+    NUANCE_CHECK(*o.steps_offset >= 0 && *o.steps_offset <= 100000, where, ": steps_offset must be in [0, 100000], got ",
+                 *o.steps_offset);
+    const std::string pred = json_field<std::string>(j, "prediction_type", "epsilon", where);
+    NUANCE_CHECK(pred == "epsilon", where, ": prediction_type '", pred, "': DiT predicts epsilon");
     return o;
 }
 
