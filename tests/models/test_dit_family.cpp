@@ -161,8 +161,15 @@ TEST(DiTFamily, PipelineFolderGeneratesAsDiTPipeline) {
     EXPECT_THAT(out[0].infotext, HasSubstr("CFG scale: 4, Seed: 0, Size: 64x64"));
     EXPECT_THAT(out[0].infotext, HasSubstr(", Class label: 3"));
 
-    // The second class with the seed's own noise: seed 0 on the CPU generator draws the reference's first image's
-    // noise, so class 7 from it differs from the reference's second row; guidance 1 runs one pass.
+    // img2img through the VAE encoder: an init image of another size is resized, the result is the model's size.
+    GenerateParams i2i = tiny_params(3);
+    i2i.init_image = Image{32, 48, 3, std::vector<uint8_t>(32 * 48 * 3, 128)};
+    i2i.strength = 0.6f;
+    const GeneratedImage ii = generate(*m, i2i).at(0);
+    EXPECT_EQ(ii.latents.shape(), (Shape{1, 4, 8, 8}));
+    EXPECT_TRUE(all_finite(ii.decoded));
+
+    // The reference's second row (class 7, its own noise) without guidance: one pass, as DiTPipeline at g = 1.
     GenerateParams p1 = tiny_params(7);
     p1.cfg_scale = 1.0f;
     p1.initial_noise = r.at("noise").narrow(0, 1, 1).contiguous();
