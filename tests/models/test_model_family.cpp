@@ -276,6 +276,11 @@ TEST(ModelFamily, SdFilesLoadThroughTheRegistry) {
         EXPECT_GT(c.parameters, 0) << c.name;
     }
     EXPECT_EQ(names, (std::vector<std::string>{"text_encoder", "unet", "vae"}));
+    // SD is text-conditioned: a class label is refused by name, not turned into an unconditional image.
+    ConditioningRequest r;
+    r.class_label = 3;
+    EXPECT_THAT(error_of([&] { m->validate_request(r); }),
+                HasSubstr("class label 3: sd1 is conditioned on text, not on a class"));
 }
 
 TEST(ModelFamily, DiffusersFolderIndexHoldsComponentKeysAndConfigs) {

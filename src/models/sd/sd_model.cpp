@@ -84,6 +84,9 @@ Objective StableDiffusionModel::objective() const {
 void StableDiffusionModel::validate_request(const ConditioningRequest& r) const {
     NUANCE_CHECK(r.clip_skip >= 0 && r.clip_skip < te1.model->config().layers, "clip skip must be in 0..",
                  te1.model->config().layers - 1, ", got ", r.clip_skip);
+    // --class-label without a prompt would otherwise silently make an unconditional image.
+    NUANCE_CHECK(r.class_label < 0, "class label ", r.class_label, ": ", sd_family_name(family),
+                 " is conditioned on text, not on a class (--class-label is for class-conditional models such as DiT)");
 }
 
 Conditioning StableDiffusionModel::encode(const ConditioningRequest& r) const {
