@@ -167,6 +167,12 @@ int run(GenerateArgs& a) {
     const DiffusionModel& model = *loaded;
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", model.family_name().c_str(), a.model.c_str(), load_s);
+    // One-pass guidance kinds (Flux-dev's distilled guidance, schnell's none) never encode a negative prompt; say so
+    // rather than fail, since UIs and scripts often send a default one.
+    if (!a.p.negative_prompt.empty() &&
+        (model.guidance() == GuidanceKind::Distilled || model.guidance() == GuidanceKind::None))
+        std::fprintf(stderr, "note: %s takes no negative prompt (guidance: %s); --negative-prompt is ignored\n",
+                     model.variant().c_str(), guidance_kind_name(model.guidance()));
     a.p.release_weights_before_decode = true;  // one-shot: the process ends after the images
     const GenerationDefaults md = generation_defaults(model);
     auto unset = [](const CLI::Option* o) { return !(o && o->count() > 0); };

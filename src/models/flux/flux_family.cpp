@@ -176,13 +176,19 @@ std::unique_ptr<FluxModel> load_flux(const ModelSource& src, const ModelLoadOpti
     else load_single(*m, src.path, src.file ? *src.file : load_weights(src.path), o, p);
     const int64_t pooled = m->clip_l->config().hidden, joint = m->t5->config().d_model;
     const FluxConfig& c = m->transformer->cfg;
-    NUANCE_CHECK(pooled == c.pooled_projection_dim, "Flux: the CLIP-L text encoder's width ", pooled,
-                 " does not match the transformer's pooled_projection_dim ", c.pooled_projection_dim);
-    NUANCE_CHECK(joint == c.joint_attention_dim, "Flux: the T5 text encoder's d_model ", joint,
-                 " does not match the transformer's joint_attention_dim ", c.joint_attention_dim);
-    NUANCE_CHECK(m->vae->config().latent_channels * 4 == c.in_channels, "Flux: the VAE's ",
-                 m->vae->config().latent_channels, " latent channels do not pack into the transformer's in_channels ",
-                 c.in_channels);
+    // Components from different models do not fit: name the file, both widths and the flag that may be wrong.
+    const auto from = [&](const std::string& flag, const std::string& value) {
+        return value.empty() ? std::string() : str(" (", flag, " '", value, "')");
+    };
+    NUANCE_CHECK(pooled == c.pooled_projection_dim, "Flux '", src.path, "': the CLIP-L text encoder's width ", pooled,
+                 from("--clip-l", o.clip_l), " does not match the transformer's pooled_projection_dim ",
+                 c.pooled_projection_dim);
+    NUANCE_CHECK(joint == c.joint_attention_dim, "Flux '", src.path, "': the T5 text encoder's d_model ", joint,
+                 from("--t5xxl", o.t5xxl), " does not match the transformer's joint_attention_dim ",
+                 c.joint_attention_dim);
+    NUANCE_CHECK(m->vae->config().latent_channels * 4 == c.in_channels, "Flux '", src.path, "': the VAE's ",
+                 m->vae->config().latent_channels, " latent channels", from("--vae", o.vae_path),
+                 " do not pack into the transformer's in_channels ", c.in_channels);
     m->max_sequence_length = m->schnell() ? 256 : 512;
     m->path = src.path;
     m->name = stem(src.path);
