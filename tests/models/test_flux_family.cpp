@@ -44,7 +44,7 @@ TinyFlux make_tiny_flux(bool dev) {
     fc.hidden = 32;
     fc.heads = 2;
     fc.head_dim = 16;
-    fc.mlp_hidden = 64;
+    fc.mlp_hidden = 128;  // diffusers' mlp_ratio 4 (tools/flux_tiny_reference.py builds the same model)
     fc.joint_attention_dim = 32;
     fc.pooled_projection_dim = 24;
     fc.num_double = 1;
@@ -280,6 +280,45 @@ TEST(FluxFamily, SchnellFolderIsOnePassWithoutShiftOrGuidance) {
     p.cfg_scale = 9.0f;  // schnell ignores the guidance scale
     EXPECT_EQ(latents_of(generate(*m, p).at(0)), latents_of(a[0]));
     EXPECT_THAT(m->describe(), HasSubstr("family: flux\nguidance: none"));
+}
+
+// diffusers 0.31's FluxPipeline steps on the same tiny dev folder (tools/flux_tiny_reference.py; its noise, final
+// latents and decoded image are in tests/data/golden/flux_pipeline_tiny/ref.safetensors): T5 512 tokens, CLIP-L
+// pooled, dynamic shift at 4 tokens, 2 Euler steps with distilled guidance 3.5, VAE scale/shift.
+// DISABLED: the text conditioning matches (context and pooled < 1e-4) and the sigmas match diffusers'
+// ([1, 0.6124, 0]), but the latents do not (max abs ~2, and already after one step: FLUX_STEPS=1 with a
+// STEPS=1 reference, FLUX_REF=that file), i.e. the transformer's velocity on these inputs differs although the
+// flux_transformer golden passes. Not yet found: the 512-token text (the golden has a few), the tiny model's
+// weights at std 0.1, or the reference script. Run with --gtest_also_run_disabled_tests.
+TEST(FluxFamily, DISABLED_TinyPipelineMatchesDiffusers) {
+    const char* alt = std::getenv("FLUX_REF");
+    const WeightFile ref = load_weights(alt ? std::string(alt) : kGolden + "flux_pipeline_tiny/ref.safetensors");
+    const auto m = load_model(write_folder(make_tiny_flux(true), temp_dir("flux_folder_ref"), true));
+    GenerateParams p = tiny_params();
+    p.initial_noise = ref.tensors.at("noise").f32().contiguous();
+    if (std::getenv("FLUX_STEPS")) p.steps = std::atoi(std::getenv("FLUX_STEPS"));
+    ConditioningRequest r;
+    r.text = p.prompt;
+    const Conditioning c = m->encode(r);
+    for (const char* name : {"context", "pooled"}) {
+        const std::vector<float> want = ref.tensors.at(name).f32().contiguous().to_vector();
+        const std::vector<float> got = c.at(name).f32().contiguous().to_vector();
+        ASSERT_EQ(got.size(), want.size()) << name;
+        float worst = 0;
+        for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+        EXPECT_LT(worst, 1e-4f) << name;
+    }
+    const GeneratedImage g = generate(*m, p).at(0);
+    for (const char* name : {"latents", "decoded"}) {
+        const std::vector<float> want = ref.tensors.at(name).f32().contiguous().to_vector();
+        const std::vector<float> got = (std::string(name) == "latents" ? g.latents : g.decoded).f32().contiguous()
+                                           .to_vector();
+        ASSERT_EQ(got.size(), want.size()) << name;
+        float worst = 0;
+        for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+        EXPECT_LT(worst, 1e-4f) << name;
+        RecordProperty(std::string(name) + "_max_abs", std::to_string(worst));
+    }
 }
 
 TEST(FluxFamily, DevDefaultsFollowFluxPipeline) {
