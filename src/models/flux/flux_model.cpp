@@ -36,7 +36,10 @@ LatentFormat FluxModel::latent_format() const {
 Objective FluxModel::objective() const {
     Objective o;
     o.prediction = Prediction::Flow;
-    o.flow_timestep_scale = 1.0;  // the transformer takes sigma and multiplies by 1000 itself
+    // predict() gets FluxPipeline's t = sigma * 1000 (the scheduler's float32 timesteps) and passes t / 1000 to the
+    // transformer, which multiplies by 1000 again, exactly as the pipeline does. (A scale of 1 would not reach
+    // predict: the Denoiser answers from the schedule's sigma * 1000 table first.)
+    o.flow_timestep_scale = 1000.0;
     FlowShift& s = o.flow;
     s.linspace_sigmas = true;     // FluxPipeline: sigmas = linspace(1, 1/N, N) before the shift
     s.tokens_per_side = 2;
@@ -76,7 +79,7 @@ Tensor FluxModel::predict(const Tensor& x_in, double timestep, const Conditionin
                  " must be even (image size a multiple of ", 2 * vae->config().downscale(), ")");
     const Tensor& context = cond.at("context");                        // [B, Lt, Dj]
     const Tensor hidden = flux_pack_latents(x_in);                     // [B, Li, Cp]
-    const Tensor t = Tensor::full({B}, (float)timestep);               // sigma
+    const Tensor t = Tensor::full({B}, (float)timestep / 1000.0f);     // sigma, as FluxPipeline: t / 1000
     const Tensor g = schnell() ? Tensor() : Tensor::full({B}, step.guidance);  // distilled guidance (dev)
     const Tensor out = transformer->forward(hidden, t, g, context, cond.at("pooled"), flux_image_ids(h, w),
                                             flux_text_ids(context.size(1)));  // [B, Li, Cp]
