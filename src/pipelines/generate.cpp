@@ -62,7 +62,7 @@ Schedule schedule_for(const Objective& obj, const ResolvedSampler& rs, const Gen
             NUANCE_CHECK(p.sigmas[i] <= 1.0, "a flow-matching model takes sigmas in [0, 1], got ", p.sigmas[i],
                          " at position ", i);
             s.sigmas.push_back(p.sigmas[i]);
-            if (i + 1 < p.sigmas.size()) s.timesteps.push_back(p.sigmas[i] * T);
+            if (i + 1 < p.sigmas.size()) s.timesteps.push_back(p.sigmas[i] * obj.flow_timestep_scale);
         }
         s.flow = true;
         return s;
@@ -80,7 +80,12 @@ Schedule schedule_for(const Objective& obj, const ResolvedSampler& rs, const Gen
                         obj.flow.max_shift);
     }
     if (obj.flow.linspace_sigmas) fc.custom_sigmas = np_linspace(1.0, 1.0 / p.steps, p.steps);
-    return make_flow_schedule(fc);
+    Schedule s = make_flow_schedule(fc);
+    // The schedule pairs each sigma with diffusers' timestep sigma * num_train_timesteps, and the Denoiser answers from
+    // that table; the network takes sigma * flow_timestep_scale.
+    if (obj.flow_timestep_scale != (double)T)
+        for (double& t : s.timesteps) t *= obj.flow_timestep_scale / T;
+    return s;
 }
 
 // The two sides of the guidance for one side's text.

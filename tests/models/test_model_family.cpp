@@ -33,6 +33,7 @@ struct FakeFlowModel : DiffusionModel {
     Tensor k;  // [C]
     GuidanceKind kind = GuidanceKind::ClassifierFree;
     bool dynamic_shift = false;
+    double timestep_scale = 1000.0;  // Objective::flow_timestep_scale
     mutable std::vector<int64_t> batch_sizes;
     mutable std::vector<double> timesteps;
     mutable std::vector<float> guidance_inputs;
@@ -54,6 +55,7 @@ struct FakeFlowModel : DiffusionModel {
         o.prediction = Prediction::Flow;
         o.flow.shift = 3.0;
         o.flow.dynamic = dynamic_shift;
+        o.flow_timestep_scale = timestep_scale;
         return o;
     }
     GuidanceKind guidance() const override { return kind; }
@@ -169,6 +171,26 @@ TEST(ModelFamily, FakeFlowFamilyGeneratesThroughTheSeamWithCfg) {
     ASSERT_EQ(fake.timesteps.size(), 4u);
     EXPECT_DOUBLE_EQ(fake.timesteps[0], 1000.0);  // sigma 1 * flow_timestep_scale
     EXPECT_THAT(out[0].infotext, HasSubstr("Steps: 4, Sampler: Euler, Schedule type: Normal, CFG scale: 3, Seed: 1"));
+}
+
+// A family whose network takes sigma itself (scale 1) gets sigma at every step, from the schedule's table as well as
+// for the custom sigmas (the table pairs sigma with sigma * num_train_timesteps; the pipeline rescales it).
+TEST(ModelFamily, FlowTimestepScaleReachesPredict) {
+    FakeFamily fam;
+    const std::string path = write_fake_model("fake_flow_scale.safetensors");
+    std::unique_ptr<DiffusionModel> m = load_model(path);
+    auto& fake = dynamic_cast<FakeFlowModel&>(*m);
+    fake.timestep_scale = 1.0;
+    GenerateParams p = fake_params();
+    generate(*m, p);
+    ASSERT_EQ(fake.timesteps.size(), 4u);
+    EXPECT_DOUBLE_EQ(fake.timesteps[0], 1.0);
+    for (double t : fake.timesteps) EXPECT_LE(t, 1.0);
+    fake.timesteps.clear();
+    p.sigmas = {1.0, 0.5, 0.0};
+    p.steps = 2;
+    generate(*m, p);
+    EXPECT_EQ(fake.timesteps, (std::vector<double>{1.0, 0.5}));
 }
 
 TEST(ModelFamily, DistilledGuidanceIsOnePassWithTheScaleAsInput) {
