@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backends/cpu/moments.h"
 #include "backends/cpu/vec_math.h"
 #include "core/op_stats.h"
 
@@ -14,38 +15,6 @@ namespace {
 void check_vectors(const char* op, const Tensor& x, const Tensor& v, const char* what) {
     NUANCE_CHECK(v.dim() == 2 && v.size(0) == x.size(0) && v.size(1) == x.size(2), op, ": ", what, " ", v.shape(),
                  " does not match input ", x.shape(), " (expected [N, D])");
-}
-
-// Mean and 1/sqrt(var + eps) of n floats: 8 f32 lanes per block of 512, blocks added in double (two passes).
-std::pair<float, float> moments(const float* p, int64_t n, float eps) {
-    double sum = 0;
-    for (int64_t b = 0; b < n; b += 512) {
-        const int64_t e = std::min(n, b + 512);
-        __m256 acc = _mm256_setzero_ps();
-        int64_t i = b;
-        for (; i + 8 <= e; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(p + i));
-        float lanes[8];
-        _mm256_storeu_ps(lanes, acc);
-        for (float v : lanes) sum += v;
-        for (; i < e; ++i) sum += p[i];
-    }
-    const float mu = (float)(sum / (double)n);
-    double sq = 0;
-    for (int64_t b = 0; b < n; b += 512) {
-        const int64_t e = std::min(n, b + 512);
-        const __m256 vm = _mm256_set1_ps(mu);
-        __m256 acc = _mm256_setzero_ps();
-        int64_t i = b;
-        for (; i + 8 <= e; i += 8) {
-            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(p + i), vm);
-            acc = _mm256_fmadd_ps(d, d, acc);
-        }
-        float lanes[8];
-        _mm256_storeu_ps(lanes, acc);
-        for (float v : lanes) sq += v;
-        for (; i < e; ++i) sq += (double)(p[i] - mu) * (p[i] - mu);
-    }
-    return {mu, (float)(1.0 / std::sqrt(sq / (double)n + eps))};
 }
 
 }  // namespace
@@ -81,7 +50,7 @@ Tensor layer_norm_modulate(const Tensor& x_in, const Tensor& shift_in, const Ten
             const float* sc = one_plus_scale.data() + n * D;
             const float* sh = psh + n * D;
             float* d = to_bf16 ? row.data() : y.data<float>() + r * D;
-            const auto [mu, rstd] = moments(s, D, eps);
+            const auto [mu, rstd] = cpu::layer_norm_moments(s, D, eps);
             const __m256 vm = _mm256_set1_ps(mu), vr = _mm256_set1_ps(rstd);
             int64_t i = 0;
             for (; i + 8 <= D; i += 8) {

@@ -6,50 +6,12 @@
 #include <cmath>
 #include <vector>
 
+#include "backends/cpu/moments.h"
 #include "backends/cpu/vec_math.h"
 
 namespace nuance {
 
 namespace {
-
-// Sum and sum of squared deviations of n floats, 8 lanes in f32 over blocks of 512, blocks added in double.
-double sum_n(const float* p, int64_t n) {
-    double total = 0;
-    for (int64_t b = 0; b < n; b += 512) {
-        const int64_t e = std::min(n, b + 512);
-        __m256 acc = _mm256_setzero_ps();
-        int64_t i = b;
-        for (; i + 8 <= e; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(p + i));
-        float lanes[8];
-        _mm256_storeu_ps(lanes, acc);
-        double s = 0;
-        for (float v : lanes) s += v;
-        for (; i < e; ++i) s += p[i];
-        total += s;
-    }
-    return total;
-}
-
-double sq_dev_n(const float* p, int64_t n, float mu) {
-    double total = 0;
-    const __m256 m = _mm256_set1_ps(mu);
-    for (int64_t b = 0; b < n; b += 512) {
-        const int64_t e = std::min(n, b + 512);
-        __m256 acc = _mm256_setzero_ps();
-        int64_t i = b;
-        for (; i + 8 <= e; i += 8) {
-            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(p + i), m);
-            acc = _mm256_fmadd_ps(d, d, acc);
-        }
-        float lanes[8];
-        _mm256_storeu_ps(lanes, acc);
-        double s = 0;
-        for (float v : lanes) s += v;
-        for (; i < e; ++i) s += (double)(p[i] - mu) * (p[i] - mu);
-        total += s;
-    }
-    return total;
-}
 
 // y = x * a + b (then SiLU) over n floats.
 inline void scale_shift_n(const float* x, float* y, int64_t n, float a, float b, bool silu) {
@@ -190,9 +152,9 @@ Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const 
             const float* src = px + (n * C + g * cg) * S;
             float* dst = py + (n * C + g * cg) * S;
             const int64_t m = cg * S;
-            const double mu = sum_n(src, m) / (double)m;
+            const double mu = cpu::sum_n(src, m) / (double)m;
             const float fmu = (float)mu;
-            const float rstd = (float)(1.0 / std::sqrt(sq_dev_n(src, m, fmu) / (double)m + eps));
+            const float rstd = (float)(1.0 / std::sqrt(cpu::sq_dev_n(src, m, fmu) / (double)m + eps));
             for (int64_t c = 0; c < cg; ++c) {
                 const int64_t ch = g * cg + c;
                 const float a = rstd * (pw ? pw[ch] : 1.0f);
@@ -228,8 +190,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, fl
     for (int64_t r = 0; r < rows; ++r) {
         const float* s = px + r * D;
         float* d = to_bf16 ? row.data() : py + r * D;
-        const float fmu = (float)(sum_n(s, D) / (double)D);
-        const float rstd = (float)(1.0 / std::sqrt(sq_dev_n(s, D, fmu) / (double)D + eps));
+        const auto [fmu, rstd] = cpu::layer_norm_moments(s, D, eps);
         if (!pw || !pb) {
             for (int64_t i = 0; i < D; ++i) d[i] = (s[i] - fmu) * rstd * (pw ? pw[i] : 1.0f) + (pb ? pb[i] : 0.0f);
         } else {
