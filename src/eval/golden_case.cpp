@@ -1,6 +1,8 @@
 #include "eval/golden_case.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 
 #include "io/safetensors.h"
@@ -116,6 +118,21 @@ CompareLine fail_line(const std::string& name, const std::string& reason) {
     l.name = name;
     l.max_abs = INFINITY;
     l.reason = reason;
+    return l;
+}
+
+CompareLine compare_ids(const std::string& name, const std::vector<int64_t>& ref, const std::vector<int64_t>& got,
+                        const std::string& first_bad) {
+    CompareLine l;
+    l.name = name;
+    if (ref.size() != got.size()) {
+        l.max_abs = INFINITY;
+        l.reason = str(got.size(), " ids vs ", ref.size(), " in the reference");
+        return l;
+    }
+    for (size_t i = 0; i < ref.size(); ++i) l.max_abs = std::max(l.max_abs, (double)std::llabs(ref[i] - got[i]));
+    l.pass = l.max_abs == 0;
+    if (!l.pass) l.reason = first_bad;
     return l;
 }
 

@@ -60,5 +60,9 @@ private:
 
 CompareLine skip_line(const std::string& name, const std::string& reason);
 CompareLine fail_line(const std::string& name, const std::string& reason);
+// Token ids that must match exactly: max_abs = the largest id difference (infinite when the counts differ), and
+// `first_bad` as the reason of a failing line (which prompt differed first).
+CompareLine compare_ids(const std::string& name, const std::vector<int64_t>& ref, const std::vector<int64_t>& got,
+                        const std::string& first_bad);
 
 }  // namespace nuance
