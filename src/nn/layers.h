@@ -75,4 +75,15 @@ struct LayerNorm : Module {
     }
 };
 
+// Linear -> SiLU -> Linear: diffusers' TimestepEmbedding and PixArtAlphaTextProjection(act="silu"), BFL's MLPEmbedder
+// (in_layer / out_layer, mapped to linear_1 / linear_2 by the key maps).
+struct MlpEmbedder : Module {
+    Linear linear_1, linear_2;
+    MlpEmbedder() = default;
+    MlpEmbedder(int64_t in, int64_t out) : linear_1(in, out), linear_2(out, out) {}
+    Tensor operator()(const Tensor& x) const { return linear_2(silu(linear_1(x))); }
+    Tensor forward(const Tensor& x) const { return (*this)(x); }
+    void visit(ParamVisitor& v) override { v("linear_1", linear_1); v("linear_2", linear_2); }
+};
+
 }  // namespace nuance

@@ -16,15 +16,6 @@ struct RmsNormWeight : Module {
     void visit(ParamVisitor& v) override { v("weight", weight); }
 };
 
-// linear_1 -> SiLU -> linear_2 (TimestepEmbedding / PixArtAlphaTextProjection; BFL MLPEmbedder in_layer/out_layer).
-struct FluxMlpEmbedder : Module {
-    Linear linear_1, linear_2;
-    FluxMlpEmbedder() = default;
-    FluxMlpEmbedder(int64_t in, int64_t out) : linear_1(in, out), linear_2(out, out) {}
-    Tensor operator()(const Tensor& x) const { return linear_2(silu(linear_1(x))); }
-    void visit(ParamVisitor& v) override { v("linear_1", linear_1); v("linear_2", linear_2); }
-};
-
 // GELU(tanh) feed-forward: net.0.proj -> gelu_tanh -> net.2 (BFL img_mlp.0 / img_mlp.2).
 struct FluxFeedForward : Module {
     Linear proj, out;

@@ -10,7 +10,7 @@ FluxTransformer2DModel::FluxTransformer2DModel(const FluxConfig& c)
       timestep_embedder(c.timestep_channels, c.hidden), text_embedder(c.pooled_projection_dim, c.hidden),
       norm_out(c.hidden, 2 * c.hidden), proj_out(c.hidden, c.out_channels) {
     cfg.validate();
-    if (c.guidance_embeds) guidance_embedder = FluxMlpEmbedder(c.timestep_channels, c.hidden);
+    if (c.guidance_embeds) guidance_embedder = MlpEmbedder(c.timestep_channels, c.hidden);
     for (int64_t i = 0; i < c.num_double; ++i)
         transformer_blocks.emplace_back(c.hidden, c.heads, c.head_dim, c.mlp_hidden, c.eps);
     for (int64_t i = 0; i < c.num_single; ++i)

@@ -14,9 +14,9 @@ struct FluxTransformer2DModel : Module {
     FluxConfig cfg;
     Linear x_embedder;                   // BFL img_in
     Linear context_embedder;             // BFL txt_in
-    FluxMlpEmbedder timestep_embedder;       // BFL time_in
-    FluxMlpEmbedder guidance_embedder;       // BFL guidance_in (dev only)
-    FluxMlpEmbedder text_embedder;           // BFL vector_in
+    MlpEmbedder timestep_embedder;       // BFL time_in
+    MlpEmbedder guidance_embedder;       // BFL guidance_in (dev only)
+    MlpEmbedder text_embedder;           // BFL vector_in
     std::vector<FluxDoubleBlock> transformer_blocks;
     std::vector<FluxSingleBlock> single_transformer_blocks;
     Linear norm_out;                     // AdaLayerNormContinuous: 2D = (scale, shift); BFL final_layer.adaLN (shift, scale)

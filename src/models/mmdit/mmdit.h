@@ -11,15 +11,6 @@
 
 namespace nuance {
 
-// Linear -> SiLU -> Linear (diffusers' TimestepEmbedding and PixArtAlphaTextProjection(act="silu")).
-struct MlpEmbedder : Module {
-    Linear linear_1, linear_2;
-    MlpEmbedder() = default;
-    MlpEmbedder(int64_t in, int64_t out) : linear_1(in, out), linear_2(out, out) {}
-    Tensor operator()(const Tensor& x) const { return linear_2(silu(linear_1(x))); }
-    void visit(ParamVisitor& v) override { v("linear_1", linear_1); v("linear_2", linear_2); }
-};
-
 // RMSNorm over each head's features (qk-norm of SD3.5), eps 1e-6. Absent (no weight) when qk_norm is off.
 struct HeadRMSNorm : Module {
     Param weight;

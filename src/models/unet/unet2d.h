@@ -7,13 +7,7 @@ namespace nuance {
 
 class Var;
 
-struct TimestepEmbedding : Module {
-    Linear linear_1, linear_2;
-    TimestepEmbedding() = default;
-    TimestepEmbedding(int64_t in, int64_t out) : linear_1(in, out), linear_2(out, out) {}
-    Tensor forward(const Tensor& x) const { return linear_2(silu(linear_1(x))); }
-    void visit(ParamVisitor& v) override { v("linear_1", linear_1); v("linear_2", linear_2); }
-};
+using TimestepEmbedding = MlpEmbedder;  // nn/layers.h
 
 struct UNetLevel : Module {  // one down or up block
     std::vector<ResnetBlock> resnets;
