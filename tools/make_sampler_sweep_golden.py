@@ -2,7 +2,7 @@
 """Writes tests/data/golden/scheduler_sweep/: full diffusers 0.31 sampling loops of every scheduler nuance maps, over
 step counts (1, 2, 7, 12, 33, 50, 150), timestep spacings (leading, linspace, trailing), prediction types (epsilon,
 v_prediction), zero-terminal-SNR where the scheduler supports it, Karras sigmas, eta, several seeds and several
-toy models. A reference tool only (never a runtime dependency); the C++ side is src/samplers/golden_check.cpp and
+toy models. A reference tool only (never a runtime dependency); the C++ side is src/eval/golden/schedulers_golden.cpp and
 tests/samplers/test_sampler_sweep_golden.cpp.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install "torch==2.*" diffusers==0.31.0 safetensors numpy scipy

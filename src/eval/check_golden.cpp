@@ -6,15 +6,20 @@
 #include <filesystem>
 
 #include "eval/golden_case.h"
+#include "eval/golden/clip_golden.h"
+#include "eval/golden/clip_tokenizer_golden.h"
+#include "eval/golden/dit_golden.h"
+#include "eval/golden/flux_golden.h"
+#include "eval/golden/gguf_golden.h"
+#include "eval/golden/mmdit_golden.h"
+#include "eval/golden/original_golden.h"
+#include "eval/golden/pipeline_golden.h"
+#include "eval/golden/rng_golden.h"
+#include "eval/golden/schedulers_golden.h"
+#include "eval/golden/t5_golden.h"
+#include "eval/golden/unet_golden.h"
+#include "eval/golden/vae_golden.h"
 #include "io/weights.h"
-#include "models/clip/clip_golden.h"
-#include "models/dit/dit_golden.h"
-#include "models/flux/flux_golden.h"
-#include "models/mmdit/mmdit_golden.h"
-#include "models/t5/t5_golden.h"
-#include "models/unet/unet_golden.h"
-#include "models/vae/vae_golden.h"
-#include "samplers/golden_check.h"
 
 namespace nuance {
 

@@ -22,11 +22,4 @@ std::vector<CompareLine> check_golden_dir(const std::string& dir,
 // "<case>/<tensor> PASS|FAIL|SKIP max_abs=<float> atol=<float> [reason]"
 std::string format_line(const CompareLine& l);
 
-// Individual checkers (also used by the tests).
-std::vector<CompareLine> check_golden_clip_tokenizer(const std::string& case_dir);
-std::vector<CompareLine> check_golden_rng(const std::string& case_dir);
-std::vector<CompareLine> check_golden_original_format(const std::string& case_dir);
-std::vector<CompareLine> check_golden_pipeline_sd15(const std::string& case_dir);
-std::vector<CompareLine> check_golden_gguf(const std::string& case_dir);  // check_golden_gguf.cpp
-
 }  // namespace nuance

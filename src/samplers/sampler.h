@@ -30,8 +30,8 @@
 //      reference's order). Declare it below.
 //   2. Add one row to the table in registry.cpp: canonical name, A1111 display name, aliases, the function, the
 //      ScheduleFamily whose timesteps match the reference implementation, and the schedule types it supports.
-//   3. If the reference data has it, map its entry in golden_check.cpp (run_entry) and add a test line in
-//      tests/samplers/test_samplers_golden.cpp.
+//   3. If the reference data has it, map its entry in src/eval/golden/schedulers_golden.cpp (run_entry) and add a
+//      test line in tests/samplers/test_samplers_golden.cpp.
 // Nothing in pipelines changes.
 //
 // Numerics: sigmas[0] can be huge (kZeroSnrSigma for zero-terminal-SNR DDIM). Write steps as weighted sums of x

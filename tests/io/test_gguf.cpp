@@ -7,7 +7,7 @@
 #include "../test_util.h"
 #include "backends/cpu/ggml_quants.h"
 #include "gguf_builder.h"
-#include "eval/check_golden.h"
+#include "eval/golden/gguf_golden.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/weights.h"

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
-#include "models/clip/clip_golden.h"
+#include "eval/golden/clip_golden.h"
 #include "models/clip/clip_text.h"
 #include "../test_util.h"
 

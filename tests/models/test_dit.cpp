@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "io/safetensors.h"
-#include "models/dit/dit_golden.h"
+#include "eval/golden/dit_golden.h"
 #include "models/dit/dit_load.h"
 #include <nlohmann/json.hpp>
 

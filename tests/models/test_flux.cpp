@@ -10,7 +10,7 @@
 #include "io/safetensors.h"
 #include "eval/check_golden.h"
 #include "io/weights.h"
-#include "models/flux/flux_golden.h"
+#include "eval/golden/flux_golden.h"
 #include "models/flux/flux_load.h"
 #include "models/flux/flux_original.h"
 #include "../test_util.h"

@@ -9,7 +9,7 @@
 
 #include "io/safetensors.h"
 #include "io/weights.h"
-#include "models/mmdit/mmdit_golden.h"
+#include "eval/golden/mmdit_golden.h"
 #include "models/mmdit/mmdit_load.h"
 #include "models/mmdit/mmdit_original.h"
 #include "models/mmdit/mmdit_presets.h"

@@ -8,7 +8,7 @@
 #include "eval/golden_case.h"
 #include "io/safetensors.h"
 #include "models/sd/stable_diffusion.h"
-#include "models/unet/unet_golden.h"
+#include "eval/golden/unet_golden.h"
 #include "ops/ops.h"
 #include "pipelines/generate.h"
 #include "models/sd/sd_conditioning.h"

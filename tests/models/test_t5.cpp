@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
-#include "models/t5/t5_golden.h"
+#include "eval/golden/t5_golden.h"
 #include "models/t5/t5_loader.h"
 #include "ops/elementwise.h"
 

@@ -2,7 +2,7 @@
 
 #include "io/safetensors.h"
 #include "models/unet/unet2d.h"
-#include "models/unet/unet_golden.h"
+#include "eval/golden/unet_golden.h"
 
 using namespace nuance;
 

@@ -11,7 +11,7 @@
 
 #include "io/safetensors.h"
 #include "models/vae/autoencoder_kl.h"
-#include "models/vae/vae_golden.h"
+#include "eval/golden/vae_golden.h"
 #include "../test_util.h"
 
 using namespace nuance;

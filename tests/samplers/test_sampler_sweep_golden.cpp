@@ -10,7 +10,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "samplers/golden_check.h"
+#include "eval/golden/schedulers_golden.h"
 
 using namespace nuance;
 

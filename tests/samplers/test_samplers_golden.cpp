@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "samplers/golden_check.h"
+#include "eval/golden/schedulers_golden.h"
 
 using namespace nuance;
 using ::testing::HasSubstr;

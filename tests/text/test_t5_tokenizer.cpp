@@ -11,7 +11,7 @@
 
 #include "../test_util.h"
 #include "core/error.h"
-#include "models/t5/t5_golden.h"
+#include "eval/golden/t5_golden.h"
 #include "text/t5_spiece_model.h"
 #include "text/t5_tokenizer.h"
 

@@ -2,7 +2,7 @@
 // the tiny components, from fixed initial latents, against diffusers' StableDiffusionPipeline.
 #include <cmath>
 
-#include "eval/check_golden.h"
+#include "eval/golden/pipeline_golden.h"
 #include "eval/golden_case.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"

@@ -1,4 +1,4 @@
-#include "models/mmdit/mmdit_golden.h"
+#include "eval/golden/mmdit_golden.h"
 
 #include <cmath>
 

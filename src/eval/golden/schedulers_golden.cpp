@@ -5,7 +5,7 @@
 // Scalings: diffusers' sigma-based schedulers (Euler, Euler a, Heun, LMS) keep x in VE scaling like nuance;
 // DDIM/DDPM/DPM-Solver keep the VP latent x_vp = x / sqrt(sigma^2 + 1), so nuance's x is converted before
 // comparing. Flow schedules need no conversion.
-#include "samplers/golden_check.h"
+#include "eval/golden/schedulers_golden.h"
 
 #include <cmath>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "models/t5/t5_golden.h"
+#include "eval/golden/t5_golden.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "models/flux/flux_golden.h"
+#include "eval/golden/flux_golden.h"
 
 #include <cmath>
 

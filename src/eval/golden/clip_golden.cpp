@@ -1,4 +1,4 @@
-#include "models/clip/clip_golden.h"
+#include "eval/golden/clip_golden.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // The gguf golden case: every quant type dequantized bit for bit (quants.gguf, align64.gguf), and the tiny SD1.5 UNet
 // loaded from its ComfyUI-GGUF (Q8_0, bare LDM keys) and stable-diffusion.cpp (q4_0, full original keys) files.
-#include "eval/check_golden.h"
+#include "eval/golden/gguf_golden.h"
 #include "eval/golden_case.h"
 #include "io/gguf.h"
 #include "models/convert/original_format.h"

@@ -1,10 +1,10 @@
 // original_format: each single-file checkpoint is loaded the way `nuance generate -m FILE` loads it, and its
 // components are run on the inputs of the component cases the file names (../unet_sd15, ../vae (vae_sd), ...).
-#include "eval/check_golden.h"
+#include "eval/golden/original_golden.h"
 #include "eval/golden_case.h"
 #include "io/weights.h"
 #include "models/sd/stable_diffusion.h"
-#include "models/unet/unet_golden.h"
+#include "eval/golden/unet_golden.h"
 #include "ops/ops.h"
 
 namespace nuance {

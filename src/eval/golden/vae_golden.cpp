@@ -1,4 +1,4 @@
-#include "models/vae/vae_golden.h"
+#include "eval/golden/vae_golden.h"
 
 #include <cmath>
 

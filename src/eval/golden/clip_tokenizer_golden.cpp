@@ -1,14 +1,12 @@
-// Golden checks of the tokenizer (exact ids) and of the noise streams (torch CPU exact, CUDA Philox <= 1e-6).
+// Golden check of the CLIP tokenizer (exact ids, the `clip_tokenizer` case).
+#include "eval/golden/clip_tokenizer_golden.h"
+
 #include <fstream>
 
-#include "core/rng.h"
-#include "eval/check_golden.h"
 #include "eval/golden_case.h"
-#include "ops/elementwise.h"
 #include "text/clip_tokenizer.h"
 
 namespace nuance {
-
 
 std::vector<CompareLine> check_golden_clip_tokenizer(const std::string& dir) {
     const GoldenCase gc = GoldenCase::load(dir);
@@ -48,30 +46,6 @@ std::vector<CompareLine> check_golden_clip_tokenizer(const std::string& dir) {
             for (int64_t j = 0; j < L; ++j) mask.push_back(j < n ? 1 : 0);
         }
         out.push_back(compare_ids(gc.name() + "/attention_mask", gc.tensor("attention_mask").to_ids(), mask, "mask differs"));
-    }
-    return out;
-}
-
-std::vector<CompareLine> check_golden_rng(const std::string& dir) {
-    const GoldenCase gc = GoldenCase::load(dir);
-    std::vector<CompareLine> out;
-    for (const auto& c : gc.meta()["cases"]) {
-        const std::string name = c["name"].get<std::string>();
-        const std::string dev = c["device"].get<std::string>();
-        const uint64_t seed = c["seed"].get<uint64_t>();
-        Shape shape;
-        for (const auto& d : c["shape"]) shape.push_back(d.get<int64_t>());
-        const RngKind kind = parse_rng_kind(dev);
-        const double atol = kind == RngKind::Cpu ? 0.0 : 1e-6;
-        auto rng = make_rng(kind, seed);
-        if (gc.has(name + "/first")) {
-            const Tensor a = rng->randn(shape);
-            const Tensor b = rng->randn(shape);
-            out.push_back(gc.compare(name + "/first", a, atol));
-            out.push_back(gc.compare(name + "/second", b, atol));
-        } else {
-            out.push_back(gc.compare(name, rng->randn(shape), atol));
-        }
     }
     return out;
 }

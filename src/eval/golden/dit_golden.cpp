@@ -1,4 +1,4 @@
-#include "models/dit/dit_golden.h"
+#include "eval/golden/dit_golden.h"
 
 #include "eval/golden_case.h"
 #include "io/safetensors.h"

@@ -1,4 +1,4 @@
-#include "models/unet/unet_golden.h"
+#include "eval/golden/unet_golden.h"
 
 #include "eval/golden_case.h"
 #include "io/safetensors.h"
