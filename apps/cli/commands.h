@@ -25,4 +25,13 @@ Runner add_prepare_emoji(CLI::App& app);
 Runner add_train(CLI::App& app);
 Runner add_eval_emoji(CLI::App& app);
 
+// `nuance eval <metric>` (apps/cli/cmd_eval.cpp). Each metric file apps/cli/cmd_eval_*.cpp defines one
+// add_eval_X(CLI::App& eval): it adds its subcommand(s) to `eval` (eval.add_subcommand("lpips", ...)) and returns
+// the Runner that runs whichever of them parsed. cmd_eval.cpp calls every add_eval_X below, in this order.
+Runner add_eval(CLI::App& app);
+Runner add_eval_fid(CLI::App& eval);    // fid, kid, is, sweep (cmd_eval_fid.cpp)
+Runner add_eval_lpips(CLI::App& eval);  // lpips (cmd_eval_lpips.cpp)
+Runner add_eval_clip(CLI::App& eval);   // clip-score (cmd_eval_clip.cpp)
+Runner add_eval_pr(CLI::App& eval);     // pr: precision/recall (cmd_eval_pr.cpp)
+
 }  // namespace nuance::cli
