@@ -12,6 +12,7 @@
 
 #include "backends/cpu/dnnl_context.h"
 #include "commands.h"
+#include "dist/comm.h"
 #include "models/default_model.h"
 #include "models/model_defaults.h"
 #include "models/model_family.h"
@@ -147,6 +148,33 @@ int run(GenerateArgs& a) {
         a.p.steps = n;
     }
     if (a.p.seed < 0) a.p.seed = (int64_t)std::random_device{}();  // 0..2^32-1, as A1111
+    // mpirun: the batch's seeds are split into contiguous shards, one per rank; each rank writes the files one
+    // process would write for its seeds (same names, same images), rank 0 reports. A random seed is rank 0's.
+    const int ranks = dist::size();
+    int first_image = 0;
+    const int all_images = a.p.batch_count;
+    if (ranks > 1) {
+        int64_t seed = a.p.seed;
+        dist::broadcast(&seed, sizeof seed, 0);
+        const dist::Range r = dist::shard(a.p.batch_count, ranks, dist::rank());
+        first_image = (int)r.begin;
+        a.p.seed = seed + r.begin;
+        a.p.batch_count = (int)(r.end - r.begin);
+        if (!dist::is_root()) a.quiet = true;
+    }
+    const auto t_all = std::chrono::steady_clock::now();
+    auto report_ranks = [&](double done) {  // every rank calls it once: the sum is a collective
+        if (ranks <= 1) return;
+        dist::allreduce_sum(&done, 1);
+        if (dist::is_root())
+            std::fprintf(stderr, "%d rank(s) (%s) wrote %.0f of %d image(s) in %.2fs\n", ranks,
+                         dist::world().description.c_str(), done, all_images,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count());
+    };
+    if (a.p.batch_count == 0) {  // more ranks than images: this one has none
+        report_ranks(0);
+        return 0;
+    }
     cpu::set_num_threads(a.threads);  // -t is bounded by the CLI's checks (cli_validate.h)
     // The server's input cap: a decompression bomb is refused on its header, before decoding.
     if (!a.init_img.empty()) a.p.init_image = read_image(a.init_img, kMaxInputImagePixels);
@@ -219,7 +247,7 @@ int run(GenerateArgs& a) {
     };
     a.p.on_image = [&](const GeneratedImage& g) {  // saved as soon as it is decoded
         bar.finish();
-        const std::string out = numbered(a.output, images_done);
+        const std::string out = numbered(a.output, first_image + images_done);
         PngText text;
         if (!a.no_metadata) text.emplace_back("parameters", g.infotext);
         write_image(out, g.image, text);
@@ -231,6 +259,7 @@ int run(GenerateArgs& a) {
     const std::vector<GeneratedImage> images = generate(model, a.p);
     bar.finish();
     if (!a.quiet) std::fprintf(stderr, "generated %zu image(s) in %.2fs\n", images.size(), since_t1());
+    report_ranks((double)images.size());
     return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "dist/comm.h"
 #include "train/train_options.h"
 #include "train/trainer.h"
 
@@ -45,6 +46,9 @@ Runner add_train(CLI::App& app) {
     c->add_option("--kl-weight", o->kl_weight, "vae: weight of the KL term")->capture_default_str();
     c->add_option("--checkpoint-every", o->checkpoint_every, "Steps between checkpoints (>= 1)")->capture_default_str();
     c->add_option("--keep-checkpoints", o->keep_checkpoints, "Step files kept (>= 1)")->capture_default_str();
+    c->add_option("--replica-check-every", o->replica_check_every,
+                  "mpirun: compare the ranks' weights every K steps (0: at the start and at checkpoints only)")
+        ->capture_default_str();
     c->add_option("--seed", o->seed, "Seed of the init, data order, noise and timesteps")->capture_default_str();
     c->add_option("--limit", o->limit, "Use only the first N images (0: all; >= 0)")->capture_default_str();
     c->add_option("--precision", *precision, "fp32 | bf16 (mixed: bf16 forward products, f32 master weights)")
@@ -79,6 +83,8 @@ Runner add_train(CLI::App& app) {
         } catch (const Error& e) {
             fail(ErrorCode::InvalidArgument, "usage: ", e.what());
         }
+        // mpirun: only rank 0 reports (the others train quietly beside it).
+        if (!dist::is_root()) *quiet = true;
         const bool tty = !*quiet && isatty(fileno(stderr));
         int64_t last_print = 0;
         const TrainReport r = train(*o, [&](const TrainProgress& p) {
@@ -103,12 +109,18 @@ Runner add_train(CLI::App& app) {
                              o->model.c_str(), o->output.c_str(), o->model == "vae" ? "vae" : "model");
             std::fflush(stderr);
         });
+        if (!dist::is_root()) return 0;  // rank 0 reports for the run
         std::printf("trained %lld steps in %.1fs (%.1f images/s); loss %.4f -> %.4f\n"
                     "step median_s=%.4f images_per_s=%.1f (forward + backward + optimizer, batch %d)\n"
                     "checkpoint: %s\nexported: %s\n",
                     (long long)r.steps, r.seconds, r.images_per_s, r.first_loss, r.last_loss, r.median_step_s,
                     r.median_step_s > 0 ? o->batch / r.median_step_s : 0.0, o->batch, r.checkpoint.c_str(),
                     r.exported.c_str());
+        if (r.ranks > 1)
+            std::printf("data parallel: %s, global batch %d; %.2fs in collectives (%.1f%% of the run), %.2f MB "
+                        "all-reduced per step by each rank\n",
+                        dist::world().description.c_str(), o->batch, r.comm_seconds,
+                        r.seconds > 0 ? 100.0 * r.comm_seconds / r.seconds : 0.0, r.comm_bytes_per_step / 1e6);
         return 0;
     };
 }

@@ -30,6 +30,7 @@ void validate_train_options(const TrainOptions& o) {
     check_int(o.warmup, 0, kMaxTrainSteps, "--warmup");
     check_int(o.checkpoint_every, 1, kMaxTrainSteps, "--checkpoint-every");
     check_int(o.keep_checkpoints, 1, 1'000'000, "--keep-checkpoints");
+    check_int(o.replica_check_every, 0, kMaxTrainSteps, "--replica-check-every");
     check_int(o.limit, 0, INT64_MAX, "--limit");
     NUANCE_CHECK(std::isfinite(o.lr) && o.lr > 0 && o.lr <= 10, "train: --lr must be in (0, 10], got ", o.lr);
     check_range(o.min_lr, 0, o.lr, false, "--min-lr");

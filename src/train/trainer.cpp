@@ -22,6 +22,7 @@
 #include "text/clip_tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
+#include "train/data_parallel.h"
 #include "train/dataset.h"
 #include "train/fashion_mnist.h"
 #include "train/model_graph.h"
@@ -148,6 +149,8 @@ struct TrainRun {
     int64_t step = 0;
     // ldm: the frozen VAE's posterior of each data set image, computed on first use (no flips: one per index).
     std::vector<Tensor> moments_cache;
+    // Data parallelism (train/data_parallel.h): this rank's rows of every global batch; all rows in one process.
+    dist::Range rows;
 
     explicit TrainRun(const TrainOptions& opts) : o(opts), arch(merged_arch(opts)) {}
 
@@ -228,20 +231,29 @@ struct TrainRun {
     // ---- losses ----
 
     // VAE: L1 + MSE reconstruction of a posterior sample, plus kl_weight * KL(q(z|x) || N(0, I)) per element.
-    Var vae_loss(const Batch& b, Mt19937& rng) {
+    // The random numbers are drawn for the whole global batch of `B` rows and sliced to this rank's rows, so that any
+    // number of ranks sees the same ones a single process would.
+    Tensor my_rows(const Tensor& full) const { return full.slice(0, rows.begin, rows.end).contiguous(); }
+    Tensor randn_rows(TorchCpuRng& normal, Shape shape, int64_t B) const {
+        shape[0] = B;
+        return rows.begin == 0 && rows.end == B ? normal.randn(shape) : my_rows(normal.randn(shape));
+    }
+
+    // b: this rank's rows of a global batch of B.
+    Var vae_loss(const Batch& b, int64_t B, Mt19937& rng) {
         const Var x(b.images);
         const Var moments = vae_encode_moments(*vae, x);
         auto [mean_v, logvar_raw] = chunk<2>(moments, 1);
         const Var logvar = clamp(logvar_raw, -30.0f, 20.0f);
         TorchCpuRng normal(rng());
-        const Var eps(normal.randn(mean_v.shape()));
+        const Var eps(randn_rows(normal, mean_v.shape(), B));
         const Var z = mean_v + exp(logvar * 0.5f) * eps;
         const Var rec = vae_decode(*vae, z);
         const Var kl = mean(square(mean_v) + exp(logvar) - logvar - 1.0f) * 0.5f;
         return l1_loss(rec, x) + mse_loss(rec, x) + kl * o.kl_weight;
     }
 
-    Tensor latents_of(const Batch& b, Mt19937& rng) {
+    Tensor latents_of(const Batch& b, int64_t global_B, Mt19937& rng) {
         if (o.model == "ddpm") return b.images;
         const int64_t B = (int64_t)b.indices.size();
         std::vector<Tensor> ms;
@@ -263,16 +275,16 @@ struct TrainRun {
             for (int64_t i = 0; i < B; ++i) ms.push_back(moments_cache[(size_t)b.indices[(size_t)i]]);
         const DiagonalGaussian post = DiagonalGaussian::from_moments(cat(ms, 0));
         TorchCpuRng normal(rng());
-        return vae->to_latents(post.sample(normal.randn(post.mean.shape())));
+        return vae->to_latents(post.sample(randn_rows(normal, post.mean.shape(), global_B)));
     }
 
-    Var diffusion_loss(const Batch& b, Mt19937& rng) {
-        const Tensor x0 = latents_of(b, rng);
-        const int64_t B = x0.size(0);
-        std::vector<int64_t> t(B);
-        for (int64_t i = 0; i < B; ++i) t[(size_t)i] = uniform_below(rng, (uint32_t)schedule.num_train_timesteps());
+    Var diffusion_loss(const Batch& b, int64_t B, Mt19937& rng) {
+        const Tensor x0 = latents_of(b, B, rng);
+        std::vector<int64_t> t_all(B);
+        for (int64_t i = 0; i < B; ++i) t_all[(size_t)i] = uniform_below(rng, (uint32_t)schedule.num_train_timesteps());
+        const std::vector<int64_t> t(t_all.begin() + rows.begin, t_all.begin() + rows.end);
         TorchCpuRng normal(rng());
-        const NoisedBatch nb = add_training_noise(x0, normal.randn(x0.shape()), t, schedule, o.prediction);
+        const NoisedBatch nb = add_training_noise(x0, randn_rows(normal, x0.shape(), B), t, schedule, o.prediction);
         const Var ctx = clip_encode(*te, tokenize(b.captions, te->config().max_positions));
         const Var pred = unet_forward(*unet, Var(nb.x_t), nb.timesteps, ctx);
         return mse_loss(pred, Var(nb.target));
@@ -294,6 +306,7 @@ struct TrainRun {
         const LoaderState ls = loader->state();
         meta["loader"] = {{"seed", ls.seed}, {"epoch", ls.epoch}, {"position", ls.position}};
         meta["ema_updates"] = ema ? ema->updates() : 0;
+        meta["world_size"] = dist::size();
         if (vae && o.model == "ldm") meta["vae_scaling_factor"] = vae->config().scaling_factor;
         save_checkpoint_file(path, tensors, meta);
     }
@@ -322,6 +335,12 @@ struct TrainRun {
         opt->load_state_dict(optim);
         if (ema) ema->load_state_dict(emas, json_field<int64_t>(meta, "ema_updates", 0, where));
         step = json_required<int64_t>(meta, "step", where);
+        const int64_t ranks_then = json_field<int64_t>(meta, "world_size", 1, where);
+        if (ranks_then != dist::size() && dist::is_root())
+            std::fprintf(stderr,
+                         "note: '%s' was written by a run of %lld rank(s), this one has %d: the data order and random "
+                         "numbers are the same (they do not depend on the ranks), the gradient sums round differently\n",
+                         path.c_str(), (long long)ranks_then, dist::size());
         LoaderState ls;
         const std::string loader_where = where + " loader";
         ls.seed = json_required<uint64_t>(meta["loader"], "seed", loader_where);
@@ -399,20 +418,27 @@ struct TrainRun {
 TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
     validate_train_options(opts);  // every numeric option bounded (train/train_options.h)
     TrainRun run(opts);
+    const bool root = dist::is_root();
+    run.rows = local_rows(opts.batch);
     run.build();
     run.make_data();
     run.make_optimizer();
     const std::string ckdir = opts.output + "/checkpoints";
     std::error_code ec;
-    fs::create_directories(ckdir, ec);
-    NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
-    remove_stale_temp_files(ckdir);  // a run killed while writing a checkpoint left `step-N.safetensors.tmp.<pid>`
+    if (root) {
+        fs::create_directories(ckdir, ec);
+        NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
+        remove_stale_temp_files(ckdir);
+    }
+    dist::barrier();  // the folder exists (on a shared file system) before any rank looks for checkpoints  // a run killed while writing a checkpoint left `step-N.safetensors.tmp.<pid>`
     std::string resume = opts.resume_from;
     if (resume.empty() && opts.resume) {
         resume = newest_checkpoint(ckdir);
         NUANCE_CHECK_CODE(!resume.empty(), NotFound, "train: --resume but '", ckdir, "' holds no checkpoint");
     }
     if (!resume.empty()) run.load(resume);
+    check_replicas(run.params, run.step);  // same init (same seed) or the same checkpoint on every rank
+    const double local_weight = (double)(run.rows.end - run.rows.begin) / (double)opts.batch;
 
     const ComputePrecisionGuard precision(opts.precision);
     TrainReport rep;
@@ -420,28 +446,37 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
     std::vector<double> losses, step_times;
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t start_step = run.step;
-    std::ofstream log(opts.output + "/train_log.jsonl", std::ios::app);
+    std::ofstream log;
+    if (root) log.open(opts.output + "/train_log.jsonl", std::ios::app);
     std::vector<std::string> written;
     while (run.step < opts.steps) {
         Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x5eed));
         const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
         run.opt->set_lr(lr);
-        const Batch b = run.loader->next();
+        const Batch b = batch_rows(run.loader->next(), run.rows);
         const auto ts = std::chrono::steady_clock::now();
         run.params.zero_grad();
         double loss_v;
         {
             ParamGrads::Bind bind(run.params);
-            const Var loss = run.diffusion() ? run.diffusion_loss(b, rng) : run.vae_loss(b, rng);
+            const Var loss = run.diffusion() ? run.diffusion_loss(b, opts.batch, rng) : run.vae_loss(b, opts.batch, rng);
             loss_v = loss.item();
             NUANCE_CHECK(std::isfinite(loss_v), "train: the loss is ", loss_v, " at step ", run.step,
                          " (lower --lr or check the data)");
             backward(loss);
         }
+        if (dist::size() > 1) {
+            reduce_gradients(run.params, local_weight);
+            double l = loss_v * local_weight;
+            dist::allreduce_sum(&l, 1);
+            loss_v = l;  // the global batch's mean loss
+        }
         clip_grad_norm(run.params, opts.max_grad_norm);
         run.opt->step();
         if (run.ema) run.ema->update();
         ++run.step;
+        if (opts.replica_check_every > 0 && run.step % opts.replica_check_every == 0)
+            check_replicas(run.params, run.step);
         step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
 
         window.push_back(loss_v);
@@ -452,15 +487,20 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
         avg /= (double)window.size();
         const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         TrainProgress p{run.step, opts.steps, loss_v, avg, lr, (double)(run.step - start_step) * opts.batch / el, el};
-        if (on_step) on_step(p);
-        if (run.step % 10 == 0 || run.step == opts.steps)
+        if (on_step && root) on_step(p);
+        if (root && (run.step % 10 == 0 || run.step == opts.steps))
             log << nlohmann::json{{"step", run.step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
-                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el}}.dump() << "\n" << std::flush;
+                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el},
+                                  {"ranks", dist::size()}, {"comm_s", dist::comm_stats().seconds}}.dump()
+                << "\n" << std::flush;
         if (run.step % opts.checkpoint_every == 0 || run.step == opts.steps) {
+            check_replicas(run.params, run.step);  // what rank 0 saves is every rank's state
             const std::string f = step_file(ckdir, run.step);
-            run.save(f);
+            if (root) {
+                run.save(f);
+                prune_checkpoints(ckdir, opts.keep_checkpoints);
+            }
             rep.checkpoint = f;
-            prune_checkpoints(ckdir, opts.keep_checkpoints);
         }
     }
     rep.steps = run.step - start_step;
@@ -480,8 +520,13 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
         std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
         rep.median_step_s = t[t.size() / 2];
     }
-    if (rep.checkpoint.empty()) rep.checkpoint = newest_checkpoint(ckdir);
-    rep.exported = run.export_model();
+    const dist::CommStats cs = dist::comm_stats();
+    rep.ranks = dist::size();
+    rep.comm_seconds = cs.seconds;
+    rep.comm_bytes_per_step = rep.steps > 0 ? (double)cs.bytes / (double)rep.steps : 0;
+    if (rep.checkpoint.empty() && root) rep.checkpoint = newest_checkpoint(ckdir);
+    if (root) rep.exported = run.export_model();
+    dist::barrier();  // no rank leaves before the export is written
     return rep;
 }
 

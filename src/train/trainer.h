@@ -47,6 +47,13 @@ struct TrainOptions {
     float kl_weight = 1e-6f;  // vae
     int64_t checkpoint_every = 500;
     int keep_checkpoints = 3;  // older step files are deleted (the last one always stays)
+    // mpirun: compare the ranks' weights (a fingerprint) every K steps (0: only at start and at checkpoints; debug
+    // builds check every 10 steps by default).
+#ifdef NDEBUG
+    int64_t replica_check_every = 0;
+#else
+    int64_t replica_check_every = 10;
+#endif
     uint64_t seed = 0;
     int64_t limit = 0;  // > 0: use only the first `limit` images
     // BF16: mixed precision (bf16 products, f32 master weights, gradients and optimizer state).
@@ -78,7 +85,11 @@ struct TrainReport {
     // Median time of one step's forward + backward + clip + AdamW + EMA (no data loading; first 3 steps skipped).
     double median_step_s = 0;
     std::string checkpoint;  // last checkpoint written
-    std::string exported;    // exported model folder
+    std::string exported;    // exported model folder (rank 0; empty on the other ranks)
+    // Data parallelism (mpirun): ranks, seconds spent in collectives, bytes all-reduced per step by this rank.
+    int ranks = 1;
+    double comm_seconds = 0;
+    double comm_bytes_per_step = 0;
 };
 
 using TrainCallback = std::function<void(const TrainProgress&)>;

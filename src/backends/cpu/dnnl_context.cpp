@@ -3,6 +3,8 @@
 #include <omp.h>
 #include <thread>
 
+#include "core/threads.h"
+
 namespace nuance::cpu {
 
 dnnl::engine& engine() {
@@ -16,7 +18,7 @@ dnnl::stream& stream() {
 }
 
 void set_num_threads(int n) {
-    if (n <= 0) n = (int)std::max(1u, std::thread::hardware_concurrency());
+    if (n <= 0) n = hardware_threads();  // the CPUs of this process's affinity mask
     omp_set_num_threads(n);
 }
 
