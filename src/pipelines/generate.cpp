@@ -10,6 +10,7 @@
 
 #include "io/json_field.h"
 #include "io/weights.h"
+#include "models/taesd/taesd.h"
 #include "pipelines/finite_check.h"
 #include "text/prompt_check.h"
 #include "ops/ops.h"
@@ -141,6 +142,26 @@ void validate_params(const DiffusionModel& m, const GenerateParams& p) {
                      p.sigmas.size() - 1, " steps) but steps is ", p.steps);
     }
     resolve_sampler(p);
+    if (p.taesd) {
+        NUANCE_CHECK(!m.latent_format().pixel_space, m.family_name(), " model '", m.name, "' works in pixel space: ",
+                     "it has no latents for ", p.taesd->describe());
+        check_tae_matches(*p.taesd, m.latent_format().channels, str(m.family_name(), " model '", m.name, "'"));
+        NUANCE_CHECK(!p.taesd_decode || p.taesd->has_decoder(), p.taesd->describe(), " has no decoder weights");
+    }
+    NUANCE_CHECK(!p.taesd_decode || p.taesd, "taesd decode needs a tiny autoencoder");
+    if (p.init_latents.defined()) {
+        const LatentFormat lf = m.latent_format();
+        const Shape want{1, lf.channels, p.height / lf.downscale, p.width / lf.downscale};
+        NUANCE_CHECK(p.init_latents.shape() == want, "init latents ", p.init_latents.shape(), " for a ", p.width, "x",
+                     p.height, " image: expected ", want);
+        NUANCE_CHECK(p.strength > 0 && p.strength <= 1, "strength must be in (0, 1], got ", p.strength);
+    }
+    if (p.hires.enabled) {
+        hires_target(p.hires, p.width, p.height, f);
+        NUANCE_CHECK(!p.init_image && !p.init_latents.defined(), "hires fix is for txt2img: drop the init image or hires");
+        NUANCE_CHECK(p.sigmas.empty() || p.hires.steps == 0 || p.hires.steps == p.steps, "hires steps ", p.hires.steps,
+                     " differ from the ", p.steps, " steps of the custom sigmas: leave hires steps at 0");
+    }
 }
 
 std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int64_t seed,
@@ -160,6 +181,7 @@ std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int
     if (!model_hash.empty()) s += ", Model hash: " + model_hash.substr(0, 10);
     s += ", Model: " + m.name;
     if (p.init_image) s += ", Denoising strength: " + format_float(p.strength);
+    if (p.hires.enabled) s += hires_infotext(p.hires);
     s += m.infotext_fields(request_for(p, false));
     if (p.eta >= 0) s += ", Eta: " + format_float(p.eta);
     if (p.rng == RngKind::Cpu) s += ", RNG: CPU";
@@ -169,6 +191,7 @@ std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int
 
 std::vector<GeneratedImage> generate(const DiffusionModel& m, const GenerateParams& p) {
     validate_params(m, p);
+    if (p.hires.enabled) return generate_hires(m, p);
     const ResolvedSampler rs = resolve_sampler(p);
     const Objective obj = m.objective();
     const LatentFormat lf = m.latent_format();
@@ -221,8 +244,9 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         auto rng = make_rng(p.rng, (uint64_t)seed);
         Schedule sched = full;
         Tensor x;
-        if (p.init_image) {
-            const Tensor init = m.encode_image(*p.init_image, p.width, p.height, p.vae_tiling, *rng);
+        if (p.init_image || p.init_latents.defined()) {
+            const Tensor init = p.init_latents.defined() ? p.init_latents
+                                                         : m.encode_image(*p.init_image, p.width, p.height, p.vae_tiling, *rng);
             check_finite(init, [] { return std::string("the VAE encoding of the init image"); },
                          "the VAE weights contain NaN/Inf?");
             const int init_steps = std::min(p.steps, (int)((double)p.steps * p.strength));
@@ -277,11 +301,14 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         // One-shot callers (the CLI) let the UNet's and text encoders' packed weights go before the last decode: the
         // decoder's activations then reuse that memory (at 512² SD1.5 in bf16: 1.7 GB of packed UNet weights).
         if (p.release_weights_before_decode && b + 1 == p.batch_count) cpu::clear_packed_weights();
-        gi.decoded = m.decode(latents, p.vae_tiling);
-        check_finite(gi.decoded, [&] { return str(lf.pixel_space ? "the decoded image " : "the VAE decoder output of image ",
-                                                  b + 1, " (seed ", seed, ")"); },
-                     lf.pixel_space ? "the model weights contain NaN/Inf?" : "the VAE weights contain NaN/Inf?");
-        gi.image = tensor_to_image(gi.decoded);
+        if (!p.skip_decode) {
+            gi.decoded = p.taesd_decode ? p.taesd->decode(latents) : m.decode(latents, p.vae_tiling);
+            check_finite(gi.decoded, [&] { return str(lf.pixel_space ? "the decoded image " : p.taesd_decode
+                                                      ? "the tiny autoencoder output of image " : "the VAE decoder output of image ",
+                                                      b + 1, " (seed ", seed, ")"); },
+                         lf.pixel_space ? "the model weights contain NaN/Inf?" : "the VAE weights contain NaN/Inf?");
+            gi.image = tensor_to_image(gi.decoded);
+        }
         gi.infotext = a1111_infotext(m, p, seed, hash);
         if (p.on_image) p.on_image(gi);
         out.push_back(std::move(gi));

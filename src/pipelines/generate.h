@@ -5,6 +5,7 @@
 #pragma once
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,8 +14,11 @@
 #include "io/image.h"
 #include "models/diffusion_model.h"
 #include "models/vae/vae_tiling.h"
+#include "pipelines/hires.h"
 
 namespace nuance {
+
+class TinyAutoencoder;
 
 struct GenerateProgress {
     int step = 0, total = 0;  // sampler steps of the current image
@@ -23,6 +27,7 @@ struct GenerateProgress {
     const Tensor* latents = nullptr;  // current x (VE scaling: x0 + sigma * eps), for previews
     double sigma = 0;                 // noise level of *latents
     const Tensor* denoised = nullptr; // the sampler's current estimate of the clean latents (better previews)
+    int pass = 0, passes = 1;         // hires fix: pass 0 (first) and 1 (the upscaled second pass) of 2
 };
 
 struct GeneratedImage;
@@ -59,6 +64,16 @@ struct GenerateParams {
     bool release_weights_before_decode = false;
     // Latents to start from instead of seeded noise (unit variance; tests and parity checks).
     Tensor initial_noise;
+    // Tiny autoencoder (models/taesd): callers decode previews with it (server/preview.h); with taesd_decode it also
+    // decodes the final images instead of the VAE (fast, lower quality). Its latent channels must be the model's.
+    std::shared_ptr<const TinyAutoencoder> taesd;
+    bool taesd_decode = false;
+    // Hires fix (pipelines/hires.h): a second, img2img pass at a larger size.
+    HiresParams hires;
+    // img2img from these latents [1, C, h, w] (the model's scaled latent space) instead of an encoded init image.
+    Tensor init_latents;
+    // Latents only: GeneratedImage::image/decoded stay empty (the hires first pass with a latent upscaler).
+    bool skip_decode = false;
 };
 
 struct GeneratedImage {

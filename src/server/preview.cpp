@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/taesd/taesd.h"
+
 namespace nuance::server {
 
 namespace {
@@ -50,9 +52,13 @@ Image latent_preview(const Tensor& latents, const LatentFormat& lf, int target_s
 }
 
 Image progress_preview(const Tensor& latents, double sigma, const Tensor* denoised, const LatentFormat& lf,
-                       int target_side) {
-    if (denoised && denoised->defined()) return map_latents(*denoised, lf, target_side, 1.0f);
+                       int target_side, const TinyAutoencoder* tae) {
     const double s = std::isfinite(sigma) && sigma > 0 ? 1.0 / std::sqrt(1.0 + sigma * sigma) : 1.0;
+    if (tae && tae->has_decoder() && !lf.pixel_space && tae->config().latent_channels == lf.channels) {
+        const Tensor x0 = denoised && denoised->defined() ? *denoised : latents * (float)s;
+        return tensor_to_image(tae->decode(x0.dim() == 3 ? x0.unsqueeze(0) : x0.select(0, 0).unsqueeze(0)));
+    }
+    if (denoised && denoised->defined()) return map_latents(*denoised, lf, target_side, 1.0f);
     return map_latents(latents, lf, target_side, (float)s);
 }
 
