@@ -18,9 +18,11 @@
 #include "models/model_family.h"
 #include "io/image.h"
 #include "io/weights.h"
+#include "models/taesd/taesd.h"
 #include "pipelines/generate.h"
 #include "progress.h"
 #include "samplers/schedule.h"
+#include "server/preview.h"
 #include "text/prompt_check.h"
 
 namespace nuance::cli {
@@ -40,6 +42,11 @@ struct GenerateArgs {
     CLI::Option* cfg_opt = nullptr;      // unset --cfg-scale/--sampler: the model's defaults (models/model_defaults.h)
     CLI::Option* sampler_opt = nullptr;
     GenerateParams p;
+    std::string taesd, preview, hr_resize;  // --taesd FILE, --preview FILE, --hr-resize WxH
+    int preview_every = 1;
+    bool taesd_preview_only = false;
+    CLI::Option* preview_every_opt = nullptr;
+    std::vector<CLI::Option*> hr_opts;       // --hr-* (need --hr)
     int threads = 0;
     std::string precision = "auto";
     bool no_metadata = false, quiet = false, verbose = false;
@@ -147,6 +154,41 @@ int run(GenerateArgs& a) {
                  " steps of --sigmas (", a.p.sigmas.size(), " values); drop --steps");
         a.p.steps = n;
     }
+    // Hires fix and previews: every flag is checked here, the sizes against the model once it is loaded.
+    for (const CLI::Option* o : a.hr_opts)
+        if (o->count() > 0 && !a.p.hires.enabled)
+            fail(ErrorCode::InvalidArgument, "usage: ", o->get_name(), " needs --hr (the hires fix)");
+    if (!a.hr_resize.empty()) {
+        int x = 0, y = 0;
+        char tail = 0;
+        if (std::sscanf(a.hr_resize.c_str(), "%dx%d%c", &x, &y, &tail) != 2 || x < 0 || y < 0 || x > 8192 || y > 8192 ||
+            (x == 0 && y == 0))
+            fail(ErrorCode::InvalidArgument, "usage: --hr-resize must be WxH with sides in 0..8192 (0: from the aspect ",
+                 "ratio; not both), got '", a.hr_resize, "'");
+        a.p.hires.resize_x = x;
+        a.p.hires.resize_y = y;
+    }
+    if (a.p.hires.enabled) {
+        try {
+            parse_hires_upscaler(a.p.hires.upscaler);
+        } catch (const Error& e) {
+            fail(ErrorCode::InvalidArgument, "usage: --hr-upscaler: ", e.what());
+        }
+        if (!a.init_img.empty()) fail(ErrorCode::InvalidArgument, "usage: --hr is for txt2img; drop -i/--init-img or --hr");
+    }
+    if (a.preview_every_opt && a.preview_every_opt->count() > 0 && a.preview.empty())
+        fail(ErrorCode::InvalidArgument, "usage: --preview-every needs --preview FILE");
+    if (a.preview_every < 1 || a.preview_every > 1000)
+        fail(ErrorCode::InvalidArgument, "usage: --preview-every must be in 1..1000, got ", a.preview_every);
+    if (a.taesd_preview_only && a.taesd.empty())
+        fail(ErrorCode::InvalidArgument, "usage: --taesd-preview-only needs --taesd FILE");
+    if (!a.preview.empty()) {
+        try {
+            check_output_path(a.preview);
+        } catch (const Error& e) {
+            fail(e.code(), e.code() == ErrorCode::InvalidArgument ? "usage: --preview: " : "--preview: ", e.what());
+        }
+    }
     if (a.p.seed < 0) a.p.seed = (int64_t)std::random_device{}();  // 0..2^32-1, as A1111
     // mpirun: the batch's seeds are split into contiguous shards, one per rank; each rank writes the files one
     // process would write for its seeds (same names, same images), rank 0 reports. A random seed is rank 0's.
@@ -191,6 +233,11 @@ int run(GenerateArgs& a) {
     lo.prediction = a.prediction;
     lo.precision = parse_usage_precision(a.precision);
     lo.logger = &log;
+    // The tiny autoencoder first: a wrong file fails in milliseconds, not after the model's load.
+    if (!a.taesd.empty()) {
+        a.p.taesd = TinyAutoencoder::load(a.taesd, "--taesd");
+        a.p.taesd_decode = !a.taesd_preview_only;
+    }
     const std::unique_ptr<DiffusionModel> loaded = load_model(a.model, lo);
     const DiffusionModel& model = *loaded;
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -223,7 +270,14 @@ int run(GenerateArgs& a) {
     int images_done = 0;
     double done_s = 0;        // time of the images finished so far, decode and save included
     int last_logged = -1;     // non-tty: last 10% bucket printed
+    const LatentFormat latent_format = model.latent_format();
     a.p.on_progress = [&](const GenerateProgress& pr) {
+        // --preview: the sampler's current estimate, rewritten in place (atomically) every N steps.
+        if (!a.preview.empty() && pr.latents && (pr.step % a.preview_every == 0 || pr.step == pr.total)) {
+            const Image im = server::progress_preview(*pr.latents, pr.sigma, pr.denoised, latent_format, 512,
+                                                      a.p.taesd.get());
+            if (im.width > 0) write_image(a.preview, im);
+        }
         // Overall ETA: finished images give the per-image time (decode included); before the first one, the steps.
         const double now = since_t1();
         const double in_image = now - done_s;
@@ -231,9 +285,10 @@ int run(GenerateArgs& a) {
         const double per_image = images_done > 0 ? done_s / images_done : (frac > 0 ? in_image / frac : 0.0);
         const double eta = std::max(0.0, per_image - in_image) + per_image * (pr.images - pr.image - 1);
         if (tty) {
-            const std::string label = pr.images > 1 ? str("image ", pr.image + 1, "/", pr.images, " (all: ETA ",
-                                                          format_duration(eta), ")")
-                                                    : std::string("sampling");
+            std::string label = pr.images > 1 ? str("image ", pr.image + 1, "/", pr.images, " (all: ETA ",
+                                                    format_duration(eta), ")")
+                                              : std::string("sampling");
+            if (pr.passes > 1) label += pr.pass == 0 ? " (first pass)" : " (hires pass)";
             bar.update(label, pr.step, pr.total);
             return;
         }
@@ -301,6 +356,28 @@ Runner add_generate(CLI::App& app) {
     c->add_option("--rng", a->rng, "Noise source: cuda (A1111 GPU noise) or cpu (torch CPU, ComfyUI)")->capture_default_str();
     c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
     c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();
+    c->add_option("--taesd", a->taesd,
+                  "Tiny autoencoder (TAESD/TAESDXL/TAESD3/TAEF1: madebyollin *_decoder file or diffusers "
+                  "AutoencoderTiny folder): decodes the final images fast (lower quality) and the --preview images");
+    c->add_flag("--taesd-preview-only", a->taesd_preview_only, "Use --taesd for --preview only; the VAE decodes the images");
+    c->add_option("--preview", a->preview, "Write a live preview of the image being sampled to this PNG/JPEG");
+    a->preview_every_opt =
+        c->add_option("--preview-every", a->preview_every, "Steps between --preview updates")->capture_default_str();
+    c->add_flag("--hr", a->p.hires.enabled,
+                "Hires fix (A1111 enable_hr): sample at -W x -H, upscale, then an img2img pass at the larger size");
+    a->hr_opts.push_back(c->add_option("--hr-scale", a->p.hires.scale, "Hires upscale factor (A1111 hr_scale)")
+                             ->capture_default_str());
+    a->hr_opts.push_back(c->add_option("--hr-resize", a->hr_resize,
+                                       "Hires target WxH instead of --hr-scale (one side 0: from the aspect ratio)"));
+    a->hr_opts.push_back(c->add_option("--hr-upscaler", a->p.hires.upscaler,
+                                       "latent (bilinear, A1111 'Latent'), latent-nearest, latent-nearest-exact, "
+                                       "lanczos (the decoded image), nearest, none")
+                             ->capture_default_str());
+    a->hr_opts.push_back(c->add_option("--hr-strength", a->p.hires.strength,
+                                       "Denoising strength of the hires pass (A1111 denoising_strength)")
+                             ->capture_default_str());
+    a->hr_opts.push_back(c->add_option("--hr-steps", a->p.hires.steps, "Steps of the hires pass (0: the same as --steps)")
+                             ->capture_default_str());
     c->add_flag("--vae-tiling", a->p.vae_tiling.enabled,
                 "VAE decode (and img2img encode) in overlapping tiles: bounded memory for large images");
     c->add_option("--vae-tile-size", a->p.vae_tiling.tile_px, "VAE tile side in pixels (with --vae-tiling)")

@@ -9,6 +9,7 @@
 #include "../server/server.h"
 #include "commands.h"
 #include "models/default_model.h"
+#include "models/taesd/taesd.h"
 
 namespace nuance::cli {
 
@@ -16,7 +17,7 @@ namespace {
 
 struct ServeArgs {
     server::ServerOptions o;
-    std::string vae, api_key_file, prediction, precision = "auto";
+    std::string vae, taesd, api_key_file, prediction, precision = "auto";
     int max_body_mb = 64;
     int history_mb = 512;
     bool verbose = false, quiet = false;
@@ -63,6 +64,7 @@ int run(ServeArgs& a) {
     a.o.max_body_bytes = (size_t)a.max_body_mb << 20;
     a.o.queue.history_bytes = (size_t)a.history_mb << 20;
     a.o.queue.load.vae_path = a.vae;
+    if (!a.taesd.empty()) a.o.queue.taesd = TinyAutoencoder::load(a.taesd, "--taesd");
     a.o.queue.load.prediction = a.prediction;
     a.o.queue.load.precision = parse_usage_precision(a.precision);
     Logger log;
@@ -117,6 +119,8 @@ Runner add_serve(CLI::App& app) {
     c->add_option("-m,--model", a->o.model, "Checkpoint or diffusers folder: the default model");
     c->add_option("--models-dir", a->o.models_dir, "Folder of checkpoints that requests may name");
     c->add_option("--vae", a->vae, "Replace every model's VAE with this file");
+    c->add_option("--taesd", a->taesd,
+                  "Tiny autoencoder (TAESD/TAESDXL/TAESD3/TAEF1 decoder file or diffusers folder) for the live previews");
     c->add_option("--prediction", a->prediction, "Override the prediction type: epsilon | v_prediction");
     c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
         ->capture_default_str();

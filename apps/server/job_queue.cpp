@@ -5,6 +5,7 @@
 
 #include "backends/cpu/dnnl_context.h"
 #include "io/weights.h"
+#include "models/taesd/taesd.h"
 #include "server/preview.h"
 #include "request_parse.h"
 
@@ -288,6 +289,13 @@ void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_pt
                           " pixels: send width and height");
         NUANCE_CHECK_CODE(opt_.max_steps <= 0 || p.steps <= opt_.max_steps, InvalidArgument, "the model's ", p.steps,
                           " steps are over this server's limit of ", opt_.max_steps, ": send steps");
+        if (p.hires.enabled) {  // the second pass's size, with the model's VAE factor
+            const HiresTarget t = hires_target(p.hires, p.width, p.height, m.vae_scale());
+            NUANCE_CHECK_CODE((opt_.max_side <= 0 || (t.width <= opt_.max_side && t.height <= opt_.max_side)) &&
+                                  (opt_.max_pixels <= 0 || (int64_t)t.width * t.height <= opt_.max_pixels),
+                              InvalidArgument, "the hires target ", t.width, "x", t.height, " is over this server's ",
+                              "limits (", opt_.max_side, " pixels per side, ", opt_.max_pixels, " pixels)");
+        }
         {
             std::lock_guard<std::mutex> lock(mu_);  // what was really used, for infotexts and A1111's "info"
             GenerateParams& r = j.req.params;
@@ -304,12 +312,20 @@ void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_pt
     p.batch_count = 1;  // one image per call, so finished images are visible (and kept) before the batch ends
     p.cancelled = [&j] { return j.cancel.load(std::memory_order_relaxed); };
     const LatentFormat latents = m.latent_format();
+    const TinyAutoencoder* tae = opt_.taesd.get();
+    if (tae && (latents.pixel_space || tae->config().latent_channels != latents.channels)) {
+        if (opt_.logger)
+            opt_.logger->warn(tae->describe(), " does not fit ", m.family_name(), " model '", j.req.model.name, "' (",
+                              latents.channels, "-channel latents): its previews use the latent colour projection");
+        tae = nullptr;
+    }
     p.on_progress = [&](const GenerateProgress& pr) {
         std::shared_ptr<const std::string> png;
         const int every = opt_.preview_interval;
         if (every > 0 && pr.latents && (pr.step % every == 0 || pr.step == pr.total)) {
             try {
-                const Image im = progress_preview(*pr.latents, pr.sigma, progress_denoised(pr), latents, opt_.preview_side);
+                const Image im = progress_preview(*pr.latents, pr.sigma, progress_denoised(pr), latents, opt_.preview_side,
+                                                  tae);
                 if (im.width > 0) png = std::make_shared<const std::string>(to_string(encode_png(im)));
             } catch (const std::exception&) {  // a preview is optional
             }

@@ -82,6 +82,9 @@ struct QueueOptions {
     size_t history_bytes = 512u << 20;  // and at most this many bytes of their PNGs (the newest job is always kept)
     int preview_interval = 1;   // steps between previews; 0 = none
     int preview_side = 256;
+    // `nuance serve --taesd`: previews decoded by this tiny autoencoder for models of its latent channels (others keep
+    // the latent colour projection, with a warning in the log).
+    std::shared_ptr<const TinyAutoencoder> taesd;
     int threads = 0;            // CPU threads per worker; 0 = the default (all cores)
     ModelLoadOptions load;      // applied to every model load
     DefaultsCache* defaults = nullptr;  // told each loaded model's defaults (exact), when set

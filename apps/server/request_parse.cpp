@@ -225,6 +225,33 @@ Image decode_request_image(const std::string& b64, const Limits& lim, const std:
     return decode_image(bytes.data(), bytes.size(), 3, what, (uint64_t)lim.max_input_pixels);
 }
 
+// A1111 hires fix: enable_hr, hr_scale, hr_upscaler, hr_second_pass_steps, hr_resize_x/y, denoising_strength (0.7
+// when absent, A1111's UI default). The target size is checked against the limits here with the usual VAE factor 8,
+// and again by the job queue with the model's.
+void read_hires(Fields& f, GenerateParams& p, const Limits& lim) {
+    if (auto v = f.boolean("enable_hr")) p.hires.enabled = *v;
+    HiresParams& h = p.hires;
+    if (auto v = f.number("hr_scale", 1, 8)) h.scale = (float)*v;
+    if (auto v = f.string("hr_upscaler", 128)) h.upscaler = *v;
+    if (auto v = f.integer("hr_second_pass_steps", 0, lim.max_steps)) h.steps = (int)*v;
+    if (auto v = f.integer("hr_resize_x", 0, lim.max_side)) h.resize_x = (int)*v;
+    if (auto v = f.integer("hr_resize_y", 0, lim.max_side)) h.resize_y = (int)*v;
+    if (auto v = f.number("denoising_strength", 0, 1)) h.strength = (float)*v;
+    if (!h.enabled) return;
+    try {
+        parse_hires_upscaler(h.upscaler);
+    } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, "field 'hr_upscaler': ", e.what());
+    }
+    NUANCE_CHECK(h.strength > 0, "field 'denoising_strength' must be in (0, 1] for the hires fix, got 0");
+    if (p.width > 0 && p.height > 0) {
+        const HiresTarget t = hires_target(h, p.width, p.height, 8);
+        NUANCE_CHECK(t.width <= lim.max_side && t.height <= lim.max_side && (int64_t)t.width * t.height <= lim.max_pixels,
+                     "hires target ", t.width, "x", t.height, " is over this server's limit of ", lim.max_side,
+                     " pixels per side and ", lim.max_pixels, " pixels");
+    }
+}
+
 ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim) {
     ParsedRequest r;
     GenerateParams& p = r.params;
@@ -266,6 +293,7 @@ ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim) {
                               "inpainting ('mask') is not supported yet; send img2img without a mask");
         }
     }
+    if (!img2img) read_hires(f, p, lim);  // A1111's img2img has no hires fix
     check_size(p.width, p.height, lim);
     check_sampler(p.sampler, p.scheduler);
     p.seed = resolve_seed(p.seed);
@@ -338,6 +366,7 @@ ParsedRequest parse_native(const json& body, const Limits& lim) {
     } else {
         f.number("strength", 0, 1);
     }
+    read_hires(f, p, lim);  // the A1111 field names
     f.reject_unknown();
     check_size(p.width, p.height, lim);
     check_sampler(p.sampler, p.scheduler);

@@ -49,7 +49,8 @@ json a1111_info(ServerContext& c, const ParsedRequest& pr, const JobStatus& st) 
         {"sd_vae_hash", nullptr},
         {"seed_resize_from_w", -1},
         {"seed_resize_from_h", -1},
-        {"denoising_strength", pr.params.init_image ? json(p.strength) : json(nullptr)},
+        {"denoising_strength", pr.params.init_image ? json(p.strength)
+                               : pr.params.hires.enabled ? json(pr.params.hires.strength) : json(nullptr)},
         {"extra_generation_params", json::object()},
         {"index_of_first_image", 0},
         {"infotexts", infotexts},
