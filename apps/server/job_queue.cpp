@@ -12,6 +12,15 @@
 namespace nuance::server {
 
 namespace {
+// Steps of the hires second pass as generate() runs them (img2img: int(steps * strength)); 0 without hires.
+int hires_second_steps(const GenerateParams& p) {
+    if (!p.hires.enabled) return 0;
+    const int n = p.hires.steps > 0 ? p.hires.steps : p.steps;
+    return std::min(n, (int)((double)n * p.hires.strength));
+}
+}  // namespace
+
+namespace {
 
 using Clock = std::chrono::steady_clock;
 
@@ -305,7 +314,7 @@ void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_pt
             r.cfg_scale = p.cfg_scale;
             r.sampler = p.sampler;
             r.scheduler = p.scheduler;
-            j.total = p.steps;
+            j.total = p.steps + hires_second_steps(p);
             ++j.version;
         }
     };
@@ -332,11 +341,13 @@ void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_pt
         }
         {
             std::lock_guard<std::mutex> lock(mu_);
-            j.step = pr.step;
-            j.total = pr.total;
+            // Hires fix: both passes count as one run of first + second steps, so progress never goes back.
+            const int first = pr.pass == 1 ? j.req.params.steps : 0;
+            j.step = first + pr.step;
+            j.total = pr.passes > 1 ? j.req.params.steps + hires_second_steps(j.req.params) : pr.total;
             if (png) {
                 j.preview = std::move(png);
-                j.preview_step = (uint64_t)j.image * (uint64_t)std::max(pr.total, 1) + (uint64_t)pr.step;
+                j.preview_step = (uint64_t)j.image * (uint64_t)std::max(j.total, 1) + (uint64_t)j.step;
             }
             ++j.version;
         }

@@ -8,18 +8,24 @@ random SD1.5 model in --models-dir, --output-dir, --max-side 1024 and --max-pixe
 
 The page must fill its form from the picked model's defaults, generate through the UI (progress, previews, the final
 image shown large and pixel-sharp, click to enlarge), save outputs on the server and list them again after a reload,
-reuse a seed, send an image to img2img, cancel a long run and show the server's message for a refused request.
+reuse a seed, send an image to img2img, cancel a long run, show the server's message for a refused request, run the
+hires fix, and (with the LoRA/ControlNet routes and the A1111 runs mocked in the page's fetch) insert a LoRA tag, send a
+ControlNet unit and an inpaint mask painted on the canvas (paint, invert, clear).
 Exit 0 when every check passes, 1 otherwise.
 """
 import base64
+import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import time
+import zlib
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -125,6 +131,48 @@ def wait_gallery(n, timeout=20):
     """The gallery reloads after each run (asynchronously): waits until it shows n decoded images."""
     wait_for("const imgs = [...document.querySelectorAll('#gallery figure img')];"
              "return imgs.length === arguments[0] && imgs.every((i) => i.complete && i.naturalWidth > 0);", timeout, n)
+
+
+def png_file(w, h):
+    """A w x h RGB gradient PNG in a temporary file (for the file inputs), without PIL."""
+    raw = b"".join(b"\x00" + b"".join(bytes((x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), 128)) for x in range(w))
+                   for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+           chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    f = tempfile.NamedTemporaryFile(suffix=".png", delete=False)
+    f.write(png)
+    f.close()
+    return f.name
+
+
+# A fetch wrapper for the routes other developers' servers answer (LoRA list, ControlNet lists) and for the A1111 runs
+# that need them (mask, ControlNet): lists are mocked, POST bodies recorded and answered with a 1x1 image.
+MOCK_FETCH = """
+window.__sent = [];
+const realFetch = window.fetch.bind(window);
+const ok = (x) => new Response(JSON.stringify(x), {status: 200, headers: {'Content-Type': 'application/json'}});
+const onePixel = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNoaGgAAAMEAYFL09IQAAAAAElFTkSuQmCC';
+window.fetch = async (url, o) => {
+  const u = String(url);
+  if (u.endsWith('/sdapi/v1/loras')) return ok([{name: 'detail_tweaker', alias: 'detail', path: '/l/detail_tweaker.safetensors', metadata: {}}]);
+  if (u.endsWith('/controlnet/module_list')) return ok({module_list: ['none', 'canny']});
+  if (u.endsWith('/controlnet/model_list')) return ok({model_list: ['control_v11p_sd15_canny [d14c016b]']});
+  if (u.endsWith('/sdapi/v1/txt2img') || u.endsWith('/sdapi/v1/img2img')) {
+    window.__sent.push({url: u, body: JSON.parse(o.body)});
+    return ok({images: [onePixel], parameters: {}, info: JSON.stringify({seed: 5, all_seeds: [5], infotexts: ['mocked run'], width: 1, height: 1})});
+  }
+  return realFetch(url, o);
+};
+return loadExtras();
+"""
+
+
+def mask_white():
+    return js("""const d = maskCanvas.getContext('2d').getImageData(0, 0, maskCanvas.width, maskCanvas.height).data;
+                 let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 127) n++; return [n, d.length / 4];""")
 
 
 def result():
@@ -299,7 +347,95 @@ try:
     select("model", "nuance-emoji")
     shot("05-final.png")
 
-    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "400" not in e["message"]]
+    # 9. Hires fix through the jobs API: 64x64 first pass, x1.5, a 96x96 result with A1111's infotext; progress
+    # counts both passes as one run.
+    select("model", "tiny.safetensors")
+    fill("width", 64)
+    fill("height", 64)
+    fill("steps", 4)
+    fill("seed", 11)
+    js("document.getElementById('hires-box').open = true;")
+    el("hr-enable").click()
+    fill("hr-scale", 1.5)
+    check(el("hr-size").text == "64×64 → 96×96", "the hires target size is shown: " + el("hr-size").text)
+    before = js("return window.nuanceProgressLog.length;")
+    generate_and_wait(180)
+    info_text = el("result-info").text
+    check(result()["w"] == 96 and "Hires upscale: 1.5" in info_text and "Hires upscaler: Latent" in info_text and
+          "Size: 64x64" in info_text, "hires fix made a 96x96 image: " + info_text.replace("\n", " | "))
+    fr = [e["progress"] or 0 for e in js("return window.nuanceProgressLog.slice(arguments[0]);", before) if e["status"] == "running"]
+    check(fr and all(fr[i] >= fr[i - 1] - 1e-9 for i in range(1, len(fr))), "hires progress never goes backwards: %r" % fr)
+    el("hr-enable").click()
+
+    # 10. LoRA picker and ControlNet slot stay hidden on a server without them (loras [] and 404 here) ...
+    check(el("lora-box").get_attribute("hidden") is not None, "no LoRA picker when the server lists no LoRA")
+    check(el("cn-box").get_attribute("hidden") is not None, "no ControlNet slot when /controlnet/model_list is missing")
+    # ... and appear, filled, when the routes answer (mocked: other developers' routes).
+    driver.execute_async_script("const done = arguments[arguments.length - 1];" +
+                                "(async () => {" + MOCK_FETCH + "})().then(() => done(true), (e) => done(String(e)));")
+    check(el("lora-box").get_attribute("hidden") is None and
+          [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#lora-list button")] == ["detail"], "the LoRA picker lists the LoRA")
+    fill("prompt", "a red apple")
+    driver.find_element(By.CSS_SELECTOR, "#lora-list button").click()
+    check(el("prompt").get_property("value") == "a red apple <lora:detail_tweaker:0.8>",
+          "clicking a LoRA inserts <lora:NAME:0.8>: " + el("prompt").get_property("value"))
+    check(el("cn-box").get_attribute("hidden") is None and
+          [o.get_attribute("value") for o in Select(el("cn-module")).options] == ["none", "canny"] and
+          [o.get_attribute("value") for o in Select(el("cn-model")).options] == ["control_v11p_sd15_canny [d14c016b]"],
+          "the ControlNet slot lists the modules and models")
+    js("document.getElementById('cn-box').open = true;")
+    control_png = png_file(64, 64)
+    el("cn-file").send_keys(control_png)
+    wait_for("return document.getElementById('cn-thumb').naturalWidth === 64;", 10)
+    select("cn-module", "canny")
+    fill("cn-weight", 0.7)
+    fill("cn-end", 0.8)
+    generate_and_wait(30)
+    sent = js("return window.__sent;")
+    args = sent[-1]["body"].get("alwayson_scripts", {}).get("controlnet", {}).get("args", [{}])[0] if sent else {}
+    check(sent and sent[-1]["url"].endswith("/sdapi/v1/txt2img") and args.get("enabled") is True and
+          args.get("module") == "canny" and args.get("model") == "control_v11p_sd15_canny [d14c016b]" and
+          args.get("weight") == 0.7 and args.get("guidance_start") == 0 and args.get("guidance_end") == 0.8 and
+          args.get("image", "").startswith("data:image/png;base64,"),
+          "a ControlNet run sends alwayson_scripts.controlnet.args: %r" % {k: v for k, v in args.items() if k != "image"})
+    check("<lora:detail_tweaker:0.8>" in sent[-1]["body"]["prompt"], "the LoRA tag goes with the prompt")
+    el("cn-enable").click()
+
+    # 11. The mask painter: paint, invert, clear, and an img2img run with init_images + mask (white = repaint).
+    el("init-file").send_keys(control_png)
+    wait_for("return document.getElementById('init-box').classList.contains('on');", 10)
+    el("mask-enable").click()
+    wait_for("return document.getElementById('mask-base').naturalWidth === 64 && document.getElementById('mask-canvas').offsetWidth > 0;", 10)
+    check(mask_white()[0] == 0, "the mask starts empty (all keep)")
+    canvas = el("mask-canvas")
+    fill("brush-size", 8)
+    ActionChains(driver).move_to_element_with_offset(canvas, -20, -20).click_and_hold().move_by_offset(30, 0) \
+        .move_by_offset(0, 25).release().perform()
+    white, total = mask_white()
+    check(0 < white < total // 2, "painting marks part of the mask white (%d of %d pixels)" % (white, total))
+    el("mask-invert").click()
+    check(mask_white()[0] == total - white, "invert swaps repaint and keep")
+    el("mask-clear").click()
+    check(mask_white()[0] == 0 and not js("return window.nuanceA1111.painted();"), "clear empties the mask")
+    ActionChains(driver).move_to_element(canvas).click_and_hold().move_by_offset(10, 10).release().perform()
+    fill("strength", 0.6)
+    js("document.getElementById('hires-box').open = true;")
+    shot("06-extras.png")
+    generate_and_wait(30)
+    sent = js("return window.__sent;")
+    body = sent[-1]["body"] if sent else {}
+    check(sent and sent[-1]["url"].endswith("/sdapi/v1/img2img") and body.get("mask", "").startswith("data:image/png;base64,") and
+          body.get("init_images", [""])[0].startswith("data:image/png;base64,") and body.get("denoising_strength") == 0.6 and
+          "alwayson_scripts" not in body, "an inpaint run sends init_images + mask to /sdapi/v1/img2img")
+    mask_png = base64.b64decode(body.get("mask", ",").split(",", 1)[1] or b"")
+    check(mask_png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", mask_png[16:24]) == (64, 64),
+          "the mask is a PNG of the init image's size")
+    check(result()["w"] == 1 and el("result-info").text == "mocked run" and el("error").text == "",
+          "the A1111 answer is shown as the result")
+    os.unlink(control_png)
+
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "400" not in e["message"] and
+              not ("/controlnet/" in e["message"] and "404" in e["message"])]
     check(not errors, "no console errors: " + " | ".join(errors))
 except Exception as e:  # noqa: BLE001 -- any failure is reported with the page state
     failures += 1
