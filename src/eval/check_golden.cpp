@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "eval/golden/taesd_golden.h"
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
@@ -18,6 +17,7 @@
 #include "eval/golden/rng_golden.h"
 #include "eval/golden/schedulers_golden.h"
 #include "eval/golden/t5_golden.h"
+#include "eval/golden/taesd_golden.h"
 #include "eval/golden/unet_golden.h"
 #include "eval/golden/vae_golden.h"
 #include "io/weights.h"
