@@ -4,18 +4,31 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "models/random_families.h"
 #include "models/random_model.h"
 
 namespace nuance::cli {
 
 Runner add_make_random(CLI::App& app) {
-    struct Args { std::string family = "sd15", dtype = "f16", output; bool tiny = false; uint64_t seed = 0; };
+    struct Args {
+        std::string family = "sd15", dtype = "f16", output;
+        bool tiny = false, with_text_encoders = false;
+        int64_t depth = 0;
+        uint64_t seed = 0;
+    };
     auto a = std::make_shared<Args>();
-    CLI::App* c = app.add_subcommand("make-random", "Write a random-weight checkpoint (original single-file layout)");
-    c->add_option("--family", a->family, "sd15 | sd2 | sdxl")->capture_default_str();
+    CLI::App* c = app.add_subcommand("make-random", "Write a random-weight checkpoint in the layout people download (streamed: memory stays small)");
+    c->add_option("--family", a->family,
+                   "sd15 | sd2 | sdxl | sd35-medium | sd35-large | flux-dev | flux-schnell | dit-xl-2-256 | "
+                   "dit-xl-2-512 | clip-l | clip-g | t5xxl | vae16 | vae")
+        ->capture_default_str();
     c->add_option("--dtype", a->dtype, "f16 | f32 | bf16")->capture_default_str();
     c->add_option("-o,--output", a->output, "Output .safetensors")->required();
     c->add_flag("--tiny", a->tiny, "Small widths and depths (tests)");
+    c->add_flag("--with-text-encoders", a->with_text_encoders,
+                "sd35-*: the all-in-one file (text_encoders.{clip_l,clip_g,t5xxl} + first_stage_model)");
+    c->add_option("--depth", a->depth, "Only this many blocks / layers (quick runs; 0 = the real depth)")
+        ->capture_default_str();
     c->add_option("--seed", a->seed, "Seed for the weights")->capture_default_str();
     return [a] {
         RandomModelOptions o;
@@ -27,7 +40,22 @@ Runner add_make_random(CLI::App& app) {
         else if (a->dtype == "bf16") o.dtype = DType::BF16;
         else fail(ErrorCode::InvalidArgument, "usage: unknown dtype '", a->dtype, "' (valid: f16, f32, bf16)");
         const auto t0 = std::chrono::steady_clock::now();
-        const int64_t n = write_random_checkpoint(a->output, o);
+        int64_t n = 0;
+        if (is_random_family(a->family)) {
+            RandomFamilyOptions f;
+            f.family = a->family;
+            f.dtype = o.dtype;
+            f.tiny = a->tiny;
+            f.with_text_encoders = a->with_text_encoders;
+            f.depth = a->depth;
+            f.seed = a->seed;
+            n = write_random_family(a->output, f);
+        } else {
+            if (a->with_text_encoders || a->depth != 0)
+                fail(ErrorCode::InvalidArgument, "usage: --with-text-encoders and --depth are for the transformer ",
+                     "families, not '", a->family, "' (its file always holds its text encoders and VAE)");
+            n = write_random_checkpoint(a->output, o);
+        }
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::fprintf(stderr, "wrote %s: %s, %lld parameters, %.1fs\n", a->output.c_str(), a->family.c_str(),
                      (long long)n, s);

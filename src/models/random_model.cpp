@@ -1,5 +1,7 @@
 #include "models/random_model.h"
 
+#include "models/random_families.h"
+
 #include "io/safetensors.h"
 #include "models/clip/clip_text.h"
 #include "models/convert/original_format.h"
@@ -60,7 +62,7 @@ ClipTextConfig clip_config(int64_t hidden, int64_t layers, ClipAct act, int64_t 
 
 int64_t write_random_checkpoint(const std::string& path, const RandomModelOptions& o) {
     NUANCE_CHECK(o.family == "sd15" || o.family == "sd1" || o.family == "sd2" || o.family == "sdxl",
-                 "unknown family '", o.family, "' (valid: sd15, sd2, sdxl)");
+                 "unknown family '", o.family, "' (valid: sd15, sd2, sdxl, ", random_family_names(), ")");
     NUANCE_CHECK(o.dtype == DType::F16 || o.dtype == DType::F32 || o.dtype == DType::BF16, "unsupported dtype ",
                  dtype_name(o.dtype), " (valid: f16, f32, bf16)");
     const std::string fam = o.family == "sd1" ? "sd15" : o.family;
