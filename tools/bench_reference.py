@@ -43,12 +43,13 @@ def randomize(module, seed=0):
 def timed(fn, runs, warmup):
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
-    return times
+        cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
 def sd3(args, large):
@@ -146,19 +147,23 @@ def main():
     parts = builders[args.model]()
     torch.set_default_dtype(torch.float32)
     amp = (torch.autocast("cpu", dtype=torch.bfloat16) if args.dtype == "bf16" else contextlib.nullcontext())
-    results = {}
+    results, cpus = {}, {}
     with torch.inference_mode(), amp:
         for part, fn in parts:
-            times = timed(fn, args.runs, args.warmup)
+            times, cpu = timed(fn, args.runs, args.warmup)
             results[part] = statistics.median(times)
+            cpus[part] = statistics.median(cpu)
             print(json.dumps({"model": args.model, "part": part, "res": args.res, "tokens": args.tokens,
                               "dtype": args.dtype, "threads": args.threads, "median_s": round(statistics.median(times), 4),
-                              "min_s": round(min(times), 4), "runs": len(times), "peak_rss_mb": peak_rss_mb(),
+                              "min_s": round(min(times), 4), "runs": len(times),
+                              "cpu_s": round(statistics.median(cpu), 3), "peak_rss_mb": peak_rss_mb(),
                               "torch": torch.__version__}), flush=True)
     if args.model == "flux":
         step = 19 * results["double_block"] + 38 * results["single_block"]
+        step_cpu = 19 * cpus["double_block"] + 38 * cpus["single_block"]
         print(json.dumps({"model": "flux", "part": "step_extrapolated_19x_double_38x_single", "res": args.res,
-                          "dtype": args.dtype, "threads": args.threads, "median_s": round(step, 3)}), flush=True)
+                          "dtype": args.dtype, "threads": args.threads, "median_s": round(step, 3),
+                          "cpu_s": round(step_cpu, 3)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,32 @@ for phase in $(expand $PHASES); do case $phase in
 nu_sd35m)
     run nu_sd35m_bf16 "$NU" bench $SD3 --t5xxl "$F/t5xxl.safetensors" --res 1024 --steps 1 --repeat $REPEAT \
         -t $THREADS --profile --precision bf16 --json ;;
+nu_sd35m_nt5)  # the step and decode without T5 in memory (SD3 then uses a zero T5 context: the same step)
+    run nu_sd35m_nt5_bf16 "$NU" bench $SD3 --res 1024 --steps 1 --repeat $REPEAT -t $THREADS --precision bf16 \
+        --parts step,vae --json ;;
+py_sd35m_bf16|py_sd35m_fp32)
+    run $phase "$PY" "$REF" sd35m --res 1024 --dtype ${phase#py_sd35m_} --threads $THREADS --runs 1 --warmup 0 ;;
+py_flux512|py_flux1024)
+    for p in bf16 fp32; do
+        run ${phase}_$p "$PY" "$REF" flux --res ${phase#py_flux} --dtype $p --threads $THREADS --runs $REPEAT --warmup 1
+    done ;;
+flux_ops512|flux_ops1024)
+    run nu_$phase "$ROOT/build/nuance_bench_ops" --benchmark_filter="flux_.*/${phase#flux_ops}/" --benchmark_min_time=1x ;;
+nu_dit256|nu_dit512)
+    for p in bf16 fp32; do
+        run ${phase}_$p "$NU" bench -m "$F/dit${phase#nu_dit}.safetensors" --vae "$F/vae_sd.safetensors" \
+            --res ${phase#nu_dit} --steps 1 --repeat $REPEAT -t $THREADS --precision $p --parts step --json --profile
+    done ;;
+py_dit256|py_dit512)
+    for p in bf16 fp32; do
+        run ${phase}_$p "$PY" "$REF" dit --res ${phase#py_dit} --dtype $p --threads $THREADS --runs $REPEAT --warmup 1
+    done ;;
+py_vae16_bf16|py_vae16_fp32)
+    run $phase "$PY" "$REF" vae16 --res 1024 --dtype ${phase#py_vae16_} --threads $THREADS --runs $REPEAT --warmup 1 ;;
+flux_full512|flux_full1024)
+    run nu_fluxdev_full_${phase#flux_full} "$NU" bench -m "$F/flux_dev.safetensors" --clip-l "$F/clip_l.safetensors" \
+        --t5xxl "$F/t5xxl_d1.safetensors" --vae "$F/vae16.safetensors" --res ${phase#flux_full} --steps 1 \
+        --repeat $REPEAT -t $THREADS --precision bf16 --parts step --json ;;
 nu_t5_512)
     run nu_t5_512_bf16 "$NU" bench $SD3 --t5xxl "$F/t5xxl.safetensors" --res 256 --parts t5 --t5-tokens 512 \
         --repeat $REPEAT -t $THREADS --precision bf16 --json ;;
