@@ -3,7 +3,8 @@
 
 Usage: python3 tools/bench_table.py OUT/results.jsonl [OUT/nu_flux_blocks.out]
 Rows: workload; columns: nuance fp32 / bf16, diffusers fp32 / bf16 (autocast; T5: bf16 weights), each the median
-seconds with the command's peak RSS (time -v) and load average; then the ratio best-diffusers / best-nuance.
+seconds (and the run's process CPU seconds, cpu_s, where reported) with the command's peak RSS (time -v) and load
+average; then the ratio best-diffusers / best-nuance, of CPU seconds when both sides have them, else of wall time.
 The Flux step is 19 double + 38 single blocks from the block medians on both sides (nuance_bench_ops console lines).
 """
 import json
@@ -14,13 +15,13 @@ from collections import defaultdict
 
 def main():
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-    cell = defaultdict(dict)  # workload -> (impl, dtype) -> (seconds, rss_mb, load)
+    cell = defaultdict(dict)  # workload -> (impl, dtype) -> (seconds, rss_mb, load, cpu_s)
 
     def put(work, impl, dtype, s, r):
-        cell[work][(impl, dtype)] = (s, r.get("time_v_rss_mb"), r.get("load_avg", "").split(" ")[0])
+        cell[work][(impl, dtype)] = (s, r.get("time_v_rss_mb"), r.get("load_avg", "").split(" ")[0], r.get("cpu_s"))
 
     for r in rows:
-        impl, part, dt = r["impl"], r["part"], r.get("dtype")
+        impl, part, dt = r.get("impl", "diffusers"), r["part"], r.get("dtype")
         if impl == "nuance":
             fam = r.get("variant", r.get("family"))
             if part == "denoise_step":
@@ -53,9 +54,7 @@ def main():
         for (kind, res, dt), t in blocks.items():
             if kind == "double" and ("single", res, dt) in blocks:
                 s = 19 * t + 38 * blocks[("single", res, dt)]
-                cell[f"Flux step {res}² (19 double + 38 single blocks)"][("nuance", dt)] = (round(s, 2), None, "")
-    for k in list(cell):  # DiT rows: nuance names them dit-xl-2-... by variant
-        pass
+                cell[f"Flux step {res}² (19 double + 38 single blocks)"][("nuance", dt)] = (round(s, 2), None, "", None)
     print("| workload | nuance fp32 | nuance bf16 | diffusers fp32 | diffusers bf16 | best diffusers / best nuance |")
     print("|---|---|---|---|---|---|")
     for work in sorted(cell):
@@ -64,13 +63,17 @@ def main():
         def fmt(key):
             if key not in c:
                 return ""
-            s, rss, la = c[key]
-            extra = ", ".join(x for x in ((f"{rss / 1024:.1f} GiB" if rss else ""), (f"load {la}" if la else "")) if x)
+            s, rss, la, cpu = c[key]
+            extra = ", ".join(x for x in ((f"{cpu:.1f} CPU s" if cpu else ""), (f"{rss / 1024:.1f} GiB" if rss else ""),
+                                          (f"load {la}" if la else "")) if x)
             return f"{s:.2f} s" + (f" ({extra})" if extra else "")
 
-        nu = [c[k][0] for k in (("nuance", "fp32"), ("nuance", "bf16")) if k in c]
-        py = [c[k][0] for k in (("diffusers", "fp32"), ("diffusers", "bf16")) if k in c]
-        ratio = f"{min(py) / min(nu):.2f}x" if nu and py else ""
+        keys_nu = [k for k in (("nuance", "fp32"), ("nuance", "bf16")) if k in c]
+        keys_py = [k for k in (("diffusers", "fp32"), ("diffusers", "bf16")) if k in c]
+        use_cpu = all(c[k][3] for k in keys_nu + keys_py)
+        nu = [c[k][3 if use_cpu else 0] for k in keys_nu]
+        py = [c[k][3 if use_cpu else 0] for k in keys_py]
+        ratio = f"{min(py) / min(nu):.2f}x ({'CPU' if use_cpu else 'wall'})" if nu and py else ""
         print(f"| {work} | {fmt(('nuance', 'fp32'))} | {fmt(('nuance', 'bf16'))} | {fmt(('diffusers', 'fp32'))} | "
               f"{fmt(('diffusers', 'bf16'))} | {ratio} |")
 
