@@ -153,7 +153,9 @@ int run_fid(EvalArgs& a) {
                  "a .npz statistics file), or --save-stats OUT.npz");
     const FeatureRun fa = c.features(sa, "set A", false, kSheetImages);
     nlohmann::json j{{"metric", "fid"}, {"inception", a.inception}, {"resize", a.resize},
-                     {"a", {{"source", sa.describe()}, {"images", sa.size()}, {"seconds", fa.seconds}}}};
+                     {"a", {{"source", sa.describe()}, {"images", sa.size()}, {"seconds", fa.seconds},
+                            {"network_seconds", fa.network_seconds},
+                            {"first_batch_seconds", fa.first_batch_seconds}}}};
     if (!a.save_stats.empty()) {
         NUANCE_CHECK(sa.size() >= 2, "--save-stats needs at least 2 images, got ", sa.size());
         const FeatureStats st(fa.pool3);

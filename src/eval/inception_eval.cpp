@@ -28,7 +28,12 @@ FeatureRun inception_features(const InceptionV3& net, const ImageSource& src, In
             ims.push_back(src.get(start + i));
             if ((int64_t)r.kept.size() < keep) r.kept.push_back(ims.back());
         }
-        const InceptionFeatures f = net.forward(inception_input(ims, resize), false, want_logits);
+        const Tensor x = inception_input(ims, resize);
+        const auto n0 = std::chrono::steady_clock::now();
+        const InceptionFeatures f = net.forward(x, false, want_logits);
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - n0).count();
+        r.network_seconds += dt;
+        if (start == 0) r.first_batch_seconds = dt;
         std::memcpy(r.pool3.data<float>() + start * 2048, f.pool3.data<float>(), (size_t)(b * 2048) * sizeof(float));
         if (want_logits) {
             const int64_t k = net.num_classes();

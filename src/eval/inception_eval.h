@@ -26,6 +26,8 @@ struct FeatureRun {
     Tensor logits;  // [N, classes] 'logits_unbiased' (want_logits)
     std::vector<Image> kept;  // the first `keep` images (contact sheets)
     double seconds = 0;
+    double network_seconds = 0;  // inside the network (no decoding, resizing or generation)
+    double first_batch_seconds = 0;  // network time of batch 0 (includes packing the weights for oneDNN once)
 };
 
 // batch: images per network call (1..256).
