@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "eval/golden/fid_inception_golden.h"
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
 #include "eval/golden/dit_golden.h"
+#include "eval/golden/fid_inception_golden.h"
 #include "eval/golden/flux_golden.h"
 #include "eval/golden/gguf_golden.h"
 #include "eval/golden/mmdit_golden.h"
