@@ -9,6 +9,7 @@
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
 #include "eval/golden/dit_golden.h"
+#include "eval/golden/fid_inception_golden.h"
 #include "eval/golden/flux_golden.h"
 #include "eval/golden/gguf_golden.h"
 #include "eval/golden/mmdit_golden.h"
@@ -97,6 +98,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "flux_transformer" || name == "original_flux") return check_golden_flux(dir);
         if (name == "dit") return check_golden_dit(dir);
         if (name == "taesd") return check_golden_taesd(dir);
+        if (name == "fid_inception") return check_golden_fid_inception(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {

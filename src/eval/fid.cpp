@@ -227,6 +227,7 @@ double frechet_distance(const std::vector<double>& mu1, const std::vector<double
         tr1 += s1[(size_t)(i * dim + i)];
         tr2 += s2[(size_t)(i * dim + i)];
     }
+    if (dim > 256) return frechet_distance_cholesky(mu1, s1, mu2, s2, dim);
     // A = S1^(1/2) (eigenvalues clamped at 0), M = A S2 A: symmetric PSD, eig(M) = eig(S1 S2).
     const SymmetricEigen e1 = eigen_symmetric(s1, dim);
     const std::vector<double> a = recompose(e1, dim, sqrt_eigenvalues(e1.values));
@@ -298,6 +299,279 @@ KidEstimate kernel_inception_distance_subsets(const Tensor& x, const Tensor& y, 
     // numpy's std (ddof = 0), as torch-fidelity reports kernel_inception_distance_std.
     est.std = std::sqrt(est.std / (double)vals.size());
     return est;
+}
+
+}  // namespace nuance
+
+// ---- large covariances: Cholesky + tridiagonal QL ----
+
+namespace nuance {
+
+namespace {
+
+// In-place lower Cholesky factor of a row-major n x n SPD matrix (upper part zeroed). False if not positive definite.
+bool cholesky_lower(std::vector<double>& a, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        double* rj = &a[(size_t)(j * n)];
+        double s = rj[j];
+        for (int64_t k = 0; k < j; ++k) s -= rj[k] * rj[k];
+        if (!(s > 0.0) || !std::isfinite(s)) return false;
+        const double ljj = std::sqrt(s);
+        rj[j] = ljj;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = j + 1; i < n; ++i) {
+            double* ri = &a[(size_t)(i * n)];
+            double t = ri[j];
+            for (int64_t k = 0; k < j; ++k) t -= ri[k] * rj[k];
+            ri[j] = t / ljj;
+        }
+        for (int64_t k = j + 1; k < n; ++k) rj[k] = 0.0;
+    }
+    return true;
+}
+
+// c = a^T b (n x n row-major).
+std::vector<double> matmul_tn(const std::vector<double>& a, const std::vector<double>& b, int64_t n) {
+    std::vector<double> c((size_t)(n * n), 0.0);
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t i = 0; i < n; ++i) {
+        double* crow = &c[(size_t)(i * n)];
+        for (int64_t k = 0; k < n; ++k) {
+            const double aki = a[(size_t)(k * n + i)];
+            if (aki == 0.0) continue;
+            const double* brow = &b[(size_t)(k * n)];
+            for (int64_t j = 0; j < n; ++j) crow[j] += aki * brow[j];
+        }
+    }
+    return c;
+}
+
+std::vector<double> matmul_nn(const std::vector<double>& a, const std::vector<double>& b, int64_t n) {
+    std::vector<double> c((size_t)(n * n), 0.0);
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t i = 0; i < n; ++i) {
+        double* crow = &c[(size_t)(i * n)];
+        for (int64_t k = 0; k < n; ++k) {
+            const double aik = a[(size_t)(i * n + k)];
+            if (aik == 0.0) continue;
+            const double* brow = &b[(size_t)(k * n)];
+            for (int64_t j = 0; j < n; ++j) crow[j] += aik * brow[j];
+        }
+    }
+    return c;
+}
+
+// Eigenvalues of a symmetric n x n matrix (destroyed): Householder reduction to tridiagonal form, then implicit QL
+// with Wilkinson-style shifts (JAMA's tql2 without the eigenvectors).
+std::vector<double> eigenvalues_symmetric(std::vector<double>& a, int64_t n) {
+    std::vector<double> d((size_t)n), e((size_t)n, 0.0), v((size_t)n), p((size_t)n);
+    for (int64_t k = 0; k + 2 < n; ++k) {
+        const int64_t m = n - k - 1;  // trailing block a[k+1.., k+1..]
+        const double* col = &a[(size_t)(k * n + k + 1)];  // row k right of the diagonal = column k below it
+        double norm2 = 0;
+        for (int64_t i = 0; i < m; ++i) norm2 += col[i] * col[i];
+        d[(size_t)k] = a[(size_t)(k * n + k)];
+        if (norm2 == 0.0) {
+            e[(size_t)k] = 0.0;
+            continue;
+        }
+        const double alpha = col[0] > 0 ? -std::sqrt(norm2) : std::sqrt(norm2);
+        for (int64_t i = 0; i < m; ++i) v[(size_t)i] = col[i];
+        v[0] -= alpha;
+        double vnorm2 = 0;
+        for (int64_t i = 0; i < m; ++i) vnorm2 += v[(size_t)i] * v[(size_t)i];
+        e[(size_t)k] = alpha;
+        if (vnorm2 == 0.0) continue;
+        const double beta = 2.0 / vnorm2;
+        // p = beta B v; w = p - (beta / 2)(p . v) v; B -= v w^T + w v^T.
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < m; ++i) {
+            const double* row = &a[(size_t)((k + 1 + i) * n + k + 1)];
+            double s = 0;
+            for (int64_t j = 0; j < m; ++j) s += row[j] * v[(size_t)j];
+            p[(size_t)i] = beta * s;
+        }
+        double pv = 0;
+        for (int64_t i = 0; i < m; ++i) pv += p[(size_t)i] * v[(size_t)i];
+        const double c = 0.5 * beta * pv;
+        for (int64_t i = 0; i < m; ++i) p[(size_t)i] -= c * v[(size_t)i];  // p is now w
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < m; ++i) {
+            double* row = &a[(size_t)((k + 1 + i) * n + k + 1)];
+            const double vi = v[(size_t)i], wi = p[(size_t)i];
+            for (int64_t j = 0; j < m; ++j) row[j] -= vi * p[(size_t)j] + wi * v[(size_t)j];
+        }
+    }
+    if (n >= 2) {
+        d[(size_t)(n - 2)] = a[(size_t)((n - 2) * n + n - 2)];
+        e[(size_t)(n - 2)] = a[(size_t)((n - 2) * n + n - 1)];
+    }
+    d[(size_t)(n - 1)] = a[(size_t)((n - 1) * n + n - 1)];
+    e[(size_t)(n - 1)] = 0.0;
+    // e[i] couples d[i] and d[i+1]. Implicit QL (JAMA tql2, eigenvalues only).
+    double f = 0, tst1 = 0;
+    const double eps = 2.220446049250313e-16;
+    for (int64_t l = 0; l < n; ++l) {
+        tst1 = std::max(tst1, std::abs(d[(size_t)l]) + std::abs(e[(size_t)l]));
+        int64_t m = l;
+        while (m < n) {
+            if (std::abs(e[(size_t)m]) <= eps * tst1) break;
+            ++m;
+        }
+        if (m > l) {
+            int iter = 0;
+            do {
+                NUANCE_CHECK_CODE(++iter <= 200, Internal, "FID: the eigenvalue iteration did not converge (n = ", n,
+                                  ")");
+                double g = d[(size_t)l];
+                double pp = (d[(size_t)(l + 1)] - g) / (2.0 * e[(size_t)l]);
+                double r = std::hypot(pp, 1.0);
+                if (pp < 0) r = -r;
+                d[(size_t)l] = e[(size_t)l] / (pp + r);
+                d[(size_t)(l + 1)] = e[(size_t)l] * (pp + r);
+                const double dl1 = d[(size_t)(l + 1)];
+                double h = g - d[(size_t)l];
+                for (int64_t i = l + 2; i < n; ++i) d[(size_t)i] -= h;
+                f += h;
+                pp = d[(size_t)m];
+                double c = 1, c2 = 1, c3 = 1, s = 0, s2 = 0;
+                const double el1 = e[(size_t)(l + 1)];
+                for (int64_t i = m - 1; i >= l; --i) {
+                    c3 = c2;
+                    c2 = c;
+                    s2 = s;
+                    g = c * e[(size_t)i];
+                    h = c * pp;
+                    r = std::hypot(pp, e[(size_t)i]);
+                    e[(size_t)(i + 1)] = s * r;
+                    s = e[(size_t)i] / r;
+                    c = pp / r;
+                    pp = c * d[(size_t)i] - s * g;
+                    d[(size_t)(i + 1)] = h + s * (c * g + s * d[(size_t)i]);
+                }
+                pp = -s * s2 * c3 * el1 * e[(size_t)l] / dl1;
+                e[(size_t)l] = s * pp;
+                d[(size_t)l] = c * pp;
+            } while (std::abs(e[(size_t)l]) > eps * tst1);
+        }
+        d[(size_t)l] += f;
+        e[(size_t)l] = 0;
+    }
+    return d;
+}
+
+}  // namespace
+
+double frechet_distance_cholesky(const std::vector<double>& mu1, const std::vector<double>& s1,
+                                 const std::vector<double>& mu2, const std::vector<double>& s2, int64_t dim,
+                                 bool* eps_used) {
+    NUANCE_CHECK(dim >= 1, "frechet_distance: dimension must be >= 1, got ", dim);
+    NUANCE_CHECK((int64_t)mu1.size() == dim && (int64_t)mu2.size() == dim, "frechet_distance: means of ",
+                 mu1.size(), " and ", mu2.size(), " values for dimension ", dim);
+    NUANCE_CHECK((int64_t)s1.size() == dim * dim && (int64_t)s2.size() == dim * dim,
+                 "frechet_distance: covariances of ", s1.size(), " and ", s2.size(), " values, expected ", dim, "x",
+                 dim);
+    for (const auto* v : {&mu1, &mu2, &s1, &s2})
+        for (double x : *v) NUANCE_CHECK(std::isfinite(x), "frechet_distance: a non-finite mean or covariance value");
+    double diff2 = 0, tr1 = 0, tr2 = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+        diff2 += (mu1[(size_t)i] - mu2[(size_t)i]) * (mu1[(size_t)i] - mu2[(size_t)i]);
+        tr1 += s1[(size_t)(i * dim + i)];
+        tr2 += s2[(size_t)(i * dim + i)];
+    }
+    std::vector<double> l = s1, b = s2;
+    bool offset = false;
+    if (!cholesky_lower(l, dim)) {
+        // pytorch-fid: "fid calculation produces singular product; adding 1e-6 to diagonal of cov estimates"
+        offset = true;
+        l = s1;
+        for (int64_t i = 0; i < dim; ++i) {
+            l[(size_t)(i * dim + i)] += 1e-6;
+            b[(size_t)(i * dim + i)] += 1e-6;
+        }
+        NUANCE_CHECK(cholesky_lower(l, dim), "frechet_distance: the first covariance is not positive semi-definite ",
+                     "(no Cholesky factor even with 1e-6 added to its diagonal)");
+    }
+    if (eps_used) *eps_used = offset;
+    std::vector<double> c = matmul_tn(l, matmul_nn(b, l, dim), dim);  // L^T S2 L
+    for (int64_t i = 0; i < dim; ++i)
+        for (int64_t j = i + 1; j < dim; ++j) {
+            const double v = 0.5 * (c[(size_t)(i * dim + j)] + c[(size_t)(j * dim + i)]);
+            c[(size_t)(i * dim + j)] = c[(size_t)(j * dim + i)] = v;
+        }
+    double tr_sqrt = 0;
+    for (double r : sqrt_eigenvalues(eigenvalues_symmetric(c, dim))) tr_sqrt += r;
+    return diff2 + tr1 + tr2 - 2.0 * tr_sqrt;
+}
+
+double frechet_distance_features(const Tensor& a, const Tensor& b) {
+    int64_t na = 0, nb = 0, da = 0, db = 0;
+    std::vector<double> xa = rows_of(a, "FID: first set's", na, da);
+    std::vector<double> xb = rows_of(b, "FID: second set's", nb, db);
+    NUANCE_CHECK(da == db, "FID: feature dimensions differ: ", da, " vs ", db);
+    NUANCE_CHECK(na >= 2 && nb >= 2, "FID needs at least 2 samples in each set, got ", na, " and ", nb);
+    const int64_t d = da;
+    if (std::min(na, nb) > d) return frechet_distance(FeatureStats(a), FeatureStats(b));
+    auto centre = [d](std::vector<double>& x, int64_t n, std::vector<double>& mu, double& tr) {
+        mu.assign((size_t)d, 0.0);
+        for (int64_t r = 0; r < n; ++r)
+            for (int64_t j = 0; j < d; ++j) mu[(size_t)j] += x[(size_t)(r * d + j)];
+        for (double& m : mu) m /= (double)n;
+        tr = 0;
+        for (int64_t r = 0; r < n; ++r)
+            for (int64_t j = 0; j < d; ++j) {
+                x[(size_t)(r * d + j)] -= mu[(size_t)j];
+                tr += x[(size_t)(r * d + j)] * x[(size_t)(r * d + j)];
+            }
+        tr /= (double)(n - 1);
+    };
+    std::vector<double> mua, mub;
+    double tra = 0, trb = 0;
+    centre(xa, na, mua, tra);
+    centre(xb, nb, mub, trb);
+    // M = A_c B_c^T [na, nb]; singular values = sqrt(eig(M M^T)) (order na; or M^T M, order nb, if smaller).
+    std::vector<double> m((size_t)(na * nb));
+    for (int64_t i = 0; i < na; ++i)
+        for (int64_t j = 0; j < nb; ++j) m[(size_t)(i * nb + j)] = dot4(&xa[(size_t)(i * d)], &xb[(size_t)(j * d)], d);
+    const bool rows = na <= nb;
+    const int64_t k = rows ? na : nb;
+    std::vector<double> g((size_t)(k * k), 0.0);
+    for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+            double s = 0;
+            if (rows)
+                for (int64_t t = 0; t < nb; ++t) s += m[(size_t)(i * nb + t)] * m[(size_t)(j * nb + t)];
+            else
+                for (int64_t t = 0; t < na; ++t) s += m[(size_t)(t * nb + i)] * m[(size_t)(t * nb + j)];
+            g[(size_t)(i * k + j)] = s;
+        }
+    double nuclear = 0;
+    for (double r : sqrt_eigenvalues(eigen_symmetric(g, k).values)) nuclear += r;
+    const double tr_sqrt = nuclear / std::sqrt((double)(na - 1) * (double)(nb - 1));
+    double diff2 = 0;
+    for (int64_t j = 0; j < d; ++j) diff2 += (mua[(size_t)j] - mub[(size_t)j]) * (mua[(size_t)j] - mub[(size_t)j]);
+    return diff2 + tra + trb - 2.0 * tr_sqrt;
+}
+
+double kernel_inception_distance_given(const Tensor& a, const Tensor& b,
+                                       const std::vector<std::vector<int64_t>>& idx_a,
+                                       const std::vector<std::vector<int64_t>>& idx_b) {
+    int64_t na = 0, nb = 0, da = 0, db = 0;
+    const std::vector<double> xa = rows_of(a, "KID: first set's", na, da);
+    const std::vector<double> xb = rows_of(b, "KID: second set's", nb, db);
+    NUANCE_CHECK(da == db, "KID: feature dimensions differ: ", da, " vs ", db);
+    NUANCE_CHECK(!idx_a.empty() && idx_a.size() == idx_b.size(), "KID: ", idx_a.size(), " and ", idx_b.size(),
+                 " subsets given (need the same number, >= 1)");
+    double t = 0;
+    for (size_t s = 0; s < idx_a.size(); ++s) {
+        const size_t m = idx_a[s].size();
+        NUANCE_CHECK(m >= 2 && idx_b[s].size() == m, "KID: subset ", s, " has ", m, " and ", idx_b[s].size(),
+                     " rows (need the same m >= 2)");
+        for (int64_t i : idx_a[s]) NUANCE_CHECK(i >= 0 && i < na, "KID: subset ", s, " row ", i, " outside 0..", na - 1);
+        for (int64_t i : idx_b[s]) NUANCE_CHECK(i >= 0 && i < nb, "KID: subset ", s, " row ", i, " outside 0..", nb - 1);
+        t += mmd2_unbiased(xa, idx_a[s], xb, idx_b[s], da);
+    }
+    return t / (double)idx_a.size();
 }
 
 }  // namespace nuance

@@ -46,6 +46,26 @@ double frechet_distance(const std::vector<double>& mu1, const std::vector<double
                         const std::vector<double>& s2, int64_t dim);
 double frechet_distance(const FeatureStats& a, const FeatureStats& b);  // each needs >= 2 samples
 
+// The covariance path above for dim > 256 (Inception's 2048): tr sqrt(S1 S2) as the sum of the square roots of the
+// eigenvalues of L^T S2 L with S1 = L L^T (Cholesky; symmetric, same eigenvalues as S1 S2), via Householder
+// tridiagonalisation and implicit QL, O(dim^3) in double. A singular S1 (fewer samples than dimensions) has no
+// Cholesky factor: then, as pytorch-fid does when its sqrtm is not finite, eps = 1e-6 is added to both
+// covariances' diagonals (`eps_used` reports it). Jacobi (exact on singular matrices) below 257 dimensions.
+double frechet_distance_cholesky(const std::vector<double>& mu1, const std::vector<double>& s1,
+                                 const std::vector<double>& mu2, const std::vector<double>& s2, int64_t dim,
+                                 bool* eps_used = nullptr);
+
+// FID straight from two feature sets a [N, D], b [M, D] (N, M >= 2). When min(N, M) <= D the covariances are
+// singular and tr sqrt(S_a S_b) is computed exactly as the nuclear norm of A_c B_c^T / sqrt((N-1)(M-1)) (A_c, B_c
+// the centred rows), an eigenproblem of order min(N, M); otherwise through FeatureStats and frechet_distance.
+double frechet_distance_features(const Tensor& a, const Tensor& b);
+
+// clean-fid's kernel_distance with the subsets given: subset s uses rows idx_a[s] of a and idx_b[s] of b (each
+// m >= 2 distinct valid rows, the same m for both); the result is the mean of the per-subset unbiased MMD^2.
+double kernel_inception_distance_given(const Tensor& a, const Tensor& b,
+                                       const std::vector<std::vector<int64_t>>& idx_a,
+                                       const std::vector<std::vector<int64_t>>& idx_b);
+
 // Unbiased MMD^2 between x [N, D] and y [M, D] (N, M >= 2) with k(a, b) = (a·b / D + 1)^3, over all pairs.
 double kernel_inception_distance(const Tensor& x, const Tensor& y);
 
