@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "eval/golden/lora_golden.h"
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
@@ -95,6 +96,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "sd3_transformer" || name == "original_sd3") return check_golden_sd3(dir);
         if (name == "flux_transformer" || name == "original_flux") return check_golden_flux(dir);
         if (name == "dit") return check_golden_dit(dir);
+        if (name == "lora") return check_golden_lora(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {
