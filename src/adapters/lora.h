@@ -22,6 +22,7 @@
 // nuance's split to_q / to_k / to_v / proj_mlp).
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,7 +90,9 @@ public:
     // weights are widened to F32 for the sum and rounded once). Several calls stack. Errors (nothing is changed when
     // one is thrown): no module matches (names the file, the counts, examples of unmatched names and of the model's
     // names), a LoRA for another family (an SDXL file on SD1.x says so), a shape that does not fit (both shapes).
-    LoraApplyReport apply(const LoraComponents& model, const LoraFile& file, float strength);
+    // te_strength: the text encoders' strength when it differs (A1111 <lora:name:te:unet>).
+    LoraApplyReport apply(const LoraComponents& model, const LoraFile& file, float strength,
+                          std::optional<float> te_strength = std::nullopt);
     void restore();
     bool empty() const { return saved_.empty(); }
     size_t layers() const { return saved_.size(); }

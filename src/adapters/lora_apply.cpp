@@ -1,5 +1,6 @@
 // Matching LoRA modules to a model's layers and merging them (lora.h).
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "adapters/lora.h"
@@ -140,7 +141,8 @@ std::string join_examples(const std::vector<std::string>& v, size_t n) {
 
 }  // namespace
 
-LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& file, float strength) {
+LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& file, float strength,
+                                 std::optional<float> te_strength) {
     LoraApplyReport rep;
     rep.file = file.path;
     rep.modules = (int64_t)file.modules.size();
@@ -161,6 +163,7 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
     struct Job {
         const LoraModule* m;
         const Slot* slot;
+        bool te;
         Shape shape;  // the full delta's shape
     };
     std::vector<Job> jobs;
@@ -175,6 +178,8 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
             rep.unmatched.push_back(mod.name);
             continue;
         }
+        NUANCE_CHECK_CODE(!mod.dora_scale.defined(), Unsupported, "LoRA '", file.path, "': module ", mod.name,
+                          " is DoRA (dora_scale), which is not supported yet");
         const Param& first = *slot->front().p;
         NUANCE_CHECK(first.defined(), "LoRA '", file.path, "': layer '", slot->front().name, "' of the ", comp,
                      " is not loaded");
@@ -192,7 +197,7 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
             rows += t.rows;
         }
         shape[0] = rows;
-        jobs.push_back({&mod, slot, shape});
+        jobs.push_back({&mod, slot, starts_with(comp, "text_encoder"), shape});
     }
     rep.matched = (int64_t)jobs.size();
 
@@ -230,15 +235,17 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
                                    " modules match no layer of the model (e.g. ", join_examples(rep.unmatched, 4), ")"));
 
     // Phase 2: compute and merge.
-    if (strength == 0.0f) return rep;
+    const float te_s = te_strength.value_or(strength);
+    for (float s : {strength, te_s})
+        NUANCE_CHECK(std::isfinite(s), "LoRA '", file.path, "': strength ", s, " is not a finite number");
     std::set<const Param*> saved;
     for (const auto& [p, t] : saved_) saved.insert(p);
     for (const Job& j : jobs) {
         const LoraModule& m = *j.m;
+        const float st = j.te ? te_s : strength;
+        if (st == 0.0f) continue;
         const Tensor delta = m.delta(j.shape, file.path);
-        NUANCE_CHECK_CODE(!m.dora_scale.defined(), Unsupported, "LoRA '", file.path, "': module ", m.name,
-                          " is DoRA (dora_scale), which is not supported yet");
-        const float factor = (float)(m.scale() * (double)strength);
+        const float factor = (float)(m.scale() * (double)st);
         const int64_t cols = delta.numel() / std::max<int64_t>(1, j.shape[0]);
         const float* d = delta.data<float>();
         for (const Target& t : *j.slot) {

@@ -59,6 +59,9 @@ struct GenerateParams {
     bool release_weights_before_decode = false;
     // Latents to start from instead of seeded noise (unit variance; tests and parity checks).
     Tensor initial_noise;
+    // Infotext fields added before ", Version" (e.g. ", Lora hashes: \"name: 0123abcdef01\"", adapters/lora_library.h).
+    // <lora:...> tags stay in the prompt (and the infotext, as A1111 keeps them) but are never encoded.
+    std::string extra_infotext;
 };
 
 struct GeneratedImage {
