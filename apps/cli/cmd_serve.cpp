@@ -116,6 +116,7 @@ Runner add_serve(CLI::App& app) {
     c->add_option("--port", a->o.port, "Port (0: any free port, printed at start)")->capture_default_str();
     c->add_option("-m,--model", a->o.model, "Checkpoint or diffusers folder: the default model");
     c->add_option("--models-dir", a->o.models_dir, "Folder of checkpoints that requests may name");
+    c->add_option("--lora-dir", a->o.lora_dir, "Folder of LoRAs (GET /sdapi/v1/loras) that request prompts may use as <lora:name:weight>");
     c->add_option("--vae", a->vae, "Replace every model's VAE with this file");
     c->add_option("--prediction", a->prediction, "Override the prediction type: epsilon | v_prediction");
     c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")

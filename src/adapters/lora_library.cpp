@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <openssl/evp.h>
 
 #include "io/safetensors.h"
@@ -188,8 +191,19 @@ LoraLibrary LoraLibrary::scan(const std::string& dir) {
         const std::string name = stem(f);
         if (std::any_of(lib.entries_.begin(), lib.entries_.end(), [&](const LoraEntry& e) { return e.name == name; }))
             continue;
-        LoraEntry e{name, f, name};
-        lib.entries_.push_back(e);
+        LoraEntry e;
+        e.name = e.alias = name;
+        e.path = f;
+        e.relative = fs::path(f).lexically_relative(dir).generic_string();
+        if (is_safetensors_file(f)) {
+            try {
+                e.metadata = load_safetensors(f).metadata;
+            } catch (const Error&) {  // listed; loading it later says what is wrong
+            }
+            auto it = e.metadata.find("ss_output_name");
+            if (it != e.metadata.end() && !it->second.empty() && it->second.size() < 256) e.alias = it->second;
+        }
+        lib.entries_.push_back(std::move(e));
     }
     return lib;
 }
@@ -205,6 +219,8 @@ const LoraEntry& LoraLibrary::find(const std::string& name) const {
             ci = &e;
         }
     if (ci) return *ci;
+    for (const auto& e : entries_)
+        if (e.alias == name) return e;
     std::vector<std::pair<size_t, std::string>> near;
     const std::string ln = lower(name);
     for (const auto& e : entries_) {
@@ -220,7 +236,33 @@ const LoraEntry& LoraLibrary::find(const std::string& name) const {
          s.empty() ? std::string() : "; close names: " + s, ")");
 }
 
+namespace {
+std::string lora_short_hash_uncached(const std::string& path);
+}  // namespace
+
 std::string lora_short_hash(const std::string& path) {
+    static std::mutex mu;
+    static std::map<std::string, std::tuple<uintmax_t, int64_t, std::string>> cache;
+    std::error_code ec;
+    const uintmax_t size = fs::file_size(path, ec);
+    const int64_t mtime = ec ? 0 : (int64_t)fs::last_write_time(path, ec).time_since_epoch().count();
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = cache.find(path);
+        if (!ec && it != cache.end() && std::get<0>(it->second) == size && std::get<1>(it->second) == mtime)
+            return std::get<2>(it->second);
+    }
+    const std::string h = lora_short_hash_uncached(path);
+    if (!ec) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (cache.size() > 4096) cache.clear();
+        cache[path] = {size, mtime, h};
+    }
+    return h;
+}
+
+namespace {
+std::string lora_short_hash_uncached(const std::string& path) {
     auto st = map_file(path);
     if (is_safetensors_file(path)) {
         const WeightFile w = load_safetensors(st, path);
@@ -232,6 +274,7 @@ std::string lora_short_hash(const std::string& path) {
     }
     return sha256_of(st->data(), st->size()).substr(0, 12);
 }
+}  // namespace
 
 std::vector<LoraUse> resolve_lora_tags(const std::vector<LoraTag>& tags, const LoraLibrary* lib) {
     std::vector<LoraUse> out;

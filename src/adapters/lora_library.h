@@ -1,6 +1,7 @@
 // How people name LoRAs: A1111's prompt tags (<lora:name:0.8>), a folder of files (--lora-dir), --lora FILE:weight,
 // and the "Lora hashes" infotext A1111 writes; and applying such a list to a loaded DiffusionModel.
 #pragma once
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,7 +33,9 @@ LoraTag parse_lora_flag(const std::string& arg);
 // 8 levels), named by file stem as A1111 does (the first in path order wins a name clash).
 struct LoraEntry {
     std::string name, path;
-    std::string alias;  // metadata ss_output_name when present, else the name
+    std::string alias;     // metadata ss_output_name when present, else the name (A1111's alias)
+    std::string relative;  // path relative to the folder, '/'-separated (what the server shows)
+    std::map<std::string, std::string> metadata;  // safetensors __metadata__ (empty for .pt/.ckpt)
 };
 
 class LoraLibrary {
@@ -41,8 +44,8 @@ public:
     static LoraLibrary scan(const std::string& dir);  // Error (NotFound) when dir is not a folder
     const std::string& dir() const { return dir_; }
     const std::vector<LoraEntry>& entries() const { return entries_; }
-    // The entry named `name` (case-sensitive first, then case-insensitive). Error (NotFound) naming the folder and
-    // the closest names otherwise.
+    // The entry named `name` (case-sensitive first, then case-insensitive, then by alias). Error (NotFound) naming
+    // the folder and the closest names otherwise.
     const LoraEntry& find(const std::string& name) const;
 
 private:
@@ -51,7 +54,7 @@ private:
 };
 
 // A1111's LoRA short hash: metadata sshs_model_hash when present, else the sha256 of a safetensors file's data
-// after its header ("addnet" hash), else of the whole file; first 12 hex digits.
+// after its header ("addnet" hash), else of the whole file; first 12 hex digits. Kept per (path, size, mtime).
 std::string lora_short_hash(const std::string& path);
 
 // A LoRA to apply: a file, the name it is mentioned by (infotext), the strengths.
