@@ -193,13 +193,16 @@ int run(GenerateArgs& a) {
     if (!loras.empty()) {
         LoraMerge merge;  // one-shot: the merged model is used and dropped, no restore
         std::vector<std::string> warnings;
+        const auto tl = std::chrono::steady_clock::now();
         const std::string hashes = apply_loras(*loaded, loras, merge, &warnings);
+        const double lora_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tl).count();
         for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
         a.p.extra_infotext = lora_hashes_infotext(hashes);
         if (!a.quiet)
             for (const auto& u : loras)
                 std::fprintf(stderr, "applied LoRA '%s' (text encoder %g, %s %g)\n", u.path.c_str(), u.te,
                              model.network_name().c_str(), u.unet);
+        if (!a.quiet) std::fprintf(stderr, "merged %zu LoRA(s) into %zu layers in %.2fs\n", loras.size(), merge.layers(), lora_s);
     }
     // One-pass guidance kinds (Flux-dev's distilled guidance, schnell's none) never encode a negative prompt; say so
     // rather than fail, since UIs and scripts often send a default one.

@@ -1,6 +1,7 @@
 // Matching LoRA modules to a model's layers and merging them (lora.h).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "adapters/lora.h"
@@ -132,6 +133,43 @@ const Slot* find_slot(const ComponentIndex& ix, const std::string& rest) {
     return nullptr;
 }
 
+// w + factor * delta as a new tensor of w's dtype and shape: each chunk widened to F32, summed, rounded back once.
+Tensor merged(const Tensor& w_in, const float* delta, float factor) {
+    const Tensor w = w_in.contiguous();
+    const DType dt = w.dtype();
+    NUANCE_ASSERT(dt == DType::F32 || dt == DType::F16 || dt == DType::BF16, "merge of ", dtype_name(dt));
+    Tensor out = Tensor::empty(w.shape(), dt);
+    const int64_t n = w.numel();
+    constexpr int64_t kChunk = 1 << 14;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    const bool f32 = dt == DType::F32, f16 = dt == DType::F16;
+    const float* wf = f32 ? w.data<float>() : nullptr;
+    const uint16_t* wh = f32 ? nullptr : w.data<uint16_t>();
+    float* of = f32 ? out.data<float>() : nullptr;
+    uint16_t* oh = f32 ? nullptr : out.data<uint16_t>();
+#pragma omp parallel for schedule(static) if (n > (1 << 18))
+    for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t b = c * kChunk, len = std::min(kChunk, n - b);
+        float buf[kChunk];
+        if (f32) {
+            std::memcpy(buf, wf + b, (size_t)len * 4);
+        } else if (f16) {
+            for (int64_t i = 0; i < len; ++i) buf[i] = f16_to_f32(wh[b + i]);
+        } else {
+            for (int64_t i = 0; i < len; ++i) buf[i] = bf16_to_f32(wh[b + i]);
+        }
+        for (int64_t i = 0; i < len; ++i) buf[i] += delta[b + i] * factor;
+        if (f32) {
+            std::memcpy(of + b, buf, (size_t)len * 4);
+        } else if (f16) {
+            for (int64_t i = 0; i < len; ++i) oh[b + i] = f32_to_f16(buf[i]);
+        } else {
+            for (int64_t i = 0; i < len; ++i) oh[b + i] = f32_to_bf16(buf[i]);
+        }
+    }
+    return out;
+}
+
 std::string join_examples(const std::vector<std::string>& v, size_t n) {
     std::string s;
     for (size_t i = 0; i < v.size() && i < n; ++i) s += (i ? ", " : "") + v[i];
@@ -254,15 +292,8 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
                 saved_.push_back({&p, p.value});
                 saved.insert(&p);
             }
-            const DType dt = p.value.dtype();
-            Tensor w = p.value.to(DType::F32);
-            w = (w.storage() == p.value.storage()) ? w.contiguous().clone() : w.contiguous();
-            float* wp = w.data<float>();
-            const float* src = d + t.row0 * cols;
-            const int64_t n = t.rows * cols;
-            for (int64_t i = 0; i < n; ++i) wp[i] += src[i] * factor;
             // A new tensor (new storage): the packed-weight cache repacks it and keeps the original's packing valid.
-            p.value = dt == DType::F32 ? w : w.to(dt);
+            p.value = merged(p.value, d + t.row0 * cols, factor);
         }
     }
     return rep;
