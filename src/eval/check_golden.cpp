@@ -5,13 +5,13 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "eval/golden/lora_golden.h"
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
 #include "eval/golden/dit_golden.h"
 #include "eval/golden/flux_golden.h"
 #include "eval/golden/gguf_golden.h"
+#include "eval/golden/lora_golden.h"
 #include "eval/golden/mmdit_golden.h"
 #include "eval/golden/original_golden.h"
 #include "eval/golden/pipeline_golden.h"
