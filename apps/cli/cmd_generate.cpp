@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "adapters/lora_library.h"
 #include "backends/cpu/dnnl_context.h"
 #include "commands.h"
 #include "dist/comm.h"
@@ -34,6 +35,8 @@ struct GenerateArgs {
     std::string family, clip_l, clip_g, t5xxl;  // --family, split-file text encoders
     std::string prompt_file, negative_prompt_file;
     std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
+    std::vector<std::string> loras;      // --lora FILE[:weight], repeatable
+    std::string lora_dir;                // --lora-dir: <lora:name:w> in the prompt, --lora NAME
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
     CLI::Option* prompt_opt = nullptr;   // -p "" is a prompt; no -p at all is a usage error
     CLI::Option* neg_opt = nullptr;
@@ -189,6 +192,26 @@ int run(GenerateArgs& a) {
             fail(e.code(), e.code() == ErrorCode::InvalidArgument ? "usage: --preview: " : "--preview: ", e.what());
         }
     }
+    // LoRAs: --lora FILE[:weight] (or a --lora-dir name) and the prompt's <lora:name:w> tags, resolved before the
+    // model loads so that a wrong name fails at once.
+    std::vector<LoraUse> loras;
+    try {
+        LoraLibrary lib;
+        if (!a.lora_dir.empty()) lib = LoraLibrary::scan(a.lora_dir);
+        for (const auto& arg : a.loras) {
+            const LoraTag t = parse_lora_flag(arg);
+            if (file_exists(t.name) || a.lora_dir.empty()) {
+                require_regular_file(t.name, "--lora file");
+                loras.push_back({t.name, stem(t.name), t.te, t.unet});
+            } else {
+                loras.push_back({lib.find(t.name).path, t.name, t.te, t.unet});
+            }
+        }
+        const auto tags = resolve_lora_tags(parse_lora_tags(a.p.prompt), a.lora_dir.empty() ? nullptr : &lib);
+        loras.insert(loras.end(), tags.begin(), tags.end());
+    } catch (const Error& e) {
+        fail(e.code(), e.code() == ErrorCode::InvalidArgument ? "usage: " : "", e.what());
+    }
     if (a.p.seed < 0) a.p.seed = (int64_t)std::random_device{}();  // 0..2^32-1, as A1111
     // mpirun: the batch's seeds are split into contiguous shards, one per rank; each rank writes the files one
     // process would write for its seeds (same names, same images), rank 0 reports. A random seed is rank 0's.
@@ -242,6 +265,20 @@ int run(GenerateArgs& a) {
     const DiffusionModel& model = *loaded;
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!a.quiet) std::fprintf(stderr, "loaded %s model '%s' in %.2fs\n", model.family_name().c_str(), a.model.c_str(), load_s);
+    if (!loras.empty()) {
+        LoraMerge merge;  // one-shot: the merged model is used and dropped, no restore
+        std::vector<std::string> warnings;
+        const auto tl = std::chrono::steady_clock::now();
+        const std::string hashes = apply_loras(*loaded, loras, merge, &warnings);
+        const double lora_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tl).count();
+        for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+        a.p.extra_infotext = lora_hashes_infotext(hashes);
+        if (!a.quiet)
+            for (const auto& u : loras)
+                std::fprintf(stderr, "applied LoRA '%s' (text encoder %g, %s %g)\n", u.path.c_str(), u.te,
+                             model.network_name().c_str(), u.unet);
+        if (!a.quiet) std::fprintf(stderr, "merged %zu LoRA(s) into %zu layers in %.2fs\n", loras.size(), merge.layers(), lora_s);
+    }
     // One-pass guidance kinds (Flux-dev's distilled guidance, schnell's none) never encode a negative prompt; say so
     // rather than fail, since UIs and scripts often send a default one.
     if (!a.p.negative_prompt.empty() &&
@@ -354,6 +391,9 @@ Runner add_generate(CLI::App& app) {
     c->add_option("--class-label", a->p.class_label,
                   "Class id for class-conditional models (DiT; an ImageNet class name goes in -p; -1: none)")->capture_default_str();
     c->add_option("--rng", a->rng, "Noise source: cuda (A1111 GPU noise) or cpu (torch CPU, ComfyUI)")->capture_default_str();
+    c->add_option("--lora", a->loras,
+                  "LoRA / LyCORIS file merged at FILE:weight (default 1; repeatable; a name from --lora-dir works too)");
+    c->add_option("--lora-dir", a->lora_dir, "Folder of LoRAs for <lora:name:weight> in the prompt (A1111 syntax)");
     c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
     c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();
     c->add_option("--taesd", a->taesd,

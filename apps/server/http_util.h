@@ -20,6 +20,7 @@ struct Server::Impl {
     ModelStore store;
     DefaultsCache defaults;  // per-model generation defaults (defaults.h)
     OutputDir outputs;       // --output-dir
+    LoraStore loras;         // --lora-dir
     JobQueue queue;
     HttpServer http;
     std::atomic<bool> stopping{false};

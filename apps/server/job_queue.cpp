@@ -270,7 +270,7 @@ void JobQueue::worker(Slot* s) {
     s->exited = true;
 }
 
-void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_ptr<Job>& jp) {
+void JobQueue::run_job(Slot& slot, DiffusionModel& m, const std::shared_ptr<Job>& jp) {
     Job& j = *jp;
     GenerateParams p = j.req.params;
     const int n = std::max(1, p.batch_count);
@@ -358,6 +358,21 @@ void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_pt
     std::string message;
     try {
         resolve_defaults();
+        // The request's <lora:name:w> tags: merged into this worker's model for the job, and restored (the very
+        // tensors the model had) when the job ends, however it ends.
+        LoraMerge lora_merge;
+        struct RestoreLoras {
+            LoraMerge& m;
+            ~RestoreLoras() { m.restore(); }
+        } restore_loras{lora_merge};
+        if (const auto tags = parse_lora_tags(p.prompt); !tags.empty()) {
+            const auto lib = opt_.loras ? opt_.loras->library() : nullptr;
+            NUANCE_CHECK(lib, "prompt: ", tags.front().text, " names a LoRA but this server has no LoRA folder (--lora-dir)");
+            std::vector<std::string> warnings;
+            const std::string hashes = apply_loras(m, resolve_lora_tags(tags, lib.get()), lora_merge, &warnings);
+            for (const auto& w : warnings) log_info(str("job ", j.id, ": ", w));
+            p.extra_infotext = lora_hashes_infotext(hashes);
+        }
         for (int b = 0; b < n; ++b) {
             NUANCE_CHECK_CODE(!j.cancel.load(), Cancelled, "job cancelled");
             p.seed = seed0 + b;
@@ -398,6 +413,10 @@ void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_pt
             message = e.what();
             // Client-visible: the model by its name, never its file system path.
             replace_all(message, slot.model.path, slot.model.name);
+            if (opt_.loras && opt_.loras->enabled()) {  // nor the LoRA folder's
+                replace_all(message, " in --lora-dir '" + opt_.loras->dir() + "'", " in the server's LoRA folder");
+                replace_all(message, opt_.loras->dir() + "/", "");
+            }
             if (status >= 500) {
                 if (opt_.logger) opt_.logger->warn("job ", j.id, " failed: ", message);
                 message = str(e.code() == ErrorCode::Io ? "I/O error" : "internal error",

@@ -89,6 +89,7 @@ struct QueueOptions {
     ModelLoadOptions load;      // applied to every model load
     DefaultsCache* defaults = nullptr;  // told each loaded model's defaults (exact), when set
     OutputDir* outputs = nullptr;       // every finished image is saved there, when set and enabled
+    LoraStore* loras = nullptr;         // <lora:name:w> in prompts: merged for the job, restored after it
     // Limits for sizes and steps that come from the model's defaults (requests are checked when parsed); 0 = none.
     int max_side = 0;
     int64_t max_pixels = 0;
@@ -133,7 +134,7 @@ private:
     struct Job;
     struct Slot;
     void worker(Slot* slot);
-    void run_job(Slot& slot, const DiffusionModel& m, const std::shared_ptr<Job>& job);
+    void run_job(Slot& slot, DiffusionModel& m, const std::shared_ptr<Job>& job);
     void ensure_slots_locked();
     void finish_locked(Job& j, JobState s);
     void prune_locked();

@@ -234,4 +234,20 @@ std::string ModelStore::title(const ModelEntry& e) const {
     return h ? e.name + " [" + h->substr(0, 10) + "]" : e.name;
 }
 
+LoraStore::LoraStore(std::string dir) : dir_(std::move(dir)) {
+    if (enabled()) refresh();
+}
+
+std::shared_ptr<const LoraLibrary> LoraStore::library() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lib_;
+}
+
+void LoraStore::refresh() {
+    if (!enabled()) return;
+    auto lib = std::make_shared<const LoraLibrary>(LoraLibrary::scan(dir_));
+    std::lock_guard<std::mutex> lock(mu_);
+    lib_ = std::move(lib);
+}
+
 }  // namespace nuance::server

@@ -4,10 +4,13 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "adapters/lora_library.h"
 
 namespace nuance::server {
 
@@ -51,6 +54,22 @@ private:
     mutable int64_t scanned_at_ms_ = -1;
     std::string default_;
     std::map<std::string, std::string> hashes_;
+};
+
+// The LoRAs of --lora-dir (GET /sdapi/v1/loras, <lora:name:w> in request prompts): scanned at start and by
+// refresh() (POST /sdapi/v1/refresh-loras). A request names a LoRA; the name resolves only to an entry of this list.
+class LoraStore {
+public:
+    explicit LoraStore(std::string dir);  // "" = no LoRAs; a missing folder is an Error (NotFound)
+    bool enabled() const { return !dir_.empty(); }
+    const std::string& dir() const { return dir_; }
+    std::shared_ptr<const LoraLibrary> library() const;  // null when disabled
+    void refresh();
+
+private:
+    std::string dir_;
+    mutable std::mutex mu_;
+    std::shared_ptr<const LoraLibrary> lib_;
 };
 
 }  // namespace nuance::server

@@ -120,6 +120,29 @@ json sd_models_json(ServerContext& c) {
     return out;
 }
 
+// A1111 reads metadata values that look like JSON objects as objects (ss_tag_frequency ...).
+json loras_json(ServerContext& c) {
+    json out = json::array();
+    const auto lib = c.loras.library();
+    if (!lib) return out;
+    for (const auto& e : lib->entries()) {
+        json meta = json::object();
+        size_t bytes = 0;
+        for (const auto& [k, v] : e.metadata) {
+            bytes += k.size() + v.size();
+            if (bytes > (1u << 20)) break;  // a LoRA with megabytes of metadata: the rest is left out
+            json val = v;
+            if (!v.empty() && v.front() == '{') {
+                json parsed = json::parse(v, nullptr, false);
+                if (!parsed.is_discarded()) val = std::move(parsed);
+            }
+            meta[k] = std::move(val);
+        }
+        out.push_back({{"name", e.name}, {"alias", e.alias}, {"path", e.relative}, {"metadata", meta}});
+    }
+    return out;
+}
+
 json options_json(ServerContext& c) {
     json o = {{"samples_format", "png"}, {"CLIP_stop_at_last_layers", 1}, {"randn_source", "GPU"},
               {"sd_vae", "Automatic"}, {"sd_model_checkpoint", nullptr}, {"sd_checkpoint_hash", nullptr}};
@@ -154,6 +177,15 @@ void add_sdapi_routes(ServerContext& c) {
     s.Post("/sdapi/v1/skip", interrupt);
     s.Get("/sdapi/v1/sd-models", guarded([&c](const httplib::Request&, httplib::Response& res) {
         send_json(res, 200, sd_models_json(c));
+    }));
+    // A1111's Lora extension: [{"name", "alias", "path", "metadata"}] of --lora-dir (path relative to it: the server's
+    // folders are not the client's business), [] without one; <lora:name:w> in a prompt uses the name.
+    s.Get("/sdapi/v1/loras", guarded([&c](const httplib::Request&, httplib::Response& res) {
+        send_json(res, 200, loras_json(c));
+    }));
+    s.Post("/sdapi/v1/refresh-loras", guarded([&c](const httplib::Request&, httplib::Response& res) {
+        c.loras.refresh();
+        send_json(res, 200, nullptr);
     }));
     s.Post("/sdapi/v1/refresh-checkpoints", guarded([&c](const httplib::Request&, httplib::Response& res) {
         c.store.list();
@@ -192,7 +224,7 @@ void add_sdapi_routes(ServerContext& c) {
         send_json(res, 200, {{"api", true}, {"listen", c.opt.host != "127.0.0.1"}, {"ckpt_dir", nullptr}});
     }));
     // Lists clients read at start-up; this engine has none of these yet.
-    for (const char* path : {"/sdapi/v1/upscalers", "/sdapi/v1/sd-vae", "/sdapi/v1/loras", "/sdapi/v1/hypernetworks",
+    for (const char* path : {"/sdapi/v1/upscalers", "/sdapi/v1/sd-vae", "/sdapi/v1/hypernetworks",
                              "/sdapi/v1/prompt-styles", "/sdapi/v1/latent-upscale-modes", "/sdapi/v1/face-restorers",
                              "/sdapi/v1/realesrgan-models"}) {
         s.Get(path, guarded([](const httplib::Request&, httplib::Response& res) { send_json(res, 200, json::array()); }));

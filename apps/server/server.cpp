@@ -120,11 +120,13 @@ std::string iso_timestamp_compact(double unix_seconds) {
 }
 
 Server::Impl::Impl(ServerOptions o)
-    : opt(std::move(o)), store(opt.model, opt.models_dir), outputs(opt.output_dir), queue(store, [&] {
+    : opt(std::move(o)), store(opt.model, opt.models_dir), outputs(opt.output_dir), loras(opt.lora_dir),
+      queue(store, [&] {
           QueueOptions q = opt.queue;
           if (!q.logger) q.logger = opt.logger;
           q.defaults = &defaults;
           q.outputs = &outputs;
+          q.loras = &loras;
           q.max_side = opt.limits.max_side;
           q.max_pixels = opt.limits.max_pixels;
           q.max_steps = opt.limits.max_steps;

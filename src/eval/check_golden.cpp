@@ -12,6 +12,7 @@
 #include "eval/golden/fid_inception_golden.h"
 #include "eval/golden/flux_golden.h"
 #include "eval/golden/gguf_golden.h"
+#include "eval/golden/lora_golden.h"
 #include "eval/golden/mmdit_golden.h"
 #include "eval/golden/original_golden.h"
 #include "eval/golden/pipeline_golden.h"
@@ -99,6 +100,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "dit") return check_golden_dit(dir);
         if (name == "taesd") return check_golden_taesd(dir);
         if (name == "fid_inception") return check_golden_fid_inception(dir);
+        if (name == "lora") return check_golden_lora(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {

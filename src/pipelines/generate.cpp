@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cmath>
 
+#include "adapters/lora_library.h"
 #include "io/json_field.h"
 #include "io/weights.h"
 #include "models/taesd/taesd.h"
@@ -92,7 +93,7 @@ Schedule schedule_for(const Objective& obj, const ResolvedSampler& rs, const Gen
 // The two sides of the guidance for one side's text.
 ConditioningRequest request_for(const GenerateParams& p, bool negative) {
     ConditioningRequest r;
-    r.text = negative ? p.negative_prompt : p.prompt;
+    r.text = strip_lora_tags(negative ? p.negative_prompt : p.prompt);  // A1111: extra-network tags are not text
     r.negative = negative;
     r.syntax = p.syntax;
     r.clip_skip = p.clip_skip;
@@ -185,6 +186,7 @@ std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int
     s += m.infotext_fields(request_for(p, false));
     if (p.eta >= 0) s += ", Eta: " + format_float(p.eta);
     if (p.rng == RngKind::Cpu) s += ", RNG: CPU";
+    s += p.extra_infotext;
     s += ", Version: nuance 0.1.0";
     return s;
 }

@@ -74,6 +74,9 @@ struct GenerateParams {
     Tensor init_latents;
     // Latents only: GeneratedImage::image/decoded stay empty (the hires first pass with a latent upscaler).
     bool skip_decode = false;
+    // Infotext fields added before ", Version" (e.g. ", Lora hashes: \"name: 0123abcdef01\"", adapters/lora_library.h).
+    // <lora:...> tags stay in the prompt (and the infotext, as A1111 keeps them) but are never encoded.
+    std::string extra_infotext;
 };
 
 struct GeneratedImage {

@@ -1,0 +1,104 @@
+// LoRA-family adapters (LoRA / LoCon, LyCORIS LoHa and LoKr) read from the files people download, and merged into a
+// loaded model's weights: W' = W + strength * scale * delta(W), with the original tensors kept so that the merge can
+// be undone bit-exactly (the server applies a request's LoRAs and restores the model afterwards).
+//
+// Formats (src/adapters/lora_file.cpp parses them, one "module" per adapted layer):
+//   kohya / A1111:   lora_unet_<path '.'->'_'>.{lora_down,lora_up}.weight (+ .alpha), lora_te_ / lora_te1_ /
+//                    lora_te2_ / lora_te3_ text encoders; LoCon convs (down [r,in,kh,kw], up [out,r,1,1]);
+//                    SDXL files name the UNet by the original (SGM) layout (input_blocks_4_1_...), Flux files by
+//                    BFL's (double_blocks_0_img_attn_qkv, single_blocks_3_linear1)
+//   diffusers/PEFT:  <component>.<module>.lora_A.weight / lora_B.weight (also .lora_A.default.weight), older
+//                    <module>.lora.down/up.weight, .lora_linear_layer.down/up.weight and attention processors'
+//                    <attn>.processor.to_q_lora.down/up.weight; components unet., text_encoder., text_encoder_2.,
+//                    transformer. (none: the denoiser)
+//   LyCORIS LoHa:    hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b (+ alpha)
+//   LyCORIS LoKr:    lokr_w1 | lokr_w1_a + lokr_w1_b, lokr_w2 | lokr_w2_a + lokr_w2_b (+ alpha)
+// Scale rule (kohya / A1111 / ComfyUI, per module): alpha / rank, a missing alpha = rank (scale 1); LoKr with neither
+// factor decomposed: 1 whatever alpha says. (diffusers 0.31 departs from it on files without alphas; not followed.)
+//
+// Matching to the model (src/adapters/lora_apply.cpp): a module name is looked up among the component's Linear and
+// Conv2d weights (Module::visit names) with '.' replaced by '_' (the way A1111 and LyCORIS match), also under the
+// original single-file names of the UNet (SGM) and of Flux (BFL, whose fused qkv / linear1 write into row slices of
+// nuance's split to_q / to_k / to_v / proj_mlp).
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+#include "nn/module.h"
+
+namespace nuance {
+
+enum class LoraKind { LoRA, LoHa, LoKr, Full };
+const char* lora_kind_name(LoraKind k);
+
+// One adapted layer as the file stores it.
+struct LoraModule {
+    std::string name;        // the file's module name, e.g. "lora_unet_down_blocks_0_attentions_0_proj_in"
+    LoraKind kind = LoraKind::LoRA;
+    std::map<std::string, Tensor> t;  // by role: "down", "up" | "w1_a" ... | "w1", "w2" ... | "diff"
+    bool has_alpha = false;
+    double alpha = 0;
+    Tensor dora_scale;       // DoRA magnitude, when present
+
+    int64_t rank() const;    // LoRA: down rows; LoHa: w1_b rows; LoKr: the decomposed factor's rank (0 = none)
+    double scale() const;    // the per-module rule above
+    // delta(W) in F32 with `shape` (the target weight's), before strength and scale are applied. Errors name the
+    // file, the module and both shapes when the factors do not make `shape`.
+    Tensor delta(const Shape& shape, const std::string& file) const;
+};
+
+struct LoraFile {
+    std::string path;
+    std::string name;  // file stem: what <lora:name:0.8> calls it
+    std::vector<LoraModule> modules;
+    std::vector<std::string> ignored;  // tensor names that are no adapter weights (metadata-ish, bias diffs...)
+    std::map<std::string, std::string> metadata;
+};
+
+// Reads a LoRA / LyCORIS file (safetensors, or a torch .pt/.ckpt through the safe unpickler). Hostile files: every
+// shape is checked against its partners and bounded (rank <= 4096, at most 100000 modules) before anything is
+// computed; errors name the file, the module and the tensor.
+LoraFile load_lora(const std::string& path);
+
+// A model as a list of components: ("unet" | "transformer" | "text_encoder" | "text_encoder_2" | ..., module).
+using LoraComponents = std::vector<std::pair<std::string, Module*>>;
+
+// What applying one file did.
+struct LoraApplyReport {
+    std::string file;
+    int64_t modules = 0, matched = 0;
+    std::vector<std::string> unmatched;  // file module names that match no layer
+    std::vector<std::string> warnings;   // e.g. "more than half of the modules match nothing"
+};
+
+// Keeps the original weight tensors of every layer a merge touched: restore() puts them back (bit-identical: the
+// very tensors the model had), so one loaded model serves requests with different LoRAs.
+class LoraMerge {
+public:
+    LoraMerge() = default;
+    LoraMerge(const LoraMerge&) = delete;
+    LoraMerge& operator=(const LoraMerge&) = delete;
+    LoraMerge(LoraMerge&&) = default;
+    LoraMerge& operator=(LoraMerge&&) = default;
+    ~LoraMerge() = default;  // does NOT restore: call restore() (a CLI run just keeps the merged model)
+
+    // Merges `file` at `strength` into the components' weights (in F32, stored back in each weight's dtype; F16/BF16
+    // weights are widened to F32 for the sum and rounded once). Several calls stack. Errors (nothing is changed when
+    // one is thrown): no module matches (names the file, the counts, examples of unmatched names and of the model's
+    // names), a LoRA for another family (an SDXL file on SD1.x says so), a shape that does not fit (both shapes).
+    // te_strength: the text encoders' strength when it differs (A1111 <lora:name:te:unet>).
+    LoraApplyReport apply(const LoraComponents& model, const LoraFile& file, float strength,
+                          std::optional<float> te_strength = std::nullopt);
+    void restore();
+    bool empty() const { return saved_.empty(); }
+    size_t layers() const { return saved_.size(); }
+
+private:
+    std::vector<std::pair<Param*, Tensor>> saved_;  // first-touch originals
+};
+
+}  // namespace nuance

@@ -1,0 +1,307 @@
+// Matching LoRA modules to a model's layers and merging them (lora.h).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "adapters/lora.h"
+#include "core/error.h"
+#include "models/convert/original_parts.h"
+#include "models/flux/flux_original.h"
+#include "models/mmdit/mmdit_original.h"
+
+namespace nuance {
+
+namespace {
+
+// A layer (or a row range of one: a fused qkv / linear1 of an original layout written into nuance's split layers).
+struct Target {
+    Param* p = nullptr;
+    std::string name;  // the component's module name, for messages
+    int64_t row0 = 0, rows = 0;
+};
+using Slot = std::vector<Target>;
+
+std::string underscored(std::string s) {
+    std::replace(s.begin(), s.end(), '.', '_');
+    return s;
+}
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+struct ComponentIndex {
+    std::string name;
+    std::map<std::string, Slot> slots;  // underscored module name (own or original layout) -> layers
+    std::vector<std::string> examples;  // own module names, for messages
+};
+
+// The original single-file name of each weight (UNet: SGM/CompVis; SD3: model.diffusion_model.*; Flux: BFL), or
+// nothing when the component has no other layout.
+std::map<std::string, std::string> original_names(const std::string& comp, Module& m) {
+    std::map<std::string, std::string> out;  // own weight name -> original module name (no ".weight")
+    std::vector<std::pair<std::string, Tensor>> sd;
+    bool flux = false, sd3 = false;
+    for_each_param(m, [&](const std::string& n, Param& p) {
+        if (p.defined()) sd.push_back({n, p.value});
+        flux = flux || starts_with(n, "single_transformer_blocks.");
+        sd3 = sd3 || n == "pos_embed.pos_embed";
+    });
+    auto strip = [](std::string k) {
+        for (const char* p : {"model.diffusion_model.", "diffusion_model."})
+            if (starts_with(k, p)) k = k.substr(std::string(p).size());
+        const size_t dot = k.rfind('.');
+        return dot == std::string::npos ? k : k.substr(0, dot);
+    };
+    if (comp == "unet") {
+        std::map<const void*, std::string> by_ptr;
+        original_format::TensorMap in;
+        for (auto& [n, t] : sd) {
+            in[n] = t;
+            by_ptr[t.raw()] = n;
+        }
+        try {
+            for (const auto& [k, t] : original_format::unet_to_original(in)) {
+                auto it = by_ptr.find(t.raw());
+                if (it != by_ptr.end() && t.shape() == in[it->second].shape()) out[it->second] = strip(k);
+            }
+        } catch (const Error&) {
+            // not a layout the SGM map knows (then only diffusers names match)
+        }
+    } else if (comp == "transformer" && flux) {
+        for (auto& [n, t] : sd) {
+            const std::string k = flux_bfl_key_of(n);
+            if (!k.empty() && !starts_with(k, "final_layer.adaLN")) out[n] = strip(k);
+        }
+    } else if (comp == "transformer" && sd3) {
+        for (auto& [n, t] : sd) {
+            const std::string k = mmdit_original_name(n);
+            if (k != n && k.find("adaLN_modulation") == std::string::npos) out[n] = strip(k);
+        }
+    }
+    return out;
+}
+
+ComponentIndex build_index(const std::string& comp, Module& m) {
+    ComponentIndex ix;
+    ix.name = comp;
+    const auto orig = original_names(comp, m);
+    std::map<std::string, Slot> alias;
+    for_each_param(m, [&](const std::string& n, Param& p) {
+        if (!p.matrix || p.shape.size() < 2 || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) return;
+        const std::string mod = n.substr(0, n.size() - 7);
+        ix.slots[underscored(mod)] = {Target{&p, mod, 0, p.shape[0]}};
+        if (ix.examples.size() < 200) ix.examples.push_back(mod);
+        auto it = orig.find(n);
+        if (it != orig.end() && it->second != mod) {
+            Slot& s = alias[underscored(it->second)];
+            const int64_t row0 = s.empty() ? 0 : s.back().row0 + s.back().rows;
+            s.push_back(Target{&p, mod, row0, p.shape[0]});
+        }
+    });
+    for (auto& [k, s] : alias) ix.slots.emplace(k, std::move(s));  // own names win
+    return ix;
+}
+
+// "lora_unet_..." / "unet." ... -> (component, rest).
+std::pair<std::string, std::string> split_component(const std::string& name, const std::string& denoiser) {
+    static const std::pair<const char*, const char*> kPrefixes[] = {
+        {"lora_unet_", ""},           {"lora_transformer_", ""},       {"lora_te1_", "text_encoder"},
+        {"lora_te2_", "text_encoder_2"}, {"lora_te3_", "text_encoder_3"}, {"lora_te_", "text_encoder"},
+        {"unet.", ""},                {"transformer.", ""},            {"text_encoder.", "text_encoder"},
+        {"text_encoder_2.", "text_encoder_2"}, {"text_encoder_3.", "text_encoder_3"},
+        {"model.diffusion_model.", ""}, {"diffusion_model.", ""},      {"base_model.model.", ""},
+    };
+    for (const auto& [p, c] : kPrefixes)
+        if (starts_with(name, p)) return {*c ? c : denoiser, name.substr(std::string(p).size())};
+    return {denoiser, name};
+}
+
+const Slot* find_slot(const ComponentIndex& ix, const std::string& rest) {
+    const std::string key = underscored(rest);
+    auto it = ix.slots.find(key);
+    if (it != ix.slots.end()) return &it->second;
+    // diffusers' old text-encoder LoRAs name CLIP's projections like attention processors (to_q_lora ...).
+    static const std::pair<const char*, const char*> kClip[] = {
+        {"_to_q", "_q_proj"}, {"_to_k", "_k_proj"}, {"_to_v", "_v_proj"}, {"_to_out_0", "_out_proj"}, {"_to_out", "_out_proj"}};
+    for (const auto& [a, b] : kClip) {
+        const std::string sa(a);
+        if (key.size() > sa.size() && key.compare(key.size() - sa.size(), sa.size(), sa) == 0) {
+            it = ix.slots.find(key.substr(0, key.size() - sa.size()) + b);
+            if (it != ix.slots.end()) return &it->second;
+        }
+    }
+    return nullptr;
+}
+
+// w + factor * delta as a new tensor of w's dtype and shape: each chunk widened to F32, summed, rounded back once.
+Tensor merged(const Tensor& w_in, const float* delta, float factor) {
+    const Tensor w = w_in.contiguous();
+    const DType dt = w.dtype();
+    NUANCE_ASSERT(dt == DType::F32 || dt == DType::F16 || dt == DType::BF16, "merge of ", dtype_name(dt));
+    Tensor out = Tensor::empty(w.shape(), dt);
+    const int64_t n = w.numel();
+    constexpr int64_t kChunk = 1 << 14;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    const bool f32 = dt == DType::F32, f16 = dt == DType::F16;
+    const float* wf = f32 ? w.data<float>() : nullptr;
+    const uint16_t* wh = f32 ? nullptr : w.data<uint16_t>();
+    float* of = f32 ? out.data<float>() : nullptr;
+    uint16_t* oh = f32 ? nullptr : out.data<uint16_t>();
+#pragma omp parallel for schedule(static) if (n > (1 << 18))
+    for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t b = c * kChunk, len = std::min(kChunk, n - b);
+        float buf[kChunk];
+        if (f32) {
+            std::memcpy(buf, wf + b, (size_t)len * 4);
+        } else if (f16) {
+            for (int64_t i = 0; i < len; ++i) buf[i] = f16_to_f32(wh[b + i]);
+        } else {
+            for (int64_t i = 0; i < len; ++i) buf[i] = bf16_to_f32(wh[b + i]);
+        }
+        for (int64_t i = 0; i < len; ++i) buf[i] += delta[b + i] * factor;
+        if (f32) {
+            std::memcpy(of + b, buf, (size_t)len * 4);
+        } else if (f16) {
+            for (int64_t i = 0; i < len; ++i) oh[b + i] = f32_to_f16(buf[i]);
+        } else {
+            for (int64_t i = 0; i < len; ++i) oh[b + i] = f32_to_bf16(buf[i]);
+        }
+    }
+    return out;
+}
+
+std::string join_examples(const std::vector<std::string>& v, size_t n) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < n; ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > n) s += ", ...";
+    return s;
+}
+
+}  // namespace
+
+LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& file, float strength,
+                                 std::optional<float> te_strength) {
+    LoraApplyReport rep;
+    rep.file = file.path;
+    rep.modules = (int64_t)file.modules.size();
+    std::string denoiser = "unet";
+    std::vector<ComponentIndex> index;
+    for (const auto& [name, m] : model) {
+        if (!m) continue;
+        if (name == "transformer") denoiser = "transformer";
+        if (name == "unet" || name == "transformer" || starts_with(name, "text_encoder")) index.push_back(build_index(name, *m));
+    }
+    auto component = [&](const std::string& c) -> const ComponentIndex* {
+        for (const auto& ix : index)
+            if (ix.name == c) return &ix;
+        return nullptr;
+    };
+
+    // Phase 1: resolve every module and check its shape (nothing is changed if this throws).
+    struct Job {
+        const LoraModule* m;
+        const Slot* slot;
+        bool te;
+        Shape shape;  // the full delta's shape
+    };
+    std::vector<Job> jobs;
+    std::set<std::string> missing_components;
+    for (const auto& mod : file.modules) {
+        auto [comp, rest] = split_component(mod.name, denoiser);
+        const ComponentIndex* ix = component(comp);
+        const Slot* slot = ix ? find_slot(*ix, rest) : nullptr;
+        if (!slot && comp == denoiser && !ix) slot = nullptr;
+        if (!slot) {
+            if (!ix) missing_components.insert(comp);
+            rep.unmatched.push_back(mod.name);
+            continue;
+        }
+        NUANCE_CHECK_CODE(!mod.dora_scale.defined(), Unsupported, "LoRA '", file.path, "': module ", mod.name,
+                          " is DoRA (dora_scale), which is not supported yet");
+        const Param& first = *slot->front().p;
+        NUANCE_CHECK(first.defined(), "LoRA '", file.path, "': layer '", slot->front().name, "' of the ", comp,
+                     " is not loaded");
+        Shape shape = first.value.shape();
+        int64_t rows = 0;
+        for (const Target& t : *slot) {
+            NUANCE_CHECK(t.p->defined(), "LoRA '", file.path, "': layer '", t.name, "' of the ", comp, " is not loaded");
+            NUANCE_CHECK_CODE(dtype_is_float(t.p->value.dtype()), Unsupported, "LoRA '", file.path, "': layer '",
+                              t.name, "' is stored as ", dtype_name(t.p->value.dtype()),
+                              "; merging a LoRA needs float weights (load the model unquantized)");
+            NUANCE_CHECK(t.p->value.dim() == (int64_t)shape.size() &&
+                             std::equal(shape.begin() + 1, shape.end(), t.p->value.shape().begin() + 1),
+                         "LoRA '", file.path, "': module ", mod.name, " spans layers of different widths (",
+                         shape, " and ", t.p->value.shape(), ")");
+            rows += t.rows;
+        }
+        shape[0] = rows;
+        jobs.push_back({&mod, slot, starts_with(comp, "text_encoder"), shape});
+    }
+    rep.matched = (int64_t)jobs.size();
+
+    if (jobs.empty()) {
+        std::string hint;
+        if (missing_components.count("text_encoder_2") || missing_components.count("text_encoder_3"))
+            hint = " (it has modules for a second/third text encoder: a LoRA for SDXL / SD3 on a model without one?)";
+        std::vector<std::string> own;
+        for (const auto& ix : index)
+            for (size_t i = 0; i < ix.examples.size() && i < 3; ++i) own.push_back(ix.name + "." + ix.examples[i]);
+        fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "': none of its ", rep.modules,
+             " modules match a layer of the model", hint, "; unmatched e.g. ", join_examples(rep.unmatched, 4),
+             "; the model's layers are e.g. ", join_examples(own, 6));
+    }
+    if (missing_components.count("text_encoder_2") && !component("text_encoder_2"))
+        fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "' has modules for a second text encoder (",
+             join_examples(rep.unmatched, 2), ") but the model has only one: a LoRA for SDXL on an SD1.x/SD2.x model?");
+    // Shapes: the LoRA's factors must make each layer's shape (checked before any product is computed).
+    for (const Job& j : jobs) {
+        const LoraModule& m = *j.m;
+        auto [comp, rest] = split_component(m.name, denoiser);
+        (void)rest;
+        const Shape& s = j.shape;
+        int64_t out = s[0], cols = shape_numel(s) / std::max<int64_t>(1, s[0]);
+        int64_t mo = -1, mc = -1;
+        if (m.kind == LoraKind::LoRA) { mo = m.t.at("up").size(0); mc = m.t.at("down").numel() / m.t.at("down").size(0); }
+        if (m.kind == LoraKind::LoHa) { mo = m.t.at("w1_a").size(0); mc = m.t.at("w1_b").numel() / m.t.at("w1_b").size(0); }
+        if (mo >= 0 && (mo != out || mc != cols))
+            fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "': module ", m.name, " makes a [", mo, ", ", mc,
+                 "] delta but the ", comp, "'s layer '", j.slot->front().name, "' is ", s,
+                 " (a LoRA for another model size or family?)");
+    }
+    if (rep.unmatched.size() * 2 > file.modules.size())
+        rep.warnings.push_back(str("LoRA '", file.path, "': ", rep.unmatched.size(), " of its ", rep.modules,
+                                   " modules match no layer of the model (e.g. ", join_examples(rep.unmatched, 4), ")"));
+
+    // Phase 2: compute and merge.
+    const float te_s = te_strength.value_or(strength);
+    for (float s : {strength, te_s})
+        NUANCE_CHECK(std::isfinite(s), "LoRA '", file.path, "': strength ", s, " is not a finite number");
+    std::set<const Param*> saved;
+    for (const auto& [p, t] : saved_) saved.insert(p);
+    for (const Job& j : jobs) {
+        const LoraModule& m = *j.m;
+        const float st = j.te ? te_s : strength;
+        if (st == 0.0f) continue;
+        const Tensor delta = m.delta(j.shape, file.path);
+        const float factor = (float)(m.scale() * (double)st);
+        const int64_t cols = delta.numel() / std::max<int64_t>(1, j.shape[0]);
+        const float* d = delta.data<float>();
+        for (const Target& t : *j.slot) {
+            Param& p = *t.p;
+            if (!saved.count(&p)) {
+                saved_.push_back({&p, p.value});
+                saved.insert(&p);
+            }
+            // A new tensor (new storage): the packed-weight cache repacks it and keeps the original's packing valid.
+            p.value = merged(p.value, d + t.row0 * cols, factor);
+        }
+    }
+    return rep;
+}
+
+void LoraMerge::restore() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) it->first->value = it->second;
+    saved_.clear();
+}
+
+}  // namespace nuance
