@@ -11,6 +11,7 @@
 #include "eval/golden/dit_golden.h"
 #include "eval/golden/flux_golden.h"
 #include "eval/golden/gguf_golden.h"
+#include "eval/golden/lpips_golden.h"
 #include "eval/golden/mmdit_golden.h"
 #include "eval/golden/original_golden.h"
 #include "eval/golden/pipeline_golden.h"
@@ -97,6 +98,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "flux_transformer" || name == "original_flux") return check_golden_flux(dir);
         if (name == "dit") return check_golden_dit(dir);
         if (name == "taesd") return check_golden_taesd(dir);
+        if (name == "lpips") return check_golden_lpips(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {
