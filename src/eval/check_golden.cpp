@@ -7,6 +7,7 @@
 
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
+#include "eval/golden/clip_vision_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
 #include "eval/golden/dit_golden.h"
 #include "eval/golden/flux_golden.h"
@@ -99,6 +100,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "dit") return check_golden_dit(dir);
         if (name == "taesd") return check_golden_taesd(dir);
         if (name == "lpips") return check_golden_lpips(dir);
+        if (name == "clip_vision") return check_golden_clip_vision(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {
