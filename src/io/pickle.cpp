@@ -46,6 +46,7 @@ public:
         : p_(data), n_(size), allowed_(allowed), source_(source), lim_(limits) {}
 
     Pickle run();
+    size_t consumed() const { return pos_; }  // bytes read, through STOP, once run() returned
 
 private:
     template <class... A>
@@ -375,9 +376,12 @@ Pickle Unpickler::run() {
 }  // namespace
 
 Pickle unpickle(const uint8_t* data, size_t size, const std::set<std::string>& allowed_globals,
-                const std::string& source, const PickleLimits& limits) {
+                const std::string& source, const PickleLimits& limits, size_t* consumed) {
     NUANCE_CHECK(data != nullptr || size == 0, "unpickle: null data for '", source, "'");
-    return Unpickler(data, size, allowed_globals, source, limits).run();
+    Unpickler u(data, size, allowed_globals, source, limits);
+    Pickle p = u.run();
+    if (consumed) *consumed = u.consumed();
+    return p;
 }
 
 }  // namespace nuance
