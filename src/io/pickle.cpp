@@ -155,9 +155,12 @@ private:
                                            " instead of an argument tuple");
         if (callable->s == "collections.OrderedDict") {
             PyValue* d = make(Kind::Dict);
-            if (!args->items.empty() && args->items[0]->kind == Kind::List) {  // OrderedDict([(k, v), ...])
+            // OrderedDict([(k, v), ...]); protocol-2 files of old torch versions (torchvision's and lpips's weights)
+            // hold [k, v] lists instead of tuples
+            if (!args->items.empty() && args->items[0]->kind == Kind::List) {
                 for (const PyValue* kv : args->items[0]->items) {
-                    if (kv->kind != Kind::Tuple || kv->items.size() != 2) bad("OrderedDict item is not a pair");
+                    if ((kv->kind != Kind::Tuple && kv->kind != Kind::List) || kv->items.size() != 2)
+                        bad("OrderedDict item is not a pair");
                     count(2);
                     d->dict.emplace_back(kv->items[0], kv->items[1]);
                 }

@@ -64,18 +64,18 @@ TEST(CkptLegacy, ReadsTheLpipsPackagesAlexLinLayers) {
 TEST(CkptLegacy, HostileFiles) {
     const std::string good = file_bytes(kDir + "legacy.pth");
     ASSERT_GT(good.size(), 100u);
-    // Truncated inside the last storage's data: the declared count no longer fits.
+    // Truncated inside the last storage's data (the 12 floats of a.weight, written last): the count no longer fits.
     EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(good.substr(0, good.size() - 4)), "cut.pth"); }),
                 HasSubstr("checkpoint 'cut.pth': storage '"));
     EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(good.substr(0, good.size() - 4)), "cut.pth"); }),
-                HasSubstr("elements of 8 bytes but only 20 bytes are left"));
+                HasSubstr("claims 12 elements of 4 bytes but only 44 bytes are left"));
     // A huge element count must not overflow the size product.
     std::string big = good;
-    const size_t last = big.size() - 3 * 8 - 8;  // the int64 count before the last storage (3 x int64 ids)
+    const size_t last = big.size() - 12 * 4 - 8;  // the int64 count before the last storage (12 floats)
     const int64_t huge = int64_t(1) << 62;
     std::memcpy(&big[last], &huge, 8);
     EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(big), "big.pth"); }),
-                HasSubstr("claims 4611686018427387904 elements of 8 bytes"));
+                HasSubstr("claims 4611686018427387904 elements of 4 bytes"));
     // The magic number is required.
     std::string nomagic = good;
     nomagic[5] ^= 0x01;
