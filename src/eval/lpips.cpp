@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "io/weights.h"
+#include "ops/interpolate.h"
 #include "ops/pool.h"
 
 namespace nuance {

@@ -56,46 +56,4 @@ Tensor max_pool2d(const Tensor& x_in, int64_t k, int64_t s, int64_t p) {
     return y;
 }
 
-Tensor interpolate_bilinear(const Tensor& x_in, int64_t oh, int64_t ow) {
-    OpTimer op_timer("upsample_bilinear");
-    check_map(x_in, "interpolate_bilinear");
-    NUANCE_CHECK(oh > 0 && ow > 0 && oh <= kMaxSide && ow <= kMaxSide, "interpolate_bilinear: output size ", oh,
-                 "x", ow, " must be in 1..", kMaxSide);
-    const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
-    struct Tap { int64_t i0, i1; float l0, l1; };
-    auto taps = [](int64_t in, int64_t out) {
-        std::vector<Tap> t((size_t)out);
-        const float scale = (float)in / (float)out;
-        for (int64_t d = 0; d < out; ++d) {
-            float src = scale * ((float)d + 0.5f) - 0.5f;
-            if (src < 0) src = 0;
-            const int64_t i0 = std::min<int64_t>((int64_t)src, in - 1);
-            const int64_t i1 = i0 < in - 1 ? i0 + 1 : i0;
-            const float l1 = src - (float)i0;
-            t[(size_t)d] = {i0, i1, 1.0f - l1, l1};
-        }
-        return t;
-    };
-    const std::vector<Tap> ty = taps(H, oh), tx = taps(W, ow);
-    const Tensor x = x_in.f32().contiguous();
-    Tensor y = Tensor::empty({N, C, oh, ow}, DType::F32);
-    const float* px = x.data<float>();
-    float* py = y.data<float>();
-#pragma omp parallel for schedule(static)
-    for (int64_t nc = 0; nc < N * C; ++nc) {
-        const float* src = px + nc * H * W;
-        float* dst = py + nc * oh * ow;
-        for (int64_t i = 0; i < oh; ++i) {
-            const Tap& a = ty[(size_t)i];
-            const float* r0 = src + a.i0 * W;
-            const float* r1 = src + a.i1 * W;
-            for (int64_t j = 0; j < ow; ++j) {
-                const Tap& b = tx[(size_t)j];
-                dst[i * ow + j] = a.l0 * (b.l0 * r0[b.i0] + b.l1 * r0[b.i1]) + a.l1 * (b.l0 * r1[b.i0] + b.l1 * r1[b.i1]);
-            }
-        }
-    }
-    return y;
-}
-
 }  // namespace nuance

@@ -1,4 +1,4 @@
-// max_pool2d and interpolate_bilinear (ops/pool.h): hand-computed values (torch's results for the same inputs) and
+// max_pool2d (ops/pool.h): hand-computed values (torch's results for the same inputs) and
 // the errors for bad shapes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -40,26 +40,4 @@ TEST(MaxPool2d, RejectsBadArguments) {
     EXPECT_THAT(error_of([&] { max_pool2d(x, 2, 1, 2); }), HasSubstr("padding 2 must be in 0..kernel/2 (1)"));
     EXPECT_THAT(error_of([&] { max_pool2d(Tensor::zeros({2, 2}), 2, 2); }),
                 HasSubstr("max_pool2d: input must be [N, C, H, W], got F32[2, 2]"));
-}
-
-TEST(InterpolateBilinear, MatchesTorchAlignCornersFalse) {
-    // torch: F.interpolate(tensor([[[[0., 1.], [2., 3.]]]]), size=(4, 4), mode='bilinear', align_corners=False)
-    const Tensor x = Tensor::from_vector({0, 1, 2, 3}, {1, 1, 2, 2});
-    const std::vector<float> want = {0.0f, 0.25f, 0.75f, 1.0f, 0.5f, 0.75f, 1.25f, 1.5f,
-                                     1.5f, 1.75f, 2.25f, 2.5f, 2.0f, 2.25f, 2.75f, 3.0f};
-    const std::vector<float> got = interpolate_bilinear(x, 4, 4).to_vector();
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) EXPECT_FLOAT_EQ(got[i], want[i]) << i;
-    // 3 -> 2 (downsampling, no antialias): src = (d + 0.5) * 1.5 - 0.5 = 0.25, 1.75
-    const Tensor r = Tensor::from_vector({0, 10, 20}, {1, 1, 1, 3});
-    const std::vector<float> d = interpolate_bilinear(r, 1, 2).to_vector();
-    EXPECT_FLOAT_EQ(d[0], 2.5f);
-    EXPECT_FLOAT_EQ(d[1], 17.5f);
-}
-
-TEST(InterpolateBilinear, RejectsBadSizes) {
-    const Tensor x = Tensor::zeros({1, 1, 2, 2});
-    EXPECT_THAT(error_of([&] { interpolate_bilinear(x, 0, 4); }),
-                HasSubstr("interpolate_bilinear: output size 0x4 must be in 1..1048576"));
-    EXPECT_THAT(error_of([&] { interpolate_bilinear(x, 4, int64_t(1) << 40); }), HasSubstr("output size 4x"));
 }
