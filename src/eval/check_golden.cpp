@@ -7,12 +7,14 @@
 
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
+#include "eval/golden/clip_vision_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
 #include "eval/golden/dit_golden.h"
 #include "eval/golden/fid_inception_golden.h"
 #include "eval/golden/flux_golden.h"
 #include "eval/golden/gguf_golden.h"
 #include "eval/golden/lora_golden.h"
+#include "eval/golden/lpips_golden.h"
 #include "eval/golden/mmdit_golden.h"
 #include "eval/golden/original_golden.h"
 #include "eval/golden/pipeline_golden.h"
@@ -101,6 +103,8 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "taesd") return check_golden_taesd(dir);
         if (name == "fid_inception") return check_golden_fid_inception(dir);
         if (name == "lora") return check_golden_lora(dir);
+        if (name == "lpips") return check_golden_lpips(dir);
+        if (name == "clip_vision") return check_golden_clip_vision(dir);
         if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <numeric>
 
@@ -55,9 +56,10 @@ const std::map<std::string, DType>& storage_dtypes() {
 class TensorBuilder {
 public:
     // `copy_budget`: bytes that strided views may materialise in all (each copy is also bounded by its storage).
-    TensorBuilder(const ZipReader& zip, std::string prefix, const std::string& path, uint64_t copy_budget,
-                  InflateBudget& inflate)
-        : zip_(zip), prefix_(std::move(prefix)), path_(path), inflate_(inflate), copy_budget_(copy_budget) {}
+    // `fetch(key, tensor_name)` returns the bytes of storage `key` (a zip entry, or a record of a legacy file).
+    using Fetch = std::function<std::shared_ptr<Storage>(const std::string& key, const std::string& tensor)>;
+    TensorBuilder(Fetch fetch, const std::string& path, uint64_t copy_budget)
+        : fetch_(std::move(fetch)), path_(path), copy_budget_(copy_budget) {}
 
     static bool is_tensor(const PyValue* v) {
         return v->kind == Kind::Object && (v->s == kRebuildTensor || v->s == kRebuildParameter ||
@@ -112,26 +114,11 @@ private:
                  "' is not supported");
         check(key->kind == Kind::Str && numel->kind == Kind::Int && numel->i >= 0, name, "bad storage key or numel");
         const DType dtype = dt->second;
-        const std::string entry = prefix_ + "data/" + key->s;
-
         auto it = storages_.find(key->s);
-        if (it == storages_.end()) {
-            const ZipEntry* e = zip_.find(entry);
-            if (!e)
-                fail(ErrorCode::NotFound, "checkpoint '", path_, "': tensor '", name, "': storage '", key->s,
-                     "' is missing from the archive (no entry '", entry, "')");
-            inflate_.take(*e);
-            auto s = zip_.read(*e);
-            if (reinterpret_cast<uintptr_t>(s->data()) % 64 != 0) {  // kernels assume aligned rows: copy once
-                auto owned = Storage::allocate(s->size());
-                if (s->size()) std::memcpy(owned->data(), s->data(), s->size());
-                s = owned;
-            }
-            it = storages_.emplace(key->s, std::move(s)).first;
-        }
+        if (it == storages_.end()) it = storages_.emplace(key->s, fetch_(key->s, name)).first;
         const size_t es = dtype_size(dtype);
         check((uint64_t)numel->i <= it->second->size() / es, name, "storage '", key->s, "' declares ", numel->i, " ",
-              dtype_name(dtype), " elements but entry '", entry, "' holds only ", it->second->size(), " bytes");
+              dtype_name(dtype), " elements but holds only ", it->second->size(), " bytes");
         return {it->second, dtype};
     }
 
@@ -206,13 +193,109 @@ private:
         return out;
     }
 
-    const ZipReader& zip_;
-    std::string prefix_;
+    Fetch fetch_;
     const std::string& path_;
     std::map<std::string, std::shared_ptr<Storage>> storages_;
-    InflateBudget& inflate_;
     uint64_t copy_budget_ = 0, copied_ = 0;
 };
+
+// Kernels assume aligned rows: a storage that does not start on a 64-byte boundary is copied once.
+std::shared_ptr<Storage> aligned(std::shared_ptr<Storage> s) {
+    if (reinterpret_cast<uintptr_t>(s->data()) % 64 == 0) return s;
+    auto owned = Storage::allocate(s->size());
+    if (s->size()) std::memcpy(owned->data(), s->data(), s->size());
+    return owned;
+}
+
+
+// The state dict of an unpickled checkpoint: a top-level {"state_dict": {...}} is flattened, non-tensors ignored.
+WeightFile collect_tensors(const PyValue* root, const std::string& name, const char* format, TensorBuilder builder) {
+    WeightFile wf;
+    wf.path = name;
+    wf.metadata["format"] = format;
+    if (TensorBuilder::is_tensor(root))
+        fail(ErrorCode::Unsupported, "checkpoint '", name, "' holds a single tensor, not a state dict");
+    NUANCE_CHECK(root->kind == Kind::Dict, "checkpoint '", name, "': top-level object is a ", py_kind_name(root->kind),
+                 ", expected a state dict");
+    for (const char* k : {"epoch", "global_step"})
+        if (const PyValue* v = root->get(k); v && v->kind == Kind::Int) wf.metadata[k] = std::to_string(v->i);
+    const PyValue* sd = root;
+    if (const PyValue* inner = root->get("state_dict"); inner && inner->kind == Kind::Dict) sd = inner;
+
+    for (const auto& [key, value] : sd->dict) {
+        if (key->kind != Kind::Str || !TensorBuilder::is_tensor(value)) continue;  // non-tensor entries: ignored
+        wf.tensors.insert_or_assign(key->s, builder.build(key->s, value));
+    }
+    return wf;
+}
+
+// The legacy (pre-1.6, `_use_new_zipfile_serialization=False`) torch.save format, still what torchvision's and the
+// lpips package's weight files are: five pickles back to back -- the magic number 0x1950a86a20f9469cfc6c, the
+// protocol version (1001), sys_info, the object (persistent ids ('storage', type, key, location, numel[, view])),
+// the list of storage keys -- then, for each key in that order, an int64 element count and the raw little-endian
+// elements.
+WeightFile load_legacy(const std::shared_ptr<Storage>& file, const std::string& name) {
+    static const uint8_t kMagic[15] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                       0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+    const uint8_t* p = file->data();
+    const size_t n = file->size();
+    NUANCE_CHECK(n >= sizeof kMagic && std::memcmp(p, kMagic, sizeof kMagic) == 0, "checkpoint '", name,
+                 "' starts like a legacy (pre-1.6) torch file but lacks its magic number");
+    size_t pos = sizeof kMagic, used = 0;
+    auto next = [&](const std::set<std::string>& globals) {
+        Pickle pk = unpickle(p + pos, n - pos, globals, name, {}, &used);
+        pos += used;
+        return pk;
+    };
+    static const std::set<std::string> none;
+    const Pickle version = next(none);
+    NUANCE_CHECK(version.root->kind == Kind::Int && version.root->i == 1001, "checkpoint '", name,
+                 "': legacy torch protocol version is not 1001");
+    const Pickle sys_info = next(none);
+    if (sys_info.root->kind == Kind::Dict)
+        if (const PyValue* le = sys_info.root->get("little_endian"); le && le->kind == Kind::Bool)
+            NUANCE_CHECK_CODE(le->b, Unsupported, "checkpoint '", name, "' was saved big-endian");
+    const Pickle object = next(ckpt_allowed_globals());
+    const Pickle keys = next(none);
+    NUANCE_CHECK(keys.root->kind == Kind::List, "checkpoint '", name, "': the storage key list is a ",
+                 py_kind_name(keys.root->kind));
+    // Element size of each storage, from the persistent ids anywhere in the object.
+    std::map<std::string, size_t> elem;
+    for (const PyValue& v : object.arena) {
+        if (v.kind != Kind::PersistentId || !v.args || v.args->kind != Kind::Tuple || v.args->items.size() < 5) continue;
+        const PyValue* type = v.args->items[1];
+        const PyValue* key = v.args->items[2];
+        if (type->kind != Kind::Global || key->kind != Kind::Str) continue;
+        const auto dt = storage_dtypes().find(type->s);
+        if (dt != storage_dtypes().end()) elem[key->s] = dtype_size(dt->second);
+    }
+    std::map<std::string, std::shared_ptr<Storage>> records;
+    for (const PyValue* k : keys.root->items) {
+        NUANCE_CHECK(k->kind == Kind::Str, "checkpoint '", name, "': a storage key is a ", py_kind_name(k->kind));
+        const auto es = elem.find(k->s);
+        NUANCE_CHECK(es != elem.end(), "checkpoint '", name, "': storage '", k->s, "' is used by no tensor");
+        NUANCE_CHECK(n - pos >= 8, "checkpoint '", name, "': truncated before storage '", k->s, "'");
+        int64_t count = 0;
+        std::memcpy(&count, p + pos, 8);
+        pos += 8;
+        uint64_t bytes = 0;
+        NUANCE_CHECK(count >= 0 && !__builtin_mul_overflow((uint64_t)count, (uint64_t)es->second, &bytes) &&
+                         bytes <= n - pos,
+                     "checkpoint '", name, "': storage '", k->s, "' claims ", count, " elements of ", es->second,
+                     " bytes but only ", n - pos, " bytes are left");
+        NUANCE_CHECK(!records.count(k->s), "checkpoint '", name, "': storage '", k->s, "' is listed twice");
+        records[k->s] = aligned(Storage::wrap(const_cast<uint8_t*>(p + pos), (size_t)bytes, file, true));
+        pos += (size_t)bytes;
+    }
+    auto fetch = [&](const std::string& key, const std::string& tensor) {
+        const auto it = records.find(key);
+        if (it == records.end())
+            fail(ErrorCode::NotFound, "checkpoint '", name, "': tensor '", tensor, "': storage '", key,
+                 "' is not in the file");
+        return it->second;
+    };
+    return collect_tensors(object.root, name, "torch_legacy", TensorBuilder(fetch, name, 4 * (uint64_t)n + (64u << 20)));
+}
 
 }  // namespace
 
@@ -246,9 +329,7 @@ WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
     NUANCE_CHECK(file != nullptr, "checkpoint '", name, "': no data");
     const uint8_t* p = file->data();
     const size_t n = file->size();
-    if (n >= 2 && p[0] == 0x80 && p[1] <= 5)
-        fail(ErrorCode::Unsupported, "checkpoint '", name,
-             "' uses the legacy (pre-1.6) torch format; re-save it with a current torch or convert it to safetensors");
+    if (n >= 2 && p[0] == 0x80 && p[1] <= 5) return load_legacy(file, name);
     NUANCE_CHECK(n >= 4 && std::memcmp(p, "PK\x03\x04", 4) == 0, "checkpoint '", name,
                  "' is not a torch zip checkpoint (no zip signature)");
     const ZipReader zip(file, name);
@@ -282,26 +363,18 @@ WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
     const auto pkl_bytes = zip.read(*pkl, /*verify_crc=*/true);
     const Pickle pickle = unpickle(pkl_bytes->data(), pkl_bytes->size(), ckpt_allowed_globals(), name);
 
-    WeightFile wf;
-    wf.path = name;
-    wf.metadata["format"] = "torch_zip";
-    const PyValue* root = pickle.root;
-    if (TensorBuilder::is_tensor(root))
-        fail(ErrorCode::Unsupported, "checkpoint '", name, "' holds a single tensor, not a state dict");
-    NUANCE_CHECK(root->kind == Kind::Dict, "checkpoint '", name, "': top-level object is a ", py_kind_name(root->kind),
-                 ", expected a state dict");
-    for (const char* k : {"epoch", "global_step"})
-        if (const PyValue* v = root->get(k); v && v->kind == Kind::Int) wf.metadata[k] = std::to_string(v->i);
-    const PyValue* sd = root;
-    if (const PyValue* inner = root->get("state_dict"); inner && inner->kind == Kind::Dict) sd = inner;
-
     // Strided (non-dense) views are copied: at most 4x the file plus 64 MiB in all, whatever the pickle asks.
-    TensorBuilder builder(zip, prefix, name, 4 * (uint64_t)n + (64u << 20), inflate);
-    for (const auto& [key, value] : sd->dict) {
-        if (key->kind != Kind::Str || !TensorBuilder::is_tensor(value)) continue;  // non-tensor entries: ignored
-        wf.tensors.insert_or_assign(key->s, builder.build(key->s, value));
-    }
-    return wf;
+    auto fetch = [&](const std::string& key, const std::string& tensor) {
+        const std::string entry = prefix + "data/" + key;
+        const ZipEntry* e = zip.find(entry);
+        if (!e)
+            fail(ErrorCode::NotFound, "checkpoint '", name, "': tensor '", tensor, "': storage '", key,
+                 "' is missing from the archive (no entry '", entry, "')");
+        inflate.take(*e);
+        return aligned(zip.read(*e));
+    };
+    return collect_tensors(pickle.root, name, "torch_zip", TensorBuilder(fetch, name, 4 * (uint64_t)n + (64u << 20)));
 }
+
 
 }  // namespace nuance

@@ -272,7 +272,7 @@ void check_image(const Image& img, const char* what) {
                  " bytes of pixels for a ", img.width, "x", img.height, "x", img.channels, " image");
 }
 
-// ---------------------------------------------------------------- Lanczos (PIL Resample.c)
+// ---------------------------------------------------------------- Lanczos / bicubic (PIL Resample.c)
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
 double sinc(double x) {
@@ -281,6 +281,13 @@ double sinc(double x) {
     return std::sin(x) / x;
 }
 double lanczos3(double x) { return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3.0) : 0.0; }
+double bicubic(double x) {  // PIL's bicubic_filter, a = -0.5
+    constexpr double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
 
 struct Coeffs {
     int ksize = 0;
@@ -288,10 +295,11 @@ struct Coeffs {
     std::vector<int32_t> k;         // [out][ksize] fixed point, 22 fractional bits
 };
 
-Coeffs precompute_coeffs(int in_size, int out_size) {
+Coeffs precompute_coeffs(int in_size, int out_size, ResampleFilter filter) {
+    double (*const fn)(double) = filter == ResampleFilter::Bicubic ? bicubic : lanczos3;
     const double scale = (double)in_size / out_size;
     const double filterscale = std::max(scale, 1.0);
-    const double support = 3.0 * filterscale;
+    const double support = (filter == ResampleFilter::Bicubic ? 2.0 : 3.0) * filterscale;
     Coeffs c;
     c.ksize = (int)std::ceil(support) * 2 + 1;
     c.start.resize(out_size);
@@ -305,7 +313,7 @@ Coeffs precompute_coeffs(int in_size, int out_size) {
         const int xmax = std::min((int)(center + support + 0.5), in_size) - xmin;
         double ww = 0.0;
         for (int x = 0; x < xmax; ++x) {
-            w[x] = lanczos3((x + xmin - center + 0.5) * ss);
+            w[x] = fn((x + xmin - center + 0.5) * ss);
             ww += w[x];
         }
         for (int x = 0; x < xmax; ++x) {
@@ -322,8 +330,8 @@ Coeffs precompute_coeffs(int in_size, int out_size) {
 uint8_t clip8(int32_t v) { return (uint8_t)std::clamp(v >> kPrecisionBits, 0, 255); }
 
 // One pass of PIL's separable resampler along x (horizontal) or y.
-Image resample_axis(const Image& in, int out_w, int out_h, bool horizontal) {
-    const Coeffs c = precompute_coeffs(horizontal ? in.width : in.height, horizontal ? out_w : out_h);
+Image resample_axis(const Image& in, int out_w, int out_h, bool horizontal, ResampleFilter filter) {
+    const Coeffs c = precompute_coeffs(horizontal ? in.width : in.height, horizontal ? out_w : out_h, filter);
     Image out;
     out.width = out_w;
     out.height = out_h;
@@ -458,14 +466,14 @@ Image tensor_to_image(const Tensor& t) {
     return img;
 }
 
-Image resize_image(const Image& image, int width, int height) {
+Image resize_image(const Image& image, int width, int height, ResampleFilter filter) {
     check_image(image, "resize_image");
     NUANCE_CHECK(width > 0 && height > 0, "resize_image: target size ", width, "x", height, " must be positive");
     check_size((uint64_t)width, (uint64_t)height, "resize_image");
     // PIL order: horizontal pass, then vertical; an axis whose size does not change is skipped.
     Image out = image;
-    if (width != image.width) out = resample_axis(out, width, out.height, true);
-    if (height != image.height) out = resample_axis(out, width, height, false);
+    if (width != image.width) out = resample_axis(out, width, out.height, true, filter);
+    if (height != image.height) out = resample_axis(out, width, height, false, filter);
     return out;
 }
 

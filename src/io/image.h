@@ -58,8 +58,11 @@ Tensor image_to_tensor(const Image& image);
 // u8 = round_half_even(clamp(x / 2 + 0.5, 0, 1) * 255) in f32, numpy's `(image * 255).round().astype("uint8")`.
 Image tensor_to_image(const Tensor& t);
 
-// Lanczos-3 resampling with PIL's algorithm (antialiased when shrinking, 8-bit fixed-point accumulation),
-// matching PIL's Image.resize(size, LANCZOS) used by A1111 for init images. Channels are filtered independently.
-Image resize_image(const Image& image, int width, int height);
+// Resampling with PIL's algorithm (antialiased when shrinking, 8-bit fixed-point accumulation, uint8 between the
+// horizontal and the vertical pass): Lanczos-3 = PIL's Image.resize(size, LANCZOS) used by A1111 for init images;
+// Bicubic (a = -0.5) = Image.resize(size, BICUBIC) as transformers' CLIPImageProcessor calls it. Channels are
+// filtered independently.
+enum class ResampleFilter { Lanczos, Bicubic };
+Image resize_image(const Image& image, int width, int height, ResampleFilter filter = ResampleFilter::Lanczos);
 
 }  // namespace nuance

@@ -46,6 +46,7 @@ public:
         : p_(data), n_(size), allowed_(allowed), source_(source), lim_(limits) {}
 
     Pickle run();
+    size_t consumed() const { return pos_; }  // bytes read, through STOP, once run() returned
 
 private:
     template <class... A>
@@ -154,9 +155,12 @@ private:
                                            " instead of an argument tuple");
         if (callable->s == "collections.OrderedDict") {
             PyValue* d = make(Kind::Dict);
-            if (!args->items.empty() && args->items[0]->kind == Kind::List) {  // OrderedDict([(k, v), ...])
+            // OrderedDict([(k, v), ...]); protocol-2 files of old torch versions (torchvision's and lpips's weights)
+            // hold [k, v] lists instead of tuples
+            if (!args->items.empty() && args->items[0]->kind == Kind::List) {
                 for (const PyValue* kv : args->items[0]->items) {
-                    if (kv->kind != Kind::Tuple || kv->items.size() != 2) bad("OrderedDict item is not a pair");
+                    if ((kv->kind != Kind::Tuple && kv->kind != Kind::List) || kv->items.size() != 2)
+                        bad("OrderedDict item is not a pair");
                     count(2);
                     d->dict.emplace_back(kv->items[0], kv->items[1]);
                 }
@@ -375,9 +379,12 @@ Pickle Unpickler::run() {
 }  // namespace
 
 Pickle unpickle(const uint8_t* data, size_t size, const std::set<std::string>& allowed_globals,
-                const std::string& source, const PickleLimits& limits) {
+                const std::string& source, const PickleLimits& limits, size_t* consumed) {
     NUANCE_CHECK(data != nullptr || size == 0, "unpickle: null data for '", source, "'");
-    return Unpickler(data, size, allowed_globals, source, limits).run();
+    Unpickler u(data, size, allowed_globals, source, limits);
+    Pickle p = u.run();
+    if (consumed) *consumed = u.consumed();
+    return p;
 }
 
 }  // namespace nuance

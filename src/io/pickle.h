@@ -54,7 +54,9 @@ struct Pickle {
 
 // `data`/`size`: the pickle bytes. `allowed_globals`: "module.name" strings that GLOBAL may reference
 // (anything else throws an Error naming it and `source`). `source` names the file in messages.
+// `consumed` (when given) gets the number of bytes up to and including STOP: legacy torch files hold several
+// pickles back to back.
 Pickle unpickle(const uint8_t* data, size_t size, const std::set<std::string>& allowed_globals,
-                const std::string& source, const PickleLimits& limits = {});
+                const std::string& source, const PickleLimits& limits = {}, size_t* consumed = nullptr);
 
 }  // namespace nuance

@@ -117,10 +117,14 @@ WeightFile load_weight_file(const std::string& path, bool allow_index) {
             return load_shard_index(path);
         case WeightFormat::Unknown: break;
     }
+    // Legacy (pre-1.6) torch.save files are a bare pickle stream: torchvision's and the lpips package's weights.
+    if (const std::string b = read_file_prefix(path, 2); b.size() == 2 && (uint8_t)b[0] == 0x80 && (uint8_t)b[1] <= 5)
+        return load_ckpt(path);
     // A file that claims to be safetensors by name gets the safetensors loader's precise complaint.
     if (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0) return load_safetensors(path);
     fail(ErrorCode::Unsupported, "'", path,
-         "' is not a recognised weight file (expected safetensors, GGUF, a torch .ckpt/.pt zip, or a .index.json)");
+         "' is not a recognised weight file (expected safetensors, GGUF, a torch .ckpt/.pt/.pth (zip or legacy), or "
+         "a .index.json)");
 }
 
 }  // namespace

@@ -103,7 +103,7 @@ void ClipTextConfig::apply_hf_config(const nlohmann::json& j_in) {
 // ---- blocks ----
 
 Tensor ClipAttention::operator()(const Tensor& x) const {
-    return out_proj(multi_head_attention(q_proj(x), k_proj(x), v_proj(x), heads, /*causal=*/true, 0.0f,
+    return out_proj(multi_head_attention(q_proj(x), k_proj(x), v_proj(x), heads, causal, 0.0f,
                                          q_proj.weight.compute));
 }
 

@@ -50,10 +50,11 @@ struct ClipTextConfig {
 struct ClipAttention : Module {
     Linear q_proj, k_proj, v_proj, out_proj;
     int64_t heads = 1;
+    bool causal = true;  // the text encoder's mask; the vision tower (models/clip_vision) attends to every token
     ClipAttention() = default;
     ClipAttention(int64_t dim, int64_t heads_)
         : q_proj(dim, dim), k_proj(dim, dim), v_proj(dim, dim), out_proj(dim, dim), heads(heads_) {}
-    Tensor operator()(const Tensor& x) const;  // causal self-attention, [B, L, D] -> [B, L, D]
+    Tensor operator()(const Tensor& x) const;  // self-attention, [B, L, D] -> [B, L, D]
     void visit(ParamVisitor& v) override {
         v("q_proj", q_proj); v("k_proj", k_proj); v("v_proj", v_proj); v("out_proj", out_proj);
     }
