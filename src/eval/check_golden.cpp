@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "eval/golden/controlnet_golden.h"
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
@@ -99,7 +100,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "dit") return check_golden_dit(dir);
         if (name == "taesd") return check_golden_taesd(dir);
         if (name == "fid_inception") return check_golden_fid_inception(dir);
-        if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
+        if (name == "controlnet") return check_golden_controlnet(dir);
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {
         return {fail_line(name + "/*", std::string("error: ") + e.what())};
