@@ -1,5 +1,6 @@
 #include "models/controlnet/control_stack.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ops/ops.h"
@@ -16,6 +17,16 @@ const char* control_mode_name(ControlMode m) {
     return "?";
 }
 
+const char* control_mode_label(ControlMode m) {
+    switch (m) {
+        case ControlMode::Balanced: return "Balanced";
+        case ControlMode::PromptMoreImportant: return "My prompt is more important";
+        case ControlMode::ControlMoreImportant: return "ControlNet is more important";
+        case ControlMode::Guess: return "Guess mode";
+    }
+    return "?";
+}
+
 ControlMode parse_control_mode(const std::string& s, const std::string& what) {
     if (s == "balanced" || s == "Balanced" || s == "0") return ControlMode::Balanced;
     if (s == "prompt" || s == "My prompt is more important" || s == "1") return ControlMode::PromptMoreImportant;
@@ -24,6 +35,34 @@ ControlMode parse_control_mode(const std::string& s, const std::string& what) {
     fail(ErrorCode::InvalidArgument, what, ": unknown control mode '", s,
          "' (expected balanced, prompt, control, guess, or the A1111 labels \"Balanced\", \"My prompt is more "
          "important\", \"ControlNet is more important\")");
+}
+
+ControlResize parse_control_resize(const std::string& s, const std::string& what) {
+    if (s == "Just Resize" || s == "just" || s == "0") return ControlResize::Just;
+    if (s == "Crop and Resize" || s == "crop" || s == "1") return ControlResize::Crop;
+    if (s == "Resize and Fill" || s == "fill" || s == "2") return ControlResize::Fill;
+    fail(ErrorCode::InvalidArgument, what, ": unknown resize mode '", s,
+         "' (expected \"Just Resize\", \"Crop and Resize\", \"Resize and Fill\" or 0/1/2)");
+}
+
+Image fit_control_image(const Image& img, int width, int height, ControlResize mode) {
+    if (img.width == width && img.height == height) return img;
+    if (mode == ControlResize::Just) return resize_image(img, width, height);
+    const double kx = (double)width / img.width, ky = (double)height / img.height;
+    const double k = mode == ControlResize::Crop ? std::max(kx, ky) : std::min(kx, ky);
+    const int w = std::max(1, (int)std::lround(img.width * k)), h = std::max(1, (int)std::lround(img.height * k));
+    const Image scaled = resize_image(img, w, h);
+    Image out{width, height, scaled.channels, std::vector<uint8_t>((size_t)width * height * scaled.channels, 0)};
+    const int ox = (w - width) / 2, oy = (h - height) / 2;  // crop: >= 0; fill: <= 0
+    for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x) {
+            const int sx = x + ox, sy = y + oy;
+            if (sx < 0 || sy < 0 || sx >= w || sy >= h) continue;
+            for (int c = 0; c < scaled.channels; ++c)
+                out.pixels[((size_t)y * width + x) * scaled.channels + c] =
+                    scaled.pixels[((size_t)sy * w + sx) * scaled.channels + c];
+        }
+    return out;
 }
 
 void validate_control_unit(const ControlUnit& u, const std::string& what) {
@@ -46,8 +85,7 @@ ControlStack ControlStack::prepare(const std::vector<ControlUnit>& units, int wi
     ControlStack s;
     s.units = units;
     for (const ControlUnit& u : units) {
-        const Image sized = (u.image.width == width && u.image.height == height) ? u.image
-                                                                                : resize_image(u.image, width, height);
+        const Image sized = fit_control_image(u.image, width, height, u.resize);
         s.hints.push_back(image_to_tensor(sized) * 0.5f + 0.5f);  // [-1, 1] -> [0, 1] (x / 255)
     }
     return s;

@@ -19,18 +19,35 @@ enum class ControlMode {
     Guess,                 // diffusers guess_mode: scales logspace(-1, 0, n + 1) x weight, the cond row only
 };
 const char* control_mode_name(ControlMode m);  // "balanced", "prompt", "control", "guess"
+// The A1111 label ("Balanced", "My prompt is more important", "ControlNet is more important"; "Guess mode").
+const char* control_mode_label(ControlMode m);
 // "balanced" / "prompt" / "control" / "guess" and the A1111 labels ("Balanced", "My prompt is more important",
 // "ControlNet is more important") or their indices 0/1/2. Error naming `what` and the value otherwise.
 ControlMode parse_control_mode(const std::string& s, const std::string& what);
 
+// How the control image meets the output size (A1111 resize_mode).
+enum class ControlResize {
+    Just,  // "Just Resize": stretched to width x height (diffusers)
+    Crop,  // "Crop and Resize": scaled to cover, centre crop (the extension's default)
+    Fill,  // "Resize and Fill": scaled to fit, centred on black
+};
+// "Just Resize" / "Crop and Resize" / "Resize and Fill", 0/1/2, or just/crop/fill. Error naming `what` otherwise.
+ControlResize parse_control_resize(const std::string& s, const std::string& what);
+
 struct ControlUnit {
     std::shared_ptr<const ControlNetModel> net;
-    std::string name;  // file stem, for infotext and messages
+    std::string name;    // file stem, for infotext and messages
+    std::string module;  // the preprocessor that made `image` ("canny", "none" ...), for infotext
     Image image;       // the conditioning image (already preprocessed), resized to the output size by the pipeline
     float weight = 1.0f;
     float start = 0.0f, end = 1.0f;  // fractions of the steps (A1111 guidance_start/end, diffusers control_guidance_*)
     ControlMode mode = ControlMode::Balanced;
+    ControlResize resize = ControlResize::Just;
+    std::string path;  // where `net` comes from when a caller loads it later (the server's --controlnet-dir)
 };
+
+// The image at width x height as `mode` says (Lanczos resampling).
+Image fit_control_image(const Image& img, int width, int height, ControlResize mode);
 
 // Checks weight/start/end ranges and that the unit has a net and an image; Error naming `what` ("--control-net 2").
 void validate_control_unit(const ControlUnit& u, const std::string& what);

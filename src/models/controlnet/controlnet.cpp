@@ -95,6 +95,13 @@ ControlNetConfig ControlNetConfig::detect(const TensorMap& t) {
     return c;
 }
 
+ControlNetConfig ControlNetConfig::from_unet(const UNetConfig& u, std::vector<int64_t> embedding) {
+    ControlNetConfig c;
+    c.unet = u;
+    c.embedding_channels = std::move(embedding);
+    return c;
+}
+
 void ControlNetConfig::apply_json(const nlohmann::json& j) {
     unet.apply_json(j);
     if (j.contains("global_pool_conditions") && j["global_pool_conditions"].is_boolean())

@@ -22,6 +22,8 @@ struct ControlNetConfig {
     std::string describe() const;
     // From diffusers key names and shapes; Error (Unsupported) naming the missing/odd tensor.
     static ControlNetConfig detect(const std::map<std::string, Tensor>& t);
+    // diffusers ControlNetModel.from_unet: the encoder half of `u` with this conditioning embedding.
+    static ControlNetConfig from_unet(const UNetConfig& u, std::vector<int64_t> embedding = {16, 32, 96, 256});
     // A diffusers config.json on top (attention_head_dim / num_attention_heads, norm groups, global_pool_conditions,
     // addition_time_embed_dim). Bad values are Errors naming the field.
     void apply_json(const nlohmann::json& j);

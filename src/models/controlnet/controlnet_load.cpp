@@ -169,7 +169,7 @@ void check_controlnet_fits(const ControlNetModel& cn, const std::string& cn_name
     const bool fits = a.in_channels == b.in_channels && a.block_out_channels == b.block_out_channels &&
                       a.layers_per_block == b.layers_per_block && a.cross_attention_dim == b.cross_attention_dim &&
                       a.text_time == b.text_time && (!a.text_time || a.add_in_dim == b.add_in_dim);
-    NUANCE_CHECK(fits, "ControlNet '", cn_name, "' is for ", controlnet_family(cn.config()), " (context ",
+    NUANCE_CHECK(fits, cn_name, " is a ControlNet for ", controlnet_family(cn.config()), " (context ",
                  a.cross_attention_dim, ", channels ", a.block_out_channels, a.text_time ? ", text_time" : "",
                  ") but the ", model_desc, " has a UNet with context ", b.cross_attention_dim, ", channels ",
                  b.block_out_channels, b.text_time ? ", text_time" : "", ": use a ControlNet made for this model");

@@ -23,7 +23,7 @@ std::unique_ptr<ControlNetModel> load_controlnet(const std::string& path, const 
 // "SD1.x", "SD2.x", "SDXL" or "custom" by the cross-attention width / add embedding.
 std::string controlnet_family(const ControlNetConfig& c);
 
-// Error (InvalidArgument) naming both sides when the ControlNet's residuals cannot be added to this UNet's skips
+// Error (InvalidArgument) naming both sides (`cn_name` as is: "--control-net 'x.safetensors'") when the ControlNet's residuals cannot be added to this UNet's skips
 // (an SDXL ControlNet with an SD1.5 model and vice versa, other widths or depths).
 void check_controlnet_fits(const ControlNetModel& cn, const std::string& cn_name, const UNet2DConditionModel& unet,
                            const std::string& model_desc);
