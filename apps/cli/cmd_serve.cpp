@@ -118,6 +118,8 @@ Runner add_serve(CLI::App& app) {
     c->add_option("--port", a->o.port, "Port (0: any free port, printed at start)")->capture_default_str();
     c->add_option("-m,--model", a->o.model, "Checkpoint or diffusers folder: the default model");
     c->add_option("--models-dir", a->o.models_dir, "Folder of checkpoints that requests may name");
+    c->add_option("--controlnet-dir", a->o.controlnet_dir,
+                  "Folder of ControlNets that A1111 ControlNet units (alwayson_scripts.controlnet) may name");
     c->add_option("--vae", a->vae, "Replace every model's VAE with this file");
     c->add_option("--taesd", a->taesd,
                   "Tiny autoencoder (TAESD/TAESDXL/TAESD3/TAEF1 decoder file or diffusers folder) for the live previews");

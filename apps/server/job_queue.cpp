@@ -8,6 +8,7 @@
 #include "models/taesd/taesd.h"
 #include "server/preview.h"
 #include "request_parse.h"
+#include "controlnet_api.h"
 
 namespace nuance::server {
 
@@ -358,6 +359,7 @@ void JobQueue::run_job(Slot& slot, const DiffusionModel& m, const std::shared_pt
     std::string message;
     try {
         resolve_defaults();
+        load_request_controlnets(p.control, m);  // A1111 ControlNet units: loaded for this model (controlnet_api.h)
         for (int b = 0; b < n; ++b) {
             NUANCE_CHECK_CODE(!j.cancel.load(), Cancelled, "job cancelled");
             p.seed = seed0 + b;

@@ -24,6 +24,7 @@ struct ServerOptions {
     int port = 7860;            // A1111's port, where its clients look first; 0 = any free port
     std::string model;          // -m: one checkpoint (the default model)
     std::string models_dir;     // --models-dir: checkpoints requests may name
+    std::string controlnet_dir;  // --controlnet-dir: ControlNets that A1111 ControlNet units may name
     std::string output_dir;     // --output-dir: every image is saved there (NNNNN-SEED.png); "" = not saved
     std::string api_key;        // non-empty: every API route needs it (Bearer, X-API-Key, Basic password, ?api_key=)
     size_t max_body_bytes = 64u << 20;
