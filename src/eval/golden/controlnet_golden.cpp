@@ -41,7 +41,7 @@ std::vector<CompareLine> check_golden_controlnet(const std::string& case_dir) {
     ucfg.apply_json(ugc.model_config(ugc.models().front().first));
     UNet2DConditionModel unet(ucfg);
     load_module(unet, uw.tensors, gc.load_options(unet_path));
-    check_controlnet_fits(cn, "controlnet", unet, "unet_sd15 case");
+    check_controlnet_fits(cn, "the case's ControlNet", unet, "unet_sd15 case");
     const Tensor eps = unet.forward(x, t, ctx, extra);
     // The case states no tolerance for this tensor: unet_sd15's own eps tolerance.
     out.push_back(gc.compare("unet_eps_with_control", eps, ugc.atol("eps", 1e-4)));
