@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "eval/golden/controlnet_golden.h"
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
+#include "eval/golden/controlnet_golden.h"
 #include "eval/golden/dit_golden.h"
 #include "eval/golden/fid_inception_golden.h"
 #include "eval/golden/flux_golden.h"
