@@ -184,10 +184,11 @@ Image run_preprocessor(const Preprocessor& p, const Image& in_raw) {
     Image in = to_rgb(in_raw);
     if (p.resolution > 0 && p.module != "none") {  // the extension's processor_res: the short side
         const int s = std::min(in.width, in.height);
-        const double k = (double)p.resolution / s;
-        const int w = std::max(1, (int)std::lround(in.width * k)), h = std::max(1, (int)std::lround(in.height * k));
-        NUANCE_CHECK((int64_t)w * h <= (int64_t)8192 * 8192, "preprocessor: processor_res ", p.resolution, " makes a ",
-                     w, "x", h, " image (more than 8192x8192 pixels)");
+        const double k = (double)p.resolution / s, wd = in.width * k, hd = in.height * k;
+        NUANCE_CHECK(wd * hd <= 8192.0 * 8192.0, "preprocessor: processor_res ", p.resolution, " makes a ",
+                     std::llround(wd), "x", std::llround(hd), " image from ", in.width, "x", in.height,
+                     " (more than 8192x8192 pixels)");
+        const int w = std::max(1, (int)std::lround(wd)), h = std::max(1, (int)std::lround(hd));
         if (w != in.width || h != in.height) in = resize_image(in, w, h);
     }
     if (p.module == "none") return in;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/preprocess.h"
+#include "models/controlnet/control_stack.h"
 #include "io/json_file.h"
 #include "../test_util.h"
 
@@ -117,4 +118,28 @@ TEST(Preprocess, BadSpecsAreNamedErrors) {
     EXPECT_EQ(test::error_of([&] { preprocessor_from_a1111("canny", 1, 2, 100000, "args[0]"); }),
               "args[0]: processor_res must be in 64..4096 (or -1), got 100000");
     EXPECT_EQ(test::error_of([&] { canny(Image{}, 1, 2); }), "canny: expected a 1, 3 or 4 channel image, got 0x0x3");
+}
+
+// A hostile aspect ratio cannot make a huge intermediate image: processor_res is refused, the resize modes crop
+// or fit within the output size.
+TEST(Preprocess, ExtremeAspectRatiosStayBounded) {
+    const Image thin = solid(1, 4096, {7, 7, 7});
+    Preprocessor p = parse_preprocessor("invert", "x");
+    p.resolution = 4096;
+    EXPECT_EQ(test::error_of([&] { run_preprocessor(p, thin); }),
+              "preprocessor: processor_res 4096 makes a 4096x16777216 image from 1x4096 (more than 8192x8192 pixels)");
+    for (ControlResize m : {ControlResize::Just, ControlResize::Crop, ControlResize::Fill}) {
+        const Image r = fit_control_image(thin, 64, 48, m);
+        EXPECT_EQ(r.width, 64);
+        EXPECT_EQ(r.height, 48);
+    }
+    // crop keeps the centre: a 4x2 image of two colours cropped to a square shows only the middle columns
+    Image two = solid(4, 2, {0, 0, 0});
+    for (int y = 0; y < 2; ++y)
+        for (int x = 1; x < 3; ++x) two.pixels[(size_t)(y * 4 + x) * 3] = 200;
+    const Image sq = fit_control_image(two, 2, 2, ControlResize::Crop);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(sq.pixels[(size_t)i * 3], 200) << i;
+    const Image fill = fit_control_image(two, 4, 4, ControlResize::Fill);  // 4x2 centred on black, rows 1-2
+    EXPECT_EQ(fill.pixels[(size_t)(0 * 4 + 1) * 3], 0);
+    EXPECT_EQ(fill.pixels[(size_t)(1 * 4 + 1) * 3], 200);
 }

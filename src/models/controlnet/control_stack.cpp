@@ -48,12 +48,25 @@ ControlResize parse_control_resize(const std::string& s, const std::string& what
 Image fit_control_image(const Image& img, int width, int height, ControlResize mode) {
     if (img.width == width && img.height == height) return img;
     if (mode == ControlResize::Just) return resize_image(img, width, height);
-    const double kx = (double)width / img.width, ky = (double)height / img.height;
-    const double k = mode == ControlResize::Crop ? std::max(kx, ky) : std::min(kx, ky);
-    const int w = std::max(1, (int)std::lround(img.width * k)), h = std::max(1, (int)std::lround(img.height * k));
+    const int C = img.channels;
+    if (mode == ControlResize::Crop) {  // the centred source region of the output's aspect, then resized to it
+        const double target = (double)width / height;
+        int cw = img.width, ch = img.height;
+        if ((double)img.width / img.height > target) cw = std::clamp((int)std::lround(img.height * target), 1, img.width);
+        else ch = std::clamp((int)std::lround(img.width / target), 1, img.height);
+        const int x0 = (img.width - cw) / 2, y0 = (img.height - ch) / 2;
+        Image crop{cw, ch, C, std::vector<uint8_t>((size_t)cw * ch * C)};
+        for (int y = 0; y < ch; ++y)
+            std::copy_n(&img.pixels[((size_t)(y + y0) * img.width + x0) * C], (size_t)cw * C,
+                        &crop.pixels[(size_t)y * cw * C]);
+        return resize_image(crop, width, height);
+    }
+    // Fill: scaled to fit (never larger than the output), centred on black.
+    const double k = std::min((double)width / img.width, (double)height / img.height);
+    const int w = std::clamp((int)std::lround(img.width * k), 1, width), h = std::clamp((int)std::lround(img.height * k), 1, height);
     const Image scaled = resize_image(img, w, h);
     Image out{width, height, scaled.channels, std::vector<uint8_t>((size_t)width * height * scaled.channels, 0)};
-    const int ox = (w - width) / 2, oy = (h - height) / 2;  // crop: >= 0; fill: <= 0
+    const int ox = (w - width) / 2, oy = (h - height) / 2;  // <= 0
     for (int y = 0; y < height; ++y)
         for (int x = 0; x < width; ++x) {
             const int sx = x + ox, sy = y + oy;
