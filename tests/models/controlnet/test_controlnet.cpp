@@ -137,7 +137,8 @@ TEST_F(ControlNetFiles, HostileAndForeignFilesAreRefused) {
     EXPECT_NE(test::error_of([&] { sd15_->load_control_net(path("garbage.safetensors"), "--control-net"); })
                   .find("garbage.safetensors"),
               std::string::npos);
-    // a good file plus a stray tensor
+    // a good file plus a stray tensor (each test runs alone under ctest: it makes its own files)
+    write_random_controlnet(*sd15_, path("for15.safetensors"), ControlNetLayout::Original, 1);
     WeightFile wf = load_safetensors(path("for15.safetensors"));
     std::vector<std::pair<std::string, Tensor>> t(wf.tensors.begin(), wf.tensors.end());
     t.emplace_back("control_model.extra.weight", Tensor::zeros({2}));
