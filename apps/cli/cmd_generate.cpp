@@ -12,6 +12,7 @@
 
 #include "adapters/lora_library.h"
 #include "backends/cpu/dnnl_context.h"
+#include "cli_control.h"
 #include "commands.h"
 #include "dist/comm.h"
 #include "models/default_model.h"
@@ -50,6 +51,7 @@ struct GenerateArgs {
     bool taesd_preview_only = false;
     CLI::Option* preview_every_opt = nullptr;
     std::vector<CLI::Option*> hr_opts;       // --hr-* (need --hr)
+    ControlArgs control;
     int threads = 0;
     std::string precision = "auto";
     bool no_metadata = false, quiet = false, verbose = false;
@@ -243,6 +245,7 @@ int run(GenerateArgs& a) {
     cpu::set_num_threads(a.threads);  // -t is bounded by the CLI's checks (cli_validate.h)
     // The server's input cap: a decompression bomb is refused on its header, before decoding.
     if (!a.init_img.empty()) a.p.init_image = read_image(a.init_img, kMaxInputImagePixels);
+    check_control_args(a.control);
 
     Logger log;
     if (a.verbose) log.set_level(LogLevel::Debug);
@@ -285,6 +288,7 @@ int run(GenerateArgs& a) {
         (model.guidance() == GuidanceKind::Distilled || model.guidance() == GuidanceKind::None))
         std::fprintf(stderr, "note: %s takes no negative prompt (guidance: %s); --negative-prompt is ignored\n",
                      model.variant().c_str(), guidance_kind_name(model.guidance()));
+    a.p.control = load_control_units(a.control, model);
     a.p.release_weights_before_decode = true;  // one-shot: the process ends after the images
     const GenerationDefaults md = generation_defaults(model);
     auto unset = [](const CLI::Option* o) { return !(o && o->count() > 0); };
@@ -395,6 +399,7 @@ Runner add_generate(CLI::App& app) {
                   "LoRA / LyCORIS file merged at FILE:weight (default 1; repeatable; a name from --lora-dir works too)");
     c->add_option("--lora-dir", a->lora_dir, "Folder of LoRAs for <lora:name:weight> in the prompt (A1111 syntax)");
     c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
+    add_control_options(c, a->control);
     c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();
     c->add_option("--taesd", a->taesd,
                   "Tiny autoencoder (TAESD/TAESDXL/TAESD3/TAEF1: madebyollin *_decoder file or diffusers "

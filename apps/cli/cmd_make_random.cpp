@@ -4,6 +4,8 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "models/controlnet/controlnet_random.h"
+#include "models/model_family.h"
 #include "models/random_families.h"
 #include "models/random_model.h"
 
@@ -11,7 +13,7 @@ namespace nuance::cli {
 
 Runner add_make_random(CLI::App& app) {
     struct Args {
-        std::string family = "sd15", dtype = "f16", output;
+        std::string family = "sd15", dtype = "f16", output, controlnet_for, controlnet_layout = "diffusers";
         bool tiny = false, with_text_encoders = false;
         int64_t depth = 0;
         uint64_t seed = 0;
@@ -30,7 +32,25 @@ Runner add_make_random(CLI::App& app) {
     c->add_option("--depth", a->depth, "Only this many blocks / layers (quick runs; 0 = the real depth)")
         ->capture_default_str();
     c->add_option("--seed", a->seed, "Seed for the weights")->capture_default_str();
+    c->add_option("--controlnet-for", a->controlnet_for,
+                  "Write a random ControlNet shaped for this model's UNet instead of a checkpoint");
+    c->add_option("--controlnet-layout", a->controlnet_layout,
+                  "With --controlnet-for: diffusers | original (control_model.*) | difference")->capture_default_str();
     return [a] {
+        if (!a->controlnet_for.empty()) {
+            const ControlNetLayout layout = [&] {
+                try {
+                    return parse_controlnet_layout(a->controlnet_layout);
+                } catch (const Error& e) {
+                    fail(ErrorCode::InvalidArgument, "usage: --controlnet-layout: ", e.what());
+                }
+            }();
+            const std::unique_ptr<DiffusionModel> m = load_model(a->controlnet_for, {});
+            write_random_controlnet(*m, a->output, layout, a->seed);
+            std::fprintf(stderr, "wrote %s: random ControlNet (%s layout) for %s\n", a->output.c_str(),
+                         a->controlnet_layout.c_str(), a->controlnet_for.c_str());
+            return 0;
+        }
         RandomModelOptions o;
         o.family = a->family;
         o.tiny = a->tiny;

@@ -51,6 +51,7 @@ void add_sdapi_routes(ServerContext& c);
 void add_openai_routes(ServerContext& c);
 void add_job_routes(ServerContext& c);
 void add_web_routes(ServerContext& c);
+void add_controlnet_routes(ServerContext& c);  // /controlnet/* (routes_controlnet.cpp)
 void add_defaults_routes(ServerContext& c);  // GET /api/v1/models, /api/v1/outputs[/NAME]
 json model_list_json(ServerContext& c);       // every model with its defaults (routes_defaults.cpp)
 json default_model_defaults(ServerContext& c);  // the default model's defaults

@@ -8,6 +8,7 @@
 #include "models/taesd/taesd.h"
 #include "server/preview.h"
 #include "request_parse.h"
+#include "controlnet_api.h"
 
 namespace nuance::server {
 
@@ -373,6 +374,7 @@ void JobQueue::run_job(Slot& slot, DiffusionModel& m, const std::shared_ptr<Job>
             for (const auto& w : warnings) log_info(str("job ", j.id, ": ", w));
             p.extra_infotext = lora_hashes_infotext(hashes);
         }
+        load_request_controlnets(p.control, m);  // A1111 ControlNet units: loaded for this model (controlnet_api.h)
         for (int b = 0; b < n; ++b) {
             NUANCE_CHECK_CODE(!j.cancel.load(), Cancelled, "job cancelled");
             p.seed = seed0 + b;

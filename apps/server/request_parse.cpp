@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base64.h"
+#include "controlnet_api.h"
 #include "samplers/registry.h"
 
 namespace nuance::server {
@@ -294,6 +295,7 @@ ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim) {
         }
     }
     if (!img2img) read_hires(f, p, lim);  // A1111's img2img has no hires fix
+    if (const json* s = f.get("alwayson_scripts")) p.control = parse_controlnet_units(*s, lim);
     check_size(p.width, p.height, lim);
     check_sampler(p.sampler, p.scheduler);
     p.seed = resolve_seed(p.seed);

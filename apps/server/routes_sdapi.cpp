@@ -2,6 +2,7 @@
 #include <chrono>
 
 #include "base64.h"
+#include "controlnet_api.h"
 #include "http_util.h"
 #include "samplers/registry.h"
 
@@ -66,7 +67,8 @@ json a1111_info(ServerContext& c, const ParsedRequest& pr, const JobStatus& st) 
 
 void generate_route(ServerContext& c, const httplib::Request& req, httplib::Response& res, bool img2img) {
     const json body = parse_json_object(req.body);
-    const ParsedRequest pr = parse_a1111(body, img2img, c.opt.limits);
+    ParsedRequest pr = parse_a1111(body, img2img, c.opt.limits);
+    resolve_controlnet_paths(pr.params.control, c.opt.controlnet_dir);
     const JobStatus st = run_sync(c, pr, img2img ? "img2img" : "txt2img");
     // A1111 answers an interrupt with what was finished; failures are errors.
     if (st.state == JobState::Failed) return send_error(res, st.error_status ? st.error_status : 500, st.error_message);

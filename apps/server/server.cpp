@@ -205,6 +205,7 @@ Server::Server(ServerOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {
     add_job_routes(c);
     add_web_routes(c);
     add_defaults_routes(c);
+    add_controlnet_routes(c);
 }
 
 Server::~Server() { stop(); }

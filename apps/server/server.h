@@ -25,6 +25,7 @@ struct ServerOptions {
     std::string model;          // -m: one checkpoint (the default model)
     std::string models_dir;     // --models-dir: checkpoints requests may name
     std::string lora_dir;       // --lora-dir: LoRAs that request prompts may name (<lora:name:w>)
+    std::string controlnet_dir;  // --controlnet-dir: ControlNets that A1111 ControlNet units may name
     std::string output_dir;     // --output-dir: every image is saved there (NNNNN-SEED.png); "" = not saved
     std::string api_key;        // non-empty: every API route needs it (Bearer, X-API-Key, Basic password, ?api_key=)
     size_t max_body_bytes = 64u << 20;

@@ -9,6 +9,7 @@
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_vision_golden.h"
 #include "eval/golden/clip_tokenizer_golden.h"
+#include "eval/golden/controlnet_golden.h"
 #include "eval/golden/dit_golden.h"
 #include "eval/golden/fid_inception_golden.h"
 #include "eval/golden/flux_golden.h"
@@ -105,7 +106,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "lora") return check_golden_lora(dir);
         if (name == "lpips") return check_golden_lpips(dir);
         if (name == "clip_vision") return check_golden_clip_vision(dir);
-        if (name == "controlnet") return skip_case(dir, name, "ControlNet is not supported yet");
+        if (name == "controlnet") return check_golden_controlnet(dir);
         return skip_case(dir, name, "unknown case type");
     } catch (const std::exception& e) {
         return {fail_line(name + "/*", std::string("error: ") + e.what())};

@@ -63,6 +63,17 @@ Tensor DiffusionModel::combine_guidance(const Tensor& u, const Tensor& c, float 
     return u + (c - u) * scale;  // eps_u + s (eps_c - eps_u)
 }
 
+std::shared_ptr<const ControlNetModel> DiffusionModel::load_control_net(const std::string& path,
+                                                                        const std::string& what) const {
+    fail(ErrorCode::Unsupported, what, " '", path, "': ", family_name(), " models (", name,
+         ") take no ControlNet (ControlNets exist for SD1.x, SD2.x and SDXL)");
+}
+
+void DiffusionModel::validate_control_net(const ControlNetModel&, const std::string& what) const {
+    fail(ErrorCode::Unsupported, what, ": ", family_name(), " models (", name,
+         ") take no ControlNet (ControlNets exist for SD1.x, SD2.x and SDXL)");
+}
+
 std::string DiffusionModel::file_hash() const {
     std::lock_guard<std::mutex> lock(hash_->mu);
     if (!hash_->done) {

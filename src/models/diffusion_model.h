@@ -32,6 +32,8 @@
 namespace nuance {
 
 class Module;
+class ControlNetModel;  // models/controlnet/controlnet.h
+struct ControlStack;    // models/controlnet/control_stack.h
 
 enum class PromptSyntax {
     A1111,    // (word:1.2), [word], BREAK, chunks of 75 tokens (A1111 / sd.cpp behaviour)
@@ -106,6 +108,11 @@ struct StepContext {
     int64_t width = 0, height = 0;  // the output image, pixels
     float guidance = 0.0f;          // GuidanceKind::Distilled: the scale as a model input (Flux-dev 3.5)
     double sigma = 0.0;             // noise level of x_in
+    // ControlNet (set by the pipeline when control units are given): the units and their hints; `step` (0-based)
+    // of `steps` decides which are active; cfg_rows: the batch rows are [uncond, cond].
+    const ControlStack* control = nullptr;
+    int step = 0, steps = 0;
+    bool cfg_rows = false;
 };
 
 struct ComponentInfo {
@@ -179,6 +186,12 @@ public:
     virtual Tensor decode(const Tensor& latents, const VaeTiling& tiling) const = 0;
     // An init image (resized to w x h) -> latents [1, C, h/f, w/f]; `rng` draws the posterior sample.
     virtual Tensor encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const = 0;
+
+    // --- ControlNet: opens a ControlNet made for this model (Error naming both when it is for another model), and
+    // checks one given by a caller. Default: the family takes no ControlNet (Error naming the family and `what`).
+    virtual std::shared_ptr<const ControlNetModel> load_control_net(const std::string& path,
+                                                                    const std::string& what) const;
+    virtual void validate_control_net(const ControlNetModel& net, const std::string& what) const;
 
     // --- metadata: A1111 infotext fields this family adds (", Clip skip: 2"), "" for none.
     virtual std::string infotext_fields(const ConditioningRequest&) const { return ""; }

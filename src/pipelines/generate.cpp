@@ -142,6 +142,12 @@ void validate_params(const DiffusionModel& m, const GenerateParams& p) {
         NUANCE_CHECK(p.steps == (int)p.sigmas.size() - 1, "the sigma list has ", p.sigmas.size(), " values (",
                      p.sigmas.size() - 1, " steps) but steps is ", p.steps);
     }
+    NUANCE_CHECK(p.control.size() <= 8, p.control.size(), " ControlNet units (at most 8)");
+    for (size_t i = 0; i < p.control.size(); ++i) {
+        const std::string what = str("ControlNet ", i, p.control[i].name.empty() ? "" : " '" + p.control[i].name + "'");
+        validate_control_unit(p.control[i], what);
+        m.validate_control_net(*p.control[i].net, what);
+    }
     resolve_sampler(p);
     if (p.taesd) {
         NUANCE_CHECK(!m.latent_format().pixel_space, m.family_name(), " model '", m.name, "' works in pixel space: ",
@@ -184,6 +190,12 @@ std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int
     if (p.init_image) s += ", Denoising strength: " + format_float(p.strength);
     if (p.hires.enabled) s += hires_infotext(p.hires);
     s += m.infotext_fields(request_for(p, false));
+    for (size_t i = 0; i < p.control.size(); ++i) {  // sd-webui-controlnet's infotext entry (its field names)
+        const ControlUnit& u = p.control[i];
+        s += str(", ControlNet ", i, ": \"Module: ", u.module.empty() ? "none" : u.module, ", Model: ", u.name,
+                 ", Weight: ", format_float(u.weight), ", Guidance Start: ", format_float(u.start),
+                 ", Guidance End: ", format_float(u.end), ", Control Mode: ", control_mode_label(u.mode), "\"");
+    }
     if (p.eta >= 0) s += ", Eta: " + format_float(p.eta);
     if (p.rng == RngKind::Cpu) s += ", RNG: CPU";
     s += p.extra_infotext;
@@ -226,6 +238,12 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
     }
     const Conditioning batch = use_cfg ? m.batch_conditioning({&uncond, &cond}) : cond;
     StepContext step_ctx;
+    ControlStack control;
+    if (!p.control.empty()) {
+        control = ControlStack::prepare(p.control, p.width, p.height);
+        step_ctx.control = &control;
+        step_ctx.cfg_rows = use_cfg;
+    }
     step_ctx.width = p.width;
     step_ctx.height = p.height;
     step_ctx.guidance = kind == GuidanceKind::Distilled ? p.cfg_scale : 0.0f;
@@ -272,7 +290,10 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         so.rng = rng.get();
         if (p.eta >= 0) so.eta = p.eta;
         so.should_cancel = p.cancelled;
+        step_ctx.step = 0;  // ControlNet start/end count the steps this image runs (img2img: the sliced schedule)
+        step_ctx.steps = (int)sched.sigmas.size() - 1;
         so.callback = [&](int step, int total, const Tensor& xs, const Tensor& denoised) {
+            step_ctx.step = step + 1;
             // One pass over the (small) latents per step: NaN weights fail at the first step, not as a black PNG.
             auto at = [&] {
                 return str(" at step ", step + 1, " of ", total, " (sigma ", format_float((float)sched.sigmas[(size_t)step]),

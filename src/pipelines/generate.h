@@ -12,6 +12,7 @@
 
 #include "core/rng.h"
 #include "io/image.h"
+#include "models/controlnet/control_stack.h"
 #include "models/diffusion_model.h"
 #include "models/vae/vae_tiling.h"
 #include "pipelines/hires.h"
@@ -51,6 +52,10 @@ struct GenerateParams {
     // img2img
     std::optional<Image> init_image;
     float strength = 0.75f;
+    // ControlNets applied at once (models/controlnet/control_stack.h): each unit's net (from
+    // DiffusionModel::load_control_net), its preprocessed image (resized to width x height here), weight, start/end
+    // fractions of the steps and control mode. CFG: control on both rows unless the mode says cond-only.
+    std::vector<ControlUnit> control;
     // VAE decode (and the img2img encode) in overlapping tiles: memory bounded by the tile, not the image.
     VaeTiling vae_tiling;
     // Calls: progress after every step; cancelled() polled between steps (true -> ErrorCode::Cancelled).

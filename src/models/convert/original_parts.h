@@ -16,7 +16,8 @@ namespace nuance::original_format {
 using TensorMap = std::map<std::string, Tensor>;
 
 // UNet: CompVis openaimodel names <-> diffusers UNet2DConditionModel names.
-TensorMap unet_from_original(const TensorMap& ldm);
+// encoder_only: no output_blocks/out expected (a ControlNet's copy of the encoder half).
+TensorMap unet_from_original(const TensorMap& ldm, bool encoder_only = false);
 TensorMap unet_to_original(const TensorMap& unet);
 
 // VAE: CompVis AutoencoderKL names <-> diffusers AutoencoderKL names.

@@ -152,7 +152,7 @@ struct DownLevel {
 
 }  // namespace
 
-TensorMap unet_from_original(const TensorMap& ldm) {
+TensorMap unet_from_original(const TensorMap& ldm, bool encoder_only) {
     TensorMap out;
     Blocks input, middle_as_blocks, output;
     for (const auto& [key, t] : ldm) {
@@ -227,6 +227,10 @@ TensorMap unet_from_original(const TensorMap& ldm) {
         }
     }
 
+    if (encoder_only) {
+        NUANCE_CHECK_CODE(output.empty(), Unsupported, "unet: output_blocks in an encoder-only (ControlNet) checkpoint");
+        return out;
+    }
     // ---- output blocks -> up_blocks: level u mirrors down level L-1-u and has resnets+1 blocks ----
     ks.clear();
     for (const auto& [k, b] : output) ks.insert(k);

@@ -2,6 +2,8 @@
 // Shape letters: B batch (uncond + cond rows), C latent channels, h/w latent size, H/W image size, L tokens.
 #include "io/json_field.h"
 #include "io/weights.h"
+#include "models/controlnet/control_stack.h"
+#include "models/controlnet/controlnet_load.h"
 #include "models/model_defaults.h"
 #include "models/sd/pixel_space.h"
 #include "models/sd/sd_conditioning.h"
@@ -129,7 +131,14 @@ Tensor StableDiffusionModel::predict(const Tensor& x_in, double timestep, const 
             for (float v : {H, W, 0.0f, 0.0f, H, W}) ids.push_back(v);
         extra.time_ids = Tensor::from_vector(ids, {B, 6});
     }
-    return unet->forward(x_in, Tensor::scalar((float)timestep), cond.at("context"), extra);  // [B, C, h, w]
+    const Tensor t = Tensor::scalar((float)timestep);
+    if (step.control) {  // ControlNet residuals, summed over the units active at this step
+        ControlResiduals r =
+            step.control->residuals(x_in, t, cond.at("context"), extra, step.step, step.steps, step.cfg_rows);
+        extra.down_residuals = std::move(r.down);
+        extra.mid_residual = r.mid;
+    }
+    return unet->forward(x_in, t, cond.at("context"), extra);  // [B, C, h, w]
 }
 
 Tensor StableDiffusionModel::decode(const Tensor& latents, const VaeTiling& tiling) const {
@@ -149,6 +158,23 @@ Tensor StableDiffusionModel::encode_image(const Image& img, int w, int h, const 
 std::string StableDiffusionModel::infotext_fields(const ConditioningRequest& r) const {
     const int clip_skip = r.clip_skip > 0 ? r.clip_skip : default_clip_skip;
     return clip_skip > 1 && family == SDFamily::SD1 ? str(", Clip skip: ", clip_skip) : std::string();
+}
+
+std::shared_ptr<const ControlNetModel> StableDiffusionModel::load_control_net(const std::string& path,
+                                                                              const std::string& what) const {
+    ControlNetLoadOptions o;
+    o.precision = precision;
+    o.base_unet = unet.get();
+    o.base_desc = str("model '", name, "' (", variant(), ")");
+    o.what = what;
+    std::shared_ptr<const ControlNetModel> net = load_controlnet(path, o);
+    validate_control_net(*net, str(what, " '", base_name(path), "'"));
+    return net;
+}
+
+void StableDiffusionModel::validate_control_net(const ControlNetModel& net, const std::string& what) const {
+    NUANCE_CHECK(!pixel_space(), what, ": model '", name, "' is a pixel-space model; ControlNets work on latents");
+    check_controlnet_fits(net, what, *unet, str("model '", name, "' (", variant(), ")"));
 }
 
 GenerationDefaults StableDiffusionModel::generation_defaults() const {

@@ -60,6 +60,9 @@ struct StableDiffusionModel : DiffusionModel {
     Tensor decode(const Tensor& latents, const VaeTiling& tiling) const override;
     Tensor encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const override;
     std::string infotext_fields(const ConditioningRequest& r) const override;
+    std::shared_ptr<const ControlNetModel> load_control_net(const std::string& path,
+                                                            const std::string& what) const override;
+    void validate_control_net(const ControlNetModel& net, const std::string& what) const override;
 };
 
 // Loads an SD1.x / SD2.x / SDXL model (original single file, diffusers folder, pixel-space DDPM folder) from an
