@@ -74,6 +74,7 @@ void validate_inpaint(const DiffusionModel& m, const GenerateParams& p) {
 }
 
 std::vector<GeneratedImage> generate_inpaint(const DiffusionModel& m, const GenerateParams& p) {
+    validate_params(m, p);  // sizes first: nothing below allocates for a hostile width/height
     validate_inpaint(m, p);
     const InpaintOptions& o = p.inpaint;
     GenerateParams q = p;
