@@ -21,7 +21,10 @@
 #include "io/image.h"
 #include "io/weights.h"
 #include "models/taesd/taesd.h"
+#include "io/weight_file.h"
 #include "pipelines/generate.h"
+#include "pipelines/inpaint.h"
+#include "pipelines/inpaint_image.h"
 #include "progress.h"
 #include "samplers/schedule.h"
 #include "server/preview.h"
@@ -38,6 +41,7 @@ struct GenerateArgs {
     std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
     std::vector<std::string> loras;      // --lora FILE[:weight], repeatable
     std::string lora_dir;                // --lora-dir: <lora:name:w> in the prompt, --lora NAME
+    std::string mask, inpaint_fill = "original", outpaint;  // --mask, --inpaint-fill, --outpaint l,r,t,b
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
     CLI::Option* prompt_opt = nullptr;   // -p "" is a prompt; no -p at all is a usage error
     CLI::Option* neg_opt = nullptr;
@@ -94,6 +98,58 @@ std::string format_duration(double s) {
     if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
     else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
     return buf;
+}
+
+// --outpaint "l,r,t,b": four non-negative pixel amounts.
+void parse_outpaint(GenerateArgs& a) {
+    std::vector<long long> v;
+    size_t pos = 0;
+    const std::string& t = a.outpaint;
+    while (pos <= t.size() && v.size() < 5) {
+        const size_t comma = std::min(t.find(',', pos), t.size());
+        const std::string item = t.substr(pos, comma - pos);
+        char* end = nullptr;
+        errno = 0;
+        const long long x = item.empty() ? 0 : std::strtoll(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || errno != 0 || x < 0 || x > 8192)
+            fail(ErrorCode::InvalidArgument, "usage: --outpaint '", t.substr(0, 64), "': expected left,right,top,bottom ",
+                 "as four whole numbers of pixels in 0..8192, got '", item.substr(0, 32), "'");
+        v.push_back(x);
+        pos = comma + 1;
+    }
+    if (v.size() != 4)
+        fail(ErrorCode::InvalidArgument, "usage: --outpaint '", t.substr(0, 64), "': expected 4 comma-separated ",
+             "amounts (left,right,top,bottom), got ", v.size() > 4 ? "more" : std::to_string(v.size()));
+    a.p.inpaint.outpaint_left = (int)v[0];
+    a.p.inpaint.outpaint_right = (int)v[1];
+    a.p.inpaint.outpaint_top = (int)v[2];
+    a.p.inpaint.outpaint_bottom = (int)v[3];
+}
+
+// The inpainting flags, checked before the model loads.
+void parse_inpaint_args(GenerateArgs& a) {
+    try {
+        a.p.inpaint.fill = parse_inpaint_fill(a.inpaint_fill);
+    } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, "usage: --inpaint-fill: ", e.what());
+    }
+    if (a.p.inpaint.mask_blur < 0 || a.p.inpaint.mask_blur > kMaxMaskBlur)
+        fail(ErrorCode::InvalidArgument, "usage: --mask-blur must be in 0..", kMaxMaskBlur, " pixels, got ",
+             a.p.inpaint.mask_blur);
+    if (a.p.inpaint.full_res_padding < 0 || a.p.inpaint.full_res_padding > 8192)
+        fail(ErrorCode::InvalidArgument, "usage: --inpaint-padding must be in 0..8192 pixels, got ",
+             a.p.inpaint.full_res_padding);
+    if (!a.outpaint.empty()) parse_outpaint(a);
+    if ((!a.mask.empty() || !a.outpaint.empty()) && a.init_img.empty())
+        fail(ErrorCode::InvalidArgument, "usage: ", a.mask.empty() ? "--outpaint" : "--mask",
+             " needs the image to work on: -i/--init-img FILE");
+    if (a.mask.empty()) return;
+    try {
+        const auto file = map_file(a.mask);
+        a.p.mask = decode_image(file->data(), file->size(), 4, a.mask, kMaxInputImagePixels);
+    } catch (const Error& e) {
+        fail(e.code(), "--mask: ", e.what());
+    }
 }
 
 int run(GenerateArgs& a) {
@@ -246,6 +302,7 @@ int run(GenerateArgs& a) {
     // The server's input cap: a decompression bomb is refused on its header, before decoding.
     if (!a.init_img.empty()) a.p.init_image = read_image(a.init_img, kMaxInputImagePixels);
     check_control_args(a.control);
+    parse_inpaint_args(a);
 
     Logger log;
     if (a.verbose) log.set_level(LogLevel::Debug);
@@ -297,8 +354,10 @@ int run(GenerateArgs& a) {
     if (unset(a.steps_opt) && a.p.sigmas.empty()) a.p.steps = md.steps;
     if (unset(a.cfg_opt)) a.p.cfg_scale = md.cfg_scale;
     if (unset(a.sampler_opt)) a.p.sampler = md.sampler;
+    a.p.on_warning = [&](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); };
     try {
         validate_params(model, a.p);
+        validate_inpaint(model, a.p);
     } catch (const Error& e) {
         fail(ErrorCode::InvalidArgument, "usage: ", e.what());
     }
@@ -423,6 +482,23 @@ Runner add_generate(CLI::App& app) {
                              ->capture_default_str());
     a->hr_opts.push_back(c->add_option("--hr-steps", a->p.hires.steps, "Steps of the hires pass (0: the same as --steps)")
                              ->capture_default_str());
+    c->add_option("--mask", a->mask,
+                  "Inpainting mask (PNG/JPEG, any size: resized to the image): white = repaint; a PNG with "
+                  "transparency: its opaque part is repainted");
+    c->add_option("--mask-blur", a->p.inpaint.mask_blur, "Gaussian blur of the mask in pixels (A1111)")
+        ->capture_default_str();
+    c->add_flag("--invert-mask", a->p.inpaint.invert_mask, "Repaint where the mask is black");
+    c->add_flag("--inpaint-full-res", a->p.inpaint.full_res,
+                "\"Only masked\": inpaint the mask's box (+ padding) at the full working size and paste it back");
+    c->add_option("--inpaint-padding", a->p.inpaint.full_res_padding, "Pixels around the mask's box (--inpaint-full-res)")
+        ->capture_default_str();
+    c->add_option("--inpaint-fill", a->inpaint_fill,
+                  "What the masked area starts from: original | fill | latent-noise | latent-nothing (A1111 "
+                  "inpainting_fill 1, 0, 2, 3)")
+        ->capture_default_str();
+    c->add_option("--outpaint", a->outpaint,
+                  "Extend the image by left,right,top,bottom pixels (rounded up to multiples of 8) and paint the new "
+                  "area");
     c->add_flag("--vae-tiling", a->p.vae_tiling.enabled,
                 "VAE decode (and img2img encode) in overlapping tiles: bounded memory for large images");
     c->add_option("--vae-tile-size", a->p.vae_tiling.tile_px, "VAE tile side in pixels (with --vae-tiling)")

@@ -14,7 +14,7 @@ namespace nuance::cli {
 Runner add_make_random(CLI::App& app) {
     struct Args {
         std::string family = "sd15", dtype = "f16", output, controlnet_for, controlnet_layout = "diffusers";
-        bool tiny = false, with_text_encoders = false;
+        bool tiny = false, with_text_encoders = false, inpaint = false;
         int64_t depth = 0;
         uint64_t seed = 0;
     };
@@ -31,6 +31,7 @@ Runner add_make_random(CLI::App& app) {
                 "sd35-*: the all-in-one file (text_encoders.{clip_l,clip_g,t5xxl} + first_stage_model)");
     c->add_option("--depth", a->depth, "Only this many blocks / layers (quick runs; 0 = the real depth)")
         ->capture_default_str();
+    c->add_flag("--inpaint", a->inpaint, "An inpainting UNet (9 input channels: latents + mask + masked image)");
     c->add_option("--seed", a->seed, "Seed for the weights")->capture_default_str();
     c->add_option("--controlnet-for", a->controlnet_for,
                   "Write a random ControlNet shaped for this model's UNet instead of a checkpoint");
@@ -54,6 +55,7 @@ Runner add_make_random(CLI::App& app) {
         RandomModelOptions o;
         o.family = a->family;
         o.tiny = a->tiny;
+        o.inpaint = a->inpaint;
         o.seed = a->seed;
         if (a->dtype == "f16") o.dtype = DType::F16;
         else if (a->dtype == "f32") o.dtype = DType::F32;

@@ -445,6 +445,7 @@ void JobQueue::run_job(Slot& slot, DiffusionModel& m, const std::shared_ptr<Job>
 void JobQueue::finish_locked(Job& j, JobState s) {
     j.state = s;
     j.req.params.init_image.reset();  // kept finished jobs should not hold input images
+    j.req.params.mask.reset();
     if (j.started != Clock::time_point{}) j.elapsed_final = std::chrono::duration<double>(Clock::now() - j.started).count();
     ++j.version;
     if (s == JobState::Done) ++counters_.done;

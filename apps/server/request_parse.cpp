@@ -1,12 +1,16 @@
 #include "request_parse.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <random>
 #include <set>
 
 #include "base64.h"
 #include "controlnet_api.h"
+#include "pipelines/inpaint.h"
+#include "pipelines/inpaint_image.h"
 #include "samplers/registry.h"
 
 namespace nuance::server {
@@ -189,6 +193,63 @@ void read_common(Fields& f, GenerateParams& p, const Limits& lim) {
     if (auto v = f.string("scheduler", 64)) p.scheduler = *v;
 }
 
+// A1111 img2img inpainting fields (modules/processing.py StableDiffusionProcessingImg2Img defaults: mask_blur 4,
+// inpainting_fill 0 = fill, inpaint_full_res true = "only masked", padding 0, no invert). The mask: base64 PNG/JPEG,
+// white = repaint (a PNG with transparency: its opaque part), any size.
+void read_a1111_mask(Fields& f, GenerateParams& p, const Limits& lim) {
+    const json* m = f.get("mask");
+    auto flag = [&](const char* key) -> std::optional<bool> {  // A1111 sends 0/1 or true/false
+        const json* v = f.get(key);
+        if (!v) return std::nullopt;
+        if (v->is_boolean()) return v->get<bool>();
+        NUANCE_CHECK(v->is_number_integer() && (v->get<int64_t>() == 0 || v->get<int64_t>() == 1), "field '", key,
+                     "' must be true/false or 0/1, got ", v->dump().substr(0, 64));
+        return v->get<int64_t>() == 1;
+    };
+    InpaintOptions& o = p.inpaint;
+    o.fill = InpaintFill::Fill;
+    o.full_res = true;
+    o.full_res_padding = 0;
+    o.mask_blur = 4;
+    if (auto v = f.integer("mask_blur_x", 0, kMaxMaskBlur)) o.mask_blur = (int)*v;
+    if (auto v = f.integer("mask_blur", 0, kMaxMaskBlur)) o.mask_blur = (int)*v;
+    if (auto v = f.integer("inpainting_fill", 0, 3)) o.fill = (InpaintFill)*v;
+    if (auto v = flag("inpaint_full_res")) o.full_res = *v;
+    if (auto v = f.integer("inpaint_full_res_padding", 0, 8192)) o.full_res_padding = (int)*v;
+    if (auto v = flag("inpainting_mask_invert")) o.invert_mask = *v;
+    if (!m) return;
+    NUANCE_CHECK(m->is_string(), "field 'mask' must be a base64 PNG or JPEG string, got ", type_name(*m));
+    if (m->get_ref<const std::string&>().empty()) return;  // "" = no mask (clients send it)
+    p.mask = decode_request_image(m->get<std::string>(), lim, "mask", 4);
+}
+
+// Multipart text parts as JSON values: the numeric fields parse as numbers, the rest stay strings.
+json multipart_json(const std::vector<std::pair<std::string, std::string>>& parts) {
+    static const std::set<std::string> ints = {"n", "steps", "num_inference_steps", "seed"};
+    static const std::set<std::string> floats = {"cfg_scale", "guidance_scale", "strength"};
+    json j = json::object();
+    for (const auto& [name, value] : parts) {
+        if (name == "image" || name == "image[]" || name == "mask") continue;
+        if (ints.count(name)) {
+            char* end = nullptr;
+            errno = 0;
+            const long long v = std::strtoll(value.c_str(), &end, 10);
+            NUANCE_CHECK(!value.empty() && *end == '\0' && errno == 0, "field '", name, "' must be an integer, got '",
+                         value.substr(0, 32), "'");
+            j[name] = (int64_t)v;
+        } else if (floats.count(name)) {
+            char* end = nullptr;
+            const double v = std::strtod(value.c_str(), &end);
+            NUANCE_CHECK(!value.empty() && *end == '\0' && std::isfinite(v), "field '", name,
+                         "' must be a number, got '", value.substr(0, 32), "'");
+            j[name] = v;
+        } else {
+            j[name] = value;
+        }
+    }
+    return j;
+}
+
 }  // namespace
 
 json parse_json_object(const std::string& body) {
@@ -215,15 +276,19 @@ int64_t resolve_seed(int64_t seed) {
     return (int64_t)(gen() & 0x7fffffff);
 }
 
-Image decode_request_image(const std::string& b64, const Limits& lim, const std::string& what) {
-    const std::vector<uint8_t> bytes = base64_decode(b64, what);
+Image decode_request_image(const std::string& b64, const Limits& lim, const std::string& what, int channels) {
+    return decode_request_bytes(base64_decode(b64, what), lim, what, channels);
+}
+
+Image decode_request_bytes(const std::vector<uint8_t>& bytes, const Limits& lim, const std::string& what,
+                           int channels) {
     uint32_t w = 0, h = 0;
     NUANCE_CHECK(sniff_size(bytes, w, h), what, ": not a PNG or JPEG image");
     // Both sides are at most 2^32-1: their product fits uint64_t (int64_t would overflow).
     NUANCE_CHECK(w > 0 && h > 0 && lim.max_input_pixels >= 0 && (uint64_t)w * h <= (uint64_t)lim.max_input_pixels, what, " is ", w, "x", h,
                  " pixels, over this server's limit of ", lim.max_input_pixels, " pixels");
     // The decoder checks the limit again against the header it reads itself (the sniffer above may disagree with it).
-    return decode_image(bytes.data(), bytes.size(), 3, what, (uint64_t)lim.max_input_pixels);
+    return decode_image(bytes.data(), bytes.size(), channels, what, (uint64_t)lim.max_input_pixels);
 }
 
 // A1111 hires fix: enable_hr, hr_scale, hr_upscaler, hr_second_pass_steps, hr_resize_x/y, denoising_strength (0.7
@@ -289,10 +354,7 @@ ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim) {
         p.init_image = decode_request_image((*imgs)[0].get<std::string>(), lim, "init_images[0]");
         p.strength = (float)f.number("denoising_strength", 0, 1).value_or(0.75);
         NUANCE_CHECK(p.strength > 0, "field 'denoising_strength' must be in (0, 1], got 0");
-        if (const json* m = f.get("mask")) {
-            NUANCE_CHECK_CODE(m->is_string() && m->get_ref<const std::string&>().empty(), Unsupported,
-                              "inpainting ('mask') is not supported yet; send img2img without a mask");
-        }
+        read_a1111_mask(f, p, lim);
     }
     if (!img2img) read_hires(f, p, lim);  // A1111's img2img has no hires fix
     if (const json* s = f.get("alwayson_scripts")) p.control = parse_controlnet_units(*s, lim);
@@ -347,6 +409,46 @@ ParsedRequest parse_openai(const json& body, const Limits& lim) {
     check_size(p.width, p.height, lim);
     check_sampler(p.sampler, p.scheduler);
     p.seed = resolve_seed(p.seed);
+    return r;
+}
+
+ParsedRequest parse_openai_edit(const std::vector<std::pair<std::string, std::string>>& parts, const Limits& lim) {
+    const std::string* image = nullptr;
+    const std::string* mask = nullptr;
+    for (const auto& [name, value] : parts) {
+        if (name == "image" || name == "image[]") {
+            NUANCE_CHECK(!image, "field 'image': this server edits one image per request");
+            image = &value;
+        } else if (name == "mask") {
+            NUANCE_CHECK(!mask, "field 'mask' given twice");
+            mask = &value;
+        }
+    }
+    NUANCE_CHECK(image, "field 'image' is required (a PNG or JPEG file part of a multipart/form-data body)");
+    json body = multipart_json(parts);
+    Fields f(body);
+    const std::optional<double> strength = f.number("strength", 0, 1);
+    NUANCE_CHECK(!strength || *strength > 0, "field 'strength' must be in (0, 1], got 0");
+    ParsedRequest r = parse_openai(body, lim);
+    GenerateParams& p = r.params;
+    const Image img = decode_request_bytes(std::vector<uint8_t>(image->begin(), image->end()), lim, "image", 4);
+    // OpenAI: the mask's fully transparent pixels are edited; without a mask, the image's own.
+    const Image m = mask ? mask_from_image(decode_request_bytes(std::vector<uint8_t>(mask->begin(), mask->end()), lim,
+                                                                "mask", 4),
+                                           MaskConvention::Transparent, "mask")
+                         : mask_from_image(img, MaskConvention::Transparent, "image");
+    NUANCE_CHECK(mask || mask_max(m) > 0, "field 'mask' is missing and 'image' has no fully transparent pixel: ",
+                 "nothing to edit (send a mask whose transparent area is the part to edit)");
+    p.init_image = to_rgb(img);
+    p.mask = m;
+    p.strength = (float)strength.value_or(1.0);
+    p.inpaint.fill = InpaintFill::Original;
+    p.inpaint.full_res = false;
+    if (p.width == 0 && p.height == 0) {  // no size (or "auto"): the image's, down to multiples of 8
+        p.width = std::max(8, img.width / 8 * 8);
+        p.height = std::max(8, img.height / 8 * 8);
+        check_size(p.width, p.height, lim);
+    }
     return r;
 }
 

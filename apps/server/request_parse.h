@@ -36,9 +36,17 @@ json parse_json_object(const std::string& body);
 ParsedRequest parse_a1111(const json& body, bool img2img, const Limits& lim);
 ParsedRequest parse_openai(const json& body, const Limits& lim);
 ParsedRequest parse_native(const json& body, const Limits& lim);
+// OpenAI POST /v1/images/edits (multipart/form-data): parts as (name, content). `image` (or `image[]`): PNG/JPEG;
+// `mask` (optional, PNG): its fully transparent pixels are the area to edit (without a mask, the image's own
+// transparent pixels); prompt, n, size, response_format and the generations extensions as text parts.
+ParsedRequest parse_openai_edit(const std::vector<std::pair<std::string, std::string>>& parts, const Limits& lim);
 
-// Base64 (or data URL) PNG/JPEG -> RGB, refusing images over lim.max_input_pixels before decoding them.
-Image decode_request_image(const std::string& b64, const Limits& lim, const std::string& what);
+// Base64 (or data URL) PNG/JPEG -> RGB (channels 3) or RGBA (4), refusing images over lim.max_input_pixels before
+// decoding them.
+Image decode_request_image(const std::string& b64, const Limits& lim, const std::string& what, int channels = 3);
+// The same for raw bytes (multipart uploads).
+Image decode_request_bytes(const std::vector<uint8_t>& bytes, const Limits& lim, const std::string& what,
+                           int channels = 3);
 
 // Seeds < 0 become a random non-negative seed.
 int64_t resolve_seed(int64_t seed);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "eval/golden/pipeline_inpaint_golden.h"
 #include "eval/golden_case.h"
 #include "eval/golden/clip_golden.h"
 #include "eval/golden/clip_vision_golden.h"
@@ -89,6 +90,7 @@ std::vector<CompareLine> check_case_lines(const std::string& dir, const std::str
         if (name == "vae") return check_golden_vae(dir);
         if (name == "schedulers") return check_golden_schedulers(dir);
         if (name == "pipeline_sd15") return check_golden_pipeline_sd15(dir);
+        if (name == "pipeline_inpaint") return check_golden_pipeline_inpaint(dir);
         if (name == "original_format") return check_golden_original_format(dir);
         if (name == "gguf") return check_golden_gguf(dir);
         if (name == "t5_tokenizer" || name == "t5_tokenizer_real") return check_golden_t5_tokenizer(dir);

@@ -96,4 +96,9 @@ std::vector<ComponentInfo> DiffusionModel::components() const {
     return out;
 }
 
+Tensor DiffusionModel::encode_pixels(const Tensor&, const VaeTiling&, Rng&) const {
+    fail(ErrorCode::Unsupported, "model family '", family_name(), "' cannot encode an image tensor (only families ",
+         "with inpainting networks do)");
+}
+
 }  // namespace nuance

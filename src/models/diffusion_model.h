@@ -113,6 +113,9 @@ struct StepContext {
     const ControlStack* control = nullptr;
     int step = 0, steps = 0;
     bool cfg_rows = false;
+    // Inpainting networks (inpaint_channels() > 0): [1, K, h, w] appended to x_in on the channels (SD: mask +
+    // masked-image latents, diffusers' order); the family repeats it over the batch. Undefined otherwise.
+    Tensor concat;
 };
 
 struct ComponentInfo {
@@ -170,6 +173,9 @@ public:
     virtual Conditioning batch_conditioning(const std::vector<const Conditioning*>& rows) const;
 
     // --- the network
+    // Extra input channels of an inpainting network (SD inpainting UNets: 5 = mask + masked-image latents), which
+    // predict() takes from StepContext::concat; 0 for an ordinary model.
+    virtual int64_t inpaint_channels() const { return 0; }
     // x_in: [B, C, h, w] latents as the Denoiser scales them; timestep: the model timestep (VP: 0..T-1; flow:
     // sigma * Objective::flow_timestep_scale); cond: B rows (batch_conditioning). Returns the raw prediction
     // (eps / v / velocity ...) with x_in's shape; the family packs/unpacks and adds its own inputs.
@@ -186,6 +192,10 @@ public:
     virtual Tensor decode(const Tensor& latents, const VaeTiling& tiling) const = 0;
     // An init image (resized to w x h) -> latents [1, C, h/f, w/f]; `rng` draws the posterior sample.
     virtual Tensor encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const = 0;
+    // An image tensor [1, 3, H, W] in [-1, 1] -> latents, one posterior draw from `rng` (inpainting models: the
+    // masked image, whose masked area is exactly 0). Default: Unsupported (only families with inpainting networks
+    // need it).
+    virtual Tensor encode_pixels(const Tensor& image, const VaeTiling& tiling, Rng& rng) const;
 
     // --- ControlNet: opens a ControlNet made for this model (Error naming both when it is for another model), and
     // checks one given by a caller. Default: the family takes no ControlNet (Error naming the family and `what`).

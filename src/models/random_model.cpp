@@ -70,7 +70,9 @@ int64_t write_random_checkpoint(const std::string& path, const RandomModelOption
     ComponentWeights cw;
     cw.family = fam == "sd15" ? "sd1" : fam;
     {
-        UNet2DConditionModel unet(unet_config(fam, tiny));
+        UNetConfig uc = unet_config(fam, tiny);
+        if (o.inpaint) uc.in_channels = 9;
+        UNet2DConditionModel unet(uc);
         cw.unet = random_weights(unet, o.seed + 1, o.dtype);
     }
     {
@@ -94,7 +96,7 @@ int64_t write_random_checkpoint(const std::string& path, const RandomModelOption
     auto tensors = to_original(cw);
     int64_t n = 0;
     for (const auto& [k, v] : tensors) n += v.numel();
-    save_safetensors(path, tensors, {{"nuance", str("make-random family=", fam, tiny ? " tiny" : "", " seed=", o.seed)}});
+    save_safetensors(path, tensors, {{"nuance", str("make-random family=", fam, tiny ? " tiny" : "", o.inpaint ? " inpaint" : "", " seed=", o.seed)}});
     return n;
 }
 

@@ -11,6 +11,7 @@ struct RandomModelOptions {
     std::string family = "sd15";  // sd15 | sd2 | sdxl
     DType dtype = DType::F16;     // F16 | F32 (| BF16)
     bool tiny = false;            // small widths/depths, same structure
+    bool inpaint = false;         // an inpainting UNet: 9 input channels (latents + mask + masked-image latents)
     uint64_t seed = 0;
 };
 

@@ -13,6 +13,7 @@
 #include "io/weights.h"
 #include "models/taesd/taesd.h"
 #include "pipelines/finite_check.h"
+#include "pipelines/inpaint.h"
 #include "text/prompt_check.h"
 #include "ops/ops.h"
 #include "samplers/guidance.h"
@@ -204,6 +205,10 @@ std::string a1111_infotext(const DiffusionModel& m, const GenerateParams& p, int
 }
 
 std::vector<GeneratedImage> generate(const DiffusionModel& m, const GenerateParams& p) {
+    // Masks, outpainting and inpainting networks go through the pixel side first (pipelines/inpaint.h), which comes
+    // back here with the working image and mask.
+    if (!p.inpaint.prepared && (p.mask || p.inpaint.outpainting() || m.inpaint_channels() > 0))
+        return generate_inpaint(m, p);
     validate_params(m, p);
     if (p.hires.enabled) return generate_hires(m, p);
     const ResolvedSampler rs = resolve_sampler(p);
@@ -261,10 +266,17 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
     const auto t0 = std::chrono::steady_clock::now();
     for (int b = 0; b < p.batch_count; ++b) {
         const int64_t seed = p.seed + b;
-        auto rng = make_rng(p.rng, (uint64_t)seed);
+        auto own_rng = make_rng(p.rng, (uint64_t)seed);
+        Rng* rng = p.rng_override ? p.rng_override : own_rng.get();
         Schedule sched = full;
         Tensor x;
-        if (p.init_image || p.init_latents.defined()) {
+        std::optional<InpaintSampling> ip;
+        if (p.mask) {
+            ip.emplace(start_inpaint(m, p, full, *rng));
+            sched = ip->schedule;
+            x = ip->x;
+            step_ctx.concat = ip->concat;
+        } else if (p.init_image || p.init_latents.defined()) {
             const Tensor init = p.init_latents.defined() ? p.init_latents
                                                          : m.encode_image(*p.init_image, p.width, p.height, p.vae_tiling, *rng);
             check_finite(init, [] { return std::string("the VAE encoding of the init image"); },
@@ -286,13 +298,16 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         Denoiser den = obj.is_flow() ? Denoiser::flow(model, obj.flow_timestep_scale)
                                      : Denoiser(model, obj.prediction, NoiseSchedule(obj.noise));
         den.set_schedule(sched);
+        std::optional<Denoiser> blended;  // masked-latent blending of ordinary models (pipelines/inpaint.h)
+        if (ip && ip->blends()) blended.emplace(ip->wrap(den));
         SamplerOptions so;
-        so.rng = rng.get();
+        so.rng = rng;
         if (p.eta >= 0) so.eta = p.eta;
         so.should_cancel = p.cancelled;
         step_ctx.step = 0;  // ControlNet start/end count the steps this image runs (img2img: the sliced schedule)
         step_ctx.steps = (int)sched.sigmas.size() - 1;
-        so.callback = [&](int step, int total, const Tensor& xs, const Tensor& denoised) {
+        so.callback = [&](int step, int total, const Tensor& xs_raw, const Tensor& denoised) {
+            const Tensor xs = ip ? ip->shown(xs_raw, step, total) : xs_raw;
             step_ctx.step = step + 1;
             // One pass over the (small) latents per step: NaN weights fail at the first step, not as a black PNG.
             auto at = [&] {
@@ -314,7 +329,8 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
             pr.sigma = sched.sigmas[(size_t)step + 1];
             p.on_progress(pr);
         };
-        const Tensor latents = run_sampler(*rs.info, den, x, sched, so);
+        Tensor latents = run_sampler(*rs.info, blended ? *blended : den, x, sched, so);
+        if (ip) latents = ip->finish(latents);
         check_finite(latents, [&] { return str("the sampled latents of image ", b + 1, " (seed ", seed, ")"); },
                      weights_hint);
         GeneratedImage gi;

@@ -16,6 +16,7 @@
 #include "models/diffusion_model.h"
 #include "models/vae/vae_tiling.h"
 #include "pipelines/hires.h"
+#include "pipelines/inpaint_options.h"
 
 namespace nuance {
 
@@ -56,6 +57,12 @@ struct GenerateParams {
     // DiffusionModel::load_control_net), its preprocessed image (resized to width x height here), weight, start/end
     // fractions of the steps and control mode. CFG: control on both rows unless the mode says cond-only.
     std::vector<ControlUnit> control;
+    // Inpainting / outpainting (pipelines/inpaint.h): with a mask, img2img repaints only where the mask is white
+    // (any size: resized to the image; grey, or the alpha channel where the PNG has one); `inpaint` holds the blur,
+    // invert, "only masked", fill and outpaint settings. An inpainting (9-channel) UNet without a mask takes A1111's
+    // all-white mask over a mid-grey image.
+    std::optional<Image> mask;
+    InpaintOptions inpaint;
     // VAE decode (and the img2img encode) in overlapping tiles: memory bounded by the tile, not the image.
     VaeTiling vae_tiling;
     // Calls: progress after every step; cancelled() polled between steps (true -> ErrorCode::Cancelled).
@@ -64,6 +71,8 @@ struct GenerateParams {
     // Called with each image as soon as it is decoded (before the next one starts), e.g. to save it at once.
     // An exception it throws stops the batch and leaves generate().
     std::function<void(const GeneratedImage&)> on_image;
+    // Called with a warning that does not stop the run (e.g. a mask with nothing to repaint).
+    std::function<void(const std::string&)> on_warning;
     // Drop every packed weight copy (backends/cpu/dnnl_cache.h) before the last image's VAE decode, so the decoder's
     // activations reuse that memory: lower peak RSS for one-shot runs; a later call repacks (about 1 s for SD1.5).
     bool release_weights_before_decode = false;
@@ -82,6 +91,8 @@ struct GenerateParams {
     // Infotext fields added before ", Version" (e.g. ", Lora hashes: \"name: 0123abcdef01\"", adapters/lora_library.h).
     // <lora:...> tags stay in the prompt (and the infotext, as A1111 keeps them) but are never encoded.
     std::string extra_infotext;
+    // Parity checks: every draw (VAE posterior samples, noise) comes from this stream instead of make_rng(rng, seed).
+    Rng* rng_override = nullptr;
 };
 
 struct GeneratedImage {

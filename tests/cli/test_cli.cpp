@@ -187,11 +187,12 @@ TEST(CheckGolden, ProjectCopyPassesWithNoSkipInRequiredCases) {
     for (const char* req : {"clip_tokenizer/ids_sd1 PASS", "clip_tokenizer/ids_sd2 PASS", "clip_text/", "unet_sd15/eps PASS",
                             "unet_sd15/odd.eps PASS", "unet_sd2/odd.eps PASS", "unet_sdxl/odd.eps PASS",
                             "vae/vae_sd.decoded PASS", "pipeline_sd15/ddim.image PASS", "pipeline_sd15/euler.image PASS",
+                            "pipeline_inpaint/inpaint9.image PASS", "pipeline_inpaint/blend4.image PASS",
                             "original_format/sd15.unet.eps PASS", "original_format/sdxl.text_encoder_2.text_embeds PASS",
                             "schedulers/euler.x PASS", "schedulers/euler_ancestral.x PASS", "schedulers/ddim.x PASS",
                             "schedulers/dpmpp_2m.x PASS", "schedulers/dpmpp_2m_karras.x PASS", "rng/cpu/seed0/7 PASS"})
         EXPECT_NE(r.out.find(req), std::string::npos) << req;
-    for (const char* c : {"\nclip_tokenizer/", "\nclip_text/", "\nunet_", "\nvae/vae_sd", "\npipeline_sd15/", "\noriginal_format/"}) {
+    for (const char* c : {"\nclip_tokenizer/", "\nclip_text/", "\nunet_", "\nvae/vae_sd", "\npipeline_sd15/", "\npipeline_inpaint/", "\noriginal_format/"}) {
         size_t pos = 0;
         while ((pos = r.out.find(c, pos)) != std::string::npos) {
             const size_t eol = r.out.find('\n', pos + 1);

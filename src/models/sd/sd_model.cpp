@@ -119,8 +119,32 @@ void StableDiffusionModel::match_for_batch(const std::vector<Conditioning*>& row
     }
 }
 
+int64_t StableDiffusionModel::inpaint_channels() const {
+    return pixel_space() ? 0 : unet->config().in_channels - latent_channels();
+}
+
 Tensor StableDiffusionModel::predict(const Tensor& x_in, double timestep, const Conditioning& cond,
                                      const StepContext& step) const {
+    const int64_t B = x_in.size(0);
+    const int64_t extra_ch = inpaint_channels();
+    if (extra_ch > 0) {  // inpainting UNet: cat([x, mask, masked-image latents]) on the channels (diffusers)
+        NUANCE_CHECK(step.concat.defined() && step.concat.dim() == 4 && step.concat.size(0) == 1 &&
+                         step.concat.size(1) == extra_ch && step.concat.size(2) == x_in.size(2) &&
+                         step.concat.size(3) == x_in.size(3),
+                     "inpainting UNet: expected the mask and masked-image latents as [1, ", extra_ch, ", ",
+                     x_in.size(2), ", ", x_in.size(3), "], got ",
+                     step.concat.defined() ? shape_str(step.concat.shape()) : std::string("none"));
+        std::vector<Tensor> rows(B, step.concat);
+        const Tensor x9 = cat({x_in, B == 1 ? step.concat : cat(rows, 0)}, 1);
+        StepContext plain = step;
+        plain.concat = Tensor();
+        return unet_predict(x9, timestep, cond, plain);
+    }
+    return unet_predict(x_in, timestep, cond, step);
+}
+
+Tensor StableDiffusionModel::unet_predict(const Tensor& x_in, double timestep, const Conditioning& cond,
+                                          const StepContext& step) const {
     const int64_t B = x_in.size(0);
     UNetExtra extra;
     if (family == SDFamily::SDXL) {  // ADM conditioning: pooled text + (original size, crop, target size) ids
@@ -149,7 +173,13 @@ Tensor StableDiffusionModel::decode(const Tensor& latents, const VaeTiling& tili
 Tensor StableDiffusionModel::encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const {
     if (pixel_space()) return pixel_space_encode(*this, img, w, h);  // no VAE: no encoder draw either
     const Image sized = (img.width == w && img.height == h) ? img : resize_image(img, w, h);
-    const Tensor x = image_to_tensor(sized);                         // [1, 3, H, W] in [-1, 1]
+    return encode_pixels(image_to_tensor(sized), tiling, rng);  // [1, 3, H, W] in [-1, 1]
+}
+
+Tensor StableDiffusionModel::encode_pixels(const Tensor& x, const VaeTiling& tiling, Rng& rng) const {
+    NUANCE_CHECK(!pixel_space(), "a pixel-space model has no VAE to encode with");
+    NUANCE_CHECK(x.dim() == 4 && x.size(0) == 1 && x.size(1) == 3, "VAE encode: expected an image [1, 3, H, W], got ",
+                 shape_str(x.shape()));
     const DiagonalGaussian post = vae_encode_tiled(*vae, x, tiling);  // plain encode unless tiling is on
     const Tensor eps = rng.randn(post.mean.shape());  // diffusers: latent_dist.sample(generator) draws first
     return vae->to_latents(post.sample(eps));

@@ -305,9 +305,12 @@ std::unique_ptr<StableDiffusionModel> load_stable_diffusion(const ModelSource& s
                      "unknown prediction type '", o.prediction, "' (valid: epsilon, v_prediction)");
         m.prediction = (o.prediction == "v" || o.prediction == "v_prediction") ? "v_prediction" : "epsilon";
     }
-    NUANCE_CHECK(m.unet->config().in_channels == m.latent_channels(), "model '", path, "': UNet takes ",
-                 m.unet->config().in_channels, " channels but the VAE makes ", m.latent_channels(),
-                 " (inpainting UNets are not supported yet)");
+    // An inpainting UNet (SD1.5/SD2/SDXL inpainting files) takes the latents + mask (1) + masked-image latents.
+    const int64_t in_ch = m.unet->config().in_channels, lat = m.latent_channels();
+    NUANCE_CHECK(in_ch == lat || (!m.pixel_space() && in_ch == 2 * lat + 1), "model '", path, "': UNet takes ",
+                 in_ch, " channels but the VAE makes ", lat, " (an inpainting UNet takes ", 2 * lat + 1, ")");
+    NUANCE_CHECK(m.unet->config().out_channels == lat, "model '", path, "': UNet outputs ",
+                 m.unet->config().out_channels, " channels but the VAE takes ", lat);
     const int64_t ctx = m.te1.model->config().hidden + (m.te2.model ? m.te2.model->config().hidden : 0);
     NUANCE_CHECK(m.unet->config().cross_attention_dim == ctx, "model '", path, "': UNet expects ",
                  m.unet->config().cross_attention_dim, "-wide text conditioning, the text encoders give ", ctx);

@@ -55,10 +55,14 @@ struct StableDiffusionModel : DiffusionModel {
     void validate_request(const ConditioningRequest& r) const override;
     Conditioning encode(const ConditioningRequest& r) const override;
     void match_for_batch(const std::vector<Conditioning*>& rows, const ConditioningRequest& like) const override;
+    int64_t inpaint_channels() const override;
     Tensor predict(const Tensor& x_in, double timestep, const Conditioning& cond,
                    const StepContext& step) const override;
     Tensor decode(const Tensor& latents, const VaeTiling& tiling) const override;
+    // predict() without the inpainting concat: x_in has the UNet's own input channels.
+    Tensor unet_predict(const Tensor& x_in, double timestep, const Conditioning& cond, const StepContext& step) const;
     Tensor encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const override;
+    Tensor encode_pixels(const Tensor& image, const VaeTiling& tiling, Rng& rng) const override;
     std::string infotext_fields(const ConditioningRequest& r) const override;
     std::shared_ptr<const ControlNetModel> load_control_net(const std::string& path,
                                                             const std::string& what) const override;
