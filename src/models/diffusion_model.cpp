@@ -63,6 +63,11 @@ Tensor DiffusionModel::combine_guidance(const Tensor& u, const Tensor& c, float 
     return u + (c - u) * scale;  // eps_u + s (eps_c - eps_u)
 }
 
+Tensor DiffusionModel::guide(const Tensor&, double, const Conditioning&, const StepContext&,
+                             const ConditioningRequest&, const Tensor& u, const Tensor& c, float scale) const {
+    return combine_guidance(u, c, scale);
+}
+
 std::string DiffusionModel::file_hash() const {
     std::lock_guard<std::mutex> lock(hash_->mu);
     if (!hash_->done) {
