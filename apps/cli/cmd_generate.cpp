@@ -42,6 +42,10 @@ struct GenerateArgs {
     std::vector<std::string> loras;      // --lora FILE[:weight], repeatable
     std::string lora_dir;                // --lora-dir: <lora:name:w> in the prompt, --lora NAME
     std::string mask, inpaint_fill = "original", outpaint;  // --mask, --inpaint-fill, --outpaint l,r,t,b
+    std::string skip_layers;             // --skip-layers "7,8,9" or sd.cpp's "[7,8,9]"; "" / "[]" = off
+    CLI::Option* skip_layers_opt = nullptr;
+    CLI::Option* slg_scale_opt = nullptr;
+    float slg_scale = 0.0f;
     CLI::Option* steps_opt = nullptr;    // to tell an explicit --steps from the default
     CLI::Option* prompt_opt = nullptr;   // -p "" is a prompt; no -p at all is a usage error
     CLI::Option* neg_opt = nullptr;
@@ -60,6 +64,29 @@ struct GenerateArgs {
     std::string precision = "auto";
     bool no_metadata = false, quiet = false, verbose = false;
 };
+
+// --skip-layers: block indices separated by commas, optionally in brackets (sd.cpp writes "[7,8,9]").
+std::vector<int64_t> parse_skip_layers(const std::string& text) {
+    std::string s = text;
+    if (s.size() >= 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
+    std::vector<int64_t> out;
+    if (s.find_first_not_of(' ') == std::string::npos) return out;
+    size_t pos = 0;
+    while (pos <= s.size()) {
+        const size_t comma = std::min(s.find(',', pos), s.size());
+        std::string item = s.substr(pos, comma - pos);
+        const size_t a = item.find_first_not_of(' '), b = item.find_last_not_of(' ');
+        item = a == std::string::npos ? std::string() : item.substr(a, b - a + 1);
+        const bool digits = !item.empty() && item.size() <= 4 &&
+                            std::all_of(item.begin(), item.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        NUANCE_CHECK(digits, "usage: --skip-layers '", text, "': '", item,
+                     "' is not a block index (expected e.g. 7,8,9)");
+        NUANCE_CHECK(out.size() < 256, "usage: --skip-layers '", text, "': more than 256 layers");
+        out.push_back(std::stoll(item));
+        pos = comma + 1;
+    }
+    return out;
+}
 
 std::string numbered(const std::string& path, int i) {
     if (i == 0) return path;
@@ -203,6 +230,8 @@ int run(GenerateArgs& a) {
     } catch (const Error& e) {
         fail(ErrorCode::InvalidArgument, "usage: ", e.what());
     }
+    if (a.skip_layers_opt && a.skip_layers_opt->count() > 0) a.p.slg.layers = parse_skip_layers(a.skip_layers);
+    if (a.slg_scale_opt && a.slg_scale_opt->count() > 0) a.p.slg.scale = a.slg_scale;
     if (!a.sigmas.empty()) {
         try {
             a.p.sigmas = parse_sigma_list(a.sigmas);
@@ -446,6 +475,15 @@ Runner add_generate(CLI::App& app) {
     c->add_option("--eta", a->p.eta, "Noise amount for ancestral samplers and DDIM (default: the sampler's)");
     c->add_option("--guidance-rescale", a->p.guidance_rescale,
                   "CFG rescale phi in [0, 1] (Lin et al. 2023; 0.7 for zero-SNR v models; 0 = off)");
+    a->skip_layers_opt = c->add_option("--skip-layers", a->skip_layers,
+                                       "Skip-layer guidance (SD3.5): transformer blocks left out of the extra "
+                                       "conditional pass, e.g. 7,8,9 (default: 7,8,9 on SD3.5-Medium, else off; \"\" = off)");
+    a->slg_scale_opt = c->add_option("--slg-scale", a->slg_scale,
+                                     "Skip-layer guidance scale (default 2.8 where it is on; 0 = off)");
+    c->add_option("--skip-layer-start", a->p.slg.start, "Skip-layer guidance from this fraction of the steps")
+        ->capture_default_str();
+    c->add_option("--skip-layer-end", a->p.slg.stop, "Skip-layer guidance until this fraction of the steps")
+        ->capture_default_str();
     c->add_option("--sigmas", a->sigmas,
                   "Custom sigma schedule, e.g. \"14.6,7.0,3.5,1.2,0\" (N+1 values for N steps; replaces --scheduler)");
     c->add_option("-s,--seed", a->p.seed, "Seed in 0..2^63-1, or -1: random")->capture_default_str();

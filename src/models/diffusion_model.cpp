@@ -74,6 +74,11 @@ void DiffusionModel::validate_control_net(const ControlNetModel&, const std::str
          ") take no ControlNet (ControlNets exist for SD1.x, SD2.x and SDXL)");
 }
 
+Tensor DiffusionModel::guide(const Tensor&, double, const Conditioning&, const StepContext&,
+                             const ConditioningRequest&, const Tensor& u, const Tensor& c, float scale) const {
+    return combine_guidance(u, c, scale);
+}
+
 std::string DiffusionModel::file_hash() const {
     std::lock_guard<std::mutex> lock(hash_->mu);
     if (!hash_->done) {

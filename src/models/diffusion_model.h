@@ -83,6 +83,16 @@ struct Objective {
     bool is_flow() const { return prediction == Prediction::Flow; }
 };
 
+// Skip-layer guidance (SD3.5: diffusers' skip_guidance_layers, sd.cpp's --skip-layers): on the sampling steps i with
+// start*N < i < stop*N, one more pass of the conditional row with these transformer blocks left out, and
+// out += (cond - cond_skipped) * scale. Unset fields take the model's defaults (SD3Model::resolve_slg).
+struct SkipLayerGuidance {
+    std::optional<std::vector<int64_t>> layers;  // block indices; an empty list turns it off
+    std::optional<float> scale;                  // 0 turns it off
+    double start = 0.01, stop = 0.2;             // fractions of the steps
+    bool given() const { return layers.has_value() || scale.has_value(); }
+};
+
 // What the user asked for one side of the guidance: a prompt (or the negative prompt) or a class label.
 struct ConditioningRequest {
     std::string text;
@@ -90,6 +100,7 @@ struct ConditioningRequest {
     PromptSyntax syntax = PromptSyntax::A1111;
     int clip_skip = 0;           // 0 = the model's default
     int64_t class_label = -1;    // class-conditional models; -1 = none given
+    SkipLayerGuidance slg;       // families with a transformer to thin out (SD3); others refuse it when given
 };
 
 // The encoded conditioning: opaque to the pipeline, a few named tensors of the family's choice, each with the batch
@@ -111,7 +122,7 @@ struct StepContext {
     // ControlNet (set by the pipeline when control units are given): the units and their hints; `step` (0-based)
     // of `steps` decides which are active; cfg_rows: the batch rows are [uncond, cond].
     const ControlStack* control = nullptr;
-    int step = 0, steps = 0;
+    int step = 0, steps = 0;  // also the family's per-step guidance (SD3 skip layers), as diffusers' i
     bool cfg_rows = false;
     // Inpainting networks (inpaint_channels() > 0): [1, K, h, w] appended to x_in on the channels (SD: mask +
     // masked-image latents, diffusers' order); the family repeats it over the batch. Undefined otherwise.
@@ -186,6 +197,11 @@ public:
     // u + scale (c - u). A family whose reference guides differently overrides it (the original DiT guides only the
     // first 3 eps channels).
     virtual Tensor combine_guidance(const Tensor& uncond, const Tensor& cond, float scale) const;
+    // One guided step from predict(cat(x_in, x_in), timestep, batch, step)'s rows uncond, cond. Default:
+    // combine_guidance(uncond, cond, scale); SD3 adds skip-layer guidance (one more pass of the cond row).
+    virtual Tensor guide(const Tensor& x_in, double timestep, const Conditioning& batch, const StepContext& step,
+                         const ConditioningRequest& request, const Tensor& uncond, const Tensor& cond,
+                         float scale) const;
 
     // --- pixels <-> latents
     // latents [1, C, h, w] (scaled as latent_format says) -> image tensor [1, 3 (or 1), H, W], about [-1, 1].

@@ -99,6 +99,7 @@ ConditioningRequest request_for(const GenerateParams& p, bool negative) {
     r.syntax = p.syntax;
     r.clip_skip = p.clip_skip;
     r.class_label = p.class_label;
+    r.slg = p.slg;
     return r;
 }
 
@@ -257,7 +258,7 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         if (!use_cfg) return m.predict(x_in, t, batch, step_ctx);
         const Tensor out = m.predict(cat({x_in, x_in}, 0), t, batch, step_ctx);
         const Tensor u = out.select(0, 0).unsqueeze(0), c = out.select(0, 1).unsqueeze(0);
-        const Tensor g = m.combine_guidance(u, c, cfg);  // eps_u + s (eps_c - eps_u) unless the family says otherwise
+        const Tensor g = m.guide(x_in, t, batch, step_ctx, cond_req, u, c, cfg);  // u + s (c - u) unless the family says otherwise
         return p.guidance_rescale > 0 ? rescale_noise_cfg(g, c, p.guidance_rescale) : g;
     };
     const std::string hash = m.file_hash();
@@ -304,7 +305,7 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         so.rng = rng;
         if (p.eta >= 0) so.eta = p.eta;
         so.should_cancel = p.cancelled;
-        step_ctx.step = 0;  // ControlNet start/end count the steps this image runs (img2img: the sliced schedule)
+        step_ctx.step = 0;  // ControlNet start/end and SD3 skip layers count the steps this image runs
         step_ctx.steps = (int)sched.sigmas.size() - 1;
         so.callback = [&](int step, int total, const Tensor& xs_raw, const Tensor& denoised) {
             const Tensor xs = ip ? ip->shown(xs_raw, step, total) : xs_raw;

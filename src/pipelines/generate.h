@@ -50,6 +50,7 @@ struct GenerateParams {
     int64_t class_label = -1;  // class-conditional models (DiT): the class; -1 = from the prompt / the model's default
     RngKind rng = RngKind::Cuda;  // A1111's default noise ("GPU"); RngKind::Cpu = ComfyUI / torch CPU
     PromptSyntax syntax = PromptSyntax::A1111;
+    SkipLayerGuidance slg;     // SD3.5 skip-layer guidance (models/diffusion_model.h); unset = the model's default
     // img2img
     std::optional<Image> init_image;
     float strength = 0.75f;

@@ -12,6 +12,7 @@
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
+#include "models/convert/original_parts.h"
 #include "models/dit/dit_family.h"
 #include "models/dit/dit_model.h"
 #include "models/dit/imagenet_classes.h"
@@ -222,6 +223,38 @@ TEST(DiTFamily, EveryFileLayoutGeneratesDeterministically) {
     // The original file runs with the original's constants, the diffusers file with diffusers': both describe it.
     const std::unique_ptr<DiffusionModel> orig = load_model(kData + "/dit/dit_original.pt", tiny_options());
     EXPECT_THAT(orig->describe(), HasSubstr("family: dit\nlayout: original\ntransformer: DiT width=32 depth=2 heads=2"));
+}
+
+// Issue 13: a --vae file in the original (CompVis) names, bare or under first_stage_model. (also inside a whole
+// checkpoint with other components), generates exactly as the same VAE in diffusers names.
+TEST(DiTFamily, OriginalLayoutVaeFileGeneratesAsDiffusersNames) {
+    const std::map<std::string, Tensor> orig =
+        original_format::vae_to_original(load_weights(kGolden + "vae/vae_sd.safetensors").tensors);
+    ASSERT_TRUE(orig.count("encoder.down.0.block.0.conv1.weight"));
+    const std::string bare = temp_path("dit_vae_original_bare.safetensors");
+    save_safetensors(bare, {orig.begin(), orig.end()});
+    std::map<std::string, Tensor> whole;
+    for (const auto& [k, v] : orig) whole["first_stage_model." + k] = v;
+    whole["model.diffusion_model.time_embed.0.weight"] = Tensor::zeros({4, 4});
+    whole["cond_stage_model.transformer.text_model.final_layer_norm.weight"] = Tensor::zeros({4});
+    const std::string ckpt = temp_path("dit_vae_original_ckpt.safetensors");
+    save_safetensors(ckpt, {whole.begin(), whole.end()});
+    GenerateParams p = tiny_params(2);
+    p.steps = 2;
+    const GeneratedImage ref = generate(*load_model(kGolden + "dit/dit.safetensors", tiny_options()), p).at(0);
+    for (const std::string& vae : {bare, ckpt}) {
+        SCOPED_TRACE(vae);
+        const GeneratedImage gi = generate(*load_model(kGolden + "dit/dit.safetensors", tiny_options(vae)), p).at(0);
+        EXPECT_EQ(max_abs_diff(gi.latents, ref.latents), 0.0f);
+        EXPECT_EQ(max_abs_diff(gi.decoded, ref.decoded), 0.0f);
+    }
+    // A stray tensor in the VAE's own namespace is named, not silently dropped.
+    std::map<std::string, Tensor> stray = orig;
+    stray["encoder.bogus.weight"] = Tensor::zeros({1});
+    const std::string bad = temp_path("dit_vae_original_stray.safetensors");
+    save_safetensors(bad, {stray.begin(), stray.end()});
+    EXPECT_EQ(error_of([&] { load_model(kGolden + "dit/dit.safetensors", tiny_options(bad)); }),
+              "vae: unrecognised tensor 'first_stage_model.encoder.bogus.weight'");
 }
 
 // A 1000-class DiT (width 64: one head by the presets' head size; no sample size), written by the test.

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "../test_util.h"
+#include "io/png_meta.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "models/convert/original_parts.h"
@@ -336,6 +337,80 @@ TEST(SD3Family, IncompleteFilesNameWhatIsMissingAndTheFlag) {
               "SD3: the CLIP-L (16) and CLIP-G (16) pooled widths do not add up to the transformer's pooled width 24");
 }
 
+// Issue 13: skip-layer guidance as diffusers >= 0.32 StableDiffusion3Pipeline: on steps start*N < i < stop*N one more
+// pass of the conditional row without the skipped blocks, noise_pred += (cond - cond_skip) * scale. The pipeline's
+// result equals a hand-built Euler loop over predict() and the transformer, and the infotext records it.
+TEST(SD3Family, SkipLayerGuidanceMatchesAHandBuiltLoop) {
+    const auto m = load_model(write_all_in_one("aio_slg.safetensors"));
+    const SD3Model& sd3 = dynamic_cast<const SD3Model&>(*m);
+    GenerateParams g = tiny_params();
+    g.steps = 6;
+    g.sigmas = {1.0, 0.9, 0.75, 0.6, 0.4, 0.2, 0.0};
+    g.initial_noise = make_rng(RngKind::Cpu, 3)->randn({1, 16, 8, 8});
+    g.slg.layers = std::vector<int64_t>{1};
+    g.slg.scale = 2.5f;
+    g.slg.start = 0.01;
+    g.slg.stop = 0.5;  // 0.06 < i < 3: steps 1 and 2 of 0..5
+    const GeneratedImage got = generate(*m, g).at(0);
+
+    const ConditioningRequest cr{.text = g.prompt}, ur{.text = g.negative_prompt, .negative = true};
+    Conditioning c = m->encode(cr), u = m->encode(ur);
+    m->match_for_batch({&u, &c}, cr);
+    const Conditioning batch = m->batch_conditioning({&u, &c});
+    StepContext ctx;
+    ctx.width = ctx.height = 16;
+    Tensor x = g.initial_noise;
+    int skipped_steps = 0;
+    for (size_t i = 0; i + 1 < g.sigmas.size(); ++i) {
+        const double t = g.sigmas[i] * 1000.0;
+        const Tensor out = m->predict(cat({x, x}, 0), t, batch, ctx);
+        const Tensor vu = out.narrow(0, 0, 1), vc = out.narrow(0, 1, 1);
+        Tensor v = vu + (vc - vu) * g.cfg_scale;
+        if (i > 6 * 0.01 && i < 6 * 0.5) {
+            const Tensor vs = sd3.transformer->forward(x, Tensor::full({1}, (float)t),
+                                                       batch.at("context").narrow(0, 1, 1).contiguous(),
+                                                       batch.at("pooled").narrow(0, 1, 1).contiguous(), {1});
+            v = v + (vc - vs) * 2.5f;
+            ++skipped_steps;
+        }
+        x = x + v * (float)(g.sigmas[i + 1] - g.sigmas[i]);
+    }
+    EXPECT_EQ(skipped_steps, 2);
+    EXPECT_LT(max_abs_diff(got.latents, x), 1e-4f * std::max(1.0f, max_abs(x)));
+    EXPECT_THAT(got.infotext,
+                HasSubstr(", Skip layers: \"1\", SLG scale: 2.5, Skip layer start: 0.01, Skip layer end: 0.5"));
+
+    // Off (the default for this non-Medium shape), and a window with no step in it: plain CFG, no infotext field.
+    GenerateParams off = g;
+    off.slg = {};
+    const GeneratedImage plain = generate(*m, off).at(0);
+    EXPECT_GT(max_abs_diff(plain.latents, got.latents), 1e-4f);
+    EXPECT_THAT(plain.infotext, ::testing::Not(HasSubstr("Skip layers")));
+    GenerateParams empty_window = g;
+    empty_window.slg.stop = 0.1;  // 0.06 < i < 0.6: no step
+    EXPECT_EQ(max_abs_diff(generate(*m, empty_window).at(0).latents, plain.latents), 0.0f);
+    // Defaults: unset layers are 7,8,9 on sd3.5-medium (or with a scale), unset scale 2.8; other variants off.
+    EXPECT_FALSE(sd3.resolve_slg({}).on());
+    SkipLayerGuidance only_scale;
+    only_scale.scale = 3.0f;
+    EXPECT_EQ(sd3.resolve_slg(only_scale).layers, (std::vector<int64_t>{7, 8, 9}));
+    SkipLayerGuidance only_layers;
+    only_layers.layers = std::vector<int64_t>{2};
+    EXPECT_FLOAT_EQ(sd3.resolve_slg(only_layers).scale, 2.8f);
+
+    // Bad values are named.
+    GenerateParams bad = g;
+    bad.slg.layers = std::vector<int64_t>{3};
+    EXPECT_EQ(error_of([&] { generate(*m, bad); }),
+              "--skip-layers: layer 3 is not a block index of this transformer (0..2)");
+    bad.slg.layers = std::vector<int64_t>{1, 1};
+    EXPECT_EQ(error_of([&] { generate(*m, bad); }), "--skip-layers: layer 1 is given twice");
+    bad = g;
+    bad.slg.start = 0.6;
+    EXPECT_EQ(error_of([&] { generate(*m, bad); }),
+              "--skip-layer-start 0.6 and --skip-layer-end 0.5: expected 0 <= start <= end <= 1");
+}
+
 TEST(SD3Family, RequestOptionsItCannotUseAreRefused) {
     const auto m = load_model(write_all_in_one("aio_request.safetensors"));
     GenerateParams g = tiny_params();
@@ -392,6 +467,22 @@ TEST(SD3Family, CliGeneratesFromSplitFilesAndInfoShowsTheFamily) {
     EXPECT_EQ(split.code, 0) << split.out;
     EXPECT_THAT(split.out, HasSubstr("family: sd3"));
     EXPECT_THAT(split.out, HasSubstr("objective: flow"));
+}
+
+TEST(SD3Family, CliSkipLayerFlags) {
+    const std::string aio = write_all_in_one("cli_slg.safetensors");
+    const std::string out = parts().dir + "/cli_slg.png";
+    const test::CliRun ok = test::run_cli("generate -m '" + aio + "' -p 'a fox' -W 16 -H 16 --steps 4 --skip-layers "
+                                          "'[0,2]' --slg-scale 2 --skip-layer-end 0.9 -q -o '" + out + "'");
+    EXPECT_EQ(ok.code, 0) << ok.out;
+    std::string text;
+    for (const auto& [k, v] : read_png_text(out)) text += k + ": " + v + "\n";
+    EXPECT_THAT(text, HasSubstr("Skip layers: \"0,2\", SLG scale: 2, Skip layer start: 0.01, "
+                                              "Skip layer end: 0.9"));
+    const test::CliRun bad = test::run_cli("generate -m '" + aio + "' -p 'a fox' -W 16 -H 16 --skip-layers 7,x -q -o '" +
+                                           out + "'");
+    EXPECT_NE(bad.code, 0);
+    EXPECT_THAT(bad.out, HasSubstr("--skip-layers '7,x': 'x' is not a block index (expected e.g. 7,8,9)"));
 }
 #endif
 

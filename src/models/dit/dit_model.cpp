@@ -6,6 +6,7 @@
 #include "io/json_field.h"
 #include "io/json_file.h"
 #include "io/weights.h"
+#include "models/convert/original_parts.h"
 #include "models/dit/dit_family.h"
 #include "models/dit/dit_sampling.h"
 #include "models/dit/imagenet_classes.h"
@@ -40,6 +41,20 @@ std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& fi
     std::map<std::string, Tensor> t;
     const std::string prefix = "first_stage_model.";
     for (const auto& [k, v] : file_tensors) t[k.rfind(prefix, 0) == 0 ? k.substr(prefix.size()) : k] = v;
+    const auto has_prefix = [&](const char* p) {
+        auto it = t.lower_bound(p);
+        return it != t.end() && it->first.rfind(p, 0) == 0;
+    };
+    if (!has_prefix("encoder.down_blocks.") && !has_prefix("decoder.up_blocks.") &&
+        (has_prefix("encoder.down.") || has_prefix("decoder.up.") || has_prefix("decoder.mid."))) {
+        // The original (CompVis) layout: keep the VAE's own keys (a whole SD checkpoint passed as --vae carries a
+        // UNet and text encoders too) and map them to diffusers names, as the SD family does.
+        std::map<std::string, Tensor> bare;
+        for (const auto& [k, v] : t)
+            for (const char* own : {"encoder.", "decoder.", "quant_conv.", "post_quant_conv."})
+                if (k.rfind(own, 0) == 0) bare[k] = v;
+        t = original_format::vae_from_original(bare);
+    }
     t = rename_legacy_vae_attention(t);
     NUANCE_CHECK(t.count("decoder.conv_in.weight"), "VAE '", source, "' has no decoder (decoder.conv_in.weight): ",
                  "it is not an AutoencoderKL file; ", kVaeHint);

@@ -2,6 +2,7 @@
 // Shape letters: B batch (uncond + cond rows), C latent channels (16), h/w latent size, L tokens, D widths.
 #include "models/mmdit/sd3_model.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "io/weights.h"
@@ -129,7 +130,36 @@ Objective SD3Model::objective() const {
     return o;
 }
 
+SD3Model::Slg SD3Model::resolve_slg(const SkipLayerGuidance& s) const {
+    Slg r;
+    // The Medium model card's layers need its 24 blocks (tiny test shapes of the Medium kind have fewer).
+    const bool default_on = variant_name == "sd3.5-medium" && transformer && transformer->config().depth > 9;
+    if (s.layers) r.layers = *s.layers;
+    else if (s.scale || default_on) r.layers = {7, 8, 9};
+    r.scale = s.scale ? *s.scale : 2.8f;
+    r.start = s.start;
+    r.stop = s.stop;
+    return r;
+}
+
+bool SD3Model::Slg::active_at(int step, int steps) const {
+    return on() && step >= 0 && steps > 0 && step > steps * start && step < steps * stop;
+}
+
 void SD3Model::validate_request(const ConditioningRequest& r) const {
+    const Slg s = resolve_slg(r.slg);
+    const int64_t depth = transformer->config().depth;
+    NUANCE_CHECK((int64_t)s.layers.size() <= depth, "--skip-layers: ", s.layers.size(), " layers for a transformer of ",
+                 depth, " blocks");
+    for (size_t i = 0; i < s.layers.size(); ++i) {
+        NUANCE_CHECK(s.layers[i] >= 0 && s.layers[i] < depth, "--skip-layers: layer ", s.layers[i],
+                     " is not a block index of this transformer (0..", depth - 1, ")");
+        for (size_t j = 0; j < i; ++j)
+            NUANCE_CHECK(s.layers[j] != s.layers[i], "--skip-layers: layer ", s.layers[i], " is given twice");
+    }
+    NUANCE_CHECK(std::isfinite(s.scale), "--slg-scale must be finite, got ", s.scale);
+    NUANCE_CHECK(std::isfinite(s.start) && std::isfinite(s.stop) && s.start >= 0 && s.start <= s.stop && s.stop <= 1,
+                 "--skip-layer-start ", s.start, " and --skip-layer-end ", s.stop, ": expected 0 <= start <= end <= 1");
     NUANCE_CHECK(r.clip_skip <= 1, "clip skip ", r.clip_skip, ": SD3 always takes both CLIP encoders' penultimate ",
                  "layer (as diffusers does); leave clip skip out");
     NUANCE_CHECK(r.class_label < 0, "class label ", r.class_label, ": SD3 is conditioned on text, not on a class");
@@ -167,8 +197,35 @@ Tensor SD3Model::encode_image(const Image& img, int w, int h, const VaeTiling& t
     return vae->to_latents(post.sample(eps));
 }
 
-std::string SD3Model::infotext_fields(const ConditioningRequest&) const {
-    return t5 ? std::string() : std::string(", T5: none");
+std::string SD3Model::infotext_fields(const ConditioningRequest& r) const {
+    std::string s = t5 ? std::string() : std::string(", T5: none");
+    const Slg g = resolve_slg(r.slg);
+    if (g.on()) {  // sd.cpp's flag names (ComfyUI's SkipLayerGuidanceSD3: layers, scale, start/end percent)
+        std::string layers;
+        for (int64_t l : g.layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+        std::ostringstream o;
+        o << ", Skip layers: \"" << layers << "\", SLG scale: " << g.scale << ", Skip layer start: " << g.start
+          << ", Skip layer end: " << g.stop;
+        s += o.str();
+    }
+    return s;
+}
+
+Tensor SD3Model::guide(const Tensor& x_in, double timestep, const Conditioning& batch, const StepContext& step,
+                       const ConditioningRequest& request, const Tensor& uncond, const Tensor& cond,
+                       float scale) const {
+    const Tensor g = combine_guidance(uncond, cond, scale);
+    const Slg s = resolve_slg(request.slg);
+    if (!s.active_at(step.step, step.steps)) return g;
+    // diffusers: the conditional half only, the same timestep, the blocks in skip_guidance_layers left out.
+    const Tensor& ctx = batch.at("context");
+    const Tensor& pooled = batch.at("pooled");
+    NUANCE_CHECK_CODE(ctx.size(0) == 2 && pooled.size(0) == 2 && x_in.size(0) == 1, Internal,
+                      "skip-layer guidance: expected a batch of uncond + cond rows, got context ", ctx.shape());
+    const Tensor skipped = transformer->forward(x_in, Tensor::full({1}, (float)timestep),
+                                                ctx.narrow(0, 1, 1).contiguous(), pooled.narrow(0, 1, 1).contiguous(),
+                                                s.layers);
+    return g + (cond - skipped) * s.scale;  // noise_pred += (noise_pred_text - noise_pred_skip_layers) * scale
 }
 
 GenerationDefaults SD3Model::generation_defaults() const {

@@ -39,8 +39,6 @@ struct SD3Model : DiffusionModel {
     int t5_max_length = 256;   // diffusers' max_sequence_length
     std::string variant_name;  // "sd3-medium", "sd3.5-medium", "sd3.5-large", "sd3" (other shapes)
     int native_size = 1024;
-    // Skip-layer guidance (SD3.5-Medium, diffusers' skip_guidance_layers): not wired to a request yet; kept
-    // empty here so predict() runs every block.
 
     std::string family_name() const override { return "sd3"; }
     std::string variant() const override { return variant_name; }
@@ -61,6 +59,22 @@ struct SD3Model : DiffusionModel {
     Tensor decode(const Tensor& latents, const VaeTiling& tiling) const override;
     Tensor encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const override;
     std::string infotext_fields(const ConditioningRequest&) const override;
+    // CFG plus skip-layer guidance on the steps of its window (diffusers >= 0.32 StableDiffusion3Pipeline).
+    Tensor guide(const Tensor& x_in, double timestep, const Conditioning& batch, const StepContext& step,
+                 const ConditioningRequest& request, const Tensor& uncond, const Tensor& cond,
+                 float scale) const override;
+
+    // Skip-layer guidance as it runs. Unset layers: 7,8,9 (the SD3.5-Medium model card's, sd.cpp's default) when the
+    // variant is sd3.5-medium (with more than 9 blocks) or a scale was given, else none (off, as diffusers' default); unset scale: 2.8
+    // (diffusers' default).
+    struct Slg {
+        std::vector<int64_t> layers;
+        float scale = 0.0f;
+        double start = 0.01, stop = 0.2;
+        bool on() const { return !layers.empty() && scale != 0.0f; }
+        bool active_at(int step, int steps) const;  // start*N < i < stop*N
+    };
+    Slg resolve_slg(const SkipLayerGuidance& s) const;
 
     // Checks that the text encoders' widths make the transformer's context and pooled widths (InvalidArgument naming
     // the components and the widths). Called by the loader.
