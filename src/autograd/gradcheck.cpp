@@ -1,7 +1,7 @@
 #include "autograd/gradcheck.h"
 
 #include "autograd/functions.h"
-#include "backends/cpu/dnnl_cache.h"
+#include "backends/backend.h"
 
 #include <cmath>
 #include <random>
@@ -48,14 +48,14 @@ GradcheckResult gradcheck(const std::function<Var(const std::vector<Var>&)>& f, 
                 // The input is edited in place: packed copies of it (an op's weight) must be rebuilt each time.
                 NoGradGuard ng;
                 px[j] = saved + o.eps;
-                cpu::clear_packed_weights();
+                clear_packed_weights();
                 lp = loss_of(f(xs).value());
                 px[j] = saved - o.eps;
-                cpu::clear_packed_weights();
+                clear_packed_weights();
                 lm = loss_of(f(xs).value());
             }
             px[j] = saved;
-            cpu::clear_packed_weights();
+            clear_packed_weights();
             const double numeric = (lp - lm) / (2.0 * o.eps);
             const double err = std::fabs((double)analytic[(size_t)j] - numeric);
             res.max_abs_err = std::max(res.max_abs_err, err);

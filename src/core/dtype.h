@@ -10,7 +10,8 @@ namespace nuance {
 enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, Bool };
 
 // Precision of the dense products (matmul/conv): Auto picks BF16 for BF16 weights and FP32 otherwise at the op
-// level; front ends resolve Auto with cpu::default_precision() (BF16 where the CPU has native bf16 dot products).
+// level; front ends resolve Auto with resolve_precision() (backends/backend.h: the backend's default, on the CPU
+// BF16 where it has native bf16 dot products).
 enum class Precision : uint8_t { Auto, FP32, BF16 };
 Precision parse_precision(const std::string& s);  // "auto" | "fp32" | "bf16"; throws InvalidArgument naming s
 const char* precision_name(Precision p);

@@ -85,6 +85,13 @@ std::shared_ptr<Storage> Storage::wrap(void* data, size_t bytes, std::shared_ptr
     return s;
 }
 
+std::shared_ptr<Storage> Storage::wrap_device(void* handle, size_t bytes, std::shared_ptr<void> keepalive,
+                                              Device device) {
+    auto s = wrap(handle, bytes, std::move(keepalive));
+    s->device_ = device;
+    return s;
+}
+
 Storage::~Storage() {
     if (owned_) cached_free(data_, size_);
 }
@@ -96,6 +103,29 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
     t.shape_ = shape;
     t.strides_ = contiguous_strides(shape);
     t.dtype_ = dtype;
+    return t;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+    if (device.is_cpu()) return empty(shape, dtype);
+    DeviceMemory* mem = device_memory(device.type);
+    NUANCE_CHECK(mem, "empty: no backend is registered for device ", device.str());
+    Tensor t;
+    t.storage_ = mem->allocate((size_t)shape_nbytes(shape, dtype), device);
+    NUANCE_CHECK_CODE(t.storage_ && t.storage_->device() == device, Internal, "empty: the backend of ",
+                      device.str(), " allocated on another device");
+    t.shape_ = shape;
+    t.strides_ = contiguous_strides(shape);
+    t.dtype_ = dtype;
+    return t;
+}
+
+Tensor Tensor::with_storage(std::shared_ptr<Storage> s) const {
+    NUANCE_CHECK(s != nullptr && storage_ != nullptr, "with_storage: undefined tensor or storage");
+    NUANCE_CHECK(s->size() >= storage_->size(), "with_storage: a storage of ", s->size(), " bytes for a view of ",
+                 storage_->size());
+    Tensor t = *this;
+    t.storage_ = std::move(s);
     return t;
 }
 
@@ -189,9 +219,9 @@ bool Tensor::is_channels_last() const {
 }
 
 Tensor Tensor::empty_like(const Tensor& like, DType dtype) {
-    if (!like.is_dense() || like.is_contiguous()) return empty(like.shape_, dtype);
-    Tensor t;
-    t.storage_ = Storage::allocate((size_t)shape_nbytes(like.shape_, dtype));
+    const Device dev = like.device();
+    if (!like.is_dense() || like.is_contiguous()) return empty(like.shape_, dtype, dev);
+    Tensor t = empty(like.shape_, dtype, dev);  // the storage; the strides follow `like`
     t.shape_ = like.shape_;
     t.strides_ = like.strides_;
     t.dtype_ = dtype;
@@ -206,7 +236,7 @@ Tensor Tensor::empty_channels_last(const Shape& s, DType dtype) {
 Tensor Tensor::channels_last() const {
     NUANCE_CHECK(dim() == 4, "channels_last: need [N, C, H, W], got ", str());
     if (is_channels_last()) return *this;
-    Tensor t = empty_channels_last(shape_, dtype_);
+    Tensor t = empty({shape_[0], shape_[2], shape_[3], shape_[1]}, dtype_, device()).permute({0, 3, 1, 2});
     t.copy_(*this);
     return t;
 }
@@ -294,6 +324,15 @@ void f16_to_f32_n(const uint16_t* s, float* d, int64_t n) {
 void Tensor::copy_(const Tensor& src) {
     OpTimer op_timer("copy");
     NUANCE_CHECK(src.shape_ == shape_, "copy_: shape ", src.shape_, " into ", shape_);
+    if (!device().is_cpu() || !src.device().is_cpu()) [[unlikely]] {
+        const Device dev = device().is_cpu() ? src.device() : device();
+        NUANCE_CHECK((device().is_cpu() || device() == dev) && (src.device().is_cpu() || src.device() == dev),
+                     "copy_: from ", src.device().str(), " to ", device().str(), " (copy through the host)");
+        DeviceMemory* mem = device_memory(dev.type);
+        NUANCE_CHECK(mem, "copy_: no backend is registered for device ", dev.str());
+        mem->copy(*this, src);
+        return;
+    }
     const size_t ses = dtype_size(src.dtype_), des = dtype_size(dtype_);
     const uint8_t* sb = src.storage_->data();
     uint8_t* db = storage_->data();
@@ -378,19 +417,19 @@ void Tensor::copy_(const Tensor& src) {
 }
 
 void Tensor::fill_(float v) {
-    if (dtype_ == DType::F32 && is_contiguous()) { std::fill_n(data<float>(), numel(), v); return; }
+    if (dtype_ == DType::F32 && is_contiguous() && device().is_cpu()) { std::fill_n(data<float>(), numel(), v); return; }
     copy_(Tensor::full({}, v).expand(shape_).to(dtype_));
 }
 
 Tensor Tensor::contiguous() const {
     if (is_contiguous()) return *this;
-    Tensor t = empty(shape_, dtype_);
+    Tensor t = empty(shape_, dtype_, device());
     t.copy_(*this);
     return t;
 }
 
 Tensor Tensor::clone() const {
-    Tensor t = empty(shape_, dtype_);
+    Tensor t = empty(shape_, dtype_, device());
     t.copy_(*this);
     return t;
 }
@@ -402,13 +441,22 @@ Tensor Tensor::to(DType dtype) const {
     return t;
 }
 
+Tensor Tensor::to(Device device) const {
+    if (device == this->device()) return *this;
+    Tensor t = empty(shape_, dtype_, device);
+    t.copy_(*this);
+    return t;
+}
+
 std::vector<float> Tensor::to_vector() const {
+    if (!device().is_cpu()) return to(Device::cpu()).to_vector();
     Tensor c = to(DType::F32).contiguous();
     const float* p = c.data<float>();
     return std::vector<float>(p, p + c.numel());
 }
 
 std::vector<int64_t> Tensor::to_ids() const {
+    if (!device().is_cpu()) return to(Device::cpu()).to_ids();
     Tensor c = to(DType::I64).contiguous();
     const int64_t* p = c.data<int64_t>();
     return std::vector<int64_t>(p, p + c.numel());
@@ -416,6 +464,7 @@ std::vector<int64_t> Tensor::to_ids() const {
 
 float Tensor::item() const {
     NUANCE_CHECK(numel() == 1, "item() on a tensor of shape ", shape_);
+    if (!device().is_cpu()) return to(Device::cpu()).item();
     return (float)load_as_double(storage_->data() + (size_t)offset_ * dtype_size(dtype_), dtype_);
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -24,11 +25,17 @@ public:
     // file_backed: a read-only private mapping of a file, whose pages may be dropped and re-read at will.
     static std::shared_ptr<Storage> wrap(void* data, size_t bytes, std::shared_ptr<void> keepalive,
                                          bool file_backed = false);
+    // Memory of another device (`handle`: the device pointer), kept alive by `keepalive`: made by that device's
+    // backend (DeviceMemory::allocate). The host never dereferences it.
+    static std::shared_ptr<Storage> wrap_device(void* handle, size_t bytes, std::shared_ptr<void> keepalive,
+                                                Device device);
     ~Storage();
     uint8_t* data() const { return data_; }
     size_t size() const { return size_; }
     bool owned() const { return owned_; }
     bool file_backed() const { return file_backed_; }
+    Device device() const { return device_; }
+    const std::shared_ptr<void>& keepalive() const { return keepalive_; }
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;
 
@@ -38,6 +45,7 @@ private:
     size_t size_ = 0;
     bool owned_ = false;
     bool file_backed_ = false;
+    Device device_;
     std::shared_ptr<void> keepalive_;
 };
 
@@ -47,6 +55,7 @@ public:
 
     // Creation. empty() leaves memory uninitialised.
     static Tensor empty(const Shape& shape, DType dtype = DType::F32);
+    static Tensor empty(const Shape& shape, DType dtype, Device device);  // through the device's backend
     static Tensor zeros(const Shape& shape, DType dtype = DType::F32);
     static Tensor full(const Shape& shape, float value);
     static Tensor scalar(float value) { return full({}, value); }
@@ -75,18 +84,28 @@ public:
     // Dimension order from outermost to innermost in memory (ties keep the logical order).
     std::vector<int64_t> memory_order() const;
     const std::shared_ptr<Storage>& storage() const { return storage_; }
+    Device device() const { return storage_ ? storage_->device() : Device::cpu(); }
+    // The same view (offset, shape, strides, dtype) over another storage of at least the bytes it spans: for
+    // backends, which re-tag memory between a device and the host view of it.
+    Tensor with_storage(std::shared_ptr<Storage> s) const;
     int64_t offset() const { return offset_; }  // in elements
 
     // Pointer to the first element; T must match dtype (float for F32, uint16_t for F16/BF16, int64_t for I64 ...).
+    // Host memory only: on another device both throw (refuse_host_access, naming the op and the device).
     template <class T> T* data() const { check_access(sizeof(T)); return reinterpret_cast<T*>(raw()); }
-    void* raw() const { return storage_->data() + (size_t)offset_ * dtype_size(dtype_); }
+    void* raw() const {
+        if (!storage_->device().is_cpu()) [[unlikely]] refuse_host_access(*this, storage_->device());
+        return storage_->data() + (size_t)offset_ * dtype_size(dtype_);
+    }
 
     // Copies / conversions (always return new memory unless noted).
     Tensor contiguous() const;  // returns *this when already contiguous
     Tensor channels_last() const;  // rank 4; returns *this when already channels-last
     Tensor clone() const;
     Tensor to(DType dtype) const;  // returns *this when dtype already matches
+    Tensor to(Device device) const;  // returns *this when already there; else a contiguous copy on `device`
     Tensor f32() const { return to(DType::F32); }
+    // These three copy to the host first when the tensor is on another device.
     std::vector<float> to_vector() const;  // any float dtype -> f32 values, row-major
     std::vector<int64_t> to_ids() const;   // any integer dtype -> int64 values
     float item() const;                    // numel()==1

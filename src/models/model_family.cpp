@@ -6,7 +6,7 @@
 #include <mutex>
 #include <set>
 
-#include "backends/cpu/dnnl_context.h"
+#include "backends/backend.h"
 #include "core/error.h"
 #include "io/json_file.h"
 #include "io/weights.h"
@@ -215,7 +215,7 @@ std::unique_ptr<DiffusionModel> load_model(const std::string& path, const ModelL
     NUANCE_CHECK_CODE(m != nullptr, Internal, "model family '", match.spec.name, "' loaded nothing from '", path, "'");
     m->path = path;
     m->name = stem(path);
-    m->precision = cpu::resolve_precision(opts.precision);
+    m->precision = resolve_precision(opts.precision);
     return m;
 }
 

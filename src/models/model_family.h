@@ -36,7 +36,7 @@ struct ModelLoadOptions {
     // groups); keys "unet", "vae", "text_encoder", "text_encoder_2", "transformer". A diffusers folder supplies its own.
     std::map<std::string, nlohmann::json> configs;
     const Logger* logger = nullptr;
-    // Precision of every matmul/conv (Auto: cpu::default_precision()). Weight matrices stay as stored in the file
+    // Precision of every matmul/conv (Auto: default_precision()). Weight matrices stay as stored in the file
     // (mmap'd) and are converted and packed once, on first use, so a bf16 model needs no fp32 copy at any time.
     Precision precision = Precision::FP32;
 };

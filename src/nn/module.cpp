@@ -84,4 +84,10 @@ std::vector<std::pair<std::string, Tensor>> state_dict(Module& m) {
     return out;
 }
 
+void to_device(Module& m, Device device) {
+    for_each_param(m, [&](const std::string&, Param& p) {
+        if (p.value.defined()) p.value = p.value.to(device);
+    });
+}
+
 }  // namespace nuance

@@ -61,10 +61,14 @@ inline void ParamVisitor::operator()(const std::string& name, Module& m) {
 // Calls f(name, param) for every parameter of the tree.
 void for_each_param(Module& m, const std::function<void(const std::string&, Param&)>& f);
 
+// Moves every defined parameter to `device` (a copy through its backend; a no-op for those already there). Other
+// tensors a model holds (position tables, ids) stay on the host: ops accept host operands beside device ones.
+void to_device(Module& m, Device device);
+
 struct LoadOptions {
     DType compute = DType::F32;  // weights are converted to this once, at load
     // Inference loads: weight matrices keep the file's tensor (no copy at load) and run in `matrix_compute`;
-    // the ops pack them once (backends/cpu/dnnl_cache.h) and let the file's pages go.
+    // the ops pack them once (the backend's packed-weight cache) and let the file's pages go.
     bool matrices_as_stored = false;
     Precision matrix_compute = Precision::FP32;
     std::string source;          // file name for messages

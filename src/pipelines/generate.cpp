@@ -1,6 +1,6 @@
 #include "pipelines/generate.h"
 
-#include "backends/cpu/dnnl_cache.h"
+#include "backends/backend.h"
 
 #include "core/allocator.h"
 
@@ -340,7 +340,7 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         allocator_trim();  // the denoiser's cached activations make room for the decoder's (lower peak RSS)
         // One-shot callers (the CLI) let the UNet's and text encoders' packed weights go before the last decode: the
         // decoder's activations then reuse that memory (at 512² SD1.5 in bf16: 1.7 GB of packed UNet weights).
-        if (p.release_weights_before_decode && b + 1 == p.batch_count) cpu::clear_packed_weights();
+        if (p.release_weights_before_decode && b + 1 == p.batch_count) clear_packed_weights();
         if (!p.skip_decode) {
             gi.decoded = p.taesd_decode ? p.taesd->decode(latents) : m.decode(latents, p.vae_tiling);
             check_finite(gi.decoded, [&] { return str(lf.pixel_space ? "the decoded image " : p.taesd_decode

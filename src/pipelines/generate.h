@@ -74,8 +74,8 @@ struct GenerateParams {
     std::function<void(const GeneratedImage&)> on_image;
     // Called with a warning that does not stop the run (e.g. a mask with nothing to repaint).
     std::function<void(const std::string&)> on_warning;
-    // Drop every packed weight copy (backends/cpu/dnnl_cache.h) before the last image's VAE decode, so the decoder's
-    // activations reuse that memory: lower peak RSS for one-shot runs; a later call repacks (about 1 s for SD1.5).
+    // Drop every packed weight copy (clear_packed_weights, backends/backend.h) before the last image's VAE decode, so
+    // the decoder's activations reuse that memory: lower peak RSS for one-shot runs; a later call repacks (about 1 s for SD1.5).
     bool release_weights_before_decode = false;
     // Latents to start from instead of seeded noise (unit variance; tests and parity checks).
     Tensor initial_noise;

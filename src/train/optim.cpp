@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "backends/cpu/dnnl_cache.h"
+#include "backends/backend.h"
 #include "ops/elementwise.h"
 
 namespace nuance {
@@ -73,7 +73,7 @@ void AdamW::step() {
             pp[j] += -step_size * (pm[j] / denom);              // param.addcdiv_(m, denom, value=-lr/bc1)
         }
     }
-    cpu::clear_packed_weights();  // the weights changed in place: oneDNN's packed copies of them are stale
+    clear_packed_weights();  // the weights changed in place: oneDNN's packed copies of them are stale
 }
 
 std::vector<std::pair<std::string, Tensor>> AdamW::state_dict() const {
@@ -214,7 +214,7 @@ void Ema::swap_into_params() {
         p.copy_(shadow_[i]);
         shadow_[i].copy_(live);
     }
-    cpu::clear_packed_weights();  // weights changed in place
+    clear_packed_weights();  // weights changed in place
 }
 
 }  // namespace nuance

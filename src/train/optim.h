@@ -22,7 +22,7 @@ struct AdamWOptions {
 
 class AdamW {
 public:
-    // step() updates the weights in place and then drops oneDNN's packed weight copies (backends/cpu/dnnl_cache.h),
+    // step() updates the weights in place and then drops oneDNN's packed weight copies (clear_packed_weights),
     // which would otherwise keep serving the old values to linear/conv2d.
     // Parameters held in memory nuance does not own (an mmap'd weight file) or in a strided view are copied once
     // here, so updates never write into a file mapping.

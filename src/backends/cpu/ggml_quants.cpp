@@ -5,6 +5,7 @@
 // Legend: n values per row, QK = 32 (legacy blocks), QK_K = 256 (K-quant super-blocks), d / dmin block scales (f16),
 // qs / ql the low bits, qh / hmask the high bits, sc the 6- or 8-bit sub-block scales.
 #include "backends/cpu/ggml_quants.h"
+#include "backends/cpu/cpu_backend.h"
 
 #include <cctype>
 #include <cstring>
@@ -437,9 +438,9 @@ void dequantize_row_vector(GgmlType t, const void* src, float* dst, int64_t n) {
 
 void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) { dequantize_row_vector(t, src, dst, n); }
 
-Tensor QuantizedTensor::dequantize() const {
+Tensor CpuBackend::dequantize(GgmlType type, const Tensor& packed, const Shape& shape) {
     const GgmlTypeInfo& ti = ggml_type_info(type);
-    const int64_t n = row_length();
+    const int64_t n = shape.empty() ? 1 : shape.back();
     check_row(ti, n);
     NUANCE_CHECK(packed.defined() && packed.dtype() == DType::U8 && packed.is_contiguous(),
                  "dequantize: packed payload must be a contiguous U8 tensor");

@@ -2,7 +2,7 @@
 // Shape letters: B batch (null-class rows first, then the class rows), C latent channels, h/w latent size.
 #include "models/dit/dit_model.h"
 
-#include "backends/cpu/dnnl_context.h"
+#include "backends/backend.h"
 #include "io/json_field.h"
 #include "io/json_file.h"
 #include "io/weights.h"
@@ -94,7 +94,7 @@ const char* preset_name(int64_t depth, int64_t hidden) {
 std::unique_ptr<DiffusionModel> load_dit_model(const ModelSource& src, const ModelLoadOptions& o) {
     const std::string& path = src.path;
     refuse_unused_flags(o, path);
-    const Precision prec = cpu::resolve_precision(o.precision);
+    const Precision prec = resolve_precision(o.precision);
     auto m = std::make_unique<DiTModel>();
     DiTLoadOptions dopt;
     dopt.load = weight_options(path, prec);

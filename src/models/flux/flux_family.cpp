@@ -2,7 +2,7 @@
 // its split components (--clip-l --t5xxl --vae), an all-in-one ComfyUI checkpoint, or a diffusers folder.
 #include "models/flux/flux_family.h"
 
-#include "backends/cpu/dnnl_context.h"
+#include "backends/backend.h"
 #include "io/json_file.h"
 #include "io/weights.h"
 #include "models/convert/original_parts.h"
@@ -170,7 +170,7 @@ int detect_flux(const TensorIndex& ix) {
 std::unique_ptr<FluxModel> load_flux(const ModelSource& src, const ModelLoadOptions& o) {
     NUANCE_CHECK_CODE(o.clip_g.empty(), Unsupported, "--clip-g '", o.clip_g,
                       "': Flux.1 has no CLIP-G text encoder (it uses --clip-l and --t5xxl)");
-    const Precision p = cpu::resolve_precision(o.precision);
+    const Precision p = resolve_precision(o.precision);
     auto m = std::make_unique<FluxModel>();
     if (src.folder()) load_folder(*m, src.path, o, p);
     else load_single(*m, src.path, src.file ? *src.file : load_weights(src.path), o, p);

@@ -1,6 +1,6 @@
 #include "models/mmdit/sd3_family.h"
 
-#include "backends/cpu/dnnl_context.h"
+#include "backends/backend.h"
 #include "io/json_file.h"
 #include "io/weights.h"
 #include "models/convert/original_parts.h"
@@ -244,7 +244,7 @@ int detect_sd3(const TensorIndex& ix) {
 std::unique_ptr<DiffusionModel> load_sd3(const ModelSource& src, const ModelLoadOptions& o) {
     NUANCE_CHECK_CODE(o.prediction.empty() || o.prediction == "flow", Unsupported, "--prediction '", o.prediction,
                       "': SD3 is a flow-matching model (its prediction is the velocity); leave --prediction out");
-    const Precision p = cpu::resolve_precision(o.precision);
+    const Precision p = resolve_precision(o.precision);
     std::unique_ptr<SD3Model> m = src.folder() ? load_folder(src, o, p) : load_single(src, o, p);
     m->clip_g.pad_id = 0;  // diffusers' tokenizer_2 (CLIP-G) pads with '!' (id 0), tokenizer (CLIP-L) with EOS
     m->check_widths();

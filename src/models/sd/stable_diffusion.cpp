@@ -1,6 +1,6 @@
 #include "models/sd/stable_diffusion.h"
 
-#include "backends/cpu/dnnl_context.h"
+#include "backends/backend.h"
 
 #include "io/json_file.h"
 #include "io/weights.h"
@@ -178,7 +178,7 @@ void check_scheduler_config(const nlohmann::json& j, const std::string& file) {
 }
 
 StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelLoadOptions& o) {
-    const Precision prec = cpu::resolve_precision(o.precision);
+    const Precision prec = resolve_precision(o.precision);
     StableDiffusionModel m;
     const std::string mi = root + "/model_index.json";
     NUANCE_CHECK_CODE(path_exists(mi), NotFound, "'", root,
@@ -244,7 +244,7 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
 }
 
 StableDiffusionModel load_single_file(const std::string& path, const WeightFile& wf, const ModelLoadOptions& o) {
-    const Precision prec = cpu::resolve_precision(o.precision);
+    const Precision prec = resolve_precision(o.precision);
     StableDiffusionModel m;
     if (!is_original_layout(wf.tensors)) {
         std::set<std::string> prefixes;
@@ -298,7 +298,7 @@ std::unique_ptr<StableDiffusionModel> load_stable_diffusion(const ModelSource& s
     StableDiffusionModel& m = *mp;
     m.path = path;
     m.name = stem(path);
-    m.precision = cpu::resolve_precision(o.precision);
+    m.precision = resolve_precision(o.precision);
     if (!o.prediction.empty()) {
         NUANCE_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction" || o.prediction == "v" ||
                          o.prediction == "eps",

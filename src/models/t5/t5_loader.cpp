@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "backends/cpu/dnnl_context.h"
+#include "backends/backend.h"
 #include "io/json_file.h"
 #include "io/weights.h"
 
@@ -113,7 +113,7 @@ std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::map<std::string, Tens
     LoadOptions o;
     o.source = source;
     o.matrices_as_stored = true;  // Linear weights and the embedding stay mmap'd in the file's dtype
-    o.matrix_compute = cpu::resolve_precision(precision);  // Auto: bf16 where the CPU has bf16 dot products
+    o.matrix_compute = resolve_precision(precision);  // Auto: bf16 where the CPU has bf16 dot products
     for (const std::string& key : load_module(*model, t, o))
         NUANCE_CHECK(ignorable(key), "'", source, "': tensor '", prefix + key, "' is not part of a T5 encoder with ",
                      cfg.layers, " blocks (", cfg.ff == T5FeedForward::GatedGelu ? "gated-gelu" : "relu", ")");

@@ -6,7 +6,7 @@
 //     is found from the key of block 0's q weight);
 //   * a diffusers text_encoder_3/ (SD3) or text_encoder_2/ (Flux) folder: config.json + model.safetensors, or
 //     model-0000N-of-0000M.safetensors shards with model.safetensors.index.json; or the pipeline root holding it.
-// Weight matrices stay as stored (mmap'd) and run in `precision` (Auto, the default: cpu::default_precision(), bf16
+// Weight matrices stay as stored (mmap'd) and run in `precision` (Auto, the default: default_precision(), bf16
 // where the CPU has bf16 dot products, since fp32 T5-XXL does not fit a 24 GB machine); the ops pack them
 // once, on first use (T5-XXL: 9.5 GB packed as bf16, 19 GB as f32). FP8 files are converted to F16 at load.
 #pragma once

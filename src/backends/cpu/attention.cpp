@@ -7,6 +7,7 @@
 // held: memory is O(threads · R · Lk). q/k/v in BF16 run both products in bf16 with f32 accumulation (P is rounded
 // to bf16 for the second product, as fused bf16 attention kernels do).
 #include "ops/attention.h"
+#include "backends/cpu/cpu_backend.h"
 
 #include <algorithm>
 #include <cmath>
@@ -108,7 +109,7 @@ void attention_into(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o
 
 }  // namespace
 
-Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, bool causal,
+Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, bool causal,
                                     float scale, const Tensor& bias_in) {
     OpTimer op_timer("attention");
     NUANCE_CHECK(q_in.dim() == 4 && k_in.dim() == 4 && v_in.dim() == 4, "attention: q/k/v must be [B, H, L, d], got ",
@@ -132,7 +133,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
 
 // The heads are strided views of the token-major tensors, and the output is written token-major directly, so the
 // only copies are the optional bf16 roundings.
-Tensor multi_head_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads, bool causal,
+Tensor CpuBackend::multi_head_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads, bool causal,
                             float scale, Precision compute) {
     OpTimer op_timer("attention");
     NUANCE_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "attention: expected [B, L, C] inputs, got ", q.shape());

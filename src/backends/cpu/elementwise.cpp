@@ -1,5 +1,5 @@
 // Elementwise kernels. Shape letters: none (any shape); broadcasting follows numpy.
-#include "ops/elementwise.h"
+#include "backends/cpu/cpu_backend.h"
 #include "core/op_stats.h"
 
 #include <algorithm>
@@ -140,6 +140,9 @@ void check_inplace_target(const Tensor& a, const char* op) {
 
 }  // namespace
 
+// The kernels of each family member (CpuBackend::unary / binary below pick one per call).
+namespace cpu {
+
 Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x + y; }); }
 Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x - y; }); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x * y; }); }
@@ -274,11 +277,6 @@ Tensor sum(const Tensor& a_in, int64_t dim, bool keepdim) {
     return out;
 }
 
-Tensor mean(const Tensor& a, int64_t dim, bool keepdim) {
-    const int64_t n = a.size(dim);
-    return mul(sum(a, dim, keepdim), n ? 1.0f / (float)n : 0.0f);
-}
-
 double sum_all(const Tensor& a_in) {
     const Tensor a = a_in.f32().contiguous();
     const float* p = a.data<float>();
@@ -286,8 +284,6 @@ double sum_all(const Tensor& a_in) {
     for (int64_t i = 0; i < a.numel(); ++i) acc += p[i];
     return acc;
 }
-
-double mean_all(const Tensor& a) { return a.numel() ? sum_all(a) / (double)a.numel() : 0.0; }
 
 float max_abs(const Tensor& a_in) {
     const Tensor a = a_in.f32().contiguous();
@@ -310,5 +306,55 @@ float max_abs_diff(const Tensor& a, const Tensor& b) {
     }
     return m;
 }
+
+}  // namespace cpu
+
+Tensor CpuBackend::unary(UnaryOp op, const Tensor& a, float p0, float p1, DType out) {
+    NUANCE_CHECK(out == DType::F32 || op == UnaryOp::GeluTanh, unary_op_name(op), ": output dtype ", dtype_name(out));
+    switch (op) {
+        case UnaryOp::AddScalar: return cpu::add(a, p0);
+        case UnaryOp::MulScalar: return cpu::mul(a, p0);
+        case UnaryOp::RSubScalar: return cpu::rsub(p0, a);
+        case UnaryOp::RDivScalar: return cpu::rdiv(p0, a);
+        case UnaryOp::Exp: return cpu::exp(a);
+        case UnaryOp::Log: return cpu::log(a);
+        case UnaryOp::Sqrt: return cpu::sqrt(a);
+        case UnaryOp::Abs: return cpu::abs(a);
+        case UnaryOp::Square: return cpu::square(a);
+        case UnaryOp::Pow: return cpu::pow(a, p0);
+        case UnaryOp::Cos: return cpu::cos(a);
+        case UnaryOp::Sin: return cpu::sin(a);
+        case UnaryOp::Tanh: return cpu::tanh(a);
+        case UnaryOp::Sigmoid: return cpu::sigmoid(a);
+        case UnaryOp::Relu: return cpu::relu(a);
+        case UnaryOp::Silu: return cpu::silu(a);
+        case UnaryOp::Gelu: return cpu::gelu(a);
+        case UnaryOp::GeluTanh: return cpu::gelu_tanh(a, out);
+        case UnaryOp::QuickGelu: return cpu::quick_gelu(a);
+        case UnaryOp::Clamp: return cpu::clamp(a, p0, p1);
+    }
+    fail(ErrorCode::Internal, "unary: unknown op ", (int)op);
+}
+
+Tensor CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+    switch (op) {
+        case BinaryOp::Add: return cpu::add(a, b);
+        case BinaryOp::Sub: return cpu::sub(a, b);
+        case BinaryOp::Mul: return cpu::mul(a, b);
+        case BinaryOp::Div: return cpu::div(a, b);
+        case BinaryOp::Maximum: return cpu::maximum(a, b);
+        case BinaryOp::Minimum: return cpu::minimum(a, b);
+    }
+    fail(ErrorCode::Internal, "binary: unknown op ", (int)op);
+}
+
+Tensor CpuBackend::geglu(const Tensor& x, DType out) { return cpu::geglu(x, out); }
+void CpuBackend::add_(Tensor& a, const Tensor& b) { cpu::add_(a, b); }
+void CpuBackend::mul_(Tensor& a, float s) { cpu::mul_(a, s); }
+void CpuBackend::axpy_(Tensor& a, float alpha, const Tensor& b) { cpu::axpy_(a, alpha, b); }
+Tensor CpuBackend::sum(const Tensor& a, int64_t dim, bool keepdim) { return cpu::sum(a, dim, keepdim); }
+double CpuBackend::sum_all(const Tensor& a) { return cpu::sum_all(a); }
+float CpuBackend::max_abs(const Tensor& a) { return cpu::max_abs(a); }
+float CpuBackend::max_abs_diff(const Tensor& a, const Tensor& b) { return cpu::max_abs_diff(a, b); }
 
 }  // namespace nuance

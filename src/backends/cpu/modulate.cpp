@@ -1,5 +1,6 @@
 // Shape letters: N batch, L tokens, D features.
 #include "ops/modulate.h"
+#include "backends/cpu/cpu_backend.h"
 
 #include <cmath>
 #include <vector>
@@ -19,7 +20,8 @@ void check_vectors(const char* op, const Tensor& x, const Tensor& v, const char*
 
 }  // namespace
 
-Tensor layer_norm_modulate(const Tensor& x_in, const Tensor& shift_in, const Tensor& scale_in, float eps, DType out) {
+Tensor CpuBackend::layer_norm_modulate(const Tensor& x_in, const Tensor& shift_in, const Tensor& scale_in, float eps,
+                                       DType out) {
     OpTimer op_timer("layer_norm");
     NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "layer_norm_modulate: output dtype ", dtype_name(out));
     NUANCE_CHECK(x_in.dim() == 3 && x_in.size(2) > 0, "layer_norm_modulate: input ", x_in.shape(),
@@ -64,7 +66,7 @@ Tensor layer_norm_modulate(const Tensor& x_in, const Tensor& shift_in, const Ten
     return y;
 }
 
-Tensor gated_residual(const Tensor& x_in, const Tensor& gate_in, const Tensor& y_in) {
+Tensor CpuBackend::gated_residual(const Tensor& x_in, const Tensor& gate_in, const Tensor& y_in) {
     OpTimer op_timer("elementwise_binary");
     NUANCE_CHECK(x_in.dim() == 3 && x_in.shape() == y_in.shape(), "gated_residual: x ", x_in.shape(), " and y ",
                  y_in.shape(), " must be the same [N, L, D]");

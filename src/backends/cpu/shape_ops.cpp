@@ -1,4 +1,5 @@
 #include "ops/shape_ops.h"
+#include "backends/cpu/cpu_backend.h"
 #include "core/op_stats.h"
 
 #include <cmath>
@@ -6,7 +7,7 @@
 
 namespace nuance {
 
-Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
+Tensor CpuBackend::cat(const std::vector<Tensor>& ts, int64_t dim) {
     OpTimer op_timer("cat");
     NUANCE_CHECK(!ts.empty(), "cat: no tensors");
     const Tensor& t0 = ts[0];
@@ -35,16 +36,7 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
     return out;
 }
 
-std::vector<Tensor> chunk(const Tensor& t, int64_t n, int64_t dim) {
-    dim = normalize_dim(dim, t.dim());
-    NUANCE_CHECK(n > 0 && t.size(dim) % n == 0, "chunk: dim ", dim, " of ", t.shape(), " not divisible by ", n);
-    const int64_t step = t.size(dim) / n;
-    std::vector<Tensor> out;
-    for (int64_t i = 0; i < n; ++i) out.push_back(t.slice(dim, i * step, (i + 1) * step));
-    return out;
-}
-
-Tensor pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64_t bottom, float value) {
+Tensor CpuBackend::pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64_t bottom, float value) {
     OpTimer op_timer("pad2d");
     NUANCE_CHECK(x_in.dim() == 4, "pad2d: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(left >= 0 && right >= 0 && top >= 0 && bottom >= 0, "pad2d: negative padding");
@@ -55,7 +47,7 @@ Tensor pad2d(const Tensor& x_in, int64_t left, int64_t right, int64_t top, int64
     return y;
 }
 
-Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow, DType out) {
+Tensor CpuBackend::interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow, DType out) {
     OpTimer op_timer("upsample");
     NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "interpolate_nearest: output dtype ", dtype_name(out));
     NUANCE_CHECK(x_in.dim() == 4, "interpolate_nearest: input must be [N, C, H, W], got ", x_in.shape());
@@ -100,7 +92,7 @@ Tensor interpolate_nearest(const Tensor& x_in, int64_t oh, int64_t ow, DType out
     return out == DType::BF16 ? y.to(DType::BF16) : y;
 }
 
-Tensor embedding(const Tensor& ids_in, const Tensor& weight) {
+Tensor CpuBackend::embedding(const Tensor& ids_in, const Tensor& weight) {
     OpTimer op_timer("embedding");
     NUANCE_CHECK(weight.dim() == 2, "embedding: weight must be [V, D], got ", weight.shape());
     const std::vector<int64_t> ids = ids_in.to_ids();
@@ -116,7 +108,7 @@ Tensor embedding(const Tensor& ids_in, const Tensor& weight) {
     return out;
 }
 
-Tensor timestep_embedding(const Tensor& t_in, int64_t dim, bool flip_sin_to_cos, float shift, float scale,
+Tensor CpuBackend::timestep_embedding(const Tensor& t_in, int64_t dim, bool flip_sin_to_cos, float shift, float scale,
                           int64_t max_period) {
     OpTimer op_timer("timestep_embedding");
     const Tensor t = t_in.f32().contiguous().reshape({-1});

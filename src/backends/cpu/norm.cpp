@@ -1,5 +1,6 @@
 // Shape letters: N batch, C channels, G groups, S spatial (H*W or any trailing dims), D feature dim.
 #include "ops/norm.h"
+#include "backends/cpu/cpu_backend.h"
 #include "core/op_stats.h"
 
 #include <algorithm>
@@ -94,8 +95,8 @@ void channels_last_group_stats(const float* x, int64_t S, int64_t C, int64_t gro
 }  // namespace
 
 // Channels-last inputs stay channels-last (the layout the convolutions around a GroupNorm use).
-Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const Tensor& b_in, float eps, bool silu,
-                  DType out) {
+Tensor CpuBackend::group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const Tensor& b_in, float eps,
+                              bool silu, DType out) {
     OpTimer op_timer("group_norm");
     NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "group_norm: output dtype ", dtype_name(out));
     NUANCE_CHECK(x_in.dim() >= 2, "group_norm: input must be [N, C, ...], got ", x_in.shape());
@@ -165,7 +166,7 @@ Tensor group_norm(const Tensor& x_in, int64_t groups, const Tensor& w_in, const 
     return out == DType::BF16 ? y.to(DType::BF16) : y;
 }
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps, DType out) {
+Tensor CpuBackend::layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, float eps, DType out) {
     OpTimer op_timer("layer_norm");
     NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "layer_norm: output dtype ", dtype_name(out));
     NUANCE_CHECK(x_in.dim() >= 1, "layer_norm: scalar input");
@@ -208,7 +209,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, fl
     return y;
 }
 
-Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps) {
+Tensor CpuBackend::rms_norm(const Tensor& x_in, const Tensor& w_in, float eps) {
     OpTimer op_timer("rms_norm");
     const int64_t D = x_in.size(-1);
     const Tensor x = x_in.f32().contiguous();
@@ -231,7 +232,7 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, float eps) {
     return y;
 }
 
-Tensor softmax(const Tensor& x_in) {
+Tensor CpuBackend::softmax(const Tensor& x_in) {
     OpTimer op_timer("softmax");
     const int64_t D = x_in.size(-1);
     const Tensor x = x_in.f32().contiguous();

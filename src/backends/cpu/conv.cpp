@@ -5,6 +5,7 @@
 // Precision: BF16 runs a bf16 convolution (input rounded to bf16, f32 accumulation and output), FP32 an f32 one;
 // Auto follows the weight's dtype. Weights of any float dtype are converted and packed once (cpu::packed_weights).
 #include "ops/conv.h"
+#include "backends/cpu/cpu_backend.h"
 
 #include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
@@ -16,7 +17,8 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p, Precision compute) {
+Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p,
+                          Precision compute) {
     OpTimer op_timer("conv2d");
     NUANCE_CHECK(x_in.dim() == 4, "conv2d: input must be [N, C, H, W], got ", x_in.shape());
     NUANCE_CHECK(w_in.dim() == 4, "conv2d: weight must be [O, C/groups, kh, kw], got ", w_in.shape());

@@ -1,5 +1,6 @@
 // Shape letters: M rows of x, K reduction, N output features, B batch.
 #include "ops/matmul.h"
+#include "backends/cpu/cpu_backend.h"
 
 #include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
@@ -38,7 +39,7 @@ void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims&
 
 // Weights are packed once into the layout the primitive wants (cpu::packed_weights). BF16 weights compute in bf16:
 // the input rows are rounded to bf16, products accumulate in f32, the output is F32.
-Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precision compute, DType out) {
+Tensor CpuBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precision compute, DType out) {
     OpTimer op_timer("linear");
     NUANCE_CHECK(out == DType::F32 || out == DType::BF16, "linear: output dtype ", dtype_name(out));
     NUANCE_CHECK(w_in.dim() == 2, "linear: weight must be [out, in], got ", w_in.shape());
@@ -79,7 +80,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Precis
     return y;
 }
 
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
     OpTimer op_timer("matmul");
     NUANCE_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got ", a_in.shape(), " and ",
                  b_in.shape());

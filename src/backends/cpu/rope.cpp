@@ -1,5 +1,6 @@
 // Shape letters: B batch, L tokens, A position axes, H heads, d head dim, J = d/2 rotated pairs per head.
 #include "ops/rope.h"
+#include "backends/cpu/cpu_backend.h"
 
 #include <cmath>
 
@@ -8,7 +9,7 @@
 
 namespace nuance {
 
-Tensor rope_frequencies(const Tensor& ids_in, const std::vector<int64_t>& axes_dims, double theta) {
+Tensor CpuBackend::rope_frequencies(const Tensor& ids_in, const std::vector<int64_t>& axes_dims, double theta) {
     OpTimer op_timer("rope_frequencies");
     NUANCE_CHECK(ids_in.dim() == 2, "rope: position ids must be [L, A], got ", ids_in.shape());
     const int64_t L = ids_in.size(0), A = ids_in.size(1);
@@ -117,12 +118,12 @@ Tensor rope_impl(const char* op, const Tensor& x_in, const Tensor& w_in, float e
 
 }  // namespace
 
-Tensor apply_rope(const Tensor& x, const Tensor& freqs, int64_t heads, DType out) {
+Tensor CpuBackend::apply_rope(const Tensor& x, const Tensor& freqs, int64_t heads, DType out) {
     return rope_impl("apply_rope", x, Tensor(), 0.0f, freqs, heads, out);
 }
 
-Tensor rms_norm_rope(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& freqs, int64_t heads,
-                     DType out) {
+Tensor CpuBackend::rms_norm_rope(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& freqs,
+                                 int64_t heads, DType out) {
     NUANCE_CHECK(norm_weight.defined(), "rms_norm_rope: no norm weight");
     return rope_impl("rms_norm_rope", x, norm_weight, eps, freqs, heads, out);
 }

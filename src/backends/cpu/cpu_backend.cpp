@@ -1,0 +1,24 @@
+#include "backends/cpu/cpu_backend.h"
+
+#include "backends/cpu/dnnl_cache.h"
+#include "backends/cpu/dnnl_context.h"
+
+namespace nuance {
+
+std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes, Device device) {
+    NUANCE_CHECK_CODE(device.is_cpu(), Internal, "cpu backend: allocation for device ", device.str());
+    return Storage::allocate(bytes);
+}
+
+void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
+    NUANCE_CHECK_CODE(dst.device().is_cpu() && src.device().is_cpu(), Internal, "cpu backend: copy from ",
+                      src.device().str(), " to ", dst.device().str());
+    Tensor d = dst;
+    d.copy_(src);
+}
+
+Precision CpuBackend::default_precision() const { return cpu::default_precision(); }
+void CpuBackend::clear_packed_weights() { cpu::clear_packed_weights(); }
+size_t CpuBackend::packed_weights_bytes() const { return cpu::packed_weights_bytes(); }
+
+}  // namespace nuance
