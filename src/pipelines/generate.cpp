@@ -222,7 +222,9 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
     const bool use_cfg = two_passes(kind, p.cfg_scale);
     const std::string weights_hint = "the model weights contain NaN/Inf?";
     auto check_cond = [&](const Conditioning& c, const char* what) {
-        for (const auto& [name, t] : c.tensors) {
+        for (const auto& kv : c.tensors) {
+            const std::string& name = kv.first;  // not a structured binding: the lambda below captures it (clang 14)
+            const Tensor& t = kv.second;
             if (!t.defined() || !dtype_is_float(t.dtype()))
                 continue;  // class labels, token ids
             // SD's names keep their established wording; other families' tensors are named as they are.

@@ -439,6 +439,10 @@ void dequantize_row_vector(GgmlType t, const void* src, float* dst, int64_t n) {
 void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) { dequantize_row_vector(t, src, dst, n); }
 
 Tensor CpuBackend::dequantize(GgmlType type, const Tensor& packed, const Shape& shape) {
+    return dequantize_on_host(type, packed, shape);
+}
+
+Tensor dequantize_on_host(GgmlType type, const Tensor& packed, const Shape& shape) {
     const GgmlTypeInfo& ti = ggml_type_info(type);
     const int64_t n = shape.empty() ? 1 : shape.back();
     check_row(ti, n);

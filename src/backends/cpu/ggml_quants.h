@@ -69,5 +69,7 @@ bool can_quantize(GgmlType t);
 
 // A whole F32 (or F16/BF16, converted) tensor whose last dimension is a multiple of the block: rows of blocks.
 QuantizedTensor quantize(const Tensor& x, GgmlType t);
+// The CPU kernel behind CpuBackend::dequantize: F32 [shape] from a host U8 payload of whole rows.
+Tensor dequantize_on_host(GgmlType type, const Tensor& packed, const Shape& shape);
 
 }  // namespace nuance
