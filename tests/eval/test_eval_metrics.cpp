@@ -116,7 +116,7 @@ TEST(StatsNpz, RoundTripAndHostileFiles) {
 }
 
 #ifdef NUANCE_CLI_PATH
-TEST(EvalCli, UsageErrorsNameTheFlag) {
+TEST(EvalFidCli, UsageErrorsNameTheFlag) {
     auto r = test::run_cli("eval fid /nonexistent_dir_xyz x.npz");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_THAT(r.out, HasSubstr("--inception FILE is required"));
@@ -140,7 +140,7 @@ TEST(EvalCli, UsageErrorsNameTheFlag) {
     EXPECT_THAT(r.out, HasSubstr("--prompts/--samples need -m MODEL"));
 }
 
-TEST(EvalCli, FidKidOnFoldersWithStatsJsonAndPlot) {
+TEST(EvalFidCli, FidKidOnFoldersWithStatsJsonAndPlot) {
     const std::string d = tmp_dir("cli");
     std::filesystem::create_directories(d + "/a");
     std::filesystem::create_directories(d + "/b");
