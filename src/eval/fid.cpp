@@ -330,35 +330,26 @@ bool cholesky_lower(std::vector<double>& a, int64_t n) {
     return true;
 }
 
-// c = a^T b (n x n row-major).
-std::vector<double> matmul_tn(const std::vector<double>& a, const std::vector<double>& b, int64_t n) {
+// c = op(a) b (n x n row-major), op(a) = a^T when a_transposed.
+std::vector<double> matmul_sq(const std::vector<double>& a, const std::vector<double>& b, int64_t n, bool a_transposed) {
     std::vector<double> c((size_t)(n * n), 0.0);
 #pragma omp parallel for schedule(dynamic, 8)
     for (int64_t i = 0; i < n; ++i) {
         double* crow = &c[(size_t)(i * n)];
         for (int64_t k = 0; k < n; ++k) {
-            const double aki = a[(size_t)(k * n + i)];
-            if (aki == 0.0) continue;
-            const double* brow = &b[(size_t)(k * n)];
-            for (int64_t j = 0; j < n; ++j) crow[j] += aki * brow[j];
-        }
-    }
-    return c;
-}
-
-std::vector<double> matmul_nn(const std::vector<double>& a, const std::vector<double>& b, int64_t n) {
-    std::vector<double> c((size_t)(n * n), 0.0);
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int64_t i = 0; i < n; ++i) {
-        double* crow = &c[(size_t)(i * n)];
-        for (int64_t k = 0; k < n; ++k) {
-            const double aik = a[(size_t)(i * n + k)];
+            const double aik = a_transposed ? a[(size_t)(k * n + i)] : a[(size_t)(i * n + k)];
             if (aik == 0.0) continue;
             const double* brow = &b[(size_t)(k * n)];
             for (int64_t j = 0; j < n; ++j) crow[j] += aik * brow[j];
         }
     }
     return c;
+}
+std::vector<double> matmul_tn(const std::vector<double>& a, const std::vector<double>& b, int64_t n) {
+    return matmul_sq(a, b, n, true);
+}
+std::vector<double> matmul_nn(const std::vector<double>& a, const std::vector<double>& b, int64_t n) {
+    return matmul_sq(a, b, n, false);
 }
 
 // Eigenvalues of a symmetric n x n matrix (destroyed): Householder reduction to tridiagonal form, then implicit QL
