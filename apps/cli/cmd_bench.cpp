@@ -43,19 +43,7 @@ void print_profile(const char* part, F&& f) {
         f();
     }
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::vector<std::pair<std::string, OpProfileEntry>> rows(prof.begin(), prof.end());
-    std::sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second.seconds > y.second.seconds; });
-    double in_ops = 0;
-    for (const auto& [name, e] : rows) {
-        in_ops += e.seconds;
-        std::printf("profile part=%s op=%s calls=%lld ms=%.1f share=%.1f%%", part, name.c_str(), (long long)e.calls,
-                    e.seconds * 1e3, 100.0 * e.seconds / total);
-        if (e.flops > 0) std::printf(" gflops_per_s=%.1f", e.flops / 1e9 / e.seconds);
-        std::printf("\n");
-    }
-    std::printf("profile part=%s op=(outside ops) ms=%.1f share=%.1f%%\n", part, (total - in_ops) * 1e3,
-                100.0 * (total - in_ops) / total);
-    std::printf("profile part=%s total_ms=%.1f\n", part, total * 1e3);
+    std::fputs(format_op_profile(prof, total, part).c_str(), stdout);
     std::fflush(stdout);
 }
 

@@ -54,6 +54,9 @@ Runner add_train(CLI::App& app) {
     c->add_option("--precision", *precision, "fp32 | bf16 (mixed: bf16 forward products, f32 master weights)")
         ->capture_default_str();
     c->add_flag("--resume", o->resume, "Continue from the newest checkpoint of the run folder");
+    c->add_flag("--profile", o->profile,
+                "Print the time per op (forward ops and backward rules) of a step, averaged over the steps after "
+                "the first 3");
     c->add_option("--resume-from", o->resume_from, "Continue from this checkpoint file");
     c->add_flag("-q,--quiet", *quiet, "No progress bar");
     return [o, arch, precision, quiet] {
@@ -116,6 +119,7 @@ Runner add_train(CLI::App& app) {
                     (long long)r.steps, r.seconds, r.images_per_s, r.first_loss, r.last_loss, r.median_step_s,
                     r.median_step_s > 0 ? o->batch / r.median_step_s : 0.0, o->batch, r.checkpoint.c_str(),
                     r.exported.c_str());
+        if (!r.profile.empty()) std::fputs(r.profile.c_str(), stdout);
         if (r.ranks > 1)
             std::printf("data parallel: %s, global batch %d; %.2fs in collectives (%.1f%% of the run), %.2f MB "
                         "all-reduced per step by each rank\n",

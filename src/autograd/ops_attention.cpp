@@ -1,7 +1,7 @@
 // Scaled dot-product attention on Var. Shape letters: B batch, H heads, Lq/Lk query/key tokens, d head dim,
 // dv value head dim.
 //
-// Backward recomputes the probabilities P one batch element at a time (memory O(H·Lq·Lk), not O(B·H·Lq·Lk)):
+// Backward recomputes the probabilities P a chunk of batch elements at a time (P and dS of a chunk under ~64 MB):
 //   S = scale·Q·Kᵀ (+ causal mask), P = softmax(S), O = P·V
 //   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(dP ∘ P)),  dQ = scale·dS·K,  dK = scale·dSᵀ·Q
 #include <algorithm>
@@ -61,16 +61,27 @@ Var scaled_dot_product_attention(const Var& q, const Var& k, const Var& v, bool 
         Tensor dq = need[0] ? Tensor::empty(qv.shape(), DType::F32) : Tensor();
         Tensor dk = need[1] ? Tensor::empty(kv.shape(), DType::F32) : Tensor();
         Tensor dv = need[2] ? Tensor::empty(vv.shape(), DType::F32) : Tensor();
-        for (int64_t b = 0; b < B; ++b) {
-            const Tensor qb = qv[b], kb = kv[b], vb = vv[b], gb = g[b];  // [H, L, d]
-            Tensor p = matmul(qb, kb.transpose(-1, -2));                  // [H, Lq, Lk]
+        // As many batch elements at once as keep P and dS under ~64 MB: one batched product per term instead of
+        // one per batch element (the tiny per-element products ran at a fraction of the matrix units' speed).
+        const int64_t H = qv.size(1), Lq = qv.size(2), Lk = kv.size(2);
+        const int64_t per_elem = std::max<int64_t>(1, 2 * H * Lq * Lk * (int64_t)sizeof(float));
+        const int64_t chunk = std::clamp<int64_t>((int64_t(64) << 20) / per_elem, 1, std::max<int64_t>(B, 1));
+        const auto put = [chunk, B](Tensor& dst, int64_t b0, int64_t b1, Tensor v) {
+            if (chunk >= B) dst = std::move(v);
+            else dst.slice(0, b0, b1).copy_(v);
+        };
+        for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+            const int64_t b1 = std::min(B, b0 + chunk);
+            const Tensor qb = qv.slice(0, b0, b1), kb = kv.slice(0, b0, b1), vb = vv.slice(0, b0, b1),
+                         gb = g.slice(0, b0, b1);                        // [b, H, L, d]
+            Tensor p = matmul(qb, kb.transpose(-1, -2));                  // [b, H, Lq, Lk]
             scaled_masked_softmax(p, scale, causal);
-            if (need[2]) dv[b].copy_(matmul(p.transpose(-1, -2), gb));
+            if (need[2]) put(dv, b0, b1, matmul(p.transpose(-1, -2), gb));
             if (!need[0] && !need[1]) continue;
             Tensor ds = matmul(gb, vb.transpose(-1, -2));  // dP
             softmax_backward_(ds, p, scale);                // -> scale·dS
-            if (need[0]) dq[b].copy_(matmul(ds, kb));
-            if (need[1]) dk[b].copy_(matmul(ds.transpose(-1, -2), qb));
+            if (need[0]) put(dq, b0, b1, matmul(ds, kb));
+            if (need[1]) put(dk, b0, b1, matmul(ds.transpose(-1, -2), qb));
         }
         return std::vector<Tensor>{dq, dk, dv};
     });

@@ -15,13 +15,16 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dParams& p) {
     const Tensor xv = x.value().contiguous(), wv = w.value().contiguous();
     struct { int64_t N, C, O, kh, kw, Ho, Wo, G; } c{xv.size(0), xv.size(1), wv.size(0), wv.size(2), wv.size(3),
                                                        y.size(2),  y.size(3),  p.groups};
-    return record("conv2d", std::move(y), {x, w, b}, [xv, wv, c, p](const Tensor& g_in, const std::vector<bool>& need) {
+    // Mixed precision (ComputePrecisionGuard BF16) runs the backward products in bf16 too, as torch.autocast does.
+    const Precision prec = compute_precision();
+    return record("conv2d", std::move(y), {x, w, b}, [xv, wv, c, p, prec](const Tensor& g_in,
+                                                                          const std::vector<bool>& need) {
         std::vector<Tensor> out(3);
         if (c.N == 0) return out;
         const Tensor g = g_in.f32().contiguous();
         OpNameScope op_name("conv2d backward");
         Conv2dGrads gr = backend_for(op_device("conv2d backward", {&xv, &wv, &g}))
-                             .conv2d_backward(xv, wv, g, p, need[0], need[1], need[2]);
+                             .conv2d_backward(xv, wv, g, p, need[0], need[1], need[2], prec);
         out[0] = gr.dx;
         out[1] = gr.dw;
         out[2] = gr.db;

@@ -1,6 +1,8 @@
 // The tape engine: leaves, grad mode, recording an op, and the reverse sweep.
 #include "autograd/var.h"
 
+#include "core/op_stats.h"
+
 #include <unordered_map>
 #include <unordered_set>
 
@@ -158,7 +160,14 @@ void backward(const Var& loss, const BackwardOptions& o) {
         }
         std::vector<bool> needs(n->parents.size());
         for (size_t i = 0; i < needs.size(); ++i) needs[i] = n->parents[i] && n->parents[i]->requires_grad;
-        const std::vector<Tensor> gin = n->backward(g, needs);
+        std::vector<Tensor> gin;
+        if (current_op_profile()) {  // `nuance train --profile`: each rule's own time as "<op> backward"
+            const std::string name = std::string(n->op) + " backward";
+            OpTimer timer(name.c_str());
+            gin = n->backward(g, needs);
+        } else {
+            gin = n->backward(g, needs);
+        }
         NUANCE_ASSERT(gin.size() == n->parents.size(), "op '", n->op, "' returned ", gin.size(), " gradients for ",
                       n->parents.size(), " inputs");
         for (size_t i = 0; i < gin.size(); ++i) {

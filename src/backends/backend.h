@@ -58,8 +58,9 @@ public:
     // ---- convolution (ops/conv.h) and its gradients (autograd): x, w, g contiguous F32
     virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
                           Precision compute) = 0;
+    // compute: BF16 runs the products on bf16 operands (f32 accumulation; f32 gradients out), FP32/Auto f32.
     virtual Conv2dGrads conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& g, const Conv2dParams& p,
-                                        bool need_dx, bool need_dw, bool need_db) = 0;
+                                        bool need_dx, bool need_dw, bool need_db, Precision compute) = 0;
 
     // ---- attention (ops/attention.h): fused / flash where the device has it
     virtual Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,

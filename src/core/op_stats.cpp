@@ -1,5 +1,9 @@
 #include "core/op_stats.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
 namespace nuance {
 
 namespace {
@@ -36,6 +40,33 @@ void OpTimer::stop() {
         e.seconds += s - child_s_;
         e.flops += flops_;
     }
+}
+
+std::string format_op_profile(const OpProfile& prof, double total_s, const std::string& part, int64_t divide) {
+    const double d = (double)std::max<int64_t>(1, divide);
+    const double total = total_s > 0 ? total_s : 1e-30;
+    std::vector<std::pair<std::string, OpProfileEntry>> rows(prof.begin(), prof.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second.seconds > y.second.seconds; });
+    std::string out;
+    char buf[512];
+    double in_ops = 0;
+    for (const auto& [name, e] : rows) {
+        in_ops += e.seconds;
+        std::snprintf(buf, sizeof buf, "profile part=%s op=%s calls=%lld ms=%.1f share=%.1f%%", part.c_str(),
+                      name.c_str(), (long long)((double)e.calls / d + 0.5), e.seconds * 1e3 / d,
+                      100.0 * e.seconds / total);
+        out += buf;
+        if (e.flops > 0 && e.seconds > 0) {
+            std::snprintf(buf, sizeof buf, " gflops_per_s=%.1f", e.flops / 1e9 / e.seconds);
+            out += buf;
+        }
+        out += '\n';
+    }
+    std::snprintf(buf, sizeof buf, "profile part=%s op=(outside ops) ms=%.1f share=%.1f%%\nprofile part=%s total_ms=%.1f\n",
+                  part.c_str(), (total_s - in_ops) * 1e3 / d, 100.0 * (total_s - in_ops) / total, part.c_str(),
+                  total_s * 1e3 / d);
+    out += buf;
+    return out;
 }
 
 }  // namespace nuance

@@ -38,6 +38,12 @@ using OpProfile = std::map<std::string, OpProfileEntry>;
 
 OpProfile* current_op_profile();
 
+// The profile as text, one line per op, slowest first, then the time outside any op and the total:
+// `profile part=<part> op=<op> calls=<n> ms=<ms> share=<%> [gflops_per_s=<g>]` (what `nuance bench --profile` and
+// `nuance train --profile` print). `total_s` is the wall time the profile covered; `divide` averages over that many
+// runs (the figures are per run).
+std::string format_op_profile(const OpProfile& prof, double total_s, const std::string& part, int64_t divide = 1);
+
 class OpProfileScope {
 public:
     explicit OpProfileScope(OpProfile& p);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "autograd/functions.h"
 #include "autograd/param_grads.h"
@@ -22,6 +23,7 @@
 #include "text/clip_tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
+#include "core/op_stats.h"
 #include "train/data_parallel.h"
 #include "train/dataset.h"
 #include "train/fashion_mnist.h"
@@ -449,12 +451,17 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
     std::ofstream log;
     if (root) log.open(opts.output + "/train_log.jsonl", std::ios::app);
     std::vector<std::string> written;
+    OpProfile profile;
+    double profile_s = 0;
+    int64_t profile_steps = 0;
     while (run.step < opts.steps) {
         Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x5eed));
         const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
         run.opt->set_lr(lr);
         const Batch b = batch_rows(run.loader->next(), run.rows);
         const auto ts = std::chrono::steady_clock::now();
+        std::optional<OpProfileScope> profiling;
+        if (opts.profile && run.step - start_step >= 3) profiling.emplace(profile);
         run.params.zero_grad();
         double loss_v;
         {
@@ -478,6 +485,11 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
         if (opts.replica_check_every > 0 && run.step % opts.replica_check_every == 0)
             check_replicas(run.params, run.step);
         step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
+        if (profiling) {
+            profiling.reset();
+            profile_s += step_times.back();
+            ++profile_steps;
+        }
 
         window.push_back(loss_v);
         if (window.size() > 50) window.pop_front();
@@ -520,6 +532,7 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
         std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
         rep.median_step_s = t[t.size() / 2];
     }
+    if (profile_steps > 0) rep.profile = format_op_profile(profile, profile_s, "train_step", profile_steps);
     const dist::CommStats cs = dist::comm_stats();
     rep.ranks = dist::size();
     rep.comm_seconds = cs.seconds;

@@ -60,6 +60,9 @@ struct TrainOptions {
     Precision precision = Precision::FP32;
     bool resume = false;      // continue from the newest checkpoint in <output>/checkpoints
     std::string resume_from;  // or from this checkpoint file
+    // Time every op (forward ops and each backward rule, "<op> backward") of the steps after the first 3 (which
+    // create primitives and touch memory first) and return the per-step profile in TrainReport::profile.
+    bool profile = false;
 };
 
 // Built-in architecture of each model kind (the default model's), as JSON; TrainOptions::arch entries override it.
@@ -90,6 +93,7 @@ struct TrainReport {
     int ranks = 1;
     double comm_seconds = 0;
     double comm_bytes_per_step = 0;
+    std::string profile;  // TrainOptions::profile: format_op_profile's lines, per step (part=train_step)
 };
 
 using TrainCallback = std::function<void(const TrainProgress&)>;

@@ -82,10 +82,10 @@ public:
         return run("conv2d", [&] { return cpu().conv2d(h(x), h(w), h(b), p, c); });
     }
     Conv2dGrads conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& g, const Conv2dParams& p, bool a,
-                                bool b, bool c) override {
+                                bool b, bool c, Precision pr) override {
         count("conv2d_backward");
         Depth d;
-        Conv2dGrads r = cpu().conv2d_backward(h(x), h(w), h(g), p, a, b, c);
+        Conv2dGrads r = cpu().conv2d_backward(h(x), h(w), h(g), p, a, b, c, pr);
         return {out(r.dx), out(r.dw), out(r.db)};
     }
     Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, float s,

@@ -23,7 +23,7 @@ public:
     Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
                   Precision compute) override;
     Conv2dGrads conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& g, const Conv2dParams& p, bool need_dx,
-                                bool need_dw, bool need_db) override;
+                                bool need_dw, bool need_db, Precision compute) override;
     Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, float scale,
                                         const Tensor& bias) override;
     Tensor multi_head_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads, bool causal,
