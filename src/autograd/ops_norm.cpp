@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "backends/backend.h"
 #include "ops/norm.h"
 
 namespace nuance {
@@ -27,67 +28,12 @@ Var group_norm(const Var& x, int64_t groups, const Var& weight, const Var& bias,
     return record(silu ? "group_norm_silu" : "group_norm", std::move(y), {x, weight, bias},
                   [xv, wv, bv, groups, eps, silu](const Tensor& g_in, const std::vector<bool>& need) {
         const Tensor g = g_in.f32().contiguous();
-        const int64_t N = xv.size(0), C = xv.size(1), S = C ? xv.numel() / (N * C) : 0, cg = C / groups;
-        const int64_t m = cg * S;
-        Tensor dx = Tensor::empty(xv.shape(), DType::F32);
-        std::vector<double> dw_nc((size_t)(N * C), 0.0), db_nc((size_t)(N * C), 0.0);
-        const float *px = xv.data<float>(), *pg = g.data<float>(), *pw = opt_ptr(wv), *pb = opt_ptr(bv);
-        float* pdx = dx.data<float>();
-#pragma omp parallel for schedule(static) collapse(2)
-        for (int64_t n = 0; n < N; ++n)
-            for (int64_t gi = 0; gi < groups; ++gi) {
-                const int64_t base = (n * C + gi * cg) * S;
-                double s = 0, s2 = 0;
-                for (int64_t i = 0; i < m; ++i) s += px[base + i];
-                const double mu = s / (double)m;
-                for (int64_t i = 0; i < m; ++i) { const double d = px[base + i] - mu; s2 += d * d; }
-                const double rstd = 1.0 / std::sqrt(s2 / (double)m + eps);
-                double sum_dxh = 0, sum_dxh_xh = 0;
-                // pass 1: dz (through the fused SiLU), dw/db partials, dx̂ stored in dx
-                for (int64_t c = 0; c < cg; ++c) {
-                    const int64_t ch = gi * cg + c;
-                    const float w = pw ? pw[ch] : 1.0f, b = pb ? pb[ch] : 0.0f;
-                    double dw = 0, db = 0;
-                    for (int64_t i = 0; i < S; ++i) {
-                        const int64_t k = base + c * S + i;
-                        const float xh = (float)((px[k] - mu) * rstd);
-                        float dz = pg[k];
-                        if (silu) {  // y = z·σ(z): dy/dz = σ(z)·(1 + z·(1 − σ(z)))
-                            const float z = xh * w + b;
-                            const float sg = 1.0f / (1.0f + std::exp(-z));
-                            dz *= sg * (1.0f + z * (1.0f - sg));
-                        }
-                        dw += (double)dz * xh;
-                        db += dz;
-                        const float dxh = dz * w;
-                        pdx[k] = dxh;
-                        sum_dxh += dxh;
-                        sum_dxh_xh += (double)dxh * xh;
-                    }
-                    dw_nc[(size_t)(n * C + ch)] = dw;
-                    db_nc[(size_t)(n * C + ch)] = db;
-                }
-                // pass 2: dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))
-                const double m1 = sum_dxh / (double)m, m2 = sum_dxh_xh / (double)m;
-                for (int64_t i = 0; i < m; ++i) {
-                    const double xh = (px[base + i] - mu) * rstd;
-                    pdx[base + i] = (float)(rstd * (pdx[base + i] - m1 - xh * m2));
-                }
-            }
-        auto reduce_n = [&](const std::vector<double>& part) {
-            Tensor t = Tensor::empty({C}, DType::F32);
-            float* p = t.data<float>();
-            for (int64_t c = 0; c < C; ++c) {
-                double a = 0;
-                for (int64_t n = 0; n < N; ++n) a += part[(size_t)(n * C + c)];
-                p[c] = (float)a;
-            }
-            return t;
-        };
+        NormGrads r = backend_for(op_device("group_norm backward", {&xv, &g}))
+                          .group_norm_backward(xv, wv, bv, g, groups, eps, silu);
         std::vector<Tensor> out(3);
-        if (need[0]) out[0] = dx;
-        if (need[1]) out[1] = reduce_n(dw_nc).reshape(wv.shape());
-        if (need[2]) out[2] = reduce_n(db_nc).reshape(bv.shape());
+        if (need[0]) out[0] = r.dx;
+        if (need[1]) out[1] = r.dw.reshape(wv.shape());
+        if (need[2]) out[2] = r.db.reshape(bv.shape());
         return out;
     });
 }

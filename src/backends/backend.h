@@ -38,6 +38,10 @@ struct Conv2dGrads {
     Tensor dx, dw, db;
 };
 
+struct NormGrads {
+    Tensor dx, dw, db;  // dw, db: [C] F32 (the caller drops the ones it does not need)
+};
+
 class Backend : public DeviceMemory {
 public:
     ~Backend() override = default;
@@ -71,6 +75,10 @@ public:
     // ---- normalisations (ops/norm.h, ops/modulate.h)
     virtual Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps, bool silu,
                               DType out) = 0;
+    // Gradients of group_norm (fused SiLU when silu) for autograd: x, g contiguous F32 [N, C, ...]; w, b [C] F32 or
+    // undefined (1 and 0).
+    virtual NormGrads group_norm_backward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g,
+                                          int64_t groups, float eps, bool silu) = 0;
     virtual Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, DType out) = 0;
     virtual Tensor rms_norm(const Tensor& x, const Tensor& w, float eps) = 0;
     virtual Tensor softmax(const Tensor& x) = 0;

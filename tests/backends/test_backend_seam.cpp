@@ -101,6 +101,13 @@ public:
                       DType o) override {
         return run("group_norm", [&] { return cpu().group_norm(h(x), g, h(w), h(b), eps, silu, o); });
     }
+    NormGrads group_norm_backward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g, int64_t groups,
+                                  float eps, bool silu) override {
+        count("group_norm_backward");
+        Depth d;
+        NormGrads r = cpu().group_norm_backward(h(x), h(w), h(b), h(g), groups, eps, silu);
+        return {out(r.dx), out(r.dw), out(r.db)};
+    }
     Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, DType o) override {
         return run("layer_norm", [&] { return cpu().layer_norm(h(x), h(w), h(b), eps, o); });
     }

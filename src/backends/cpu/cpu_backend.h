@@ -30,6 +30,8 @@ public:
                                 float scale, Precision compute) override;
     Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b, float eps, bool silu,
                       DType out) override;
+    NormGrads group_norm_backward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g, int64_t groups,
+                                  float eps, bool silu) override;
     Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, DType out) override;
     Tensor rms_norm(const Tensor& x, const Tensor& w, float eps) override;
     Tensor softmax(const Tensor& x) override;
