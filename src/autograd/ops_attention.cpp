@@ -54,8 +54,9 @@ Var scaled_dot_product_attention(const Var& q, const Var& k, const Var& v, bool 
     Tensor o = scaled_dot_product_attention(q.value(), k.value(), v.value(), causal, scale);  // checks the shapes
     if (scale <= 0) scale = 1.0f / std::sqrt((float)q.size(3));
     const Tensor qv = q.value().contiguous(), kv = k.value().contiguous(), vv = v.value().contiguous();
+    const Precision prec = compute_precision() == Precision::BF16 ? Precision::BF16 : Precision::FP32;
     return record("attention", std::move(o), {q, k, v},
-                  [qv, kv, vv, causal, scale](const Tensor& g_in, const std::vector<bool>& need) {
+                  [qv, kv, vv, causal, scale, prec](const Tensor& g_in, const std::vector<bool>& need) {
         const Tensor g = g_in.f32().contiguous();
         const int64_t B = qv.size(0);
         Tensor dq = need[0] ? Tensor::empty(qv.shape(), DType::F32) : Tensor();
@@ -74,14 +75,14 @@ Var scaled_dot_product_attention(const Var& q, const Var& k, const Var& v, bool 
             const int64_t b1 = std::min(B, b0 + chunk);
             const Tensor qb = qv.slice(0, b0, b1), kb = kv.slice(0, b0, b1), vb = vv.slice(0, b0, b1),
                          gb = g.slice(0, b0, b1);                        // [b, H, L, d]
-            Tensor p = matmul(qb, kb.transpose(-1, -2));                  // [b, H, Lq, Lk]
+            Tensor p = matmul(qb, kb.transpose(-1, -2), prec);                  // [b, H, Lq, Lk]
             scaled_masked_softmax(p, scale, causal);
-            if (need[2]) put(dv, b0, b1, matmul(p.transpose(-1, -2), gb));
+            if (need[2]) put(dv, b0, b1, matmul(p.transpose(-1, -2), gb, prec));
             if (!need[0] && !need[1]) continue;
-            Tensor ds = matmul(gb, vb.transpose(-1, -2));  // dP
+            Tensor ds = matmul(gb, vb.transpose(-1, -2), prec);  // dP
             softmax_backward_(ds, p, scale);                // -> scale·dS
-            if (need[0]) put(dq, b0, b1, matmul(ds, kb));
-            if (need[1]) put(dk, b0, b1, matmul(ds.transpose(-1, -2), qb));
+            if (need[0]) put(dq, b0, b1, matmul(ds, kb, prec));
+            if (need[1]) put(dk, b0, b1, matmul(ds.transpose(-1, -2), qb, prec));
         }
         return std::vector<Tensor>{dq, dk, dv};
     });

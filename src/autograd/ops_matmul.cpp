@@ -29,12 +29,15 @@ Var linear(const Var& x, const Var& w, const Var& b) {
     Tensor y = linear(xv, wv, b.defined() ? b.value() : Tensor(), compute_precision());  // checks the shapes
     const Shape xs = xv.shape();
     const int64_t K = wv.size(1), N = wv.size(0);
-    return record("linear", std::move(y), {x, w, b}, [xv, wv, xs, K, N](const Tensor& g, const std::vector<bool>& need) {
+    // Mixed precision (BF16) runs the backward products in bf16 too (f32 accumulation), as torch.autocast does.
+    const Precision prec = compute_precision() == Precision::BF16 ? Precision::BF16 : Precision::FP32;
+    return record("linear", std::move(y), {x, w, b}, [xv, wv, xs, K, N, prec](const Tensor& g,
+                                                                             const std::vector<bool>& need) {
         const int64_t M = K ? xv.numel() / K : 0;
         const Tensor g2 = g.reshape({M, N});
         std::vector<Tensor> out(3);
-        if (need[0]) out[0] = matmul(g2, wv.contiguous()).reshape(xs);              // dx = g · w
-        if (need[1]) out[1] = matmul(g2.transpose(0, 1), xv.reshape({M, K}));   // dw = gᵀ · x
+        if (need[0]) out[0] = matmul(g2, wv.contiguous(), prec).reshape(xs);             // dx = g · w
+        if (need[1]) out[1] = matmul(g2.transpose(0, 1), xv.reshape({M, K}), prec);  // dw = gᵀ · x
         if (need[2]) out[2] = sum_rows(g2);                                      // db = Σ_rows g
         return out;
     });
@@ -43,12 +46,13 @@ Var linear(const Var& x, const Var& w, const Var& b) {
 Var matmul(const Var& a, const Var& b) {
     NUANCE_CHECK(a.defined() && b.defined(), "matmul: undefined operand");
     const Tensor av = a.value(), bv = b.value();
-    Tensor c = matmul(av, bv);  // checks the shapes
-    return record("matmul", std::move(c), {a, b}, [av, bv](const Tensor& g, const std::vector<bool>& need) {
+    const Precision prec = compute_precision() == Precision::BF16 ? Precision::BF16 : Precision::FP32;
+    Tensor c = matmul(av, bv, prec);  // checks the shapes
+    return record("matmul", std::move(c), {a, b}, [av, bv, prec](const Tensor& g, const std::vector<bool>& need) {
         std::vector<Tensor> out(2);
         // dA = g · Bᵀ, dB = Aᵀ · g, each summed over the batch dims it was broadcast along
-        if (need[0]) out[0] = reduce_to_shape(matmul(g, bv.transpose(-1, -2)), av.shape());
-        if (need[1]) out[1] = reduce_to_shape(matmul(av.transpose(-1, -2), g), bv.shape());
+        if (need[0]) out[0] = reduce_to_shape(matmul(g, bv.transpose(-1, -2), prec), av.shape());
+        if (need[1]) out[1] = reduce_to_shape(matmul(av.transpose(-1, -2), g, prec), bv.shape());
         return out;
     });
 }

@@ -57,7 +57,8 @@ public:
 
     // ---- dense products (ops/matmul.h): x·wᵀ + b with the weight packed once per weight tensor
     virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision compute, DType out) = 0;
-    virtual Tensor matmul(const Tensor& a, const Tensor& b) = 0;
+    // compute: BF16 rounds both operands to bf16 (f32 accumulation and result); FP32/Auto f32.
+    virtual Tensor matmul(const Tensor& a, const Tensor& b, Precision compute) = 0;
 
     // ---- convolution (ops/conv.h) and its gradients (autograd): x, w, g contiguous F32
     virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,

@@ -23,9 +23,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision compu
     NUANCE_BACKEND("linear", &x, &w, &b);
     return be.linear(x, w, b, compute, out);
 }
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a, const Tensor& b, Precision compute) {
     NUANCE_BACKEND("matmul", &a, &b);
-    return be.matmul(a, b);
+    return be.matmul(a, b, compute);
 }
 
 // ---- conv.h

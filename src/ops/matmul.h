@@ -12,7 +12,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), Prec
               DType out = DType::F32);
 
 // Batched matrix product with broadcasting over leading dims: a [..., M, K] · b [..., K, N] -> [..., M, N].
-// Either operand may be a transposed view (e.g. k.transpose(-1, -2)).
-Tensor matmul(const Tensor& a, const Tensor& b);
+// Either operand may be a transposed view (e.g. k.transpose(-1, -2)). compute: FP32 (and Auto) in f32; BF16 rounds
+// both operands to bf16 with f32 accumulation (mixed-precision training's backward products).
+Tensor matmul(const Tensor& a, const Tensor& b, Precision compute = Precision::FP32);
 
 }  // namespace nuance

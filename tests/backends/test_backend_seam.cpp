@@ -75,8 +75,8 @@ public:
     Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision c, DType o) override {
         return run("linear", [&] { return cpu().linear(h(x), h(w), h(b), c, o); });
     }
-    Tensor matmul(const Tensor& a, const Tensor& b) override {
-        return run("matmul", [&] { return cpu().matmul(h(a), h(b)); });
+    Tensor matmul(const Tensor& a, const Tensor& b, Precision c) override {
+        return run("matmul", [&] { return cpu().matmul(h(a), h(b), c); });
     }
     Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, Precision c) override {
         return run("conv2d", [&] { return cpu().conv2d(h(x), h(w), h(b), p, c); });

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/rng.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
 
@@ -66,6 +67,27 @@ TEST(Ops, LinearAndMatmul) {
     Tensor bx = Tensor::from_vector({1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2});
     EXPECT_EQ(matmul(bx, x).to_vector(), (std::vector<float>{7, 10, 15, 22, 23, 34, 31, 46}));
     EXPECT_THROW(linear(x, Tensor::zeros({3, 3})), Error);
+}
+
+TEST(Ops, MatmulBf16) {
+    // Small integers are exact in bf16 and their products sum exactly in f32: the same bits as f32.
+    Tensor x = Tensor::from_vector({1, 2, 3, 4}, {2, 2});
+    EXPECT_EQ(matmul(x, x.transpose(0, 1), Precision::BF16).to_vector(), (std::vector<float>{5, 11, 11, 25}));
+    Tensor bx = Tensor::from_vector({1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2});
+    EXPECT_EQ(matmul(bx, x, Precision::BF16).to_vector(), (std::vector<float>{7, 10, 15, 22, 23, 34, 31, 46}));
+    // Random operands: batched with a transposed view, and a broadcast operand (the per-batch loop path): within
+    // bf16 rounding (8 significant bits) of the f32 product.
+    auto rnd = [](const Shape& s, uint64_t seed) { return make_rng(RngKind::Cpu, seed)->randn(s); };
+    const Tensor a = rnd({3, 5, 40}, 1), b = rnd({3, 7, 40}, 2), c = rnd({40, 6}, 3);
+    for (const auto& [p, q] : {std::pair{a, b.transpose(-1, -2)}, std::pair{a, c}}) {
+        const std::vector<float> r32 = matmul(p, q).to_vector(), r16 = matmul(p, q, Precision::BF16).to_vector();
+        ASSERT_EQ(r32.size(), r16.size());
+        double worst = 0;
+        for (size_t i = 0; i < r32.size(); ++i) worst = std::max(worst, (double)std::fabs(r32[i] - r16[i]));
+        EXPECT_GT(worst, 0.0);   // bf16 really ran
+        EXPECT_LT(worst, 0.25);  // |sum| ~ sqrt(40) ~ 6; 40 roundings of 2^-9 relative
+    }
+    EXPECT_THROW(matmul(x, Tensor::zeros({3, 3}), Precision::BF16), Error);
 }
 
 TEST(Ops, Conv2dHand) {

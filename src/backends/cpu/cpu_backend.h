@@ -19,7 +19,7 @@ public:
     size_t packed_weights_bytes() const override;
 
     Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision compute, DType out) override;
-    Tensor matmul(const Tensor& a, const Tensor& b) override;
+    Tensor matmul(const Tensor& a, const Tensor& b, Precision compute) override;
     Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
                   Precision compute) override;
     Conv2dGrads conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& g, const Conv2dParams& p, bool need_dx,

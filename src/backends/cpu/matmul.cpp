@@ -20,16 +20,16 @@ void count_matmul_flops(const memory::dims& a_dims, const memory::dims& c_dims) 
                 (double)a_dims[r - 1]);
 }
 
-// One 2-D or 3-D f32 matmul of activations with explicit strides for the operands.
-void dnnl_matmul(const float* a, const memory::dims& a_dims, const memory::dims& a_strides,
-                 const float* b, const memory::dims& b_dims, const memory::dims& b_strides,
-                 float* c, const memory::dims& c_dims) {
+// One 2-D or 3-D matmul of activations (f32 or bf16 operands, f32 result) with explicit strides for the operands.
+void dnnl_matmul(const void* a, const memory::dims& a_dims, const memory::dims& a_strides,
+                 const void* b, const memory::dims& b_dims, const memory::dims& b_strides,
+                 float* c, const memory::dims& c_dims, dt in = dt::f32) {
     auto& eng = cpu::engine();
-    const memory::desc a_md(a_dims, dt::f32, a_strides), b_md(b_dims, dt::f32, b_strides);
+    const memory::desc a_md(a_dims, in, a_strides), b_md(b_dims, in, b_strides);
     const memory::desc c_md(c_dims, dt::f32, c_dims.size() == 2 ? tag::ab : tag::abc);
     cpu::MatmulPrimitive& mm = cpu::cached_matmul(a_md, b_md, memory::desc(), c_md);
-    mm.prim.execute(cpu::stream(), {{DNNL_ARG_SRC, memory(a_md, eng, const_cast<float*>(a))},
-                                    {DNNL_ARG_WEIGHTS, memory(b_md, eng, const_cast<float*>(b))},
+    mm.prim.execute(cpu::stream(), {{DNNL_ARG_SRC, memory(a_md, eng, const_cast<void*>(a))},
+                                    {DNNL_ARG_WEIGHTS, memory(b_md, eng, const_cast<void*>(b))},
                                     {DNNL_ARG_DST, memory(c_md, eng, c)}});
     cpu::stream().wait();
     count_matmul_flops(a_dims, c_dims);
@@ -80,8 +80,10 @@ Tensor CpuBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor& 
     return y;
 }
 
-Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
+// BF16: both operands rounded to bf16 (one conversion pass each), f32 accumulation and result.
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in, Precision compute) {
     OpTimer op_timer("matmul");
+    const bool bf16 = compute == Precision::BF16;
     NUANCE_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: operands need rank >= 2, got ", a_in.shape(), " and ",
                  b_in.shape());
     NUANCE_CHECK(a_in.size(-1) == b_in.size(-2), "matmul: ", a_in.shape(), " x ", b_in.shape());
@@ -100,7 +102,7 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
         Shape s = lead;
         s.push_back(r);
         s.push_back(c);
-        Tensor e = t.f32().expand(s);
+        Tensor e = (bf16 ? t.to(DType::BF16) : t.f32()).expand(s);
         // keep a transposed last-two-dims view as-is when the batch dims are contiguous-ish; else copy
         const bool ok_rows = e.strides()[e.dim() - 1] == 1 || e.strides()[e.dim() - 2] == 1;
         if (!ok_rows) e = e.contiguous();
@@ -132,13 +134,16 @@ Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
     if (!batch_stride(b, sb)) { b = b.contiguous(); sb = K * N; }
     const int64_t a_rs = a.strides()[a.dim() - 2], a_cs = a.strides()[a.dim() - 1];
     const int64_t b_rs = b.strides()[b.dim() - 2], b_cs = b.strides()[b.dim() - 1];
+    const dt in = bf16 ? dt::bf16 : dt::f32;
     if (sa != 0 && sb != 0) {
-        dnnl_matmul(a.data<float>(), {B, M, K}, {sa, a_rs, a_cs}, b.data<float>(), {B, K, N}, {sb, b_rs, b_cs},
-                    c.data<float>(), {B, M, N});
+        dnnl_matmul(a.raw(), {B, M, K}, {sa, a_rs, a_cs}, b.raw(), {B, K, N}, {sb, b_rs, b_cs}, c.data<float>(),
+                    {B, M, N}, in);
     } else {
+        const int64_t es = (int64_t)dtype_size(a.dtype());
+        const char *pa = static_cast<const char*>(a.raw()), *pb = static_cast<const char*>(b.raw());
         for (int64_t i = 0; i < B; ++i)
-            dnnl_matmul(a.data<float>() + i * sa, {M, K}, {a_rs, a_cs}, b.data<float>() + i * sb, {K, N}, {b_rs, b_cs},
-                        c.data<float>() + i * M * N, {M, N});
+            dnnl_matmul(pa + i * sa * es, {M, K}, {a_rs, a_cs}, pb + i * sb * es, {K, N}, {b_rs, b_cs},
+                        c.data<float>() + i * M * N, {M, N}, in);
     }
     return c;
 }
