@@ -161,7 +161,8 @@ int run_fid(EvalArgs& a) {
     nlohmann::json j = c.describe();
     j["metric"] = "fid";
     j["a"] = {{"source", sa.describe()}, {"images", sa.size()}, {"seconds", fa.seconds},
-              {"network_seconds", fa.network_seconds}, {"first_batch_seconds", fa.first_batch_seconds}};
+              {"network_seconds", fa.network_seconds}, {"first_batch_seconds", fa.first_batch_seconds},
+              {"network_cpu_seconds", fa.network_cpu_seconds}, {"first_batch_cpu_seconds", fa.first_batch_cpu_seconds}};
     if (!a.save_stats.empty()) {
         const FeatureStats st(fa.features);
         write_fid_stats(a.save_stats, {dim, st.mean(), st.covariance()});

@@ -1,6 +1,8 @@
 // Shape letters: N images, D feature width, K classes.
 #include "eval/feature_extractor.h"
 
+#include <time.h>
+
 #include <chrono>
 #include <cstring>
 
@@ -17,6 +19,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double process_cpu_seconds() {
+    timespec ts{};
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 class InceptionExtractor final : public FeatureExtractor {
 public:
@@ -211,10 +219,15 @@ FeatureRun extract_features(const FeatureExtractor& net, const ImageSource& src,
         const int64_t b = (int64_t)ims.size();
         for (int64_t i = 0; i < b && start + i < keep; ++i) kept.push_back(ims[(size_t)i]);
         const auto n0 = Clock::now();
+        const double c0 = process_cpu_seconds();
         const FeatureExtractor::Output o = net.extract(ims, want_logits);
-        const double dt = since(n0);
+        const double dt = since(n0), dc = process_cpu_seconds() - c0;
         r.network_seconds += dt;
-        if (start == mine.begin) r.first_batch_seconds = dt;
+        r.network_cpu_seconds += dc;
+        if (start == mine.begin) {
+            r.first_batch_seconds = dt;
+            r.first_batch_cpu_seconds = dc;
+        }
         NUANCE_CHECK(o.features.defined() && o.features.shape() == Shape({b, d}), "feature network ", net.name(),
                      " returned ", o.features.defined() ? shape_str(o.features.shape()) : "nothing", " for ", b,
                      " images, expected [", b, ", ", d, "]");

@@ -66,6 +66,9 @@ struct FeatureRun {
     double seconds = 0;
     double network_seconds = 0;      // inside the network on this rank (no decoding, resizing or generation)
     double first_batch_seconds = 0;  // network time of this rank's first batch (includes packing the weights once)
+    // The same as CPU time of the process (all threads): on a machine shared with other work, wall time measures
+    // the load as much as the network, CPU time far less (single-threaded, it has no barrier spinning either).
+    double network_cpu_seconds = 0, first_batch_cpu_seconds = 0;
 };
 
 // Runs fn(images, index of the first) over this rank's shard of `src` (all of it in one process), `batch` images at

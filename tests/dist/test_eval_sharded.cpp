@@ -127,7 +127,7 @@ TEST(DataParallelEval, SweepAndClipScoreEqualOneProcess) {
     EmojiClassifier net(9);
     init_random(net, 3);
     save_emoji_classifier(d + "/cls.safetensors", net, emoji_categories());
-    const std::string sweep = " eval sweep -q -t 1 -m " + model + " --prompts " + d + "/prompts.txt --samples 3 " +
+    const std::string sweep = " eval sweep -q -t 1 -m " + model + " --prompts " + d + "/prompts.txt --samples 2 " +
                               "--steps 1,2 --cfg 1,4 --features emoji-classifier:" + d + "/cls.safetensors --ref " +
                               d + "/ref --clip " + d + "/clip --batch 2 --json ";
     const Shell one = run_shell(cli() + sweep + d + "/one.json --plot " + d + "/one.png");

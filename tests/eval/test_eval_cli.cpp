@@ -149,7 +149,7 @@ TEST_F(EvalCli, ClipScoreOfAModelsSamples) {
     std::ofstream(p("prompts.txt")) << "red apple\nblue heart\n";
     const std::string model = default_model_path();
     ASSERT_FALSE(model.empty());
-    auto r = run_cli("eval clip-score -q -m " + model + " --prompts " + p("prompts.txt") + " --samples 3 --steps 2 -s 5 "
+    auto r = run_cli("eval clip-score -q -t 1 -m " + model + " --prompts " + p("prompts.txt") + " --samples 3 --steps 2 -s 5 "
                      "--clip " + p("clip") + " --save-samples " + p("s") + " --json " + p("c.json"));
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_THAT(r.out, HasSubstr("| CLIP score"));
@@ -214,7 +214,7 @@ TEST_F(EvalCli, PrecisionRecallOnImageFolders) {
     const Tensor fa = extract_features(*fx, ImageSource::folder(p("a")), 4, false).features;
     const Tensor fb = extract_features(*fx, ImageSource::folder(p("b")), 4, false).features;
     const PrecisionRecall want = precision_recall(fa, fb, 2);
-    auto r = run_cli("eval pr -q " + p("a") + " " + p("b") + " -k 2 --batch 4 --inception " + inception + " --json -");
+    auto r = run_cli("eval pr -q -t 1 " + p("a") + " " + p("b") + " -k 2 --batch 4 --inception " + inception + " --json -");
     ASSERT_EQ(r.code, 0) << r.out;
     nlohmann::json j = nlohmann::json::parse(r.out);
     EXPECT_NEAR(j["precision"].get<double>(), want.precision, 1e-12);
@@ -223,7 +223,7 @@ TEST_F(EvalCli, PrecisionRecallOnImageFolders) {
     EXPECT_NEAR(j["coverage"].get<double>(), want.coverage, 1e-12);
     EXPECT_EQ(j["dim"], 2048);
     write_npy(p("b.npy"), fb);
-    r = run_cli("eval pr -q " + p("a") + " " + p("b.npy") + " -k 2 --batch 4 --inception " + inception + " --json -");
+    r = run_cli("eval pr -q -t 1 " + p("a") + " " + p("b.npy") + " -k 2 --batch 4 --inception " + inception + " --json -");
     ASSERT_EQ(r.code, 0) << r.out;
     j = nlohmann::json::parse(r.out);
     EXPECT_NEAR(j["recall"].get<double>(), want.recall, 1e-12);
