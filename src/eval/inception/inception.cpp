@@ -83,61 +83,16 @@ Tensor relu_(Tensor y) {
     return y;
 }
 
-// conv + folded BN, no ReLU.
-Tensor conv_raw(const ConvBN& c, const Tensor& x, Precision compute) {
+Tensor run_conv(const ConvBN& c, const Tensor& x, Precision compute) {
     Tensor y = conv2d(x, c.w, c.b, c.p, compute);
     if (!y.is_channels_last() || y.is_contiguous()) y = y.channels_last();  // tiny maps may come back plain
-    return y;
-}
-
-Tensor run_conv(const ConvBN& c, const Tensor& x, Precision compute) { return relu_(conv_raw(c, x, compute)); }
-
-// Several 1x1 BasicConv2d that read the same input, as one convolution with their output channels stacked in order:
-// one pass over the input and one larger product instead of several thin ones.
-ConvBN stack_1x1(const std::vector<const ConvBN*>& parts) {
-    const int64_t in = parts[0]->w.size(1);
-    int64_t out = 0;
-    for (const ConvBN* c : parts) {
-        NUANCE_CHECK(c->w.size(1) == in && c->w.size(2) == 1 && c->w.size(3) == 1 && c->p.stride == 1,
-                     "inception: stack_1x1 needs 1x1 stride-1 convs of one input");  // (internal: fixed topology)
-        out += c->w.size(0);
-    }
-    ConvBN s;
-    s.w = Tensor::empty({out, in, 1, 1});
-    s.b = Tensor::empty({out});
-    int64_t o = 0;
-    for (const ConvBN* c : parts) {
-        const int64_t n = c->w.size(0);
-        std::memcpy(s.w.data<float>() + o * in, c->w.data<float>(), (size_t)(n * in) * sizeof(float));
-        std::memcpy(s.b.data<float>() + o, c->b.data<float>(), (size_t)n * sizeof(float));
-        o += n;
-    }
-    return s;
-}
-
-// Channels [off, off + c) of a channels-last map, ReLU'd, as a new channels-last map.
-Tensor take_relu(const Tensor& y, int64_t off, int64_t c) {
-    const int64_t N = y.size(0), C = y.size(1), H = y.size(2), W = y.size(3);
-    Tensor out = Tensor::empty_channels_last({N, c, H, W});
-    const float* yd = y.data<float>();
-    float* od = out.data<float>();
-    const int64_t pixels = N * H * W;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < pixels; ++i) {
-        const float* src = yd + i * C + off;
-        float* dst = od + i * c;
-        for (int64_t j = 0; j < c; ++j) dst[j] = src[j] > 0.0f ? src[j] : 0.0f;
-    }
-    return out;
+    return relu_(y);
 }
 
 // [N, C, H, W] channels-last -> pooled, channels-last. Max ignores padding; avg divides by the count of real
-// elements in the window when !count_pad (count_include_pad=False), by k*k otherwise. With c_n >= 0 only channels
-// [c_off, c_off + c_n) are pooled (and ReLU'd after when `relu`).
-Tensor pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, bool is_max, bool count_pad = false,
-              int64_t c_off = 0, int64_t c_n = -1, bool relu = false) {
-    const int64_t N = x.size(0), XC = x.size(1), H = x.size(2), W = x.size(3);
-    const int64_t C = c_n < 0 ? XC : c_n;
+// elements in the window when !count_pad (count_include_pad=False), by k*k otherwise.
+Tensor pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, bool is_max, bool count_pad = false) {
+    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
     const int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     NUANCE_CHECK(Ho > 0 && Wo > 0, "inception: a ", H, "x", W, " map is too small for a ", k, "x", k, " pool");
     Tensor y = Tensor::empty_channels_last({N, C, Ho, Wo});
@@ -155,59 +110,37 @@ Tensor pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, bool is_m
                     for (int64_t c = 0; c < C; ++c) out[c] = -std::numeric_limits<float>::infinity();
                     for (int64_t h = ha; h < hb; ++h)
                         for (int64_t w = wa; w < wb; ++w) {
-                            const float* in = xd + ((n * H + h) * W + w) * XC + c_off;
+                            const float* in = xd + ((n * H + h) * W + w) * C;
                             for (int64_t c = 0; c < C; ++c) out[c] = std::max(out[c], in[c]);
                         }
                 } else {
                     for (int64_t c = 0; c < C; ++c) out[c] = 0.0f;
                     for (int64_t h = ha; h < hb; ++h)
                         for (int64_t w = wa; w < wb; ++w) {
-                            const float* in = xd + ((n * H + h) * W + w) * XC + c_off;
+                            const float* in = xd + ((n * H + h) * W + w) * C;
                             for (int64_t c = 0; c < C; ++c) out[c] += in[c];
                         }
                     const float div = count_pad ? (float)(k * k) : (float)((hb - ha) * (wb - wa));
                     for (int64_t c = 0; c < C; ++c) out[c] /= div;
                 }
-                if (relu)
-                    for (int64_t c = 0; c < C; ++c) out[c] = out[c] > 0.0f ? out[c] : 0.0f;
             }
     return y;
 }
 
-// A part of a channel concatenation: a whole channels-last map, or channels [off, off + c) of one, ReLU'd on the
-// way (the raw output of a stacked 1x1 convolution).
-struct Part {
-    Tensor t;
-    int64_t off = 0, c = -1;
-    bool relu = false;
-    Part(Tensor x) : t(std::move(x)) {}  // NOLINT: a whole map converts implicitly
-    Part(Tensor x, int64_t o, int64_t n) : t(std::move(x)), off(o), c(n), relu(true) {}
-    int64_t channels() const { return c < 0 ? t.size(1) : c; }
-};
-
 // Channel concatenation of channels-last maps of the same N, H, W.
-Tensor cat_channels(const std::vector<Part>& parts) {
-    const int64_t N = parts[0].t.size(0), H = parts[0].t.size(2), W = parts[0].t.size(3);
+Tensor cat_channels(const std::vector<Tensor>& parts) {
+    const int64_t N = parts[0].size(0), H = parts[0].size(2), W = parts[0].size(3);
     int64_t C = 0;
-    for (const Part& p : parts) C += p.channels();
+    for (const Tensor& p : parts) C += p.size(1);
     Tensor y = Tensor::empty_channels_last({N, C, H, W});
     float* yd = y.data<float>();
     const int64_t pixels = N * H * W;
     int64_t off = 0;
-    for (const Part& p : parts) {
-        const int64_t c = p.channels(), pc = p.t.size(1);
-        const float* pd = p.t.data<float>() + p.off;
-        if (p.relu) {
+    for (const Tensor& p : parts) {
+        const int64_t c = p.size(1);
+        const float* pd = p.data<float>();
 #pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < pixels; ++i) {
-                const float* src = pd + i * pc;
-                float* dst = yd + i * C + off;
-                for (int64_t j = 0; j < c; ++j) dst[j] = src[j] > 0.0f ? src[j] : 0.0f;
-            }
-        } else {
-#pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < pixels; ++i) std::memcpy(yd + i * C + off, pd + i * pc, (size_t)c * sizeof(float));
-        }
+        for (int64_t i = 0; i < pixels; ++i) std::memcpy(yd + i * C + off, pd + i * c, (size_t)c * sizeof(float));
         off += c;
     }
     return y;
@@ -231,12 +164,8 @@ Tensor global_pool(const Tensor& x) {
 
 // ---- blocks (torchvision Inception3 / pytorch-fid FIDInception*) ----
 
-// The average-pool branch, branch_pool(avg_pool(x)) with count_include_pad=False, is computed as
-// relu(avg_pool(W x + b)): the pool averages with weights that sum to 1, so it commutes with the 1x1 conv and its bias
-// (exact in real arithmetic; float rounding moves pool3 by ~1e-6). The 1x1 conv then joins the block's other 1x1
-// convs of x in one stacked convolution, and the pool runs on pool_features channels instead of all of x's.
 struct BlockA {  // FIDInceptionA
-    ConvBN b1, b5_1, b5_2, d1, d2, d3, pool, stacked;  // stacked: b1 | b5_1 | d1 | pool
+    ConvBN b1, b5_1, b5_2, d1, d2, d3, pool;
     BlockA(const Loader& l, const std::string& p, int64_t in, int64_t pool_features)
         : b1(l.conv(p + ".branch1x1", in, 64, 1, 1)),
           b5_1(l.conv(p + ".branch5x5_1", in, 48, 1, 1)),
@@ -244,14 +173,13 @@ struct BlockA {  // FIDInceptionA
           d1(l.conv(p + ".branch3x3dbl_1", in, 64, 1, 1)),
           d2(l.conv(p + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1)),
           d3(l.conv(p + ".branch3x3dbl_3", 96, 96, 3, 3, 1, 1, 1)),
-          pool(l.conv(p + ".branch_pool", in, pool_features, 1, 1)),
-          stacked(stack_1x1({&b1, &b5_1, &d1, &pool})) {}
+          pool(l.conv(p + ".branch_pool", in, pool_features, 1, 1)) {}
     Tensor operator()(const Tensor& x, Precision pr) const {
-        const Tensor y = conv_raw(stacked, x, pr);
-        Tensor b = run_conv(b5_2, take_relu(y, 64, 48), pr);
-        Tensor c = run_conv(d3, run_conv(d2, take_relu(y, 112, 64), pr), pr);
-        Tensor d = pool2d(y, 3, 1, 1, false, false, 176, pool.w.size(0), true);
-        return cat_channels({Part(y, 0, 64), b, c, d});
+        Tensor a = run_conv(b1, x, pr);
+        Tensor b = run_conv(b5_2, run_conv(b5_1, x, pr), pr);
+        Tensor c = run_conv(d3, run_conv(d2, run_conv(d1, x, pr), pr), pr);
+        Tensor d = run_conv(pool, pool2d(x, 3, 1, 1, false), pr);
+        return cat_channels({a, b, c, d});
     }
 };
 
@@ -270,8 +198,7 @@ struct BlockB {  // InceptionB (Mixed_6a)
 };
 
 struct BlockC {  // FIDInceptionC
-    ConvBN b1, s1, s2, s3, d1, d2, d3, d4, d5, pool, stacked;  // stacked: b1 | s1 | d1 | pool
-    int64_t c7_;
+    ConvBN b1, s1, s2, s3, d1, d2, d3, d4, d5, pool;
     BlockC(const Loader& l, const std::string& p, int64_t in, int64_t c7)
         : b1(l.conv(p + ".branch1x1", in, 192, 1, 1)),
           s1(l.conv(p + ".branch7x7_1", in, c7, 1, 1)),
@@ -282,39 +209,35 @@ struct BlockC {  // FIDInceptionC
           d3(l.conv(p + ".branch7x7dbl_3", c7, c7, 1, 7, 1, 0, 3)),
           d4(l.conv(p + ".branch7x7dbl_4", c7, c7, 7, 1, 1, 3, 0)),
           d5(l.conv(p + ".branch7x7dbl_5", c7, 192, 1, 7, 1, 0, 3)),
-          pool(l.conv(p + ".branch_pool", in, 192, 1, 1)),
-          stacked(stack_1x1({&b1, &s1, &d1, &pool})),
-          c7_(c7) {}
-    Tensor operator()(const Tensor& x, Precision pr) const {  // avg-pool branch: as BlockA
-        const Tensor y = conv_raw(stacked, x, pr);
-        Tensor b = run_conv(s3, run_conv(s2, take_relu(y, 192, c7_), pr), pr);
-        Tensor c = take_relu(y, 192 + c7_, c7_);
+          pool(l.conv(p + ".branch_pool", in, 192, 1, 1)) {}
+    Tensor operator()(const Tensor& x, Precision pr) const {
+        Tensor a = run_conv(b1, x, pr);
+        Tensor b = run_conv(s3, run_conv(s2, run_conv(s1, x, pr), pr), pr);
+        Tensor c = run_conv(d1, x, pr);
         for (const ConvBN* cv : {&d2, &d3, &d4, &d5}) c = run_conv(*cv, c, pr);
-        Tensor d = pool2d(y, 3, 1, 1, false, false, 192 + 2 * c7_, 192, true);
-        return cat_channels({Part(y, 0, 192), b, c, d});
+        Tensor d = run_conv(pool, pool2d(x, 3, 1, 1, false), pr);
+        return cat_channels({a, b, c, d});
     }
 };
 
 struct BlockD {  // InceptionD (Mixed_7a)
-    ConvBN t1, t2, s1, s2, s3, s4, stacked;  // stacked: t1 | s1
+    ConvBN t1, t2, s1, s2, s3, s4;
     BlockD(const Loader& l, const std::string& p, int64_t in)
         : t1(l.conv(p + ".branch3x3_1", in, 192, 1, 1)),
           t2(l.conv(p + ".branch3x3_2", 192, 320, 3, 3, 2)),
           s1(l.conv(p + ".branch7x7x3_1", in, 192, 1, 1)),
           s2(l.conv(p + ".branch7x7x3_2", 192, 192, 1, 7, 1, 0, 3)),
           s3(l.conv(p + ".branch7x7x3_3", 192, 192, 7, 1, 1, 3, 0)),
-          s4(l.conv(p + ".branch7x7x3_4", 192, 192, 3, 3, 2)),
-          stacked(stack_1x1({&t1, &s1})) {}
+          s4(l.conv(p + ".branch7x7x3_4", 192, 192, 3, 3, 2)) {}
     Tensor operator()(const Tensor& x, Precision pr) const {
-        const Tensor y = conv_raw(stacked, x, pr);
-        Tensor a = run_conv(t2, take_relu(y, 0, 192), pr);
-        Tensor b = run_conv(s4, run_conv(s3, run_conv(s2, take_relu(y, 192, 192), pr), pr), pr);
+        Tensor a = run_conv(t2, run_conv(t1, x, pr), pr);
+        Tensor b = run_conv(s4, run_conv(s3, run_conv(s2, run_conv(s1, x, pr), pr), pr), pr);
         return cat_channels({a, b, pool2d(x, 3, 2, 0, true)});
     }
 };
 
 struct BlockE {  // FIDInceptionE_1 (avg pool, count_include_pad=False) / FIDInceptionE_2 (max pool)
-    ConvBN b1, t1, t2a, t2b, d1, d2, d3a, d3b, pool, stacked;  // stacked: b1 | t1 | d1 (| pool when avg)
+    ConvBN b1, t1, t2a, t2b, d1, d2, d3a, d3b, pool;
     bool max_pool;
     BlockE(const Loader& l, const std::string& p, int64_t in, bool max_pool_)
         : b1(l.conv(p + ".branch1x1", in, 320, 1, 1)),
@@ -326,16 +249,13 @@ struct BlockE {  // FIDInceptionE_1 (avg pool, count_include_pad=False) / FIDInc
           d3a(l.conv(p + ".branch3x3dbl_3a", 384, 384, 1, 3, 1, 0, 1)),
           d3b(l.conv(p + ".branch3x3dbl_3b", 384, 384, 3, 1, 1, 1, 0)),
           pool(l.conv(p + ".branch_pool", in, 192, 1, 1)),
-          stacked(max_pool_ ? stack_1x1({&b1, &t1, &d1}) : stack_1x1({&b1, &t1, &d1, &pool})),
           max_pool(max_pool_) {}
     Tensor operator()(const Tensor& x, Precision pr) const {
-        // Max pooling does not commute with the conv: Mixed_7c pools x first, as the reference does.
-        const Tensor y = conv_raw(stacked, x, pr);
-        Tensor t = take_relu(y, 320, 384);
-        Tensor d = run_conv(d2, take_relu(y, 704, 448), pr);
-        Tensor p = max_pool ? run_conv(pool, pool2d(x, 3, 1, 1, true), pr)
-                            : pool2d(y, 3, 1, 1, false, false, 1152, 192, true);
-        return cat_channels({Part(y, 0, 320), run_conv(t2a, t, pr), run_conv(t2b, t, pr), run_conv(d3a, d, pr),
+        Tensor a = run_conv(b1, x, pr);
+        Tensor t = run_conv(t1, x, pr);
+        Tensor d = run_conv(d2, run_conv(d1, x, pr), pr);
+        Tensor p = run_conv(pool, pool2d(x, 3, 1, 1, max_pool), pr);
+        return cat_channels({a, run_conv(t2a, t, pr), run_conv(t2b, t, pr), run_conv(d3a, d, pr),
                              run_conv(d3b, d, pr), p});
     }
 };
