@@ -8,7 +8,9 @@ Each round times torch (torch.set_num_threads(threads), model(x) on a [batch, 3,
 all batches of `images`) and then nuance (`nuance eval fid DIR --save-stats` on the same images as PNG files,
 -t threads, the network time it reports as network_seconds minus its first batch, which also packs the weights
 once per process, as torch's warm-up call is excluded; decoding and resizing excluded). Prints images/s per
-round and the medians, and nuance / torch.
+round and the medians, and nuance / torch; by wall time, and by the CPU time of the process (all threads: torch's
+time.process_time(), nuance's network_cpu_seconds), which a machine shared with other work disturbs far less than
+wall time (at --threads 1 there is no barrier spinning in it either).
 """
 import argparse
 import json
@@ -55,21 +57,27 @@ def main():
            "legacy_pytorch", "--precision", a.precision, "--json", os.path.join(tmp, "r.json")]
     with torch.no_grad():
         net(x[: a.batch])  # warm-up
-    t_rates, n_rates = [], []
+    t_rates, n_rates, tc_rates, nc_rates = [], [], [], []
     for r in range(a.rounds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.no_grad():
             for s in range(0, a.images, a.batch):
                 net(x[s: s + a.batch])
         t_rates.append(a.images / (time.perf_counter() - t0))
+        tc_rates.append(a.images / (time.process_time() - c0))
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
         j = json.load(open(os.path.join(tmp, "r.json")))["a"]
         # Batch 0 also packs the weights into oneDNN's layout (once per process): excluded, like torch's warm-up.
         n_rates.append((a.images - a.batch) / (j["network_seconds"] - j["first_batch_seconds"]))
-        print(f"round {r}: torch {t_rates[-1]:.2f} img/s, nuance {n_rates[-1]:.2f} img/s", flush=True)
+        nc_rates.append((a.images - a.batch) / (j["network_cpu_seconds"] - j["first_batch_cpu_seconds"]))
+        print(f"round {r}: wall: torch {t_rates[-1]:.2f} img/s, nuance {n_rates[-1]:.2f} img/s; "
+              f"cpu: torch {tc_rates[-1]:.2f} img/cpu-s, nuance {nc_rates[-1]:.2f} img/cpu-s", flush=True)
     tm, nm = statistics.median(t_rates), statistics.median(n_rates)
-    print(f"median: torch {tm:.2f} img/s, nuance {nm:.2f} img/s, nuance/torch {nm / tm:.2f}x "
-          f"({a.threads} threads, {a.images} images of 299x299, batch {a.batch}, torch {torch.__version__})")
+    tcm, ncm = statistics.median(tc_rates), statistics.median(nc_rates)
+    print(f"median wall: torch {tm:.2f} img/s, nuance {nm:.2f} img/s, nuance/torch {nm / tm:.2f}x; "
+          f"median cpu: torch {tcm:.2f} img/cpu-s, nuance {ncm:.2f} img/cpu-s, nuance/torch {ncm / tcm:.2f}x "
+          f"({a.threads} threads, {a.images} images of 299x299, batch {a.batch}, {a.precision}, "
+          f"torch {torch.__version__})")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <mutex>
 
@@ -169,6 +171,50 @@ std::vector<uint64_t> allgather(uint64_t value) {
     Timer t;
     check_mpi(MPI_Allgather(&value, 1, MPI_UINT64_T, out.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD),
               "MPI_Allgather");
+#endif
+    return out;
+}
+
+std::vector<uint8_t> gather_bytes(const void* data, size_t bytes, int root) {
+    const int n = world().size;
+    NUANCE_CHECK(root >= 0 && root < n, "gather_bytes: root ", root, " outside 0..", n - 1);
+    NUANCE_CHECK(bytes == 0 || data, "gather_bytes: no data for ", bytes, " bytes");
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    if (n == 1) return std::vector<uint8_t>(p, p + bytes);
+    const std::vector<uint64_t> sizes = allgather((uint64_t)bytes);
+    std::vector<uint8_t> out;
+#ifdef NUANCE_HAVE_MPI
+    Timer t;
+    constexpr size_t kPiece = size_t(1) << 30;
+    constexpr int kTag = 7317;
+    if (world().rank != root) {
+        for (size_t off = 0; off < bytes; off += kPiece) {
+            const size_t len = std::min(kPiece, bytes - off);
+            check_mpi(MPI_Send(p + off, (int)len, MPI_BYTE, root, kTag, MPI_COMM_WORLD), "MPI_Send (gather)");
+            g_stats.bytes += len;
+        }
+        return out;
+    }
+    uint64_t total = 0;
+    for (uint64_t s : sizes)
+        NUANCE_CHECK(!__builtin_add_overflow(total, s, &total) && total <= (uint64_t)PTRDIFF_MAX,
+                     "gather_bytes: the ranks' sizes overflow");
+    out.resize((size_t)total);
+    size_t at = 0;
+    for (int r = 0; r < n; ++r) {
+        const size_t len_r = (size_t)sizes[(size_t)r];
+        if (r == root) {
+            if (len_r) std::memcpy(out.data() + at, p, len_r);
+        } else {
+            for (size_t off = 0; off < len_r; off += kPiece) {
+                const size_t len = std::min(kPiece, len_r - off);
+                check_mpi(MPI_Recv(out.data() + at + off, (int)len, MPI_BYTE, r, kTag, MPI_COMM_WORLD,
+                                   MPI_STATUS_IGNORE),
+                          "MPI_Recv (gather)");
+            }
+        }
+        at += len_r;
+    }
 #endif
     return out;
 }

@@ -40,6 +40,9 @@ void broadcast(void* data, size_t bytes, int root);
 void barrier();
 // Every rank's `value`, in rank order.
 std::vector<uint64_t> allgather(uint64_t value);
+// Every rank's bytes (sizes may differ, empty allowed), concatenated in rank order on `root`; the other ranks get an
+// empty vector. Sent point to point in pieces of at most 1 GiB (MPI counts are int), so any size works.
+std::vector<uint8_t> gather_bytes(const void* data, size_t bytes, int root = 0);
 
 // Communication counters of this process (for the training report).
 struct CommStats {

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_file.h"
 #include "io/weights.h"
 #include "text/clip_tokenizer.h"
 
@@ -128,6 +129,28 @@ Tensor ClipScorer::text_embeds(const Tensor& ids) const { return text_.forward(i
 
 Tensor ClipScorer::text_embeds(const std::vector<std::string>& captions) const {
     return text_embeds(clip_score_ids(captions, text_.config().max_positions));
+}
+
+std::vector<double> ClipScorer::pair_scores(const std::vector<Image>& images,
+                                            const std::vector<std::string>& captions) const {
+    NUANCE_CHECK(images.size() == captions.size(), "CLIP score: ", images.size(), " images for ", captions.size(),
+                 " captions");
+    if (images.empty()) return {};
+    return clip_pair_scores(image_embeds(images), text_embeds(captions));
+}
+
+std::unique_ptr<ClipScorer> load_clip_scorer(const std::string& path, const std::string& config_in,
+                                             const std::string& processor_in) {
+    std::string weights = path, config = config_in, processor = processor_in;
+    if (is_directory(path)) {
+        weights = find_first_file(path, {"model.safetensors", "pytorch_model.bin"});
+        NUANCE_CHECK_CODE(!weights.empty(), NotFound, "CLIP folder '", path, "' has no model.safetensors");
+        if (config.empty() && file_exists(path + "/config.json")) config = path + "/config.json";
+        if (processor.empty() && file_exists(path + "/preprocessor_config.json"))
+            processor = path + "/preprocessor_config.json";
+    }
+    return ClipScorer::load(weights, config.empty() ? nlohmann::json() : read_json_object(config),
+                            processor.empty() ? nlohmann::json() : read_json_object(processor));
 }
 
 }  // namespace nuance

@@ -41,10 +41,18 @@ public:
     Tensor text_embeds(const std::vector<std::string>& captions) const;
     const ClipImageProcessor& processor() const { return proc_; }
 
+    // Scores of images against their captions (one each), `batch` pairs per forward pass.
+    std::vector<double> pair_scores(const std::vector<Image>& images, const std::vector<std::string>& captions) const;
+
 private:
     ClipTextModel text_;
     ClipVisionModel vision_;
     ClipImageProcessor proc_;
 };
+
+// --clip PATH: a weight file, or a transformers folder (model.safetensors or pytorch_model.bin, with config.json and
+// preprocessor_config.json when present). `config` / `processor` override the folder's files; "" = none / the folder's.
+std::unique_ptr<ClipScorer> load_clip_scorer(const std::string& path, const std::string& config = "",
+                                             const std::string& processor = "");
 
 }  // namespace nuance

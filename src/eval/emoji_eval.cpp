@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/mt19937.h"
+#include "eval/feature_extractor.h"
 #include "eval/fid.h"
 #include "io/contact_sheet.h"
 #include "io/image.h"
@@ -118,9 +119,9 @@ Generated generate_all(const DiffusionModel& m, const EmojiEvalOptions& o, const
 }
 
 // Accuracy and distances of generated images against their prompts' rows and the reference features.
-nlohmann::json measure(const EmojiClassifier& net, const Generated& g, const std::vector<Prompt>& prompts,
+nlohmann::json measure(const FeatureExtractor& net, const Generated& g, const std::vector<Prompt>& prompts,
                        const Tensor& reference) {
-    const EmojiClassifier::Output out = classify(net, emoji_images_to_batch(g.images));
+    const FeatureExtractor::Output out = net.extract(g.images, true);
     std::vector<int64_t> targets;
     for (const Prompt& p : prompts) targets.push_back(p.category);
     const ClassAccuracy acc = class_accuracy(out.logits, targets);
@@ -151,8 +152,12 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
     NUANCE_CHECK(!o.random_model || !o.model.empty(),
                  "eval-emoji: --random-model needs -m (the architecture to re-initialise)");
     const std::vector<std::string>& classes = emoji_categories();
-    const LoadedClassifier cls = load_emoji_classifier(o.classifier, classes);
-    const EmojiClassifier& net = *cls.net;
+    // The classifier is one of `nuance eval`'s feature networks (eval/feature_extractor.h): its features and logits
+    // come through the same interface as `nuance eval fid --features emoji-classifier:FILE` uses.
+    LoadedClassifier cls = load_emoji_classifier(o.classifier, classes);
+    const std::vector<std::string> cls_classes = cls.classes;
+    const std::map<std::string, std::string> cls_metadata = cls.metadata;
+    const std::unique_ptr<FeatureExtractor> net = make_emoji_classifier_extractor(std::move(cls));
 
     // ---- real images ----
     auto t0 = Clock::now();
@@ -169,7 +174,7 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
         for (int64_t s = 0; s < n; s += chunk) {
             std::vector<Image> images;
             for (int64_t i = s; i < std::min(n, s + chunk); ++i) images.push_back(data.load_image(i));
-            const EmojiClassifier::Output out = classify(net, emoji_images_to_batch(images));
+            const FeatureExtractor::Output out = net->extract(images, true);
             f.push_back(out.features);
             l.push_back(out.logits);
             if (o.on_progress) o.on_progress({"real", std::min(n, s + chunk), n, seconds_since(t0)});
@@ -192,9 +197,9 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
     const Tensor ref_features = take_rows(real_features, reference);
 
     nlohmann::json report;
-    report["classifier"] = {{"path", o.classifier}, {"classes", cls.classes}};
+    report["classifier"] = {{"path", o.classifier}, {"classes", cls_classes}};
     for (const char* k : {"train_accuracy", "heldout_accuracy", "heldout_balanced_accuracy", "epochs"})
-        if (cls.metadata.count(k)) report["classifier"][k] = cls.metadata.at(k);
+        if (cls_metadata.count(k)) report["classifier"][k] = cls_metadata.at(k);
     report["data"] = {{"path", o.data}, {"images", n}, {"heldout_rule", "concept_id % 10 == 0"}};
     report["reference"] = {{"images", (int64_t)reference.size()},
                            {"rule", str("all real images but a seeded random sample of ", floor_n,
@@ -231,7 +236,7 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
     std::vector<std::string> texts;
     for (const Prompt& p : prompts) texts.push_back(p.text);
     if (o.samples > 0) {
-        report["model"] = measure(net, generate_all(model, o, texts, "model"), prompts, ref_features);
+        report["model"] = measure(*net, generate_all(model, o, texts, "model"), prompts, ref_features);
         report["model"]["path"] = o.model;
     }
     if (!o.sheet.empty()) {
@@ -250,7 +255,7 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
             const uint64_t k = name == "unet" ? 51 : name == "text_encoder" ? 52 : name == "text_encoder_2" ? 53 : next++;
             init_random(*mod, mix_seed(o.seed, k));
         }
-        report["untrained"] = measure(net, generate_all(model, o, texts, "untrained"), prompts, ref_features);
+        report["untrained"] = measure(*net, generate_all(model, o, texts, "untrained"), prompts, ref_features);
         report["untrained"]["init"] = "init_random (denoiser, text encoders); trained VAE kept";
     }
     return report;

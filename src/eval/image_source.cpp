@@ -88,7 +88,7 @@ Image ImageSource::get(int64_t i) const {
     NUANCE_CHECK(i >= 0 && i < size(), "image source: index ", i, " outside 0..", size() - 1);
     if (!model_) return read_image(files_[(size_t)i], kMaxEvalImagePixels);
     GenerateParams p = params_;
-    p.prompt = spec_.prompts[(size_t)(i % (int64_t)spec_.prompts.size())];
+    p.prompt = prompt(i);
     p.seed = (int64_t)(spec_.seed + (uint64_t)i);
     Image im = generate(*model_, p).at(0).image;
     if (!spec_.save_dir.empty()) {
@@ -97,6 +97,12 @@ Image ImageSource::get(int64_t i) const {
         write_png(spec_.save_dir + name, im);
     }
     return im;
+}
+
+std::string ImageSource::prompt(int64_t i) const {
+    NUANCE_CHECK(i >= 0 && i < size(), "image source: index ", i, " outside 0..", size() - 1);
+    if (!model_) return "";
+    return spec_.prompts[(size_t)(i % (int64_t)spec_.prompts.size())];
 }
 
 std::string ImageSource::describe() const {

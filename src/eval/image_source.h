@@ -42,6 +42,7 @@ public:
     static ImageSource model(std::shared_ptr<const DiffusionModel> m, GenerationSpec spec);
     int64_t size() const;
     Image get(int64_t i) const;  // decoded / generated RGB image
+    std::string prompt(int64_t i) const;  // (model sources) the prompt of image i; "" for folders
     std::string describe() const;  // "folder X (N images)" / "model M, N samples, steps S, cfg C, seed K"
     bool generated() const { return model_ != nullptr; }
     const GenerateParams& params() const { return params_; }  // (model sources) the resolved settings

@@ -1,52 +1,11 @@
 #include "eval/inception_eval.h"
 
-#include <chrono>
 #include <cmath>
-#include <cstring>
+#include <vector>
 
 #include "core/error.h"
 
 namespace nuance {
-
-FeatureRun inception_features(const InceptionV3& net, const ImageSource& src, InceptionResize resize, int64_t batch,
-                              bool want_logits, int keep,
-                              const std::function<void(const FeatureProgress&)>& on_progress) {
-    NUANCE_CHECK(batch >= 1 && batch <= 256, "usage: --batch must be 1..256, got ", batch);
-    const auto t0 = std::chrono::steady_clock::now();
-    const int64_t n = src.size();
-    FeatureRun r;
-    r.pool3 = Tensor::empty({n, 2048});
-    if (want_logits) {
-        NUANCE_CHECK(net.has_fc(), "the Inception Score needs the fc head (fc.weight, fc.bias), which these Inception ",
-                     "weights lack (pytorch-fid's pt_inception-2015-12-05 .pth has it)");
-        r.logits = Tensor::empty({n, net.num_classes()});
-    }
-    for (int64_t start = 0; start < n; start += batch) {
-        const int64_t b = std::min(batch, n - start);
-        std::vector<Image> ims;
-        for (int64_t i = 0; i < b; ++i) {
-            ims.push_back(src.get(start + i));
-            if ((int64_t)r.kept.size() < keep) r.kept.push_back(ims.back());
-        }
-        const Tensor x = inception_input(ims, resize);
-        const auto n0 = std::chrono::steady_clock::now();
-        const InceptionFeatures f = net.forward(x, false, want_logits);
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - n0).count();
-        r.network_seconds += dt;
-        if (start == 0) r.first_batch_seconds = dt;
-        std::memcpy(r.pool3.data<float>() + start * 2048, f.pool3.data<float>(), (size_t)(b * 2048) * sizeof(float));
-        if (want_logits) {
-            const int64_t k = net.num_classes();
-            std::memcpy(r.logits.data<float>() + start * k, f.logits_unbiased.data<float>(),
-                        (size_t)(b * k) * sizeof(float));
-        }
-        if (on_progress)
-            on_progress({start + b, n,
-                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
-    }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return r;
-}
 
 InceptionScore inception_score(const Tensor& logits, int splits) {
     NUANCE_CHECK(logits.defined() && logits.dim() == 2 && logits.size(0) >= 1 && logits.size(1) >= 2,

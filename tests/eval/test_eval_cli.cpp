@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/clip_score.h"
+#include "eval/feature_extractor.h"
 #include "eval/image_folder.h"
 #include "eval/lpips.h"
 #include "eval/precision_recall.h"
@@ -17,6 +18,7 @@
 #include "io/json_file.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "models/default_model.h"
 
 #include "../test_paths.h"
 #include "../test_util.h"
@@ -135,6 +137,53 @@ TEST_F(EvalCli, ClipScoreFromPromptsAndFromPngParameters) {
     EXPECT_THAT(r.out, HasSubstr("'" + p("b/0.png") + "' has no \"parameters\" text chunk to take the caption from"));
 }
 
+// -m: the model generates, then each image is scored against the prompt it was made from; the same as scoring the
+// saved samples in-process.
+TEST_F(EvalCli, ClipScoreOfAModelsSamples) {
+    const std::string g = kData + "/golden/clip_vision/";
+    fs::create_directories(p("clip"));
+    fs::copy_file(g + "clip_model.safetensors", p("clip/model.safetensors"));
+    const nlohmann::json cj = read_json_object(g + "case.json")["models"]["clip_score_model"]["config"];
+    std::ofstream(p("clip/config.json")) << cj.dump();
+    fs::copy_file(g + "preprocessor_config.json", p("clip/preprocessor_config.json"));
+    std::ofstream(p("prompts.txt")) << "red apple\nblue heart\n";
+    const std::string model = default_model_path();
+    ASSERT_FALSE(model.empty());
+    auto r = run_cli("eval clip-score -q -t 1 -m " + model + " --prompts " + p("prompts.txt") + " --samples 3 --steps 2 -s 5 "
+                     "--clip " + p("clip") + " --save-samples " + p("s") + " --json " + p("c.json"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("| CLIP score"));
+    const nlohmann::json j = read_json_object(p("c.json"));
+    ASSERT_EQ(j["per_image"].size(), 3u);
+    const auto scorer = load_clip_scorer(p("clip"));
+    const std::vector<std::string> caps = {"red apple", "blue heart", "red apple"};
+    std::vector<Image> ims;
+    for (int i = 0; i < 3; ++i) {
+        char name[32];
+        std::snprintf(name, sizeof name, "s/%06d.png", i);
+        ims.push_back(read_image(p(name)));
+        EXPECT_EQ(j["per_image"][(size_t)i]["caption"], caps[(size_t)i]);
+        EXPECT_EQ(j["per_image"][(size_t)i]["seed"], 5 + i);
+    }
+    const std::vector<double> want = scorer->pair_scores(ims, caps);
+    for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(j["per_image"][i]["clip_score"].get<double>(), want[i], 1e-4);
+    EXPECT_NEAR(j["clip_score"].get<double>(), clip_score_of(want), 1e-4);
+    // Errors: a folder and -m, -m without --samples, --captions-from-png with -m.
+    r = run_cli("eval clip-score -q " + p("a") + " -m " + model + " --prompts " + p("prompts.txt") + " --samples 1 --clip " +
+                p("clip"));
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("clip-score takes a folder or -m MODEL, not both"));
+    r = run_cli("eval clip-score -q -m " + model + " --prompts " + p("prompts.txt") + " --clip " + p("clip"));
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("-m MODEL needs --samples N"));
+    r = run_cli("eval clip-score -q -m " + model + " --captions-from-png --samples 1 --clip " + p("clip"));
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--captions-from-png reads folders"));
+    r = run_cli("eval clip-score -q --clip " + p("clip"));
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("clip-score needs an image folder, or -m MODEL"));
+}
+
 TEST_F(EvalCli, PrecisionRecallOnNpyFeatures) {
     const auto t = load_safetensors(kData + "/eval/prdc_case.safetensors").tensors;
     write_npy(p("real.npy"), t.at("real").contiguous());
@@ -149,7 +198,39 @@ TEST_F(EvalCli, PrecisionRecallOnNpyFeatures) {
     r = run_cli("eval pr " + p("real.npy") + " " + p("fake.npy") + " -k 200");
     EXPECT_THAT(r.out, HasSubstr("k = 200 needs more than k real samples (got 120)"));
     r = run_cli("eval pr " + p("a") + " " + p("fake.npy"));
-    EXPECT_THAT(r.out, HasSubstr("is a folder: computing Inception features from images is not available"));
+    EXPECT_THAT(r.out, HasSubstr("usage: --inception FILE is required"));
+    r = run_cli("eval pr " + p("real.npy") + " " + p("fake.npy") + " --inception x.pth");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("are both feature files"));
+}
+
+// Folders: Inception pool3 of each image (clean resize), then the same k-NN manifolds as on .npy features; a folder
+// against a feature file works too.
+TEST_F(EvalCli, PrecisionRecallOnImageFolders) {
+    const std::string inception = kData + "/golden/fid_inception/inception.safetensors";
+    const ImageSource src = ImageSource::folder(kData + "/eval/is_reference/images");
+    for (int i = 0; i < 8; ++i) write_png(p(std::string(i < 4 ? "a/" : "b/") + std::to_string(i) + ".png"), src.get(i));
+    const auto fx = make_inception_extractor(inception, "clean");
+    const Tensor fa = extract_features(*fx, ImageSource::folder(p("a")), 4, false).features;
+    const Tensor fb = extract_features(*fx, ImageSource::folder(p("b")), 4, false).features;
+    const PrecisionRecall want = precision_recall(fa, fb, 2);
+    auto r = run_cli("eval pr -q -t 1 " + p("a") + " " + p("b") + " -k 2 --batch 4 --inception " + inception + " --json -");
+    ASSERT_EQ(r.code, 0) << r.out;
+    nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_NEAR(j["precision"].get<double>(), want.precision, 1e-12);
+    EXPECT_NEAR(j["recall"].get<double>(), want.recall, 1e-12);
+    EXPECT_NEAR(j["density"].get<double>(), want.density, 1e-12);
+    EXPECT_NEAR(j["coverage"].get<double>(), want.coverage, 1e-12);
+    EXPECT_EQ(j["dim"], 2048);
+    write_npy(p("b.npy"), fb);
+    r = run_cli("eval pr -q -t 1 " + p("a") + " " + p("b.npy") + " -k 2 --batch 4 --inception " + inception + " --json -");
+    ASSERT_EQ(r.code, 0) << r.out;
+    j = nlohmann::json::parse(r.out);
+    EXPECT_NEAR(j["recall"].get<double>(), want.recall, 1e-12);
+    fs::create_directories(p("empty"));
+    r = run_cli("eval pr -q " + p("empty") + " " + p("b") + " --inception " + inception);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("holds no PNG or JPEG files"));
 }
 
 TEST(ImageFolder, CaptionFromInfotext) {
