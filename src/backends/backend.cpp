@@ -4,7 +4,6 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/ggml_quants.h"
-#include "core/checked.h"
 #include "core/quantized_weight.h"
 
 namespace nuance {
@@ -92,16 +91,6 @@ size_t packed_weights_bytes() {
 Tensor QuantizedTensor::dequantize() const {
     OpNameScope op_name("dequantize");
     return backend_for(packed.defined() ? packed.device() : Device::cpu()).dequantize(type, packed, shape);
-}
-
-Tensor quantized_weight_tensor(const QuantizedTensor& q, const Shape& logical) {
-    const GgmlTypeInfo& ti = ggml_type_info(q.type);
-    int64_t n = 0;
-    if (ti.block <= 1 || logical.size() < 2 || !shape_numel_checked(logical, &n) || n != shape_numel(q.shape) ||
-        logical[0] <= 0 || n == 0 || (n / logical[0]) % ti.block != 0 || !q.packed.is_contiguous())
-        return Tensor();
-    return make_quantized_weight((uint32_t)q.type, ti.name, ti.block, ti.bytes, q.packed.data<uint8_t>(),
-                                 q.packed.nbytes(), q.packed.storage(), logical);
 }
 
 Tensor dequantize_weight(const Tensor& t) {
