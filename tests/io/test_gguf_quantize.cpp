@@ -129,9 +129,11 @@ TEST(GgufQuantize, UNetOutputErrorPerType) {
     };
     const std::vector<float> ref = run(in.tensors).to_vector();
     double prev_max = 0;
-    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q5_1, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_0}) {
-        const std::string out = tmp(std::string("err_") + ggml_type_info(type).name + ".gguf");
-        quantize_to_gguf(in, out, type);
+    for (const char* recipe : {"q8_0", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k", "q4_1", "q4_0"}) {
+        const QuantizeRecipe r = *parse_quantize_recipe(recipe);
+        const GgmlType type = r.type;
+        const std::string out = tmp(std::string("err_") + recipe + ".gguf");
+        quantize_to_gguf(in, out, type, GgufLayout::Comfy, r.sensitive);
         const std::vector<float> got = run(load_gguf(out).tensors).to_vector();
         double max_abs = 0, sum = 0;
         for (size_t i = 0; i < got.size(); ++i) {
@@ -139,11 +141,11 @@ TEST(GgufQuantize, UNetOutputErrorPerType) {
             max_abs = std::max(max_abs, e);
             sum += e;
         }
-        std::printf("[ quant err ] %-5s max_abs %.6f mean_abs %.6f (eps max |ref| ~3.5)\n", ggml_type_info(type).name,
-                    max_abs, sum / (double)got.size());
+        std::printf("[ quant err ] %-6s max_abs %.6f mean_abs %.6f (eps max |ref| ~3.5)\n", recipe, max_abs,
+                    sum / (double)got.size());
         EXPECT_TRUE(std::isfinite(max_abs));
-        EXPECT_LT(max_abs, 1.0) << ggml_type_info(type).name;
-        if (type == GgmlType::Q8_0) EXPECT_LT(max_abs, 0.1);
+        EXPECT_LT(max_abs, 1.0) << recipe;
+        if (type == GgmlType::Q8_0 || type == GgmlType::Q6_K) EXPECT_LT(max_abs, 0.1) << recipe;
         prev_max = max_abs;
     }
     (void)prev_max;
