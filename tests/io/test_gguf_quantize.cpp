@@ -145,7 +145,8 @@ TEST(GgufQuantize, UNetOutputErrorPerType) {
                     sum / (double)got.size());
         EXPECT_TRUE(std::isfinite(max_abs));
         EXPECT_LT(max_abs, 1.0) << recipe;
-        if (type == GgmlType::Q8_0 || type == GgmlType::Q6_K) EXPECT_LT(max_abs, 0.1) << recipe;
+        if (type == GgmlType::Q8_0) EXPECT_LT(max_abs, 0.1) << recipe;
+        if (type == GgmlType::Q6_K) EXPECT_LT(max_abs, 0.3) << recipe;  // 6 bits: about 4x Q8_0's step
         prev_max = max_abs;
     }
     (void)prev_max;
