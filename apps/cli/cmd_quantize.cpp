@@ -8,20 +8,21 @@
 namespace nuance::cli {
 
 namespace {
-int run(const std::string& in, const std::string& out, const std::string& type_name) {
-    GgmlType type;
-    try {
-        type = parse_ggml_type(type_name);
-    } catch (const Error&) {
-        type = GgmlType::F32;
+int run(const std::string& in, const std::string& out, const std::string& type_name, const std::string& layout) {
+    const std::optional<QuantizeRecipe> recipe = parse_quantize_recipe(type_name);
+    if (!recipe) {
+        std::fprintf(stderr, "error: --type '%s': expected q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m, "
+                     "q5_k_m, f16 or bf16\n", type_name.c_str());
+        return 2;
     }
-    if (!can_quantize(type) || type == GgmlType::F32) {
-        std::fprintf(stderr, "error: --type '%s': expected q8_0, q4_0, q4_1, q5_0, q5_1, f16 or bf16\n",
-                     type_name.c_str());
+    if (layout != "comfy" && layout != "full") {
+        std::fprintf(stderr, "error: --layout '%s': expected comfy or full\n", layout.c_str());
         return 2;
     }
     const WeightFile wf = load_weights(in);
-    const GgufQuantizeSummary s = quantize_to_gguf(wf, out, type);
+    const GgufQuantizeSummary s =
+        quantize_to_gguf(wf, out, recipe->type, layout == "full" ? GgufLayout::Full : GgufLayout::Comfy,
+                         recipe->sensitive);
     std::printf("wrote %s: architecture %s, %llu data bytes\n", out.c_str(), s.architecture.c_str(),
                 (unsigned long long)s.bytes);
     for (const auto& [t, n] : s.tensors_per_type) std::printf("  %-5s %lld tensors\n", t.c_str(), (long long)n);
@@ -34,12 +35,20 @@ Runner add_quantize(CLI::App& app) {
     auto in = std::make_shared<std::string>();
     auto out = std::make_shared<std::string>();
     auto type = std::make_shared<std::string>();
+    auto layout = std::make_shared<std::string>("comfy");
     CLI::App* c = app.add_subcommand("quantize", "Write a checkpoint's UNet / transformer as a quantized GGUF file "
                                                  "(ComfyUI-GGUF layout)");
     c->add_option("-m,--model", *in, "Input checkpoint (safetensors, .ckpt, GGUF)")->required();
     c->add_option("-o,--output", *out, "Output .gguf")->required();
-    c->add_option("--type", *type, "q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | f16 | bf16")->required();
-    return [=] { return run(*in, *out, *type); };
+    c->add_option("--type", *type,
+                  "q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_k | q5_k | q6_k | q4_k_m | q5_k_m (K-quants with the "
+                  "attention v/out and feed-forward output projections at q6_k) | f16 | bf16")
+        ->required();
+    c->add_option("--layout", *layout,
+                  "comfy: the UNet / transformer alone (ComfyUI-GGUF); full: every component of an original "
+                  "checkpoint under its full key (text encoder quantized too, VAE F16), for nuance generate")
+        ->capture_default_str();
+    return [=] { return run(*in, *out, *type, *layout); };
 }
 
 }  // namespace nuance::cli

@@ -6,6 +6,7 @@
 
 #include "adapters/lora.h"
 #include "core/error.h"
+#include "core/quantized_weight.h"
 #include "models/convert/original_parts.h"
 #include "models/flux/flux_original.h"
 #include "models/mmdit/mmdit_original.h"
@@ -225,9 +226,9 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         int64_t rows = 0;
         for (const Target& t : *slot) {
             NUANCE_CHECK(t.p->defined(), "LoRA '", file.path, "': layer '", t.name, "' of the ", comp, " is not loaded");
-            NUANCE_CHECK_CODE(dtype_is_float(t.p->value.dtype()), Unsupported, "LoRA '", file.path, "': layer '",
-                              t.name, "' is stored as ", dtype_name(t.p->value.dtype()),
-                              "; merging a LoRA needs float weights (load the model unquantized)");
+            NUANCE_CHECK_CODE(dtype_is_float(t.p->value.dtype()) || quantized_weight_view(t.p->value).has_value(),
+                              Unsupported, "LoRA '", file.path, "': layer '", t.name, "' is stored as ",
+                              dtype_name(t.p->value.dtype()), "; a LoRA needs float or quantized weights");
             NUANCE_CHECK(t.p->value.dim() == (int64_t)shape.size() &&
                              std::equal(shape.begin() + 1, shape.end(), t.p->value.shape().begin() + 1),
                          "LoRA '", file.path, "': module ", mod.name, " spans layers of different widths (",
@@ -282,18 +283,42 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         const LoraModule& m = *j.m;
         const float st = j.te ? te_s : strength;
         if (st == 0.0f) continue;
-        const Tensor delta = m.delta(j.shape, file.path);
         const float factor = (float)(m.scale() * (double)st);
-        const int64_t cols = delta.numel() / std::max<int64_t>(1, j.shape[0]);
-        const float* d = delta.data<float>();
+        const int64_t cols = shape_numel(j.shape) / std::max<int64_t>(1, j.shape[0]);
+        // Quantized weights are never rewritten: the LoRA runs beside them (y += factor * up · (down · x)), as
+        // stable-diffusion.cpp applies LoRAs to quantized models. Low-rank factors stay low rank; LoHa / LoKr /
+        // full diffs add their dense delta rows (f32, the size of the layer).
+        bool any_quantized = false, any_float = false;
+        for (const Target& t : *j.slot) (quantized_weight_view(t.p->value) ? any_quantized : any_float) = true;
+        Tensor delta;
+        if (any_float || m.kind != LoraKind::LoRA) delta = m.delta(j.shape, file.path);
+        Tensor down, up;
+        if (any_quantized && m.kind == LoraKind::LoRA) {
+            const Tensor& dn = m.t.at("down");
+            down = dn.f32().contiguous().view({dn.size(0), cols}).clone();
+            const Tensor& u = m.t.at("up");
+            up = u.f32().contiguous().view({u.size(0), dn.size(0)});
+        }
         for (const Target& t : *j.slot) {
             Param& p = *t.p;
             if (!saved.count(&p)) {
                 saved_.push_back({&p, p.value});
                 saved.insert(&p);
             }
+            if (quantized_weight_view(p.value)) {
+                QuantizedWeightPatch patch;
+                patch.scale = factor;
+                if (down.defined()) {
+                    patch.a = down;
+                    patch.b = up.narrow(0, t.row0, t.rows).clone();
+                } else {
+                    patch.a = delta.view({j.shape[0], cols}).narrow(0, t.row0, t.rows).clone();
+                }
+                p.value = quantized_weight_with_patch(p.value, std::move(patch));
+                continue;
+            }
             // A new tensor (new storage): the packed-weight cache repacks it and keeps the original's packing valid.
-            p.value = merged(p.value, d + t.row0 * cols, factor);
+            p.value = merged(p.value, delta.data<float>() + t.row0 * cols, factor);
         }
     }
     return rep;

@@ -4,6 +4,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/ggml_quants.h"
+#include "core/quantized_weight.h"
 
 namespace nuance {
 
@@ -90,6 +91,19 @@ size_t packed_weights_bytes() {
 Tensor QuantizedTensor::dequantize() const {
     OpNameScope op_name("dequantize");
     return backend_for(packed.defined() ? packed.device() : Device::cpu()).dequantize(type, packed, shape);
+}
+
+Tensor dequantize_weight(const Tensor& t) {
+    const auto v = quantized_weight_view(t);
+    if (!v) {
+        NUANCE_CHECK(!is_quantized_storage(t), "dequantize: ", quantized_weight_str(t),
+                     " is a view of a quantized weight that no longer holds whole rows of blocks");
+        return t;
+    }
+    OpNameScope op_name("dequantize");
+    return backend_for(t.device())
+        .dequantize((GgmlType)v->ggml_type, quantized_weight_payload(t), {v->rows, v->row_length})
+        .view(t.shape());
 }
 
 }  // namespace nuance

@@ -134,6 +134,9 @@ Device op_device(const char* op, std::initializer_list<const Tensor*> operands);
 // Precision resolution for the models (Auto -> the backend's default): models include this, never backends/cpu/*.
 Precision resolve_precision(Precision p, Device d = Device::cpu());
 Precision default_precision(Device d = Device::cpu());
+// A quantized weight's values (core/quantized_weight.h): F32, contiguous, its logical shape, dequantized by its
+// device's backend. Any other tensor is returned as it is.
+Tensor dequantize_weight(const Tensor& t);
 // Drops the packed weight copies of every registered backend (optimizer steps, before a VAE decode).
 void clear_packed_weights();
 size_t packed_weights_bytes();

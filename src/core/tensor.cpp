@@ -1,4 +1,5 @@
 #include "core/tensor.h"
+#include "core/quantized_weight.h"
 #include "core/op_stats.h"
 
 #include "backends/cpu/vec_math.h"
@@ -324,6 +325,10 @@ void f16_to_f32_n(const uint16_t* s, float* d, int64_t n) {
 void Tensor::copy_(const Tensor& src) {
     OpTimer op_timer("copy");
     NUANCE_CHECK(src.shape_ == shape_, "copy_: shape ", src.shape_, " into ", shape_);
+    // A quantized weight's handle (core/quantized_weight.h) views packed blocks, not values: never read them as U8.
+    NUANCE_CHECK(!is_quantized_storage(src) && !is_quantized_storage(*this), "tensor ",
+                 quantized_weight_str(is_quantized_storage(src) ? src : *this),
+                 " is a quantized weight (ggml blocks): it cannot be copied or converted; dequantize it first");
     if (!device().is_cpu() || !src.device().is_cpu()) [[unlikely]] {
         const Device dev = device().is_cpu() ? src.device() : device();
         NUANCE_CHECK((device().is_cpu() || device() == dev) && (src.device().is_cpu() || src.device() == dev),

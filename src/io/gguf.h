@@ -76,14 +76,16 @@ std::string gguf_file_type_name(int64_t ftype);
 GgufFile read_gguf(const std::string& path);
 GgufFile read_gguf(std::shared_ptr<Storage> file, const std::string& name);  // bytes in memory (tests, fuzzing)
 
-// A GGUF file as weights: float tensors are views of the file, block-quantized ones are dequantized to F32 once here
-// (models that use the packed blocks directly take them from read_gguf). Names are kept as stored: ComfyUI-GGUF
+// A GGUF file as weights: float tensors are views of the file. Block-quantized ones are, with keep_quantized,
+// quantized-weight handles (core/quantized_weight.h: the blocks stay in the mmap'd file, Linear/Conv2d compute with
+// them) wherever the logical rows are whole blocks, and dequantized to F32 once here otherwise (or always without
+// keep_quantized: tools that read the values). load_weights() keeps them quantized. Names are kept as stored: ComfyUI-GGUF
 // files hold bare LDM / transformer keys (no "model.diffusion_model."), stable-diffusion.cpp files the full original
 // keys of every component. Shapes: `ne` reversed, then comfy.gguf.orig_shape.<name> (ComfyUI-GGUF stores large
 // tensors reshaped) where present. Scalar metadata (and short arrays) go to WeightFile::metadata as text.
-WeightFile load_gguf(const std::string& path);
-WeightFile load_gguf(std::shared_ptr<Storage> file, const std::string& name);
-WeightFile gguf_to_weights(const GgufFile& g);
+WeightFile load_gguf(const std::string& path, bool keep_quantized = false);
+WeightFile load_gguf(std::shared_ptr<Storage> file, const std::string& name, bool keep_quantized = false);
+WeightFile gguf_to_weights(const GgufFile& g, bool keep_quantized = false);
 
 // Writes a GGUF v3 file atomically (io/atomic_file.h): the metadata in the given order (general.alignment, when
 // present, must be a u32 power of two and sets the alignment), then every tensor's packed bytes (QuantizedTensor: a

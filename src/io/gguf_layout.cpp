@@ -30,7 +30,7 @@ Shape restored_shape(const GgufFile& g, const GgufTensorInfo& t) {
 
 }  // namespace
 
-WeightFile gguf_to_weights(const GgufFile& g) {
+WeightFile gguf_to_weights(const GgufFile& g, bool keep_quantized) {
     WeightFile wf;
     wf.path = g.path;
     for (const auto& [k, v] : g.kv) {
@@ -40,25 +40,35 @@ WeightFile gguf_to_weights(const GgufFile& g) {
     }
     for (const auto& t : g.tensors) {
         const GgmlTypeInfo* ti = ggml_type_info(t.type);
+        const Shape s = restored_shape(g, t);
         Tensor x;
         if (ti->block > 1) {
             if (!ti->dequantizable)
                 fail(ErrorCode::Unsupported, "GGUF file '", g.path, "': tensor '", t.name, "' has type ", ti->name,
                      ", which cannot be dequantized yet");
-            x = g.quantized(t).dequantize();
+            const QuantizedTensor q = g.quantized(t);
+            // Kept as blocks when the logical rows are whole blocks (ComfyUI-GGUF's 256-value storage rows are
+            // reinterpreted: the payload is one run of blocks); else (1-D, rows that split a block) F32 here.
+            if (keep_quantized) x = quantized_weight_tensor(q, s);
+            if (x.defined()) {
+                wf.tensors[t.name] = x;
+                continue;
+            }
+            x = q.dequantize();
         } else {
             x = g.view(t);
         }
-        const Shape s = restored_shape(g, t);
         wf.tensors[t.name] = s == t.shape ? x : x.contiguous().view(s);
     }
     return wf;
 }
 
-WeightFile load_gguf(const std::string& path) { return gguf_to_weights(read_gguf(path)); }
+WeightFile load_gguf(const std::string& path, bool keep_quantized) {
+    return gguf_to_weights(read_gguf(path), keep_quantized);
+}
 
-WeightFile load_gguf(std::shared_ptr<Storage> file, const std::string& name) {
-    return gguf_to_weights(read_gguf(std::move(file), name));
+WeightFile load_gguf(std::shared_ptr<Storage> file, const std::string& name, bool keep_quantized) {
+    return gguf_to_weights(read_gguf(std::move(file), name), keep_quantized);
 }
 
 std::map<std::string, Tensor> t5_gguf_to_transformers_names(const std::map<std::string, Tensor>& t) {

@@ -111,7 +111,7 @@ WeightFile load_weight_file(const std::string& path, bool allow_index) {
     switch (detect_weight_format(path)) {
         case WeightFormat::Safetensors: return load_safetensors(path);
         case WeightFormat::TorchZip: return load_ckpt(path);
-        case WeightFormat::Gguf: return load_gguf(path);
+        case WeightFormat::Gguf: return load_gguf(path, /*keep_quantized=*/true);
         case WeightFormat::ShardIndex:
             NUANCE_CHECK(allow_index, "'", path, "' is a shard index where a weight file was expected");
             return load_shard_index(path);

@@ -1,5 +1,8 @@
 #include "nn/module.h"
 
+#include "backends/backend.h"
+#include "core/quantized_weight.h"
+
 #include <cmath>
 #include <random>
 #include <set>
@@ -28,8 +31,19 @@ std::vector<std::string> load_module(Module& m, const std::map<std::string, Tens
             if (o.allow_missing) return;
             fail(ErrorCode::InvalidArgument, src, " is missing tensor '", name, "' (expected shape ", p.shape, ")");
         }
-        const Tensor& t = it->second;
         used.insert(name);
+        // A quantized weight (core/quantized_weight.h) stays packed where a product uses it as stored; any other
+        // parameter (norms, biases, embeddings, or a load that converts every weight) gets its values.
+        const bool keep_packed = p.matrix && o.matrices_as_stored && quantized_weight_view(it->second).has_value();
+        const Tensor t = keep_packed ? it->second : dequantize_weight(it->second);
+        if (keep_packed) {
+            NUANCE_CHECK(t.numel() == shape_numel(p.shape) && !p.shape.empty() && p.shape[0] == t.size(0), src,
+                         ": tensor '", name, "': expected ", p.shape, ", got ", t.shape(), " (",
+                         quantized_weight_str(t), ")");
+            p.value = t.shape() == p.shape ? t : quantized_weight_reshape(t, p.shape);
+            p.compute = o.matrix_compute;
+            return;
+        }
         Tensor v = t;
         if (t.shape() != p.shape) {
             NUANCE_CHECK(t.numel() == shape_numel(p.shape), src, ": tensor '", name, "': expected ", p.shape, ", got ",

@@ -9,6 +9,7 @@
 
 #include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
+#include "backends/cpu/quantized_matmul.h"
 #include "core/op_stats.h"
 
 namespace nuance {
@@ -36,6 +37,13 @@ Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& 
         NUANCE_CHECK(b_in.numel() == O, "conv2d: bias ", b_in.shape(), " for ", O, " output channels");
         b = b_in.f32().contiguous();
     }
+    if (const auto q = quantized_weight_view(w_in)) {  // ggml blocks as stored: quantized_matmul.h
+        NUANCE_CHECK(G == 1, "conv2d: quantized weight ", quantized_weight_str(w_in), " with groups ", G,
+                     " (only groups = 1 is supported)");
+        return cpu::quantized_conv2d(x_in, *q, w_in.shape(), b, p.stride, p.padding.data(), p.dilation, compute);
+    }
+    NUANCE_CHECK(!is_quantized_storage(w_in), "conv2d: weight ", quantized_weight_str(w_in),
+                 " is a view of a quantized weight that no longer holds whole rows of blocks");
     NUANCE_CHECK(dtype_is_float(w_in.dtype()), "conv2d: weight dtype ", dtype_name(w_in.dtype()), " is not a float type");
     const bool bf16 = compute == Precision::BF16 || (compute == Precision::Auto && w_in.dtype() == DType::BF16);
     const bool cl_in = x_in.is_channels_last() && !x_in.is_contiguous();

@@ -1,9 +1,10 @@
 // ggml block quantization (gguf-py's quants.quantize, ggml's quantize_row_*_ref): the f32 -> block direction of
-// ggml_quants.cpp. Built with -ffp-contract=off: the scale and the quants are computed in float32 with one rounding
+// ggml_quants.cpp; the K-quants Q4_K / Q5_K / Q6_K follow ggml's reference algorithms (gguf-py has no K quantizer). Built with -ffp-contract=off: the scale and the quants are computed in float32 with one rounding
 // per operation, as numpy does, so the bytes match gguf-py's exactly.
 //
 // Legend: x one block of QK = 32 values, amax / max / min its extremes, d the scale (stored f16), id = 1 / d, q the
 // integer quants, qs the packed nibbles (q[j] low, q[j + 16] high), qh the fifth bits (bit j of a u32 = bit 4 of q[j]).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -107,12 +108,244 @@ void q5_1(const float* x, uint8_t* y) {
     pack5(q, y + 4, y + 8);
 }
 
+
+// ---- K-quants (QK_K = 256-value super-blocks), following ggml's reference quantizers (quantize_row_q{4,5,6}_K_ref
+// and their helpers make_qkx2_quants / make_qx_quants in ggml-quants.c): the same search for each sub-block's scale
+// (and min), the same 6-/8-bit quantization of those scales, and the quants recomputed from the stored scales.
+
+constexpr int QK_K = 256;
+constexpr float kGroupMaxEps = 1e-15f;
+
+// ggml's nearest_int: round to nearest, ties to even, through the float mantissa (|v| <= 2^22).
+inline int nearest_int(float v) {
+    const float t = v + 12582912.0f;
+    int32_t i;
+    std::memcpy(&i, &t, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+inline float f16_round(float v) { return f16_to_f32(f32_to_f16(v)); }
+
+// An asymmetric n-value sub-block to 0..nmax: x ~ scale * L - min (min >= 0 returned in *the_min), minimizing the
+// weighted squared error over nstep + 1 trial scales around nmax / (max - min) (make_qkx2_quants, use_mad = false).
+float make_qkx2_quants(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, uint8_t* Laux,
+                       float rmin, float rdelta, int nstep) {
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        *the_min = -min;
+        return 0.0f;
+    }
+    float iscale = nmax / (max - min), scale = 1 / iscale, best = 0;
+    for (int i = 0; i < n; ++i) {
+        L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+        const float diff = scale * L[i] + min - x[i];
+        best += w[i] * (diff * diff);
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D <= 0) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float err = 0;
+        for (int i = 0; i < n; ++i) {
+            const float diff = this_scale * Laux[i] + this_min - x[i];
+            err += w[i] * (diff * diff);
+        }
+        if (err < best) {
+            for (int i = 0; i < n; ++i) L[i] = Laux[i];
+            best = err;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+// A symmetric n-value sub-block to -nmax..nmax-1 (stored + nmax): the scale of largest-magnitude value, refined by
+// weighted least squares (weights x^2) over 18 trial scales (make_qx_quants, rmse_type 1, no importance weights).
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < kGroupMaxEps) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return 0.0f;
+    }
+    float iscale = -nmax / max, sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f, best = scale * sumlx;
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; ++i) L[i] = (int8_t)(clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1) + nmax);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// Q4_K / Q5_K's 12 bytes of eight 6-bit scales and eight 6-bit mins (ggml's get_scale_min_k4 layout).
+void put_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* s) {
+    if (j < 4) {
+        s[j] = ls;
+        s[j + 4] = lm;
+    } else {
+        s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+        s[j - 4] |= (uint8_t)((ls >> 4) << 6);
+        s[j] |= (uint8_t)((lm >> 4) << 6);
+    }
+}
+void get_scale_min_k4(int j, const uint8_t* s, int* d, int* m) {
+    if (j < 4) {
+        *d = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *d = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// Q4_K (nmax 15) and Q5_K (nmax 31): eight 32-value sub-blocks with a scale and a min each. Block layout: f16 d,
+// f16 dmin, scales[12], then Q5_K's qh[32] (fifth bits), then qs[128] (nibbles of values j and j + 32 per 64).
+void qk_asym(const float* x, uint8_t* y, int nmax) {
+    uint8_t L[QK_K], Laux[32];
+    float w[32], mins[QK_K / 32], scales[QK_K / 32], max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(x[32 * j + l]);
+        scales[j] = nmax == 15 ? make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20)
+                               : make_qkx2_quants(32, 31, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t* sc = y + 4;
+    std::memset(sc, 0, 12);
+    for (int j = 0; j < QK_K / 32; ++j) {
+        const uint8_t ls = (uint8_t)std::min(63, nearest_int(inv_scale * scales[j]));
+        const uint8_t lm = (uint8_t)std::min(63, nearest_int(inv_min * mins[j]));
+        put_scale_min_k4(j, ls, lm, sc);
+    }
+    put_f16(y, max_scale / 63.0f);
+    put_f16(y + 2, max_min / 63.0f);
+    const float d_all = f16_round(max_scale / 63.0f), dmin_all = f16_round(max_min / 63.0f);
+    for (int j = 0; j < QK_K / 32; ++j) {
+        int is = 0, im = 0;
+        get_scale_min_k4(j, sc, &is, &im);
+        const float d = d_all * is;
+        if (!d) continue;
+        const float dm = dmin_all * im;
+        for (int i = 0; i < 32; ++i) L[32 * j + i] = (uint8_t)clampi(nearest_int((x[32 * j + i] + dm) / d), 0, nmax);
+    }
+    if (nmax == 15) {
+        uint8_t* q = y + 16;
+        for (int j = 0; j < QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        return;
+    }
+    uint8_t* qh = y + 16;
+    uint8_t* ql = y + 48;
+    std::memset(qh, 0, QK_K / 8);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2)
+        for (int j = 0; j < 32; ++j) {
+            int l1 = L[n + j], l2 = L[n + j + 32];
+            if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+            if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+            ql[j] = (uint8_t)(l1 | (l2 << 4));
+        }
+}
+
+void q4_k(const float* x, uint8_t* y) { qk_asym(x, y, 15); }
+void q5_k(const float* x, uint8_t* y) { qk_asym(x, y, 31); }
+
+// Q6_K: sixteen 16-value sub-blocks, symmetric 6-bit quants with an 8-bit signed scale each. Layout: ql[128] (low
+// nibbles), qh[64] (two high bits of four values), scales[16] (int8), f16 d.
+void q6_k(const float* x, uint8_t* y) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16], max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < QK_K / 16; ++ib) {
+        scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+        if (std::fabs(scales[ib]) > max_abs_scale) {
+            max_abs_scale = std::fabs(scales[ib]);
+            max_scale = scales[ib];
+        }
+    }
+    std::memset(y, 0, 210);
+    if (max_abs_scale < kGroupMaxEps) return;  // all zero (d = +0)
+    const float iscale = -128.0f / max_scale;
+    put_f16(y + 208, 1 / iscale);
+    int8_t* sc = reinterpret_cast<int8_t*>(y + 192);
+    for (int ib = 0; ib < QK_K / 16; ++ib) sc[ib] = (int8_t)std::min(127, nearest_int(iscale * scales[ib]));
+    const float d_all = f16_round(1 / iscale);
+    for (int j = 0; j < QK_K / 16; ++j) {
+        const float d = d_all * sc[j];
+        if (!d) continue;
+        for (int i = 0; i < 16; ++i) L[16 * j + i] = (int8_t)(clampi(nearest_int(x[16 * j + i] / d), -32, 31) + 32);
+    }
+    uint8_t* ql = y;
+    uint8_t* qh = y + 128;
+    for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
+        for (int l = 0; l < 32; ++l) {
+            const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+            ql[l] = (uint8_t)((q1 & 0xF) | ((q3 & 0xF) << 4));
+            ql[l + 32] = (uint8_t)((q2 & 0xF) | ((q4 & 0xF) << 4));
+            qh[l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+        }
+}
+
 }  // namespace
 
 bool can_quantize(GgmlType t) {
     switch (t) {
         case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0: case GgmlType::Q4_0:
-        case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
+        case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K:
+        case GgmlType::Q6_K:
             return true;
         default: return false;
     }
@@ -141,8 +374,11 @@ void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) {
                                         : t == GgmlType::Q4_0 ? q4_0
                                         : t == GgmlType::Q4_1 ? q4_1
                                         : t == GgmlType::Q5_0 ? q5_0
-                                                              : q5_1;
-    for (int64_t b = 0; b < n / QK; ++b) f(x + b * QK, y + b * ti.bytes);
+                                        : t == GgmlType::Q5_1 ? q5_1
+                                        : t == GgmlType::Q4_K ? q4_k
+                                        : t == GgmlType::Q5_K ? q5_k
+                                                              : q6_k;
+    for (int64_t b = 0; b < n / ti.block; ++b) f(x + b * ti.block, y + b * ti.bytes);
 }
 
 QuantizedTensor quantize(const Tensor& x, GgmlType t) {

@@ -6,6 +6,8 @@
 // qs / ql the low bits, qh / hmask the high bits, sc the 6- or 8-bit sub-block scales.
 #include "backends/cpu/ggml_quants.h"
 #include "backends/cpu/cpu_backend.h"
+#include "core/checked.h"
+#include "core/quantized_weight.h"
 
 #include <cctype>
 #include <cstring>
@@ -460,6 +462,16 @@ Tensor dequantize_on_host(GgmlType type, const Tensor& packed, const Shape& shap
 #pragma omp parallel for schedule(static) if (numel > (1 << 16))
     for (int64_t r = 0; r < rows; ++r) dequantize_row(type, src + r * row_bytes, dst + r * n, n);
     return out;
+}
+
+Tensor quantized_weight_tensor(const QuantizedTensor& q, const Shape& logical) {
+    const GgmlTypeInfo& ti = ggml_type_info(q.type);
+    int64_t n = 0;
+    if (ti.block <= 1 || logical.size() < 2 || !shape_numel_checked(logical, &n) || n != shape_numel(q.shape) ||
+        logical[0] <= 0 || n == 0 || (n / logical[0]) % ti.block != 0 || !q.packed.is_contiguous())
+        return Tensor();
+    return make_quantized_weight((uint32_t)q.type, ti.name, ti.block, ti.bytes, q.packed.data<uint8_t>(),
+                                 q.packed.nbytes(), q.packed.storage(), logical);
 }
 
 }  // namespace nuance

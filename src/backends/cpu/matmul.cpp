@@ -4,6 +4,7 @@
 
 #include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
+#include "backends/cpu/quantized_matmul.h"
 #include "core/op_stats.h"
 
 namespace nuance {
@@ -46,6 +47,19 @@ Tensor CpuBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor& 
     NUANCE_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w_in.size(1), "linear: input ", x_in.shape(),
                  " does not match weight ", w_in.shape());
     const int64_t K = w_in.size(1), N = w_in.size(0);
+    if (const auto q = quantized_weight_view(w_in)) {  // ggml blocks as stored: quantized_matmul.h
+        Tensor x = x_in.dtype() == DType::BF16 || x_in.dtype() == DType::F32 ? x_in.contiguous() : x_in.f32();
+        const Tensor b = b_in.defined() ? b_in.f32().contiguous() : Tensor();
+        NUANCE_CHECK(!b.defined() || b.numel() == N, "linear: bias ", b_in.shape(), " for ", N, " outputs");
+        Shape out_shape = x.shape();
+        out_shape.back() = N;
+        Tensor y = Tensor::empty(out_shape, out);
+        Tensor y2 = y.view({-1, N});
+        cpu::quantized_gemm(x.view({-1, K}), *q, b, compute, y2);
+        return y;
+    }
+    NUANCE_CHECK(!is_quantized_storage(w_in), "linear: weight ", quantized_weight_str(w_in),
+                 " is a view of a quantized weight that no longer holds whole rows of blocks");
     NUANCE_CHECK(dtype_is_float(w_in.dtype()), "linear: weight dtype ", dtype_name(w_in.dtype()), " is not a float type");
     const bool bf16 = compute == Precision::BF16 || (compute == Precision::Auto && w_in.dtype() == DType::BF16);
     const dt wdt = bf16 ? dt::bf16 : dt::f32;

@@ -1,6 +1,7 @@
 // The gguf golden case: every quant type dequantized bit for bit (quants.gguf, align64.gguf), and the tiny SD1.5 UNet
 // loaded from its ComfyUI-GGUF (Q8_0, bare LDM keys) and stable-diffusion.cpp (q4_0, full original keys) files.
 #include "eval/golden/gguf_golden.h"
+#include "backends/backend.h"
 #include "eval/golden_case.h"
 #include "io/gguf.h"
 #include "models/convert/original_format.h"
@@ -36,15 +37,18 @@ std::vector<CompareLine> check_golden_gguf(const std::string& case_dir) {
     const nlohmann::json cfg_json = unet_case.model_config(unet_case.models().at(0).first);
     for (const auto& [tag, file] : {std::pair<std::string, std::string>{"comfy", "unet_sd15_comfy_Q8_0.gguf"},
                                     {"sdcpp", "unet_sd15_sdcpp_q4_0.gguf"}}) {
-        const WeightFile wf = load_gguf(gc.path(file));
+        // Quantized weights stay quantized (the products use the blocks: backends/cpu/quantized_matmul.h).
+        const WeightFile wf = load_gguf(gc.path(file), /*keep_quantized=*/true);
         for (const auto& [name, t] : wf.tensors)
             if (gc.has("unet." + tag + ".dequant." + name))
-                out.push_back(gc.compare("unet." + tag + ".dequant." + name, t.f32(), 0.0));
+                out.push_back(gc.compare("unet." + tag + ".dequant." + name, dequantize_weight(t).f32(), 0.0));
         const std::map<std::string, Tensor> weights = unet_from_gguf(wf);
         UNetConfig cfg = UNetConfig::detect(weights);
         cfg.apply_json(cfg_json);
         UNet2DConditionModel unet(cfg);
-        load_module(unet, weights, gc.load_options(gc.path(file)));
+        LoadOptions lo = gc.load_options(gc.path(file));
+        lo.matrices_as_stored = true;  // the quantized weights stay blocks: the products run on them
+        load_module(unet, weights, lo);
         const Tensor eps = unet.forward(gc.tensor("unet.sample"), gc.tensor("unet.timestep"),
                                         gc.tensor("unet.encoder_hidden_states"), UNetExtra{});
         out.push_back(gc.compare("unet." + tag + ".eps", eps));

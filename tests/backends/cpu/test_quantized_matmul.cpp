@@ -1,0 +1,294 @@
+// Products with quantized weights kept as ggml blocks (core/quantized_weight.h, backends/cpu/quantized_matmul.h):
+// every block type against dequantize-then-f64-matmul, W8A8 (Q8_0) against its exact integer math and a hand case,
+// convolutions against oneDNN with the dequantized weight, and the handle's error paths.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "../../test_util.h"
+#include "quantized_test_util.h"
+#include "backends/backend.h"
+#include "backends/cpu/ggml_quants.h"
+#include "backends/cpu/quantized_matmul.h"
+#include "core/quantized_weight.h"
+#include "nn/layers.h"
+#include "ops/ops.h"
+
+using namespace nuance;
+using ::testing::HasSubstr;
+using nuance::test::error_of;
+using nuance::test::random_input;
+using nuance::test::random_weight;
+
+namespace {
+
+// y = x · wᵀ + b in f64 from f32 operands; also the sum of |x_k w_k| per output (scale of the rounding error).
+void reference(const Tensor& x, const Tensor& wd, const Tensor& b, std::vector<double>& y, std::vector<double>& mag) {
+    const int64_t M = x.size(0), K = x.size(1), N = wd.size(0);
+    const float* xp = x.data<float>();
+    const float* wp = wd.data<float>();
+    y.assign((size_t)(M * N), 0.0);
+    mag.assign((size_t)(M * N), 0.0);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+            double s = b.defined() ? b.data<float>()[n] : 0.0, a = 0.0;
+            for (int64_t k = 0; k < K; ++k) {
+                s += (double)xp[m * K + k] * wp[n * K + k];
+                a += std::fabs((double)xp[m * K + k] * wp[n * K + k]);
+            }
+            y[(size_t)(m * N + n)] = s;
+            mag[(size_t)(m * N + n)] = a;
+        }
+}
+
+const GgmlType kAllTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                              GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                              GgmlType::IQ4_NL, GgmlType::IQ4_XS};
+
+}  // namespace
+
+TEST(QuantizedWeight, HandleKeepsRowsAndRefusesCopies) {
+    const Tensor w = random_weight(GgmlType::Q4_0, {5, 64}, 1);
+    EXPECT_EQ(w.shape(), (Shape{5, 64}));
+    EXPECT_EQ(w.dtype(), DType::U8);
+    const auto v = quantized_weight_view(w);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->rows, 5);
+    EXPECT_EQ(v->row_length, 64);
+    EXPECT_EQ(v->row_bytes, 2 * 18);
+    EXPECT_EQ(quantized_weight_str(w), "Q4_0[5, 64]");
+    // Whole rows stay a handle of those rows, with the same values as the full weight's rows.
+    const Tensor rows = w.narrow(0, 2, 3);
+    const auto rv = quantized_weight_view(rows);
+    ASSERT_TRUE(rv.has_value());
+    EXPECT_EQ(rv->rows, 3);
+    EXPECT_EQ(rv->data, v->data + 2 * v->row_bytes);
+    const std::vector<float> all = dequantize_weight(w).to_vector(), part = dequantize_weight(rows).to_vector();
+    for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], all[2 * 64 + i]);
+    // Seen as a 1x1 conv and back.
+    const Tensor conv = quantized_weight_reshape(w, {5, 64, 1, 1});
+    EXPECT_EQ(conv.shape(), (Shape{5, 64, 1, 1}));
+    EXPECT_EQ(dequantize_weight(conv).to_vector(), all);
+    EXPECT_THAT(error_of([&] { quantized_weight_reshape(w, {10, 32}); }), HasSubstr("rows of blocks must stay rows"));
+    // Never read as bytes: copies and conversions fail naming the weight.
+    EXPECT_THAT(error_of([&] { w.contiguous(); }), HasSubstr("Q4_0[5, 64] is a quantized weight"));
+    EXPECT_THAT(error_of([&] { w.f32(); }), HasSubstr("cannot be copied or converted"));
+    EXPECT_THAT(error_of([&] { w.clone(); }), HasSubstr("dequantize it first"));
+    // A view that breaks the rows (a transpose) is no longer a handle, and the products say so.
+    const Tensor t = w.transpose(0, 1);
+    EXPECT_FALSE(quantized_weight_view(t).has_value());
+    EXPECT_TRUE(is_quantized_storage(t));
+    EXPECT_THAT(error_of([&] { linear(random_input({2, 5}, 2), t); }), HasSubstr("no longer holds whole rows"));
+    EXPECT_THAT(error_of([&] { dequantize_weight(t); }), HasSubstr("no longer holds whole rows"));
+}
+
+TEST(QuantizedWeight, BadHandlesAreRefused) {
+    uint8_t bytes[64] = {};
+    auto ka = std::make_shared<int>(0);
+    EXPECT_THAT(error_of([&] { make_quantized_weight(8, "Q8_0", 32, 34, bytes, 34, ka, {1, 48}); }),
+                HasSubstr("not whole blocks of 32"));
+    EXPECT_THAT(error_of([&] { make_quantized_weight(8, "Q8_0", 32, 34, bytes, 64, ka, {1, 32}); }),
+                HasSubstr("payload of 64 bytes, expected 1 rows of 34 bytes"));
+    EXPECT_THAT(error_of([&] { make_quantized_weight(8, "Q8_0", 32, 34, bytes, 34, ka, {32}); }),
+                HasSubstr("rank >= 2"));
+    EXPECT_THAT(error_of([&] { make_quantized_weight(8, "Q8_0", 32, 34, bytes, 34, ka, {INT64_MAX, 64}); }),
+                HasSubstr("Q8_0"));
+    // A logical shape whose rows split blocks gets no handle (the loader dequantizes such tensors).
+    QuantizedTensor q;
+    q.type = GgmlType::Q8_0;
+    q.shape = {2, 32};
+    q.packed = Tensor::zeros({2, 34}, DType::U8);
+    EXPECT_FALSE(quantized_weight_tensor(q, {4, 16}).defined());
+    EXPECT_FALSE(quantized_weight_tensor(q, {64}).defined());
+    EXPECT_TRUE(quantized_weight_tensor(q, {1, 64}).defined());
+}
+
+// Weight-only path at FP32: dequantized weight (bit-exact ggml values) times f32 x, summed by oneDNN in f32.
+TEST(QuantizedMatmul, EveryTypeMatchesDequantizedProductFp32) {
+    for (const GgmlType t : kAllTypes) {
+        const int64_t block = ggml_type_info(t).block;
+        const int64_t M = 7, N = 13, K = block == 32 ? 96 : 512;
+        const Tensor w = random_weight(t, {N, K}, 10 + (uint64_t)t);
+        const Tensor x = random_input({M, K}, 3), b = random_input({N}, 4);
+        std::vector<double> ref, mag;
+        reference(x, dequantize_weight(w), b, ref, mag);
+        const std::vector<float> y = linear(x, w, b, Precision::FP32).to_vector();
+        ASSERT_EQ(y.size(), ref.size());
+        for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_NEAR(y[i], ref[i], 1e-5 * mag[i] + 1e-6) << ggml_type_info(t).name << " at " << i;
+    }
+}
+
+// Weight-only path at BF16 (every type but Q8_0): x and the dequantized weight rounded to bf16 (relative error
+// 2^-9 each), products summed in f32.
+TEST(QuantizedMatmul, EveryTypeMatchesDequantizedProductBf16) {
+    for (const GgmlType t : kAllTypes) {
+        if (t == GgmlType::Q8_0) continue;
+        const int64_t block = ggml_type_info(t).block;
+        const int64_t M = 5, N = 11, K = block == 32 ? 160 : 256;
+        const Tensor w = random_weight(t, {N, K}, 20 + (uint64_t)t);
+        const Tensor x = random_input({M, K}, 5);
+        std::vector<double> ref, mag;
+        reference(x, dequantize_weight(w), Tensor(), ref, mag);
+        for (const DType out : {DType::F32, DType::BF16}) {
+            const std::vector<float> y = linear(x, w, Tensor(), Precision::BF16, out).to_vector();
+            const double out_round = out == DType::BF16 ? std::ldexp(1.0, -8) : 0.0;
+            for (size_t i = 0; i < y.size(); ++i)
+                ASSERT_NEAR(y[i], ref[i], 2.5 * std::ldexp(1.0, -9) * mag[i] + out_round * std::fabs(ref[i]) + 1e-6)
+                    << ggml_type_info(t).name << " at " << i;
+        }
+    }
+}
+
+// W8A8: x quantized per 32-block (d_x = amax / 127, |x - d_x q| <= d_x / 2), exact int32 block dots. Bound: sum over
+// k of |w_k| d_x / 2 (+ f32 summation).
+TEST(QuantizedMatmul, Q8W8A8WithinActivationQuantizationBound) {
+    for (const auto& [M, N, K] : {std::array<int64_t, 3>{1, 1, 32}, {3, 5, 96}, {9, 7, 320}, {17, 19, 64}}) {
+        const Tensor w = random_weight(GgmlType::Q8_0, {N, K}, 30 + (uint64_t)K);
+        const Tensor x = random_input({M, K}, 6 + (uint64_t)M), b = random_input({N}, 7);
+        const Tensor wd = dequantize_weight(w);
+        std::vector<double> ref, mag;
+        reference(x, wd, b, ref, mag);
+        const float* xp = x.data<float>();
+        const float* wp = wd.data<float>();
+        Tensor y_fast = Tensor::empty({M, N}), y_port = Tensor::empty({M, N});
+        const auto v = *quantized_weight_view(w);
+        cpu::quantized_gemm(x, v, b, Precision::BF16, y_fast);
+        cpu::quantized_gemm_w8a8_portable(x, v, b, y_port);
+        for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+                double bound = 0;
+                for (int64_t blk = 0; blk < K / 32; ++blk) {
+                    double amax = 0, wsum = 0;
+                    for (int64_t i = 0; i < 32; ++i) {
+                        amax = std::max(amax, (double)std::fabs(xp[m * K + blk * 32 + i]));
+                        wsum += std::fabs(wp[n * K + blk * 32 + i]);
+                    }
+                    bound += wsum * amax / 127.0 / 2.0;
+                }
+                const size_t i = (size_t)(m * N + n);
+                const double tol = bound * 1.0001 + 1e-5 * mag[i] + 1e-6;
+                EXPECT_NEAR(y_fast.data<float>()[i], ref[i], tol) << M << "x" << N << "x" << K;
+                EXPECT_NEAR(y_port.data<float>()[i], ref[i], tol) << M << "x" << N << "x" << K;
+                // VNNI and the portable loop compute the same block sums; only the f32 summation order differs.
+                EXPECT_NEAR(y_fast.data<float>()[i], y_port.data<float>()[i], 1e-5 * mag[i] + 1e-6);
+            }
+    }
+}
+
+// By hand: one Q8_0 block with d = 0.5, q = 1..32; x = 1 everywhere -> x quantizes exactly (d_x = 1/127, q = 127),
+// y = 0.5 * (1/127) * 127 * (1 + ... + 32) = 264, plus the bias.
+TEST(QuantizedMatmul, Q8W8A8HandComputed) {
+    QuantizedTensor q;
+    q.type = GgmlType::Q8_0;
+    q.shape = {1, 32};
+    q.packed = Tensor::empty({1, 34}, DType::U8);
+    uint8_t* p = q.packed.data<uint8_t>();
+    const uint16_t h = f32_to_f16(0.5f);
+    std::memcpy(p, &h, 2);
+    for (int i = 0; i < 32; ++i) p[2 + i] = (uint8_t)(i + 1);
+    const Tensor w = quantized_weight_tensor(q, {1, 32});
+    const Tensor x = Tensor::full({2, 32}, 1.0f), b = Tensor::full({1}, 0.25f);
+    for (const Precision pr : {Precision::BF16, Precision::FP32}) {
+        const std::vector<float> y = linear(x, w, b, pr).to_vector();
+        ASSERT_EQ(y.size(), 2u);
+        EXPECT_NEAR(y[0], 264.25f, 1e-4f);
+        EXPECT_NEAR(y[1], 264.25f, 1e-4f);
+    }
+    Tensor yp = Tensor::empty({2, 1});
+    cpu::quantized_gemm_w8a8_portable(x, *quantized_weight_view(w), b, yp);
+    EXPECT_NEAR(yp.data<float>()[0], 264.25f, 1e-4f);
+}
+
+TEST(QuantizedMatmul, ShapeErrorsNameTheProblem) {
+    const Tensor w = random_weight(GgmlType::Q4_K, {4, 256}, 40);
+    EXPECT_THAT(error_of([&] { linear(random_input({2, 288}, 1), w); }), HasSubstr("does not match weight"));
+    EXPECT_THAT(error_of([&] { linear(random_input({2, 256}, 1), w, Tensor::zeros({5})); }),
+                HasSubstr("bias [5] for 4 outputs"));
+    const auto v = *quantized_weight_view(w);
+    Tensor y = Tensor::empty({2, 3});
+    EXPECT_THAT(error_of([&] { cpu::quantized_gemm(random_input({2, 256}, 1), v, Tensor(), Precision::FP32, y); }),
+                HasSubstr("output F32[2, 3] for 2 x 4"));
+    Tensor y8 = Tensor::empty({2, 4});
+    EXPECT_THAT(error_of([&] { cpu::quantized_gemm_w8a8_portable(random_input({2, 256}, 1), v, Tensor(), y8); }),
+                HasSubstr("W8A8 needs a Q8_0 weight"));
+    // Batched inputs keep their leading dims; an empty batch gives an empty result.
+    EXPECT_EQ(linear(random_input({2, 3, 256}, 1), w).shape(), (Shape{2, 3, 4}));
+    EXPECT_EQ(linear(Tensor::zeros({0, 256}), w).shape(), (Shape{0, 4}));
+}
+
+// Convolutions through im2col: against oneDNN's convolution with the dequantized weight (f32), 3x3 with padding,
+// stride 2, dilation, and 1x1 (no im2col); K = C * kh * kw with an odd number of 32-blocks (C = 32: K = 288).
+TEST(QuantizedConv, MatchesConvolutionWithDequantizedWeight) {
+    struct Case { GgmlType t; int64_t C, O, k, stride, pad, dil; Precision p; };
+    const Case cases[] = {
+        {GgmlType::Q8_0, 32, 5, 3, 1, 1, 1, Precision::FP32}, {GgmlType::Q8_0, 32, 6, 3, 2, 1, 1, Precision::BF16},
+        {GgmlType::Q4_0, 32, 7, 3, 1, 2, 2, Precision::FP32}, {GgmlType::Q5_1, 64, 3, 1, 1, 0, 1, Precision::BF16},
+        {GgmlType::Q4_K, 256, 3, 3, 1, 1, 1, Precision::FP32}, {GgmlType::Q6_K, 256, 2, 1, 1, 0, 1, Precision::FP32},
+    };
+    for (const Case& c : cases) {
+        const Tensor w = random_weight(c.t, {c.O, c.C, c.k, c.k}, 50 + (uint64_t)c.C + (uint64_t)c.O);
+        const Tensor x = random_input({2, c.C, 6, 5}, 9), b = random_input({c.O}, 10);
+        const Conv2dParams p{c.stride, {c.pad, c.pad, c.pad, c.pad}, c.dil, 1};
+        const Tensor wd = dequantize_weight(w);
+        const Tensor ref = conv2d(x, wd, b, p, Precision::FP32);
+        const Tensor y = conv2d(x, w, b, p, c.p);
+        ASSERT_EQ(y.shape(), ref.shape());
+        const std::vector<float> yv = y.to_vector(), rv = ref.to_vector();
+        // Relative to the output's scale: f32 sums in another order (1e-5); bf16 rounding of x and w (2^-9 each) or
+        // W8A8's per-32 activation quantization (amax / 254 per value) over K = C * kh * kw random-sign terms.
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < yv.size(); ++i) {
+            worst = std::max(worst, std::fabs((double)yv[i] - rv[i]));
+            scale = std::max(scale, std::fabs((double)rv[i]));
+        }
+        const double rel = c.p == Precision::FP32 ? 1e-5 : (c.t == GgmlType::Q8_0 ? 0.03 : 0.01);
+        EXPECT_LT(worst, rel * scale) << ggml_type_info(c.t).name << " k" << c.k << " s" << c.stride;
+    }
+    const Tensor w = random_weight(GgmlType::Q8_0, {4, 32, 1, 1}, 60);
+    EXPECT_THAT(error_of([&] { conv2d(random_input({1, 64, 4, 4}, 1), w, Tensor(), Conv2dParams{1, {0, 0, 0, 0}, 1, 2}); }),
+                HasSubstr("only groups = 1"));
+    EXPECT_THAT(error_of([&] { conv2d(random_input({1, 64, 4, 4}, 1), w, Tensor(), Conv2dParams{}); }),
+                HasSubstr("does not match weight"));
+}
+
+// A module loaded from quantized tensors: matrix weights stay handles (products use them), other parameters and
+// loads that convert every weight get values.
+TEST(QuantizedWeight, LoadModuleKeepsMatricesPacked) {
+    struct Net : Module {
+        Linear fc{64, 3};
+        Conv2d conv{32, 4, 1};
+        Param table{{3, 64}};
+        void visit(ParamVisitor& v) override { v("fc", fc); v("conv", conv); v("table", table); }
+    };
+    std::map<std::string, Tensor> t;
+    t["fc.weight"] = random_weight(GgmlType::Q4_1, {3, 64}, 70);
+    t["fc.bias"] = random_input({3}, 71);
+    t["conv.weight"] = random_weight(GgmlType::Q8_0, {4, 32}, 72);  // stored as [O, C]: a 1x1 conv's [O, C, 1, 1]
+    t["conv.bias"] = random_input({4}, 73);
+    t["table"] = random_weight(GgmlType::Q5_0, {3, 64}, 74);
+    LoadOptions o;
+    o.matrices_as_stored = true;
+    Net net;
+    load_module(net, t, o);
+    EXPECT_TRUE(quantized_weight_view(*net.fc.weight).has_value());
+    EXPECT_EQ(net.conv.weight.value.shape(), (Shape{4, 32, 1, 1}));
+    EXPECT_TRUE(quantized_weight_view(*net.conv.weight).has_value());
+    EXPECT_EQ(net.table.value.dtype(), DType::F32);
+    EXPECT_EQ(net.table.value.to_vector(), dequantize_weight(t["table"]).to_vector());
+    const Tensor x = random_input({2, 64}, 75);
+    std::vector<double> ref, mag;
+    reference(x, dequantize_weight(t["fc.weight"]), t["fc.bias"], ref, mag);
+    const std::vector<float> y = net.fc(x).to_vector();
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-5 * mag[i] + 1e-6);
+    Net plain;
+    load_module(plain, t, LoadOptions{});
+    EXPECT_EQ(plain.fc.weight.value.dtype(), DType::F32);
+    EXPECT_EQ(plain.fc.weight.value.to_vector(), dequantize_weight(t["fc.weight"]).to_vector());
+    t["fc.weight"] = random_weight(GgmlType::Q4_1, {2, 96}, 76);
+    Net bad;
+    EXPECT_THAT(error_of([&] { load_module(bad, t, o); }), HasSubstr("'fc.weight': expected [3, 64], got [2, 96]"));
+}
