@@ -48,12 +48,6 @@ TEST_F(CliEmbeddings, PromptAndNegativePromptUseTheEmbedding) {
     r = run_cli(kGen + "-m " + model() + " -p 'a cat' -n shiny -o " + path("neg_plain.png"));
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_FALSE(same_image(path("neg.png"), path("neg_plain.png")));
-    // A prompt that names no embedding is unchanged by the folder.
-    r = run_cli(kGen + "-m " + model() + " --embedding-dir " + path("emb") + " -p 'a dog' -o " + path("dog1.png"));
-    ASSERT_EQ(r.code, 0) << r.out;
-    r = run_cli(kGen + "-m " + model() + " -p 'a dog' -o " + path("dog2.png"));
-    ASSERT_EQ(r.code, 0) << r.out;
-    EXPECT_TRUE(same_image(path("dog1.png"), path("dog2.png")));
 }
 
 TEST_F(CliEmbeddings, ErrorsNameTheEmbeddingAndTheFolder) {
