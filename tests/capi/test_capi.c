@@ -468,6 +468,10 @@ static void test_loras(void) {
     CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_INVALID_ARGUMENT);
     CHECK(strstr(nuance_last_error(), "<lora:nothing:0.5>") != NULL);
     gp.prompt = "a red apple";
+    gp.embedding_dir = "/nonexistent/embeddings"; /* textual inversions: a missing folder is named */
+    CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_NOT_FOUND);
+    CHECK(strstr(nuance_last_error(), "/nonexistent/embeddings") != NULL);
+    gp.embedding_dir = NULL;
     CHECK(nuance_generate(ctx, &gp, &again, &n) == NUANCE_OK && n == 1);
     if (plain && again) CHECK(same_pixels(plain, again)); /* restored bit-exactly after every call */
     nuance_images_free(plain, 1);
