@@ -155,7 +155,8 @@ void validate(const LoraFile& f, LoraModule& m) {
         if (!has("w1")) { need("w1_a"); need("w1_b"); }
         if (!has("w2")) { need("w2_a"); need("w2_b"); }
         for (auto& [role, t] : m.t)
-            if (role != "t2") check_factor(f, m, role, 2, role == "w2" || role == "w2_b" ? 4 : 2);
+            if (role != "t2" && role != "dora_scale" && role != "magnitude")
+                check_factor(f, m, role, 2, role == "w2" || role == "w2_b" ? 4 : 2);
         if (has("t2")) {  // Tucker: t2 [r, r, kh, kw], w2_a [r, b], w2_b [r, d]
             core("t2");
             need("w2_a"); need("w2_b");

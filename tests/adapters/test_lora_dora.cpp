@@ -73,6 +73,8 @@ TEST(LoraDora, KohyaDoraScaleAtStrength07AsComfyUI) {
     expect_merged("dora_kohya.safetensors", 0.7f, {"blocks.0.proj", "conv_in"});
 }
 
+TEST(LoraDora, LoKrWithDoraScaleOnAConv) { expect_merged("lokr_dora.safetensors", 0.7f, {"conv_in"}); }
+
 TEST(LoraTucker, LoConLoHaLoKrCoresMatchLyCORIS) {
     expect_merged("locon_tucker.safetensors", 0.7f, {"conv_in"});
     expect_merged("loha_tucker.safetensors", 0.7f, {"conv_in"});

@@ -10,6 +10,7 @@
 #   loha_tucker:  LoHa with hada_t1/hada_t2: w = einsum("i j k l, j r, i p -> p r k l", t, w_b, w_a), delta = w1 * w2
 #   lokr_tucker:  LoKr with lokr_t2: w2 = einsum("i j k l, i p, j r -> p r k l", t2, w2_a, w2_b), delta = kron(w1, w2)
 #   (the last three at strength 0.7 with scale alpha / rank, LyCORIS' formulas, lycoris/functional/*.py)
+#   lokr_dora:    LoKr (w1, w2_a, w2_b) on the conv with dora_scale [1, in, 1, 1], ComfyUI's merge at 0.7
 import sys, os
 import torch
 from safetensors.torch import save_file
@@ -105,6 +106,16 @@ save_file({"lora_unet_conv_in.lokr_w1": w1, "lora_unet_conv_in.lokr_t2": t2, "lo
           f"{out}/lokr_tucker.safetensors")
 w2 = torch.einsum("i j k l, i p, j r -> p r k l", t2, w2a, w2b).contiguous()  # [4, 3, 3, 3]
 ref["lokr_tucker.conv_in"] = w + S * (alpha / r) * torch.kron(w1.reshape(2, 2, 1, 1), w2)
+
+# LoKr (full w1, decomposed w2 on a 3x3 conv) with a LyCORIS dora_scale [1, in, 1, 1], ComfyUI's merge at 0.7
+r, alpha = 2, 2.0
+w1, w2a, w2b = rnd(2, 2), rnd(4, r), rnd(r, 3, 3, 3)
+ds = torch.rand(1, 6, 1, 1, generator=g) + 0.5
+save_file({"lora_unet_conv_in.lokr_w1": w1, "lora_unet_conv_in.lokr_w2_a": w2a, "lora_unet_conv_in.lokr_w2_b": w2b,
+           "lora_unet_conv_in.alpha": torch.tensor(alpha), "lora_unet_conv_in.dora_scale": ds},
+          f"{out}/lokr_dora.safetensors")
+diff = torch.kron(w1.reshape(2, 2, 1, 1), (w2a @ w2b.reshape(r, -1)).reshape(4, 3, 3, 3)) * (alpha / r)
+ref["lokr_dora.conv_in"] = comfy_dora(w, diff, ds, S)
 
 save_file({k: v.contiguous().float() for k, v in ref.items()}, f"{out}/reference.safetensors")
 print({k: tuple(v.shape) for k, v in ref.items()})
