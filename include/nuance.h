@@ -152,6 +152,12 @@ NUANCE_API void nuance_context_set_log_callback(nuance_context* ctx, nuance_log_
 NUANCE_API void nuance_context_cancel(nuance_context* ctx);
 
 /* ---- generation ---- */
+/* A LoRA / LyCORIS file (kohya, diffusers/PEFT, LoHa, LoKr, DoRA; .safetensors/.pt/.ckpt) for one generation. */
+typedef struct nuance_lora {
+    const char* path;
+    float weight;  /* strength for the denoiser and the text encoders (A1111's <lora:name:weight>); 1.0 is full */
+} nuance_lora;
+
 typedef struct nuance_generate_params {
     const char* prompt;           /* A1111 syntax: (word:1.2), [word], BREAK */
     const char* negative_prompt;  /* NULL = "" */
@@ -170,6 +176,14 @@ typedef struct nuance_generate_params {
     int vae_tiling;               /* 1: VAE decode (and img2img encode) in overlapping tiles, bounded memory: 0 */
     int vae_tile_size;            /* tile side in pixels, a multiple of 8: 512 */
     int vae_tile_overlap;         /* overlap of tiles in pixels, a multiple of 8, at most half the tile: 64 */
+    /* LoRAs merged into the model for this call only and restored (bit-exactly) before it returns, in order, with
+     * the prompt's <lora:name:w> tags (names from lora_dir) after them. While a call with LoRAs runs, other contexts
+     * on the same model wait (the weights are shared); calls without LoRAs run side by side. A file that fits no
+     * layer of the model, or a missing one, fails the call with nothing merged. At most 64 in all. */
+    const nuance_lora* loras;     /* NULL: none */
+    int lora_count;               /* entries of loras: 0 */
+    const char* lora_dir;         /* folder for the prompt's <lora:name:w> tags; NULL: a tag is an error */
+    const char* embedding_dir;    /* textual-inversion embeddings the prompts name by file name; NULL: none */
 } nuance_generate_params;
 
 NUANCE_API void nuance_generate_params_init(nuance_generate_params* p);

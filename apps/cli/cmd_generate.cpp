@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "adapters/lora_library.h"
+#include "text/embedding_library.h"
 #include "backends/cpu/dnnl_context.h"
 #include "cli_control.h"
 #include "commands.h"
@@ -41,6 +42,7 @@ struct GenerateArgs {
     std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
     std::vector<std::string> loras;      // --lora FILE[:weight], repeatable
     std::string lora_dir;                // --lora-dir: <lora:name:w> in the prompt, --lora NAME
+    std::string embedding_dir;           // --embedding-dir: textual inversions named in the prompts
     std::string mask, inpaint_fill = "original", outpaint;  // --mask, --inpaint-fill, --outpaint l,r,t,b
     std::string skip_layers;             // --skip-layers "7,8,9" or sd.cpp's "[7,8,9]"; "" / "[]" = off
     CLI::Option* skip_layers_opt = nullptr;
@@ -299,6 +301,14 @@ int run(GenerateArgs& a) {
     } catch (const Error& e) {
         fail(e.code(), e.code() == ErrorCode::InvalidArgument ? "usage: " : "", e.what());
     }
+    // Textual inversions: files are read when the prompt (or negative prompt) names them, at encode time.
+    if (!a.embedding_dir.empty()) {
+        try {
+            a.p.embeddings = EmbeddingLibrary::scan(a.embedding_dir);
+        } catch (const Error& e) {
+            fail(ErrorCode::InvalidArgument, "usage: --embedding-dir: ", e.what());
+        }
+    }
     if (a.p.seed < 0) a.p.seed = (int64_t)std::random_device{}();  // 0..2^32-1, as A1111
     // mpirun: the batch's seeds are split into contiguous shards, one per rank; each rank writes the files one
     // process would write for its seeds (same names, same images), rank 0 reports. A random seed is rank 0's.
@@ -495,6 +505,8 @@ Runner add_generate(CLI::App& app) {
     c->add_option("--lora", a->loras,
                   "LoRA / LyCORIS file merged at FILE:weight (default 1; repeatable; a name from --lora-dir works too)");
     c->add_option("--lora-dir", a->lora_dir, "Folder of LoRAs for <lora:name:weight> in the prompt (A1111 syntax)");
+    c->add_option("--embedding-dir,--embeddings-dir", a->embedding_dir,
+                  "Folder of textual-inversion embeddings (.pt/.safetensors/.bin) used by file name in the prompts");
     c->add_option("-i,--init-img", a->init_img, "Init image for img2img (PNG/JPEG)");
     add_control_options(c, a->control);
     c->add_option("--strength", a->p.strength, "img2img denoising strength in (0, 1]")->capture_default_str();

@@ -119,6 +119,8 @@ Runner add_serve(CLI::App& app) {
     c->add_option("-m,--model", a->o.model, "Checkpoint or diffusers folder: the default model");
     c->add_option("--models-dir", a->o.models_dir, "Folder of checkpoints that requests may name");
     c->add_option("--lora-dir", a->o.lora_dir, "Folder of LoRAs (GET /sdapi/v1/loras) that request prompts may use as <lora:name:weight>");
+    c->add_option("--embedding-dir,--embeddings-dir", a->o.embedding_dir,
+                  "Folder of textual-inversion embeddings that request prompts may name (default: <models-dir>/embeddings when present)");
     c->add_option("--controlnet-dir", a->o.controlnet_dir,
                   "Folder of ControlNets that A1111 ControlNet units (alwayson_scripts.controlnet) may name");
     c->add_option("--vae", a->vae, "Replace every model's VAE with this file");

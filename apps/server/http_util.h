@@ -10,6 +10,7 @@
 #include "http_conn.h"
 #include "model_store.h"
 #include "server.h"
+#include "text/embedding_library.h"
 
 namespace nuance::server {
 
@@ -21,6 +22,7 @@ struct Server::Impl {
     DefaultsCache defaults;  // per-model generation defaults (defaults.h)
     OutputDir outputs;       // --output-dir
     LoraStore loras;         // --lora-dir
+    std::shared_ptr<const EmbeddingLibrary> embeddings;  // --embedding-dir (or <models-dir>/embeddings); may be null
     JobQueue queue;
     HttpServer http;
     std::atomic<bool> stopping{false};

@@ -7,6 +7,7 @@
 #include "io/weights.h"
 #include "models/taesd/taesd.h"
 #include "server/preview.h"
+#include "text/embedding_library.h"
 #include "request_parse.h"
 #include "controlnet_api.h"
 
@@ -374,6 +375,7 @@ void JobQueue::run_job(Slot& slot, DiffusionModel& m, const std::shared_ptr<Job>
             for (const auto& w : warnings) log_info(str("job ", j.id, ": ", w));
             p.extra_infotext = lora_hashes_infotext(hashes);
         }
+        p.embeddings = opt_.embeddings;
         load_request_controlnets(p.control, m);  // A1111 ControlNet units: loaded for this model (controlnet_api.h)
         for (int b = 0; b < n; ++b) {
             NUANCE_CHECK_CODE(!j.cancel.load(), Cancelled, "job cancelled");
@@ -419,6 +421,7 @@ void JobQueue::run_job(Slot& slot, DiffusionModel& m, const std::shared_ptr<Job>
                 replace_all(message, " in --lora-dir '" + opt_.loras->dir() + "'", " in the server's LoRA folder");
                 replace_all(message, opt_.loras->dir() + "/", "");
             }
+            if (opt_.embeddings) replace_all(message, opt_.embeddings->dir() + "/", "");  // nor the embeddings
             if (status >= 500) {
                 if (opt_.logger) opt_.logger->warn("job ", j.id, " failed: ", message);
                 message = str(e.code() == ErrorCode::Io ? "I/O error" : "internal error",

@@ -90,6 +90,7 @@ struct QueueOptions {
     DefaultsCache* defaults = nullptr;  // told each loaded model's defaults (exact), when set
     OutputDir* outputs = nullptr;       // every finished image is saved there, when set and enabled
     LoraStore* loras = nullptr;         // <lora:name:w> in prompts: merged for the job, restored after it
+    std::shared_ptr<const EmbeddingLibrary> embeddings;  // textual inversions named in prompts (none when null)
     // Limits for sizes and steps that come from the model's defaults (requests are checked when parsed); 0 = none.
     int max_side = 0;
     int64_t max_pixels = 0;

@@ -234,8 +234,26 @@ void add_sdapi_routes(ServerContext& c) {
     s.Get("/sdapi/v1/scripts", guarded([](const httplib::Request&, httplib::Response& res) {
         send_json(res, 200, {{"txt2img", json::array()}, {"img2img", json::array()}});
     }));
-    s.Get("/sdapi/v1/embeddings", guarded([](const httplib::Request&, httplib::Response& res) {
-        send_json(res, 200, {{"loaded", json::object()}, {"skipped", json::object()}});
+    // A1111's answer: {"loaded": {name: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, "skipped": {...}}
+    // (a file that cannot be read is "skipped"; widths are checked against the model when a prompt uses it).
+    s.Get("/sdapi/v1/embeddings", guarded([&c](const httplib::Request&, httplib::Response& res) {
+        json loaded = json::object(), skipped = json::object();
+        if (c.embeddings)
+            for (const std::string& name : c.embeddings->names()) {
+                try {
+                    const auto ti = c.embeddings->get(name);
+                    const Tensor& v = ti->vectors.begin()->second;
+                    loaded[name] = {{"step", ti->step >= 0 ? json(ti->step) : json(nullptr)},
+                                    {"sd_checkpoint", nullptr},
+                                    {"sd_checkpoint_name", ti->checkpoint_name.empty() ? json(nullptr) : json(ti->checkpoint_name)},
+                                    {"shape", v.size(1)},
+                                    {"vectors", ti->count}};
+                } catch (const Error&) {
+                    skipped[name] = {{"step", nullptr}, {"sd_checkpoint", nullptr}, {"sd_checkpoint_name", nullptr},
+                                     {"shape", nullptr}, {"vectors", nullptr}};
+                }
+            }
+        send_json(res, 200, {{"loaded", loaded}, {"skipped", skipped}});
     }));
 }
 

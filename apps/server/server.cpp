@@ -9,6 +9,7 @@
 
 #include "base64.h"
 #include "http_util.h"
+#include "io/weights.h"
 
 namespace nuance::server {
 
@@ -119,14 +120,27 @@ std::string iso_timestamp_compact(double unix_seconds) {
     return buf;
 }
 
+namespace {
+
+std::shared_ptr<const EmbeddingLibrary> embedding_library(const ServerOptions& o) {
+    if (!o.embedding_dir.empty()) return EmbeddingLibrary::scan(o.embedding_dir);
+    if (!o.models_dir.empty() && is_directory(o.models_dir + "/embeddings"))
+        return EmbeddingLibrary::scan(o.models_dir + "/embeddings");
+    return nullptr;
+}
+
+}  // namespace
+
 Server::Impl::Impl(ServerOptions o)
     : opt(std::move(o)), store(opt.model, opt.models_dir), outputs(opt.output_dir), loras(opt.lora_dir),
+      embeddings(embedding_library(opt)),
       queue(store, [&] {
           QueueOptions q = opt.queue;
           if (!q.logger) q.logger = opt.logger;
           q.defaults = &defaults;
           q.outputs = &outputs;
           q.loras = &loras;
+          q.embeddings = embeddings;
           q.max_side = opt.limits.max_side;
           q.max_pixels = opt.limits.max_pixels;
           q.max_steps = opt.limits.max_steps;

@@ -25,6 +25,9 @@ struct ServerOptions {
     std::string model;          // -m: one checkpoint (the default model)
     std::string models_dir;     // --models-dir: checkpoints requests may name
     std::string lora_dir;       // --lora-dir: LoRAs that request prompts may name (<lora:name:w>)
+    // --embedding-dir: textual inversions that request prompts may name; "" = <models-dir>/embeddings when that
+    // folder exists (A1111's embeddings/ next to its models), else none
+    std::string embedding_dir;
     std::string controlnet_dir;  // --controlnet-dir: ControlNets that A1111 ControlNet units may name
     std::string output_dir;     // --output-dir: every image is saved there (NNNNN-SEED.png); "" = not saved
     std::string api_key;        // non-empty: every API route needs it (Bearer, X-API-Key, Basic password, ?api_key=)

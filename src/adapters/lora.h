@@ -11,8 +11,13 @@
 //                    <module>.lora.down/up.weight, .lora_linear_layer.down/up.weight and attention processors'
 //                    <attn>.processor.to_q_lora.down/up.weight; components unet., text_encoder., text_encoder_2.,
 //                    transformer. (none: the denoiser)
-//   LyCORIS LoHa:    hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b (+ alpha)
-//   LyCORIS LoKr:    lokr_w1 | lokr_w1_a + lokr_w1_b, lokr_w2 | lokr_w2_a + lokr_w2_b (+ alpha)
+//   LyCORIS LoHa:    hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b (+ alpha); Tucker/CP: + hada_t1, hada_t2
+//   LyCORIS LoKr:    lokr_w1 | lokr_w1_a + lokr_w1_b, lokr_w2 | lokr_w2_a + lokr_w2_b (+ alpha); Tucker: + lokr_t2
+//   Tucker LoCon:    lora_down [r, in, 1, 1] + lora_mid [r, r, kh, kw] + lora_up [out, r, 1, 1]
+//   DoRA:            any of the above + dora_scale (kohya / LyCORIS) or lora_magnitude_vector (PEFT): merged as
+//                    ComfyUI does, W' = W + strength * (m * W_s / ||W_s|| - W) with W_s = W + scale * delta(W),
+//                    the norm per input channel (dora_scale [1, in...], LyCORIS' default) or per output row
+//                    (dora_scale [out, ...], and PEFT's magnitude always)
 // Scale rule (kohya / A1111 / ComfyUI, per module): alpha / rank, a missing alpha = rank (scale 1); LoKr with neither
 // factor decomposed: 1 whatever alpha says. (diffusers 0.31 departs from it on files without alphas; not followed.)
 //
@@ -42,7 +47,8 @@ struct LoraModule {
     std::map<std::string, Tensor> t;  // by role: "down", "up" | "w1_a" ... | "w1", "w2" ... | "diff"
     bool has_alpha = false;
     double alpha = 0;
-    Tensor dora_scale;       // DoRA magnitude, when present
+    Tensor dora_scale;       // DoRA magnitude, when present (kohya/LyCORIS dora_scale or PEFT lora_magnitude_vector)
+    bool dora_peft = false;  // PEFT's spelling: the norm is always per output row
 
     int64_t rank() const;    // LoRA: down rows; LoHa: w1_b rows; LoKr: the decomposed factor's rank (0 = none)
     double scale() const;    // the per-module rule above

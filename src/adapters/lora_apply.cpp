@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <set>
+#include <vector>
 
 #include "adapters/lora.h"
 #include "core/error.h"
@@ -171,6 +172,44 @@ Tensor merged(const Tensor& w_in, const float* delta, float factor) {
     return out;
 }
 
+// DoRA as ComfyUI's weight_decompose merges it: W_s = W + scale * delta; W' = m * W_s / (||W_s|| + eps); the
+// returned delta is strength * (W' - W) (F32, the slot's full shape; W is the layers' current value, rows stacked).
+// The norm runs per output row (over in, kh, kw) or per input channel (over out, kh, kw).
+Tensor dora_delta(const LoraModule& m, const Slot& slot, const Tensor& delta, const Shape& shape, float scale,
+                  float strength) {
+    const int64_t out = shape[0], cols = delta.numel() / std::max<int64_t>(1, out);
+    const int64_t in = shape.size() >= 2 ? shape[1] : cols, K = cols / std::max<int64_t>(1, in);
+    Tensor w = Tensor::empty({out, cols});
+    float* pw = w.data<float>();
+    for (const Target& t : slot) {
+        const Tensor v = t.p->value.f32().contiguous();
+        std::memcpy(pw + t.row0 * cols, v.data<float>(), (size_t)(t.rows * cols) * 4);
+    }
+    const float* d = delta.data<float>();
+    std::vector<float> ws((size_t)(out * cols));
+    for (int64_t i = 0; i < out * cols; ++i) ws[(size_t)i] = pw[i] + scale * d[i];
+    const Tensor mag_t = m.dora_scale.f32().contiguous();
+    const float* mag = mag_t.data<float>();
+    const bool on_out = m.dora_peft || m.dora_scale.size(0) == out;
+    std::vector<double> norm((size_t)(on_out ? out : in), 0.0);
+    for (int64_t o = 0; o < out; ++o)
+        for (int64_t c = 0; c < cols; ++c) {
+            const double x = ws[(size_t)(o * cols + c)];
+            norm[(size_t)(on_out ? o : c / K)] += x * x;
+        }
+    constexpr float kEps = 1.1920929e-7f;  // torch.finfo(float32).eps, as ComfyUI and LyCORIS add it
+    Tensor res = Tensor::empty(shape);
+    float* r = res.data<float>();
+    for (int64_t o = 0; o < out; ++o)
+        for (int64_t c = 0; c < cols; ++c) {
+            const size_t g = (size_t)(on_out ? o : c / K);
+            const float f = mag[g] / ((float)std::sqrt(norm[g]) + kEps);
+            const size_t i = (size_t)(o * cols + c);
+            r[i] = strength * (ws[i] * f - pw[i]);
+        }
+    return res;
+}
+
 std::string join_examples(const std::vector<std::string>& v, size_t n) {
     std::string s;
     for (size_t i = 0; i < v.size() && i < n; ++i) s += (i ? ", " : "") + v[i];
@@ -217,8 +256,6 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
             rep.unmatched.push_back(mod.name);
             continue;
         }
-        NUANCE_CHECK_CODE(!mod.dora_scale.defined(), Unsupported, "LoRA '", file.path, "': module ", mod.name,
-                          " is DoRA (dora_scale), which is not supported yet");
         const Param& first = *slot->front().p;
         NUANCE_CHECK(first.defined(), "LoRA '", file.path, "': layer '", slot->front().name, "' of the ", comp,
                      " is not loaded");
@@ -263,11 +300,29 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         int64_t out = s[0], cols = shape_numel(s) / std::max<int64_t>(1, s[0]);
         int64_t mo = -1, mc = -1;
         if (m.kind == LoraKind::LoRA) { mo = m.t.at("up").size(0); mc = m.t.at("down").numel() / m.t.at("down").size(0); }
-        if (m.kind == LoraKind::LoHa) { mo = m.t.at("w1_a").size(0); mc = m.t.at("w1_b").numel() / m.t.at("w1_b").size(0); }
+        if (m.kind == LoraKind::LoRA && m.t.count("mid")) {
+            const Tensor& mid = m.t.at("mid");
+            mc *= mid.size(2) * mid.size(3);
+        }
+        if (m.kind == LoraKind::LoHa && !m.t.count("t1")) { mo = m.t.at("w1_a").size(0); mc = m.t.at("w1_b").numel() / m.t.at("w1_b").size(0); }
+        if (m.kind == LoraKind::LoHa && m.t.count("t1")) {
+            const Tensor& t1 = m.t.at("t1");
+            mo = m.t.at("w1_a").size(1);
+            mc = m.t.at("w1_b").size(1) * t1.size(2) * t1.size(3);
+        }
         if (mo >= 0 && (mo != out || mc != cols))
             fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "': module ", m.name, " makes a [", mo, ", ", mc,
                  "] delta but the ", comp, "'s layer '", j.slot->front().name, "' is ", s,
                  " (a LoRA for another model size or family?)");
+        if (m.dora_scale.defined()) {  // DoRA: a magnitude per output row or per input channel (see lora.h)
+            const Tensor& ds = m.dora_scale;
+            const bool on_out = m.dora_peft || ds.size(0) == s[0];
+            const int64_t want = on_out ? s[0] : (s.size() >= 2 ? s[1] : -1);
+            if (ds.numel() != want || (!m.dora_peft && !on_out && ds.size(0) != 1))
+                fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "': module ", m.name, ": DoRA magnitude ",
+                     ds.shape(), " does not fit the ", comp, "'s layer '", j.slot->front().name, "' ", s,
+                     " (expected ", on_out ? "one value per output row" : "[1, in] / [1, in, 1, 1]", ")");
+        }
     }
     if (rep.unmatched.size() * 2 > file.modules.size())
         rep.warnings.push_back(str("LoRA '", file.path, "': ", rep.unmatched.size(), " of its ", rep.modules,
@@ -283,15 +338,22 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         const LoraModule& m = *j.m;
         const float st = j.te ? te_s : strength;
         if (st == 0.0f) continue;
-        const float factor = (float)(m.scale() * (double)st);
+        float factor = (float)(m.scale() * (double)st);
         const int64_t cols = shape_numel(j.shape) / std::max<int64_t>(1, j.shape[0]);
         // Quantized weights are never rewritten: the LoRA runs beside them (y += factor * up · (down · x)), as
         // stable-diffusion.cpp applies LoRAs to quantized models. Low-rank factors stay low rank; LoHa / LoKr /
         // full diffs add their dense delta rows (f32, the size of the layer).
         bool any_quantized = false, any_float = false;
         for (const Target& t : *j.slot) (quantized_weight_view(t.p->value) ? any_quantized : any_float) = true;
+        NUANCE_CHECK(!(any_quantized && m.dora_scale.defined()), "LoRA '", file.path, "': module '", m.name,
+                     "' is DoRA (dora_scale), which needs the merged weight's norm: it cannot run beside a "
+                     "quantized (GGUF) weight; use a float checkpoint for DoRA files");
         Tensor delta;
         if (any_float || m.kind != LoraKind::LoRA) delta = m.delta(j.shape, file.path);
+        if (m.dora_scale.defined()) {
+            delta = dora_delta(m, *j.slot, delta, j.shape, (float)m.scale(), st);
+            factor = 1.0f;
+        }
         Tensor down, up;
         if (any_quantized && m.kind == LoraKind::LoRA) {
             const Tensor& dn = m.t.at("down");

@@ -43,7 +43,8 @@ constexpr Suffix kSuffixes[] = {
     {".lokr_w1_b", "w1_b"},                 {".lokr_w2_a", "w2_a"},
     {".lokr_w2_b", "w2_b"},                 {".lokr_w1", "w1"},
     {".lokr_w2", "w2"},                     {".lokr_t2", "t2"},
-    {".dora_scale", "dora_scale"},          {".alpha", "alpha"},
+    {".dora_scale", "dora_scale"},          {".lora_magnitude_vector.weight", "magnitude"},
+    {".lora_magnitude_vector", "magnitude"}, {".alpha", "alpha"},
     {".diff", "diff"},
 };
 
@@ -76,15 +77,37 @@ void check_factor(const LoraFile& f, const LoraModule& m, const std::string& rol
         NUANCE_CHECK(t.size(d) > 0, "LoRA '", f.path, "': ", m.name, ".", role, " has an empty shape ", t.shape());
 }
 
+// DoRA (Liu et al. 2024): kohya / LyCORIS "dora_scale" ([1, in(, 1, 1)]: norms per input channel, or [out, 1...]:
+// per output row, as ComfyUI tells them apart) or PEFT's "lora_magnitude_vector" ([out] or [1, out, 1, 1]: always
+// per output row). Moved out of the factor map into dora_scale.
+void validate_dora(const LoraFile& f, LoraModule& m) {
+    const bool ds = m.t.count("dora_scale") > 0, mv = m.t.count("magnitude") > 0;
+    if (!ds && !mv) return;
+    NUANCE_CHECK(!(ds && mv), "LoRA '", f.path, "': module ", m.name, " has both dora_scale and lora_magnitude_vector");
+    const char* role = ds ? "dora_scale" : "magnitude";
+    m.dora_scale = m.t[role];
+    m.t.erase(role);
+    m.dora_peft = mv;
+    NUANCE_CHECK(dtype_is_float(m.dora_scale.dtype()) && m.dora_scale.dim() >= 1 && m.dora_scale.dim() <= 4 &&
+                     m.dora_scale.numel() >= 1,
+                 "LoRA '", f.path, "': ", m.name, ".", ds ? "dora_scale" : "lora_magnitude_vector", " is ",
+                 m.dora_scale.str(), ", expected a float vector");
+}
+
 void validate(const LoraFile& f, LoraModule& m) {
     auto has = [&](const char* r) { return m.t.count(r) > 0; };
     auto need = [&](const char* r) {
         NUANCE_CHECK(has(r), "LoRA '", f.path, "': module ", m.name, " (", lora_kind_name(m.kind), ") has no '", r,
                      "' tensor");
     };
-    NUANCE_CHECK_CODE(!has("mid") && !has("t1") && !has("t2"), Unsupported, "LoRA '", f.path, "': module ", m.name,
-                      " uses a CP/Tucker decomposition (lora_mid / hada_t / lokr_t2), which is not supported yet");
-    if (has("down") || has("up")) {
+    // CP/Tucker cores: [r1, r2, kh, kw], r1, r2 <= kMaxRank, kh * kw <= 49 (a 7x7 kernel at most).
+    auto core = [&](const char* r) {
+        check_factor(f, m, r, 4, 4);
+        const Tensor& t = m.t[r];
+        NUANCE_CHECK(t.size(0) <= kMaxRank && t.size(1) <= kMaxRank && t.size(2) * t.size(3) <= 49, "LoRA '", f.path,
+                     "': module ", m.name, ": Tucker core ", r, " ", t.shape(), " is too large");
+    };
+    if (has("down") || has("up") || has("mid")) {
         m.kind = LoraKind::LoRA;
         need("down"); need("up");
         check_factor(f, m, "down", 2, 4);
@@ -93,12 +116,32 @@ void validate(const LoraFile& f, LoraModule& m) {
         const int64_t r = d.size(0);
         NUANCE_CHECK(r <= kMaxRank, "LoRA '", f.path, "': module ", m.name, " has rank ", r, " (at most ", kMaxRank,
                      ")");
-        NUANCE_CHECK(flat_cols(u) == r && (u.dim() == 2 || (u.size(2) == 1 && u.size(3) == 1)), "LoRA '", f.path,
+        const int64_t r_up = has("mid") ? m.t["mid"].size(0) : r;
+        NUANCE_CHECK(flat_cols(u) == r_up && (u.dim() == 2 || (u.size(2) == 1 && u.size(3) == 1)), "LoRA '", f.path,
                      "': module ", m.name, ": lora_up ", u.shape(), " does not fit lora_down ", d.shape(),
-                     " (expected [out, ", r, "] or [out, ", r, ", 1, 1])");
+                     " (expected [out, ", r_up, "] or [out, ", r_up, ", 1, 1])");
+        if (has("mid")) {  // LoCon with a Tucker core: down [r, in, 1, 1], mid [r, r, kh, kw], up [out, r, 1, 1]
+            core("mid");
+            NUANCE_CHECK(m.t["mid"].size(1) == r && (d.dim() == 2 || (d.dim() == 4 && d.size(2) == 1 && d.size(3) == 1)),
+                         "LoRA '", f.path, "': module ", m.name, ": lora_mid ", m.t["mid"].shape(),
+                         " does not fit lora_down ", d.shape(), " (expected [", r, ", in, 1, 1])");
+        }
     } else if (m.kind == LoraKind::LoHa) {
         for (const char* r : {"w1_a", "w1_b", "w2_a", "w2_b"}) { need(r); check_factor(f, m, r, 2, 4); }
         const Tensor &a1 = m.t["w1_a"], &b1 = m.t["w1_b"], &a2 = m.t["w2_a"], &b2 = m.t["w2_b"];
+        if (has("t1") || has("t2")) {  // Tucker: t [r, r, kh, kw], w_a [r, out], w_b [r, in]
+            need("t1"); need("t2");
+            core("t1"); core("t2");
+            const Tensor &t1 = m.t["t1"], &t2 = m.t["t2"];
+            NUANCE_CHECK(a1.dim() == 2 && b1.dim() == 2 && a2.dim() == 2 && b2.dim() == 2 && t1.size(0) == a1.size(0) &&
+                             t1.size(1) == b1.size(0) && t2.size(0) == a2.size(0) && t2.size(1) == b2.size(0) &&
+                             a1.size(1) == a2.size(1) && b1.size(1) == b2.size(1) && t1.size(2) == t2.size(2) &&
+                             t1.size(3) == t2.size(3),
+                         "LoRA '", f.path, "': LoHa module ", m.name, ": hada_t1 ", t1.shape(), ", hada_w1_a ",
+                         a1.shape(), ", hada_w1_b ", b1.shape(), ", hada_t2 ", t2.shape(), ", hada_w2_a ", a2.shape(),
+                         ", hada_w2_b ", b2.shape(), " do not fit together");
+            return validate_dora(f, m);
+        }
         NUANCE_CHECK(a1.dim() == 2 && a2.dim() == 2 && a1.size(1) == b1.size(0) && a2.size(1) == b2.size(0) &&
                          a1.size(0) == a2.size(0) && flat_cols(b1) == flat_cols(b2) && b1.size(0) <= kMaxRank &&
                          b2.size(0) <= kMaxRank,
@@ -111,12 +154,22 @@ void validate(const LoraFile& f, LoraModule& m) {
                      " needs lokr_w2 or lokr_w2_a + lokr_w2_b");
         if (!has("w1")) { need("w1_a"); need("w1_b"); }
         if (!has("w2")) { need("w2_a"); need("w2_b"); }
-        for (auto& [role, t] : m.t) check_factor(f, m, role, role == "w2" || role == "w2_b" ? 2 : 2, role == "w2" || role == "w2_b" ? 4 : 2);
+        for (auto& [role, t] : m.t)
+            if (role != "t2" && role != "dora_scale" && role != "magnitude")
+                check_factor(f, m, role, 2, role == "w2" || role == "w2_b" ? 4 : 2);
+        if (has("t2")) {  // Tucker: t2 [r, r, kh, kw], w2_a [r, b], w2_b [r, d]
+            core("t2");
+            need("w2_a"); need("w2_b");
+            NUANCE_CHECK(m.t["t2"].size(0) == m.t["w2_a"].size(0) && m.t["t2"].size(1) == m.t["w2_b"].size(0) &&
+                             m.t["w2_b"].dim() == 2,
+                         "LoRA '", f.path, "': LoKr module ", m.name, ": lokr_t2 ", m.t["t2"].shape(), " does not fit ",
+                         "lokr_w2_a ", m.t["w2_a"].shape(), " and lokr_w2_b ", m.t["w2_b"].shape());
+        }
         if (has("w1_a"))
             NUANCE_CHECK(m.t["w1_a"].size(1) == m.t["w1_b"].size(0) && m.t["w1_a"].size(1) <= kMaxRank, "LoRA '",
                          f.path, "': LoKr module ", m.name, ": lokr_w1_a ", m.t["w1_a"].shape(), " does not fit lokr_w1_b ",
                          m.t["w1_b"].shape());
-        if (has("w2_a"))
+        if (has("w2_a") && !has("t2"))
             NUANCE_CHECK(m.t["w2_a"].size(1) == m.t["w2_b"].size(0) && m.t["w2_a"].size(1) <= kMaxRank, "LoRA '",
                          f.path, "': LoKr module ", m.name, ": lokr_w2_a ", m.t["w2_a"].shape(), " does not fit lokr_w2_b ",
                          m.t["w2_b"].shape());
@@ -127,12 +180,7 @@ void validate(const LoraFile& f, LoraModule& m) {
         fail(ErrorCode::InvalidArgument, "LoRA '", f.path, "': module ", m.name,
              " has only an alpha / dora_scale tensor and no weights");
     }
-    if (has("dora_scale")) {
-        m.dora_scale = m.t["dora_scale"];
-        m.t.erase("dora_scale");
-        NUANCE_CHECK(dtype_is_float(m.dora_scale.dtype()), "LoRA '", f.path, "': ", m.name, ".dora_scale has dtype ",
-                     dtype_name(m.dora_scale.dtype()));
-    }
+    validate_dora(f, m);
 }
 
 // a [m, k] @ b [k, n], both flattened to 2-D, in F32.
@@ -141,6 +189,30 @@ Tensor mm(const Tensor& a, int64_t m, const Tensor& b, int64_t n) {
     return matmul(a.f32().contiguous().reshape({m, k}), b.f32().contiguous().reshape({k, n}));
 }
 
+// LyCORIS' rebuild_tucker / A1111's make_weight_cp: W[p, r, k] = sum_ij t[i, j, k] wa_t[p, i] wb[j, r], as [P, R * K]
+// (t [r1, r2, kh, kw], wa_t [P, r1], wb [r2, R]); one [P, r1] @ [r1, r2] @ [r2, R] product per kernel position.
+Tensor cp_rebuild(const Tensor& t, const Tensor& wa_t, const Tensor& wb) {
+    const int64_t r1 = t.size(0), r2 = t.size(1), K = t.size(2) * t.size(3);
+    const int64_t P = wa_t.size(0), R = wb.size(1);
+    const Tensor tf = t.f32().contiguous();
+    const Tensor a = wa_t.f32().contiguous(), b = wb.f32().contiguous();
+    Tensor out = Tensor::empty({P, R * K});
+    float* o = out.data<float>();
+    Tensor tk = Tensor::empty({r1, r2});
+    for (int64_t k = 0; k < K; ++k) {
+        const float* src = tf.data<float>();
+        float* dst = tk.data<float>();
+        for (int64_t i = 0; i < r1 * r2; ++i) dst[i] = src[i * K + k];
+        const Tensor bk = matmul(matmul(a, tk), b);  // [P, R]
+        const float* q = bk.data<float>();
+        for (int64_t p = 0; p < P; ++p)
+            for (int64_t r = 0; r < R; ++r) o[(p * R + r) * K + k] = q[p * R + r];
+    }
+    return out;
+}
+
+Tensor transposed(const Tensor& m) { return m.f32().contiguous().transpose(0, 1).contiguous(); }
+
 }  // namespace
 
 int64_t LoraModule::rank() const {
@@ -148,6 +220,7 @@ int64_t LoraModule::rank() const {
         case LoraKind::LoRA: return t.at("down").size(0);
         case LoraKind::LoHa: return t.at("w1_b").size(0);
         case LoraKind::LoKr:
+            if (t.count("t2")) return t.at("t2").size(0);
             if (t.count("w1_a")) return t.at("w1_a").size(1);
             if (t.count("w2_a")) return t.at("w2_a").size(1);
             return 0;
@@ -175,16 +248,34 @@ Tensor LoraModule::delta(const Shape& shape, const std::string& file) const {
     switch (kind) {
         case LoraKind::LoRA: {
             const Tensor &dn = t.at("down"), &up = t.at("up");
-
+            if (t.count("mid")) {  // Tucker LoCon: einsum("m n ..., i m, n j -> i j ...", mid, up, down)
+                const Tensor& mid = t.at("mid");
+                const int64_t in = flat_cols(dn), K = mid.size(2) * mid.size(3);
+                if (up.size(0) != out || in * K != cols)
+                    mismatch(str("[", up.size(0), ", ", in, ", ", mid.size(2), ", ", mid.size(3), "]"));
+                d = cp_rebuild(mid, up.f32().contiguous().reshape({out, mid.size(0)}),
+                               dn.f32().contiguous().reshape({mid.size(1), in}));
+                break;
+            }
             if (up.size(0) != out || flat_cols(dn) != cols) mismatch(str("[", up.size(0), ", ", flat_cols(dn), "]"));
             d = mm(up, out, dn, cols);
             break;
         }
         case LoraKind::LoHa: {
             const Tensor &a1 = t.at("w1_a"), &b1 = t.at("w1_b"), &a2 = t.at("w2_a"), &b2 = t.at("w2_b");
-            if (a1.size(0) != out || flat_cols(b1) != cols) mismatch(str("[", a1.size(0), ", ", flat_cols(b1), "]"));
-            d = mm(a1, out, b1, cols);
-            const Tensor d2 = mm(a2, out, b2, cols);
+            Tensor d2;
+            if (t.count("t1")) {  // Tucker: einsum("i j k l, j r, i p -> p r k l", t, w_b, w_a)
+                const Tensor &t1 = t.at("t1"), &t2 = t.at("t2");
+                const int64_t K = t1.size(2) * t1.size(3);
+                if (a1.size(1) != out || b1.size(1) * K != cols)
+                    mismatch(str("[", a1.size(1), ", ", b1.size(1), ", ", t1.size(2), ", ", t1.size(3), "]"));
+                d = cp_rebuild(t1, transposed(a1), b1);
+                d2 = cp_rebuild(t2, transposed(a2), b2);
+            } else {
+                if (a1.size(0) != out || flat_cols(b1) != cols) mismatch(str("[", a1.size(0), ", ", flat_cols(b1), "]"));
+                d = mm(a1, out, b1, cols);
+                d2 = mm(a2, out, b2, cols);
+            }
             float* p = d.data<float>();
             const float* q = d2.data<float>();
             for (int64_t i = 0; i < numel; ++i) p[i] *= q[i];
@@ -200,6 +291,10 @@ Tensor LoraModule::delta(const Shape& shape, const std::string& file) const {
                 w2 = t.at("w2").f32().contiguous();
                 b = w2.size(0);
                 w2cols = flat_cols(w2);
+            } else if (t.count("t2")) {  // Tucker: einsum("i j k l, i p, j r -> p r k l", t2, w2_a, w2_b)
+                const Tensor& t2 = t.at("t2");
+                b = t.at("w2_a").size(1);
+                w2cols = t.at("w2_b").size(1) * t2.size(2) * t2.size(3);
             } else {
                 b = t.at("w2_a").size(0);
                 w2cols = flat_cols(t.at("w2_b"));
@@ -208,7 +303,9 @@ Tensor LoraModule::delta(const Shape& shape, const std::string& file) const {
             if (__builtin_mul_overflow(a, b, &rows) || __builtin_mul_overflow(c, w2cols, &kcols) || rows != out ||
                 kcols != cols)
                 mismatch(str("kron([", a, ", ", c, "], [", b, ", ", w2cols, "])"));
-            if (!w2.defined()) w2 = mm(t.at("w2_a"), b, t.at("w2_b"), w2cols);
+            if (!w2.defined())
+                w2 = t.count("t2") ? cp_rebuild(t.at("t2"), transposed(t.at("w2_a")), t.at("w2_b"))
+                                   : mm(t.at("w2_a"), b, t.at("w2_b"), w2cols);
             // kron(w1, w2) with w2's columns (d, kh, kw) flattened: row i*b + k, column j*w2cols + l.
             d = Tensor::empty({out, cols});
             float* p = d.data<float>();

@@ -4,16 +4,22 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <unordered_set>
+
+#include "adapters/lora_library.h"
+#include "text/embedding_library.h"
 
 #include "backends/cpu/dnnl_context.h"
 #include "core/threads.h"
 #include "io/image.h"
+#include "io/weights.h"
 #include "models/default_model.h"
 #include "models/model_defaults.h"
 #include "models/model_family.h"
@@ -27,10 +33,14 @@ using namespace nuance;
 struct nuance_model {
     std::shared_ptr<const DiffusionModel> m;
     std::string family;  // what nuance_model_family returns (stable storage)
+    // Generations share the weights: one with LoRAs merges into them and holds this exclusively until it has
+    // restored them; the others hold it shared.
+    std::shared_ptr<std::shared_mutex> weights = std::make_shared<std::shared_mutex>();
 };
 
 struct nuance_context {
     std::shared_ptr<const DiffusionModel> m;
+    std::shared_ptr<std::shared_mutex> weights;  // the model's
     int n_threads = 0;
     int preview_interval = 0;
     nuance_progress_fn progress = nullptr;
@@ -300,6 +310,7 @@ nuance_status nuance_context_create(nuance_model* model, const nuance_context_pa
             NUANCE_CHECK(live_model(model) && model->m, "nuance_context_create: model is not a live model handle ",
                          "(freed already, or never returned by nuance_model_load)");
             c->m = model->m;
+            c->weights = model->weights;
         }
         if (params) {
             check_thread_count(params->n_threads, "nuance_context_create: n_threads");
@@ -432,8 +443,48 @@ nuance_status nuance_generate(nuance_context* ctx, const nuance_generate_params*
         p.vae_tiling.enabled = params->vae_tiling != 0;
         p.vae_tiling.tile_px = params->vae_tile_size;
         p.vae_tiling.overlap_px = params->vae_tile_overlap;
+        // LoRAs (the params' files, then the prompt's tags) and textual inversions.
+        NUANCE_CHECK(params->lora_count >= 0 && params->lora_count <= 64, "lora_count ", params->lora_count,
+                     " is outside 0..64");
+        NUANCE_CHECK(params->lora_count == 0 || params->loras != nullptr, "lora_count is ", params->lora_count,
+                     " but loras is NULL");
+        std::vector<LoraUse> loras;
+        for (int i = 0; i < params->lora_count; ++i) {
+            const nuance_lora& l = params->loras[i];
+            NUANCE_CHECK(l.path && *l.path, "loras[", i, "].path is NULL or empty");
+            NUANCE_CHECK(std::isfinite(l.weight) && std::fabs(l.weight) <= 100.0f, "loras[", i, "].weight ", l.weight,
+                         " is not a number in [-100, 100]");
+            require_regular_file(l.path, "LoRA file");
+            loras.push_back({l.path, stem(l.path), l.weight, l.weight});
+        }
+        {
+            const auto tags = parse_lora_tags(p.prompt);
+            LoraLibrary lib;
+            if (!tags.empty() && params->lora_dir) lib = LoraLibrary::scan(params->lora_dir);
+            const auto uses = resolve_lora_tags(tags, params->lora_dir ? &lib : nullptr);
+            loras.insert(loras.end(), uses.begin(), uses.end());
+            NUANCE_CHECK(loras.size() <= 64, loras.size(), " LoRAs in all; at most 64");
+        }
+        if (params->embedding_dir) p.embeddings = EmbeddingLibrary::scan(params->embedding_dir);
         apply_generation_defaults(p, generation_defaults(m));
         validate_params(m, p);
+        // Exclusive while LoRAs are merged into the shared weights; shared otherwise.
+        std::unique_lock<std::shared_mutex> exclusive(*ctx->weights, std::defer_lock);
+        std::shared_lock<std::shared_mutex> shared(*ctx->weights, std::defer_lock);
+        LoraMerge merge;
+        struct Restore {
+            LoraMerge& m;
+            ~Restore() { m.restore(); }
+        } restore{merge};  // declared after the locks: restored before they are released
+        if (!loras.empty()) {
+            exclusive.lock();
+            std::vector<std::string> warnings;
+            p.extra_infotext = lora_hashes_infotext(
+                apply_loras(const_cast<DiffusionModel&>(m), loras, merge, &warnings));
+            for (const auto& w : warnings) log.warn(w);
+        } else {
+            shared.lock();
+        }
         if (ctx->n_threads > 0) cpu::set_num_threads(ctx->n_threads);
         p.cancelled = [ctx] { return ctx->cancel.load(std::memory_order_relaxed); };
         const int every = ctx->preview_interval > 0 ? ctx->preview_interval : 1;

@@ -208,8 +208,40 @@ std::shared_ptr<Storage> aligned(std::shared_ptr<Storage> s) {
 }
 
 
+// Every tensor under `v`, keys joined with '.': dicts (string or int keys) and the state of container objects
+// (torch.nn.ParameterDict keeps its tensors in state["_parameters"]). Depth and visits are bounded: a pickle may
+// share one dict many times over (memo), which must not make the walk exponential.
+void collect_nested(const PyValue* v, const std::string& key, int depth, size_t& visits, const std::string& name,
+                    TensorBuilder& builder, WeightFile& wf) {
+    NUANCE_CHECK(depth <= 16, "checkpoint '", name, "': objects nested deeper than 16 levels at '", key, "'");
+    NUANCE_CHECK(++visits <= (1u << 20), "checkpoint '", name, "': more than ", 1u << 20, " nested objects");
+    if (TensorBuilder::is_tensor(v)) {
+        NUANCE_CHECK(!key.empty(), "checkpoint '", name, "': a tensor without a name");
+        NUANCE_CHECK(!wf.tensors.count(key), "checkpoint '", name, "': two tensors are named '", key, "'");
+        wf.tensors.emplace(key, builder.build(key, v));
+        return;
+    }
+    if (v->kind == Kind::Object && v->state) {
+        const PyValue* st = v->state;
+        if (st->kind == Kind::Dict)
+            if (const PyValue* params = st->get("_parameters"); params && params->kind == Kind::Dict) st = params;
+        collect_nested(st, key, depth + 1, visits, name, builder, wf);
+        return;
+    }
+    if (v->kind != Kind::Dict) return;
+    for (const auto& [k, child] : v->dict) {
+        std::string part;
+        if (k->kind == Kind::Str) part = k->s;
+        else if (k->kind == Kind::Int) part = std::to_string(k->i);
+        else continue;
+        collect_nested(child, key.empty() ? part : key + "." + part, depth + 1, visits, name, builder, wf);
+    }
+}
+
 // The state dict of an unpickled checkpoint: a top-level {"state_dict": {...}} is flattened, non-tensors ignored.
-WeightFile collect_tensors(const PyValue* root, const std::string& name, const char* format, TensorBuilder builder) {
+// `nested`: every tensor anywhere (collect_nested), and the top level's strings and ints as metadata.
+WeightFile collect_tensors(const PyValue* root, const std::string& name, const char* format, TensorBuilder builder,
+                           bool nested = false) {
     WeightFile wf;
     wf.path = name;
     wf.metadata["format"] = format;
@@ -219,6 +251,16 @@ WeightFile collect_tensors(const PyValue* root, const std::string& name, const c
                  ", expected a state dict");
     for (const char* k : {"epoch", "global_step"})
         if (const PyValue* v = root->get(k); v && v->kind == Kind::Int) wf.metadata[k] = std::to_string(v->i);
+    if (nested) {
+        for (const auto& [k, v] : root->dict) {
+            if (k->kind != Kind::Str) continue;
+            if (v->kind == Kind::Str) wf.metadata[k->s] = v->s.substr(0, 4096);
+            if (v->kind == Kind::Int) wf.metadata[k->s] = std::to_string(v->i);
+        }
+        size_t visits = 0;
+        collect_nested(root, "", 0, visits, name, builder, wf);
+        return wf;
+    }
     const PyValue* sd = root;
     if (const PyValue* inner = root->get("state_dict"); inner && inner->kind == Kind::Dict) sd = inner;
 
@@ -234,7 +276,7 @@ WeightFile collect_tensors(const PyValue* root, const std::string& name, const c
 // protocol version (1001), sys_info, the object (persistent ids ('storage', type, key, location, numel[, view])),
 // the list of storage keys -- then, for each key in that order, an int64 element count and the raw little-endian
 // elements.
-WeightFile load_legacy(const std::shared_ptr<Storage>& file, const std::string& name) {
+WeightFile load_legacy(const std::shared_ptr<Storage>& file, const std::string& name, bool nested) {
     static const uint8_t kMagic[15] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
                                        0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
     const uint8_t* p = file->data();
@@ -294,7 +336,8 @@ WeightFile load_legacy(const std::shared_ptr<Storage>& file, const std::string& 
                  "' is not in the file");
         return it->second;
     };
-    return collect_tensors(object.root, name, "torch_legacy", TensorBuilder(fetch, name, 4 * (uint64_t)n + (64u << 20)));
+    return collect_tensors(object.root, name, "torch_legacy", TensorBuilder(fetch, name, 4 * (uint64_t)n + (64u << 20)),
+                           nested);
 }
 
 }  // namespace
@@ -316,6 +359,8 @@ const std::set<std::string>& ckpt_allowed_globals() {
             "_codecs.encode",
             "__builtin__.set",
             "builtins.set",
+            // Textual-inversion embeddings of the original implementation keep string_to_param in one.
+            "torch.nn.modules.container.ParameterDict",
         };
         for (const auto& [name, dtype] : storage_dtypes()) g.insert(name);
         return g;
@@ -325,11 +370,13 @@ const std::set<std::string>& ckpt_allowed_globals() {
 
 WeightFile load_ckpt(const std::string& path) { return load_ckpt(map_file(path), path); }
 
-WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
+WeightFile load_ckpt_nested(const std::string& path) { return load_ckpt(map_file(path), path, true); }
+
+WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name, bool nested) {
     NUANCE_CHECK(file != nullptr, "checkpoint '", name, "': no data");
     const uint8_t* p = file->data();
     const size_t n = file->size();
-    if (n >= 2 && p[0] == 0x80 && p[1] <= 5) return load_legacy(file, name);
+    if (n >= 2 && p[0] == 0x80 && p[1] <= 5) return load_legacy(file, name, nested);
     NUANCE_CHECK(n >= 4 && std::memcmp(p, "PK\x03\x04", 4) == 0, "checkpoint '", name,
                  "' is not a torch zip checkpoint (no zip signature)");
     const ZipReader zip(file, name);
@@ -373,7 +420,8 @@ WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name) {
         inflate.take(*e);
         return aligned(zip.read(*e));
     };
-    return collect_tensors(pickle.root, name, "torch_zip", TensorBuilder(fetch, name, 4 * (uint64_t)n + (64u << 20)));
+    return collect_tensors(pickle.root, name, "torch_zip", TensorBuilder(fetch, name, 4 * (uint64_t)n + (64u << 20)),
+                           nested);
 }
 
 

@@ -15,8 +15,13 @@ namespace nuance {
 // views into the mapped file when their layout allows (contiguous or a permutation of it), copies
 // otherwise. metadata gets "format" = "torch_zip" and, when present as ints, "epoch"/"global_step".
 WeightFile load_ckpt(const std::string& path);
-// Same, from bytes already in memory; `name` is used in error messages and as WeightFile::path.
-WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name);
+// Same, from bytes already in memory; `name` is used in error messages and as WeightFile::path. `nested`: see
+// load_ckpt_nested.
+WeightFile load_ckpt(std::shared_ptr<Storage> file, const std::string& name, bool nested = false);
+// Every tensor of the pickled object wherever it sits, named by its '.'-joined dict keys (A1111 textual-inversion
+// files: "string_to_param.*"; a torch.nn.ParameterDict counts as the dict of its parameters); the top level's
+// string and int entries go to metadata ("name", "step", "sd_checkpoint_name" ...). Nesting depth <= 16.
+WeightFile load_ckpt_nested(const std::string& path);
 
 // The "module.name" globals a checkpoint pickle may reference.
 const std::set<std::string>& ckpt_allowed_globals();

@@ -34,6 +34,7 @@ namespace nuance {
 class Module;
 class ControlNetModel;  // models/controlnet/controlnet.h
 struct ControlStack;    // models/controlnet/control_stack.h
+class EmbeddingLibrary;  // text/embedding_library.h
 
 enum class PromptSyntax {
     A1111,    // (word:1.2), [word], BREAK, chunks of 75 tokens (A1111 / sd.cpp behaviour)
@@ -101,6 +102,8 @@ struct ConditioningRequest {
     int clip_skip = 0;           // 0 = the model's default
     int64_t class_label = -1;    // class-conditional models; -1 = none given
     SkipLayerGuidance slg;       // families with a transformer to thin out (SD3); others refuse it when given
+    // Textual-inversion embeddings the text may name (text/embedding_library.h); SD1.x/SD2.x/SDXL use them.
+    std::shared_ptr<const EmbeddingLibrary> embeddings;
 };
 
 // The encoded conditioning: opaque to the pipeline, a few named tensors of the family's choice, each with the batch

@@ -100,6 +100,7 @@ ConditioningRequest request_for(const GenerateParams& p, bool negative) {
     r.clip_skip = p.clip_skip;
     r.class_label = p.class_label;
     r.slg = p.slg;
+    r.embeddings = p.embeddings;
     return r;
 }
 

@@ -51,6 +51,8 @@ struct GenerateParams {
     RngKind rng = RngKind::Cuda;  // A1111's default noise ("GPU"); RngKind::Cpu = ComfyUI / torch CPU
     PromptSyntax syntax = PromptSyntax::A1111;
     SkipLayerGuidance slg;     // SD3.5 skip-layer guidance (models/diffusion_model.h); unset = the model's default
+    // Textual-inversion embeddings that the prompt and negative prompt may name by file name (--embedding-dir).
+    std::shared_ptr<const EmbeddingLibrary> embeddings;
     // img2img
     std::optional<Image> init_image;
     float strength = 0.75f;

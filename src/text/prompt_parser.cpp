@@ -1,5 +1,6 @@
 #include "text/prompt_parser.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -168,7 +169,8 @@ std::vector<std::pair<std::string, float>> parse_prompt_attention(const std::str
     return out;
 }
 
-PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prompt, int pad_id, int chunk_len) {
+PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prompt, int pad_id, int chunk_len,
+                               const std::vector<PromptEmbeddingName>* embeddings) {
     NUANCE_CHECK(chunk_len >= 1, "tokenize_weighted: chunk_len must be >= 1, got ", chunk_len);
     const std::vector<std::pair<std::string, float>> parsed = parse_prompt_attention(prompt);
     const int bos = tok.bos_id(), eos = tok.eos_id();
@@ -178,7 +180,20 @@ PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prom
     PromptChunks out;
     std::vector<int64_t> tokens;
     std::vector<float> mults;
+    std::vector<PromptFix> fixes;  // offsets into `tokens` (BOS not counted yet)
     long last_comma = -1;
+    // Longest names first (A1111 sorts its per-first-token lists the same way).
+    std::vector<const PromptEmbeddingName*> names;
+    if (embeddings)
+        for (const PromptEmbeddingName& e : *embeddings) {
+            NUANCE_CHECK(e.vectors <= chunk_len, "embedding '", e.name, "' has ", e.vectors,
+                         " vectors; at most ", chunk_len, " fit in one 77-token window");
+            NUANCE_CHECK(e.vectors >= 1, "embedding '", e.name, "' has no vectors");
+            if (!e.ids.empty()) names.push_back(&e);
+        }
+    std::stable_sort(names.begin(), names.end(), [](const PromptEmbeddingName* a, const PromptEmbeddingName* b) {
+        return a->ids.size() > b->ids.size();
+    });
     auto next_chunk = [&] {
         std::vector<int64_t> ids;
         std::vector<float> w;
@@ -198,8 +213,11 @@ PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prom
             while (ids[first_eos] != eos) ++first_eos;
             for (size_t k = first_eos + 1; k < ids.size(); ++k) ids[k] = pad_id;
         }
+        for (PromptFix& f : fixes) f.offset += 1;  // after BOS
         out.ids.push_back(std::move(ids));
         out.weights.push_back(std::move(w));
+        out.fixes.push_back(std::move(fixes));
+        fixes.clear();
         tokens.clear();
         mults.clear();
         last_comma = -1;
@@ -211,7 +229,8 @@ PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prom
             continue;
         }
         const std::vector<int> ids = tok.encode(text);
-        for (int id : ids) {
+        for (size_t pos = 0; pos < ids.size();) {
+            const int id = ids[pos];
             if (id == comma) {
                 last_comma = static_cast<long>(tokens.size());
             } else if (tokens.size() == len && last_comma != -1 &&
@@ -220,15 +239,41 @@ PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prom
                 const size_t brk = static_cast<size_t>(last_comma) + 1;
                 std::vector<int64_t> reloc_tokens(tokens.begin() + static_cast<std::ptrdiff_t>(brk), tokens.end());
                 std::vector<float> reloc_mults(mults.begin() + static_cast<std::ptrdiff_t>(brk), mults.end());
+                std::vector<PromptFix> reloc_fixes, kept;
+                for (PromptFix f : fixes) {
+                    if (f.offset >= (int64_t)brk) {
+                        f.offset -= (int64_t)brk;
+                        reloc_fixes.push_back(f);
+                    } else {
+                        kept.push_back(f);
+                    }
+                }
+                fixes = std::move(kept);
                 tokens.resize(brk);
                 mults.resize(brk);
                 next_chunk();
                 tokens = std::move(reloc_tokens);
                 mults = std::move(reloc_mults);
+                fixes = std::move(reloc_fixes);
             }
             if (tokens.size() == len) next_chunk();
-            tokens.push_back(id);
-            mults.push_back(weight);
+            const PromptEmbeddingName* hit = nullptr;
+            for (const PromptEmbeddingName* e : names)
+                if (e->ids.size() <= ids.size() - pos && std::equal(e->ids.begin(), e->ids.end(), ids.begin() + (long)pos)) {
+                    hit = e;
+                    break;
+                }
+            if (!hit) {
+                tokens.push_back(id);
+                mults.push_back(weight);
+                ++pos;
+                continue;
+            }
+            if (tokens.size() + (size_t)hit->vectors > len) next_chunk();
+            fixes.push_back(PromptFix{(int64_t)tokens.size(), hit->vectors, hit->name});
+            tokens.insert(tokens.end(), (size_t)hit->vectors, 0);
+            mults.insert(mults.end(), (size_t)hit->vectors, weight);
+            pos += hit->ids.size();
         }
     }
     if (!tokens.empty() || out.ids.empty()) next_chunk();

@@ -23,10 +23,25 @@ namespace nuance {
 // A weight that is not a number, e.g. "(a:1.2.3)", throws nuance::Error (A1111 raises too).
 std::vector<std::pair<std::string, float>> parse_prompt_attention(const std::string& text);
 
+// A textual-inversion embedding the chunker may meet (text/embedding_library.h): the token ids of its name (the
+// tokenizer's encode(name), no BOS/EOS) and how many vectors replace them.
+struct PromptEmbeddingName {
+    std::vector<int> ids;
+    int64_t vectors = 1;
+    std::string name;
+};
+
+// Where an embedding's vectors go in a chunk: ids[offset .. offset + vectors) (BOS is ids[0]); those ids are 0.
+struct PromptFix {
+    int64_t offset = 0, vectors = 0;
+    std::string name;
+};
+
 // Token ids and per-token weights of a prompt, in chunks of 1 + chunk_len + 1 tokens.
 struct PromptChunks {
     std::vector<std::vector<int64_t>> ids;   // each: [BOS, tokens..., EOS, pad...]
     std::vector<std::vector<float>> weights; // same shape; 1.0 on BOS, EOS and padding
+    std::vector<std::vector<PromptFix>> fixes;  // per chunk: textual-inversion embeddings to write in
 };
 
 // A1111's tokenize_line: each run of parse_prompt_attention is tokenized on its own (tok.encode);
@@ -34,6 +49,13 @@ struct PromptChunks {
 // (",</w>"), the tokens after that comma move to the next chunk; BREAK closes the current chunk;
 // an empty prompt gives one chunk [BOS, EOS, pad...]. As A1111 does when pad_id != EOS (SD2), every
 // id after the first EOS of a chunk is pad_id (SD1.x: pad_id = EOS 49407; SD2.x / SDXL's 2nd encoder: 0).
-PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prompt, int pad_id, int chunk_len = 75);
+//
+// `embeddings` (A1111's EmbeddingDatabase.find_embedding_at_position): where a run's tokens match the ids of an
+// embedding's name (the longest name first), they are replaced by `vectors` placeholder tokens (id 0) carrying the
+// run's weight, and a PromptFix records where; an embedding that does not fit in what is left of the chunk starts
+// the next one. Comma back-tracking moves fixes along with their tokens. Error: an embedding with more than
+// chunk_len vectors (it cannot fit in one window).
+PromptChunks tokenize_weighted(const ClipTokenizer& tok, const std::string& prompt, int pad_id, int chunk_len = 75,
+                               const std::vector<PromptEmbeddingName>* embeddings = nullptr);
 
 }  // namespace nuance

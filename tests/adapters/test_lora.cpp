@@ -243,8 +243,8 @@ TEST(LoraErrors, HostileFactors) {
               std::string::npos);
     EXPECT_NE(err("t.safetensors", {{"m.lora_down.weight", T({1, 1}, {1, 2})},
                                     {"m.lora_up.weight", T({1, 1}, {2, 1})},
-                                    {"m.lora_mid.weight", T({1}, {1, 1, 1, 1})}})
-                  .find("uses a CP/Tucker decomposition"),
+                                    {"m.lora_mid.weight", T({1, 1}, {1, 2, 1, 1})}})
+                  .find("module m: lora_mid [1, 2, 1, 1] does not fit lora_down [1, 2] (expected [1, in, 1, 1])"),
               std::string::npos);
     EXPECT_NE(err("e.safetensors", {{"model.weight", T({1}, {1})}})
                   .find("e.safetensors' holds no LoRA / LyCORIS weights (1 tensors, e.g. model.weight)"),

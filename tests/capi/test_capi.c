@@ -69,6 +69,7 @@ static void test_basics(void) {
     CHECK(gp.prompt == NULL && gp.init_image == NULL && gp.eta < 0 && gp.sampler == NULL);
     CHECK(gp.strength > 0.74f && gp.strength < 0.76f);
     CHECK(gp.vae_tiling == 0 && gp.vae_tile_size == 512 && gp.vae_tile_overlap == 64);
+    CHECK(gp.loras == NULL && gp.lora_count == 0 && gp.lora_dir == NULL && gp.embedding_dir == NULL);
     nuance_context_params cp;
     memset(&cp, 0x7f, sizeof cp);
     nuance_context_params_init(&cp);
@@ -401,6 +402,87 @@ static void test_busy_and_cross_thread_cancel(void) {
     nuance_context_free(r.ctx);
 }
 
+/* ---- LoRAs per generation ---- */
+/* Writes a one-module kohya LoRA for the tiny model's first text-encoder q_proj ([64, 64]): down [1, 64] and up
+ * [64, 1], every value `v`, so delta(W) = v^2 everywhere. `module` replaces the module name (one that matches
+ * nothing makes the file fit no layer). Returns 0 on success. */
+static int write_lora(const char* path, const char* module, float v) {
+    char header[512];
+    int n = snprintf(header, sizeof header,
+                     "{\"%s.lora_down.weight\":{\"dtype\":\"F32\",\"shape\":[1,64],\"data_offsets\":[0,256]},"
+                     "\"%s.lora_up.weight\":{\"dtype\":\"F32\",\"shape\":[64,1],\"data_offsets\":[256,512]}}",
+                     module, module);
+    if (n <= 0 || n >= (int)sizeof header - 8) return 1;
+    while (n % 8) header[n++] = ' ';
+    FILE* f = fopen(path, "wb");
+    if (!f) return 1;
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = (unsigned char)(((unsigned long long)n >> (8 * i)) & 0xff);
+    fwrite(len, 1, 8, f);
+    fwrite(header, 1, (size_t)n, f);
+    for (int i = 0; i < 128; ++i) fwrite(&v, sizeof v, 1, f);
+    return fclose(f) != 0;
+}
+
+static void test_loras(void) {
+    char good[96], none[128];
+    snprintf(good, sizeof good, "/tmp/nuance_capi_lora_%ld.safetensors", (long)time(NULL) ^ (long)clock());
+    snprintf(none, sizeof none, "%s.none.safetensors", good);
+    CHECK(write_lora(good, "lora_te_text_model_encoder_layers_0_self_attn_q_proj", 0.5f) == 0);
+    CHECK(write_lora(none, "lora_te_no_such_layer", 0.5f) == 0);
+    nuance_context* ctx = NULL;
+    CHECK(nuance_context_create(g_model, &g_ctx_params, &ctx) == NUANCE_OK);
+    if (!ctx) return;
+    nuance_generate_params gp;
+    nuance_image *plain = NULL, *with = NULL, *again = NULL, *zero = NULL, *im = NULL;
+    int n = 0;
+    tiny_params(&gp, 11);
+    CHECK(nuance_generate(ctx, &gp, &plain, &n) == NUANCE_OK && n == 1);
+    nuance_lora l = {good, 1.0f};
+    gp.loras = &l;
+    gp.lora_count = 1;
+    CHECK(nuance_generate(ctx, &gp, &with, &n) == NUANCE_OK && n == 1);
+    if (plain && with) {
+        CHECK(!same_pixels(plain, with)); /* the LoRA changed the text encoder */
+        CHECK(with->infotext && strstr(with->infotext, "Lora hashes: ") != NULL);
+        CHECK(with->infotext && strstr(with->infotext, "nuance_capi_lora_") != NULL);
+    }
+    l.weight = 0.0f; /* strength 0: merged as nothing */
+    CHECK(nuance_generate(ctx, &gp, &zero, &n) == NUANCE_OK && n == 1);
+    if (plain && zero) CHECK(same_pixels(plain, zero));
+    /* errors: nothing merged, and the model is as it was */
+    l.weight = 1.0f;
+    l.path = none;
+    CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_INVALID_ARGUMENT && im == NULL && n == 0);
+    CHECK(strstr(nuance_last_error(), "match a layer") != NULL);
+    l.path = "/nonexistent/lora.safetensors";
+    CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_NOT_FOUND);
+    CHECK(strstr(nuance_last_error(), "/nonexistent/lora.safetensors") != NULL);
+    gp.loras = NULL;
+    CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(nuance_last_error(), "loras is NULL") != NULL);
+    gp.lora_count = -1;
+    CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_INVALID_ARGUMENT);
+    gp.lora_count = 0;
+    gp.prompt = "a red apple <lora:nothing:0.5>"; /* a tag without lora_dir */
+    CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(nuance_last_error(), "<lora:nothing:0.5>") != NULL);
+    gp.prompt = "a red apple";
+    gp.embedding_dir = "/nonexistent/embeddings"; /* textual inversions: a missing folder is named */
+    CHECK(nuance_generate(ctx, &gp, &im, &n) == NUANCE_ERR_NOT_FOUND);
+    CHECK(strstr(nuance_last_error(), "/nonexistent/embeddings") != NULL);
+    gp.embedding_dir = NULL;
+    CHECK(nuance_generate(ctx, &gp, &again, &n) == NUANCE_OK && n == 1);
+    if (plain && again) CHECK(same_pixels(plain, again)); /* restored bit-exactly after every call */
+    nuance_images_free(plain, 1);
+    nuance_images_free(with, with ? 1 : 0);
+    nuance_images_free(zero, zero ? 1 : 0);
+    nuance_images_free(again, again ? 1 : 0);
+    nuance_context_free(ctx);
+    remove(good);
+    remove(none);
+}
+
 /* Contexts keep the model alive after nuance_model_free. */
 static void test_model_lifetime(void) {
     nuance_model* m = NULL;
@@ -438,6 +520,7 @@ int main(int argc, char** argv) {
     test_generate();
     test_threads();
     test_busy_and_cross_thread_cancel();
+    test_loras();
     test_model_lifetime();
     nuance_model_free(g_model);
     printf("C API: %d checks, %d failures\n", g_checks, g_failures);

@@ -661,3 +661,27 @@ TEST(ZipHostile, Zip64RecordsLyingAboutSizesAndOffsets) {
     EXPECT_THAT(error_of([&] { r2.read("a/x"); }), AllOf(HasSubstr("lho.zip"), HasSubstr("local header"),
                                                         HasSubstr("outside the file")));
 }
+
+// load_ckpt(..., nested = true) (textual-inversion files): tensors anywhere, keys joined with '.', top-level strings
+// and ints as metadata; nesting depth bounded.
+TEST(CkptNested, TensorsInNestedDictsAndMetadata) {
+    P p;
+    p.op('}').op('(');
+    p.str("name").str("my-style").str("step").i(1500).str("string_to_param").op('}').str("*");
+    p.tensor("FloatStorage", "0", 2, 0, {2}, {1});
+    p.op('s').op('u').op('.');
+    const std::string z = make_ckpt(p.b, {{"0", f32_bytes({1.5f, -2.0f})}});
+    const WeightFile wf = load_ckpt(bytes_storage(z), "ti.pt", true);
+    ASSERT_EQ(wf.tensors.size(), 1u);
+    EXPECT_EQ(wf.tensors.at("string_to_param.*").to_vector(), std::vector<float>({1.5f, -2.0f}));
+    EXPECT_EQ(wf.metadata.at("name"), "my-style");
+    EXPECT_EQ(wf.metadata.at("step"), "1500");
+    // the flat reader ignores the nested tensor (it is no state dict entry)
+    EXPECT_TRUE(load_ckpt(bytes_storage(z), "ti.pt").tensors.empty());
+    // 20 levels of dicts: refused by name
+    std::string deep = "\x80\x02";
+    for (int i = 0; i < 20; ++i) deep += std::string("}X\x01\x00\x00\x00k", 7);
+    deep += "}" + std::string(20, 's') + ".";
+    EXPECT_THAT(error_of([&] { load_ckpt(bytes_storage(make_ckpt(deep, {})), "deep.pt", true); }),
+                AllOf(HasSubstr("deep.pt"), HasSubstr("nested deeper than 16 levels")));
+}

@@ -146,7 +146,12 @@ void ClipTextModel::visit(ParamVisitor& v) {
     if (cfg_.projection_dim > 0) v("text_projection", text_projection);
 }
 
-ClipTextOutput ClipTextModel::forward(const Tensor& ids, int stop_at_layer) const {
+Tensor ClipTextModel::embed_tokens(const Tensor& ids) const {
+    NUANCE_CHECK(token_embedding.defined(), "CLIP text encoder: weights are not loaded");
+    return embedding(ids, *token_embedding).f32().contiguous();
+}
+
+ClipTextOutput ClipTextModel::forward(const Tensor& ids, int stop_at_layer, const Tensor& token_embeds) const {
     NUANCE_CHECK(ids.defined() && ids.dim() == 2, "CLIP text encoder: ids must be [B, L], got ",
                  ids.defined() ? ids.shape() : Shape{});
     NUANCE_CHECK(!dtype_is_float(ids.dtype()), "CLIP text encoder: ids must be integers, got ", ids.str());
@@ -159,7 +164,11 @@ ClipTextOutput ClipTextModel::forward(const Tensor& ids, int stop_at_layer) cons
     NUANCE_CHECK(token_embedding.defined(), "CLIP text encoder: weights are not loaded");
 
     ClipTextOutput out;
-    Tensor x = embedding(ids, *token_embedding) + (*position_embedding).slice(0, 0, L);  // [B, L, D]
+    if (token_embeds.defined())
+        NUANCE_CHECK(token_embeds.shape() == Shape({B, L, cfg_.hidden}), "CLIP text encoder: token embeddings ",
+                     token_embeds.shape(), " do not fit ids ", ids.shape(), " and width ", cfg_.hidden);
+    const Tensor tok = token_embeds.defined() ? token_embeds : embedding(ids, *token_embedding);
+    Tensor x = tok + (*position_embedding).slice(0, 0, L);  // [B, L, D]
     out.hidden_states.reserve((size_t)n + 1);
     out.hidden_states.push_back(x);
     for (int64_t i = 0; i < n; ++i) {
@@ -181,10 +190,10 @@ ClipTextOutput ClipTextModel::forward(const Tensor& ids, int stop_at_layer) cons
     return out;
 }
 
-Tensor ClipTextModel::encode_sd(const Tensor& ids, int clip_skip, bool final_ln) const {
+Tensor ClipTextModel::encode_sd(const Tensor& ids, int clip_skip, bool final_ln, const Tensor& token_embeds) const {
     NUANCE_CHECK(clip_skip >= 1 && clip_skip <= cfg_.layers, "CLIP text encoder: clip_skip ", clip_skip,
                  " is outside 1..", cfg_.layers);
-    ClipTextOutput o = forward(ids, (int)(cfg_.layers - clip_skip + 1));
+    ClipTextOutput o = forward(ids, (int)(cfg_.layers - clip_skip + 1), token_embeds);
     return final_ln ? o.last_hidden_state : o.hidden_states.back();
 }
 

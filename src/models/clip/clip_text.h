@@ -100,12 +100,16 @@ public:
     // ids: [B, L] integer ids, L <= max_positions. Causal mask only (SD pipelines pass no padding mask).
     // stop_at_layer = n in [1, layers] runs only the first n layers (hidden_states then has n + 1 entries and
     // last_hidden_state / pooled / text_embeds are taken from layer n's output); -1 runs them all.
-    ClipTextOutput forward(const Tensor& ids, int stop_at_layer = -1) const;
+    // token_embeds [B, L, D] (when given) replaces the token-embedding lookup, e.g. embed_tokens(ids) with
+    // textual-inversion vectors written in; ids still decide the pooled position.
+    ClipTextOutput forward(const Tensor& ids, int stop_at_layer = -1, const Tensor& token_embeds = {}) const;
+    // The token-embedding rows of ids, F32 [B, L, D].
+    Tensor embed_tokens(const Tensor& ids) const;
 
     // Conditioning for the SD pipelines: the output of layer (layers - clip_skip + 1), so clip_skip 1 = last layer,
     // 2 = penultimate; with final_ln the final LayerNorm is applied (SD1/SD2 clip skip), without it not (SDXL uses
     // encode_sd(ids, 2, false) from both encoders).
-    Tensor encode_sd(const Tensor& ids, int clip_skip = 1, bool final_ln = true) const;
+    Tensor encode_sd(const Tensor& ids, int clip_skip = 1, bool final_ln = true, const Tensor& token_embeds = {}) const;
 
     void visit(ParamVisitor& v) override;
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "models/sd/stable_diffusion.h"
+#include "text/embedding_library.h"
 
 namespace nuance {
 
@@ -17,6 +18,9 @@ struct ConditioningOptions {
     PromptSyntax syntax = PromptSyntax::A1111;
     int clip_skip = 0;        // 0 = the model's default; 1 = last layer, 2 = penultimate (SD1.x only)
     bool zero_empty = false;  // SDXL (diffusers force_zeros_for_empty_prompt): an empty prompt gives zeros
+    // Textual-inversion embeddings the prompt may name (A1111 syntax only): the name's tokens become the file's
+    // vectors (text/embedding_library.h; SDXL: clip_l for the first encoder, clip_g for the second).
+    const EmbeddingLibrary* embeddings = nullptr;
 };
 
 SDConditioning encode_prompt(const StableDiffusionModel& m, const std::string& prompt, const ConditioningOptions& o);

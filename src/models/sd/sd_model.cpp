@@ -20,6 +20,7 @@ ConditioningOptions options_of(const StableDiffusionModel& m, const Conditioning
     co.syntax = r.syntax;
     co.clip_skip = r.clip_skip;
     co.zero_empty = m.family == SDFamily::SDXL;  // diffusers force_zeros_for_empty_prompt
+    co.embeddings = r.embeddings.get();
     return co;
 }
 
