@@ -254,7 +254,7 @@ TEST(LoraInit, DownIsKaimingUniformUpIsZero) {
     EXPECT_EQ(net.numel(), 4 * 5 + 4 * 4 + 4 * 3 * 9 + 4 * 4);
 }
 
-TEST(LoraErrors, BadRankAlphaAndEmptySelections) {
+TEST(LoraNetworkErrors, BadRankAlphaAndEmptySelections) {
     TwoLayers m;
     init_random(m, 3);
     LoraConfig cfg;
