@@ -20,7 +20,13 @@
 #include "models/default_model.h"
 #include "models/sd/stable_diffusion.h"
 #include "ops/elementwise.h"
+#include "core/mt19937.h"
+#include "ops/shape_ops.h"
+#include "samplers/schedule.h"
+#include "text/clip_tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/dataset.h"
+#include "train/trainer.h"
 #include "train/lora_network.h"
 #include "train/lora_train.h"
 #include "train/model_graph.h"
@@ -347,7 +353,6 @@ TEST(LoraTrain, LossFallsAndTheSavedFileReproducesTheTrainedForward) {
     const TrainOptions o = lora_options(data.path().string(), out / "shapes");
     const TrainReport r = train_lora(o);
     EXPECT_EQ(r.steps, 40);
-    EXPECT_LT(r.last_loss, r.first_loss);
     EXPECT_EQ(r.exported, out / "shapes/shapes.safetensors");
     ASSERT_TRUE(fs::exists(r.exported));
 
@@ -404,6 +409,35 @@ TEST(LoraTrain, LossFallsAndTheSavedFileReproducesTheTrainedForward) {
         NoGradGuard ng;
         loaded = unet_forward(*merged.unet, Var(x), t, clip_encode(*merged.te1.model, ids)).value();
     }
+    // The loss on a fixed batch (the training images' latents at fixed timesteps and noise; the per-step training
+    // loss is too noisy over random timesteps to compare 40 steps) falls with the trained adapters.
+    {
+        DatasetOptions dopt;
+        dopt.resolution = 32;
+        ImageCaptionDataset ds(data.path().string(), dopt);
+        Mt19937 drng(1);
+        std::vector<Tensor> imgs;
+        std::vector<int64_t> tok, ts;
+        for (int64_t i = 0; i < ds.size(); ++i) {
+            const Sample smp = ds.get(i, drng);
+            imgs.push_back(smp.image.unsqueeze(0));
+            const auto v = ClipTokenizer::builtin().encode_padded(smp.caption, ClipTokenizer::kEosId, 77);
+            tok.insert(tok.end(), v.begin(), v.end());
+            ts.push_back(100 + 150 * i);
+        }
+        const Tensor x0 = m.vae->to_latents(m.vae->encode(cat(imgs, 0)).mean);
+        const NoisedBatch nb = add_training_noise(x0, randn(x0.shape(), 11), ts, NoiseSchedule(), "epsilon");
+        const Tensor tid = Tensor::from_ids(tok, {ds.size(), 77});
+        NoGradGuard ng;
+        const double before_l =
+            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
+                .item();
+        LayerAdapters::Bind ba(net);
+        const double after_l =
+            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
+                .item();
+        EXPECT_LT(after_l, before_l);
+    }
     EXPECT_GT(largest_diff(trained, base_out), 1e-3f);  // the LoRA changes the output
     EXPECT_LT(largest_diff(loaded, trained), 2e-3f * std::max(1.0f, largest_abs(trained)));
 }
@@ -413,6 +447,7 @@ TEST(LoraTrain, ResumeContinuesBitExactly) {
     test::write_synthetic_emoji(data, 6);
     TrainOptions o = lora_options(data.path().string(), out / "a");
     o.steps = 4;
+    o.min_lr = o.lr;  // a constant lr: the 2-step first half then has the 4-step run's schedule
     o.checkpoint_every = 2;
     o.keep_checkpoints = 5;
     o.lora_targets = "attn";
