@@ -167,6 +167,9 @@ Runner add_eval_emoji(CLI::App& app) {
     ec->add_option("--resolution", e->o.resolution, "Generated image size")->capture_default_str();
     ec->add_option("-s,--seed", e->o.seed, "Seed of the prompt choice, the floor's sample, and image i's noise (seed + i)")
         ->capture_default_str();
+    ec->add_option("--lora", e->o.loras, "LoRA merged into the model: FILE or FILE:weight (repeatable)");
+    ec->add_option("--concept", e->o.concept_id,
+                   "Only the prompts of this manifest concept_id (e.g. what a LoRA was trained on)");
     ec->add_flag("--random-model", e->o.random_model,
                  "Also measure the same architecture with random UNet and text-encoder weights");
     ec->add_option("--precision", e->precision, "auto | bf16 | fp32")->capture_default_str();

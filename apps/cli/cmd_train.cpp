@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "dist/comm.h"
+#include "train/lora_train.h"
 #include "train/train_options.h"
 #include "train/trainer.h"
 
@@ -18,8 +19,9 @@ Runner add_train(CLI::App& app) {
     auto arch = std::make_shared<std::string>();
     auto precision = std::make_shared<std::string>("fp32");
     auto quiet = std::make_shared<bool>(false);
-    CLI::App* c = app.add_subcommand("train", "Train a VAE, a text-to-image latent diffusion model, or a pixel DDPM");
-    c->add_option("--model", o->model, "vae | ldm | ddpm")->capture_default_str();
+    CLI::App* c = app.add_subcommand(
+        "train", "Train a VAE, a text-to-image latent diffusion model, a pixel DDPM, or a LoRA of an SD1.x model");
+    c->add_option("--model", o->model, "vae | ldm | ddpm | lora")->capture_default_str();
     c->add_option("--data", o->data,
                   "Image folder (manifest.jsonl or <image>.txt captions); ddpm: Fashion-MNIST folder "
                   "(default /usr/share/datasets/fashion-mnist)");
@@ -59,7 +61,24 @@ Runner add_train(CLI::App& app) {
                 "the first 3");
     c->add_option("--resume-from", o->resume_from, "Continue from this checkpoint file");
     c->add_flag("-q,--quiet", *quiet, "No progress bar");
-    return [o, arch, precision, quiet] {
+    // lora (src/train/lora_train.h): defaults as kohya's (lr 1e-4, no EMA) unless given.
+    c->add_option("--base", o->base, "lora: the model to adapt (SD1.x architecture: diffusers folder or single file)");
+    c->add_option("--rank", o->lora_rank, "lora: rank of the adapters")->capture_default_str();
+    c->add_option("--alpha", o->lora_alpha, "lora: alpha (the adapters are scaled by alpha / rank)")
+        ->capture_default_str();
+    c->add_option("--targets", o->lora_targets,
+                  "lora: adapted layers, parts joined by '+': attn, ff, all-linear (kohya's default), conv "
+                  "(LoCon: resnet and up/down-sampling convs), e.g. attn+ff, all-linear+conv")
+        ->capture_default_str();
+    c->add_flag("--train-text-encoder", o->train_text_encoder,
+                "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
+    CLI::Option* lr_opt = c->get_option("--lr");
+    CLI::Option* ema_opt = c->get_option("--ema");
+    return [o, arch, precision, quiet, lr_opt, ema_opt] {
+        if (o->model == "lora") {
+            if (lr_opt->count() == 0) o->lr = 1e-4f;
+            if (ema_opt->count() == 0) o->ema_decay = 0;
+        }
         o->precision = parse_usage_precision(*precision);
         if (o->precision == Precision::Auto) o->precision = Precision::FP32;
         if (!arch->empty()) {
@@ -108,8 +127,10 @@ Runner add_train(CLI::App& app) {
                              p.images_per_s, p.elapsed_s, eta);
             }
             if (p.step == p.total)  // the last checkpoint and the export follow: say so, they take a while
-                std::fprintf(stderr, "%s: writing the final checkpoint and exporting the model to '%s/%s' ...\n",
-                             o->model.c_str(), o->output.c_str(), o->model == "vae" ? "vae" : "model");
+                std::fprintf(stderr, "%s: writing the final checkpoint and exporting the model to '%s' ...\n",
+                             o->model.c_str(),
+                             o->model == "lora" ? lora_export_path(o->output).c_str()
+                                                : (o->output + (o->model == "vae" ? "/vae" : "/model")).c_str());
             std::fflush(stderr);
         });
         if (!dist::is_root()) return 0;  // rank 0 reports for the run

@@ -2,12 +2,23 @@
 
 namespace nuance {
 
+namespace {
+thread_local LayerAdapters* t_adapters = nullptr;
+
+Var with_delta(Var y, const Var& d) { return d.defined() ? y + d : y; }
+}  // namespace
+
+LayerAdapters::Bind::Bind(LayerAdapters& a) : saved_(t_adapters) { t_adapters = &a; }
+LayerAdapters::Bind::~Bind() { t_adapters = saved_; }
+
 Var forward(Linear& l, const Var& x) {
-    return linear(x, param_var(l.weight), l.has_bias ? param_var(l.bias) : Var());
+    Var y = linear(x, param_var(l.weight), l.has_bias ? param_var(l.bias) : Var());
+    return t_adapters ? with_delta(y, t_adapters->delta(l, x)) : y;
 }
 
 Var forward(Conv2d& c, const Var& x) {
-    return conv2d(x, param_var(c.weight), c.has_bias ? param_var(c.bias) : Var(), c.p);
+    Var y = conv2d(x, param_var(c.weight), c.has_bias ? param_var(c.bias) : Var(), c.p);
+    return t_adapters ? with_delta(y, t_adapters->delta(c, x)) : y;
 }
 
 Var forward(GroupNorm& g, const Var& x, bool fuse_silu) {

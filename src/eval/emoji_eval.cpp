@@ -3,16 +3,19 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <set>
 
+#include "adapters/lora_library.h"
 #include "core/error.h"
 #include "core/mt19937.h"
 #include "eval/feature_extractor.h"
 #include "eval/fid.h"
 #include "io/contact_sheet.h"
 #include "io/image.h"
+#include "io/weights.h"
 #include "models/model_family.h"
 #include "ops/shape_ops.h"
 #include "pipelines/generate.h"
@@ -69,9 +72,12 @@ struct Prompt {
 
 // `n` prompts alternating over the styles (sorted by name), each style's rows in a seeded random order, reshuffled
 // when used up.
-std::vector<Prompt> pick_prompts(const ImageCaptionDataset& data, const EmojiLabels& labels, int64_t n, uint64_t seed) {
+std::vector<Prompt> pick_prompts(const ImageCaptionDataset& data, const EmojiLabels& labels, int64_t n, uint64_t seed,
+                                 int64_t concept_id) {
     std::map<std::string, std::vector<int64_t>> by_style;
-    for (int64_t i = 0; i < data.size(); ++i) by_style[labels.style[(size_t)i]].push_back(i);
+    for (int64_t i = 0; i < data.size(); ++i)
+        if (concept_id < 0 || labels.concept_id[(size_t)i] == concept_id) by_style[labels.style[(size_t)i]].push_back(i);
+    NUANCE_CHECK(!by_style.empty(), "eval-emoji: --concept ", concept_id, " matches no row of the manifest");
     std::vector<std::vector<int64_t>> orders;
     std::vector<Mt19937> rngs;
     for (auto& [style, rows] : by_style) {
@@ -220,10 +226,19 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
     lo.precision = o.precision;
     const std::unique_ptr<DiffusionModel> loaded = load_model(o.model, lo);
     DiffusionModel& model = *loaded;
+    LoraMerge merge;
+    std::vector<LoraUse> uses;
+    for (const std::string& spec : o.loras) {
+        const LoraTag t = parse_lora_flag(spec);
+        NUANCE_CHECK_CODE(file_exists(t.name), NotFound, "eval-emoji: --lora file '", t.name, "' does not exist");
+        uses.push_back({t.name, std::filesystem::path(t.name).stem().string(), t.te, t.unet});
+    }
+    const std::string lora_hashes = apply_loras(model, uses, merge);
     report["settings"] = {{"samples", o.samples}, {"resolution", o.resolution}, {"steps", o.steps},
                           {"cfg", o.cfg}, {"sampler", o.sampler}, {"scheduler", o.scheduler},
                           {"seed", o.seed}, {"precision", precision_name(model.precision)},
-                          {"prompts", "manifest captions, styles alternating, seed + i for image i"}};
+                          {"prompts", "manifest captions, styles alternating, seed + i for image i"},
+                          {"loras", o.loras}, {"lora_hashes", lora_hashes}, {"concept_id", o.concept_id}};
     GenerateParams check;
     check.width = check.height = o.resolution;
     check.steps = o.steps;
@@ -232,7 +247,7 @@ nlohmann::json evaluate_emoji(const EmojiEvalOptions& o) {
     check.scheduler = o.scheduler;
     validate_params(model, check);  // a bad sampler or size fails before any image is made
 
-    const std::vector<Prompt> prompts = pick_prompts(data, labels, o.samples, o.seed);
+    const std::vector<Prompt> prompts = pick_prompts(data, labels, o.samples, o.seed, o.concept_id);
     std::vector<std::string> texts;
     for (const Prompt& p : prompts) texts.push_back(p.text);
     if (o.samples > 0) {

@@ -42,6 +42,11 @@ struct EmojiEvalOptions {
     uint64_t seed = 0;
     bool random_model = false;
     Precision precision = Precision::Auto;
+    // LoRAs merged into the model after loading ("FILE" or "FILE:weight", as generate --lora).
+    std::vector<std::string> loras;
+    // >= 0: the model's prompts are only the manifest rows of this concept_id (a LoRA's concept); the real-image
+    // statistics still use the whole folder.
+    int64_t concept_id = -1;
     // Contact sheet of the trained model: one image per prompt, upscaled sheet_scale times, captioned.
     std::string sheet;
     std::vector<std::string> sheet_prompts;

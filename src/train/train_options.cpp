@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "train/lora_network.h"
 #include "train/train_arch.h"
 
 namespace nuance {
@@ -21,8 +22,8 @@ void check_int(int64_t v, int64_t lo, int64_t hi, const char* flag) {
 }  // namespace
 
 void validate_train_options(const TrainOptions& o) {
-    NUANCE_CHECK(o.model == "vae" || o.model == "ldm" || o.model == "ddpm", "train: unknown --model '", o.model,
-                 "' (expected vae, ldm or ddpm)");
+    NUANCE_CHECK(o.model == "vae" || o.model == "ldm" || o.model == "ddpm" || o.model == "lora",
+                 "train: unknown --model '", o.model, "' (expected vae, ldm, ddpm or lora)");
     NUANCE_CHECK(!o.output.empty(), "train: --output (the run folder) is required");
     check_int(o.steps, 1, kMaxTrainSteps, "--steps");
     check_int(o.batch, 1, kMaxTrainBatch, "--batch");
@@ -45,6 +46,18 @@ void validate_train_options(const TrainOptions& o) {
                  o.kl_weight);
     NUANCE_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction",
                  "train: --prediction must be epsilon or v_prediction, got '", o.prediction, "'");
+    if (o.model == "lora") {
+        NUANCE_CHECK(!o.base.empty(), "train: --model lora needs --base (the model to adapt, e.g. models/nuance-emoji)");
+        check_int(o.lora_rank, 1, kMaxLoraRank, "--rank");
+        NUANCE_CHECK(std::isfinite(o.lora_alpha) && o.lora_alpha > 0 && o.lora_alpha <= 1e6,
+                     "train: --alpha must be a finite number in (0, 1e6], got ", o.lora_alpha);
+        parse_lora_targets(o.lora_targets);
+        NUANCE_CHECK(o.ema_decay == 0, "train: --model lora keeps no EMA (pass --ema 0)");
+    } else {
+        NUANCE_CHECK(o.base.empty(), "train: --base is for --model lora only");
+        NUANCE_CHECK(!o.train_text_encoder, "train: --train-text-encoder is for --model lora only (ldm and ddpm ",
+                     "always train their text encoder)");
+    }
     NUANCE_CHECK(o.model != "ldm" || !o.vae.empty(), "train: --model ldm needs --vae (a trained VAE: run ",
                  "`nuance train --model vae` first)");
 }

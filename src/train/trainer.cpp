@@ -27,6 +27,7 @@
 #include "train/data_parallel.h"
 #include "train/dataset.h"
 #include "train/fashion_mnist.h"
+#include "train/lora_train.h"
 #include "train/model_graph.h"
 #include "train/optim.h"
 #include "train/train_arch.h"
@@ -51,7 +52,8 @@ nlohmann::json default_arch(const std::string& model) {
                           {"attention_levels", {false, false, true}}, {"transformer_depth", 1}, {"heads", 4},
                           {"norm_num_groups", 32}}},
                 {"text_encoder", {{"hidden", 64}, {"layers", 2}, {"heads", 4}, {"intermediate", 256}}}};
-    fail(ErrorCode::InvalidArgument, "unknown model kind '", model, "' (expected vae, ldm or ddpm)");
+    if (model == "lora") return nlohmann::json::object();  // the base model's architecture; nothing to override
+    fail(ErrorCode::InvalidArgument, "unknown model kind '", model, "' (expected vae, ldm, ddpm or lora)");
 }
 
 nlohmann::json merged_arch(const TrainOptions& o) {
@@ -419,6 +421,7 @@ struct TrainRun {
 
 TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
     validate_train_options(opts);  // every numeric option bounded (train/train_options.h)
+    if (opts.model == "lora") return train_lora(opts, on_step);
     TrainRun run(opts);
     const bool root = dist::is_root();
     run.rows = local_rows(opts.batch);

@@ -25,7 +25,7 @@ namespace nuance {
 class NoiseSchedule;
 
 struct TrainOptions {
-    std::string model = "ldm";  // "vae" | "ldm" | "ddpm"
+    std::string model = "ldm";  // "vae" | "ldm" | "ddpm" | "lora" (train/lora_train.h)
     std::string data;           // image folder (manifest.jsonl or sidecar .txt); ddpm: the Fashion-MNIST folder
     std::string output;         // run folder
     std::string vae;            // ldm: a trained VAE (a `vae` run folder, its vae/ export, or a diffusers VAE folder)
@@ -63,6 +63,13 @@ struct TrainOptions {
     // Time every op (forward ops and each backward rule, "<op> backward") of the steps after the first 3 (which
     // create primitives and touch memory first) and return the per-step profile in TrainReport::profile.
     bool profile = false;
+    // lora (train/lora_train.h): the model to adapt (SD1.x architecture: a diffusers folder or single file) and the
+    // adapter's rank, alpha (scale alpha / rank), target layers (train/lora_network.h) and text-encoder adapters.
+    std::string base;
+    int64_t lora_rank = 8;
+    double lora_alpha = 8;
+    std::string lora_targets = "attn";
+    bool train_text_encoder = false;
 };
 
 // Built-in architecture of each model kind (the default model's), as JSON; TrainOptions::arch entries override it.

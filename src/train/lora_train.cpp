@@ -1,0 +1,435 @@
+// Shape letters: B batch, C latent channels, h/w latent size, L prompt tokens.
+#include "train/lora_train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+
+#include "autograd/functions.h"
+#include "autograd/param_grads.h"
+#include "core/error.h"
+#include "core/mt19937.h"
+#include "io/atomic_file.h"
+#include "io/json_field.h"
+#include "io/weights.h"
+#include "models/sd/stable_diffusion.h"
+#include "samplers/schedule.h"
+#include "train/checkpoint.h"
+#include "train/data_loader.h"
+#include "train/data_parallel.h"
+#include "train/dataset.h"
+#include "train/lora_network.h"
+#include "train/model_graph.h"
+#include "train/optim.h"
+#include "train/train_options.h"
+
+namespace fs = std::filesystem;
+
+namespace nuance {
+
+std::string lora_export_path(const std::string& output) {
+    fs::path p(output);
+    std::string stem = p.filename().string();
+    if (stem.empty() || stem == "." || stem == "..") stem = fs::absolute(p).lexically_normal().parent_path().filename().string();
+    if (stem.empty()) stem = "lora";
+    return (p / (stem + ".safetensors")).string();
+}
+
+namespace {
+
+std::string step_file(const std::string& dir, int64_t step) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "step-%07lld.safetensors", (long long)step);
+    return dir + "/" + buf;
+}
+
+std::string utc_now_epoch() { return std::to_string((long long)std::time(nullptr)); }
+
+// Every parameter of `m` as an F32 value (the trainer's leaves need F32; the base stays frozen).
+void widen_to_f32(Module& m) {
+    for_each_param(m, [](const std::string&, Param& p) {
+        if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();
+    });
+}
+
+nlohmann::json lora_json(const TrainOptions& o) {
+    return {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets},
+            {"train_text_encoder", o.train_text_encoder}};
+}
+
+struct LoraRun {
+    TrainOptions o;
+    StableDiffusionModel base;
+    std::unique_ptr<LoraNetwork> net;
+    ParamGrads params;     // frozen base weights + the adapters (what forward binds)
+    ParamGrads trainable;  // the adapters alone (replica fingerprints)
+    std::unique_ptr<Dataset> data;
+    std::unique_ptr<DataLoader> loader;
+    std::unique_ptr<AdamW> opt;
+    NoiseSchedule schedule;
+    int64_t step = 0;
+    std::vector<Tensor> moments_cache;
+    dist::Range rows;
+    std::string started_at = utc_now_epoch();
+
+    explicit LoraRun(const TrainOptions& opts) : o(opts), base(load_stable_diffusion(opts.base)) {}
+
+    void build() {
+        NUANCE_CHECK_CODE(base.family == SDFamily::SD1 || base.family == SDFamily::SD2, Unsupported,
+                          "train --model lora: the base '", o.base, "' is ", sd_family_name(base.family),
+                          "; LoRA training supports SD1.x-architecture UNets (the training UNet has no SDXL ",
+                          "micro-conditioning and no second text encoder yet)");
+        NUANCE_CHECK_CODE(base.default_clip_skip == 1, Unsupported, "train --model lora: the base '", o.base,
+                          "' conditions on the text encoder's penultimate layer (clip skip ", base.default_clip_skip,
+                          "); the training text encoder gives the last layer only");
+        NUANCE_CHECK_CODE(base.vae && base.unet && base.te1.model, Unsupported, "train --model lora: the base '",
+                          o.base, "' has no VAE (a pixel-space model); LoRA training needs a latent diffusion model");
+        NUANCE_CHECK(o.resolution % base.vae->config().downscale() == 0, "train: resolution ", o.resolution,
+                     " is not a multiple of the VAE's downscale ", base.vae->config().downscale());
+        widen_to_f32(*base.unet);
+        widen_to_f32(*base.te1.model);
+        LoraConfig cfg;
+        cfg.rank = o.lora_rank;
+        cfg.alpha = o.lora_alpha;
+        cfg.targets = parse_lora_targets(o.lora_targets);
+        net = std::make_unique<LoraNetwork>(*base.unet, o.train_text_encoder ? base.te1.model.get() : nullptr, cfg,
+                                            mix_seed(o.seed, 21));
+        auto add_frozen = [&](Module& m, const std::string& prefix) {
+            for_each_param(m, [&](const std::string& name, Param& p) {
+                if (!p.value.defined()) return;
+                params.add(prefix + name, p);
+                params.set_trainable(p, false);
+            });
+        };
+        add_frozen(*base.unet, "unet.");
+        add_frozen(*base.te1.model, "text_encoder.");
+        net->register_params(params);
+        net->register_params(trainable);
+    }
+
+    void make_data() {
+        NUANCE_CHECK_CODE(!o.data.empty(), InvalidArgument, "train: --data is required (an image folder)");
+        NUANCE_CHECK_CODE(is_directory(o.data), NotFound, "train: data folder '", o.data, "' does not exist");
+        DatasetOptions d;
+        d.resolution = o.resolution;
+        d.random_flip = o.random_flip;
+        d.caption_dropout = o.caption_dropout;
+        d.style_dropout = o.style_dropout;
+        d.keyword_prob = o.keyword_prob;
+        d.cache_images = true;
+        data = std::make_unique<ImageCaptionDataset>(o.data, d);
+        NUANCE_CHECK(data->size() > 0, "train: the data set '", o.data, "' is empty");
+        NUANCE_CHECK(data->size() >= o.batch, "train: the data set has ", data->size(),
+                     " images, fewer than the batch size ", o.batch);
+        LoaderOptions lo;
+        lo.batch_size = o.batch;
+        loader = std::make_unique<DataLoader>(*data, o.seed, lo);
+        moments_cache.assign((size_t)data->size(), Tensor());
+    }
+
+    void make_optimizer() {
+        AdamWOptions ao;
+        ao.lr = o.lr;
+        ao.weight_decay = o.weight_decay;
+        opt = std::make_unique<AdamW>(params, ao);
+    }
+
+    Tensor randn_rows(TorchCpuRng& normal, Shape shape, int64_t B) const {
+        shape[0] = B;
+        const Tensor full = normal.randn(shape);
+        return rows.begin == 0 && rows.end == B ? full : full.slice(0, rows.begin, rows.end).contiguous();
+    }
+
+    // The frozen VAE's latents of the batch (posterior moments cached per image unless flipped), sampled.
+    Tensor latents_of(const Batch& b, int64_t global_B, Mt19937& rng) {
+        const int64_t B = (int64_t)b.indices.size();
+        std::vector<Tensor> ms;
+        std::vector<int64_t> missing;
+        for (int64_t i = 0; i < B; ++i)
+            if (!moments_cache[(size_t)b.indices[(size_t)i]].defined() || o.random_flip) missing.push_back(i);
+        if (!missing.empty()) {
+            NoGradGuard ng;
+            std::vector<Tensor> imgs;
+            for (int64_t i : missing) imgs.push_back(b.images.slice(0, i, i + 1));
+            const Tensor mom = base.vae->encode_moments(cat(imgs, 0));
+            for (size_t k = 0; k < missing.size(); ++k) {
+                const Tensor one = mom.slice(0, (int64_t)k, (int64_t)k + 1).contiguous();
+                if (!o.random_flip) moments_cache[(size_t)b.indices[(size_t)missing[k]]] = one;
+                else ms.push_back(one);
+            }
+        }
+        if (!o.random_flip)
+            for (int64_t i = 0; i < B; ++i) ms.push_back(moments_cache[(size_t)b.indices[(size_t)i]]);
+        const DiagonalGaussian post = DiagonalGaussian::from_moments(cat(ms, 0));
+        TorchCpuRng normal(rng());
+        return base.vae->to_latents(post.sample(randn_rows(normal, post.mean.shape(), global_B)));
+    }
+
+    Tensor tokens(const std::vector<std::string>& captions) const {
+        const ClipTokenizer& tok = base.te1.tokenizer();
+        const int64_t L = base.te1.model->config().max_positions;
+        std::vector<int64_t> ids;
+        for (const auto& c : captions) {
+            auto v = tok.encode_padded(c, base.te1.pad_id, (int)L);
+            ids.insert(ids.end(), v.begin(), v.end());
+        }
+        return Tensor::from_ids(ids, {(int64_t)captions.size(), L});
+    }
+
+    Var loss(const Batch& b, int64_t B, Mt19937& rng) {
+        const Tensor x0 = latents_of(b, B, rng);
+        std::vector<int64_t> t_all(B);
+        for (int64_t i = 0; i < B; ++i) t_all[(size_t)i] = uniform_below(rng, (uint32_t)schedule.num_train_timesteps());
+        const std::vector<int64_t> t(t_all.begin() + rows.begin, t_all.begin() + rows.end);
+        TorchCpuRng normal(rng());
+        const NoisedBatch nb = add_training_noise(x0, randn_rows(normal, x0.shape(), B), t, schedule, base.prediction);
+        Var ctx;
+        if (o.train_text_encoder) {
+            ctx = clip_encode(*base.te1.model, tokens(b.captions));
+        } else {
+            NoGradGuard ng;  // the frozen text encoder: a constant, no tape
+            ctx = Var(clip_encode(*base.te1.model, tokens(b.captions)).value());
+        }
+        const Var pred = unet_forward(*base.unet, Var(nb.x_t), nb.timesteps, ctx);
+        return mse_loss(pred, Var(nb.target));
+    }
+
+    // ---- checkpoints ----
+
+    void save(const std::string& path) {
+        std::vector<std::pair<std::string, Tensor>> tensors;
+        for (auto& e : trainable.entries()) tensors.emplace_back("model." + e.name, e.param->value);
+        for (auto& [k, v] : opt->state_dict()) tensors.emplace_back("optim." + k, v);
+        nlohmann::json meta;
+        meta["step"] = step;
+        meta["model"] = "lora";
+        meta["lora"] = lora_json(o);
+        meta["base"] = o.base;
+        meta["options"] = options_json(o);
+        meta["started_at"] = started_at;
+        const LoaderState ls = loader->state();
+        meta["loader"] = {{"seed", ls.seed}, {"epoch", ls.epoch}, {"position", ls.position}};
+        meta["world_size"] = dist::size();
+        save_checkpoint_file(path, tensors, meta);
+    }
+
+    void load(const std::string& path) {
+        CheckpointFile ck = load_checkpoint_file(path);
+        const nlohmann::json& meta = ck.meta;
+        const std::string where = "checkpoint '" + path + "': nuance_train metadata";
+        const std::string model = json_field<std::string>(meta, "model", "?", where);
+        NUANCE_CHECK(model == "lora", "checkpoint '", path, "' is a ", model, " run, not lora");
+        NUANCE_CHECK(meta.contains("lora") && meta["lora"] == lora_json(o), "checkpoint '", path,
+                     "' is a LoRA of another configuration: it has ",
+                     meta.contains("lora") ? meta["lora"].dump() : std::string("none"), ", this run ",
+                     lora_json(o).dump());
+        for (auto& e : trainable.entries()) {
+            auto it = ck.tensors.find("model." + e.name);
+            NUANCE_CHECK(it != ck.tensors.end(), "checkpoint '", path, "' has no tensor 'model.", e.name,
+                         "' (a LoRA of another base model?)");
+            NUANCE_CHECK(it->second.shape() == e.param->shape, "checkpoint '", path, "': 'model.", e.name, "' is ",
+                         it->second.shape(), ", this base model wants ", e.param->shape);
+            e.param->value.copy_(it->second);
+        }
+        std::map<std::string, Tensor> optim;
+        for (auto& [k, v] : ck.tensors)
+            if (k.rfind("optim.", 0) == 0) optim[k.substr(6)] = v;
+        opt->load_state_dict(optim);
+        step = json_required<int64_t>(meta, "step", where);
+        started_at = json_field<std::string>(meta, "started_at", started_at, where);
+        LoaderState ls;
+        const std::string lw = where + " loader";
+        NUANCE_CHECK(meta.contains("loader") && meta["loader"].is_object(), where, ": no loader state");
+        ls.seed = json_required<uint64_t>(meta["loader"], "seed", lw);
+        ls.epoch = json_required<int64_t>(meta["loader"], "epoch", lw);
+        ls.position = json_required<int64_t>(meta["loader"], "position", lw);
+        loader->set_state(ls);
+    }
+
+    // kohya's train_network.py metadata (the fields A1111's and ComfyUI's LoRA browsers show).
+    std::map<std::string, std::string> metadata(const std::string& path) const {
+        const bool conv = net->config().targets.conv;
+        const std::string dim = std::to_string(o.lora_rank), alpha = str(o.lora_alpha);
+        nlohmann::json args = nlohmann::json::object();
+        if (conv) args = {{"conv_dim", dim}, {"conv_alpha", alpha}};
+        args["nuance_targets"] = o.lora_targets;
+        const int64_t per_epoch = std::max<int64_t>(1, data->size() / o.batch);
+        const std::string res = "(" + std::to_string(o.resolution) + ", " + std::to_string(o.resolution) + ")";
+        const std::string v = base.family == SDFamily::SD2 ? "sd_v2" : "sd_v1";
+        return {
+            {"ss_network_module", "networks.lora"},
+            {"ss_network_dim", dim},
+            {"ss_network_alpha", alpha},
+            {"ss_network_args", args.dump()},
+            {"ss_network_train_unet_only", o.train_text_encoder ? "False" : "True"},
+            {"ss_network_train_text_encoder_only", "False"},
+            {"ss_base_model_version", v},
+            {"ss_v2", base.family == SDFamily::SD2 ? "True" : "False"},
+            {"ss_sd_model_name", fs::path(o.base).filename().string()},
+            {"ss_output_name", fs::path(path).stem().string()},
+            {"ss_learning_rate", str(o.lr)},
+            {"ss_unet_lr", str(o.lr)},
+            {"ss_text_encoder_lr", o.train_text_encoder ? str(o.lr) : std::string("None")},
+            {"ss_lr_scheduler", "cosine"},
+            {"ss_lr_warmup_steps", std::to_string(o.warmup)},
+            {"ss_optimizer", "torch.optim.AdamW(weight_decay=" + str(o.weight_decay) + ")"},
+            {"ss_max_grad_norm", str(o.max_grad_norm)},
+            {"ss_max_train_steps", std::to_string(o.steps)},
+            {"ss_steps", std::to_string(step)},
+            {"ss_epoch", std::to_string(step / per_epoch)},
+            {"ss_num_epochs", std::to_string((o.steps + per_epoch - 1) / per_epoch)},
+            {"ss_num_batches_per_epoch", std::to_string(per_epoch)},
+            {"ss_batch_size_per_device", std::to_string(o.batch / std::max(1, dist::size()))},
+            {"ss_total_batch_size", std::to_string(o.batch)},
+            {"ss_gradient_accumulation_steps", "1"},
+            {"ss_num_train_images", std::to_string(data->size())},
+            {"ss_num_reg_images", "0"},
+            {"ss_resolution", res},
+            {"ss_seed", std::to_string(o.seed)},
+            {"ss_mixed_precision", o.precision == Precision::BF16 ? "bf16" : "no"},
+            {"ss_full_fp16", "False"},
+            {"ss_clip_skip", "None"},
+            {"ss_noise_offset", "None"},
+            {"ss_min_snr_gamma", "None"},
+            {"ss_caption_dropout_rate", str(o.caption_dropout)},
+            {"ss_flip_aug", o.random_flip ? "True" : "False"},
+            {"ss_cache_latents", o.random_flip ? "False" : "True"},
+            {"ss_prior_loss_weight", "1.0"},
+            {"ss_training_started_at", started_at},
+            {"ss_training_finished_at", utc_now_epoch()},
+            {"ss_training_comment", "nuance train --model lora"},
+            {"modelspec.sai_model_spec", "1.0.0"},
+            {"modelspec.architecture",
+             base.family == SDFamily::SD2 ? "stable-diffusion-v2-512/lora" : "stable-diffusion-v1/lora"},
+            {"modelspec.implementation", "diffusers"},
+            {"modelspec.title", fs::path(path).stem().string()},
+            {"modelspec.resolution", std::to_string(o.resolution) + "x" + std::to_string(o.resolution)},
+            {"modelspec.prediction_type", base.prediction == "v_prediction" ? "v" : "epsilon"},
+        };
+    }
+};
+
+}  // namespace
+
+TrainReport train_lora(const TrainOptions& opts, const TrainCallback& on_step) {
+    validate_train_options(opts);
+    NUANCE_CHECK(opts.model == "lora", "train_lora: --model is '", opts.model, "'");
+    NUANCE_CHECK(!opts.base.empty(), "train --model lora: --base (the model to adapt) is required");
+    LoraRun run(opts);
+    const bool root = dist::is_root();
+    run.rows = local_rows(opts.batch);
+    run.build();
+    run.make_data();
+    run.make_optimizer();
+    const std::string ckdir = opts.output + "/checkpoints";
+    std::error_code ec;
+    if (root) {
+        fs::create_directories(ckdir, ec);
+        NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
+        remove_stale_temp_files(ckdir);
+    }
+    dist::barrier();
+    std::string resume = opts.resume_from;
+    if (resume.empty() && opts.resume) {
+        resume = newest_checkpoint(ckdir);
+        NUANCE_CHECK_CODE(!resume.empty(), NotFound, "train: --resume but '", ckdir, "' holds no checkpoint");
+    }
+    if (!resume.empty()) run.load(resume);
+    check_replicas(run.trainable, run.step);
+    const double local_weight = (double)(run.rows.end - run.rows.begin) / (double)opts.batch;
+
+    const ComputePrecisionGuard precision(opts.precision);
+    TrainReport rep;
+    std::deque<double> window;
+    std::vector<double> losses, step_times;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t start_step = run.step;
+    std::ofstream log;
+    if (root) log.open(opts.output + "/train_log.jsonl", std::ios::app);
+    while (run.step < opts.steps) {
+        Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x5eed));
+        const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
+        run.opt->set_lr(lr);
+        const Batch b = batch_rows(run.loader->next(), run.rows);
+        const auto ts = std::chrono::steady_clock::now();
+        run.params.zero_grad();
+        double loss_v;
+        {
+            ParamGrads::Bind bind(run.params);
+            LayerAdapters::Bind adapters(*run.net);
+            const Var loss = run.loss(b, opts.batch, rng);
+            loss_v = loss.item();
+            NUANCE_CHECK(std::isfinite(loss_v), "train: the loss is ", loss_v, " at step ", run.step,
+                         " (lower --lr or check the data)");
+            backward(loss);
+        }
+        if (dist::size() > 1) {
+            reduce_gradients(run.params, local_weight);
+            double l = loss_v * local_weight;
+            dist::allreduce_sum(&l, 1);
+            loss_v = l;
+        }
+        clip_grad_norm(run.params, opts.max_grad_norm);
+        run.opt->step();
+        ++run.step;
+        if (opts.replica_check_every > 0 && run.step % opts.replica_check_every == 0)
+            check_replicas(run.trainable, run.step);
+        step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
+        window.push_back(loss_v);
+        if (window.size() > 50) window.pop_front();
+        losses.push_back(loss_v);
+        double avg = 0;
+        for (double v : window) avg += v;
+        avg /= (double)window.size();
+        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        TrainProgress p{run.step, opts.steps, loss_v, avg, lr, (double)(run.step - start_step) * opts.batch / el, el};
+        if (on_step && root) on_step(p);
+        if (root && (run.step % 10 == 0 || run.step == opts.steps))
+            log << nlohmann::json{{"step", run.step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
+                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el}, {"ranks", dist::size()}}
+                       .dump()
+                << "\n"
+                << std::flush;
+        if (run.step % opts.checkpoint_every == 0 || run.step == opts.steps) {
+            check_replicas(run.trainable, run.step);
+            const std::string f = step_file(ckdir, run.step);
+            if (root) {
+                run.save(f);
+                prune_checkpoints(ckdir, opts.keep_checkpoints);
+            }
+            rep.checkpoint = f;
+        }
+    }
+    rep.steps = run.step - start_step;
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rep.images_per_s = rep.seconds > 0 ? (double)rep.steps * opts.batch / rep.seconds : 0;
+    const size_t k = std::max<size_t>(1, std::min<size_t>(50, losses.size() / 4));
+    if (!losses.empty()) {
+        double a = 0, z = 0;
+        for (size_t i = 0; i < k; ++i) a += losses[i], z += losses[losses.size() - 1 - i];
+        rep.first_loss = a / (double)k;
+        rep.last_loss = z / (double)k;
+    }
+    if (!step_times.empty()) {
+        std::vector<double> t(step_times.begin() + (step_times.size() > 6 ? 3 : 0), step_times.end());
+        std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+        rep.median_step_s = t[t.size() / 2];
+    }
+    const dist::CommStats cs = dist::comm_stats();
+    rep.ranks = dist::size();
+    rep.comm_seconds = cs.seconds;
+    rep.comm_bytes_per_step = rep.steps > 0 ? (double)cs.bytes / (double)rep.steps : 0;
+    if (rep.checkpoint.empty() && root) rep.checkpoint = newest_checkpoint(ckdir);
+    if (root) {
+        rep.exported = lora_export_path(opts.output);
+        run.net->save_kohya(rep.exported, run.metadata(rep.exported));
+    }
+    dist::barrier();
+    return rep;
+}
+
+}  // namespace nuance
