@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "dist/comm.h"
 #include "train/train_options.h"
+#include "cmd_train_lcm.h"
 #include "train/trainer.h"
 
 namespace nuance::cli {
@@ -18,8 +19,11 @@ Runner add_train(CLI::App& app) {
     auto arch = std::make_shared<std::string>();
     auto precision = std::make_shared<std::string>("fp32");
     auto quiet = std::make_shared<bool>(false);
-    CLI::App* c = app.add_subcommand("train", "Train a VAE, a text-to-image latent diffusion model, or a pixel DDPM");
-    c->add_option("--model", o->model, "vae | ldm | ddpm")->capture_default_str();
+    auto lcm = std::make_shared<LcmOptions>();
+    CLI::App* c = app.add_subcommand("train", "Train a VAE, a text-to-image latent diffusion model, or a pixel DDPM; "
+                                              "distil a latent consistency model (lcm)");
+    c->add_option("--model", o->model, "vae | ldm | ddpm | lcm")->capture_default_str();
+    add_lcm_options(*c, *lcm);
     c->add_option("--data", o->data,
                   "Image folder (manifest.jsonl or <image>.txt captions); ddpm: Fashion-MNIST folder "
                   "(default /usr/share/datasets/fashion-mnist)");
@@ -59,9 +63,10 @@ Runner add_train(CLI::App& app) {
                 "the first 3");
     c->add_option("--resume-from", o->resume_from, "Continue from this checkpoint file");
     c->add_flag("-q,--quiet", *quiet, "No progress bar");
-    return [o, arch, precision, quiet] {
+    return [o, arch, precision, quiet, lcm] {
         o->precision = parse_usage_precision(*precision);
         if (o->precision == Precision::Auto) o->precision = Precision::FP32;
+        if (o->model == "lcm") return run_lcm(*o, *lcm, !arch->empty(), *quiet);
         if (!arch->empty()) {
             std::string text = *arch;
             if (text.front() != '{') {
