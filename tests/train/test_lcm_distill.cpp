@@ -370,5 +370,21 @@ TEST(LcmDistillErrors, BadOptionsAndMissingTeacherAreNamed) {
                 HasSubstr("fewer than the batch size 9"));
 }
 
+TEST(LcmDistillCli, UsageErrorsAndAMissingTeacher) {
+    auto r = test::run_cli("train --model lcm -o /tmp/nuance_lcm_cli_bad");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--model lcm needs --teacher"));
+    r = test::run_cli("train --model lcm --teacher x --w-min 9 --w-max 3 -o /tmp/nuance_lcm_cli_bad");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("got 9 and 3"));
+    r = test::run_cli("train --model lcm --teacher x --arch '{}' -o /tmp/nuance_lcm_cli_bad");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--arch does not apply to --model lcm"));
+    r = test::run_cli("train --model lcm --teacher /nonexistent/teacher --data /tmp -o /tmp/nuance_lcm_cli_bad");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--teacher '/nonexistent/teacher' is not a folder"));
+    fs::remove_all("/tmp/nuance_lcm_cli_bad");
+}
+
 }  // namespace
 }  // namespace nuance
