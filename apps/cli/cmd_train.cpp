@@ -10,6 +10,7 @@
 #include "dist/comm.h"
 #include "train/lora_train.h"
 #include "train/train_options.h"
+#include "cmd_train_lcm.h"
 #include "train/trainer.h"
 
 namespace nuance::cli {
@@ -19,9 +20,11 @@ Runner add_train(CLI::App& app) {
     auto arch = std::make_shared<std::string>();
     auto precision = std::make_shared<std::string>("fp32");
     auto quiet = std::make_shared<bool>(false);
-    CLI::App* c = app.add_subcommand(
-        "train", "Train a VAE, a text-to-image latent diffusion model, a pixel DDPM, or a LoRA of an SD1.x model");
-    c->add_option("--model", o->model, "vae | ldm | ddpm | lora")->capture_default_str();
+    auto lcm = std::make_shared<LcmOptions>();
+    CLI::App* c = app.add_subcommand("train", "Train a VAE, a text-to-image latent diffusion model, a pixel DDPM, or a "
+                                              "LoRA of an SD1.x model; distil a latent consistency model (lcm)");
+    c->add_option("--model", o->model, "vae | ldm | ddpm | lora | lcm")->capture_default_str();
+    add_lcm_options(*c, *lcm);
     c->add_option("--data", o->data,
                   "Image folder (manifest.jsonl or <image>.txt captions); ddpm: Fashion-MNIST folder "
                   "(default /usr/share/datasets/fashion-mnist)");
@@ -74,13 +77,14 @@ Runner add_train(CLI::App& app) {
                 "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
     CLI::Option* lr_opt = c->get_option("--lr");
     CLI::Option* ema_opt = c->get_option("--ema");
-    return [o, arch, precision, quiet, lr_opt, ema_opt] {
+    return [o, arch, precision, quiet, lr_opt, ema_opt, lcm] {
         if (o->model == "lora") {
             if (lr_opt->count() == 0) o->lr = 1e-4f;
             if (ema_opt->count() == 0) o->ema_decay = 0;
         }
         o->precision = parse_usage_precision(*precision);
         if (o->precision == Precision::Auto) o->precision = Precision::FP32;
+        if (o->model == "lcm") return run_lcm(*o, *lcm, !arch->empty(), *quiet);
         if (!arch->empty()) {
             std::string text = *arch;
             if (text.front() != '{') {

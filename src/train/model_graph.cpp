@@ -62,6 +62,11 @@ Var vae_mid(VaeMidBlock& m, Var x) {
 }  // namespace
 
 Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context) {
+    return unet_forward(m, x, t, context, Tensor());
+}
+
+Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context,
+                 const Tensor& timestep_cond) {
     const UNetConfig& c = m.cfg_;
     NUANCE_CHECK(x.dim() == 4 && x.size(1) == c.in_channels, "UNet: expected latents [B, ", c.in_channels,
                  ", h, w], got ", x.shape());
@@ -72,7 +77,14 @@ Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const V
     Tensor ts = t.f32().reshape({-1});
     NUANCE_CHECK(ts.numel() == 1 || ts.numel() == B, "UNet: ", ts.numel(), " timesteps for a batch of ", B);
     if (ts.numel() == 1) ts = ts.expand({B}).contiguous();
-    const Var sin_emb(timestep_embedding(ts, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift));
+    Var sin_emb(timestep_embedding(ts, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift));
+    if (c.time_cond_proj_dim > 0 && timestep_cond.defined()) {  // LCM students: + cond_proj(guidance embedding)
+        NUANCE_CHECK(timestep_cond.dim() == 2 && (timestep_cond.size(0) == B || timestep_cond.size(0) == 1) &&
+                         timestep_cond.size(1) == c.time_cond_proj_dim,
+                     "UNet: expected the guidance embedding as [", B, ", ", c.time_cond_proj_dim, "], got ",
+                     timestep_cond.shape());
+        sin_emb = sin_emb + forward(m.time_cond_proj_, Var(timestep_cond.f32()));
+    }
     const Var emb = forward(m.time_embedding_.linear_2, silu(forward(m.time_embedding_.linear_1, sin_emb)));
 
     Var h = forward(m.conv_in_, x);

@@ -13,6 +13,10 @@ namespace nuance {
 
 // x [B, in, h, w] latents, t [B] or [1] timesteps (no gradient), context [B, L, cross_attention_dim] -> [B, out, h, w].
 Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context);
+// The same with a guidance embedding [B or 1, time_cond_proj_dim] for a guidance-conditioned UNet (LCM students,
+// UNetExtra::timestep_cond); undefined: none.
+Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context,
+                 const Tensor& timestep_cond);
 
 // image [B, 3, H, W] in [-1, 1] -> moments [B, 2C, h, w] (encoder, quant_conv).
 Var vae_encode_moments(AutoencoderKL& m, const Var& x);

@@ -151,6 +151,7 @@ nlohmann::json unet_diffusers_config(const UNetConfig& c, int64_t sample_size) {
     j["down_block_types"] = down;
     j["up_block_types"] = up;
     j["transformer_layers_per_block"] = c.down_depth;
+    if (c.time_cond_proj_dim > 0) j["time_cond_proj_dim"] = c.time_cond_proj_dim;
     return j;
 }
 

@@ -22,8 +22,8 @@ void check_int(int64_t v, int64_t lo, int64_t hi, const char* flag) {
 }  // namespace
 
 void validate_train_options(const TrainOptions& o) {
-    NUANCE_CHECK(o.model == "vae" || o.model == "ldm" || o.model == "ddpm" || o.model == "lora",
-                 "train: unknown --model '", o.model, "' (expected vae, ldm, ddpm or lora)");
+    NUANCE_CHECK(o.model == "vae" || o.model == "ldm" || o.model == "ddpm" || o.model == "lora" || o.model == "lcm",
+                 "train: unknown --model '", o.model, "' (expected vae, ldm, ddpm, lora or lcm)");
     NUANCE_CHECK(!o.output.empty(), "train: --output (the run folder) is required");
     check_int(o.steps, 1, kMaxTrainSteps, "--steps");
     check_int(o.batch, 1, kMaxTrainBatch, "--batch");

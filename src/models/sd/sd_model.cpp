@@ -1,5 +1,8 @@
 // StableDiffusionModel as a DiffusionModel: latent format, objective, conditioning, predict, VAE (SD1.x/2.x/XL).
 // Shape letters: B batch (uncond + cond rows), C latent channels, h/w latent size, H/W image size, L tokens.
+#include <algorithm>
+#include <cmath>
+
 #include "io/json_field.h"
 #include "io/weights.h"
 #include "models/controlnet/control_stack.h"
@@ -10,6 +13,7 @@
 #include "models/sd/sd_family.h"
 #include "models/sd/stable_diffusion.h"
 #include "ops/ops.h"
+#include "samplers/schedule.h"
 
 namespace nuance {
 
@@ -82,6 +86,10 @@ Objective StableDiffusionModel::objective() const {
     }
     o.sdxl_tables = family == SDFamily::SDXL;
     return o;
+}
+
+GuidanceKind StableDiffusionModel::guidance() const {
+    return unet && unet->config().time_cond_proj_dim > 0 ? GuidanceKind::Distilled : GuidanceKind::ClassifierFree;
 }
 
 void StableDiffusionModel::validate_request(const ConditioningRequest& r) const {
@@ -157,13 +165,36 @@ Tensor StableDiffusionModel::unet_predict(const Tensor& x_in, double timestep, c
         extra.time_ids = Tensor::from_vector(ids, {B, 6});
     }
     const Tensor t = Tensor::scalar((float)timestep);
+    if (unet->config().time_cond_proj_dim > 0)  // LCM student: diffusers' pipeline embeds w = guidance_scale - 1
+        extra.timestep_cond = guidance_scale_embedding({step.guidance - 1.0f}, unet->config().time_cond_proj_dim);
     if (step.control) {  // ControlNet residuals, summed over the units active at this step
         ControlResiduals r =
             step.control->residuals(x_in, t, cond.at("context"), extra, step.step, step.steps, step.cfg_rows);
         extra.down_residuals = std::move(r.down);
         extra.mid_residual = r.mid;
     }
-    return unet->forward(x_in, t, cond.at("context"), extra);  // [B, C, h, w]
+    const Tensor out = unet->forward(x_in, t, cond.at("context"), extra);  // [B, C, h, w]
+    return unet->config().time_cond_proj_dim > 0 ? consistency_output(out, x_in, timestep) : out;
+}
+
+Tensor StableDiffusionModel::consistency_output(const Tensor& out, const Tensor& x_in, double timestep) const {
+    // diffusers' LCMScheduler: denoised = c_skip(t) x + c_out(t) x0 (timestep_scaling from the scheduler config,
+    // default 10; sigma_data 0.5), x the VP sample (= x_in). Returned in the model's own prediction form, so that the
+    // Denoiser's x0 of it is that denoised estimate whatever the sampler.
+    const Objective o = objective();
+    const NoiseSchedule ns(o.noise);
+    const auto& ac = ns.alphas_cumprod();
+    const double tc = std::clamp(timestep, 0.0, (double)ac.size() - 1);
+    const size_t lo = (size_t)std::floor(tc), hi = std::min(lo + 1, ac.size() - 1);
+    const double a = ac[lo] + (tc - (double)lo) * ((double)ac[hi] - ac[lo]);
+    const float sa = (float)std::sqrt(a), sb = (float)std::sqrt(std::max(1e-12, 1.0 - a));
+    const double scaling = json_field(scheduler_config, "timestep_scaling", 10.0, "scheduler_config");
+    const double st = timestep * scaling, sd2 = 0.25;
+    const float c_skip = (float)(sd2 / (st * st + sd2)), c_out = (float)(st / std::sqrt(st * st + sd2));
+    const bool v = o.prediction == Prediction::V;
+    const Tensor x0 = v ? x_in * sa - out * sb : (x_in - out * sb) / sa;
+    const Tensor f = x_in * c_skip + x0 * c_out;
+    return v ? (x_in * sa - f) / sb : (x_in - f * sa) / sb;
 }
 
 Tensor StableDiffusionModel::decode(const Tensor& latents, const VaeTiling& tiling) const {

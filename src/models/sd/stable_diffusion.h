@@ -50,7 +50,9 @@ struct StableDiffusionModel : DiffusionModel {
     std::vector<std::pair<std::string, Module*>> modules() override;
     LatentFormat latent_format() const override;
     Objective objective() const override;
-    GuidanceKind guidance() const override { return GuidanceKind::ClassifierFree; }
+    // A guidance-conditioned student (unet time_cond_proj_dim > 0, `nuance train --model lcm`) takes the scale as an
+    // input, one pass per step (diffusers' LatentConsistencyModelPipeline); every other SD model uses CFG.
+    GuidanceKind guidance() const override;
     GenerationDefaults generation_defaults() const override;
     void validate_request(const ConditioningRequest& r) const override;
     Conditioning encode(const ConditioningRequest& r) const override;
@@ -61,6 +63,9 @@ struct StableDiffusionModel : DiffusionModel {
     Tensor decode(const Tensor& latents, const VaeTiling& tiling) const override;
     // predict() without the inpainting concat: x_in has the UNet's own input channels.
     Tensor unet_predict(const Tensor& x_in, double timestep, const Conditioning& cond, const StepContext& step) const;
+    // A guidance-conditioned (LCM) student's raw output -> the same output with LCMScheduler's boundary condition
+    // applied to the x0 it implies (c_skip(t) x + c_out(t) x0, timestep_scaling 10).
+    Tensor consistency_output(const Tensor& out, const Tensor& x_in, double timestep) const;
     Tensor encode_image(const Image& img, int w, int h, const VaeTiling& tiling, Rng& rng) const override;
     Tensor encode_pixels(const Tensor& image, const VaeTiling& tiling, Rng& rng) const override;
     std::string infotext_fields(const ConditioningRequest& r) const override;

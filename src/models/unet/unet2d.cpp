@@ -1,6 +1,27 @@
 #include "models/unet/unet2d.h"
 
+#include <cmath>
+
 namespace nuance {
+
+Tensor guidance_scale_embedding(const std::vector<float>& w, int64_t dim) {
+    NUANCE_CHECK(dim >= 2 && dim <= 65536, "guidance-scale embedding: width ", dim, " outside 2..65536");
+    NUANCE_CHECK(!w.empty() && w.size() <= (1u << 20), "guidance-scale embedding: ", w.size(), " scales");
+    const int64_t half = dim / 2, B = (int64_t)w.size();
+    // float32 throughout, in diffusers' order: emb = log(10000) / (half - 1); exp(arange(half) * -emb); w[:, None] * f
+    const float step = half > 1 ? std::log(10000.0f) / (float)(half - 1) : 0.0f;
+    std::vector<float> out((size_t)(B * dim), 0.0f);
+    for (int64_t b = 0; b < B; ++b) {
+        NUANCE_CHECK(std::isfinite(w[(size_t)b]), "guidance-scale embedding: scale ", w[(size_t)b], " is not finite");
+        const float ws = w[(size_t)b] * 1000.0f;
+        for (int64_t k = 0; k < half; ++k) {
+            const float a = ws * std::exp((float)k * -step);
+            out[(size_t)(b * dim + k)] = std::sin(a);
+            out[(size_t)(b * dim + half + k)] = std::cos(a);
+        }
+    }
+    return Tensor::from_vector(out, {B, dim});
+}
 
 UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c) : cfg_(c) {
     const int64_t L = c.levels();
@@ -13,6 +34,7 @@ UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c) : cfg_(c) {
     conv_in_ = Conv2d(c.in_channels, ch[0], 3, 1, 1);
     time_embedding_ = TimestepEmbedding(ch[0], temb);
     if (c.text_time) add_embedding_ = TimestepEmbedding(c.add_in_dim, temb);
+    if (c.time_cond_proj_dim > 0) time_cond_proj_ = Linear(c.time_cond_proj_dim, ch[0], /*bias=*/false);
     int64_t prev = ch[0];
     for (int64_t i = 0; i < L; ++i) {
         UNetLevel lv;
@@ -57,6 +79,7 @@ UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c) : cfg_(c) {
 void UNet2DConditionModel::visit(ParamVisitor& v) {
     v("conv_in", conv_in_);
     v("time_embedding", time_embedding_);
+    if (cfg_.time_cond_proj_dim > 0) v("time_embedding.cond_proj", time_cond_proj_);
     if (cfg_.text_time) v("add_embedding", add_embedding_);
     v("down_blocks", down_);
     v("mid_block.resnets.0", mid_res0_);
@@ -80,9 +103,16 @@ Tensor UNet2DConditionModel::forward(const Tensor& x, const Tensor& t, const Ten
     NUANCE_CHECK(ts.numel() == 1 || ts.numel() == B, "UNet: ", ts.numel(), " timesteps for a batch of ", B);
     if (ts.numel() == 1) ts = ts.expand({B}).contiguous();
 
-    // Time embedding (sinusoidal, [cos, sin] with flip_sin_to_cos) -> MLP.
-    Tensor emb = time_embedding_.forward(
-        timestep_embedding(ts, cfg_.block_out_channels[0], cfg_.flip_sin_to_cos, cfg_.freq_shift));
+    // Time embedding (sinusoidal, [cos, sin] with flip_sin_to_cos) (+ cond_proj(guidance embedding)) -> MLP.
+    Tensor sin_emb = timestep_embedding(ts, cfg_.block_out_channels[0], cfg_.flip_sin_to_cos, cfg_.freq_shift);
+    if (cfg_.time_cond_proj_dim > 0 && extra.timestep_cond.defined()) {
+        const Tensor& tc = extra.timestep_cond;
+        NUANCE_CHECK(tc.dim() == 2 && (tc.size(0) == B || tc.size(0) == 1) && tc.size(1) == cfg_.time_cond_proj_dim,
+                     "UNet: expected the guidance embedding (timestep_cond) as [", B, ", ", cfg_.time_cond_proj_dim,
+                     "], got ", tc.shape());
+        sin_emb = sin_emb + time_cond_proj_(tc.f32());
+    }
+    Tensor emb = time_embedding_.forward(sin_emb);
     if (cfg_.text_time) {
         NUANCE_CHECK(extra.text_embeds.defined() && extra.time_ids.defined(),
                      "SDXL UNet needs pooled text_embeds and time_ids");

@@ -28,7 +28,15 @@ struct UNetExtra {
     Tensor time_ids;     // [B, 6] (orig_h, orig_w, crop_top, crop_left, target_h, target_w)
     std::vector<Tensor> down_residuals;  // added to the skip tensors, in order (ControlNet)
     Tensor mid_residual;
+    // Guidance-conditioned students (time_cond_proj_dim > 0): [B or 1, time_cond_proj_dim], e.g.
+    // guidance_scale_embedding(w). Undefined: no guidance input (diffusers' timestep_cond=None).
+    Tensor timestep_cond;
 };
+
+// diffusers' get_guidance_scale_embedding (LCM pipeline / train_lcm_distill_sd): for each w, with w' = 1000 w and
+// f_k = exp(-k ln(10000) / (dim/2 - 1)), k < dim/2: [sin(w' f_k) for k, cos(w' f_k) for k] (+ a 0 when dim is odd).
+// -> [w.size(), dim] F32. dim in 2..65536.
+Tensor guidance_scale_embedding(const std::vector<float>& w, int64_t dim);
 
 class UNet2DConditionModel : public Module {
 public:
@@ -40,10 +48,12 @@ public:
 
 private:
     // The differentiable forward of the same weights (train/model_graph.cpp) walks these members.
-    friend Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context);
+    friend Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context,
+                            const Tensor& timestep_cond);
     UNetConfig cfg_;
     Conv2d conv_in_, conv_out_;
     TimestepEmbedding time_embedding_, add_embedding_;
+    Linear time_cond_proj_;  // time_embedding.cond_proj (no bias), when time_cond_proj_dim > 0
     std::vector<UNetLevel> down_, up_;
     ResnetBlock mid_res0_;
     std::vector<SpatialTransformer> mid_attn_;

@@ -71,6 +71,13 @@ UNetConfig UNetConfig::detect(const std::map<std::string, Tensor>& t) {
         // is out of scope). Tiny models must state addition_time_embed_dim in their config.
         c.addition_time_embed_dim = 256;
     }
+    if (has(t, "time_embedding.cond_proj.weight")) {
+        const Tensor& w = t.at("time_embedding.cond_proj.weight");
+        NUANCE_CHECK(w.dim() == 2 && w.size(0) == c.block_out_channels[0] && w.size(1) >= 1 && w.size(1) <= 65536,
+                     "UNet tensor 'time_embedding.cond_proj.weight': expected [", c.block_out_channels[0],
+                     ", D] with D in 1..65536, got ", w.shape());
+        c.time_cond_proj_dim = w.size(1);
+    }
     // Heads: SD1.x uses 8 heads everywhere (conv projections); SD2.x/SDXL use 64-wide heads (linear projections).
     for (int64_t i = 0; i < L; ++i) {
         const int64_t ch = c.block_out_channels[i];
@@ -110,7 +117,8 @@ void UNetConfig::apply_json(const nlohmann::json& j) {
 std::string UNetConfig::describe() const {
     return str("UNet in=", in_channels, " channels=", block_out_channels, " layers/block=", layers_per_block,
                " depth=", down_depth, " mid=", mid_depth, " heads=", heads, " context=", cross_attention_dim,
-               use_linear_projection ? " linear-proj" : " conv-proj", text_time ? " text_time" : "");
+               use_linear_projection ? " linear-proj" : " conv-proj", text_time ? " text_time" : "",
+               time_cond_proj_dim > 0 ? str(" guidance-embedding=", time_cond_proj_dim) : std::string());
 }
 
 }  // namespace nuance

@@ -29,6 +29,9 @@ struct UNetConfig {
     bool text_time = false;
     int64_t add_in_dim = 0;               // pooled text dim + 6 * addition_time_embed_dim
     int64_t addition_time_embed_dim = 256;
+    // Guidance-conditioned students (LCM, Luo et al. 2023; diffusers' time_cond_proj_dim): the width of the
+    // guidance-scale embedding that time_embedding.cond_proj (no bias) adds to the sinusoidal time embedding. 0: none.
+    int64_t time_cond_proj_dim = 0;
 
     int64_t levels() const { return (int64_t)block_out_channels.size(); }
     std::string describe() const;
