@@ -1,10 +1,14 @@
 // Products with quantized weights: see quantized_matmul.h for the two paths and the shape letters.
 #include "backends/cpu/quantized_matmul.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "backends/backend.h"
@@ -262,9 +266,23 @@ bool has_vnni_kernel() {
     return ok;
 }
 
+namespace {
+std::atomic<bool>& w8a8_flag() {
+    static std::atomic<bool> on{[] {
+        const char* e = std::getenv("NUANCE_Q8_W8A8");
+        return e != nullptr && std::string(e) == "1";
+    }()};
+    return on;
+}
+}  // namespace
+
+void set_q8_w8a8(bool on) { w8a8_flag() = on; }
+bool q8_w8a8() { return w8a8_flag().load(); }
+
 QuantizedPath quantized_path(const QuantizedWeightView& w, Precision compute) {
-    return (GgmlType)w.ggml_type == GgmlType::Q8_0 && compute != Precision::FP32 ? QuantizedPath::W8A8
-                                                                                 : QuantizedPath::WeightOnly;
+    return q8_w8a8() && (GgmlType)w.ggml_type == GgmlType::Q8_0 && compute != Precision::FP32
+               ? QuantizedPath::W8A8
+               : QuantizedPath::WeightOnly;
 }
 
 // Run-time weight patches (LoRA on a quantized weight): y[:, rows] += scale * (x · aᵀ) · bᵀ in f32, for the rows of

@@ -146,6 +146,11 @@ TEST(QuantizedMatmul, EveryTypeMatchesDequantizedProductBf16) {
 // W8A8: x quantized per 32-block (d_x = amax / 127, |x - d_x q| <= d_x / 2), exact int32 block dots. Bound: sum over
 // k of |w_k| d_x / 2 (+ f32 summation).
 TEST(QuantizedMatmul, Q8W8A8WithinActivationQuantizationBound) {
+    struct W8A8On {  // W8A8 is opt-in (weight-only measured faster)
+        W8A8On() { cpu::set_q8_w8a8(true); }
+        ~W8A8On() { cpu::set_q8_w8a8(false); }
+    } on;
+    ASSERT_TRUE(cpu::q8_w8a8());
     for (const auto& [M, N, K] : {std::array<int64_t, 3>{1, 1, 32}, {3, 5, 96}, {9, 7, 320}, {17, 19, 64}}) {
         const Tensor w = random_weight(GgmlType::Q8_0, {N, K}, 30 + (uint64_t)K);
         const Tensor x = random_input({M, K}, 6 + (uint64_t)M), b = random_input({N}, 7);
@@ -192,8 +197,11 @@ TEST(QuantizedMatmul, Q8W8A8HandComputed) {
     for (int i = 0; i < 32; ++i) p[2 + i] = (uint8_t)(i + 1);
     const Tensor w = quantized_weight_tensor(q, {1, 32});
     const Tensor x = Tensor::full({2, 32}, 1.0f), b = Tensor::full({1}, 0.25f);
+    for (const bool w8a8 : {false, true})
     for (const Precision pr : {Precision::BF16, Precision::FP32}) {
+        cpu::set_q8_w8a8(w8a8);
         const std::vector<float> y = linear(x, w, b, pr).to_vector();
+        cpu::set_q8_w8a8(false);
         ASSERT_EQ(y.size(), 2u);
         EXPECT_NEAR(y[0], 264.25f, 1e-4f);
         EXPECT_NEAR(y[1], 264.25f, 1e-4f);
