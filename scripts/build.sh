@@ -12,7 +12,9 @@ fi
 traced() {  # traced LOG COMMAND...: runs COMMAND, under strace when NUANCE_TRACE_DEPS is set
   local log=$1; shift
   if [ -z "${NUANCE_TRACE_DEPS:-}" ]; then "$@"; return; fi
-  strace -f -qq -e trace=open,openat,openat2,execve,access -e status=successful -o "$log" "$@"
+  # --seccomp-bpf stops the traced processes only at the traced calls (not at every system call): the traced build
+  # costs ~10% more than an untraced one instead of ~40%.
+  strace -f -qq --seccomp-bpf -e trace=open,openat,openat2,execve,access -e status=successful -o "$log" "$@"
 }
 if [ -n "${NUANCE_TRACE_DEPS:-}" ]; then
   # Never serve compiles from the cache while tracing (a cache hit reads no header); refresh the cache instead.
