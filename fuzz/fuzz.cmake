@@ -49,6 +49,11 @@ list(FILTER NUANCE_FUZZ_ENGINE_SOURCES EXCLUDE REGEX "^src/(eval|train|capi)/")
 nuance_fuzz_library(nuance_fuzz_server
   apps/server/request_parse.cpp apps/server/base64.cpp apps/server/controlnet_api.cpp fuzz/stub_flash_attention.cpp
   ${NUANCE_FUZZ_ENGINE_SOURCES})
+# The engine's sources are here for their option tables and validators, not for their kernels: compiled without
+# optimisation or debug info (still with ASan/UBSan and coverage) they build in a fraction of the time, which is most
+# of the fuzz build in CI. The request parser itself keeps the build type's flags.
+list(TRANSFORM NUANCE_FUZZ_ENGINE_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/)
+set_property(SOURCE ${NUANCE_FUZZ_ENGINE_SOURCES} APPEND PROPERTY COMPILE_OPTIONS -O0 -g0)
 target_link_libraries(nuance_fuzz_server PUBLIC nuance_fuzz_parsers DNNL::dnnl OpenMP::OpenMP_CXX)
 
 # Model configs read from diffusers config.json files. Only the UNet's has a file of its own: the VAE and CLIP configs
