@@ -340,3 +340,49 @@ TEST(GgufQuantize, KMixedRecipeKeepsSensitiveTensorsHigher) {
         EXPECT_EQ(back.tensors.at(t.name).f32().contiguous().view(t.shape).to_vector(), want.to_vector()) << t.name;
     }
 }
+
+// Q2_K / Q3_K quantizers against llama.cpp's own quantize_row_q2_K_ref / quantize_row_q3_K_ref (ggml-org/ggml at
+// d99724f, src/ggml-quants.c compiled with gcc -O2 -ffp-contract=off outside this repository, like our file):
+// kquant_q23_ref.bin = u32 rows | f32 src[rows][512] | Q2_K bytes | Q3_K bytes. Rows 0-7 are kquant_ref.bin's; rows
+// 8-11 add all-negative values, exact ties on a 0.25 grid, alternating all-zero sub-blocks and one spike per
+// sub-block.
+TEST(GgufQuantize, Q2KQ3KMatchLlamaCppReferenceByteForByte) {
+    FILE* f = std::fopen((kData + "/gguf_quant/kquant_q23_ref.bin").c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    uint32_t rows = 0;
+    ASSERT_EQ(std::fread(&rows, 4, 1, f), 1u);
+    ASSERT_EQ(rows, 12u);
+    std::vector<float> src((size_t)rows * 512);
+    ASSERT_EQ(std::fread(src.data(), 4, src.size(), f), src.size());
+    const Tensor x = Tensor::from_vector(src, {(int64_t)rows, 512});
+    for (const GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K}) {
+        const GgmlTypeInfo& ti = ggml_type_info(t);
+        std::vector<uint8_t> want((size_t)(rows * 2 * ti.bytes));
+        ASSERT_EQ(std::fread(want.data(), 1, want.size(), f), want.size()) << ti.name;
+        const QuantizedTensor q = quantize(x, t);
+        ASSERT_EQ(q.packed.nbytes(), want.size());
+        const uint8_t* got = q.packed.data<uint8_t>();
+        for (int64_t b = 0; b < rows * 2; ++b)
+            EXPECT_EQ(std::memcmp(got + b * ti.bytes, want.data() + b * ti.bytes, (size_t)ti.bytes), 0)
+                << ti.name << " row " << b / 2 << " super-block " << b % 2;
+        // The round trip is the reference's own: bounded by a fraction of each smooth row's range (2 and 3 bits).
+        const std::vector<float> back = q.dequantize().to_vector();
+        for (int r : {0, 1, 2, 6, 8}) {
+            float lo = src[(size_t)r * 512], hi = lo, worst = 0;
+            for (int i = 0; i < 512; ++i) {
+                const float v = src[(size_t)(r * 512 + i)];
+                lo = std::min(lo, v);
+                hi = std::max(hi, v);
+                worst = std::max(worst, std::fabs(back[(size_t)(r * 512 + i)] - v));
+            }
+            EXPECT_LE(worst, (t == GgmlType::Q3_K ? 0.3f : 0.5f) * (hi - lo)) << ti.name << " row " << r;
+        }
+    }
+    uint8_t extra;
+    EXPECT_EQ(std::fread(&extra, 1, 1, f), 0u);  // the whole file was read
+    std::fclose(f);
+    // A row that is not whole super-blocks is refused with the sizes named.
+    std::vector<uint8_t> dst(200);
+    EXPECT_EQ(test::error_of([&] { quantize_row(GgmlType::Q3_K, src.data(), dst.data(), 100); }),
+              "quantize: a Q3_K row of 100 values is not a whole number of 256-value blocks");
+}
