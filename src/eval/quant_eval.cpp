@@ -93,8 +93,6 @@ uint64_t numel_of(const WeightFile& wf) {
     return n;
 }
 
-double finite_or(double v, double cap) { return std::isfinite(v) ? v : cap; }
-
 }  // namespace
 
 nlohmann::json evaluate_quantization(const QuantEvalOptions& o) {
@@ -183,7 +181,9 @@ nlohmann::json evaluate_quantization(const QuantEvalOptions& o) {
         const std::vector<Image> got = generate_all(*model, o, prompts, size, recipes[i].name);
         rows[i]["unet_bytes"] = s.bytes;
         rows[i]["bits_per_param"] = 8.0 * (double)s.bytes / params;
-        rows[i]["psnr"] = finite_or(psnr_pooled(ref, got), 999.0);
+        const double db = psnr_pooled(ref, got);
+        if (std::isfinite(db)) rows[i]["psnr"] = db;
+        else rows[i]["identical"] = true;  // no PSNR: every image equals its f32 image
         double ssim_sum = 0;
         for (size_t k = 0; k < got.size(); ++k) ssim_sum += ssim(ref[k], got[k]);
         rows[i]["ssim"] = ssim_sum / (double)got.size();
@@ -218,7 +218,8 @@ std::string quant_eval_markdown(const nlohmann::json& report) {
         if (row.contains("golden"))
             golden = num(row["golden"], "max_abs", "%.4f") + " / " + num(row["golden"], "mean_abs", "%.4f");
         s += "| " + row.value("recipe", std::string("?")) + " | " + num(row, "bits_per_param", "%.2f") + " | " +
-             golden + " | " + num(row, "psnr", "%.2f") + " | " + num(row, "ssim", "%.4f") + " | " +
+             golden + " | " + (row.value("identical", false) ? std::string("∞ (identical)") : num(row, "psnr", "%.2f")) +
+             " | " + num(row, "ssim", "%.4f") + " | " +
              num(row, "agreement", "%.3f") + " | " + num(row, "accuracy", "%.3f") + " |\n";
     }
     return s;

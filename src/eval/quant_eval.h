@@ -40,8 +40,9 @@ struct QuantEvalOptions {
     std::function<void(const QuantEvalProgress&)> on_progress;
 };
 
-// Report: settings, and "rows": one object per recipe in order {recipe, golden {max_abs, mean_abs}, unet_bytes,
-// bits_per_param, psnr, ssim, agreement, accuracy, reference_accuracy} (keys present where measured).
+// Report: settings, reference_accuracy, and "rows": one object per recipe in order {recipe, golden {max_abs,
+// mean_abs}, unet_bytes, bits_per_param, psnr (or identical: true, when every image equals its f32 image), ssim,
+// agreement, accuracy} (keys present where measured).
 nlohmann::json evaluate_quantization(const QuantEvalOptions& o);
 
 // The report as a Markdown table (one row per recipe).

@@ -4,6 +4,10 @@
 #include "io/gguf.h"
 
 #include <cctype>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/quantized_weight.h"
 
 namespace nuance {
 
@@ -38,6 +42,17 @@ uint32_t file_type(GgmlType t) {
 }
 
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// Drops a file-mapped input tensor's pages from this process once it has been quantized (they stay in the page
+// cache; a later read maps them again). Advisory: errors are ignored.
+void release_file_pages(const Tensor& t) {
+    const Tensor p = quantized_weight_view(t) ? quantized_weight_payload(t) : t;
+    if (!p.defined() || !p.storage() || !p.storage()->file_backed() || p.nbytes() == 0) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)p.raw() + page - 1) / page * page;
+    const uintptr_t end = ((uintptr_t)p.raw() + p.nbytes()) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 
 // ComfyUI-GGUF's lcpp.patch keeps these in their convert.py type (plus the diffusers spellings of the UNet ones).
 bool kept_unquantized(const std::string& arch, const std::string& name) {
@@ -177,38 +192,48 @@ GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& ou
         {"general.file_type", gguf_u32(recipe.file_type)},
     };
     int attn_v_seen = 0, attn_v_seen_te = 0;  // per component: the text encoder of --layout full counts its own
-    std::vector<std::pair<std::string, QuantizedTensor>> tensors;
+    // Plan every tensor from its name and shape alone, then write them one at a time (write_gguf's produce): only
+    // one tensor's f32 copy and blocks are held, and the input's pages are let go after use, so peak memory stays
+    // near the largest tensor's instead of the whole output's.
+    std::vector<GgufTensorPlan> plan;
+    std::vector<const Tensor*> source;
     for (const auto& [name, t_in] : model) {
-        const Tensor t = dequantize_weight(t_in);  // a GGUF input re-quantized: its blocks' values
-        NUANCE_CHECK(dtype_is_float(t.dtype()), "quantize: tensor '", name, "' is ", dtype_name(t.dtype()),
-                     ", not a float tensor");
+        NUANCE_CHECK(dtype_is_float(t_in.dtype()) || quantized_weight_view(t_in).has_value(), "quantize: tensor '",
+                     name, "' is ", dtype_name(t_in.dtype()), ", not a float tensor");
         // Which component, and the name the Comfy rules see (the diffusion model's without its prefix).
         const bool denoiser = !full || starts_with(name, kLdmPrefix);
         const bool text_encoder = full && starts_with(name, "cond_stage_model.");
         const std::string rule_name = full && denoiser ? name.substr(std::string(kLdmPrefix).size()) : name;
-        const Shape& s = t.shape();
-        const int64_t n = t.numel();
-        GgmlType base = (s.size() <= 1 || n <= kQuantizationThreshold) ? GgmlType::F32 : GgmlType::F16;
-        Tensor x = t.f32().contiguous();
+        const Shape& s = t_in.shape();
+        const int64_t n = t_in.numel();
+        const GgmlType base = (s.size() <= 1 || n <= kQuantizationThreshold) ? GgmlType::F32 : GgmlType::F16;
+        Shape stored = s;
         if (denoiser && shape_fix && s.size() > 1 && n >= 512 && n % 256 == 0 && s.back() % 256 != 0) {
             kv.emplace_back("comfy.gguf.orig_shape." + name, gguf_i32_array(s));
-            x = x.view({n / 256, 256});
+            stored = {n / 256, 256};
         }
         GgmlType chosen = base;
-        const bool candidate = ends_with(name, "weight") && x.dim() == 2 &&
+        const bool candidate = ends_with(name, "weight") && stored.size() == 2 &&
                                ((denoiser && !kept_unquantized(sum.architecture, rule_name)) ||
                                 (text_encoder && name.find("embedding") == std::string::npos));
         if (candidate) {
             GgmlType want = recipe_tensor_type(recipe, rule_name, denoiser ? attn_v_seen : attn_v_seen_te);
-            if (x.size(-1) % ggml_type_info(want).block != 0) want = k_fallback(want);
-            if (x.size(-1) % ggml_type_info(want).block == 0) chosen = want;
+            if (stored.back() % ggml_type_info(want).block != 0) want = k_fallback(want);
+            if (stored.back() % ggml_type_info(want).block == 0) chosen = want;
         }
-        QuantizedTensor q = quantize(x, chosen);
-        sum.tensors_per_type[ggml_type_info(chosen).name] += 1;
-        sum.bytes += q.packed.nbytes();
-        tensors.emplace_back(name, std::move(q));
+        const GgmlTypeInfo& ti = ggml_type_info(chosen);
+        sum.tensors_per_type[ti.name] += 1;
+        sum.bytes += (uint64_t)(n / ti.block * ti.bytes);
+        plan.push_back({name, chosen, stored});
+        source.push_back(&t_in);
     }
-    write_gguf(out_path, kv, tensors);
+    write_gguf(out_path, kv, plan, [&](size_t i) {
+        const Tensor& t_in = *source[i];
+        // A GGUF input re-quantized: its blocks' values. One f32 copy of this tensor at a time.
+        QuantizedTensor q = quantize(dequantize_weight(t_in).f32().contiguous().view(plan[i].shape), plan[i].type);
+        release_file_pages(t_in);
+        return q;
+    });
     return sum;
 }
 

@@ -69,6 +69,9 @@ TEST(QuantEval, GoldenAndImagesPerType) {
     const std::string md = quant_eval_markdown(r);
     EXPECT_THAT(md, HasSubstr("| q8_0 | "));
     EXPECT_THAT(md, HasSubstr("| q2_k | "));
+    // A type that changes no image (e.g. f16 of an f16 model) has no PSNR: the table says so.
+    const nlohmann::json same = {{"rows", {{{"recipe", "f16"}, {"identical", true}, {"ssim", 1.0}}}}};
+    EXPECT_THAT(quant_eval_markdown(same), HasSubstr("| f16 |  |  | ∞ (identical) | 1.0000 |"));
 }
 
 TEST(QuantEval, Errors) {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "../test_util.h"
 #include "backends/cpu/ggml_quants.h"
@@ -442,4 +443,35 @@ TEST(GgufQuantize, Q2KQ3KMatchLlamaCppReferenceByteForByte) {
     std::vector<uint8_t> dst(200);
     EXPECT_EQ(test::error_of([&] { quantize_row(GgmlType::Q3_K, src.data(), dst.data(), 100); }),
               "quantize: a Q3_K row of 100 values is not a whole number of 256-value blocks");
+}
+
+// The streamed writer (what quantize_to_gguf uses): a producer that returns other bytes than planned is an error
+// naming the tensor, and no file (nor temp file) is left behind.
+TEST(GgufQuantize, StreamedWriterChecksEachTensorAgainstThePlan) {
+    const std::string out = tmp("stream.gguf");
+    std::filesystem::remove(out);
+    const std::vector<GgufTensorPlan> plan = {{"a", GgmlType::F32, {2, 32}}, {"b", GgmlType::Q8_0, {2, 32}}};
+    const Tensor x = Tensor::full({2, 32}, 0.25f);
+    int produced = 0;
+    EXPECT_EQ(test::error_of([&] {
+                  write_gguf(out, {}, plan, [&](size_t i) {
+                      ++produced;
+                      return quantize(x, i == 0 ? GgmlType::F32 : GgmlType::Q4_0);
+                  });
+              }),
+              "write_gguf '" + out + "': tensor 'b' holds 36 bytes of Q4_0 [2, 32], not the planned 68 of Q8_0 "
+              "[2, 32]");
+    EXPECT_EQ(produced, 2);
+    EXPECT_FALSE(std::filesystem::exists(out));
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(out).parent_path()))
+        EXPECT_EQ(e.path().filename().string().find("nuance_gguf_q_stream.gguf."), std::string::npos) << e.path();
+    EXPECT_THAT(test::error_of([&] { write_gguf(out, {}, {{"c", GgmlType::Q8_0, {2, 30}}}, [&](size_t) {
+                    return quantize(x, GgmlType::Q8_0);
+                }); }),
+                HasSubstr("tensor 'c' [2, 30]: rows of 30 values are not whole Q8_0 blocks of 32"));
+    // The planned bytes written: read back equal.
+    write_gguf(out, {}, plan, [&](size_t i) { return quantize(x, plan[i].type); });
+    const WeightFile back = load_gguf(out);
+    EXPECT_EQ(back.tensors.at("a").to_vector(), x.to_vector());
+    EXPECT_EQ(back.tensors.at("b").f32().to_vector(), quantize(x, GgmlType::Q8_0).dequantize().to_vector());
 }
