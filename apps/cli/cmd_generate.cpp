@@ -463,10 +463,13 @@ Runner add_generate(CLI::App& app) {
     auto a = std::make_shared<GenerateArgs>();
     CLI::App* c = app.add_subcommand("generate", "Generate images (txt2img, or img2img with --init-img)");
     c->add_option("-m,--model", a->model,
-                  "Checkpoint (.safetensors, .ckpt) or diffusers folder (default: the built-in nuance-emoji model)");
-    c->add_option("--vae", a->vae, "Replace the checkpoint's VAE with this file");
-    c->add_option("--clip-l", a->clip_l, "CLIP-L text encoder file, for models that keep it apart (SD3, Flux)");
-    c->add_option("--clip-g", a->clip_g, "CLIP-G (OpenCLIP bigG) text encoder file, for models that keep it apart (SD3)");
+                  "Checkpoint (.safetensors, .ckpt, .gguf), a UNet / transformer alone (with --clip-l [--clip-g] "
+                  "--vae), or diffusers folder (default: the built-in nuance-emoji model)");
+    c->add_option("--vae", a->vae, "VAE file: replaces the checkpoint's, or supplies it for a UNet / transformer alone");
+    c->add_option("--clip-l", a->clip_l,
+                  "CLIP-L text encoder file, for models that keep it apart (SD1 / SDXL UNet-only files, SD3, Flux)");
+    c->add_option("--clip-g", a->clip_g,
+                  "CLIP-G (OpenCLIP bigG) text encoder file, for models that keep it apart (SDXL UNet-only files, SD3)");
     c->add_option("--t5xxl", a->t5xxl, "T5-XXL text encoder file, for models that keep it apart (SD3, Flux)");
     c->add_option("--family", a->family,
                   "Load as this model family instead of detecting it (see 'nuance info'; e.g. sd1, sdxl)");

@@ -11,8 +11,8 @@ namespace {
 int run(const std::string& in, const std::string& out, const std::string& type_name, const std::string& layout) {
     const std::optional<QuantizeRecipe> recipe = parse_quantize_recipe(type_name);
     if (!recipe) {
-        std::fprintf(stderr, "error: --type '%s': expected q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m, "
-                     "q5_k_m, f16 or bf16\n", type_name.c_str());
+        std::fprintf(stderr, "error: --type '%s': expected one of %s\n", type_name.c_str(),
+                     quantize_recipe_names().c_str());
         return 2;
     }
     if (layout != "comfy" && layout != "full") {
@@ -21,8 +21,7 @@ int run(const std::string& in, const std::string& out, const std::string& type_n
     }
     const WeightFile wf = load_weights(in);
     const GgufQuantizeSummary s =
-        quantize_to_gguf(wf, out, recipe->type, layout == "full" ? GgufLayout::Full : GgufLayout::Comfy,
-                         recipe->sensitive);
+        quantize_to_gguf(wf, out, *recipe, layout == "full" ? GgufLayout::Full : GgufLayout::Comfy);
     std::printf("wrote %s: architecture %s, %llu data bytes\n", out.c_str(), s.architecture.c_str(),
                 (unsigned long long)s.bytes);
     for (const auto& [t, n] : s.tensors_per_type) std::printf("  %-5s %lld tensors\n", t.c_str(), (long long)n);
@@ -41,8 +40,9 @@ Runner add_quantize(CLI::App& app) {
     c->add_option("-m,--model", *in, "Input checkpoint (safetensors, .ckpt, GGUF)")->required();
     c->add_option("-o,--output", *out, "Output .gguf")->required();
     c->add_option("--type", *type,
-                  "q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_k | q5_k | q6_k | q4_k_m | q5_k_m (K-quants with the "
-                  "attention v/out and feed-forward output projections at q6_k) | f16 | bf16")
+                  "q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q3_k | q4_k | q5_k | q6_k | f16 | bf16 (every quantized tensor at that type), or a "
+                  "ComfyUI-GGUF mixed recipe: q2_k (attention v at q3_k), q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, "
+                  "q5_k_s, q5_k_m (attention v, fused qkv and feed-forward output higher)")
         ->required();
     c->add_option("--layout", *layout,
                   "comfy: the UNet / transformer alone (ComfyUI-GGUF); full: every component of an original "

@@ -24,6 +24,7 @@ Runner add_serve(CLI::App& app);
 Runner add_prepare_emoji(CLI::App& app);
 Runner add_train(CLI::App& app);
 Runner add_eval_emoji(CLI::App& app);
+Runner add_eval_quant(CLI::App& app);
 
 // `nuance eval <metric>` (apps/cli/cmd_eval.cpp). Each metric file apps/cli/cmd_eval_*.cpp defines one
 // add_eval_X(CLI::App& eval): it adds its subcommand(s) to `eval` (eval.add_subcommand("lpips", ...)) and returns

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     reg(nuance::cli::add_prepare_emoji);
     reg(nuance::cli::add_train);
     reg(nuance::cli::add_eval_emoji);
+    reg(nuance::cli::add_eval_quant);
     reg(nuance::cli::add_eval);
     nuance::cli::add_strict_number_checks(app);  // every subcommand: no nan/inf, no clamped integers, bounded -t
     try {

@@ -38,7 +38,14 @@ void write_file_atomic(const std::string& path, const std::function<bool(FILE*)>
     FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f) fail(ErrorCode::Io, "cannot write '", tmp, "': ", std::strerror(errno));
     errno = 0;
-    bool ok = write(f);
+    bool ok = false;
+    try {
+        ok = write(f);
+    } catch (...) {  // a writer that throws (e.g. a tensor that fails its checks) leaves no temp file behind
+        std::fclose(f);
+        std::remove(tmp.c_str());
+        throw;
+    }
     ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
     const int err = errno;
     ok = (std::fclose(f) == 0) && ok;

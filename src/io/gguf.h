@@ -9,6 +9,7 @@
 // The file is hostile: every count, length, offset and size product is checked against the file size before use,
 // and the message names the field.
 #pragma once
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -92,6 +93,16 @@ WeightFile gguf_to_weights(const GgufFile& g, bool keep_quantized = false);
 // plain F32/F16/BF16 tensor is a 1-value-block type) in the given order, each at a multiple of the alignment.
 void write_gguf(const std::string& path, const std::vector<std::pair<std::string, GgufValue>>& kv,
                 const std::vector<std::pair<std::string, QuantizedTensor>>& tensors);
+// The same file, streamed: the header from the plan (name, type, torch-order shape per tensor), then tensor i's
+// bytes from produce(i), called once per tensor in order and dropped after writing, so that only one tensor's bytes
+// are held at a time. produce(i) must return exactly the planned type and shape.
+struct GgufTensorPlan {
+    std::string name;
+    GgmlType type = GgmlType::F32;
+    Shape shape;
+};
+void write_gguf(const std::string& path, const std::vector<std::pair<std::string, GgufValue>>& kv,
+                const std::vector<GgufTensorPlan>& plan, const std::function<QuantizedTensor(size_t)>& produce);
 GgufValue gguf_string(const std::string& s);
 GgufValue gguf_u32(uint32_t v);
 GgufValue gguf_i32_array(const std::vector<int64_t>& v);

@@ -4,6 +4,10 @@
 #include "io/gguf.h"
 
 #include <cctype>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/quantized_weight.h"
 
 namespace nuance {
 
@@ -17,7 +21,7 @@ bool ends_with(const std::string& s, const std::string& p) {
     return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 
-// llama.cpp's llama_ftype for a file quantized to `t`.
+// llama.cpp's llama_ftype for a file quantized to `t` alone.
 uint32_t file_type(GgmlType t) {
     switch (t) {
         case GgmlType::F32: return 0;
@@ -27,12 +31,27 @@ uint32_t file_type(GgmlType t) {
         case GgmlType::Q8_0: return 7;
         case GgmlType::Q5_0: return 8;
         case GgmlType::Q5_1: return 9;
-        case GgmlType::Q4_K: return 14;
-        case GgmlType::Q5_K: return 16;
+        case GgmlType::Q2_K: return 10;
+        case GgmlType::Q3_K: return 11;  // Q3_K_S
+        case GgmlType::Q4_K: return 14;  // Q4_K_S's number (its rules are the q4_k_s recipe)
+        case GgmlType::Q5_K: return 16;  // Q5_K_S
         case GgmlType::Q6_K: return 18;
         case GgmlType::BF16: return 32;
         default: return 0;
     }
+}
+
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// Drops a file-mapped input tensor's pages from this process once it has been quantized (they stay in the page
+// cache; a later read maps them again). Advisory: errors are ignored.
+void release_file_pages(const Tensor& t) {
+    const Tensor p = quantized_weight_view(t) ? quantized_weight_payload(t) : t;
+    if (!p.defined() || !p.storage() || !p.storage()->file_backed() || p.nbytes() == 0) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)p.raw() + page - 1) / page * page;
+    const uintptr_t end = ((uintptr_t)p.raw() + p.nbytes()) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 // ComfyUI-GGUF's lcpp.patch keeps these in their convert.py type (plus the diffusers spellings of the UNet ones).
@@ -55,30 +74,55 @@ bool kept_unquantized(const std::string& arch, const std::string& name) {
 // llama-quantize's fallback for rows that are not whole K super-blocks.
 GgmlType k_fallback(GgmlType t) {
     switch (t) {
-        case GgmlType::Q4_K: return GgmlType::Q5_0;
+        case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: return GgmlType::Q5_0;
         case GgmlType::Q5_K: return GgmlType::Q5_1;
         case GgmlType::Q6_K: return GgmlType::Q8_0;
         default: return t;
     }
 }
 
+// lcpp.patch's name tests (img_tensor_get_type), in its order: value projection, fused qkv, feed-forward output.
+bool is_attn_v(const std::string& n) {
+    return contains(n, "attn_v.weight") || contains(n, ".to_v.weight") || contains(n, ".v.weight") ||
+           contains(n, ".attn.w1v.weight") || contains(n, ".attn.w2v.weight") || contains(n, "_attn.v_proj.weight");
+}
+bool is_attn_qkv(const std::string& n) {
+    return contains(n, "attn_qkv.weight") || contains(n, "attn.qkv.weight") || contains(n, "attention.qkv.weight");
+}
+bool is_ffn_down(const std::string& n) {
+    return contains(n, "ffn_down") || (contains(n, "experts.") && contains(n, ".w2.weight")) ||
+           contains(n, ".ffn.2.weight") || contains(n, ".ff.net.2.weight") || contains(n, ".mlp.layer2.weight") ||
+           contains(n, ".adaln_modulation_mlp.2.weight") || contains(n, ".feed_forward.w2.weight");
+}
+
+const std::vector<QuantizeRecipe>& mixed_recipes() {
+    using T = GgmlType;
+    static const std::vector<QuantizeRecipe> r = {
+        {"q2_k", T::Q2_K, 10, T::Q3_K, T::Q3_K, 0, std::nullopt, std::nullopt},
+        {"q3_k_s", T::Q3_K, 11, std::nullopt, std::nullopt, 0, std::nullopt, std::nullopt},
+        {"q3_k_m", T::Q3_K, 12, T::Q5_K, T::Q4_K, 2, T::Q4_K, T::Q4_K},
+        {"q3_k_l", T::Q3_K, 13, T::Q5_K, T::Q5_K, 0, T::Q4_K, T::Q5_K},
+        {"q4_k_s", T::Q4_K, 14, T::Q5_K, std::nullopt, 4, std::nullopt, T::Q5_K},
+        {"q4_k_m", T::Q4_K, 15, T::Q6_K, T::Q6_K, 0, T::Q5_K, T::Q6_K},
+        {"q5_k_s", T::Q5_K, 16, std::nullopt, std::nullopt, 0, std::nullopt, std::nullopt},
+        {"q5_k_m", T::Q5_K, 17, T::Q6_K, T::Q6_K, 0, T::Q6_K, T::Q6_K},
+    };
+    return r;
+}
+
 }  // namespace
 
-bool is_sensitive_tensor(const std::string& name) {
-    static const char* const kParts[] = {".to_v.",        ".to_out.0.",     ".proj_out.",  ".ff.net.2.",
-                                         ".img_attn.proj.", ".txt_attn.proj.", ".img_mlp.2.", ".txt_mlp.2.",
-                                         ".linear2."};
-    const std::string n = "." + name;
-    for (const char* p : kParts)
-        if (n.find(p) != std::string::npos) return true;
-    return false;
+QuantizeRecipe plain_recipe(GgmlType type) {
+    std::string n = ggml_type_info(type).name;
+    for (char& c : n) c = (char)std::tolower((unsigned char)c);
+    return QuantizeRecipe{n, type, file_type(type), std::nullopt, std::nullopt, 0, std::nullopt, std::nullopt};
 }
 
 std::optional<QuantizeRecipe> parse_quantize_recipe(const std::string& name) {
     std::string n;
     for (char c : name) n.push_back((char)std::tolower((unsigned char)c));
-    if (n == "q4_k_m") return QuantizeRecipe{GgmlType::Q4_K, GgmlType::Q6_K};
-    if (n == "q5_k_m") return QuantizeRecipe{GgmlType::Q5_K, GgmlType::Q6_K};
+    for (const QuantizeRecipe& r : mixed_recipes())
+        if (r.name == n) return r;
     GgmlType t;
     try {
         t = parse_ggml_type(n);
@@ -86,7 +130,23 @@ std::optional<QuantizeRecipe> parse_quantize_recipe(const std::string& name) {
         return std::nullopt;
     }
     if (!can_quantize(t) || t == GgmlType::F32) return std::nullopt;
-    return QuantizeRecipe{t, std::nullopt};
+    return plain_recipe(t);
+}
+
+std::string quantize_recipe_names() {
+    return "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, "
+           "q5_k_s, q5_k_m, f16, bf16";
+}
+
+GgmlType recipe_tensor_type(const QuantizeRecipe& r, const std::string& name, int& attn_v_seen) {
+    if (is_attn_v(name)) {
+        const std::optional<GgmlType> t = attn_v_seen < r.attn_v_first ? r.attn_v : r.attn_v_later;
+        ++attn_v_seen;
+        return t.value_or(r.type);
+    }
+    if (is_attn_qkv(name)) return r.attn_qkv.value_or(r.type);
+    if (is_ffn_down(name)) return r.ffn_down.value_or(r.type);
+    return r.type;
 }
 
 std::string gguf_detect_architecture(const std::map<std::string, Tensor>& t) {
@@ -100,11 +160,12 @@ std::string gguf_detect_architecture(const std::map<std::string, Tensor>& t) {
     return sdxl ? "sdxl" : unet ? "sd1" : "unknown";
 }
 
-GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, GgmlType type,
-                                     GgufLayout layout, std::optional<GgmlType> sensitive) {
-    for (const GgmlType t : {type, sensitive.value_or(type)})
-        NUANCE_CHECK(can_quantize(t), "quantize: type ", ggml_type_info(t).name, " has no quantizer yet (available: "
-                     "q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, bf16)");
+GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, const QuantizeRecipe& recipe,
+                                     GgufLayout layout) {
+    for (const std::optional<GgmlType> t :
+         {std::optional(recipe.type), recipe.attn_v, recipe.attn_v_later, recipe.attn_qkv, recipe.ffn_down})
+        NUANCE_CHECK(!t || can_quantize(*t), "quantize: type ", ggml_type_info(*t).name,
+                     " has no quantizer (available: ", quantize_recipe_names(), ")");
     GgufQuantizeSummary sum;
     std::map<std::string, Tensor> model;
     bool original = false;
@@ -128,40 +189,51 @@ GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& ou
     std::vector<std::pair<std::string, GgufValue>> kv = {
         {"general.architecture", gguf_string(sum.architecture)},
         {"general.quantization_version", gguf_u32(2)},
-        {"general.file_type", gguf_u32(sensitive ? (type == GgmlType::Q4_K ? 15u : type == GgmlType::Q5_K ? 17u
-                                                                                                          : file_type(type))
-                                                 : file_type(type))},
+        {"general.file_type", gguf_u32(recipe.file_type)},
     };
-    std::vector<std::pair<std::string, QuantizedTensor>> tensors;
+    int attn_v_seen = 0, attn_v_seen_te = 0;  // per component: the text encoder of --layout full counts its own
+    // Plan every tensor from its name and shape alone, then write them one at a time (write_gguf's produce): only
+    // one tensor's f32 copy and blocks are held, and the input's pages are let go after use, so peak memory stays
+    // near the largest tensor's instead of the whole output's.
+    std::vector<GgufTensorPlan> plan;
+    std::vector<const Tensor*> source;
     for (const auto& [name, t_in] : model) {
-        const Tensor t = dequantize_weight(t_in);  // a GGUF input re-quantized: its blocks' values
-        NUANCE_CHECK(dtype_is_float(t.dtype()), "quantize: tensor '", name, "' is ", dtype_name(t.dtype()),
-                     ", not a float tensor");
+        NUANCE_CHECK(dtype_is_float(t_in.dtype()) || quantized_weight_view(t_in).has_value(), "quantize: tensor '",
+                     name, "' is ", dtype_name(t_in.dtype()), ", not a float tensor");
         // Which component, and the name the Comfy rules see (the diffusion model's without its prefix).
         const bool denoiser = !full || starts_with(name, kLdmPrefix);
         const bool text_encoder = full && starts_with(name, "cond_stage_model.");
         const std::string rule_name = full && denoiser ? name.substr(std::string(kLdmPrefix).size()) : name;
-        const Shape& s = t.shape();
-        const int64_t n = t.numel();
-        GgmlType base = (s.size() <= 1 || n <= kQuantizationThreshold) ? GgmlType::F32 : GgmlType::F16;
-        Tensor x = t.f32().contiguous();
+        const Shape& s = t_in.shape();
+        const int64_t n = t_in.numel();
+        const GgmlType base = (s.size() <= 1 || n <= kQuantizationThreshold) ? GgmlType::F32 : GgmlType::F16;
+        Shape stored = s;
         if (denoiser && shape_fix && s.size() > 1 && n >= 512 && n % 256 == 0 && s.back() % 256 != 0) {
             kv.emplace_back("comfy.gguf.orig_shape." + name, gguf_i32_array(s));
-            x = x.view({n / 256, 256});
+            stored = {n / 256, 256};
         }
         GgmlType chosen = base;
-        GgmlType want = sensitive && is_sensitive_tensor(rule_name) ? *sensitive : type;
-        if (x.dim() == 2 && x.size(-1) % ggml_type_info(want).block != 0) want = k_fallback(want);
-        const bool quantizable =
-            ends_with(name, "weight") && x.dim() == 2 && x.size(-1) % ggml_type_info(want).block == 0;
-        if (denoiser && quantizable && !kept_unquantized(sum.architecture, rule_name)) chosen = want;
-        if (text_encoder && quantizable && name.find("embedding") == std::string::npos) chosen = want;
-        QuantizedTensor q = quantize(x, chosen);
-        sum.tensors_per_type[ggml_type_info(chosen).name] += 1;
-        sum.bytes += q.packed.nbytes();
-        tensors.emplace_back(name, std::move(q));
+        const bool candidate = ends_with(name, "weight") && stored.size() == 2 &&
+                               ((denoiser && !kept_unquantized(sum.architecture, rule_name)) ||
+                                (text_encoder && name.find("embedding") == std::string::npos));
+        if (candidate) {
+            GgmlType want = recipe_tensor_type(recipe, rule_name, denoiser ? attn_v_seen : attn_v_seen_te);
+            if (stored.back() % ggml_type_info(want).block != 0) want = k_fallback(want);
+            if (stored.back() % ggml_type_info(want).block == 0) chosen = want;
+        }
+        const GgmlTypeInfo& ti = ggml_type_info(chosen);
+        sum.tensors_per_type[ti.name] += 1;
+        sum.bytes += (uint64_t)(n / ti.block * ti.bytes);
+        plan.push_back({name, chosen, stored});
+        source.push_back(&t_in);
     }
-    write_gguf(out_path, kv, tensors);
+    write_gguf(out_path, kv, plan, [&](size_t i) {
+        const Tensor& t_in = *source[i];
+        // A GGUF input re-quantized: its blocks' values. One f32 copy of this tensor at a time.
+        QuantizedTensor q = quantize(dequantize_weight(t_in).f32().contiguous().view(plan[i].shape), plan[i].type);
+        release_file_pages(t_in);
+        return q;
+    });
     return sum;
 }
 

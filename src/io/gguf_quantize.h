@@ -38,24 +38,41 @@ std::string gguf_detect_architecture(const std::map<std::string, Tensor>& t);
 // stays F16 / F32.
 enum class GgufLayout { Comfy, Full };
 
-// `type` for every quantized tensor, except the sensitive ones (`sensitive`, when given: the _K_M recipes below).
-// A K-quant tensor whose rows are not whole 256-value super-blocks falls back as llama-quantize does: Q4_K -> Q5_0,
-// Q5_K -> Q5_1, Q6_K -> Q8_0.
-GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, GgmlType type,
-                                     GgufLayout layout = GgufLayout::Comfy,
-                                     std::optional<GgmlType> sensitive = std::nullopt);
-
-// The mixed recipes (llama.cpp's Q4_K_M / Q5_K_M idea, as ComfyUI-GGUF's _K_M files for image models): "q4_k_m" =
-// Q4_K with the sensitive tensors at Q6_K, "q5_k_m" = Q5_K with them at Q6_K. Sensitive: the attention value and
-// output projections and the feed-forward output (llama.cpp's attn_v / attn_output / ffn_down): to_v, to_out.0,
-// proj_out, ff.net.2 (UNet / SD3), img_attn.proj, txt_attn.proj, img_mlp.2, txt_mlp.2, linear2 (Flux). The keep
-// list (time embeddings, in/out layers) and 1-D / small tensors stay F32 / F16 as in every recipe.
+// The recipes: a base type for every quantized tensor and ComfyUI-GGUF's per-tensor rules (tools/lcpp.patch,
+// img_tensor_get_type: the llama-quantize ftypes for image models), which put three kinds of tensor higher:
+//   attention value projections (to_v, attn_v, .v, _attn.v_proj): Q2_K -> Q3_K; Q3_K_M -> Q5_K for the first two
+//     and Q4_K after; Q3_K_L -> Q5_K; Q4_K_S -> Q5_K for the first four; Q4_K_M / Q5_K_M -> Q6_K;
+//   fused qkv (attn.qkv, attn_qkv: SD3 / Flux): Q3_K_M / Q3_K_L / Q4_K_M -> Q4_K / Q4_K / Q5_K; Q5_K_M -> Q6_K;
+//   the feed-forward output (ff.net.2, ffn_down, ...): Q3_K_M -> Q4_K; Q3_K_L / Q4_K_S -> Q5_K; Q4_K_M / Q5_K_M -> Q6_K.
+// ("first" counts in the order tensors are written: sorted names, as convert.py's files are.) The plain type names
+// (q8_0, q4_0, ..., q3_k, q4_k, q5_k, q6_k) quantize every such tensor to that one type; q3_k is Q3_K_S and q5_k
+// Q5_K_S, which have no rules. The keep list (time embeddings, in/out layers) and 1-D / small tensors stay F32 / F16
+// in every recipe. A K-quant tensor whose rows are not whole 256-value super-blocks falls back as llama-quantize
+// does: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and Q2_K / Q3_K -> Q5_0 (llama-quantize's IQ4_NL has no quantizer
+// here; Q5_0 is lcpp.patch's listed fallback).
 struct QuantizeRecipe {
-    GgmlType type;
-    std::optional<GgmlType> sensitive;
+    std::string name;     // "q4_k_m"
+    GgmlType type;        // the base type
+    uint32_t file_type;   // llama_ftype written as general.file_type
+    std::optional<GgmlType> attn_v, attn_v_later;  // attention value projections: the first attn_v_first, the rest
+    int attn_v_first = 0;
+    std::optional<GgmlType> attn_qkv, ffn_down;
 };
-// "q8_0" ... "q6_k", "q4_k_m", "q5_k_m", "f16", "bf16" (any case); nullopt for anything else.
+// "q8_0" ... "q6_k", "q2_k", "q3_k_s|m|l", "q4_k_s|m", "q5_k_s|m", "f16", "bf16" (any case); nullopt otherwise.
 std::optional<QuantizeRecipe> parse_quantize_recipe(const std::string& name);
-bool is_sensitive_tensor(const std::string& name);
+// Every name parse_quantize_recipe knows, for messages: "q8_0, q4_0, ...".
+std::string quantize_recipe_names();
+// The recipe of one type alone (no per-tensor rules).
+QuantizeRecipe plain_recipe(GgmlType type);
+// The type the recipe gives the quantizable tensor `name` (its name in the ComfyUI file) with base type `base`;
+// `attn_v_seen` counts the value projections before it and is advanced.
+GgmlType recipe_tensor_type(const QuantizeRecipe& r, const std::string& name, int& attn_v_seen);
+
+GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, const QuantizeRecipe& recipe,
+                                     GgufLayout layout = GgufLayout::Comfy);
+inline GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, GgmlType type,
+                                            GgufLayout layout = GgufLayout::Comfy) {
+    return quantize_to_gguf(in, out_path, plain_recipe(type), layout);
+}
 
 }  // namespace nuance

@@ -80,6 +80,17 @@ GgufValue gguf_i32_array(const std::vector<int64_t>& x) {
 
 void write_gguf(const std::string& path, const std::vector<std::pair<std::string, GgufValue>>& kv,
                 const std::vector<std::pair<std::string, QuantizedTensor>>& tensors) {
+    std::vector<GgufTensorPlan> plan;
+    for (const auto& [name, q] : tensors) {
+        NUANCE_CHECK(q.packed.defined() && q.packed.dtype() == DType::U8 && q.packed.is_contiguous(),
+                     "write_gguf '", path, "': tensor '", name, "' has no packed bytes");
+        plan.push_back({name, q.type, q.shape});
+    }
+    write_gguf(path, kv, plan, [&](size_t i) { return tensors[i].second; });
+}
+
+void write_gguf(const std::string& path, const std::vector<std::pair<std::string, GgufValue>>& kv,
+                const std::vector<GgufTensorPlan>& plan, const std::function<QuantizedTensor(size_t)>& produce) {
     uint64_t alignment = 32;
     for (const auto& [k, v] : kv)
         if (k == "general.alignment") {
@@ -89,7 +100,7 @@ void write_gguf(const std::string& path, const std::vector<std::pair<std::string
         }
     std::string head = "GGUF";
     put<uint32_t>(head, 3);
-    put<uint64_t>(head, tensors.size());
+    put<uint64_t>(head, plan.size());
     put<uint64_t>(head, kv.size());
     for (const auto& [k, v] : kv) {
         put_str(head, k);
@@ -97,41 +108,48 @@ void write_gguf(const std::string& path, const std::vector<std::pair<std::string
         put_value(head, v);
     }
     uint64_t offset = 0;
-    std::vector<uint64_t> offsets;
-    for (const auto& [name, q] : tensors) {
-        const GgmlTypeInfo& ti = ggml_type_info(q.type);
-        NUANCE_CHECK(q.shape.size() <= 4, "write_gguf '", path, "': tensor '", name, "' ", shape_str(q.shape),
+    std::vector<uint64_t> offsets, sizes;
+    for (const GgufTensorPlan& t : plan) {
+        const GgmlTypeInfo& ti = ggml_type_info(t.type);
+        NUANCE_CHECK(t.shape.size() <= 4, "write_gguf '", path, "': tensor '", t.name, "' ", shape_str(t.shape),
                      " has more than 4 dimensions");
-        NUANCE_CHECK(q.packed.defined() && q.packed.dtype() == DType::U8 && q.packed.is_contiguous(),
-                     "write_gguf '", path, "': tensor '", name, "' has no packed bytes");
-        const int64_t numel = shape_numel(q.shape);
-        NUANCE_CHECK(q.row_length() % ti.block == 0 &&
-                         (int64_t)q.packed.nbytes() == numel / ti.block * ti.bytes,
-                     "write_gguf '", path, "': tensor '", name, "' holds ", q.packed.nbytes(), " bytes, not the ",
-                     numel / ti.block * ti.bytes, " of ", ti.name, " ", shape_str(q.shape));
-        put_str(head, name);
-        put<uint32_t>(head, (uint32_t)q.shape.size());
-        for (auto it = q.shape.rbegin(); it != q.shape.rend(); ++it) put<uint64_t>(head, (uint64_t)*it);
-        put<uint32_t>(head, (uint32_t)q.type);
+        int64_t numel = 0;
+        NUANCE_CHECK(shape_numel_checked(t.shape, &numel), "write_gguf '", path, "': tensor '", t.name, "' ",
+                     shape_str(t.shape), ": the element count overflows");
+        const int64_t row = t.shape.empty() ? 1 : t.shape.back();
+        NUANCE_CHECK(row % ti.block == 0, "write_gguf '", path, "': tensor '", t.name, "' ", shape_str(t.shape),
+                     ": rows of ", row, " values are not whole ", ti.name, " blocks of ", ti.block);
+        put_str(head, t.name);
+        put<uint32_t>(head, (uint32_t)t.shape.size());
+        for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(head, (uint64_t)*it);
+        put<uint32_t>(head, (uint32_t)t.type);
         offset = (offset + alignment - 1) / alignment * alignment;
         put<uint64_t>(head, offset);
         offsets.push_back(offset);
-        offset = add_or_throw<uint64_t>(offset, q.packed.nbytes(), "write_gguf: data size");
+        sizes.push_back((uint64_t)(numel / ti.block * ti.bytes));
+        offset = add_or_throw<uint64_t>(offset, sizes.back(), "write_gguf: data size");
     }
     head.resize((head.size() + alignment - 1) / alignment * alignment, '\0');
     write_file_atomic(path, [&](FILE* f) {
         if (std::fwrite(head.data(), 1, head.size(), f) != head.size()) return false;
         uint64_t at = 0;
         static const char zeros[64 << 10] = {};
-        for (size_t i = 0; i < tensors.size(); ++i) {
+        for (size_t i = 0; i < plan.size(); ++i) {
             for (uint64_t pad = offsets[i] - at; pad > 0;) {
                 const size_t n = (size_t)std::min<uint64_t>(pad, sizeof(zeros));
                 if (std::fwrite(zeros, 1, n, f) != n) return false;
                 pad -= n;
             }
-            const Tensor& p = tensors[i].second.packed;
-            if (p.nbytes() && std::fwrite(p.raw(), 1, p.nbytes(), f) != p.nbytes()) return false;
-            at = offsets[i] + p.nbytes();
+            const QuantizedTensor q = produce(i);
+            NUANCE_CHECK(q.type == plan[i].type && q.shape == plan[i].shape && q.packed.defined() &&
+                             q.packed.dtype() == DType::U8 && q.packed.is_contiguous() &&
+                             (uint64_t)q.packed.nbytes() == sizes[i],
+                         "write_gguf '", path, "': tensor '", plan[i].name, "' holds ",
+                         q.packed.defined() ? q.packed.nbytes() : 0, " bytes of ", ggml_type_info(q.type).name, " ",
+                         shape_str(q.shape), ", not the planned ", sizes[i], " of ", ggml_type_info(plan[i].type).name,
+                         " ", shape_str(plan[i].shape));
+            if (sizes[i] && std::fwrite(q.packed.raw(), 1, sizes[i], f) != sizes[i]) return false;
+            at = offsets[i] + sizes[i];
         }
         return true;
     });

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "../test_util.h"
 #include "backends/cpu/ggml_quants.h"
@@ -111,9 +112,9 @@ TEST(GgufQuantize, OriginalCheckpointKeepsOnlyTheDiffusionModel) {
     ASSERT_EQ(g.tensors.size(), 1u);
     EXPECT_EQ(g.tensors[0].name, "input_blocks.1.1.proj_in.weight");
     EXPECT_EQ(ggml_type_info(g.tensors[0].type)->name, std::string("Q4_0"));
-    EXPECT_EQ(test::error_of([&] { quantize_to_gguf(in, out, GgmlType::Q2_K); }),
-              "quantize: type Q2_K has no quantizer yet (available: q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, "
-              "bf16)");
+    EXPECT_EQ(test::error_of([&] { quantize_to_gguf(in, out, GgmlType::IQ4_NL); }),
+              "quantize: type IQ4_NL has no quantizer (available: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, "
+              "q6_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, f16, bf16)");
 }
 
 // Issue 14 item 5: each type's effect on the tiny SD1.5 UNet's output (golden unet_sd15 input) vs the f32 weights.
@@ -129,11 +130,12 @@ TEST(GgufQuantize, UNetOutputErrorPerType) {
     };
     const std::vector<float> ref = run(in.tensors).to_vector();
     double prev_max = 0;
-    for (const char* recipe : {"q8_0", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k", "q4_1", "q4_0"}) {
+    for (const char* recipe : {"q8_0", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k", "q4_1", "q4_0",
+                               "q3_k_m", "q3_k", "q2_k"}) {
         const QuantizeRecipe r = *parse_quantize_recipe(recipe);
         const GgmlType type = r.type;
         const std::string out = tmp(std::string("err_") + recipe + ".gguf");
-        quantize_to_gguf(in, out, type, GgufLayout::Comfy, r.sensitive);
+        quantize_to_gguf(in, out, r);
         const std::vector<float> got = run(load_gguf(out).tensors).to_vector();
         double max_abs = 0, sum = 0;
         for (size_t i = 0; i < got.size(); ++i) {
@@ -144,7 +146,7 @@ TEST(GgufQuantize, UNetOutputErrorPerType) {
         std::printf("[ quant err ] %-6s max_abs %.6f mean_abs %.6f (eps max |ref| ~3.5)\n", recipe, max_abs,
                     sum / (double)got.size());
         EXPECT_TRUE(std::isfinite(max_abs));
-        EXPECT_LT(max_abs, 1.0) << recipe;
+        EXPECT_LT(max_abs, type == GgmlType::Q2_K ? 2.5 : type == GgmlType::Q3_K ? 1.5 : 1.0) << recipe;
         if (type == GgmlType::Q8_0) EXPECT_LT(max_abs, 0.1) << recipe;
         if (type == GgmlType::Q6_K) EXPECT_LT(max_abs, 0.3) << recipe;  // 6 bits: about 4x Q8_0's step
         prev_max = max_abs;
@@ -163,7 +165,8 @@ TEST(GgufQuantize, Cli) {
     EXPECT_THAT(i.out, HasSubstr("general.file_type: 8 (MOSTLY_Q5_0)"));
     const test::CliRun bad = test::run_cli("quantize -m x -o y --type q3");
     EXPECT_EQ(bad.code, 2);
-    EXPECT_THAT(bad.out, HasSubstr("--type 'q3': expected q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m, q5_k_m, f16 or bf16"));
+    EXPECT_THAT(bad.out, HasSubstr("--type 'q3': expected one of q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, "
+                                   "q6_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, f16, bf16"));
 }
 
 // Dequantizers of the types the golden case lacks (IQ4_NL, IQ4_XS) and every K type on random blocks, bit for bit
@@ -308,35 +311,167 @@ TEST(GgufQuantize, KQuantsMatchLlamaCppReferenceByteForByte) {
     std::fclose(f);
 }
 
-TEST(GgufQuantize, KMixedRecipeKeepsSensitiveTensorsHigher) {
+// ComfyUI-GGUF's recipes (tools/lcpp.patch, img_tensor_get_type): which tensors go higher, per recipe.
+TEST(GgufQuantize, MixedRecipesFollowComfyUiGguf) {
     EXPECT_FALSE(parse_quantize_recipe("q3").has_value());
-    EXPECT_FALSE(parse_quantize_recipe("q2_k").has_value());
-    const auto r = parse_quantize_recipe("Q4_K_M");
-    ASSERT_TRUE(r.has_value());
-    EXPECT_EQ(r->type, GgmlType::Q4_K);
-    EXPECT_EQ(r->sensitive, GgmlType::Q6_K);
-    EXPECT_TRUE(is_sensitive_tensor("input_blocks.1.1.transformer_blocks.0.attn1.to_v.weight"));
-    EXPECT_TRUE(is_sensitive_tensor("output_blocks.3.1.proj_out.weight"));
-    EXPECT_TRUE(is_sensitive_tensor("double_blocks.0.img_attn.proj.weight"));
-    EXPECT_FALSE(is_sensitive_tensor("input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight"));
-    const WeightFile in = load_safetensors(kData + "/golden/unet_sd15/unet.safetensors");
-    const std::string out = tmp("q4km.gguf");
-    const GgufQuantizeSummary s = quantize_to_gguf(in, out, r->type, GgufLayout::Comfy, r->sensitive);
-    EXPECT_GT(s.tensors_per_type.at("Q4_K"), 0);
-    EXPECT_GT(s.tensors_per_type.at("Q6_K"), 0);
-    const GgufFile g = read_gguf(out);
-    EXPECT_EQ(g.find("general.file_type")->to_string(), "15");
-    for (const auto& t : g.tensors) {
-        const std::string ty = ggml_type_info(t.type)->name;
-        if (ty == "Q6_K") EXPECT_TRUE(is_sensitive_tensor(t.name)) << t.name;
-        if (ty == "Q4_K") EXPECT_FALSE(is_sensitive_tensor(t.name)) << t.name;
-        if (t.shape.size() == 1) EXPECT_EQ(ty, "F32") << t.name;
+    EXPECT_FALSE(parse_quantize_recipe("iq4_nl").has_value());
+    EXPECT_FALSE(parse_quantize_recipe("f32").has_value());
+    const std::string v = "input_blocks.1.1.transformer_blocks.0.attn1.to_v.weight";
+    const std::string q = "input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight";
+    const std::string ff = "output_blocks.3.1.transformer_blocks.0.ff.net.2.weight";
+    const std::string qkv = "double_blocks.0.img_attn.qkv.weight";
+    const std::string out_proj = "output_blocks.3.1.proj_out.weight";
+    struct Want {
+        const char* recipe;
+        GgmlType base, v1, v3, v5, qkv, ff;
+        uint32_t ftype;
+    };
+    using T = GgmlType;
+    const Want wants[] = {
+        // recipe     base     1st to_v 3rd to_v 5th to_v fused qkv ff.net.2 ftype
+        {"q2_k", T::Q2_K, T::Q3_K, T::Q3_K, T::Q3_K, T::Q2_K, T::Q2_K, 10},
+        {"q3_k", T::Q3_K, T::Q3_K, T::Q3_K, T::Q3_K, T::Q3_K, T::Q3_K, 11},
+        {"q3_k_s", T::Q3_K, T::Q3_K, T::Q3_K, T::Q3_K, T::Q3_K, T::Q3_K, 11},
+        {"Q3_K_M", T::Q3_K, T::Q5_K, T::Q4_K, T::Q4_K, T::Q4_K, T::Q4_K, 12},
+        {"q3_k_l", T::Q3_K, T::Q5_K, T::Q5_K, T::Q5_K, T::Q4_K, T::Q5_K, 13},
+        {"q4_k", T::Q4_K, T::Q4_K, T::Q4_K, T::Q4_K, T::Q4_K, T::Q4_K, 14},
+        {"q4_k_s", T::Q4_K, T::Q5_K, T::Q5_K, T::Q4_K, T::Q4_K, T::Q5_K, 14},
+        {"q4_k_m", T::Q4_K, T::Q6_K, T::Q6_K, T::Q6_K, T::Q5_K, T::Q6_K, 15},
+        {"q5_k_s", T::Q5_K, T::Q5_K, T::Q5_K, T::Q5_K, T::Q5_K, T::Q5_K, 16},
+        {"q5_k_m", T::Q5_K, T::Q6_K, T::Q6_K, T::Q6_K, T::Q6_K, T::Q6_K, 17},
+        {"q4_0", T::Q4_0, T::Q4_0, T::Q4_0, T::Q4_0, T::Q4_0, T::Q4_0, 2},
+    };
+    for (const Want& w : wants) {
+        const auto r = parse_quantize_recipe(w.recipe);
+        ASSERT_TRUE(r.has_value()) << w.recipe;
+        EXPECT_EQ(r->type, w.base) << w.recipe;
+        EXPECT_EQ(r->file_type, w.ftype) << w.recipe;
+        int seen = 0;
+        std::vector<GgmlType> vs;
+        for (int i = 0; i < 5; ++i) vs.push_back(recipe_tensor_type(*r, v, seen));
+        EXPECT_EQ(seen, 5) << w.recipe;
+        EXPECT_EQ(vs[0], w.v1) << w.recipe;
+        EXPECT_EQ(vs[2], w.v3) << w.recipe;
+        EXPECT_EQ(vs[4], w.v5) << w.recipe;
+        EXPECT_EQ(recipe_tensor_type(*r, qkv, seen), w.qkv) << w.recipe;
+        EXPECT_EQ(recipe_tensor_type(*r, ff, seen), w.ff) << w.recipe;
+        EXPECT_EQ(recipe_tensor_type(*r, q, seen), w.base) << w.recipe;
+        EXPECT_EQ(recipe_tensor_type(*r, out_proj, seen), w.base) << w.recipe;
+        EXPECT_EQ(seen, 5) << w.recipe;
     }
+    // A whole file: Q3_K_M on the tiny SD1.5 UNet (sorted names: the first two value projections at Q5_K).
+    const WeightFile in = load_safetensors(kData + "/golden/unet_sd15/unet.safetensors");
+    const std::string out = tmp("q3km.gguf");
+    const GgufQuantizeSummary s = quantize_to_gguf(in, out, *parse_quantize_recipe("q3_k_m"));
+    EXPECT_GT(s.tensors_per_type.at("Q3_K"), 0);
+    const GgufFile g = read_gguf(out);
+    EXPECT_EQ(g.find("general.file_type")->to_string(), "12");
+    // The tiny model's narrow rows take llama-quantize's fallbacks (Q5_K -> Q5_1, Q3_K / Q4_K -> Q5_0) or stay
+    // floats (rows of 8 or 16 values).
+    auto stored = [](GgmlType want, const GgufTensorInfo& t) -> std::string {
+        if (t.ne[0] % 256 == 0) return ggml_type_info(want).name;
+        if (t.ne[0] % 32 == 0) return want == GgmlType::Q5_K ? "Q5_1" : "Q5_0";
+        return "float";
+    };
+    int n_v = 0, k_quants = 0;
+    for (const auto& t : g.tensors) {  // written in name order
+        std::string ty = ggml_type_info(t.type)->name;
+        if (ty == "F16" || ty == "F32") ty = "float";
+        k_quants += t.ne[0] % 256 == 0 && ty != "float";
+        if (t.name.find(".to_v.weight") != std::string::npos)
+            EXPECT_EQ(ty, stored(n_v++ < 2 ? GgmlType::Q5_K : GgmlType::Q4_K, t)) << t.name;
+        else if (t.name.find(".ff.net.2.weight") != std::string::npos) EXPECT_EQ(ty, stored(GgmlType::Q4_K, t)) << t.name;
+        else if (t.shape.size() == 1) EXPECT_EQ(ty, "float") << t.name;
+        else if (ty != "float") EXPECT_EQ(ty, stored(GgmlType::Q3_K, t)) << t.name;
+    }
+    EXPECT_GT(n_v, 2);
+    EXPECT_GT(k_quants, 50);
     // Round trip through the reader: the dequantized K blocks of every tensor.
     const WeightFile back = load_gguf(out);
+    int checked = 0;
     for (const auto& t : g.tensors) {
-        if ((GgmlType)t.type != GgmlType::Q4_K) continue;
-        const Tensor want = quantize(in.tensors.at(t.name).f32().contiguous().view(t.shape), GgmlType::Q4_K).dequantize();
+        const GgmlType ty = (GgmlType)t.type;
+        if (ty != GgmlType::Q3_K && ty != GgmlType::Q4_K && ty != GgmlType::Q5_K) continue;
+        const Tensor want = quantize(in.tensors.at(t.name).f32().contiguous().view(t.shape), ty).dequantize();
         EXPECT_EQ(back.tensors.at(t.name).f32().contiguous().view(t.shape).to_vector(), want.to_vector()) << t.name;
+        ++checked;
     }
+    EXPECT_GT(checked, 10);
+}
+
+// Q2_K / Q3_K quantizers against llama.cpp's own quantize_row_q2_K_ref / quantize_row_q3_K_ref (ggml-org/ggml at
+// d99724f, src/ggml-quants.c compiled with gcc -O2 -ffp-contract=off outside this repository, like our file):
+// kquant_q23_ref.bin = u32 rows | f32 src[rows][512] | Q2_K bytes | Q3_K bytes. Rows 0-7 are kquant_ref.bin's; rows
+// 8-11 add all-negative values, exact ties on a 0.25 grid, alternating all-zero sub-blocks and one spike per
+// sub-block.
+TEST(GgufQuantize, Q2KQ3KMatchLlamaCppReferenceByteForByte) {
+    FILE* f = std::fopen((kData + "/gguf_quant/kquant_q23_ref.bin").c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    uint32_t rows = 0;
+    ASSERT_EQ(std::fread(&rows, 4, 1, f), 1u);
+    ASSERT_EQ(rows, 12u);
+    std::vector<float> src((size_t)rows * 512);
+    ASSERT_EQ(std::fread(src.data(), 4, src.size(), f), src.size());
+    const Tensor x = Tensor::from_vector(src, {(int64_t)rows, 512});
+    for (const GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K}) {
+        const GgmlTypeInfo& ti = ggml_type_info(t);
+        std::vector<uint8_t> want((size_t)(rows * 2 * ti.bytes));
+        ASSERT_EQ(std::fread(want.data(), 1, want.size(), f), want.size()) << ti.name;
+        const QuantizedTensor q = quantize(x, t);
+        ASSERT_EQ(q.packed.nbytes(), want.size());
+        const uint8_t* got = q.packed.data<uint8_t>();
+        for (int64_t b = 0; b < rows * 2; ++b)
+            EXPECT_EQ(std::memcmp(got + b * ti.bytes, want.data() + b * ti.bytes, (size_t)ti.bytes), 0)
+                << ti.name << " row " << b / 2 << " super-block " << b % 2;
+        // The round trip is the reference's own: bounded by a fraction of each smooth row's range (2 and 3 bits).
+        const std::vector<float> back = q.dequantize().to_vector();
+        for (int r : {0, 1, 2, 6, 8}) {
+            float lo = src[(size_t)r * 512], hi = lo, worst = 0;
+            for (int i = 0; i < 512; ++i) {
+                const float v = src[(size_t)(r * 512 + i)];
+                lo = std::min(lo, v);
+                hi = std::max(hi, v);
+                worst = std::max(worst, std::fabs(back[(size_t)(r * 512 + i)] - v));
+            }
+            EXPECT_LE(worst, (t == GgmlType::Q3_K ? 0.3f : 0.5f) * (hi - lo)) << ti.name << " row " << r;
+        }
+    }
+    uint8_t extra;
+    EXPECT_EQ(std::fread(&extra, 1, 1, f), 0u);  // the whole file was read
+    std::fclose(f);
+    // A row that is not whole super-blocks is refused with the sizes named.
+    std::vector<uint8_t> dst(200);
+    EXPECT_EQ(test::error_of([&] { quantize_row(GgmlType::Q3_K, src.data(), dst.data(), 100); }),
+              "quantize: a Q3_K row of 100 values is not a whole number of 256-value blocks");
+}
+
+// The streamed writer (what quantize_to_gguf uses): a producer that returns other bytes than planned is an error
+// naming the tensor, and no file (nor temp file) is left behind.
+TEST(GgufQuantize, StreamedWriterChecksEachTensorAgainstThePlan) {
+    const std::string out = tmp("stream.gguf");
+    std::filesystem::remove(out);
+    const std::vector<GgufTensorPlan> plan = {{"a", GgmlType::F32, {2, 32}}, {"b", GgmlType::Q8_0, {2, 32}}};
+    const Tensor x = Tensor::full({2, 32}, 0.25f);
+    int produced = 0;
+    EXPECT_EQ(test::error_of([&] {
+                  write_gguf(out, {}, plan, [&](size_t i) {
+                      ++produced;
+                      return quantize(x, i == 0 ? GgmlType::F32 : GgmlType::Q4_0);
+                  });
+              }),
+              "write_gguf '" + out + "': tensor 'b' holds 36 bytes of Q4_0 [2, 32], not the planned 68 of Q8_0 "
+              "[2, 32]");
+    EXPECT_EQ(produced, 2);
+    EXPECT_FALSE(std::filesystem::exists(out));
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(out).parent_path()))
+        EXPECT_EQ(e.path().filename().string().find("nuance_gguf_q_stream.gguf."), std::string::npos) << e.path();
+    EXPECT_THAT(test::error_of([&] { write_gguf(out, {}, {{"c", GgmlType::Q8_0, {2, 30}}}, [&](size_t) {
+                    return quantize(x, GgmlType::Q8_0);
+                }); }),
+                HasSubstr("tensor 'c' [2, 30]: rows of 30 values are not whole Q8_0 blocks of 32"));
+    // The planned bytes written: read back equal.
+    write_gguf(out, {}, plan, [&](size_t i) { return quantize(x, plan[i].type); });
+    const WeightFile back = load_gguf(out);
+    EXPECT_EQ(back.tensors.at("a").to_vector(), x.to_vector());
+    EXPECT_EQ(back.tensors.at("b").f32().to_vector(), quantize(x, GgmlType::Q8_0).dequantize().to_vector());
 }

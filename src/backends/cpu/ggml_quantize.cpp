@@ -1,5 +1,5 @@
 // ggml block quantization (gguf-py's quants.quantize, ggml's quantize_row_*_ref): the f32 -> block direction of
-// ggml_quants.cpp; the K-quants Q4_K / Q5_K / Q6_K follow ggml's reference algorithms (gguf-py has no K quantizer). Built with -ffp-contract=off: the scale and the quants are computed in float32 with one rounding
+// ggml_quants.cpp; the K-quants Q2_K .. Q6_K follow ggml's reference algorithms (gguf-py has no K quantizer). Built with -ffp-contract=off: the scale and the quants are computed in float32 with one rounding
 // per operation, as numpy does, so the bytes match gguf-py's exactly.
 //
 // Legend: x one block of QK = 32 values, amax / max / min its extremes, d the scale (stored f16), id = 1 / d, q the
@@ -127,9 +127,10 @@ inline int nearest_int(float v) {
 inline float f16_round(float v) { return f16_to_f32(f32_to_f16(v)); }
 
 // An asymmetric n-value sub-block to 0..nmax: x ~ scale * L - min (min >= 0 returned in *the_min), minimizing the
-// weighted squared error over nstep + 1 trial scales around nmax / (max - min) (make_qkx2_quants, use_mad = false).
+// weighted squared error (absolute error with use_mad: Q2_K) over nstep + 1 trial scales around nmax / (max - min)
+// (make_qkx2_quants).
 float make_qkx2_quants(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, uint8_t* Laux,
-                       float rmin, float rdelta, int nstep) {
+                       float rmin, float rdelta, int nstep, bool use_mad = false) {
     float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
     for (int i = 1; i < n; ++i) {
         if (x[i] < min) min = x[i];
@@ -147,7 +148,7 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* w, uint8_t*
     for (int i = 0; i < n; ++i) {
         L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
         const float diff = scale * L[i] + min - x[i];
-        best += w[i] * (diff * diff);
+        best += w[i] * (use_mad ? std::fabs(diff) : diff * diff);
     }
     for (int is = 0; is <= nstep; ++is) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
@@ -170,7 +171,7 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* w, uint8_t*
         float err = 0;
         for (int i = 0; i < n; ++i) {
             const float diff = this_scale * Laux[i] + this_min - x[i];
-            err += w[i] * (diff * diff);
+            err += w[i] * (use_mad ? std::fabs(diff) : diff * diff);
         }
         if (err < best) {
             for (int i = 0; i < n; ++i) L[i] = Laux[i];
@@ -339,13 +340,172 @@ void q6_k(const float* x, uint8_t* y) {
         }
 }
 
+// A symmetric n-value sub-block to -nmax..nmax-1 (make_q3_quants with do_rmse, Q3_K): the scale of the
+// largest-magnitude value, then up to 5 passes that move single quants while the weighted (x^2) least-squares fit
+// sumlx^2 / suml2 improves. L comes back offset by nmax.
+float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < kGroupMaxEps) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return 0.0f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        int n_changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                const int new_l = clampi(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++n_changed;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; ++i) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Q2_K and Q3_K pack four 2-bit quants per byte: values j, j + 32, j + 64, j + 96 of each 128.
+void pack2(const uint8_t* L, uint8_t* qs) {
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+// Q2_K: sixteen 16-value sub-blocks, asymmetric 2-bit quants with a 4-bit scale and a 4-bit min each, fitted on the
+// weighted absolute error (weights |x|). Layout: scales[16] (scale low nibble, min high nibble), qs[64], f16 d,
+// f16 dmin.
+void q2_k(const float* x, uint8_t* y) {
+    uint8_t L[QK_K], Laux[16];
+    float w[16], mins[QK_K / 16], scales[QK_K / 16], max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        for (int l = 0; l < 16; ++l) w[l] = std::fabs(x[16 * j + l]);
+        scales[j] = make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    uint8_t* sc = y;
+    constexpr float q4scale = 15.0f;
+    if (max_scale > 0) {
+        const float iscale = q4scale / max_scale;
+        for (int j = 0; j < QK_K / 16; ++j) sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+        put_f16(y + 80, max_scale / q4scale);
+    } else {
+        std::memset(sc, 0, QK_K / 16);
+        put_f16(y + 80, 0.0f);
+    }
+    if (max_min > 0) {
+        const float iscale = q4scale / max_min;
+        for (int j = 0; j < QK_K / 16; ++j) sc[j] = (uint8_t)(sc[j] | (nearest_int(iscale * mins[j]) << 4));
+        put_f16(y + 82, max_min / q4scale);
+    } else {
+        put_f16(y + 82, 0.0f);
+    }
+    uint16_t hd, hm;
+    std::memcpy(&hd, y + 80, 2);
+    std::memcpy(&hm, y + 82, 2);
+    const float d_all = f16_to_f32(hd), dmin_all = f16_to_f32(hm);
+    for (int j = 0; j < QK_K / 16; ++j) {
+        const float d = d_all * (sc[j] & 0xF);
+        if (!d) continue;
+        const float dm = dmin_all * (sc[j] >> 4);
+        for (int i = 0; i < 16; ++i) L[16 * j + i] = (uint8_t)clampi(nearest_int((x[16 * j + i] + dm) / d), 0, 3);
+    }
+    pack2(L, y + 16);
+}
+
+// Q3_K: sixteen 16-value sub-blocks, symmetric 3-bit quants (-4..3) with a 6-bit signed scale each. Layout:
+// hmask[32] (bit 2 of each quant: bit b of byte m for value 32 b + m), qs[64] (low 2 bits), scales[12] (low nibbles
+// of scales 0-7 / 8-15 in bytes 0-7, the top 2 bits of scale j at bits 2 (j / 4) of byte 8 + j % 4), f16 d.
+void q3_k(const float* x, uint8_t* y) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16], max_scale = 0, amax = 0;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+        const float scale = std::fabs(scales[j]);
+        if (scale > amax) {
+            amax = scale;
+            max_scale = scales[j];
+        }
+    }
+    uint8_t* hmask = y;
+    uint8_t* qs = y + 32;
+    uint8_t* sc = y + 96;
+    std::memset(sc, 0, 12);
+    if (max_scale != 0) {
+        const float iscale = -32.0f / max_scale;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int l = clampi((int8_t)nearest_int(iscale * scales[j]), -32, 31) + 32;
+            if (j < 8) sc[j] = (uint8_t)(l & 0xF);
+            else sc[j - 8] = (uint8_t)(sc[j - 8] | ((l & 0xF) << 4));
+            l >>= 4;
+            sc[j % 4 + 8] = (uint8_t)(sc[j % 4 + 8] | (l << (2 * (j / 4))));
+        }
+        put_f16(y + 108, 1 / iscale);
+    } else {
+        put_f16(y + 108, 0.0f);
+    }
+    uint16_t hd;
+    std::memcpy(&hd, y + 108, 2);
+    const float d_all = f16_to_f32(hd);
+    for (int j = 0; j < QK_K / 16; ++j) {
+        int s = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
+        s = (s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+        const float d = d_all * (float)s;
+        if (!d) continue;
+        for (int i = 0; i < 16; ++i) L[16 * j + i] = (int8_t)(clampi(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+    }
+    std::memset(hmask, 0, QK_K / 8);
+    uint8_t Lu[QK_K];
+    int m = 0;
+    uint8_t hm = 1;
+    for (int j = 0; j < QK_K; ++j) {
+        Lu[j] = (uint8_t)L[j];
+        if (L[j] > 3) {
+            hmask[m] |= hm;
+            Lu[j] = (uint8_t)(L[j] - 4);
+        }
+        if (++m == QK_K / 8) {
+            m = 0;
+            hm = (uint8_t)(hm << 1);
+        }
+    }
+    pack2(Lu, qs);
+}
+
 }  // namespace
 
 bool can_quantize(GgmlType t) {
     switch (t) {
         case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0: case GgmlType::Q4_0:
-        case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K:
-        case GgmlType::Q6_K:
+        case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q2_K: case GgmlType::Q3_K:
+        case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
             return true;
         default: return false;
     }
@@ -375,6 +535,8 @@ void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) {
                                         : t == GgmlType::Q4_1 ? q4_1
                                         : t == GgmlType::Q5_0 ? q5_0
                                         : t == GgmlType::Q5_1 ? q5_1
+                                        : t == GgmlType::Q2_K ? q2_k
+                                        : t == GgmlType::Q3_K ? q3_k
                                         : t == GgmlType::Q4_K ? q4_k
                                         : t == GgmlType::Q5_K ? q5_k
                                                               : q6_k;

@@ -68,8 +68,8 @@ namespace nuance {
 
 // A row of `n` f32 values (n a multiple of the block) into `dst` (n / block * bytes bytes), as gguf-py's
 // quants.quantize does (which is bit-exact with ggml's quantize_row_*_ref for Q8_0 and follows it for the others):
-// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, and Q4_K, Q5_K, Q6_K as ggml's reference quantizers (gguf-py has
-// none for them). Throws Unsupported for other types.
+// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K as ggml's reference quantizers
+// (gguf-py has none for them). Throws Unsupported for other types.
 void quantize_row(GgmlType t, const float* src, void* dst, int64_t n);
 bool can_quantize(GgmlType t);
 

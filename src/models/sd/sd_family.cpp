@@ -3,6 +3,7 @@
 #include "io/json_field.h"
 #include "io/weights.h"
 #include "models/model_defaults.h"
+#include "models/sd/sd_split_files.h"
 
 namespace nuance {
 
@@ -11,6 +12,11 @@ namespace {
 constexpr const char* kUnet = "model.diffusion_model.";
 
 std::optional<SDDetection> detect_single_file(const TensorIndex& t) {
+    if (bare_unet_layout(t)) {  // a UNet-only file: text encoders and VAE from --clip-l / --clip-g / --vae
+        bool known = false;
+        const SDFamily f = bare_unet_family(t, &known);
+        return SDDetection{f, known ? 40 : 5};
+    }
     if (!t.has_prefix(std::string(kUnet) + "input_blocks.")) return std::nullopt;  // not an SD UNet
     // The same decisions as models/convert/original_format.cpp's split_original.
     if (t.has_prefix("conditioner.embedders.0.model.") && !t.has_prefix("conditioner.embedders.1."))

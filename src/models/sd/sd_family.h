@@ -14,6 +14,8 @@ namespace nuance {
 //     conditioner.embedders.1, SD2's OpenCLIP cond_stage_model.model, SD1's cond_stage_model.transformer) -> 100;
 //     UNet-only: SDXL's label_emb, else the cross-attention width 768 / 1024 -> 50; an SD UNet of another width
 //     -> sd1 at 1 (the loader then names what it cannot tell);
+//   a UNet-only file without the model.diffusion_model. prefix (ComfyUI-GGUF's .gguf, a bare UNet safetensors,
+//     original or diffusers names; models/sd/sd_split_files.h) -> its family at 40 (5 when the width is unknown);
 //   diffusers folder with unet/: SDXL with text_encoder_2/ or an "XL" pipeline class; SD2 when text_encoder's
 //     config says hidden_act "gelu"; else SD1 -> 100. A folder without unet/ or transformer/ -> sd1 at 1 (the
 //     loader's messages say what is missing).

@@ -6,6 +6,8 @@
 #include "io/weights.h"
 #include "models/convert/original_format.h"
 #include "models/convert/original_parts.h"
+#include "models/clip/clip_text.h"
+#include "models/sd/sd_split_files.h"
 #include <set>
 
 namespace nuance {
@@ -243,44 +245,98 @@ StableDiffusionModel load_diffusers_folder(const std::string& root, const ModelL
     return m;
 }
 
+// A single file: an original checkpoint (model.diffusion_model.* with its text encoders and VAE, or the UNet alone),
+// or a UNet-only file without that prefix (sd_split_files.h). --clip-l / --clip-g / --vae replace the file's own
+// components or supply the ones it lacks; a missing one is an error naming every flag still needed.
 StableDiffusionModel load_single_file(const std::string& path, const WeightFile& wf, const ModelLoadOptions& o) {
     const Precision prec = resolve_precision(o.precision);
     StableDiffusionModel m;
-    if (!is_original_layout(wf.tensors)) {
+    ComponentWeights cw;
+    bool unet_only = false;
+    if (is_original_layout(wf.tensors)) {
+        cw = split_original(wf.tensors);
+        if (cw.family == "unknown" && cw.text_encoder.empty()) {  // the UNet alone (sd.cpp's UNet .gguf): it decides
+            const SDFamily f = o.family == "sd2"    ? SDFamily::SD2
+                               : o.family == "sdxl" ? SDFamily::SDXL
+                               : o.family == "sd1"  ? SDFamily::SD1
+                                                    : bare_unet_family(TensorIndex::of(
+                                                          strip_prefix(wf.tensors, "model.diffusion_model.")));
+            cw.family = sd_family_name(f);
+        }
+        NUANCE_CHECK_CODE(cw.family == "sd1" || cw.family == "sd2" || cw.family == "sdxl", Unsupported, "'", path,
+                          "': model family '", cw.family, "' is not supported yet (supported: sd1, sd2, sdxl)");
+        m.family = cw.family == "sdxl" ? SDFamily::SDXL : cw.family == "sd2" ? SDFamily::SD2 : SDFamily::SD1;
+        unet_only = cw.text_encoder.empty() && cw.vae.empty();
+    } else if (const TensorIndex ix = TensorIndex::of(wf.tensors); const auto layout = bare_unet_layout(ix)) {
+        // --family sd1|sd2|sdxl says what the cross-attention width cannot (e.g. a tiny test model's).
+        m.family = o.family == "sd2"    ? SDFamily::SD2
+                   : o.family == "sdxl" ? SDFamily::SDXL
+                   : o.family == "sd1"  ? SDFamily::SD1
+                                        : bare_unet_family(ix);
+        cw.unet = bare_unet_tensors(wf.tensors, *layout);
+        unet_only = true;
+    } else {
         std::set<std::string> prefixes;
         for (const auto& [k, _] : wf.tensors) {
             prefixes.insert(k.substr(0, k.find('.')));
             if (prefixes.size() > 8) break;
         }
         fail(ErrorCode::Unsupported, "unknown model family in '", path,
-             "': no Stable Diffusion UNet (model.diffusion_model.*) found; top-level names: ",
-             std::vector<std::string>(prefixes.begin(), prefixes.end()));
+             "': no Stable Diffusion UNet (model.diffusion_model.*, or a UNet alone: input_blocks.* / down_blocks.*) ",
+             "found; top-level names: ", std::vector<std::string>(prefixes.begin(), prefixes.end()));
     }
-    ComponentWeights cw = split_original(wf.tensors);
-    NUANCE_CHECK_CODE(cw.family == "sd1" || cw.family == "sd2" || cw.family == "sdxl", Unsupported, "'", path,
-                      "': model family '", cw.family, "' is not supported yet (supported: sd1, sd2, sdxl)");
-    m.family = cw.family == "sdxl" ? SDFamily::SDXL : cw.family == "sd2" ? SDFamily::SD2 : SDFamily::SD1;
-    NUANCE_CHECK(!cw.text_encoder.empty(), "'", path, "' has no text encoder (cond_stage_model / conditioner)");
-    m.te1.model = build_clip(cw.text_encoder, config_or_empty(o, "text_encoder"), path, prec);
+    const bool xl = m.family == SDFamily::SDXL;
+    if (m.family == SDFamily::SD2)  // its OpenCLIP ViT-H text encoder has no split-file flag
+        NUANCE_CHECK_CODE(!cw.text_encoder.empty() && o.clip_l.empty(), Unsupported, "'", path, "' is an SD2 UNet",
+                          cw.text_encoder.empty() ? " without its text encoder" : "", ": SD2's OpenCLIP ViT-H text ",
+                          "encoder cannot come from a separate file (--clip-l is CLIP-L); use a full SD2 checkpoint");
+    if (!o.clip_g.empty() && !xl)
+        fail(ErrorCode::InvalidArgument, "--clip-g '", o.clip_g, "': '", path, "' is an ", sd_family_name(m.family),
+             " UNet, which takes one text encoder (--clip-l); --clip-g is SDXL's second");
+    std::vector<std::pair<std::string, std::string>> missing;  // what, flag
+    if (o.clip_l.empty() && cw.text_encoder.empty())
+        missing.emplace_back(xl ? "CLIP-L text encoder (conditioner.embedders.0.*)" : "text encoder (cond_stage_model.*)",
+                             "--clip-l");
+    if (xl && o.clip_g.empty() && cw.text_encoder_2.empty())
+        missing.emplace_back("OpenCLIP bigG text encoder (conditioner.embedders.1.*)", "--clip-g");
+    if (o.vae_path.empty() && cw.vae.empty()) missing.emplace_back("VAE (first_stage_model.*)", "--vae");
+    if (missing.size() == 1)
+        fail(ErrorCode::InvalidArgument, "'", path, "' has no ", missing[0].first, "; pass one with ",
+             missing[0].second);
+    if (!missing.empty()) {
+        std::string what, flags;
+        for (size_t i = 0; i < missing.size(); ++i) {
+            const char* sep = i == 0 ? "" : i + 1 == missing.size() ? " and " : ", ";
+            what += sep + missing[i].first;
+            flags += sep + missing[i].second + " FILE";
+        }
+        fail(ErrorCode::InvalidArgument, "'", path, "' ", unet_only ? "holds only a UNet (" : "is incomplete (",
+             sd_family_name(m.family), "): it has no ", what, "; pass them with ", flags,
+             " (ComfyUI keeps them as clip_l.safetensors", xl ? ", clip_g.safetensors" : "", " and a VAE file)");
+    }
+    m.te1.model = o.clip_l.empty() ? build_clip(cw.text_encoder, config_or_empty(o, "text_encoder"), path, prec)
+                                   : build_clip(clip_tensors_from_file(o.clip_l, false),
+                                                config_or_empty(o, "text_encoder"), o.clip_l, prec);
     m.te1.pad_id = m.family == SDFamily::SD2 ? 0 : ClipTokenizer::kEosId;
-    if (m.family == SDFamily::SDXL) {
-        NUANCE_CHECK(!cw.text_encoder_2.empty(), "'", path, "' is SDXL but has no second text encoder");
-        m.te2.model = build_clip(cw.text_encoder_2, config_or_empty(o, "text_encoder_2"), path, prec);
+    if (xl) {
+        m.te2.model = o.clip_g.empty()
+                          ? build_clip(cw.text_encoder_2, config_or_empty(o, "text_encoder_2"), path, prec)
+                          : build_clip(clip_tensors_from_file(o.clip_g, true), config_or_empty(o, "text_encoder_2"),
+                                       o.clip_g, prec);
+        NUANCE_CHECK(m.te2.model->config().projection_dim > 0, "'", o.clip_g.empty() ? path : o.clip_g,
+                     "': SDXL's second text encoder needs its text_projection (the pooled embedding)");
         m.te2.pad_id = 0;
     }
     const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
     m.unet = build_unet(cw.unet, config_or_empty(o, "unet"), path, pooled, prec);
-    if (!o.vae_path.empty()) {
-        m.vae = build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family, prec);
-    } else {
-        NUANCE_CHECK(!cw.vae.empty(), "'", path, "' has no VAE (first_stage_model.*); pass one with --vae");
-        m.vae = build_vae(cw.vae, config_or_empty(o, "vae"), path, m.family, prec);
-    }
+    m.vae = o.vae_path.empty()
+                ? build_vae(cw.vae, config_or_empty(o, "vae"), path, m.family, prec)
+                : build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family, prec);
     // SD2's original text encoder keeps all 24 OpenCLIP layers and uses the penultimate one (diffusers drops the
     // last layer instead); SD2 768 models predict v, the 512-base model epsilon (no way to tell from the weights).
     m.default_clip_skip = m.family == SDFamily::SD2 && m.te1.model->config().layers == 24 ? 2 : 1;
     m.prediction = m.family == SDFamily::SD2 ? "v_prediction" : "epsilon";
-    m.native_size = m.family == SDFamily::SDXL ? 1024 : (m.family == SDFamily::SD2 ? 768 : 512);
+    m.native_size = xl ? 1024 : (m.family == SDFamily::SD2 ? 768 : 512);
     return m;
 }
 
@@ -288,10 +344,13 @@ StableDiffusionModel load_single_file(const std::string& path, const WeightFile&
 
 std::unique_ptr<StableDiffusionModel> load_stable_diffusion(const ModelSource& src, const ModelLoadOptions& o) {
     const std::string& path = src.path;
-    for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--clip-l", &o.clip_l},
-                                      {"--clip-g", &o.clip_g}, {"--t5xxl", &o.t5xxl}})
-        NUANCE_CHECK_CODE(value->empty(), Unsupported, flag, " '", *value, "': the Stable Diffusion families (",
-                          "sd1, sd2, sdxl) take their text encoders from the checkpoint '", path, "'");
+    NUANCE_CHECK_CODE(o.t5xxl.empty(), Unsupported, "--t5xxl '", o.t5xxl, "': the Stable Diffusion families (sd1, ",
+                      "sd2, sdxl) have no T5 text encoder ('", path, "')");
+    if (src.folder())
+        for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--clip-l", &o.clip_l},
+                                          {"--clip-g", &o.clip_g}})
+            NUANCE_CHECK_CODE(value->empty(), Unsupported, flag, " '", *value, "': a diffusers folder ('", path,
+                              "') takes its text encoders from its text_encoder*/ folders");
     auto mp = std::make_unique<StableDiffusionModel>(
         src.folder() ? load_diffusers_folder(path, o)
                      : load_single_file(path, src.file ? *src.file : load_weights(path), o));
