@@ -7,6 +7,7 @@
 #include "backends/backend.h"
 #include "io/json_file.h"
 #include "io/weights.h"
+#include "text/t5_prompt.h"
 
 namespace nuance {
 
@@ -154,6 +155,21 @@ Tensor encode_t5_prompts(const T5EncoderModel& model, const std::vector<std::str
     }
     const Tensor t = Tensor::from_ids(ids, {(int64_t)prompts.size(), (int64_t)max_length});
     return model.forward(t).last_hidden_state;
+}
+
+Tensor encode_t5_prompt(const T5EncoderModel& model, const std::string& prompt, int max_length, bool weighted,
+                        const T5Tokenizer& tokenizer) {
+    if (!weighted) return encode_t5_prompts(model, {prompt}, max_length, tokenizer).f32().contiguous();
+    const T5WeightedIds w = tokenize_t5_weighted(tokenizer, prompt, max_length);
+    const int64_t L = max_length;
+    Tensor z = model.forward(Tensor::from_ids(w.ids, {1, L})).last_hidden_state.f32().contiguous();
+    if (w.all_one()) return z;
+    std::vector<int64_t> empty((size_t)L, tokenizer.pad_id());
+    empty[0] = tokenizer.eos_id();  // ComfyUI gen_empty_tokens: no start token, end, then pad
+    const Tensor e = model.forward(Tensor::from_ids(empty, {1, L})).last_hidden_state.f32().contiguous();
+    z = z.clone();
+    apply_t5_token_weights(z.data<float>(), e.data<float>(), w.weights, L, z.size(2));
+    return z;
 }
 
 }  // namespace nuance

@@ -46,4 +46,12 @@ std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::string& path, Precisi
 Tensor encode_t5_prompts(const T5EncoderModel& model, const std::vector<std::string>& prompts, int max_length,
                          const T5Tokenizer& tokenizer = T5Tokenizer::builtin());
 
+// One prompt as SD3 / Flux take it from T5, F32 [1, max_length, d_model]. weighted = false: encode_t5_prompts
+// (the text literally, as diffusers). weighted = true: the A1111 syntax (text/t5_prompt.h tokenize_t5_weighted) with
+// ComfyUI's weighting: when some token's weight is not 1, the empty prompt ([</s>, <pad> ...]) is encoded too and
+// each weighted token is moved away from it (apply_t5_token_weights). A prompt without syntax gives exactly the
+// unweighted output.
+Tensor encode_t5_prompt(const T5EncoderModel& model, const std::string& prompt, int max_length, bool weighted,
+                        const T5Tokenizer& tokenizer = T5Tokenizer::builtin());
+
 }  // namespace nuance
