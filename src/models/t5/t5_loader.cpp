@@ -6,6 +6,7 @@
 
 #include "backends/backend.h"
 #include "io/json_file.h"
+#include "io/safetensors.h"
 #include "io/weights.h"
 #include "text/t5_prompt.h"
 
@@ -56,7 +57,7 @@ void apply_fp8_scales(std::map<std::string, Tensor>& t, const std::string& sourc
         NUANCE_CHECK(scale.numel() == 1 && dtype_is_float(scale.dtype()), "'", source, "': '", key,
                      "' must be one float, got ", scale.str());
         const float s = scale.f32().contiguous().data<float>()[0];
-        const Tensor src = w->second.f32().contiguous();
+        const Tensor src = dequantize_weight(w->second).f32().contiguous();  // FP8 kept as bytes: widened here
         Tensor out = Tensor::empty(src.shape(), DType::F16);
         const float* ps = src.data<float>();
         uint16_t* po = out.data<uint16_t>();
@@ -128,7 +129,12 @@ std::unique_ptr<T5EncoderModel> load_t5_encoder(const WeightFile& file, const st
 }
 
 std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::string& path, Precision precision) {
-    if (!is_directory(path)) return load_t5_encoder(load_weights(path), "auto", precision);
+    // A safetensors file's FP8 matrices (t5xxl_fp8_e4m3fn) stay FP8 in memory (half the bytes of F16); the
+    // products widen them layer by layer (backends/cpu/quantized_matmul.h).
+    if (!is_directory(path))
+        return load_t5_encoder(is_safetensors_file(path) ? load_safetensors(path, Fp8Load::KeepMatrices)
+                                                         : load_weights(path),
+                               "auto", precision);
     // A pipeline root: SD3's text_encoder_3, or Flux's text_encoder_2 (a T5 there; SDXL's is a CLIP).
     std::string dir = path;
     if (is_directory(path + "/text_encoder_3"))
