@@ -6,7 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "../test_util.h"
+#include "io/safetensors.h"
+#include "text/embedding_library.h"
 #include "models/flux/flux_model.h"
 #include "models/mmdit/mmdit_presets.h"
 #include "models/mmdit/sd3_model.h"
@@ -200,6 +204,94 @@ TEST(FluxPrompts, WeightsOnT5AndTheParsedTextForThePooledClip) {
     // CLIP-L pooled: the first window of the parsed prompt, no per-token weights (BREAK ends it).
     const std::vector<int64_t> ids = ClipTokenizer::builtin().encode_padded("a lighthouse on a cliff,", 49407);
     EXPECT_EQ(values(c.at("pooled")), values(m.clip_l->forward(Tensor::from_ids(ids, {1, 77})).pooled));
+}
+
+// A folder of textual-inversion files: "sdxlemb" (clip_l [2, 8], clip_g [2, 16]: SD3's tiny widths; clip_l [2, 24]
+// would be Flux's), "fluxemb" (SDXL layout at Flux's widths), "sd1emb" (emb_params [2, 24]).
+std::shared_ptr<EmbeddingLibrary> embedding_dir() {
+    static const std::shared_ptr<EmbeddingLibrary> lib = [] {
+        const std::string dir = (std::filesystem::path(::testing::TempDir()) / "sd3_flux_embeddings").string();
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directories(dir);
+        auto ramp = [](int64_t n, int64_t d, float base) {
+            std::vector<float> v((size_t)(n * d));
+            for (size_t i = 0; i < v.size(); ++i) v[i] = base + 0.01f * (float)i;
+            return Tensor::from_vector(v, {n, d});
+        };
+        save_safetensors(dir + "/sdxlemb.safetensors", {{"clip_l", ramp(2, 8, -0.3f)}, {"clip_g", ramp(2, 16, 0.2f)}});
+        save_safetensors(dir + "/fluxemb.safetensors", {{"clip_l", ramp(2, 24, 0.1f)}, {"clip_g", ramp(2, 32, 0.0f)}});
+        save_safetensors(dir + "/sd1emb.safetensors", {{"emb_params", ramp(2, 24, -0.2f)}});
+        return EmbeddingLibrary::scan(dir);
+    }();
+    return lib;
+}
+
+// A window's token embeddings by hand: the ids' rows with the embedding's vectors at [offset, offset + n).
+Tensor embeds_by_hand(const ClipTextModel& m, const std::vector<int64_t>& ids, int64_t offset, const Tensor& v) {
+    Tensor e = m.embed_tokens(Tensor::from_ids(ids, {1, (int64_t)ids.size()})).clone();
+    const int64_t D = e.size(2);
+    const std::vector<float> vv = values(v);
+    for (size_t i = 0; i < vv.size(); ++i) e.data<float>()[offset * D + (int64_t)i] = vv[i];
+    return e;
+}
+
+TEST(SD3Prompts, TextualInversionOnClipLAndClipG) {
+    const SD3Model& m = sd3();
+    const auto lib = embedding_dir();
+    const std::string prompt = "a photo of sdxlemb";
+    const Conditioning c = m.encode({.text = prompt, .embeddings = lib});
+    // By hand: BOS a photo of [v0 v1] EOS pad...; each encoder gets its own vectors; no weights, so no emphasis.
+    std::vector<int64_t> ids_l = ClipTokenizer::builtin().encode_padded("a photo of", 49407);
+    std::vector<int64_t> ids_g = ClipTokenizer::builtin().encode_padded("a photo of", 0);
+    ids_l.insert(ids_l.begin() + 4, {0, 0});
+    ids_l.resize(77);
+    ids_l[6] = 49407;  // EOS after the two placeholders, EOS padding
+    ids_g.insert(ids_g.begin() + 4, {0, 0});
+    ids_g.resize(77);
+    ids_g[6] = 49407;  // G pads with 0 after its EOS
+    const auto ti = lib->get("sdxlemb");
+    const ClipTextOutput ol = m.clip_l.model->forward(Tensor::from_ids(ids_l, {1, 77}), -1,
+                                                       embeds_by_hand(*m.clip_l.model, ids_l, 4, ti->vectors.at("clip_l")));
+    const ClipTextOutput og = m.clip_g.model->forward(Tensor::from_ids(ids_g, {1, 77}), -1,
+                                                       embeds_by_hand(*m.clip_g.model, ids_g, 4, ti->vectors.at("clip_g")));
+    const std::vector<float> hl = values(ol.hidden_states[1]), hg = values(og.hidden_states[1]);
+    const std::vector<float> got = values(c.at("context"));
+    for (int64_t l = 0; l < 77; ++l)
+        for (int64_t d = 0; d < 24; ++d)
+            ASSERT_EQ(got[(size_t)(l * 32 + d)], d < 8 ? hl[(size_t)(l * 8 + d)] : hg[(size_t)(l * 16 + d - 8)])
+                << l << "," << d;
+    std::vector<float> pooled = values(ol.text_embeds), pg = values(og.text_embeds);
+    pooled.insert(pooled.end(), pg.begin(), pg.end());
+    EXPECT_EQ(values(c.at("pooled")), pooled);
+    // Without the library (or with the literal syntax) the name is just text.
+    EXPECT_NE(values(m.encode({.text = prompt}).at("pooled")), pooled);
+    EXPECT_EQ(values(m.encode({.text = prompt, .syntax = PromptSyntax::Literal, .embeddings = lib}).at("pooled")),
+              values(m.encode({.text = prompt, .syntax = PromptSyntax::Literal}).at("pooled")));
+    // SD3 needs both encoders' vectors: an SD1.x embedding is refused by name; SDXL vectors of other widths too.
+    EXPECT_THAT(error_of([&] { m.encode({.text = "sd1emb", .embeddings = lib}); }),
+                HasSubstr("needs an SDXL embedding with both"));
+    EXPECT_THAT(error_of([&] { m.encode({.text = "fluxemb", .embeddings = lib}); }),
+                HasSubstr("has vectors of width 24 for clip_l but SD3's text encoder clip_l is 8 wide"));
+}
+
+TEST(FluxPrompts, TextualInversionOnClipL) {
+    const FluxModel& m = flux();
+    const auto lib = embedding_dir();
+    std::vector<int64_t> ids = ClipTokenizer::builtin().encode_padded("a photo of", 49407);
+    ids.insert(ids.begin() + 4, {0, 0});
+    ids.resize(77);
+    ids[6] = 49407;
+    for (const char* name : {"fluxemb", "sd1emb"}) {  // SDXL files give their clip_l vectors, SD1.x files their one set
+        const auto ti = lib->get(name);
+        const Tensor& v = ti->vectors.count("clip_l") ? ti->vectors.at("clip_l") : ti->vectors.at("");
+        const Tensor want = m.clip_l->forward(Tensor::from_ids(ids, {1, 77}), -1, embeds_by_hand(*m.clip_l, ids, 4, v)).pooled;
+        const Conditioning c = m.encode({.text = std::string("a photo of ") + name, .embeddings = lib});
+        EXPECT_EQ(values(c.at("pooled")), values(want)) << name;
+        // T5 takes the text as it is (T5 has no embeddings).
+        EXPECT_EQ(values(c.at("context")), values(m.encode({.text = std::string("a photo of ") + name}).at("context")));
+    }
+    EXPECT_THAT(error_of([&] { m.encode({.text = "sdxlemb", .embeddings = lib}); }),
+                HasSubstr("has vectors of width 8 for clip_l but Flux's text encoder clip_l is 24 wide"));
 }
 
 }  // namespace

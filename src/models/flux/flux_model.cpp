@@ -6,6 +6,7 @@
 #include "models/t5/t5_loader.h"
 #include "models/vae/vae_tiling.h"
 #include "ops/ops.h"
+#include "models/clip/clip_embeddings.h"
 #include "text/prompt_parser.h"
 
 namespace nuance {
@@ -73,10 +74,20 @@ Conditioning FluxModel::encode(const ConditioningRequest& r) const {
     out["context"] = encode_t5_prompt(*t5, r.text, max_sequence_length, weighted, t5_tok);
     // CLIP-L: pooler_output of 77 tokens (FluxPipeline tokenizes with padding="max_length") -> [1, P]
     const ClipTokenizer& tok = clip_tokenizer ? *clip_tokenizer : ClipTokenizer::builtin();
-    const std::vector<int64_t> ids =
-        weighted ? tokenize_weighted(tok, r.text, 49407, 75).ids.front() : tok.encode_padded(r.text, 49407, 77);
-    const Tensor id_tensor = Tensor::from_ids(ids, {1, (int64_t)ids.size()});
-    out["pooled"] = clip_l->forward(id_tensor).pooled.f32().contiguous();
+    if (!weighted) {
+        const std::vector<int64_t> ids = tok.encode_padded(r.text, 49407, 77);
+        out["pooled"] = clip_l->forward(Tensor::from_ids(ids, {1, (int64_t)ids.size()})).pooled.f32().contiguous();
+        return out;
+    }
+    // Textual inversion on CLIP-L: an embedding's clip_l vectors (SDXL files), else its one set (SD1.x files).
+    std::vector<std::shared_ptr<const TextualInversion>> found;
+    if (r.embeddings) found = r.embeddings->mentioned(r.text);
+    const ClipEmbeddings emb = clip_embeddings_for(found, tok, *clip_l, "clip_l", true, "Flux");
+    const PromptChunks pc = tokenize_weighted(tok, r.text, 49407, 75, emb.names_or_null());
+    const std::vector<int64_t>& ids = pc.ids.front();
+    const Tensor embeds = pc.fixes.empty() ? Tensor() : clip_token_embeds(*clip_l, ids, pc.fixes.front(), emb);
+    out["pooled"] =
+        clip_l->forward(Tensor::from_ids(ids, {1, (int64_t)ids.size()}), -1, embeds).pooled.f32().contiguous();
     return out;
 }
 

@@ -11,6 +11,7 @@
 #include "models/model_defaults.h"
 #include "models/t5/t5_loader.h"
 #include "ops/ops.h"
+#include "models/clip/clip_embeddings.h"
 #include "text/prompt_parser.h"
 
 namespace nuance {
@@ -19,10 +20,12 @@ namespace {
 
 // One 77-token window through both CLIPs: cat_ch(CLIP-L hidden_states[-2], CLIP-G hidden_states[-2]) [1, 77, Dl + Dg]
 // (no final LayerNorm) and, when asked, the projected pooled outputs cat_ch(L text_embeds, G text_embeds) [1, Pl + Pg].
+// embeds_l / embeds_g (optional): token embeddings with textual-inversion vectors written in.
 Tensor encode_lg_window(const SD3ClipSlot& l, const SD3ClipSlot& g, const std::vector<int64_t>& ids_l,
-                        const std::vector<int64_t>& ids_g, Tensor* pooled) {
-    const ClipTextOutput ol = l.model->forward(Tensor::from_ids(ids_l, {1, (int64_t)ids_l.size()}));
-    const ClipTextOutput og = g.model->forward(Tensor::from_ids(ids_g, {1, (int64_t)ids_g.size()}));
+                        const std::vector<int64_t>& ids_g, Tensor* pooled, const Tensor& embeds_l = {},
+                        const Tensor& embeds_g = {}) {
+    const ClipTextOutput ol = l.model->forward(Tensor::from_ids(ids_l, {1, (int64_t)ids_l.size()}), -1, embeds_l);
+    const ClipTextOutput og = g.model->forward(Tensor::from_ids(ids_g, {1, (int64_t)ids_g.size()}), -1, embeds_g);
     if (pooled) {
         const Tensor pl = ol.text_embeds.defined() ? ol.text_embeds : ol.pooled;
         const Tensor pg = og.text_embeds.defined() ? og.text_embeds : og.pooled;
@@ -170,7 +173,8 @@ void SD3Model::validate_request(const ConditioningRequest& r) const {
     NUANCE_CHECK(r.class_label < 0, "class label ", r.class_label, ": SD3 is conditioned on text, not on a class");
 }
 
-Tensor SD3Model::encode_clip(const std::string& text, bool weighted, Tensor* pooled) const {
+Tensor SD3Model::encode_clip(const std::string& text, bool weighted, Tensor* pooled,
+                             const EmbeddingLibrary* embeddings) const {
     const int64_t D = transformer->config().joint_attention_dim;
     std::vector<Tensor> windows;  // each [1, 77, Dl + Dg]
     if (!weighted) {
@@ -182,13 +186,23 @@ Tensor SD3Model::encode_clip(const std::string& text, bool weighted, Tensor* poo
         // A1111's SD3ClipLG (modules/models/sd3/sd3_cond.py) on sd_hijack_clip's TextConditionalModel: the prompt
         // syntax, 75-token chunks (BREAK, comma back-tracking), each window's emphasis applied to the concatenated
         // L+G output with the window's mean restored, the pooled output of the first window.
-        const PromptChunks pl = tokenize_weighted(clip_l.tokenizer(), text, clip_l.pad_id, 75);
-        const PromptChunks pg = tokenize_weighted(clip_g.tokenizer(), text, clip_g.pad_id, 75);
+        // Textual inversion as on SDXL: an embedding with clip_l and clip_g vectors.
+        std::vector<std::shared_ptr<const TextualInversion>> found;
+        if (embeddings) found = embeddings->mentioned(text);
+        const ClipEmbeddings el = clip_embeddings_for(found, clip_l.tokenizer(), *clip_l.model, "clip_l", false, "SD3");
+        const ClipEmbeddings eg = clip_embeddings_for(found, clip_g.tokenizer(), *clip_g.model, "clip_g", false, "SD3");
+        const PromptChunks pl = tokenize_weighted(clip_l.tokenizer(), text, clip_l.pad_id, 75, el.names_or_null());
+        const PromptChunks pg = tokenize_weighted(clip_g.tokenizer(), text, clip_g.pad_id, 75, eg.names_or_null());
         NUANCE_CHECK(pl.ids.size() == pg.ids.size(), "SD3: the CLIP-L (", clip_l.source, ") and CLIP-G (",
                      clip_g.source, ") tokenizers split the prompt into ", pl.ids.size(), " and ", pg.ids.size(),
                      " chunks of 75 tokens; their vocabularies differ");
         for (size_t i = 0; i < pl.ids.size(); ++i) {
-            Tensor z = encode_lg_window(clip_l, clip_g, pl.ids[i], pg.ids[i], i == 0 ? pooled : nullptr);
+            static const std::vector<PromptFix> kNone;
+            const std::vector<PromptFix>& fl = i < pl.fixes.size() ? pl.fixes[i] : kNone;
+            const std::vector<PromptFix>& fg = i < pg.fixes.size() ? pg.fixes[i] : kNone;
+            Tensor z = encode_lg_window(clip_l, clip_g, pl.ids[i], pg.ids[i], i == 0 ? pooled : nullptr,
+                                        clip_token_embeds(*clip_l.model, pl.ids[i], fl, el),
+                                        clip_token_embeds(*clip_g.model, pg.ids[i], fg, eg));
             const std::vector<float>& wl = pl.weights[i];
             const std::vector<float>& wg = pg.weights[i];
             bool all_one = true;
@@ -218,7 +232,7 @@ Conditioning SD3Model::encode(const ConditioningRequest& r) const {
     // The negative side is encoded as text too (diffusers: negative_prompt "" -> the empty string's embeddings).
     const bool weighted = r.syntax == PromptSyntax::A1111;
     Tensor pooled;
-    const Tensor clip = encode_clip(r.text, weighted, &pooled);  // [1, 77k, D]
+    const Tensor clip = encode_clip(r.text, weighted, &pooled, r.embeddings.get());  // [1, 77k, D]
     const int64_t D = transformer->config().joint_attention_dim;
     const T5Tokenizer& tok = t5_tokenizer ? *t5_tokenizer : T5Tokenizer::builtin();
     const Tensor t5_part = t5 ? encode_t5_prompt(*t5, r.text, t5_max_length, weighted, tok)

@@ -64,7 +64,10 @@ struct SD3Model : DiffusionModel {
     // Rows with fewer CLIP windows get empty-prompt windows (A1111), so "context" rows have one length.
     void match_for_batch(const std::vector<Conditioning*>& rows, const ConditioningRequest& like) const override;
     // The CLIP part of the context, [1, 77k, D] (zero-padded to the T5 width); pooled [1, Pl + Pg] of the first window.
-    Tensor encode_clip(const std::string& text, bool weighted, Tensor* pooled) const;
+    // `embeddings` (weighted only): textual-inversion embeddings the text may name, each with clip_l and clip_g
+    // vectors (SDXL embeddings), written into both encoders' windows as A1111 does on SDXL.
+    Tensor encode_clip(const std::string& text, bool weighted, Tensor* pooled,
+                       const EmbeddingLibrary* embeddings = nullptr) const;
     Tensor predict(const Tensor& x_in, double timestep, const Conditioning& cond,
                    const StepContext& step) const override;
     Tensor decode(const Tensor& latents, const VaeTiling& tiling) const override;
