@@ -313,7 +313,8 @@ GgufFile read_gguf(std::shared_ptr<Storage> file, const std::string& name) {
         for (auto it = t.ne.rbegin(); it != t.ne.rend(); ++it) t.shape.push_back((int64_t)*it);
         t.type = c.get<uint32_t>(what + " type");
         const GgmlTypeInfo* ti = ggml_type_info(t.type);
-        if (!ti) fail(ErrorCode::Unsupported, "GGUF file '", path, "': ", what, " has unknown ggml type ", t.type);
+        if (!ti || is_float8(ti->type))  // nuance's FP8 ids are not GGUF types
+            fail(ErrorCode::Unsupported, "GGUF file '", path, "': ", what, " has unknown ggml type ", t.type);
         const uint64_t ne0 = t.ne.empty() ? 1 : t.ne[0];
         if (ne0 % (uint64_t)ti->block != 0)
             fail(ErrorCode::Io, "GGUF file '", path, "': ", what, " of type ", ti->name, ": row length ne[0] = ",

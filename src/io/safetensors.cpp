@@ -2,7 +2,9 @@
 
 #include "io/atomic_file.h"
 
+#include "backends/cpu/ggml_quants.h"
 #include "core/checked.h"
+#include "core/quantized_weight.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -79,9 +81,11 @@ bool is_safetensors_file(const std::string& path) {
     return len >= 2 && len <= kMaxHeader && b[8] == '{';
 }
 
-WeightFile load_safetensors(const std::string& path) { return load_safetensors(map_file(path), path); }
+WeightFile load_safetensors(const std::string& path, Fp8Load fp8_load) {
+    return load_safetensors(map_file(path), path, fp8_load);
+}
 
-WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string& path) {
+WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string& path, Fp8Load fp8_load) {
     NUANCE_CHECK_CODE(storage != nullptr, Io, "safetensors file '", path, "': no data");
     const uint64_t fsize = storage->size();
     const uint8_t* base = storage->data();
@@ -173,7 +177,11 @@ WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string&
             bad(str("data_offsets span ", e - b, " bytes but ", dts, shape, " needs ", need));
         spans.push_back({b, e, &name});
         const uint64_t abs_off = data_start + b;  // <= fsize: no overflow
-        if (fp8) {
+        if (fp8 && fp8_load == Fp8Load::KeepMatrices && shape.size() >= 2 && need > 0) {
+            const GgmlType gt = fp8 == 1 ? GgmlType::F8_E4M3 : GgmlType::F8_E5M2;
+            wf.tensors[name] = make_quantized_weight((uint32_t)gt, fp8 == 1 ? "F8_E4M3" : "F8_E5M2", 1, 1,
+                                                     base + abs_off, (size_t)need, storage, shape);
+        } else if (fp8) {
             wf.tensors[name] = fp8_to_f16(base + abs_off, shape, fp8 == 1);
         } else if (abs_off % dtype_size(dt) == 0) {
             wf.tensors[name] = Tensor::from_storage(storage, (size_t)abs_off, shape, dt);

@@ -1,6 +1,8 @@
 // safetensors: 8-byte LE header length N, N bytes of JSON {name: {dtype, shape, data_offsets}, "__metadata__"},
 // then the raw little-endian data. Loaded with mmap; every field is checked before use (the file is hostile).
-// FP8 tensors (F8_E4M3 = float8_e4m3fn, F8_E5M2) are converted to owned F16 tensors at load (exact).
+// FP8 tensors (F8_E4M3 = float8_e4m3fn, F8_E5M2) are converted to owned F16 tensors at load (exact), or, with
+// Fp8Load::KeepMatrices, those of rank >= 2 stay as their mmap'd bytes: quantized-weight handles
+// (core/quantized_weight.h) of the FP8 ggml ids, which Linear products and embedding lookups widen as they run.
 #pragma once
 #include <map>
 #include <memory>
@@ -12,11 +14,13 @@
 
 namespace nuance {
 
+enum class Fp8Load { ToF16, KeepMatrices };
+
 bool is_safetensors_file(const std::string& path);  // by header sanity, not by extension
-WeightFile load_safetensors(const std::string& path);
+WeightFile load_safetensors(const std::string& path, Fp8Load fp8 = Fp8Load::ToF16);
 // The same from bytes already in memory (tests, fuzzing); `name` is used in messages and as WeightFile::path.
 // Tensors are views into `file` where aligned.
-WeightFile load_safetensors(std::shared_ptr<Storage> file, const std::string& name);
+WeightFile load_safetensors(std::shared_ptr<Storage> file, const std::string& name, Fp8Load fp8 = Fp8Load::ToF16);
 
 // Writes atomically: temp file in the same folder, fsync, rename. Tensors are written in the given order with their
 // own dtype (contiguous copies are made as needed).

@@ -30,6 +30,16 @@ public:
     static T5Tokenizer from_file(const std::string& path, int extra_ids = kExtraIds);
     static T5Tokenizer from_bytes(std::string_view model_bytes, const std::string& name, int extra_ids = kExtraIds);
     static T5Tokenizer from_model(SpieceModel model, const std::string& name, int extra_ids = kExtraIds);
+    // A HF `tokenizers` file (`tokenizer.json`, as transformers' T5Converter writes it): a Unigram model whose vocab
+    // lists the SentencePiece pieces in id order followed by <extra_id_{N-1}> .. <extra_id_0>; the Precompiled
+    // normalizer's charsmap (alone or in a Sequence with Strip / Replace, which sentencepiece's whitespace rules
+    // already do); the Metaspace pre-tokenizer's add_prefix_space. Errors (naming the file and the field): not JSON,
+    // over 64 MiB, not a Unigram model, a malformed or oversized vocab entry, an unk_id out of range, extra ids out
+    // of order, a normalizer sentencepiece cannot express, a charsmap that is not base64 or not a valid trie.
+    static T5Tokenizer from_tokenizer_json(const std::string& path);
+    // A diffusers tokenizer folder (SD3 tokenizer_3/, Flux tokenizer_2/): spiece.model when there is one, else
+    // tokenizer.json; nullptr when it has neither (or `dir` does not exist). Errors name the file.
+    static std::unique_ptr<T5Tokenizer> from_folder(const std::string& dir);
     // Google's T5 vocabulary (32000 pieces + 100 <extra_id_N>, Apache-2.0) embedded in the library; parsed once.
     static const T5Tokenizer& builtin();
 

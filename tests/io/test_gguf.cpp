@@ -300,6 +300,9 @@ TEST(GgufHostile, TensorInfoFields) {
     EXPECT_EQ(with([](auto& i) { i.ne = {1ull << 63}; }),
               "GGUF file 'h.gguf': tensor 'w' dimension ne[0] = 9223372036854775808 makes the element count overflow");
     EXPECT_EQ(with([](auto& i) { i.type = 99; }), "GGUF file 'h.gguf': tensor 'w' has unknown ggml type 99");
+    // nuance's own FP8 ids (safetensors FP8 kept in memory) are not GGUF types.
+    EXPECT_EQ(with([](auto& i) { i.type = (uint32_t)GgmlType::F8_E4M3; }),
+              "GGUF file 'h.gguf': tensor 'w' has unknown ggml type 65537");
     EXPECT_EQ(with([](auto& i) { i.type = 8; }),
               "GGUF file 'h.gguf': tensor 'w' of type Q8_0: row length ne[0] = 4 is not a multiple of its block "
               "size 32");

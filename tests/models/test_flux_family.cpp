@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "../test_util.h"
+#include "../text/t5_tokenizer_files.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "models/clip/clip_text.h"
@@ -313,6 +314,31 @@ TEST(FluxFamily, TinyPipelineMatchesDiffusers) {
         EXPECT_LT(worst, 1e-4f) << name;
         RecordProperty(std::string(name) + "_max_abs", std::to_string(worst));
     }
+}
+
+TEST(FluxFamily, AFoldersOwnT5TokenizerIsUsed) {
+    // tokenizer_2/spiece.model (the built-in vocabulary) gives the built-in ids; an edited tokenizer.json alone
+    // ("▁snow" renamed "▁sn0w") makes "sn0w" encode as "snow" did.
+    const TinyFlux t = make_tiny_flux(true);
+    const std::string same = write_folder(t, temp_dir("flux_own_spiece"), true);
+    test::write_file(same + "/tokenizer_2/spiece.model", [] {
+        std::ifstream f(test::builtin_spiece_path(), std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(f), {});
+    }());
+    const std::string edited = write_folder(t, temp_dir("flux_own_json"), true);
+    const int snow = T5Tokenizer::builtin().token_id("\xe2\x96\x81snow");
+    test::write_file(edited + "/tokenizer_2/tokenizer.json", test::builtin_tokenizer_json([&](SpieceModel& m) {
+                         m.pieces[(size_t)snow].piece = "\xe2\x96\x81sn0w";
+                     }).dump());
+    const auto a = load_model(same), b = load_model(edited), plain = load_model(write_folder(t, temp_dir("flux_plain"), true));
+    EXPECT_THAT(a->describe(), HasSubstr("tokenizer=the folder's tokenizer_2/"));
+    EXPECT_THAT(plain->describe(), HasSubstr("tokenizer=built-in"));
+    auto ctx = [](const DiffusionModel& m, const std::string& p) {
+        return m.encode({.text = p}).at("context").f32().contiguous().to_vector();
+    };
+    EXPECT_EQ(ctx(*a, "a red fox in the snow"), ctx(*plain, "a red fox in the snow"));
+    EXPECT_EQ(ctx(*b, "sn0w"), ctx(*plain, "snow"));
+    EXPECT_NE(ctx(*b, "snow"), ctx(*plain, "snow"));
 }
 
 TEST(FluxFamily, DevDefaultsFollowFluxPipeline) {

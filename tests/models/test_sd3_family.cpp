@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "../test_util.h"
+#include "../text/t5_tokenizer_files.h"
 #include "io/png_meta.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
@@ -285,6 +286,28 @@ TEST(SD3Family, WithoutT5TheT5PartIsZeros) {
     for (size_t i = 77 * 32; i < ctx.size(); ++i) ASSERT_EQ(ctx[i], 0.0f) << i;
     EXPECT_THAT(m->describe(), HasSubstr("T5 (none: zeros, pass --t5xxl)"));
     for (float v : values(generate(*m, tiny_params())[0].decoded)) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(SD3Family, AFoldersOwnT5TokenizerIsUsed) {
+    // tokenizer_3/tokenizer.json with the piece "▁snow" renamed "▁sn0w": "sn0w" must now encode as "snow" did.
+    const int snow = T5Tokenizer::builtin().token_id("\xe2\x96\x81snow");
+    const std::string root = write_folder("own_t5_tokenizer");
+    test::write_file(root + "/tokenizer_3/tokenizer.json", test::builtin_tokenizer_json([&](SpieceModel& m) {
+                         m.pieces[(size_t)snow].piece = "\xe2\x96\x81sn0w";
+                     }).dump());
+    const auto own = load_model(root);
+    const auto builtin = load_model(write_folder("builtin_t5_tokenizer"));
+    ASSERT_TRUE(dynamic_cast<const SD3Model&>(*own).t5_tokenizer);
+    EXPECT_FALSE(dynamic_cast<const SD3Model&>(*builtin).t5_tokenizer);
+    EXPECT_THAT(own->describe(), HasSubstr("t5 tokenizer: the folder's tokenizer_3/"));
+    EXPECT_THAT(builtin->describe(), HasSubstr("t5 tokenizer: built-in"));
+    const Tensor a = own->encode({.text = "sn0w"}).at("context").narrow(1, 77, 256);
+    const Tensor b = builtin->encode({.text = "snow"}).at("context").narrow(1, 77, 256);
+    EXPECT_EQ(values(a), values(b));
+    EXPECT_NE(values(own->encode({.text = "snow"}).at("context").narrow(1, 77, 256)), values(b));
+    // A malformed file there is an error naming it, not a silent fall-back to the built-in vocabulary.
+    test::write_file(root + "/tokenizer_3/tokenizer.json", "{\"model\": 3}");
+    EXPECT_THAT(error_of([&] { load_model(root); }), HasSubstr(root + "/tokenizer_3/tokenizer.json"));
 }
 
 TEST(SD3Family, DefaultsFollowTheModelCards) {

@@ -17,6 +17,8 @@
 #include "io/weights.h"
 #include "eval/golden/t5_golden.h"
 #include "models/t5/t5_loader.h"
+#include "backends/backend.h"
+#include "core/quantized_weight.h"
 #include "ops/elementwise.h"
 
 using namespace nuance;
@@ -343,4 +345,114 @@ TEST(T5Loader, ScaledFp8File) {
     EXPECT_THAT(error_of([&] { load_t5_encoder(d.path + "/big.safetensors"); }),
                 HasSubstr("'encoder.block.0.layer.1.DenseReluDense.wo.weight' times its scale_weight 1e+30 is not "
                           "finite in f16"));
+}
+
+namespace {
+
+// float -> float8_e4m3fn, round to nearest even (torch's .to(torch.float8_e4m3fn) for values in range): the nearest
+// of the 254 finite codes, ties to the code with an even mantissa.
+uint8_t to_e4m3fn(float x) {
+    int best = -1;
+    float best_d = 0;
+    for (int c = 0; c < 256; ++c) {
+        if ((c & 0x7f) == 0x7f) continue;  // NaN
+        const float v = f16_to_f32(f8e4m3fn_to_f16((uint8_t)c));
+        const float d = std::fabs(v - x);
+        if (best < 0 || d < best_d || (d == best_d && (c & 1) == 0 && (best & 1) == 1)) {
+            best = c;
+            best_d = d;
+        }
+    }
+    return (uint8_t)best;
+}
+
+// The golden tiny T5 with every matrix (rank 2: attention, feed-forward, embedding, relative bias) cast to
+// float8_e4m3fn, written as `path`; norms stay F32.
+void write_fp8_golden_t5(const std::string& path) {
+    const WeightFile w = load_weights(kCase + "/t5.safetensors");
+    std::vector<RawTensor> out;
+    for (const auto& [k, t] : w.tensors) {
+        const Tensor c = t.f32().contiguous();
+        if (c.dim() == 2) {
+            std::string b((size_t)c.numel(), '\0');
+            for (int64_t i = 0; i < c.numel(); ++i) {
+                ASSERT_LT(std::fabs(c.data<float>()[i]), 448.0f) << k;
+                b[(size_t)i] = (char)to_e4m3fn(c.data<float>()[i]);
+            }
+            out.push_back({k, "F8_E4M3", c.shape(), b});
+        } else {
+            out.push_back({k, "F32", c.shape(), std::string((const char*)c.raw(), c.nbytes())});
+        }
+    }
+    write_raw_safetensors(path, out);
+}
+
+}  // namespace
+
+TEST(T5Fp8, RoundingHelperIsTorchs) {
+    // torch 2.5.1: torch.tensor([0.1, -0.3, 1.0, 447.0, 2**-10, 3 * 2**-10, 0.0025]).to(torch.float8_e4m3fn)
+    // .view(torch.uint8) = [29, 170, 56, 126, 0, 2, 1]; 2^-10 and 3 * 2^-10 are halfway between two codes (subnormal
+    // step 2^-9): the even one wins.
+    EXPECT_EQ(to_e4m3fn(0.1f), 29);
+    EXPECT_EQ(to_e4m3fn(-0.3f), 170);
+    EXPECT_EQ(to_e4m3fn(1.0f), 56);
+    EXPECT_EQ(to_e4m3fn(447.0f), 126);
+    EXPECT_EQ(to_e4m3fn(0.0009765625f), 0);
+    EXPECT_EQ(to_e4m3fn(0.0029296875f), 2);
+    EXPECT_EQ(to_e4m3fn(0.0025f), 1);
+}
+
+TEST(T5Fp8, KeptAsFp8EqualsTheConvertedOnLoadPath) {
+    TempDir d;
+    const std::string path = d.path + "/t5xxl_fp8_e4m3fn.safetensors";
+    write_fp8_golden_t5(path);
+    const WeightFile kept = load_safetensors(path, Fp8Load::KeepMatrices);
+    const WeightFile wide = load_safetensors(path);  // the converted-on-load path: F16 copies
+    const std::string q = "encoder.block.0.layer.0.SelfAttention.q.weight";
+    EXPECT_EQ(quantized_weight_str(kept.tensors.at(q)), "F8_E4M3[32, 32]");
+    EXPECT_EQ(wide.tensors.at(q).dtype(), DType::F16);
+    EXPECT_EQ(kept.tensors.at("encoder.final_layer_norm.weight").dtype(), DType::F32);
+    for (Precision p : {Precision::FP32, Precision::BF16}) {
+        const auto a = load_t5_encoder(path, p);                      // by path: FP8 kept
+        const auto b = load_t5_encoder(wide.tensors, "", path, p);    // F16 at load, packed on first use
+        EXPECT_TRUE(is_quantized_storage(*a->block[0].attn.q.weight));
+        EXPECT_TRUE(is_quantized_storage(*a->shared));
+        EXPECT_FALSE(is_quantized_storage(*b->block[0].attn.q.weight));
+        const T5EncoderOutput oa = a->forward(golden_ids(), {}, true), ob = b->forward(golden_ids(), {}, true);
+        // The embedding rows are the same values (FP8 widened exactly); the products take the same values in the
+        // same precision.
+        EXPECT_EQ(max_abs_diff(oa.hidden_states[0], ob.hidden_states[0]), 0.0f);
+        EXPECT_EQ(max_abs_diff(oa.last_hidden_state, ob.last_hidden_state), 0.0f) << (int)p;
+        // And the FP8 model is still roughly the golden T5: relative L2 error 0.157-0.159 measured (3 mantissa bits,
+        // and many of the tiny model's small weights fall in e4m3's subnormals below 2^-6); a wrong widening (a
+        // misread code, a lost sign) gives errors of order 1.
+        const std::vector<float> got = oa.last_hidden_state.f32().contiguous().to_vector();
+        const std::vector<float> want = golden_last().f32().contiguous().to_vector();
+        double num = 0, den = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+            num += (double)(got[i] - want[i]) * (got[i] - want[i]);
+            den += (double)want[i] * want[i];
+        }
+        EXPECT_LT(std::sqrt(num / den), 0.2) << std::sqrt(num / den);
+    }
+}
+
+TEST(T5Fp8, E5M2AndErrors) {
+    TempDir d;
+    // An F8_E5M2 matrix is kept too, and widens exactly (its codes are the high bytes of f16 values).
+    std::string b(16, '\0');
+    for (int i = 0; i < 16; ++i) b[(size_t)i] = (char)(0x38 + i);  // 0.5 .. 1.75 .. 
+    write_raw_safetensors(d.path + "/e5m2.safetensors", {{"w", "F8_E5M2", {4, 4}, b}, {"v", "F8_E5M2", {16}, b}});
+    const WeightFile k = load_safetensors(d.path + "/e5m2.safetensors", Fp8Load::KeepMatrices);
+    EXPECT_EQ(quantized_weight_str(k.tensors.at("w")), "F8_E5M2[4, 4]");
+    EXPECT_EQ(k.tensors.at("v").dtype(), DType::F16);  // rank 1: converted, as before
+    const Tensor w = dequantize_weight(k.tensors.at("w"));
+    for (int i = 0; i < 16; ++i)
+        EXPECT_EQ(w.data<float>()[i], f16_to_f32((uint16_t)((0x38 + i) << 8))) << i;
+    // A kept FP8 weight is never read as plain bytes: copying it fails naming it.
+    EXPECT_THAT(error_of([&] { (void)k.tensors.at("w").contiguous().to(DType::F32); }), HasSubstr("F8_E5M2[4, 4]"));
+    // A short FP8 payload is refused whichever way FP8 is loaded.
+    write_raw_safetensors(d.path + "/short.safetensors", {{"x", "F8_E4M3", {4, 4}, std::string(15, '\0')}});
+    EXPECT_THAT(error_of([&] { load_safetensors(d.path + "/short.safetensors", Fp8Load::KeepMatrices); }),
+                HasSubstr("data_offsets span 15 bytes but F8_E4M3[4, 4] needs 16"));
 }

@@ -9,6 +9,7 @@
 #include "core/checked.h"
 #include "core/quantized_weight.h"
 
+#include <array>
 #include <cctype>
 #include <cstring>
 #include <immintrin.h>
@@ -32,6 +33,7 @@ const GgmlTypeInfo kTypes[] = {
     {GgmlType::I8, "I8", 1, 1, false},         {GgmlType::I16, "I16", 1, 2, false},
     {GgmlType::I32, "I32", 1, 4, false},       {GgmlType::I64, "I64", 1, 8, false},
     {GgmlType::F64, "F64", 1, 8, false},       {GgmlType::BF16, "BF16", 1, 2, true},
+    {GgmlType::F8_E4M3, "F8_E4M3", 1, 1, true}, {GgmlType::F8_E5M2, "F8_E5M2", 1, 1, true},
 };
 
 const int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
@@ -423,6 +425,22 @@ void dequantize_row_scalar(GgmlType t, const void* src, float* dst, int64_t n) {
         case GgmlType::Q6_K: return deq_q6_k(x, dst, nb);
         case GgmlType::IQ4_NL: return deq_iq4_nl(x, dst, nb);
         case GgmlType::IQ4_XS: return deq_iq4_xs(x, dst, nb);
+        case GgmlType::F8_E4M3:
+        case GgmlType::F8_E5M2: {
+            // Every FP8 value is exact in f16, so in f32 (core/dtype.h); a table of the 256 codes.
+            static const auto tables = [] {
+                std::array<std::array<float, 256>, 2> t{};
+                for (int i = 0; i < 256; ++i) {
+                    const uint16_t a = f8e4m3fn_to_f16((uint8_t)i), b = f8e5m2_to_f16((uint8_t)i);
+                    f16_to_f32_n(&a, &t[0][(size_t)i], 1);
+                    f16_to_f32_n(&b, &t[1][(size_t)i], 1);
+                }
+                return t;
+            }();
+            const std::array<float, 256>& table = tables[t == GgmlType::F8_E4M3 ? 0 : 1];
+            for (int64_t i = 0; i < n; ++i) dst[i] = table[x[i]];
+            return;
+        }
         default: break;
     }
     fail(ErrorCode::Unsupported, "dequantize: ggml type ", ti.name, " is not supported");

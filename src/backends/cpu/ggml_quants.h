@@ -22,7 +22,12 @@ enum class GgmlType : uint32_t {
     F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
     Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
     IQ4_NL = 20, IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
+    // nuance's own ids, never read from a GGUF file (the GGUF reader refuses them): FP8 matrices from safetensors
+    // (t5xxl_fp8_e4m3fn) kept as their bytes in memory and widened inside the product, one value per byte.
+    F8_E4M3 = 0x10001, F8_E5M2 = 0x10002,
 };
+// True for the nuance-private FP8 ids above.
+inline bool is_float8(GgmlType t) { return t == GgmlType::F8_E4M3 || t == GgmlType::F8_E5M2; }
 
 struct GgmlTypeInfo {
     GgmlType type;

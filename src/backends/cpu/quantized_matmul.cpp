@@ -208,6 +208,22 @@ Tensor dequantize_scratch(const QuantizedWeightView& w, bool bf16) {
         return s;
     }
     uint16_t* d = s.data<uint16_t>();
+    if (is_float8(t)) {  // FP8 -> bf16 is exact: one table of the 256 codes' bf16 bits, no f32 row in between
+        uint16_t table[256];
+        float f[256];
+        for (int i = 0; i < 256; ++i) {
+            const uint8_t code = (uint8_t)i;
+            dequantize_row(t, &code, &f[i], 1);
+        }
+        f32_to_bf16_n(f, table, 256);
+#pragma omp parallel for schedule(static) if (N * K > (1 << 16))
+        for (int64_t n = 0; n < N; ++n) {
+            const uint8_t* src = w.data + n * w.row_bytes;
+            uint16_t* dst = d + n * K;
+            for (int64_t k = 0; k < K; ++k) dst[k] = table[src[k]];
+        }
+        return s;
+    }
 #pragma omp parallel if (N * K > (1 << 16))
     {
         std::vector<float> row((size_t)K);
@@ -241,7 +257,7 @@ void weight_only(const Tensor& x, const QuantizedWeightView& w, const Tensor& wd
 
 void check_gemm(const Tensor& x, const QuantizedWeightView& w, const Tensor& b, const Tensor& y) {
     const GgmlTypeInfo* ti = ggml_type_info(w.ggml_type);
-    NUANCE_CHECK(ti && ti->block > 1 && ti->dequantizable && ti->block == w.block && ti->bytes == w.block_bytes,
+    NUANCE_CHECK(ti && (ti->block > 1 || is_float8(ti->type)) && ti->dequantizable && ti->block == w.block && ti->bytes == w.block_bytes,
                  "quantized matmul: weight type ", w.ggml_type, " cannot be used");
     NUANCE_CHECK(w.row_length > 0 && w.row_length % w.block == 0 && w.row_bytes == w.row_length / w.block * w.block_bytes,
                  "quantized matmul: ", ti->name, " rows of ", w.row_length, " values are not whole blocks of ",

@@ -1,6 +1,8 @@
 #include "ops/shape_ops.h"
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/ggml_quants.h"
 #include "core/op_stats.h"
+#include "core/quantized_weight.h"
 
 #include <cmath>
 #include <cstring>
@@ -100,6 +102,14 @@ Tensor CpuBackend::embedding(const Tensor& ids_in, const Tensor& weight) {
     Shape s = ids_in.shape();
     s.push_back(D);
     Tensor out = Tensor::empty(s, DType::F32);
+    if (const auto q = quantized_weight_view(weight)) {  // a quantized / FP8 table: dequantize just the rows used
+        float* dst = out.data<float>();
+        for (size_t i = 0; i < ids.size(); ++i) {
+            NUANCE_CHECK(ids[i] >= 0 && ids[i] < V, "embedding: id ", ids[i], " out of range for a vocabulary of ", V);
+            dequantize_row((GgmlType)q->ggml_type, q->data + ids[i] * q->row_bytes, dst + (int64_t)i * D, D);
+        }
+        return out;
+    }
     Tensor rows = out.view({(int64_t)ids.size(), D});
     for (size_t i = 0; i < ids.size(); ++i) {
         NUANCE_CHECK(ids[i] >= 0 && ids[i] < V, "embedding: id ", ids[i], " out of range for a vocabulary of ", V);

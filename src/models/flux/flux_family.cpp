@@ -107,6 +107,8 @@ void load_folder(FluxModel& m, const std::string& root, const ModelLoadOptions& 
     NUANCE_CHECK_CODE(!o.t5xxl.empty() || is_directory(root + "/text_encoder_2"), NotFound, "diffusers folder '",
                       root, "' has no text_encoder_2/ (T5-XXL), which Flux needs; pass one with --t5xxl");
     m.t5 = load_t5_encoder(o.t5xxl.empty() ? root + "/text_encoder_2" : o.t5xxl, p);
+    // The folder's own T5 tokenizer (spiece.model or tokenizer.json) replaces the built-in vocabulary.
+    m.t5_tokenizer = T5Tokenizer::from_folder(root + "/tokenizer_2");
     if (!o.vae_path.empty()) {
         m.vae = build_vae(vae_tensors(load_weights(o.vae_path).tensors, "", o.vae_path), nullptr, o.vae_path, p);
     } else {

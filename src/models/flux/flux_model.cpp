@@ -6,6 +6,8 @@
 #include "models/t5/t5_loader.h"
 #include "models/vae/vae_tiling.h"
 #include "ops/ops.h"
+#include "models/clip/clip_embeddings.h"
+#include "text/prompt_parser.h"
 
 namespace nuance {
 
@@ -61,14 +63,31 @@ Objective FluxModel::objective() const {
 GenerationDefaults FluxModel::generation_defaults() const { return flux_defaults(schnell()); }
 
 Conditioning FluxModel::encode(const ConditioningRequest& r) const {
+    // PromptSyntax::A1111 (default): the prompt syntax, as the reference UIs: T5 tokens weighted as ComfyUI does
+    // (t5_loader.h encode_t5_prompt), CLIP-L's pooled output from the first 75-token window of the parsed prompt
+    // (a pooled vector takes no per-token weights, as in A1111/ComfyUI/sd.cpp). Literal: the text as diffusers.
+    // A prompt without syntax of up to 75 CLIP tokens gives the same conditioning either way.
+    const bool weighted = r.syntax == PromptSyntax::A1111;
     Conditioning out;
     // T5: last_hidden_state of max_sequence_length tokens (legacy tokenizer, padded, no mask) -> [1, Lt, Dj]
-    out["context"] = encode_t5_prompts(*t5, {r.text}, max_sequence_length).f32().contiguous();
+    const T5Tokenizer& t5_tok = t5_tokenizer ? *t5_tokenizer : T5Tokenizer::builtin();
+    out["context"] = encode_t5_prompt(*t5, r.text, max_sequence_length, weighted, t5_tok);
     // CLIP-L: pooler_output of 77 tokens (FluxPipeline tokenizes with padding="max_length") -> [1, P]
     const ClipTokenizer& tok = clip_tokenizer ? *clip_tokenizer : ClipTokenizer::builtin();
-    const std::vector<int64_t> ids = tok.encode_padded(r.text, 49407, 77);
-    const Tensor id_tensor = Tensor::from_ids(ids, {1, (int64_t)ids.size()});
-    out["pooled"] = clip_l->forward(id_tensor).pooled.f32().contiguous();
+    if (!weighted) {
+        const std::vector<int64_t> ids = tok.encode_padded(r.text, 49407, 77);
+        out["pooled"] = clip_l->forward(Tensor::from_ids(ids, {1, (int64_t)ids.size()})).pooled.f32().contiguous();
+        return out;
+    }
+    // Textual inversion on CLIP-L: an embedding's clip_l vectors (SDXL files), else its one set (SD1.x files).
+    std::vector<std::shared_ptr<const TextualInversion>> found;
+    if (r.embeddings) found = r.embeddings->mentioned(r.text);
+    const ClipEmbeddings emb = clip_embeddings_for(found, tok, *clip_l, "clip_l", true, "Flux");
+    const PromptChunks pc = tokenize_weighted(tok, r.text, 49407, 75, emb.names_or_null());
+    const std::vector<int64_t>& ids = pc.ids.front();
+    const Tensor embeds = pc.fixes.empty() ? Tensor() : clip_token_embeds(*clip_l, ids, pc.fixes.front(), emb);
+    out["pooled"] =
+        clip_l->forward(Tensor::from_ids(ids, {1, (int64_t)ids.size()}), -1, embeds).pooled.f32().contiguous();
     return out;
 }
 
@@ -107,7 +126,8 @@ std::string FluxModel::describe() const {
     s += str("text_encoder: CLIP-L hidden=", clip_l->config().hidden, " layers=", clip_l->config().layers,
              " (pooled)\n");
     s += str("text_encoder_2: T5 d_model=", t5->config().d_model, " layers=", t5->config().layers,
-             " max_sequence_length=", max_sequence_length, "\n");
+             " max_sequence_length=", max_sequence_length, " tokenizer=",
+             t5_tokenizer ? "the folder's tokenizer_2/" : "built-in (T5 v1.1, 32k)", "\n");
     s += "transformer: " + c.describe() + "\n";
     s += str("vae: channels=", vae->config().block_out_channels, " latent=", vae->config().latent_channels,
              " scaling=", vae->scaling_factor(), " shift=", vae->shift_factor(), "\n");

@@ -15,6 +15,7 @@
 #include "models/t5/t5_encoder.h"
 #include "models/vae/autoencoder_kl.h"
 #include "text/clip_tokenizer.h"
+#include "text/t5_tokenizer.h"
 
 namespace nuance {
 
@@ -23,6 +24,7 @@ struct FluxModel : DiffusionModel {
     std::unique_ptr<ClipTextModel> clip_l;        // text_encoder (CLIP-L): pooled
     std::unique_ptr<ClipTokenizer> clip_tokenizer;  // a diffusers folder's own; else the built-in vocabulary
     std::unique_ptr<T5EncoderModel> t5;           // text_encoder_2 (T5-XXL): context
+    std::unique_ptr<T5Tokenizer> t5_tokenizer;    // a diffusers folder's tokenizer_2/; else the built-in vocabulary
     std::unique_ptr<AutoencoderKL> vae;           // 16 channels, scaling 0.3611, shift 0.1159
     int max_sequence_length = 512;                // T5 tokens (schnell 256)
     // diffusers scheduler/scheduler_config.json when the folder has one (shift, use_dynamic_shifting, base/max).

@@ -183,6 +183,8 @@ std::unique_ptr<SD3Model> load_folder(const ModelSource& src, const ModelLoadOpt
         m->t5 = load_t5_encoder(root + "/text_encoder_3", p);
         m->t5_source = root + "/text_encoder_3";
     }
+    // The folder's own T5 tokenizer (spiece.model or tokenizer.json) replaces the built-in vocabulary.
+    m->t5_tokenizer = T5Tokenizer::from_folder(root + "/tokenizer_3");
     if (!o.vae_path.empty()) {
         const TensorMap v = vae_tensors(load_weights(o.vae_path).tensors);
         NUANCE_CHECK(!v.empty(), "--vae '", o.vae_path, "': no VAE tensors found (expected first_stage_model.*, ",

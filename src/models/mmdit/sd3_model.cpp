@@ -2,6 +2,7 @@
 // Shape letters: B batch (uncond + cond rows), C latent channels (16), h/w latent size, L tokens, D widths.
 #include "models/mmdit/sd3_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -10,22 +11,28 @@
 #include "models/model_defaults.h"
 #include "models/t5/t5_loader.h"
 #include "ops/ops.h"
+#include "models/clip/clip_embeddings.h"
+#include "text/prompt_parser.h"
 
 namespace nuance {
 
 namespace {
 
-struct ClipOut {
-    Tensor hidden;  // [1, 77, D] hidden_states[-2], no final LayerNorm
-    Tensor pooled;  // [1, P] text_embeds (the projection of the first EOS token's final state)
-};
-
-// diffusers _get_clip_prompt_embeds: tokenizer(padding="max_length", max_length=77, truncation=True), then
-// hidden_states[-2] and the projected pooled output. The text is taken literally (diffusers has no prompt syntax).
-ClipOut encode_clip(const SD3ClipSlot& s, const std::string& text) {
-    const std::vector<int64_t> ids = s.tokenizer().encode_padded(text, s.pad_id);
-    const ClipTextOutput o = s.model->forward(Tensor::from_ids(ids, {1, (int64_t)ids.size()}));
-    return {o.hidden_states[o.hidden_states.size() - 2], o.text_embeds.defined() ? o.text_embeds : o.pooled};
+// One 77-token window through both CLIPs: cat_ch(CLIP-L hidden_states[-2], CLIP-G hidden_states[-2]) [1, 77, Dl + Dg]
+// (no final LayerNorm) and, when asked, the projected pooled outputs cat_ch(L text_embeds, G text_embeds) [1, Pl + Pg].
+// embeds_l / embeds_g (optional): token embeddings with textual-inversion vectors written in.
+Tensor encode_lg_window(const SD3ClipSlot& l, const SD3ClipSlot& g, const std::vector<int64_t>& ids_l,
+                        const std::vector<int64_t>& ids_g, Tensor* pooled, const Tensor& embeds_l = {},
+                        const Tensor& embeds_g = {}) {
+    const ClipTextOutput ol = l.model->forward(Tensor::from_ids(ids_l, {1, (int64_t)ids_l.size()}), -1, embeds_l);
+    const ClipTextOutput og = g.model->forward(Tensor::from_ids(ids_g, {1, (int64_t)ids_g.size()}), -1, embeds_g);
+    if (pooled) {
+        const Tensor pl = ol.text_embeds.defined() ? ol.text_embeds : ol.pooled;
+        const Tensor pg = og.text_embeds.defined() ? og.text_embeds : og.pooled;
+        *pooled = cat({pl.f32(), pg.f32()}, 1);
+    }
+    return cat({ol.hidden_states[ol.hidden_states.size() - 2].f32(), og.hidden_states[og.hidden_states.size() - 2].f32()},
+               2);
 }
 
 bool same_config(const MMDiTConfig& a, const MMDiTConfig& b) {
@@ -82,6 +89,7 @@ std::string SD3Model::describe() const {
       << "objective: flow matching, shift " << shift << "\n"
       << "latents: " << latent_format().channels << " ch, scale " << vae->scaling_factor() << ", shift "
       << vae->shift_factor() << "\n";
+    if (t5) s << "t5 tokenizer: " << (t5_tokenizer ? "the folder's tokenizer_3/" : "built-in (T5 v1.1, 32k)") << "\n";
     return s.str();
 }
 
@@ -165,19 +173,93 @@ void SD3Model::validate_request(const ConditioningRequest& r) const {
     NUANCE_CHECK(r.class_label < 0, "class label ", r.class_label, ": SD3 is conditioned on text, not on a class");
 }
 
+Tensor SD3Model::encode_clip(const std::string& text, bool weighted, Tensor* pooled,
+                             const EmbeddingLibrary* embeddings) const {
+    const int64_t D = transformer->config().joint_attention_dim;
+    std::vector<Tensor> windows;  // each [1, 77, Dl + Dg]
+    if (!weighted) {
+        // diffusers _get_clip_prompt_embeds: tokenizer(padding="max_length", max_length=77, truncation=True), the
+        // text taken literally.
+        windows.push_back(encode_lg_window(clip_l, clip_g, clip_l.tokenizer().encode_padded(text, clip_l.pad_id),
+                                           clip_g.tokenizer().encode_padded(text, clip_g.pad_id), pooled));
+    } else {
+        // A1111's SD3ClipLG (modules/models/sd3/sd3_cond.py) on sd_hijack_clip's TextConditionalModel: the prompt
+        // syntax, 75-token chunks (BREAK, comma back-tracking), each window's emphasis applied to the concatenated
+        // L+G output with the window's mean restored, the pooled output of the first window.
+        // Textual inversion as on SDXL: an embedding with clip_l and clip_g vectors.
+        std::vector<std::shared_ptr<const TextualInversion>> found;
+        if (embeddings) found = embeddings->mentioned(text);
+        const ClipEmbeddings el = clip_embeddings_for(found, clip_l.tokenizer(), *clip_l.model, "clip_l", false, "SD3");
+        const ClipEmbeddings eg = clip_embeddings_for(found, clip_g.tokenizer(), *clip_g.model, "clip_g", false, "SD3");
+        const PromptChunks pl = tokenize_weighted(clip_l.tokenizer(), text, clip_l.pad_id, 75, el.names_or_null());
+        const PromptChunks pg = tokenize_weighted(clip_g.tokenizer(), text, clip_g.pad_id, 75, eg.names_or_null());
+        NUANCE_CHECK(pl.ids.size() == pg.ids.size(), "SD3: the CLIP-L (", clip_l.source, ") and CLIP-G (",
+                     clip_g.source, ") tokenizers split the prompt into ", pl.ids.size(), " and ", pg.ids.size(),
+                     " chunks of 75 tokens; their vocabularies differ");
+        for (size_t i = 0; i < pl.ids.size(); ++i) {
+            static const std::vector<PromptFix> kNone;
+            const std::vector<PromptFix>& fl = i < pl.fixes.size() ? pl.fixes[i] : kNone;
+            const std::vector<PromptFix>& fg = i < pg.fixes.size() ? pg.fixes[i] : kNone;
+            Tensor z = encode_lg_window(clip_l, clip_g, pl.ids[i], pg.ids[i], i == 0 ? pooled : nullptr,
+                                        clip_token_embeds(*clip_l.model, pl.ids[i], fl, el),
+                                        clip_token_embeds(*clip_g.model, pg.ids[i], fg, eg));
+            const std::vector<float>& wl = pl.weights[i];
+            const std::vector<float>& wg = pg.weights[i];
+            bool all_one = true;
+            for (size_t j = 0; j < wl.size(); ++j) all_one = all_one && wl[j] == 1.0f && wg[j] == 1.0f;
+            if (!all_one) {
+                const int64_t L = z.size(1), dl = clip_l.model->config().hidden, dg = clip_g.model->config().hidden;
+                std::vector<float> w((size_t)(L * (dl + dg)));  // [L, Dl + Dg]: token j's weight on its columns
+                for (int64_t j = 0; j < L; ++j) {
+                    std::fill_n(w.begin() + j * (dl + dg), dl, wl[(size_t)j]);
+                    std::fill_n(w.begin() + j * (dl + dg) + dl, dg, wg[(size_t)j]);
+                }
+                const double before = mean_all(z);
+                z = z * Tensor::from_vector(w, {1, L, dl + dg});
+                const double after = mean_all(z);
+                if (after != 0.0) z = z * (float)(before / after);
+            }
+            windows.push_back(z);
+        }
+    }
+    Tensor clip = windows.size() == 1 ? windows[0] : cat(windows, 1);  // [1, 77k, Dl + Dg]
+    const int64_t extra = D - clip.size(2);
+    if (extra > 0) clip = cat({clip, Tensor::zeros({1, clip.size(1), extra})}, 2);  // [1, 77k, D]
+    return clip;
+}
+
 Conditioning SD3Model::encode(const ConditioningRequest& r) const {
     // The negative side is encoded as text too (diffusers: negative_prompt "" -> the empty string's embeddings).
-    const ClipOut l = encode_clip(clip_l, r.text), g = encode_clip(clip_g, r.text);
+    const bool weighted = r.syntax == PromptSyntax::A1111;
+    Tensor pooled;
+    const Tensor clip = encode_clip(r.text, weighted, &pooled, r.embeddings.get());  // [1, 77k, D]
     const int64_t D = transformer->config().joint_attention_dim;
-    Tensor clip = cat({l.hidden.f32(), g.hidden.f32()}, 2);  // [1, 77, Dl + Dg]
-    const int64_t extra = D - clip.size(2);
-    if (extra > 0) clip = cat({clip, Tensor::zeros({1, clip.size(1), extra})}, 2);  // [1, 77, D]
-    const Tensor t5_part = t5 ? encode_t5_prompts(*t5, {r.text}, t5_max_length).f32()
+    const T5Tokenizer& tok = t5_tokenizer ? *t5_tokenizer : T5Tokenizer::builtin();
+    const Tensor t5_part = t5 ? encode_t5_prompt(*t5, r.text, t5_max_length, weighted, tok)
                               : Tensor::zeros({1, (int64_t)t5_max_length, D});  // [1, 256, D]
     Conditioning c;
-    c["context"] = cat({clip, t5_part}, 1);                   // [1, 77 + 256, D]
-    c["pooled"] = cat({l.pooled.f32(), g.pooled.f32()}, 1);  // [1, Pl + Pg]
+    c["context"] = cat({clip, t5_part}, 1);  // [1, 77k + 256, D]
+    c["pooled"] = pooled;                    // [1, Pl + Pg]
     return c;
+}
+
+void SD3Model::match_for_batch(const std::vector<Conditioning*>& rows, const ConditioningRequest& like) const {
+    // A1111: a shorter prompt's CLIP part gets empty-prompt windows (before the T5 part, whose length is fixed).
+    int64_t longest = 0;
+    for (const Conditioning* c : rows) longest = std::max(longest, c->at("context").size(1));
+    Tensor empty;
+    for (Conditioning* c : rows) {
+        const Tensor ctx = c->at("context");
+        const int64_t L = ctx.size(1), T = t5_max_length, missing = longest - L;
+        if (missing == 0) continue;
+        NUANCE_CHECK_CODE(missing % 77 == 0 && L >= T, Internal, "SD3: contexts of ", L, " and ", longest,
+                          " tokens cannot be matched with 77-token windows");
+        if (!empty.defined()) empty = encode_clip("", like.syntax == PromptSyntax::A1111, nullptr);
+        std::vector<Tensor> parts{ctx.narrow(1, 0, L - T)};
+        for (int64_t i = 0; i < missing / 77; ++i) parts.push_back(empty);
+        parts.push_back(ctx.narrow(1, L - T, T));
+        (*c)["context"] = cat(parts, 1).contiguous();
+    }
 }
 
 Tensor SD3Model::predict(const Tensor& x_in, double timestep, const Conditioning& cond, const StepContext&) const {

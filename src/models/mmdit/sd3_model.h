@@ -2,7 +2,8 @@
 // the MMDiT (mmdit.h) predicting the flow velocity, and the 16-channel VAE.
 //
 //   context = cat_seq( pad_to_T5_width( cat_ch( CLIP-L hidden_states[-2], CLIP-G hidden_states[-2] ) ), T5(256) )
-//             [1, 77 + 256, 4096]; without T5 weights the T5 part is zeros (as diffusers with text_encoder_3=None)
+//             [1, 77 + 256, 4096]; without T5 weights the T5 part is zeros (as diffusers with text_encoder_3=None);
+//             with the A1111 prompt syntax a prompt over 75 tokens (or with BREAK) has 77k CLIP tokens (A1111)
 //   pooled  = cat_ch( CLIP-L text_embeds, CLIP-G text_embeds )   [1, 768 + 1280]
 //   flow objective, static shift 3.0 (scheduler config), timestep = sigma * 1000; latents (z - 0.0609) * 1.5305.
 // Loading (the three file layouts): models/mmdit/sd3_family.h.
@@ -17,6 +18,7 @@
 #include "models/t5/t5_encoder.h"
 #include "models/vae/autoencoder_kl.h"
 #include "text/clip_tokenizer.h"
+#include "text/t5_tokenizer.h"
 
 namespace nuance {
 
@@ -32,6 +34,7 @@ struct SD3ClipSlot {
 struct SD3Model : DiffusionModel {
     SD3ClipSlot clip_l, clip_g;
     std::unique_ptr<T5EncoderModel> t5;  // null: the T5 part of the context is zeros
+    std::unique_ptr<T5Tokenizer> t5_tokenizer;  // a diffusers folder's tokenizer_3/; null: the built-in vocabulary
     std::string t5_source;
     std::unique_ptr<SD3Transformer2DModel> transformer;
     std::unique_ptr<AutoencoderKL> vae;
@@ -53,7 +56,18 @@ struct SD3Model : DiffusionModel {
 
     // clip skip (beyond 1 = none) and class labels mean nothing to SD3: refused by name rather than ignored.
     void validate_request(const ConditioningRequest& r) const override;
+    // PromptSyntax::A1111 (the default): the prompt syntax on every encoder, as A1111 (CLIP-L/G: 75-token windows,
+    // emphasis with the window's mean restored) and ComfyUI (T5: weighted tokens moved away from the empty prompt's
+    // encoding); a prompt without syntax of up to 75 CLIP tokens gives exactly diffusers' conditioning.
+    // PromptSyntax::Literal: diffusers' encode_prompt (the text as it is, 77 CLIP tokens).
     Conditioning encode(const ConditioningRequest& r) const override;
+    // Rows with fewer CLIP windows get empty-prompt windows (A1111), so "context" rows have one length.
+    void match_for_batch(const std::vector<Conditioning*>& rows, const ConditioningRequest& like) const override;
+    // The CLIP part of the context, [1, 77k, D] (zero-padded to the T5 width); pooled [1, Pl + Pg] of the first window.
+    // `embeddings` (weighted only): textual-inversion embeddings the text may name, each with clip_l and clip_g
+    // vectors (SDXL embeddings), written into both encoders' windows as A1111 does on SDXL.
+    Tensor encode_clip(const std::string& text, bool weighted, Tensor* pooled,
+                       const EmbeddingLibrary* embeddings = nullptr) const;
     Tensor predict(const Tensor& x_in, double timestep, const Conditioning& cond,
                    const StepContext& step) const override;
     Tensor decode(const Tensor& latents, const VaeTiling& tiling) const override;

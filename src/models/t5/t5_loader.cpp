@@ -6,7 +6,9 @@
 
 #include "backends/backend.h"
 #include "io/json_file.h"
+#include "io/safetensors.h"
 #include "io/weights.h"
+#include "text/t5_prompt.h"
 
 namespace nuance {
 
@@ -55,7 +57,7 @@ void apply_fp8_scales(std::map<std::string, Tensor>& t, const std::string& sourc
         NUANCE_CHECK(scale.numel() == 1 && dtype_is_float(scale.dtype()), "'", source, "': '", key,
                      "' must be one float, got ", scale.str());
         const float s = scale.f32().contiguous().data<float>()[0];
-        const Tensor src = w->second.f32().contiguous();
+        const Tensor src = dequantize_weight(w->second).f32().contiguous();  // FP8 kept as bytes: widened here
         Tensor out = Tensor::empty(src.shape(), DType::F16);
         const float* ps = src.data<float>();
         uint16_t* po = out.data<uint16_t>();
@@ -127,7 +129,12 @@ std::unique_ptr<T5EncoderModel> load_t5_encoder(const WeightFile& file, const st
 }
 
 std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::string& path, Precision precision) {
-    if (!is_directory(path)) return load_t5_encoder(load_weights(path), "auto", precision);
+    // A safetensors file's FP8 matrices (t5xxl_fp8_e4m3fn) stay FP8 in memory (half the bytes of F16); the
+    // products widen them layer by layer (backends/cpu/quantized_matmul.h).
+    if (!is_directory(path))
+        return load_t5_encoder(is_safetensors_file(path) ? load_safetensors(path, Fp8Load::KeepMatrices)
+                                                         : load_weights(path),
+                               "auto", precision);
     // A pipeline root: SD3's text_encoder_3, or Flux's text_encoder_2 (a T5 there; SDXL's is a CLIP).
     std::string dir = path;
     if (is_directory(path + "/text_encoder_3"))
@@ -154,6 +161,21 @@ Tensor encode_t5_prompts(const T5EncoderModel& model, const std::vector<std::str
     }
     const Tensor t = Tensor::from_ids(ids, {(int64_t)prompts.size(), (int64_t)max_length});
     return model.forward(t).last_hidden_state;
+}
+
+Tensor encode_t5_prompt(const T5EncoderModel& model, const std::string& prompt, int max_length, bool weighted,
+                        const T5Tokenizer& tokenizer) {
+    if (!weighted) return encode_t5_prompts(model, {prompt}, max_length, tokenizer).f32().contiguous();
+    const T5WeightedIds w = tokenize_t5_weighted(tokenizer, prompt, max_length);
+    const int64_t L = max_length;
+    Tensor z = model.forward(Tensor::from_ids(w.ids, {1, L})).last_hidden_state.f32().contiguous();
+    if (w.all_one()) return z;
+    std::vector<int64_t> empty((size_t)L, tokenizer.pad_id());
+    empty[0] = tokenizer.eos_id();  // ComfyUI gen_empty_tokens: no start token, end, then pad
+    const Tensor e = model.forward(Tensor::from_ids(empty, {1, L})).last_hidden_state.f32().contiguous();
+    z = z.clone();
+    apply_t5_token_weights(z.data<float>(), e.data<float>(), w.weights, L, z.size(2));
+    return z;
 }
 
 }  // namespace nuance
