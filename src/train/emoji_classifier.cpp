@@ -95,10 +95,10 @@ EmojiClassifier::Output EmojiClassifier::forward(const Tensor& x) const {
 Var EmojiClassifier::forward(const Var& x, Var* features) {
     NUANCE_CHECK(x.dim() == 4 && x.size(1) == 3, "emoji classifier: input must be [B, 3, H, W], got ", x.shape());
     Var h = x;
-    for (size_t i = 0; i < convs_.size(); ++i) h = nuance::forward(norms_[i], nuance::forward(convs_[i], h), true);
+    for (size_t i = 0; i < convs_.size(); ++i) h = nuance::apply(norms_[i], nuance::apply(convs_[i], h), true);
     Var f = mean(mean(h, 3), 2);  // [B, F]
     if (features) *features = f;
-    return nuance::forward(head_, f);
+    return nuance::apply(head_, f);
 }
 
 Var cross_entropy(const Var& logits, const std::vector<int64_t>& targets) {

@@ -1,7 +1,8 @@
 // Differentiable forwards of the model classes the SD path uses (UNet2DConditionModel, AutoencoderKL, ClipTextModel):
-// the same Params and the same math as their Tensor forwards, computed on Vars so training gets gradients. Weights
-// are taken through param_var(), so the ParamGrads bound to the thread collects their gradients. Activations are
-// NCHW here (the autograd ops' layout); the Tensor forwards stay the fast inference path.
+// the Var instantiations of the same one-definition templates the Tensor forwards run (models/unet/unet_forward.h,
+// models/vae/vae_forward.h, models/clip/clip_forward.h over nn/apply.h), so training computes exactly the inference
+// structure while recording the tape. Weights are taken through param_var(), so the ParamGrads bound to the thread
+// collects their gradients. Activations are NCHW here (the autograd ops' layout); the Tensor path runs channels-last.
 // Shape letters: B batch, C channels, H/W spatial, L tokens, D width.
 #pragma once
 #include "autograd/nn_layers.h"

@@ -219,8 +219,8 @@ TEST(LoraGradcheck, TheNetworkComputesThatFormulaAndItsGradients) {
     {
         ParamGrads::Bind b(g);
         LayerAdapters::Bind ba(net);
-        y = forward(m.q, Var(x));
-        yc = forward(m.conv, Var(xi));
+        y = apply(m.q, Var(x));
+        yc = apply(m.conv, Var(xi));
         backward(sum(y) + sum(yc));
     }
     const LoraNetwork::Adapter& aq = *net.adapters()[0];
