@@ -8,17 +8,28 @@
 namespace nuance {
 
 Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context) {
-    return unet_forward(m, x, t, context, Tensor());
+    return m.forward(x, t, context);
 }
 
-// unet_forward(m, x, t, context, timestep_cond): models/unet/unet2d.cpp (a friend of the model).
+Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context,
+                 const Tensor& timestep_cond) {
+    UNetExtra extra;
+    extra.timestep_cond = timestep_cond;
+    return m.forward(x, t, context, extra);
+}
+
+Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context, const UNetExtra& extra) {
+    return m.forward(x, t, context, extra);
+}
 
 Var vae_encode_moments(AutoencoderKL& m, const Var& x) { return run_encode_moments(m, x); }
 
 Var vae_decode(AutoencoderKL& m, const Var& z) { return run_decode(m, z); }
 
-Var clip_encode(ClipTextModel& m, const Tensor& ids) {
-    return apply(m.final_layer_norm, run_layers<Var>(m, ids, m.config().layers, Tensor(), nullptr));
+Var clip_encode(ClipTextModel& m, const Tensor& ids, int clip_skip) {
+    NUANCE_CHECK(clip_skip >= 1 && clip_skip <= m.config().layers, "CLIP text encoder: clip_skip ", clip_skip,
+                 " is outside 1..", m.config().layers);
+    return apply(m.final_layer_norm, run_layers<Var>(m, ids, m.config().layers - clip_skip + 1, Tensor(), nullptr));
 }
 
 }  // namespace nuance

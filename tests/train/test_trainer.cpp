@@ -127,7 +127,19 @@ TEST(TrainModelGraph, LinearProjectionAndDepthTwoMatchTheInferenceForward) {
         backward(mean(square(unet_forward(unet, Var(x), t, Var(ctx)))));
     }
     for (auto& e : g.entries()) EXPECT_TRUE(g.grad(*e.param).defined()) << e.name;
-    // An SDXL UNet needs its micro-conditioning; the Var entry point (no pooled text or time ids) says so.
+    // SD2's penultimate-layer conditioning (clip skip 2) through the Var text encoder, and its range check.
+    nlohmann::json tj = kTinyLdm["text_encoder"];
+    tj["layers"] = 2;
+    ClipTextModel te(clip_config_from_arch(tj));
+    init_random(te, 11, 0.2f);
+    const Tensor ids = Tensor::from_ids({49406, 320, 1000, 49407, 49407, 49406, 500, 49407, 49407, 49407}, {2, 5});
+    {
+        NoGradGuard ng;
+        EXPECT_LT(largest_diff(clip_encode(te, ids, 2).value(), te.encode_sd(ids, 2, true)), 1e-4f);
+        EXPECT_THAT(test::error_of([&] { clip_encode(te, ids, 3); }),
+                    ::testing::HasSubstr("clip_skip 3 is outside 1..2"));
+    }
+    // An SDXL UNet needs its micro-conditioning; the Var entry point without pooled text or time ids says so.
     uc.text_time = true;
     uc.add_in_dim = 8 + 6 * 4;
     uc.addition_time_embed_dim = 4;

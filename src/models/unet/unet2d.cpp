@@ -95,34 +95,10 @@ void UNet2DConditionModel::visit(ParamVisitor& v) {
     v("conv_out", conv_out_);
 }
 
-namespace {
-
-// The model's parts as the one definition below walks them. Its two entry points (the Tensor forward, a member, and
-// the Var unet_forward, a friend) are the functions that may name them; NUANCE_UNET_PARTS(m) lists them once.
-struct UNetParts {
-    const UNetConfig& cfg;
-    const Conv2d& conv_in;
-    const Conv2d& conv_out;
-    const TimestepEmbedding& time_embedding;
-    const TimestepEmbedding& add_embedding;
-    const Linear& time_cond_proj;
-    const std::vector<UNetLevel>& down;
-    const std::vector<UNetLevel>& up;
-    const ResnetBlock& mid_res0;
-    const std::vector<SpatialTransformer>& mid_attn;
-    const std::vector<ResnetBlock>& mid_res;
-    const GroupNorm& norm_out;
-};
-#define NUANCE_UNET_PARTS(m)                                                                                       \
-    UNetParts {                                                                                                     \
-        (m).cfg_, (m).conv_in_, (m).conv_out_, (m).time_embedding_, (m).add_embedding_, (m).time_cond_proj_,        \
-            (m).down_, (m).up_, (m).mid_res0_, (m).mid_attn_, (m).mid_res_, (m).norm_out_                          \
-    }
-
 // The one definition of UNet2DConditionModel's forward, on Tensor (inference) or Var (training).
 template <class V>
-V unet_run(const UNetParts& m, const V& x, const Tensor& t, const V& context, const UNetExtra& extra) {
-    const UNetConfig& cfg = m.cfg;
+V UNet2DConditionModel::forward_impl(const V& x, const Tensor& t, const V& context, const UNetExtra& extra) const {
+    const UNetConfig& cfg = cfg_;
     NUANCE_CHECK(x.dim() == 4 && x.size(1) == cfg.in_channels, "UNet: expected latents [B, ", cfg.in_channels,
                  ", h, w], got ", x.shape());
     const int64_t B = x.size(0);
@@ -139,9 +115,9 @@ V unet_run(const UNetParts& m, const V& x, const Tensor& t, const V& context, co
         NUANCE_CHECK(tc.dim() == 2 && (tc.size(0) == B || tc.size(0) == 1) && tc.size(1) == cfg.time_cond_proj_dim,
                      "UNet: expected the guidance embedding (timestep_cond) as [", B, ", ", cfg.time_cond_proj_dim,
                      "], got ", tc.shape());
-        sin_emb = sin_emb + apply(m.time_cond_proj, constant<V>(tc.f32()));
+        sin_emb = sin_emb + apply(time_cond_proj_, constant<V>(tc.f32()));
     }
-    V emb = apply(m.time_embedding, sin_emb);
+    V emb = apply(time_embedding_, sin_emb);
     if (cfg.text_time) {
         NUANCE_CHECK(extra.text_embeds.defined() && extra.time_ids.defined(),
                      "SDXL UNet needs pooled text_embeds and time_ids");
@@ -151,13 +127,13 @@ V unet_run(const UNetParts& m, const V& x, const Tensor& t, const V& context, co
         const Tensor add_in = cat({extra.text_embeds.f32(), tid}, -1);
         NUANCE_CHECK(add_in.size(1) == cfg.add_in_dim, "SDXL UNet: pooled (", extra.text_embeds.size(-1),
                      ") + time ids (", tid.size(1), ") = ", add_in.size(1), " features, expected ", cfg.add_in_dim);
-        emb = emb + apply(m.add_embedding, constant<V>(add_in));
+        emb = emb + apply(add_embedding_, constant<V>(add_in));
     }
 
     // Tensor: activations run channels-last from here on (nn/apply.h compute_layout); Var: NCHW.
-    V h = apply(m.conv_in, compute_layout(x));
+    V h = apply(conv_in_, compute_layout(x));
     std::vector<V> skips{h};
-    for (const auto& lv : m.down) {
+    for (const auto& lv : down_) {
         for (size_t j = 0; j < lv.resnets.size(); ++j) {
             h = run(lv.resnets[j], h, emb);
             if (!lv.attentions.empty()) h = run(lv.attentions[j], h, context);
@@ -173,13 +149,13 @@ V unet_run(const UNetParts& m, const V& x, const Tensor& t, const V& context, co
                      " control residuals for ", skips.size(), " skip connections");
         for (size_t i = 0; i < skips.size(); ++i) skips[i] = skips[i] + constant<V>(extra.down_residuals[i]);
     }
-    h = run(m.mid_res0, h, emb);
-    if (!m.mid_attn.empty()) {
-        h = run(m.mid_attn[0], h, context);
-        h = run(m.mid_res[0], h, emb);
+    h = run(mid_res0_, h, emb);
+    if (!mid_attn_.empty()) {
+        h = run(mid_attn_[0], h, context);
+        h = run(mid_res_[0], h, emb);
     }
     if (extra.mid_residual.defined()) h = h + constant<V>(extra.mid_residual);
-    for (const auto& lv : m.up) {
+    for (const auto& lv : up_) {
         for (size_t j = 0; j < lv.resnets.size(); ++j) {
             h = cat(std::vector<V>{h, skips.back()}, 1);
             skips.pop_back();
@@ -188,24 +164,16 @@ V unet_run(const UNetParts& m, const V& x, const Tensor& t, const V& context, co
         }
         if (!lv.up.empty()) h = run(lv.up[0], h, skips.back().size(2), skips.back().size(3));
     }
-    return apply(m.conv_out, apply(m.norm_out, h, /*silu=*/true)).contiguous();
+    return apply(conv_out_, apply(norm_out_, h, /*silu=*/true)).contiguous();
 }
-
-}  // namespace
 
 Tensor UNet2DConditionModel::forward(const Tensor& x, const Tensor& t, const Tensor& context,
                                      const UNetExtra& extra) const {
-    return unet_run(NUANCE_UNET_PARTS(*this), x, t, context, extra);
+    return forward_impl(x, t, context, extra);
 }
 
-// The differentiable forward (declared in train/model_graph.h, a friend of the model).
-Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context,
-                 const Tensor& timestep_cond) {
-    UNetExtra extra;
-    extra.timestep_cond = timestep_cond;
-    return unet_run(NUANCE_UNET_PARTS(m), x, t, context, extra);
+Var UNet2DConditionModel::forward(const Var& x, const Tensor& t, const Var& context, const UNetExtra& extra) const {
+    return forward_impl(x, t, context, extra);
 }
-
-#undef NUANCE_UNET_PARTS
 
 }  // namespace nuance
