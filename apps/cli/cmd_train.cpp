@@ -22,7 +22,8 @@ Runner add_train(CLI::App& app) {
     auto quiet = std::make_shared<bool>(false);
     auto lcm = std::make_shared<LcmOptions>();
     CLI::App* c = app.add_subcommand("train", "Train a VAE, a text-to-image latent diffusion model, a pixel DDPM, or a "
-                                              "LoRA of an SD1.x model; distil a latent consistency model (lcm)");
+                                              "LoRA of an SD1.x/SD2.x/SDXL model; distil a latent consistency model "
+                                              "(lcm)");
     c->add_option("--model", o->model, "vae | ldm | ddpm | lora | lcm")->capture_default_str();
     add_lcm_options(*c, *lcm);
     c->add_option("--data", o->data,

@@ -27,7 +27,7 @@ const ParamGrads::Entry& ParamGrads::entry(const Param& p) const {
     return entries_[it->second];
 }
 
-Var ParamGrads::var(Param& p) {
+Var ParamGrads::var(const Param& p) {
     const Entry& e = entry(p);
     Node& n = *e.leaf.node();
     if (n.value.storage() != p.value.storage() || n.value.offset() != p.value.offset() ||
@@ -72,7 +72,7 @@ int64_t ParamGrads::numel() const {
 ParamGrads::Bind::Bind(ParamGrads& g) : saved_(t_bound) { t_bound = &g; }
 ParamGrads::Bind::~Bind() { t_bound = saved_; }
 
-Var param_var(Param& p) {
+Var param_var(const Param& p) {
     if (t_bound) return t_bound->var(p);
     NUANCE_CHECK(!grad_enabled(), "param_var: no ParamGrads is bound on this thread (bind one with "
                  "ParamGrads::Bind for training, or use NoGradGuard for inference); parameter shape ", p.shape);
@@ -80,6 +80,6 @@ Var param_var(Param& p) {
     return Var(p.value, false);
 }
 
-Var param_var_opt(Param& p) { return p.value.defined() ? param_var(p) : Var(); }
+Var param_var_opt(const Param& p) { return p.value.defined() ? param_var(p) : Var(); }
 
 }  // namespace nuance

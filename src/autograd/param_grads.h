@@ -27,7 +27,7 @@ public:
 
     void add(const std::string& name, Param& p);
     // The leaf for p. If p.value was replaced since the last call, the leaf follows it (and its grad is kept).
-    Var var(Param& p);
+    Var var(const Param& p);
     bool contains(const Param& p) const { return index_.count(&p) != 0; }
     // dL/dp accumulated by backward(); undefined when p took no part in the loss since the last zero_grad().
     const Tensor& grad(const Param& p) const;
@@ -62,8 +62,8 @@ private:
 
 // The Var for a module weight: the bound ParamGrads' leaf; with no set bound and grad mode off (inference through
 // the Var path), a constant. With no set bound and grad mode on it is an error (the gradient would be lost).
-Var param_var(Param& p);
+Var param_var(const Param& p);
 // Same, for an optional weight: undefined Var when the param holds no value (e.g. a Linear without bias).
-Var param_var_opt(Param& p);
+Var param_var_opt(const Param& p);
 
 }  // namespace nuance

@@ -82,23 +82,33 @@ void EmojiClassifier::visit(ParamVisitor& v) {
     v("head", head_);
 }
 
-EmojiClassifier::Output EmojiClassifier::forward(const Tensor& x) const {
+namespace {
+
+// The one definition of the classifier's forward, on Tensor (evaluation) or Var (training) (nn/apply.h): returns the
+// logits [B, C] and the pooled features [B, F].
+template <class V>
+V run_classifier(const std::vector<Conv2d>& convs, const std::vector<GroupNorm>& norms, const Linear& head, const V& x,
+                 V& features) {
     NUANCE_CHECK(x.dim() == 4 && x.size(1) == 3, "emoji classifier: input must be [B, 3, H, W], got ", x.shape());
-    Tensor h = x;
-    for (size_t i = 0; i < convs_.size(); ++i) h = norms_[i](convs_[i](h), /*fuse_silu=*/true);
+    V h = x;
+    for (size_t i = 0; i < convs.size(); ++i) h = apply(norms[i], apply(convs[i], h), /*fuse_silu=*/true);
+    features = mean(mean(h, 3), 2);  // [B, F]
+    return apply(head, features);    // [B, C]
+}
+
+}  // namespace
+
+EmojiClassifier::Output EmojiClassifier::forward(const Tensor& x) const {
     Output out;
-    out.features = mean(mean(h, 3), 2);  // [B, F]
-    out.logits = head_(out.features);    // [B, C]
+    out.logits = run_classifier(convs_, norms_, head_, x, out.features);
     return out;
 }
 
 Var EmojiClassifier::forward(const Var& x, Var* features) {
-    NUANCE_CHECK(x.dim() == 4 && x.size(1) == 3, "emoji classifier: input must be [B, 3, H, W], got ", x.shape());
-    Var h = x;
-    for (size_t i = 0; i < convs_.size(); ++i) h = nuance::forward(norms_[i], nuance::forward(convs_[i], h), true);
-    Var f = mean(mean(h, 3), 2);  // [B, F]
+    Var f;
+    const Var logits = run_classifier(convs_, norms_, head_, x, f);
     if (features) *features = f;
-    return nuance::forward(head_, f);
+    return logits;
 }
 
 Var cross_entropy(const Var& logits, const std::vector<int64_t>& targets) {

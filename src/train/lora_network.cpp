@@ -163,7 +163,7 @@ void LoraNetwork::save_kohya(const std::string& path, const std::map<std::string
     save_safetensors(path, kohya_tensors(), metadata);
 }
 
-Var LoraNetwork::delta(Linear& layer, const Var& x) {
+Var LoraNetwork::delta(const Linear& layer, const Var& x) {
     auto it = by_weight_.find(&layer.weight);
     if (it == by_weight_.end()) return Var();
     Adapter& a = *it->second;
@@ -171,7 +171,7 @@ Var LoraNetwork::delta(Linear& layer, const Var& x) {
     return linear(linear(x, param_var(a.down)), param_var(a.up)) * (float)scale();
 }
 
-Var LoraNetwork::delta(Conv2d& layer, const Var& x) {
+Var LoraNetwork::delta(const Conv2d& layer, const Var& x) {
     auto it = by_weight_.find(&layer.weight);
     if (it == by_weight_.end()) return Var();
     Adapter& a = *it->second;

@@ -80,8 +80,8 @@ public:
     void save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata) const;
 
     // LayerAdapters: scale * up(down(x)) for an adapted layer, else undefined.
-    Var delta(Linear& layer, const Var& x) override;
-    Var delta(Conv2d& layer, const Var& x) override;
+    Var delta(const Linear& layer, const Var& x) override;
+    Var delta(const Conv2d& layer, const Var& x) override;
 
 private:
     void add_component(Module& m, bool te, const std::string& prefix, uint64_t seed);

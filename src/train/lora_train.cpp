@@ -79,19 +79,19 @@ struct LoraRun {
     explicit LoraRun(const TrainOptions& opts) : o(opts), base(load_stable_diffusion(opts.base)) {}
 
     void build() {
-        NUANCE_CHECK_CODE(base.family == SDFamily::SD1 || base.family == SDFamily::SD2, Unsupported,
-                          "train --model lora: the base '", o.base, "' is ", sd_family_name(base.family),
-                          "; LoRA training supports SD1.x-architecture UNets (the training UNet has no SDXL ",
-                          "micro-conditioning and no second text encoder yet)");
-        NUANCE_CHECK_CODE(base.default_clip_skip == 1, Unsupported, "train --model lora: the base '", o.base,
-                          "' conditions on the text encoder's penultimate layer (clip skip ", base.default_clip_skip,
-                          "); the training text encoder gives the last layer only");
         NUANCE_CHECK_CODE(base.vae && base.unet && base.te1.model, Unsupported, "train --model lora: the base '",
                           o.base, "' has no VAE (a pixel-space model); LoRA training needs a latent diffusion model");
+        if (sdxl()) {
+            NUANCE_CHECK_CODE(base.te2.model != nullptr, Unsupported, "train --model lora: the SDXL base '", o.base,
+                              "' has no second text encoder (text_encoder_2)");
+            NUANCE_CHECK_CODE(!o.train_text_encoder, Unsupported, "train --model lora: --train-text-encoder on the ",
+                              "SDXL base '", o.base, "': training the SDXL text encoders is not supported yet; ",
+                              "train the UNet's LoRA (drop the flag)");
+        }
         NUANCE_CHECK(o.resolution % base.vae->config().downscale() == 0, "train: resolution ", o.resolution,
                      " is not a multiple of the VAE's downscale ", base.vae->config().downscale());
         widen_to_f32(*base.unet);
-        widen_to_f32(*base.te1.model);
+        if (!sdxl()) widen_to_f32(*base.te1.model);  // SDXL: the frozen encoders run their inference forward
         LoraConfig cfg;
         cfg.rank = o.lora_rank;
         cfg.alpha = o.lora_alpha;
@@ -106,7 +106,7 @@ struct LoraRun {
             });
         };
         add_frozen(*base.unet, "unet.");
-        add_frozen(*base.te1.model, "text_encoder.");
+        if (!sdxl()) add_frozen(*base.te1.model, "text_encoder.");
         net->register_params(params);
         net->register_params(trainable);
     }
@@ -169,15 +169,35 @@ struct LoraRun {
         return base.vae->to_latents(post.sample(randn_rows(normal, post.mean.shape(), global_B)));
     }
 
-    Tensor tokens(const std::vector<std::string>& captions) const {
-        const ClipTokenizer& tok = base.te1.tokenizer();
-        const int64_t L = base.te1.model->config().max_positions;
+    bool sdxl() const { return base.family == SDFamily::SDXL; }
+
+    Tensor tokens(const std::vector<std::string>& captions, const TextEncoderSlot& te) const {
+        const ClipTokenizer& tok = te.tokenizer();
+        const int64_t L = te.model->config().max_positions;
         std::vector<int64_t> ids;
         for (const auto& c : captions) {
-            auto v = tok.encode_padded(c, base.te1.pad_id, (int)L);
+            auto v = tok.encode_padded(c, te.pad_id, (int)L);
             ids.insert(ids.end(), v.begin(), v.end());
         }
         return Tensor::from_ids(ids, {(int64_t)captions.size(), L});
+    }
+    Tensor tokens(const std::vector<std::string>& captions) const { return tokens(captions, base.te1); }
+
+    // SDXL's conditioning from the frozen encoders (as the sampling path, sd_conditioning.cpp): both encoders'
+    // penultimate hidden states side by side, the second encoder's projected pooled output, and the micro-
+    // conditioning time ids (original size, crop (0, 0), target size) of the square training images.
+    Tensor sdxl_context(const std::vector<std::string>& captions, UNetExtra& extra) const {
+        NoGradGuard ng;
+        const ClipTextOutput o1 = base.te1.model->forward(tokens(captions, base.te1));
+        const ClipTextOutput o2 = base.te2.model->forward(tokens(captions, base.te2));
+        extra.text_embeds = o2.text_embeds.defined() ? o2.text_embeds : o2.pooled;
+        const int64_t B = (int64_t)captions.size();
+        const float r = (float)o.resolution;
+        std::vector<float> ids;
+        for (int64_t b = 0; b < B; ++b)
+            for (float v : {r, r, 0.0f, 0.0f, r, r}) ids.push_back(v);
+        extra.time_ids = Tensor::from_vector(ids, {B, 6});
+        return cat({o1.hidden_states[o1.hidden_states.size() - 2], o2.hidden_states[o2.hidden_states.size() - 2]}, -1);
     }
 
     Var loss(const Batch& b, int64_t B, Mt19937& rng) {
@@ -187,12 +207,17 @@ struct LoraRun {
         const std::vector<int64_t> t(t_all.begin() + rows.begin, t_all.begin() + rows.end);
         TorchCpuRng normal(rng());
         const NoisedBatch nb = add_training_noise(x0, randn_rows(normal, x0.shape(), B), t, schedule, base.prediction);
+        if (sdxl()) {
+            UNetExtra extra;
+            const Var ctx(sdxl_context(b.captions, extra));
+            return mse_loss(unet_forward(*base.unet, Var(nb.x_t), nb.timesteps, ctx, extra), Var(nb.target));
+        }
         Var ctx;
         if (o.train_text_encoder) {
-            ctx = clip_encode(*base.te1.model, tokens(b.captions));
+            ctx = clip_encode(*base.te1.model, tokens(b.captions), base.default_clip_skip);
         } else {
             NoGradGuard ng;  // the frozen text encoder: a constant, no tape
-            ctx = Var(clip_encode(*base.te1.model, tokens(b.captions)).value());
+            ctx = Var(clip_encode(*base.te1.model, tokens(b.captions), base.default_clip_skip).value());
         }
         const Var pred = unet_forward(*base.unet, Var(nb.x_t), nb.timesteps, ctx);
         return mse_loss(pred, Var(nb.target));
@@ -259,7 +284,7 @@ struct LoraRun {
         args["nuance_targets"] = o.lora_targets;
         const int64_t per_epoch = std::max<int64_t>(1, data->size() / o.batch);
         const std::string res = "(" + std::to_string(o.resolution) + ", " + std::to_string(o.resolution) + ")";
-        const std::string v = base.family == SDFamily::SD2 ? "sd_v2" : "sd_v1";
+        const std::string v = sdxl() ? "sdxl_base_v1-0" : base.family == SDFamily::SD2 ? "sd_v2" : "sd_v1";
         return {
             {"ss_network_module", "networks.lora"},
             {"ss_network_dim", dim},
@@ -303,8 +328,9 @@ struct LoraRun {
             {"ss_training_finished_at", utc_now_epoch()},
             {"ss_training_comment", "nuance train --model lora"},
             {"modelspec.sai_model_spec", "1.0.0"},
-            {"modelspec.architecture",
-             base.family == SDFamily::SD2 ? "stable-diffusion-v2-512/lora" : "stable-diffusion-v1/lora"},
+            {"modelspec.architecture", sdxl()                           ? "stable-diffusion-xl-v1-base/lora"
+                                       : base.family == SDFamily::SD2 ? "stable-diffusion-v2-512/lora"
+                                                                      : "stable-diffusion-v1/lora"},
             {"modelspec.implementation", "diffusers"},
             {"modelspec.title", fs::path(path).stem().string()},
             {"modelspec.resolution", std::to_string(o.resolution) + "x" + std::to_string(o.resolution)},

@@ -1,4 +1,4 @@
-// `nuance train --model lora`: LoRA fine-tuning of an SD1.x-architecture model (train/lora_network.h) on an image
+// `nuance train --model lora`: LoRA fine-tuning of an SD1.x/SD2.x/SDXL-architecture model (train/lora_network.h) on an image
 // folder, as kohya's train_network.py does it: the base UNet, text encoder and VAE frozen (no gradients, no
 // optimizer state), the latents of the frozen VAE cached per image, the model's own objective (ε or v) at uniform
 // timesteps, AdamW on the adapters only (warmup + cosine), optionally adapters on the text encoder too.

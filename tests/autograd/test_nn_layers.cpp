@@ -31,9 +31,9 @@ TEST(AutogradNnLayers, MatchTheTensorPathAndCollectGradients) {
     // Var path
     ParamGrads pg(m);
     ParamGrads::Bind bind(pg);
-    Var v = forward(m.norm, forward(m.conv, Var(x)), true);
+    Var v = apply(m.norm, apply(m.conv, Var(x)), true);
     v = v.flatten(2).transpose(1, 2);
-    v = forward(m.attn, forward(m.ln, forward(m.proj, v)));
+    v = apply(m.attn, apply(m.ln, apply(m.proj, v)));
     EXPECT_EQ(v.shape(), t.shape());
     EXPECT_LT(max_abs_diff(v.value(), t), 1e-5f);
     backward(mean(square(v)));

@@ -117,7 +117,7 @@ TEST(TrainAdamW, LinearSeesTheUpdatedWeights) {
     AdamW opt(pg, {.lr = 0.1f});
     {
         ParamGrads::Bind bind(pg);
-        backward(sum(forward(m.lin, Var(x))));
+        backward(sum(apply(m.lin, Var(x))));
     }
     opt.step();
     const Tensor want = add(matmul(x, m.lin.weight.value.transpose(0, 1)), m.lin.bias.value);

@@ -96,6 +96,60 @@ TEST(TrainModelGraph, UNetVaeClipMatchTheInferenceForwards) {
     EXPECT_LT(largest_diff(vae_decode(vae, Var(x)).value(), vae.decode(x)), 1e-4f);
 }
 
+// The one definition covers the SD2/SDXL block variants too: linear proj_in/proj_out, two transformer blocks per
+// attention (mid included), attention at every level, and records the tape through every one of those weights.
+TEST(TrainModelGraph, LinearProjectionAndDepthTwoMatchTheInferenceForward) {
+    UNetConfig uc;
+    uc.in_channels = uc.out_channels = 4;
+    uc.block_out_channels = {8, 16};
+    uc.layers_per_block = 1;
+    uc.down_attn = {true, true};
+    uc.down_depth = {2, 2};
+    uc.up_depth = {2, 2};
+    uc.mid_depth = 2;
+    uc.heads = {2, 4};
+    uc.cross_attention_dim = 12;
+    uc.use_linear_projection = true;
+    uc.norm_num_groups = 4;
+    uc.time_embed_dim = 32;
+    UNet2DConditionModel unet(uc);
+    init_random(unet, 8, 0.2f);
+    TorchCpuRng rng(3);
+    const Tensor x = rng.randn({2, 4, 4, 4}), ctx = rng.randn({2, 7, 12});
+    const Tensor t = Tensor::from_vector({3.0f, 700.0f}, {2});
+    {
+        NoGradGuard ng;
+        EXPECT_LT(largest_diff(unet_forward(unet, Var(x), t, Var(ctx)).value(), unet.forward(x, t, ctx)), 1e-4f);
+    }
+    ParamGrads g(unet);
+    {
+        ParamGrads::Bind bind(g);
+        backward(mean(square(unet_forward(unet, Var(x), t, Var(ctx)))));
+    }
+    for (auto& e : g.entries()) EXPECT_TRUE(g.grad(*e.param).defined()) << e.name;
+    // SD2's penultimate-layer conditioning (clip skip 2) through the Var text encoder, and its range check.
+    nlohmann::json tj = kTinyLdm["text_encoder"];
+    tj["layers"] = 2;
+    ClipTextModel te(clip_config_from_arch(tj));
+    init_random(te, 11, 0.2f);
+    const Tensor ids = Tensor::from_ids({49406, 320, 1000, 49407, 49407, 49406, 500, 49407, 49407, 49407}, {2, 5});
+    {
+        NoGradGuard ng;
+        EXPECT_LT(largest_diff(clip_encode(te, ids, 2).value(), te.encode_sd(ids, 2, true)), 1e-4f);
+        EXPECT_THAT(test::error_of([&] { clip_encode(te, ids, 3); }),
+                    ::testing::HasSubstr("clip_skip 3 is outside 1..2"));
+    }
+    // An SDXL UNet needs its micro-conditioning; the Var entry point without pooled text or time ids says so.
+    uc.text_time = true;
+    uc.add_in_dim = 8 + 6 * 4;
+    uc.addition_time_embed_dim = 4;
+    UNet2DConditionModel xl(uc);
+    init_random(xl, 10, 0.2f);
+    NoGradGuard ng;
+    EXPECT_THAT(test::error_of([&] { unet_forward(xl, Var(x), t, Var(ctx)); }),
+                ::testing::HasSubstr("SDXL UNet needs pooled text_embeds and time_ids"));
+}
+
 TEST(TrainModelGraph, GradientsReachEveryTrainedWeight) {
     UNet2DConditionModel unet(unet_config_from_arch(kTinyLdm["unet"], 4, 16));
     init_random(unet, 3, 0.2f);

@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autograd/nn_layers.h"
+#include "models/clip/clip_forward.h"
+
 namespace nuance {
 
 ClipAct parse_clip_act(const std::string& name) {
@@ -102,26 +105,68 @@ void ClipTextConfig::apply_hf_config(const nlohmann::json& j_in) {
 
 // ---- blocks ----
 
-Tensor ClipAttention::operator()(const Tensor& x) const {
-    return out_proj(multi_head_attention(q_proj(x), k_proj(x), v_proj(x), heads, causal, 0.0f,
-                                         q_proj.weight.compute));
+template <class V>
+V run(const ClipAttention& a, const V& x) {
+    return apply(a.out_proj, multi_head_attention(apply(a.q_proj, x), apply(a.k_proj, x), apply(a.v_proj, x), a.heads,
+                                                  a.causal, 0.0f, a.q_proj.weight.compute));
 }
 
-Tensor ClipMlp::operator()(const Tensor& x) const {
-    Tensor h = fc1(x);  // [B, L, I]
-    switch (act) {
+template <class V>
+V run(const ClipMlp& m, const V& x) {
+    V h = apply(m.fc1, x);  // [B, L, I]
+    switch (m.act) {
         case ClipAct::QuickGelu: h = quick_gelu(h); break;
         case ClipAct::Gelu: h = gelu(h); break;
         case ClipAct::GeluTanh: h = gelu_tanh(h); break;
     }
-    return fc2(h);
+    return apply(m.fc2, h);
 }
 
-Tensor ClipEncoderLayer::operator()(Tensor x) const {
-    x = x + self_attn(layer_norm1(x));
-    x = x + mlp(layer_norm2(x));
+template <class V>
+V run(const ClipEncoderLayer& l, V x) {
+    x = x + run(l.self_attn, apply(l.layer_norm1, x));
+    x = x + run(l.mlp, apply(l.layer_norm2, x));
     return x;
 }
+
+Tensor ClipAttention::operator()(const Tensor& x) const { return run(*this, x); }
+Tensor ClipMlp::operator()(const Tensor& x) const { return run(*this, x); }
+Tensor ClipEncoderLayer::operator()(Tensor x) const { return run(*this, x); }
+
+template <class V>
+V run_layers(const ClipTextModel& m, const Tensor& ids, int64_t n, const Tensor& token_embeds,
+             std::vector<V>* hidden) {
+    const ClipTextConfig& c = m.config();
+    NUANCE_CHECK(ids.defined() && ids.dim() == 2 && !dtype_is_float(ids.dtype()),
+                 "CLIP text encoder: ids must be integers [B, L], got ", ids.defined() ? ids.str() : "undefined");
+    const int64_t B = ids.size(0), L = ids.size(1);
+    NUANCE_CHECK(L >= 1 && L <= c.max_positions, "CLIP text encoder: ", L, " tokens, the model takes 1..",
+                 c.max_positions);
+    NUANCE_CHECK(n >= 1 && n <= c.layers, "CLIP text encoder: ", n, " layers asked for, the model has ", c.layers);
+    NUANCE_CHECK(m.token_embedding.defined(), "CLIP text encoder: weights are not loaded");
+    if (token_embeds.defined())
+        NUANCE_CHECK(token_embeds.shape() == Shape({B, L, c.hidden}), "CLIP text encoder: token embeddings ",
+                     token_embeds.shape(), " do not fit ids ", ids.shape(), " and width ", c.hidden);
+    const V* tag = nullptr;  // picks param_value's overload (nn/apply.h)
+    const V tok =
+        token_embeds.defined() ? constant<V>(token_embeds) : embedding(ids, param_value(m.token_embedding, tag));
+    V x = tok + param_value(m.position_embedding, tag).slice(0, 0, L);  // [B, L, D]
+    if (hidden) hidden->push_back(x);
+    for (int64_t i = 0; i < n; ++i) {
+        x = run(m.layers[(size_t)i], x);
+        if (hidden) hidden->push_back(x);
+    }
+    return x;
+}
+
+#define NUANCE_CLIP_INSTANTIATE(V)                   \
+    template V run(const ClipAttention&, const V&);    \
+    template V run(const ClipMlp&, const V&);          \
+    template V run(const ClipEncoderLayer&, V);        \
+    template V run_layers(const ClipTextModel&, const Tensor&, int64_t, const Tensor&, std::vector<V>*);
+NUANCE_CLIP_INSTANTIATE(Tensor)
+NUANCE_CLIP_INSTANTIATE(Var)
+#undef NUANCE_CLIP_INSTANTIATE
 
 // ---- model ----
 
@@ -164,18 +209,8 @@ ClipTextOutput ClipTextModel::forward(const Tensor& ids, int stop_at_layer, cons
     NUANCE_CHECK(token_embedding.defined(), "CLIP text encoder: weights are not loaded");
 
     ClipTextOutput out;
-    if (token_embeds.defined())
-        NUANCE_CHECK(token_embeds.shape() == Shape({B, L, cfg_.hidden}), "CLIP text encoder: token embeddings ",
-                     token_embeds.shape(), " do not fit ids ", ids.shape(), " and width ", cfg_.hidden);
-    const Tensor tok = token_embeds.defined() ? token_embeds : embedding(ids, *token_embedding);
-    Tensor x = tok + (*position_embedding).slice(0, 0, L);  // [B, L, D]
     out.hidden_states.reserve((size_t)n + 1);
-    out.hidden_states.push_back(x);
-    for (int64_t i = 0; i < n; ++i) {
-        x = layers[(size_t)i](x);
-        out.hidden_states.push_back(x);
-    }
-    out.last_hidden_state = final_layer_norm(x);
+    out.last_hidden_state = final_layer_norm(run_layers(*this, ids, n, token_embeds, &out.hidden_states));
 
     // pooled[b] = last_hidden_state[b, argmax(ids[b])] (first maximum: the first EOS, 49407 is the largest id).
     const std::vector<int64_t> v = ids.to_ids();

@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "autograd/nn_layers.h"
+#include "models/unet/unet_forward.h"
+
 namespace nuance {
 
 Tensor guidance_scale_embedding(const std::vector<float>& w, int64_t dim) {
@@ -92,75 +95,85 @@ void UNet2DConditionModel::visit(ParamVisitor& v) {
     v("conv_out", conv_out_);
 }
 
-Tensor UNet2DConditionModel::forward(const Tensor& x, const Tensor& t, const Tensor& context,
-                                     const UNetExtra& extra) const {
-    NUANCE_CHECK(x.dim() == 4 && x.size(1) == cfg_.in_channels, "UNet: expected latents [B, ", cfg_.in_channels,
+// The one definition of UNet2DConditionModel's forward, on Tensor (inference) or Var (training).
+template <class V>
+V UNet2DConditionModel::forward_impl(const V& x, const Tensor& t, const V& context, const UNetExtra& extra) const {
+    const UNetConfig& cfg = cfg_;
+    NUANCE_CHECK(x.dim() == 4 && x.size(1) == cfg.in_channels, "UNet: expected latents [B, ", cfg.in_channels,
                  ", h, w], got ", x.shape());
     const int64_t B = x.size(0);
-    NUANCE_CHECK(context.dim() == 3 && context.size(0) == B && context.size(2) == cfg_.cross_attention_dim,
-                 "UNet: expected context [", B, ", S, ", cfg_.cross_attention_dim, "], got ", context.shape());
+    NUANCE_CHECK(context.dim() == 3 && context.size(0) == B && context.size(2) == cfg.cross_attention_dim,
+                 "UNet: expected context [", B, ", S, ", cfg.cross_attention_dim, "], got ", context.shape());
     Tensor ts = t.f32().reshape({-1});
     NUANCE_CHECK(ts.numel() == 1 || ts.numel() == B, "UNet: ", ts.numel(), " timesteps for a batch of ", B);
     if (ts.numel() == 1) ts = ts.expand({B}).contiguous();
 
     // Time embedding (sinusoidal, [cos, sin] with flip_sin_to_cos) (+ cond_proj(guidance embedding)) -> MLP.
-    Tensor sin_emb = timestep_embedding(ts, cfg_.block_out_channels[0], cfg_.flip_sin_to_cos, cfg_.freq_shift);
-    if (cfg_.time_cond_proj_dim > 0 && extra.timestep_cond.defined()) {
+    V sin_emb = constant<V>(timestep_embedding(ts, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift));
+    if (cfg.time_cond_proj_dim > 0 && extra.timestep_cond.defined()) {
         const Tensor& tc = extra.timestep_cond;
-        NUANCE_CHECK(tc.dim() == 2 && (tc.size(0) == B || tc.size(0) == 1) && tc.size(1) == cfg_.time_cond_proj_dim,
-                     "UNet: expected the guidance embedding (timestep_cond) as [", B, ", ", cfg_.time_cond_proj_dim,
+        NUANCE_CHECK(tc.dim() == 2 && (tc.size(0) == B || tc.size(0) == 1) && tc.size(1) == cfg.time_cond_proj_dim,
+                     "UNet: expected the guidance embedding (timestep_cond) as [", B, ", ", cfg.time_cond_proj_dim,
                      "], got ", tc.shape());
-        sin_emb = sin_emb + time_cond_proj_(tc.f32());
+        sin_emb = sin_emb + apply(time_cond_proj_, constant<V>(tc.f32()));
     }
-    Tensor emb = time_embedding_.forward(sin_emb);
-    if (cfg_.text_time) {
+    V emb = apply(time_embedding_, sin_emb);
+    if (cfg.text_time) {
         NUANCE_CHECK(extra.text_embeds.defined() && extra.time_ids.defined(),
                      "SDXL UNet needs pooled text_embeds and time_ids");
         NUANCE_CHECK(extra.time_ids.numel() == B * 6, "SDXL UNet: time_ids ", extra.time_ids.shape(), " for batch ", B);
-        const Tensor tid = timestep_embedding(extra.time_ids.reshape({-1}), cfg_.addition_time_embed_dim, true, 0.0f)
+        const Tensor tid = timestep_embedding(extra.time_ids.reshape({-1}), cfg.addition_time_embed_dim, true, 0.0f)
                                .reshape({B, -1});
         const Tensor add_in = cat({extra.text_embeds.f32(), tid}, -1);
-        NUANCE_CHECK(add_in.size(1) == cfg_.add_in_dim, "SDXL UNet: pooled (", extra.text_embeds.size(-1),
-                     ") + time ids (", tid.size(1), ") = ", add_in.size(1), " features, expected ", cfg_.add_in_dim);
-        emb = emb + add_embedding_.forward(add_in);
+        NUANCE_CHECK(add_in.size(1) == cfg.add_in_dim, "SDXL UNet: pooled (", extra.text_embeds.size(-1),
+                     ") + time ids (", tid.size(1), ") = ", add_in.size(1), " features, expected ", cfg.add_in_dim);
+        emb = emb + apply(add_embedding_, constant<V>(add_in));
     }
 
-    // Activations run channels-last from here on (the layout oneDNN's direct convolutions use); norms, elementwise
-    // ops, cat and upsampling keep it, and the transformer's token view of it is free.
-    Tensor h = conv_in_(x.channels_last());
-    std::vector<Tensor> skips{h};
+    // Tensor: activations run channels-last from here on (nn/apply.h compute_layout); Var: NCHW.
+    V h = apply(conv_in_, compute_layout(x));
+    std::vector<V> skips{h};
     for (const auto& lv : down_) {
         for (size_t j = 0; j < lv.resnets.size(); ++j) {
-            h = lv.resnets[j].forward(h, emb);
-            if (!lv.attentions.empty()) h = lv.attentions[j].forward(h, context);
+            h = run(lv.resnets[j], h, emb);
+            if (!lv.attentions.empty()) h = run(lv.attentions[j], h, context);
             skips.push_back(h);
         }
         if (!lv.down.empty()) {
-            h = lv.down[0].forward(h);
+            h = run(lv.down[0], h);
             skips.push_back(h);
         }
     }
     if (!extra.down_residuals.empty()) {
         NUANCE_CHECK(extra.down_residuals.size() == skips.size(), "UNet: ", extra.down_residuals.size(),
                      " control residuals for ", skips.size(), " skip connections");
-        for (size_t i = 0; i < skips.size(); ++i) skips[i] = skips[i] + extra.down_residuals[i];
+        for (size_t i = 0; i < skips.size(); ++i) skips[i] = skips[i] + constant<V>(extra.down_residuals[i]);
     }
-    h = mid_res0_.forward(h, emb);
+    h = run(mid_res0_, h, emb);
     if (!mid_attn_.empty()) {
-        h = mid_attn_[0].forward(h, context);
-        h = mid_res_[0].forward(h, emb);
+        h = run(mid_attn_[0], h, context);
+        h = run(mid_res_[0], h, emb);
     }
-    if (extra.mid_residual.defined()) h = h + extra.mid_residual;
+    if (extra.mid_residual.defined()) h = h + constant<V>(extra.mid_residual);
     for (const auto& lv : up_) {
         for (size_t j = 0; j < lv.resnets.size(); ++j) {
-            h = cat({h, skips.back()}, 1);
+            h = cat(std::vector<V>{h, skips.back()}, 1);
             skips.pop_back();
-            h = lv.resnets[j].forward(h, emb);
-            if (!lv.attentions.empty()) h = lv.attentions[j].forward(h, context);
+            h = run(lv.resnets[j], h, emb);
+            if (!lv.attentions.empty()) h = run(lv.attentions[j], h, context);
         }
-        if (!lv.up.empty()) h = lv.up[0].forward(h, skips.back().size(2), skips.back().size(3));
+        if (!lv.up.empty()) h = run(lv.up[0], h, skips.back().size(2), skips.back().size(3));
     }
-    return conv_out_(norm_out_(h, /*silu=*/true)).contiguous();
+    return apply(conv_out_, apply(norm_out_, h, /*silu=*/true)).contiguous();
+}
+
+Tensor UNet2DConditionModel::forward(const Tensor& x, const Tensor& t, const Tensor& context,
+                                     const UNetExtra& extra) const {
+    return forward_impl(x, t, context, extra);
+}
+
+Var UNet2DConditionModel::forward(const Var& x, const Tensor& t, const Var& context, const UNetExtra& extra) const {
+    return forward_impl(x, t, context, extra);
 }
 
 }  // namespace nuance

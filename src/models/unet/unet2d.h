@@ -44,12 +44,15 @@ public:
     const UNetConfig& config() const { return cfg_; }
     // x: [B, Cin, h, w], t: [B] or scalar timesteps (float), context: [B, S, Cc] -> [B, Cout, h, w]
     Tensor forward(const Tensor& x, const Tensor& t, const Tensor& context, const UNetExtra& extra = {}) const;
+    // The same forward on Vars (training: records the tape; weights through param_var, so bind a ParamGrads, or use
+    // NoGradGuard). The extras are constants (no gradient).
+    Var forward(const Var& x, const Tensor& t, const Var& context, const UNetExtra& extra = {}) const;
     void visit(ParamVisitor& v) override;
 
 private:
-    // The differentiable forward of the same weights (train/model_graph.cpp) walks these members.
-    friend Var unet_forward(UNet2DConditionModel& m, const Var& x, const Tensor& t, const Var& context,
-                            const Tensor& timestep_cond);
+    // The one definition of both forwards (models/unet/unet_forward.h, nn/apply.h), instantiated in unet2d.cpp.
+    template <class V>
+    V forward_impl(const V& x, const Tensor& t, const V& context, const UNetExtra& extra) const;
     UNetConfig cfg_;
     Conv2d conv_in_, conv_out_;
     TimestepEmbedding time_embedding_, add_embedding_;

@@ -1,6 +1,9 @@
 // Shape letters: N batch, C latent channels, H/W image size, h/w latent size.
 #include "models/vae/autoencoder_kl.h"
 
+#include "autograd/nn_layers.h"
+#include "models/vae/vae_forward.h"
+
 #include <nlohmann/json.hpp>
 
 namespace nuance {
@@ -153,22 +156,35 @@ void AutoencoderKL::visit(ParamVisitor& v) {
     if (cfg_.use_post_quant_conv) v("post_quant_conv", post_quant_conv);
 }
 
-Tensor AutoencoderKL::encode_moments(const Tensor& x) const {
-    NUANCE_CHECK(x.defined() && x.dim() == 4 && x.size(1) == cfg_.in_channels, "AutoencoderKL::encode: expected [N, ",
-                 cfg_.in_channels, ", H, W], got ", x.defined() ? x.shape() : Shape{});
-    NUANCE_CHECK(encoder.conv_in.weight.defined(), "AutoencoderKL: weights are not loaded");
-    const Tensor h = encoder(x.channels_last());  // [N, 2C, h, w], channels-last inside (see UNet::forward)
-    return (cfg_.use_quant_conv ? quant_conv(h) : h).contiguous();
+template <class V>
+V run_encode_moments(const AutoencoderKL& m, const V& x) {
+    const AutoencoderKLConfig& c = m.config();
+    NUANCE_CHECK(x.defined() && x.dim() == 4 && x.size(1) == c.in_channels, "AutoencoderKL::encode: expected [N, ",
+                 c.in_channels, ", H, W], got ", x.defined() ? x.shape() : Shape{});
+    NUANCE_CHECK(m.encoder.conv_in.weight.defined(), "AutoencoderKL: weights are not loaded");
+    const V h = run(m.encoder, compute_layout(x));  // [N, 2C, h, w], Tensor: channels-last inside (nn/apply.h)
+    return (c.use_quant_conv ? apply(m.quant_conv, h) : h).contiguous();
 }
 
-Tensor AutoencoderKL::decode(const Tensor& z) const {
-    NUANCE_CHECK(z.defined() && z.dim() == 4 && z.size(1) == cfg_.latent_channels,
-                 "AutoencoderKL::decode: expected [N, ", cfg_.latent_channels, ", h, w], got ",
+template <class V>
+V run_decode(const AutoencoderKL& m, const V& z) {
+    const AutoencoderKLConfig& c = m.config();
+    NUANCE_CHECK(z.defined() && z.dim() == 4 && z.size(1) == c.latent_channels,
+                 "AutoencoderKL::decode: expected [N, ", c.latent_channels, ", h, w], got ",
                  z.defined() ? z.shape() : Shape{});
-    NUANCE_CHECK(decoder.conv_in.weight.defined(), "AutoencoderKL: weights are not loaded");
-    const Tensor zc = z.channels_last();
-    return decoder(cfg_.use_post_quant_conv ? post_quant_conv(zc) : zc).contiguous();
+    NUANCE_CHECK(m.decoder.conv_in.weight.defined(), "AutoencoderKL: weights are not loaded");
+    const V zc = compute_layout(z);
+    return run(m.decoder, c.use_post_quant_conv ? apply(m.post_quant_conv, zc) : zc).contiguous();
 }
+
+template Tensor run_encode_moments(const AutoencoderKL&, const Tensor&);
+template Var run_encode_moments(const AutoencoderKL&, const Var&);
+template Tensor run_decode(const AutoencoderKL&, const Tensor&);
+template Var run_decode(const AutoencoderKL&, const Var&);
+
+Tensor AutoencoderKL::encode_moments(const Tensor& x) const { return run_encode_moments(*this, x); }
+
+Tensor AutoencoderKL::decode(const Tensor& z) const { return run_decode(*this, z); }
 
 Tensor AutoencoderKL::to_latents(const Tensor& z) const { return (z - cfg_.shift_factor) * cfg_.scaling_factor; }
 
