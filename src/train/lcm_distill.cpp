@@ -2,9 +2,7 @@
 #include "train/lcm_distill.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -30,6 +28,7 @@
 #include "train/model_graph.h"
 #include "train/optim.h"
 #include "train/train_arch.h"
+#include "train/train_loop.h"
 #include "train/train_options.h"
 
 namespace fs = std::filesystem;
@@ -109,12 +108,6 @@ void validate_lcm_options(const TrainOptions& o, const LcmOptions& l) {
 
 namespace {
 
-std::string step_file(const std::string& dir, int64_t step) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "step-%07lld.safetensors", (long long)step);
-    return dir + "/" + buf;
-}
-
 nlohmann::json lcm_json(const TrainOptions& o, const LcmOptions& l) {
     nlohmann::json j = {{"teacher", l.teacher},       {"w_min", l.w_min},         {"w_max", l.w_max},
                         {"num_ddim_steps", l.num_ddim_steps}, {"ema_decay", l.target_ema}, {"loss", l.loss},
@@ -152,7 +145,7 @@ Tensor rows(const std::vector<float>& v) { return Tensor::from_vector(v, {(int64
 
 }  // namespace
 
-struct LcmRun {
+struct LcmRun : TrainTask {
     TrainOptions o;
     LcmOptions l;
     std::unique_ptr<StableDiffusionModel> teacher;
@@ -176,6 +169,15 @@ struct LcmRun {
     float lora_w = 0;
 
     LcmRun(const TrainOptions& o_, const LcmOptions& l_) : o(o_), l(l_) {}
+
+    // TrainTask (train/train_loop.h)
+    Var loss(const Batch& b, Mt19937& rng) override { return distillation_loss(b, rng); }
+    void after_step() override { update_target(); }
+    ParamGrads& param_set() override { return params; }
+    ParamGrads& replica_set() override { return lora ? trainable : params; }
+    AdamW& optimizer() override { return *opt; }
+    DataLoader& data_loader() override { return *loader; }
+    int64_t& step_counter() override { return step; }
 
     void build() {
         NUANCE_CHECK_CODE(is_directory(l.teacher), NotFound, "train: --teacher '", l.teacher,
@@ -308,7 +310,7 @@ struct LcmRun {
         return {x * a - out * s, out * a + x * s};
     }
 
-    Var loss(const Batch& b, Mt19937& rng) {
+    Var distillation_loss(const Batch& b, Mt19937& rng) {
         const int64_t B = (int64_t)b.indices.size();
         const Tensor x0 = latents_of(b, rng);
         const auto& ac = schedule.alphas_cumprod();
@@ -404,7 +406,7 @@ struct LcmRun {
         clear_packed_weights();  // the target's weights changed in place
     }
 
-    void save(const std::string& path) {
+    void save(const std::string& path) override {
         std::vector<std::pair<std::string, Tensor>> tensors;
         for (auto& e : (lora ? trainable : params).entries()) tensors.emplace_back("model." + e.name, e.param->value);
         size_t i = 0;
@@ -422,7 +424,7 @@ struct LcmRun {
         save_checkpoint_file(path, tensors, meta);
     }
 
-    void load(const std::string& path) {
+    void load(const std::string& path) override {
         CheckpointFile ck = load_checkpoint_file(path);
         const nlohmann::json& meta = ck.meta;
         const std::string where = "checkpoint '" + path + "': nuance_train metadata";
@@ -573,81 +575,9 @@ TrainReport train_lcm(const TrainOptions& opts, const LcmOptions& lopts, const T
     ao.lr = opts.lr;
     ao.weight_decay = opts.weight_decay;
     run.opt = std::make_unique<AdamW>(run.params, ao);
-    const std::string ckdir = opts.output + "/checkpoints";
-    std::error_code ec;
-    fs::create_directories(ckdir, ec);
-    NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
-    std::string resume = opts.resume_from;
-    if (resume.empty() && opts.resume) {
-        resume = newest_checkpoint(ckdir);
-        NUANCE_CHECK_CODE(!resume.empty(), NotFound, "train: --resume but '", ckdir, "' holds no checkpoint");
-    }
-    if (!resume.empty()) run.load(resume);
-
-    const ComputePrecisionGuard precision(opts.precision);
-    TrainReport rep;
-    std::deque<double> window;
-    std::vector<double> losses, step_times;
-    const auto t0 = std::chrono::steady_clock::now();
-    const int64_t start_step = run.step;
-    std::ofstream log(opts.output + "/train_log.jsonl", std::ios::app);
-    while (run.step < opts.steps) {
-        Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x1c3));
-        const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
-        run.opt->set_lr(lr);
-        const Batch b = run.loader->next();
-        const auto ts = std::chrono::steady_clock::now();
-        run.params.zero_grad();
-        double loss_v;
-        {
-            ParamGrads::Bind bind(run.params);
-            const Var loss = run.loss(b, rng);
-            loss_v = loss.item();
-            NUANCE_CHECK(std::isfinite(loss_v), "train: the loss is ", loss_v, " at step ", run.step,
-                         " (lower --lr or check the data)");
-            backward(loss);
-        }
-        clip_grad_norm(run.params, opts.max_grad_norm);
-        run.opt->step();
-        run.update_target();
-        ++run.step;
-        step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
-        window.push_back(loss_v);
-        if (window.size() > 50) window.pop_front();
-        losses.push_back(loss_v);
-        double avg = 0;
-        for (double v : window) avg += v;
-        avg /= (double)window.size();
-        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        TrainProgress p{run.step, opts.steps, loss_v, avg, lr, (double)(run.step - start_step) * opts.batch / el, el};
-        if (on_step) on_step(p);
-        if (run.step % 10 == 0 || run.step == opts.steps)
-            log << nlohmann::json{{"step", run.step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
-                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el}}.dump()
-                << "\n" << std::flush;
-        if (run.step % opts.checkpoint_every == 0 || run.step == opts.steps) {
-            const std::string f = step_file(ckdir, run.step);
-            run.save(f);
-            prune_checkpoints(ckdir, opts.keep_checkpoints);
-            rep.checkpoint = f;
-        }
-    }
-    rep.steps = run.step - start_step;
-    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rep.images_per_s = rep.seconds > 0 ? (double)rep.steps * opts.batch / rep.seconds : 0;
-    const size_t k = std::max<size_t>(1, std::min<size_t>(50, losses.size() / 4));
-    if (!losses.empty()) {
-        double a = 0, z = 0;
-        for (size_t i = 0; i < k; ++i) a += losses[i], z += losses[losses.size() - 1 - i];
-        rep.first_loss = a / (double)k;
-        rep.last_loss = z / (double)k;
-    }
-    if (!step_times.empty()) {
-        std::vector<double> t(step_times.begin() + (step_times.size() > 6 ? 3 : 0), step_times.end());
-        std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-        rep.median_step_s = t[t.size() / 2];
-    }
-    if (rep.checkpoint.empty()) rep.checkpoint = newest_checkpoint(ckdir);
+    TrainLoopOptions lo;
+    lo.rng_salt = 0x1c3;
+    TrainReport rep = run_train_loop(opts, run, lo, on_step);
     rep.exported = run.lora ? run.export_lora() : run.export_model();
     return rep;
 }
