@@ -67,25 +67,30 @@ Runner add_train(CLI::App& app) {
     c->add_flag("-q,--quiet", *quiet, "No progress bar");
     // lora (src/train/lora_train.h): defaults as kohya's (lr 1e-4, no EMA) unless given.
     c->add_option("--base", o->base, "lora: the model to adapt (SD1.x architecture: diffusers folder or single file)");
-    c->add_option("--rank", o->lora_rank, "lora: rank of the adapters")->capture_default_str();
-    c->add_option("--alpha", o->lora_alpha, "lora: alpha (the adapters are scaled by alpha / rank)")
+    c->add_option("--rank,--lora-rank", o->lora_rank,
+                  "lora: rank of the adapters; lcm: distil into a LoRA of this rank (LCM-LoRA) instead of a full "
+                  "student")
+        ->capture_default_str();
+    c->add_option("--alpha,--lora-alpha", o->lora_alpha,
+                  "lora: alpha (the adapters are scaled by alpha / rank); lcm with --lora-rank: default the rank")
         ->capture_default_str();
     c->add_option("--targets", o->lora_targets,
                   "lora: adapted layers, parts joined by '+': attn, ff, all-linear (kohya's default), conv "
-                  "(LoCon: resnet and up/down-sampling convs), e.g. attn+ff, all-linear+conv")
+                  "(LoCon: resnet and up/down-sampling convs), e.g. attn+ff, all-linear+conv; lcm with --lora-rank: "
+                  "default all-linear+conv (diffusers' LCM-LoRA set)")
         ->capture_default_str();
     c->add_flag("--train-text-encoder", o->train_text_encoder,
                 "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
     CLI::Option* lr_opt = c->get_option("--lr");
     CLI::Option* ema_opt = c->get_option("--ema");
-    return [o, arch, precision, quiet, lr_opt, ema_opt, lcm] {
+    return [o, arch, precision, quiet, lr_opt, ema_opt, lcm, c] {
         if (o->model == "lora") {
             if (lr_opt->count() == 0) o->lr = 1e-4f;
             if (ema_opt->count() == 0) o->ema_decay = 0;
         }
         o->precision = parse_usage_precision(*precision);
         if (o->precision == Precision::Auto) o->precision = Precision::FP32;
-        if (o->model == "lcm") return run_lcm(*o, *lcm, !arch->empty(), *quiet);
+        if (o->model == "lcm") return run_lcm(*o, *lcm, *c, !arch->empty(), *quiet);
         if (!arch->empty()) {
             std::string text = *arch;
             if (text.front() != '{') {

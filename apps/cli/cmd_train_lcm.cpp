@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "train/lora_train.h"
 
 namespace nuance::cli {
 
@@ -24,14 +25,27 @@ void add_lcm_options(CLI::App& c, LcmOptions& l) {
                                                          "(time_cond_proj_dim)")
         ->capture_default_str();
     c.add_option("--lcm-guidance", l.default_guidance,
-                 "lcm: the exported model's default --cfg-scale (1 + w); 0: the teacher's, clamped to 1 + [w-min, w-max]")
+                 "lcm: the exported model's default --cfg-scale (1 + w); 0: the teacher's, clamped to 1 + [w-min, w-max]. "
+                 "With --lora-rank: the guidance scale baked into the LoRA (0: the teacher's default)")
         ->capture_default_str();
 }
 
-int run_lcm(TrainOptions& o, const LcmOptions& l, bool arch_given, bool quiet) {
+int run_lcm(TrainOptions& o, LcmOptions& l, const CLI::App& train, bool arch_given, bool quiet) {
+    const auto given = [&](const char* flag) { return train.get_option(flag)->count() > 0; };
     try {  // every option before the teacher or the data is read: a bad value is a usage error
         NUANCE_CHECK(!arch_given, "--arch does not apply to --model lcm (the student has the teacher's architecture)");
         NUANCE_CHECK(o.vae.empty(), "--vae does not apply to --model lcm (the teacher's VAE is used)");
+        l.lora = given("--lora-rank");
+        if (l.lora) {  // LCM-LoRA: diffusers' defaults (alpha = rank, attention + feed-forward + resnet layers)
+            for (const char* f : {"--w-min", "--w-max", "--ema-decay", "--w-embedding-dim"})
+                NUANCE_CHECK(!given(f), f, " does not apply to LCM-LoRA (--lora-rank): the LoRA bakes one guidance "
+                             "scale in (--lcm-guidance, default the teacher's) and is its own target network");
+            if (!given("--lora-alpha")) o.lora_alpha = (double)o.lora_rank;
+            if (!given("--targets")) o.lora_targets = "all-linear+conv";
+        } else {
+            NUANCE_CHECK(!given("--lora-alpha") && !given("--targets"), "--lora-alpha and --targets apply to ",
+                         "--model lcm only with --lora-rank (LCM-LoRA)");
+        }
         validate_lcm_options(o, l);
     } catch (const Error& e) {
         fail(ErrorCode::InvalidArgument, "usage: ", e.what());
@@ -54,8 +68,9 @@ int run_lcm(TrainOptions& o, const LcmOptions& l, bool arch_given, bool quiet) {
                          eta);
         }
         if (p.step == p.total)
-            std::fprintf(stderr, "lcm: writing the final checkpoint and exporting the student to '%s/model' ...\n",
-                         o.output.c_str());
+            std::fprintf(stderr, "lcm: writing the final checkpoint and exporting the %s to '%s' ...\n",
+                         l.lora ? "LoRA" : "student",
+                         l.lora ? lora_export_path(o.output).c_str() : (o.output + "/model").c_str());
         std::fflush(stderr);
     });
     std::printf("distilled %lld steps in %.1fs (%.1f images/s); loss %.5f -> %.5f\n"

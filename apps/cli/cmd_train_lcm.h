@@ -9,6 +9,7 @@ namespace nuance::cli {
 
 void add_lcm_options(CLI::App& train, LcmOptions& l);
 // Validates (a bad value is a usage error, exit 2), distils with a progress line, prints the report; returns 0.
-int run_lcm(TrainOptions& o, const LcmOptions& l, bool arch_given, bool quiet);
+// `train` is the train subcommand (which flags were given: --lora-rank makes it an LCM-LoRA run).
+int run_lcm(TrainOptions& o, LcmOptions& l, const CLI::App& train, bool arch_given, bool quiet);
 
 }  // namespace nuance::cli

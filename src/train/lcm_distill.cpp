@@ -2,9 +2,7 @@
 #include "train/lcm_distill.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -25,9 +23,12 @@
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
 #include "train/dataset.h"
+#include "train/lora_network.h"
+#include "train/lora_train.h"
 #include "train/model_graph.h"
 #include "train/optim.h"
 #include "train/train_arch.h"
+#include "train/train_loop.h"
 #include "train/train_options.h"
 
 namespace fs = std::filesystem;
@@ -96,21 +97,31 @@ void validate_lcm_options(const TrainOptions& o, const LcmOptions& l) {
     NUANCE_CHECK(l.default_guidance == 0 || (std::isfinite(l.default_guidance) && l.default_guidance >= 1 &&
                                              l.default_guidance <= 101),
                  "train: --lcm-guidance must be 0 (the teacher's default) or in [1, 101], got ", l.default_guidance);
+    if (l.lora) {
+        NUANCE_CHECK(o.lora_rank >= 1 && o.lora_rank <= kMaxLoraRank, "train: --lora-rank must be in 1..", kMaxLoraRank,
+                     ", got ", o.lora_rank);
+        NUANCE_CHECK(std::isfinite(o.lora_alpha) && o.lora_alpha > 0 && o.lora_alpha <= 1e6,
+                     "train: --lora-alpha must be a finite number in (0, 1e6], got ", o.lora_alpha);
+        parse_lora_targets(o.lora_targets);
+    }
 }
 
 namespace {
 
-std::string step_file(const std::string& dir, int64_t step) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "step-%07lld.safetensors", (long long)step);
-    return dir + "/" + buf;
+nlohmann::json lcm_json(const TrainOptions& o, const LcmOptions& l) {
+    nlohmann::json j = {{"teacher", l.teacher},       {"w_min", l.w_min},         {"w_max", l.w_max},
+                        {"num_ddim_steps", l.num_ddim_steps}, {"ema_decay", l.target_ema}, {"loss", l.loss},
+                        {"huber_c", l.huber_c},       {"w_embedding_dim", l.w_embedding_dim},
+                        {"guidance", l.default_guidance}};
+    if (l.lora) j["lora"] = {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets}};
+    return j;
 }
 
-nlohmann::json lcm_json(const LcmOptions& l) {
-    return {{"teacher", l.teacher},       {"w_min", l.w_min},         {"w_max", l.w_max},
-            {"num_ddim_steps", l.num_ddim_steps}, {"ema_decay", l.target_ema}, {"loss", l.loss},
-            {"huber_c", l.huber_c},       {"w_embedding_dim", l.w_embedding_dim},
-            {"guidance", l.default_guidance}};
+// Every parameter of `m` as an F32 value (ParamGrads leaves need F32; the teacher stays frozen).
+void widen_to_f32(Module& m) {
+    for_each_param(m, [](const std::string&, Param& p) {
+        if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();
+    });
 }
 
 // Copies `from`'s weights (same names) into `to` as owned F32 tensors; `to`'s extra weights (cond_proj) are zeroed.
@@ -134,7 +145,7 @@ Tensor rows(const std::vector<float>& v) { return Tensor::from_vector(v, {(int64
 
 }  // namespace
 
-struct LcmRun {
+struct LcmRun : TrainTask {
     TrainOptions o;
     LcmOptions l;
     std::unique_ptr<StableDiffusionModel> teacher;
@@ -151,8 +162,22 @@ struct LcmRun {
     Tensor uncond_context;  // [1, L, D]
     std::vector<Tensor> moments_cache;
     int64_t step = 0;
+    // LCM-LoRA: the adapters on the teacher's UNet (the student is teacher + adapters), the adapters' own
+    // ParamGrads (what checkpoints hold), and the fixed ω of the guidance baked in.
+    std::unique_ptr<LoraNetwork> lora;
+    ParamGrads trainable;
+    float lora_w = 0;
 
     LcmRun(const TrainOptions& o_, const LcmOptions& l_) : o(o_), l(l_) {}
+
+    // TrainTask (train/train_loop.h)
+    Var loss(const Batch& b, Mt19937& rng) override { return distillation_loss(b, rng); }
+    void after_step() override { update_target(); }
+    ParamGrads& param_set() override { return params; }
+    ParamGrads& replica_set() override { return lora ? trainable : params; }
+    AdamW& optimizer() override { return *opt; }
+    DataLoader& data_loader() override { return *loader; }
+    int64_t& step_counter() override { return step; }
 
     void build() {
         NUANCE_CHECK_CODE(is_directory(l.teacher), NotFound, "train: --teacher '", l.teacher,
@@ -182,6 +207,36 @@ struct LcmRun {
         NUANCE_CHECK(o.resolution % f == 0, "train: --resolution ", o.resolution, " is not a multiple of the ",
                      "teacher's VAE downscale ", f);
 
+        if (l.lora) {
+            build_lora();
+        } else {
+            build_student();
+        }
+        NoGradGuard ng;
+        uncond_context = encode_text({""});
+    }
+
+    void build_lora() {
+        widen_to_f32(*teacher->unet);
+        LoraConfig cfg;
+        cfg.rank = o.lora_rank;
+        cfg.alpha = o.lora_alpha;
+        cfg.targets = parse_lora_targets(o.lora_targets);
+        lora = std::make_unique<LoraNetwork>(*teacher->unet, nullptr, cfg, mix_seed(o.seed, 21));
+        for_each_param(*teacher->unet, [&](const std::string& n, Param& p) {
+            if (!p.value.defined()) return;
+            params.add("unet." + n, p);
+            params.set_trainable(p, false);
+        });
+        lora->register_params(params);
+        lora->register_params(trainable);
+        const float g = l.default_guidance > 0 ? l.default_guidance : teacher->generation_defaults().cfg_scale;
+        NUANCE_CHECK(std::isfinite(g) && g >= 1, "train: LCM-LoRA bakes a guidance scale >= 1 into the LoRA; the ",
+                     "teacher's default is ", g, " (pass --lcm-guidance)");
+        lora_w = g - 1.0f;
+    }
+
+    void build_student() {
         student_cfg = teacher->unet->config();
         student_cfg.time_cond_proj_dim = l.w_embedding_dim;
         student = std::make_unique<UNet2DConditionModel>(student_cfg);
@@ -194,8 +249,6 @@ struct LcmRun {
         });
         for_each_param(*target, [&](const std::string&, Param& p) { target_params.push_back(&p); });
         NUANCE_CHECK(student_params.size() == target_params.size(), "lcm: student and target differ");
-        NoGradGuard ng;
-        uncond_context = encode_text({""});
     }
 
     // Captions -> the teacher's text encoder output [B, L, D] (clip skip 1, the SD conditioning).
@@ -257,7 +310,7 @@ struct LcmRun {
         return {x * a - out * s, out * a + x * s};
     }
 
-    Var loss(const Batch& b, Mt19937& rng) {
+    Var distillation_loss(const Batch& b, Mt19937& rng) {
         const int64_t B = (int64_t)b.indices.size();
         const Tensor x0 = latents_of(b, rng);
         const auto& ac = schedule.alphas_cumprod();
@@ -274,7 +327,7 @@ struct LcmRun {
             s_t[(size_t)i] = std::sqrt(1.0f - ac[(size_t)ts]);
             a_p[(size_t)i] = std::sqrt(ac[(size_t)tp]);
             s_p[(size_t)i] = std::sqrt(1.0f - ac[(size_t)tp]);
-            w[(size_t)i] = l.w_min + (l.w_max - l.w_min) * uniform01(rng);
+            w[(size_t)i] = lora ? lora_w : l.w_min + (l.w_max - l.w_min) * uniform01(rng);
             const BoundaryScalings bs = consistency_boundary((double)ts), bp = consistency_boundary((double)tp);
             cs_start[(size_t)i] = (float)bs.c_skip;
             co_start[(size_t)i] = (float)bs.c_out;
@@ -285,7 +338,7 @@ struct LcmRun {
         const Tensor noise = normal.randn(x0.shape());
         const Tensor At = rows(a_t), St = rows(s_t), Ap = rows(a_p), Sp = rows(s_p);
         const Tensor x_t = x0 * At + noise * St;  // add_noise at t_start
-        const Tensor w_emb = guidance_scale_embedding(w, l.w_embedding_dim);
+        const Tensor w_emb = lora ? Tensor() : guidance_scale_embedding(w, l.w_embedding_dim);
         const Tensor ts = Tensor::from_vector(t_start, {B}), tp = Tensor::from_vector(t_prev, {B});
 
         Tensor target_f;
@@ -303,16 +356,28 @@ struct LcmRun {
             const Tensor pred_x0 = x0_c + (x0_c - x0_u) * W;
             const Tensor pred_eps = eps_c + (eps_c - eps_u) * W;
             const Tensor x_prev = solver->step(pred_x0, pred_eps, index);
-            // Target network at (x_prev, t_prev): f = c_skip x_prev + c_out x0.
-            UNetExtra ex;
-            ex.timestep_cond = w_emb;
-            const Tensor out_t = target->forward(x_prev, tp, ctx, ex);
+            // Target network at (x_prev, t_prev): f = c_skip x_prev + c_out x0. LCM-LoRA: the student itself.
+            Tensor out_t;
+            if (lora) {
+                LayerAdapters::Bind adapters(*lora);
+                out_t = unet_forward(*teacher->unet, Var(x_prev), tp, Var(ctx)).value();
+            } else {
+                UNetExtra ex;
+                ex.timestep_cond = w_emb;
+                out_t = target->forward(x_prev, tp, ctx, ex);
+            }
             const Tensor x0_t = x0_eps(out_t, x_prev, Ap, Sp).first;
             target_f = x_prev * rows(cs_prev) + x0_t * rows(co_prev);
         }
         // Student at (x_t, t_start): f = c_skip x_t + c_out x0(out), with x0 linear in out:
         // eps: x0 = (x_t - s out) / a;  v: x0 = a x_t - s out.
-        const Var out = unet_forward(*student, Var(x_t), ts, Var(ctx), w_emb);
+        Var out;
+        if (lora) {
+            LayerAdapters::Bind adapters(*lora);  // bound for the student's forward only (the teacher's is plain)
+            out = unet_forward(*teacher->unet, Var(x_t), ts, Var(ctx));
+        } else {
+            out = unet_forward(*student, Var(x_t), ts, Var(ctx), w_emb);
+        }
         std::vector<float> k_x(B), k_out(B);
         for (int64_t i = 0; i < B; ++i) {
             const float a = a_t[(size_t)i], s = s_t[(size_t)i];
@@ -329,6 +394,7 @@ struct LcmRun {
 
     // θ⁻ ← decay θ⁻ + (1 - decay) θ (diffusers' update_ema).
     void update_target() {
+        if (lora) return;  // LCM-LoRA: no target network
         const float dcy = l.target_ema;
         for (size_t i = 0; i < student_params.size(); ++i) {
             Tensor& tv = target_params[i]->value;
@@ -340,40 +406,59 @@ struct LcmRun {
         clear_packed_weights();  // the target's weights changed in place
     }
 
-    void save(const std::string& path) {
+    void save(const std::string& path) override {
         std::vector<std::pair<std::string, Tensor>> tensors;
-        for (auto& e : params.entries()) tensors.emplace_back("model." + e.name, e.param->value);
+        for (auto& e : (lora ? trainable : params).entries()) tensors.emplace_back("model." + e.name, e.param->value);
         size_t i = 0;
-        for (auto& e : params.entries()) tensors.emplace_back("target." + e.name, target_params[i++]->value);
+        if (!lora)
+            for (auto& e : params.entries()) tensors.emplace_back("target." + e.name, target_params[i++]->value);
         for (auto& [k, v] : opt->state_dict()) tensors.emplace_back("optim." + k, v);
         nlohmann::json meta;
         meta["step"] = step;
         meta["model"] = "lcm";
         meta["options"] = options_json(o);
-        meta["lcm"] = lcm_json(l);
-        meta["student"] = unet_diffusers_config(student_cfg, o.resolution / teacher->vae_scale());
+        meta["lcm"] = lcm_json(o, l);
+        if (!lora) meta["student"] = unet_diffusers_config(student_cfg, o.resolution / teacher->vae_scale());
         const LoaderState ls = loader->state();
         meta["loader"] = {{"seed", ls.seed}, {"epoch", ls.epoch}, {"position", ls.position}};
         save_checkpoint_file(path, tensors, meta);
     }
 
-    void load(const std::string& path) {
+    void load(const std::string& path) override {
         CheckpointFile ck = load_checkpoint_file(path);
         const nlohmann::json& meta = ck.meta;
         const std::string where = "checkpoint '" + path + "': nuance_train metadata";
         const std::string model = json_field<std::string>(meta, "model", "?", where);
         NUANCE_CHECK(model == "lcm", "checkpoint '", path, "' is a ", model, " run, not lcm");
-        size_t i = 0;
-        for (auto& e : params.entries()) {
-            for (const char* kind : {"model.", "target."}) {
-                auto it = ck.tensors.find(kind + e.name);
-                NUANCE_CHECK(it != ck.tensors.end(), "checkpoint '", path, "' has no tensor '", kind, e.name,
-                             "' (a checkpoint of another teacher or --w-embedding-dim?)");
-                NUANCE_CHECK(it->second.shape() == e.param->shape, "checkpoint '", path, "': '", kind, e.name, "' is ",
-                             it->second.shape(), ", the student wants ", e.param->shape);
-                (kind[0] == 'm' ? e.param->value : target_params[i]->value).copy_(it->second);
+        const nlohmann::json want = lcm_json(o, l).value("lora", nlohmann::json());
+        const nlohmann::json has = meta.contains("lcm") && meta["lcm"].is_object()
+                                       ? meta["lcm"].value("lora", nlohmann::json())
+                                       : nlohmann::json();
+        NUANCE_CHECK(has == want, "checkpoint '", path, "' is ",
+                     has.is_null() ? std::string("a full-student run") : str("an LCM-LoRA run of ", has.dump()),
+                     ", this run ", want.is_null() ? std::string("a full student") : str("an LCM-LoRA of ", want.dump()));
+        if (lora) {
+            for (auto& e : trainable.entries()) {
+                auto it = ck.tensors.find("model." + e.name);
+                NUANCE_CHECK(it != ck.tensors.end(), "checkpoint '", path, "' has no tensor 'model.", e.name,
+                             "' (an LCM-LoRA of another teacher?)");
+                NUANCE_CHECK(it->second.shape() == e.param->shape, "checkpoint '", path, "': 'model.", e.name, "' is ",
+                             it->second.shape(), ", this teacher wants ", e.param->shape);
+                e.param->value.copy_(it->second);
             }
-            ++i;
+        } else {
+            size_t i = 0;
+            for (auto& e : params.entries()) {
+                for (const char* kind : {"model.", "target."}) {
+                    auto it = ck.tensors.find(kind + e.name);
+                    NUANCE_CHECK(it != ck.tensors.end(), "checkpoint '", path, "' has no tensor '", kind, e.name,
+                                 "' (a checkpoint of another teacher or --w-embedding-dim?)");
+                    NUANCE_CHECK(it->second.shape() == e.param->shape, "checkpoint '", path, "': '", kind, e.name,
+                                 "' is ", it->second.shape(), ", the student wants ", e.param->shape);
+                    (kind[0] == 'm' ? e.param->value : target_params[i]->value).copy_(it->second);
+                }
+                ++i;
+            }
         }
         clear_packed_weights();
         std::map<std::string, Tensor> optim;
@@ -424,13 +509,59 @@ struct LcmRun {
         defaults["cfg_scale"] = g;
         nu["defaults"] = defaults;
         nu["lcm"] = {{"teacher", l.teacher}, {"distilled_steps", step}, {"options", options_json(o)},
-                     {"lcm", lcm_json(l)}};
+                     {"lcm", lcm_json(o, l)}};
         nu["trained_steps"] = step;
         index["_nuance"] = nu;
         index["scheduler"] = {"diffusers", "LCMScheduler"};
         index["_class_name"] = "LatentConsistencyModelPipeline";
         write_json(dir + "/model_index.json", index);
         return dir;
+    }
+
+    // LCM-LoRA: <out>/<name>.safetensors in kohya's format with kohya's ss_* metadata and how to sample with it.
+    std::string export_lora() {
+        const std::string path = lora_export_path(o.output);
+        const bool conv = lora->config().targets.conv;
+        const std::string dim = std::to_string(o.lora_rank), alpha = str(o.lora_alpha);
+        nlohmann::json args = nlohmann::json::object();
+        if (conv) args = {{"conv_dim", dim}, {"conv_alpha", alpha}};
+        args["nuance_targets"] = o.lora_targets;
+        const bool sd2 = teacher->family == SDFamily::SD2;
+        const std::string usage = str("LCM-LoRA of ", fs::path(l.teacher).filename().string(),
+                                      " (nuance train --model lcm --lora-rank): sample with --sampler lcm --steps 4 "
+                                      "--cfg-scale 1 (guidance ", lora_w + 1.0f, " is baked in)");
+        const std::map<std::string, std::string> meta = {
+            {"ss_network_module", "networks.lora"},
+            {"ss_network_dim", dim},
+            {"ss_network_alpha", alpha},
+            {"ss_network_args", args.dump()},
+            {"ss_network_train_unet_only", "True"},
+            {"ss_network_train_text_encoder_only", "False"},
+            {"ss_base_model_version", sd2 ? "sd_v2" : "sd_v1"},
+            {"ss_v2", sd2 ? "True" : "False"},
+            {"ss_sd_model_name", fs::path(l.teacher).filename().string()},
+            {"ss_output_name", fs::path(path).stem().string()},
+            {"ss_learning_rate", str(o.lr)},
+            {"ss_unet_lr", str(o.lr)},
+            {"ss_lr_scheduler", "cosine"},
+            {"ss_lr_warmup_steps", std::to_string(o.warmup)},
+            {"ss_max_train_steps", std::to_string(o.steps)},
+            {"ss_steps", std::to_string(step)},
+            {"ss_batch_size_per_device", std::to_string(o.batch)},
+            {"ss_resolution", str("(", o.resolution, ", ", o.resolution, ")")},
+            {"ss_training_comment", usage},
+            {"modelspec.sai_model_spec", "1.0.0"},
+            {"modelspec.architecture", sd2 ? "stable-diffusion-v2-512/lora/lcm" : "stable-diffusion-v1/lora/lcm"},
+            {"modelspec.implementation", "diffusers"},
+            {"modelspec.title", fs::path(path).stem().string()},
+            {"modelspec.resolution", str(o.resolution, "x", o.resolution)},
+            {"modelspec.usage_hint", usage},
+            {"nuance_lcm", nlohmann::json{{"teacher", l.teacher}, {"distilled_steps", step},
+                                          {"guidance", lora_w + 1.0f}, {"options", options_json(o)},
+                                          {"lcm", lcm_json(o, l)}}.dump()},
+        };
+        lora->save_kohya(path, meta);
+        return path;
     }
 };
 
@@ -444,82 +575,10 @@ TrainReport train_lcm(const TrainOptions& opts, const LcmOptions& lopts, const T
     ao.lr = opts.lr;
     ao.weight_decay = opts.weight_decay;
     run.opt = std::make_unique<AdamW>(run.params, ao);
-    const std::string ckdir = opts.output + "/checkpoints";
-    std::error_code ec;
-    fs::create_directories(ckdir, ec);
-    NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
-    std::string resume = opts.resume_from;
-    if (resume.empty() && opts.resume) {
-        resume = newest_checkpoint(ckdir);
-        NUANCE_CHECK_CODE(!resume.empty(), NotFound, "train: --resume but '", ckdir, "' holds no checkpoint");
-    }
-    if (!resume.empty()) run.load(resume);
-
-    const ComputePrecisionGuard precision(opts.precision);
-    TrainReport rep;
-    std::deque<double> window;
-    std::vector<double> losses, step_times;
-    const auto t0 = std::chrono::steady_clock::now();
-    const int64_t start_step = run.step;
-    std::ofstream log(opts.output + "/train_log.jsonl", std::ios::app);
-    while (run.step < opts.steps) {
-        Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x1c3));
-        const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
-        run.opt->set_lr(lr);
-        const Batch b = run.loader->next();
-        const auto ts = std::chrono::steady_clock::now();
-        run.params.zero_grad();
-        double loss_v;
-        {
-            ParamGrads::Bind bind(run.params);
-            const Var loss = run.loss(b, rng);
-            loss_v = loss.item();
-            NUANCE_CHECK(std::isfinite(loss_v), "train: the loss is ", loss_v, " at step ", run.step,
-                         " (lower --lr or check the data)");
-            backward(loss);
-        }
-        clip_grad_norm(run.params, opts.max_grad_norm);
-        run.opt->step();
-        run.update_target();
-        ++run.step;
-        step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
-        window.push_back(loss_v);
-        if (window.size() > 50) window.pop_front();
-        losses.push_back(loss_v);
-        double avg = 0;
-        for (double v : window) avg += v;
-        avg /= (double)window.size();
-        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        TrainProgress p{run.step, opts.steps, loss_v, avg, lr, (double)(run.step - start_step) * opts.batch / el, el};
-        if (on_step) on_step(p);
-        if (run.step % 10 == 0 || run.step == opts.steps)
-            log << nlohmann::json{{"step", run.step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
-                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el}}.dump()
-                << "\n" << std::flush;
-        if (run.step % opts.checkpoint_every == 0 || run.step == opts.steps) {
-            const std::string f = step_file(ckdir, run.step);
-            run.save(f);
-            prune_checkpoints(ckdir, opts.keep_checkpoints);
-            rep.checkpoint = f;
-        }
-    }
-    rep.steps = run.step - start_step;
-    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rep.images_per_s = rep.seconds > 0 ? (double)rep.steps * opts.batch / rep.seconds : 0;
-    const size_t k = std::max<size_t>(1, std::min<size_t>(50, losses.size() / 4));
-    if (!losses.empty()) {
-        double a = 0, z = 0;
-        for (size_t i = 0; i < k; ++i) a += losses[i], z += losses[losses.size() - 1 - i];
-        rep.first_loss = a / (double)k;
-        rep.last_loss = z / (double)k;
-    }
-    if (!step_times.empty()) {
-        std::vector<double> t(step_times.begin() + (step_times.size() > 6 ? 3 : 0), step_times.end());
-        std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-        rep.median_step_s = t[t.size() / 2];
-    }
-    if (rep.checkpoint.empty()) rep.checkpoint = newest_checkpoint(ckdir);
-    rep.exported = run.export_model();
+    TrainLoopOptions lo;
+    lo.rng_salt = 0x1c3;
+    TrainReport rep = run_train_loop(opts, run, lo, on_step);
+    rep.exported = run.lora ? run.export_lora() : run.export_model();
     return rep;
 }
 

@@ -32,7 +32,11 @@ struct LcmOptions {
     float huber_c = 0.001f;
     int64_t w_embedding_dim = 256;  // the student's time_cond_proj_dim
     // The exported model's default guidance scale (`--cfg-scale`); 0: the teacher's default, clamped to 1 + [ω].
+    // LCM-LoRA: the baked guidance scale g (ω = g - 1) instead; 0: the teacher's default.
     float default_guidance = 0.0f;
+    // LCM-LoRA: distil into adapters on the teacher's UNet (TrainOptions::lora_rank, lora_alpha, lora_targets) instead
+    // of a full guidance-conditioned student; w_min/w_max, target_ema and w_embedding_dim do not apply.
+    bool lora = false;
 };
 
 // Every LCM-specific option in range and the common ones (validate_train_options); Error naming the flag.

@@ -2,10 +2,8 @@
 #include "train/lora_train.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <ctime>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 
@@ -25,6 +23,7 @@
 #include "train/lora_network.h"
 #include "train/model_graph.h"
 #include "train/optim.h"
+#include "train/train_loop.h"
 #include "train/train_options.h"
 
 namespace fs = std::filesystem;
@@ -41,12 +40,6 @@ std::string lora_export_path(const std::string& output) {
 
 namespace {
 
-std::string step_file(const std::string& dir, int64_t step) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "step-%07lld.safetensors", (long long)step);
-    return dir + "/" + buf;
-}
-
 std::string utc_now_epoch() { return std::to_string((long long)std::time(nullptr)); }
 
 // Every parameter of `m` as an F32 value (the trainer's leaves need F32; the base stays frozen).
@@ -61,7 +54,7 @@ nlohmann::json lora_json(const TrainOptions& o) {
             {"train_text_encoder", o.train_text_encoder}};
 }
 
-struct LoraRun {
+struct LoraRun : TrainTask {
     TrainOptions o;
     StableDiffusionModel base;
     std::unique_ptr<LoraNetwork> net;
@@ -77,6 +70,18 @@ struct LoraRun {
     std::string started_at = utc_now_epoch();
 
     explicit LoraRun(const TrainOptions& opts) : o(opts), base(load_stable_diffusion(opts.base)) {}
+
+    // TrainTask (train/train_loop.h): the forward binds the frozen base and the adapters, the ranks compare the
+    // adapters.
+    Var loss(const Batch& b, Mt19937& rng) override {
+        LayerAdapters::Bind adapters(*net);
+        return loss(b, o.batch, rng);
+    }
+    ParamGrads& param_set() override { return params; }
+    ParamGrads& replica_set() override { return trainable; }
+    AdamW& optimizer() override { return *opt; }
+    DataLoader& data_loader() override { return *loader; }
+    int64_t& step_counter() override { return step; }
 
     void build() {
         NUANCE_CHECK_CODE(base.vae && base.unet && base.te1.model, Unsupported, "train --model lora: the base '",
@@ -225,7 +230,7 @@ struct LoraRun {
 
     // ---- checkpoints ----
 
-    void save(const std::string& path) {
+    void save(const std::string& path) override {
         std::vector<std::pair<std::string, Tensor>> tensors;
         for (auto& e : trainable.entries()) tensors.emplace_back("model." + e.name, e.param->value);
         for (auto& [k, v] : opt->state_dict()) tensors.emplace_back("optim." + k, v);
@@ -242,7 +247,7 @@ struct LoraRun {
         save_checkpoint_file(path, tensors, meta);
     }
 
-    void load(const std::string& path) {
+    void load(const std::string& path) override {
         CheckpointFile ck = load_checkpoint_file(path);
         const nlohmann::json& meta = ck.meta;
         const std::string where = "checkpoint '" + path + "': nuance_train metadata";
@@ -346,111 +351,14 @@ TrainReport train_lora(const TrainOptions& opts, const TrainCallback& on_step) {
     NUANCE_CHECK(opts.model == "lora", "train_lora: --model is '", opts.model, "'");
     NUANCE_CHECK(!opts.base.empty(), "train --model lora: --base (the model to adapt) is required");
     LoraRun run(opts);
-    const bool root = dist::is_root();
     run.rows = local_rows(opts.batch);
     run.build();
     run.make_data();
     run.make_optimizer();
-    const std::string ckdir = opts.output + "/checkpoints";
-    std::error_code ec;
-    if (root) {
-        fs::create_directories(ckdir, ec);
-        NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
-        remove_stale_temp_files(ckdir);
-    }
-    dist::barrier();
-    std::string resume = opts.resume_from;
-    if (resume.empty() && opts.resume) {
-        resume = newest_checkpoint(ckdir);
-        NUANCE_CHECK_CODE(!resume.empty(), NotFound, "train: --resume but '", ckdir, "' holds no checkpoint");
-    }
-    if (!resume.empty()) run.load(resume);
-    check_replicas(run.trainable, run.step);
-    const double local_weight = (double)(run.rows.end - run.rows.begin) / (double)opts.batch;
-
-    const ComputePrecisionGuard precision(opts.precision);
-    TrainReport rep;
-    std::deque<double> window;
-    std::vector<double> losses, step_times;
-    const auto t0 = std::chrono::steady_clock::now();
-    const int64_t start_step = run.step;
-    std::ofstream log;
-    if (root) log.open(opts.output + "/train_log.jsonl", std::ios::app);
-    while (run.step < opts.steps) {
-        Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x5eed));
-        const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
-        run.opt->set_lr(lr);
-        const Batch b = batch_rows(run.loader->next(), run.rows);
-        const auto ts = std::chrono::steady_clock::now();
-        run.params.zero_grad();
-        double loss_v;
-        {
-            ParamGrads::Bind bind(run.params);
-            LayerAdapters::Bind adapters(*run.net);
-            const Var loss = run.loss(b, opts.batch, rng);
-            loss_v = loss.item();
-            NUANCE_CHECK(std::isfinite(loss_v), "train: the loss is ", loss_v, " at step ", run.step,
-                         " (lower --lr or check the data)");
-            backward(loss);
-        }
-        if (dist::size() > 1) {
-            reduce_gradients(run.params, local_weight);
-            double l = loss_v * local_weight;
-            dist::allreduce_sum(&l, 1);
-            loss_v = l;
-        }
-        clip_grad_norm(run.params, opts.max_grad_norm);
-        run.opt->step();
-        ++run.step;
-        if (opts.replica_check_every > 0 && run.step % opts.replica_check_every == 0)
-            check_replicas(run.trainable, run.step);
-        step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
-        window.push_back(loss_v);
-        if (window.size() > 50) window.pop_front();
-        losses.push_back(loss_v);
-        double avg = 0;
-        for (double v : window) avg += v;
-        avg /= (double)window.size();
-        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        TrainProgress p{run.step, opts.steps, loss_v, avg, lr, (double)(run.step - start_step) * opts.batch / el, el};
-        if (on_step && root) on_step(p);
-        if (root && (run.step % 10 == 0 || run.step == opts.steps))
-            log << nlohmann::json{{"step", run.step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
-                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el}, {"ranks", dist::size()}}
-                       .dump()
-                << "\n"
-                << std::flush;
-        if (run.step % opts.checkpoint_every == 0 || run.step == opts.steps) {
-            check_replicas(run.trainable, run.step);
-            const std::string f = step_file(ckdir, run.step);
-            if (root) {
-                run.save(f);
-                prune_checkpoints(ckdir, opts.keep_checkpoints);
-            }
-            rep.checkpoint = f;
-        }
-    }
-    rep.steps = run.step - start_step;
-    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rep.images_per_s = rep.seconds > 0 ? (double)rep.steps * opts.batch / rep.seconds : 0;
-    const size_t k = std::max<size_t>(1, std::min<size_t>(50, losses.size() / 4));
-    if (!losses.empty()) {
-        double a = 0, z = 0;
-        for (size_t i = 0; i < k; ++i) a += losses[i], z += losses[losses.size() - 1 - i];
-        rep.first_loss = a / (double)k;
-        rep.last_loss = z / (double)k;
-    }
-    if (!step_times.empty()) {
-        std::vector<double> t(step_times.begin() + (step_times.size() > 6 ? 3 : 0), step_times.end());
-        std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-        rep.median_step_s = t[t.size() / 2];
-    }
-    const dist::CommStats cs = dist::comm_stats();
-    rep.ranks = dist::size();
-    rep.comm_seconds = cs.seconds;
-    rep.comm_bytes_per_step = rep.steps > 0 ? (double)cs.bytes / (double)rep.steps : 0;
-    if (rep.checkpoint.empty() && root) rep.checkpoint = newest_checkpoint(ckdir);
-    if (root) {
+    TrainLoopOptions lo;
+    lo.rows = run.rows;
+    TrainReport rep = run_train_loop(opts, run, lo, on_step);
+    if (dist::is_root()) {
         rep.exported = lora_export_path(opts.output);
         run.net->save_kohya(rep.exported, run.metadata(rep.exported));
     }

@@ -2,13 +2,10 @@
 #include "train/trainer.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <optional>
 
 #include "autograd/functions.h"
 #include "autograd/param_grads.h"
@@ -23,7 +20,6 @@
 #include "text/clip_tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
-#include "core/op_stats.h"
 #include "train/data_parallel.h"
 #include "train/dataset.h"
 #include "train/fashion_mnist.h"
@@ -31,6 +27,7 @@
 #include "train/model_graph.h"
 #include "train/optim.h"
 #include "train/train_arch.h"
+#include "train/train_loop.h"
 #include "train/train_options.h"
 
 namespace fs = std::filesystem;
@@ -104,13 +101,6 @@ Tensor tokenize(const std::vector<std::string>& captions, int64_t max_len) {
     return Tensor::from_ids(ids, {(int64_t)captions.size(), max_len});
 }
 
-
-std::string step_file(const std::string& dir, int64_t step) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "step-%07lld.safetensors", (long long)step);
-    return dir + "/" + buf;
-}
-
 }  // namespace
 
 NoisedBatch add_training_noise(const Tensor& x0, const Tensor& noise, const std::vector<int64_t>& t,
@@ -138,7 +128,7 @@ NoisedBatch add_training_noise(const Tensor& x0, const Tensor& noise, const std:
 
 // ---- the run ----
 
-struct TrainRun {
+struct TrainRun : TrainTask {
     TrainOptions o;
     nlohmann::json arch;
     std::unique_ptr<AutoencoderKL> vae;  // trained (vae) or frozen (ldm)
@@ -157,6 +147,18 @@ struct TrainRun {
     dist::Range rows;
 
     explicit TrainRun(const TrainOptions& opts) : o(opts), arch(merged_arch(opts)) {}
+
+    // TrainTask (train/train_loop.h)
+    Var loss(const Batch& b, Mt19937& rng) override {
+        return diffusion() ? diffusion_loss(b, o.batch, rng) : vae_loss(b, o.batch, rng);
+    }
+    void after_step() override {
+        if (ema) ema->update();
+    }
+    ParamGrads& param_set() override { return params; }
+    AdamW& optimizer() override { return *opt; }
+    DataLoader& data_loader() override { return *loader; }
+    int64_t& step_counter() override { return step; }
 
     bool diffusion() const { return o.model != "vae"; }
     int64_t image_channels() const { return o.model == "ddpm" ? 1 : 3; }
@@ -296,7 +298,7 @@ struct TrainRun {
 
     // ---- checkpoints ----
 
-    void save(const std::string& path) {
+    void save(const std::string& path) override {
         std::vector<std::pair<std::string, Tensor>> tensors;
         for (auto& e : params.entries()) tensors.emplace_back("model." + e.name, e.param->value);
         for (auto& [k, v] : opt->state_dict()) tensors.emplace_back("optim." + k, v);
@@ -315,7 +317,7 @@ struct TrainRun {
         save_checkpoint_file(path, tensors, meta);
     }
 
-    void load(const std::string& path) {
+    void load(const std::string& path) override {
         CheckpointFile ck = load_checkpoint_file(path);
         const nlohmann::json& meta = ck.meta;
         const std::string where = "checkpoint '" + path + "': nuance_train metadata";
@@ -423,125 +425,14 @@ TrainReport train(const TrainOptions& opts, const TrainCallback& on_step) {
     validate_train_options(opts);  // every numeric option bounded (train/train_options.h)
     if (opts.model == "lora") return train_lora(opts, on_step);
     TrainRun run(opts);
-    const bool root = dist::is_root();
     run.rows = local_rows(opts.batch);
     run.build();
     run.make_data();
     run.make_optimizer();
-    const std::string ckdir = opts.output + "/checkpoints";
-    std::error_code ec;
-    if (root) {
-        fs::create_directories(ckdir, ec);
-        NUANCE_CHECK_CODE(!ec, Io, "train: cannot create '", ckdir, "': ", ec.message());
-        remove_stale_temp_files(ckdir);
-    }
-    dist::barrier();  // the folder exists (on a shared file system) before any rank looks for checkpoints  // a run killed while writing a checkpoint left `step-N.safetensors.tmp.<pid>`
-    std::string resume = opts.resume_from;
-    if (resume.empty() && opts.resume) {
-        resume = newest_checkpoint(ckdir);
-        NUANCE_CHECK_CODE(!resume.empty(), NotFound, "train: --resume but '", ckdir, "' holds no checkpoint");
-    }
-    if (!resume.empty()) run.load(resume);
-    check_replicas(run.params, run.step);  // same init (same seed) or the same checkpoint on every rank
-    const double local_weight = (double)(run.rows.end - run.rows.begin) / (double)opts.batch;
-
-    const ComputePrecisionGuard precision(opts.precision);
-    TrainReport rep;
-    std::deque<double> window;
-    std::vector<double> losses, step_times;
-    const auto t0 = std::chrono::steady_clock::now();
-    const int64_t start_step = run.step;
-    std::ofstream log;
-    if (root) log.open(opts.output + "/train_log.jsonl", std::ios::app);
-    std::vector<std::string> written;
-    OpProfile profile;
-    double profile_s = 0;
-    int64_t profile_steps = 0;
-    while (run.step < opts.steps) {
-        Mt19937 rng(mix_seed(opts.seed, (uint64_t)run.step, 0x5eed));
-        const float lr = lr_warmup_cosine(run.step, opts.warmup, opts.steps, opts.lr, opts.min_lr);
-        run.opt->set_lr(lr);
-        const Batch b = batch_rows(run.loader->next(), run.rows);
-        const auto ts = std::chrono::steady_clock::now();
-        std::optional<OpProfileScope> profiling;
-        if (opts.profile && run.step - start_step >= 3) profiling.emplace(profile);
-        run.params.zero_grad();
-        double loss_v;
-        {
-            ParamGrads::Bind bind(run.params);
-            const Var loss = run.diffusion() ? run.diffusion_loss(b, opts.batch, rng) : run.vae_loss(b, opts.batch, rng);
-            loss_v = loss.item();
-            NUANCE_CHECK(std::isfinite(loss_v), "train: the loss is ", loss_v, " at step ", run.step,
-                         " (lower --lr or check the data)");
-            backward(loss);
-        }
-        if (dist::size() > 1) {
-            reduce_gradients(run.params, local_weight);
-            double l = loss_v * local_weight;
-            dist::allreduce_sum(&l, 1);
-            loss_v = l;  // the global batch's mean loss
-        }
-        clip_grad_norm(run.params, opts.max_grad_norm);
-        run.opt->step();
-        if (run.ema) run.ema->update();
-        ++run.step;
-        if (opts.replica_check_every > 0 && run.step % opts.replica_check_every == 0)
-            check_replicas(run.params, run.step);
-        step_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
-        if (profiling) {
-            profiling.reset();
-            profile_s += step_times.back();
-            ++profile_steps;
-        }
-
-        window.push_back(loss_v);
-        if (window.size() > 50) window.pop_front();
-        losses.push_back(loss_v);
-        double avg = 0;
-        for (double v : window) avg += v;
-        avg /= (double)window.size();
-        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        TrainProgress p{run.step, opts.steps, loss_v, avg, lr, (double)(run.step - start_step) * opts.batch / el, el};
-        if (on_step && root) on_step(p);
-        if (root && (run.step % 10 == 0 || run.step == opts.steps))
-            log << nlohmann::json{{"step", run.step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
-                                  {"images_per_s", p.images_per_s}, {"elapsed_s", el},
-                                  {"ranks", dist::size()}, {"comm_s", dist::comm_stats().seconds}}.dump()
-                << "\n" << std::flush;
-        if (run.step % opts.checkpoint_every == 0 || run.step == opts.steps) {
-            check_replicas(run.params, run.step);  // what rank 0 saves is every rank's state
-            const std::string f = step_file(ckdir, run.step);
-            if (root) {
-                run.save(f);
-                prune_checkpoints(ckdir, opts.keep_checkpoints);
-            }
-            rep.checkpoint = f;
-        }
-    }
-    rep.steps = run.step - start_step;
-    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rep.images_per_s = rep.seconds > 0 ? (double)rep.steps * opts.batch / rep.seconds : 0;
-    // Mean of the first and of the last quarter (at most 50 steps each) of this run's losses.
-    const size_t k = std::max<size_t>(1, std::min<size_t>(50, losses.size() / 4));
-    if (!losses.empty()) {
-        double a = 0, z = 0;
-        for (size_t i = 0; i < k; ++i) a += losses[i], z += losses[losses.size() - 1 - i];
-        rep.first_loss = a / (double)k;
-        rep.last_loss = z / (double)k;
-    }
-    if (!step_times.empty()) {
-        // Skip the first 3 steps (primitive creation, first-touch allocations) when there are more.
-        std::vector<double> t(step_times.begin() + (step_times.size() > 6 ? 3 : 0), step_times.end());
-        std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-        rep.median_step_s = t[t.size() / 2];
-    }
-    if (profile_steps > 0) rep.profile = format_op_profile(profile, profile_s, "train_step", profile_steps);
-    const dist::CommStats cs = dist::comm_stats();
-    rep.ranks = dist::size();
-    rep.comm_seconds = cs.seconds;
-    rep.comm_bytes_per_step = rep.steps > 0 ? (double)cs.bytes / (double)rep.steps : 0;
-    if (rep.checkpoint.empty() && root) rep.checkpoint = newest_checkpoint(ckdir);
-    if (root) rep.exported = run.export_model();
+    TrainLoopOptions lo;
+    lo.rows = run.rows;
+    TrainReport rep = run_train_loop(opts, run, lo, on_step);
+    if (dist::is_root()) rep.exported = run.export_model();
     dist::barrier();  // no rank leaves before the export is written
     return rep;
 }
