@@ -46,6 +46,7 @@ void apply_t5_token_weights(float* z, const float* empty, const std::vector<floa
         if (w == 1.0f) continue;
         float* zj = z + j * width;
         const float* ej = empty + j * width;
+        // ComfyUI's (z - e) * w + e, rounded as torch does it (this file builds with -ffp-contract=off)
         for (int64_t d = 0; d < width; ++d) zj[d] = (zj[d] - ej[d]) * w + ej[d];
     }
 }

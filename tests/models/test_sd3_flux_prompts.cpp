@@ -90,7 +90,9 @@ std::vector<float> t5_reference(const T5EncoderModel& t5, const std::string& pro
         for (int64_t d = 0; d < D; ++d)
             if (w.weights[(size_t)j] != 1.0f) {
                 float& v = z[(size_t)(j * D + d)];
-                v = (v - e[(size_t)(j * D + d)]) * w.weights[(size_t)j] + e[(size_t)(j * D + d)];
+                // torch's separate roundings (no fused multiply-add, whatever the compiler would contract)
+                const volatile float scaled = (v - e[(size_t)(j * D + d)]) * w.weights[(size_t)j];
+                v = scaled + e[(size_t)(j * D + d)];
             }
     return z;
 }
