@@ -322,7 +322,9 @@ struct LoraRun : TrainTask {
             {"ss_seed", std::to_string(o.seed)},
             {"ss_mixed_precision", o.precision == Precision::BF16 ? "bf16" : "no"},
             {"ss_full_fp16", "False"},
-            {"ss_clip_skip", "None"},
+            // kohya writes --clip_skip (SD2 bases train on the penultimate layer); its SDXL scripts have none
+            {"ss_clip_skip", !sdxl() && base.default_clip_skip > 1 ? std::to_string(base.default_clip_skip)
+                                                                  : std::string("None")},
             {"ss_noise_offset", "None"},
             {"ss_min_snr_gamma", "None"},
             {"ss_caption_dropout_rate", str(o.caption_dropout)},

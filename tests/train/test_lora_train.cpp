@@ -369,7 +369,9 @@ TEST(LoraTrain, LossFallsAndTheSavedFileReproducesTheTrainedForward) {
     for (const auto& [k, t] : wf.tensors) {
         te = te || k.rfind("lora_te_text_model_encoder_layers_0_self_attn_q_proj.", 0) == 0;
         conv = conv || (k.find("_resnets_0_conv1.lora_down.weight") != std::string::npos && t.dim() == 4);
-        if (k.size() > 6 && k.compare(k.size() - 6, 6, ".alpha") == 0) EXPECT_EQ(t.dim(), 0) << k;
+        if (k.size() > 6 && k.compare(k.size() - 6, 6, ".alpha") == 0) {
+            EXPECT_EQ(t.dim(), 0) << k;
+        }
     }
     EXPECT_TRUE(te);
     EXPECT_TRUE(conv);
@@ -470,6 +472,7 @@ TEST(LoraTrain, SdxlBaseLowersTheLossAndTheSavedFileLoadsAndChangesTheOutput) {
     const WeightFile wf = load_safetensors(r.exported);
     EXPECT_EQ(wf.metadata.at("ss_base_model_version"), "sdxl_base_v1-0");
     EXPECT_EQ(wf.metadata.at("modelspec.architecture"), "stable-diffusion-xl-v1-base/lora");
+    EXPECT_EQ(wf.metadata.at("ss_clip_skip"), "None");
 
     // The fixed batch: the training images' latents at fixed timesteps and noise, SDXL's conditioning as training
     // builds it (both encoders' penultimate layers, the second's projected pooled output, time ids of 32 px).
@@ -602,4 +605,32 @@ TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
 }
 
 }  // namespace
+
+// kohya's ss_clip_skip follows the conditioning the LoRA was trained on: the base's default clip skip (2 for SD2's
+// 24-layer OpenCLIP text encoder, 1 for this tiny SD2, whose encoder is shallower), "None" at 1.
+TEST(LoraTrain, Sd2BaseMetadataNamesTheVersionAndTheClipSkip) {
+    test::TempDir data("lora_v2_data"), out("lora_v2_out");
+    test::write_synthetic_emoji(data, 2);
+    const std::string base = out / "tiny-sd2.safetensors";
+    RandomModelOptions ro;
+    ro.family = "sd2";
+    ro.tiny = true;
+    ro.dtype = DType::F32;
+    ro.seed = 5;
+    write_random_checkpoint(base, ro);
+    const int clip_skip = load_stable_diffusion(base).default_clip_skip;
+    TrainOptions o = lora_options(data.path().string(), out / "v2");
+    o.base = base;
+    o.batch = 2;
+    o.steps = 2;
+    o.checkpoint_every = 2;
+    o.lora_targets = "attn";
+    o.train_text_encoder = false;
+    const TrainReport r = train_lora(o);
+    const WeightFile wf = load_safetensors(r.exported);
+    EXPECT_EQ(wf.metadata.at("ss_base_model_version"), "sd_v2");
+    EXPECT_EQ(wf.metadata.at("ss_v2"), "True");
+    EXPECT_EQ(wf.metadata.at("ss_clip_skip"), clip_skip > 1 ? std::to_string(clip_skip) : std::string("None"));
+}
+
 }  // namespace nuance

@@ -118,7 +118,7 @@ std::unique_ptr<ControlNetModel> load_controlnet(const std::string& path, const 
     if (t.count("lora_controlnet") || t.count("input_blocks.0.0.up") || t.count("input_hint_block.0.up"))
         fail(ErrorCode::Unsupported, o.what, " '", file, "' is a Control-LoRA (low-rank ControlNet): not supported");
     if (t.count("body.0.block1.weight") || t.count("adapter.body.0.resnets.0.block1.weight") ||
-        t.count("conv_in.weight") == 0 && t.count("body.0.in_conv.weight"))
+        (t.count("conv_in.weight") == 0 && t.count("body.0.in_conv.weight")))
         fail(ErrorCode::Unsupported, o.what, " '", file, "' is a T2I-Adapter, not a ControlNet: not supported");
     if (t.count("input_hint_block.0.weight")) t = from_original(t, file);
     NUANCE_CHECK_CODE(t.count("controlnet_cond_embedding.conv_in.weight"), Unsupported, o.what, " '", file,
