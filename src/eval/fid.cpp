@@ -330,17 +330,34 @@ bool cholesky_lower(std::vector<double>& a, int64_t n) {
     return true;
 }
 
-// c = op(a) b (n x n row-major), op(a) = a^T when a_transposed.
+// c = op(a) b (n x n row-major), op(a) = a^T when a_transposed. Rows of c are computed 8 at a time, so each row of b
+// is read once per 8 rows of c instead of once per row (the products of 2048 x 2048 covariances are bound by reading
+// b: 32 MB): `nuance eval fid DIR stats.npz` (2048-d) went from 8.3 to 6.3 s, bit-identical. The sum over k runs in
+// the same order for every element as the one-row loop did.
 std::vector<double> matmul_sq(const std::vector<double>& a, const std::vector<double>& b, int64_t n, bool a_transposed) {
+    constexpr int64_t R = 8;
     std::vector<double> c((size_t)(n * n), 0.0);
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int64_t i = 0; i < n; ++i) {
-        double* crow = &c[(size_t)(i * n)];
+    const int64_t blocks = (n + R - 1) / R;
+#pragma omp parallel for schedule(dynamic, 2)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t i0 = blk * R, rows = std::min(R, n - i0);
+        double* cr[R];
+        for (int64_t r = 0; r < rows; ++r) cr[r] = &c[(size_t)((i0 + r) * n)];
         for (int64_t k = 0; k < n; ++k) {
-            const double aik = a_transposed ? a[(size_t)(k * n + i)] : a[(size_t)(i * n + k)];
-            if (aik == 0.0) continue;
+            double aik[R];
+            bool any = false;
+            for (int64_t r = 0; r < rows; ++r) {
+                aik[r] = a_transposed ? a[(size_t)(k * n + i0 + r)] : a[(size_t)((i0 + r) * n + k)];
+                any = any || aik[r] != 0.0;
+            }
+            if (!any) continue;  // a triangular factor: whole blocks of zeros
             const double* brow = &b[(size_t)(k * n)];
-            for (int64_t j = 0; j < n; ++j) crow[j] += aik * brow[j];
+            for (int64_t r = 0; r < rows; ++r) {
+                const double v = aik[r];
+                if (v == 0.0) continue;
+                double* crow = cr[r];
+                for (int64_t j = 0; j < n; ++j) crow[j] += v * brow[j];
+            }
         }
     }
     return c;
