@@ -57,6 +57,9 @@ Runner add_train(CLI::App& app) {
         ->capture_default_str();
     c->add_option("--seed", o->seed, "Seed of the init, data order, noise and timesteps")->capture_default_str();
     c->add_option("--limit", o->limit, "Use only the first N images (0: all; >= 0)")->capture_default_str();
+    c->add_option("--exclude-concepts", o->exclude_concepts,
+                  "A file of concept names (one per line) held out of --data: rows whose label or caption is the name "
+                  "or starts with it followed by ':' or ','");
     c->add_option("--precision", *precision, "fp32 | bf16 (mixed: bf16 forward products, f32 master weights)")
         ->capture_default_str();
     c->add_flag("--resume", o->resume, "Continue from the newest checkpoint of the run folder");

@@ -126,6 +126,7 @@ ImageCaptionDataset::ImageCaptionDataset(const std::string& root, const DatasetO
     } else {
         scan_sidecars();
     }
+    if (!options_.exclude_concepts.empty()) exclude_concepts();
     NUANCE_CHECK(!records_.empty(), "dataset '", root, "' has no images",
                  from_manifest_ ? str(" (manifest '", manifest, "' lists none)")
                                 : std::string(" (looked for .png/.jpg/.jpeg with a .txt caption of the same stem)"));
@@ -174,6 +175,60 @@ void ImageCaptionDataset::read_manifest(const std::string& path) {
         records_.push_back(std::move(r));
     }
     NUANCE_CHECK_CODE(!f.bad(), Io, "cannot read manifest '", path, "'");
+}
+
+void ImageCaptionDataset::exclude_concepts() {
+    const std::vector<std::string>& names = options_.exclude_concepts;
+    std::vector<int64_t> hits(names.size(), 0);
+    std::vector<CaptionRecord> kept;
+    kept.reserve(records_.size());
+    for (CaptionRecord& r : records_) {
+        const auto label_it = r.meta.find("label");
+        const std::string label =
+            label_it != r.meta.end() && label_it->is_string() ? label_it->get<std::string>() : r.caption;
+        bool out = false;
+        for (size_t i = 0; i < names.size(); ++i) {
+            const std::string& n = names[i];
+            if (label.compare(0, n.size(), n) == 0 &&
+                (label.size() == n.size() || label[n.size()] == ':' || label[n.size()] == ',')) {
+                ++hits[i];
+                out = true;
+            }
+        }
+        if (out)
+            ++excluded_;
+        else
+            kept.push_back(std::move(r));
+    }
+    for (size_t i = 0; i < names.size(); ++i)
+        NUANCE_CHECK(hits[i] > 0, "dataset '", root_, "': the held-out concept '", names[i],
+                     "' matches no image's label (a misspelt name would hold out nothing)");
+    records_ = std::move(kept);
+}
+
+std::vector<std::string> read_concept_list(const std::string& path) {
+    std::error_code ec;
+    NUANCE_CHECK_CODE(fs::is_regular_file(path, ec), NotFound, "--exclude-concepts '", path,
+                      "' is not a readable file");
+    const uintmax_t bytes = fs::file_size(path, ec);
+    NUANCE_CHECK_CODE(!ec && bytes <= (1u << 20), InvalidArgument, "--exclude-concepts '", path,
+                      "' is larger than 1 MiB");
+    std::ifstream f(path, std::ios::binary);
+    NUANCE_CHECK_CODE(f.good(), Io, "--exclude-concepts '", path, "' cannot be opened");
+    std::vector<std::string> names;
+    std::string line;
+    for (int64_t lineno = 1; std::getline(f, line); ++lineno) {
+        const std::string n = trim(line);
+        if (n.empty() || n[0] == '#') continue;
+        NUANCE_CHECK(n.size() <= 256, "--exclude-concepts '", path, "' line ", lineno, ": a name longer than 256 bytes");
+        NUANCE_CHECK(n.find('\0') == std::string::npos, "--exclude-concepts '", path, "' line ", lineno,
+                     ": a NUL byte");
+        NUANCE_CHECK(names.size() < 65536, "--exclude-concepts '", path, "': more than 65,536 names");
+        names.push_back(n);
+    }
+    NUANCE_CHECK_CODE(!f.bad(), Io, "cannot read --exclude-concepts '", path, "'");
+    NUANCE_CHECK(!names.empty(), "--exclude-concepts '", path, "' lists no concept");
+    return names;
 }
 
 void ImageCaptionDataset::scan_sidecars() {

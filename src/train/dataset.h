@@ -48,7 +48,16 @@ struct DatasetOptions {
     bool cache_images = false;
     // Manifest file; empty: <root>/manifest.jsonl when it exists, else sidecar captions.
     std::string manifest;
+    // Concepts held out of the data set (`nuance train --exclude-concepts FILE`): a row is left out when its label
+    // (the manifest's "label", else its caption) is one of these names or starts with one followed by ':' or ','
+    // ("waving hand" holds out "waving hand: medium skin tone" and "waving hand, noto style"). Each name must match
+    // at least one row (a misspelt name would otherwise hold out nothing).
+    std::vector<std::string> exclude_concepts;
 };
+
+// Reads an --exclude-concepts file: one name per line, '#' comments and blank lines ignored, surrounding spaces
+// trimmed; at most 1 MiB, 65,536 names of at most 256 bytes each, and at least one name.
+std::vector<std::string> read_concept_list(const std::string& path);
 
 // One row: the image path (absolute), the canonical caption and, for manifests, every other key of the line.
 struct CaptionRecord {
@@ -70,6 +79,7 @@ public:
     const CaptionRecord& record(int64_t index) const;
     const DatasetOptions& options() const { return options_; }
     bool from_manifest() const { return from_manifest_; }
+    int64_t excluded() const { return excluded_; }  // rows left out by DatasetOptions::exclude_concepts
     // The image after decode, alpha compositing on white, resize and crop (cached or decoded now): RGB u8.
     Image load_image(int64_t index) const;
     // The caption get() would produce with this rng (same draws, same order).
@@ -81,6 +91,8 @@ private:
     std::string root_;
     DatasetOptions options_;
     bool from_manifest_ = false;
+    int64_t excluded_ = 0;
+    void exclude_concepts();
     std::vector<CaptionRecord> records_;
     std::vector<Image> cache_;
 };

@@ -274,6 +274,7 @@ struct LcmRun : TrainTask {
         d.style_dropout = o.style_dropout;
         d.keyword_prob = o.keyword_prob;
         d.cache_images = true;
+        if (!o.exclude_concepts.empty()) d.exclude_concepts = read_concept_list(o.exclude_concepts);
         data = std::make_unique<ImageCaptionDataset>(o.data, d);
         NUANCE_CHECK(data->size() >= o.batch, "train: the data set '", o.data, "' has ", data->size(),
                      " images, fewer than the batch size ", o.batch);

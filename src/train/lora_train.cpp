@@ -126,6 +126,7 @@ struct LoraRun : TrainTask {
         d.style_dropout = o.style_dropout;
         d.keyword_prob = o.keyword_prob;
         d.cache_images = true;
+        if (!o.exclude_concepts.empty()) d.exclude_concepts = read_concept_list(o.exclude_concepts);
         data = std::make_unique<ImageCaptionDataset>(o.data, d);
         NUANCE_CHECK(data->size() > 0, "train: the data set '", o.data, "' is empty");
         NUANCE_CHECK(data->size() >= o.batch, "train: the data set has ", data->size(),

@@ -33,6 +33,8 @@ void validate_train_options(const TrainOptions& o) {
     check_int(o.keep_checkpoints, 1, 1'000'000, "--keep-checkpoints");
     check_int(o.replica_check_every, 0, kMaxTrainSteps, "--replica-check-every");
     check_int(o.limit, 0, INT64_MAX, "--limit");
+    NUANCE_CHECK(o.exclude_concepts.empty() || o.model != "ddpm",
+                 "train: --exclude-concepts needs an image folder with labels or captions (not --model ddpm)");
     NUANCE_CHECK(std::isfinite(o.lr) && o.lr > 0 && o.lr <= 10, "train: --lr must be in (0, 10], got ", o.lr);
     check_range(o.min_lr, 0, o.lr, false, "--min-lr");
     check_range(o.weight_decay, 0, 10, false, "--weight-decay");

@@ -211,6 +211,7 @@ struct TrainRun : TrainTask {
             d.style_dropout = o.style_dropout;
             d.keyword_prob = o.keyword_prob;
             d.cache_images = true;  // decode once; every image error surfaces before the first step
+            if (!o.exclude_concepts.empty()) d.exclude_concepts = read_concept_list(o.exclude_concepts);
             data = std::make_unique<ImageCaptionDataset>(o.data, d);
         }
         NUANCE_CHECK(data->size() > 0, "train: the data set '", o.data, "' is empty");

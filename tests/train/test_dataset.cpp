@@ -61,6 +61,45 @@ TEST(ImageCaptionDataset, ManifestKeepsOtherKeysAndSkipsBlankLines) {
     EXPECT_EQ(px(ds.get(1, rng).image, 0, 0, 1), u8_to_f(51));
 }
 
+TEST(ImageCaptionDataset, ExcludedConceptsLeaveOutTheirLabelsAndCaptions) {
+    TempDir d("ds_exclude");
+    for (const char* f : {"a", "b", "c", "e", "f"}) test::write_image(d / (std::string("images/") + f + ".png"),
+                                                                       test::gradient_image(2, 2));
+    test::write_text(d / "manifest.jsonl",
+                     "{\"file\": \"images/a.png\", \"caption\": \"waving hand, noto style\", \"label\": \"waving hand\"}\n"
+                     "{\"file\": \"images/b.png\", \"caption\": \"x\", \"label\": \"waving hand: medium skin tone\"}\n"
+                     "{\"file\": \"images/c.png\", \"caption\": \"waving hands, noto style\", \"label\": \"waving hands\"}\n"
+                     "{\"file\": \"images/e.png\", \"caption\": \"red apple, twemoji style\"}\n"
+                     "{\"file\": \"images/f.png\", \"caption\": \"red apples\"}\n");
+    test::write_text(d / "held.txt", "# held out\n  waving hand \n\nred apple\n");
+    DatasetOptions o;
+    o.exclude_concepts = read_concept_list(d / "held.txt");
+    ASSERT_EQ(o.exclude_concepts, (std::vector<std::string>{"waving hand", "red apple"}));
+    ImageCaptionDataset ds(d.path().string(), o);
+    EXPECT_EQ(ds.excluded(), 3);  // both "waving hand" rows (by label) and "red apple, ..." (by caption)
+    ASSERT_EQ(ds.size(), 2);
+    EXPECT_EQ(ds.record(0).caption, "waving hands, noto style");  // another concept whose name starts the same
+    EXPECT_EQ(ds.record(1).caption, "red apples");
+    // A name that matches nothing is an error (a typo would otherwise hold out nothing), as is holding out everything.
+    o.exclude_concepts = {"waving hand", "wavng hands"};
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset x(d.path().string(), o); }),
+                HasSubstr("the held-out concept 'wavng hands' matches no image's label"));
+    o.exclude_concepts = {"waving hand", "waving hands", "red apple", "red apples"};
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset x(d.path().string(), o); }), HasSubstr("has no images"));
+}
+
+TEST(ImageCaptionDatasetErrors, ConceptListFilesAreChecked) {
+    TempDir d("ds_exclude_err");
+    EXPECT_THAT(error_of([&] { read_concept_list(d / "missing.txt"); }), HasSubstr("is not a readable file"));
+    test::write_text(d / "empty.txt", "# nothing\n\n");
+    EXPECT_THAT(error_of([&] { read_concept_list(d / "empty.txt"); }), HasSubstr("lists no concept"));
+    test::write_text(d / "long.txt", "ok\n" + std::string(300, 'a') + "\n");
+    EXPECT_THAT(error_of([&] { read_concept_list(d / "long.txt"); }),
+                HasSubstr("line 2: a name longer than 256 bytes"));
+    test::write_text(d / "big.txt", std::string((1u << 20) + 1, 'a'));
+    EXPECT_THAT(error_of([&] { read_concept_list(d / "big.txt"); }), HasSubstr("larger than 1 MiB"));
+}
+
 TEST(ImageCaptionDataset, ValuesSpanExactlyMinusOneToOne) {
     TempDir d("ds_range");
     Image img = test::gradient_image(2, 1);

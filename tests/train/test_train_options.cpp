@@ -43,6 +43,15 @@ TEST(TrainOptions, DefaultsPass) {
     EXPECT_EQ(arch_err("ddpm", nlohmann::json::object()), "(no error)");
 }
 
+TEST(TrainOptions, HeldOutConceptsNeedAnImageFolder) {
+    EXPECT_EQ(err([](TrainOptions& o) { o.exclude_concepts = "held.txt"; }), "(no error)");
+    EXPECT_EQ(err([](TrainOptions& o) {
+                  o.model = "ddpm";
+                  o.exclude_concepts = "held.txt";
+              }),
+              "train: --exclude-concepts needs an image folder with labels or captions (not --model ddpm)");
+}
+
 TEST(TrainOptions, EveryNumericOptionIsBounded) {
     EXPECT_EQ(err([](TrainOptions& o) { o.checkpoint_every = 0; }),
               "train: --checkpoint-every must be in 1..1000000000, got 0");
