@@ -117,13 +117,6 @@ nlohmann::json lcm_json(const TrainOptions& o, const LcmOptions& l) {
     return j;
 }
 
-// Every parameter of `m` as an F32 value (ParamGrads leaves need F32; the teacher stays frozen).
-void widen_to_f32(Module& m) {
-    for_each_param(m, [](const std::string&, Param& p) {
-        if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();
-    });
-}
-
 // Copies `from`'s weights (same names) into `to` as owned F32 tensors; `to`'s extra weights (cond_proj) are zeroed.
 void copy_weights(UNet2DConditionModel& from, UNet2DConditionModel& to) {
     std::map<std::string, Param*> src;
@@ -217,7 +210,7 @@ struct LcmRun : TrainTask {
     }
 
     void build_lora() {
-        widen_to_f32(*teacher->unet);
+        widen_params_to_f32(*teacher->unet);
         LoraConfig cfg;
         cfg.rank = o.lora_rank;
         cfg.alpha = o.lora_alpha;

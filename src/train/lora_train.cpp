@@ -42,13 +42,6 @@ namespace {
 
 std::string utc_now_epoch() { return std::to_string((long long)std::time(nullptr)); }
 
-// Every parameter of `m` as an F32 value (the trainer's leaves need F32; the base stays frozen).
-void widen_to_f32(Module& m) {
-    for_each_param(m, [](const std::string&, Param& p) {
-        if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();
-    });
-}
-
 nlohmann::json lora_json(const TrainOptions& o) {
     return {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets},
             {"train_text_encoder", o.train_text_encoder}};
@@ -95,8 +88,8 @@ struct LoraRun : TrainTask {
         }
         NUANCE_CHECK(o.resolution % base.vae->config().downscale() == 0, "train: resolution ", o.resolution,
                      " is not a multiple of the VAE's downscale ", base.vae->config().downscale());
-        widen_to_f32(*base.unet);
-        if (!sdxl()) widen_to_f32(*base.te1.model);  // SDXL: the frozen encoders run their inference forward
+        widen_params_to_f32(*base.unet);
+        if (!sdxl()) widen_params_to_f32(*base.te1.model);  // SDXL: the frozen encoders run their inference forward
         LoraConfig cfg;
         cfg.rank = o.lora_rank;
         cfg.alpha = o.lora_alpha;

@@ -151,4 +151,10 @@ TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLo
     return rep;
 }
 
+void widen_params_to_f32(Module& m) {
+    for_each_param(m, [](const std::string&, Param& p) {
+        if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();
+    });
+}
+
 }  // namespace nuance

@@ -48,4 +48,8 @@ struct TrainLoopOptions {
 TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLoopOptions& lo,
                            const TrainCallback& on_step);
 
+// Every parameter of `m` as an owned F32 value: a frozen base (LoRA) or teacher (LCM) loaded in f16/bf16 runs its
+// differentiable forward on F32 leaves, as ParamGrads requires.
+void widen_params_to_f32(Module& m);
+
 }  // namespace nuance
