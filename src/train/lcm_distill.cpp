@@ -260,17 +260,7 @@ struct LcmRun : TrainTask {
     void make_data() {
         NUANCE_CHECK_CODE(!o.data.empty(), InvalidArgument, "train: --data is required (an image folder)");
         NUANCE_CHECK_CODE(is_directory(o.data), NotFound, "train: data folder '", o.data, "' does not exist");
-        DatasetOptions d;
-        d.resolution = o.resolution;
-        d.random_flip = o.random_flip;
-        d.caption_dropout = 0.0f;  // the unconditional side comes from the teacher's CFG pass
-        d.style_dropout = o.style_dropout;
-        d.keyword_prob = o.keyword_prob;
-        d.cache_images = true;
-        if (!o.exclude_concepts.empty()) d.exclude_concepts = read_concept_list(o.exclude_concepts);
-        data = std::make_unique<ImageCaptionDataset>(o.data, d);
-        NUANCE_CHECK(data->size() >= o.batch, "train: the data set '", o.data, "' has ", data->size(),
-                     " images, fewer than the batch size ", o.batch);
+        data = make_image_dataset(o, 0.0f);  // the unconditional side comes from the teacher's CFG pass
         LoaderOptions lo;
         lo.batch_size = o.batch;
         loader = std::make_unique<DataLoader>(*data, o.seed, lo);

@@ -151,6 +151,21 @@ TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLo
     return rep;
 }
 
+std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, float caption_dropout) {
+    DatasetOptions d;
+    d.resolution = o.resolution;
+    d.random_flip = o.random_flip;
+    d.caption_dropout = caption_dropout;
+    d.style_dropout = o.style_dropout;
+    d.keyword_prob = o.keyword_prob;
+    d.cache_images = true;  // decode once; every image error surfaces before the first step
+    if (!o.exclude_concepts.empty()) d.exclude_concepts = read_concept_list(o.exclude_concepts);
+    auto data = std::make_unique<ImageCaptionDataset>(o.data, d);
+    NUANCE_CHECK(data->size() >= o.batch, "train: the data set '", o.data, "' has ", data->size(),
+                 " images, fewer than the batch size ", o.batch);
+    return data;
+}
+
 void widen_params_to_f32(Module& m) {
     for_each_param(m, [](const std::string&, Param& p) {
         if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();

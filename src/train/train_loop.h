@@ -7,6 +7,7 @@
 // A task (TrainTask) supplies the loss, the checkpoint format and its parameter sets; exporting stays the task's.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "autograd/param_grads.h"
@@ -14,6 +15,7 @@
 #include "core/mt19937.h"
 #include "dist/comm.h"
 #include "train/data_loader.h"
+#include "train/dataset.h"
 #include "train/optim.h"
 #include "train/trainer.h"
 
@@ -47,6 +49,10 @@ struct TrainLoopOptions {
 // (rank 0's checkpoint path; `exported` empty: the caller exports).
 TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLoopOptions& lo,
                            const TrainCallback& on_step);
+
+// The image-folder data set every image task (vae, ldm, lora, lcm) trains on: --data with --resolution, --flip, the
+// caption augmentation and --exclude-concepts from the options, decoded once; checked to hold a whole batch.
+std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, float caption_dropout);
 
 // Every parameter of `m` as an owned F32 value: a frozen base (LoRA) or teacher (LCM) loaded in f16/bf16 runs its
 // differentiable forward on F32 leaves, as ParamGrads requires.
