@@ -30,10 +30,11 @@ inline float roundf_ggml(float n) {
     return n < 0 ? -b : (n > 0 ? b : 0.0f * b);
 }
 
-// The value of largest magnitude (first one on ties), sign kept: numpy's abs(x).argmax then take.
-inline float signed_absmax(const float* x) {
+// The value of largest magnitude among n (first one on ties), sign kept: numpy's abs(x).argmax then take; ggml's
+// make_q*_quants search the same way.
+inline float signed_absmax(const float* x, int n = QK) {
     float amax = 0, max = 0;
-    for (int j = 0; j < QK; ++j)
+    for (int j = 0; j < n; ++j)
         if (std::fabs(x[j]) > amax) {
             amax = std::fabs(x[j]);
             max = x[j];
@@ -187,15 +188,8 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* w, uint8_t*
 // A symmetric n-value sub-block to -nmax..nmax-1 (stored + nmax): the scale of largest-magnitude value, refined by
 // weighted least squares (weights x^2) over 18 trial scales (make_qx_quants, rmse_type 1, no importance weights).
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const float max = signed_absmax(x, n);
+    if (std::fabs(max) < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.0f;
     }
@@ -344,15 +338,8 @@ void q6_k(const float* x, uint8_t* y) {
 // largest-magnitude value, then up to 5 passes that move single quants while the weighted (x^2) least-squares fit
 // sumlx^2 / suml2 improves. L comes back offset by nmax.
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const float max = signed_absmax(x, n);
+    if (std::fabs(max) < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.0f;
     }
