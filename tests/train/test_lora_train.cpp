@@ -326,6 +326,18 @@ TEST(LoraTrain, StepWithLrZeroKeepsTheBaseOutput) {
     }
 }
 
+// A tiny random f32 checkpoint of `family` (sd2, sdxl) in `dir`, as a LoRA base.
+std::string write_tiny_base(const test::TempDir& dir, const std::string& family, uint64_t seed) {
+    const std::string path = dir / ("tiny-" + family + ".safetensors");
+    RandomModelOptions ro;
+    ro.family = family;
+    ro.tiny = true;
+    ro.dtype = DType::F32;
+    ro.seed = seed;
+    write_random_checkpoint(path, ro);
+    return path;
+}
+
 TrainOptions lora_options(const std::string& data, const std::string& out) {
     TrainOptions o;
     o.model = "lora";
@@ -451,13 +463,7 @@ TEST(LoraTrain, LossFallsAndTheSavedFileReproducesTheTrainedForward) {
 TEST(LoraTrain, SdxlBaseLowersTheLossAndTheSavedFileLoadsAndChangesTheOutput) {
     test::TempDir data("lora_xl_data"), out("lora_xl_out");
     test::write_synthetic_emoji(data, 4);
-    const std::string base = out / "tiny-sdxl.safetensors";
-    RandomModelOptions ro;
-    ro.family = "sdxl";
-    ro.tiny = true;
-    ro.dtype = DType::F32;
-    ro.seed = 4;
-    write_random_checkpoint(base, ro);
+    const std::string base = write_tiny_base(out, "sdxl", 4);
     TrainOptions o = lora_options(data.path().string(), out / "xl");
     o.base = base;
     o.batch = 2;
@@ -611,13 +617,7 @@ TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
 TEST(LoraTrain, Sd2BaseMetadataNamesTheVersionAndTheClipSkip) {
     test::TempDir data("lora_v2_data"), out("lora_v2_out");
     test::write_synthetic_emoji(data, 2);
-    const std::string base = out / "tiny-sd2.safetensors";
-    RandomModelOptions ro;
-    ro.family = "sd2";
-    ro.tiny = true;
-    ro.dtype = DType::F32;
-    ro.seed = 5;
-    write_random_checkpoint(base, ro);
+    const std::string base = write_tiny_base(out, "sd2", 5);
     const int clip_skip = load_stable_diffusion(base).default_clip_skip;
     TrainOptions o = lora_options(data.path().string(), out / "v2");
     o.base = base;
