@@ -31,6 +31,12 @@ Runner add_train(CLI::App& app) {
                   "(default /usr/share/datasets/fashion-mnist)");
     c->add_option("-o,--output", o->output, "Run folder: checkpoints/, train_log.jsonl, the exported model")->required();
     c->add_option("--vae", o->vae, "ldm: the VAE to train on (a `--model vae` run folder)");
+    c->add_option("--init", o->init,
+                  "ldm: start from a model `nuance train --model ldm` exported (<run>/model): its architecture, UNet "
+                  "and text encoder, and its VAE unless --vae");
+    c->add_option("--qat", o->qat,
+                  "ldm: quantization-aware training for `nuance quantize --type TYPE` (int8 = q8_0, q4_0, q4_k_m, ...): "
+                  "the loss is taken with the UNet weights that file will hold, the update applied to f32 weights");
     c->add_option("--arch", *arch, "Architecture overrides: JSON text or a .json file, e.g. "
                                    "'{\"unet\": {\"block_out_channels\": [32, 64]}}'");
     c->add_option("--steps", o->steps, "Total optimizer steps (1..1e9)")->capture_default_str();

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/checked.h"
 #include "core/quantized_weight.h"
 
 namespace nuance {
@@ -160,6 +161,30 @@ std::string gguf_detect_architecture(const std::map<std::string, Tensor>& t) {
     return sdxl ? "sdxl" : unet ? "sd1" : "unknown";
 }
 
+GgufTensorChoice gguf_tensor_choice(const std::string& arch, const std::string& rule_name, const Shape& s,
+                                    GgufComponent component, const QuantizeRecipe& recipe, int& attn_v_seen) {
+    const bool denoiser = component == GgufComponent::Denoiser;
+    const bool shape_fix = arch == "sd1" || arch == "sdxl";
+    int64_t n = 1;
+    for (int64_t d : s) n = mul_or_throw<int64_t>(n, d, "quantize: tensor size");
+    GgufTensorChoice c;
+    c.type = (s.size() <= 1 || n <= kQuantizationThreshold) ? GgmlType::F32 : GgmlType::F16;
+    c.stored = s;
+    if (denoiser && shape_fix && s.size() > 1 && n >= 512 && n % 256 == 0 && s.back() % 256 != 0) {
+        c.stored = {n / 256, 256};
+        c.shape_fixed = true;
+    }
+    const bool candidate = ends_with(rule_name, "weight") && c.stored.size() == 2 &&
+                           ((denoiser && !kept_unquantized(arch, rule_name)) ||
+                            (component == GgufComponent::TextEncoder && rule_name.find("embedding") == std::string::npos));
+    if (candidate) {
+        GgmlType want = recipe_tensor_type(recipe, rule_name, attn_v_seen);
+        if (c.stored.back() % ggml_type_info(want).block != 0) want = k_fallback(want);
+        if (c.stored.back() % ggml_type_info(want).block == 0) c.type = want;
+    }
+    return c;
+}
+
 GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, const QuantizeRecipe& recipe,
                                      GgufLayout layout) {
     for (const std::optional<GgmlType> t :
@@ -180,7 +205,6 @@ GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& ou
     }
     NUANCE_CHECK(!model.empty(), "quantize: '", in.path, "' holds no tensors");
     sum.architecture = gguf_detect_architecture(model);
-    const bool shape_fix = sum.architecture == "sd1" || sum.architecture == "sdxl";
     if (full) {  // every tensor under its own key
         sum.dropped = 0;
         model = in.tensors;
@@ -204,23 +228,15 @@ GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& ou
         const bool denoiser = !full || starts_with(name, kLdmPrefix);
         const bool text_encoder = full && starts_with(name, "cond_stage_model.");
         const std::string rule_name = full && denoiser ? name.substr(std::string(kLdmPrefix).size()) : name;
-        const Shape& s = t_in.shape();
+        const GgufComponent comp = denoiser ? GgufComponent::Denoiser
+                                   : text_encoder ? GgufComponent::TextEncoder
+                                                  : GgufComponent::Other;
+        const GgufTensorChoice c = gguf_tensor_choice(sum.architecture, rule_name, t_in.shape(), comp, recipe,
+                                                      denoiser ? attn_v_seen : attn_v_seen_te);
         const int64_t n = t_in.numel();
-        const GgmlType base = (s.size() <= 1 || n <= kQuantizationThreshold) ? GgmlType::F32 : GgmlType::F16;
-        Shape stored = s;
-        if (denoiser && shape_fix && s.size() > 1 && n >= 512 && n % 256 == 0 && s.back() % 256 != 0) {
-            kv.emplace_back("comfy.gguf.orig_shape." + name, gguf_i32_array(s));
-            stored = {n / 256, 256};
-        }
-        GgmlType chosen = base;
-        const bool candidate = ends_with(name, "weight") && stored.size() == 2 &&
-                               ((denoiser && !kept_unquantized(sum.architecture, rule_name)) ||
-                                (text_encoder && name.find("embedding") == std::string::npos));
-        if (candidate) {
-            GgmlType want = recipe_tensor_type(recipe, rule_name, denoiser ? attn_v_seen : attn_v_seen_te);
-            if (stored.back() % ggml_type_info(want).block != 0) want = k_fallback(want);
-            if (stored.back() % ggml_type_info(want).block == 0) chosen = want;
-        }
+        if (c.shape_fixed) kv.emplace_back("comfy.gguf.orig_shape." + name, gguf_i32_array(t_in.shape()));
+        const Shape stored = c.stored;
+        const GgmlType chosen = c.type;
         const GgmlTypeInfo& ti = ggml_type_info(chosen);
         sum.tensors_per_type[ti.name] += 1;
         sum.bytes += (uint64_t)(n / ti.block * ti.bytes);

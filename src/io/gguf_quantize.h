@@ -68,6 +68,20 @@ QuantizeRecipe plain_recipe(GgmlType type);
 // `attn_v_seen` counts the value projections before it and is advanced.
 GgmlType recipe_tensor_type(const QuantizeRecipe& r, const std::string& name, int& attn_v_seen);
 
+// What quantize_to_gguf stores one tensor as (the rules above): its ggml type and the shape whose rows are quantized
+// (2-D [n / 256, 256] where the sd1/sdxl shape fix applies: shape_fixed, written with comfy.gguf.orig_shape). `arch`:
+// gguf_detect_architecture's; `rule_name`: the tensor's name in the ComfyUI file (a text encoder's under its full
+// key); `attn_v_seen` counts this component's value projections written before it (tensors go in sorted name order)
+// and is advanced. Quantization-aware training (train/qat.h) asks the same question.
+enum class GgufComponent { Denoiser, TextEncoder, Other };
+struct GgufTensorChoice {
+    GgmlType type = GgmlType::F32;
+    Shape stored;
+    bool shape_fixed = false;
+};
+GgufTensorChoice gguf_tensor_choice(const std::string& arch, const std::string& rule_name, const Shape& shape,
+                                    GgufComponent component, const QuantizeRecipe& recipe, int& attn_v_seen);
+
 GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, const QuantizeRecipe& recipe,
                                      GgufLayout layout = GgufLayout::Comfy);
 inline GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, GgmlType type,

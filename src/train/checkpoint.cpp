@@ -85,6 +85,7 @@ nlohmann::json options_json(const TrainOptions& o) {
             {"random_flip", o.random_flip}, {"kl_weight", o.kl_weight},
             {"seed", o.seed},         {"limit", o.limit},
             {"exclude_concepts", o.exclude_concepts},
+            {"init", o.init},         {"qat", o.qat},
             {"precision", precision_name(o.precision)}};
 }
 

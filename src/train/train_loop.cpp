@@ -83,6 +83,7 @@ TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLo
                          " (lower --lr or check the data)");
             backward(loss);
         }
+        task.after_backward();
         if (dist::size() > 1) {
             reduce_gradients(params, local_weight);
             double l = loss_v * local_weight;

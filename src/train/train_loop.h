@@ -27,6 +27,9 @@ public:
     // The loss of this rank's rows `b` of a global batch of TrainOptions::batch, on the tape (param_set() is bound);
     // every random number of the step comes from `rng`.
     virtual Var loss(const Batch& b, Mt19937& rng) = 0;
+    // After backward, before the gradients are reduced, clipped and applied (quantization-aware training puts the
+    // master weights back here); default nothing.
+    virtual void after_backward() {}
     // After the optimizer step (EMA of the weights, a target network); default nothing.
     virtual void after_step() {}
     virtual void save(const std::string& path) = 0;  // a checkpoint of the state at step_counter()

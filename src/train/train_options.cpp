@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "train/lora_network.h"
+#include "train/qat.h"
 #include "train/train_arch.h"
 
 namespace nuance {
@@ -60,8 +61,18 @@ void validate_train_options(const TrainOptions& o) {
         NUANCE_CHECK(!o.train_text_encoder, "train: --train-text-encoder is for --model lora only (ldm and ddpm ",
                      "always train their text encoder)");
     }
-    NUANCE_CHECK(o.model != "ldm" || !o.vae.empty(), "train: --model ldm needs --vae (a trained VAE: run ",
-                 "`nuance train --model vae` first)");
+    NUANCE_CHECK(o.model != "ldm" || !o.vae.empty() || !o.init.empty(), "train: --model ldm needs --vae (a trained ",
+                 "VAE: run `nuance train --model vae` first) or --init (a trained model, whose VAE it takes)");
+    NUANCE_CHECK(o.init.empty() || o.model == "ldm", "train: --init is for --model ldm (a model `nuance train --model ",
+                 "ldm` exported); --model lora adapts other models (--base)");
+    NUANCE_CHECK(o.init.empty() || o.arch.empty(), "train: --init takes the model's own architecture; drop --arch");
+    if (!o.qat.empty()) {
+        NUANCE_CHECK(o.model == "ldm", "train: --qat is for --model ldm (usually with --init, to fine-tune a trained ",
+                     "model for its quantized file), not --model ", o.model);
+        const std::optional<QuantizeRecipe> r = qat_recipe(o.qat);
+        NUANCE_CHECK(r.has_value(), "train: --qat '", o.qat, "' is not a quantization type (int8 or one of ",
+                     quantize_recipe_names(), ")");
+    }
 }
 
 void validate_train_arch(const TrainOptions& o) {

@@ -13,6 +13,7 @@
 #include "core/mt19937.h"
 #include "io/atomic_file.h"
 #include "io/json_field.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "ops/elementwise.h"
@@ -26,6 +27,7 @@
 #include "train/lora_train.h"
 #include "train/model_graph.h"
 #include "train/optim.h"
+#include "train/qat.h"
 #include "train/train_arch.h"
 #include "train/train_loop.h"
 #include "train/train_options.h"
@@ -139,6 +141,7 @@ struct TrainRun : TrainTask {
     ParamGrads params;
     std::unique_ptr<AdamW> opt;
     std::unique_ptr<Ema> ema;
+    std::unique_ptr<FakeQuantizer> fq;  // --qat
     NoiseSchedule schedule;
     int64_t step = 0;
     // ldm: the frozen VAE's posterior of each data set image, computed on first use (no flips: one per index).
@@ -151,6 +154,9 @@ struct TrainRun : TrainTask {
     // TrainTask (train/train_loop.h)
     Var loss(const Batch& b, Mt19937& rng) override {
         return diffusion() ? diffusion_loss(b, o.batch, rng) : vae_loss(b, o.batch, rng);
+    }
+    void after_backward() override {
+        if (fq) fq->restore();
     }
     void after_step() override {
         if (ema) ema->update();
@@ -170,10 +176,15 @@ struct TrainRun : TrainTask {
             register_module(*vae, "vae.");
             return;
         }
+        nlohmann::json init_index;
+        if (!o.init.empty()) {
+            init_index = read_init_index(o.init);
+            arch = init_index["_nuance"]["arch"];
+        }
         te = std::make_unique<ClipTextModel>(clip_config_from_arch(arch["text_encoder"]));
         int64_t in_ch = image_channels();
         if (o.model == "ldm") {
-            vae = load_trained_vae(o.vae);
+            vae = load_trained_vae(o.vae.empty() ? o.init : o.vae);
             in_ch = vae->config().latent_channels;
             NUANCE_CHECK(o.resolution % vae->config().downscale() == 0, "resolution ", o.resolution,
                          " is not a multiple of the VAE's downscale ", vae->config().downscale());
@@ -181,8 +192,52 @@ struct TrainRun : TrainTask {
         unet = std::make_unique<UNet2DConditionModel>(unet_config_from_arch(arch["unet"], in_ch, te->config().hidden));
         init_for_training(*te, mix_seed(o.seed, 12));
         init_for_training(*unet, mix_seed(o.seed, 13));
+        if (!o.init.empty()) {
+            load_init_weights(*unet, o.init + "/unet", "diffusion_pytorch_model.safetensors");
+            load_init_weights(*te, o.init + "/text_encoder", "model.safetensors");
+        }
         register_module(*unet, "unet.");
         register_module(*te, "text_encoder.");
+        if (!o.qat.empty()) fq = std::make_unique<FakeQuantizer>(params, "unet.", *qat_recipe(o.qat));
+    }
+
+    // --init: the model folder's model_index.json, which must say how nuance trained it (_nuance.arch) with the same
+    // objective as this run.
+    nlohmann::json read_init_index(const std::string& dir) const {
+        NUANCE_CHECK_CODE(is_directory(dir), NotFound, "--init '", dir, "' is not a folder (expected the model folder ",
+                          "`nuance train --model ldm` exports: <run>/model)");
+        const std::optional<nlohmann::json> idx = read_optional_json_object(dir + "/model_index.json");
+        NUANCE_CHECK_CODE(idx.has_value(), NotFound, "--init '", dir, "': no model_index.json");
+        const nlohmann::json* nu = idx->contains("_nuance") ? &(*idx)["_nuance"] : nullptr;
+        NUANCE_CHECK(nu && nu->is_object() && nu->contains("arch") && (*nu)["arch"].is_object() &&
+                         (*nu)["arch"].contains("unet") && (*nu)["arch"].contains("text_encoder"),
+                     "--init '", dir, "': model_index.json has no _nuance.arch with a unet and a text_encoder (not a ",
+                     "model `nuance train --model ldm` exported; adapt other models with --model lora --base)");
+        std::string pred = "epsilon";
+        if (nu->contains("options") && (*nu)["options"].is_object() && (*nu)["options"].contains("prediction") &&
+            (*nu)["options"]["prediction"].is_string())
+            pred = (*nu)["options"]["prediction"].get<std::string>();
+        NUANCE_CHECK(pred == o.prediction, "--init '", dir, "' was trained for ", pred, "; pass --prediction ", pred);
+        return *idx;
+    }
+
+    // Every parameter of `m` from the component's weights file (names and shapes as write_component wrote them).
+    static void load_init_weights(Module& m, const std::string& dir, const std::string& file) {
+        const std::string path = dir + "/" + file;
+        NUANCE_CHECK_CODE(file_exists(path), NotFound, "--init: no ", path);
+        const WeightFile w = load_safetensors(path);
+        size_t used = 0;
+        for_each_param(m, [&](const std::string& name, Param& p) {
+            auto it = w.tensors.find(name);
+            NUANCE_CHECK(it != w.tensors.end(), "--init: '", path, "' has no tensor '", name,
+                         "' (the model_index.json architecture does not match the weights)");
+            NUANCE_CHECK(it->second.shape() == p.shape, "--init: '", path, "': '", name, "' is ", it->second.shape(),
+                         ", the architecture wants ", p.shape);
+            p.value = it->second.f32().contiguous().clone();
+            ++used;
+        });
+        NUANCE_CHECK(used == w.tensors.size(), "--init: '", path, "' has ", w.tensors.size() - used,
+                     " tensor(s) the architecture does not use");
     }
 
     void register_module(Module& m, const std::string& prefix) {
@@ -386,6 +441,16 @@ struct TrainRun : TrainTask {
         vae->set_scaling_factor(var > 0 ? (float)(1.0 / std::sqrt(var)) : 1.0f);
     }
 
+    nlohmann::json nuance_meta() const {
+        nlohmann::json m = {{"trained_steps", step}, {"options", options_json(o)}, {"arch", arch}};
+        if (!o.init.empty()) {  // fine-tuned: the steps of the model it started from come first
+            const std::optional<nlohmann::json> idx = read_optional_json_object(o.init + "/model_index.json");
+            if (idx && idx->contains("_nuance")) m["init"] = (*idx)["_nuance"];
+        }
+        if (fq) m["qat"] = {{"type", qat_recipe(o.qat)->name}, {"tensors", fq->tensors_per_type()}};
+        return m;
+    }
+
     void export_pipeline(const std::string& dir) {
         const int64_t sample = o.model == "ldm" ? o.resolution / vae->config().downscale() : o.resolution;
         write_component(dir + "/unet", *unet, "diffusion_pytorch_model.safetensors",
@@ -403,7 +468,7 @@ struct TrainRun : TrainTask {
         else sched["set_alpha_to_one"] = false;
         write_json(dir + "/scheduler/scheduler_config.json", sched);
         nlohmann::json index = {{"_class_name", pixel ? "DDPMPipeline" : "StableDiffusionPipeline"},
-                                {"_nuance", {{"trained_steps", step}, {"options", options_json(o)}, {"arch", arch}}},
+                                {"_nuance", nuance_meta()},
                                 {"unet", {"diffusers", "UNet2DConditionModel"}},
                                 {"text_encoder", {"transformers", "CLIPTextModel"}},
                                 {"scheduler", {"diffusers", sched_class}}};

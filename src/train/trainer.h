@@ -31,6 +31,12 @@ struct TrainOptions {
     std::string output;         // run folder
     std::string vae;            // ldm: a trained VAE (a `vae` run folder, its vae/ export, or a diffusers VAE folder)
     nlohmann::json arch = nlohmann::json::object();  // architecture overrides (see default_arch)
+    // ldm: start from a model `nuance train --model ldm` exported (its <out>/model folder): its architecture, UNet and
+    // text-encoder weights, and its VAE unless `vae` is given. Fine-tuning, and the base of quantization-aware training.
+    std::string init;
+    // ldm: quantization-aware training (train/qat.h) for `nuance quantize --type qat`: "q8_0" (or "int8"), "q4_0",
+    // "q4_k_m", ... (parse_quantize_recipe's names); empty: off.
+    std::string qat;
     int64_t steps = 1000;
     int batch = 32;
     int resolution = 32;
