@@ -153,6 +153,7 @@ struct TrainRun : TrainTask {
 
     // TrainTask (train/train_loop.h)
     Var loss(const Batch& b, Mt19937& rng) override {
+        if (fq) fq->apply();  // the step's forward and backward on the quantized file's weights; after_backward undoes it
         return diffusion() ? diffusion_loss(b, o.batch, rng) : vae_loss(b, o.batch, rng);
     }
     void after_backward() override {

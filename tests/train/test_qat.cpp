@@ -195,6 +195,13 @@ TEST(Qat, InitFineTunesAnExportedModelWithQat) {
     q.lr = 1e-7f;
     q.ema_decay = 0;
     const TrainReport r = train(q);
+    // The loss was the quantized model's: a run without --qat from the same start sees another one.
+    TrainOptions plain = q;
+    plain.output = d / "plain";
+    plain.qat.clear();
+    const TrainReport rp = train(plain);
+    EXPECT_NE(r.first_loss, rp.first_loss);
+    EXPECT_NEAR(r.first_loss, rp.first_loss, 0.05 * rp.first_loss);
     const nlohmann::json idx = read_json_object(r.exported + "/model_index.json");
     EXPECT_EQ(idx["_nuance"]["qat"]["type"], "q8_0");
     EXPECT_GT(idx["_nuance"]["qat"]["tensors"]["Q8_0"].get<int64_t>(), 0);
