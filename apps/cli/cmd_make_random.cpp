@@ -24,7 +24,10 @@ Runner add_make_random(CLI::App& app) {
                    "sd15 | sd2 | sdxl | sd35-medium | sd35-large | flux-dev | flux-schnell | dit-xl-2-256 | "
                    "dit-xl-2-512 | clip-l | clip-g | t5xxl | vae16 | vae")
         ->capture_default_str();
-    c->add_option("--dtype", a->dtype, "f16 | f32 | bf16")->capture_default_str();
+    c->add_option("--dtype", a->dtype,
+                  "f16 | f32 | bf16 | fp8 (transformer families and text encoders: weight matrices as F8_E4M3, the "
+                  "rest bf16, as flux1-dev-fp8 / t5xxl_fp8_e4m3fn)")
+        ->capture_default_str();
     c->add_option("-o,--output", a->output, "Output .safetensors")->required();
     c->add_flag("--tiny", a->tiny, "Small widths and depths (tests)");
     c->add_flag("--with-text-encoders", a->with_text_encoders,
@@ -59,8 +62,11 @@ Runner add_make_random(CLI::App& app) {
         o.seed = a->seed;
         if (a->dtype == "f16") o.dtype = DType::F16;
         else if (a->dtype == "f32") o.dtype = DType::F32;
-        else if (a->dtype == "bf16") o.dtype = DType::BF16;
-        else fail(ErrorCode::InvalidArgument, "usage: unknown dtype '", a->dtype, "' (valid: f16, f32, bf16)");
+        else if (a->dtype == "bf16" || a->dtype == "fp8") o.dtype = DType::BF16;
+        else fail(ErrorCode::InvalidArgument, "usage: unknown dtype '", a->dtype, "' (valid: f16, f32, bf16, fp8)");
+        if (a->dtype == "fp8" && !is_random_family(a->family))
+            fail(ErrorCode::InvalidArgument, "usage: --dtype fp8 is for the transformer families and text encoders "
+                 "(sd35-*, flux-*, dit-*, clip-l, clip-g, t5xxl), not '", a->family, "'");
         const auto t0 = std::chrono::steady_clock::now();
         int64_t n = 0;
         if (is_random_family(a->family)) {
@@ -71,6 +77,7 @@ Runner add_make_random(CLI::App& app) {
             f.with_text_encoders = a->with_text_encoders;
             f.depth = a->depth;
             f.seed = a->seed;
+            f.fp8 = a->dtype == "fp8";
             n = write_random_family(a->output, f);
         } else {
             if (a->with_text_encoders || a->depth != 0)

@@ -1,4 +1,5 @@
 #include "backends/backend.h"
+#include "ops/elementwise.h"
 
 #include <array>
 
@@ -101,9 +102,10 @@ Tensor dequantize_weight(const Tensor& t) {
         return t;
     }
     OpNameScope op_name("dequantize");
-    return backend_for(t.device())
-        .dequantize((GgmlType)v->ggml_type, quantized_weight_payload(t), {v->rows, v->row_length})
-        .view(t.shape());
+    Tensor d = backend_for(t.device())
+                   .dequantize((GgmlType)v->ggml_type, quantized_weight_payload(t), {v->rows, v->row_length})
+                   .view(t.shape());
+    return v->scale == 1.0f ? d : mul(d, v->scale);  // a scaled FP8 weight's values
 }
 
 }  // namespace nuance

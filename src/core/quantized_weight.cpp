@@ -3,6 +3,7 @@
 #include "core/checked.h"
 
 #include <cmath>
+#include <cstdio>
 
 namespace nuance {
 
@@ -16,6 +17,7 @@ struct QuantizedTag {
     const char* type_name = "";
     int64_t block = 0, block_bytes = 0;
     std::vector<QuantizedWeightPatch> patches;
+    float scale = 1.0f;
     std::shared_ptr<void> keepalive;
     void operator()(void*) const {}
 };
@@ -51,7 +53,7 @@ Tensor make_quantized_weight(uint32_t ggml_type, const char* type_name, int64_t 
                      (uint64_t)total == (uint64_t)bytes,
                  "quantized weight ", type_name, shape_str(shape), ": payload of ", bytes, " bytes, expected ", rows,
                  " rows of ", row_bytes, " bytes");
-    QuantizedTag tag{ggml_type, type_name, block, block_bytes, {}, std::move(keepalive)};
+    QuantizedTag tag{ggml_type, type_name, block, block_bytes, {}, 1.0f, std::move(keepalive)};
     std::shared_ptr<void> ka(const_cast<uint8_t*>(data), std::move(tag));
     return handle_over(Storage::wrap(const_cast<uint8_t*>(data), bytes, std::move(ka)), 0, rows, row_bytes, shape);
 }
@@ -76,6 +78,22 @@ Tensor quantized_weight_with_patch(const Tensor& t, QuantizedWeightPatch patch) 
     QuantizedTag tag = old;
     tag.patches.push_back(std::move(patch));
     tag.keepalive = t.storage();  // the payload's owner, through the unpatched storage
+    uint8_t* base = t.storage()->data();
+    std::shared_ptr<void> ka(base, std::move(tag));
+    auto st = Storage::wrap(base, t.storage()->size(), std::move(ka));
+    return handle_over(std::move(st), (size_t)(v->data - base), v->rows, v->row_bytes, t.shape());
+}
+
+Tensor quantized_weight_with_scale(const Tensor& t, float scale) {
+    const auto v = quantized_weight_view(t);
+    NUANCE_CHECK(v.has_value(), "weight scale: tensor ", t.str(), " is not a quantized weight");
+    const QuantizedTag& old = *tag_of(t);
+    const float s = old.scale * scale;
+    NUANCE_CHECK(std::isfinite(scale) && scale != 0.0f && std::isfinite(s) && s != 0.0f, "weight scale for ",
+                 quantized_weight_str(t), ": ", scale, " is not a finite, non-zero number");
+    QuantizedTag tag = old;
+    tag.scale = s;
+    tag.keepalive = t.storage();
     uint8_t* base = t.storage()->data();
     std::shared_ptr<void> ka(base, std::move(tag));
     auto st = Storage::wrap(base, t.storage()->size(), std::move(ka));
@@ -108,6 +126,7 @@ std::optional<QuantizedWeightView> quantized_weight_view(const Tensor& t) {
     v.row_bytes = row_bytes;
     v.first_row = (int64_t)(off / (uint64_t)row_bytes);
     v.patches = &tag->patches;
+    v.scale = tag->scale;
     return v;
 }
 
@@ -130,7 +149,14 @@ Tensor quantized_weight_reshape(const Tensor& t, const Shape& shape) {
 
 std::string quantized_weight_str(const Tensor& t) {
     const QuantizedTag* tag = tag_of(t);
-    return tag ? std::string(tag->type_name) + shape_str(t.shape()) : std::string();
+    if (!tag) return std::string();
+    std::string s = std::string(tag->type_name) + shape_str(t.shape());
+    if (tag->scale != 1.0f) {
+        char b[32];
+        std::snprintf(b, sizeof b, "*%g", (double)tag->scale);
+        s += b;
+    }
+    return s;
 }
 
 }  // namespace nuance

@@ -39,6 +39,9 @@ struct QuantizedWeightView {
     int64_t rows = 0, row_length = 0, row_bytes = 0;
     int64_t first_row = 0;
     const std::vector<QuantizedWeightPatch>* patches = nullptr;
+    // Every value of the weight is its blocks' value times `scale` (ComfyUI's scaled FP8 files: a per-tensor
+    // scale_weight); 1 for every other file. The patches are not scaled.
+    float scale = 1.0f;
 };
 
 // A handle over `bytes` bytes at `data` (kept alive by `keepalive`) of blocks of type `ggml_type`, seen as `shape`
@@ -46,6 +49,10 @@ struct QuantizedWeightView {
 // `type_name` (ggml's spelling, a string literal) is kept for messages.
 Tensor make_quantized_weight(uint32_t ggml_type, const char* type_name, int64_t block, int64_t block_bytes,
                              const uint8_t* data, size_t bytes, std::shared_ptr<void> keepalive, const Shape& shape);
+
+// The handle `t` whose values are multiplied by `scale` (finite, non-zero) on top of its own scale: a new handle over
+// the same blocks and patches (t itself is unchanged). Throws InvalidArgument naming the weight otherwise.
+Tensor quantized_weight_with_scale(const Tensor& t, float scale);
 
 // True when `t` is over a quantized payload (a handle, or a view of one that is no longer a valid handle).
 bool is_quantized_storage(const Tensor& t);
@@ -60,7 +67,7 @@ Tensor quantized_weight_reshape(const Tensor& t, const Shape& shape);
 // count must not exceed t's rows, a's columns must be t's row length, b's columns a's rows). A new handle over the
 // same blocks: `t` itself (and every copy of it) is unchanged, so dropping the new handle undoes the patch.
 Tensor quantized_weight_with_patch(const Tensor& t, QuantizedWeightPatch patch);
-// "Q8_0[320, 320, 3, 3]" for messages ("" when not quantized).
+// "Q8_0[320, 320, 3, 3]" for messages, "F8_E4M3[64, 64]*0.25" with a scale ("" when not quantized).
 std::string quantized_weight_str(const Tensor& t);
 
 }  // namespace nuance

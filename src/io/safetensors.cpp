@@ -7,6 +7,7 @@
 #include "core/quantized_weight.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -190,7 +191,60 @@ WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string&
         }
     }
     check_data_layout(spans, data_size, path);
+    bool scaled = false;
+    for (const auto& [k, v] : wf.tensors)
+        scaled = scaled || k == "scaled_fp8" || (k.size() > 11 && k.compare(k.size() - 11, 11, ".scaled_fp8") == 0);
+    if (scaled) fold_fp8_scales(wf.tensors, path);
     return wf;
+}
+
+namespace {
+bool has_suffix(const std::string& s, const std::string& p) {
+    return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+}  // namespace
+
+void fold_fp8_scales(std::map<std::string, Tensor>& t, const std::string& source) {
+    const std::string sw = ".scale_weight", si = ".scale_input";
+    std::vector<std::string> drop;
+    for (auto& [key, scale] : t) {
+        if (key == "scaled_fp8" || has_suffix(key, ".scaled_fp8") || has_suffix(key, si)) drop.push_back(key);
+        if (!has_suffix(key, sw)) continue;
+        drop.push_back(key);
+        const std::string wkey = key.substr(0, key.size() - sw.size()) + ".weight";
+        auto w = t.find(wkey);
+        NUANCE_CHECK(w != t.end(), "'", source, "': '", key, "' scales '", wkey, "', which is not in the file");
+        NUANCE_CHECK(scale.numel() == 1 && dtype_is_float(scale.dtype()) && !is_quantized_storage(scale), "'", source,
+                     "': '", key, "' must be one float, got ", scale.str());
+        const float s = scale.f32().contiguous().data<float>()[0];
+        if (const auto v = quantized_weight_view(w->second)) {
+            // Kept as FP8 (or blocks): the scale travels with the handle; the products apply it. Every value must
+            // stay finite in f16, as the widened path below requires (the type's largest code times the scale).
+            const GgmlTypeInfo* ti = ggml_type_info(v->ggml_type);
+            const float largest = ti && ti->type == GgmlType::F8_E5M2 ? 57344.0f : 448.0f;
+            NUANCE_CHECK(std::isfinite(s) && s != 0.0f && std::fabs(s) * largest <= 65504.0f, "'", source, "': '",
+                         wkey, "' times its scale_weight ", s, " is not finite in f16 (corrupt scale?)");
+            w->second = quantized_weight_with_scale(w->second, s);
+            continue;
+        }
+        NUANCE_CHECK(dtype_is_float(w->second.dtype()), "'", source, "': '", wkey, "' is ", w->second.str(),
+                     ", not a float tensor to scale");
+        const Tensor src = w->second.f32().contiguous();
+        const bool to_f16 = w->second.dtype() == DType::F16;
+        Tensor out = Tensor::empty(src.shape(), to_f16 ? DType::F16 : DType::F32);
+        const float* ps = src.data<float>();
+        bool finite = std::isfinite(s);
+        for (int64_t i = 0; i < src.numel(); ++i) {
+            const float x = ps[i] * s;
+            finite = finite && std::isfinite(x) && (!to_f16 || std::fabs(x) <= 65504.0f);
+            if (to_f16) out.data<uint16_t>()[i] = f32_to_f16(x);
+            else out.data<float>()[i] = x;
+        }
+        NUANCE_CHECK(finite, "'", source, "': '", wkey, "' times its scale_weight ", s,
+                     " is not finite in f16 (corrupt scale?)");
+        w->second = out;
+    }
+    for (const auto& k : drop) t.erase(k);
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

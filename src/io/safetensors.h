@@ -27,6 +27,13 @@ WeightFile load_safetensors(std::shared_ptr<Storage> file, const std::string& na
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
+// ComfyUI's "scaled" FP8 files (t5xxl_fp8_e4m3fn_scaled, *_fp8_scaled checkpoints): a "scaled_fp8" marker (under
+// any prefix) and, per matrix X.weight, a one-element X.scale_weight: the weight's values are its FP8 values times the
+// scale. load_safetensors applies this when the file has the marker: a weight kept as FP8 bytes carries the scale in
+// its handle (products and lookups multiply by it), a widened one is multiplied once (into F16, checked for
+// overflow); the scale tensors, X.scale_input (which only matters for FP8 activations) and the markers are dropped.
+void fold_fp8_scales(std::map<std::string, Tensor>& tensors, const std::string& source);
+
 DType parse_safetensors_dtype(const std::string& s);  // throws Unsupported for unknown dtypes
 
 }  // namespace nuance

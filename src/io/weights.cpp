@@ -109,7 +109,9 @@ WeightFile load_shard_index(const std::string& path) {
 WeightFile load_weight_file(const std::string& path, bool allow_index) {
     require_regular_file(path, "model file");
     switch (detect_weight_format(path)) {
-        case WeightFormat::Safetensors: return load_safetensors(path);
+        // FP8 matrices stay as their mmap'd bytes (flux1-dev-fp8: 12 GB in memory, not 24 GB of F16); products and
+        // lookups widen them as they run, module loading widens the rest (core/quantized_weight.h).
+        case WeightFormat::Safetensors: return load_safetensors(path, Fp8Load::KeepMatrices);
         case WeightFormat::TorchZip: return load_ckpt(path);
         case WeightFormat::Gguf: return load_gguf(path, /*keep_quantized=*/true);
         case WeightFormat::ShardIndex:

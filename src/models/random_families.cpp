@@ -269,7 +269,8 @@ int64_t write_random_family(const std::string& path, const RandomFamilyOptions& 
                                     {{"nuance", str("make-random family=", o.family, o.tiny ? " tiny" : "",
                                                     o.with_text_encoders ? " with-text-encoders" : "",
                                                     o.depth > 0 ? str(" depth=", o.depth) : std::string(),
-                                                    " seed=", o.seed)}});
+                                                    o.fp8 ? " fp8" : "", " seed=", o.seed)}},
+                                    o.fp8);
 }
 
 }  // namespace nuance

@@ -26,6 +26,7 @@ struct RandomFamilyOptions {
     bool with_text_encoders = false;  // sd35-*: the all-in-one file
     int64_t depth = 0;                // > 0: only this many blocks / layers (quick runs); 0 = the real depth
     uint64_t seed = 0;
+    bool fp8 = false;  // weight matrices as F8_E4M3 (flux1-dev-fp8, t5xxl_fp8_e4m3fn); the VAE and the rest in dtype
 };
 
 // Names make-random knows besides sd15 / sd2 / sdxl.

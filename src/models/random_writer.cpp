@@ -1,11 +1,14 @@
 #include "models/random_writer.h"
 
+#include "core/fp8.h"
+
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.h"
+#include "core/fp8.h"
 #include "core/rng.h"
 #include "io/atomic_file.h"
 
@@ -61,7 +64,10 @@ RandomInit random_init_of(const std::string& key, const Shape& shape) {
 }
 
 int64_t write_random_safetensors(const std::string& path, const std::vector<RandomTensor>& tensors, DType dtype,
-                                 uint64_t seed, const std::map<std::string, std::string>& metadata) {
+                                 uint64_t seed, const std::map<std::string, std::string>& metadata, bool fp8_matrices) {
+    auto is_fp8 = [&](const RandomTensor& t) {
+        return fp8_matrices && !t.value.defined() && t.shape.size() >= 2 && ends_with(t.key, ".weight");
+    };
     NUANCE_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16, "make-random '", path,
                  "': dtype ", dtype_name(dtype), " (valid: F32, F16, BF16)");
     NUANCE_CHECK(!tensors.empty(), "make-random '", path, "': no tensors to write");
@@ -85,10 +91,11 @@ int64_t write_random_safetensors(const std::string& path, const std::vector<Rand
             NUANCE_CHECK_CODE(t.value.shape() == t.shape, Internal, "make-random: tensor '", t.key, "' is ",
                               t.value.shape(), ", listed as ", t.shape);
         uint64_t bytes = 0, end = 0;
-        NUANCE_CHECK(!__builtin_mul_overflow((uint64_t)n, esize, &bytes) && !__builtin_add_overflow(off, bytes, &end) &&
+        NUANCE_CHECK(!__builtin_mul_overflow((uint64_t)n, is_fp8(t) ? 1 : esize, &bytes) && !__builtin_add_overflow(off, bytes, &end) &&
                          !__builtin_add_overflow(total, n, &total),
                      "make-random '", path, "': tensor '", t.key, "' puts the file past 2^64 bytes");
-        header[t.key] = {{"dtype", dtype_name(dtype)}, {"shape", t.shape}, {"data_offsets", {off, end}}};
+        header[t.key] = {{"dtype", is_fp8(t) ? "F8_E4M3" : dtype_name(dtype)}, {"shape", t.shape},
+                         {"data_offsets", {off, end}}};
         off = end;
     }
     std::string hs = header.dump();
@@ -121,7 +128,12 @@ int64_t write_random_safetensors(const std::string& path, const std::vector<Rand
                     rng->fill_randn(buf.data(), m);
                     for (float& v : buf) v *= scale;
                 }
-                encode(buf.data(), m, dtype, bytes);
+                if (is_fp8(t)) {
+                    bytes.resize((size_t)m);
+                    for (int64_t i = 0; i < m; ++i) bytes[(size_t)i] = f32_to_f8e4m3fn(buf[(size_t)i]);
+                } else {
+                    encode(buf.data(), m, dtype, bytes);
+                }
                 if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) return false;
             }
         }

@@ -25,7 +25,10 @@ RandomInit random_init_of(const std::string& key, const Shape& shape);
 
 // Writes `tensors` in the given order to `path` (atomic: temp file + rename), each in `dtype` (F32, F16 or BF16).
 // Checks: keys unique and non-empty, every dim >= 1, the byte offsets free of overflow. Returns the element count.
+// fp8_matrices: the drawn weight matrices (rank >= 2, named *.weight) as F8_E4M3 (float8_e4m3fn, round to nearest
+// even, as flux1-dev-fp8 / t5xxl_fp8_e4m3fn files store them); given values (the VAEs) and the rest stay in `dtype`.
 int64_t write_random_safetensors(const std::string& path, const std::vector<RandomTensor>& tensors, DType dtype,
-                                 uint64_t seed, const std::map<std::string, std::string>& metadata = {});
+                                 uint64_t seed, const std::map<std::string, std::string>& metadata = {},
+                                 bool fp8_matrices = false);
 
 }  // namespace nuance

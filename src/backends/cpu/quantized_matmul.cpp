@@ -201,10 +201,15 @@ Tensor dequantize_scratch(const QuantizedWeightView& w, bool bf16) {
     const int64_t N = w.rows, K = w.row_length;
     Tensor s = Tensor::empty({N, K}, bf16 ? DType::BF16 : DType::F32);
     const GgmlType t = (GgmlType)w.ggml_type;
+    const float scale = w.scale;  // 1 except for scaled FP8 files: each value times it, before any rounding to bf16
     if (!bf16) {
         float* d = s.data<float>();
 #pragma omp parallel for schedule(static) if (N * K > (1 << 16))
-        for (int64_t n = 0; n < N; ++n) dequantize_row(t, w.data + n * w.row_bytes, d + n * K, K);
+        for (int64_t n = 0; n < N; ++n) {
+            dequantize_row(t, w.data + n * w.row_bytes, d + n * K, K);
+            if (scale != 1.0f)
+                for (int64_t k = 0; k < K; ++k) d[n * K + k] *= scale;
+        }
         return s;
     }
     uint16_t* d = s.data<uint16_t>();
@@ -214,6 +219,7 @@ Tensor dequantize_scratch(const QuantizedWeightView& w, bool bf16) {
         for (int i = 0; i < 256; ++i) {
             const uint8_t code = (uint8_t)i;
             dequantize_row(t, &code, &f[i], 1);
+            f[i] *= scale;
         }
         f32_to_bf16_n(f, table, 256);
 #pragma omp parallel for schedule(static) if (N * K > (1 << 16))
@@ -230,6 +236,8 @@ Tensor dequantize_scratch(const QuantizedWeightView& w, bool bf16) {
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < N; ++n) {
             dequantize_row(t, w.data + n * w.row_bytes, row.data(), K);
+            if (scale != 1.0f)
+                for (float& v : row) v *= scale;
             f32_to_bf16_n(row.data(), d + n * K, K);
         }
     }
@@ -296,7 +304,7 @@ void set_q8_w8a8(bool on) { w8a8_flag() = on; }
 bool q8_w8a8() { return w8a8_flag().load(); }
 
 QuantizedPath quantized_path(const QuantizedWeightView& w, Precision compute) {
-    return q8_w8a8() && (GgmlType)w.ggml_type == GgmlType::Q8_0 && compute != Precision::FP32
+    return q8_w8a8() && (GgmlType)w.ggml_type == GgmlType::Q8_0 && w.scale == 1.0f && compute != Precision::FP32
                ? QuantizedPath::W8A8
                : QuantizedPath::WeightOnly;
 }

@@ -107,6 +107,8 @@ Tensor CpuBackend::embedding(const Tensor& ids_in, const Tensor& weight) {
         for (size_t i = 0; i < ids.size(); ++i) {
             NUANCE_CHECK(ids[i] >= 0 && ids[i] < V, "embedding: id ", ids[i], " out of range for a vocabulary of ", V);
             dequantize_row((GgmlType)q->ggml_type, q->data + ids[i] * q->row_bytes, dst + (int64_t)i * D, D);
+            if (q->scale != 1.0f)
+                for (int64_t k = 0; k < D; ++k) dst[(int64_t)i * D + k] *= q->scale;
         }
         return out;
     }

@@ -17,6 +17,7 @@
 #include <array>
 #include <utility>
 
+#include "backends/backend.h"
 #include "core/error.h"
 #include "models/convert/original_parts.h"
 
@@ -72,7 +73,7 @@ TensorMap clip_from_open_clip(const TensorMap& oc) {
         if (key == "text_projection") {
             NUANCE_CHECK(t.dim() == 2, "text encoder: 'text_projection': expected a 2-d [D, P] matrix, got ",
                          shape_str(t.shape()));
-            put(out, "text_projection.weight", t.transpose(0, 1).contiguous());
+            put(out, "text_projection.weight", dequantize_weight(t).transpose(0, 1).contiguous());  // FP8: values
             continue;
         }
         if (!key.starts_with("transformer.resblocks.")) continue;  // logit_scale, attn_mask, visual.*, ...
@@ -117,7 +118,7 @@ TensorMap clip_to_open_clip(const TensorMap& hf) {
         if (key == "text_projection.weight") {
             NUANCE_CHECK(t.dim() == 2, "text encoder: 'text_projection.weight': expected 2-d, got ",
                          shape_str(t.shape()));
-            put(out, "text_projection", t.transpose(0, 1).contiguous());
+            put(out, "text_projection", dequantize_weight(t).transpose(0, 1).contiguous());  // FP8: values
             continue;
         }
         auto parts = split_key(key);

@@ -4,7 +4,9 @@
 
 #include <cstring>
 
+#include "backends/backend.h"
 #include "core/error.h"
+#include "core/quantized_weight.h"
 #include "models/convert/original_parts.h"
 
 namespace nuance {
@@ -68,6 +70,12 @@ void put(TensorMap& out, const std::string& key, const Tensor& t) {
 
 Tensor concat_rows(const std::vector<Tensor>& ts) {
     NUANCE_ASSERT(!ts.empty());
+    for (const Tensor& t : ts)
+        if (is_quantized_storage(t)) {  // FP8 / block-quantized parts (an FP8 file): the fused tensor of their values
+            std::vector<Tensor> v;
+            for (const Tensor& u : ts) v.push_back(dequantize_weight(u));
+            return concat_rows(v);
+        }
     Shape shape = ts[0].shape();
     NUANCE_CHECK(!shape.empty(), "concat_rows: 0-d tensor");
     shape[0] = 0;

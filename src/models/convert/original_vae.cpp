@@ -11,6 +11,7 @@
 #include <array>
 #include <utility>
 
+#include "backends/backend.h"
 #include "core/error.h"
 #include "models/convert/original_parts.h"
 
@@ -43,7 +44,7 @@ Tensor conv1x1_to_linear(const std::string& key, const Tensor& t) {
     if (t.dim() == 2) return t;
     NUANCE_CHECK(t.dim() == 4 && t.size(2) == 1 && t.size(3) == 1, "vae: tensor '", kPrefix, key,
                  "': expected a [C, C, 1, 1] or [C, C] weight, got ", shape_str(t.shape()));
-    return t.reshape({t.size(0), t.size(1)});
+    return dequantize_weight(t).reshape({t.size(0), t.size(1)});  // an FP8 file's weight: its values
 }
 
 }  // namespace

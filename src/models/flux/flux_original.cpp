@@ -1,4 +1,5 @@
 #include "models/flux/flux_original.h"
+#include "backends/backend.h"
 
 #include <algorithm>
 #include <set>
@@ -87,7 +88,8 @@ std::vector<Tensor> split_rows(const Tensor& w, const std::vector<int64_t>& rows
 // Swaps the two row halves of a [2D, ...] tensor (the final adaLN's (shift, scale) <-> (scale, shift)).
 Tensor swap_halves(const Tensor& w) {
     const int64_t h = w.size(0) / 2;
-    return cat({w.narrow(0, h, h), w.narrow(0, 0, h)}, 0).contiguous();
+    const Tensor v = dequantize_weight(w);  // an FP8 / block-quantized weight: its values (the rows move)
+    return cat({v.narrow(0, h, h), v.narrow(0, 0, h)}, 0).contiguous();
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "models/mmdit/mmdit_original.h"
+#include "backends/backend.h"
 
 #include <algorithm>
 #include <set>
@@ -70,7 +71,8 @@ Tensor swap_halves(const std::string& name, const Tensor& t) {
     NUANCE_CHECK(t.dim() >= 1 && t.size(0) % 2 == 0, "SD3 checkpoint: tensor '", name, "' ", t.shape(),
                  " does not split into (shift, scale) halves");
     const int64_t h = t.size(0) / 2;
-    return cat({t.narrow(0, h, h), t.narrow(0, 0, h)}, 0);
+    const Tensor v = dequantize_weight(t);  // an FP8 / block-quantized weight: its values (the rows move)
+    return cat({v.narrow(0, h, h), v.narrow(0, 0, h)}, 0);
 }
 
 // A decimal block index of at most 4 digits, no leading zero ("01" is not a module index).

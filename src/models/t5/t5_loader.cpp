@@ -41,40 +41,6 @@ bool is_t5_folder(const std::string& dir) {
     return cfg && cfg->value("model_type", std::string()) == "t5";
 }
 
-// ComfyUI's "scaled" FP8 files (t5xxl_fp8_e4m3fn_scaled): a "scaled_fp8" marker and, per matrix X.weight, a
-// one-element X.scale_weight: the weight is fp8 * scale. Applied once here (into F16, checked for overflow); the
-// scale tensors (and X.scale_input, which only matters for fp8 activations) are then dropped.
-void apply_fp8_scales(std::map<std::string, Tensor>& t, const std::string& source) {
-    const std::string sw = ".scale_weight", si = ".scale_input";
-    std::vector<std::string> drop;
-    for (auto& [key, scale] : t) {
-        if (ends_with(key, si)) drop.push_back(key);
-        if (!ends_with(key, sw)) continue;
-        drop.push_back(key);
-        const std::string wkey = key.substr(0, key.size() - sw.size()) + ".weight";
-        auto w = t.find(wkey);
-        NUANCE_CHECK(w != t.end(), "'", source, "': '", key, "' scales '", wkey, "', which is not in the file");
-        NUANCE_CHECK(scale.numel() == 1 && dtype_is_float(scale.dtype()), "'", source, "': '", key,
-                     "' must be one float, got ", scale.str());
-        const float s = scale.f32().contiguous().data<float>()[0];
-        const Tensor src = dequantize_weight(w->second).f32().contiguous();  // FP8 kept as bytes: widened here
-        Tensor out = Tensor::empty(src.shape(), DType::F16);
-        const float* ps = src.data<float>();
-        uint16_t* po = out.data<uint16_t>();
-        bool finite = std::isfinite(s);
-        for (int64_t i = 0; i < src.numel(); ++i) {
-            const float v = ps[i] * s;
-            finite = finite && std::fabs(v) <= 65504.0f;
-            po[i] = f32_to_f16(v);
-        }
-        NUANCE_CHECK(finite, "'", source, "': '", wkey, "' times its scale_weight ", s,
-                     " is not finite in f16 (corrupt scale?)");
-        w->second = out;
-    }
-    for (const auto& k : drop) t.erase(k);
-    t.erase("scaled_fp8");
-}
-
 }  // namespace
 
 std::string find_t5_prefix(const std::map<std::string, Tensor>& tensors, const std::string& source) {
@@ -102,7 +68,7 @@ std::unique_ptr<T5EncoderModel> load_t5_encoder(const std::map<std::string, Tens
     // The embedding is tied: save_pretrained stores shared.weight, some exports only encoder.embed_tokens.weight.
     if (!t.count("shared.weight") && t.count("encoder.embed_tokens.weight"))
         t.emplace("shared.weight", t.at("encoder.embed_tokens.weight"));
-    apply_fp8_scales(t, source);
+    fold_fp8_scales(t, source);  // a scaled file read elsewhere (load_safetensors folds them itself)
 
     T5Config cfg;
     try {
