@@ -37,6 +37,8 @@ uint32_t file_type(GgmlType t) {
         case GgmlType::Q4_K: return 14;  // Q4_K_S's number (its rules are the q4_k_s recipe)
         case GgmlType::Q5_K: return 16;  // Q5_K_S
         case GgmlType::Q6_K: return 18;
+        case GgmlType::IQ4_NL: return 25;
+        case GgmlType::IQ4_XS: return 30;
         case GgmlType::BF16: return 32;
         default: return 0;
     }
@@ -78,6 +80,7 @@ GgmlType k_fallback(GgmlType t) {
         case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: return GgmlType::Q5_0;
         case GgmlType::Q5_K: return GgmlType::Q5_1;
         case GgmlType::Q6_K: return GgmlType::Q8_0;
+        case GgmlType::IQ4_XS: return GgmlType::IQ4_NL;
         default: return t;
     }
 }
@@ -135,8 +138,8 @@ std::optional<QuantizeRecipe> parse_quantize_recipe(const std::string& name) {
 }
 
 std::string quantize_recipe_names() {
-    return "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, "
-           "q5_k_s, q5_k_m, f16, bf16";
+    return "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, q3_k_s, q3_k_m, q3_k_l, "
+           "q4_k_s, q4_k_m, q5_k_s, q5_k_m, f16, bf16";
 }
 
 GgmlType recipe_tensor_type(const QuantizeRecipe& r, const std::string& name, int& attn_v_seen) {

@@ -112,9 +112,9 @@ TEST(GgufQuantize, OriginalCheckpointKeepsOnlyTheDiffusionModel) {
     ASSERT_EQ(g.tensors.size(), 1u);
     EXPECT_EQ(g.tensors[0].name, "input_blocks.1.1.proj_in.weight");
     EXPECT_EQ(ggml_type_info(g.tensors[0].type)->name, std::string("Q4_0"));
-    EXPECT_EQ(test::error_of([&] { quantize_to_gguf(in, out, GgmlType::IQ4_NL); }),
-              "quantize: type IQ4_NL has no quantizer (available: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, "
-              "q6_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, f16, bf16)");
+    EXPECT_EQ(test::error_of([&] { quantize_to_gguf(in, out, GgmlType::Q8_1); }),
+              "quantize: type Q8_1 has no quantizer (available: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, "
+              "q6_k, iq4_nl, iq4_xs, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, f16, bf16)");
 }
 
 // Issue 14 item 5: each type's effect on the tiny SD1.5 UNet's output (golden unet_sd15 input) vs the f32 weights.
@@ -166,7 +166,7 @@ TEST(GgufQuantize, Cli) {
     const test::CliRun bad = test::run_cli("quantize -m x -o y --type q3");
     EXPECT_EQ(bad.code, 2);
     EXPECT_THAT(bad.out, HasSubstr("--type 'q3': expected one of q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, "
-                                   "q6_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, f16, bf16"));
+                                   "q6_k, iq4_nl, iq4_xs, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, f16, bf16"));
 }
 
 // Dequantizers of the types the golden case lacks (IQ4_NL, IQ4_XS) and every K type on random blocks, bit for bit
@@ -314,7 +314,7 @@ TEST(GgufQuantize, KQuantsMatchLlamaCppReferenceByteForByte) {
 // ComfyUI-GGUF's recipes (tools/lcpp.patch, img_tensor_get_type): which tensors go higher, per recipe.
 TEST(GgufQuantize, MixedRecipesFollowComfyUiGguf) {
     EXPECT_FALSE(parse_quantize_recipe("q3").has_value());
-    EXPECT_FALSE(parse_quantize_recipe("iq4_nl").has_value());
+    EXPECT_FALSE(parse_quantize_recipe("q8_1").has_value());
     EXPECT_FALSE(parse_quantize_recipe("f32").has_value());
     const std::string v = "input_blocks.1.1.transformer_blocks.0.attn1.to_v.weight";
     const std::string q = "input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight";
@@ -474,4 +474,57 @@ TEST(GgufQuantize, StreamedWriterChecksEachTensorAgainstThePlan) {
     const WeightFile back = load_gguf(out);
     EXPECT_EQ(back.tensors.at("a").to_vector(), x.to_vector());
     EXPECT_EQ(back.tensors.at("b").f32().to_vector(), quantize(x, GgmlType::Q8_0).dequantize().to_vector());
+}
+
+// IQ4_NL / IQ4_XS against ggml's quantize_iq4_nl / quantize_iq4_xs (what llama-quantize calls; tools/make_iq4_ref.c
+// wrote the bytes, both sides without FMA contraction): byte for byte on kquant_q23_ref.bin's 12 rows (normal, tiny,
+// large, zero super-block, outlier, heavy tail, all positive, ramps, all negative, ties, zero sub-blocks, spikes).
+// iq4_ref.bin = u32 rows | f32 src[rows][512] | IQ4_NL bytes | IQ4_XS bytes.
+TEST(GgufQuantize, Iq4MatchesGgmlByteForByte) {
+    FILE* f = std::fopen((kData + "/gguf_quant/iq4_ref.bin").c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    uint32_t rows = 0;
+    ASSERT_EQ(std::fread(&rows, 4, 1, f), 1u);
+    ASSERT_EQ(rows, 12u);
+    std::vector<float> src((size_t)rows * 512);
+    ASSERT_EQ(std::fread(src.data(), 4, src.size(), f), src.size());
+    const Tensor x = Tensor::from_vector(src, {(int64_t)rows, 512});
+    for (const GgmlType t : {GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
+        const GgmlTypeInfo& ti = ggml_type_info(t);
+        const int64_t blocks = rows * 512 / ti.block;
+        std::vector<uint8_t> want((size_t)(blocks * ti.bytes));
+        ASSERT_EQ(std::fread(want.data(), 1, want.size(), f), want.size()) << ti.name;
+        const QuantizedTensor q = quantize(x, t);
+        ASSERT_EQ(q.packed.nbytes(), want.size());
+        const uint8_t* got = q.packed.data<uint8_t>();
+        int bad = 0;
+        for (int64_t b = 0; b < blocks; ++b)
+            if (std::memcmp(got + b * ti.bytes, want.data() + b * ti.bytes, (size_t)ti.bytes) != 0 && ++bad <= 5)
+                ADD_FAILURE() << ti.name << " block " << b << " (row " << b * ti.block / 512 << ") differs";
+        EXPECT_EQ(bad, 0) << ti.name;
+        // The round trip: 4 bits on a non-linear grid, within a fraction of each smooth row's range.
+        const std::vector<float> back = q.dequantize().to_vector();
+        for (int r : {0, 1, 2, 6, 8}) {
+            float lo = src[(size_t)r * 512], hi = lo, worst = 0;
+            for (int i = 0; i < 512; ++i) {
+                const float v = src[(size_t)(r * 512 + i)];
+                lo = std::min(lo, v);
+                hi = std::max(hi, v);
+                worst = std::max(worst, std::fabs(back[(size_t)(r * 512 + i)] - v));
+            }
+            EXPECT_LE(worst, 0.15f * (hi - lo)) << ti.name << " row " << r;
+        }
+    }
+    uint8_t extra;
+    EXPECT_EQ(std::fread(&extra, 1, 1, f), 0u);
+    std::fclose(f);
+    // `nuance quantize --type iq4_nl|iq4_xs` recipes, and IQ4_XS rows that are not whole super-blocks fall back to
+    // IQ4_NL as llama-quantize does.
+    EXPECT_EQ(parse_quantize_recipe("IQ4_XS")->type, GgmlType::IQ4_XS);
+    EXPECT_EQ(parse_quantize_recipe("iq4_nl")->file_type, 25u);
+    int seen = 0;
+    EXPECT_EQ(gguf_tensor_choice("sd1", "down_blocks.0.attentions.0.proj_in.weight", {33, 32}, GgufComponent::Denoiser,
+                                 *parse_quantize_recipe("iq4_xs"), seen)
+                  .type,
+              GgmlType::IQ4_NL);
 }

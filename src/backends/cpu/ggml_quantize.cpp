@@ -486,13 +486,124 @@ void q3_k(const float* x, uint8_t* y) {
     pack2(Lu, qs);
 }
 
+// ---- IQ4_NL / IQ4_XS (ggml's 4-bit non-linear types): 4-bit indices into a fixed table of 16 values in -127..113, as
+// llama-quantize writes them (ggml's quantize_iq4_nl / quantize_iq4_xs without an importance matrix). Per 32-value
+// sub-block: weights x², a first scale -max / -127 (max = the value of largest magnitude) refined by least squares,
+// then 15 trial inverse scales (k - 127) / max, k = -7..7, keeping the one of least weighted error. IQ4_NL stores that
+// scale in f16 (a 32-value block); IQ4_XS (256-value super-blocks) stores d = -max_scale / 32 in f16 and each
+// sub-block's scale as a 6-bit multiple l of it (l in -32..31), the indices recomputed from d * l.
+
+constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// The table index nearest to x (ties to the upper value), by bisection as ggml's best_index_int8.
+int iq4_index(float x) {
+    if (x <= kIq4Values[0]) return 0;
+    if (x >= kIq4Values[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (x < kIq4Values[mid]) hi = mid;
+        else lo = mid;
+    }
+    return x - kIq4Values[hi - 1] < kIq4Values[hi] - x ? hi - 1 : hi;
+}
+
+// The weighted least-squares scale of one 32-value sub-block (0 for an all-zero one); its indices into L.
+float iq4_subblock_scale(const float* x, uint8_t* L) {
+    constexpr int ntry = 7;
+    float w[32];
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; ++j) {
+        w[j] = x[j] * x[j];
+        const float ax = std::fabs(x[j]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[j];
+        }
+    }
+    if (amax < kGroupMaxEps) return 0.0f;
+    float d = -max / kIq4Values[0];
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < 32; ++j) {
+        const int l = iq4_index(id * x[j]);
+        L[j] = (uint8_t)l;
+        const float q = kIq4Values[l];
+        sumqx += w[j] * q * x[j];
+        sumq2 += w[j] * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+        id = (itry + kIq4Values[0]) / max;
+        sumqx = sumq2 = 0;
+        for (int j = 0; j < 32; ++j) {
+            const float q = kIq4Values[iq4_index(id * x[j])];
+            sumqx += w[j] * q * x[j];
+            sumq2 += w[j] * q * q;
+        }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
+        }
+    }
+    return d;
+}
+
+// Indices of 32-value groups packed two per byte: byte j of a group holds index j (low nibble) and j + 16 (high).
+void pack_iq4(const uint8_t* L, int n, uint8_t* qs) {
+    for (int i = 0; i < n / 32; ++i)
+        for (int j = 0; j < 16; ++j) qs[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+// block_iq4_nl: d (f16), qs[16].
+void iq4_nl(const float* x, uint8_t* y) {
+    uint8_t L[32];
+    const float d = iq4_subblock_scale(x, L);
+    put_f16(y, d);
+    const float id = d != 0 ? 1 / d : 0.0f;
+    for (int j = 0; j < 32; ++j) L[j] = (uint8_t)iq4_index(id * x[j]);
+    pack_iq4(L, 32, y + 2);
+}
+
+// block_iq4_xs: d (f16), scales_h (u16: 2 high bits per sub-block), scales_l[4] (4 low bits per sub-block), qs[128].
+void iq4_xs(const float* x, uint8_t* y) {
+    uint8_t L[QK_K];
+    float scales[QK_K / 32];
+    float amax_scale = 0, max_scale = 0;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        scales[ib] = iq4_subblock_scale(x + 32 * ib, L + 32 * ib);
+        if (std::fabs(scales[ib]) > amax_scale) {
+            amax_scale = std::fabs(scales[ib]);
+            max_scale = scales[ib];
+        }
+    }
+    const float d = -max_scale / 32;
+    put_f16(y, d);
+    const float id = d != 0 ? 1 / d : 0.0f;
+    uint16_t scales_h = 0;
+    uint8_t* scales_l = y + 4;
+    std::memset(scales_l, 0, 4);
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const int l = clampi(nearest_int(id * scales[ib]), -32, 31);
+        const float dl = d * l;
+        const float idl = dl != 0 ? 1 / dl : 0.0f;
+        for (int j = 0; j < 32; ++j) L[32 * ib + j] = (uint8_t)iq4_index(idl * x[32 * ib + j]);
+        const int u = l + 32;
+        scales_l[ib / 2] |= (uint8_t)((u & 0xf) << (4 * (ib % 2)));
+        scales_h |= (uint16_t)((u >> 4) << (2 * ib));
+    }
+    std::memcpy(y + 2, &scales_h, 2);
+    pack_iq4(L, QK_K, y + 8);
+}
+
 }  // namespace
 
 bool can_quantize(GgmlType t) {
     switch (t) {
         case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0: case GgmlType::Q4_0:
         case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q2_K: case GgmlType::Q3_K:
-        case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+        case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
             return true;
         default: return false;
     }
@@ -526,7 +637,9 @@ void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) {
                                         : t == GgmlType::Q3_K ? q3_k
                                         : t == GgmlType::Q4_K ? q4_k
                                         : t == GgmlType::Q5_K ? q5_k
-                                                              : q6_k;
+                                        : t == GgmlType::Q6_K ? q6_k
+                                        : t == GgmlType::IQ4_NL ? iq4_nl
+                                                                : iq4_xs;
     for (int64_t b = 0; b < n / ti.block; ++b) f(x + b * ti.block, y + b * ti.bytes);
 }
 
