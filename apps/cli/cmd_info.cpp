@@ -3,6 +3,7 @@
 #include <map>
 
 #include "commands.h"
+#include "core/quantized_weight.h"
 #include "io/gguf.h"
 #include "io/weights.h"
 #include "models/model_family.h"
@@ -87,12 +88,17 @@ int run(const InfoArgs& a) {
         const WeightFile wf = load_weights(path);
         std::map<std::string, int64_t> dtypes;
         int64_t params = 0;
+        int64_t scaled = 0;
         for (const auto& [k, t] : wf.tensors) {
-            dtypes[dtype_name(t.dtype())] += t.numel();
+            // An FP8 matrix kept as its bytes (or ggml blocks): its stored type, not the handle's U8.
+            const std::string q = quantized_weight_str(t);
+            dtypes[q.empty() ? std::string(dtype_name(t.dtype())) : q.substr(0, q.find('['))] += t.numel();
+            scaled += q.find('*') != std::string::npos;
             params += t.numel();
         }
         std::printf("tensors: %zu\nparameters: %lld\ndtypes:", wf.tensors.size(), (long long)params);
         for (const auto& [d, n] : dtypes) std::printf(" %s=%lld", d.c_str(), (long long)n);
+        if (scaled > 0) std::printf(" (%lld scaled FP8 matrices)", (long long)scaled);
         std::printf("\n");
         if (tensors)
             for (const auto& [k, t] : wf.tensors) std::printf("  %s %s\n", k.c_str(), t.str().c_str());

@@ -291,6 +291,10 @@ TEST(Fp8MakeRandom, MatricesAreTheNearestCodesAndTheFileRuns) {
         }
     }
     EXPECT_GT(kept, 10);
+    const test::CliRun info = test::run_cli(" info " + f8);
+    EXPECT_EQ(info.code, 0) << info.out;
+    EXPECT_THAT(info.out, HasSubstr("F8_E4M3="));  // the stored type, not the handle's U8
+    EXPECT_THAT(info.out, ::testing::Not(HasSubstr("U8=")));
     const test::CliRun g = test::run_cli(" generate -q -t 1 --steps 1 -W 32 -H 32 -p x -m " + f8 + " --clip-l " +
                                          make_random("clip-l") + " --t5xxl " + make_random("t5xxl") + " --vae " +
                                          make_random("vae16") + " -o " + tmp("mr.png"));
