@@ -291,13 +291,14 @@ TEST(Fp8MakeRandom, MatricesAreTheNearestCodesAndTheFileRuns) {
         }
     }
     EXPECT_GT(kept, 10);
-    const test::CliRun info = test::run_cli(" info " + f8);
+    const std::string parts = " --clip-l " + make_random("clip-l") + " --t5xxl " + make_random("t5xxl") + " --vae " +
+                              make_random("vae16");
+    const test::CliRun info = test::run_cli(" info " + f8 + parts);
     EXPECT_EQ(info.code, 0) << info.out;
     EXPECT_THAT(info.out, HasSubstr("F8_E4M3="));  // the stored type, not the handle's U8
     EXPECT_THAT(info.out, ::testing::Not(HasSubstr("U8=")));
-    const test::CliRun g = test::run_cli(" generate -q -t 1 --steps 1 -W 32 -H 32 -p x -m " + f8 + " --clip-l " +
-                                         make_random("clip-l") + " --t5xxl " + make_random("t5xxl") + " --vae " +
-                                         make_random("vae16") + " -o " + tmp("mr.png"));
+    const test::CliRun g =
+        test::run_cli(" generate -q -t 1 --steps 1 -W 32 -H 32 -p x -m " + f8 + parts + " -o " + tmp("mr.png"));
     EXPECT_EQ(g.code, 0) << g.out;
     const test::CliRun bad = test::run_cli(" make-random --tiny --family sd15 --dtype fp8 -o " + tmp("x.safetensors"));
     EXPECT_EQ(bad.code, 2) << bad.out;
