@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "dist/comm.h"
 #include "train/lora_train.h"
 
 namespace nuance::cli {
@@ -50,6 +51,7 @@ int run_lcm(TrainOptions& o, LcmOptions& l, const CLI::App& train, bool arch_giv
     } catch (const Error& e) {
         fail(ErrorCode::InvalidArgument, "usage: ", e.what());
     }
+    if (!dist::is_root()) quiet = true;  // mpirun: rank 0 reports for the run
     const bool tty = !quiet && isatty(fileno(stderr));
     int64_t last_print = 0;
     const TrainReport r = train_lcm(o, l, [&](const TrainProgress& p) {
@@ -73,11 +75,16 @@ int run_lcm(TrainOptions& o, LcmOptions& l, const CLI::App& train, bool arch_giv
                          l.lora ? lora_export_path(o.output).c_str() : (o.output + "/model").c_str());
         std::fflush(stderr);
     });
+    if (!dist::is_root()) return 0;
     std::printf("distilled %lld steps in %.1fs (%.1f images/s); loss %.5f -> %.5f\n"
                 "step median_s=%.4f (teacher CFG pair + target + student forward/backward + AdamW, batch %d)\n"
                 "checkpoint: %s\nexported: %s\n",
                 (long long)r.steps, r.seconds, r.images_per_s, r.first_loss, r.last_loss, r.median_step_s, o.batch,
                 r.checkpoint.c_str(), r.exported.c_str());
+    if (r.ranks > 1)
+        std::printf("data parallel: %s, global batch %d; %.2fs in collectives, %.2f MB all-reduced per step by each "
+                    "rank\n",
+                    dist::world().description.c_str(), o.batch, r.comm_seconds, r.comm_bytes_per_step / 1e6);
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "samplers/schedule.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
+#include "train/data_parallel.h"
 #include "train/dataset.h"
 #include "train/lora_network.h"
 #include "train/lora_train.h"
@@ -134,7 +135,7 @@ void copy_weights(UNet2DConditionModel& from, UNet2DConditionModel& to) {
 }
 
 // Per-row constants as a [B, 1, 1, 1] tensor.
-Tensor rows(const std::vector<float>& v) { return Tensor::from_vector(v, {(int64_t)v.size(), 1, 1, 1}); }
+Tensor rows_of(const std::vector<float>& v) { return Tensor::from_vector(v, {(int64_t)v.size(), 1, 1, 1}); }
 
 }  // namespace
 
@@ -160,6 +161,9 @@ struct LcmRun : TrainTask {
     std::unique_ptr<LoraNetwork> lora;
     ParamGrads trainable;
     float lora_w = 0;
+    // Data parallelism (train/data_parallel.h): this rank's rows of every global batch. Every random number of a step
+    // is drawn for the whole global batch and sliced, so any number of ranks sees the numbers one process would.
+    dist::Range rows;
 
     LcmRun(const TrainOptions& o_, const LcmOptions& l_) : o(o_), l(l_) {}
 
@@ -285,7 +289,14 @@ struct LcmRun : TrainTask {
         }
         const DiagonalGaussian post = DiagonalGaussian::from_moments(cat(ms, 0));
         TorchCpuRng normal(rng());
-        return teacher->vae->to_latents(post.sample(normal.randn(post.mean.shape())));
+        return teacher->vae->to_latents(post.sample(randn_rows(normal, post.mean.shape())));
+    }
+
+    // randn of `shape` with dim 0 the global batch, this rank's rows of it.
+    Tensor randn_rows(TorchCpuRng& normal, Shape shape) const {
+        shape[0] = o.batch;
+        const Tensor full = normal.randn(shape);
+        return rows.begin == 0 && rows.end == o.batch ? full : full.slice(0, rows.begin, rows.end).contiguous();
     }
 
     // (x0, eps) of a raw prediction at per-row sqrt(ᾱ) = a, sqrt(1 - ᾱ) = s.
@@ -294,14 +305,17 @@ struct LcmRun : TrainTask {
         return {x * a - out * s, out * a + x * s};
     }
 
+    // b: this rank's rows of a global batch of o.batch.
     Var distillation_loss(const Batch& b, Mt19937& rng) {
-        const int64_t B = (int64_t)b.indices.size();
+        const int64_t B = (int64_t)b.indices.size(), G = o.batch;
+        NUANCE_CHECK_CODE(B == rows.end - rows.begin, Internal, "lcm: ", B, " rows for the range [", rows.begin, ", ",
+                          rows.end, ")");
         const Tensor x0 = latents_of(b, rng);
         const auto& ac = schedule.alphas_cumprod();
-        std::vector<int> index(B);
-        std::vector<float> t_start(B), t_prev(B), a_t(B), s_t(B), a_p(B), s_p(B), w(B);
-        std::vector<float> cs_start(B), co_start(B), cs_prev(B), co_prev(B);
-        for (int64_t i = 0; i < B; ++i) {
+        std::vector<int> index(G);
+        std::vector<float> t_start(G), t_prev(G), a_t(G), s_t(G), a_p(G), s_p(G), w(G);
+        std::vector<float> cs_start(G), co_start(G), cs_prev(G), co_prev(G);
+        for (int64_t i = 0; i < G; ++i) {  // drawn for every row of the global batch, in row order
             const int k = (int)uniform_below(rng, (uint32_t)solver->steps());
             index[(size_t)i] = k;
             const int64_t ts = solver->timestep(k), tp = solver->prev_timestep(k);
@@ -318,9 +332,13 @@ struct LcmRun : TrainTask {
             cs_prev[(size_t)i] = (float)bp.c_skip;
             co_prev[(size_t)i] = (float)bp.c_out;
         }
+        // This rank's rows of the per-row values.
+        auto mine = [&](auto& v) { v.assign(v.begin() + rows.begin, v.begin() + rows.end); };
+        mine(index), mine(t_start), mine(t_prev), mine(a_t), mine(s_t), mine(a_p), mine(s_p), mine(w);
+        mine(cs_start), mine(co_start), mine(cs_prev), mine(co_prev);
         TorchCpuRng normal(rng());
-        const Tensor noise = normal.randn(x0.shape());
-        const Tensor At = rows(a_t), St = rows(s_t), Ap = rows(a_p), Sp = rows(s_p);
+        const Tensor noise = randn_rows(normal, x0.shape());
+        const Tensor At = rows_of(a_t), St = rows_of(s_t), Ap = rows_of(a_p), Sp = rows_of(s_p);
         const Tensor x_t = x0 * At + noise * St;  // add_noise at t_start
         const Tensor w_emb = lora ? Tensor() : guidance_scale_embedding(w, l.w_embedding_dim);
         const Tensor ts = Tensor::from_vector(t_start, {B}), tp = Tensor::from_vector(t_prev, {B});
@@ -336,7 +354,7 @@ struct LcmRun : TrainTask {
             const Tensor out_c = both.slice(0, 0, B), out_u = both.slice(0, B, 2 * B);
             const auto [x0_c, eps_c] = x0_eps(out_c, x_t, At, St);
             const auto [x0_u, eps_u] = x0_eps(out_u, x_t, At, St);
-            const Tensor W = rows(w);
+            const Tensor W = rows_of(w);
             const Tensor pred_x0 = x0_c + (x0_c - x0_u) * W;
             const Tensor pred_eps = eps_c + (eps_c - eps_u) * W;
             const Tensor x_prev = solver->step(pred_x0, pred_eps, index);
@@ -351,7 +369,7 @@ struct LcmRun : TrainTask {
                 out_t = target->forward(x_prev, tp, ctx, ex);
             }
             const Tensor x0_t = x0_eps(out_t, x_prev, Ap, Sp).first;
-            target_f = x_prev * rows(cs_prev) + x0_t * rows(co_prev);
+            target_f = x_prev * rows_of(cs_prev) + x0_t * rows_of(co_prev);
         }
         // Student at (x_t, t_start): f = c_skip x_t + c_out x0(out), with x0 linear in out:
         // eps: x0 = (x_t - s out) / a;  v: x0 = a x_t - s out.
@@ -369,7 +387,7 @@ struct LcmRun : TrainTask {
             k_x[(size_t)i] = cs_start[(size_t)i] + co_start[(size_t)i] * x0_x;
             k_out[(size_t)i] = co_start[(size_t)i] * x0_out;
         }
-        const Var f = Var(x_t * rows(k_x)) + out * Var(rows(k_out));
+        const Var f = Var(x_t * rows_of(k_x)) + out * Var(rows_of(k_out));
         const Var d = f - Var(target_f);
         if (l.loss == "l2") return mean(square(d));
         const float c = l.huber_c;
@@ -551,8 +569,8 @@ struct LcmRun : TrainTask {
 
 TrainReport train_lcm(const TrainOptions& opts, const LcmOptions& lopts, const TrainCallback& on_step) {
     validate_lcm_options(opts, lopts);
-    NUANCE_CHECK(dist::size() == 1, "train: --model lcm runs in one process (no mpirun), got ", dist::size(), " ranks");
     LcmRun run(opts, lopts);
+    run.rows = local_rows(opts.batch);
     run.build();
     run.make_data();
     AdamWOptions ao;
@@ -561,8 +579,10 @@ TrainReport train_lcm(const TrainOptions& opts, const LcmOptions& lopts, const T
     run.opt = std::make_unique<AdamW>(run.params, ao);
     TrainLoopOptions lo;
     lo.rng_salt = 0x1c3;
+    lo.rows = run.rows;
     TrainReport rep = run_train_loop(opts, run, lo, on_step);
-    rep.exported = run.lora ? run.export_lora() : run.export_model();
+    if (dist::is_root()) rep.exported = run.lora ? run.export_lora() : run.export_model();
+    dist::barrier();  // no rank leaves before the export is written
     return rep;
 }
 
