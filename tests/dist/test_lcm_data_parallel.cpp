@@ -6,12 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 
 #include "../test_util.h"
 #include "../train/lcm_test_util.h"
 #include "dist/comm.h"
+#include "mpi_test_util.h"
 #include "io/safetensors.h"
 
 namespace nuance {
@@ -20,32 +20,9 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-struct Shell {
-    int code = -1;
-    std::string out;
-};
-
-Shell run_shell(const std::string& cmd) {
-    Shell r;
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    const int st = pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return r;
-}
-
 TEST(LcmDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
-    if (!dist::built_with_mpi()) GTEST_SKIP() << "nuance built without MPI";
-    const Shell which = run_shell("command -v mpiexec || command -v mpirun");
-    if (which.code != 0 || which.out.empty()) {
-        if (std::getenv("CI")) FAIL() << "no mpiexec (apt-get install openmpi-bin)";
-        GTEST_SKIP() << "no mpiexec on PATH";
-    }
-    const std::string mpirun = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " +
-                               which.out.substr(0, which.out.find('\n')) + " --oversubscribe -np 2 ";
+    REQUIRE_MPI(launcher);
+    const std::string mpirun = launcher + "-np 2 ";
     test::TempDir tmp("lcm_dp");
     write_tiny_teacher(tmp / "teacher");
     write_color_folder(tmp / "data");

@@ -401,6 +401,14 @@ TEST(GgufQuantize, MixedRecipesFollowComfyUiGguf) {
 
 // Q2_K / Q3_K quantizers against llama.cpp's own quantize_row_q2_K_ref / quantize_row_q3_K_ref (ggml-org/ggml at
 // d99724f, src/ggml-quants.c compiled with gcc -O2 -ffp-contract=off outside this repository, like our file):
+// The head of the reference files below: u32 rows (12) | f32 src[rows][512].
+static void read_ref_rows(FILE* f, uint32_t& rows, std::vector<float>& src) {
+    ASSERT_EQ(std::fread(&rows, 4, 1, f), 1u);
+    ASSERT_EQ(rows, 12u);
+    src.resize((size_t)rows * 512);
+    ASSERT_EQ(std::fread(src.data(), 4, src.size(), f), src.size());
+}
+
 // kquant_q23_ref.bin = u32 rows | f32 src[rows][512] | Q2_K bytes | Q3_K bytes. Rows 0-7 are kquant_ref.bin's; rows
 // 8-11 add all-negative values, exact ties on a 0.25 grid, alternating all-zero sub-blocks and one spike per
 // sub-block.
@@ -408,10 +416,9 @@ TEST(GgufQuantize, Q2KQ3KMatchLlamaCppReferenceByteForByte) {
     FILE* f = std::fopen((kData + "/gguf_quant/kquant_q23_ref.bin").c_str(), "rb");
     ASSERT_NE(f, nullptr);
     uint32_t rows = 0;
-    ASSERT_EQ(std::fread(&rows, 4, 1, f), 1u);
-    ASSERT_EQ(rows, 12u);
-    std::vector<float> src((size_t)rows * 512);
-    ASSERT_EQ(std::fread(src.data(), 4, src.size(), f), src.size());
+    std::vector<float> src;
+    read_ref_rows(f, rows, src);
+    if (::testing::Test::HasFatalFailure()) return;
     const Tensor x = Tensor::from_vector(src, {(int64_t)rows, 512});
     for (const GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K}) {
         const GgmlTypeInfo& ti = ggml_type_info(t);
@@ -484,10 +491,9 @@ TEST(GgufQuantize, Iq4MatchesGgmlByteForByte) {
     FILE* f = std::fopen((kData + "/gguf_quant/iq4_ref.bin").c_str(), "rb");
     ASSERT_NE(f, nullptr);
     uint32_t rows = 0;
-    ASSERT_EQ(std::fread(&rows, 4, 1, f), 1u);
-    ASSERT_EQ(rows, 12u);
-    std::vector<float> src((size_t)rows * 512);
-    ASSERT_EQ(std::fread(src.data(), 4, src.size(), f), src.size());
+    std::vector<float> src;
+    read_ref_rows(f, rows, src);
+    if (::testing::Test::HasFatalFailure()) return;
     const Tensor x = Tensor::from_vector(src, {(int64_t)rows, 512});
     for (const GgmlType t : {GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
         const GgmlTypeInfo& ti = ggml_type_info(t);

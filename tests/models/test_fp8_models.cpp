@@ -5,9 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
+#include "../raw_safetensors.h"
 #include "../test_util.h"
 #include "backends/backend.h"
 #include "core/dtype.h"
@@ -24,26 +23,8 @@ using ::testing::HasSubstr;
 
 std::string tmp(const std::string& name) { return ::testing::TempDir() + "/nuance_fp8m_" + name; }
 
-struct Raw {
-    std::string name, dtype;
-    Shape shape;
-    std::string bytes;
-};
-
-void write_raw(const std::string& path, const std::vector<Raw>& ts) {
-    nlohmann::json h = nlohmann::json::object();
-    uint64_t off = 0;
-    for (const auto& t : ts) {
-        h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
-        off += t.bytes.size();
-    }
-    std::string hs = h.dump();
-    while ((hs.size() + 8) % 8) hs.push_back(' ');
-    std::ofstream f(path, std::ios::binary);
-    for (int i = 0; i < 8; ++i) f.put((char)((uint64_t)hs.size() >> (8 * i)));
-    f << hs;
-    for (const auto& t : ts) f << t.bytes;
-}
+using Raw = test::RawTensor;
+constexpr auto write_raw = test::write_raw_safetensors;
 
 float e4m3(uint8_t c) { return f16_to_f32(f8e4m3fn_to_f16(c)); }
 

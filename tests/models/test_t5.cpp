@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../raw_safetensors.h"
 #include "../test_util.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -56,27 +57,8 @@ nlohmann::json golden_config() {
 Tensor golden_ids() { return load_safetensors(kCase + "/io.safetensors").tensors.at("input_ids"); }
 Tensor golden_last() { return load_safetensors(kCase + "/io.safetensors").tensors.at("last_hidden_state"); }
 
-// Writes a safetensors file from (name, dtype string, shape, raw bytes): lets a test store dtypes nuance has no
-// DType for (F8_E4M3, F8_E5M2).
-struct RawTensor {
-    std::string name, dtype;
-    Shape shape;
-    std::string bytes;
-};
-void write_raw_safetensors(const std::string& path, const std::vector<RawTensor>& ts) {
-    nlohmann::json h = nlohmann::json::object();
-    uint64_t off = 0;
-    for (const auto& t : ts) {
-        h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
-        off += t.bytes.size();
-    }
-    std::string hs = h.dump();
-    while ((hs.size() + 8) % 8) hs.push_back(' ');
-    std::ofstream f(path, std::ios::binary);
-    for (int i = 0; i < 8; ++i) f.put((char)((uint64_t)hs.size() >> (8 * i)));
-    f << hs;
-    for (const auto& t : ts) f << t.bytes;
-}
+using test::RawTensor;
+using test::write_raw_safetensors;
 
 }  // namespace
 

@@ -175,10 +175,8 @@ TrainOptions tiny(const std::string& model, const std::string& data, const std::
     return o;
 }
 
-// A trained model, fine-tuned with --init and --qat: the run starts from its weights and architecture (and its
-// VAE), records the QAT type in the export, and the fine-tuned model quantizes.
-TEST(Qat, InitFineTunesAnExportedModelWithQat) {
-    test::TempDir d("qat_init");
+// <d>/data (coloured squares), a tiny VAE <d>/vae and a 2-step ldm on it exported to <d>/base/model.
+void train_base(const test::TempDir& d, const std::string& prediction) {
     write_squares(d / "data");
     TrainOptions vo = tiny("vae", d / "data", d / "vae");
     vo.arch = {{"vae", {{"block_out_channels", {8, 16}}, {"norm_num_groups", 4}}}};
@@ -186,7 +184,15 @@ TEST(Qat, InitFineTunesAnExportedModelWithQat) {
     TrainOptions lo = tiny("ldm", d / "data", d / "base");
     lo.vae = d / "vae";
     lo.arch = {{"unet", kQatUnet}, {"text_encoder", kQatTe}};
+    lo.prediction = prediction;
     train(lo);
+}
+
+// A trained model, fine-tuned with --init and --qat: the run starts from its weights and architecture (and its
+// VAE), records the QAT type in the export, and the fine-tuned model quantizes.
+TEST(Qat, InitFineTunesAnExportedModelWithQat) {
+    test::TempDir d("qat_init");
+    train_base(d, "epsilon");
 
     TrainOptions q = tiny("ldm", d / "data", d / "qat");
     q.init = d / "base/model";
@@ -252,10 +258,7 @@ TEST(QatErrors, BadTypesModelsAndInitFoldersAreNamed) {
     EXPECT_THAT(test::error_of([&] { validate_train_options(o); }), HasSubstr("or --init"));
 
     // --init folders: missing, not nuance's, another objective, weights that do not match.
-    write_squares(d / "data");
-    TrainOptions vo = tiny("vae", d / "data", d / "vae");
-    vo.arch = {{"vae", {{"block_out_channels", {8, 16}}, {"norm_num_groups", 4}}}};
-    train(vo);
+    train_base(d, "v_prediction");
     TrainOptions q = tiny("ldm", d / "data", d / "run");
     q.vae = d / "vae";
     q.init = d / "nothing";
@@ -263,11 +266,6 @@ TEST(QatErrors, BadTypesModelsAndInitFoldersAreNamed) {
     test::write_text(d / "foreign/model_index.json", R"({"_class_name": "StableDiffusionPipeline"})");
     q.init = d / "foreign";
     EXPECT_THAT(test::error_of([&] { train(q); }), HasSubstr("no _nuance.arch"));
-    TrainOptions lo = tiny("ldm", d / "data", d / "base");
-    lo.vae = d / "vae";
-    lo.arch = {{"unet", kQatUnet}, {"text_encoder", kQatTe}};
-    lo.prediction = "v_prediction";
-    train(lo);
     q.init = d / "base/model";
     EXPECT_THAT(test::error_of([&] { train(q); }), HasSubstr("was trained for v_prediction; pass --prediction"));
     q.prediction = "v_prediction";
