@@ -3,7 +3,9 @@
 #include <cmath>
 
 #include "adapters/lora.h"
+#include "backends/backend.h"
 #include "core/checked.h"
+#include "core/quantized_weight.h"
 #include "io/weights.h"
 #include "ops/matmul.h"
 
@@ -335,6 +337,9 @@ Tensor LoraModule::delta(const Shape& shape, const std::string& file) const {
 
 LoraFile load_lora(const std::string& path) {
     WeightFile w = load_weights(path);
+    // An FP8 (or GGUF-quantized) LoRA file: its matrices as values (they are small, and the LoRA math reads them).
+    for (auto& [key, t] : w.tensors)
+        if (is_quantized_storage(t)) t = dequantize_weight(t);
     LoraFile f;
     f.path = path;
     f.name = stem(path);

@@ -8,6 +8,7 @@
 
 #include "../raw_safetensors.h"
 #include "../test_util.h"
+#include "adapters/lora.h"
 #include "backends/backend.h"
 #include "core/dtype.h"
 #include "core/fp8.h"
@@ -25,6 +26,8 @@ std::string tmp(const std::string& name) { return ::testing::TempDir() + "/nuanc
 
 using Raw = test::RawTensor;
 constexpr auto write_raw = test::write_raw_safetensors;
+
+std::vector<float> values(const Tensor& t) { return t.f32().contiguous().to_vector(); }
 
 float e4m3(uint8_t c) { return f16_to_f32(f8e4m3fn_to_f16(c)); }
 
@@ -284,6 +287,25 @@ TEST(Fp8MakeRandom, MatricesAreTheNearestCodesAndTheFileRuns) {
     const test::CliRun bad = test::run_cli(" make-random --tiny --family sd15 --dtype fp8 -o " + tmp("x.safetensors"));
     EXPECT_EQ(bad.code, 2) << bad.out;
     EXPECT_THAT(bad.out, HasSubstr("--dtype fp8 is for the transformer families"));
+}
+
+// An FP8 LoRA file (kohya names, up/down in float8_e4m3fn) reads as the F16 file of the same values: the adapter
+// matrices are widened at load (small, and the LoRA math reads them).
+TEST(Fp8Lora, Fp8LoraFileReadsAsItsF16Values) {
+    const std::string src = std::string(NUANCE_TEST_DATA) + "/golden/lora/lora_sd15_kohya.safetensors";
+    const std::string f8 = tmp("lora_fp8.safetensors"), f16 = tmp("lora_f16.safetensors");
+    write_fp8_pair(src, f8, f16, false);
+    const LoraFile a = load_lora(f8), b = load_lora(f16);
+    ASSERT_EQ(a.modules.size(), b.modules.size());
+    ASSERT_GT(a.modules.size(), 0u);
+    for (size_t i = 0; i < a.modules.size(); ++i) {
+        ASSERT_EQ(a.modules[i].name, b.modules[i].name);
+        for (const auto& [role, t] : a.modules[i].t) {
+            EXPECT_FALSE(is_quantized_storage(t)) << a.modules[i].name << " " << role;
+            EXPECT_EQ(values(t), values(b.modules[i].t.at(role))) << a.modules[i].name << " " << role;
+        }
+        EXPECT_EQ(a.modules[i].scale(), b.modules[i].scale());
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Fp8Models, ::testing::Values("sd35", "flux", "dit", "sd15", "sdxl"));

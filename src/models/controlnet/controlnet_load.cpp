@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "backends/backend.h"
 #include "io/json_file.h"
 #include "io/weights.h"
 #include "models/convert/original_parts.h"
@@ -71,7 +72,8 @@ void add_base_weights(TensorMap& t, const ControlNetLoadOptions& o, const std::s
         if (it == base.end()) continue;
         NUANCE_CHECK_CODE(it->second.shape() == v.shape(), InvalidArgument, o.what, " '", file, "': difference tensor '",
                           name, "' ", v.shape(), " does not fit the base ", o.base_desc, " (", it->second.shape(), ")");
-        v = (v.f32() + it->second.f32()).contiguous();
+        // FP8 / GGUF-quantized on either side (an fp8 base model): the values.
+        v = (dequantize_weight(v).f32() + dequantize_weight(it->second).f32()).contiguous();
     }
 }
 
