@@ -240,9 +240,10 @@ TEST_P(Fp8Models, KeepFp8AndDrawTheF16FilesImage) {
         const Image a32 = generate_png(fp8_args + " --precision fp32", tmp(c.name + "_a32.png"));
         const Image b32 = generate_png(ref_args + " --precision fp32", tmp(c.name + "_b32.png"));
         EXPECT_LE(max_pixel_diff(a32, b32), 1);
-        // bf16: the FP8 products round at other points than the packed F16 ones (a quantized convolution hands on
-        // f32 where the packed one hands on bf16), so the images differ by bf16's own error: at most twice what bf16
-        // changes in the F16 file's image (measured: SDXL 5 and 12 vs 8 and 9 levels; 0-1 for the others).
+        // bf16: the FP8 weights take the quantized-weight kernels (widened per call, unpacked products, convolutions
+        // through im2col), whose bf16 roundings fall elsewhere than the packed F16 path's, so the images differ by
+        // bf16's own error: at most twice what bf16 changes in the F16 file's image (measured: SDXL 5 and 12 vs 8 and
+        // 9 levels; 0-1 for the others).
         const Image a16 = generate_png(fp8_args + " --precision bf16", tmp(c.name + "_a16.png"));
         const Image b16 = generate_png(ref_args + " --precision bf16", tmp(c.name + "_b16.png"));
         EXPECT_LE(max_pixel_diff(a16, b16), 2 * std::max(1, max_pixel_diff(b32, b16)));
