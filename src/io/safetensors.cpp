@@ -193,23 +193,17 @@ WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string&
     check_data_layout(spans, data_size, path);
     bool scaled = false;
     for (const auto& [k, v] : wf.tensors)
-        scaled = scaled || k == "scaled_fp8" || (k.size() > 11 && k.compare(k.size() - 11, 11, ".scaled_fp8") == 0);
+        scaled = scaled || k == "scaled_fp8" || k.ends_with(".scaled_fp8");
     if (scaled) fold_fp8_scales(wf.tensors, path);
     return wf;
 }
-
-namespace {
-bool has_suffix(const std::string& s, const std::string& p) {
-    return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
-}  // namespace
 
 void fold_fp8_scales(std::map<std::string, Tensor>& t, const std::string& source) {
     const std::string sw = ".scale_weight", si = ".scale_input";
     std::vector<std::string> drop;
     for (auto& [key, scale] : t) {
-        if (key == "scaled_fp8" || has_suffix(key, ".scaled_fp8") || has_suffix(key, si)) drop.push_back(key);
-        if (!has_suffix(key, sw)) continue;
+        if (key == "scaled_fp8" || key.ends_with(".scaled_fp8") || key.ends_with(si)) drop.push_back(key);
+        if (!key.ends_with(sw)) continue;
         drop.push_back(key);
         const std::string wkey = key.substr(0, key.size() - sw.size()) + ".weight";
         auto w = t.find(wkey);

@@ -1,6 +1,5 @@
 #include "train/qat.h"
 
-#include <algorithm>
 #include <cctype>
 
 #include "core/error.h"
