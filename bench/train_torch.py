@@ -6,7 +6,11 @@ transformers on levels 1-2 and the mid block (4 heads, GEGLU feed-forward, conv 
 latents; a CLIP-style text encoder (49,408 tokens, 77 positions, width 128, 3 layers, 4 heads, quick-GELU) trained
 jointly. One step = text encoder + UNet forward, MSE loss, backward, grad-norm clip, AdamW, EMA update, as nuance
 does. Random latents and token ids (nuance also loads and encodes data, so the comparison favours PyTorch).
-Usage: python3 bench/train_torch.py [--threads 2] [--batch 32] [--steps 20] [--warmup 3]
+Usage: python3 bench/train_torch.py [--threads 2] [--batch 32] [--steps 20] [--warmup 3] [--bf16] [--channels-last]
+                                    [--compile]
+--bf16 runs forward and backward under torch.autocast("cpu", torch.bfloat16) (f32 master weights, as nuance's
+--precision bf16); --channels-last stores the UNet in NHWC; --compile wraps both models in torch.compile (inductor).
+The optimizer is AdamW with fused=True where the installed torch has it (2.4+), the EMA a foreach lerp.
 """
 import argparse, math, statistics, time
 import torch
@@ -149,34 +153,51 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--compile", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     unet, te = UNet(), TextEncoder()
     params = list(unet.parameters()) + list(te.parameters())
-    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.01)
+    try:
+        opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.01, fused=True)
+    except (TypeError, RuntimeError):
+        opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.01)
     ema = [p.detach().clone() for p in params]
+    if a.channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    fwd_unet, fwd_te = (torch.compile(unet), torch.compile(te)) if a.compile else (unet, te)
     n_params = sum(p.numel() for p in params)
     times = []
     for step in range(a.warmup + a.steps):
         x0 = torch.randn(a.batch, 4, 16, 16)
+        if a.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
         ids = torch.randint(0, 49408, (a.batch, 77))
         t = torch.randint(0, 1000, (a.batch,))
         noise = torch.randn_like(x0)
         t0 = time.perf_counter()
-        pred = unet(x0 + noise, t, te(ids))
-        loss = F.mse_loss(pred, noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            pred = fwd_unet(x0 + noise, t, fwd_te(ids))
+        loss = F.mse_loss(pred.float(), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.lerp_(p, 0.001)
+            if hasattr(torch, "_foreach_lerp_"):
+                torch._foreach_lerp_(ema, params, 0.001)
+            else:
+                for e, p in zip(ema, params):
+                    e.lerp_(p, 0.001)
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    print(f"torch {torch.__version__} threads={a.threads} params={n_params} batch={a.batch} "
+    mode = ("bf16 autocast" if a.bf16 else "f32") + (" channels_last" if a.channels_last else "") + \
+        (" compiled" if a.compile else "")
+    print(f"torch {torch.__version__} ({mode}) threads={a.threads} params={n_params} batch={a.batch} "
           f"step median_s={med:.4f} min_s={min(times):.4f} images_per_s={a.batch / med:.1f}")
 
 

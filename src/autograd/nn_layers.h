@@ -38,8 +38,8 @@ Var apply(const LayerNorm& l, const Var& x, DType out = DType::F32);
 // nn/apply.h's Attention template on Vars, with the context optional.
 Var apply(const Attention& a, const Var& x, const Var& context = Var(), bool causal = false);
 inline Var residual_add(const Var& h, const Var& x) { return h + x; }
-inline Var image_layout(const Var& x) { return x.contiguous(); }
-inline Var compute_layout(const Var& x) { return x; }
+inline Var image_layout(const Var& x) { return x; }
+inline Var compute_layout(const Var& x) { return x.channels_last(); }
 inline Var param_value(const Param& p, const Var* /*tag*/) { return param_var(p); }
 // GEGLU: hidden * gelu(gate), the two halves of x's last dim (ops/elementwise.h geglu).
 Var geglu(const Var& x, DType out = DType::F32);

@@ -12,7 +12,9 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dParams& p) {
     Tensor y = conv2d(x.value(), w.value(), b.defined() ? b.value() : Tensor(), p, compute_precision());  // checks shapes and params
     NUANCE_CHECK(p.padding[0] >= 0 && p.padding[1] >= 0 && p.padding[2] >= 0 && p.padding[3] >= 0,
                  "conv2d: negative padding");
-    const Tensor xv = x.value().contiguous(), wv = w.value().contiguous();
+    // x is kept as it comes when NCHW or channels-last (the backward reads both layouts)
+    const Tensor xv = x.value().is_contiguous() || x.value().is_channels_last() ? x.value() : x.value().contiguous();
+    const Tensor wv = w.value().contiguous();
     struct { int64_t N, C, O, kh, kw, Ho, Wo, G; } c{xv.size(0), xv.size(1), wv.size(0), wv.size(2), wv.size(3),
                                                        y.size(2),  y.size(3),  p.groups};
     // Mixed precision (ComputePrecisionGuard BF16) runs the backward products in bf16 too, as torch.autocast does.
@@ -21,7 +23,8 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dParams& p) {
                                                                           const std::vector<bool>& need) {
         std::vector<Tensor> out(3);
         if (c.N == 0) return out;
-        const Tensor g = g_in.f32().contiguous();
+        const Tensor g32 = g_in.f32();
+        const Tensor g = g32.is_contiguous() || g32.is_channels_last() ? g32 : g32.contiguous();
         OpNameScope op_name("conv2d backward");
         Conv2dGrads gr = backend_for(op_device("conv2d backward", {&xv, &wv, &g}))
                              .conv2d_backward(xv, wv, g, p, need[0], need[1], need[2], prec);

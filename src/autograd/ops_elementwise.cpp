@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "backends/backend.h"
 #include "ops/elementwise.h"
 
 namespace nuance {
@@ -42,7 +43,14 @@ Var unary_y(const char* name, const Var& a, Tensor y, D d) {
     });
 }
 
-float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// An activation whose backward rule is the backend's activation_backward (vectorised on the CPU).
+Var activation(const char* name, UnaryOp op, const Var& a, Tensor y) {
+    const Tensor x = a.value();
+    return record(name, std::move(y), {a}, [x, op, name](const Tensor& g, const std::vector<bool>&) {
+        return std::vector<Tensor>{backend_for(op_device(name, {&x, &g})).activation_backward(op, x, g)};
+    });
+}
+
 
 }  // namespace
 
@@ -113,39 +121,17 @@ Var tanh(const Var& a) { return unary_y("tanh", a, tanh(a.value()), [](float y) 
 Var sigmoid(const Var& a) { return unary_y("sigmoid", a, sigmoid(a.value()), [](float y) { return y * (1.0f - y); }); }
 Var relu(const Var& a) { return unary_x("relu", a, relu(a.value()), [](float x) { return x > 0 ? 1.0f : 0.0f; }); }
 
-Var silu(const Var& a) {
-    // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
-    return unary_x("silu", a, silu(a.value()), [](float x) {
-        const float s = sigm(x);
-        return s * (1.0f + x * (1.0f - s));
-    });
-}
+// d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
+Var silu(const Var& a) { return activation("silu", UnaryOp::Silu, a, silu(a.value())); }
 
-Var gelu(const Var& a) {
-    // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-    return unary_x("gelu", a, gelu(a.value()), [](float x) {
-        const float cdf = 0.5f * (1.0f + std::erf(x * 0.70710678118654752f));
-        const float pdf = 0.3989422804014327f * std::exp(-0.5f * x * x);
-        return cdf + x * pdf;
-    });
-}
+// d/dx x·Φ(x) = Φ(x) + x·φ(x)
+Var gelu(const Var& a) { return activation("gelu", UnaryOp::Gelu, a, gelu(a.value())); }
 
-Var gelu_tanh(const Var& a) {
-    // y = ½x(1 + tanh u), u = k(x + 0.044715x³):  dy/dx = ½(1 + t) + ½x(1 − t²)·k(1 + 3·0.044715x²)
-    return unary_x("gelu_tanh", a, gelu_tanh(a.value()), [](float x) {
-        const float k = 0.7978845608028654f;
-        const float t = std::tanh(k * (x + 0.044715f * x * x * x));
-        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
-    });
-}
+// y = ½x(1 + tanh u), u = k(x + 0.044715x³):  dy/dx = ½(1 + t) + ½x(1 − t²)·k(1 + 3·0.044715x²)
+Var gelu_tanh(const Var& a) { return activation("gelu_tanh", UnaryOp::GeluTanh, a, gelu_tanh(a.value())); }
 
-Var quick_gelu(const Var& a) {
-    // d/dx x·σ(1.702x) = s + 1.702·x·s(1 − s)
-    return unary_x("quick_gelu", a, quick_gelu(a.value()), [](float x) {
-        const float s = sigm(1.702f * x);
-        return s + 1.702f * x * s * (1.0f - s);
-    });
-}
+// d/dx x·σ(1.702x) = s + 1.702·x·s(1 − s)
+Var quick_gelu(const Var& a) { return activation("quick_gelu", UnaryOp::QuickGelu, a, quick_gelu(a.value())); }
 
 Var clamp(const Var& a, float lo, float hi) {
     NUANCE_CHECK(lo <= hi, "clamp: lo ", lo, " > hi ", hi);

@@ -22,12 +22,16 @@ Var group_norm(const Var& x, int64_t groups, const Var& weight, const Var& bias,
     NUANCE_CHECK(x.defined(), "group_norm: undefined input");
     Tensor y = group_norm(x.value(), groups, weight.defined() ? weight.value() : Tensor(),
                           bias.defined() ? bias.value() : Tensor(), eps, silu);  // checks the shapes
-    const Tensor xv = x.value().contiguous();
+    // A channels-last input (the training UNet's layout) is kept so; the backward takes the gradient in its layout.
+    const Tensor& x0 = x.value();
+    const bool cl = x0.dim() == 4 && !x0.is_contiguous() && x0.is_channels_last();
+    const Tensor xv = cl ? x0 : x0.contiguous();
     const Tensor wv = weight.defined() ? weight.value().contiguous() : Tensor();
     const Tensor bv = bias.defined() ? bias.value().contiguous() : Tensor();
     return record(silu ? "group_norm_silu" : "group_norm", std::move(y), {x, weight, bias},
-                  [xv, wv, bv, groups, eps, silu](const Tensor& g_in, const std::vector<bool>& need) {
-        const Tensor g = g_in.f32().contiguous();
+                  [xv, wv, bv, groups, eps, silu, cl](const Tensor& g_in, const std::vector<bool>& need) {
+        const Tensor g32 = g_in.f32();
+        const Tensor g = cl ? (g32.is_channels_last() ? g32 : g32.channels_last()) : g32.contiguous();
         NormGrads r = backend_for(op_device("group_norm backward", {&xv, &g}))
                           .group_norm_backward(xv, wv, bv, g, groups, eps, silu);
         std::vector<Tensor> out(3);

@@ -70,6 +70,12 @@ Var Var::contiguous() const {
                   [](const Tensor& g, const std::vector<bool>&) { return one(g); });
 }
 
+Var Var::channels_last() const {
+    if (value().is_channels_last()) return *this;
+    return record("channels_last", value().channels_last(), {*this},
+                  [](const Tensor& g, const std::vector<bool>&) { return one(g); });
+}
+
 Var cat(const std::vector<Var>& vs, int64_t dim) {
     NUANCE_CHECK(!vs.empty(), "cat: no tensors");
     std::vector<Tensor> ts;

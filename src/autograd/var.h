@@ -71,6 +71,7 @@ public:
     Var flatten(int64_t start = 0, int64_t end = -1) const;
     Var expand(const Shape& shape) const;
     Var contiguous() const;
+    Var channels_last() const;  // rank 4: [N, C, H, W] stored N, H, W, C (the gradient passes through as it comes)
 
     const std::shared_ptr<Node>& node() const { return n_; }
     explicit Var(std::shared_ptr<Node> n) : n_(std::move(n)) {}

@@ -91,6 +91,9 @@ public:
     virtual Tensor unary(UnaryOp op, const Tensor& a, float p0, float p1, DType out) = 0;
     virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;
     virtual Tensor geglu(const Tensor& x, DType out) = 0;
+    // The activations' backward rule: g * f'(x), [same shape] F32, for Silu, Gelu, GeluTanh and QuickGelu (other ops
+    // are refused).
+    virtual Tensor activation_backward(UnaryOp op, const Tensor& x, const Tensor& g) = 0;
     virtual void add_(Tensor& a, const Tensor& b) = 0;              // a += b (broadcast)
     virtual void mul_(Tensor& a, float s) = 0;                      // a *= s
     virtual void axpy_(Tensor& a, float alpha, const Tensor& b) = 0;  // a += alpha * b

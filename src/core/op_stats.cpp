@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 namespace nuance {
@@ -35,7 +36,10 @@ void OpTimer::stop() {
     g_timer = parent_;
     if (parent_) parent_->child_s_ += s;
     if (OpProfile* p = g_profile) {
-        OpProfileEntry& e = (*p)[name_];
+        // A tensor copy is a helper, not an op of the model: it is charged to the op that made it ("copy in conv2d"),
+        // so that the profile says which layout or dtype conversions are worth removing.
+        const bool helper = parent_ && std::strcmp(name_, "copy") == 0;
+        OpProfileEntry& e = helper ? (*p)[std::string(name_) + " in " + parent_->name_] : (*p)[name_];
         e.calls += 1;
         e.seconds += s - child_s_;
         e.flops += flops_;

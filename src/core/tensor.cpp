@@ -381,9 +381,15 @@ void Tensor::copy_(const Tensor& src) {
             return;
         }
     }
-    // Same dtype, strided (slices, transposes, channels-last <-> NCHW): walk the destination in its memory order,
-    // rows of its innermost dimension.
-    if (src.dtype_ == dtype_ && (des == 4 || des == 2) && dim() > 0) {
+    // Strided (slices, transposes, channels-last <-> NCHW), the same dtype or a conversion the products use (f32 <->
+    // bf16, f16 -> f32): walk the destination in its memory order, rows of its innermost dimension.
+    enum class Conv { Same, F32ToBF16, BF16ToF32, F16ToF32, None };
+    const Conv conv = src.dtype_ == dtype_ && (des == 4 || des == 2)              ? Conv::Same
+                      : src.dtype_ == DType::F32 && dtype_ == DType::BF16 ? Conv::F32ToBF16
+                      : src.dtype_ == DType::BF16 && dtype_ == DType::F32 ? Conv::BF16ToF32
+                      : src.dtype_ == DType::F16 && dtype_ == DType::F32  ? Conv::F16ToF32
+                                                                          : Conv::None;
+    if (conv != Conv::None && dim() > 0) {
         const std::vector<int64_t> order = memory_order();
         const Tensor d = permute(order), s = src.permute(order);
         const int64_t nd = d.dim(), inner = d.shape_[nd - 1], rows = numel() / std::max<int64_t>(inner, 1);
@@ -397,14 +403,43 @@ void Tensor::copy_(const Tensor& src) {
                 so += i * s.strides_[k];
                 dof += i * d.strides_[k];
             }
-            if (des == 4) {
-                const float* sp = reinterpret_cast<const float*>(sb) + so;
-                float* dp = reinterpret_cast<float*>(db) + dof;
-                for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = sp[j * s_in];
-            } else {
-                const uint16_t* sp = reinterpret_cast<const uint16_t*>(sb) + so;
-                uint16_t* dp = reinterpret_cast<uint16_t*>(db) + dof;
-                for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = sp[j * s_in];
+            const void* sv = sb + so * (int64_t)ses;
+            void* dv = db + dof * (int64_t)des;
+            switch (conv) {
+            case Conv::Same:
+                if (des == 4) {
+                    const float* sp = static_cast<const float*>(sv);
+                    float* dp = static_cast<float*>(dv);
+                    for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = sp[j * s_in];
+                } else {
+                    const uint16_t* sp = static_cast<const uint16_t*>(sv);
+                    uint16_t* dp = static_cast<uint16_t*>(dv);
+                    for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = sp[j * s_in];
+                }
+                break;
+            case Conv::F32ToBF16: {
+                const float* sp = static_cast<const float*>(sv);
+                uint16_t* dp = static_cast<uint16_t*>(dv);
+                if (s_in == 1 && d_in == 1) cpu::f32_to_bf16_n(sp, dp, inner);
+                else
+                    for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = f32_to_bf16(sp[j * s_in]);
+                break;
+            }
+            case Conv::BF16ToF32: {
+                const uint16_t* sp = static_cast<const uint16_t*>(sv);
+                float* dp = static_cast<float*>(dv);
+                for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = bf16_to_f32(sp[j * s_in]);
+                break;
+            }
+            case Conv::F16ToF32: {
+                const uint16_t* sp = static_cast<const uint16_t*>(sv);
+                float* dp = static_cast<float*>(dv);
+                if (s_in == 1 && d_in == 1) f16_to_f32_n(sp, dp, inner);
+                else
+                    for (int64_t j = 0; j < inner; ++j) dp[j * d_in] = f16_to_f32(sp[j * s_in]);
+                break;
+            }
+            case Conv::None: break;
             }
         }
         return;

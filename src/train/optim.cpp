@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "backends/backend.h"
+#include "core/op_stats.h"
 #include "ops/elementwise.h"
 
 namespace nuance {
@@ -36,6 +37,7 @@ AdamW::AdamW(ParamGrads& params, const AdamWOptions& o) : params_(params), o_(o)
 }
 
 void AdamW::step() {
+    OpTimer op_timer("adamw");
     NUANCE_CHECK(state_.size() == params_.size(), "AdamW: the parameter set changed size (", state_.size(), " -> ",
                  params_.size(), ")");
     for (size_t i = 0; i < state_.size(); ++i) {
@@ -64,7 +66,9 @@ void AdamW::step() {
         float* pm = s.exp_avg.data<float>();
         float* pv = s.exp_avg_sq.data<float>();
         const int64_t n = p.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
+        // Vectorised (this file is compiled with -fno-math-errno, so std::sqrt needs no branch); the same operations
+        // in the same order per element as the scalar loop, so the result does not depend on the vector width.
+#pragma omp parallel for simd schedule(static) if (n > 65536)
         for (int64_t j = 0; j < n; ++j) {
             pp[j] *= decay;
             pm[j] += w1 * (pg[j] - pm[j]);                       // exp_avg.lerp_(grad, 1 - beta1)
@@ -122,15 +126,35 @@ void AdamW::load_state_dict(const std::map<std::string, Tensor>& state) {
 }
 
 double grad_norm(const ParamGrads& params) {
-    double total = 0;
+    OpTimer op_timer("grad_norm");
+    // Sums of squares in double over fixed chunks (summed in a fixed order), so the norm does not depend on the
+    // thread count; the chunks run in parallel, each vectorised.
+    constexpr int64_t kChunk = 1 << 14;
+    struct Piece {
+        const float* p;
+        int64_t n;
+    };
+    std::vector<Piece> pieces;
+    std::vector<Tensor> held;  // dense f32 copies of gradients that are neither (none in nuance's own training)
     for (const auto& e : params.entries()) {
-        const Tensor& g = e.leaf.grad();
-        if (!e.leaf.requires_grad() || !g.defined()) continue;
+        const Tensor& g0 = e.leaf.grad();
+        if (!e.leaf.requires_grad() || !g0.defined()) continue;
+        // A dense gradient in any dimension order holds its elements in numel() consecutive floats.
+        const Tensor& g = g0.dtype() == DType::F32 && g0.is_dense() ? g0 : held.emplace_back(g0.f32().contiguous());
         const float* p = g.data<float>();
-        double s = 0;
-        for (int64_t j = 0; j < g.numel(); ++j) s += (double)p[j] * p[j];
-        total += s;
+        for (int64_t j = 0; j < g.numel(); j += kChunk) pieces.push_back({p + j, std::min(kChunk, g.numel() - j)});
     }
+    std::vector<double> part(pieces.size());
+#pragma omp parallel for schedule(static) if (pieces.size() > 8)
+    for (size_t i = 0; i < pieces.size(); ++i) {
+        const float* p = pieces[i].p;
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < pieces[i].n; ++j) s += (double)p[j] * (double)p[j];
+        part[i] = s;
+    }
+    double total = 0;
+    for (double v : part) total += v;
     return std::sqrt(total);
 }
 
@@ -169,6 +193,7 @@ float Ema::current_decay() const {
 }
 
 void Ema::update() {
+    OpTimer op_timer("ema");
     NUANCE_CHECK(shadow_.size() == params_.size(), "Ema: the parameter set changed size");
     const float w = 1.0f - current_decay();
     for (size_t i = 0; i < shadow_.size(); ++i) {

@@ -128,6 +128,10 @@ public:
         return run(std::string("binary.") + binary_op_name(op), [&] { return cpu().binary(op, h(a), h(b)); });
     }
     Tensor geglu(const Tensor& x, DType o) override { return run("geglu", [&] { return cpu().geglu(h(x), o); }); }
+    Tensor activation_backward(UnaryOp op, const Tensor& x, const Tensor& g) override {
+        return run(std::string("activation_backward.") + unary_op_name(op),
+                   [&] { return cpu().activation_backward(op, h(x), h(g)); });
+    }
     void add_(Tensor& a, const Tensor& b) override {
         count("add_");
         Depth d;

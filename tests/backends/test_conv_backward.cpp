@@ -3,6 +3,8 @@
 // fail with a message.
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <utility>
 #include <gtest/gtest.h>
 
 #include "backends/backend.h"
@@ -89,6 +91,19 @@ TEST_P(ConvBackward, MatchesFloat64AndIsStableAcrossCallsAndPrecisions) {
     EXPECT_LT(max_rel(h.dx, rdx), 2e-2);
     EXPECT_LT(max_rel(h.dw, rdw), 2e-2);
     EXPECT_LT(max_rel(h.db, rdb), 2e-2);
+    // Channels-last x and gradient (the training UNet's layout), alone or together: the same gradients, dx in x's
+    // layout.
+    const Tensor xc = x.channels_last(), gc = g.channels_last();
+    for (const auto& [xi, gi] : {std::pair{xc, g}, std::pair{x, gc}, std::pair{xc, gc}}) {
+        const Conv2dGrads l = be.conv2d_backward(xi, w, gi, c.p, true, true, true, Precision::FP32);
+        EXPECT_EQ(l.dx.is_contiguous(), xi.is_contiguous());
+        EXPECT_LT(max_rel(l.dx.contiguous(), rdx), 1e-5);
+        EXPECT_LT(max_rel(l.dw, rdw), 1e-5);
+        EXPECT_LT(max_rel(l.db, rdb), 1e-5);
+        const Conv2dGrads lh = be.conv2d_backward(xi, w, gi, c.p, true, true, true, Precision::BF16);
+        EXPECT_LT(max_rel(lh.dx.contiguous(), rdx), 2e-2);
+        EXPECT_LT(max_rel(lh.dw, rdw), 2e-2);
+    }
 }
 
 Conv2dParams same(int64_t pad, int64_t stride = 1) { return Conv2dParams::same(pad, stride); }
@@ -128,6 +143,14 @@ TEST(ConvBackwardErrors, ShapesThatDoNotFitAreRejected) {
     EXPECT_THROW(be.conv2d_backward(randn({4, 6, 6}, 5), w, randn({1, 8, 6, 6}, 3), p, true, true, true,
                                     Precision::FP32),
                  Error);
+    // a gradient that is neither NCHW nor channels-last (a strided slice) is refused with a message
+    const Tensor wide = randn({1, 8, 6, 12}, 6);
+    try {
+        be.conv2d_backward(x, w, wide.slice(3, 0, 6), p, true, true, true, Precision::FP32);
+        FAIL() << "a strided gradient was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("channels-last"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

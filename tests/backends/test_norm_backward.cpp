@@ -87,6 +87,15 @@ TEST_P(GroupNormBackward, MatchesFloat64) {
     EXPECT_LT(max_rel(got.dx, r.dx), 2e-5);
     EXPECT_LT(max_rel(got.dw, r.dw), 2e-5);
     EXPECT_LT(max_rel(got.db, r.db), 2e-5);
+    // Channels-last input and gradient (the training UNet's layout): the NHWC kernel, dx channels-last.
+    if (c.shape.size() == 4) {
+        const NormGrads cl = backend_for(Device::cpu())
+                                 .group_norm_backward(x.channels_last(), w, b, g.channels_last(), c.groups, 1e-5f, c.silu);
+        EXPECT_TRUE(cl.dx.is_channels_last());
+        EXPECT_LT(max_rel(cl.dx.contiguous(), r.dx), 2e-5);
+        EXPECT_LT(max_rel(cl.dw, r.dw), 2e-5);
+        EXPECT_LT(max_rel(cl.db, r.db), 2e-5);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, GroupNormBackward,
@@ -95,6 +104,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, GroupNormBackward,
                                            Case{{3, 6, 5, 3}, 3, true, false},     // 15: one vector + tail
                                            Case{{1, 4, 2, 3}, 2, false, false},    // 6: tail only
                                            Case{{2, 32, 16, 16}, 32, true, true},  // one channel per group
+                                           Case{{3, 20, 9, 11}, 5, true, true},    // NHWC: 99 pixels (2 blocks), 20
+                                                                                    // channels (2 vectors + tail)
                                            Case{{2, 16, 1024}, 8, true, true}));   // 3-D input, long rows
 
 TEST(GroupNormBackwardErrors, BadShapesAreRejected) {
@@ -104,6 +115,9 @@ TEST(GroupNormBackwardErrors, BadShapesAreRejected) {
     EXPECT_THROW(be.group_norm_backward(x, Tensor(), Tensor(), randn({2, 6, 4, 4}, 2), 4, 1e-5f, false), Error);
     EXPECT_THROW(be.group_norm_backward(x, randn({5}, 3), Tensor(), randn({2, 6, 4, 4}, 2), 3, 1e-5f, true), Error);
     EXPECT_THROW(be.group_norm_backward(randn({6}, 4), Tensor(), Tensor(), randn({6}, 4), 3, 1e-5f, true), Error);
+    // a channels-last input with an NCHW gradient (or the reverse) is refused, not misread
+    EXPECT_THROW(be.group_norm_backward(x.channels_last(), Tensor(), Tensor(), randn({2, 6, 4, 4}, 2), 3, 1e-5f, false),
+                 Error);
 }
 
 }  // namespace

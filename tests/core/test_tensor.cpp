@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -146,5 +147,36 @@ TEST(Half, BulkConversionEqualsScalarForEveryBitPattern) {
         std::memcpy(&b, &ref, 4);
         if (std::isnan(ref)) ASSERT_TRUE(std::isnan(p[i])) << i;
         else ASSERT_EQ(a, b) << "f16 bits " << i;
+    }
+}
+
+// Strided copies that convert (f32 -> bf16, bf16 -> f32, f16 -> f32: the products' operand conversions and the
+// NCHW -> channels-last bf16 input of a convolution) give exactly the element-wise conversion of a contiguous copy.
+TEST(Tensor, StridedConvertingCopiesEqualElementwiseConversion) {
+    const Tensor base = make_rng(RngKind::Cpu, 7)->randn({3, 5, 7, 9}).contiguous();
+    const Tensor bsrc = base.to(DType::BF16), hsrc = base.to(DType::F16);
+    const std::vector<std::function<Tensor(const Tensor&)>> views = {
+        [](const Tensor& t) { return t.transpose(1, 3); }, [](const Tensor& t) { return t.slice(2, 1, 6); },
+        [](const Tensor& t) { return t.permute({0, 2, 3, 1}); },
+        [](const Tensor& t) { return t.slice(3, 2, 9).transpose(0, 2); }};
+    for (const auto& view : views) {
+        const Tensor v = view(base);
+        ASSERT_FALSE(v.is_contiguous());
+        // f32 -> bf16, into a contiguous and into a channels-last destination
+        const Tensor bc = v.contiguous().to(DType::BF16);
+        Tensor b = Tensor::empty(v.shape(), DType::BF16);
+        b.copy_(v);
+        ASSERT_EQ(b.to_vector(), bc.to_vector()) << v.str();
+        Tensor cl = Tensor::empty_channels_last(v.shape(), DType::BF16);
+        cl.copy_(v);
+        EXPECT_EQ(cl.contiguous().to_vector(), bc.to_vector()) << v.str();
+        // bf16 -> f32 and f16 -> f32 from the same views of converted tensors
+        Tensor d1 = Tensor::empty(v.shape(), DType::F32), d2 = Tensor::empty(v.shape(), DType::F32);
+        d1.copy_(view(bsrc));
+        d2.copy_(view(hsrc));
+        EXPECT_EQ(d1.to_vector(), bc.to_vector()) << v.str();  // bf16 values are exact in f32
+        const std::vector<float> want = v.contiguous().to_vector(), h = d2.to_vector();
+        for (size_t i = 0; i < h.size(); ++i)
+            ASSERT_EQ(h[i], f16_to_f32(f32_to_f16(want[i]))) << v.str() << " at " << i;
     }
 }

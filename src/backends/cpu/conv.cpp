@@ -51,11 +51,15 @@ Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& 
     const dt wdt = bf16 ? dt::bf16 : dt::f32;
     const Tensor w = w_in.contiguous();  // converted (once) by packed_weights
     // A bf16 channels-last input to a bf16 convolution (a GroupNorm that rounded its output for it) is used as is.
-    Tensor x = bf16 && cl_in && x_in.dtype() == DType::BF16 ? x_in
-               : cl_in                                      ? x_in.f32()
-               : cl                                         ? x_in.f32().channels_last()
-                                                            : x_in.f32().contiguous();
-    if (bf16) x = x.to(DType::BF16);  // same layout; no copy when x is bf16 already
+    Tensor x;
+    if (bf16 && cl_in && x_in.dtype() == DType::BF16) {
+        x = x_in;
+    } else if (bf16) {  // one pass: layout and dtype together (NCHW f32 -> NHWC bf16 is what training feeds it)
+        x = Tensor::empty_channels_last(x_in.shape(), DType::BF16);
+        x.copy_(x_in.dtype() == DType::F32 || x_in.dtype() == DType::BF16 ? x_in : x_in.f32());
+    } else {
+        x = cl_in ? x_in.f32() : cl ? x_in.f32().channels_last() : x_in.f32().contiguous();
+    }
     Tensor y = cl ? Tensor::empty_channels_last({N, O, Ho, Wo}) : Tensor::empty({N, O, Ho, Wo}, DType::F32);
     if (N == 0) return y;
 

@@ -1,5 +1,6 @@
 // Gradients of a 2-D convolution on the CPU through oneDNN (convolution_backward_data / convolution_backward_weights),
-// for autograd's conv2d (src/autograd/ops_conv.cpp). Operands and results are plain NCHW f32 tensors.
+// for autograd's conv2d (src/autograd/ops_conv.cpp). Operands are f32 NCHW or channels-last (NHWC) tensors, each as
+// it comes (training runs the UNet channels-last, nn/apply.h compute_layout); dx comes out in x's layout.
 // Speed (issue 18): the primitives are built once per shape and kept (cpu::cached_primitive), and they run in the
 // layouts oneDNN picks (format `any`: blocked nChw16c / nhwc for its direct jit kernels, 1.5-3x faster than the
 // gemm-based NCHW path on SD-shaped layers); the operands are reordered into those layouts (and converted to bf16
@@ -34,13 +35,13 @@ struct ConvDescs {
     memory::dims strides, dil, pad_l, pad_r;
 };
 
-ConvDescs descs(const ConvGeom& c, const Conv2dParams& p, dt cdt) {
+ConvDescs descs(const ConvGeom& c, const Conv2dParams& p, dt cdt, bool x_cl = false, bool g_cl = false) {
     ConvDescs d;
     const memory::dims sdims{c.N, c.C, c.H, c.W}, ddims{c.N, c.O, c.Ho, c.Wo};
     const memory::dims wdims = c.G == 1 ? memory::dims{c.O, c.C, c.kh, c.kw}
                                         : memory::dims{c.G, c.O / c.G, c.C / c.G, c.kh, c.kw};
-    d.src = memory::desc(sdims, dt::f32, tag::nchw);
-    d.dst = memory::desc(ddims, dt::f32, tag::nchw);
+    d.src = memory::desc(sdims, dt::f32, x_cl ? tag::nhwc : tag::nchw);
+    d.dst = memory::desc(ddims, dt::f32, g_cl ? tag::nhwc : tag::nchw);
     d.w = memory::desc(wdims, dt::f32, c.G == 1 ? tag::oihw : tag::goihw);
     d.b = memory::desc({c.O}, dt::f32, tag::x);
     d.src_any = memory::desc(sdims, cdt, tag::any);
@@ -101,12 +102,13 @@ void copy_back(const memory& from, const memory::desc& user, Tensor& out) {
 }
 
 // dx = conv2d_transpose(g, w)
-Tensor conv_backward_data(const ConvGeom& c, const Conv2dParams& p, dt cdt, const Tensor& w, const Tensor& g) {
+Tensor conv_backward_data(const ConvGeom& c, const Conv2dParams& p, dt cdt, const Tensor& w, const Tensor& g,
+                          bool x_cl, bool g_cl) {
     struct Prim {
         dnnl::convolution_backward_data::primitive_desc pd;
         dnnl::convolution_backward_data prim;
     };
-    const ConvDescs d = descs(c, p, cdt);
+    const ConvDescs d = descs(c, p, cdt, x_cl, g_cl);
     Prim& bwd = cpu::cached_primitive<Prim>(geometry_key("conv_bwd_data", c, p, cdt, false), [&] {
         const memory::desc dsrc(d.src_any.dims(), dt::f32, tag::any);  // the gradient comes out f32
         dnnl::convolution_backward_data::desc bd(dnnl::algorithm::convolution_direct, dsrc, d.w_any, d.dst_any,
@@ -114,7 +116,7 @@ Tensor conv_backward_data(const ConvGeom& c, const Conv2dParams& p, dt cdt, cons
         dnnl::convolution_backward_data::primitive_desc pd(bd, cpu::engine(), forward_hint(d, cdt, false));
         return Prim{pd, dnnl::convolution_backward_data(pd)};
     });
-    Tensor dx = Tensor::empty({c.N, c.C, c.H, c.W}, DType::F32);
+    Tensor dx = x_cl ? Tensor::empty_channels_last({c.N, c.C, c.H, c.W}) : Tensor::empty({c.N, c.C, c.H, c.W}, DType::F32);
     Tensor kg, kw, kdx;
     const memory mg = as_layout(d.dst, g.raw(), bwd.pd.diff_dst_desc(), kg);
     const memory mw = as_layout(d.w, w.raw(), bwd.pd.weights_desc(), kw);
@@ -127,12 +129,12 @@ Tensor conv_backward_data(const ConvGeom& c, const Conv2dParams& p, dt cdt, cons
 
 // dw = Σ_n,pixels g ⊗ x-patch; db = Σ g over N, Ho, Wo
 void conv_backward_weights(const ConvGeom& c, const Conv2dParams& p, dt cdt, const Tensor& x, const Tensor& g,
-                           Tensor* dw, Tensor* db) {
+                           Tensor* dw, Tensor* db, bool x_cl, bool g_cl) {
     struct Prim {
         dnnl::convolution_backward_weights::primitive_desc pd;
         dnnl::convolution_backward_weights prim;
     };
-    const ConvDescs d = descs(c, p, cdt);
+    const ConvDescs d = descs(c, p, cdt, x_cl, g_cl);
     const bool bias = db != nullptr;
     Prim& bwd = cpu::cached_primitive<Prim>(geometry_key("conv_bwd_weights", c, p, cdt, bias), [&] {
         auto wd = bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, d.src_any,
@@ -167,9 +169,12 @@ Conv2dGrads CpuBackend::conv2d_backward(const Tensor& x, const Tensor& w, const 
                                         bool need_dx, bool need_dw, bool need_db, Precision compute) {
     NUANCE_CHECK(x.dim() == 4 && w.dim() == 4 && g.dim() == 4, "conv2d backward: x ", x.shape(), ", w ", w.shape(),
                  ", grad ", g.shape(), " must all be rank 4");
-    NUANCE_CHECK(x.dtype() == DType::F32 && w.dtype() == DType::F32 && g.dtype() == DType::F32 && x.is_contiguous() &&
-                     w.is_contiguous() && g.is_contiguous(),
-                 "conv2d backward: x, w and the gradient must be contiguous f32");
+    // channels-last: dense N, H, W, C (a contiguous tensor with C == 1 or H == W == 1 counts as NCHW)
+    const bool x_cl = !x.is_contiguous() && x.is_channels_last(), g_cl = !g.is_contiguous() && g.is_channels_last();
+    NUANCE_CHECK(x.dtype() == DType::F32 && w.dtype() == DType::F32 && g.dtype() == DType::F32 &&
+                     (x.is_contiguous() || x_cl) && w.is_contiguous() && (g.is_contiguous() || g_cl),
+                 "conv2d backward: x and the gradient must be f32 NCHW or channels-last, w contiguous f32; got x ",
+                 x.str(), ", w ", w.str(), ", gradient ", g.str());
     const ConvGeom c{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
                      g.size(2),  g.size(3),  p.groups};
     NUANCE_CHECK(c.G >= 1 && c.C % c.G == 0 && c.O % c.G == 0 && w.size(1) == c.C / c.G && g.size(0) == c.N &&
@@ -182,10 +187,10 @@ Conv2dGrads CpuBackend::conv2d_backward(const Tensor& x, const Tensor& w, const 
     // fails ("unimplemented"), this and every later call run f32.
     static std::atomic<bool> bf16_unavailable{false};
     const auto run = [&](dt cdt) {
-        if (need_dx) out.dx = conv_backward_data(c, p, cdt, w, g);
+        if (need_dx) out.dx = conv_backward_data(c, p, cdt, w, g, x_cl, g_cl);
         if (need_dw || need_db) {
             Tensor dw, db;
-            conv_backward_weights(c, p, cdt, x, g, &dw, need_db ? &db : nullptr);
+            conv_backward_weights(c, p, cdt, x, g, &dw, need_db ? &db : nullptr, x_cl, g_cl);
             if (need_dw) out.dw = dw;
             if (need_db) out.db = db;
         }

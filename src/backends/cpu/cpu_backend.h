@@ -40,6 +40,7 @@ public:
     Tensor gated_residual(const Tensor& x, const Tensor& gate, const Tensor& y) override;
     Tensor unary(UnaryOp op, const Tensor& a, float p0, float p1, DType out) override;
     Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override;
+    Tensor activation_backward(UnaryOp op, const Tensor& x, const Tensor& g) override;
     Tensor geglu(const Tensor& x, DType out) override;
     void add_(Tensor& a, const Tensor& b) override;
     void mul_(Tensor& a, float s) override;

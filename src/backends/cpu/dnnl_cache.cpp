@@ -104,8 +104,13 @@ dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
             ++e;
         }
     }
-    const Tensor src_t = w.dtype() == need ? w : w.to(need);
-    dnnl::memory src(plain, eng, src_t.raw());
+    // oneDNN's reorder converts f32 <-> bf16 itself (training's f32 master weights into bf16 blocks, in one pass);
+    // other dtypes (f16 files) are converted first.
+    const bool direct = w.dtype() == need || w.dtype() == DType::F32 || w.dtype() == DType::BF16;
+    const Tensor src_t = direct ? w : w.to(need);
+    dnnl::memory::desc src_md = plain;  // the same plain layout in the source's dtype (oneDNN 2.x's C struct)
+    src_md.data.data_type = src_t.dtype() == DType::BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl::memory src(src_md, eng, src_t.raw());
     dnnl::memory dst(want, eng);
     dnnl::reorder(src, dst).execute(stream(), src, dst);
     stream().wait();

@@ -336,6 +336,78 @@ Tensor CpuBackend::unary(UnaryOp op, const Tensor& a, float p0, float p1, DType 
     fail(ErrorCode::Internal, "unary: unknown op ", (int)op);
 }
 
+namespace {
+
+// d/dx of the activations, 8 lanes (vec_math.h's exp8/erf8, the forward kernels' own approximations).
+__m256 silu_grad8(__m256 x) {  // σ(x)·(1 + x·(1 − σ(x)))
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, cpu::exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    return _mm256_mul_ps(s, _mm256_fmadd_ps(x, _mm256_sub_ps(one, s), one));
+}
+__m256 gelu_grad8(__m256 x) {  // Φ(x) + x·φ(x)
+    const __m256 cdf = _mm256_mul_ps(
+        _mm256_set1_ps(0.5f),
+        _mm256_add_ps(_mm256_set1_ps(1.0f), cpu::erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)))));
+    const __m256 pdf = _mm256_mul_ps(_mm256_set1_ps(0.3989422804014327f),
+                                     cpu::exp8(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(x, x))));
+    return _mm256_fmadd_ps(x, pdf, cdf);
+}
+__m256 quick_gelu_grad8(__m256 x) {  // s + 1.702·x·s·(1 − s), s = σ(1.702x)
+    const __m256 one = _mm256_set1_ps(1.0f), k = _mm256_set1_ps(1.702f);
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, cpu::exp8(_mm256_mul_ps(_mm256_set1_ps(-1.702f), x))));
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(k, x), s), _mm256_sub_ps(one, s), s);
+}
+__m256 gelu_tanh_grad8(__m256 x) {  // ½(1 + t) + ½x(1 − t²)·k(1 + 3·0.044715x²), t = tanh(k(x + 0.044715x³))
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f), k = _mm256_set1_ps(0.7978845608028654f);
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    const __m256 u = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), x2), x, x));
+    // tanh u = 2 / (1 + exp(-2u)) - 1 (exp8 clamps its argument: both tails stay finite)
+    const __m256 t = _mm256_sub_ps(
+        _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(one, cpu::exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u)))),
+        one);
+    const __m256 du = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_set1_ps(3.0f * 0.044715f), x2, one));
+    const __m256 a = _mm256_mul_ps(half, _mm256_add_ps(one, t));
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_fnmadd_ps(t, t, one)), du, a);
+}
+
+template <__m256 (*D)(__m256)>
+void grad_times_n(const float* x, const float* g, float* out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), D(_mm256_loadu_ps(x + i))));
+    if (i < n) {  // the tail through the same 8-lane formula
+        float xs[8] = {0}, gs[8] = {0}, os[8];
+        for (int64_t j = i; j < n; ++j) xs[j - i] = x[j], gs[j - i] = g[j];
+        _mm256_storeu_ps(os, _mm256_mul_ps(_mm256_loadu_ps(gs), D(_mm256_loadu_ps(xs))));
+        for (int64_t j = i; j < n; ++j) out[j] = os[j - i];
+    }
+}
+
+}  // namespace
+
+Tensor CpuBackend::activation_backward(UnaryOp op, const Tensor& x_in, const Tensor& g_in) {
+    NUANCE_CHECK(x_in.shape() == g_in.shape(), unary_op_name(op), " backward: input ", x_in.shape(), " and gradient ",
+                 g_in.shape(), " differ");
+    void (*f)(const float*, const float*, float*, int64_t) = nullptr;
+    switch (op) {
+        case UnaryOp::Silu: f = grad_times_n<silu_grad8>; break;
+        case UnaryOp::Gelu: f = grad_times_n<gelu_grad8>; break;
+        case UnaryOp::GeluTanh: f = grad_times_n<gelu_tanh_grad8>; break;
+        case UnaryOp::QuickGelu: f = grad_times_n<quick_gelu_grad8>; break;
+        default: fail(ErrorCode::InvalidArgument, "activation_backward: ", unary_op_name(op), " is not an activation");
+    }
+    const Tensor x = x_in.f32().contiguous(), g = g_in.f32().contiguous();
+    Tensor out = Tensor::empty(x.shape(), DType::F32);
+    const float* px = x.data<float>();
+    const float* pg = g.data<float>();
+    float* po = out.data<float>();
+    const int64_t n = x.numel(), chunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n > 2 * chunk)
+    for (int64_t c = 0; c < (n + chunk - 1) / chunk; ++c)
+        f(px + c * chunk, pg + c * chunk, po + c * chunk, std::min(chunk, n - c * chunk));
+    return out;
+}
+
 Tensor CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b) {
     switch (op) {
         case BinaryOp::Add: return cpu::add(a, b);
