@@ -51,13 +51,23 @@ void softmax_backward_(Tensor& dp, const Tensor& pr, float scale) {
 
 Var scaled_dot_product_attention(const Var& q, const Var& k, const Var& v, bool causal, float scale) {
     NUANCE_CHECK(q.defined() && k.defined() && v.defined(), "attention: undefined q, k or v");
-    Tensor o = scaled_dot_product_attention(q.value(), k.value(), v.value(), causal, scale);  // checks the shapes
-    if (scale <= 0) scale = 1.0f / std::sqrt((float)q.size(3));
-    const Tensor qv = q.value().contiguous(), kv = k.value().contiguous(), vv = v.value().contiguous();
     const Precision prec = compute_precision() == Precision::BF16 ? Precision::BF16 : Precision::FP32;
+    // Mixed precision (BF16): q, k, v are rounded to bf16 once (one pass from the heads' strided views), for the
+    // forward's products (as torch.autocast runs Q·Kᵀ and P·V; the softmax stays f32) and for the backward's, and
+    // the tape keeps those copies.
+    const DType cd = prec == Precision::BF16 ? DType::BF16 : DType::F32;
+    const auto operand = [cd](const Tensor& t) {
+        if (t.dtype() == cd && t.is_contiguous()) return t;
+        Tensor c = Tensor::empty(t.shape(), cd);
+        c.copy_(t);
+        return c;
+    };
+    const Tensor qv = operand(q.value()), kv = operand(k.value()), vv = operand(v.value());
+    Tensor o = scaled_dot_product_attention(qv, kv, vv, causal, scale);  // checks the shapes
+    if (scale <= 0) scale = 1.0f / std::sqrt((float)q.size(3));
     return record("attention", std::move(o), {q, k, v},
-                  [qv, kv, vv, causal, scale, prec](const Tensor& g_in, const std::vector<bool>& need) {
-        const Tensor g = g_in.f32().contiguous();
+                  [qv, kv, vv, causal, scale, prec, operand](const Tensor& g_in, const std::vector<bool>& need) {
+        const Tensor g = operand(g_in);  // rounded once for the two products that use it
         const int64_t B = qv.size(0);
         Tensor dq = need[0] ? Tensor::empty(qv.shape(), DType::F32) : Tensor();
         Tensor dk = need[1] ? Tensor::empty(kv.shape(), DType::F32) : Tensor();

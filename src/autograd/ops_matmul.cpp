@@ -25,30 +25,38 @@ Tensor sum_rows(const Tensor& g2) {
 
 Var linear(const Var& x, const Var& w, const Var& b) {
     NUANCE_CHECK(x.defined() && w.defined(), "linear: undefined input or weight");
-    const Tensor xv = x.value(), wv = w.value();
+    // Mixed precision (BF16) runs the backward products in bf16 too (f32 accumulation), as torch.autocast does. The
+    // input is rounded to bf16 once: the forward product and the weight gradient use that copy (the products would
+    // round it the same way each time), and it is what the tape keeps (half the memory of the f32 input).
+    const Precision prec = compute_precision() == Precision::BF16 ? Precision::BF16 : Precision::FP32;
+    const bool bf = prec == Precision::BF16;
+    const Tensor xv = bf ? x.value().to(DType::BF16) : x.value(), wv = w.value();
     Tensor y = linear(xv, wv, b.defined() ? b.value() : Tensor(), compute_precision());  // checks the shapes
     const Shape xs = xv.shape();
     const int64_t K = wv.size(1), N = wv.size(0);
-    // Mixed precision (BF16) runs the backward products in bf16 too (f32 accumulation), as torch.autocast does.
-    const Precision prec = compute_precision() == Precision::BF16 ? Precision::BF16 : Precision::FP32;
-    return record("linear", std::move(y), {x, w, b}, [xv, wv, xs, K, N, prec](const Tensor& g,
-                                                                             const std::vector<bool>& need) {
+    return record("linear", std::move(y), {x, w, b}, [xv, wv, xs, K, N, prec, bf](const Tensor& g,
+                                                                                 const std::vector<bool>& need) {
         const int64_t M = K ? xv.numel() / K : 0;
         const Tensor g2 = g.reshape({M, N});
+        // both products round g to bf16: once here
+        const Tensor gp = bf && need[0] && need[1] ? g2.to(DType::BF16) : g2;
         std::vector<Tensor> out(3);
-        if (need[0]) out[0] = matmul(g2, wv.contiguous(), prec).reshape(xs);             // dx = g · w
-        if (need[1]) out[1] = matmul(g2.transpose(0, 1), xv.reshape({M, K}), prec);  // dw = gᵀ · x
-        if (need[2]) out[2] = sum_rows(g2);                                      // db = Σ_rows g
+        if (need[0]) out[0] = matmul(gp, wv.contiguous(), prec).reshape(xs);             // dx = g · w
+        if (need[1]) out[1] = matmul(gp.transpose(0, 1), xv.reshape({M, K}), prec);  // dw = gᵀ · x
+        if (need[2]) out[2] = sum_rows(g2);                                      // db = Σ_rows g (f32)
         return out;
     });
 }
 
 Var matmul(const Var& a, const Var& b) {
     NUANCE_CHECK(a.defined() && b.defined(), "matmul: undefined operand");
-    const Tensor av = a.value(), bv = b.value();
     const Precision prec = compute_precision() == Precision::BF16 ? Precision::BF16 : Precision::FP32;
+    const bool bf = prec == Precision::BF16;
+    // bf16: the operands rounded once, for the forward product and the backward ones (as linear above)
+    const Tensor av = bf ? a.value().to(DType::BF16) : a.value(), bv = bf ? b.value().to(DType::BF16) : b.value();
     Tensor c = matmul(av, bv, prec);  // checks the shapes
-    return record("matmul", std::move(c), {a, b}, [av, bv, prec](const Tensor& g, const std::vector<bool>& need) {
+    return record("matmul", std::move(c), {a, b}, [av, bv, prec, bf](const Tensor& g_in, const std::vector<bool>& need) {
+        const Tensor g = bf && need[0] && need[1] ? g_in.to(DType::BF16) : g_in;
         std::vector<Tensor> out(2);
         // dA = g · Bᵀ, dB = Aᵀ · g, each summed over the batch dims it was broadcast along
         if (need[0]) out[0] = reduce_to_shape(matmul(g, bv.transpose(-1, -2), prec), av.shape());
