@@ -1,6 +1,7 @@
 // nuance info: what a checkpoint is (family, config, dtypes, components).
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "commands.h"
 #include "core/quantized_weight.h"
@@ -53,6 +54,95 @@ void print_gguf(const std::string& path, bool tensors) {
             std::printf("  %s %s%s\n", t.name.c_str(), ggml_type_info(t.type)->name, shape_str(t.shape).c_str());
 }
 
+// What a single file that is not a whole model holds -- a transformer without its text encoders, a text encoder, a
+// VAE, a LoRA, a ControlNet, as ComfyUI users keep them -- from tensor names and shapes, and how `generate` takes it.
+struct ComponentGuess {
+    std::string what, use;
+};
+
+int64_t count_blocks(const WeightFile& wf, const std::string& prefix) {  // distinct N in "<prefix>N."
+    std::set<int64_t> ids;
+    for (const auto& [k, t] : wf.tensors) {
+        if (k.rfind(prefix, 0) != 0) continue;
+        const size_t b = prefix.size(), e = k.find('.', b);
+        if (e == std::string::npos || e == b || e - b > 6) continue;
+        const std::string n = k.substr(b, e - b);
+        if (n.find_first_not_of("0123456789") == std::string::npos) ids.insert(std::stoll(n));
+    }
+    return (int64_t)ids.size();
+}
+
+ComponentGuess guess_component(const WeightFile& wf) {
+    auto has = [&](const std::string& k) { return wf.tensors.count(k) != 0; };
+    auto any_with = [&](const char* part) {
+        for (const auto& [k, t] : wf.tensors)
+            if (k.find(part) != std::string::npos) return true;
+        return false;
+    };
+    auto dim = [&](const std::string& k, int64_t i) -> int64_t {
+        const auto it = wf.tensors.find(k);
+        return it != wf.tensors.end() && it->second.dim() > i ? it->second.size(i) : 0;
+    };
+    // the prefix transformer files carry when saved from ComfyUI
+    std::string dm;
+    for (const char* p : {"model.diffusion_model.", ""})
+        if (count_blocks(wf, std::string(p) + "joint_blocks.") > 0 || count_blocks(wf, std::string(p) + "double_blocks.") > 0) {
+            dm = p;
+            break;
+        }
+    if (any_with("lora_up.") || any_with("lora_down.") || any_with(".lora_A.") || any_with(".lora_B.") ||
+        any_with(".hada_w1_a") || any_with(".lokr_w1")) {
+        int64_t modules = 0;
+        for (const auto& [k, t] : wf.tensors)
+            modules += k.size() > 6 && (k.find("lora_down.weight") != std::string::npos ||
+                                        k.find("lora_A.weight") != std::string::npos ||
+                                        k.find("hada_w1_a") != std::string::npos ||
+                                        k.find("lokr_w1") != std::string::npos);
+        return {str("a LoRA / LyCORIS file (", modules, " adapted modules)"),
+                "nuance generate -m MODEL --lora FILE[:weight], or <lora:NAME:weight> in the prompt with --lora-dir"};
+    }
+    if (count_blocks(wf, "control_model.input_blocks.") > 0 || any_with("controlnet_cond_embedding.") ||
+        any_with("input_hint_block."))
+        return {"a ControlNet", "nuance generate -m MODEL --control-net FILE --control-image IMAGE"};
+    if (const int64_t n = count_blocks(wf, dm + "joint_blocks."); n > 0)
+        return {str("an SD3 / SD3.5 transformer (MMDiT, ", n, " joint blocks, width ",
+                    dim(dm + "x_embedder.proj.weight", 0), ") without its text encoders"),
+                "nuance generate -m FILE --clip-l clip_l.safetensors --clip-g clip_g.safetensors --t5xxl "
+                "t5xxl_fp16.safetensors (and --vae, unless the file holds first_stage_model.*)"};
+    if (const int64_t n = count_blocks(wf, dm + "double_blocks."); n > 0)
+        return {str("a Flux.1 transformer (", has(dm + "guidance_in.in_layer.weight") ? "dev: guidance-distilled" : "schnell",
+                    ", ", n, " double + ", count_blocks(wf, dm + "single_blocks."), " single blocks) without its text "
+                    "encoders and VAE"),
+                "nuance generate -m FILE --clip-l clip_l.safetensors --t5xxl t5xxl_fp16.safetensors --vae ae.safetensors"};
+    if (const int64_t n = count_blocks(wf, "text_model.encoder.layers."); n > 0) {
+        const int64_t w = dim("text_model.embeddings.token_embedding.weight", 1);
+        const char* kind = w == 768 ? "CLIP-L" : w == 1280 ? "CLIP-G" : "CLIP";
+        return {str("a ", kind, " text encoder (Hugging Face layout, ", n, n == 1 ? " layer" : " layers", ", width ", w,
+                    ")"),
+                w == 768    ? std::string("nuance generate -m MODEL --clip-l FILE (SD3, Flux)")
+                : w == 1280 ? std::string("nuance generate -m MODEL --clip-g FILE (SD3)")
+                            : std::string("nuance generate -m MODEL --clip-l FILE (width 768) or --clip-g FILE (width "
+                                          "1280)")};
+    }
+    if (const int64_t n = count_blocks(wf, "transformer.resblocks."); n > 0 && has("token_embedding.weight"))
+        return {str("an OpenCLIP text encoder (", n, n == 1 ? " layer" : " layers", ", width ", dim("token_embedding.weight", 1), ")"),
+                "nuance generate -m MODEL --clip-g FILE (SD3)"};
+    if (const int64_t n = count_blocks(wf, "encoder.block."); n > 0 && (has("shared.weight") || has("encoder.embed_tokens.weight"))) {
+        const int64_t d = dim(has("shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight", 1);
+        return {str("a T5 encoder (", n, n == 1 ? " block" : " blocks", ", d_model ", d, d == 4096 ? ": T5-XXL" : "", ")"),
+                "nuance generate -m MODEL --t5xxl FILE (SD3, Flux)"};
+    }
+    if (has("encoder.conv_in.weight") && has("decoder.conv_in.weight"))
+        return {str("a VAE (AutoencoderKL, ", dim("decoder.conv_in.weight", 1), " latent channels)"),
+                "nuance generate -m MODEL --vae FILE"};
+    if (count_blocks(wf, "input_blocks.") > 0 || count_blocks(wf, "model.diffusion_model.input_blocks.") > 0 ||
+        count_blocks(wf, "down_blocks.") > 0)
+        return {"a UNet without its text encoder and VAE",
+                "nuance generate -m FILE --clip-l clip_l.safetensors [--clip-g clip_g.safetensors for SDXL] --vae "
+                "vae.safetensors"};
+    return {};
+}
+
 // The component flags generate takes, so a transformer-only SD3 / Flux file can be described with its split files.
 struct InfoArgs {
     std::string path, vae, clip_l, clip_g, t5xxl, family;
@@ -103,7 +193,20 @@ int run(const InfoArgs& a) {
         if (tensors)
             for (const auto& [k, t] : wf.tensors) std::printf("  %s %s\n", k.c_str(), t.str().c_str());
     }
-    const std::unique_ptr<DiffusionModel> m = load_model(path, a.load_options());
+    std::unique_ptr<DiffusionModel> m;
+    try {
+        m = load_model(path, a.load_options());
+    } catch (const Error& e) {
+        // Not a whole model: a component file is described as one (exit 0); anything else fails as before.
+        if (is_directory(path)) throw;
+        const ComponentGuess g = guess_component(load_weights(path));
+        if (g.what.empty()) throw;
+        const std::string why = e.what();
+        std::printf("component: %s\nuse: %s\n", g.what.c_str(), g.use.c_str());
+        // the loader's reason when it names what is missing (not its "unknown layout" list of tensor names)
+        if (why.rfind("unknown model layout", 0) != 0) std::printf("model: not a whole model (%s)\n", why.c_str());
+        return 0;
+    }
     std::printf("%s", m->describe().c_str());
     std::printf("variant: %s\n", m->variant().c_str());
     const LatentFormat lf = m->latent_format();

@@ -154,6 +154,52 @@ TEST_F(Cli, InfoDescribesModel) {
     EXPECT_NE(r.out.find("components: text_encoder unet vae"), std::string::npos) << r.out;
 }
 
+// A file that is one part of a model (as ComfyUI users keep them) is described as that part, with the flags that
+// take it; a file nothing recognises still fails with the loader's message.
+TEST_F(Cli, InfoDescribesComponentFiles) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"sd35-medium", "component: an SD3 / SD3.5 transformer (MMDiT, "},
+        {"flux-dev", "component: a Flux.1 transformer (dev: guidance-distilled, "},
+        {"flux-schnell", "component: a Flux.1 transformer (schnell, "},
+        {"clip-l", "component: a CLIP text encoder (Hugging Face layout, "},
+        {"t5xxl", "component: a T5 encoder ("},
+        {"vae16", "component: a VAE (AutoencoderKL, 16 latent channels)"},
+    };
+    for (const auto& [fam, want] : cases) {
+        const std::string f = path("part_" + fam + ".safetensors");
+        ASSERT_EQ(run_cli(" make-random --tiny --family " + fam + " -o " + f).code, 0) << fam;
+        const CliRun r = run_cli(" info " + f);
+        EXPECT_EQ(r.code, 0) << fam << "\n" << r.out;
+        EXPECT_NE(r.out.find(want), std::string::npos) << fam << "\n" << r.out;
+        EXPECT_NE(r.out.find("use: nuance generate"), std::string::npos) << fam << "\n" << r.out;
+    }
+    // a ControlNet made for the tiny model, and a kohya LoRA
+    const std::string cn = path("part_cn.safetensors");
+    ASSERT_EQ(run_cli(" make-random --tiny --controlnet-for " + model() + " -o " + cn).code, 0);
+    CliRun r = run_cli(" info " + cn);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("component: a ControlNet"), std::string::npos) << r.out;
+    save_safetensors(path("part_lora.safetensors"),
+                     {{"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", Tensor::full({1, 2}, 0.5f)},
+                      {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight", Tensor::full({2, 1}, 0.5f)},
+                      {"lora_unet_down_blocks_0_attentions_0_proj_in.alpha", Tensor::full({}, 1.0f)}});
+    r = run_cli(" info " + path("part_lora.safetensors"));
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("component: a LoRA / LyCORIS file (1 adapted modules)"), std::string::npos) << r.out;
+    // the all-in-one file (text encoders and VAE inside) is a whole model, not a component
+    const std::string aio = path("sd35_aio.safetensors");
+    ASSERT_EQ(run_cli(" make-random --tiny --family sd35-medium --with-text-encoders -o " + aio).code, 0);
+    const CliRun whole = run_cli(" info " + aio);
+    EXPECT_EQ(whole.code, 0) << whole.out;
+    EXPECT_NE(whole.out.find("family: sd3"), std::string::npos) << whole.out;
+    EXPECT_EQ(whole.out.find("\ncomponent: "), std::string::npos) << whole.out;
+    // unknown tensors: an error naming the file
+    save_safetensors(path("junk.safetensors"), {{"foo.weight", Tensor::full({2, 2}, 1.0f)}});
+    const CliRun junk = run_cli(" info " + path("junk.safetensors"));
+    EXPECT_EQ(junk.code, 1) << junk.out;
+    EXPECT_NE(junk.out.find("unknown model layout"), std::string::npos) << junk.out;
+}
+
 TEST_F(Cli, SamplersListed) {
     const CliRun r = run_cli(" samplers");
     ASSERT_EQ(r.code, 0) << r.out;
