@@ -5,6 +5,10 @@
 namespace nuance::test_paths {
 const char* test_data();  // tests/data
 const char* cli_path();   // the built `nuance` binary
+// A folder of this test process's own under the temp directory, made on first use and removed when the tests end
+// (a GoogleTest environment's TearDown), for files a test writes and does not need afterwards.
+const char* scratch_dir();
 }  // namespace nuance::test_paths
 #define NUANCE_TEST_DATA (::nuance::test_paths::test_data())
 #define NUANCE_CLI_PATH (::nuance::test_paths::cli_path())
+#define NUANCE_SCRATCH_DIR (::nuance::test_paths::scratch_dir())

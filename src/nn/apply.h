@@ -46,12 +46,13 @@ V apply(const Attention& a, const V& x, const V& context, bool causal = false) {
 // h + x where h is the fresh output of the op before it (Tensor: added in place into h's memory).
 inline Tensor residual_add(Tensor h, const Tensor& x) { return add_(h, x); }
 
-// A permuted token view [B, H, W, C] -> [B, C, H, W] handed to the next conv or residual: the Tensor path keeps the
-// (channels-last) view as it is, the Var path makes it contiguous NCHW (the autograd ops' layout).
+// A permuted token view [B, H, W, C] -> [B, C, H, W] handed to the next conv or residual: both paths keep the
+// (channels-last) view as it is (autograd/nn_layers.h has the Var overload).
 inline Tensor image_layout(const Tensor& x) { return x; }
 
-// A model's input image/latent in the layout its blocks run in: channels-last on the Tensor path (oneDNN's direct
-// convolutions; norms, elementwise ops, cat and upsampling keep it), as given (NCHW) on the Var path.
+// A model's input image/latent in the layout its blocks run in: channels-last (oneDNN's direct convolutions; norms,
+// elementwise ops, cat and upsampling keep it), on the Var path too (training: the convolution and GroupNorm
+// gradients read and write NHWC).
 inline Tensor compute_layout(const Tensor& x) { return x.channels_last(); }
 
 // A constant input (timestep embeddings, ids, conditioning computed outside the graph) as a value of type V.

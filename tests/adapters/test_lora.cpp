@@ -27,7 +27,7 @@ using test::error_of;
 struct Dir {
     fs::path path;
     Dir() {
-        path = fs::temp_directory_path() / ("nuance_lora_" + std::to_string(::getpid()) + "_" +
+        path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_lora_" + std::to_string(::getpid()) + "_" +
                                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
         fs::create_directories(path);
     }

@@ -87,7 +87,7 @@ TEST(LoraTucker, LoConLoHaLoKrCoresMatchLyCORIS) {
 struct Dir {
     fs::path path;
     Dir() {
-        path = fs::temp_directory_path() / ("nuance_dora_" + std::to_string(::getpid()) + "_" +
+        path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_dora_" + std::to_string(::getpid()) + "_" +
                                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
         fs::create_directories(path);
     }

@@ -56,7 +56,7 @@ TEST(LoraTags, Flag) {
 }
 
 TEST(LoraLibrary, ScanFindAndHash) {
-    const fs::path d = fs::temp_directory_path() / ("nuance_loralib_" + std::to_string(::getpid()));
+    const fs::path d = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_loralib_" + std::to_string(::getpid()));
     fs::create_directories(d / "sub");
     const std::vector<std::pair<std::string, Tensor>> t = {{"m.lora_down.weight", Tensor::from_vector({1, 2}, {1, 2})},
                                                            {"m.lora_up.weight", Tensor::from_vector({3}, {1, 1})}};

@@ -66,7 +66,7 @@ void expect_close(const Outputs& a, const Outputs& b, double tol) {
 }
 
 struct Dir {
-    fs::path path = fs::temp_directory_path() / ("nuance_qlora_" + std::to_string(::getpid()) + "_" +
+    fs::path path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_qlora_" + std::to_string(::getpid()) + "_" +
                                                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
     Dir() { fs::create_directories(path); }
     ~Dir() {

@@ -65,7 +65,7 @@ TEST(CapiDefaults, InitLeavesModelDefaultsUnsetAndGenerateFillsThem) {
 }
 
 TEST(CapiDefaults, CliGenerateUsesTheModelsDefaults) {
-    const fs::path out = fs::temp_directory_path() / ("nuance_cli_defaults_" + std::to_string(::getpid()) + ".png");
+    const fs::path out = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_cli_defaults_" + std::to_string(::getpid()) + ".png");
     test::CliRun r = test::run_cli("generate -q -p \"red heart, noto style\" -s 2 -o " + out.string());
     ASSERT_EQ(r.code, 0) << r.out;
     std::string params;

@@ -35,7 +35,7 @@ TEST(DefaultModel, ShipsWithinTheBudgetWithLicenceAndTrainingRecord) {
 }
 
 TEST(DefaultModel, GenerateWithoutModelFlagMakesARealPicture) {
-    const fs::path out = fs::temp_directory_path() / ("nuance_default_" + std::to_string(::getpid()) + ".png");
+    const fs::path out = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_default_" + std::to_string(::getpid()) + ".png");
     const test::CliRun r = test::run_cli("generate -q -p \"red apple, noto style\" --steps 12 -s 3 -o " + out.string());
     ASSERT_EQ(r.code, 0) << r.out;
     const Image img = read_image(out.string());

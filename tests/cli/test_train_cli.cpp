@@ -20,7 +20,7 @@ const char* kTinyArch =
 
 TEST(TrainCli, PixelDdpmOnFashionMnist) {
     if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
-    const fs::path out = fs::temp_directory_path() / ("nuance_train_cli_" + std::to_string(::getpid()));
+    const fs::path out = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_train_cli_" + std::to_string(::getpid()));
     const auto r = run_cli("train --model ddpm --limit 16 --batch 4 --steps 6 --resolution 32 --checkpoint-every 3 "
                            "--warmup 0 --arch " + std::string(kTinyArch) + " -o " + out.string());
     ASSERT_EQ(r.code, 0) << r.out;

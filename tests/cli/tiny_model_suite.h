@@ -15,7 +15,7 @@ template <class Suite>
 class TinyModelSuite : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        dir_ = std::filesystem::temp_directory_path() /
+        dir_ = std::filesystem::path(NUANCE_SCRATCH_DIR) /
                ("nuance_" + std::string(::testing::UnitTest::GetInstance()->current_test_suite()->name()) + "_" +
                 std::to_string(::getpid()));
         std::filesystem::create_directories(dir_);

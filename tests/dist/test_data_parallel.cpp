@@ -148,7 +148,7 @@ std::string read_file(const std::string& path) {
 }
 
 std::string tmp_dir(const std::string& name) {
-    const std::string d = testing::TempDir() + "nuance_dist_" + name + "_" + std::to_string(getpid());
+    const std::string d = std::string(NUANCE_SCRATCH_DIR) + "/nuance_dist_" + name + "_" + std::to_string(getpid());
     fs::remove_all(d);
     fs::create_directories(d);
     return d;

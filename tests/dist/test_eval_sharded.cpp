@@ -31,7 +31,7 @@ const std::string kData = std::string(NUANCE_TEST_DATA);
 const std::string kInception = kData + "/golden/fid_inception/inception.safetensors";
 
 std::string tmp_dir(const std::string& name) {
-    const std::string d = testing::TempDir() + "nuance_evalshard_" + name + "_" + std::to_string(getpid());
+    const std::string d = std::string(NUANCE_SCRATCH_DIR) + "/nuance_evalshard_" + name + "_" + std::to_string(getpid());
     fs::remove_all(d);
     fs::create_directories(d);
     return d;

@@ -35,7 +35,7 @@ const std::string kData = std::string(NUANCE_TEST_DATA);
 class EvalCli : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("nuance_evalcli_" + std::to_string(::getpid()));
+        dir_ = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_evalcli_" + std::to_string(::getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_ / "a");
         fs::create_directories(dir_ / "b");

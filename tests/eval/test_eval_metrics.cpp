@@ -34,7 +34,7 @@ const std::string kIsRef = std::string(NUANCE_TEST_DATA) + "/eval/is_reference";
 const std::string kInception = std::string(NUANCE_TEST_DATA) + "/golden/fid_inception/inception.safetensors";
 
 std::string tmp_dir(const std::string& name) {
-    const std::string d = (std::filesystem::temp_directory_path() / ("nuance_eval_" + name)).string();
+    const std::string d = (std::filesystem::path(NUANCE_SCRATCH_DIR) / ("nuance_eval_" + name)).string();
     std::filesystem::remove_all(d);
     std::filesystem::create_directories(d);
     return d;

@@ -29,7 +29,7 @@ const std::string kInception = std::string(NUANCE_TEST_DATA) + "/golden/fid_ince
 class FeatureExtractorTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("nuance_fx_" + std::to_string(getpid()));
+        dir_ = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_fx_" + std::to_string(getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_);
         EmojiClassifier net(9);

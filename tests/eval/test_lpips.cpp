@@ -22,7 +22,7 @@ namespace {
 const std::string kDir = std::string(NUANCE_TEST_DATA) + "/golden/lpips";
 
 std::string tmp(const std::string& name) {
-    return (fs::temp_directory_path() / ("nuance_lpips_" + std::to_string(::getpid()) + "_" + name)).string();
+    return (fs::path(NUANCE_SCRATCH_DIR) / ("nuance_lpips_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 }  // namespace
 

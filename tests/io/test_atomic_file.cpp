@@ -27,7 +27,7 @@ std::string read_all(const fs::path& p) {
 }
 
 TEST(AtomicFile, WritesWholeOrKeepsTheOldFile) {
-    const fs::path dir = fs::temp_directory_path() / ("nuance_atomic_" + std::to_string(::getpid()));
+    const fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_atomic_" + std::to_string(::getpid()));
     fs::create_directories(dir);
     const fs::path p = dir / "a.txt";
     write_file_atomic(p.string(), [](FILE* f) { return std::fputs("first", f) >= 0; });
@@ -60,7 +60,7 @@ pid_t dead_pid() {
 void touch(const fs::path& p, size_t bytes = 16) { std::ofstream(p) << std::string(bytes, 'x'); }
 
 TEST(AtomicFile, StaleTempFilesOfDeadWritersAreRemoved) {
-    const fs::path dir = fs::temp_directory_path() / ("nuance_stale_" + std::to_string(::getpid()));
+    const fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_stale_" + std::to_string(::getpid()));
     fs::remove_all(dir);
     fs::create_directories(dir);
     // What `kill -9` during a checkpoint write leaves, next to files that must stay.

@@ -471,7 +471,7 @@ namespace {
 
 std::string write_temp(const std::string& name, const std::string& bytes) {
     const std::string path =
-        (std::filesystem::temp_directory_path() / ("nuance_hostile_" + std::to_string(::getpid()) + "_" + name)).string();
+        (std::filesystem::path(NUANCE_SCRATCH_DIR) / ("nuance_hostile_" + std::to_string(::getpid()) + "_" + name)).string();
     std::ofstream(path, std::ios::binary).write(bytes.data(), (std::streamsize)bytes.size());
     return path;
 }

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TempDir {
-    fs::path path = fs::temp_directory_path() / ("nuance_fuzz_regress_" + std::to_string(::getpid()));
+    fs::path path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_fuzz_regress_" + std::to_string(::getpid()));
     TempDir() { fs::create_directories(path); }
     ~TempDir() {
         std::error_code ec;

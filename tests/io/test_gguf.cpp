@@ -374,7 +374,7 @@ TEST(GgufCli, InfoShowsVersionMetadataAndPerTypeSizes) {
     EXPECT_THAT(r.out, HasSubstr("  Q8_0       180 tensors         548896 bytes   8.500 bits/value"));
     EXPECT_THAT(r.out, HasSubstr("  F32        501 tensors         125296 bytes  32.000 bits/value"));
 
-    const std::string bad = ::testing::TempDir() + "/nuance_bad_info.gguf";
+    const std::string bad = std::string(NUANCE_SCRATCH_DIR) + "/nuance_bad_info.gguf";
     test::GgufBuilder b = valid_file();
     b.infos[0].type = 77;
     FILE* f = std::fopen(bad.c_str(), "wb");

@@ -25,7 +25,7 @@ namespace {
 const std::string kData = std::string(NUANCE_TEST_DATA);
 const GgmlType kTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1};
 
-std::string tmp(const std::string& name) { return ::testing::TempDir() + "/nuance_gguf_q_" + name; }
+std::string tmp(const std::string& name) { return std::string(NUANCE_SCRATCH_DIR) + "/nuance_gguf_q_" + name; }
 }  // namespace
 
 // Bytes written by gguf-py 0.19 quants.quantize (tools/make_gguf_quant_ref.py): zeros, ties, tiny and huge values.

@@ -30,7 +30,7 @@ const std::string kGolden = std::string(NUANCE_TEST_DATA) + "/golden/";
 class Hostile : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = fs::temp_directory_path() /
+        dir_ = fs::path(NUANCE_SCRATCH_DIR) /
                ("nuance_hostile_" + std::to_string(::getpid()) + "_" +
                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
         fs::remove_all(dir_);

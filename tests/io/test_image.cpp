@@ -23,7 +23,7 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string tmp(const std::string& name) { return ::testing::TempDir() + "nuance_img_" + name; }
+std::string tmp(const std::string& name) { return ::std::string(NUANCE_SCRATCH_DIR) + "/nuance_img_" + name; }
 
 std::string error_of(const std::function<void()>& f) {
     try {

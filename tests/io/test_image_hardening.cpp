@@ -38,7 +38,7 @@ uint32_t crc32(const uint8_t* p, size_t n) {
 }
 
 struct TempDir {
-    fs::path dir = fs::temp_directory_path() / ("nuance_image_hardening_" + std::to_string(::getpid()));
+    fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_image_hardening_" + std::to_string(::getpid()));
     TempDir() { fs::create_directories(dir); }
     ~TempDir() { fs::remove_all(dir); }
     std::string operator/(const std::string& f) const { return (dir / f).string(); }

@@ -28,7 +28,7 @@ std::vector<uint8_t> npy(const std::string& header, size_t data_bytes) {
 
 TEST(Npy, RoundTripsF32AndF64) {
     const std::string path =
-        (std::filesystem::temp_directory_path() / ("nuance_npy_" + std::to_string(::getpid()) + ".npy")).string();
+        (std::filesystem::path(NUANCE_SCRATCH_DIR) / ("nuance_npy_" + std::to_string(::getpid()) + ".npy")).string();
     const Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
     write_npy(path, a);
     const Tensor b = read_npy(path);

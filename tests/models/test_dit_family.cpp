@@ -30,7 +30,7 @@ using ::testing::HasSubstr;
 const std::string kData = std::string(NUANCE_TEST_DATA);
 const std::string kGolden = kData + "/golden/";
 
-std::string temp_path(const std::string& name) { return (fs::path(::testing::TempDir()) / name).string(); }
+std::string temp_path(const std::string& name) { return (fs::path(NUANCE_SCRATCH_DIR) / name).string(); }
 
 nlohmann::json case_config(const std::string& c, const std::string& model) {
     return read_json_object(kGolden + c + "/case.json")["models"][model]["config"];
@@ -48,7 +48,7 @@ ModelLoadOptions tiny_options(const std::string& vae = kGolden + "vae/vae_sd.saf
 
 // A DiTPipeline folder as diffusers saves it: transformer/ + vae/ + scheduler/ + model_index.json.
 std::string write_pipeline_folder(const std::string& name, bool with_vae = true) {
-    const fs::path d = fs::path(::testing::TempDir()) / name;
+    const fs::path d = fs::path(NUANCE_SCRATCH_DIR) / name;
     fs::remove_all(d);
     fs::create_directories(d / "transformer");
     fs::create_directories(d / "scheduler");

@@ -39,7 +39,7 @@ Tensor run(const LoadedDiT& d, const std::map<std::string, Tensor>& io) {
 struct TempDir {
     fs::path path;
     explicit TempDir(const std::string& tag) {
-        path = fs::temp_directory_path() / ("nuance_dit_" + tag + "_" + std::to_string(::getpid()));
+        path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_dit_" + tag + "_" + std::to_string(::getpid()));
         fs::remove_all(path);
         fs::create_directories(path);
     }

@@ -40,7 +40,7 @@ LoadOptions opts(const std::string& source) {
 struct TempDir {
     std::filesystem::path path;
     explicit TempDir(const std::string& tag)
-        : path(std::filesystem::temp_directory_path() / ("nuance_flux_" + tag + "_" + std::to_string(::getpid()))) {
+        : path(std::filesystem::path(NUANCE_SCRATCH_DIR) / ("nuance_flux_" + tag + "_" + std::to_string(::getpid()))) {
         std::filesystem::remove_all(path);
         std::filesystem::create_directories(path);
     }

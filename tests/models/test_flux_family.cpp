@@ -98,7 +98,7 @@ Pairs with_prefix(const Pairs& p, const std::string& prefix) {
 }
 
 std::string temp_dir(const std::string& name) {
-    const fs::path d = fs::path(::testing::TempDir()) / name;
+    const fs::path d = fs::path(NUANCE_SCRATCH_DIR) / name;
     fs::remove_all(d);
     fs::create_directories(d);
     return d.string();

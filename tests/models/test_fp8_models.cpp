@@ -22,7 +22,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string tmp(const std::string& name) { return ::testing::TempDir() + "/nuance_fp8m_" + name; }
+std::string tmp(const std::string& name) { return std::string(NUANCE_SCRATCH_DIR) + "/nuance_fp8m_" + name; }
 
 using Raw = test::RawTensor;
 constexpr auto write_raw = test::write_raw_safetensors;

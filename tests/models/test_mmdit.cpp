@@ -186,7 +186,7 @@ TEST(MMDiT, PresetsHaveThePublishedSizes) {
 }
 
 TEST(MMDiT, RandomFilesInBothLayoutsLoadAndRun) {
-    const std::string dir = ::testing::TempDir();
+    const std::string dir = NUANCE_SCRATCH_DIR;
     for (const bool original : {true, false}) {
         const std::string f = dir + "/nuance_mmdit_random_" + std::to_string(original) + ".safetensors";
         const int64_t n = write_random_mmdit(f, mmdit_preset("tiny"), DType::F16, 7, original);

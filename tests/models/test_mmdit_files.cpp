@@ -29,7 +29,7 @@ using TensorMap = std::map<std::string, Tensor>;
 class MMDiTFiles : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("nuance_mmdit_" + std::to_string(::getpid()) + "_" +
+        dir_ = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_mmdit_" + std::to_string(::getpid()) + "_" +
                                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
         fs::create_directories(dir_);
         io_ = load_safetensors(kGolden + "sd3_transformer/io.safetensors").tensors;

@@ -26,7 +26,7 @@ const fs::path kEmoji = fs::path(NUANCE_TEST_DATA) / ".." / ".." / "models" / kD
 
 class TempDir {
 public:
-    TempDir() : path_(fs::temp_directory_path() / ("nuance_model_defaults_" + std::to_string(::getpid()) + "_" +
+    TempDir() : path_(fs::path(NUANCE_SCRATCH_DIR) / ("nuance_model_defaults_" + std::to_string(::getpid()) + "_" +
                                                     std::to_string(counter_++))) {
         fs::remove_all(path_);
         fs::create_directories(path_);

@@ -24,7 +24,7 @@ using ::testing::HasSubstr;
 
 const std::string kGolden = std::string(NUANCE_TEST_DATA) + "/golden/";
 
-std::string temp_path(const std::string& name) { return (fs::path(::testing::TempDir()) / name).string(); }
+std::string temp_path(const std::string& name) { return (fs::path(NUANCE_SCRATCH_DIR) / name).string(); }
 
 // A one-layer flow model: the velocity is a learned per-channel constant k times a scalar that comes from the
 // conditioning ("context" = the prompt's length in bytes) or, when distilled, from the guidance input. Latents
@@ -308,7 +308,7 @@ TEST(ModelFamily, SdFilesLoadThroughTheRegistry) {
 }
 
 TEST(ModelFamily, DiffusersFolderIndexHoldsComponentKeysAndConfigs) {
-    const fs::path d = fs::path(::testing::TempDir()) / "seam_sd_folder";
+    const fs::path d = fs::path(NUANCE_SCRATCH_DIR) / "seam_sd_folder";
     fs::remove_all(d);
     for (const char* sub : {"unet", "vae", "text_encoder"}) fs::create_directories(d / sub);
     std::ofstream(d / "model_index.json") << R"({"_class_name": "StableDiffusionPipeline"})";
@@ -332,7 +332,7 @@ TEST(ModelFamily, DiffusersFolderIndexHoldsComponentKeysAndConfigs) {
     EXPECT_EQ(detect_model_family(open_model_source(d.string())).spec.name, "sd2");
     // A folder of another family's pipeline (a transformer/ and no unet/) is not claimed by SD: the error lists
     // the families and keys "<component>/<name>".
-    const fs::path t = fs::path(::testing::TempDir()) / "seam_transformer_folder";
+    const fs::path t = fs::path(NUANCE_SCRATCH_DIR) / "seam_transformer_folder";
     fs::remove_all(t);
     fs::create_directories(t / "transformer");
     std::ofstream(t / "model_index.json") << R"({"_class_name": "SomeFuturePipeline"})";

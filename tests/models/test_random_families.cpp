@@ -28,7 +28,7 @@ using test::error_of;
 using ::testing::HasSubstr;
 using KeyShapes = std::map<std::string, Shape>;
 
-std::string temp_path(const std::string& name) { return (fs::path(::testing::TempDir()) / name).string(); }
+std::string temp_path(const std::string& name) { return (fs::path(NUANCE_SCRATCH_DIR) / name).string(); }
 
 KeyShapes listed(const RandomFamilyOptions& o) {
     KeyShapes m;

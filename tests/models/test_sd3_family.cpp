@@ -89,7 +89,7 @@ std::map<std::string, Tensor> to_map(const Dict& d) { return {d.begin(), d.end()
 const Parts& parts() {
     static const Parts p = [] {
         Parts q;
-        q.dir = (fs::path(::testing::TempDir()) / "sd3fam").string();
+        q.dir = (fs::path(NUANCE_SCRATCH_DIR) / "sd3fam").string();
         fs::create_directories(q.dir);
         q.clip_l = random_dict<ClipTextModel>(tiny_clip(8), 1);
         q.clip_g = random_dict<ClipTextModel>(tiny_clip(16), 2);

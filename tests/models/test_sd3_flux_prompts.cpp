@@ -212,7 +212,7 @@ TEST(FluxPrompts, WeightsOnT5AndTheParsedTextForThePooledClip) {
 // would be Flux's), "fluxemb" (SDXL layout at Flux's widths), "sd1emb" (emb_params [2, 24]).
 std::shared_ptr<EmbeddingLibrary> embedding_dir() {
     static const std::shared_ptr<EmbeddingLibrary> lib = [] {
-        const std::string dir = (std::filesystem::path(::testing::TempDir()) / "sd3_flux_embeddings").string();
+        const std::string dir = (std::filesystem::path(NUANCE_SCRATCH_DIR) / "sd3_flux_embeddings").string();
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
         auto ramp = [](int64_t n, int64_t d, float base) {

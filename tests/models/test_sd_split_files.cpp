@@ -24,7 +24,7 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string tmp(const std::string& name) { return ::testing::TempDir() + "/nuance_split_" + name; }
+std::string tmp(const std::string& name) { return std::string(NUANCE_SCRATCH_DIR) + "/nuance_split_" + name; }
 
 using Pairs = std::vector<std::pair<std::string, Tensor>>;
 
@@ -201,7 +201,7 @@ TEST(SdSplitFiles, ErrorsNameTheFlagAndTheFile) {
                     HasSubstr("' is an SD2 UNet: SD2's OpenCLIP ViT-H text encoder cannot come from a separate file"));
     }
     // A diffusers folder keeps its own text encoders.
-    const std::string folder = ::testing::TempDir() + "/nuance_split_folder";
+    const std::string folder = std::string(NUANCE_SCRATCH_DIR) + "/nuance_split_folder";
     std::filesystem::create_directories(folder + "/unet");
     {
         std::FILE* f = std::fopen((folder + "/model_index.json").c_str(), "w");

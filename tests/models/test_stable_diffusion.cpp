@@ -78,7 +78,7 @@ TEST(StableDiffusion, TorchCkptSingleFileMatchesReference) {
 }
 
 TEST(StableDiffusion, DiffusersFolderWithShardedUnet) {
-    const fs::path dir = fs::temp_directory_path() / ("nuance_diffusers_" + std::to_string(::getpid()));
+    const fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_diffusers_" + std::to_string(::getpid()));
     fs::create_directories(dir);
     for (const char* sub : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}) fs::create_directories(dir / sub);
     write_json(dir / "model_index.json", {{"_class_name", "StableDiffusionPipeline"}, {"_diffusers_version", "0.31.0"}});
@@ -132,7 +132,7 @@ TEST(StableDiffusion, VaeOverrideFromOriginalLayoutFile) {
     std::vector<std::pair<std::string, Tensor>> vae;
     for (const auto& [k, v] : wf.tensors)
         if (k.rfind("first_stage_model.", 0) == 0) vae.emplace_back(k.substr(18), v);
-    const std::string vae_path = (fs::temp_directory_path() / ("nuance_vae_" + std::to_string(::getpid()) + ".safetensors")).string();
+    const std::string vae_path = (fs::path(NUANCE_SCRATCH_DIR) / ("nuance_vae_" + std::to_string(::getpid()) + ".safetensors")).string();
     save_safetensors(vae_path, vae);
     ModelLoadOptions o = sd15_configs();
     o.vae_path = vae_path;

@@ -34,7 +34,7 @@ const std::string kCase = std::string(NUANCE_TEST_DATA) + "/golden/t5_encoder";
 struct TempDir {
     std::string path;
     TempDir() {
-        path = (fs::temp_directory_path() / ("nuance_t5_" + std::to_string(::getpid()) + "_" +
+        path = (fs::path(NUANCE_SCRATCH_DIR) / ("nuance_t5_" + std::to_string(::getpid()) + "_" +
                                              std::to_string(counter()++)))
                    .string();
         fs::create_directories(path);

@@ -46,7 +46,7 @@ TEST(Vae, GoldenCaseGaps) {
     c["models"].erase("vae_flux");
     c["tolerance"]["vae_sd"]["suggested_atol"].erase("decoded");
     c["tensors"]["vae_sd.extra"] = {{"role", "output"}};
-    const fs::path dir = fs::temp_directory_path() / ("nuance_vae_gaps_" + std::to_string(::getpid()));
+    const fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_vae_gaps_" + std::to_string(::getpid()));
     fs::create_directories(dir);
     for (const char* f : {"io.safetensors", "vae_sd.safetensors"}) fs::copy_file(kDir + "/" + f, dir / f);
     std::ofstream(dir / "case.json") << c.dump();

@@ -16,7 +16,7 @@ namespace {
 StableDiffusionModel& tiny_model() {
     static StableDiffusionModel m = [] {
         const std::string path =
-            (std::filesystem::path(::testing::TempDir()) / "sched_cfg_tiny_sd15.safetensors").string();
+            (std::filesystem::path(NUANCE_SCRATCH_DIR) / "sched_cfg_tiny_sd15.safetensors").string();
         RandomModelOptions o;
         o.tiny = true;
         o.dtype = DType::F32;

@@ -20,7 +20,7 @@ using test::error_of;
 
 StableDiffusionModel& tiny_model() {
     static StableDiffusionModel m = [] {
-        const std::string path = (std::filesystem::path(::testing::TempDir()) / "hires_tiny_sd15.safetensors").string();
+        const std::string path = (std::filesystem::path(NUANCE_SCRATCH_DIR) / "hires_tiny_sd15.safetensors").string();
         RandomModelOptions o;
         o.tiny = true;
         o.dtype = DType::F32;

@@ -24,7 +24,7 @@ using ::testing::HasSubstr;
 
 StableDiffusionModel& tiny(bool inpaint) {
     auto make = [](bool ip) {
-        const std::string path = (std::filesystem::path(::testing::TempDir()) /
+        const std::string path = (std::filesystem::path(NUANCE_SCRATCH_DIR) /
                                   (ip ? "inpaint_tiny9.safetensors" : "inpaint_tiny4.safetensors"))
                                      .string();
         RandomModelOptions o;

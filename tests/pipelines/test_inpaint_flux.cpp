@@ -27,7 +27,7 @@ void write_text(const std::string& path, const std::string& text) { std::ofstrea
 
 std::string tiny_schnell_folder() {
     static const std::string dir = [] {
-        const fs::path d = fs::path(::testing::TempDir()) / "inpaint_flux_schnell";
+        const fs::path d = fs::path(NUANCE_SCRATCH_DIR) / "inpaint_flux_schnell";
         fs::remove_all(d);
         for (const char* c : {"transformer", "text_encoder", "text_encoder_2", "vae", "scheduler"})
             fs::create_directories(d / c);

@@ -18,7 +18,7 @@ namespace {
 
 const StableDiffusionModel& tiny_model() {
     static const StableDiffusionModel m = [] {
-        const std::string path = (std::filesystem::path(::testing::TempDir()) / "samp2_tiny_sd15.safetensors").string();
+        const std::string path = (std::filesystem::path(NUANCE_SCRATCH_DIR) / "samp2_tiny_sd15.safetensors").string();
         RandomModelOptions o;
         o.tiny = true;
         o.dtype = DType::F32;

@@ -76,7 +76,7 @@ TEST(ServeCli, UsageErrors) {
 
 TEST(ServeCli, ServesAndStopsOnSignals) {
     for (const int sig : {SIGTERM, SIGINT}) {
-        const std::string log = (fs::temp_directory_path() / ("nuance_serve_cli_" + std::to_string(::getpid()) + ".log")).string();
+        const std::string log = (fs::path(NUANCE_SCRATCH_DIR) / ("nuance_serve_cli_" + std::to_string(::getpid()) + ".log")).string();
         std::string url;
         const pid_t pid = start_server("--port 0 -t 1 --models-dir " + models_dir().string() + " -m " +
                                            (models_dir() / "tiny.safetensors").string(),

@@ -20,7 +20,7 @@ const char* kJson = "application/json";
 // A ControlNet folder for the fixture's tiny model (made once per process).
 const fs::path& cn_dir() {
     static const fs::path d = [] {
-        const fs::path dir = fs::temp_directory_path() / ("nuance_server_cn_" + std::to_string(::getpid()));
+        const fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / "server_cn";
         fs::create_directories(dir);
         const auto m = load_model((models_dir() / "tiny.safetensors").string());
         write_random_controlnet(*m, (dir / "cn_canny.safetensors").string(), ControlNetLayout::Original, 3);

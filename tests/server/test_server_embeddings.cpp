@@ -17,7 +17,7 @@ namespace {
 const char* kJson = "application/json";
 
 struct EmbeddingDir {
-    fs::path dir = fs::temp_directory_path() / ("nuance_server_emb_" + std::to_string(::getpid()) + "_" +
+    fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_server_emb_" + std::to_string(::getpid()) + "_" +
                                                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
     EmbeddingDir() {
         fs::create_directories(dir / "embeddings");

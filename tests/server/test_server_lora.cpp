@@ -34,7 +34,7 @@ void write_lora(const fs::path& file, const std::map<std::string, std::string>& 
 }
 
 struct LoraDir {
-    fs::path dir = fs::temp_directory_path() / ("nuance_server_loras_" + std::to_string(::getpid()) + "_" +
+    fs::path dir = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_server_loras_" + std::to_string(::getpid()) + "_" +
                                                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
     LoraDir() { write_lora(dir / "styles" / "style.safetensors", {{"ss_output_name", "my_style"}, {"ss_tag_frequency", "{\"a\": {\"b\": 2}}"}}); }
     ~LoraDir() { fs::remove_all(dir); }

@@ -20,7 +20,7 @@ namespace {
 // ../outside/tiny_sd2.safetensors, models/deep/passwd.safetensors -> <abs>/outside/secret.safetensors (a text file),
 // models/dirlink -> ../outside (a link to a folder: not entered).
 fs::path make_linked_models() {
-    const fs::path base = fs::temp_directory_path() / ("nuance_server_links_" + std::to_string(::getpid()));
+    const fs::path base = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_server_links_" + std::to_string(::getpid()));
     fs::remove_all(base);
     fs::create_directories(base / "outside");
     fs::create_directories(base / "models" / "deep");
@@ -84,7 +84,7 @@ namespace {
 
 // base/models/{real,loop (-> itself),fifo (a FIFO),dangling (-> nowhere)}.safetensors
 fs::path make_unusable_models() {
-    const fs::path base = fs::temp_directory_path() / ("nuance_server_unusable_" + std::to_string(::getpid()));
+    const fs::path base = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_server_unusable_" + std::to_string(::getpid()));
     fs::remove_all(base);
     fs::create_directories(base / "models");
     fs::copy_file(models_dir() / "tiny.safetensors", base / "models" / "real.safetensors");

@@ -18,7 +18,7 @@ const fs::path kEmoji = fs::path(NUANCE_TEST_DATA) / ".." / ".." / "models" / kD
 
 fs::path temp_path(const std::string& what) {
     static int n = 0;
-    const fs::path p = fs::temp_directory_path() / ("nuance_web_defaults_" + what + "_" + std::to_string(::getpid()) +
+    const fs::path p = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_web_defaults_" + what + "_" + std::to_string(::getpid()) +
                                                     "_" + std::to_string(n++));
     fs::remove_all(p);
     return p;

@@ -82,7 +82,7 @@ const Golden& golden() {
 }
 
 std::string temp_file(const std::string& name, const std::string& content) {
-    const auto path = std::filesystem::temp_directory_path() / ("nuance_test_clip_" + name);
+    const auto path = std::filesystem::path(NUANCE_SCRATCH_DIR) / ("nuance_test_clip_" + name);
     std::ofstream f(path, std::ios::binary);
     f << content;
     return path.string();

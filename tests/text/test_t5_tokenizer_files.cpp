@@ -20,7 +20,7 @@ using test::error_of;
 using ::testing::HasSubstr;
 
 std::string temp_dir(const std::string& name) {
-    const fs::path d = fs::path(::testing::TempDir()) / name;
+    const fs::path d = fs::path(NUANCE_SCRATCH_DIR) / name;
     fs::remove_all(d);
     fs::create_directories(d);
     return d.string();

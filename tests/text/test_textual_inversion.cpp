@@ -35,7 +35,7 @@ const std::map<std::string, Tensor>& reference() {
 struct Folder {
     fs::path path;
     explicit Folder(const std::vector<std::string>& files) {
-        path = fs::temp_directory_path() / ("nuance_ti_" + std::to_string(::getpid()) + "_" +
+        path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_ti_" + std::to_string(::getpid()) + "_" +
                                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
         fs::create_directories(path);
         for (const auto& f : files) fs::copy_file(kData + f, path / f, fs::copy_options::overwrite_existing);

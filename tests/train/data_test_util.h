@@ -15,7 +15,7 @@ class TempDir {
 public:
     explicit TempDir(const std::string& tag) {
         static std::atomic<int> counter{0};
-        path_ = std::filesystem::temp_directory_path() /
+        path_ = std::filesystem::path(NUANCE_SCRATCH_DIR) /
                 ("nuance_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
         std::filesystem::remove_all(path_);
         std::filesystem::create_directories(path_);

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <omp.h>
 
 #include "../test_util.h"
 #include "autograd/autograd.h"
+#include "core/rng.h"
 #include "autograd/nn_layers.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
@@ -138,6 +140,50 @@ TEST(TrainClip, ScalesToTheGlobalNorm) {
     EXPECT_THAT(error_of([&] { clip_grad_norm(pg, 1.0); }), HasSubstr("gradient norm is nan"));
     EXPECT_TRUE(std::isnan(clip_grad_norm(pg, 1.0, /*allow_nonfinite=*/true)));
     EXPECT_THAT(error_of([&] { clip_grad_norm(pg, 0.0); }), HasSubstr("max_norm must be > 0"));
+}
+
+// Big gradients: the norm runs over fixed chunks in parallel (optim.cpp). It equals a float64 sum, and the same
+// value for any thread count; AdamW's vectorised update equals the scalar formula element by element.
+struct BigParams : Module {
+    Param a{{70001}}, b{{3, 5000}};
+    BigParams() {
+        a.value = make_rng(RngKind::Cpu, 1)->randn({70001}).contiguous();
+        b.value = make_rng(RngKind::Cpu, 2)->randn({3, 5000}).contiguous();
+    }
+    void visit(ParamVisitor& v) override { v("a", a); v("b", b); }
+};
+
+TEST(TrainClip, NormOfLargeGradientsIsExactAndThreadIndependent) {
+    BigParams m;
+    ParamGrads pg(m);
+    const Tensor ga = make_rng(RngKind::Cpu, 3)->randn({70001}).contiguous(),
+                 gb = make_rng(RngKind::Cpu, 4)->randn({3, 5000}).contiguous();
+    {
+        ParamGrads::Bind bind(pg);
+        backward(sum(param_var(m.a) * Var(ga)) + sum(param_var(m.b) * Var(gb)));
+    }
+    double want = 0;
+    for (const Tensor* g : {&ga, &gb})
+        for (float v : g->to_vector()) want += (double)v * v;
+    want = std::sqrt(want);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const double one = grad_norm(pg);
+    omp_set_num_threads(std::max(2, threads));
+    const double many = grad_norm(pg);
+    omp_set_num_threads(threads);
+    EXPECT_NEAR(one, want, 1e-12 * want);
+    EXPECT_EQ(one, many);
+    // AdamW, one step from zero state: p·(1 − lr·wd) − lr·m̂/(sqrt(v̂) + eps) with m̂ = g, v̂ = g², per element
+    AdamW opt(pg, AdamWOptions{0.01f, 0.9f, 0.999f, 1e-8f, 0.1f});
+    const std::vector<float> p0 = m.a.value.to_vector(), g0 = ga.to_vector();
+    opt.step();
+    const std::vector<float> p1 = m.a.value.to_vector();
+    for (size_t i = 0; i < p0.size(); i += 997) {
+        const double w = (double)p0[i] * (1.0 - 0.01 * 0.1);
+        const double ref = w - 0.01 * (double)g0[i] / (std::fabs((double)g0[i]) + 1e-8);
+        ASSERT_NEAR(p1[i], ref, 1e-6) << i;
+    }
 }
 
 TEST(TrainSchedule, WarmupThenCosine) {

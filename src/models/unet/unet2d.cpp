@@ -130,7 +130,7 @@ V UNet2DConditionModel::forward_impl(const V& x, const Tensor& t, const V& conte
         emb = emb + apply(add_embedding_, constant<V>(add_in));
     }
 
-    // Tensor: activations run channels-last from here on (nn/apply.h compute_layout); Var: NCHW.
+    // Activations run channels-last from here on (nn/apply.h compute_layout), in training too.
     V h = apply(conv_in_, compute_layout(x));
     std::vector<V> skips{h};
     for (const auto& lv : down_) {

@@ -25,7 +25,7 @@ namespace {
 class ControlNetFiles : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        dir_ = fs::temp_directory_path() / ("nuance_controlnet_" + std::to_string(::getpid()));
+        dir_ = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_controlnet_" + std::to_string(::getpid()));
         fs::create_directories(dir_);
         for (const std::string fam : {"sd15", "sdxl"}) {
             RandomModelOptions o;

@@ -24,7 +24,7 @@ const std::string kDir = std::string(NUANCE_TEST_DATA) + "/golden/taesd";
 struct TempDir {
     fs::path path;
     explicit TempDir(const std::string& tag)
-        : path(fs::temp_directory_path() / ("nuance_taesd_" + tag + "_" + std::to_string(::getpid()))) {
+        : path(fs::path(NUANCE_SCRATCH_DIR) / ("nuance_taesd_" + tag + "_" + std::to_string(::getpid()))) {
         fs::remove_all(path);
         fs::create_directories(path);
     }
