@@ -446,7 +446,12 @@ struct TrainRun : TrainTask {
         nlohmann::json m = {{"trained_steps", step}, {"options", options_json(o)}, {"arch", arch}};
         if (!o.init.empty()) {  // fine-tuned: the steps of the model it started from come first
             const std::optional<nlohmann::json> idx = read_optional_json_object(o.init + "/model_index.json");
-            if (idx && idx->contains("_nuance")) m["init"] = (*idx)["_nuance"];
+            if (idx && idx->contains("_nuance")) {
+                m["init"] = (*idx)["_nuance"];
+                // the generation defaults (size, steps, CFG, sampler, example prompt) follow the model it refines
+                const nlohmann::json& nu = (*idx)["_nuance"];
+                if (nu.is_object() && nu.contains("defaults") && nu["defaults"].is_object()) m["defaults"] = nu["defaults"];
+            }
         }
         if (fq) m["qat"] = {{"type", qat_recipe(o.qat)->name}, {"tensors", fq->tensors_per_type()}};
         return m;

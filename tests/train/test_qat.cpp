@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "../test_util.h"
 #include "autograd/param_grads.h"
@@ -194,6 +195,13 @@ TEST(Qat, InitFineTunesAnExportedModelWithQat) {
     test::TempDir d("qat_init");
     train_base(d, "epsilon");
 
+    // generation defaults in the base (as the shipped built-in model has them): the fine-tuned export keeps them
+    const std::string base_index = d / "base/model/model_index.json";
+    nlohmann::json bi = read_json_object(base_index);
+    const nlohmann::json defaults = {{"cfg_scale", 5.0}, {"prompt", "grinning face"}, {"sampler", "euler_a"}, {"steps", 20}};
+    bi["_nuance"]["defaults"] = defaults;
+    std::ofstream(base_index) << bi.dump(2);
+
     TrainOptions q = tiny("ldm", d / "data", d / "qat");
     q.init = d / "base/model";
     q.qat = "int8";
@@ -213,6 +221,7 @@ TEST(Qat, InitFineTunesAnExportedModelWithQat) {
     EXPECT_GT(idx["_nuance"]["qat"]["tensors"]["Q8_0"].get<int64_t>(), 0);
     EXPECT_EQ(idx["_nuance"]["arch"], read_json_object(d / "base/model/model_index.json")["_nuance"]["arch"]);
     EXPECT_EQ(idx["_nuance"]["init"]["trained_steps"], 2);
+    EXPECT_EQ(idx["_nuance"]["defaults"], defaults);
     // One step at lr 1e-7 from the base: the exported weights are the base's (f16 both).
     for (const char* part : {"unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"}) {
         const WeightFile base = load_safetensors(d / (std::string("base/model/") + part));
