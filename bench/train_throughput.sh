@@ -39,6 +39,7 @@ rows = [l for l in sys.stdin.read().splitlines() if l]
 ips = {" ".join(r.split()[:2]): float(re.search(r"images_per_s=([\d.]+)", r).group(1)) for r in rows}
 for k, v in ips.items():
     print(f"{k:18s} {v:6.1f} images/s")
-print(f"ratio nuance bf16 / torch bf16 autocast: {ips[\"nuance bf16\"] / ips[\"torch --bf16\"]:.2f}")
-print(f"ratio nuance f32 / torch f32: {ips[\"nuance f32\"] / ips[\"torch --f32\"]:.2f}")
+nb, nf, tb, tf = ips["nuance bf16"], ips["nuance f32"], ips["torch --bf16"], ips["torch --f32"]
+print(f"ratio nuance bf16 / torch bf16 autocast: {nb / tb:.2f}")
+print(f"ratio nuance f32 / torch f32: {nf / tf:.2f}")
 '
