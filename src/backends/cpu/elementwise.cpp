@@ -338,12 +338,8 @@ Tensor CpuBackend::unary(UnaryOp op, const Tensor& a, float p0, float p1, DType 
 
 namespace {
 
-// d/dx of the activations, 8 lanes (vec_math.h's exp8/erf8, the forward kernels' own approximations).
-__m256 silu_grad8(__m256 x) {  // σ(x)·(1 + x·(1 − σ(x)))
-    const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, cpu::exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-    return _mm256_mul_ps(s, _mm256_fmadd_ps(x, _mm256_sub_ps(one, s), one));
-}
+// d/dx of the activations, 8 lanes (vec_math.h's exp8/erf8, the forward kernels' own approximations; SiLU's is
+// vec_math.h's silu_grad8).
 __m256 gelu_grad8(__m256 x) {  // Φ(x) + x·φ(x)
     const __m256 cdf = _mm256_mul_ps(
         _mm256_set1_ps(0.5f),
@@ -390,7 +386,7 @@ Tensor CpuBackend::activation_backward(UnaryOp op, const Tensor& x_in, const Ten
                  g_in.shape(), " differ");
     void (*f)(const float*, const float*, float*, int64_t) = nullptr;
     switch (op) {
-        case UnaryOp::Silu: f = grad_times_n<silu_grad8>; break;
+        case UnaryOp::Silu: f = grad_times_n<cpu::silu_grad8>; break;
         case UnaryOp::Gelu: f = grad_times_n<gelu_grad8>; break;
         case UnaryOp::GeluTanh: f = grad_times_n<gelu_tanh_grad8>; break;
         case UnaryOp::QuickGelu: f = grad_times_n<quick_gelu_grad8>; break;

@@ -36,7 +36,6 @@ ChannelSums channel_pass1(const float* x, const float* g, float* dst, int64_t S,
                           bool silu) {
     ChannelSums out;
     const __m256 vmu = _mm256_set1_ps(mu), vr = _mm256_set1_ps(rstd), vw = _mm256_set1_ps(w), vb = _mm256_set1_ps(b);
-    const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
     while (i + 8 <= S) {
         __m256 adw = _mm256_setzero_ps(), adb = adw, adx = adw, adxx = adw;
@@ -44,11 +43,7 @@ ChannelSums channel_pass1(const float* x, const float* g, float* dst, int64_t S,
         for (; i < end; i += 8) {
             const __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmu), vr);
             __m256 dz = _mm256_loadu_ps(g + i);
-            if (silu) {
-                const __m256 z = _mm256_fmadd_ps(xh, vw, vb);
-                const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, cpu::exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-                dz = _mm256_mul_ps(dz, _mm256_mul_ps(sg, _mm256_fmadd_ps(z, _mm256_sub_ps(one, sg), one)));
-            }
+            if (silu) dz = _mm256_mul_ps(dz, cpu::silu_grad8(_mm256_fmadd_ps(xh, vw, vb)));
             adw = _mm256_fmadd_ps(dz, xh, adw);
             adb = _mm256_add_ps(adb, dz);
             const __m256 dxh = _mm256_mul_ps(dz, vw);
@@ -130,7 +125,6 @@ void group_norm_backward_nhwc(const float* px, const float* pg, const float* pw,
         for (int64_t c = 0; c < C; ++c) w_f[(size_t)c] = pw ? pw[c] : 1.0f, b_f[(size_t)c] = pb ? pb[c] : 0.0f;
         // pass 1: dx̂ = dz·w into dx; per-channel Σ dz·x̂, Σ dz, Σ dx̂, Σ dx̂·x̂
         std::fill(a1.begin(), a1.end(), 0.0);
-        const __m256 one = _mm256_set1_ps(1.0f);
         for (int64_t i0 = 0; i0 < S; i0 += kBlock) {
             for (int64_t i = i0; i < std::min(S, i0 + kBlock); ++i) {
                 const float* xr = x + i * C;
@@ -142,12 +136,7 @@ void group_norm_backward_nhwc(const float* px, const float* pg, const float* pw,
                                                     _mm256_loadu_ps(&r_f[(size_t)c]));
                     const __m256 vw = _mm256_loadu_ps(&w_f[(size_t)c]);
                     __m256 dz = _mm256_loadu_ps(gr + c);
-                    if (silu) {
-                        const __m256 z = _mm256_fmadd_ps(xh, vw, _mm256_loadu_ps(&b_f[(size_t)c]));
-                        const __m256 sg =
-                            _mm256_div_ps(one, _mm256_add_ps(one, cpu::exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-                        dz = _mm256_mul_ps(dz, _mm256_mul_ps(sg, _mm256_fmadd_ps(z, _mm256_sub_ps(one, sg), one)));
-                    }
+                    if (silu) dz = _mm256_mul_ps(dz, cpu::silu_grad8(_mm256_fmadd_ps(xh, vw, _mm256_loadu_ps(&b_f[(size_t)c]))));
                     const __m256 dxh = _mm256_mul_ps(dz, vw);
                     _mm256_storeu_ps(dr + c, dxh);
                     _mm256_storeu_ps(&t1[(size_t)c], _mm256_fmadd_ps(dz, xh, _mm256_loadu_ps(&t1[(size_t)c])));

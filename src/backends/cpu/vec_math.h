@@ -33,6 +33,13 @@ inline __m256 silu8(__m256 x) {  // x / (1 + exp(-x))
     return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
+// d/dx SiLU = σ(x)·(1 + x·(1 − σ(x))) (the activation backward and GroupNorm+SiLU's backward)
+inline __m256 silu_grad8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    return _mm256_mul_ps(s, _mm256_fmadd_ps(x, _mm256_sub_ps(one, s), one));
+}
+
 inline __m256 erf8(__m256 x) {
     const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
     const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
