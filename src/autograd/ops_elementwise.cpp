@@ -51,7 +51,6 @@ Var activation(const char* name, UnaryOp op, const Var& a, Tensor y) {
     });
 }
 
-
 }  // namespace
 
 // ---- binary, broadcasting ----

@@ -67,7 +67,6 @@ public:
     OpTimer(const OpTimer&) = delete;
     OpTimer& operator=(const OpTimer&) = delete;
     void add_flops(double f) { flops_ += f; }
-    const char* name() const { return name_; }
 
 private:
     void start(const char* name);
