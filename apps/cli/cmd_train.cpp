@@ -66,6 +66,9 @@ Runner add_train(CLI::App& app) {
     c->add_option("--exclude-concepts", o->exclude_concepts,
                   "A file of concept names (one per line) held out of --data: rows whose label or caption is the name "
                   "or starts with it followed by ':' or ','");
+    c->add_flag("--balance-concepts", o->balance_concepts,
+                "Sample every concept of --data equally (the manifest's concept_id, else label, per style), not every "
+                "row: the emoji set's skin-tone variants are 60% of its rows");
     c->add_option("--precision", *precision, "fp32 | bf16 (mixed: bf16 forward products, f32 master weights)")
         ->capture_default_str();
     c->add_flag("--resume", o->resume, "Continue from the newest checkpoint of the run folder");

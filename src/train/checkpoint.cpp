@@ -84,7 +84,7 @@ nlohmann::json options_json(const TrainOptions& o) {
             {"style_dropout", o.style_dropout}, {"keyword_prob", o.keyword_prob},
             {"random_flip", o.random_flip}, {"kl_weight", o.kl_weight},
             {"seed", o.seed},         {"limit", o.limit},
-            {"exclude_concepts", o.exclude_concepts},
+            {"exclude_concepts", o.exclude_concepts}, {"balance_concepts", o.balance_concepts},
             {"init", o.init},         {"qat", o.qat},
             {"precision", precision_name(o.precision)}};
 }

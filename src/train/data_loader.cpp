@@ -1,6 +1,7 @@
 // DataLoader (see data_loader.h).
 #include "train/data_loader.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace nuance {
@@ -29,6 +30,18 @@ DataLoader::DataLoader(const Dataset& dataset, uint64_t seed, const LoaderOption
     NUANCE_CHECK(!options.drop_last || options.batch_size <= dataset.size(), "data loader: batch size ",
                  options.batch_size, " is larger than the data set (", dataset.size(),
                  " samples) and drop_last is set: no batch would ever be complete");
+    if (!options.weights.empty()) {
+        NUANCE_CHECK(options.weights.size() == (size_t)dataset.size(), "data loader: ", options.weights.size(),
+                     " sampling weights for a data set of ", dataset.size(), " samples");
+        double sum = 0;
+        for (size_t i = 0; i < options.weights.size(); ++i) {
+            const double w = options.weights[i];
+            NUANCE_CHECK(std::isfinite(w) && w >= 0, "data loader: sampling weight ", i, " is ", w,
+                         " (expected a finite value >= 0)");
+            sum += w;
+        }
+        NUANCE_CHECK(sum > 0 && std::isfinite(sum), "data loader: the sampling weights sum to ", sum);
+    }
 }
 
 DataLoader::~DataLoader() {
@@ -51,9 +64,28 @@ std::vector<int64_t> DataLoader::compute_order(uint64_t seed, int64_t epoch) con
     const int64_t n = dataset_.size();
     std::vector<int64_t> order((size_t)n);
     for (int64_t i = 0; i < n; ++i) order[(size_t)i] = i;
-    if (!options_.shuffle) return order;
+    if (!options_.shuffle && options_.weights.empty()) return order;
     NUANCE_CHECK(n <= (int64_t)UINT32_MAX, "data loader: ", n, " samples is more than the shuffle supports");
     Mt19937 rng(mix_seed(seed ^ kOrderTag, (uint64_t)epoch));
+    if (!options_.weights.empty()) {
+        // Systematic sampling: the rows' weights laid end to end on [0, n), one draw at u + k for k = 0..n-1
+        // (u uniform in [0, 1), 53 bits): row i is drawn floor or ceil of its expected count n * w_i / sum(w).
+        const std::vector<double>& w = options_.weights;
+        double sum = 0;
+        for (double x : w) sum += x;
+        const uint64_t hi = rng(), lo = rng();
+        const double u = (double)(((hi << 32) | lo) >> 11) * 0x1.0p-53;
+        double end = 0;  // where row i's interval ends
+        int64_t k = 0, last = 0;  // last: the last row with a positive weight
+        for (int64_t i = 0; i < n && k < n; ++i) {
+            if (w[(size_t)i] <= 0) continue;
+            last = i;
+            end += (double)n * (w[(size_t)i] / sum);
+            while (k < n && u + (double)k < end) order[(size_t)k++] = i;
+        }
+        for (; k < n; ++k) order[(size_t)k] = last;  // the sum's rounding left the last draw(s) just past the end
+        if (!options_.shuffle) return order;
+    }
     for (int64_t i = n - 1; i > 0; --i) std::swap(order[(size_t)i], order[uniform_below(rng, (uint32_t)(i + 1))]);
     return order;
 }

@@ -39,6 +39,10 @@ struct LoaderOptions {
     // Drop an epoch's last partial batch (every batch then has batch_size samples); else it is returned short.
     bool drop_last = true;
     bool prefetch = true;  // decode the next batch on a background thread
+    // Sampling weights, one per row (empty: every row exactly once per epoch). An epoch keeps size() samples: row i
+    // appears floor or ceil of size() * w_i / sum(w) times (systematic sampling, one random offset per epoch), then
+    // the epoch is shuffled. Each weight finite and >= 0, their sum > 0 (concept_balance_weights builds them).
+    std::vector<double> weights;
 };
 
 class DataLoader {
@@ -57,7 +61,8 @@ public:
     int64_t batches_per_epoch() const;
     int64_t size() const { return dataset_.size(); }
 
-    // The order of epoch `epoch` (a permutation of 0..size-1, or the identity without shuffle).
+    // The order of epoch `epoch`: a permutation of 0..size-1 (the identity without shuffle), or with weights the
+    // size() rows drawn for the epoch (shuffled, or in row order without shuffle).
     std::vector<int64_t> epoch_order(int64_t epoch) const;
 
 private:

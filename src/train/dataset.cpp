@@ -5,6 +5,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <unordered_map>
 
 namespace nuance {
 
@@ -175,6 +176,38 @@ void ImageCaptionDataset::read_manifest(const std::string& path) {
         records_.push_back(std::move(r));
     }
     NUANCE_CHECK_CODE(!f.bad(), Io, "cannot read manifest '", path, "'");
+}
+
+std::vector<double> concept_balance_weights(const ImageCaptionDataset& data) {
+    const int64_t n = data.size();
+    std::vector<std::string> keys((size_t)n);
+    std::unordered_map<std::string, int64_t> count;
+    for (int64_t i = 0; i < n; ++i) {
+        const CaptionRecord& r = data.record(i);
+        std::string key;  // "<kind>\x1f<name>[\x1f<style>]" (appends: GCC 12 warns on literal + temporary)
+        const auto id = r.meta.find("concept_id");
+        const auto label = r.meta.find("label");
+        if (id != r.meta.end() && (id->is_number_integer() || id->is_string())) {
+            key.append("id\x1f");
+            key.append(id->is_string() ? id->get<std::string>() : std::to_string(id->get<int64_t>()));
+        } else if (label != r.meta.end() && label->is_string()) {
+            key.append("label\x1f");
+            key.append(label->get<std::string>());
+        } else {
+            key.append("caption\x1f");
+            key.append(r.caption);
+        }
+        const auto style = r.meta.find("style");
+        if (style != r.meta.end() && style->is_string()) {
+            key.push_back('\x1f');
+            key.append(style->get<std::string>());
+        }
+        ++count[key];
+        keys[(size_t)i] = std::move(key);
+    }
+    std::vector<double> w((size_t)n);
+    for (int64_t i = 0; i < n; ++i) w[(size_t)i] = 1.0 / (double)count[keys[(size_t)i]];
+    return w;
 }
 
 void ImageCaptionDataset::exclude_concepts() {

@@ -97,6 +97,13 @@ private:
     std::vector<Image> cache_;
 };
 
+// Sampling weights that give every concept of the data set the same share of an epoch (`nuance train
+// --balance-concepts`): row i weighs 1 / (rows of its concept). A concept is the manifest's "concept_id" (the emoji
+// set's: one per CLDR emoji, shared by its skin-tone variants), else its "label", else the caption; with a "style"
+// key, each (concept, style) pair is one concept. The emoji set has 3,812 of them for 7,562 rows: "People & Body"
+// is 60% of the rows (skin tones) and 20% of the concepts.
+std::vector<double> concept_balance_weights(const ImageCaptionDataset& data);
+
 // Uniform float in [0, 1) from 24 bits of one draw (the same rule as torch's uniform_real_distribution<float>).
 inline float uniform01(Mt19937& rng) { return (float)(rng() & 0xFFFFFFu) * (1.0f / 16777216.0f); }
 // Uniform integer in [0, n) (n >= 1) without modulo bias.

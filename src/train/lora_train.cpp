@@ -112,9 +112,9 @@ struct LoraRun : TrainTask {
     void make_data() {
         NUANCE_CHECK_CODE(!o.data.empty(), InvalidArgument, "train: --data is required (an image folder)");
         NUANCE_CHECK_CODE(is_directory(o.data), NotFound, "train: data folder '", o.data, "' does not exist");
-        data = make_image_dataset(o, o.caption_dropout);
-        LoaderOptions lo;
-        lo.batch_size = o.batch;
+        auto images = make_image_dataset(o, o.caption_dropout);
+        const LoaderOptions lo = train_loader_options(o, images.get());
+        data = std::move(images);
         loader = std::make_unique<DataLoader>(*data, o.seed, lo);
         moments_cache.assign((size_t)data->size(), Tensor());
     }

@@ -167,6 +167,16 @@ std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, f
     return data;
 }
 
+LoaderOptions train_loader_options(const TrainOptions& o, const ImageCaptionDataset* data) {
+    LoaderOptions lo;
+    lo.batch_size = o.batch;
+    if (o.balance_concepts) {
+        NUANCE_CHECK(data != nullptr, "train: --balance-concepts needs an image folder with labels or captions");
+        lo.weights = concept_balance_weights(*data);
+    }
+    return lo;
+}
+
 void widen_params_to_f32(Module& m) {
     for_each_param(m, [](const std::string&, Param& p) {
         if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();

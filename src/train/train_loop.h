@@ -56,6 +56,9 @@ TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLo
 // The image-folder data set every image task (vae, ldm, lora, lcm) trains on: --data with --resolution, --flip, the
 // caption augmentation and --exclude-concepts from the options, decoded once; checked to hold a whole batch.
 std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, float caption_dropout);
+// The loader options of a training run: batch size, and with --balance-concepts the concept weights of `data`
+// (nullptr: a data set without concepts, Fashion-MNIST).
+LoaderOptions train_loader_options(const TrainOptions& o, const ImageCaptionDataset* data);
 
 // Every parameter of `m` as an owned F32 value: a frozen base (LoRA) or teacher (LCM) loaded in f16/bf16 runs its
 // differentiable forward on F32 leaves, as ParamGrads requires.

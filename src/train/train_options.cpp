@@ -36,6 +36,8 @@ void validate_train_options(const TrainOptions& o) {
     check_int(o.limit, 0, INT64_MAX, "--limit");
     NUANCE_CHECK(o.exclude_concepts.empty() || o.model != "ddpm",
                  "train: --exclude-concepts needs an image folder with labels or captions (not --model ddpm)");
+    NUANCE_CHECK(!o.balance_concepts || o.model != "ddpm",
+                 "train: --balance-concepts needs an image folder with labels or captions (not --model ddpm)");
     NUANCE_CHECK(std::isfinite(o.lr) && o.lr > 0 && o.lr <= 10, "train: --lr must be in (0, 10], got ", o.lr);
     check_range(o.min_lr, 0, o.lr, false, "--min-lr");
     check_range(o.weight_decay, 0, 10, false, "--weight-decay");

@@ -137,6 +137,7 @@ struct TrainRun : TrainTask {
     std::unique_ptr<UNet2DConditionModel> unet;
     std::unique_ptr<ClipTextModel> te;
     std::unique_ptr<Dataset> data;
+    const ImageCaptionDataset* image_data = nullptr;  // `data` when it is an image folder
     std::unique_ptr<DataLoader> loader;
     ParamGrads params;
     std::unique_ptr<AdamW> opt;
@@ -260,14 +261,14 @@ struct TrainRun : TrainTask {
         } else {
             NUANCE_CHECK_CODE(!o.data.empty(), InvalidArgument, "train: --data is required (an image folder)");
             NUANCE_CHECK_CODE(is_directory(o.data), NotFound, "train: data folder '", o.data, "' does not exist");
-            data = make_image_dataset(o, o.model == "vae" ? 0.0f : o.caption_dropout);
+            auto images = make_image_dataset(o, o.model == "vae" ? 0.0f : o.caption_dropout);
+            image_data = images.get();
+            data = std::move(images);
         }
         NUANCE_CHECK(data->size() > 0, "train: the data set '", o.data, "' is empty");
         NUANCE_CHECK(data->size() >= o.batch, "train: the data set has ", data->size(), " images, fewer than the batch size ",
                      o.batch);
-        LoaderOptions lo;
-        lo.batch_size = o.batch;
-        loader = std::make_unique<DataLoader>(*data, o.seed, lo);
+        loader = std::make_unique<DataLoader>(*data, o.seed, train_loader_options(o, image_data));
         moments_cache.assign((size_t)data->size(), Tensor());
     }
 

@@ -28,6 +28,8 @@ struct TrainOptions {
     std::string model = "ldm";  // "vae" | "ldm" | "ddpm" | "lora" (train/lora_train.h)
     std::string data;           // image folder (manifest.jsonl or sidecar .txt); ddpm: the Fashion-MNIST folder
     std::string exclude_concepts;  // a file of concept names held out of `data` (DatasetOptions::exclude_concepts)
+    // Every concept the same share of an epoch (concept_balance_weights), instead of every row.
+    bool balance_concepts = false;
     std::string output;         // run folder
     std::string vae;            // ldm: a trained VAE (a `vae` run folder, its vae/ export, or a diffusers VAE folder)
     nlohmann::json arch = nlohmann::json::object();  // architecture overrides (see default_arch)

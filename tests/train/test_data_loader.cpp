@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "../test_util.h"
@@ -164,6 +165,78 @@ TEST(DataLoader, RealImagesBatchToBCHW) {
     EXPECT_EQ(b.captions[0], "picture " + std::to_string(b.indices[0]));
 }
 
+// Weighted epochs: every row drawn floor or ceil of n * w_i / sum(w) times (systematic sampling), zero weights never,
+// the same order for the same (seed, epoch), other offsets in other epochs, and a resumed loader continues exactly.
+TEST(DataLoader, WeightedEpochsDrawEachRowItsShare) {
+    const int64_t n = 97;  // prime: no weight divides the epoch evenly
+    CountingDataset ds(n);
+    LoaderOptions o;
+    o.batch_size = 5;
+    o.drop_last = false;
+    for (int64_t i = 0; i < n; ++i) o.weights.push_back(i % 7 == 3 ? 0.0 : 1.0 + (double)(i % 5) * 0.37);
+    double sum = 0;
+    for (double w : o.weights) sum += w;
+    DataLoader dl(ds, 11, o);
+    std::vector<std::vector<int64_t>> orders;
+    for (int64_t e = 0; e < 20; ++e) {
+        const std::vector<int64_t> ord = dl.epoch_order(e);
+        ASSERT_EQ((int64_t)ord.size(), n);
+        std::vector<int64_t> count((size_t)n, 0);
+        for (int64_t i : ord) {
+            ASSERT_GE(i, 0);
+            ASSERT_LT(i, n);
+            ++count[(size_t)i];
+        }
+        for (int64_t i = 0; i < n; ++i) {
+            const double expect = (double)n * o.weights[(size_t)i] / sum;
+            EXPECT_GE(count[(size_t)i], (int64_t)std::floor(expect)) << "row " << i << " epoch " << e;
+            EXPECT_LE(count[(size_t)i], (int64_t)std::ceil(expect)) << "row " << i << " epoch " << e;
+            if (o.weights[(size_t)i] == 0) EXPECT_EQ(count[(size_t)i], 0);
+        }
+        EXPECT_FALSE(std::is_sorted(ord.begin(), ord.end()));  // shuffled
+        EXPECT_EQ(ord, dl.epoch_order(e));
+        orders.push_back(ord);
+    }
+    EXPECT_NE(orders[0], orders[1]);
+    // Over 20 epochs the shares average out: row i's total is within 1 draw per epoch... and much closer on average.
+    std::vector<int64_t> total((size_t)n, 0);
+    for (const auto& ord : orders)
+        for (int64_t i : ord) ++total[(size_t)i];
+    for (int64_t i = 0; i < n; ++i)
+        EXPECT_NEAR((double)total[(size_t)i], 20.0 * (double)n * o.weights[(size_t)i] / sum, 5.0) << "row " << i;
+    // The loader's batches follow the weighted order, and a resumed loader continues bit-exactly.
+    DataLoader a(ds, 11, o);
+    std::vector<int64_t> seen;
+    for (int k = 0; k < 20; ++k) {  // the whole first epoch (20 batches of <= 5)
+        const Batch b = a.next();
+        seen.insert(seen.end(), b.indices.begin(), b.indices.end());
+    }
+    EXPECT_EQ(seen, orders[0]);
+    for (int k = 0; k < 7; ++k) a.next();
+    DataLoader r(ds, 11, o);
+    r.set_state(a.state());
+    for (int k = 0; k < 30; ++k) expect_same(a.next(), r.next());
+    // Without shuffle the drawn rows come in row order.
+    o.shuffle = false;
+    DataLoader un(ds, 11, o);
+    const std::vector<int64_t> ord = un.epoch_order(0);
+    EXPECT_TRUE(std::is_sorted(ord.begin(), ord.end()));
+    // Uniform weights are every row once (whatever the offset).
+    o.shuffle = true;
+    o.weights.assign((size_t)n, 2.5);
+    DataLoader uni(ds, 3, o);
+    for (int64_t e = 0; e < 5; ++e) {
+        std::vector<int64_t> u = uni.epoch_order(e);
+        std::sort(u.begin(), u.end());
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(u[(size_t)i], i);
+    }
+    // One row with all the weight takes the whole epoch.
+    o.weights.assign((size_t)n, 0.0);
+    o.weights[42] = 1e-300;
+    DataLoader one(ds, 3, o);
+    for (int64_t i : one.epoch_order(0)) EXPECT_EQ(i, 42);
+}
+
 TEST(DataLoaderErrors, DatasetErrorsSurfaceInNextAndNameTheSample) {
     CountingDataset ds(6, /*bad=*/3);
     LoaderOptions o;
@@ -202,6 +275,16 @@ TEST(DataLoaderErrors, BadOptionsAndStates) {
     EXPECT_THAT(error_of([&] { dl.set_state({0, -1, 0}); }), HasSubstr("invalid state"));
     CountingDataset empty(0);
     EXPECT_THAT(error_of([&] { DataLoader e(empty, 0, o); }), HasSubstr("the data set is empty"));
+    o.weights = {1, 1};
+    EXPECT_THAT(error_of([&] { DataLoader w(ds, 0, o); }), HasSubstr("2 sampling weights for a data set of 3"));
+    o.weights = {1, -1, 1};
+    EXPECT_THAT(error_of([&] { DataLoader w(ds, 0, o); }), HasSubstr("sampling weight 1 is -1"));
+    o.weights = {1, std::nan(""), 1};
+    EXPECT_THAT(error_of([&] { DataLoader w(ds, 0, o); }), HasSubstr("sampling weight 1 is nan"));
+    o.weights = {0, 0, 0};
+    EXPECT_THAT(error_of([&] { DataLoader w(ds, 0, o); }), HasSubstr("the sampling weights sum to 0"));
+    o.weights = {1e308, 1e308, 1};
+    EXPECT_THAT(error_of([&] { DataLoader w(ds, 0, o); }), HasSubstr("the sampling weights sum to inf"));
 }
 
 }  // namespace

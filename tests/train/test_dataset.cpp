@@ -88,6 +88,34 @@ TEST(ImageCaptionDataset, ExcludedConceptsLeaveOutTheirLabelsAndCaptions) {
     EXPECT_THAT(error_of([&] { ImageCaptionDataset x(d.path().string(), o); }), HasSubstr("has no images"));
 }
 
+// --balance-concepts: 1 / (rows of the concept), a concept being concept_id, else label, else caption, per style.
+TEST(ImageCaptionDataset, ConceptBalanceWeights) {
+    TempDir d("ds_balance");
+    for (int i = 0; i < 9; ++i) test::write_image(d / ("images/" + std::to_string(i) + ".png"), test::gradient_image(2, 2));
+    test::write_text(d / "manifest.jsonl",
+                     // concept 5 in noto: 3 skin tones; in twemoji: 1 row; concept 6: 1 row
+                     "{\"file\": \"images/0.png\", \"caption\": \"a\", \"concept_id\": 5, \"style\": \"noto\"}\n"
+                     "{\"file\": \"images/1.png\", \"caption\": \"b\", \"concept_id\": 5, \"style\": \"noto\"}\n"
+                     "{\"file\": \"images/2.png\", \"caption\": \"c\", \"concept_id\": 5, \"style\": \"noto\"}\n"
+                     "{\"file\": \"images/3.png\", \"caption\": \"d\", \"concept_id\": 5, \"style\": \"twemoji\"}\n"
+                     "{\"file\": \"images/4.png\", \"caption\": \"e\", \"concept_id\": 6, \"style\": \"noto\"}\n"
+                     // no concept_id: by label (two rows share one), else by caption (two rows share one)
+                     "{\"file\": \"images/5.png\", \"caption\": \"f\", \"label\": \"dog\"}\n"
+                     "{\"file\": \"images/6.png\", \"caption\": \"g\", \"label\": \"dog\"}\n"
+                     "{\"file\": \"images/7.png\", \"caption\": \"cat\"}\n"
+                     "{\"file\": \"images/8.png\", \"caption\": \"cat\"}\n");
+    ImageCaptionDataset ds(d.path().string());
+    const std::vector<double> w = concept_balance_weights(ds);
+    EXPECT_EQ(w, (std::vector<double>{1.0 / 3, 1.0 / 3, 1.0 / 3, 1, 1, 0.5, 0.5, 0.5, 0.5}));
+    // Sidecar captions: each distinct caption is a concept (all weights 1 here).
+    TempDir s("ds_balance_sidecar");
+    for (const char* f : {"x", "y"}) {
+        test::write_image(s / (std::string(f) + ".png"), test::gradient_image(2, 2));
+        test::write_text(s / (std::string(f) + ".txt"), f);
+    }
+    EXPECT_EQ(concept_balance_weights(ImageCaptionDataset(s.path().string())), (std::vector<double>{1, 1}));
+}
+
 TEST(ImageCaptionDatasetErrors, ConceptListFilesAreChecked) {
     TempDir d("ds_exclude_err");
     EXPECT_THAT(error_of([&] { read_concept_list(d / "missing.txt"); }), HasSubstr("is not a readable file"));

@@ -50,6 +50,12 @@ TEST(TrainOptions, HeldOutConceptsNeedAnImageFolder) {
                   o.exclude_concepts = "held.txt";
               }),
               "train: --exclude-concepts needs an image folder with labels or captions (not --model ddpm)");
+    EXPECT_EQ(err([](TrainOptions& o) { o.balance_concepts = true; }), "(no error)");
+    EXPECT_EQ(err([](TrainOptions& o) {
+                  o.model = "ddpm";
+                  o.balance_concepts = true;
+              }),
+              "train: --balance-concepts needs an image folder with labels or captions (not --model ddpm)");
 }
 
 TEST(TrainOptions, EveryNumericOptionIsBounded) {
