@@ -28,7 +28,7 @@ namespace nuance::cli {
 namespace {
 
 struct BenchArgs {
-    std::string model, precision = "auto", clip_l, clip_g, t5xxl, vae, parts = "text,t5,step,vae";
+    std::string model, precision = "auto", clip_l, clip_g, clip_h, t5xxl, vae, parts = "text,t5,step,vae";
     int width = 512, height = 512, res = 0, steps = 3, repeat = 3, threads = 0, t5_tokens = 0;
     bool profile = false, json = false;
 };
@@ -150,6 +150,7 @@ int run(const BenchArgs& a_in) {
     ModelLoadOptions lo;
     lo.clip_l = a.clip_l;
     lo.clip_g = a.clip_g;
+    lo.clip_h = a.clip_h;
     lo.t5xxl = a.t5xxl;
     lo.vae_path = a.vae;
     lo.precision = cpu::resolve_precision(parse_usage_precision(a.precision));
@@ -166,7 +167,7 @@ int run(const BenchArgs& a_in) {
                    {"res", a.width}, {"width", a.width}, {"height", a.height},
                    {"dtype", precision_name(lo.precision)}, {"threads", cpu::num_threads()},
                    {"weights_mb", std::round(weights_mb)}}};
-    rep.figure("load", Timing{{load_s}});
+    rep.figure("load", Timing{{load_s}, {}});
     if (!a.json) std::printf("weights_mb=%.0f\n", weights_mb);
     NUANCE_CHECK_CODE(!m.pixel_space(), Unsupported, "bench: '", a.model, "' is a pixel-space model (no VAE); ",
                       "bench times the text encoder, denoiser and VAE decode of a latent-diffusion model");
@@ -266,7 +267,8 @@ Runner add_bench(CLI::App& app) {
     c->add_option("-H,--height", a->height, "Height")->capture_default_str();
     c->add_option("--res", a->res, "Square size: sets -W and -H");
     c->add_option("--clip-l", a->clip_l, "CLIP-L file (SD3 / Flux split components)");
-    c->add_option("--clip-g", a->clip_g, "CLIP-G file (SD3)");
+    c->add_option("--clip-g", a->clip_g, "CLIP-G file (SDXL UNet-only files, SD3)");
+    c->add_option("--clip-h", a->clip_h, "OpenCLIP ViT-H file (SD2 UNet-only files)");
     c->add_option("--t5xxl", a->t5xxl, "T5-XXL file (SD3 / Flux)");
     c->add_option("--vae", a->vae, "VAE file (replaces the checkpoint's; DiT needs one)");
     c->add_option("--t5-tokens", a->t5_tokens, "Tokens of the t5_encode figure (default: SD3 256, Flux 512)");

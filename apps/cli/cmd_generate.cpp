@@ -37,7 +37,7 @@ namespace {
 
 struct GenerateArgs {
     std::string model, vae, output = "output.png", init_img, rng = "cuda", prediction;
-    std::string family, clip_l, clip_g, t5xxl;  // --family, split-file text encoders
+    std::string family, clip_l, clip_g, clip_h, t5xxl;  // --family, split-file text encoders
     std::string prompt_file, negative_prompt_file;
     std::string sigmas;                  // --sigmas "14.6,7.0,...,0"
     std::vector<std::string> loras;      // --lora FILE[:weight], repeatable
@@ -351,6 +351,7 @@ int run(GenerateArgs& a) {
     lo.family = a.family;
     lo.clip_l = a.clip_l;
     lo.clip_g = a.clip_g;
+    lo.clip_h = a.clip_h;
     lo.t5xxl = a.t5xxl;
     lo.prediction = a.prediction;
     lo.precision = parse_usage_precision(a.precision);
@@ -464,12 +465,15 @@ Runner add_generate(CLI::App& app) {
     CLI::App* c = app.add_subcommand("generate", "Generate images (txt2img, or img2img with --init-img)");
     c->add_option("-m,--model", a->model,
                   "Checkpoint (.safetensors, .ckpt, .gguf), a UNet / transformer alone (with --clip-l [--clip-g] "
-                  "--vae), or diffusers folder (default: the built-in nuance-emoji model)");
+                  "or --clip-h, and --vae), or diffusers folder (default: the built-in nuance-emoji model)");
     c->add_option("--vae", a->vae, "VAE file: replaces the checkpoint's, or supplies it for a UNet / transformer alone");
     c->add_option("--clip-l", a->clip_l,
                   "CLIP-L text encoder file, for models that keep it apart (SD1 / SDXL UNet-only files, SD3, Flux)");
     c->add_option("--clip-g", a->clip_g,
                   "CLIP-G (OpenCLIP bigG) text encoder file, for models that keep it apart (SDXL UNet-only files, SD3)");
+    c->add_option("--clip-h", a->clip_h,
+                  "OpenCLIP ViT-H text encoder file, SD2's, for its UNet-only files (diffusers' text_encoder/ or "
+                  "OpenCLIP's ViT-H-14 weights)");
     c->add_option("--t5xxl", a->t5xxl, "T5-XXL text encoder file, for models that keep it apart (SD3, Flux)");
     c->add_option("--family", a->family,
                   "Load as this model family instead of detecting it (see 'nuance info'; e.g. sd1, sdxl)");

@@ -116,17 +116,22 @@ ComponentGuess guess_component(const WeightFile& wf) {
                 "nuance generate -m FILE --clip-l clip_l.safetensors --t5xxl t5xxl_fp16.safetensors --vae ae.safetensors"};
     if (const int64_t n = count_blocks(wf, "text_model.encoder.layers."); n > 0) {
         const int64_t w = dim("text_model.embeddings.token_embedding.weight", 1);
-        const char* kind = w == 768 ? "CLIP-L" : w == 1280 ? "CLIP-G" : "CLIP";
+        const char* kind = w == 768 ? "CLIP-L" : w == 1280 ? "CLIP-G" : w == 1024 ? "OpenCLIP ViT-H (SD2)" : "CLIP";
         return {str("a ", kind, " text encoder (Hugging Face layout, ", n, n == 1 ? " layer" : " layers", ", width ", w,
                     ")"),
-                w == 768    ? std::string("nuance generate -m MODEL --clip-l FILE (SD3, Flux)")
-                : w == 1280 ? std::string("nuance generate -m MODEL --clip-g FILE (SD3)")
-                            : std::string("nuance generate -m MODEL --clip-l FILE (width 768) or --clip-g FILE (width "
-                                          "1280)")};
+                w == 768    ? std::string("nuance generate -m MODEL --clip-l FILE (SD1/SDXL UNet-only files, SD3, Flux)")
+                : w == 1280 ? std::string("nuance generate -m MODEL --clip-g FILE (SDXL UNet-only files, SD3)")
+                : w == 1024 ? std::string("nuance generate -m MODEL --clip-h FILE (SD2 UNet-only files)")
+                            : std::string("nuance generate -m MODEL --clip-l FILE (width 768), --clip-g FILE (width "
+                                          "1280) or --clip-h FILE (width 1024)")};
     }
-    if (const int64_t n = count_blocks(wf, "transformer.resblocks."); n > 0 && has("token_embedding.weight"))
-        return {str("an OpenCLIP text encoder (", n, n == 1 ? " layer" : " layers", ", width ", dim("token_embedding.weight", 1), ")"),
-                "nuance generate -m MODEL --clip-g FILE (SD3)"};
+    if (const int64_t n = count_blocks(wf, "transformer.resblocks."); n > 0 && has("token_embedding.weight")) {
+        const int64_t w = dim("token_embedding.weight", 1);
+        return {str("an OpenCLIP text encoder (", n, n == 1 ? " layer" : " layers", ", width ", w,
+                    w == 1024 ? ": ViT-H, SD2's" : w == 1280 ? ": bigG" : "", ")"),
+                w == 1024 ? "nuance generate -m MODEL --clip-h FILE (SD2 UNet-only files)"
+                          : "nuance generate -m MODEL --clip-g FILE (SDXL UNet-only files, SD3)"};
+    }
     if (const int64_t n = count_blocks(wf, "encoder.block."); n > 0 && (has("shared.weight") || has("encoder.embed_tokens.weight"))) {
         const int64_t d = dim(has("shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight", 1);
         return {str("a T5 encoder (", n, n == 1 ? " block" : " blocks", ", d_model ", d, d == 4096 ? ": T5-XXL" : "", ")"),
@@ -139,19 +144,20 @@ ComponentGuess guess_component(const WeightFile& wf) {
         count_blocks(wf, "down_blocks.") > 0)
         return {"a UNet without its text encoder and VAE",
                 "nuance generate -m FILE --clip-l clip_l.safetensors [--clip-g clip_g.safetensors for SDXL] --vae "
-                "vae.safetensors"};
+                "vae.safetensors (SD2: --clip-h FILE, its OpenCLIP ViT-H text encoder, instead of --clip-l)"};
     return {};
 }
 
 // The component flags generate takes, so a transformer-only SD3 / Flux file can be described with its split files.
 struct InfoArgs {
-    std::string path, vae, clip_l, clip_g, t5xxl, family;
+    std::string path, vae, clip_l, clip_g, clip_h, t5xxl, family;
     bool tensors = false;
     ModelLoadOptions load_options() const {
         ModelLoadOptions o;
         o.vae_path = vae;
         o.clip_l = clip_l;
         o.clip_g = clip_g;
+        o.clip_h = clip_h;
         o.t5xxl = t5xxl;
         o.family = family;
         return o;
@@ -233,7 +239,8 @@ Runner add_info(CLI::App& app) {
     c->add_option("model", a->path, "Checkpoint file or diffusers folder")->required();
     c->add_option("--vae", a->vae, "VAE override, as for generate");
     c->add_option("--clip-l", a->clip_l, "CLIP-L text encoder file, as for generate (SD3, Flux)");
-    c->add_option("--clip-g", a->clip_g, "CLIP-G text encoder file, as for generate (SD3)");
+    c->add_option("--clip-g", a->clip_g, "CLIP-G text encoder file, as for generate (SDXL UNet-only files, SD3)");
+    c->add_option("--clip-h", a->clip_h, "OpenCLIP ViT-H text encoder file, as for generate (SD2 UNet-only files)");
     c->add_option("--t5xxl", a->t5xxl, "T5-XXL text encoder file, as for generate (SD3, Flux)");
     c->add_option("--family", a->family, "Load as this registry family instead of detecting it (sd1, sd2, sdxl, sd3, ...)");
     c->add_flag("--tensors", a->tensors, "List every tensor");

@@ -28,9 +28,10 @@ namespace nuance {
 struct ModelLoadOptions {
     std::string family;      // "" = detect; else the registry name to load as (skips detection, still checked)
     std::string vae_path;    // --vae: replaces the checkpoint's VAE (single file, original or diffusers names)
-    // Split-file components (--clip-l --clip-g --t5xxl): text encoders kept in their own files (SD3, Flux).
-    // A family that cannot use one says so (Error naming the flag).
-    std::string clip_l, clip_g, t5xxl;
+    // Split-file components (--clip-l --clip-g --clip-h --t5xxl): text encoders kept in their own files (SD1/SDXL
+    // UNet-only files, SD3, Flux; --clip-h: SD2's OpenCLIP ViT-H). A family that cannot use one says so (Error naming
+    // the flag).
+    std::string clip_l, clip_g, clip_h, t5xxl;
     std::string prediction;  // "" = from the model, else "epsilon" | "v_prediction"
     // Component configs (diffusers config.json content) that override what shapes cannot tell (head counts, norm
     // groups); keys "unet", "vae", "text_encoder", "text_encoder_2", "transformer". A diffusers folder supplies its own.

@@ -13,6 +13,7 @@
 
 #include "io/image.h"
 #include "io/safetensors.h"
+#include "io/weights.h"
 
 using namespace nuance;
 namespace fs = std::filesystem;
@@ -198,6 +199,33 @@ TEST_F(Cli, InfoDescribesComponentFiles) {
     const CliRun junk = run_cli(" info " + path("junk.safetensors"));
     EXPECT_EQ(junk.code, 1) << junk.out;
     EXPECT_NE(junk.out.find("unknown model layout"), std::string::npos) << junk.out;
+}
+
+// An SD2 UNet-only file with its OpenCLIP ViT-H text encoder (--clip-h) and VAE as separate files: the full
+// checkpoint's PNG, byte for byte; without --clip-h the error names the flag.
+TEST_F(Cli, Sd2UNetOnlyFileGeneratesWithClipH) {
+    const std::string full = path("sd2_full.safetensors");
+    ASSERT_EQ(run_cli(" make-random --tiny --family sd2 --dtype f32 -o " + full).code, 0);
+    const WeightFile wf = load_weights(full);
+    auto under = [&](const std::string& prefix) {
+        std::vector<std::pair<std::string, Tensor>> out;
+        for (const auto& [k, v] : wf.tensors)
+            if (k.starts_with(prefix)) out.emplace_back(k.substr(prefix.size()), v);
+        return out;
+    };
+    save_safetensors(path("sd2_unet.safetensors"), under("model.diffusion_model."));
+    save_safetensors(path("sd2_open_clip.safetensors"), under("cond_stage_model.model."));
+    save_safetensors(path("sd2_vae.safetensors"), under("first_stage_model."));
+    const std::string gen = " generate -p \"a red fox\" -W 64 -H 64 --steps 2 -s 3 --disable-image-metadata -q ";
+    ASSERT_EQ(run_cli(gen + "-m " + full + " -o " + path("sd2_full.png")).code, 0);
+    const std::string parts = "-m " + path("sd2_unet.safetensors") + " --family sd2 --vae " + path("sd2_vae.safetensors");
+    const CliRun r = run_cli(gen + parts + " --clip-h " + path("sd2_open_clip.safetensors") + " -o " + path("sd2_parts.png"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(read_image(path("sd2_parts.png")).pixels, read_image(path("sd2_full.png")).pixels);
+    const CliRun missing = run_cli(gen + parts + " -o " + path("sd2_none.png"));
+    EXPECT_EQ(missing.code, 1) << missing.out;
+    EXPECT_NE(missing.out.find("has no OpenCLIP ViT-H text encoder (cond_stage_model.model.*); pass one with --clip-h"),
+              std::string::npos) << missing.out;
 }
 
 TEST_F(Cli, SamplersListed) {

@@ -161,6 +161,82 @@ TEST(SdSplitFiles, SdxlUNetOnlyFileWithClipLClipGAndVae) {
                 HasSubstr("': SDXL's second text encoder needs its text_projection"));
 }
 
+// SD2: the UNet alone (a tiny one: --family says what its cross-attention width cannot) with its OpenCLIP ViT-H
+// text encoder from --clip-h, in OpenCLIP names (open_clip's file), transformers names (diffusers' text_encoder/) or
+// inside a full SD2 checkpoint: the full checkpoint's image, bit for bit.
+TEST(SdSplitFiles, Sd2UNetOnlyFileWithClipHAndVae) {
+    RandomModelOptions ro;
+    ro.family = "sd2";
+    ro.tiny = true;
+    ro.dtype = DType::F32;
+    ro.seed = 5;
+    const std::string full = tmp("sd2h_full.safetensors"), unet = tmp("sd2h_unet.safetensors"),
+                      open_clip = tmp("sd2h_open_clip.safetensors"), hf = tmp("sd2h_text_encoder.safetensors"),
+                      vae = tmp("sd2h_vae.safetensors"), gguf = tmp("sd2h_unet_q8_0.gguf");
+    write_random_checkpoint(full, ro);
+    const WeightFile wf = load_weights(full);
+    save_safetensors(unet, under(wf.tensors, "model.diffusion_model."));
+    save_safetensors(open_clip, under(wf.tensors, "cond_stage_model.model."));
+    ASSERT_GT(under(wf.tensors, "cond_stage_model.model.transformer.resblocks.").size(), 0u);
+    save_safetensors(hf, pairs(split_original(wf.tensors).text_encoder));
+    save_safetensors(vae, under(wf.tensors, "first_stage_model."));
+    quantize_to_gguf(wf, gguf, GgmlType::Q8_0);
+    const auto ref = load_model(full);
+    ASSERT_EQ(ref->family_name(), "sd2");
+    const std::vector<uint8_t> want = image(*ref);
+    ASSERT_FALSE(want.empty());
+    ModelLoadOptions o;
+    o.family = "sd2";
+    o.vae_path = vae;
+    for (const std::string& te : {open_clip, hf, full}) {
+        o.clip_h = te;
+        const auto m = load_model(unet, o);
+        EXPECT_EQ(m->family_name(), "sd2");
+        EXPECT_EQ(image(*m), want) << te;  // the same f32 weights: bit for bit
+    }
+    o.clip_h = open_clip;
+    EXPECT_LT(mean_abs_diff(image(*load_model(gguf, o)), want), 4.0);  // the ComfyUI-GGUF UNet's Q8_0 blocks
+    // What is missing or misplaced is named with the flag that takes it.
+    o.clip_h.clear();
+    EXPECT_EQ(test::error_of([&] { load_model(unet, o); }),
+              "'" + unet + "' has no OpenCLIP ViT-H text encoder (cond_stage_model.model.*); pass one with --clip-h");
+    o.clip_l = open_clip;
+    EXPECT_EQ(test::error_of([&] { load_model(unet, o); }),
+              "--clip-l '" + open_clip + "': '" + unet + "' is an SD2 UNet, whose text encoder is OpenCLIP ViT-H: pass "
+              "it with --clip-h");
+    o.clip_l.clear();
+    o.vae_path.clear();
+    EXPECT_EQ(test::error_of([&] { load_model(unet, o); }),
+              "'" + unet + "' holds only a UNet (sd2): it has no OpenCLIP ViT-H text encoder (cond_stage_model.model.*) "
+              "and VAE (first_stage_model.*); pass them with --clip-h FILE and --vae FILE (the text encoder: diffusers' "
+              "text_encoder/model.safetensors or OpenCLIP's ViT-H-14 file)");
+    o.vae_path = vae;
+    o.clip_h = vae;  // not a text encoder
+    EXPECT_THAT(test::error_of([&] { load_model(unet, o); }),
+                HasSubstr("--clip-h '" + vae + "': no CLIP text encoder found (expected text_model.* as transformers "
+                          "saves it or transformer.resblocks.* as OpenCLIP does, under the prefix (none), "
+                          "cond_stage_model.model.)"));
+    // A text encoder of another width than the UNet's cross-attention (a tiny SDXL's CLIP-G here).
+    RandomModelOptions rx = ro;
+    rx.family = "sdxl";
+    const std::string xl = tmp("sd2h_xl.safetensors"), xl_g = tmp("sd2h_xl_clip_g.safetensors");
+    write_random_checkpoint(xl, rx);
+    save_safetensors(xl_g, pairs(split_original(load_weights(xl).tensors).text_encoder_2));
+    const int64_t w_g = load_weights(xl_g).tensors.at("text_model.embeddings.token_embedding.weight").shape()[1];
+    const int64_t w_unet = load_weights(unet).tensors.at("input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight").shape()[1];
+    ASSERT_NE(w_g, w_unet);
+    o.clip_h = xl_g;
+    EXPECT_EQ(test::error_of([&] { load_model(unet, o); }),
+              "the text encoder in '" + xl_g + "' has width " + std::to_string(w_g) + ", but the UNet in '" + unet +
+                  "' takes " + std::to_string(w_unet) + " (sd2)");
+    // Other families refuse --clip-h.
+    o = ModelLoadOptions();
+    o.clip_h = open_clip;
+    EXPECT_THAT(test::error_of([&] { load_model(xl, o); }),
+                HasSubstr("is an sdxl UNet; --clip-h is SD2's OpenCLIP ViT-H text encoder (sdxl takes --clip-l and "
+                          "--clip-g)"));
+}
+
 TEST(SdSplitFiles, ErrorsNameTheFlagAndTheFile) {
     const Split s = split("sd15");
     ModelLoadOptions o;
@@ -180,26 +256,13 @@ TEST(SdSplitFiles, ErrorsNameTheFlagAndTheFile) {
               "conditioner.embedders.0.transformer., text_encoders.clip_l.transformer.)");
     o.clip_l = tmp("does_not_exist.safetensors");
     EXPECT_THAT(test::error_of([&] { load_model(s.unet_gguf, o); }), HasSubstr("does_not_exist.safetensors"));
-    // SD2's OpenCLIP ViT-H text encoder has no split-file flag (a tiny SD2 UNet: --family says what its width cannot).
-    {
-        RandomModelOptions ro;
-        ro.family = "sd2";
-        ro.tiny = true;
-        ro.dtype = DType::F32;
-        const std::string full = tmp("sd2_full.safetensors"), unet = tmp("sd2_unet.safetensors");
-        write_random_checkpoint(full, ro);
-        save_safetensors(unet, under(load_weights(full).tensors, "model.diffusion_model."));
-        ModelLoadOptions o2;
-        o2.family = "sd2";
-        o2.vae_path = s.vae;
-        EXPECT_EQ(test::error_of([&] { load_model(unet, o2); }),
-                  "'" + unet + "' is an SD2 UNet without its text encoder: SD2's OpenCLIP ViT-H text encoder cannot "
-                  "come from a separate file (--clip-l is CLIP-L); use a full SD2 checkpoint");
-        o2.clip_l = s.clip_l;
-        o2.family.clear();
-        EXPECT_THAT(test::error_of([&] { load_model(full, o2); }),
-                    HasSubstr("' is an SD2 UNet: SD2's OpenCLIP ViT-H text encoder cannot come from a separate file"));
-    }
+    // --clip-h is SD2's; an SD1 UNet says which flag it takes.
+    o.clip_l = s.clip_l;
+    o.clip_h = s.clip_l;
+    EXPECT_EQ(test::error_of([&] { load_model(s.unet, o); }),
+              "--clip-h '" + s.clip_l + "': '" + s.unet + "' is an sd1 UNet; --clip-h is SD2's OpenCLIP ViT-H text "
+              "encoder (sd1 takes --clip-l)");
+    o.clip_h.clear();
     // A diffusers folder keeps its own text encoders.
     const std::string folder = std::string(NUANCE_SCRATCH_DIR) + "/nuance_split_folder";
     std::filesystem::create_directories(folder + "/unet");

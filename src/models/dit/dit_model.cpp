@@ -71,7 +71,7 @@ std::unique_ptr<AutoencoderKL> build_vae(const std::map<std::string, Tensor>& fi
 
 void refuse_unused_flags(const ModelLoadOptions& o, const std::string& path) {
     for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--clip-l", &o.clip_l},
-                                      {"--clip-g", &o.clip_g}, {"--t5xxl", &o.t5xxl}})
+                                      {"--clip-g", &o.clip_g}, {"--clip-h", &o.clip_h}, {"--t5xxl", &o.t5xxl}})
         NUANCE_CHECK_CODE(value->empty(), Unsupported, flag, " '", *value, "': DiT ('", path,
                           "') is class-conditional and uses no text encoder; give the class with --class-label N or ",
                           "an ImageNet class name as the prompt");

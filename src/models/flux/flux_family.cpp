@@ -172,6 +172,8 @@ int detect_flux(const TensorIndex& ix) {
 std::unique_ptr<FluxModel> load_flux(const ModelSource& src, const ModelLoadOptions& o) {
     NUANCE_CHECK_CODE(o.clip_g.empty(), Unsupported, "--clip-g '", o.clip_g,
                       "': Flux.1 has no CLIP-G text encoder (it uses --clip-l and --t5xxl)");
+    NUANCE_CHECK_CODE(o.clip_h.empty(), Unsupported, "--clip-h '", o.clip_h,
+                      "': Flux.1 has no OpenCLIP ViT-H text encoder (it uses --clip-l and --t5xxl)");
     const Precision p = resolve_precision(o.precision);
     auto m = std::make_unique<FluxModel>();
     if (src.folder()) load_folder(*m, src.path, o, p);

@@ -246,6 +246,8 @@ int detect_sd3(const TensorIndex& ix) {
 std::unique_ptr<DiffusionModel> load_sd3(const ModelSource& src, const ModelLoadOptions& o) {
     NUANCE_CHECK_CODE(o.prediction.empty() || o.prediction == "flow", Unsupported, "--prediction '", o.prediction,
                       "': SD3 is a flow-matching model (its prediction is the velocity); leave --prediction out");
+    NUANCE_CHECK_CODE(o.clip_h.empty(), Unsupported, "--clip-h '", o.clip_h,
+                      "': SD3 has no OpenCLIP ViT-H text encoder (it uses --clip-l, --clip-g and --t5xxl)");
     const Precision p = resolve_precision(o.precision);
     std::unique_ptr<SD3Model> m = src.folder() ? load_folder(src, o, p) : load_single(src, o, p);
     m->clip_g.pad_id = 0;  // diffusers' tokenizer_2 (CLIP-G) pads with '!' (id 0), tokenizer (CLIP-L) with EOS

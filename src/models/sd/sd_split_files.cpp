@@ -50,13 +50,20 @@ TensorMap bare_unet_tensors(const TensorMap& t, BareUNetLayout layout) {
     return layout == BareUNetLayout::Original ? original_format::unet_from_original(t) : t;
 }
 
-TensorMap clip_tensors_from_file(const std::string& path, bool second) {
+const char* split_clip_flag(SplitClip which) {
+    return which == SplitClip::G ? "--clip-g" : which == SplitClip::H ? "--clip-h" : "--clip-l";
+}
+
+TensorMap clip_tensors_from_file(const std::string& path, SplitClip which) {
     const WeightFile wf = load_weights(path);
-    const char* flag = second ? "--clip-g" : "--clip-l";
+    const char* flag = split_clip_flag(which);
     const std::vector<std::string> prefixes =
-        second ? std::vector<std::string>{"", "conditioner.embedders.1.model.", "text_encoders.clip_g.transformer."}
-               : std::vector<std::string>{"", "cond_stage_model.transformer.", "conditioner.embedders.0.transformer.",
-                                          "text_encoders.clip_l.transformer."};
+        which == SplitClip::G   ? std::vector<std::string>{"", "conditioner.embedders.1.model.",
+                                                           "text_encoders.clip_g.transformer."}
+        : which == SplitClip::H ? std::vector<std::string>{"", "cond_stage_model.model."}
+                                : std::vector<std::string>{"", "cond_stage_model.transformer.",
+                                                           "conditioner.embedders.0.transformer.",
+                                                           "text_encoders.clip_l.transformer."};
     for (const std::string& p : prefixes)
         if (TensorMap t = clip_text_tensors(wf.tensors, p); !t.empty()) return t;
     std::string looked;

@@ -8,6 +8,9 @@
 //   (a full checkpoint passed as the text encoder's source).
 //   --clip-g: OpenCLIP bigG in transformers names (ComfyUI's clip_g.safetensors: text_model.* + text_projection),
 //   OpenCLIP names, or under conditioner.embedders.1.model. / text_encoders.clip_g.transformer.
+//   --clip-h: SD2's OpenCLIP ViT-H in transformers names (diffusers' text_encoder/model.safetensors: text_model.*),
+//   OpenCLIP names (open_clip_pytorch_model's transformer.resblocks.*), or under cond_stage_model.model. (a full SD2
+//   checkpoint).
 #pragma once
 #include <map>
 #include <optional>
@@ -30,8 +33,11 @@ SDFamily bare_unet_family(const TensorIndex& ix, bool* known = nullptr);
 // The UNet of a UNet-only file in diffusers names.
 std::map<std::string, Tensor> bare_unet_tensors(const std::map<std::string, Tensor>& t, BareUNetLayout layout);
 
-// A --clip-l (second = false) or --clip-g (second = true) file's text encoder in transformers names; the error names
-// the flag, the file and the layouts looked for.
-std::map<std::string, Tensor> clip_tensors_from_file(const std::string& path, bool second);
+enum class SplitClip { L, G, H };  // --clip-l, --clip-g, --clip-h
+const char* split_clip_flag(SplitClip which);
+
+// A --clip-l / --clip-g / --clip-h file's text encoder in transformers names; the error names the flag, the file and
+// the layouts looked for.
+std::map<std::string, Tensor> clip_tensors_from_file(const std::string& path, SplitClip which);
 
 }  // namespace nuance

@@ -285,18 +285,25 @@ StableDiffusionModel load_single_file(const std::string& path, const WeightFile&
              "': no Stable Diffusion UNet (model.diffusion_model.*, or a UNet alone: input_blocks.* / down_blocks.*) ",
              "found; top-level names: ", std::vector<std::string>(prefixes.begin(), prefixes.end()));
     }
-    const bool xl = m.family == SDFamily::SDXL;
-    if (m.family == SDFamily::SD2)  // its OpenCLIP ViT-H text encoder has no split-file flag
-        NUANCE_CHECK_CODE(!cw.text_encoder.empty() && o.clip_l.empty(), Unsupported, "'", path, "' is an SD2 UNet",
-                          cw.text_encoder.empty() ? " without its text encoder" : "", ": SD2's OpenCLIP ViT-H text ",
-                          "encoder cannot come from a separate file (--clip-l is CLIP-L); use a full SD2 checkpoint");
+    const bool xl = m.family == SDFamily::SDXL, sd2 = m.family == SDFamily::SD2;
+    // SD2's one text encoder is OpenCLIP ViT-H (--clip-h); SD1's and SDXL's first are CLIP-L (--clip-l).
+    if (sd2 && !o.clip_l.empty())
+        fail(ErrorCode::InvalidArgument, "--clip-l '", o.clip_l, "': '", path, "' is an SD2 UNet, whose text encoder ",
+             "is OpenCLIP ViT-H: pass it with --clip-h");
+    if (!sd2 && !o.clip_h.empty())
+        fail(ErrorCode::InvalidArgument, "--clip-h '", o.clip_h, "': '", path, "' is an ", sd_family_name(m.family),
+             " UNet; --clip-h is SD2's OpenCLIP ViT-H text encoder (", sd_family_name(m.family), " takes --clip-l",
+             xl ? " and --clip-g" : "", ")");
     if (!o.clip_g.empty() && !xl)
         fail(ErrorCode::InvalidArgument, "--clip-g '", o.clip_g, "': '", path, "' is an ", sd_family_name(m.family),
              " UNet, which takes one text encoder (--clip-l); --clip-g is SDXL's second");
     std::vector<std::pair<std::string, std::string>> missing;  // what, flag
-    if (o.clip_l.empty() && cw.text_encoder.empty())
-        missing.emplace_back(xl ? "CLIP-L text encoder (conditioner.embedders.0.*)" : "text encoder (cond_stage_model.*)",
-                             "--clip-l");
+    const std::string& te1_file = sd2 ? o.clip_h : o.clip_l;
+    if (te1_file.empty() && cw.text_encoder.empty())
+        missing.emplace_back(xl    ? "CLIP-L text encoder (conditioner.embedders.0.*)"
+                             : sd2 ? "OpenCLIP ViT-H text encoder (cond_stage_model.model.*)"
+                                   : "text encoder (cond_stage_model.*)",
+                             sd2 ? "--clip-h" : "--clip-l");
     if (xl && o.clip_g.empty() && cw.text_encoder_2.empty())
         missing.emplace_back("OpenCLIP bigG text encoder (conditioner.embedders.1.*)", "--clip-g");
     if (o.vae_path.empty() && cw.vae.empty()) missing.emplace_back("VAE (first_stage_model.*)", "--vae");
@@ -312,16 +319,18 @@ StableDiffusionModel load_single_file(const std::string& path, const WeightFile&
         }
         fail(ErrorCode::InvalidArgument, "'", path, "' ", unet_only ? "holds only a UNet (" : "is incomplete (",
              sd_family_name(m.family), "): it has no ", what, "; pass them with ", flags,
-             " (ComfyUI keeps them as clip_l.safetensors", xl ? ", clip_g.safetensors" : "", " and a VAE file)");
+             sd2 ? " (the text encoder: diffusers' text_encoder/model.safetensors or OpenCLIP's ViT-H-14 file)"
+                 : str(" (ComfyUI keeps them as clip_l.safetensors", xl ? ", clip_g.safetensors" : "",
+                       " and a VAE file)"));
     }
-    m.te1.model = o.clip_l.empty() ? build_clip(cw.text_encoder, config_or_empty(o, "text_encoder"), path, prec)
-                                   : build_clip(clip_tensors_from_file(o.clip_l, false),
-                                                config_or_empty(o, "text_encoder"), o.clip_l, prec);
+    m.te1.model = te1_file.empty() ? build_clip(cw.text_encoder, config_or_empty(o, "text_encoder"), path, prec)
+                                   : build_clip(clip_tensors_from_file(te1_file, sd2 ? SplitClip::H : SplitClip::L),
+                                                config_or_empty(o, "text_encoder"), te1_file, prec);
     m.te1.pad_id = m.family == SDFamily::SD2 ? 0 : ClipTokenizer::kEosId;
     if (xl) {
         m.te2.model = o.clip_g.empty()
                           ? build_clip(cw.text_encoder_2, config_or_empty(o, "text_encoder_2"), path, prec)
-                          : build_clip(clip_tensors_from_file(o.clip_g, true), config_or_empty(o, "text_encoder_2"),
+                          : build_clip(clip_tensors_from_file(o.clip_g, SplitClip::G), config_or_empty(o, "text_encoder_2"),
                                        o.clip_g, prec);
         NUANCE_CHECK(m.te2.model->config().projection_dim > 0, "'", o.clip_g.empty() ? path : o.clip_g,
                      "': SDXL's second text encoder needs its text_projection (the pooled embedding)");
@@ -329,6 +338,20 @@ StableDiffusionModel load_single_file(const std::string& path, const WeightFile&
     }
     const int64_t pooled = m.te2.model ? m.te2.model->config().projection_dim : 0;
     m.unet = build_unet(cw.unet, config_or_empty(o, "unet"), path, pooled, prec);
+    {  // the text encoders' width is the UNet's cross-attention width (SDXL: both side by side)
+        const int64_t w1 = m.te1.model->config().hidden, w2 = m.te2.model ? m.te2.model->config().hidden : 0;
+        const int64_t want = m.unet->config().cross_attention_dim;
+        if (w1 + w2 != want) {
+            const std::string& f1 = te1_file.empty() ? path : te1_file;
+            if (xl)
+                fail(ErrorCode::InvalidArgument, "text encoders of widths ", w1, " ('", f1, "') and ", w2, " ('",
+                     o.clip_g.empty() ? path : o.clip_g, "') give ", w1 + w2, " features, but the UNet in '", path,
+                     "' takes ", want, " (", sd_family_name(m.family), ")");
+            fail(ErrorCode::InvalidArgument, "the text encoder in '", f1, "' has width ", w1, ", but the UNet in '",
+                 path, "' takes ", want, " (", sd_family_name(m.family), sd2 && want == 1024 ? ": OpenCLIP ViT-H" : "",
+                 m.family == SDFamily::SD1 && want == 768 ? ": CLIP-L" : "", ")");
+        }
+    }
     m.vae = o.vae_path.empty()
                 ? build_vae(cw.vae, config_or_empty(o, "vae"), path, m.family, prec)
                 : build_vae(vae_tensors_from_file(o.vae_path), config_or_empty(o, "vae"), o.vae_path, m.family, prec);
@@ -348,7 +371,7 @@ std::unique_ptr<StableDiffusionModel> load_stable_diffusion(const ModelSource& s
                       "sd2, sdxl) have no T5 text encoder ('", path, "')");
     if (src.folder())
         for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--clip-l", &o.clip_l},
-                                          {"--clip-g", &o.clip_g}})
+                                          {"--clip-g", &o.clip_g}, {"--clip-h", &o.clip_h}})
             NUANCE_CHECK_CODE(value->empty(), Unsupported, flag, " '", *value, "': a diffusers folder ('", path,
                               "') takes its text encoders from its text_encoder*/ folders");
     auto mp = std::make_unique<StableDiffusionModel>(
