@@ -8,6 +8,7 @@
 
 #include "../server/server.h"
 #include "commands.h"
+#include "io/weight_file.h"
 #include "models/default_model.h"
 #include "models/taesd/taesd.h"
 
@@ -54,9 +55,9 @@ int run(ServeArgs& a) {
         fail(ErrorCode::InvalidArgument, "usage: no model: pass -m/--model FILE|FOLDER or --models-dir DIR (the ",
              "built-in model models/", kDefaultModelName, " was not found)");
     if (!a.api_key_file.empty()) {
-        std::ifstream f(a.api_key_file);
-        NUANCE_CHECK_CODE(f.good(), NotFound, "cannot read API key file '", a.api_key_file, "'");
-        std::getline(f, a.o.api_key);
+        // A regular file of at most 64 KiB (a FIFO or /dev/zero would block or never end); the key is its first line.
+        const std::string text = read_small_file(a.api_key_file, 64u << 10, "API key file");
+        a.o.api_key = text.substr(0, text.find('\n'));
         while (!a.o.api_key.empty() && (a.o.api_key.back() == '\r' || a.o.api_key.back() == ' ')) a.o.api_key.pop_back();
         NUANCE_CHECK(!a.o.api_key.empty(), "API key file '", a.api_key_file, "' is empty");
     }

@@ -8,6 +8,8 @@
 #include "commands.h"
 #include "core/error.h"
 #include "dist/comm.h"
+#include "io/json_file.h"
+#include "io/weight_file.h"
 #include "train/lora_train.h"
 #include "train/train_options.h"
 #include "cmd_train_lcm.h"
@@ -105,18 +107,16 @@ Runner add_train(CLI::App& app) {
         if (o->model == "lcm") return run_lcm(*o, *lcm, *c, !arch->empty(), *quiet);
         if (!arch->empty()) {
             std::string text = *arch;
+            std::string name = "--arch";
             if (text.front() != '{') {
                 std::error_code ec;
-                NUANCE_CHECK_CODE(std::filesystem::is_regular_file(text, ec), NotFound, "--arch: '", text,
+                NUANCE_CHECK_CODE(std::filesystem::exists(text, ec), NotFound, "--arch: '", text,
                                   "' is neither JSON nor a readable file");
-                const auto size = std::filesystem::file_size(text, ec);
-                NUANCE_CHECK(!ec && size <= (1u << 20), "--arch: the file '", text, "' is over 1 MiB");
-                std::ifstream f(text);
-                NUANCE_CHECK_CODE(f.good(), NotFound, "--arch: '", text, "' is neither JSON nor a readable file");
-                text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+                name = text;
+                text = read_small_file(text, 1u << 20, "--arch file");  // regular, at most 1 MiB
             }
             try {
-                o->arch = nlohmann::json::parse(text);
+                o->arch = parse_json_text(text, name);  // nested at most kMaxJsonDepth deep
             } catch (const std::exception& e) {
                 fail(ErrorCode::InvalidArgument, "--arch is not valid JSON: ", e.what());
             }

@@ -8,6 +8,38 @@
 
 namespace nuance {
 
+namespace {
+
+// nullopt-free core: the parsed value, or the problem in `error`.
+nlohmann::json parse_bounded(const std::string& text, std::string& error, bool& too_deep) {
+    too_deep = false;
+    const nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json&) {
+        if ((ev == nlohmann::json::parse_event_t::object_start || ev == nlohmann::json::parse_event_t::array_start) &&
+            depth >= kMaxJsonDepth) {
+            too_deep = true;
+            return false;  // discard: keeps the parsed value shallow
+        }
+        return true;
+    };
+    try {
+        return nlohmann::json::parse(text, cb);
+    } catch (const std::exception& e) {
+        error = e.what();
+        return nullptr;
+    }
+}
+
+}  // namespace
+
+nlohmann::json parse_json_bounded(const std::string& text) {
+    std::string error;
+    bool too_deep = false;
+    nlohmann::json j = parse_bounded(text, error, too_deep);
+    NUANCE_CHECK(error.empty(), "not valid JSON (", error, ")");
+    NUANCE_CHECK(!too_deep, "JSON nested deeper than ", kMaxJsonDepth, " levels");
+    return j;
+}
+
 nlohmann::json parse_json_text(const std::string& text, const std::string& name) {
     bool too_deep = false;
     const nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json&) {

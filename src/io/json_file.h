@@ -21,5 +21,8 @@ std::optional<nlohmann::json> read_optional_json_object(const std::string& path)
 
 // Parses JSON text with the same depth limit; `name` is used in messages.
 nlohmann::json parse_json_text(const std::string& text, const std::string& name);
+// The same for callers that name the text themselves (a manifest line): throws "not valid JSON (<detail>)" or
+// "JSON nested deeper than 128 levels".
+nlohmann::json parse_json_bounded(const std::string& text);
 
 }  // namespace nuance

@@ -1,6 +1,9 @@
 // ImageCaptionDataset and the image/caption transforms (see dataset.h).
 #include "train/dataset.h"
 
+#include "io/json_file.h"
+#include "io/weight_file.h"
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -139,18 +142,38 @@ ImageCaptionDataset::ImageCaptionDataset(const std::string& root, const DatasetO
     }
 }
 
+namespace {
+
+// The next line of `in` without its '\n' (false at the end); a line longer than max_bytes is an error naming it.
+bool read_bounded_line(std::istream& in, std::string& line, size_t max_bytes, const std::string& path, int64_t lineno) {
+    line.clear();
+    std::streambuf* sb = in.rdbuf();
+    for (int c = sb->sbumpc(); c != std::char_traits<char>::eof(); c = sb->sbumpc()) {
+        if (c == '\n') return true;
+        NUANCE_CHECK(line.size() < max_bytes, "manifest '", path, "' line ", lineno, " is longer than ", max_bytes,
+                     " bytes");
+        line.push_back((char)c);
+    }
+    return !line.empty();
+}
+
+}  // namespace
+
 void ImageCaptionDataset::read_manifest(const std::string& path) {
+    require_regular_file(path, "manifest");  // a FIFO or /dev/zero would block or never end
     std::ifstream f(path, std::ios::binary);
     NUANCE_CHECK_CODE(f.good(), NotFound, "manifest '", path, "' cannot be opened");
     const fs::path base = fs::path(root_);
     std::string line;
-    for (int64_t lineno = 1; std::getline(f, line); ++lineno) {
+    for (int64_t lineno = 1; read_bounded_line(f, line, kMaxManifestLineBytes, path, lineno); ++lineno) {
         if (trim(line).empty()) continue;
+        NUANCE_CHECK((int64_t)records_.size() < kMaxManifestRows, "manifest '", path, "' has more than ",
+                     kMaxManifestRows, " rows");
         nlohmann::json j;
         try {
-            j = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::exception& e) {
-            fail(ErrorCode::InvalidArgument, "manifest '", path, "' line ", lineno, ": not valid JSON (", e.what(), ")");
+            j = parse_json_bounded(line);
+        } catch (const std::exception& e) {
+            fail(ErrorCode::InvalidArgument, "manifest '", path, "' line ", lineno, ": ", e.what());
         }
         NUANCE_CHECK(j.is_object(), "manifest '", path, "' line ", lineno, ": expected a JSON object");
         NUANCE_CHECK(j.contains("file") && j["file"].is_string() && !j["file"].get<std::string>().empty(),

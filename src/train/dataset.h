@@ -66,6 +66,10 @@ struct CaptionRecord {
     nlohmann::json meta = nlohmann::json::object();
 };
 
+// Manifest bounds: a line of at most 1 MiB (JSON nested at most kMaxJsonDepth deep), at most 100 million rows.
+constexpr size_t kMaxManifestLineBytes = 1u << 20;
+constexpr int64_t kMaxManifestRows = 100'000'000;
+
 class ImageCaptionDataset final : public Dataset {
 public:
     // root: a folder with either a JSONL manifest (one {"file": path relative to root, "caption": text, ...} per line)

@@ -12,6 +12,7 @@
 #include "autograd/nn_layers.h"
 #include "autograd/param_grads.h"
 #include "core/error.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
 #include "train/data_loader.h"
@@ -358,7 +359,7 @@ LoadedClassifier load_emoji_classifier(const std::string& path, const std::vecto
     try {
         const auto it = wf.metadata.find("classes");
         NUANCE_CHECK(it != wf.metadata.end(), "no 'classes' entry");
-        const nlohmann::json j = nlohmann::json::parse(it->second);
+        const nlohmann::json j = parse_json_text(it->second, "classes");
         NUANCE_CHECK(j.is_array(), "'classes' is not a list");
         for (const auto& c : j) {
             NUANCE_CHECK(c.is_string(), "'classes' holds a non-string");

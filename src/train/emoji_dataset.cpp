@@ -11,6 +11,8 @@
 
 #include "core/error.h"
 #include "io/image.h"
+#include "io/json_file.h"
+#include "io/weight_file.h"
 #include "train/dataset.h"
 
 namespace nuance {
@@ -46,13 +48,13 @@ std::string emoji_join_key(const std::string& hexcode) {
 
 namespace {
 
+// A regular file of at most kMaxJsonFileBytes, JSON nested at most kMaxJsonDepth deep; errors name `what` and `path`.
 json read_json(const std::string& path, const char* what) {
-    std::ifstream f(path, std::ios::binary);
-    NUANCE_CHECK_CODE(f.good(), NotFound, what, " '", path, "' cannot be opened");
+    const std::string text = read_small_file(path, kMaxJsonFileBytes, what);
     try {
-        return json::parse(f);
-    } catch (const json::exception& e) {
-        fail(ErrorCode::InvalidArgument, what, " '", path, "': not valid JSON (", e.what(), ")");
+        return parse_json_text(text, path);
+    } catch (const std::exception& e) {
+        fail(ErrorCode::InvalidArgument, what, ": ", e.what());
     }
 }
 

@@ -67,7 +67,11 @@ TEST(ServeCli, UsageErrors) {
     EXPECT_EQ(r.code, 2) << r.out;
     r = run_cli("serve --models-dir " + models_dir().string() + " --port 0 --api-key-file /nonexistent/key");
     EXPECT_EQ(r.code, 1) << r.out;
-    EXPECT_THAT(r.out, HasSubstr("cannot read API key file"));
+    EXPECT_THAT(r.out, HasSubstr("API key file '/nonexistent/key' does not exist"));
+    // a FIFO, a device or a huge file is refused before reading (never blocks, never reads without end)
+    r = run_cli("serve --models-dir " + models_dir().string() + " --port 0 --api-key-file /dev/zero");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("API key file '/dev/zero' is not a regular file (it is a character device)"));
     r = run_cli("serve --help");
     EXPECT_EQ(r.code, 0);
     EXPECT_THAT(r.out, HasSubstr("--models-dir"));

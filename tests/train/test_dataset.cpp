@@ -340,7 +340,15 @@ TEST(ImageCaptionDatasetErrors, ManifestProblemsNameTheLine) {
                 HasSubstr("line 1: 'keywords' must be an array of strings"));
     DatasetOptions o;
     o.manifest = d / "nope.jsonl";
-    EXPECT_THAT(error_of([&] { ImageCaptionDataset ds(d.path().string(), o); }), HasSubstr("nope.jsonl' cannot be opened"));
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset ds(d.path().string(), o); }), HasSubstr("manifest '" + (d / "nope.jsonl") + "' does not exist"));
+    // Hostile manifests: a device (would never end), a line over 1 MiB, JSON nested past the depth bound.
+    o.manifest = "/dev/zero";
+    EXPECT_THAT(error_of([&] { ImageCaptionDataset ds(d.path().string(), o); }),
+                HasSubstr("manifest '/dev/zero' is not a regular file (it is a character device)"));
+    EXPECT_THAT(err(good + std::string((1u << 20) + 10, ' ') + "\n"), HasSubstr("line 2 is longer than 1048576 bytes"));
+    EXPECT_THAT(err(good + std::string(100000, '[') + std::string(100000, ']') + "\n"),
+                HasSubstr("line 2: JSON nested deeper than 128 levels"));
+    EXPECT_EQ(err(good.substr(0, good.size() - 1)), "(no error)");  // the last line without its newline
 }
 
 TEST(ImageCaptionDatasetErrors, BadOptionsAndTooSmallImages) {

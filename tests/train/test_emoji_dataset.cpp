@@ -163,7 +163,12 @@ TEST(EmojiDatasetErrors, MissingSheetBadJsonOutsideCellsHostileNames) {
     {
         EmojiFixture fx;
         test::write_text(fx.dir / "emoji.json", "[{\"unified\": ");
-        EXPECT_THAT(error_of([&] { prepare_emoji_dataset(fx.opt); }), HasSubstr("emoji.json': not valid JSON"));
+        EXPECT_THAT(error_of([&] { prepare_emoji_dataset(fx.opt); }), HasSubstr("emoji.json' is not valid JSON"));
+    }
+    {
+        EmojiFixture fx;  // nested past the depth bound: refused, not a stack overflow
+        test::write_text(fx.dir / "emoji.json", std::string(200000, '[') + std::string(200000, ']'));
+        EXPECT_THAT(error_of([&] { prepare_emoji_dataset(fx.opt); }), HasSubstr("nests JSON deeper than 128 levels"));
     }
     {
         EmojiFixture fx;
@@ -217,7 +222,7 @@ TEST(EmojiDataset, PrepareEmojiCommand) {
     auto [rc3, out3] = run_cli("prepare-emoji --emoji-json /nonexistent.json --sheets-dir " + fx.opt.sheets_dir +
                                " --emojibase " + fx.opt.emojibase_json + " -o " + fx.opt.output_dir + " --size 2");
     EXPECT_EQ(rc3, 1) << out3;
-    EXPECT_THAT(out3, HasSubstr("emoji.json '/nonexistent.json' cannot be opened"));
+    EXPECT_THAT(out3, HasSubstr("emoji.json '/nonexistent.json' does not exist"));
 }
 
 }  // namespace
