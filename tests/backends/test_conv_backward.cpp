@@ -20,6 +20,12 @@ struct Geom {
     int64_t N, C, H, W, O, k, G;
     Conv2dParams p;
 };
+// gtest prints the case as "x [2, 32, 8, 8] -> 64 ch, 3x3, groups 1, stride 1, pad 1/1/1/1, dilation 1" (not bytes).
+void PrintTo(const Geom& g, std::ostream* os) {
+    *os << "x [" << g.N << ", " << g.C << ", " << g.H << ", " << g.W << "] -> " << g.O << " ch, " << g.k << "x" << g.k
+        << ", groups " << g.p.groups << ", stride " << g.p.stride << ", pad " << g.p.padding[0] << "/" << g.p.padding[1]
+        << "/" << g.p.padding[2] << "/" << g.p.padding[3] << ", dilation " << g.p.dilation;
+}
 
 // Float64 reference of dx, dw, db for y = conv(x, w) + b, gradient g.
 void reference(const Geom& c, const Tensor& x, const Tensor& w, const Tensor& g, std::vector<double>& dx,

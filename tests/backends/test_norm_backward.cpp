@@ -71,6 +71,11 @@ struct Case {
     int64_t groups;
     bool silu, affine;
 };
+void PrintTo(const Case& c, std::ostream* os) {  // gtest's description of the case, not its bytes
+    *os << "x [";
+    for (size_t i = 0; i < c.shape.size(); ++i) *os << (i ? ", " : "") << c.shape[i];
+    *os << "], " << c.groups << " groups" << (c.silu ? ", +SiLU" : "") << (c.affine ? ", affine" : "");
+}
 
 class GroupNormBackward : public ::testing::TestWithParam<Case> {};
 
