@@ -115,12 +115,13 @@ typedef struct nuance_model_params {
     void* log_user;
     nuance_log_level log_level;
     const char* precision;   /* NULL or "auto": bf16 where the CPU has native bf16, else fp32; "fp32" | "bf16" */
-    /* Text encoders kept in their own files (SD3, Flux; the CLI's --clip-l --clip-g --t5xxl); NULL: none.
-     * A family that cannot use one fails the load, naming it. */
+    /* Text encoders kept in their own files (SD1/SDXL UNet-only files, SD3, Flux; the CLI's --clip-l --clip-g
+     * --t5xxl, and clip_h_path below); NULL: none. A family that cannot use one fails the load, naming it. */
     const char* clip_l_path;
     const char* clip_g_path;
     const char* t5xxl_path;
     const char* family;      /* NULL: detect from the file; else a family name ("sd1", "sdxl" ...) to load as */
+    const char* clip_h_path; /* SD2's OpenCLIP ViT-H text encoder for its UNet-only files (the CLI's --clip-h) */
 } nuance_model_params;
 
 NUANCE_API void nuance_model_params_init(nuance_model_params* p);

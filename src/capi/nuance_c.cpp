@@ -258,6 +258,7 @@ nuance_status nuance_model_load(const char* path, const nuance_model_params* par
         lo.logger = &log;
         if (mp.clip_l_path) lo.clip_l = mp.clip_l_path;
         if (mp.clip_g_path) lo.clip_g = mp.clip_g_path;
+        if (mp.clip_h_path) lo.clip_h = mp.clip_h_path;
         if (mp.t5xxl_path) lo.t5xxl = mp.t5xxl_path;
         if (mp.family) lo.family = mp.family;
         std::shared_ptr<const DiffusionModel> m = load_model(path, lo);

@@ -17,6 +17,7 @@
 #include "models/random_model.h"
 #include "models/sd/sd_split_files.h"
 #include "models/sd/stable_diffusion.h"
+#include "nuance.h"
 #include "pipelines/generate.h"
 
 using namespace nuance;
@@ -196,6 +197,21 @@ TEST(SdSplitFiles, Sd2UNetOnlyFileWithClipHAndVae) {
     }
     o.clip_h = open_clip;
     EXPECT_LT(mean_abs_diff(image(*load_model(gguf, o)), want), 4.0);  // the ComfyUI-GGUF UNet's Q8_0 blocks
+    {  // the C API's clip_h_path
+        nuance_model_params mp;
+        nuance_model_params_init(&mp);
+        EXPECT_EQ(mp.clip_h_path, nullptr);
+        mp.family = "sd2";
+        mp.vae_path = vae.c_str();
+        mp.clip_h_path = open_clip.c_str();
+        nuance_model* cm = nullptr;
+        ASSERT_EQ(nuance_model_load(unet.c_str(), &mp, &cm), NUANCE_OK) << nuance_last_error();
+        EXPECT_STREQ(nuance_model_family(cm), "sd2");
+        nuance_model_free(cm);
+        mp.clip_h_path = nullptr;
+        EXPECT_EQ(nuance_model_load(unet.c_str(), &mp, &cm), NUANCE_ERR_INVALID_ARGUMENT);
+        EXPECT_THAT(std::string(nuance_last_error()), HasSubstr("pass one with --clip-h"));
+    }
     // What is missing or misplaced is named with the flag that takes it.
     o.clip_h.clear();
     EXPECT_EQ(test::error_of([&] { load_model(unet, o); }),
