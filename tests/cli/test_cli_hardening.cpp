@@ -313,7 +313,9 @@ TEST_F(CliHardening, TrainOptionsAreValidated) {
          "VAE arch: 'layers_per_block' must be an integer in 1..16, got 100000"},
         {"--arch '{\"vae\": {\"block_out_channels\": [64, 1000000]}}'", "has a bad entry 1000000 (integers in 1..4096)"},
         {"--arch '{\"vae\": {\"mid_block_attention\": 3}}'", "VAE arch: 'mid_block_attention' must be true or false"},
-        {"--arch " + path(""), "--arch: '" + path("") + "' is neither JSON nor a readable file"},
+        {"--arch " + path(""), "--arch file '" + path("") + "' is a directory, expected a file"},
+        {"--arch /nonexistent/arch.json", "--arch: '/nonexistent/arch.json' is neither JSON nor a readable file"},
+        {"--arch /dev/zero", "--arch file '/dev/zero' is not a regular file (it is a character device)"},
     };
     for (const auto& [flags, msg] : cases) {
         const CliRun r = run_cli(base + flags);
