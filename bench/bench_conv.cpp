@@ -1,7 +1,8 @@
 // 3x3 convolutions (stride 1, padding 1, with bias) at Stable Diffusion 1.5 shapes: the UNet at 512x512 with CFG
 // (batch 2, latent 64x64) and the VAE decoder (batch 1) at its two most expensive levels.
 // Shape letters: N batch, C in channels, O out channels, H/W spatial.
-// Each case runs with an F32 weight and with a BF16 weight (x stays F32, the result is F32).
+// Each case runs with an F32 weight and with a BF16 weight (x stays F32, the result is F32); x is channels-last, as
+// the models run (F32: Winograd F(4x4, 3x3), NUANCE_CONV_WINOGRAD=0 for oneDNN's direct kernel).
 #include <string>
 
 #include "bench_util.h"
@@ -25,7 +26,7 @@ constexpr ConvCase kConvCases[] = {
 };
 
 void bm_conv3x3(benchmark::State& state, ConvCase c, DType wtype) {
-    const Tensor x = randn({c.N, c.C, c.H, c.W}, 1);
+    const Tensor x = randn({c.N, c.C, c.H, c.W}, 1).channels_last();
     const Tensor w = randn({c.O, c.C, 3, 3}, 2).to(wtype);
     const Tensor b = randn({c.O}, 3);
     const Conv2dParams p = Conv2dParams::same(1);

@@ -1,0 +1,35 @@
+// Winograd F(4x4, 3x3) convolution, fp32, channels-last (Lavin & Gray 2016, "Fast Algorithms for Convolutional
+// Neural Networks"): each 6x6 input tile and each 3x3 kernel are transformed so that a 4x4 block of outputs costs 36
+// multiplies per (input, output) channel pair instead of 144. The products become 36 independent matrix products
+// [tiles x C] x [C x K], run by oneDNN's matmul; the transforms are AVX2 loops across channels.
+//
+//   input transform   V[e][p][c] = (B^T d_p B)[e]          d_p: the 6x6 input tile of tile p (zeros outside)
+//   weight transform  U[e][c][k] = (G g_kc G^T)[e]         per call (U is 4x the weight: not kept)
+//   products          M[e] = V[e] U[e]                     36 matmuls, tiles in chunks (bounded scratch)
+//   output transform  y_p[k] = A^T M_p[k] A + bias[k]      the 4x4 outputs of tile p, clipped at the edges
+//
+// Used by CpuBackend::conv2d for fp32 3x3 convolutions with stride 1, dilation 1, groups 1 on channels-last inputs
+// (any padding) of at least 64 tiles (e.g. 32x32 outputs, or 16x16 with batch 4): below that the per-call kernel
+// transform costs more than the products save. NUANCE_CONV_WINOGRAD=0 turns it off (oneDNN's direct kernels then
+// run every convolution).
+// Accuracy: the transforms' constants (up to 8 and 1/24) cost a few bits: outputs agree with a float64 convolution
+// to ~1e-6 of the output's scale (tests/backends/test_winograd.cpp), against ~1e-7 for the direct kernels.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "ops/conv.h"
+
+namespace nuance::cpu {
+
+// Whether conv2d takes the Winograd path for this convolution: fp32, 3x3, stride 1, dilation 1, groups 1,
+// channels-last input, at least 8 input and output channels, at least 64 4x4 output tiles, and not turned off.
+bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool fp32);
+bool winograd_enabled();  // NUANCE_CONV_WINOGRAD unset or not "0"
+
+// y = conv2d(x, w, b, p) for x [N, C, H, W] channels-last F32, w [K, C, 3, 3] (any float dtype), b [K] F32 or
+// undefined; returns [N, K, Ho, Wo] channels-last F32. chunk_tiles > 0 caps the tiles of one product (tests: many
+// chunks on small inputs); 0 sizes the chunks to a 12 MB scratch.
+Tensor winograd_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, int64_t chunk_tiles = 0);
+
+}  // namespace nuance::cpu

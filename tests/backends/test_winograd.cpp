@@ -1,0 +1,145 @@
+// Winograd F(4x4, 3x3) convolutions (backends/cpu/winograd.h) against a float64 direct convolution: edge tiles,
+// channel tails (C, K not multiples of 8), every padding, chunked products, bias, f16/bf16 weights; and conv2d
+// choosing it only where it applies.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backends/cpu/winograd.h"
+#include "core/rng.h"
+#include "ops/conv.h"
+
+namespace nuance {
+namespace {
+
+Tensor randn(const Shape& s, uint64_t seed) { return make_rng(RngKind::Cpu, seed)->randn(s).contiguous(); }
+
+// y[n][k][oy][ox] = b[k] + sum_c,i,j x[n][c][oy - pt + i][ox - pl + j] w[k][c][i][j] in float64.
+std::vector<double> reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, int64_t Ho,
+                              int64_t Wo) {
+    const Tensor xc = x.contiguous(), wc = w.contiguous();
+    const float* xd = xc.data<float>();
+    const float* wd = wc.data<float>();
+    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w.size(0);
+    std::vector<double> y((size_t)(N * K * Ho * Wo));
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t oy = 0; oy < Ho; ++oy)
+                for (int64_t ox = 0; ox < Wo; ++ox) {
+                    double s = b.defined() ? (double)b.data<float>()[k] : 0.0;
+                    for (int64_t c = 0; c < C; ++c)
+                        for (int64_t i = 0; i < 3; ++i)
+                            for (int64_t j = 0; j < 3; ++j) {
+                                const int64_t iy = oy - p.padding[0] + i, ix = ox - p.padding[1] + j;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                s += (double)xd[((n * C + c) * H + iy) * W + ix] * (double)wd[((k * C + c) * 3 + i) * 3 + j];
+                            }
+                    y[(size_t)(((n * K + k) * Ho + oy) * Wo + ox)] = s;
+                }
+    return y;
+}
+
+// max |got - ref| / max |ref|
+double rel_err(const Tensor& got, const std::vector<double>& ref) {
+    const Tensor g = got.contiguous();
+    const float* gd = g.data<float>();
+    EXPECT_EQ((size_t)g.numel(), ref.size());
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < ref.size() && i < (size_t)g.numel(); ++i) {
+        err = std::max(err, std::abs((double)gd[i] - ref[i]));
+        scale = std::max(scale, std::abs(ref[i]));
+    }
+    return err / scale;
+}
+
+struct Case {
+    int64_t N, C, H, W, K;
+    std::array<int64_t, 4> pad;  // top, left, bottom, right
+    bool bias;
+};
+
+void PrintTo(const Case& c, std::ostream* os) {
+    *os << "x [" << c.N << ", " << c.C << ", " << c.H << ", " << c.W << "] -> " << c.K << " ch, pad " << c.pad[0] << "/"
+        << c.pad[1] << "/" << c.pad[2] << "/" << c.pad[3] << (c.bias ? ", bias" : "");
+}
+
+class Winograd : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Winograd, MatchesFloat64InOneChunkAndInMany) {
+    const Case c = GetParam();
+    Conv2dParams p;
+    p.padding = c.pad;
+    const Tensor x = randn({c.N, c.C, c.H, c.W}, 1).channels_last();
+    const Tensor w = randn({c.K, c.C, 3, 3}, 2);
+    const Tensor b = c.bias ? randn({c.K}, 3) : Tensor();
+    const int64_t Ho = c.H + c.pad[0] + c.pad[2] - 2, Wo = c.W + c.pad[1] + c.pad[3] - 2;
+    const std::vector<double> ref = reference(x, w, b, p, Ho, Wo);
+    const int64_t tiles = c.N * ((Ho + 3) / 4) * ((Wo + 3) / 4);
+    EXPECT_EQ(cpu::winograd_applies(x, w, p, true), tiles >= 64) << tiles << " tiles";
+    const Tensor y = cpu::winograd_conv2d(x, w, b, p);
+    ASSERT_EQ(y.shape(), (Shape{c.N, c.K, Ho, Wo}));
+    EXPECT_TRUE(y.is_channels_last());
+    // F(4, 3)'s transforms cost a few bits, growing with the sum's length: 2-5e-6 of the output's scale at 8-64
+    // channels (oneDNN's direct kernel: under 1e-6); a wrong transform or edge is off by O(1).
+    const double e = rel_err(y, ref);
+    EXPECT_LT(e, 1e-5 * std::sqrt((double)std::max<int64_t>(c.C, 8) / 8.0)) << "one chunk";
+    // Chunks of 3 tiles (the last one short): the same numbers, bit for bit.
+    const Tensor y3 = cpu::winograd_conv2d(x, w, b, p, 3);
+    EXPECT_EQ(y3.contiguous().to_vector(), y.contiguous().to_vector());
+    // conv2d takes this path for the channels-last fp32 input of 64 tiles or more; the plain NCHW input (and smaller
+    // ones) run oneDNN's direct kernel.
+    if (tiles >= 64) EXPECT_EQ(conv2d(x, w, b, p, Precision::FP32).contiguous().to_vector(), y.contiguous().to_vector());
+    // F16 / BF16 weights: the same as their f32 widening.
+    for (DType t : {DType::F16, DType::BF16}) {
+        const Tensor wt = w.to(t);
+        EXPECT_EQ(cpu::winograd_conv2d(x, wt, b, p).contiguous().to_vector(),
+                  cpu::winograd_conv2d(x, wt.f32(), b, p).contiguous().to_vector()) << dtype_name(t);
+    }
+    EXPECT_LT(rel_err(conv2d(x.contiguous(), w, b, p, Precision::FP32), ref), 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Winograd,
+                         ::testing::Values(Case{2, 16, 13, 13, 24, {1, 1, 1, 1}, true},    // edge tiles (13 = 3x4 + 1)
+                                           Case{4, 16, 17, 15, 8, {1, 1, 1, 1}, true},     // 80 tiles: conv2d's path
+                                           Case{1, 12, 9, 7, 10, {1, 1, 1, 1}, true},      // channel tails
+                                           Case{1, 8, 6, 6, 8, {0, 0, 0, 0}, false},        // valid: one 4x4 tile
+                                           Case{3, 9, 11, 10, 17, {0, 1, 1, 0}, true},      // asymmetric padding
+                                           Case{1, 32, 16, 16, 40, {2, 2, 2, 2}, false},    // wider padding
+                                           Case{2, 64, 8, 8, 64, {1, 1, 1, 1}, true},       // SD-like level
+                                           Case{1, 24, 32, 32, 16, {1, 1, 1, 1}, true}),    // 64 tiles
+                         [](const auto& info) { return "case" + std::to_string(info.index); });
+
+TEST(WinogradChoice, OnlyFp32Stride1Dilation1Groups1ChannelsLast3x3) {
+    const Tensor x = randn({1, 16, 32, 32}, 4).channels_last();
+    const Tensor w = randn({16, 16, 3, 3}, 5);
+    Conv2dParams p = Conv2dParams::same(1);
+    EXPECT_TRUE(cpu::winograd_applies(x, w, p, true));
+    EXPECT_FALSE(cpu::winograd_applies(x, w, p, false));               // bf16 compute
+    EXPECT_FALSE(cpu::winograd_applies(x.contiguous(), w, p, true));   // NCHW
+    EXPECT_FALSE(cpu::winograd_applies(x, randn({16, 16, 1, 1}, 6), Conv2dParams{}, true));  // 1x1
+    EXPECT_FALSE(cpu::winograd_applies(x, w, Conv2dParams::same(1, 2), true));               // stride 2
+    Conv2dParams d = Conv2dParams::same(2);
+    d.dilation = 2;
+    EXPECT_FALSE(cpu::winograd_applies(x, w, d, true));
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 4, 32, 32}, 7).channels_last(), randn({16, 4, 3, 3}, 8), p, true));
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 16, 2, 2}, 9).channels_last(), w, p, true));  // output under 4x4
+    EXPECT_FALSE(cpu::winograd_applies(randn({3, 16, 16, 16}, 9).channels_last(), w, p, true));  // 48 tiles
+    EXPECT_TRUE(cpu::winograd_applies(randn({4, 16, 16, 16}, 9).channels_last(), w, p, true));   // 64 tiles
+}
+
+// The kernels are transformed on every call (nothing kept): a weight edited in place takes effect at once.
+TEST(WinogradChoice, WeightsEditedInPlaceTakeEffect) {
+    const Tensor x = randn({1, 16, 12, 12}, 10).channels_last();
+    Tensor w = randn({16, 16, 3, 3}, 11);
+    const Conv2dParams p = Conv2dParams::same(1);
+    const std::vector<float> y1 = cpu::winograd_conv2d(x, w, Tensor(), p).contiguous().to_vector();
+    float* wd = w.data<float>();
+    for (int64_t i = 0; i < w.numel(); ++i) wd[i] *= 2.0f;
+    const std::vector<float> y2 = cpu::winograd_conv2d(x, w, Tensor(), p).contiguous().to_vector();
+    for (size_t i = 0; i < y1.size(); ++i) EXPECT_EQ(y2[i], 2.0f * y1[i]) << i;  // powers of 2 commute with rounding
+}
+
+}  // namespace
+}  // namespace nuance
