@@ -10,7 +10,7 @@ namespace nuance {
 
 namespace {
 
-// nullopt-free core: the parsed value, or the problem in `error`.
+// The parsed value, or the problem in `error` (and a too deep value discarded, with `too_deep` set).
 nlohmann::json parse_bounded(const std::string& text, std::string& error, bool& too_deep) {
     too_deep = false;
     const nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json&) {
@@ -41,21 +41,10 @@ nlohmann::json parse_json_bounded(const std::string& text) {
 }
 
 nlohmann::json parse_json_text(const std::string& text, const std::string& name) {
+    std::string error;
     bool too_deep = false;
-    const nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json&) {
-        if ((ev == nlohmann::json::parse_event_t::object_start || ev == nlohmann::json::parse_event_t::array_start) &&
-            depth >= kMaxJsonDepth) {
-            too_deep = true;
-            return false;  // discard: keeps the parsed value shallow
-        }
-        return true;
-    };
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text, cb);
-    } catch (const std::exception& e) {
-        fail(ErrorCode::InvalidArgument, "'", name, "' is not valid JSON (", e.what(), ")");
-    }
+    nlohmann::json j = parse_bounded(text, error, too_deep);
+    NUANCE_CHECK(error.empty(), "'", name, "' is not valid JSON (", error, ")");
     NUANCE_CHECK(!too_deep, "'", name, "' nests JSON deeper than ", kMaxJsonDepth, " levels");
     return j;
 }
