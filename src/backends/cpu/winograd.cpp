@@ -126,7 +126,7 @@ void input_transform(const Geometry& g, const float* x, float* V, int64_t p0, in
                 const int64_t iy = iy0 + i;
                 for (int j = 0; j < 6; ++j) {
                     const int64_t ix = ix0 + j;
-                    if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W || live <= 0) {
+                    if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) {
                         d[i][j] = _mm256_setzero_ps();
                     } else {
                         const float* src = xn + (iy * g.W + ix) * g.C + c;
