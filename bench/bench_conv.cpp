@@ -37,7 +37,46 @@ void bm_conv3x3(benchmark::State& state, ConvCase c, DType wtype) {
     report_flops(state, 2.0 * (double)c.N * (double)c.O * (double)c.H * (double)c.W * (double)c.C * 9.0);
 }
 
+// pytorch-fid's FID Inception v3 at 299x299, batch 16 (nuance eval fid's default batch): its costliest convolutions
+// (1x1, the factorised 1x7 / 7x1 pairs, the few-channel stem, 5x5), F32 only (the FID path runs fp32).
+struct InceptionCase {
+    const char* name;
+    int64_t N, C, O, H, W, kh, kw, stride, ph, pw;
+};
+
+constexpr InceptionCase kInceptionCases[] = {
+    {"stem_2a_32to32_149_k3", 16, 32, 32, 149, 149, 3, 3, 1, 0, 0},
+    {"stem_2b_32to64_147_k3p1", 16, 32, 64, 147, 147, 3, 3, 1, 1, 1},
+    {"stem_3b_64to80_73_k1", 16, 64, 80, 73, 73, 1, 1, 1, 0, 0},
+    {"stem_4a_80to192_73_k3", 16, 80, 192, 73, 73, 3, 3, 1, 0, 0},
+    {"mixed5_48to64_35_k5p2", 16, 48, 64, 35, 35, 5, 5, 1, 2, 2},
+    {"mixed5_288to64_35_k1", 16, 288, 64, 35, 35, 1, 1, 1, 0, 0},
+    {"mixed6_768to192_17_k1", 16, 768, 192, 17, 17, 1, 1, 1, 0, 0},
+    {"mixed6_192to192_17_k1x7", 16, 192, 192, 17, 17, 1, 7, 1, 0, 3},
+    {"mixed6_192to192_17_k7x1", 16, 192, 192, 17, 17, 7, 1, 1, 3, 0},
+    {"mixed6a_288to384_35_k3s2", 16, 288, 384, 35, 35, 3, 3, 2, 0, 0},
+    {"mixed7_2048to448_8_k1", 16, 2048, 448, 8, 8, 1, 1, 1, 0, 0},
+    {"mixed7_384to384_8_k1x3", 16, 384, 384, 8, 8, 1, 3, 1, 0, 1},
+};
+
+void bm_conv_inception(benchmark::State& state, InceptionCase c) {
+    const Tensor x = randn({c.N, c.C, c.H, c.W}, 1).channels_last();
+    const Tensor w = randn({c.O, c.C, c.kh, c.kw}, 2);
+    const Tensor b = randn({c.O}, 3);
+    Conv2dParams p;
+    p.stride = c.stride;
+    p.padding = {c.ph, c.pw, c.ph, c.pw};
+    const int64_t Ho = (c.H + 2 * c.ph - c.kh) / c.stride + 1, Wo = (c.W + 2 * c.pw - c.kw) / c.stride + 1;
+    for (auto _ : state) {
+        Tensor y = conv2d(x, w, b, p);
+        benchmark::DoNotOptimize(y);
+    }
+    report_flops(state, 2.0 * (double)c.N * (double)c.O * (double)Ho * (double)Wo * (double)c.C * (double)(c.kh * c.kw));
+}
+
 const int kRegistered = [] {
+    for (const InceptionCase& c : kInceptionCases)
+        add(std::string("conv_inception/") + c.name + "/f32", [c](benchmark::State& s) { bm_conv_inception(s, c); });
     for (const ConvCase& c : kConvCases)
         for (DType t : {DType::F32, DType::BF16})
             add(std::string("conv3x3/") + c.name + "/" + dtype_tag(t),

@@ -22,6 +22,7 @@ constexpr LinearCase kLinearCases[] = {
     {"geglu_proj_8192x320x2560", 8192, 320, 2560, true},  // ff.net.0.proj: GEGLU's value and gate halves
     {"ff_out_8192x1280x320", 8192, 1280, 320, true},      // ff.net.2
     {"cross_kv_154x768x320", 154, 768, 320, false},       // attn2.to_k / to_v on the CLIP context, 2 x 77 tokens
+    {"inception_1x1_4624x768x192", 4624, 768, 192, true},  // FID Inception Mixed_6's 1x1 convolutions, batch 16
 };
 
 void bm_linear(benchmark::State& state, LinearCase c, DType wtype) {

@@ -458,6 +458,80 @@ void dequantize_row_vector(GgmlType t, const void* src, float* dst, int64_t n) {
 
 void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) { dequantize_row_vector(t, src, dst, n); }
 
+bool has_int8_blocks(GgmlType t) {
+    switch (t) {
+        case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q4_1: case GgmlType::Q5_1:
+        case GgmlType::Q4_K: case GgmlType::Q5_K: return true;
+        default: return false;
+    }
+}
+
+int int8_block_zero(GgmlType t) {
+    switch (t) {
+        case GgmlType::Q8_0: return 128;
+        case GgmlType::Q4_0: return 8;
+        case GgmlType::Q5_0: return 16;
+        default: return 0;
+    }
+}
+
+void int8_block(GgmlType t, const uint8_t* row, int64_t b, uint8_t u[32], float* d, float* m) {
+    *m = 0.0f;
+    switch (t) {
+        case GgmlType::Q8_0: {
+            const uint8_t* x = row + b * 34;
+            *d = h2f(x);
+            for (int j = 0; j < 32; ++j) u[j] = (uint8_t)(x[2 + j] ^ 0x80);
+            return;
+        }
+        case GgmlType::Q4_0: case GgmlType::Q4_1: {
+            const bool min = t == GgmlType::Q4_1;
+            const uint8_t* x = row + b * (min ? 20 : 18);
+            *d = h2f(x);
+            if (min) *m = h2f(x + 2);
+            const uint8_t* qs = x + (min ? 4 : 2);
+            for (int j = 0; j < 16; ++j) {
+                u[j] = qs[j] & 0x0F;
+                u[j + 16] = qs[j] >> 4;
+            }
+            return;
+        }
+        case GgmlType::Q5_0: case GgmlType::Q5_1: {
+            const bool min = t == GgmlType::Q5_1;
+            const uint8_t* x = row + b * (min ? 24 : 22);
+            *d = h2f(x);
+            if (min) *m = h2f(x + 2);
+            uint32_t qh;
+            std::memcpy(&qh, x + (min ? 4 : 2), 4);
+            const uint8_t* qs = x + (min ? 8 : 6);
+            for (int j = 0; j < 16; ++j) {
+                u[j] = (uint8_t)((qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10));
+                u[j + 16] = (uint8_t)((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
+            }
+            return;
+        }
+        case GgmlType::Q4_K: case GgmlType::Q5_K: {
+            const bool five = t == GgmlType::Q5_K;
+            const uint8_t* x = row + (b / 8) * (five ? 176 : 144);
+            const int sub = (int)(b % 8), pair = sub / 2;  // 64 values per pair of sub-blocks: low nibbles, then high
+            uint8_t sc, mn;
+            scale_min_k4(sub, x + 4, &sc, &mn);
+            *d = h2f(x) * sc;
+            *m = -(h2f(x + 2) * mn);
+            const uint8_t* q = x + (five ? 48 : 16) + pair * 32;
+            const int shift = sub % 2 ? 4 : 0;
+            const uint8_t hbit = (uint8_t)(1u << sub);  // Q5_K: bit `sub` of qh[l] is the fifth bit
+            for (int l = 0; l < 32; ++l) {
+                u[l] = (uint8_t)((q[l] >> shift) & 0x0F);
+                if (five && (x[16 + l] & hbit)) u[l] = (uint8_t)(u[l] + 16);
+            }
+            return;
+        }
+        default:
+            NUANCE_CHECK(false, "int8_block: type ", ggml_type_info(t).name, " has no integer block form");
+    }
+}
+
 Tensor CpuBackend::dequantize(GgmlType type, const Tensor& packed, const Shape& shape) {
     return dequantize_on_host(type, packed, shape);
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,8 +33,14 @@ constexpr int64_t kQ8Bytes = 34;  // block_q8_0: f16 d, int8 qs[32]
 // ---- activations quantized to Q8_0 blocks: xq [M, K] int8, xd [M, KB] f32 (ggml's quantize_row_q8_0, with the
 // rounding of the conversion instruction: nearest, ties to even)
 struct QuantizedRows {
-    std::vector<int8_t> q;
-    std::vector<float> d;
+    std::unique_ptr<int8_t[]> q;   // [M, K] (not zero-filled: every value is written)
+    std::unique_ptr<float[]> d;    // [M, KB]
+    std::unique_ptr<int32_t[]> s;  // [M, KB]: the sum of each block's 32 quants (the VNNI kernel's offset correction)
+    void allocate(int64_t M, int64_t K) {
+        q.reset(new int8_t[(size_t)(M * K)]);
+        d.reset(new float[(size_t)(M * (K / QK))]);
+        s.reset(new int32_t[(size_t)(M * (K / QK))]);
+    }
 };
 
 void quantize_block(const float* x, int8_t* q, float* d) {
@@ -44,14 +51,32 @@ void quantize_block(const float* x, int8_t* q, float* d) {
     *d = s;
 }
 
+#define NUANCE_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+// quantize_block on AVX-512 for one block of 32 f32 values, the same arithmetic (amax / 127, x * (1 / d) rounded by
+// the conversion instruction: nearest, ties to even), plus the block's quant sum.
+NUANCE_VNNI_TARGET int32_t quantize_block_avx512(const float* x, int8_t* q, float* d) {
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    const float s = amax / 127.0f, id = s != 0.0f ? 1.0f / s : 0.0f;
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid)), qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(qa));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(qb));
+    *d = s;
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+}
+
+bool has_avx512_vnni();
+
 QuantizedRows quantize_rows(const Tensor& x, int64_t M, int64_t K) {
     QuantizedRows r;
     const int64_t KB = K / QK;
-    r.q.resize((size_t)(M * K));
-    r.d.resize((size_t)(M * KB));
+    r.allocate(M, K);
     const bool bf16 = x.dtype() == DType::BF16;
     const float* xf = bf16 ? nullptr : x.data<float>();
     const uint16_t* xb = bf16 ? x.data<uint16_t>() : nullptr;
+    const bool vec = has_avx512_vnni();
 #pragma omp parallel for schedule(static) if (M * K > (1 << 15))
     for (int64_t m = 0; m < M; ++m) {
         float tmp[QK];
@@ -59,7 +84,16 @@ QuantizedRows quantize_rows(const Tensor& x, int64_t M, int64_t K) {
             const float* src = xf ? xf + m * K + b * QK : tmp;
             if (xb)
                 for (int64_t i = 0; i < QK; ++i) tmp[i] = bf16_to_f32(xb[m * K + b * QK + i]);
-            quantize_block(src, &r.q[(size_t)(m * K + b * QK)], &r.d[(size_t)(m * KB + b)]);
+            int8_t* q = &r.q[(size_t)(m * K + b * QK)];
+            float* d = &r.d[(size_t)(m * KB + b)];
+            if (vec) {
+                r.s[(size_t)(m * KB + b)] = quantize_block_avx512(src, q, d);
+                continue;
+            }
+            quantize_block(src, q, d);
+            int32_t sum = 0;
+            for (int64_t i = 0; i < QK; ++i) sum += q[i];
+            r.s[(size_t)(m * KB + b)] = sum;
         }
     }
     return r;
@@ -104,95 +138,149 @@ void w8a8_portable(const QuantizedRows& xq, int64_t M, const QuantizedWeightView
         }
 }
 
-// ---- W8A8, AVX-512 VNNI: an MR x NR tile of dot products, two blocks (64 int8) per step. Each 512-bit product
-// holds block b in lanes 0..7 and block b+1 in lanes 8..15; lanes are scaled by their block's d_x * d_w in f32 and
-// summed at the end.
-#define NUANCE_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+// ---- W8A8, AVX-512 VNNI, outer-product form. The weight is repacked per call into tiles of 32 output columns:
+// for each 32-block of K and each group of 4 k, two 64-byte vectors hold w[n][k..k+3] + 128 (unsigned) for 16
+// columns each (vpdpbusd's u8 operand), with the tile's f32 scales d_w per block beside them. One x row's 4 int8
+// of a group are broadcast (the s8 operand), so each vpdpbusd adds 64 products into 16 columns' int32 sums. A block's
+// sum starts at -128 * (sum of x's 32 quants), which removes the +128 of the weights exactly; at the block's end it is
+// converted to f32 and added as acc += (int32 sum) * (d_x * d_w), the same per-block products as the portable loop.
 
-template <int MR, int NR>
-NUANCE_VNNI_TARGET void vnni_tile(const int8_t* xq, const float* xd, int64_t K, int64_t KB, const uint8_t* w,
-                                  int64_t row_bytes, const float* wd, float* out) {
-    __m512 acc[MR][NR];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
-    const __m512i zero = _mm512_setzero_si512();
-    int64_t b = 0;
-    for (; b < KB; b += 2) {
-        const bool pair = b + 1 < KB;
-        __m512i u[NR];
-        __mmask64 neg[NR];
-        __m512 sw[NR];
-        // Lanes 0..31: block b's quants; lanes 32..63: block b+1's (masked loads: nothing is read past a block).
-        const __mmask64 lo_lanes = 0xFFFFFFFFull, hi_lanes = pair ? ~0xFFFFFFFFull : 0;
-        for (int j = 0; j < NR; ++j) {
-            const uint8_t* p = w + j * row_bytes + b * kQ8Bytes + 2;
-            const __m512i wv = _mm512_mask_loadu_epi8(_mm512_maskz_loadu_epi8(lo_lanes, p), hi_lanes, p + kQ8Bytes - 32);
-            neg[j] = _mm512_movepi8_mask(wv);
-            u[j] = _mm512_abs_epi8(wv);
-            sw[j] = _mm512_insertf32x8(_mm512_set1_ps(wd[j * KB + b]),
-                                       _mm256_set1_ps(pair ? wd[j * KB + b + 1] : 0.0f), 1);
+constexpr int64_t kTileN = 32;                    // output columns per packed tile (two 16-lane vectors)
+constexpr int64_t kTileBlockBytes = kTileN * QK;  // one 32-block of K for one tile: 8 groups x 2 vectors x 64 bytes
+
+struct PackedInt8 {
+    int64_t N = 0, K = 0, KB = 0, tiles = 0;
+    int zero = 0;          // value = d * (u - zero) + m (ggml_quants.h: int8_block)
+    bool has_min = false;  // Q4_1 / Q5_1 / Q4_K / Q5_K
+    std::vector<uint8_t> q;  // [tiles][KB][8 groups][2 halves][16 lanes][4] unsigned quants u
+    std::vector<float> d;    // [tiles][KB][32]: d per column (0 for the padded columns of the last tile)
+    std::vector<float> m;    // [tiles][KB][32]: m per column (has_min only)
+};
+
+PackedInt8 pack_int8(const QuantizedWeightView& w) {
+    const GgmlType t = (GgmlType)w.ggml_type;
+    PackedInt8 p;
+    p.N = w.rows, p.K = w.row_length, p.KB = p.K / QK, p.tiles = (p.N + kTileN - 1) / kTileN;
+    p.zero = int8_block_zero(t);
+    p.has_min = t == GgmlType::Q4_1 || t == GgmlType::Q5_1 || t == GgmlType::Q4_K || t == GgmlType::Q5_K;
+    p.q.resize((size_t)(p.tiles * p.KB * kTileBlockBytes));
+    p.d.resize((size_t)(p.tiles * p.KB * kTileN));
+    if (p.has_min) p.m.resize(p.d.size());
+#pragma omp parallel for schedule(static) if (p.N * p.K > (1 << 16))
+    for (int64_t tl = 0; tl < p.tiles; ++tl)
+        for (int64_t b = 0; b < p.KB; ++b) {
+            uint8_t* dst = &p.q[(size_t)((tl * p.KB + b) * kTileBlockBytes)];
+            float* ds = &p.d[(size_t)((tl * p.KB + b) * kTileN)];
+            float* ms = p.has_min ? &p.m[(size_t)((tl * p.KB + b) * kTileN)] : nullptr;
+            for (int64_t c = 0; c < kTileN; ++c) {
+                const int64_t n = tl * kTileN + c;
+                const int64_t half = c / 16, lane = c % 16;
+                alignas(4) uint8_t u[QK];
+                float d = 0.0f, m = 0.0f;
+                if (n < p.N) int8_block(t, w.data + n * w.row_bytes, b, u, &d, &m);
+                else std::memset(u, p.zero, sizeof u);  // padding column: value 0 (d = 0)
+                ds[c] = d;
+                if (ms) ms[c] = m;
+                for (int64_t g = 0; g < 8; ++g) std::memcpy(dst + (g * 2 + half) * 64 + lane * 4, u + g * 4, 4);
+            }
         }
+    return p;
+}
+
+// MR rows of x by one packed tile (32 columns), over all of K, plus the bias: stored into y (f32 rows of ldy floats,
+// the tile's first `nn` columns) or, for a bf16 output, into out[i * 32 + c] for the caller to round. Per block:
+// s = sum u * x_q - zero * sum x_q (exact int32), acc += s * (d_x * d) (+ m * d_x * sum x_q for the types with a min).
+template <int MR, bool MIN>
+NUANCE_VNNI_TARGET void vnni_rows_tile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t K, int64_t KB,
+                                       const uint8_t* wq, const float* wd, const float* wm, int zero, const float* bias,
+                                       int64_t nn, float* y, int64_t ldy) {
+    __m512 acc[MR][2];
+    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < KB; ++b) {
+        __m512i s[MR][2];
+        for (int i = 0; i < MR; ++i) s[i][0] = s[i][1] = _mm512_set1_epi32(-zero * xs[i * KB + b]);
+        const uint8_t* wb = wq + b * kTileBlockBytes;
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+            const __m512i w0 = _mm512_loadu_si512(wb + g * 128), w1 = _mm512_loadu_si512(wb + g * 128 + 64);
+            for (int i = 0; i < MR; ++i) {
+                int32_t x4;
+                std::memcpy(&x4, xq + i * K + b * QK + g * 4, 4);
+                const __m512i xv = _mm512_set1_epi32(x4);
+                s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, xv);
+                s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, xv);
+            }
+        }
+        const __m512 d0 = _mm512_loadu_ps(wd + b * kTileN), d1 = _mm512_loadu_ps(wd + b * kTileN + 16);
         for (int i = 0; i < MR; ++i) {
-            const int8_t* xp = xq + i * K + b * QK;
-            const __m512i xv = _mm512_maskz_loadu_epi8(lo_lanes | hi_lanes, xp);
-            const __m512 sx = _mm512_insertf32x8(_mm512_set1_ps(xd[i * KB + b]),
-                                                 _mm256_set1_ps(pair ? xd[i * KB + b + 1] : 0.0f), 1);
-            for (int j = 0; j < NR; ++j) {
-                const __m512i s = _mm512_mask_sub_epi8(xv, neg[j], zero, xv);
-                const __m512i d = _mm512_dpbusd_epi32(zero, u[j], s);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, d), _mm512_mul_ps(sx, sw[j]), acc[i][j]);
+            const __m512 dx = _mm512_set1_ps(xd[i * KB + b]);
+            acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
+        }
+        if constexpr (MIN) {
+            const __m512 m0 = _mm512_loadu_ps(wm + b * kTileN), m1 = _mm512_loadu_ps(wm + b * kTileN + 16);
+            for (int i = 0; i < MR; ++i) {
+                const __m512 sx = _mm512_set1_ps(xd[i * KB + b] * (float)xs[i * KB + b]);
+                acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
             }
         }
     }
-    alignas(64) float lanes[16];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) {
-            _mm512_store_ps(lanes, acc[i][j]);
-            float t = 0.0f;
-            for (float l : lanes) t += l;
-            out[i * NR + j] = t;
-        }
-}
-
-using TileFn = void (*)(const int8_t*, const float*, int64_t, int64_t, const uint8_t*, int64_t, const float*, float*);
-
-template <int MR>
-TileFn tile_for_nr(int nr) {
-    switch (nr) {
-        case 1: return vnni_tile<MR, 1>;
-        case 2: return vnni_tile<MR, 2>;
-        case 3: return vnni_tile<MR, 3>;
-        default: return vnni_tile<MR, 4>;
+    const __mmask16 m0 = nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1u);
+    const __mmask16 m1 = nn >= 32 ? (__mmask16)0xFFFF : nn <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nn - 16)) - 1u);
+    const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < MR; ++i) {
+        _mm512_mask_storeu_ps(y + i * ldy, m0, _mm512_add_ps(acc[i][0], b0));
+        _mm512_mask_storeu_ps(y + i * ldy + 16, m1, _mm512_add_ps(acc[i][1], b1));
     }
 }
-TileFn tile_for(int mr, int nr) {
+
+using RowsTileFn = void (*)(const int8_t*, const float*, const int32_t*, int64_t, int64_t, const uint8_t*, const float*,
+                            const float*, int, const float*, int64_t, float*, int64_t);
+constexpr int kMR = 6;
+template <bool MIN>
+RowsTileFn rows_tile_for(int mr) {
     switch (mr) {
-        case 1: return tile_for_nr<1>(nr);
-        case 2: return tile_for_nr<2>(nr);
-        case 3: return tile_for_nr<3>(nr);
-        default: return tile_for_nr<4>(nr);
+        case 1: return vnni_rows_tile<1, MIN>;
+        case 2: return vnni_rows_tile<2, MIN>;
+        case 3: return vnni_rows_tile<3, MIN>;
+        case 4: return vnni_rows_tile<4, MIN>;
+        case 5: return vnni_rows_tile<5, MIN>;
+        default: return vnni_rows_tile<6, MIN>;
     }
 }
 
-void w8a8_vnni(const QuantizedRows& xq, int64_t M, const QuantizedWeightView& w, const std::vector<float>& wd,
-               const float* bias, Tensor& y) {
-    const int64_t K = w.row_length, KB = K / QK, N = w.rows;
-    // Chunks of 64 x-rows by 64 weight rows (about 2 * 64 * K bytes: in L2 for K up to ~5k); 4 x 4 tiles inside.
-    constexpr int64_t MC = 64, NC = 64;
-    const int64_t mchunks = (M + MC - 1) / MC, nchunks = (N + NC - 1) / NC;
-#pragma omp parallel for collapse(2) schedule(dynamic)
-    for (int64_t nc = 0; nc < nchunks; ++nc)
-        for (int64_t mc = 0; mc < mchunks; ++mc) {
-            const int64_t m1 = std::min(M, (mc + 1) * MC), n1 = std::min(N, (nc + 1) * NC);
-            for (int64_t m = mc * MC; m < m1; m += 4)
-                for (int64_t n = nc * NC; n < n1; n += 4) {
-                    const int mr = (int)std::min<int64_t>(4, m1 - m), nr = (int)std::min<int64_t>(4, n1 - n);
-                    float out[16];
-                    tile_for(mr, nr)(&xq.q[(size_t)(m * K)], &xq.d[(size_t)(m * KB)], K, KB,
-                                     w.data + n * w.row_bytes, w.row_bytes, &wd[(size_t)(n * KB)], out);
-                    for (int i = 0; i < mr; ++i)
-                        for (int j = 0; j < nr; ++j) store_row(y, m + i, n + j, out[i * nr + j] + (bias ? bias[n + j] : 0.0f));
+void w8a8_vnni(const QuantizedRows& xq, int64_t M, const PackedInt8& pw, const float* bias, Tensor& y) {
+    const int64_t K = pw.K, KB = pw.KB, N = pw.N;
+    // Chunks of MC x-rows (MC * K int8, in L2 with the tile's 32 * K) by one tile of 32 columns.
+    const int64_t MC = std::max<int64_t>(kMR, std::min<int64_t>(128, (256 << 10) / std::max<int64_t>(1, K)) / kMR * kMR);
+    const int64_t mchunks = (M + MC - 1) / MC;
+    const bool bf16_out = y.dtype() == DType::BF16;
+    float* yf = bf16_out ? nullptr : y.data<float>();
+    uint16_t* yh = bf16_out ? y.data<uint16_t>() : nullptr;
+    const int8_t* xqq = xq.q.get();
+    const float* xqd = xq.d.get();
+    const int32_t* xqs = xq.s.get();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t mc = 0; mc < mchunks; ++mc)
+        for (int64_t t = 0; t < pw.tiles; ++t) {
+            const int64_t m1 = std::min(M, (mc + 1) * MC), n0 = t * kTileN, nn = std::min(kTileN, N - n0);
+            const uint8_t* wq = &pw.q[(size_t)(t * KB * kTileBlockBytes)];
+            const float* wd = &pw.d[(size_t)(t * KB * kTileN)];
+            const float* wm = pw.has_min ? &pw.m[(size_t)(t * KB * kTileN)] : nullptr;
+            alignas(64) float out[kMR * kTileN];
+            for (int64_t m = mc * MC; m < m1; m += kMR) {
+                const int mr = (int)std::min<int64_t>(kMR, m1 - m);
+                const float* bt = bias ? bias + n0 : nullptr;
+                const RowsTileFn tile = pw.has_min ? rows_tile_for<true>(mr) : rows_tile_for<false>(mr);
+                if (yf) {  // straight into y's rows
+                    tile(xqq + m * K, xqd + m * KB, xqs + m * KB, K, KB, wq, wd, wm, pw.zero, bt, nn, yf + m * N + n0, N);
+                    continue;
                 }
+                tile(xqq + m * K, xqd + m * KB, xqs + m * KB, K, KB, wq, wd, wm, pw.zero, bt, nn, out, kTileN);
+                for (int i = 0; i < mr; ++i) f32_to_bf16_n(out + i * kTileN, yh + (m + i) * N + n0, nn);
+            }
         }
 }
 
@@ -283,6 +371,10 @@ void check_gemm(const Tensor& x, const QuantizedWeightView& w, const Tensor& b, 
 
 }  // namespace
 
+namespace {
+bool has_avx512_vnni() { return has_vnni_kernel(); }
+}  // namespace
+
 bool has_vnni_kernel() {
     static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -293,8 +385,11 @@ bool has_vnni_kernel() {
 namespace {
 std::atomic<bool>& w8a8_flag() {
     static std::atomic<bool> on{[] {
+        // Default: on where the VNNI kernel runs (it measured faster than weight-only); NUANCE_Q8_W8A8=0 or 1 decides.
         const char* e = std::getenv("NUANCE_Q8_W8A8");
-        return e != nullptr && std::string(e) == "1";
+        if (e != nullptr && std::string(e) == "0") return false;
+        if (e != nullptr && std::string(e) == "1") return true;
+        return has_vnni_kernel();
     }()};
     return on;
 }
@@ -304,9 +399,11 @@ void set_q8_w8a8(bool on) { w8a8_flag() = on; }
 bool q8_w8a8() { return w8a8_flag().load(); }
 
 QuantizedPath quantized_path(const QuantizedWeightView& w, Precision compute) {
-    return q8_w8a8() && (GgmlType)w.ggml_type == GgmlType::Q8_0 && w.scale == 1.0f && compute != Precision::FP32
-               ? QuantizedPath::W8A8
-               : QuantizedPath::WeightOnly;
+    const GgmlType t = (GgmlType)w.ggml_type;
+    // Q8_0 has the portable loop too; the other integer block types run W8A8 on the VNNI kernel only.
+    const bool kernel = t == GgmlType::Q8_0 || (has_int8_blocks(t) && has_vnni_kernel());
+    return q8_w8a8() && kernel && w.scale == 1.0f && compute != Precision::FP32 ? QuantizedPath::W8A8
+                                                                                  : QuantizedPath::WeightOnly;
 }
 
 // Run-time weight patches (LoRA on a quantized weight): y[:, rows] += scale * (x · aᵀ) · bᵀ in f32, for the rows of
@@ -342,7 +439,8 @@ namespace {
 struct PreparedWeight {
     Precision p = Precision::FP32;
     QuantizedPath path = QuantizedPath::WeightOnly;
-    std::vector<float> q8_scales;
+    std::vector<float> q8_scales;  // W8A8 without VNNI: d_w [N, KB]
+    PackedInt8 packed;             // W8A8 with VNNI: the weight repacked into column tiles
     Tensor scratch;
 };
 
@@ -350,7 +448,8 @@ PreparedWeight prepare(const QuantizedWeightView& w, Precision compute) {
     PreparedWeight pw;
     pw.p = cpu::resolve_precision(compute);
     pw.path = quantized_path(w, pw.p);
-    if (pw.path == QuantizedPath::W8A8) pw.q8_scales = q8_scales(w);
+    if (pw.path == QuantizedPath::W8A8 && has_vnni_kernel()) pw.packed = pack_int8(w);
+    else if (pw.path == QuantizedPath::W8A8) pw.q8_scales = q8_scales(w);
     else pw.scratch = dequantize_scratch(w, pw.p == Precision::BF16);
     return pw;
 }
@@ -366,7 +465,7 @@ void run_gemm(const Tensor& x, const QuantizedWeightView& w, const PreparedWeigh
     if (pw.path == QuantizedPath::W8A8) {
         const QuantizedRows xq = quantize_rows(x, M, w.row_length);
         const float* bias = b.defined() ? b.data<float>() : nullptr;
-        if (has_vnni_kernel()) w8a8_vnni(xq, M, w, pw.q8_scales, bias, acc);
+        if (has_vnni_kernel()) w8a8_vnni(xq, M, pw.packed, bias, acc);
         else w8a8_portable(xq, M, w, pw.q8_scales, bias, acc);
     } else {
         weight_only(x, w, pw.scratch, b, pw.p == Precision::BF16, acc);
@@ -417,6 +516,51 @@ Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const 
     if (pointwise) {
         const Tensor x2 = Tensor::from_storage(x.storage(), (size_t)x.offset() * dtype_size(adt), {M, C}, adt);
         run_gemm(x2, w, pw, b, y2);
+        return y;
+    }
+    // W8A8 on VNNI without weight patches: each output pixel's patch row is gathered into an f32 row on the stack
+    // side and quantized at once (no f32 patch matrix in memory), then the int8 kernel runs on a chunk of rows.
+    if (pw.path == QuantizedPath::W8A8 && has_vnni_kernel() && !(w.patches && !w.patches->empty())) {
+        count_flops(2.0 * (double)M * (double)O * (double)K);
+        const int64_t KB = K / QK, kk_n = kh * kw;
+        const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(M, (int64_t)(8 << 20) / K));
+        QuantizedRows xq;
+        xq.allocate(chunk, K);
+        const bool xbf = adt == DType::BF16;
+        const float* xf = xbf ? nullptr : x.data<float>();
+        const uint16_t* xh = xbf ? x.data<uint16_t>() : nullptr;
+        const float* bias = b.defined() ? b.data<float>() : nullptr;
+        for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+            const int64_t rows = std::min(chunk, M - r0);
+#pragma omp parallel
+            {
+                std::vector<float> row((size_t)K);
+#pragma omp for schedule(static)
+                for (int64_t r = 0; r < rows; ++r) {
+                    const int64_t pix = r0 + r, n = pix / (Ho * Wo), oy = pix / Wo % Ho, ox = pix % Wo;
+                    float* d = row.data();
+                    for (int64_t i = 0; i < kh; ++i)
+                        for (int64_t j = 0; j < kw; ++j) {
+                            const int64_t iy = oy * stride + i * dil - pad[0], ix = ox * stride + j * dil - pad[1];
+                            const int64_t kk = i * kw + j;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+                                for (int64_t c = 0; c < C; ++c) d[c * kk_n + kk] = 0.0f;
+                            } else if (xf) {
+                                const float* src = xf + ((n * H + iy) * W + ix) * C;
+                                for (int64_t c = 0; c < C; ++c) d[c * kk_n + kk] = src[c];
+                            } else {
+                                const uint16_t* src = xh + ((n * H + iy) * W + ix) * C;
+                                for (int64_t c = 0; c < C; ++c) d[c * kk_n + kk] = bf16_to_f32(src[c]);
+                            }
+                        }
+                    for (int64_t blk = 0; blk < KB; ++blk)
+                        xq.s[(size_t)(r * KB + blk)] =
+                            quantize_block_avx512(d + blk * QK, &xq.q[(size_t)(r * K + blk * QK)], &xq.d[(size_t)(r * KB + blk)]);
+                }
+            }
+            Tensor yr = Tensor::from_storage(y.storage(), (size_t)(r0 * O) * 4, {rows, O}, DType::F32);
+            w8a8_vnni(xq, rows, pw.packed, bias, yr);
+        }
         return y;
     }
     // im2col in chunks of output pixels: patch[r, c * kh * kw + i * kw + j] = x[n, c, oy * s + i * d - top, ...].

@@ -4,7 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -146,9 +148,10 @@ TEST(QuantizedMatmul, EveryTypeMatchesDequantizedProductBf16) {
 // W8A8: x quantized per 32-block (d_x = amax / 127, |x - d_x q| <= d_x / 2), exact int32 block dots. Bound: sum over
 // k of |w_k| d_x / 2 (+ f32 summation).
 TEST(QuantizedMatmul, Q8W8A8WithinActivationQuantizationBound) {
-    struct W8A8On {  // W8A8 is opt-in (weight-only measured faster)
+    struct W8A8On {  // on for this test (also where the CPU lacks VNNI: then the portable loop runs), then as before
+        bool was = cpu::q8_w8a8();
         W8A8On() { cpu::set_q8_w8a8(true); }
-        ~W8A8On() { cpu::set_q8_w8a8(false); }
+        ~W8A8On() { cpu::set_q8_w8a8(was); }
     } on;
     ASSERT_TRUE(cpu::q8_w8a8());
     for (const auto& [M, N, K] : {std::array<int64_t, 3>{1, 1, 32}, {3, 5, 96}, {9, 7, 320}, {17, 19, 64}}) {
@@ -184,6 +187,173 @@ TEST(QuantizedMatmul, Q8W8A8WithinActivationQuantizationBound) {
     }
 }
 
+struct W8A8Scope {  // W8A8 on for one test (it is on by default where the CPU has VNNI), then as before
+    bool was = cpu::q8_w8a8();
+    W8A8Scope() { cpu::set_q8_w8a8(true); }
+    ~W8A8Scope() { cpu::set_q8_w8a8(was); }
+};
+
+// The VNNI kernel (weights repacked into 32-column tiles, 6-row register tiles, output straight into y) against the
+// portable loop, which computes the same per-block int32 sums: shapes that leave tails in every direction (rows not a
+// multiple of 6 or of the row chunk, columns not a multiple of 32 or 16, one block or many), with and without bias,
+// f32 and bf16 outputs.
+TEST(QuantizedMatmul, Q8W8A8VnniMatchesPortableAcrossTiles) {
+    if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the portable loop is the only W8A8 path";
+    W8A8Scope on;
+    const std::array<int64_t, 3> shapes[] = {{1, 1, 32},   {1, 33, 32},   {5, 16, 64},   {6, 32, 96},   {7, 17, 2880},
+                                             {13, 100, 320}, {200, 45, 128}, {131, 64, 1280}, {40, 320, 640}};
+    for (const auto& [M, N, K] : shapes)
+        for (const bool with_bias : {true, false})
+            for (const DType out : {DType::F32, DType::BF16}) {
+                const Tensor w = random_weight(GgmlType::Q8_0, {N, K}, 80 + (uint64_t)(N + K));
+                const Tensor x = random_input({M, K}, 81 + (uint64_t)M), b = with_bias ? random_input({N}, 82) : Tensor();
+                std::vector<double> ref, mag;
+                reference(x, dequantize_weight(w), b, ref, mag);
+                const auto v = *quantized_weight_view(w);
+                Tensor y = Tensor::empty({M, N}, out), yp = Tensor::empty({M, N});
+                cpu::quantized_gemm(x, v, b, Precision::BF16, y);
+                cpu::quantized_gemm_w8a8_portable(x, v, b, yp);
+                const std::vector<float> yv = y.to(DType::F32).to_vector(), pv = yp.to_vector();
+                for (size_t i = 0; i < yv.size(); ++i) {
+                    // f32: the same block sums in another f32 order; bf16: one rounding of the f32 value (2^-9).
+                    const double tol = (out == DType::BF16 ? std::ldexp(1.0, -8) * std::fabs(pv[i]) : 0.0) +
+                                       1e-5 * mag[i] + 1e-6;
+                    ASSERT_NEAR(yv[i], pv[i], tol) << M << "x" << N << "x" << K << " bias " << with_bias << " "
+                                                   << dtype_name(out) << " at " << i;
+                }
+            }
+}
+
+// Convolutions on the VNNI path gather each output pixel's patch and quantize it at once (no patch matrix); the
+// portable W8A8 product of the explicit im2col matrix (K in the weight's (c, i, j) order) is the reference. f32 and
+// bf16 inputs, padding, stride 2, dilation 2; K = C * 9, so every 32-block of a patch row spans 3-4 channels' taps.
+TEST(QuantizedConv, W8A8VnniMatchesPortableOnIm2col) {
+    if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the portable loop is the only W8A8 path";
+    W8A8Scope on;
+    struct Case { int64_t C, O, k, stride, pad, dil; DType xdt; };
+    const Case cases[] = {{64, 40, 3, 1, 1, 1, DType::F32}, {32, 33, 3, 2, 1, 1, DType::F32},
+                          {32, 7, 3, 1, 2, 2, DType::BF16}, {96, 64, 3, 1, 0, 1, DType::BF16}};
+    for (const Case& c : cases) {
+        const int64_t N = 2, H = 7, W = 6;
+        const Tensor w = random_weight(GgmlType::Q8_0, {c.O, c.C, c.k, c.k}, 90 + (uint64_t)c.C);
+        const Tensor x = random_input({N, c.C, H, W}, 91).to(c.xdt), b = random_input({c.O}, 92);
+        const Conv2dParams p{c.stride, {c.pad, c.pad, c.pad, c.pad}, c.dil, 1};
+        const Tensor y = conv2d(x, w, b, p, Precision::BF16);
+        const int64_t Ho = y.size(2), Wo = y.size(3), K = c.C * c.k * c.k, M = N * Ho * Wo;
+        const std::vector<float> xv = x.to(DType::F32).to_vector();  // NCHW
+        Tensor patches = Tensor::zeros({M, K});
+        float* pp = patches.data<float>();
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t oy = 0; oy < Ho; ++oy)
+                for (int64_t ox = 0; ox < Wo; ++ox)
+                    for (int64_t ch = 0; ch < c.C; ++ch)
+                        for (int64_t i = 0; i < c.k; ++i)
+                            for (int64_t j = 0; j < c.k; ++j) {
+                                const int64_t iy = oy * c.stride + i * c.dil - c.pad, ix = ox * c.stride + j * c.dil - c.pad;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                pp[((n * Ho + oy) * Wo + ox) * K + (ch * c.k + i) * c.k + j] =
+                                    xv[(size_t)(((n * c.C + ch) * H + iy) * W + ix)];
+                            }
+        Tensor ref = Tensor::empty({M, c.O});
+        cpu::quantized_gemm_w8a8_portable(patches, *quantized_weight_view(w), b, ref);
+        const std::vector<float> yv = y.contiguous().to_vector(), rv = ref.to_vector();  // y NCHW, ref [M, O]
+        double scale = 0;
+        for (float v : rv) scale = std::max(scale, (double)std::fabs(v));
+        for (int64_t m = 0; m < M; ++m)
+            for (int64_t o = 0; o < c.O; ++o) {
+                const int64_t n = m / (Ho * Wo), r = m % (Ho * Wo);
+                ASSERT_NEAR(yv[(size_t)((n * c.O + o) * Ho * Wo + r)], rv[(size_t)(m * c.O + o)], 1e-5 * scale)
+                    << "C" << c.C << " O" << c.O << " s" << c.stride << " d" << c.dil << " at " << m << "," << o;
+            }
+    }
+}
+
+// The integer form of a block (value = d * (u - zero) + m) gives the dequantized values bit for bit, for every type
+// the int8 kernel takes (K-quants: each 32-value sub-block of a 256 super-block).
+TEST(QuantizedMatmul, Int8BlocksAreTheDequantizedValues) {
+    for (const GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1,
+                             GgmlType::Q4_K, GgmlType::Q5_K}) {
+        ASSERT_TRUE(has_int8_blocks(t));
+        const int64_t K = 512;
+        const Tensor w = random_weight(t, {3, K}, 100 + (uint64_t)t);
+        const std::vector<float> ref = dequantize_weight(w).to_vector();
+        const auto v = *quantized_weight_view(w);
+        const int zero = int8_block_zero(t);
+        for (int64_t n = 0; n < 3; ++n)
+            for (int64_t b = 0; b < K / 32; ++b) {
+                uint8_t u[32];
+                float d, m;
+                int8_block(t, v.data + n * v.row_bytes, b, u, &d, &m);
+                for (int k = 0; k < 32; ++k)
+                    ASSERT_EQ(d * (float)((int)u[k] - zero) + m, ref[(size_t)(n * K + b * 32 + k)])
+                        << ggml_type_info(t).name << " row " << n << " block " << b << " value " << k;
+            }
+    }
+    EXPECT_FALSE(has_int8_blocks(GgmlType::Q6_K));
+    EXPECT_FALSE(has_int8_blocks(GgmlType::IQ4_NL));
+    uint8_t u[32];
+    float d, m;
+    const uint8_t blk[210] = {};
+    EXPECT_THAT(error_of([&] { int8_block(GgmlType::Q6_K, blk, 0, u, &d, &m); }), HasSubstr("Q6_K has no integer"));
+}
+
+// The other integer block types on the VNNI kernel (weights as unsigned quants with the type's zero point, a min term
+// for Q4_1/Q5_1/Q4_K/Q5_K): within the activation quantization bound of the dequantized product.
+TEST(QuantizedMatmul, Int8BlockTypesW8A8WithinActivationQuantizationBound) {
+    if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: these types run weight-only";
+    W8A8Scope on;
+    for (const GgmlType t : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q4_K,
+                             GgmlType::Q5_K})
+        for (const auto& [M, N, K] : {std::array<int64_t, 3>{1, 1, 256}, {7, 33, 512}, {20, 70, 1280}}) {
+            const Tensor w = random_weight(t, {N, K}, 110 + (uint64_t)t + (uint64_t)N);
+            const Tensor x = random_input({M, K}, 111 + (uint64_t)M), b = random_input({N}, 112);
+            const auto v = *quantized_weight_view(w);
+            ASSERT_EQ(cpu::quantized_path(v, Precision::BF16), cpu::QuantizedPath::W8A8) << ggml_type_info(t).name;
+            const Tensor wd = dequantize_weight(w);
+            std::vector<double> ref, mag;
+            reference(x, wd, b, ref, mag);
+            Tensor y = Tensor::empty({M, N});
+            cpu::quantized_gemm(x, v, b, Precision::BF16, y);
+            const float* xp = x.data<float>();
+            const float* wp = wd.data<float>();
+            for (int64_t m = 0; m < M; ++m)
+                for (int64_t n = 0; n < N; ++n) {
+                    double bound = 0;
+                    for (int64_t blk = 0; blk < K / 32; ++blk) {
+                        double amax = 0, wsum = 0;
+                        for (int64_t i = 0; i < 32; ++i) {
+                            amax = std::max(amax, (double)std::fabs(xp[m * K + blk * 32 + i]));
+                            wsum += std::fabs(wp[n * K + blk * 32 + i]);
+                        }
+                        bound += wsum * amax / 127.0 / 2.0;
+                    }
+                    const size_t i = (size_t)(m * N + n);
+                    ASSERT_NEAR(y.data<float>()[i], ref[i], bound * 1.0001 + 1e-5 * mag[i] + 1e-6)
+                        << ggml_type_info(t).name << " " << M << "x" << N << "x" << K << " at " << i;
+                }
+        }
+}
+
+// The path: Q8_0 at bf16 runs W8A8 by default where the VNNI kernel runs (NUANCE_Q8_W8A8=0/1 overrides), and so do
+// the other integer block types (Q4_0, Q4_K ...) on that kernel; fp32 products, Q6_K and the like stay weight-only.
+TEST(QuantizedMatmul, Q8W8A8IsTheDefaultWithVnni) {
+    const Tensor q8 = random_weight(GgmlType::Q8_0, {4, 64}, 1), q4 = random_weight(GgmlType::Q4_0, {4, 64}, 2);
+    const auto v8 = *quantized_weight_view(q8), v4 = *quantized_weight_view(q4);
+    const char* env = std::getenv("NUANCE_Q8_W8A8");
+    if (env == nullptr) EXPECT_EQ(cpu::q8_w8a8(), cpu::has_vnni_kernel());
+    const bool was = cpu::q8_w8a8();
+    cpu::set_q8_w8a8(true);
+    EXPECT_EQ(cpu::quantized_path(v8, Precision::BF16), cpu::QuantizedPath::W8A8);
+    EXPECT_EQ(cpu::quantized_path(v8, Precision::FP32), cpu::QuantizedPath::WeightOnly);
+    EXPECT_EQ(cpu::quantized_path(v4, Precision::BF16),
+              cpu::has_vnni_kernel() ? cpu::QuantizedPath::W8A8 : cpu::QuantizedPath::WeightOnly);
+    const Tensor q6 = random_weight(GgmlType::Q6_K, {4, 256}, 3);
+    EXPECT_EQ(cpu::quantized_path(*quantized_weight_view(q6), Precision::BF16), cpu::QuantizedPath::WeightOnly);
+    cpu::set_q8_w8a8(false);
+    EXPECT_EQ(cpu::quantized_path(v8, Precision::BF16), cpu::QuantizedPath::WeightOnly);
+    cpu::set_q8_w8a8(was);
+}
+
 // By hand: one Q8_0 block with d = 0.5, q = 1..32; x = 1 everywhere -> x quantizes exactly (d_x = 1/127, q = 127),
 // y = 0.5 * (1/127) * 127 * (1 + ... + 32) = 264, plus the bias.
 TEST(QuantizedMatmul, Q8W8A8HandComputed) {
@@ -197,11 +367,12 @@ TEST(QuantizedMatmul, Q8W8A8HandComputed) {
     for (int i = 0; i < 32; ++i) p[2 + i] = (uint8_t)(i + 1);
     const Tensor w = quantized_weight_tensor(q, {1, 32});
     const Tensor x = Tensor::full({2, 32}, 1.0f), b = Tensor::full({1}, 0.25f);
+    const bool was = cpu::q8_w8a8();
     for (const bool w8a8 : {false, true})
     for (const Precision pr : {Precision::BF16, Precision::FP32}) {
         cpu::set_q8_w8a8(w8a8);
         const std::vector<float> y = linear(x, w, b, pr).to_vector();
-        cpu::set_q8_w8a8(false);
+        cpu::set_q8_w8a8(was);
         ASSERT_EQ(y.size(), 2u);
         EXPECT_NEAR(y[0], 264.25f, 1e-4f);
         EXPECT_NEAR(y[1], 264.25f, 1e-4f);
