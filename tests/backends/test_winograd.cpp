@@ -77,7 +77,8 @@ TEST_P(Winograd, MatchesFloat64InOneChunkAndInMany) {
     const int64_t Ho = c.H + c.pad[0] + c.pad[2] - 2, Wo = c.W + c.pad[1] + c.pad[3] - 2;
     const std::vector<double> ref = reference(x, w, b, p, Ho, Wo);
     const int64_t tiles = c.N * ((Ho + 3) / 4) * ((Wo + 3) / 4);
-    EXPECT_EQ(cpu::winograd_applies(x, w, p, true), tiles >= 64) << tiles << " tiles";
+    const bool applies = tiles >= 64 && c.C >= 64;  // few-channel convolutions stay direct (transforms dominate)
+    EXPECT_EQ(cpu::winograd_applies(x, w, p, true), applies) << tiles << " tiles, " << c.C << " channels";
     const Tensor y = cpu::winograd_conv2d(x, w, b, p);
     ASSERT_EQ(y.shape(), (Shape{c.N, c.K, Ho, Wo}));
     EXPECT_TRUE(y.is_channels_last());
@@ -88,9 +89,9 @@ TEST_P(Winograd, MatchesFloat64InOneChunkAndInMany) {
     // Chunks of 3 tiles (the last one short): the same numbers, bit for bit.
     const Tensor y3 = cpu::winograd_conv2d(x, w, b, p, 3);
     EXPECT_EQ(y3.contiguous().to_vector(), y.contiguous().to_vector());
-    // conv2d takes this path for the channels-last fp32 input of 64 tiles or more; the plain NCHW input (and smaller
-    // ones) run oneDNN's direct kernel.
-    if (tiles >= 64) EXPECT_EQ(conv2d(x, w, b, p, Precision::FP32).contiguous().to_vector(), y.contiguous().to_vector());
+    // conv2d takes this path for the channels-last fp32 input of 64 tiles and 64 channels or more; the plain NCHW
+    // input (and smaller ones) run oneDNN's direct kernel.
+    if (applies) EXPECT_EQ(conv2d(x, w, b, p, Precision::FP32).contiguous().to_vector(), y.contiguous().to_vector());
     // F16 / BF16 weights: the same as their f32 widening.
     for (DType t : {DType::F16, DType::BF16}) {
         const Tensor wt = w.to(t);
@@ -108,25 +109,27 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Winograd,
                                            Case{3, 9, 11, 10, 17, {0, 1, 1, 0}, true},      // asymmetric padding
                                            Case{1, 32, 16, 16, 40, {2, 2, 2, 2}, false},    // wider padding
                                            Case{2, 64, 8, 8, 64, {1, 1, 1, 1}, true},       // SD-like level
+                                           Case{4, 64, 17, 15, 24, {1, 1, 1, 1}, true},     // 80 tiles, 64 ch: conv2d's path
                                            Case{1, 24, 32, 32, 16, {1, 1, 1, 1}, true}),    // 64 tiles
                          [](const auto& info) { return "case" + std::to_string(info.index); });
 
 TEST(WinogradChoice, OnlyFp32Stride1Dilation1Groups1ChannelsLast3x3) {
-    const Tensor x = randn({1, 16, 32, 32}, 4).channels_last();
-    const Tensor w = randn({16, 16, 3, 3}, 5);
+    const Tensor x = randn({1, 64, 32, 32}, 4).channels_last();
+    const Tensor w = randn({16, 64, 3, 3}, 5);
     Conv2dParams p = Conv2dParams::same(1);
     EXPECT_TRUE(cpu::winograd_applies(x, w, p, true));
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 32, 32, 32}, 4).channels_last(), randn({16, 32, 3, 3}, 5), p, true));
     EXPECT_FALSE(cpu::winograd_applies(x, w, p, false));               // bf16 compute
     EXPECT_FALSE(cpu::winograd_applies(x.contiguous(), w, p, true));   // NCHW
-    EXPECT_FALSE(cpu::winograd_applies(x, randn({16, 16, 1, 1}, 6), Conv2dParams{}, true));  // 1x1
+    EXPECT_FALSE(cpu::winograd_applies(x, randn({16, 64, 1, 1}, 6), Conv2dParams{}, true));  // 1x1
     EXPECT_FALSE(cpu::winograd_applies(x, w, Conv2dParams::same(1, 2), true));               // stride 2
     Conv2dParams d = Conv2dParams::same(2);
     d.dilation = 2;
     EXPECT_FALSE(cpu::winograd_applies(x, w, d, true));
     EXPECT_FALSE(cpu::winograd_applies(randn({1, 4, 32, 32}, 7).channels_last(), randn({16, 4, 3, 3}, 8), p, true));
-    EXPECT_FALSE(cpu::winograd_applies(randn({1, 16, 2, 2}, 9).channels_last(), w, p, true));  // output under 4x4
-    EXPECT_FALSE(cpu::winograd_applies(randn({3, 16, 16, 16}, 9).channels_last(), w, p, true));  // 48 tiles
-    EXPECT_TRUE(cpu::winograd_applies(randn({4, 16, 16, 16}, 9).channels_last(), w, p, true));   // 64 tiles
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 64, 2, 2}, 9).channels_last(), w, p, true));  // output under 4x4
+    EXPECT_FALSE(cpu::winograd_applies(randn({3, 64, 16, 16}, 9).channels_last(), w, p, true));  // 48 tiles
+    EXPECT_TRUE(cpu::winograd_applies(randn({4, 64, 16, 16}, 9).channels_last(), w, p, true));   // 64 tiles
 }
 
 // The kernels are transformed on every call (nothing kept): a weight edited in place takes effect at once.

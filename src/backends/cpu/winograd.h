@@ -23,7 +23,7 @@
 namespace nuance::cpu {
 
 // Whether conv2d takes the Winograd path for this convolution: fp32, 3x3, stride 1, dilation 1, groups 1,
-// channels-last input, at least 8 input and output channels, at least 64 4x4 output tiles, and not turned off.
+// channels-last input, at least 64 input and 8 output channels, at least 64 4x4 output tiles, and not turned off.
 bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool fp32);
 bool winograd_enabled();  // NUANCE_CONV_WINOGRAD unset or not "0"
 
