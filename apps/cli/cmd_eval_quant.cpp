@@ -20,7 +20,7 @@ constexpr const char* kAllTypes =
 
 struct QuantArgs {
     QuantEvalOptions o;
-    std::string types = kAllTypes, json, markdown;
+    std::string types = kAllTypes, json, markdown, precision = "fp32";
     bool no_images = false, quiet = false;
     int threads = 0;
 };
@@ -44,6 +44,7 @@ void write_text(const std::string& path, const std::string& text) {
 
 int run(QuantArgs& a) {
     if (a.threads > 0) cpu::set_num_threads(a.threads);
+    a.o.precision = parse_precision(a.precision);
     a.o.recipes = split_list(a.types);
     for (const std::string& r : a.o.recipes)
         if (!parse_quantize_recipe(r))
@@ -113,6 +114,10 @@ Runner add_eval_quant(CLI::App& app) {
     c->add_option("--cfg", a->o.cfg, "CFG scale")->capture_default_str();
     c->add_option("--sampler", a->o.sampler, "Sampler")->capture_default_str();
     c->add_option("--seed", a->o.seed, "Seed of image 0 (image i: seed + i)")->capture_default_str();
+    c->add_option("--precision", a->precision,
+                  "Products of the quantized UNet: fp32 (the weights' error alone) | bf16 | auto (what generate runs: "
+                  "W8A8 int8 products for the integer block types where the CPU has VNNI); the f32 reference stays fp32")
+        ->capture_default_str();
     c->add_flag("--no-images", a->no_images, "Only the golden measurement");
     c->add_option("--work", a->o.work_dir, "Folder for the quantized files (default: a temporary one, removed)");
     c->add_option("--json", a->json, "Write the report as JSON");

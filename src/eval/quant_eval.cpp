@@ -117,19 +117,20 @@ nlohmann::json evaluate_quantization(const QuantEvalOptions& o) {
         const WeightFile in = load_weights(weights);
         UNetConfig cfg = UNetConfig::detect(in.tensors);
         cfg.apply_json(gc.model_config(gc.models().at(0).first));
-        auto run = [&](const std::map<std::string, Tensor>& w) {
+        auto run = [&](const std::map<std::string, Tensor>& w, Precision products) {
             UNet2DConditionModel unet(cfg);
             LoadOptions lo = gc.load_options(weights);
             lo.matrices_as_stored = true;
+            lo.matrix_compute = products;
             load_module(unet, w, lo);
             return unet.forward(gc.tensor("sample"), gc.tensor("timestep"), gc.tensor("encoder_hidden_states"))
                 .to_vector();
         };
-        const std::vector<float> ref = run(in.tensors);
+        const std::vector<float> ref = run(in.tensors, Precision::FP32);
         for (size_t i = 0; i < recipes.size(); ++i) {
             const std::string out = o.work_dir + "/golden_unet_" + recipes[i].name + ".gguf";
             quantize_to_gguf(in, out, recipes[i]);
-            const std::vector<float> got = run(unet_from_gguf(out));
+            const std::vector<float> got = run(unet_from_gguf(out), o.precision);
             double max_abs = 0, sum = 0;
             for (size_t k = 0; k < got.size(); ++k) {
                 const double e = std::fabs((double)got[k] - ref[k]);
@@ -138,7 +139,9 @@ nlohmann::json evaluate_quantization(const QuantEvalOptions& o) {
             }
             rows[i]["golden"] = {{"max_abs", max_abs}, {"mean_abs", sum / (double)got.size()}};
         }
-        report["golden"] = {{"case", o.golden}, {"what", "UNet output vs f32 weights, fp32 products"}};
+        report["golden"] = {{"case", o.golden},
+                            {"what", std::string("UNet output vs f32 weights with fp32 products; quantized: ") +
+                                         precision_name(o.precision) + " products"}};
     }
     if (o.model.empty()) {
         report["rows"] = rows;
@@ -172,7 +175,7 @@ nlohmann::json evaluate_quantization(const QuantEvalOptions& o) {
     const double params = (double)numel_of(unet_in);
     LoadOptions wo;
     wo.matrices_as_stored = true;
-    wo.matrix_compute = Precision::FP32;
+    wo.matrix_compute = o.precision;
     wo.source = src;
     for (size_t i = 0; i < recipes.size(); ++i) {
         const std::string out = o.work_dir + "/unet_" + recipes[i].name + ".gguf";
@@ -196,7 +199,7 @@ nlohmann::json evaluate_quantization(const QuantEvalOptions& o) {
         }
     }
     report["settings"] = {{"model", o.model}, {"samples", o.samples}, {"resolution", size}, {"steps", o.steps},
-                          {"cfg", o.cfg}, {"sampler", o.sampler}, {"seed", o.seed}, {"precision", "fp32"},
+                          {"cfg", o.cfg}, {"sampler", o.sampler}, {"seed", o.seed}, {"precision", precision_name(o.precision)},
                           {"prompts", o.data.empty() ? "the model's default prompt, seed + i for image i"
                                                      : "emoji manifest rows i * N / samples, seed + i for image i"},
                           {"unet_params", params}};

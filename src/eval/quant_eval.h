@@ -11,6 +11,7 @@
 //            categories (prompts from the emoji manifest when `data` is given, else the model's default prompt).
 //   size     the UNet's GGUF data bytes and bits per UNet parameter.
 #pragma once
+#include "core/dtype.h"
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -37,6 +38,9 @@ struct QuantEvalOptions {
     float cfg = 5.0f;
     std::string sampler = "euler_a";
     uint64_t seed = 0;
+    // Products of the quantized UNet (golden and images): FP32 measures the weights' error alone; BF16 / Auto what
+    // generate runs (bf16 products, W8A8 for the integer block types on VNNI). The f32 reference is always fp32.
+    Precision precision = Precision::FP32;
     std::function<void(const QuantEvalProgress&)> on_progress;
 };
 

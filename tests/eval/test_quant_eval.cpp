@@ -74,6 +74,26 @@ TEST(QuantEval, GoldenAndImagesPerType) {
     EXPECT_THAT(quant_eval_markdown(same), HasSubstr("| f16 |  |  | ∞ (identical) | 1.0000 |"));
 }
 
+// --precision bf16: the quantized UNet's products as generate runs them (W8A8 for Q8_0 where the CPU has VNNI),
+// against the same f32 reference: the activation rounding adds to the weights' error, within a few times it.
+TEST(QuantEval, GoldenAtBf16Products) {
+    TempDir dir("quant_eval_bf16");
+    QuantEvalOptions o;
+    o.golden = kGolden;
+    o.work_dir = dir / "work";
+    o.recipes = {"q8_0"};
+    o.precision = Precision::BF16;
+    const nlohmann::json r = evaluate_quantization(o);
+    const double mx = r["rows"][0]["golden"]["max_abs"].get<double>(), mean = r["rows"][0]["golden"]["mean_abs"].get<double>();
+    EXPECT_GT(mx, 0.045384 * 0.9);  // fp32 products: 0.045384 (QuantEval.GoldenAndImagesPerType)
+    EXPECT_LT(mx, 0.15);
+    EXPECT_LT(mean, 0.03);
+    EXPECT_THAT(r["golden"]["what"].get<std::string>(), HasSubstr("quantized: bf16 products"));
+    const test::CliRun bad = test::run_cli("eval-quant --no-images -q --types q8_0 --golden " + kGolden + " --precision fp16");
+    EXPECT_NE(bad.code, 0);
+    EXPECT_THAT(bad.out, HasSubstr("unknown precision 'fp16'"));
+}
+
 TEST(QuantEval, Errors) {
     TempDir dir("quant_eval_err");
     QuantEvalOptions o;
