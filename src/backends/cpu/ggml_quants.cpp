@@ -461,7 +461,8 @@ void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) { dequan
 bool has_int8_blocks(GgmlType t) {
     switch (t) {
         case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q4_1: case GgmlType::Q5_1:
-        case GgmlType::Q4_K: case GgmlType::Q5_K: return true;
+        case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+            return true;
         default: return false;
     }
 }
@@ -471,24 +472,25 @@ int int8_block_zero(GgmlType t) {
         case GgmlType::Q8_0: return 128;
         case GgmlType::Q4_0: return 8;
         case GgmlType::Q5_0: return 16;
+        case GgmlType::Q3_K: return 4;
+        case GgmlType::Q6_K: return 32;
         default: return 0;
     }
 }
 
-void int8_block(GgmlType t, const uint8_t* row, int64_t b, uint8_t u[32], float* d, float* m) {
-    *m = 0.0f;
+int int8_scale_group(GgmlType t) {
+    return t == GgmlType::Q2_K || t == GgmlType::Q3_K || t == GgmlType::Q6_K ? 16 : 32;
+}
+
+void int8_block(GgmlType t, const uint8_t* x, uint8_t* u, float* d, float* m) {
     switch (t) {
-        case GgmlType::Q8_0: {
-            const uint8_t* x = row + b * 34;
-            *d = h2f(x);
+        case GgmlType::Q8_0:
+            d[0] = h2f(x), m[0] = 0.0f;
             for (int j = 0; j < 32; ++j) u[j] = (uint8_t)(x[2 + j] ^ 0x80);
             return;
-        }
         case GgmlType::Q4_0: case GgmlType::Q4_1: {
             const bool min = t == GgmlType::Q4_1;
-            const uint8_t* x = row + b * (min ? 20 : 18);
-            *d = h2f(x);
-            if (min) *m = h2f(x + 2);
+            d[0] = h2f(x), m[0] = min ? h2f(x + 2) : 0.0f;
             const uint8_t* qs = x + (min ? 4 : 2);
             for (int j = 0; j < 16; ++j) {
                 u[j] = qs[j] & 0x0F;
@@ -498,9 +500,7 @@ void int8_block(GgmlType t, const uint8_t* row, int64_t b, uint8_t u[32], float*
         }
         case GgmlType::Q5_0: case GgmlType::Q5_1: {
             const bool min = t == GgmlType::Q5_1;
-            const uint8_t* x = row + b * (min ? 24 : 22);
-            *d = h2f(x);
-            if (min) *m = h2f(x + 2);
+            d[0] = h2f(x), m[0] = min ? h2f(x + 2) : 0.0f;
             uint32_t qh;
             std::memcpy(&qh, x + (min ? 4 : 2), 4);
             const uint8_t* qs = x + (min ? 8 : 6);
@@ -510,20 +510,85 @@ void int8_block(GgmlType t, const uint8_t* row, int64_t b, uint8_t u[32], float*
             }
             return;
         }
-        case GgmlType::Q4_K: case GgmlType::Q5_K: {
+        case GgmlType::Q4_K: case GgmlType::Q5_K: {  // 8 groups of 32: low nibbles of 32 bytes, then their high ones
             const bool five = t == GgmlType::Q5_K;
-            const uint8_t* x = row + (b / 8) * (five ? 176 : 144);
-            const int sub = (int)(b % 8), pair = sub / 2;  // 64 values per pair of sub-blocks: low nibbles, then high
-            uint8_t sc, mn;
-            scale_min_k4(sub, x + 4, &sc, &mn);
-            *d = h2f(x) * sc;
-            *m = -(h2f(x + 2) * mn);
-            const uint8_t* q = x + (five ? 48 : 16) + pair * 32;
-            const int shift = sub % 2 ? 4 : 0;
-            const uint8_t hbit = (uint8_t)(1u << sub);  // Q5_K: bit `sub` of qh[l] is the fifth bit
-            for (int l = 0; l < 32; ++l) {
-                u[l] = (uint8_t)((q[l] >> shift) & 0x0F);
-                if (five && (x[16 + l] & hbit)) u[l] = (uint8_t)(u[l] + 16);
+            const float dd = h2f(x), dmin = h2f(x + 2);
+            const uint8_t* qh = x + 16;
+            const uint8_t* q = x + (five ? 48 : 16);
+            for (int g = 0; g < 8; ++g) {
+                uint8_t sc, mn;
+                scale_min_k4(g, x + 4, &sc, &mn);
+                d[g] = dd * sc;
+                m[g] = -(dmin * mn);
+                const int shift = g % 2 ? 4 : 0;
+                const uint8_t hbit = (uint8_t)(1u << g);  // Q5_K: bit g of qh[l] is the fifth bit
+                for (int l = 0; l < 32; ++l) {
+                    uint8_t v = (uint8_t)((q[(g / 2) * 32 + l] >> shift) & 0x0F);
+                    if (five && (qh[l] & hbit)) v = (uint8_t)(v + 16);
+                    u[g * 32 + l] = v;
+                }
+            }
+            return;
+        }
+        case GgmlType::Q2_K: {  // scales[16], qs[64], d, dmin; 16 groups of 16
+            const uint8_t* sc = x;
+            const uint8_t* q = x + 16;
+            const float dd = h2f(x + 80), dmin = h2f(x + 82);
+            int g = 0;
+            for (int n = 0; n < 256; n += 128, q += 32)
+                for (int shift = 0; shift < 8; shift += 2)
+                    for (int half = 0; half < 2; ++half, ++g) {
+                        d[g] = dd * (sc[g] & 0xF);
+                        m[g] = -(dmin * (sc[g] >> 4));
+                        for (int l = 0; l < 16; ++l) u[g * 16 + l] = (uint8_t)((q[half * 16 + l] >> shift) & 3);
+                    }
+            return;
+        }
+        case GgmlType::Q3_K: {  // hmask[32], qs[64], scales[12], d; 16 groups of 16, u = q + 4 where the high bit is set
+            constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+            const uint8_t* hm = x;
+            const uint8_t* q = x + 32;
+            const float d_all = h2f(x + 108);
+            uint32_t aux[4];
+            std::memcpy(aux, x + 96, 12);
+            const uint32_t tmp = aux[2];
+            aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+            aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+            aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+            aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+            int8_t scales[16];
+            std::memcpy(scales, aux, 16);
+            int g = 0;
+            uint8_t bit = 1;
+            for (int n = 0; n < 256; n += 128, q += 32)
+                for (int shift = 0; shift < 8; shift += 2, bit = (uint8_t)(bit << 1))
+                    for (int half = 0; half < 2; ++half, ++g) {
+                        d[g] = d_all * (scales[g] - 32);
+                        m[g] = 0.0f;
+                        for (int l = 0; l < 16; ++l) {
+                            const int k = half * 16 + l;
+                            u[g * 16 + l] = (uint8_t)(((q[k] >> shift) & 3) + ((hm[k] & bit) ? 4 : 0));
+                        }
+                    }
+            return;
+        }
+        case GgmlType::Q6_K: {  // ql[128], qh[64], scales[16] (int8), d; 16 groups of 16
+            const float dd = h2f(x + 208);
+            const int8_t* sc = reinterpret_cast<const int8_t*>(x + 192);
+            for (int n = 0; n < 2; ++n) {
+                const uint8_t* ql = x + n * 64;
+                const uint8_t* qh = x + 128 + n * 32;
+                for (int l = 0; l < 32; ++l) {
+                    uint8_t* o = u + n * 128;
+                    o[l + 0] = (uint8_t)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4));
+                    o[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+                    o[l + 64] = (uint8_t)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4));
+                    o[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+                }
+                for (int j = 0; j < 8; ++j) {  // group j of this half: values n*128 + 16*j ..
+                    d[n * 8 + j] = dd * sc[n * 8 + j];
+                    m[n * 8 + j] = 0.0f;
+                }
             }
             return;
         }

@@ -52,14 +52,16 @@ void dequantize_row_scalar(GgmlType t, const void* src, float* dst, int64_t n);
 void dequantize_row_vector(GgmlType t, const void* src, float* dst, int64_t n);
 bool has_vector_dequantize(GgmlType t);
 
-// The integer form of one 32-value block of a row, for int8 products: value[k] = d * (u[k] - zero) + m, u in
-// 0..255, `zero` a constant of the type (Q8_0 128: u = q + 128; Q4_0 8; Q5_0 16; 0 for the types with a min). Types:
-// Q8_0, Q4_0, Q5_0, Q4_1, Q5_1, and the K-quants Q4_K / Q5_K (a 256-value super-block = 8 of these blocks, each
-// with its 6-bit scale and min: d = d_super * sc, m = -dmin * mn, as ggml's dequantize computes them).
-// `row` is the row's first block, `b` the 32-block index within the row.
+// The integer form of one stored block (ggml_type_info(t).block values), for int8 products: value[k] =
+// d[g] * (u[k] - zero) + m[g] for k in scale group g = k / int8_scale_group(t), u in 0..255, `zero` a constant of
+// the type (Q8_0 128: u = q + 128; Q4_0 8; Q5_0 16; Q3_K 4; Q6_K 32; 0 for the types with a min: Q4_1, Q5_1, Q2_K,
+// Q4_K, Q5_K). Groups of 32 values for the legacy types and Q4_K / Q5_K, of 16 for Q2_K, Q3_K and Q6_K; d and m as
+// ggml's dequantize computes them (d = d_super * sc, m = -dmin * mn), so the values are its values bit for bit.
+// `block` points at the stored block; u gets block values, d and m block / group scales each.
 bool has_int8_blocks(GgmlType t);
 int int8_block_zero(GgmlType t);
-void int8_block(GgmlType t, const uint8_t* row, int64_t b, uint8_t u[32], float* d, float* m);
+int int8_scale_group(GgmlType t);
+void int8_block(GgmlType t, const uint8_t* block, uint8_t* u, float* d, float* m);
 
 // Block-quantized weights: `packed` is U8 [rows, row_bytes] (usually a view into the mmap'd file), `shape` the
 // logical (torch-order) shape whose last dimension is the row length.

@@ -35,11 +35,12 @@ constexpr int64_t kQ8Bytes = 34;  // block_q8_0: f16 d, int8 qs[32]
 struct QuantizedRows {
     std::unique_ptr<int8_t[]> q;   // [M, K] (not zero-filled: every value is written)
     std::unique_ptr<float[]> d;    // [M, KB]
-    std::unique_ptr<int32_t[]> s;  // [M, KB]: the sum of each block's 32 quants (the VNNI kernel's offset correction)
+    std::unique_ptr<int32_t[]> s;  // [M, 2 * KB]: the sums of each block's two halves of 16 quants (the VNNI
+                                   // kernel's zero-point and min terms)
     void allocate(int64_t M, int64_t K) {
         q.reset(new int8_t[(size_t)(M * K)]);
         d.reset(new float[(size_t)(M * (K / QK))]);
-        s.reset(new int32_t[(size_t)(M * (K / QK))]);
+        s.reset(new int32_t[(size_t)(M * (K / QK) * 2)]);
     }
 };
 
@@ -54,17 +55,18 @@ void quantize_block(const float* x, int8_t* q, float* d) {
 #define NUANCE_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
 // quantize_block on AVX-512 for one block of 32 f32 values, the same arithmetic (amax / 127, x * (1 / d) rounded by
-// the conversion instruction: nearest, ties to even), plus the block's quant sum.
-NUANCE_VNNI_TARGET int32_t quantize_block_avx512(const float* x, int8_t* q, float* d) {
+// the conversion instruction: nearest, ties to even), plus the quant sums of its two halves into s[0], s[1].
+NUANCE_VNNI_TARGET void quantize_block_avx512(const float* x, int8_t* q, float* d, int32_t* s) {
     const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
-    const float s = amax / 127.0f, id = s != 0.0f ? 1.0f / s : 0.0f;
+    const float sc = amax / 127.0f, id = sc != 0.0f ? 1.0f / sc : 0.0f;
     const __m512 vid = _mm512_set1_ps(id);
     const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid)), qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(qa));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(qb));
-    *d = s;
-    return _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+    *d = sc;
+    s[0] = _mm512_reduce_add_epi32(qa);
+    s[1] = _mm512_reduce_add_epi32(qb);
 }
 
 bool has_avx512_vnni();
@@ -86,14 +88,14 @@ QuantizedRows quantize_rows(const Tensor& x, int64_t M, int64_t K) {
                 for (int64_t i = 0; i < QK; ++i) tmp[i] = bf16_to_f32(xb[m * K + b * QK + i]);
             int8_t* q = &r.q[(size_t)(m * K + b * QK)];
             float* d = &r.d[(size_t)(m * KB + b)];
+            int32_t* sums = &r.s[(size_t)((m * KB + b) * 2)];
             if (vec) {
-                r.s[(size_t)(m * KB + b)] = quantize_block_avx512(src, q, d);
+                quantize_block_avx512(src, q, d, sums);
                 continue;
             }
             quantize_block(src, q, d);
-            int32_t sum = 0;
-            for (int64_t i = 0; i < QK; ++i) sum += q[i];
-            r.s[(size_t)(m * KB + b)] = sum;
+            sums[0] = sums[1] = 0;
+            for (int64_t i = 0; i < QK; ++i) sums[i / 16] += q[i];
         }
     }
     return r;
@@ -151,78 +153,105 @@ constexpr int64_t kTileBlockBytes = kTileN * QK;  // one 32-block of K for one t
 struct PackedInt8 {
     int64_t N = 0, K = 0, KB = 0, tiles = 0;
     int zero = 0;          // value = d * (u - zero) + m (ggml_quants.h: int8_block)
-    bool has_min = false;  // Q4_1 / Q5_1 / Q4_K / Q5_K
-    std::vector<uint8_t> q;  // [tiles][KB][8 groups][2 halves][16 lanes][4] unsigned quants u
-    std::vector<float> d;    // [tiles][KB][32]: d per column (0 for the padded columns of the last tile)
-    std::vector<float> m;    // [tiles][KB][32]: m per column (has_min only)
+    bool has_min = false;  // Q4_1 / Q5_1 / Q2_K / Q4_K / Q5_K
+    int groups = 1;        // scale groups per 32-block: 1, or 2 for the 16-value groups of Q2_K / Q3_K / Q6_K
+    std::vector<uint8_t> q;  // [tiles][KB][8 groups of 4 k][2 halves][16 lanes][4] unsigned quants u
+    std::vector<float> d;    // [tiles][KB][groups][32]: d per column (0 for the padded columns of the last tile)
+    std::vector<float> m;    // [tiles][KB][groups][32]: m per column (has_min only)
 };
 
 PackedInt8 pack_int8(const QuantizedWeightView& w) {
     const GgmlType t = (GgmlType)w.ggml_type;
+    const GgmlTypeInfo& ti = ggml_type_info(t);
     PackedInt8 p;
     p.N = w.rows, p.K = w.row_length, p.KB = p.K / QK, p.tiles = (p.N + kTileN - 1) / kTileN;
     p.zero = int8_block_zero(t);
-    p.has_min = t == GgmlType::Q4_1 || t == GgmlType::Q5_1 || t == GgmlType::Q4_K || t == GgmlType::Q5_K;
+    p.has_min = t == GgmlType::Q4_1 || t == GgmlType::Q5_1 || t == GgmlType::Q2_K || t == GgmlType::Q4_K ||
+                t == GgmlType::Q5_K;
+    const int group = int8_scale_group(t);
+    p.groups = (int)(QK / group);
+    const int64_t per_block = ti.block / QK;  // 32-blocks per stored block (8 for the K-quants)
+    const int64_t gs = p.groups * kTileN;     // scales per (tile, 32-block)
     p.q.resize((size_t)(p.tiles * p.KB * kTileBlockBytes));
-    p.d.resize((size_t)(p.tiles * p.KB * kTileN));
+    p.d.resize((size_t)(p.tiles * p.KB * gs));
     if (p.has_min) p.m.resize(p.d.size());
 #pragma omp parallel for schedule(static) if (p.N * p.K > (1 << 16))
-    for (int64_t tl = 0; tl < p.tiles; ++tl)
-        for (int64_t b = 0; b < p.KB; ++b) {
-            uint8_t* dst = &p.q[(size_t)((tl * p.KB + b) * kTileBlockBytes)];
-            float* ds = &p.d[(size_t)((tl * p.KB + b) * kTileN)];
-            float* ms = p.has_min ? &p.m[(size_t)((tl * p.KB + b) * kTileN)] : nullptr;
-            for (int64_t c = 0; c < kTileN; ++c) {
-                const int64_t n = tl * kTileN + c;
-                const int64_t half = c / 16, lane = c % 16;
-                alignas(4) uint8_t u[QK];
-                float d = 0.0f, m = 0.0f;
-                if (n < p.N) int8_block(t, w.data + n * w.row_bytes, b, u, &d, &m);
-                else std::memset(u, p.zero, sizeof u);  // padding column: value 0 (d = 0)
-                ds[c] = d;
-                if (ms) ms[c] = m;
-                for (int64_t g = 0; g < 8; ++g) std::memcpy(dst + (g * 2 + half) * 64 + lane * 4, u + g * 4, 4);
+    for (int64_t tl = 0; tl < p.tiles; ++tl) {
+        std::vector<uint8_t> u((size_t)ti.block);
+        std::vector<float> d((size_t)(ti.block / group)), m(d.size());
+        for (int64_t c = 0; c < kTileN; ++c) {
+            const int64_t n = tl * kTileN + c, half = c / 16, lane = c % 16;
+            for (int64_t sb = 0; sb < p.KB / per_block; ++sb) {
+                if (n < p.N) int8_block(t, w.data + n * w.row_bytes + sb * ti.bytes, u.data(), d.data(), m.data());
+                else {  // padding column: value 0 (d = 0)
+                    std::fill(u.begin(), u.end(), (uint8_t)p.zero);
+                    std::fill(d.begin(), d.end(), 0.0f);
+                    std::fill(m.begin(), m.end(), 0.0f);
+                }
+                for (int64_t j = 0; j < per_block; ++j) {
+                    const int64_t b = sb * per_block + j;
+                    uint8_t* dst = &p.q[(size_t)((tl * p.KB + b) * kTileBlockBytes)];
+                    for (int64_t g = 0; g < 8; ++g)
+                        std::memcpy(dst + (g * 2 + half) * 64 + lane * 4, &u[(size_t)(j * QK + g * 4)], 4);
+                    for (int h = 0; h < p.groups; ++h) {
+                        const size_t at = (size_t)((tl * p.KB + b) * gs + h * kTileN + c);
+                        p.d[at] = d[(size_t)(j * p.groups + h)];
+                        if (p.has_min) p.m[at] = m[(size_t)(j * p.groups + h)];
+                    }
+                }
             }
         }
+    }
     return p;
 }
 
 // MR rows of x by one packed tile (32 columns), over all of K, plus the bias: stored into y (f32 rows of ldy floats,
-// the tile's first `nn` columns) or, for a bf16 output, into out[i * 32 + c] for the caller to round. Per block:
-// s = sum u * x_q - zero * sum x_q (exact int32), acc += s * (d_x * d) (+ m * d_x * sum x_q for the types with a min).
-template <int MR, bool MIN>
+// the tile's first `nn` columns) or, for a bf16 output, into out[i * 32 + c] for the caller to round. Per scale group
+// (the whole 32-block, or each half of it for G = 2): s = sum u * x_q - zero * sum x_q (exact int32), then
+// acc += s * (d_x * d) (+ m * d_x * sum x_q for the types with a min).
+template <int MR, bool MIN, int G>
 NUANCE_VNNI_TARGET void vnni_rows_tile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t K, int64_t KB,
                                        const uint8_t* wq, const float* wd, const float* wm, int zero, const float* bias,
                                        int64_t nn, float* y, int64_t ldy) {
+    constexpr int kGroupsOf4 = 8 / G;  // groups of 4 k per scale group
     __m512 acc[MR][2];
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < KB; ++b) {
-        __m512i s[MR][2];
-        for (int i = 0; i < MR; ++i) s[i][0] = s[i][1] = _mm512_set1_epi32(-zero * xs[i * KB + b]);
         const uint8_t* wb = wq + b * kTileBlockBytes;
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; ++g) {
-            const __m512i w0 = _mm512_loadu_si512(wb + g * 128), w1 = _mm512_loadu_si512(wb + g * 128 + 64);
+        for (int h = 0; h < G; ++h) {
+            __m512i s[MR][2];
+            int32_t sx[MR];  // sum of x's quants over this scale group
             for (int i = 0; i < MR; ++i) {
-                int32_t x4;
-                std::memcpy(&x4, xq + i * K + b * QK + g * 4, 4);
-                const __m512i xv = _mm512_set1_epi32(x4);
-                s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, xv);
-                s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, xv);
+                const int32_t* p = xs + (i * KB + b) * 2;
+                sx[i] = G == 1 ? p[0] + p[1] : p[h];
+                s[i][0] = s[i][1] = _mm512_set1_epi32(-zero * sx[i]);
             }
-        }
-        const __m512 d0 = _mm512_loadu_ps(wd + b * kTileN), d1 = _mm512_loadu_ps(wd + b * kTileN + 16);
-        for (int i = 0; i < MR; ++i) {
-            const __m512 dx = _mm512_set1_ps(xd[i * KB + b]);
-            acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
-        }
-        if constexpr (MIN) {
-            const __m512 m0 = _mm512_loadu_ps(wm + b * kTileN), m1 = _mm512_loadu_ps(wm + b * kTileN + 16);
+#pragma GCC unroll 8
+            for (int g = h * kGroupsOf4; g < (h + 1) * kGroupsOf4; ++g) {
+                const __m512i w0 = _mm512_loadu_si512(wb + g * 128), w1 = _mm512_loadu_si512(wb + g * 128 + 64);
+                for (int i = 0; i < MR; ++i) {
+                    int32_t x4;
+                    std::memcpy(&x4, xq + i * K + b * QK + g * 4, 4);
+                    const __m512i xv = _mm512_set1_epi32(x4);
+                    s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, xv);
+                    s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, xv);
+                }
+            }
+            const float* dg = wd + (b * G + h) * kTileN;
+            const __m512 d0 = _mm512_loadu_ps(dg), d1 = _mm512_loadu_ps(dg + 16);
             for (int i = 0; i < MR; ++i) {
-                const __m512 sx = _mm512_set1_ps(xd[i * KB + b] * (float)xs[i * KB + b]);
-                acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
+                const __m512 dx = _mm512_set1_ps(xd[i * KB + b]);
+                acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
+            }
+            if constexpr (MIN) {
+                const float* mg = wm + (b * G + h) * kTileN;
+                const __m512 m0 = _mm512_loadu_ps(mg), m1 = _mm512_loadu_ps(mg + 16);
+                for (int i = 0; i < MR; ++i) {
+                    const __m512 v = _mm512_set1_ps(xd[i * KB + b] * (float)sx[i]);
+                    acc[i][0] = _mm512_fmadd_ps(m0, v, acc[i][0]);
+                    acc[i][1] = _mm512_fmadd_ps(m1, v, acc[i][1]);
+                }
             }
         }
     }
@@ -239,16 +268,20 @@ NUANCE_VNNI_TARGET void vnni_rows_tile(const int8_t* xq, const float* xd, const 
 using RowsTileFn = void (*)(const int8_t*, const float*, const int32_t*, int64_t, int64_t, const uint8_t*, const float*,
                             const float*, int, const float*, int64_t, float*, int64_t);
 constexpr int kMR = 6;
-template <bool MIN>
-RowsTileFn rows_tile_for(int mr) {
+template <bool MIN, int G>
+RowsTileFn rows_tile_mr(int mr) {
     switch (mr) {
-        case 1: return vnni_rows_tile<1, MIN>;
-        case 2: return vnni_rows_tile<2, MIN>;
-        case 3: return vnni_rows_tile<3, MIN>;
-        case 4: return vnni_rows_tile<4, MIN>;
-        case 5: return vnni_rows_tile<5, MIN>;
-        default: return vnni_rows_tile<6, MIN>;
+        case 1: return vnni_rows_tile<1, MIN, G>;
+        case 2: return vnni_rows_tile<2, MIN, G>;
+        case 3: return vnni_rows_tile<3, MIN, G>;
+        case 4: return vnni_rows_tile<4, MIN, G>;
+        case 5: return vnni_rows_tile<5, MIN, G>;
+        default: return vnni_rows_tile<6, MIN, G>;
     }
+}
+RowsTileFn rows_tile_for(const PackedInt8& p, int mr) {
+    if (p.groups == 2) return p.has_min ? rows_tile_mr<true, 2>(mr) : rows_tile_mr<false, 2>(mr);
+    return p.has_min ? rows_tile_mr<true, 1>(mr) : rows_tile_mr<false, 1>(mr);
 }
 
 void w8a8_vnni(const QuantizedRows& xq, int64_t M, const PackedInt8& pw, const float* bias, Tensor& y) {
@@ -267,18 +300,18 @@ void w8a8_vnni(const QuantizedRows& xq, int64_t M, const PackedInt8& pw, const f
         for (int64_t t = 0; t < pw.tiles; ++t) {
             const int64_t m1 = std::min(M, (mc + 1) * MC), n0 = t * kTileN, nn = std::min(kTileN, N - n0);
             const uint8_t* wq = &pw.q[(size_t)(t * KB * kTileBlockBytes)];
-            const float* wd = &pw.d[(size_t)(t * KB * kTileN)];
-            const float* wm = pw.has_min ? &pw.m[(size_t)(t * KB * kTileN)] : nullptr;
+            const float* wd = &pw.d[(size_t)(t * KB * pw.groups * kTileN)];
+            const float* wm = pw.has_min ? &pw.m[(size_t)(t * KB * pw.groups * kTileN)] : nullptr;
             alignas(64) float out[kMR * kTileN];
             for (int64_t m = mc * MC; m < m1; m += kMR) {
                 const int mr = (int)std::min<int64_t>(kMR, m1 - m);
                 const float* bt = bias ? bias + n0 : nullptr;
-                const RowsTileFn tile = pw.has_min ? rows_tile_for<true>(mr) : rows_tile_for<false>(mr);
+                const RowsTileFn tile = rows_tile_for(pw, mr);
                 if (yf) {  // straight into y's rows
-                    tile(xqq + m * K, xqd + m * KB, xqs + m * KB, K, KB, wq, wd, wm, pw.zero, bt, nn, yf + m * N + n0, N);
+                    tile(xqq + m * K, xqd + m * KB, xqs + m * KB * 2, K, KB, wq, wd, wm, pw.zero, bt, nn, yf + m * N + n0, N);
                     continue;
                 }
-                tile(xqq + m * K, xqd + m * KB, xqs + m * KB, K, KB, wq, wd, wm, pw.zero, bt, nn, out, kTileN);
+                tile(xqq + m * K, xqd + m * KB, xqs + m * KB * 2, K, KB, wq, wd, wm, pw.zero, bt, nn, out, kTileN);
                 for (int i = 0; i < mr; ++i) f32_to_bf16_n(out + i * kTileN, yh + (m + i) * N + n0, nn);
             }
         }
@@ -554,8 +587,8 @@ Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const 
                             }
                         }
                     for (int64_t blk = 0; blk < KB; ++blk)
-                        xq.s[(size_t)(r * KB + blk)] =
-                            quantize_block_avx512(d + blk * QK, &xq.q[(size_t)(r * K + blk * QK)], &xq.d[(size_t)(r * KB + blk)]);
+                        quantize_block_avx512(d + blk * QK, &xq.q[(size_t)(r * K + blk * QK)],
+                                              &xq.d[(size_t)(r * KB + blk)], &xq.s[(size_t)((r * KB + blk) * 2)]);
                 }
             }
             Tensor yr = Tensor::from_storage(y.storage(), (size_t)(r0 * O) * 4, {rows, O}, DType::F32);

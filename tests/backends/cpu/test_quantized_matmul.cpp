@@ -268,42 +268,45 @@ TEST(QuantizedConv, W8A8VnniMatchesPortableOnIm2col) {
     }
 }
 
-// The integer form of a block (value = d * (u - zero) + m) gives the dequantized values bit for bit, for every type
-// the int8 kernel takes (K-quants: each 32-value sub-block of a 256 super-block).
+// The integer form of a block (value = d * (u - zero) + m per scale group) gives the dequantized values bit for bit,
+// for every type the int8 kernel takes (groups of 32, or of 16 for Q2_K / Q3_K / Q6_K).
 TEST(QuantizedMatmul, Int8BlocksAreTheDequantizedValues) {
     for (const GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1,
-                             GgmlType::Q4_K, GgmlType::Q5_K}) {
+                             GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
         ASSERT_TRUE(has_int8_blocks(t));
-        const int64_t K = 512;
+        const GgmlTypeInfo& ti = ggml_type_info(t);
+        const int64_t K = 512, group = int8_scale_group(t);
         const Tensor w = random_weight(t, {3, K}, 100 + (uint64_t)t);
         const std::vector<float> ref = dequantize_weight(w).to_vector();
         const auto v = *quantized_weight_view(w);
         const int zero = int8_block_zero(t);
+        std::vector<uint8_t> u((size_t)ti.block);
+        std::vector<float> d((size_t)(ti.block / group)), m(d.size());
         for (int64_t n = 0; n < 3; ++n)
-            for (int64_t b = 0; b < K / 32; ++b) {
-                uint8_t u[32];
-                float d, m;
-                int8_block(t, v.data + n * v.row_bytes, b, u, &d, &m);
-                for (int k = 0; k < 32; ++k)
-                    ASSERT_EQ(d * (float)((int)u[k] - zero) + m, ref[(size_t)(n * K + b * 32 + k)])
-                        << ggml_type_info(t).name << " row " << n << " block " << b << " value " << k;
+            for (int64_t sb = 0; sb < K / ti.block; ++sb) {
+                int8_block(t, v.data + n * v.row_bytes + sb * ti.bytes, u.data(), d.data(), m.data());
+                for (int64_t k = 0; k < ti.block; ++k)
+                    ASSERT_EQ(d[(size_t)(k / group)] * (float)((int)u[(size_t)k] - zero) + m[(size_t)(k / group)],
+                              ref[(size_t)(n * K + sb * ti.block + k)])
+                        << ti.name << " row " << n << " block " << sb << " value " << k;
             }
     }
-    EXPECT_FALSE(has_int8_blocks(GgmlType::Q6_K));
     EXPECT_FALSE(has_int8_blocks(GgmlType::IQ4_NL));
+    EXPECT_FALSE(has_int8_blocks(GgmlType::F16));
     uint8_t u[32];
     float d, m;
-    const uint8_t blk[210] = {};
-    EXPECT_THAT(error_of([&] { int8_block(GgmlType::Q6_K, blk, 0, u, &d, &m); }), HasSubstr("Q6_K has no integer"));
+    const uint8_t blk[64] = {};
+    EXPECT_THAT(error_of([&] { int8_block(GgmlType::IQ4_NL, blk, u, &d, &m); }), HasSubstr("IQ4_NL has no integer"));
 }
 
 // The other integer block types on the VNNI kernel (weights as unsigned quants with the type's zero point, a min term
-// for Q4_1/Q5_1/Q4_K/Q5_K): within the activation quantization bound of the dequantized product.
+// for Q4_1/Q5_1/Q2_K/Q4_K/Q5_K, two scale groups per 32-block for Q2_K/Q3_K/Q6_K): within the activation
+// quantization bound of the dequantized product.
 TEST(QuantizedMatmul, Int8BlockTypesW8A8WithinActivationQuantizationBound) {
     if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: these types run weight-only";
     W8A8Scope on;
-    for (const GgmlType t : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q4_K,
-                             GgmlType::Q5_K})
+    for (const GgmlType t : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q2_K,
+                             GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
         for (const auto& [M, N, K] : {std::array<int64_t, 3>{1, 1, 256}, {7, 33, 512}, {20, 70, 1280}}) {
             const Tensor w = random_weight(t, {N, K}, 110 + (uint64_t)t + (uint64_t)N);
             const Tensor x = random_input({M, K}, 111 + (uint64_t)M), b = random_input({N}, 112);
@@ -335,7 +338,7 @@ TEST(QuantizedMatmul, Int8BlockTypesW8A8WithinActivationQuantizationBound) {
 }
 
 // The path: Q8_0 at bf16 runs W8A8 by default where the VNNI kernel runs (NUANCE_Q8_W8A8=0/1 overrides), and so do
-// the other integer block types (Q4_0, Q4_K ...) on that kernel; fp32 products, Q6_K and the like stay weight-only.
+// the other integer block types (Q4_0, Q4_K, Q6_K ...) on that kernel; fp32 products and IQ4 stay weight-only.
 TEST(QuantizedMatmul, Q8W8A8IsTheDefaultWithVnni) {
     const Tensor q8 = random_weight(GgmlType::Q8_0, {4, 64}, 1), q4 = random_weight(GgmlType::Q4_0, {4, 64}, 2);
     const auto v8 = *quantized_weight_view(q8), v4 = *quantized_weight_view(q4);
@@ -347,8 +350,8 @@ TEST(QuantizedMatmul, Q8W8A8IsTheDefaultWithVnni) {
     EXPECT_EQ(cpu::quantized_path(v8, Precision::FP32), cpu::QuantizedPath::WeightOnly);
     EXPECT_EQ(cpu::quantized_path(v4, Precision::BF16),
               cpu::has_vnni_kernel() ? cpu::QuantizedPath::W8A8 : cpu::QuantizedPath::WeightOnly);
-    const Tensor q6 = random_weight(GgmlType::Q6_K, {4, 256}, 3);
-    EXPECT_EQ(cpu::quantized_path(*quantized_weight_view(q6), Precision::BF16), cpu::QuantizedPath::WeightOnly);
+    const Tensor iq = random_weight(GgmlType::IQ4_NL, {4, 256}, 3);
+    EXPECT_EQ(cpu::quantized_path(*quantized_weight_view(iq), Precision::BF16), cpu::QuantizedPath::WeightOnly);
     cpu::set_q8_w8a8(false);
     EXPECT_EQ(cpu::quantized_path(v8, Precision::BF16), cpu::QuantizedPath::WeightOnly);
     cpu::set_q8_w8a8(was);
