@@ -2,6 +2,9 @@
 
 #include "core/checked.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 
@@ -37,7 +40,8 @@ const QuantizedTag* tag_of(const Tensor& t) {
 }  // namespace
 
 Tensor make_quantized_weight(uint32_t ggml_type, const char* type_name, int64_t block, int64_t block_bytes,
-                             const uint8_t* data, size_t bytes, std::shared_ptr<void> keepalive, const Shape& shape) {
+                             const uint8_t* data, size_t bytes, std::shared_ptr<void> keepalive, const Shape& shape,
+                             bool file_backed) {
     NUANCE_CHECK(block > 0 && block_bytes > 0, "quantized weight ", type_name, ": bad block (", block, " values in ",
                  block_bytes, " bytes)");
     NUANCE_CHECK(shape.size() >= 2, "quantized weight ", type_name, shape_str(shape),
@@ -55,7 +59,8 @@ Tensor make_quantized_weight(uint32_t ggml_type, const char* type_name, int64_t 
                  " rows of ", row_bytes, " bytes");
     QuantizedTag tag{ggml_type, type_name, block, block_bytes, {}, 1.0f, std::move(keepalive)};
     std::shared_ptr<void> ka(const_cast<uint8_t*>(data), std::move(tag));
-    return handle_over(Storage::wrap(const_cast<uint8_t*>(data), bytes, std::move(ka)), 0, rows, row_bytes, shape);
+    return handle_over(Storage::wrap(const_cast<uint8_t*>(data), bytes, std::move(ka), file_backed), 0, rows, row_bytes,
+                       shape);
 }
 
 Tensor quantized_weight_with_patch(const Tensor& t, QuantizedWeightPatch patch) {
@@ -80,7 +85,7 @@ Tensor quantized_weight_with_patch(const Tensor& t, QuantizedWeightPatch patch) 
     tag.keepalive = t.storage();  // the payload's owner, through the unpatched storage
     uint8_t* base = t.storage()->data();
     std::shared_ptr<void> ka(base, std::move(tag));
-    auto st = Storage::wrap(base, t.storage()->size(), std::move(ka));
+    auto st = Storage::wrap(base, t.storage()->size(), std::move(ka), t.storage()->file_backed());
     return handle_over(std::move(st), (size_t)(v->data - base), v->rows, v->row_bytes, t.shape());
 }
 
@@ -96,7 +101,7 @@ Tensor quantized_weight_with_scale(const Tensor& t, float scale) {
     tag.keepalive = t.storage();
     uint8_t* base = t.storage()->data();
     std::shared_ptr<void> ka(base, std::move(tag));
-    auto st = Storage::wrap(base, t.storage()->size(), std::move(ka));
+    auto st = Storage::wrap(base, t.storage()->size(), std::move(ka), t.storage()->file_backed());
     return handle_over(std::move(st), (size_t)(v->data - base), v->rows, v->row_bytes, t.shape());
 }
 
@@ -157,6 +162,18 @@ std::string quantized_weight_str(const Tensor& t) {
         s += b;
     }
     return s;
+}
+
+size_t release_file_pages(const Tensor& t) {
+    if (!t.defined()) return 0;
+    const Tensor p = quantized_weight_view(t) ? quantized_weight_payload(t) : t;
+    if (!p.storage() || !p.storage()->file_backed() || p.nbytes() == 0) return 0;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)p.raw() + page - 1) / page * page;
+    const uintptr_t end = ((uintptr_t)p.raw() + p.nbytes()) / page * page;
+    if (end <= begin) return 0;
+    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    return (size_t)(end - begin);
 }
 
 }  // namespace nuance

@@ -46,9 +46,11 @@ struct QuantizedWeightView {
 
 // A handle over `bytes` bytes at `data` (kept alive by `keepalive`) of blocks of type `ggml_type`, seen as `shape`
 // (rank >= 2; numel / shape[0] a multiple of `block`; rows * row_bytes == bytes). Throws InvalidArgument otherwise.
-// `type_name` (ggml's spelling, a string literal) is kept for messages.
+// `type_name` (ggml's spelling, a string literal) is kept for messages. file_backed: the bytes are a read-only mapping
+// of a file (release_file_pages may drop them).
 Tensor make_quantized_weight(uint32_t ggml_type, const char* type_name, int64_t block, int64_t block_bytes,
-                             const uint8_t* data, size_t bytes, std::shared_ptr<void> keepalive, const Shape& shape);
+                             const uint8_t* data, size_t bytes, std::shared_ptr<void> keepalive, const Shape& shape,
+                             bool file_backed = false);
 
 // The handle `t` whose values are multiplied by `scale` (finite, non-zero) on top of its own scale: a new handle over
 // the same blocks and patches (t itself is unchanged). Throws InvalidArgument naming the weight otherwise.
@@ -67,6 +69,10 @@ Tensor quantized_weight_reshape(const Tensor& t, const Shape& shape);
 // count must not exceed t's rows, a's columns must be t's row length, b's columns a's rows). A new handle over the
 // same blocks: `t` itself (and every copy of it) is unchanged, so dropping the new handle undoes the patch.
 Tensor quantized_weight_with_patch(const Tensor& t, QuantizedWeightPatch patch);
+// Drops the pages of a file-mapped tensor (a plain view of the mmap'd file, or a quantized handle's payload) from
+// this process: they stay in the page cache and a later read maps them again, with the same bytes. Only whole pages
+// inside the tensor go. Returns the bytes released (0 for memory the process owns). Advisory: errors are ignored.
+size_t release_file_pages(const Tensor& t);
 // "Q8_0[320, 320, 3, 3]" for messages, "F8_E4M3[64, 64]*0.25" with a scale ("" when not quantized).
 std::string quantized_weight_str(const Tensor& t);
 

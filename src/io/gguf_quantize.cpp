@@ -4,8 +4,6 @@
 #include "io/gguf.h"
 
 #include <cctype>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "core/checked.h"
 #include "core/quantized_weight.h"
@@ -45,17 +43,6 @@ uint32_t file_type(GgmlType t) {
 }
 
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
-
-// Drops a file-mapped input tensor's pages from this process once it has been quantized (they stay in the page
-// cache; a later read maps them again). Advisory: errors are ignored.
-void release_file_pages(const Tensor& t) {
-    const Tensor p = quantized_weight_view(t) ? quantized_weight_payload(t) : t;
-    if (!p.defined() || !p.storage() || !p.storage()->file_backed() || p.nbytes() == 0) return;
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = ((uintptr_t)p.raw() + page - 1) / page * page;
-    const uintptr_t end = ((uintptr_t)p.raw() + p.nbytes()) / page * page;
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
 
 // ComfyUI-GGUF's lcpp.patch keeps these in their convert.py type (plus the diffusers spellings of the UNet ones).
 bool kept_unquantized(const std::string& arch, const std::string& name) {

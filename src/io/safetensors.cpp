@@ -181,7 +181,8 @@ WeightFile load_safetensors(std::shared_ptr<Storage> storage, const std::string&
         if (fp8 && fp8_load == Fp8Load::KeepMatrices && shape.size() >= 2 && need > 0) {
             const GgmlType gt = fp8 == 1 ? GgmlType::F8_E4M3 : GgmlType::F8_E5M2;
             wf.tensors[name] = make_quantized_weight((uint32_t)gt, fp8 == 1 ? "F8_E4M3" : "F8_E5M2", 1, 1,
-                                                     base + abs_off, (size_t)need, storage, shape);
+                                                     base + abs_off, (size_t)need, storage, shape,
+                                                     storage->file_backed());
         } else if (fp8) {
             wf.tensors[name] = fp8_to_f16(base + abs_off, shape, fp8 == 1);
         } else if (abs_off % dtype_size(dt) == 0) {

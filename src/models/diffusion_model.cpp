@@ -2,8 +2,10 @@
 #include "models/diffusion_model.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "core/error.h"
+#include "core/quantized_weight.h"
 #include "io/weights.h"
 #include "nn/module.h"
 #include "ops/elementwise.h"
@@ -92,6 +94,25 @@ int64_t parameter_count(Module& m) {
     int64_t n = 0;
     for_each_param(m, [&](const std::string&, Param& p) { n += p.value.defined() ? p.value.numel() : 0; });
     return n;
+}
+
+namespace {
+size_t release_pages_of(DiffusionModel& m, const std::function<bool(const std::string&)>& which) {
+    size_t bytes = 0;
+    for (auto& [name, mod] : m.modules())
+        if (mod && which(name))
+            for_each_param(*mod, [&](const std::string&, Param& p) { bytes += release_file_pages(p.value); });
+    return bytes;
+}
+}  // namespace
+
+size_t DiffusionModel::release_text_encoder_pages() const {
+    return release_pages_of(const_cast<DiffusionModel&>(*this),
+                            [](const std::string& n) { return n.rfind("text_encoder", 0) == 0; });
+}
+
+size_t DiffusionModel::release_pages_except_vae() const {
+    return release_pages_of(const_cast<DiffusionModel&>(*this), [](const std::string& n) { return n != "vae"; });
 }
 
 std::vector<ComponentInfo> DiffusionModel::components() const {

@@ -175,6 +175,15 @@ public:
     virtual GuidanceKind guidance() const = 0;
     virtual GenerationDefaults generation_defaults() const = 0;
 
+    // --- memory
+    // Drops file-mapped weight pages from the process (core/quantized_weight.h: release_file_pages): those of the
+    // text encoders (modules named text_encoder*), or of every module but the VAE. The weights stay usable: a later
+    // use maps the pages again from the page cache. Weights the process owns (converted copies, packed bf16 blocks)
+    // are not touched. Used by one-shot runs: a T5 kept as fp8 or GGUF blocks (4.9 GB / 2.6-5 GB) stops counting once
+    // the prompt is encoded, the denoiser's blocks before the VAE decode. Returns the bytes released.
+    size_t release_text_encoder_pages() const;
+    size_t release_pages_except_vae() const;
+
     // --- conditioning
     // Checks what only the model can judge (clip skip range ...); Error naming the field and the value.
     virtual void validate_request(const ConditioningRequest&) const {}

@@ -246,6 +246,7 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         m.match_for_batch({&uncond, &cond}, cond_req);
     }
     const Conditioning batch = use_cfg ? m.batch_conditioning({&uncond, &cond}) : cond;
+    if (p.release_text_encoder_pages) m.release_text_encoder_pages();
     StepContext step_ctx;
     ControlStack control;
     if (!p.control.empty()) {
@@ -341,9 +342,13 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         gi.seed = seed;
         gi.latents = latents;
         allocator_trim();  // the denoiser's cached activations make room for the decoder's (lower peak RSS)
-        // One-shot callers (the CLI) let the UNet's and text encoders' packed weights go before the last decode: the
-        // decoder's activations then reuse that memory (at 512² SD1.5 in bf16: 1.7 GB of packed UNet weights).
-        if (p.release_weights_before_decode && b + 1 == p.batch_count) clear_packed_weights();
+        // One-shot callers (the CLI) let the UNet's and text encoders' packed weights (and file-mapped pages) go before
+        // the last decode: the decoder's activations then reuse that memory (at 512² SD1.5 in bf16: 1.7 GB of packed
+        // UNet weights; Flux-dev from a Q4_0 GGUF: 6.8 GB of blocks).
+        if (p.release_weights_before_decode && b + 1 == p.batch_count) {
+            clear_packed_weights();
+            m.release_pages_except_vae();  // the file-mapped blocks (GGUF, fp8) of the denoiser and encoders too
+        }
         if (!p.skip_decode) {
             gi.decoded = p.taesd_decode ? p.taesd->decode(latents) : m.decode(latents, p.vae_tiling);
             check_finite(gi.decoded, [&] { return str(lf.pixel_space ? "the decoded image " : p.taesd_decode

@@ -2,10 +2,9 @@
 
 #include <map>
 #include <mutex>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "backends/cpu/dnnl_context.h"
+#include "core/quantized_weight.h"
 
 namespace nuance::cpu {
 
@@ -69,17 +68,6 @@ PackedCache& packed_cache() {
 
 }  // namespace
 
-namespace {
-
-void release_file_pages(const Tensor& w) {
-    if (!w.storage() || !w.storage()->file_backed()) return;
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = ((uintptr_t)w.raw() + page - 1) / page * page;
-    const uintptr_t end = ((uintptr_t)w.raw() + w.nbytes()) / page * page;
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory: errors ignored
-}
-
-}  // namespace
 
 dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
     auto& eng = engine();

@@ -628,7 +628,7 @@ Tensor quantized_weight_tensor(const QuantizedTensor& q, const Shape& logical) {
         logical[0] <= 0 || n == 0 || (n / logical[0]) % ti.block != 0 || !q.packed.is_contiguous())
         return Tensor();
     return make_quantized_weight((uint32_t)q.type, ti.name, ti.block, ti.bytes, q.packed.data<uint8_t>(),
-                                 q.packed.nbytes(), q.packed.storage(), logical);
+                                 q.packed.nbytes(), q.packed.storage(), logical, q.packed.storage()->file_backed());
 }
 
 }  // namespace nuance

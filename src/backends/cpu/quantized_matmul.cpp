@@ -57,16 +57,27 @@ void quantize_block(const float* x, int8_t* q, float* d) {
 // quantize_block on AVX-512 for one block of 32 f32 values, the same arithmetic (amax / 127, x * (1 / d) rounded by
 // the conversion instruction: nearest, ties to even), plus the quant sums of its two halves into s[0], s[1].
 NUANCE_VNNI_TARGET void quantize_block_avx512(const float* x, int8_t* q, float* d, int32_t* s) {
+    // The masked (maskz) forms throughout: GCC 12's unmasked ones read an "undefined" vector and warn.
+    constexpr __mmask16 all = 0xFFFF;
     const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    alignas(64) float m[16];
+    _mm512_store_ps(m, _mm512_maskz_max_ps(all, _mm512_abs_ps(a), _mm512_abs_ps(b)));
+    float amax = 0.0f;
+    for (float v : m) amax = std::max(amax, v);
     const float sc = amax / 127.0f, id = sc != 0.0f ? 1.0f / sc : 0.0f;
     const __m512 vid = _mm512_set1_ps(id);
-    const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid)), qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(qa));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(qb));
+    const __m512i qa = _mm512_maskz_cvtps_epi32(all, _mm512_mul_ps(a, vid));
+    const __m512i qb = _mm512_maskz_cvtps_epi32(all, _mm512_mul_ps(b, vid));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_maskz_cvtsepi32_epi8(all, qa));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_maskz_cvtsepi32_epi8(all, qb));
     *d = sc;
-    s[0] = _mm512_reduce_add_epi32(qa);
-    s[1] = _mm512_reduce_add_epi32(qb);
+    alignas(64) int32_t t[32];
+    _mm512_store_si512(t, qa);
+    _mm512_store_si512(t + 16, qb);
+    int32_t s0 = 0, s1 = 0;
+    for (int i = 0; i < 16; ++i) s0 += t[i], s1 += t[16 + i];
+    s[0] = s0;
+    s[1] = s1;
 }
 
 bool has_avx512_vnni();
@@ -241,8 +252,8 @@ NUANCE_VNNI_TARGET void vnni_rows_tile(const int8_t* xq, const float* xd, const 
             const __m512 d0 = _mm512_loadu_ps(dg), d1 = _mm512_loadu_ps(dg + 16);
             for (int i = 0; i < MR; ++i) {
                 const __m512 dx = _mm512_set1_ps(xd[i * KB + b]);
-                acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
+                acc[i][0] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xFFFF, s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
             }
             if constexpr (MIN) {
                 const float* mg = wm + (b * G + h) * kTileN;
