@@ -15,13 +15,15 @@ int run(const std::string& in, const std::string& out, const std::string& type_n
                      quantize_recipe_names().c_str());
         return 2;
     }
-    if (layout != "comfy" && layout != "full") {
-        std::fprintf(stderr, "error: --layout '%s': expected comfy or full\n", layout.c_str());
+    if (layout != "comfy" && layout != "full" && layout != "sdcpp") {
+        std::fprintf(stderr, "error: --layout '%s': expected comfy, full or sdcpp\n", layout.c_str());
         return 2;
     }
     const WeightFile wf = load_weights(in);
-    const GgufQuantizeSummary s =
-        quantize_to_gguf(wf, out, *recipe, layout == "full" ? GgufLayout::Full : GgufLayout::Comfy);
+    const GgufQuantizeSummary s = quantize_to_gguf(wf, out, *recipe,
+                                                   layout == "full"    ? GgufLayout::Full
+                                                   : layout == "sdcpp" ? GgufLayout::SdCpp
+                                                                       : GgufLayout::Comfy);
     std::printf("wrote %s: architecture %s, %llu data bytes\n", out.c_str(), s.architecture.c_str(),
                 (unsigned long long)s.bytes);
     for (const auto& [t, n] : s.tensors_per_type) std::printf("  %-5s %lld tensors\n", t.c_str(), (long long)n);
@@ -46,7 +48,9 @@ Runner add_quantize(CLI::App& app) {
         ->required();
     c->add_option("--layout", *layout,
                   "comfy: the UNet / transformer alone (ComfyUI-GGUF); full: every component of an original "
-                  "checkpoint under its full key (text encoder quantized too, VAE F16), for nuance generate")
+                  "checkpoint under its full key (text encoder quantized too, VAE F16), for nuance generate; sdcpp: "
+                  "the same keys with every tensor in its own shape, quantized as stable-diffusion.cpp's converter "
+                  "does (convolutions stay F16), a file stable-diffusion.cpp loads")
         ->capture_default_str();
     return [=] { return run(*in, *out, *type, *layout); };
 }

@@ -175,6 +175,15 @@ GgufTensorChoice gguf_tensor_choice(const std::string& arch, const std::string& 
     return c;
 }
 
+bool sdcpp_quantizes(const std::string& name, const Shape& shape, GgmlType t) {
+    if (shape.size() < 2 || !ends_with(name, ".weight") || shape.back() % ggml_type_info(t).block != 0) return false;
+    for (const char* keep : {"img_in.", "txt_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer.",
+                             "x_embedder.", "t_embedder.", "y_embedder.", "pos_embed", "context_embedder.",
+                             "time_embed.", "label_emb.", "embedding"})
+        if (contains(name, keep)) return false;
+    return true;
+}
+
 GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, const QuantizeRecipe& recipe,
                                      GgufLayout layout) {
     for (const std::optional<GgmlType> t :
@@ -185,9 +194,10 @@ GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& ou
     std::map<std::string, Tensor> model;
     bool original = false;
     for (const auto& [k, v] : in.tensors) original = original || starts_with(k, kLdmPrefix);
-    const bool full = layout == GgufLayout::Full;
-    NUANCE_CHECK(!full || original, "quantize: --layout full needs an original single-file checkpoint "
-                 "(model.diffusion_model.* keys); '", in.path, "' has none");
+    const bool sdcpp = layout == GgufLayout::SdCpp;
+    const bool full = layout == GgufLayout::Full || sdcpp;
+    NUANCE_CHECK(!full || original, "quantize: --layout ", sdcpp ? "sdcpp" : "full",
+                 " needs an original single-file checkpoint (model.diffusion_model.* keys); '", in.path, "' has none");
     for (const auto& [k, v] : in.tensors) {
         if (!original) model[k] = v;
         else if (starts_with(k, kLdmPrefix)) model[k.substr(std::string(kLdmPrefix).size())] = v;
@@ -221,8 +231,17 @@ GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& ou
         const GgufComponent comp = denoiser ? GgufComponent::Denoiser
                                    : text_encoder ? GgufComponent::TextEncoder
                                                   : GgufComponent::Other;
-        const GgufTensorChoice c = gguf_tensor_choice(sum.architecture, rule_name, t_in.shape(), comp, recipe,
-                                                      denoiser ? attn_v_seen : attn_v_seen_te);
+        GgufTensorChoice c;
+        if (sdcpp) {  // sd.cpp's converter: own shape; its name rule; the recipe's per-tensor types where they fit
+            c.stored = t_in.shape();
+            const GgmlType want = recipe_tensor_type(recipe, rule_name, denoiser ? attn_v_seen : attn_v_seen_te);
+            c.type = sdcpp_quantizes(name, c.stored, want) ? want
+                     : c.stored.size() <= 1                ? GgmlType::F32
+                                                           : GgmlType::F16;
+        } else {
+            c = gguf_tensor_choice(sum.architecture, rule_name, t_in.shape(), comp, recipe,
+                                   denoiser ? attn_v_seen : attn_v_seen_te);
+        }
         const int64_t n = t_in.numel();
         if (c.shape_fixed) kv.emplace_back("comfy.gguf.orig_shape." + name, gguf_i32_array(t_in.shape()));
         const Shape stored = c.stored;

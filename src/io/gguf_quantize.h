@@ -36,7 +36,16 @@ std::string gguf_detect_architecture(const std::map<std::string, Tensor>& t);
 // nuance reads that key under any name; stable-diffusion.cpp does not, and reads only the files it writes itself),
 // text encoder weights are quantized where their rows allow (not the token / position embeddings: gathers), the VAE
 // stays F16 / F32.
-enum class GgufLayout { Comfy, Full };
+// SdCpp: every tensor under its full key in its own shape, quantized as stable-diffusion.cpp's own converter
+// (`sd -M convert`) does: a `.weight` whose last dimension (ggml's ne0) is a multiple of the type's block, except
+// biases, scales, embeddings and the input/time/label/final layers it keeps (img_in, txt_in, time_in, vector_in,
+// guidance_in, final_layer, x_embedder, t_embedder, y_embedder, pos_embed, context_embedder, time_embed, label_emb);
+// the rest F16 (rank >= 2) or F32. 3x3 and 1x1 convolutions therefore stay F16, as in sd.cpp's files, which is what
+// lets stable-diffusion.cpp load the file (it checks every tensor's shape against its model).
+enum class GgufLayout { Comfy, Full, SdCpp };
+
+// stable-diffusion.cpp's converter rule above: whether it quantizes the tensor `name` of `shape` to `t`.
+bool sdcpp_quantizes(const std::string& name, const Shape& shape, GgmlType t);
 
 // The recipes: a base type for every quantized tensor and ComfyUI-GGUF's per-tensor rules (tools/lcpp.patch,
 // img_tensor_get_type: the llama-quantize ftypes for image models), which put three kinds of tensor higher:

@@ -240,6 +240,66 @@ TEST(GgufQuantize, FullLayoutGeneratesFromQuantizedWeights) {
                 HasSubstr("--layout full needs an original single-file checkpoint"));
 }
 
+// --layout sdcpp: stable-diffusion.cpp's converter rule (tensors keep their shapes; a weight is quantized only where
+// its last dimension is whole blocks and its name is not one sd.cpp keeps), no comfy reshape key; nuance runs it.
+TEST(GgufQuantize, SdcppLayoutKeepsShapesAndConvolutionsF16) {
+    const std::string src = tmp("sdcpp_src.safetensors"), out = tmp("sdcpp_q8.gguf");
+    RandomModelOptions ro;
+    ro.tiny = true;
+    ro.dtype = DType::F32;
+    write_random_checkpoint(src, ro);
+    const WeightFile in = load_weights(src);
+    const GgufQuantizeSummary s = quantize_to_gguf(in, out, GgmlType::Q8_0, GgufLayout::SdCpp);
+    EXPECT_EQ(s.dropped, 0);
+    const GgufFile g = read_gguf(out);
+    ASSERT_EQ(g.tensors.size(), in.tensors.size());
+    for (const auto& [k, v] : g.kv) EXPECT_EQ(k.find("orig_shape"), std::string::npos) << k;
+    int quantized = 0;
+    for (const auto& t : g.tensors) {
+        const Tensor& orig = in.tensors.at(t.name);
+        EXPECT_EQ(t.shape, orig.shape()) << t.name;  // every tensor in its own shape
+        const std::string ty = ggml_type_info(t.type)->name;
+        const bool want_q = sdcpp_quantizes(t.name, orig.shape(), GgmlType::Q8_0);
+        EXPECT_EQ(ty == "Q8_0", want_q) << t.name << " " << ty;
+        quantized += want_q;
+        if (!want_q) EXPECT_EQ(ty, orig.dim() <= 1 ? "F32" : "F16") << t.name;
+        if (orig.dim() == 4) EXPECT_NE(ty, "Q8_0") << t.name;  // convolutions: ne0 = kw
+    }
+    EXPECT_GT(quantized, 20);
+    // The rule itself, on sd.cpp's names.
+    EXPECT_TRUE(sdcpp_quantizes("model.diffusion_model.input_blocks.1.1.proj_in.weight", {320, 320}, GgmlType::Q8_0));
+    EXPECT_FALSE(sdcpp_quantizes("model.diffusion_model.input_blocks.1.1.proj_in.weight", {320, 320, 1, 1}, GgmlType::Q8_0));
+    EXPECT_FALSE(sdcpp_quantizes("model.diffusion_model.time_embed.0.weight", {1280, 320}, GgmlType::Q8_0));
+    EXPECT_FALSE(sdcpp_quantizes("cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+                                 {49408, 768}, GgmlType::Q8_0));
+    EXPECT_FALSE(sdcpp_quantizes("double_blocks.0.img_attn.proj.bias", {3072}, GgmlType::Q8_0));
+    EXPECT_FALSE(sdcpp_quantizes("final_layer.linear.weight", {64, 3072}, GgmlType::Q8_0));
+    EXPECT_FALSE(sdcpp_quantizes("x.weight", {64, 48}, GgmlType::Q4_K));  // 48 is not a multiple of 256
+    // nuance generates from it, close to the f32 checkpoint.
+    ModelLoadOptions lo;
+    lo.precision = Precision::FP32;
+    const StableDiffusionModel fm = load_stable_diffusion(src, lo), qm = load_stable_diffusion(out, lo);
+    GenerateParams p;
+    p.prompt = "a cat";
+    p.width = p.height = 64;
+    p.steps = 3;
+    p.seed = 7;
+    p.sampler = "euler";
+    const auto a = generate(fm, p), b = generate(qm, p);
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(b.size(), 1u);
+    double sum = 0;
+    for (size_t i = 0; i < a[0].image.pixels.size(); ++i)
+        sum += std::abs((int)a[0].image.pixels[i] - (int)b[0].image.pixels[i]);
+    EXPECT_LT(sum / (double)a[0].image.pixels.size(), 4.0);
+    EXPECT_THAT(test::error_of([&] { quantize_to_gguf(load_weights(kData + "/golden/unet_sd15/unet.safetensors"), out,
+                                                      GgmlType::Q8_0, GgufLayout::SdCpp); }),
+                HasSubstr("--layout sdcpp needs an original single-file checkpoint"));
+    const test::CliRun bad = test::run_cli("quantize -m " + src + " --type q8_0 --layout sd -o " + out);
+    EXPECT_EQ(bad.code, 2);
+    EXPECT_THAT(bad.out, HasSubstr("expected comfy, full or sdcpp"));
+}
+
 // The same quantized files through the quantized kernels (weights kept as blocks) and through dequantized F32
 // weights: at FP32 the products differ only in summation order.
 TEST(GgufQuantize, UNetQuantizedPathMatchesDequantizedWeights) {
