@@ -136,22 +136,28 @@ void deq_q2_k(const uint8_t* x, float* y, int64_t nb) {
     }
 }
 
+// block_q3_K's 16 6-bit scales (12 bytes at offset 96), unpacked as ggml's dequantize_row_q3_K does (still offset by
+// 32: the value's scale is scales[j] - 32).
+void q3_k_scales(const uint8_t* x, int8_t scales[16]) {
+    constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[4];
+    std::memcpy(aux, x + 96, 12);
+    const uint32_t tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    std::memcpy(scales, aux, 16);
+}
+
 // block_q3_K: hmask[32], qs[64], scales[12], d
 void deq_q3_k(const uint8_t* x, float* y, int64_t nb) {
-    constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     for (int64_t i = 0; i < nb; ++i, x += 110) {
         const uint8_t* hm = x;
         const uint8_t* q = x + 32;
         const float d_all = h2f(x + 108);
-        uint32_t aux[4];
-        std::memcpy(aux, x + 96, 12);
-        const uint32_t tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
         int8_t scales[16];
-        std::memcpy(scales, aux, 16);
+        q3_k_scales(x, scales);
         int is = 0;
         uint8_t m = 1;
         for (int n = 0; n < QK_K; n += 128) {
@@ -545,19 +551,11 @@ void int8_block(GgmlType t, const uint8_t* x, uint8_t* u, float* d, float* m) {
             return;
         }
         case GgmlType::Q3_K: {  // hmask[32], qs[64], scales[12], d; 16 groups of 16, u = q + 4 where the high bit is set
-            constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
             const uint8_t* hm = x;
             const uint8_t* q = x + 32;
             const float d_all = h2f(x + 108);
-            uint32_t aux[4];
-            std::memcpy(aux, x + 96, 12);
-            const uint32_t tmp = aux[2];
-            aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-            aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-            aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-            aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
             int8_t scales[16];
-            std::memcpy(scales, aux, 16);
+            q3_k_scales(x, scales);
             int g = 0;
             uint8_t bit = 1;
             for (int n = 0; n < 256; n += 128, q += 32)

@@ -145,6 +145,21 @@ TEST(QuantizedMatmul, EveryTypeMatchesDequantizedProductBf16) {
     }
 }
 
+// W8A8's error bound for y[m, n]: x quantized per 32-block (d_x = amax / 127, |x - d_x q| <= d_x / 2), so the sum
+// over blocks of (sum of |w_k|) * amax / 254.
+double w8a8_bound(const float* xp, const float* wp, int64_t m, int64_t n, int64_t K) {
+    double bound = 0;
+    for (int64_t blk = 0; blk < K / 32; ++blk) {
+        double amax = 0, wsum = 0;
+        for (int64_t i = 0; i < 32; ++i) {
+            amax = std::max(amax, (double)std::fabs(xp[m * K + blk * 32 + i]));
+            wsum += std::fabs(wp[n * K + blk * 32 + i]);
+        }
+        bound += wsum * amax / 127.0 / 2.0;
+    }
+    return bound;
+}
+
 // W8A8: x quantized per 32-block (d_x = amax / 127, |x - d_x q| <= d_x / 2), exact int32 block dots. Bound: sum over
 // k of |w_k| d_x / 2 (+ f32 summation).
 TEST(QuantizedMatmul, Q8W8A8WithinActivationQuantizationBound) {
@@ -168,15 +183,7 @@ TEST(QuantizedMatmul, Q8W8A8WithinActivationQuantizationBound) {
         cpu::quantized_gemm_w8a8_portable(x, v, b, y_port);
         for (int64_t m = 0; m < M; ++m)
             for (int64_t n = 0; n < N; ++n) {
-                double bound = 0;
-                for (int64_t blk = 0; blk < K / 32; ++blk) {
-                    double amax = 0, wsum = 0;
-                    for (int64_t i = 0; i < 32; ++i) {
-                        amax = std::max(amax, (double)std::fabs(xp[m * K + blk * 32 + i]));
-                        wsum += std::fabs(wp[n * K + blk * 32 + i]);
-                    }
-                    bound += wsum * amax / 127.0 / 2.0;
-                }
+                const double bound = w8a8_bound(xp, wp, m, n, K);
                 const size_t i = (size_t)(m * N + n);
                 const double tol = bound * 1.0001 + 1e-5 * mag[i] + 1e-6;
                 EXPECT_NEAR(y_fast.data<float>()[i], ref[i], tol) << M << "x" << N << "x" << K;
@@ -321,15 +328,7 @@ TEST(QuantizedMatmul, Int8BlockTypesW8A8WithinActivationQuantizationBound) {
             const float* wp = wd.data<float>();
             for (int64_t m = 0; m < M; ++m)
                 for (int64_t n = 0; n < N; ++n) {
-                    double bound = 0;
-                    for (int64_t blk = 0; blk < K / 32; ++blk) {
-                        double amax = 0, wsum = 0;
-                        for (int64_t i = 0; i < 32; ++i) {
-                            amax = std::max(amax, (double)std::fabs(xp[m * K + blk * 32 + i]));
-                            wsum += std::fabs(wp[n * K + blk * 32 + i]);
-                        }
-                        bound += wsum * amax / 127.0 / 2.0;
-                    }
+                    const double bound = w8a8_bound(xp, wp, m, n, K);
                     const size_t i = (size_t)(m * N + n);
                     ASSERT_NEAR(y.data<float>()[i], ref[i], bound * 1.0001 + 1e-5 * mag[i] + 1e-6)
                         << ggml_type_info(t).name << " " << M << "x" << N << "x" << K << " at " << i;
