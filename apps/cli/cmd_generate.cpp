@@ -387,7 +387,7 @@ int run(GenerateArgs& a) {
                      model.variant().c_str(), guidance_kind_name(model.guidance()));
     a.p.control = load_control_units(a.control, model);
     a.p.release_weights_before_decode = true;  // one-shot: the process ends after the images
-    a.p.release_text_encoder_pages = true;
+    a.p.release_text_encoder_weights = true;
     const GenerationDefaults md = generation_defaults(model);
     auto unset = [](const CLI::Option* o) { return !(o && o->count() > 0); };
     if (unset(a.width_opt)) a.p.width = md.width;

@@ -81,6 +81,13 @@ void clear_packed_weights() {
         if (registry()[i]) registry()[i]->clear_packed_weights();
 }
 
+size_t release_packed_weight(const Tensor& w) {
+    size_t n = builtin_cpu().release_packed_weight(w);
+    for (size_t i = 1; i < registry().size(); ++i)
+        if (registry()[i]) n += registry()[i]->release_packed_weight(w);
+    return n;
+}
+
 size_t packed_weights_bytes() {
     size_t n = builtin_cpu().packed_weights_bytes();
     for (size_t i = 1; i < registry().size(); ++i)

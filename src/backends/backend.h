@@ -54,6 +54,8 @@ public:
     // Drops every cached packed copy of a weight (the weights were edited in place, or memory is needed).
     virtual void clear_packed_weights() = 0;
     virtual size_t packed_weights_bytes() const = 0;
+    // Drops the packed copies of one weight (it is packed again on its next use); returns the bytes freed.
+    virtual size_t release_packed_weight(const Tensor& /*w*/) { return 0; }
 
     // ---- dense products (ops/matmul.h): x·wᵀ + b with the weight packed once per weight tensor
     virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision compute, DType out) = 0;
@@ -142,6 +144,8 @@ Precision default_precision(Device d = Device::cpu());
 Tensor dequantize_weight(const Tensor& t);
 // Drops the packed weight copies of every registered backend (optimizer steps, before a VAE decode).
 void clear_packed_weights();
+// Drops one weight's packed copies on every registered backend; the bytes freed.
+size_t release_packed_weight(const Tensor& w);
 size_t packed_weights_bytes();
 
 }  // namespace nuance

@@ -12,7 +12,13 @@ namespace nuance {
 namespace {
 
 constexpr size_t kSmall = 64 << 10;           // below this, malloc's own bins do well
-constexpr size_t kMaxCached = size_t(1) << 31;  // at most 2 GiB of free blocks kept
+size_t max_cached() {
+    static const size_t v = [] {
+        const char* e = std::getenv("NUANCE_ALLOC_CACHE_MB");
+        return e ? (size_t)std::atoll(e) << 20 : size_t(1) << 31;
+    }();
+    return v;
+}
 
 // Rounds up to 1/8 of the size's power of two so near sizes share a class (waste <= 12.5%).
 size_t size_class(size_t n) {
@@ -68,7 +74,7 @@ void cached_free(void* p, size_t bytes) {
     Pool& P = pool();
     {
         std::lock_guard<std::mutex> lock(P.m);
-        if (P.cached + n <= kMaxCached) {
+        if (P.cached + n <= max_cached()) {
             P.free_blocks.emplace(n, p);
             P.cached += n;
             return;

@@ -226,7 +226,8 @@ GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& ou
                      name, "' is ", dtype_name(t_in.dtype()), ", not a float tensor");
         // Which component, and the name the Comfy rules see (the diffusion model's without its prefix).
         const bool denoiser = !full || starts_with(name, kLdmPrefix);
-        const bool text_encoder = full && starts_with(name, "cond_stage_model.");
+        const bool text_encoder =  // SD1/SD2's cond_stage_model, SDXL's two conditioner.embedders
+            full && (starts_with(name, "cond_stage_model.") || starts_with(name, "conditioner.embedders."));
         const std::string rule_name = full && denoiser ? name.substr(std::string(kLdmPrefix).size()) : name;
         const GgufComponent comp = denoiser ? GgufComponent::Denoiser
                                    : text_encoder ? GgufComponent::TextEncoder

@@ -30,7 +30,8 @@ struct GgufQuantizeSummary {
 std::string gguf_detect_architecture(const std::map<std::string, Tensor>& t);
 
 // Comfy: the ComfyUI-GGUF file above (the diffusion model only). Full: every tensor of an original single-file
-// checkpoint under its full key (model.diffusion_model.*, cond_stage_model.*, first_stage_model.*, as
+// checkpoint under its full key (model.diffusion_model.*, cond_stage_model.* / SDXL's conditioner.embedders.*,
+// first_stage_model.*, as
 // stable-diffusion.cpp's files), so that `nuance generate -m FILE.gguf` runs from it alone: the diffusion model's
 // tensors follow the Comfy rules (shape fix and comfy.gguf.orig_shape included, so its 3x3 convs are quantized too:
 // nuance reads that key under any name; stable-diffusion.cpp does not, and reads only the files it writes itself),

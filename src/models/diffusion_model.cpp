@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "backends/backend.h"
 #include "core/error.h"
 #include "core/quantized_weight.h"
 #include "io/weights.h"
@@ -101,17 +102,19 @@ size_t release_pages_of(DiffusionModel& m, const std::function<bool(const std::s
     size_t bytes = 0;
     for (auto& [name, mod] : m.modules())
         if (mod && which(name))
-            for_each_param(*mod, [&](const std::string&, Param& p) { bytes += release_file_pages(p.value); });
+            for_each_param(*mod, [&](const std::string&, Param& p) {
+                bytes += release_file_pages(p.value) + release_packed_weight(p.value);
+            });
     return bytes;
 }
 }  // namespace
 
-size_t DiffusionModel::release_text_encoder_pages() const {
+size_t DiffusionModel::release_text_encoder_weights() const {
     return release_pages_of(const_cast<DiffusionModel&>(*this),
                             [](const std::string& n) { return n.rfind("text_encoder", 0) == 0; });
 }
 
-size_t DiffusionModel::release_pages_except_vae() const {
+size_t DiffusionModel::release_weights_except_vae() const {
     return release_pages_of(const_cast<DiffusionModel&>(*this), [](const std::string& n) { return n != "vae"; });
 }
 

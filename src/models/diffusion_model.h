@@ -176,13 +176,14 @@ public:
     virtual GenerationDefaults generation_defaults() const = 0;
 
     // --- memory
-    // Drops file-mapped weight pages from the process (core/quantized_weight.h: release_file_pages): those of the
-    // text encoders (modules named text_encoder*), or of every module but the VAE. The weights stay usable: a later
-    // use maps the pages again from the page cache. Weights the process owns (converted copies, packed bf16 blocks)
-    // are not touched. Used by one-shot runs: a T5 kept as fp8 or GGUF blocks (4.9 GB / 2.6-5 GB) stops counting once
-    // the prompt is encoded, the denoiser's blocks before the VAE decode. Returns the bytes released.
-    size_t release_text_encoder_pages() const;
-    size_t release_pages_except_vae() const;
+    // Gives back the memory of weights (the text encoders': modules named text_encoder*; or every module's but the
+    // VAE's) while keeping them usable: file-mapped pages leave the process (core/quantized_weight.h:
+    // release_file_pages; a later use maps them again from the page cache) and packed copies are dropped (packed
+    // again on the next use). Converted copies the modules own stay. Used by one-shot runs: the text encoders once the
+    // prompt is encoded (a T5 kept as fp8 / GGUF blocks, SDXL's 1.6 GB of packed bf16 encoders), the denoiser before
+    // the VAE decode. Returns the bytes released.
+    size_t release_text_encoder_weights() const;
+    size_t release_weights_except_vae() const;
 
     // --- conditioning
     // Checks what only the model can judge (clip skip range ...); Error naming the field and the value.

@@ -246,7 +246,7 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         m.match_for_batch({&uncond, &cond}, cond_req);
     }
     const Conditioning batch = use_cfg ? m.batch_conditioning({&uncond, &cond}) : cond;
-    if (p.release_text_encoder_pages) m.release_text_encoder_pages();
+    if (p.release_text_encoder_weights) m.release_text_encoder_weights();
     StepContext step_ctx;
     ControlStack control;
     if (!p.control.empty()) {
@@ -347,7 +347,7 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         // UNet weights; Flux-dev from a Q4_0 GGUF: 6.8 GB of blocks).
         if (p.release_weights_before_decode && b + 1 == p.batch_count) {
             clear_packed_weights();
-            m.release_pages_except_vae();  // the file-mapped blocks (GGUF, fp8) of the denoiser and encoders too
+            m.release_weights_except_vae();  // the file-mapped blocks (GGUF, fp8) of the denoiser and encoders too
         }
         if (!p.skip_decode) {
             gi.decoded = p.taesd_decode ? p.taesd->decode(latents) : m.decode(latents, p.vae_tiling);

@@ -79,10 +79,11 @@ struct GenerateParams {
     // Drop every packed weight copy (clear_packed_weights, backends/backend.h) before the last image's VAE decode, so
     // the decoder's activations reuse that memory: lower peak RSS for one-shot runs; a later call repacks (about 1 s for SD1.5).
     bool release_weights_before_decode = false;
-    // Drop the text encoders' file-mapped weight pages once the prompt is encoded (DiffusionModel::
-    // release_text_encoder_pages): one-shot runs of large models (Flux / SD3 with a T5 kept as fp8 or GGUF blocks).
-    // With release_weights_before_decode, the denoiser's file pages go before the last decode too.
-    bool release_text_encoder_pages = false;
+    // Give back the text encoders' weight memory once the prompt is encoded (DiffusionModel::
+    // release_text_encoder_weights: file-mapped pages and packed copies; they come back on the next encode): one-shot
+    // runs of large models (a T5 kept as fp8 or GGUF blocks, SDXL's two encoders). With
+    // release_weights_before_decode, the denoiser's file pages go before the last decode too.
+    bool release_text_encoder_weights = false;
     // Latents to start from instead of seeded noise (unit variance; tests and parity checks).
     Tensor initial_noise;
     // Tiny autoencoder (models/taesd): callers decode previews with it (server/preview.h); with taesd_decode it also

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "../train/data_test_util.h"
+#include "backends/backend.h"
 #include "backends/cpu/ggml_quants.h"
 #include "core/quantized_weight.h"
 #include "io/weight_file.h"
@@ -101,13 +102,27 @@ TEST(ReleaseFilePages, OneShotGenerationMakesTheSameImage) {
     p.seed = 3;
     p.sampler = "euler";
     const std::vector<uint8_t> keep = generate(*m, p).at(0).image.pixels;
-    p.release_text_encoder_pages = true;
+    p.release_text_encoder_weights = true;
     p.release_weights_before_decode = true;
     EXPECT_EQ(generate(*m, p).at(0).image.pixels, keep);
     EXPECT_EQ(generate(*m, p).at(0).image.pixels, keep);
     // Explicit calls: the text encoders' release covers no more than every non-VAE module's.
-    EXPECT_LE(m->release_text_encoder_pages(), m->release_pages_except_vae());
-    p.release_text_encoder_pages = p.release_weights_before_decode = false;
+    EXPECT_LE(m->release_text_encoder_weights(), m->release_weights_except_vae());
+    // bf16 products pack the weights (the backend's cache): the release drops the text encoders' packed copies, and
+    // the next run packs them again.
+    ModelLoadOptions bf;
+    bf.precision = Precision::BF16;
+    const auto mb = load_model(dir / "tiny.safetensors", bf);
+    GenerateParams pb = p;
+    pb.release_text_encoder_weights = pb.release_weights_before_decode = false;  // keep the packed copies here
+    const std::vector<uint8_t> want = generate(*mb, pb).at(0).image.pixels;
+    const size_t packed = packed_weights_bytes();
+    ASSERT_GT(packed, 0u);
+    EXPECT_GT(mb->release_text_encoder_weights(), 0u);
+    EXPECT_LT(packed_weights_bytes(), packed);
+    EXPECT_EQ(generate(*mb, pb).at(0).image.pixels, want);
+    EXPECT_EQ(packed_weights_bytes(), packed);
+    p.release_text_encoder_weights = p.release_weights_before_decode = false;
     EXPECT_EQ(generate(*m, p).at(0).image.pixels, keep);
 }
 

@@ -240,6 +240,44 @@ TEST(GgufQuantize, FullLayoutGeneratesFromQuantizedWeights) {
                 HasSubstr("--layout full needs an original single-file checkpoint"));
 }
 
+// --layout full on SDXL: both text encoders (conditioner.embedders.0 CLIP-L, .1 OpenCLIP bigG with its fused
+// in_proj) are quantized like SD1's cond_stage_model, and the model generates from the file.
+TEST(GgufQuantize, FullLayoutQuantizesSdxlTextEncoders) {
+    const std::string src = tmp("full_sdxl_src.safetensors"), out = tmp("full_sdxl_q8.gguf");
+    RandomModelOptions ro;
+    ro.family = "sdxl";
+    ro.tiny = true;
+    ro.dtype = DType::F32;
+    write_random_checkpoint(src, ro);
+    quantize_to_gguf(load_weights(src), out, GgmlType::Q8_0, GgufLayout::Full);
+    const GgufFile g = read_gguf(out);
+    int te0 = 0, te1 = 0;
+    for (const auto& t : g.tensors) {
+        const bool q = std::string(ggml_type_info(t.type)->name) == "Q8_0";
+        if (t.name.rfind("conditioner.embedders.0.", 0) == 0) te0 += q;
+        if (t.name.rfind("conditioner.embedders.1.", 0) == 0) te1 += q;
+        if (t.name.find("token_embedding") != std::string::npos) EXPECT_FALSE(q) << t.name;
+    }
+    EXPECT_GT(te0, 4);
+    EXPECT_GT(te1, 4);
+    ModelLoadOptions lo;
+    lo.precision = Precision::FP32;
+    const StableDiffusionModel fm = load_stable_diffusion(src, lo), qm = load_stable_diffusion(out, lo);
+    GenerateParams p;
+    p.prompt = "a cat";
+    p.width = p.height = 64;
+    p.steps = 3;
+    p.seed = 7;
+    p.sampler = "euler";
+    const auto a = generate(fm, p), b = generate(qm, p);
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(b.size(), 1u);
+    double sum = 0;
+    for (size_t i = 0; i < a[0].image.pixels.size(); ++i)
+        sum += std::abs((int)a[0].image.pixels[i] - (int)b[0].image.pixels[i]);
+    EXPECT_LT(sum / (double)a[0].image.pixels.size(), 4.0);
+}
+
 // --layout sdcpp: stable-diffusion.cpp's converter rule (tensors keep their shapes; a weight is quantized only where
 // its last dimension is whole blocks and its name is not one sd.cpp keeps), no comfy reshape key; nuance runs it.
 TEST(GgufQuantize, SdcppLayoutKeepsShapesAndConvolutionsF16) {

@@ -20,5 +20,6 @@ void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
 Precision CpuBackend::default_precision() const { return cpu::default_precision(); }
 void CpuBackend::clear_packed_weights() { cpu::clear_packed_weights(); }
 size_t CpuBackend::packed_weights_bytes() const { return cpu::packed_weights_bytes(); }
+size_t CpuBackend::release_packed_weight(const Tensor& w) { return cpu::release_packed_weight(w); }
 
 }  // namespace nuance

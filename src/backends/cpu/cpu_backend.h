@@ -16,6 +16,7 @@ public:
 
     Precision default_precision() const override;
     void clear_packed_weights() override;
+    size_t release_packed_weight(const Tensor& w) override;
     size_t packed_weights_bytes() const override;
 
     Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision compute, DType out) override;

@@ -116,6 +116,18 @@ void clear_packed_weights() {
     c.bytes = 0;
 }
 
+size_t release_packed_weight(const Tensor& w) {
+    if (!w.defined() || !w.storage()) return 0;
+    PackedCache& c = packed_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    auto it = c.entries.find(std::to_string(reinterpret_cast<uintptr_t>(w.raw())));
+    if (it == c.entries.end()) return 0;
+    const size_t n = it->second.bytes;
+    c.bytes -= n;
+    c.entries.erase(it);
+    return n;
+}
+
 size_t packed_weights_bytes() {
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);

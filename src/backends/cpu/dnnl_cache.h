@@ -38,6 +38,7 @@ MatmulPrimitive& cached_matmul(const dnnl::memory::desc& a_md, const dnnl::memor
 // pages back once packed (re-read from the page cache if ever needed again).
 dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want);
 void clear_packed_weights();
+size_t release_packed_weight(const Tensor& w);  // the cached packed copy of `w` (0 when there is none)
 size_t packed_weights_bytes();
 
 }  // namespace nuance::cpu
