@@ -188,6 +188,24 @@ TEST(GgufQuantize, DequantizeRandomBlocksLikeGgufPy) {
 // `--layout full`: every component of an original checkpoint under its full key; `nuance generate` runs from the
 // file alone, with the UNet's and text encoder's weights kept quantized (products on the blocks), and makes nearly
 // the image of the f32 checkpoint.
+// Mean |pixel difference| (of 255) between the images of two models (64², 3 Euler steps, fp32 products).
+double mean_pixel_diff(const StableDiffusionModel& a_model, const StableDiffusionModel& b_model) {
+    GenerateParams p;
+    p.prompt = "a cat";
+    p.width = p.height = 64;
+    p.steps = 3;
+    p.seed = 7;
+    p.sampler = "euler";
+    const auto a = generate(a_model, p), b = generate(b_model, p);
+    EXPECT_EQ(a.size(), 1u);
+    EXPECT_EQ(b.size(), 1u);
+    if (a.size() != 1 || b.size() != 1 || a[0].image.pixels.size() != b[0].image.pixels.size()) return 1e9;
+    double sum = 0;
+    for (size_t i = 0; i < a[0].image.pixels.size(); ++i)
+        sum += std::abs((int)a[0].image.pixels[i] - (int)b[0].image.pixels[i]);
+    return sum / (double)a[0].image.pixels.size();
+}
+
 TEST(GgufQuantize, FullLayoutGeneratesFromQuantizedWeights) {
     const std::string src = tmp("full_src.safetensors"), out = tmp("full_q8.gguf");
     RandomModelOptions ro;
@@ -219,22 +237,9 @@ TEST(GgufQuantize, FullLayoutGeneratesFromQuantizedWeights) {
     int handles = 0;
     for_each_param(*qm.unet, [&](const std::string&, Param& p) { handles += quantized_weight_view(p.value).has_value(); });
     EXPECT_GT(handles, 10);
-    GenerateParams p;
-    p.prompt = "a cat";
-    p.width = p.height = 64;
-    p.steps = 3;
-    p.seed = 7;
-    p.sampler = "euler";
-    const auto a = generate(fm, p), b = generate(qm, p);
-    ASSERT_EQ(a.size(), 1u);
-    ASSERT_EQ(b.size(), 1u);
-    const auto& pa = a[0].image.pixels;
-    const auto& pb = b[0].image.pixels;
-    ASSERT_EQ(pa.size(), pb.size());
-    double sum = 0;
-    for (size_t i = 0; i < pa.size(); ++i) sum += std::abs((int)pa[i] - (int)pb[i]);
-    std::printf("[ full q8_0 ] mean |pixel diff| vs f32 checkpoint: %.3f / 255\n", sum / (double)pa.size());
-    EXPECT_LT(sum / (double)pa.size(), 4.0);
+    const double diff = mean_pixel_diff(fm, qm);
+    std::printf("[ full q8_0 ] mean |pixel diff| vs f32 checkpoint: %.3f / 255\n", diff);
+    EXPECT_LT(diff, 4.0);
     EXPECT_THAT(test::error_of([&] { quantize_to_gguf(load_weights(kData + "/golden/unet_sd15/unet.safetensors"), out,
                                                       GgmlType::Q8_0, GgufLayout::Full); }),
                 HasSubstr("--layout full needs an original single-file checkpoint"));
@@ -263,19 +268,7 @@ TEST(GgufQuantize, FullLayoutQuantizesSdxlTextEncoders) {
     ModelLoadOptions lo;
     lo.precision = Precision::FP32;
     const StableDiffusionModel fm = load_stable_diffusion(src, lo), qm = load_stable_diffusion(out, lo);
-    GenerateParams p;
-    p.prompt = "a cat";
-    p.width = p.height = 64;
-    p.steps = 3;
-    p.seed = 7;
-    p.sampler = "euler";
-    const auto a = generate(fm, p), b = generate(qm, p);
-    ASSERT_EQ(a.size(), 1u);
-    ASSERT_EQ(b.size(), 1u);
-    double sum = 0;
-    for (size_t i = 0; i < a[0].image.pixels.size(); ++i)
-        sum += std::abs((int)a[0].image.pixels[i] - (int)b[0].image.pixels[i]);
-    EXPECT_LT(sum / (double)a[0].image.pixels.size(), 4.0);
+    EXPECT_LT(mean_pixel_diff(fm, qm), 4.0);
 }
 
 // --layout sdcpp: stable-diffusion.cpp's converter rule (tensors keep their shapes; a weight is quantized only where
@@ -317,19 +310,7 @@ TEST(GgufQuantize, SdcppLayoutKeepsShapesAndConvolutionsF16) {
     ModelLoadOptions lo;
     lo.precision = Precision::FP32;
     const StableDiffusionModel fm = load_stable_diffusion(src, lo), qm = load_stable_diffusion(out, lo);
-    GenerateParams p;
-    p.prompt = "a cat";
-    p.width = p.height = 64;
-    p.steps = 3;
-    p.seed = 7;
-    p.sampler = "euler";
-    const auto a = generate(fm, p), b = generate(qm, p);
-    ASSERT_EQ(a.size(), 1u);
-    ASSERT_EQ(b.size(), 1u);
-    double sum = 0;
-    for (size_t i = 0; i < a[0].image.pixels.size(); ++i)
-        sum += std::abs((int)a[0].image.pixels[i] - (int)b[0].image.pixels[i]);
-    EXPECT_LT(sum / (double)a[0].image.pixels.size(), 4.0);
+    EXPECT_LT(mean_pixel_diff(fm, qm), 4.0);
     EXPECT_THAT(test::error_of([&] { quantize_to_gguf(load_weights(kData + "/golden/unet_sd15/unet.safetensors"), out,
                                                       GgmlType::Q8_0, GgufLayout::SdCpp); }),
                 HasSubstr("--layout sdcpp needs an original single-file checkpoint"));
