@@ -484,6 +484,11 @@ int int8_block_zero(GgmlType t) {
     }
 }
 
+bool int8_block_has_min(GgmlType t) {
+    return t == GgmlType::Q4_1 || t == GgmlType::Q5_1 || t == GgmlType::Q2_K || t == GgmlType::Q4_K ||
+           t == GgmlType::Q5_K;
+}
+
 int int8_scale_group(GgmlType t) {
     return t == GgmlType::Q2_K || t == GgmlType::Q3_K || t == GgmlType::Q6_K ? 16 : 32;
 }

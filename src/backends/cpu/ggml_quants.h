@@ -60,6 +60,7 @@ bool has_vector_dequantize(GgmlType t);
 // `block` points at the stored block; u gets block values, d and m block / group scales each.
 bool has_int8_blocks(GgmlType t);
 int int8_block_zero(GgmlType t);
+bool int8_block_has_min(GgmlType t);  // m can be non-zero: Q4_1, Q5_1, Q2_K, Q4_K, Q5_K
 int int8_scale_group(GgmlType t);
 void int8_block(GgmlType t, const uint8_t* block, uint8_t* u, float* d, float* m);
 

@@ -80,8 +80,6 @@ NUANCE_VNNI_TARGET void quantize_block_avx512(const float* x, int8_t* q, float* 
     s[1] = s1;
 }
 
-bool has_avx512_vnni();
-
 QuantizedRows quantize_rows(const Tensor& x, int64_t M, int64_t K) {
     QuantizedRows r;
     const int64_t KB = K / QK;
@@ -89,7 +87,7 @@ QuantizedRows quantize_rows(const Tensor& x, int64_t M, int64_t K) {
     const bool bf16 = x.dtype() == DType::BF16;
     const float* xf = bf16 ? nullptr : x.data<float>();
     const uint16_t* xb = bf16 ? x.data<uint16_t>() : nullptr;
-    const bool vec = has_avx512_vnni();
+    const bool vec = has_vnni_kernel();
 #pragma omp parallel for schedule(static) if (M * K > (1 << 15))
     for (int64_t m = 0; m < M; ++m) {
         float tmp[QK];
@@ -152,11 +150,12 @@ void w8a8_portable(const QuantizedRows& xq, int64_t M, const QuantizedWeightView
 }
 
 // ---- W8A8, AVX-512 VNNI, outer-product form. The weight is repacked per call into tiles of 32 output columns:
-// for each 32-block of K and each group of 4 k, two 64-byte vectors hold w[n][k..k+3] + 128 (unsigned) for 16
-// columns each (vpdpbusd's u8 operand), with the tile's f32 scales d_w per block beside them. One x row's 4 int8
-// of a group are broadcast (the s8 operand), so each vpdpbusd adds 64 products into 16 columns' int32 sums. A block's
-// sum starts at -128 * (sum of x's 32 quants), which removes the +128 of the weights exactly; at the block's end it is
-// converted to f32 and added as acc += (int32 sum) * (d_x * d_w), the same per-block products as the portable loop.
+// for each 32-block of K and each group of 4 k, two 64-byte vectors hold the unsigned quants u[n][k..k+3]
+// (ggml_quants.h: int8_block; value = d * (u - zero) + m) for 16 columns each (vpdpbusd's u8 operand), with the
+// tile's f32 scales d (and mins m) beside them. One x row's 4 int8 of a group are broadcast (the s8 operand), so each
+// vpdpbusd adds 64 products into 16 columns' int32 sums. A scale group's sum starts at -zero * (sum of x's quants),
+// which removes the zero point exactly; it is then added in f32 as acc += s * (d_x * d) (+ m * d_x * sum of x's
+// quants): for Q8_0 the same per-block products as the portable loop.
 
 constexpr int64_t kTileN = 32;                    // output columns per packed tile (two 16-lane vectors)
 constexpr int64_t kTileBlockBytes = kTileN * QK;  // one 32-block of K for one tile: 8 groups x 2 vectors x 64 bytes
@@ -177,8 +176,7 @@ PackedInt8 pack_int8(const QuantizedWeightView& w) {
     PackedInt8 p;
     p.N = w.rows, p.K = w.row_length, p.KB = p.K / QK, p.tiles = (p.N + kTileN - 1) / kTileN;
     p.zero = int8_block_zero(t);
-    p.has_min = t == GgmlType::Q4_1 || t == GgmlType::Q5_1 || t == GgmlType::Q2_K || t == GgmlType::Q4_K ||
-                t == GgmlType::Q5_K;
+    p.has_min = int8_block_has_min(t);
     const int group = int8_scale_group(t);
     p.groups = (int)(QK / group);
     const int64_t per_block = ti.block / QK;  // 32-blocks per stored block (8 for the K-quants)
@@ -415,10 +413,6 @@ void check_gemm(const Tensor& x, const QuantizedWeightView& w, const Tensor& b, 
 
 }  // namespace
 
-namespace {
-bool has_avx512_vnni() { return has_vnni_kernel(); }
-}  // namespace
-
 bool has_vnni_kernel() {
     static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -536,6 +530,32 @@ void quantized_gemm_w8a8_portable(const Tensor& x, const QuantizedWeightView& w,
     w8a8_portable(xq, M, w, q8_scales(w), b.defined() ? b.data<float>() : nullptr, y);
 }
 
+namespace {
+
+// One output pixel's im2col row: out[c * kh * kw + i * kw + j] = x[n, c, oy * s + i * d - top, ox * s + j * d - left]
+// (0 in the padding), x channels-last [N, H, W, C]; `cvt` turns an input element into an output one.
+struct PatchGeometry {
+    int64_t C, H, W, kh, kw, Ho, Wo, stride, dil, top, left;
+};
+
+template <class S, class D, class Cvt>
+void gather_patch_row(const S* x, const PatchGeometry& g, int64_t pix, D* out, Cvt cvt) {
+    const int64_t n = pix / (g.Ho * g.Wo), oy = pix / g.Wo % g.Ho, ox = pix % g.Wo, taps = g.kh * g.kw;
+    for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t iy = oy * g.stride + i * g.dil - g.top, ix = ox * g.stride + j * g.dil - g.left;
+            const int64_t kk = i * g.kw + j;
+            if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) {
+                for (int64_t c = 0; c < g.C; ++c) out[c * taps + kk] = D(0);
+                continue;
+            }
+            const S* src = x + ((n * g.H + iy) * g.W + ix) * g.C;
+            for (int64_t c = 0; c < g.C; ++c) out[c * taps + kk] = cvt(src[c]);
+        }
+}
+
+}  // namespace
+
 Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const Shape& ws, const Tensor& b,
                         int64_t stride, const int64_t pad[4], int64_t dil, Precision compute) {
     NUANCE_CHECK(x_in.dim() == 4 && ws.size() == 4, "conv2d: quantized weight ", ws, " for input ", x_in.shape());
@@ -557,6 +577,7 @@ Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const 
     Tensor y2 = Tensor::from_storage(y.storage(), 0, {M, O}, DType::F32);
     const PreparedWeight pw = prepare(w, p);
     const bool pointwise = kh == 1 && kw == 1 && stride == 1 && dil == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3];
+    const PatchGeometry geo{C, H, W, kh, kw, Ho, Wo, stride, dil, pad[0], pad[1]};
     if (pointwise) {
         const Tensor x2 = Tensor::from_storage(x.storage(), (size_t)x.offset() * dtype_size(adt), {M, C}, adt);
         run_gemm(x2, w, pw, b, y2);
@@ -566,7 +587,7 @@ Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const 
     // side and quantized at once (no f32 patch matrix in memory), then the int8 kernel runs on a chunk of rows.
     if (pw.path == QuantizedPath::W8A8 && has_vnni_kernel() && !(w.patches && !w.patches->empty())) {
         count_flops(2.0 * (double)M * (double)O * (double)K);
-        const int64_t KB = K / QK, kk_n = kh * kw;
+        const int64_t KB = K / QK;
         const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(M, (int64_t)(8 << 20) / K));
         QuantizedRows xq;
         xq.allocate(chunk, K);
@@ -581,22 +602,9 @@ Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const 
                 std::vector<float> row((size_t)K);
 #pragma omp for schedule(static)
                 for (int64_t r = 0; r < rows; ++r) {
-                    const int64_t pix = r0 + r, n = pix / (Ho * Wo), oy = pix / Wo % Ho, ox = pix % Wo;
                     float* d = row.data();
-                    for (int64_t i = 0; i < kh; ++i)
-                        for (int64_t j = 0; j < kw; ++j) {
-                            const int64_t iy = oy * stride + i * dil - pad[0], ix = ox * stride + j * dil - pad[1];
-                            const int64_t kk = i * kw + j;
-                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-                                for (int64_t c = 0; c < C; ++c) d[c * kk_n + kk] = 0.0f;
-                            } else if (xf) {
-                                const float* src = xf + ((n * H + iy) * W + ix) * C;
-                                for (int64_t c = 0; c < C; ++c) d[c * kk_n + kk] = src[c];
-                            } else {
-                                const uint16_t* src = xh + ((n * H + iy) * W + ix) * C;
-                                for (int64_t c = 0; c < C; ++c) d[c * kk_n + kk] = bf16_to_f32(src[c]);
-                            }
-                        }
+                    if (xf) gather_patch_row(xf, geo, r0 + r, d, [](float v) { return v; });
+                    else gather_patch_row(xh, geo, r0 + r, d, [](uint16_t v) { return bf16_to_f32(v); });
                     for (int64_t blk = 0; blk < KB; ++blk)
                         quantize_block_avx512(d + blk * QK, &xq.q[(size_t)(r * K + blk * QK)],
                                               &xq.d[(size_t)(r * KB + blk)], &xq.s[(size_t)((r * KB + blk) * 2)]);
@@ -617,27 +625,13 @@ Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const 
         uint8_t* pb = static_cast<uint8_t*>(patches.raw());
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; ++r) {
-            const int64_t pix = r0 + r, n = pix / (Ho * Wo), oy = pix / Wo % Ho, ox = pix % Wo;
             uint8_t* dst = pb + r * K * es;
-            for (int64_t i = 0; i < kh; ++i)
-                for (int64_t j = 0; j < kw; ++j) {
-                    const int64_t iy = oy * stride + i * dil - pad[0], ix = ox * stride + j * dil - pad[1];
-                    const int64_t kk = i * kw + j;
-                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-                        for (int64_t c = 0; c < C; ++c) std::memset(dst + (c * kh * kw + kk) * es, 0, (size_t)es);
-                        continue;
-                    }
-                    const uint8_t* src = xb + ((n * H + iy) * W + ix) * C * es;
-                    if (es == 4) {
-                        const float* s = reinterpret_cast<const float*>(src);
-                        float* d = reinterpret_cast<float*>(dst);
-                        for (int64_t c = 0; c < C; ++c) d[c * kh * kw + kk] = s[c];
-                    } else {
-                        const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-                        uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-                        for (int64_t c = 0; c < C; ++c) d[c * kh * kw + kk] = s[c];
-                    }
-                }
+            if (es == 4)
+                gather_patch_row(reinterpret_cast<const float*>(xb), geo, r0 + r, reinterpret_cast<float*>(dst),
+                                 [](float v) { return v; });
+            else  // bf16 bits copied as they are
+                gather_patch_row(reinterpret_cast<const uint16_t*>(xb), geo, r0 + r, reinterpret_cast<uint16_t*>(dst),
+                                 [](uint16_t v) { return v; });
         }
         Tensor xr = rows == chunk ? patches : patches.narrow(0, 0, rows);
         Tensor yr = Tensor::from_storage(y.storage(), (size_t)(r0 * O) * 4, {rows, O}, DType::F32);
