@@ -1,5 +1,7 @@
 #include "core/allocator.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -46,6 +48,14 @@ void* system_alloc(size_t n) {
 }
 
 }  // namespace
+
+std::shared_ptr<uint8_t> large_buffer(size_t bytes) {
+    if (bytes == 0) return std::shared_ptr<uint8_t>();
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail(ErrorCode::OutOfMemory, "cannot map ", bytes, " bytes");
+    if (bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);  // advisory: a kernel without THP ignores it
+    return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [bytes](uint8_t* q) { munmap(q, bytes); });
+}
 
 void* cached_alloc(size_t bytes) {
     if (bytes == 0) return nullptr;

@@ -130,6 +130,8 @@ std::optional<QuantizedWeightView> quantized_weight_view(const Tensor& t) {
     v.row_length = K;
     v.row_bytes = row_bytes;
     v.first_row = (int64_t)(off / (uint64_t)row_bytes);
+    v.owner = t.storage();
+    v.file_backed = t.storage()->file_backed();
     v.patches = &tag->patches;
     v.scale = tag->scale;
     return v;
@@ -164,16 +166,29 @@ std::string quantized_weight_str(const Tensor& t) {
     return s;
 }
 
-size_t release_file_pages(const Tensor& t) {
-    if (!t.defined()) return 0;
-    const Tensor p = quantized_weight_view(t) ? quantized_weight_payload(t) : t;
-    if (!p.storage() || !p.storage()->file_backed() || p.nbytes() == 0) return 0;
+namespace {
+// madvise(DONTNEED) on the whole pages inside [data, data + bytes) of a file mapping.
+size_t release_mapped_pages(const void* data, size_t bytes) {
+    if (bytes == 0) return 0;
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = ((uintptr_t)p.raw() + page - 1) / page * page;
-    const uintptr_t end = ((uintptr_t)p.raw() + p.nbytes()) / page * page;
+    const uintptr_t begin = ((uintptr_t)data + page - 1) / page * page;
+    const uintptr_t end = ((uintptr_t)data + bytes) / page * page;
     if (end <= begin) return 0;
     madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
     return (size_t)(end - begin);
+}
+}  // namespace
+
+size_t release_file_pages(const Tensor& t) {
+    if (!t.defined()) return 0;
+    const Tensor p = quantized_weight_view(t) ? quantized_weight_payload(t) : t;
+    if (!p.storage() || !p.storage()->file_backed()) return 0;
+    return release_mapped_pages(p.raw(), p.nbytes());
+}
+
+size_t release_file_pages(const QuantizedWeightView& v) {
+    if (!v.file_backed || v.owner.expired() || v.rows <= 0) return 0;
+    return release_mapped_pages(v.data, (size_t)(v.rows * v.row_bytes));
 }
 
 }  // namespace nuance

@@ -42,6 +42,11 @@ struct QuantizedWeightView {
     // Every value of the weight is its blocks' value times `scale` (ComfyUI's scaled FP8 files: a per-tensor
     // scale_weight); 1 for every other file. The patches are not scaled.
     float scale = 1.0f;
+    // The storage that keeps `data` alive (weak: a backend may cache work derived from the blocks, such as a repacked
+    // copy, while it lives; blocks are never rewritten in place). Expired or empty for a view built by hand.
+    std::weak_ptr<Storage> owner;
+    // The blocks are a read-only mapping of a file (release_file_pages can drop their pages).
+    bool file_backed = false;
 };
 
 // A handle over `bytes` bytes at `data` (kept alive by `keepalive`) of blocks of type `ggml_type`, seen as `shape`
@@ -73,6 +78,8 @@ Tensor quantized_weight_with_patch(const Tensor& t, QuantizedWeightPatch patch);
 // this process: they stay in the page cache and a later read maps them again, with the same bytes. Only whole pages
 // inside the tensor go. Returns the bytes released (0 for memory the process owns). Advisory: errors are ignored.
 size_t release_file_pages(const Tensor& t);
+// The same for the blocks of a view (0 unless file_backed and its owner still lives).
+size_t release_file_pages(const QuantizedWeightView& v);
 // "Q8_0[320, 320, 3, 3]" for messages, "F8_E4M3[64, 64]*0.25" with a scale ("" when not quantized).
 std::string quantized_weight_str(const Tensor& t);
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -12,10 +13,12 @@
 #include "../train/data_test_util.h"
 #include "backends/backend.h"
 #include "backends/cpu/ggml_quants.h"
+#include "backends/cpu/quantized_matmul.h"
 #include "core/quantized_weight.h"
 #include "io/weight_file.h"
 #include "models/model_family.h"
 #include "models/random_model.h"
+#include "ops/ops.h"
 #include "pipelines/generate.h"
 
 namespace nuance {
@@ -124,6 +127,48 @@ TEST(ReleaseFilePages, OneShotGenerationMakesTheSameImage) {
     EXPECT_EQ(packed_weights_bytes(), packed);
     p.release_text_encoder_weights = p.release_weights_before_decode = false;
     EXPECT_EQ(generate(*m, p).at(0).image.pixels, keep);
+}
+
+// A Q8_0 weight mapped from a file: W8A8 keeps its repacked tiles (Int8PackCache::Auto, where the VNNI kernel runs)
+// and gives the file's pages back, so the blocks are not held twice; the product is the in-memory weight's.
+TEST(ReleaseFilePages, KeptInt8TilesReleaseTheMappedBlocks) {
+    if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "the tiles are the VNNI kernel's; this CPU has no AVX-512 VNNI";
+    const bool w8a8 = cpu::q8_w8a8();
+    const cpu::Int8PackCache mode = cpu::int8_pack_cache();
+    cpu::set_q8_w8a8(true);
+    cpu::set_int8_pack_cache(cpu::Int8PackCache::Auto);
+    cpu::clear_int8_pack_cache();
+    test::TempDir dir("release_pages_int8");
+    const std::string path = dir / "q8.bin";
+    const int64_t N = 256, K = 1024;
+    std::vector<float> wv((size_t)(N * K));
+    for (size_t i = 0; i < wv.size(); ++i) wv[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    const QuantizedTensor q = quantize(Tensor::from_vector(wv, {N, K}), GgmlType::Q8_0);
+    {
+        std::ofstream f(path, std::ios::binary);
+        f.write(static_cast<const char*>(q.packed.raw()), (std::streamsize)q.packed.nbytes());
+    }
+    const auto storage = map_file(path);
+    QuantizedTensor mapped = q;
+    mapped.packed = Tensor::from_storage(storage, 0, q.packed.shape(), DType::U8);
+    const Tensor w_file = quantized_weight_tensor(mapped, {N, K});
+    const Tensor w_mem = quantized_weight_tensor(q, {N, K});
+    std::vector<float> xv((size_t)(4 * K));
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = (float)((i * 40503u) % 777) / 388.0f - 1.0f;
+    const Tensor x = Tensor::from_vector(xv, {4, K});
+    const Tensor y_mem = linear(x, w_mem, Tensor(), Precision::BF16);
+    EXPECT_EQ(cpu::int8_pack_cache_bytes(), 0u) << "owned memory: no kept copy";
+    checksum(mapped.packed);  // every page resident
+    ASSERT_GE(resident_kb_of_mapping(mapped.packed.raw()), (int64_t)(q.packed.nbytes() / 1024) - 8);
+    const Tensor y_file = linear(x, w_file, Tensor(), Precision::BF16);
+    EXPECT_GT(cpu::int8_pack_cache_bytes(), (size_t)(N * K));
+    EXPECT_LT(resident_kb_of_mapping(mapped.packed.raw()), 16) << "the mapped blocks should be given back";
+    ASSERT_EQ(y_file.numel(), y_mem.numel());
+    EXPECT_EQ(std::memcmp(y_file.raw(), y_mem.raw(), y_mem.nbytes()), 0);
+    EXPECT_EQ(std::memcmp(linear(x, w_file, Tensor(), Precision::BF16).raw(), y_mem.raw(), y_mem.nbytes()), 0);
+    cpu::clear_int8_pack_cache();
+    cpu::set_int8_pack_cache(mode);
+    cpu::set_q8_w8a8(w8a8);
 }
 
 }  // namespace

@@ -98,9 +98,10 @@ Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& 
         return Conv{pd, dnnl::convolution_forward(pd)};
     });
     auto& eng = cpu::engine();
+    const cpu::PackedWeight pw = cpu::packed_weights(w, w_plain, conv.pd.weights_desc());
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, memory(src_md, eng, x.raw())},
-        {DNNL_ARG_WEIGHTS, cpu::packed_weights(w, w_plain, conv.pd.weights_desc())},
+        {DNNL_ARG_WEIGHTS, pw.mem},
         {DNNL_ARG_DST, memory(dst_md, eng, y.raw())}};
     if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(b_md, eng, b.raw()));
     conv.prim.execute(cpu::stream(), args);

@@ -2,6 +2,7 @@
 
 #include "backends/cpu/dnnl_cache.h"
 #include "backends/cpu/dnnl_context.h"
+#include "backends/cpu/quantized_matmul.h"
 
 namespace nuance {
 
@@ -18,8 +19,13 @@ void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
 }
 
 Precision CpuBackend::default_precision() const { return cpu::default_precision(); }
-void CpuBackend::clear_packed_weights() { cpu::clear_packed_weights(); }
-size_t CpuBackend::packed_weights_bytes() const { return cpu::packed_weights_bytes(); }
-size_t CpuBackend::release_packed_weight(const Tensor& w) { return cpu::release_packed_weight(w); }
+void CpuBackend::clear_packed_weights() {
+    cpu::clear_packed_weights();
+    cpu::clear_int8_pack_cache();
+}
+size_t CpuBackend::packed_weights_bytes() const { return cpu::packed_weights_bytes() + cpu::int8_pack_cache_bytes(); }
+size_t CpuBackend::release_packed_weight(const Tensor& w) {
+    return cpu::release_packed_weight(w) + cpu::release_int8_pack(w);
+}
 
 }  // namespace nuance

@@ -1,5 +1,7 @@
 #include "backends/cpu/dnnl_cache.h"
 
+#include "core/allocator.h"
+
 #include <map>
 #include <mutex>
 
@@ -52,6 +54,7 @@ namespace {
 struct Packed {
     std::weak_ptr<Storage> source;
     dnnl::memory mem;
+    std::shared_ptr<uint8_t> buffer;  // mem's bytes (core/allocator.h: large_buffer)
     size_t bytes = 0;
 };
 
@@ -69,17 +72,18 @@ PackedCache& packed_cache() {
 }  // namespace
 
 
-dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
+PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
     auto& eng = engine();
     const DType need = plain.data_type() == dnnl::memory::data_type::bf16 ? DType::BF16 : DType::F32;
     NUANCE_CHECK(w.is_contiguous(), "packed_weights: weight ", w.str(), " must be contiguous");
-    if (w.dtype() == need && plain == want) return dnnl::memory(plain, eng, w.raw());
+    if (w.dtype() == need && plain == want) return PackedWeight{dnnl::memory(plain, eng, w.raw()), nullptr};
     const std::string key = std::to_string(reinterpret_cast<uintptr_t>(w.raw()));
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);
     auto it = c.entries.find(key);
     if (it != c.entries.end()) {
-        if (!it->second.source.expired() && it->second.mem.get_desc() == want) return it->second.mem;
+        if (!it->second.source.expired() && it->second.mem.get_desc() == want)
+            return PackedWeight{it->second.mem, it->second.buffer};
         c.bytes -= it->second.bytes;
         c.entries.erase(it);
     }
@@ -99,14 +103,15 @@ dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
     dnnl::memory::desc src_md = plain;  // the same plain layout in the source's dtype (oneDNN 2.x's C struct)
     src_md.data.data_type = src_t.dtype() == DType::BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl::memory src(src_md, eng, src_t.raw());
-    dnnl::memory dst(want, eng);
+    std::shared_ptr<uint8_t> buffer = large_buffer(want.get_size());  // huge pages: fewer faults, fewer TLB misses
+    dnnl::memory dst(want, eng, buffer.get());
     dnnl::reorder(src, dst).execute(stream(), src, dst);
     stream().wait();
     release_file_pages(w);
-    Packed p{w.storage(), dst, want.get_size()};
+    Packed p{w.storage(), dst, buffer, want.get_size()};
     c.bytes += p.bytes;
     c.entries.emplace(key, p);
-    return dst;
+    return PackedWeight{dst, buffer};
 }
 
 void clear_packed_weights() {

@@ -7,6 +7,7 @@
 //   Weights edited in place (e.g. a LoRA merged into a loaded model) need `clear_packed_weights()`.
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -35,8 +36,14 @@ MatmulPrimitive& cached_matmul(const dnnl::memory::desc& a_md, const dnnl::memor
 // The weight tensor `w` (any float dtype) as described by `plain` (its plain layout in the compute dtype) but in
 // layout `want`: converted and reordered once, kept while w's storage lives (one packed copy per weight: a new
 // layout replaces the old). Wraps `w` itself when no conversion is needed. A weight mmap'd from a file gives its
-// pages back once packed (re-read from the page cache if ever needed again).
-dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want);
+// pages back once packed (re-read from the page cache if ever needed again). The packed copy sits in huge pages
+// (core/allocator.h: large_buffer); `keep` holds it for the caller while the primitive runs, even if the cache
+// drops it meanwhile (clear_packed_weights from another thread).
+struct PackedWeight {
+    dnnl::memory mem;
+    std::shared_ptr<const void> keep;  // empty when mem wraps w itself
+};
+PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want);
 void clear_packed_weights();
 size_t release_packed_weight(const Tensor& w);  // the cached packed copy of `w` (0 when there is none)
 size_t packed_weights_bytes();

@@ -84,8 +84,9 @@ Tensor CpuBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor& 
     const memory::desc c_md({M, N}, out == DType::BF16 ? dt::bf16 : dt::f32, tag::ab);  // bf16: rounded (RNE) by oneDNN
     const memory::desc bias_md = b.defined() ? memory::desc({1, N}, dt::f32, tag::ab) : memory::desc();
     cpu::MatmulPrimitive& mm = cpu::cached_matmul(a_md, w_any, bias_md, c_md);
+    const cpu::PackedWeight pw = cpu::packed_weights(w, w_plain, mm.pd.weights_desc());
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(a_md, eng, x.raw())},
-                                         {DNNL_ARG_WEIGHTS, cpu::packed_weights(w, w_plain, mm.pd.weights_desc())},
+                                         {DNNL_ARG_WEIGHTS, pw.mem},
                                          {DNNL_ARG_DST, memory(c_md, eng, y.raw())}};
     if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, b.raw()));
     mm.prim.execute(cpu::stream(), args);

@@ -8,8 +8,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backends/backend.h"
@@ -17,6 +20,7 @@
 #include "backends/cpu/dnnl_context.h"
 #include "backends/cpu/ggml_quants.h"
 #include "backends/cpu/vec_math.h"
+#include "core/allocator.h"
 #include "core/op_stats.h"
 
 namespace nuance::cpu {
@@ -165,9 +169,12 @@ struct PackedInt8 {
     int zero = 0;          // value = d * (u - zero) + m (ggml_quants.h: int8_block)
     bool has_min = false;  // Q4_1 / Q5_1 / Q2_K / Q4_K / Q5_K
     int groups = 1;        // scale groups per 32-block: 1, or 2 for the 16-value groups of Q2_K / Q3_K / Q6_K
-    std::vector<uint8_t> q;  // [tiles][KB][8 groups of 4 k][2 halves][16 lanes][4] unsigned quants u
-    std::vector<float> d;    // [tiles][KB][groups][32]: d per column (0 for the padded columns of the last tile)
-    std::vector<float> m;    // [tiles][KB][groups][32]: m per column (has_min only)
+    // q, d and m in one large_buffer (huge pages where the system gives them): q first, then d, then m.
+    std::shared_ptr<uint8_t> mem;
+    size_t bytes = 0;
+    uint8_t* q = nullptr;  // [tiles][KB][8 groups of 4 k][2 halves][16 lanes][4] unsigned quants u
+    float* d = nullptr;    // [tiles][KB][groups][32]: d per column (0 for the padded columns of the last tile)
+    float* m = nullptr;    // [tiles][KB][groups][32]: m per column (has_min only)
 };
 
 PackedInt8 pack_int8(const QuantizedWeightView& w) {
@@ -181,9 +188,12 @@ PackedInt8 pack_int8(const QuantizedWeightView& w) {
     p.groups = (int)(QK / group);
     const int64_t per_block = ti.block / QK;  // 32-blocks per stored block (8 for the K-quants)
     const int64_t gs = p.groups * kTileN;     // scales per (tile, 32-block)
-    p.q.resize((size_t)(p.tiles * p.KB * kTileBlockBytes));
-    p.d.resize((size_t)(p.tiles * p.KB * gs));
-    if (p.has_min) p.m.resize(p.d.size());
+    const size_t q_bytes = (size_t)(p.tiles * p.KB * kTileBlockBytes), scales = (size_t)(p.tiles * p.KB * gs);
+    p.bytes = q_bytes + scales * sizeof(float) * (p.has_min ? 2 : 1);
+    p.mem = large_buffer(p.bytes);
+    p.q = p.mem.get();
+    p.d = reinterpret_cast<float*>(p.q + q_bytes);  // q_bytes is a multiple of 1,024
+    if (p.has_min) p.m = p.d + scales;
 #pragma omp parallel for schedule(static) if (p.N * p.K > (1 << 16))
     for (int64_t tl = 0; tl < p.tiles; ++tl) {
         std::vector<uint8_t> u((size_t)ti.block);
@@ -308,7 +318,7 @@ void w8a8_vnni(const QuantizedRows& xq, int64_t M, const PackedInt8& pw, const f
     for (int64_t mc = 0; mc < mchunks; ++mc)
         for (int64_t t = 0; t < pw.tiles; ++t) {
             const int64_t m1 = std::min(M, (mc + 1) * MC), n0 = t * kTileN, nn = std::min(kTileN, N - n0);
-            const uint8_t* wq = &pw.q[(size_t)(t * KB * kTileBlockBytes)];
+            const uint8_t* wq = pw.q + t * KB * kTileBlockBytes;
             const float* wd = &pw.d[(size_t)(t * KB * pw.groups * kTileN)];
             const float* wm = pw.has_min ? &pw.m[(size_t)(t * KB * pw.groups * kTileN)] : nullptr;
             alignas(64) float out[kMR * kTileN];
@@ -472,13 +482,136 @@ static void apply_patches(const Tensor& x, const QuantizedWeightView& w, Tensor&
 
 namespace {
 
+// ---- the repacked tiles kept across calls (set_int8_pack_cache). Keyed by the blocks' address and shape, valid while
+// the storage that keeps those blocks alive lives (quantized blocks are never rewritten in place).
+struct PackKey {
+    uintptr_t data;
+    int64_t rows, row_length;
+    uint32_t type;
+    bool operator<(const PackKey& o) const {
+        return std::tie(data, rows, row_length, type) < std::tie(o.data, o.rows, o.row_length, o.type);
+    }
+};
+struct PackEntry {
+    std::weak_ptr<Storage> owner;
+    std::shared_ptr<const PackedInt8> packed;
+    size_t bytes = 0;
+};
+struct PackCache {
+    std::mutex m;
+    std::map<PackKey, PackEntry> entries;
+    size_t bytes = 0;
+};
+PackCache& pack_cache() {
+    static PackCache* c = new PackCache();  // outlives every model, even at static destruction
+    return *c;
+}
+std::atomic<int>& pack_cache_mode() {
+    static std::atomic<int> mode{[] {
+        const char* e = std::getenv("NUANCE_INT8_PACK_CACHE");
+        const std::string v = e ? e : "";
+        return (int)(v == "on" || v == "1" ? Int8PackCache::On
+                     : v == "off" || v == "0" ? Int8PackCache::Off
+                                               : Int8PackCache::Auto);
+    }()};
+    return mode;
+}
+
+bool keep_pack(const QuantizedWeightView& w) {
+    if (w.owner.expired()) return false;  // a view built by hand: nothing tells when its blocks go away
+    switch ((Int8PackCache)pack_cache_mode().load()) {
+        case Int8PackCache::Off: return false;
+        case Int8PackCache::On: return true;
+        case Int8PackCache::Auto: break;
+    }
+    // Q8_0's tiles are 36 bytes per 32 values against the file's 34: kept, and the file's pages are given back.
+    return (GgmlType)w.ggml_type == GgmlType::Q8_0 && w.file_backed;
+}
+
+PackKey pack_key(const QuantizedWeightView& w) {
+    return PackKey{reinterpret_cast<uintptr_t>(w.data), w.rows, w.row_length, w.ggml_type};
+}
+
+// The weight's tiles: from the cache, or packed now (and kept when keep_pack says so).
+std::shared_ptr<const PackedInt8> packed_int8(const QuantizedWeightView& w) {
+    if (!keep_pack(w)) return std::make_shared<const PackedInt8>(pack_int8(w));
+    PackCache& c = pack_cache();
+    const PackKey key = pack_key(w);
+    {
+        std::lock_guard<std::mutex> lock(c.m);
+        auto it = c.entries.find(key);
+        if (it != c.entries.end()) {
+            if (!it->second.owner.expired()) return it->second.packed;
+            c.bytes -= it->second.bytes;
+            c.entries.erase(it);
+        }
+        for (auto e = c.entries.begin(); e != c.entries.end();) {  // drop the entries of weights that are gone
+            if (e->second.owner.expired()) {
+                c.bytes -= e->second.bytes;
+                e = c.entries.erase(e);
+            } else {
+                ++e;
+            }
+        }
+    }
+    auto p = std::make_shared<const PackedInt8>(pack_int8(w));  // outside the lock: it runs on every thread
+    release_file_pages(w);
+    std::lock_guard<std::mutex> lock(c.m);
+    auto [it, added] = c.entries.emplace(key, PackEntry{w.owner, p, p->bytes});
+    if (added) c.bytes += it->second.bytes;
+    return it->second.packed;
+}
+
+}  // namespace
+
+void set_int8_pack_cache(Int8PackCache mode) {
+    pack_cache_mode() = (int)mode;
+    if (mode == Int8PackCache::Off) clear_int8_pack_cache();
+}
+Int8PackCache int8_pack_cache() { return (Int8PackCache)pack_cache_mode().load(); }
+
+size_t int8_pack_cache_bytes() {
+    PackCache& c = pack_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    return c.bytes;
+}
+
+void clear_int8_pack_cache() {
+    PackCache& c = pack_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    c.entries.clear();
+    c.bytes = 0;
+}
+
+size_t release_int8_pack(const Tensor& w) {
+    const auto v = quantized_weight_view(w);
+    if (!v) return 0;
+    PackCache& c = pack_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    size_t n = 0;
+    // Every entry over these blocks (the handle, or narrowed views of some of its rows).
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(v->data), end = begin + (uintptr_t)(v->rows * v->row_bytes);
+    for (auto e = c.entries.begin(); e != c.entries.end();) {
+        if (e->first.data >= begin && e->first.data < end) {
+            n += e->second.bytes;
+            c.bytes -= e->second.bytes;
+            e = c.entries.erase(e);
+        } else {
+            ++e;
+        }
+    }
+    return n;
+}
+
+namespace {
+
 // What one product (or the row chunks of one convolution) needs from the weight, computed once per call: the
 // Q8_0 scales in f32 (W8A8), or the dequantized scratch (weight-only).
 struct PreparedWeight {
     Precision p = Precision::FP32;
     QuantizedPath path = QuantizedPath::WeightOnly;
     std::vector<float> q8_scales;  // W8A8 without VNNI: d_w [N, KB]
-    PackedInt8 packed;             // W8A8 with VNNI: the weight repacked into column tiles
+    std::shared_ptr<const PackedInt8> packed;  // W8A8 with VNNI: the weight repacked into column tiles
     Tensor scratch;
 };
 
@@ -486,7 +619,7 @@ PreparedWeight prepare(const QuantizedWeightView& w, Precision compute) {
     PreparedWeight pw;
     pw.p = cpu::resolve_precision(compute);
     pw.path = quantized_path(w, pw.p);
-    if (pw.path == QuantizedPath::W8A8 && has_vnni_kernel()) pw.packed = pack_int8(w);
+    if (pw.path == QuantizedPath::W8A8 && has_vnni_kernel()) pw.packed = packed_int8(w);
     else if (pw.path == QuantizedPath::W8A8) pw.q8_scales = q8_scales(w);
     else pw.scratch = dequantize_scratch(w, pw.p == Precision::BF16);
     return pw;
@@ -503,7 +636,7 @@ void run_gemm(const Tensor& x, const QuantizedWeightView& w, const PreparedWeigh
     if (pw.path == QuantizedPath::W8A8) {
         const QuantizedRows xq = quantize_rows(x, M, w.row_length);
         const float* bias = b.defined() ? b.data<float>() : nullptr;
-        if (has_vnni_kernel()) w8a8_vnni(xq, M, pw.packed, bias, acc);
+        if (has_vnni_kernel()) w8a8_vnni(xq, M, *pw.packed, bias, acc);
         else w8a8_portable(xq, M, w, pw.q8_scales, bias, acc);
     } else {
         weight_only(x, w, pw.scratch, b, pw.p == Precision::BF16, acc);
@@ -611,7 +744,7 @@ Tensor quantized_conv2d(const Tensor& x_in, const QuantizedWeightView& w, const 
                 }
             }
             Tensor yr = Tensor::from_storage(y.storage(), (size_t)(r0 * O) * 4, {rows, O}, DType::F32);
-            w8a8_vnni(xq, rows, pw.packed, bias, yr);
+            w8a8_vnni(xq, rows, *pw.packed, bias, yr);
         }
         return y;
     }

@@ -33,6 +33,18 @@ QuantizedPath quantized_path(const QuantizedWeightView& w, Precision compute);
 void set_q8_w8a8(bool on);
 bool q8_w8a8();
 
+// Whether a weight's repacked VNNI tiles are kept across calls instead of rebuilt by every product: Auto (the default)
+// keeps them for Q8_0 weights mapped from a file and gives the file's pages back once packed, so memory holds 36 bytes
+// per 32 values (the tiles) instead of the file's 34; On keeps every type's (a Q4_0 weight's tiles are twice its
+// blocks); Off never keeps any. NUANCE_INT8_PACK_CACHE=auto|on|off in the environment sets the start value. A kept
+// copy lives while the storage of its blocks lives (and until clear/release below).
+enum class Int8PackCache { Auto, On, Off };
+void set_int8_pack_cache(Int8PackCache mode);
+Int8PackCache int8_pack_cache();
+size_t int8_pack_cache_bytes();
+void clear_int8_pack_cache();
+size_t release_int8_pack(const Tensor& w);  // the kept tiles over w's blocks (bytes dropped; 0 when none)
+
 // y = x · wᵀ (+ b): x [M, K] contiguous F32 or BF16, b [N] F32 or undefined; y [M, N] contiguous F32 or BF16.
 void quantized_gemm(const Tensor& x, const QuantizedWeightView& w, const Tensor& b, Precision compute, Tensor& y);
 
