@@ -1,5 +1,7 @@
 // Dense products on Var. Shape letters: M rows (all leading dims of x flattened), K inner, N outputs.
 #include "autograd/functions.h"
+#include "backends/backend.h"
+#include "core/quantized_weight.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 
@@ -41,7 +43,11 @@ Var linear(const Var& x, const Var& w, const Var& b) {
         // both products round g to bf16: once here
         const Tensor gp = bf && need[0] && need[1] ? g2.to(DType::BF16) : g2;
         std::vector<Tensor> out(3);
-        if (need[0]) out[0] = matmul(gp, wv.contiguous(), prec).reshape(xs);             // dx = g · w
+        // A quantized weight (a frozen GGUF base under a LoRA) is dequantized for the one product, never trained.
+        const bool quantized = is_quantized_storage(wv);
+        NUANCE_CHECK(!(quantized && need[1]), "linear backward: weight ", quantized_weight_str(wv),
+                     " is quantized and cannot be trained (freeze it, or train an adapter beside it)");
+        if (need[0]) out[0] = matmul(gp, quantized ? dequantize_weight(wv) : wv.contiguous(), prec).reshape(xs);  // dx = g · w
         if (need[1]) out[1] = matmul(gp.transpose(0, 1), xv.reshape({M, K}), prec);  // dw = gᵀ · x
         if (need[2]) out[2] = sum_rows(g2);                                      // db = Σ_rows g (f32)
         return out;

@@ -1,5 +1,7 @@
 #include "autograd/param_grads.h"
 
+#include "core/quantized_weight.h"
+
 namespace nuance {
 
 namespace {
@@ -13,11 +15,13 @@ ParamGrads::ParamGrads(Module& m, const std::string& prefix) {
 void ParamGrads::add(const std::string& name, Param& p) {
     NUANCE_CHECK(p.value.defined(), "ParamGrads: parameter '", name, "' ", p.shape,
                  " has no value (load or initialise the module first)");
-    NUANCE_CHECK(p.value.dtype() == DType::F32, "ParamGrads: parameter '", name, "' is ", p.value.str(),
+    // A quantized weight (a GGUF base under a LoRA) is a frozen leaf: its blocks are read as they are.
+    const bool quantized = is_quantized_storage(p.value);
+    NUANCE_CHECK(quantized || p.value.dtype() == DType::F32, "ParamGrads: parameter '", name, "' is ", p.value.str(),
                  "; training needs F32 master weights");
     NUANCE_CHECK(!index_.count(&p), "ParamGrads: parameter '", name, "' added twice");
     index_[&p] = entries_.size();
-    entries_.push_back({name, &p, Var(p.value, true)});
+    entries_.push_back({name, &p, Var(p.value, !quantized)});
 }
 
 const ParamGrads::Entry& ParamGrads::entry(const Param& p) const {
@@ -32,8 +36,11 @@ Var ParamGrads::var(const Param& p) {
     Node& n = *e.leaf.node();
     if (n.value.storage() != p.value.storage() || n.value.offset() != p.value.offset() ||
         n.value.shape() != p.value.shape()) {
-        NUANCE_CHECK(p.value.defined() && p.value.dtype() == DType::F32, "ParamGrads: parameter '", e.name,
-                     "' now holds ", p.value.defined() ? p.value.str() : std::string("no value"), "; expected F32");
+        NUANCE_CHECK(p.value.defined() && (p.value.dtype() == DType::F32 || is_quantized_storage(p.value)),
+                     "ParamGrads: parameter '", e.name, "' now holds ",
+                     p.value.defined() ? p.value.str() : std::string("no value"), "; expected F32");
+        NUANCE_CHECK(!(n.requires_grad && is_quantized_storage(p.value)), "ParamGrads: parameter '", e.name,
+                     "' is now quantized (", quantized_weight_str(p.value), ") and cannot be trained");
         if (n.grad.defined() && n.grad.shape() != p.value.shape()) n.grad = Tensor();
         n.value = p.value;
     }
@@ -48,6 +55,9 @@ void ParamGrads::zero_grad() {
 
 void ParamGrads::set_trainable(const Param& p, bool trainable) {
     const Entry& e = entry(p);
+    NUANCE_CHECK(!(trainable && is_quantized_storage(p.value)), "ParamGrads: parameter '", e.name, "' is quantized (",
+                 quantized_weight_str(p.value), ") and cannot be trained: train an adapter beside it (LoRA), or ",
+                 "load the model unquantized");
     e.leaf.node()->requires_grad = trainable;
     if (!trainable) e.leaf.node()->grad = Tensor();
 }

@@ -1,6 +1,8 @@
 // The tape engine: leaves, grad mode, recording an op, and the reverse sweep.
 #include "autograd/var.h"
 
+#include "core/quantized_weight.h"
+
 #include "core/op_stats.h"
 
 #include <unordered_map>
@@ -39,6 +41,12 @@ Node::~Node() {
 
 Var::Var(const Tensor& value, bool requires_grad) : n_(std::make_shared<Node>()) {
     NUANCE_CHECK(value.defined(), "Var: undefined tensor");
+    if (is_quantized_storage(value)) {  // a frozen quantized weight (ggml blocks): the ops that take weights read it
+        NUANCE_CHECK(!requires_grad, "Var: quantized weight ", quantized_weight_str(value),
+                     " cannot require a gradient (train an adapter beside it)");
+        n_->value = value;
+        return;
+    }
     NUANCE_CHECK(dtype_is_float(value.dtype()), "Var: value must be a float tensor, got ", value.str());
     n_->value = value.f32();
     n_->requires_grad = requires_grad;

@@ -3,6 +3,8 @@
 // Python computes them, so a run matches torch step for step.
 #include "train/optim.h"
 
+#include "core/quantized_weight.h"
+
 #include <cmath>
 
 #include "backends/backend.h"
@@ -33,7 +35,8 @@ AdamW::AdamW(ParamGrads& params, const AdamWOptions& o) : params_(params), o_(o)
     NUANCE_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "AdamW: betas (", o.beta1, ", ",
                  o.beta2, ") must be in [0, 1)");
     state_.resize(params.size());
-    for (auto& e : params.entries()) writable(*e.param);
+    for (auto& e : params.entries())
+        if (!is_quantized_storage(e.param->value)) writable(*e.param);  // quantized: frozen blocks, never updated
 }
 
 void AdamW::step() {

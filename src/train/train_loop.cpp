@@ -1,5 +1,7 @@
 #include "train/train_loop.h"
 
+#include "core/quantized_weight.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -179,7 +181,9 @@ LoaderOptions train_loader_options(const TrainOptions& o, const ImageCaptionData
 
 void widen_params_to_f32(Module& m) {
     for_each_param(m, [](const std::string&, Param& p) {
-        if (p.value.defined() && p.value.dtype() != DType::F32) p.value = p.value.f32().contiguous();
+        // Quantized weights (a GGUF base) stay blocks: they are frozen, and the products read them as they are.
+        if (p.value.defined() && p.value.dtype() != DType::F32 && !is_quantized_storage(p.value))
+            p.value = p.value.f32().contiguous();
     });
 }
 

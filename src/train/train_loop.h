@@ -61,7 +61,8 @@ std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, f
 LoaderOptions train_loader_options(const TrainOptions& o, const ImageCaptionDataset* data);
 
 // Every parameter of `m` as an owned F32 value: a frozen base (LoRA) or teacher (LCM) loaded in f16/bf16 runs its
-// differentiable forward on F32 leaves, as ParamGrads requires.
+// differentiable forward on F32 leaves, as ParamGrads requires. Quantized weights (a GGUF base) are kept as blocks:
+// frozen, their products read the blocks and their input gradients use the dequantized layer.
 void widen_params_to_f32(Module& m);
 
 }  // namespace nuance

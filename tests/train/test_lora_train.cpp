@@ -5,12 +5,21 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "../test_util.h"
 #include "adapters/lora.h"
+#include "ops/matmul.h"
+#include "models/model_family.h"
+#include "../backends/cpu/quantized_test_util.h"
+#include "backends/backend.h"
+#include "core/quantized_weight.h"
+#include "pipelines/generate.h"
+#include "io/weights.h"
+#include "io/gguf_quantize.h"
 #include "autograd/autograd.h"
 #include "core/rng.h"
 #include "data_test_util.h"
@@ -455,6 +464,137 @@ TEST(LoraTrain, LossFallsAndTheSavedFileReproducesTheTrainedForward) {
     }
     EXPECT_GT(largest_diff(trained, base_out), 1e-3f);  // the LoRA changes the output
     EXPECT_LT(largest_diff(loaded, trained), 2e-3f * std::max(1.0f, largest_abs(trained)));
+}
+
+// QLoRA-style: a LoRA trained on a Q8_0 GGUF base (`nuance quantize --layout full`). The UNet's and text encoder's
+// matrices stay blocks (frozen leaves: their products read the blocks, their input gradients go through the layer
+// dequantized for that call) and the adapters train. In fp32 the products with the blocks are the products with
+// their dequantized values, so the run must be the run on a checkpoint holding those values as f32 (up to the
+// summation order of the two product paths); with bf16 products (W8A8) it trains too.
+TEST(LoraTrain, QuantizedBaseTrainsAdaptersBesideTheBlocks) {
+    test::TempDir data("lora_qdata"), out("lora_qout");
+    test::write_synthetic_emoji(data, 6);
+    RandomModelOptions ro;
+    ro.tiny = true;
+    ro.dtype = DType::F32;
+    const std::string src = out / "src.safetensors", q8 = out / "base_q8.gguf", deq = out / "base_deq.safetensors";
+    write_random_checkpoint(src, ro);
+    quantize_to_gguf(load_weights(src), q8, GgmlType::Q8_0, GgufLayout::Full);
+    {  // the GGUF's values, every tensor as f32, under the same keys
+        const WeightFile g = load_weights(q8);
+        std::vector<std::pair<std::string, Tensor>> t;
+        size_t blocks = 0;
+        for (const auto& [k, v] : g.tensors) {
+            blocks += is_quantized_storage(v);
+            t.emplace_back(k, is_quantized_storage(v) ? dequantize_weight(v) : v.f32().contiguous());
+        }
+        ASSERT_GT(blocks, 10u);
+        save_safetensors(deq, t);
+    }
+    // One step from both bases: the adapters' gradients (Adam's first update) agree up to the two product paths'
+    // summation order (amplified where a gradient is near Adam's eps), so the up-weights point the same way.
+    TrainOptions o = lora_options(data.path().string(), out / "deq1");
+    o.base = deq;
+    o.steps = 1;
+    o.lr = 1e-3f;
+    o.checkpoint_every = 1;
+    o.precision = Precision::FP32;
+    const TrainReport rd1 = train_lora(o);
+    o.base = q8;
+    o.output = out / "q81";
+    const TrainReport rq1 = train_lora(o);
+    const WeightFile a = load_safetensors(rd1.exported), b = load_safetensors(rq1.exported);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    double dot = 0, na = 0, nb = 0;
+    size_t ups = 0;
+    for (const auto& [k, ta] : a.tensors) {
+        ASSERT_TRUE(b.tensors.count(k)) << k;
+        if (k.find(".lora_up.weight") == std::string::npos) continue;
+        ++ups;
+        const Tensor x = ta.f32().contiguous(), y = b.tensors.at(k).f32().contiguous();
+        ASSERT_EQ(x.shape(), y.shape()) << k;
+        // (self-attention q/k over a single token at the tiny model's deepest level get no gradient in either run)
+        EXPECT_EQ(largest_abs(y) > 0.0f, largest_abs(x) > 0.0f) << k;
+        for (int64_t i = 0; i < x.numel(); ++i) {
+            dot += (double)x.data<float>()[i] * y.data<float>()[i];
+            na += (double)x.data<float>()[i] * x.data<float>()[i];
+            nb += (double)y.data<float>()[i] * y.data<float>()[i];
+        }
+    }
+    EXPECT_GT(ups, 10u);
+    ASSERT_GT(nb, 0.0) << "the adapters on the quantized base did not train";
+    EXPECT_GT(dot / std::sqrt(na * nb), 0.999) << "first update on the Q8_0 base vs on its dequantized values";
+    // Eight steps: the same loss curve.
+    o.steps = 8;
+    o.checkpoint_every = 8;
+    o.base = deq;
+    o.output = out / "deq";
+    const TrainReport rd = train_lora(o);
+    o.base = q8;
+    o.output = out / "q8";
+    const TrainReport rq = train_lora(o);
+    EXPECT_EQ(rq.steps, 8);
+    EXPECT_NEAR(rq.first_loss, rd.first_loss, 1e-4 * rd.first_loss);
+    EXPECT_NEAR(rq.last_loss, rd.last_loss, 2e-2 * rd.last_loss);
+    // bf16 products: the W8A8 path forward, the dequantized layer backward; the loss stays finite and near.
+    o.precision = Precision::BF16;
+    o.output = out / "q8_bf16";
+    const TrainReport rb = train_lora(o);
+    ASSERT_TRUE(std::isfinite(rb.first_loss) && std::isfinite(rb.last_loss));
+    EXPECT_NEAR(rb.first_loss, rd.first_loss, 0.05 * rd.first_loss);
+    // ... and the same bits again (the LoRA's rank-4 convolutions once made 2-thread bf16 runs differ, or NaN).
+    o.output = out / "q8_bf16_again";
+    const TrainReport rb2 = train_lora(o);
+    EXPECT_EQ(rb2.last_loss, rb.last_loss);
+    const WeightFile f1 = load_safetensors(rb.exported), f2 = load_safetensors(rb2.exported);
+    for (const auto& [k, t] : f1.tensors)
+        EXPECT_EQ(std::memcmp(t.raw(), f2.tensors.at(k).raw(), t.nbytes()), 0) << k;
+    // The file applies to the quantized model (beside its blocks, at run time) and changes its image.
+    const auto base_model = load_model(q8);
+    const auto lora_model = load_model(q8);
+    LoraMerge merge;
+    const LoraApplyReport ar = merge.apply(lora_model->modules(), load_lora(rq.exported), 1.0f);
+    EXPECT_EQ(ar.matched, ar.modules);
+    GenerateParams p;
+    p.prompt = "a red circle";
+    p.width = p.height = 64;
+    p.steps = 2;
+    p.seed = 5;
+    p.sampler = "euler";
+    EXPECT_NE(generate(*base_model, p).at(0).image.pixels, generate(*lora_model, p).at(0).image.pixels);
+}
+
+// A quantized weight is a frozen leaf: asking for its gradient fails naming it, as does making it trainable.
+TEST(LoraTrainErrors, QuantizedWeightsCannotBeTrained) {
+    const Tensor w = test::random_weight(GgmlType::Q8_0, {8, 64}, 3);
+    EXPECT_THAT(error_of([&] { Var v(w, true); }), HasSubstr("Q8_0[8, 64] cannot require a gradient"));
+    const Var frozen(w, false);
+    EXPECT_TRUE(is_quantized_storage(frozen.value()));
+    Param p({8, 64}, true);
+    p.value = w;
+    ParamGrads g;
+    g.add("blk.weight", p);
+    EXPECT_FALSE(g.var(p).requires_grad());
+    EXPECT_THAT(error_of([&] { g.set_trainable(p, true); }),
+                HasSubstr("parameter 'blk.weight' is quantized (Q8_0[8, 64]) and cannot be trained"));
+    // The product and the input gradient through it: dx = g · W with W dequantized.
+    const Tensor xin = randn({3, 64}, 4);
+    Var x(xin, true);
+    Var y;
+    {
+        ParamGrads::Bind bind(g);
+        y = linear(x, g.var(p), Var());
+    }
+    backward(sum(y));
+    const Tensor want = matmul(Tensor::full({3, 8}, 1.0f), dequantize_weight(w), Precision::FP32);
+    EXPECT_LT(largest_diff(x.grad(), want), 1e-5f * std::max(1.0f, largest_abs(want)));
+    // The same for a convolution (a 3x3 quantized kernel, padding 1): dx through the dequantized kernel.
+    const Tensor wc = test::random_weight(GgmlType::Q8_0, {6, 32, 3, 3}, 5);
+    const Tensor xc = randn({2, 32, 5, 5}, 6), gy = randn({2, 6, 5, 5}, 7);
+    Var xq(xc, true), xd(xc, true);
+    backward(sum(mul(conv2d(xq, Var(wc, false), Var(), Conv2dParams::same(1)), Var(gy))));
+    backward(sum(mul(conv2d(xd, Var(dequantize_weight(wc), false), Var(), Conv2dParams::same(1)), Var(gy))));
+    EXPECT_LT(largest_diff(xq.grad(), xd.grad()), 1e-5f * std::max(1.0f, largest_abs(xd.grad())));
 }
 
 // With one definition per forward the SDXL UNet's extras (pooled text + time ids through add_embedding, transformer
