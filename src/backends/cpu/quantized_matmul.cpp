@@ -177,7 +177,10 @@ struct PackedInt8 {
     float* m = nullptr;    // [tiles][KB][groups][32]: m per column (has_min only)
 };
 
-PackedInt8 pack_int8(const QuantizedWeightView& w) {
+// kept: the tiles outlive this call (large_buffer, huge pages); otherwise they come from the caching allocator, which
+// hands the same blocks out again call after call (no fresh pages to fault in per product). Every byte is written
+// below (the padded columns of the last tile included), so neither needs clearing.
+PackedInt8 pack_int8(const QuantizedWeightView& w, bool kept) {
     const GgmlType t = (GgmlType)w.ggml_type;
     const GgmlTypeInfo& ti = ggml_type_info(t);
     PackedInt8 p;
@@ -190,7 +193,12 @@ PackedInt8 pack_int8(const QuantizedWeightView& w) {
     const int64_t gs = p.groups * kTileN;     // scales per (tile, 32-block)
     const size_t q_bytes = (size_t)(p.tiles * p.KB * kTileBlockBytes), scales = (size_t)(p.tiles * p.KB * gs);
     p.bytes = q_bytes + scales * sizeof(float) * (p.has_min ? 2 : 1);
-    p.mem = large_buffer(p.bytes);
+    if (kept) {
+        p.mem = large_buffer(p.bytes);
+    } else {
+        const size_t n = p.bytes;
+        p.mem = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(cached_alloc(n)), [n](uint8_t* q) { cached_free(q, n); });
+    }
     p.q = p.mem.get();
     p.d = reinterpret_cast<float*>(p.q + q_bytes);  // q_bytes is a multiple of 1,024
     if (p.has_min) p.m = p.d + scales;
@@ -534,7 +542,7 @@ PackKey pack_key(const QuantizedWeightView& w) {
 
 // The weight's tiles: from the cache, or packed now (and kept when keep_pack says so).
 std::shared_ptr<const PackedInt8> packed_int8(const QuantizedWeightView& w) {
-    if (!keep_pack(w)) return std::make_shared<const PackedInt8>(pack_int8(w));
+    if (!keep_pack(w)) return std::make_shared<const PackedInt8>(pack_int8(w, false));
     PackCache& c = pack_cache();
     const PackKey key = pack_key(w);
     {
@@ -554,7 +562,7 @@ std::shared_ptr<const PackedInt8> packed_int8(const QuantizedWeightView& w) {
             }
         }
     }
-    auto p = std::make_shared<const PackedInt8>(pack_int8(w));  // outside the lock: it runs on every thread
+    auto p = std::make_shared<const PackedInt8>(pack_int8(w, true));  // outside the lock: it runs on every thread
     release_file_pages(w);
     std::lock_guard<std::mutex> lock(c.m);
     auto [it, added] = c.entries.emplace(key, PackEntry{w.owner, p, p->bytes});
