@@ -1,9 +1,8 @@
 // The tape engine: leaves, grad mode, recording an op, and the reverse sweep.
 #include "autograd/var.h"
 
-#include "core/quantized_weight.h"
-
 #include "core/op_stats.h"
+#include "core/quantized_weight.h"
 
 #include <unordered_map>
 #include <unordered_set>

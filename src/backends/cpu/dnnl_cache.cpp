@@ -1,11 +1,10 @@
 #include "backends/cpu/dnnl_cache.h"
 
-#include "core/allocator.h"
-
 #include <map>
 #include <mutex>
 
 #include "backends/cpu/dnnl_context.h"
+#include "core/allocator.h"
 #include "core/quantized_weight.h"
 
 namespace nuance::cpu {
