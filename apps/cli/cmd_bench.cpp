@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <sys/resource.h>
 
+#include "backends/backend.h"
 #include "backends/cpu/dnnl_context.h"
 #include "commands.h"
 #include "core/allocator.h"
@@ -244,6 +245,8 @@ int run(const BenchArgs& a_in) {
         j["part"] = "summary";
         j["peak_rss_mb"] = peak_rss_mb();
         j["peak_rss_over_weights"] = std::round(100.0 * peak_rss_mb() / std::max(1.0, weights_mb)) / 100;
+        j["packed_mb"] = std::round(packed_weights_bytes() / 1048576.0);
+        j["packed_per_call_mb"] = std::round(packed_weights_over_budget_bytes() / 1048576.0);
         std::printf("%s\n", j.dump().c_str());
         return 0;
     }
@@ -254,6 +257,9 @@ int run(const BenchArgs& a_in) {
         std::printf("vae_decode_gflop=%.1f gflops_per_s=%.1f\n", vae_stats.flops / 1e9,
                     vae_stats.flops / 1e9 / dec.median());
     std::printf("peak_rss_mb=%ld\n", peak_rss_mb());
+    std::printf("packed_mb=%.0f packed_per_call_mb=%.0f (budget %.0f MB: NUANCE_PACKED_BUDGET_MB)\n",
+                packed_weights_bytes() / 1048576.0, packed_weights_over_budget_bytes() / 1048576.0,
+                std::min(packed_weights_budget(), size_t(1) << 52) / 1048576.0);
     return 0;
 }
 

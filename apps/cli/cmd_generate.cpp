@@ -12,6 +12,7 @@
 
 #include "adapters/lora_library.h"
 #include "text/embedding_library.h"
+#include "backends/backend.h"
 #include "backends/cpu/dnnl_context.h"
 #include "cli_control.h"
 #include "commands.h"
@@ -455,6 +456,11 @@ int run(GenerateArgs& a) {
     const std::vector<GeneratedImage> images = generate(model, a.p);
     bar.finish();
     if (!a.quiet) std::fprintf(stderr, "generated %zu image(s) in %.2fs\n", images.size(), since_t1());
+    if (const size_t over = packed_weights_over_budget_bytes(); over && !a.quiet)
+        std::fprintf(stderr,
+                     "note: %.0f MB of weights did not fit the memory budget for packed copies (%.0f MB kept) and were "
+                     "packed on every use, read from the model file (NUANCE_PACKED_BUDGET_MB sets the budget)\n",
+                     over / 1048576.0, packed_weights_bytes() / 1048576.0);
     report_ranks((double)images.size());
     return 0;
 }

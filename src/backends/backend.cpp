@@ -95,6 +95,13 @@ size_t packed_weights_bytes() {
     return n;
 }
 
+size_t packed_weights_over_budget_bytes() {
+    size_t n = builtin_cpu().packed_weights_over_budget_bytes();
+    for (size_t i = 1; i < registry().size(); ++i)
+        if (registry()[i]) n += registry()[i]->packed_weights_over_budget_bytes();
+    return n;
+}
+
 // Declared with the block formats (backends/cpu/ggml_quants.h); runs on the payload's device.
 Tensor QuantizedTensor::dequantize() const {
     OpNameScope op_name("dequantize");

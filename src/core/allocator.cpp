@@ -1,10 +1,17 @@
 #include "core/allocator.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -104,6 +111,45 @@ void allocator_trim() {
     }
     for (void* p : blocks) std::free(p);
 }
+
+size_t default_packed_weights_budget(size_t memory_bytes) {
+    const size_t reserve = std::max(size_t(2) << 30, memory_bytes / 4);
+    return memory_bytes > reserve ? memory_bytes - reserve : 0;
+}
+
+namespace {
+
+size_t machine_memory_bytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    size_t bytes = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : size_t(8) << 30;
+    std::ifstream f("/sys/fs/cgroup/memory.max");  // cgroup v2: "max" or a byte count
+    std::string v;
+    if (f >> v && !v.empty() && v != "max") {
+        char* end = nullptr;
+        const unsigned long long limit = std::strtoull(v.c_str(), &end, 10);
+        if (end && *end == '\0' && limit > 0 && limit < bytes) bytes = (size_t)limit;
+    }
+    return bytes;
+}
+
+std::atomic<size_t>& budget() {
+    static std::atomic<size_t> b{[] {
+        const char* e = std::getenv("NUANCE_PACKED_BUDGET_MB");
+        if (e && *e) {
+            if (std::strcmp(e, "unlimited") == 0) return SIZE_MAX;
+            char* end = nullptr;
+            const unsigned long long mb = std::strtoull(e, &end, 10);
+            if (end && *end == '\0' && mb < (SIZE_MAX >> 20)) return (size_t)mb << 20;
+        }
+        return default_packed_weights_budget(machine_memory_bytes());
+    }()};
+    return b;
+}
+
+}  // namespace
+
+size_t packed_weights_budget() { return budget().load(); }
+void set_packed_weights_budget(size_t bytes) { budget() = bytes; }
 
 AllocatorStats allocator_stats() {
     Pool& P = pool();

@@ -22,6 +22,16 @@ void allocator_trim();
 // pointer is freed (munmap) when the last copy of the returned shared_ptr goes. Throws OutOfMemory.
 std::shared_ptr<uint8_t> large_buffer(size_t bytes);
 
+// Budget for kept packed weight copies (oneDNN's blocked layouts, W8A8 int8 tiles), in bytes. A weight is packed
+// once and kept while its tensor lives, and its file pages are given back: one copy in memory. A model larger than
+// the budget (Flux-dev's 24 GB of bf16 on a 24 GB machine) keeps the copies that fit and runs the rest packed per
+// call from the file's mapping (the page cache re-reads them as needed) instead of being killed for memory.
+// NUANCE_PACKED_BUDGET_MB sets it (0: keep nothing; "unlimited"); default: physical memory (or the cgroup's
+// memory.max when lower) less max(2 GiB, a quarter of it).
+size_t packed_weights_budget();
+void set_packed_weights_budget(size_t bytes);  // SIZE_MAX: unlimited
+size_t default_packed_weights_budget(size_t memory_bytes);  // the rule above, for a machine of this much memory
+
 struct AllocatorStats {
     size_t cached_bytes = 0;  // free blocks held now
     size_t hits = 0, misses = 0;

@@ -14,6 +14,7 @@
 #include "backends/backend.h"
 #include "backends/cpu/ggml_quants.h"
 #include "backends/cpu/quantized_matmul.h"
+#include "core/allocator.h"
 #include "core/quantized_weight.h"
 #include "io/weight_file.h"
 #include "models/model_family.h"
@@ -169,6 +170,151 @@ TEST(ReleaseFilePages, KeptInt8TilesReleaseTheMappedBlocks) {
     cpu::clear_int8_pack_cache();
     cpu::set_int8_pack_cache(mode);
     cpu::set_q8_w8a8(w8a8);
+}
+
+struct BudgetScope {  // a packed-weights budget for one test, then the one before; empty caches around it
+    size_t was = packed_weights_budget();
+    explicit BudgetScope(size_t bytes) {
+        clear_packed_weights();
+        set_packed_weights_budget(bytes);
+    }
+    ~BudgetScope() {
+        clear_packed_weights();
+        set_packed_weights_budget(was);
+    }
+};
+
+// f32 values written to a file and mapped back as a [rows, cols] weight.
+Tensor mapped_weight(const std::string& path, int64_t rows, int64_t cols, uint32_t seed) {
+    std::vector<float> v((size_t)(rows * cols));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = (float)(((i + seed) * 2654435761u) % 1999) / 1000.0f - 1.0f;
+    {
+        std::ofstream f(path, std::ios::binary);
+        f.write(reinterpret_cast<const char*>(v.data()), (std::streamsize)(v.size() * sizeof(float)));
+    }
+    return Tensor::from_storage(map_file(path), 0, {rows, cols}, DType::F32);
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+    return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+// The budget for kept packed copies (core/allocator.h): the weights that fit keep their copy and give their file
+// pages back; the rest are packed per call from the mapping (their pages stay, nothing is kept) with the same result.
+TEST(PackedWeightsBudget, WeightsPastTheBudgetArePackedPerCallWithTheSameProduct) {
+    test::TempDir dir("packed_budget");
+    const int64_t K = 512, N = 384;
+    const Tensor w1 = mapped_weight(dir / "w1.bin", N, K, 1), w2 = mapped_weight(dir / "w2.bin", N, K, 2);
+    std::vector<float> xv((size_t)(8 * K));
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = (float)((i * 40503u) % 777) / 388.0f - 1.0f;
+    const Tensor x = Tensor::from_vector(xv, {8, K});
+    Tensor y1, y2;
+    size_t one = 0;
+    {
+        BudgetScope unlimited(SIZE_MAX);
+        y1 = linear(x, w1, Tensor(), Precision::BF16);
+        one = packed_weights_bytes();
+        y2 = linear(x, w2, Tensor(), Precision::BF16);
+        ASSERT_GT(one, 0u);
+        EXPECT_EQ(packed_weights_bytes(), 2 * one);
+        EXPECT_EQ(packed_weights_over_budget_bytes(), 0u);
+    }
+    {
+        BudgetScope room_for_one(one + one / 2);
+        checksum(w2);  // every page of w2 resident
+        EXPECT_TRUE(same_bits(linear(x, w1, Tensor(), Precision::BF16), y1));
+        EXPECT_TRUE(same_bits(linear(x, w2, Tensor(), Precision::BF16), y2));
+        EXPECT_EQ(packed_weights_bytes(), one);
+        EXPECT_EQ(packed_weights_over_budget_bytes(), one);
+        EXPECT_LT(resident_kb_of_mapping(w1.raw()), 16) << "the kept weight's file pages are given back";
+        EXPECT_GE(resident_kb_of_mapping(w2.raw()), (int64_t)(w2.nbytes() / 1024) - 8) << "the per-call one's stay";
+        for (int i = 0; i < 2; ++i) {  // again: the same weights are kept, the same one runs per call
+            EXPECT_TRUE(same_bits(linear(x, w2, Tensor(), Precision::BF16), y2));
+            EXPECT_TRUE(same_bits(linear(x, w1, Tensor(), Precision::BF16), y1));
+        }
+        EXPECT_EQ(packed_weights_bytes(), one);
+        EXPECT_EQ(packed_weights_over_budget_bytes(), one);
+    }
+    {
+        BudgetScope nothing(0);
+        EXPECT_TRUE(same_bits(linear(x, w2, Tensor(), Precision::BF16), y2));
+        EXPECT_TRUE(same_bits(linear(x, w1, Tensor(), Precision::BF16), y1));
+        EXPECT_EQ(packed_weights_bytes(), 0u);
+        EXPECT_EQ(packed_weights_over_budget_bytes(), 2 * one);
+    }
+    EXPECT_EQ(packed_weights_over_budget_bytes(), 0u) << "clear_packed_weights forgets the per-call weights too";
+}
+
+// Convolutions take the same path: a budget of 0 keeps nothing and gives the packed run's output bit for bit.
+TEST(PackedWeightsBudget, ConvolutionsPastTheBudgetGiveTheSameOutput) {
+    Tensor x = Tensor::empty({1, 16, 12, 12}, DType::F32), w = Tensor::empty({32, 16, 3, 3}, DType::F32);
+    float* px = static_cast<float*>(x.raw());
+    for (int64_t i = 0; i < x.numel(); ++i) px[i] = (float)((i * 7919) % 211) / 105.0f - 1.0f;
+    float* pw = static_cast<float*>(w.raw());
+    for (int64_t i = 0; i < w.numel(); ++i) pw[i] = (float)((i * 104729) % 307) / 1535.0f - 0.1f;
+    Conv2dParams p;
+    p.padding = {1, 1, 1, 1};
+    Tensor kept;
+    {
+        BudgetScope unlimited(SIZE_MAX);
+        kept = conv2d(x, w, Tensor(), p, Precision::BF16);
+        EXPECT_GT(packed_weights_bytes(), 0u);
+    }
+    BudgetScope nothing(0);
+    EXPECT_TRUE(same_bits(conv2d(x, w, Tensor(), p, Precision::BF16), kept));
+    EXPECT_EQ(packed_weights_bytes(), 0u);
+    EXPECT_GT(packed_weights_over_budget_bytes(), 0u);
+}
+
+// Q8_0 tiles kept under Int8PackCache::Auto count against the same budget: past it they are made per call and the
+// file's pages stay.
+TEST(PackedWeightsBudget, KeptInt8TilesStayWithinTheBudget) {
+    if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "the tiles are the VNNI kernel's; this CPU has no AVX-512 VNNI";
+    const bool w8a8 = cpu::q8_w8a8();
+    const cpu::Int8PackCache mode = cpu::int8_pack_cache();
+    cpu::set_q8_w8a8(true);
+    cpu::set_int8_pack_cache(cpu::Int8PackCache::Auto);
+    cpu::clear_int8_pack_cache();
+    test::TempDir dir("packed_budget_int8");
+    const int64_t N = 128, K = 512;
+    std::vector<float> wv((size_t)(N * K));
+    for (size_t i = 0; i < wv.size(); ++i) wv[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    const QuantizedTensor q = quantize(Tensor::from_vector(wv, {N, K}), GgmlType::Q8_0);
+    {
+        std::ofstream f(dir / "q8.bin", std::ios::binary);
+        f.write(static_cast<const char*>(q.packed.raw()), (std::streamsize)q.packed.nbytes());
+    }
+    QuantizedTensor mapped = q;
+    mapped.packed = Tensor::from_storage(map_file(dir / "q8.bin"), 0, q.packed.shape(), DType::U8);
+    const Tensor w_file = quantized_weight_tensor(mapped, {N, K});
+    std::vector<float> xv((size_t)(4 * K));
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = (float)((i * 40503u) % 777) / 388.0f - 1.0f;
+    const Tensor x = Tensor::from_vector(xv, {4, K});
+    const Tensor y_mem = linear(x, quantized_weight_tensor(q, {N, K}), Tensor(), Precision::BF16);
+    {
+        BudgetScope nothing(0);
+        checksum(mapped.packed);
+        EXPECT_TRUE(same_bits(linear(x, w_file, Tensor(), Precision::BF16), y_mem));
+        EXPECT_EQ(cpu::int8_pack_cache_bytes(), 0u);
+        EXPECT_GE(resident_kb_of_mapping(mapped.packed.raw()), (int64_t)(q.packed.nbytes() / 1024) - 8);
+    }
+    {
+        BudgetScope room(SIZE_MAX);
+        EXPECT_TRUE(same_bits(linear(x, w_file, Tensor(), Precision::BF16), y_mem));
+        EXPECT_GT(cpu::int8_pack_cache_bytes(), 0u);
+    }
+    cpu::clear_int8_pack_cache();
+    cpu::set_int8_pack_cache(mode);
+    cpu::set_q8_w8a8(w8a8);
+}
+
+TEST(PackedWeightsBudget, DefaultLeavesAQuarterOrTwoGiBOfMemory) {
+    const size_t GiB = size_t(1) << 30;
+    EXPECT_EQ(default_packed_weights_budget(24 * GiB), 18 * GiB);
+    EXPECT_EQ(default_packed_weights_budget(4 * GiB), 2 * GiB);
+    EXPECT_EQ(default_packed_weights_budget(2 * GiB), 0u);
+    EXPECT_EQ(default_packed_weights_budget(0), 0u);
+    EXPECT_GT(packed_weights_budget(), 0u);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ public:
     void clear_packed_weights() override;
     size_t release_packed_weight(const Tensor& w) override;
     size_t packed_weights_bytes() const override;
+    size_t packed_weights_over_budget_bytes() const override;
 
     Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision compute, DType out) override;
     Tensor matmul(const Tensor& a, const Tensor& b, Precision compute) override;

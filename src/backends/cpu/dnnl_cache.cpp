@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "backends/cpu/dnnl_context.h"
+#include "backends/cpu/quantized_matmul.h"
 #include "core/allocator.h"
 #include "core/quantized_weight.h"
 
@@ -61,6 +62,8 @@ struct PackedCache {
     std::mutex m;
     std::map<std::string, Packed> entries;
     size_t bytes = 0;
+    // Weights that did not fit the budget (core/allocator.h: packed_weights_budget) and are packed per call.
+    std::map<std::string, std::pair<std::weak_ptr<Storage>, size_t>> over_budget;
 };
 
 PackedCache& packed_cache() {
@@ -95,6 +98,15 @@ PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
             ++e;
         }
     }
+    for (auto e = c.over_budget.begin(); e != c.over_budget.end();) {
+        if (e->second.first.expired()) e = c.over_budget.erase(e);
+        else ++e;
+    }
+    // Over the budget: this call's copy only, from the caching allocator; the weight's file pages stay mapped (the page
+    // cache keeps or re-reads them), so a model larger than memory runs instead of being killed.
+    const size_t bytes = want.get_size();
+    const size_t budget = packed_weights_budget(), held = c.bytes + int8_pack_cache_bytes();
+    const bool keep = budget >= held && budget - held >= bytes;
     // oneDNN's reorder converts f32 <-> bf16 itself (training's f32 master weights into bf16 blocks, in one pass);
     // other dtypes (f16 files) are converted first.
     const bool direct = w.dtype() == need || w.dtype() == DType::F32 || w.dtype() == DType::BF16;
@@ -102,12 +114,22 @@ PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
     dnnl::memory::desc src_md = plain;  // the same plain layout in the source's dtype (oneDNN 2.x's C struct)
     src_md.data.data_type = src_t.dtype() == DType::BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl::memory src(src_md, eng, src_t.raw());
-    std::shared_ptr<uint8_t> buffer = large_buffer(want.get_size());  // huge pages: fewer faults, fewer TLB misses
+    if (!keep) {
+        std::shared_ptr<uint8_t> tmp(static_cast<uint8_t*>(cached_alloc(bytes)),
+                                     [bytes](uint8_t* q) { cached_free(q, bytes); });
+        dnnl::memory dst(want, eng, tmp.get());
+        dnnl::reorder(src, dst).execute(stream(), src, dst);
+        stream().wait();
+        c.over_budget[key] = {w.storage(), bytes};
+        return PackedWeight{dst, tmp};
+    }
+    c.over_budget.erase(key);
+    std::shared_ptr<uint8_t> buffer = large_buffer(bytes);  // huge pages: fewer faults, fewer TLB misses
     dnnl::memory dst(want, eng, buffer.get());
     dnnl::reorder(src, dst).execute(stream(), src, dst);
     stream().wait();
     release_file_pages(w);
-    Packed p{w.storage(), dst, buffer, want.get_size()};
+    Packed p{w.storage(), dst, buffer, bytes};
     c.bytes += p.bytes;
     c.entries.emplace(key, p);
     return PackedWeight{dst, buffer};
@@ -117,7 +139,17 @@ void clear_packed_weights() {
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);
     c.entries.clear();
+    c.over_budget.clear();
     c.bytes = 0;
+}
+
+size_t packed_weights_over_budget_bytes() {
+    PackedCache& c = packed_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    size_t n = 0;
+    for (const auto& [k, e] : c.over_budget)
+        if (!e.first.expired()) n += e.second;
+    return n;
 }
 
 size_t release_packed_weight(const Tensor& w) {

@@ -4,7 +4,8 @@
 // - Packed weights: convolutions and products run fastest with weights in a blocked layout of oneDNN's choosing.
 //   A weight tensor is reordered into that layout the first time it is used and the packed copy is kept for as long
 //   as the tensor's storage lives (weak reference: a freed or reloaded weight is repacked, never served stale).
-//   Weights edited in place (e.g. a LoRA merged into a loaded model) need `clear_packed_weights()`.
+//   Weights edited in place (e.g. a LoRA merged into a loaded model) need `clear_packed_weights()`. Kept copies stay
+//   within core/allocator.h's packed_weights_budget(); a weight that does not fit is packed per call instead.
 #pragma once
 #include <functional>
 #include <memory>
@@ -47,6 +48,9 @@ PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
 void clear_packed_weights();
 size_t release_packed_weight(const Tensor& w);  // the cached packed copy of `w` (0 when there is none)
 size_t packed_weights_bytes();
+// Bytes of the weights that did not fit core/allocator.h's packed_weights_budget() and are packed on every call
+// (0 while every packed copy is kept).
+size_t packed_weights_over_budget_bytes();
 
 }  // namespace nuance::cpu
 

@@ -532,8 +532,12 @@ bool keep_pack(const QuantizedWeightView& w) {
         case Int8PackCache::On: return true;
         case Int8PackCache::Auto: break;
     }
-    // Q8_0's tiles are 36 bytes per 32 values against the file's 34: kept, and the file's pages are given back.
-    return (GgmlType)w.ggml_type == GgmlType::Q8_0 && w.file_backed;
+    // Q8_0's tiles are 36 bytes per 32 values against the file's 34: kept, and the file's pages are given back,
+    // while the kept copies fit the budget for packed weights (core/allocator.h); past it, tiles are made per call.
+    if ((GgmlType)w.ggml_type != GgmlType::Q8_0 || !w.file_backed) return false;
+    const size_t tiles = (size_t)w.rows * (size_t)((w.row_length + 31) / 32) * 36;
+    const size_t budget = packed_weights_budget(), held = int8_pack_cache_bytes() + packed_weights_bytes();
+    return budget >= held && budget - held >= tiles;
 }
 
 PackKey pack_key(const QuantizedWeightView& w) {
