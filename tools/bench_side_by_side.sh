@@ -65,7 +65,7 @@ py_flux512|py_flux1024)
         run ${phase}_$p "$PY" "$REF" flux --res ${phase#py_flux} --dtype $p --threads $THREADS --runs $REPEAT --warmup 1
     done ;;
 flux_ops512|flux_ops1024)
-    run nu_$phase "$ROOT/build/nuance_bench_ops" --benchmark_filter="flux_.*/${phase#flux_ops}/" --benchmark_min_time=1x ;;
+    run nu_$phase "$ROOT/build/nuance_bench_ops" --benchmark_filter="flux_.*/${phase#flux_ops}/" --benchmark_min_time=0.01 --benchmark_repetitions=$REPEAT ;;
 nu_dit256|nu_dit512)
     for p in bf16 fp32; do
         run ${phase}_$p "$NU" bench -m "$F/dit${phase#nu_dit}.safetensors" --vae "$F/vae_sd.safetensors" \
@@ -113,7 +113,7 @@ py_t5)
         run py_t5_${t}_bf16w "$PY" "$REF" t5 --tokens $t --dtype bf16w --threads $THREADS --runs $REPEAT --warmup 1
     done ;;
 flux_ops)
-    run nu_flux_blocks "$ROOT/build/nuance_bench_ops" --benchmark_filter='flux_' --benchmark_min_time=1x ;;
+    run nu_flux_blocks "$ROOT/build/nuance_bench_ops" --benchmark_filter='flux_' --benchmark_min_time=0.01 --benchmark_repetitions=$REPEAT ;;
 flux_full)
     for r in 512 1024; do
         run nu_fluxdev_full_$r "$NU" bench -m "$F/flux_dev.safetensors" --clip-l "$F/clip_l.safetensors" \
