@@ -468,6 +468,7 @@ bool has_int8_blocks(GgmlType t) {
     switch (t) {
         case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q4_1: case GgmlType::Q5_1:
         case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+        case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
             return true;
         default: return false;
     }
@@ -475,7 +476,7 @@ bool has_int8_blocks(GgmlType t) {
 
 int int8_block_zero(GgmlType t) {
     switch (t) {
-        case GgmlType::Q8_0: return 128;
+        case GgmlType::Q8_0: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS: return 128;
         case GgmlType::Q4_0: return 8;
         case GgmlType::Q5_0: return 16;
         case GgmlType::Q3_K: return 4;
@@ -499,6 +500,30 @@ void int8_block(GgmlType t, const uint8_t* x, uint8_t* u, float* d, float* m) {
             d[0] = h2f(x), m[0] = 0.0f;
             for (int j = 0; j < 32; ++j) u[j] = (uint8_t)(x[2 + j] ^ 0x80);
             return;
+        case GgmlType::IQ4_NL:  // the non-linear table's int8 values, + 128
+            d[0] = h2f(x), m[0] = 0.0f;
+            for (int j = 0; j < 16; ++j) {
+                u[j] = (uint8_t)(kIq4nl[x[2 + j] & 0xF] + 128);
+                u[j + 16] = (uint8_t)(kIq4nl[x[2 + j] >> 4] + 128);
+            }
+            return;
+        case GgmlType::IQ4_XS: {  // d, scales_h, scales_l[4], qs[128]; 8 groups of 32 with 6-bit scales - 32
+            const float dd = h2f(x);
+            uint16_t scales_h;
+            std::memcpy(&scales_h, x + 2, 2);
+            const uint8_t* scales_l = x + 4;
+            const uint8_t* qs = x + 8;
+            for (int g = 0; g < 8; ++g, qs += 16) {
+                const int ls = ((scales_l[g / 2] >> 4 * (g % 2)) & 0xf) | (((scales_h >> 2 * g) & 3) << 4);
+                d[g] = dd * (float)(ls - 32);
+                m[g] = 0.0f;
+                for (int j = 0; j < 16; ++j) {
+                    u[g * 32 + j] = (uint8_t)(kIq4nl[qs[j] & 0xF] + 128);
+                    u[g * 32 + j + 16] = (uint8_t)(kIq4nl[qs[j] >> 4] + 128);
+                }
+            }
+            return;
+        }
         case GgmlType::Q4_0: case GgmlType::Q4_1: {
             const bool min = t == GgmlType::Q4_1;
             d[0] = h2f(x), m[0] = min ? h2f(x + 2) : 0.0f;

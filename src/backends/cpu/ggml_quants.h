@@ -54,8 +54,9 @@ bool has_vector_dequantize(GgmlType t);
 
 // The integer form of one stored block (ggml_type_info(t).block values), for int8 products: value[k] =
 // d[g] * (u[k] - zero) + m[g] for k in scale group g = k / int8_scale_group(t), u in 0..255, `zero` a constant of
-// the type (Q8_0 128: u = q + 128; Q4_0 8; Q5_0 16; Q3_K 4; Q6_K 32; 0 for the types with a min: Q4_1, Q5_1, Q2_K,
-// Q4_K, Q5_K). Groups of 32 values for the legacy types and Q4_K / Q5_K, of 16 for Q2_K, Q3_K and Q6_K; d and m as
+// the type (Q8_0 128: u = q + 128; IQ4_NL / IQ4_XS 128: u = the non-linear table's value + 128; Q4_0 8; Q5_0 16;
+// Q3_K 4; Q6_K 32; 0 for the types with a min: Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). Groups of 32 values for the legacy
+// types, Q4_K / Q5_K and IQ4_XS, of 16 for Q2_K, Q3_K and Q6_K; d and m as
 // ggml's dequantize computes them (d = d_super * sc, m = -dmin * mn), so the values are its values bit for bit.
 // `block` points at the stored block; u gets block values, d and m block / group scales each.
 bool has_int8_blocks(GgmlType t);

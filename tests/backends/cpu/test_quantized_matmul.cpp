@@ -279,7 +279,8 @@ TEST(QuantizedConv, W8A8VnniMatchesPortableOnIm2col) {
 // for every type the int8 kernel takes (groups of 32, or of 16 for Q2_K / Q3_K / Q6_K).
 TEST(QuantizedMatmul, Int8BlocksAreTheDequantizedValues) {
     for (const GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1,
-                             GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+                             GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                             GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
         ASSERT_TRUE(has_int8_blocks(t));
         const GgmlTypeInfo& ti = ggml_type_info(t);
         const int64_t K = 512, group = int8_scale_group(t);
@@ -298,12 +299,12 @@ TEST(QuantizedMatmul, Int8BlocksAreTheDequantizedValues) {
                         << ti.name << " row " << n << " block " << sb << " value " << k;
             }
     }
-    EXPECT_FALSE(has_int8_blocks(GgmlType::IQ4_NL));
     EXPECT_FALSE(has_int8_blocks(GgmlType::F16));
+    EXPECT_FALSE(has_int8_blocks(GgmlType::BF16));
     uint8_t u[32];
     float d, m;
     const uint8_t blk[64] = {};
-    EXPECT_THAT(error_of([&] { int8_block(GgmlType::IQ4_NL, blk, u, &d, &m); }), HasSubstr("IQ4_NL has no integer"));
+    EXPECT_THAT(error_of([&] { int8_block(GgmlType::F16, blk, u, &d, &m); }), HasSubstr("F16 has no integer"));
 }
 
 // The other integer block types on the VNNI kernel (weights as unsigned quants with the type's zero point, a min term
@@ -313,7 +314,8 @@ TEST(QuantizedMatmul, Int8BlockTypesW8A8WithinActivationQuantizationBound) {
     if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: these types run weight-only";
     W8A8Scope on;
     for (const GgmlType t : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q2_K,
-                             GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
+                             GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
+                             GgmlType::IQ4_XS})
         for (const auto& [M, N, K] : {std::array<int64_t, 3>{1, 1, 256}, {7, 33, 512}, {20, 70, 1280}}) {
             const Tensor w = random_weight(t, {N, K}, 110 + (uint64_t)t + (uint64_t)N);
             const Tensor x = random_input({M, K}, 111 + (uint64_t)M), b = random_input({N}, 112);
@@ -337,7 +339,7 @@ TEST(QuantizedMatmul, Int8BlockTypesW8A8WithinActivationQuantizationBound) {
 }
 
 // The path: Q8_0 at bf16 runs W8A8 by default where the VNNI kernel runs (NUANCE_Q8_W8A8=0/1 overrides), and so do
-// the other integer block types (Q4_0, Q4_K, Q6_K ...) on that kernel; fp32 products and IQ4 stay weight-only.
+// the other integer block types (Q4_0, Q4_K, Q6_K, IQ4_NL/XS ...) on that kernel; fp32 products stay weight-only.
 TEST(QuantizedMatmul, Q8W8A8IsTheDefaultWithVnni) {
     const Tensor q8 = random_weight(GgmlType::Q8_0, {4, 64}, 1), q4 = random_weight(GgmlType::Q4_0, {4, 64}, 2);
     const auto v8 = *quantized_weight_view(q8), v4 = *quantized_weight_view(q4);
@@ -350,7 +352,9 @@ TEST(QuantizedMatmul, Q8W8A8IsTheDefaultWithVnni) {
     EXPECT_EQ(cpu::quantized_path(v4, Precision::BF16),
               cpu::has_vnni_kernel() ? cpu::QuantizedPath::W8A8 : cpu::QuantizedPath::WeightOnly);
     const Tensor iq = random_weight(GgmlType::IQ4_NL, {4, 256}, 3);
-    EXPECT_EQ(cpu::quantized_path(*quantized_weight_view(iq), Precision::BF16), cpu::QuantizedPath::WeightOnly);
+    EXPECT_EQ(cpu::quantized_path(*quantized_weight_view(iq), Precision::BF16),
+              cpu::has_vnni_kernel() ? cpu::QuantizedPath::W8A8 : cpu::QuantizedPath::WeightOnly);
+    EXPECT_EQ(cpu::quantized_path(*quantized_weight_view(iq), Precision::FP32), cpu::QuantizedPath::WeightOnly);
     cpu::set_q8_w8a8(false);
     EXPECT_EQ(cpu::quantized_path(v8, Precision::BF16), cpu::QuantizedPath::WeightOnly);
     cpu::set_q8_w8a8(was);
