@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "backends/backend.h"
 #include "backends/cpu/dnnl_context.h"
 #include "io/weights.h"
 #include "models/taesd/taesd.h"
@@ -267,7 +268,8 @@ void JobQueue::worker(Slot* s) {
     ensure_slots_locked();
     changed_.notify_all();
     lock.unlock();
-    model.reset();  // free the weights outside the lock
+    model.reset();           // free the weights outside the lock
+    prune_packed_weights();  // and their packed copies now, not at the next model's first packing
     lock.lock();
     s->exited = true;
 }

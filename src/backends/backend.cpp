@@ -95,6 +95,13 @@ size_t packed_weights_bytes() {
     return n;
 }
 
+size_t prune_packed_weights() {
+    size_t n = builtin_cpu().prune_packed_weights();
+    for (size_t i = 1; i < registry().size(); ++i)
+        if (registry()[i]) n += registry()[i]->prune_packed_weights();
+    return n;
+}
+
 size_t packed_weights_over_budget_bytes() {
     size_t n = builtin_cpu().packed_weights_over_budget_bytes();
     for (size_t i = 1; i < registry().size(); ++i)

@@ -54,6 +54,8 @@ public:
     // Drops every cached packed copy of a weight (the weights were edited in place, or memory is needed).
     virtual void clear_packed_weights() = 0;
     virtual size_t packed_weights_bytes() const = 0;
+    // Frees the packed copies of weights that no longer exist (a dropped model); returns the bytes freed.
+    virtual size_t prune_packed_weights() { return 0; }
     // Weights whose packed copies did not fit the budget (core/allocator.h: packed_weights_budget): packed per call.
     virtual size_t packed_weights_over_budget_bytes() const { return 0; }
     // Drops the packed copies of one weight (it is packed again on its next use); returns the bytes freed.
@@ -150,5 +152,8 @@ void clear_packed_weights();
 size_t release_packed_weight(const Tensor& w);
 size_t packed_weights_bytes();
 size_t packed_weights_over_budget_bytes();
+// Frees, on every registered backend, the packed copies of weights that are gone (after dropping a model: otherwise
+// they go at the next packing); the bytes freed.
+size_t prune_packed_weights();
 
 }  // namespace nuance

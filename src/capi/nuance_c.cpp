@@ -16,6 +16,7 @@
 #include "adapters/lora_library.h"
 #include "text/embedding_library.h"
 
+#include "backends/backend.h"
 #include "backends/cpu/dnnl_context.h"
 #include "core/threads.h"
 #include "io/image.h"
@@ -282,6 +283,7 @@ void nuance_model_free(nuance_model* model) {
         }
     }
     delete model;
+    nuance::prune_packed_weights();  // the model's packed weight copies go with it (else at the next packing)
 }
 
 const char* nuance_model_family(const nuance_model* model) {

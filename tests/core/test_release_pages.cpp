@@ -308,6 +308,44 @@ TEST(PackedWeightsBudget, KeptInt8TilesStayWithinTheBudget) {
     cpu::set_q8_w8a8(w8a8);
 }
 
+// A dropped weight's packed copies (oneDNN's and the int8 tiles) are freed by prune_packed_weights at once; the
+// live weights' copies stay.
+TEST(PackedWeightsBudget, PruneFreesTheCopiesOfDroppedWeights) {
+    BudgetScope unlimited(SIZE_MAX);
+    const Tensor x = Tensor::full({4, 256}, 0.25f);
+    const Tensor keep = Tensor::full({64, 256}, 0.5f);
+    linear(x, keep, Tensor(), Precision::BF16);
+    const size_t live = packed_weights_bytes();
+    ASSERT_GT(live, 0u);
+    {
+        const Tensor gone = Tensor::full({128, 256}, 0.125f);
+        linear(x, gone, Tensor(), Precision::BF16);
+        EXPECT_GT(packed_weights_bytes(), live);
+    }
+    EXPECT_GT(packed_weights_bytes(), live) << "without a prune, the copy stays until the next packing";
+    EXPECT_GT(prune_packed_weights(), 0u);
+    EXPECT_EQ(packed_weights_bytes(), live);
+    EXPECT_EQ(prune_packed_weights(), 0u);
+    if (cpu::has_vnni_kernel()) {  // kept int8 tiles (Int8PackCache::On keeps every type's)
+        const bool w8a8 = cpu::q8_w8a8();
+        const cpu::Int8PackCache mode = cpu::int8_pack_cache();
+        cpu::set_q8_w8a8(true);
+        cpu::set_int8_pack_cache(cpu::Int8PackCache::On);
+        {
+            std::vector<float> wv(64 * 256);
+            for (size_t i = 0; i < wv.size(); ++i) wv[i] = (float)((i * 7) % 13) / 6.0f - 1.0f;
+            const Tensor w = quantized_weight_tensor(quantize(Tensor::from_vector(wv, {64, 256}), GgmlType::Q8_0),
+                                                     {64, 256});
+            linear(x, w, Tensor(), Precision::BF16);
+            EXPECT_GT(cpu::int8_pack_cache_bytes(), 0u);
+        }
+        EXPECT_GT(prune_packed_weights(), 0u);
+        EXPECT_EQ(cpu::int8_pack_cache_bytes(), 0u);
+        cpu::set_int8_pack_cache(mode);
+        cpu::set_q8_w8a8(w8a8);
+    }
+}
+
 TEST(PackedWeightsBudget, DefaultLeavesAQuarterOrTwoGiBOfMemory) {
     const size_t GiB = size_t(1) << 30;
     EXPECT_EQ(default_packed_weights_budget(24 * GiB), 18 * GiB);

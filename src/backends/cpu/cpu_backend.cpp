@@ -25,6 +25,7 @@ void CpuBackend::clear_packed_weights() {
 }
 size_t CpuBackend::packed_weights_bytes() const { return cpu::packed_weights_bytes() + cpu::int8_pack_cache_bytes(); }
 size_t CpuBackend::packed_weights_over_budget_bytes() const { return cpu::packed_weights_over_budget_bytes(); }
+size_t CpuBackend::prune_packed_weights() { return cpu::prune_packed_weights() + cpu::prune_int8_pack_cache(); }
 size_t CpuBackend::release_packed_weight(const Tensor& w) {
     return cpu::release_packed_weight(w) + cpu::release_int8_pack(w);
 }

@@ -19,6 +19,7 @@ public:
     size_t release_packed_weight(const Tensor& w) override;
     size_t packed_weights_bytes() const override;
     size_t packed_weights_over_budget_bytes() const override;
+    size_t prune_packed_weights() override;
 
     Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Precision compute, DType out) override;
     Tensor matmul(const Tensor& a, const Tensor& b, Precision compute) override;

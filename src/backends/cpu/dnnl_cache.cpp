@@ -143,6 +143,26 @@ void clear_packed_weights() {
     c.bytes = 0;
 }
 
+size_t prune_packed_weights() {
+    PackedCache& c = packed_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    size_t freed = 0;
+    for (auto e = c.entries.begin(); e != c.entries.end();) {
+        if (e->second.source.expired()) {
+            freed += e->second.bytes;
+            c.bytes -= e->second.bytes;
+            e = c.entries.erase(e);
+        } else {
+            ++e;
+        }
+    }
+    for (auto e = c.over_budget.begin(); e != c.over_budget.end();) {
+        if (e->second.first.expired()) e = c.over_budget.erase(e);
+        else ++e;
+    }
+    return freed;
+}
+
 size_t packed_weights_over_budget_bytes() {
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);

@@ -48,6 +48,9 @@ PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
 void clear_packed_weights();
 size_t release_packed_weight(const Tensor& w);  // the cached packed copy of `w` (0 when there is none)
 size_t packed_weights_bytes();
+// Frees the packed copies of weights that are gone (a model dropped); otherwise that happens at the next packing.
+// Returns the bytes freed.
+size_t prune_packed_weights();
 // Bytes of the weights that did not fit core/allocator.h's packed_weights_budget() and are packed on every call
 // (0 while every packed copy is kept).
 size_t packed_weights_over_budget_bytes();

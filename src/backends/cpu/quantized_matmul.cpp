@@ -588,6 +588,22 @@ size_t int8_pack_cache_bytes() {
     return c.bytes;
 }
 
+size_t prune_int8_pack_cache() {
+    PackCache& c = pack_cache();
+    std::lock_guard<std::mutex> lock(c.m);
+    size_t freed = 0;
+    for (auto e = c.entries.begin(); e != c.entries.end();) {
+        if (e->second.owner.expired()) {
+            freed += e->second.bytes;
+            c.bytes -= e->second.bytes;
+            e = c.entries.erase(e);
+        } else {
+            ++e;
+        }
+    }
+    return freed;
+}
+
 void clear_int8_pack_cache() {
     PackCache& c = pack_cache();
     std::lock_guard<std::mutex> lock(c.m);

@@ -43,6 +43,7 @@ void set_int8_pack_cache(Int8PackCache mode);
 Int8PackCache int8_pack_cache();
 size_t int8_pack_cache_bytes();
 void clear_int8_pack_cache();
+size_t prune_int8_pack_cache();  // frees the kept tiles of weights that are gone; the bytes freed
 size_t release_int8_pack(const Tensor& w);  // the kept tiles over w's blocks (bytes dropped; 0 when none)
 
 // y = x · wᵀ (+ b): x [M, K] contiguous F32 or BF16, b [N] F32 or undefined; y [M, N] contiguous F32 or BF16.
