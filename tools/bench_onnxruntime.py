@@ -16,24 +16,12 @@ Then, the same shapes on nuance: nuance bench -m sd15.safetensors --res 512 --pr
 import argparse
 import json
 import os
-import resource
 import statistics
-import time
 
 import numpy as np
 import torch
 
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-
-
-def randomize(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).mul_(0.02))
-    return module.eval()
+from bench_reference import peak_rss_mb, randomize, timed  # same directory: the shared helpers of the reference side
 
 
 class UNetStep(torch.nn.Module):
@@ -92,18 +80,6 @@ def session(path, threads):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
-def timed(run, runs, warmup):
-    for _ in range(warmup):
-        run()
-    walls, cpus = [], []
-    for _ in range(runs):
-        c0, t0 = time.process_time(), time.perf_counter()
-        run()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return walls, cpus
 
 
 def main():

@@ -130,46 +130,66 @@ TEST(ReleaseFilePages, OneShotGenerationMakesTheSameImage) {
     EXPECT_EQ(generate(*m, p).at(0).image.pixels, keep);
 }
 
+struct Int8CacheScope {  // W8A8 on, this tile-cache mode and an empty cache for one test; then as before
+    bool w8a8 = cpu::q8_w8a8();
+    cpu::Int8PackCache mode = cpu::int8_pack_cache();
+    explicit Int8CacheScope(cpu::Int8PackCache m) {
+        cpu::set_q8_w8a8(true);
+        cpu::set_int8_pack_cache(m);
+        cpu::clear_int8_pack_cache();
+    }
+    ~Int8CacheScope() {
+        cpu::clear_int8_pack_cache();
+        cpu::set_int8_pack_cache(mode);
+        cpu::set_q8_w8a8(w8a8);
+    }
+};
+
+// A [N, K] Q8_0 weight in memory and the same blocks written to `path` and mapped back.
+struct Q8Pair {
+    QuantizedTensor mem, mapped;
+};
+Q8Pair q8_in_memory_and_mapped(const std::string& path, int64_t N, int64_t K) {
+    std::vector<float> wv((size_t)(N * K));
+    for (size_t i = 0; i < wv.size(); ++i) wv[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    Q8Pair r;
+    r.mem = quantize(Tensor::from_vector(wv, {N, K}), GgmlType::Q8_0);
+    {
+        std::ofstream f(path, std::ios::binary);
+        f.write(static_cast<const char*>(r.mem.packed.raw()), (std::streamsize)r.mem.packed.nbytes());
+    }
+    r.mapped = r.mem;
+    r.mapped.packed = Tensor::from_storage(map_file(path), 0, r.mem.packed.shape(), DType::U8);
+    return r;
+}
+
+Tensor input_rows(int64_t M, int64_t K) {
+    std::vector<float> xv((size_t)(M * K));
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = (float)((i * 40503u) % 777) / 388.0f - 1.0f;
+    return Tensor::from_vector(xv, {M, K});
+}
+
 // A Q8_0 weight mapped from a file: W8A8 keeps its repacked tiles (Int8PackCache::Auto, where the VNNI kernel runs)
 // and gives the file's pages back, so the blocks are not held twice; the product is the in-memory weight's.
 TEST(ReleaseFilePages, KeptInt8TilesReleaseTheMappedBlocks) {
     if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "the tiles are the VNNI kernel's; this CPU has no AVX-512 VNNI";
-    const bool w8a8 = cpu::q8_w8a8();
-    const cpu::Int8PackCache mode = cpu::int8_pack_cache();
-    cpu::set_q8_w8a8(true);
-    cpu::set_int8_pack_cache(cpu::Int8PackCache::Auto);
-    cpu::clear_int8_pack_cache();
+    Int8CacheScope automatic(cpu::Int8PackCache::Auto);
     test::TempDir dir("release_pages_int8");
-    const std::string path = dir / "q8.bin";
     const int64_t N = 256, K = 1024;
-    std::vector<float> wv((size_t)(N * K));
-    for (size_t i = 0; i < wv.size(); ++i) wv[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    const QuantizedTensor q = quantize(Tensor::from_vector(wv, {N, K}), GgmlType::Q8_0);
-    {
-        std::ofstream f(path, std::ios::binary);
-        f.write(static_cast<const char*>(q.packed.raw()), (std::streamsize)q.packed.nbytes());
-    }
-    const auto storage = map_file(path);
-    QuantizedTensor mapped = q;
-    mapped.packed = Tensor::from_storage(storage, 0, q.packed.shape(), DType::U8);
-    const Tensor w_file = quantized_weight_tensor(mapped, {N, K});
-    const Tensor w_mem = quantized_weight_tensor(q, {N, K});
-    std::vector<float> xv((size_t)(4 * K));
-    for (size_t i = 0; i < xv.size(); ++i) xv[i] = (float)((i * 40503u) % 777) / 388.0f - 1.0f;
-    const Tensor x = Tensor::from_vector(xv, {4, K});
+    const Q8Pair q = q8_in_memory_and_mapped(dir / "q8.bin", N, K);
+    const Tensor w_file = quantized_weight_tensor(q.mapped, {N, K});
+    const Tensor w_mem = quantized_weight_tensor(q.mem, {N, K});
+    const Tensor x = input_rows(4, K);
     const Tensor y_mem = linear(x, w_mem, Tensor(), Precision::BF16);
     EXPECT_EQ(cpu::int8_pack_cache_bytes(), 0u) << "owned memory: no kept copy";
-    checksum(mapped.packed);  // every page resident
-    ASSERT_GE(resident_kb_of_mapping(mapped.packed.raw()), (int64_t)(q.packed.nbytes() / 1024) - 8);
+    checksum(q.mapped.packed);  // every page resident
+    ASSERT_GE(resident_kb_of_mapping(q.mapped.packed.raw()), (int64_t)(q.mem.packed.nbytes() / 1024) - 8);
     const Tensor y_file = linear(x, w_file, Tensor(), Precision::BF16);
     EXPECT_GT(cpu::int8_pack_cache_bytes(), (size_t)(N * K));
-    EXPECT_LT(resident_kb_of_mapping(mapped.packed.raw()), 16) << "the mapped blocks should be given back";
+    EXPECT_LT(resident_kb_of_mapping(q.mapped.packed.raw()), 16) << "the mapped blocks should be given back";
     ASSERT_EQ(y_file.numel(), y_mem.numel());
     EXPECT_EQ(std::memcmp(y_file.raw(), y_mem.raw(), y_mem.nbytes()), 0);
     EXPECT_EQ(std::memcmp(linear(x, w_file, Tensor(), Precision::BF16).raw(), y_mem.raw(), y_mem.nbytes()), 0);
-    cpu::clear_int8_pack_cache();
-    cpu::set_int8_pack_cache(mode);
-    cpu::set_q8_w8a8(w8a8);
 }
 
 struct BudgetScope {  // a packed-weights budget for one test, then the one before; empty caches around it
@@ -205,9 +225,7 @@ TEST(PackedWeightsBudget, WeightsPastTheBudgetArePackedPerCallWithTheSameProduct
     test::TempDir dir("packed_budget");
     const int64_t K = 512, N = 384;
     const Tensor w1 = mapped_weight(dir / "w1.bin", N, K, 1), w2 = mapped_weight(dir / "w2.bin", N, K, 2);
-    std::vector<float> xv((size_t)(8 * K));
-    for (size_t i = 0; i < xv.size(); ++i) xv[i] = (float)((i * 40503u) % 777) / 388.0f - 1.0f;
-    const Tensor x = Tensor::from_vector(xv, {8, K});
+    const Tensor x = input_rows(8, K);
     Tensor y1, y2;
     size_t one = 0;
     {
@@ -270,42 +288,25 @@ TEST(PackedWeightsBudget, ConvolutionsPastTheBudgetGiveTheSameOutput) {
 // file's pages stay.
 TEST(PackedWeightsBudget, KeptInt8TilesStayWithinTheBudget) {
     if (!cpu::has_vnni_kernel()) GTEST_SKIP() << "the tiles are the VNNI kernel's; this CPU has no AVX-512 VNNI";
-    const bool w8a8 = cpu::q8_w8a8();
-    const cpu::Int8PackCache mode = cpu::int8_pack_cache();
-    cpu::set_q8_w8a8(true);
-    cpu::set_int8_pack_cache(cpu::Int8PackCache::Auto);
-    cpu::clear_int8_pack_cache();
+    Int8CacheScope automatic(cpu::Int8PackCache::Auto);
     test::TempDir dir("packed_budget_int8");
     const int64_t N = 128, K = 512;
-    std::vector<float> wv((size_t)(N * K));
-    for (size_t i = 0; i < wv.size(); ++i) wv[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    const QuantizedTensor q = quantize(Tensor::from_vector(wv, {N, K}), GgmlType::Q8_0);
-    {
-        std::ofstream f(dir / "q8.bin", std::ios::binary);
-        f.write(static_cast<const char*>(q.packed.raw()), (std::streamsize)q.packed.nbytes());
-    }
-    QuantizedTensor mapped = q;
-    mapped.packed = Tensor::from_storage(map_file(dir / "q8.bin"), 0, q.packed.shape(), DType::U8);
-    const Tensor w_file = quantized_weight_tensor(mapped, {N, K});
-    std::vector<float> xv((size_t)(4 * K));
-    for (size_t i = 0; i < xv.size(); ++i) xv[i] = (float)((i * 40503u) % 777) / 388.0f - 1.0f;
-    const Tensor x = Tensor::from_vector(xv, {4, K});
-    const Tensor y_mem = linear(x, quantized_weight_tensor(q, {N, K}), Tensor(), Precision::BF16);
+    const Q8Pair q = q8_in_memory_and_mapped(dir / "q8.bin", N, K);
+    const Tensor w_file = quantized_weight_tensor(q.mapped, {N, K});
+    const Tensor x = input_rows(4, K);
+    const Tensor y_mem = linear(x, quantized_weight_tensor(q.mem, {N, K}), Tensor(), Precision::BF16);
     {
         BudgetScope nothing(0);
-        checksum(mapped.packed);
+        checksum(q.mapped.packed);
         EXPECT_TRUE(same_bits(linear(x, w_file, Tensor(), Precision::BF16), y_mem));
         EXPECT_EQ(cpu::int8_pack_cache_bytes(), 0u);
-        EXPECT_GE(resident_kb_of_mapping(mapped.packed.raw()), (int64_t)(q.packed.nbytes() / 1024) - 8);
+        EXPECT_GE(resident_kb_of_mapping(q.mapped.packed.raw()), (int64_t)(q.mem.packed.nbytes() / 1024) - 8);
     }
     {
         BudgetScope room(SIZE_MAX);
         EXPECT_TRUE(same_bits(linear(x, w_file, Tensor(), Precision::BF16), y_mem));
         EXPECT_GT(cpu::int8_pack_cache_bytes(), 0u);
     }
-    cpu::clear_int8_pack_cache();
-    cpu::set_int8_pack_cache(mode);
-    cpu::set_q8_w8a8(w8a8);
 }
 
 // A dropped weight's packed copies (oneDNN's and the int8 tiles) are freed by prune_packed_weights at once; the
@@ -327,10 +328,7 @@ TEST(PackedWeightsBudget, PruneFreesTheCopiesOfDroppedWeights) {
     EXPECT_EQ(packed_weights_bytes(), live);
     EXPECT_EQ(prune_packed_weights(), 0u);
     if (cpu::has_vnni_kernel()) {  // kept int8 tiles (Int8PackCache::On keeps every type's)
-        const bool w8a8 = cpu::q8_w8a8();
-        const cpu::Int8PackCache mode = cpu::int8_pack_cache();
-        cpu::set_q8_w8a8(true);
-        cpu::set_int8_pack_cache(cpu::Int8PackCache::On);
+        Int8CacheScope on(cpu::Int8PackCache::On);
         {
             std::vector<float> wv(64 * 256);
             for (size_t i = 0; i < wv.size(); ++i) wv[i] = (float)((i * 7) % 13) / 6.0f - 1.0f;
@@ -341,8 +339,6 @@ TEST(PackedWeightsBudget, PruneFreesTheCopiesOfDroppedWeights) {
         }
         EXPECT_GT(prune_packed_weights(), 0u);
         EXPECT_EQ(cpu::int8_pack_cache_bytes(), 0u);
-        cpu::set_int8_pack_cache(mode);
-        cpu::set_q8_w8a8(w8a8);
     }
 }
 

@@ -71,6 +71,25 @@ PackedCache& packed_cache() {
     return *c;
 }
 
+// Drops the entries of weights that are gone (c.m held); the bytes freed.
+size_t drop_expired(PackedCache& c) {
+    size_t freed = 0;
+    for (auto e = c.entries.begin(); e != c.entries.end();) {
+        if (e->second.source.expired()) {
+            freed += e->second.bytes;
+            c.bytes -= e->second.bytes;
+            e = c.entries.erase(e);
+        } else {
+            ++e;
+        }
+    }
+    for (auto e = c.over_budget.begin(); e != c.over_budget.end();) {
+        if (e->second.first.expired()) e = c.over_budget.erase(e);
+        else ++e;
+    }
+    return freed;
+}
+
 }  // namespace
 
 
@@ -89,19 +108,7 @@ PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
         c.bytes -= it->second.bytes;
         c.entries.erase(it);
     }
-    // Drop entries whose weights are gone before adding one.
-    for (auto e = c.entries.begin(); e != c.entries.end();) {
-        if (e->second.source.expired()) {
-            c.bytes -= e->second.bytes;
-            e = c.entries.erase(e);
-        } else {
-            ++e;
-        }
-    }
-    for (auto e = c.over_budget.begin(); e != c.over_budget.end();) {
-        if (e->second.first.expired()) e = c.over_budget.erase(e);
-        else ++e;
-    }
+    drop_expired(c);  // before adding one
     // Over the budget: this call's copy only, from the caching allocator; the weight's file pages stay mapped (the page
     // cache keeps or re-reads them), so a model larger than memory runs instead of being killed.
     const size_t bytes = want.get_size();
@@ -146,21 +153,7 @@ void clear_packed_weights() {
 size_t prune_packed_weights() {
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);
-    size_t freed = 0;
-    for (auto e = c.entries.begin(); e != c.entries.end();) {
-        if (e->second.source.expired()) {
-            freed += e->second.bytes;
-            c.bytes -= e->second.bytes;
-            e = c.entries.erase(e);
-        } else {
-            ++e;
-        }
-    }
-    for (auto e = c.over_budget.begin(); e != c.over_budget.end();) {
-        if (e->second.first.expired()) e = c.over_budget.erase(e);
-        else ++e;
-    }
-    return freed;
+    return drop_expired(c);
 }
 
 size_t packed_weights_over_budget_bytes() {

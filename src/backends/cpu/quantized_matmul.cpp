@@ -514,6 +514,21 @@ PackCache& pack_cache() {
     static PackCache* c = new PackCache();  // outlives every model, even at static destruction
     return *c;
 }
+
+// Drops the entries of weights that are gone (c.m held); the bytes freed.
+size_t drop_expired(PackCache& c) {
+    size_t freed = 0;
+    for (auto e = c.entries.begin(); e != c.entries.end();) {
+        if (e->second.owner.expired()) {
+            freed += e->second.bytes;
+            c.bytes -= e->second.bytes;
+            e = c.entries.erase(e);
+        } else {
+            ++e;
+        }
+    }
+    return freed;
+}
 std::atomic<int>& pack_cache_mode() {
     static std::atomic<int> mode{[] {
         const char* e = std::getenv("NUANCE_INT8_PACK_CACHE");
@@ -557,14 +572,7 @@ std::shared_ptr<const PackedInt8> packed_int8(const QuantizedWeightView& w) {
             c.bytes -= it->second.bytes;
             c.entries.erase(it);
         }
-        for (auto e = c.entries.begin(); e != c.entries.end();) {  // drop the entries of weights that are gone
-            if (e->second.owner.expired()) {
-                c.bytes -= e->second.bytes;
-                e = c.entries.erase(e);
-            } else {
-                ++e;
-            }
-        }
+        drop_expired(c);
     }
     auto p = std::make_shared<const PackedInt8>(pack_int8(w, true));  // outside the lock: it runs on every thread
     release_file_pages(w);
@@ -591,17 +599,7 @@ size_t int8_pack_cache_bytes() {
 size_t prune_int8_pack_cache() {
     PackCache& c = pack_cache();
     std::lock_guard<std::mutex> lock(c.m);
-    size_t freed = 0;
-    for (auto e = c.entries.begin(); e != c.entries.end();) {
-        if (e->second.owner.expired()) {
-            freed += e->second.bytes;
-            c.bytes -= e->second.bytes;
-            e = c.entries.erase(e);
-        } else {
-            ++e;
-        }
-    }
-    return freed;
+    return drop_expired(c);
 }
 
 void clear_int8_pack_cache() {
