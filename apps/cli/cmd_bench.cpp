@@ -10,7 +10,9 @@
 // "peak_rss_mb", "weights_mb", ...}.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <string>
 #include <sys/resource.h>
 
 #include "backends/backend.h"
@@ -257,9 +259,11 @@ int run(const BenchArgs& a_in) {
         std::printf("vae_decode_gflop=%.1f gflops_per_s=%.1f\n", vae_stats.flops / 1e9,
                     vae_stats.flops / 1e9 / dec.median());
     std::printf("peak_rss_mb=%ld\n", peak_rss_mb());
-    std::printf("packed_mb=%.0f packed_per_call_mb=%.0f (budget %.0f MB: NUANCE_PACKED_BUDGET_MB)\n",
+    const size_t budget = packed_weights_budget();
+    const std::string budget_text = budget == SIZE_MAX ? "unlimited" : std::to_string(budget >> 20) + " MB";
+    std::printf("packed_mb=%.0f packed_per_call_mb=%.0f (budget %s: NUANCE_PACKED_BUDGET_MB)\n",
                 packed_weights_bytes() / 1048576.0, packed_weights_over_budget_bytes() / 1048576.0,
-                std::min(packed_weights_budget(), size_t(1) << 52) / 1048576.0);
+                budget_text.c_str());
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -133,20 +134,23 @@ size_t machine_memory_bytes() {
 }
 
 std::atomic<size_t>& budget() {
-    static std::atomic<size_t> b{[] {
-        const char* e = std::getenv("NUANCE_PACKED_BUDGET_MB");
-        if (e && *e) {
-            if (std::strcmp(e, "unlimited") == 0) return SIZE_MAX;
-            char* end = nullptr;
-            const unsigned long long mb = std::strtoull(e, &end, 10);
-            if (end && *end == '\0' && mb < (SIZE_MAX >> 20)) return (size_t)mb << 20;
-        }
-        return default_packed_weights_budget(machine_memory_bytes());
-    }()};
+    static std::atomic<size_t> b{parse_packed_budget_mb(std::getenv("NUANCE_PACKED_BUDGET_MB"),
+                                                        default_packed_weights_budget(machine_memory_bytes()))};
     return b;
 }
 
 }  // namespace
+
+size_t parse_packed_budget_mb(const char* text, size_t fallback) {
+    if (!text || !*text) return fallback;
+    if (std::strcmp(text, "unlimited") == 0) return SIZE_MAX;
+    if (*text < '0' || *text > '9') return fallback;  // strtoull would take a sign or spaces
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long mb = std::strtoull(text, &end, 10);
+    if (errno != 0 || !end || *end != '\0' || mb > (SIZE_MAX >> 20)) return fallback;
+    return (size_t)mb << 20;
+}
 
 size_t packed_weights_budget() { return budget().load(); }
 void set_packed_weights_budget(size_t bytes) { budget() = bytes; }

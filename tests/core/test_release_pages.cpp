@@ -351,5 +351,17 @@ TEST(PackedWeightsBudget, DefaultLeavesAQuarterOrTwoGiBOfMemory) {
     EXPECT_GT(packed_weights_budget(), 0u);
 }
 
+TEST(PackedWeightsBudget, EnvironmentTextParsesOrFallsBack) {
+    const size_t fb = 12345;
+    EXPECT_EQ(parse_packed_budget_mb(nullptr, fb), fb);
+    EXPECT_EQ(parse_packed_budget_mb("", fb), fb);
+    EXPECT_EQ(parse_packed_budget_mb("0", fb), 0u);
+    EXPECT_EQ(parse_packed_budget_mb("512", fb), size_t(512) << 20);
+    EXPECT_EQ(parse_packed_budget_mb("unlimited", fb), SIZE_MAX);
+    for (const char* bad : {"abc", "12GB", "-5", " 5", "+5", "1.5", "99999999999999999999", "17592186044416"})
+        EXPECT_EQ(parse_packed_budget_mb(bad, fb), fb) << bad;
+    EXPECT_EQ(parse_packed_budget_mb("17592186044415", fb), (SIZE_MAX >> 20) << 20);
+}
+
 }  // namespace
 }  // namespace nuance

@@ -77,7 +77,6 @@ PackedInt8 pack_int8(const QuantizedWeightView& w, bool kept) {
     return p;
 }
 
-
 namespace {
 
 // ---- the repacked tiles kept across calls (set_int8_pack_cache). Keyed by the blocks' address and shape, valid while
@@ -119,6 +118,7 @@ size_t drop_expired(PackCache& c) {
     }
     return freed;
 }
+
 std::atomic<int>& pack_cache_mode() {
     static std::atomic<int> mode{[] {
         const char* e = std::getenv("NUANCE_INT8_PACK_CACHE");
