@@ -95,6 +95,22 @@ Runner add_train(CLI::App& app) {
         ->capture_default_str();
     c->add_flag("--train-text-encoder", o->train_text_encoder,
                 "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
+    c->add_option("--reg-data", o->reg_data,
+                  "lora: DreamBooth-style prior preservation: a folder of class images (regularisation images) "
+                  "trained beside --data, half of every epoch, their loss weighted by --prior-loss-weight");
+    c->add_option("--class-prompt", o->class_prompt,
+                  "lora: the caption of --reg-data images without a caption file, and what the base model draws for "
+                  "--num-class-images");
+    c->add_option("--num-class-images", o->num_class_images,
+                  "lora: with --reg-data, draw class images with the base model until the folder holds this many "
+                  "(0..100000; 0: use the folder as it is)")
+        ->capture_default_str();
+    c->add_option("--prior-loss-weight", o->prior_loss_weight, "lora: the class images' loss weight (0..10000)")
+        ->capture_default_str();
+    c->add_option("--instance-prompt", o->instance_prompt,
+                  "lora: the caption of --data images without a caption file (e.g. \"a photo of sks dog\")");
+    c->add_option("--save-precision", o->save_precision, "lora: tensor type of the saved file: fp32 | fp16 | bf16")
+        ->capture_default_str();
     CLI::Option* lr_opt = c->get_option("--lr");
     CLI::Option* ema_opt = c->get_option("--ema");
     return [o, arch, precision, quiet, lr_opt, ema_opt, lcm, c] {
@@ -133,6 +149,14 @@ Runner add_train(CLI::App& app) {
         int64_t last_print = 0;
         const TrainReport r = train(*o, [&](const TrainProgress& p) {
             if (*quiet) return;
+            if (!p.stage.empty()) {  // work before the first step (the class images of prior preservation)
+                const double eta = p.step > 0 ? p.elapsed_s / (double)p.step * (double)(p.total - p.step) : 0;
+                std::fprintf(stderr, tty ? "\r%s %lld/%lld elapsed %.0fs ETA %.0fs " : "%s %lld/%lld elapsed %.0fs ETA %.0fs\n",
+                             p.stage.c_str(), (long long)p.step, (long long)p.total, p.elapsed_s, eta);
+                if (tty && p.step == p.total) std::fputc('\n', stderr);
+                std::fflush(stderr);
+                return;
+            }
             const double eta = p.images_per_s > 0 ? (double)(p.total - p.step) * o->batch / p.images_per_s : 0;
             if (tty) {
                 const int w = 30, fill = (int)(w * p.step / std::max<int64_t>(1, p.total));

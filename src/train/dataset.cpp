@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <unordered_map>
@@ -233,6 +234,35 @@ std::vector<double> concept_balance_weights(const ImageCaptionDataset& data) {
     return w;
 }
 
+Sample ConcatDataset::get(int64_t index, Mt19937& rng) const {
+    NUANCE_CHECK(index >= 0 && index < size(), "data set index ", index, " outside 0..", size() - 1);
+    return in_second(index) ? second_.get(index - first_.size(), rng) : first_.get(index, rng);
+}
+
+std::string ConcatDataset::describe(int64_t index) const {
+    NUANCE_CHECK(index >= 0 && index < size(), "data set index ", index, " outside 0..", size() - 1);
+    return in_second(index) ? second_.describe(index - first_.size()) : first_.describe(index);
+}
+
+std::vector<double> prior_preservation_weights(const std::vector<double>& instance, int64_t n_instance,
+                                               int64_t n_class) {
+    NUANCE_CHECK(n_instance >= 1 && n_class >= 1, "prior preservation needs instance and class images (", n_instance,
+                 " and ", n_class, ")");
+    NUANCE_CHECK(instance.empty() || (int64_t)instance.size() == n_instance, "prior preservation: ", instance.size(),
+                 " instance weights for ", n_instance, " rows");
+    double sum = 0;
+    for (double w : instance) {
+        NUANCE_CHECK(std::isfinite(w) && w >= 0, "prior preservation: an instance weight is ", w);
+        sum += w;
+    }
+    if (instance.empty()) sum = (double)n_instance;
+    NUANCE_CHECK(sum > 0 && std::isfinite(sum), "prior preservation: the instance weights sum to ", sum);
+    std::vector<double> w((size_t)(n_instance + n_class));
+    for (int64_t i = 0; i < n_instance; ++i) w[(size_t)i] = (instance.empty() ? 1.0 : instance[(size_t)i]) / sum;
+    for (int64_t i = 0; i < n_class; ++i) w[(size_t)(n_instance + i)] = 1.0 / (double)n_class;
+    return w;
+}
+
 void ImageCaptionDataset::exclude_concepts() {
     const std::vector<std::string>& names = options_.exclude_concepts;
     std::vector<int64_t> hits(names.size(), 0);
@@ -299,8 +329,12 @@ void ImageCaptionDataset::scan_sidecars() {
     for (const fs::path& p : images) {
         fs::path txt = p;
         txt.replace_extension(".txt");
-        NUANCE_CHECK_CODE(fs::is_regular_file(txt, ec), NotFound, "image '", p.string(), "' has no caption (expected '",
-                          txt.string(), "')");
+        if (!fs::is_regular_file(txt, ec)) {
+            NUANCE_CHECK_CODE(!options_.default_caption.empty(), NotFound, "image '", p.string(),
+                              "' has no caption (expected '", txt.string(), "')");
+            records_.push_back({p.string(), options_.default_caption, nlohmann::json::object()});
+            continue;
+        }
         records_.push_back({p.string(), trim(read_text(txt)), nlohmann::json::object()});
     }
 }

@@ -48,6 +48,9 @@ struct DatasetOptions {
     bool cache_images = false;
     // Manifest file; empty: <root>/manifest.jsonl when it exists, else sidecar captions.
     std::string manifest;
+    // Sidecar folders: the caption of an image without a <stem>.txt (kohya's class tokens, DreamBooth's instance or
+    // class prompt); empty: such an image is an error.
+    std::string default_caption;
     // Concepts held out of the data set (`nuance train --exclude-concepts FILE`): a row is left out when its label
     // (the manifest's "label", else its caption) is one of these names or starts with one followed by ':' or ','
     // ("waving hand" holds out "waving hand: medium skin tone" and "waving hand, noto style"). Each name must match
@@ -107,6 +110,27 @@ private:
 // key, each (concept, style) pair is one concept. The emoji set has 3,812 of them for 7,562 rows: "People & Body"
 // is 60% of the rows (skin tones) and 20% of the concepts.
 std::vector<double> concept_balance_weights(const ImageCaptionDataset& data);
+
+// Two data sets read as one (indices 0..first.size()-1, then second's): DreamBooth-style prior preservation trains
+// the instance images (first) beside the class images (second). Both must outlive it.
+class ConcatDataset final : public Dataset {
+public:
+    ConcatDataset(const Dataset& first, const Dataset& second) : first_(first), second_(second) {}
+    int64_t size() const override { return first_.size() + second_.size(); }
+    Sample get(int64_t index, Mt19937& rng) const override;
+    std::string describe(int64_t index) const override;
+    bool in_second(int64_t index) const { return index >= first_.size(); }
+
+private:
+    const Dataset& first_;
+    const Dataset& second_;
+};
+
+// Loader weights (LoaderOptions::weights) for an instance set of `instance.size()` rows weighted `instance` (empty:
+// every row 1) beside `n_class` class rows: the two halves each get half of an epoch's samples (kohya repeats the
+// class images to the instance images' count), the rows of each half in proportion to their weights. n_class >= 1.
+std::vector<double> prior_preservation_weights(const std::vector<double>& instance, int64_t n_instance,
+                                               int64_t n_class);
 
 // Uniform float in [0, 1) from 24 bits of one draw (the same rule as torch's uniform_real_distribution<float>).
 inline float uniform01(Mt19937& rng) { return (float)(rng() & 0xFFFFFFu) * (1.0f / 16777216.0f); }

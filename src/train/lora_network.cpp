@@ -159,8 +159,13 @@ std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
     return t;
 }
 
-void LoraNetwork::save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata) const {
-    save_safetensors(path, kohya_tensors(), metadata);
+void LoraNetwork::save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata,
+                             DType dtype) const {
+    NUANCE_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16, "LoRA: cannot save as ",
+                 dtype_name(dtype), " (F32, F16 or BF16)");
+    std::vector<std::pair<std::string, Tensor>> t = kohya_tensors();
+    for (auto& [name, v] : t) v = v.to(dtype);
+    save_safetensors(path, t, metadata);
 }
 
 Var LoraNetwork::delta(const Linear& layer, const Var& x) {

@@ -76,8 +76,10 @@ public:
 
     // The kohya file's tensors: lora_down / lora_up (F32) and alpha (0-d F32) of every adapter.
     std::vector<std::pair<std::string, Tensor>> kohya_tensors() const;
-    // Writes them atomically to `path` with `metadata` (the ss_* fields).
-    void save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata) const;
+    // Writes them atomically to `path` with `metadata` (the ss_* fields), every tensor as `dtype` (kohya's
+    // --save_precision: F32, F16 or BF16; it casts the alphas too).
+    void save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata,
+                    DType dtype = DType::F32) const;
 
     // LayerAdapters: scale * up(down(x)) for an adapted layer, else undefined.
     Var delta(const Linear& layer, const Var& x) override;

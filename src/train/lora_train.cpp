@@ -2,6 +2,8 @@
 #include "train/lora_train.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -15,6 +17,8 @@
 #include "io/json_field.h"
 #include "io/weights.h"
 #include "models/sd/stable_diffusion.h"
+#include "pipelines/generate.h"
+#include "pipelines/generate_defaults.h"
 #include "samplers/schedule.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
@@ -43,8 +47,30 @@ namespace {
 std::string utc_now_epoch() { return std::to_string((long long)std::time(nullptr)); }
 
 nlohmann::json lora_json(const TrainOptions& o) {
-    return {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets},
-            {"train_text_encoder", o.train_text_encoder}};
+    nlohmann::json j = {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets},
+                        {"train_text_encoder", o.train_text_encoder}};
+    if (!o.reg_data.empty()) {  // a resumed run must draw from the same two sets with the same weight
+        j["reg_data"] = o.reg_data;
+        j["prior_loss_weight"] = o.prior_loss_weight;
+    }
+    return j;
+}
+
+// Image files (.png, .jpg, .jpeg) anywhere under `dir` (0 when it does not exist): what a sidecar data set reads.
+int64_t count_image_files(const std::string& dir) {
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) return 0;
+    NUANCE_CHECK_CODE(fs::is_directory(dir, ec), InvalidArgument, "train: --reg-data '", dir, "' is not a folder");
+    int64_t n = 0;
+    for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        std::string e = it->path().extension().string();
+        std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return (char)std::tolower(c); });
+        std::error_code e2;
+        n += (e == ".png" || e == ".jpg" || e == ".jpeg") && it->is_regular_file(e2);
+    }
+    NUANCE_CHECK_CODE(!ec, Io, "train: cannot list --reg-data '", dir, "': ", ec.message());
+    return n;
 }
 
 struct LoraRun : TrainTask {
@@ -53,7 +79,9 @@ struct LoraRun : TrainTask {
     std::unique_ptr<LoraNetwork> net;
     ParamGrads params;     // frozen base weights + the adapters (what forward binds)
     ParamGrads trainable;  // the adapters alone (replica fingerprints)
-    std::unique_ptr<Dataset> data;
+    std::unique_ptr<Dataset> data;  // the instance images, or with --reg-data both sets (a ConcatDataset)
+    std::unique_ptr<Dataset> instance_images, class_images;
+    int64_t n_instance = 0;  // data's rows below this are instance images, the rest class images
     std::unique_ptr<DataLoader> loader;
     std::unique_ptr<AdamW> opt;
     NoiseSchedule schedule;
@@ -69,6 +97,56 @@ struct LoraRun : TrainTask {
     Var loss(const Batch& b, Mt19937& rng) override {
         LayerAdapters::Bind adapters(*net);
         return loss(b, o.batch, rng);
+    }
+
+    // Prior preservation's class images: the base model draws the ones --reg-data lacks (up to
+    // --num-class-images) with --class-prompt at the training resolution and the model's default sampler, steps and
+    // CFG, as diffusers' DreamBooth scripts do; each is written as class-NNNNNN.png with the prompt beside it in
+    // class-NNNNNN.txt (a folder the sidecar reader and kohya's scripts take). Rank 0 draws, the others wait.
+    void make_class_images(const TrainCallback& on_step) {
+        if (o.reg_data.empty() || o.num_class_images == 0) return;
+        const int64_t have = count_image_files(o.reg_data);
+        const int64_t missing = std::max<int64_t>(0, o.num_class_images - have);
+        if (missing > 0 && dist::is_root()) {
+            std::error_code ec;
+            NUANCE_CHECK_CODE(!fs::exists(fs::path(o.reg_data) / "manifest.jsonl", ec), InvalidArgument,
+                              "train: --reg-data '", o.reg_data, "' has a manifest.jsonl, which the ", missing,
+                              " class images --num-class-images asks for would not be listed in; give a folder ",
+                              "without one");
+            fs::create_directories(o.reg_data, ec);
+            NUANCE_CHECK_CODE(!ec, Io, "train: cannot create --reg-data '", o.reg_data, "': ", ec.message());
+            GenerateParams p;
+            p.prompt = o.class_prompt;
+            p.width = p.height = o.resolution;
+            p.steps = 0;
+            p.cfg_scale = -1;
+            p.sampler.clear();
+            apply_generation_defaults(p, base.generation_defaults());
+            p.seed = (int64_t)(mix_seed(o.seed, 37) >> 1);  // >= 0; image k takes seed + k
+            validate_params(base, p);
+            int64_t made = 0, name = 0;
+            const auto t0 = std::chrono::steady_clock::now();
+            for (; made < missing; ++name) {
+                char stem[32];
+                std::snprintf(stem, sizeof stem, "class-%06lld", (long long)name);
+                const fs::path png = fs::path(o.reg_data) / (std::string(stem) + ".png");
+                if (fs::exists(png, ec)) continue;  // a name an earlier run (or the user) took
+                GenerateParams one = p;
+                one.seed = p.seed + name;
+                write_png(png.string(), generate(base, one).at(0).image);
+                std::ofstream(fs::path(o.reg_data) / (std::string(stem) + ".txt"), std::ios::binary) << o.class_prompt;
+                ++made;
+                if (on_step) {
+                    TrainProgress pr;
+                    pr.stage = "class images";
+                    pr.step = made;
+                    pr.total = missing;
+                    pr.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    on_step(pr);
+                }
+            }
+        }
+        dist::barrier();
     }
     ParamGrads& param_set() override { return params; }
     ParamGrads& replica_set() override { return trainable; }
@@ -112,11 +190,39 @@ struct LoraRun : TrainTask {
     void make_data() {
         NUANCE_CHECK_CODE(!o.data.empty(), InvalidArgument, "train: --data is required (an image folder)");
         NUANCE_CHECK_CODE(is_directory(o.data), NotFound, "train: data folder '", o.data, "' does not exist");
-        auto images = make_image_dataset(o, o.caption_dropout);
-        const LoaderOptions lo = train_loader_options(o, images.get());
-        data = std::move(images);
+        const bool prior = !o.reg_data.empty();  // the batch-size check then applies to both sets together
+        auto images = make_image_dataset(o, o.caption_dropout, o.instance_prompt, prior ? 1 : -1);
+        LoaderOptions lo = train_loader_options(o, images.get());
+        if (!o.reg_data.empty()) {
+            NUANCE_CHECK_CODE(is_directory(o.reg_data), NotFound, "train: --reg-data folder '", o.reg_data,
+                              "' does not exist (give --class-prompt and --num-class-images to draw its images)");
+            TrainOptions ro = o;
+            ro.data = o.reg_data;
+            ro.exclude_concepts.clear();
+            ro.limit = 0;
+            class_images = make_image_dataset(ro, o.caption_dropout, o.class_prompt, 1);
+            NUANCE_CHECK(images->size() + class_images->size() >= o.batch, "train: --data '", o.data, "' and ",
+                         "--reg-data '", o.reg_data, "' hold ", images->size(), " + ", class_images->size(),
+                         " images, fewer than the batch size ", o.batch);
+            lo.weights = prior_preservation_weights(lo.weights, images->size(), class_images->size());
+            instance_images = std::move(images);
+            data = std::make_unique<ConcatDataset>(*instance_images, *class_images);
+            n_instance = instance_images->size();
+        } else {
+            data = std::move(images);
+            n_instance = data->size();
+        }
         loader = std::make_unique<DataLoader>(*data, o.seed, lo);
         moments_cache.assign((size_t)data->size(), Tensor());
+    }
+
+    // Per-row loss weights of a batch: 1 for instance images, --prior-loss-weight for class images (kohya's
+    // loss_weights); empty when every row weighs 1.
+    Tensor row_weights(const Batch& b) const {
+        if (!class_images || o.prior_loss_weight == 1.0f) return Tensor();
+        std::vector<float> w;
+        for (int64_t i : b.indices) w.push_back(i >= n_instance ? o.prior_loss_weight : 1.0f);
+        return Tensor::from_vector(w, {(int64_t)w.size(), 1, 1, 1});
     }
 
     void make_optimizer() {
@@ -195,10 +301,15 @@ struct LoraRun : TrainTask {
         const std::vector<int64_t> t(t_all.begin() + rows.begin, t_all.begin() + rows.end);
         TorchCpuRng normal(rng());
         const NoisedBatch nb = add_training_noise(x0, randn_rows(normal, x0.shape(), B), t, schedule, base.prediction);
+        const Tensor w = row_weights(b);
+        auto loss_of = [&](const Var& pred) {
+            // kohya: mean over each row, times its weight, mean over the batch (= the mean of the weighted squares)
+            return w.defined() ? mean(mul(square(sub(pred, Var(nb.target))), Var(w))) : mse_loss(pred, Var(nb.target));
+        };
         if (sdxl()) {
             UNetExtra extra;
             const Var ctx(sdxl_context(b.captions, extra));
-            return mse_loss(unet_forward(*base.unet, Var(nb.x_t), nb.timesteps, ctx, extra), Var(nb.target));
+            return loss_of(unet_forward(*base.unet, Var(nb.x_t), nb.timesteps, ctx, extra));
         }
         Var ctx;
         if (o.train_text_encoder) {
@@ -207,8 +318,7 @@ struct LoraRun : TrainTask {
             NoGradGuard ng;  // the frozen text encoder: a constant, no tape
             ctx = Var(clip_encode(*base.te1.model, tokens(b.captions), base.default_clip_skip).value());
         }
-        const Var pred = unet_forward(*base.unet, Var(nb.x_t), nb.timesteps, ctx);
-        return mse_loss(pred, Var(nb.target));
+        return loss_of(unet_forward(*base.unet, Var(nb.x_t), nb.timesteps, ctx));
     }
 
     // ---- checkpoints ----
@@ -299,8 +409,8 @@ struct LoraRun : TrainTask {
             {"ss_batch_size_per_device", std::to_string(o.batch / std::max(1, dist::size()))},
             {"ss_total_batch_size", std::to_string(o.batch)},
             {"ss_gradient_accumulation_steps", "1"},
-            {"ss_num_train_images", std::to_string(data->size())},
-            {"ss_num_reg_images", "0"},
+            {"ss_num_train_images", std::to_string(n_instance)},
+            {"ss_num_reg_images", std::to_string(data->size() - n_instance)},
             {"ss_resolution", res},
             {"ss_seed", std::to_string(o.seed)},
             {"ss_mixed_precision", o.precision == Precision::BF16 ? "bf16" : "no"},
@@ -313,7 +423,7 @@ struct LoraRun : TrainTask {
             {"ss_caption_dropout_rate", str(o.caption_dropout)},
             {"ss_flip_aug", o.random_flip ? "True" : "False"},
             {"ss_cache_latents", o.random_flip ? "False" : "True"},
-            {"ss_prior_loss_weight", "1.0"},
+            {"ss_prior_loss_weight", str(o.prior_loss_weight)},
             {"ss_training_started_at", started_at},
             {"ss_training_finished_at", utc_now_epoch()},
             {"ss_training_comment", "nuance train --model lora"},
@@ -337,6 +447,7 @@ TrainReport train_lora(const TrainOptions& opts, const TrainCallback& on_step) {
     NUANCE_CHECK(!opts.base.empty(), "train --model lora: --base (the model to adapt) is required");
     LoraRun run(opts);
     run.rows = local_rows(opts.batch);
+    run.make_class_images(on_step);  // with the base model as loaded, before its weights are widened for training
     run.build();
     run.make_data();
     run.make_optimizer();
@@ -345,7 +456,9 @@ TrainReport train_lora(const TrainOptions& opts, const TrainCallback& on_step) {
     TrainReport rep = run_train_loop(opts, run, lo, on_step);
     if (dist::is_root()) {
         rep.exported = lora_export_path(opts.output);
-        run.net->save_kohya(rep.exported, run.metadata(rep.exported));
+        const DType dt = opts.save_precision == "fp16" ? DType::F16 : opts.save_precision == "bf16" ? DType::BF16
+                                                                                                  : DType::F32;
+        run.net->save_kohya(rep.exported, run.metadata(rep.exported), dt);
     }
     dist::barrier();
     return rep;

@@ -111,7 +111,7 @@ TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLo
         for (double v : window) avg += v;
         avg /= (double)window.size();
         const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        TrainProgress p{step, o.steps, loss_v, avg, lr, (double)(step - start_step) * o.batch / el, el};
+        TrainProgress p{step, o.steps, loss_v, avg, lr, (double)(step - start_step) * o.batch / el, el, {}};
         if (on_step && root) on_step(p);
         if (root && (step % 10 == 0 || step == o.steps))
             log << nlohmann::json{{"step", step}, {"loss", loss_v}, {"loss_avg", avg}, {"lr", lr},
@@ -154,8 +154,10 @@ TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLo
     return rep;
 }
 
-std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, float caption_dropout) {
+std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, float caption_dropout,
+                                                        const std::string& default_caption, int64_t min_rows) {
     DatasetOptions d;
+    d.default_caption = default_caption;
     d.resolution = o.resolution;
     d.random_flip = o.random_flip;
     d.caption_dropout = caption_dropout;
@@ -164,7 +166,8 @@ std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, f
     d.cache_images = true;  // decode once; every image error surfaces before the first step
     if (!o.exclude_concepts.empty()) d.exclude_concepts = read_concept_list(o.exclude_concepts);
     auto data = std::make_unique<ImageCaptionDataset>(o.data, d);
-    NUANCE_CHECK(data->size() >= o.batch, "train: the data set '", o.data, "' has ", data->size(),
+    if (min_rows < 0) min_rows = o.batch;
+    NUANCE_CHECK(data->size() >= min_rows, "train: the data set '", o.data, "' has ", data->size(),
                  " images, fewer than the batch size ", o.batch);
     return data;
 }

@@ -54,8 +54,11 @@ TrainReport run_train_loop(const TrainOptions& o, TrainTask& task, const TrainLo
                            const TrainCallback& on_step);
 
 // The image-folder data set every image task (vae, ldm, lora, lcm) trains on: --data with --resolution, --flip, the
-// caption augmentation and --exclude-concepts from the options, decoded once; checked to hold a whole batch.
-std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, float caption_dropout);
+// caption augmentation and --exclude-concepts from the options, decoded once; checked to hold at least `min_rows`
+// images (< 0: a whole batch). default_caption: the caption of images without a caption file (empty: an error).
+std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, float caption_dropout,
+                                                        const std::string& default_caption = {},
+                                                        int64_t min_rows = -1);
 // The loader options of a training run: batch size, and with --balance-concepts the concept weights of `data`
 // (nullptr: a data set without concepts, Fashion-MNIST).
 LoaderOptions train_loader_options(const TrainOptions& o, const ImageCaptionDataset* data);

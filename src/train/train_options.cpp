@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "text/prompt_check.h"
 #include "train/lora_network.h"
 #include "train/qat.h"
 #include "train/train_arch.h"
@@ -58,10 +59,26 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --alpha must be a finite number in (0, 1e6], got ", o.lora_alpha);
         parse_lora_targets(o.lora_targets);
         NUANCE_CHECK(o.ema_decay == 0, "train: --model lora keeps no EMA (pass --ema 0)");
+        check_int(o.num_class_images, 0, kMaxClassImages, "--num-class-images");
+        check_range(o.prior_loss_weight, 0, 1e4, false, "--prior-loss-weight");
+        NUANCE_CHECK(!o.reg_data.empty() || (o.num_class_images == 0 && o.class_prompt.empty()),
+                     "train: --class-prompt and --num-class-images need --reg-data (the folder of class images)");
+        NUANCE_CHECK(o.num_class_images == 0 || !o.class_prompt.empty(),
+                     "train: --num-class-images needs --class-prompt (what the base model draws)");
+        NUANCE_CHECK(o.save_precision == "fp32" || o.save_precision == "fp16" || o.save_precision == "bf16",
+                     "train: --save-precision must be fp32, fp16 or bf16, got '", o.save_precision, "'");
+        check_prompt_text(o.instance_prompt, "--instance-prompt");  // UTF-8, no NUL, at most kMaxPromptBytes
+        check_prompt_text(o.class_prompt, "--class-prompt");
     } else {
         NUANCE_CHECK(o.base.empty(), "train: --base is for --model lora only");
         NUANCE_CHECK(!o.train_text_encoder, "train: --train-text-encoder is for --model lora only (ldm and ddpm ",
                      "always train their text encoder)");
+        NUANCE_CHECK(o.reg_data.empty() && o.class_prompt.empty() && o.instance_prompt.empty() &&
+                         o.num_class_images == 0 && o.prior_loss_weight == 1.0f,
+                     "train: --reg-data, --class-prompt, --instance-prompt, --num-class-images and --prior-loss-weight ",
+                     "are for --model lora (DreamBooth-style prior preservation)");
+        NUANCE_CHECK(o.save_precision == "fp32", "train: --save-precision is for --model lora (the other models ",
+                     "export the weights as they train them)");
     }
     NUANCE_CHECK(o.model != "ldm" || !o.vae.empty() || !o.init.empty(), "train: --model ldm needs --vae (a trained ",
                  "VAE: run `nuance train --model vae` first) or --init (a trained model, whose VAE it takes)");

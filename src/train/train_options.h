@@ -10,6 +10,7 @@ namespace nuance {
 constexpr int64_t kMaxTrainSteps = 1'000'000'000;
 constexpr int kMaxTrainBatch = 65536;
 constexpr int kMaxTrainResolution = 4096;
+constexpr int64_t kMaxClassImages = 100'000;  // --num-class-images: images the base model draws for --reg-data
 
 // Throws on the first bad option: "train: --checkpoint-every must be in 1..1000000000, got 0".
 void validate_train_options(const TrainOptions& o);

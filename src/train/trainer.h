@@ -79,6 +79,16 @@ struct TrainOptions {
     double lora_alpha = 8;
     std::string lora_targets = "attn";
     bool train_text_encoder = false;
+    // lora, DreamBooth-style prior preservation (train/lora_train.h): a folder of class images trained beside `data`
+    // with their loss weighted by prior_loss_weight (kohya's reg images: half of every epoch's samples), and captions
+    // for images that have no caption file: instance_prompt for `data`, class_prompt for `reg_data`. With
+    // num_class_images > 0 the base model first draws the class images reg_data lacks (diffusers' DreamBooth).
+    std::string reg_data;
+    std::string instance_prompt, class_prompt;
+    int64_t num_class_images = 0;
+    float prior_loss_weight = 1.0f;
+    // lora: the saved file's tensor type, kohya's --save_precision: "fp32" | "fp16" | "bf16".
+    std::string save_precision = "fp32";
 };
 
 // Built-in architecture of each model kind (the default model's), as JSON; TrainOptions::arch entries override it.
@@ -94,6 +104,9 @@ struct TrainProgress {
     double lr = 0;
     double images_per_s = 0;
     double elapsed_s = 0;
+    // Work before the first step: "class images" (step of total drawn by the base model for --num-class-images;
+    // loss, lr and images_per_s unset). Empty for training steps.
+    std::string stage;
 };
 
 struct TrainReport {

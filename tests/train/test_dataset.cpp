@@ -2,8 +2,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "../test_util.h"
 #include "data_test_util.h"
+#include "train/data_loader.h"
 #include "train/dataset.h"
 
 namespace nuance {
@@ -304,6 +307,93 @@ TEST(ImageCaptionDatasetErrors, ImageWithoutCaptionNamesTheFile) {
     const std::string e = error_of([&] { ImageCaptionDataset ds(d.path().string()); });
     EXPECT_THAT(e, HasSubstr("lonely.jpg.png' has no caption"));
     EXPECT_THAT(e, HasSubstr("lonely.jpg.txt"));
+}
+
+// kohya's class tokens / DreamBooth's instance prompt: an image without a caption file takes the default caption,
+// one with a file keeps its own.
+TEST(ImageCaptionDataset, DefaultCaptionForImagesWithoutCaptionFiles) {
+    TempDir d("ds_defcap");
+    test::write_image(d / "a.png", test::gradient_image(2, 2));
+    test::write_text(d / "a.txt", " own caption \n");
+    test::write_image(d / "sub/b.png", test::gradient_image(2, 2));
+    DatasetOptions o;
+    o.default_caption = "a photo of sks dog";
+    ImageCaptionDataset ds(d.path().string(), o);
+    ASSERT_EQ(ds.size(), 2);
+    EXPECT_EQ(ds.record(0).caption, "own caption");
+    EXPECT_EQ(ds.record(1).caption, "a photo of sks dog");
+    Mt19937 rng(1);
+    EXPECT_EQ(ds.get(1, rng).caption, "a photo of sks dog");
+}
+
+// Two sets read as one: indices route to the first set, then the second; describe() names the right file.
+TEST(ConcatDataset, RoutesIndicesToBothSets) {
+    TempDir a("ds_cat_a"), b("ds_cat_b");
+    test::write_image(a / "x.png", test::gradient_image(2, 2, 10));
+    test::write_text(a / "x.txt", "first");
+    for (int i = 0; i < 2; ++i) {
+        test::write_image(b / ("y" + std::to_string(i) + ".png"), test::gradient_image(2, 2, 50 + i));
+        test::write_text(b / ("y" + std::to_string(i) + ".txt"), "second " + std::to_string(i));
+    }
+    ImageCaptionDataset da(a.path().string()), db(b.path().string());
+    ConcatDataset cat(da, db);
+    ASSERT_EQ(cat.size(), 3);
+    EXPECT_FALSE(cat.in_second(0));
+    EXPECT_TRUE(cat.in_second(1));
+    Mt19937 rng(1);
+    EXPECT_EQ(cat.get(0, rng).caption, "first");
+    EXPECT_EQ(cat.get(2, rng).caption, "second 1");
+    EXPECT_THAT(cat.describe(1), HasSubstr("y0.png"));
+    EXPECT_THAT(error_of([&] { cat.get(3, rng); }), HasSubstr("index 3 outside 0..2"));
+    EXPECT_THAT(error_of([&] { cat.describe(-1); }), HasSubstr("index -1 outside"));
+}
+
+// Prior preservation's loader weights: the instance rows (in proportion to their own weights) and the class rows
+// each take half of an epoch, as kohya's repeated class images do; the loader's epochs then hold them half and half.
+TEST(PriorPreservationWeights, EachSetTakesHalfAnEpoch) {
+    std::vector<double> w = prior_preservation_weights({}, 3, 9);
+    ASSERT_EQ(w.size(), 12u);
+    for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(w[(size_t)i], 1.0 / 3);
+    for (int i = 3; i < 12; ++i) EXPECT_DOUBLE_EQ(w[(size_t)i], 1.0 / 9);
+    w = prior_preservation_weights({1.0, 3.0}, 2, 1);  // concept-balanced instance weights keep their ratio
+    EXPECT_DOUBLE_EQ(w[0], 0.25);
+    EXPECT_DOUBLE_EQ(w[1], 0.75);
+    EXPECT_DOUBLE_EQ(w[2], 1.0);
+
+    TempDir a("ds_prior_a"), b("ds_prior_b");
+    for (int i = 0; i < 3; ++i) test::write_image(a / ("i" + std::to_string(i) + ".png"), test::gradient_image(2, 2));
+    for (int i = 0; i < 9; ++i) test::write_image(b / ("c" + std::to_string(i) + ".png"), test::gradient_image(2, 2));
+    DatasetOptions o;
+    o.default_caption = "x";
+    ImageCaptionDataset da(a.path().string(), o), db(b.path().string(), o);
+    ConcatDataset cat(da, db);
+    LoaderOptions lo;
+    lo.batch_size = 4;
+    lo.prefetch = false;
+    lo.weights = prior_preservation_weights({}, 3, 9);
+    DataLoader loader(cat, 5, lo);
+    for (int64_t e = 0; e < 4; ++e) {
+        const std::vector<int64_t> order = loader.epoch_order(e);
+        ASSERT_EQ(order.size(), 12u);
+        int64_t instance = 0;
+        std::vector<int64_t> per_row(12, 0);
+        for (int64_t i : order) {
+            instance += i < 3;
+            ++per_row[(size_t)i];
+        }
+        EXPECT_EQ(instance, 6) << "epoch " << e;  // half of 12
+        for (int i = 0; i < 3; ++i) EXPECT_EQ(per_row[(size_t)i], 2) << "instance row " << i;
+        for (int i = 3; i < 12; ++i) EXPECT_TRUE(per_row[(size_t)i] == 0 || per_row[(size_t)i] == 1) << i;
+    }
+}
+
+TEST(PriorPreservationWeightsErrors, SizesAndValuesAreChecked) {
+    EXPECT_THAT(error_of([] { prior_preservation_weights({}, 3, 0); }), HasSubstr("needs instance and class images"));
+    EXPECT_THAT(error_of([] { prior_preservation_weights({}, 0, 2); }), HasSubstr("needs instance and class images"));
+    EXPECT_THAT(error_of([] { prior_preservation_weights({1.0}, 2, 2); }), HasSubstr("1 instance weights for 2 rows"));
+    EXPECT_THAT(error_of([] { prior_preservation_weights({1.0, -1.0}, 2, 2); }), HasSubstr("instance weight is -1"));
+    EXPECT_THAT(error_of([] { prior_preservation_weights({1.0, NAN}, 2, 2); }), HasSubstr("instance weight is nan"));
+    EXPECT_THAT(error_of([] { prior_preservation_weights({0.0, 0.0}, 2, 2); }), HasSubstr("sum to 0"));
 }
 
 TEST(ImageCaptionDatasetErrors, CorruptImageNamesTheFile) {

@@ -39,6 +39,7 @@
 #include "train/trainer.h"
 #include "train/lora_network.h"
 #include "train/lora_train.h"
+#include "train/train_options.h"
 #include "train/model_graph.h"
 #include "train/optim.h"
 
@@ -730,6 +731,214 @@ TEST(LoraTrainErrors, OptionsAndBasesAreChecked) {
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("fewer than the batch size"));
 }
 
+// ---- DreamBooth-style prior preservation (--reg-data, --class-prompt, --num-class-images, --prior-loss-weight) ----
+
+int64_t png_count(const std::string& dir) {
+    int64_t n = 0;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(dir, ec)) n += e.path().extension() == ".png";
+    return n;
+}
+
+// The UNet's output for `prompt` at fixed latents and timesteps, with a LoRA file merged at strength 1 (none: the
+// base model).
+Tensor class_output(const std::string& lora, const std::string& prompt) {
+    StableDiffusionModel m = load_stable_diffusion(kEmoji);
+    if (!lora.empty()) {
+        LoraMerge merge;
+        const LoraApplyReport ar = merge.apply(m.modules(), load_lora(lora), 1.0f);
+        EXPECT_EQ(ar.matched, ar.modules);
+    }
+    widen(*m.unet);
+    widen(*m.te1.model);
+    const Tensor x = randn({3, 4, 4, 4}, 21), t = Tensor::from_vector({100.0f, 400.0f, 800.0f}, {3});
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 3; ++i) {
+        const auto v = ClipTokenizer::builtin().encode_padded(prompt, ClipTokenizer::kEosId, 77);
+        ids.insert(ids.end(), v.begin(), v.end());
+    }
+    NoGradGuard ng;
+    return unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, Tensor::from_ids(ids, {3, 77}))).value();
+}
+
+double rms_diff(const Tensor& a, const Tensor& b) {
+    const Tensor d = (a.f32() - b.f32()).contiguous();
+    double s = 0;
+    for (int64_t i = 0; i < d.numel(); ++i) s += (double)d.data<float>()[i] * d.data<float>()[i];
+    return std::sqrt(s / (double)d.numel());
+}
+
+// The base model draws the class images the folder lacks (once: a second run finds them), the run trains on both
+// sets (kohya's metadata counts them), and the prior keeps the class prompt's output nearer the base model's than
+// the same run without it (what prior preservation is for: the adapters learn the instances, not the whole class).
+TEST(LoraTrain, PriorPreservationDrawsTheClassImagesOnceAndKeepsTheClass) {
+    test::TempDir data("lora_pp_data"), out("lora_pp_out");
+    test::write_synthetic_emoji(data, 6);
+    const std::string cls = out / "class", prompt = "red apple";
+    TrainOptions o = lora_options(data.path().string(), out / "plain");
+    o.steps = 30;
+    o.checkpoint_every = 30;
+    const TrainReport plain = train_lora(o);
+
+    TrainOptions p = o;
+    p.output = out / "prior";
+    p.reg_data = cls;
+    p.class_prompt = prompt;
+    p.num_class_images = 6;
+    std::vector<int64_t> drawn;
+    const TrainReport prior = train_lora(p, [&](const TrainProgress& pr) {
+        if (pr.stage.empty()) return;
+        EXPECT_EQ(pr.stage, "class images");
+        EXPECT_EQ(pr.total, 6);
+        drawn.push_back(pr.step);
+    });
+    EXPECT_EQ(drawn, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+    ASSERT_EQ(png_count(cls), 6);
+    for (int i = 0; i < 6; ++i) {
+        char stem[32];
+        std::snprintf(stem, sizeof stem, "class-%06d", i);
+        const Image im = read_image(cls + "/" + stem + ".png");
+        EXPECT_EQ(im.width, 32);
+        EXPECT_EQ(im.height, 32);
+        std::ifstream f(cls + "/" + stem + ".txt");
+        std::string caption((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        EXPECT_EQ(caption, prompt);
+    }
+    const WeightFile wf = load_safetensors(prior.exported);
+    EXPECT_EQ(wf.metadata.at("ss_num_train_images"), "6");
+    EXPECT_EQ(wf.metadata.at("ss_num_reg_images"), "6");
+    EXPECT_EQ(wf.metadata.at("ss_prior_loss_weight"), "1");
+
+    const Tensor base = class_output("", prompt);
+    const double drift_plain = rms_diff(class_output(plain.exported, prompt), base);
+    const double drift_prior = rms_diff(class_output(prior.exported, prompt), base);
+    EXPECT_GT(drift_plain, 0.0);
+    EXPECT_LT(drift_prior, 0.8 * drift_plain) << "plain " << drift_plain << ", prior " << drift_prior;
+
+    // A second run finds the images; asking for one more draws exactly that one, under the next free name.
+    drawn.clear();
+    p.output = out / "again";
+    p.steps = 2;
+    p.checkpoint_every = 2;
+    train_lora(p, [&](const TrainProgress& pr) { if (!pr.stage.empty()) drawn.push_back(pr.step); });
+    EXPECT_TRUE(drawn.empty());
+    EXPECT_EQ(png_count(cls), 6);
+    p.output = out / "more";
+    p.num_class_images = 7;
+    train_lora(p);
+    EXPECT_EQ(png_count(cls), 7);
+    EXPECT_TRUE(fs::exists(cls + "/class-000006.png"));
+}
+
+// --prior-loss-weight 0: the class rows are in the batches but add nothing to the loss, so a step's loss is the
+// instance rows' squared error summed over the whole batch's mean (a run whose batches hold only class images would
+// not move); and kohya's --save_precision: every tensor cast (alphas too), the file loads.
+TEST(LoraTrain, PriorLossWeightAndSavePrecision) {
+    test::TempDir data("lora_pw_data"), out("lora_pw_out"), cls("lora_pw_class");
+    test::write_synthetic_emoji(data, 3);
+    for (int i = 0; i < 3; ++i) test::write_image(cls / ("c" + std::to_string(i) + ".png"), test::gradient_image(32, 32, i * 40));
+    TrainOptions o = lora_options(data.path().string(), out / "w1");
+    o.steps = 4;
+    o.checkpoint_every = 4;
+    o.lora_targets = "attn";
+    o.train_text_encoder = false;
+    o.reg_data = cls.path().string();
+    o.class_prompt = "square";
+    std::vector<double> loss1, loss0;
+    train_lora(o, [&](const TrainProgress& p) { loss1.push_back(p.loss); });
+    TrainOptions z = o;
+    z.output = out / "w0";
+    z.prior_loss_weight = 0;
+    z.save_precision = "fp16";
+    const TrainReport r0 = train_lora(z, [&](const TrainProgress& p) { loss0.push_back(p.loss); });
+    ASSERT_EQ(loss1.size(), 4u);
+    ASSERT_EQ(loss0.size(), 4u);
+    EXPECT_LT(loss0[0], loss1[0]);  // the same first batch (same seed): the class rows' share is gone
+    EXPECT_GT(loss0[0], 0.0);
+    const WeightFile wf = load_safetensors(r0.exported);
+    EXPECT_EQ(wf.metadata.at("ss_prior_loss_weight"), "0");
+    for (const auto& [k, t] : wf.tensors) EXPECT_EQ(t.dtype(), DType::F16) << k;
+
+    // the same run saved as fp32 and as fp16/bf16 differ by the cast alone
+    TrainOptions f = z;
+    f.output = out / "f32";
+    f.save_precision = "fp32";
+    const WeightFile w32 = load_safetensors(train_lora(f).exported);
+    f.output = out / "bf16";
+    f.save_precision = "bf16";
+    const WeightFile wbf = load_safetensors(train_lora(f).exported);
+    ASSERT_EQ(w32.tensors.size(), wf.tensors.size());
+    for (const auto& [k, t] : w32.tensors) {
+        EXPECT_EQ(t.dtype(), DType::F32) << k;
+        EXPECT_EQ(largest_diff(t.to(DType::F16), wf.tensors.at(k)), 0.0f) << k;
+        EXPECT_EQ(wbf.tensors.at(k).dtype(), DType::BF16) << k;
+        EXPECT_EQ(largest_diff(t.to(DType::BF16), wbf.tensors.at(k)), 0.0f) << k;
+    }
+    StableDiffusionModel m = load_stable_diffusion(kEmoji);
+    LoraMerge merge;
+    const LoraApplyReport ar = merge.apply(m.modules(), load_lora(r0.exported), 1.0f);
+    EXPECT_EQ(ar.matched, ar.modules);
+    EXPECT_GT(ar.modules, 0);
+}
+
+TEST(LoraTrainErrors, PriorPreservationOptionsAreChecked) {
+    test::TempDir data("lora_pe_data"), out("lora_pe_out");
+    test::write_synthetic_emoji(data, 3);
+    const std::string d = data.path().string();
+    TrainOptions o = lora_options(d, out / "r");
+    o.class_prompt = "dog";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("need --reg-data"));
+    o = lora_options(d, out / "r");
+    o.reg_data = out / "cls";
+    o.num_class_images = 2;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--num-class-images needs --class-prompt"));
+    o.class_prompt = "dog";
+    o.num_class_images = kMaxClassImages + 1;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--num-class-images must be in 0..100000"));
+    o = lora_options(d, out / "r");
+    o.reg_data = out / "cls";
+    for (float bad : {-1.0f, NAN, 1e5f}) {
+        o.prior_loss_weight = bad;
+        EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--prior-loss-weight must be in [0, 10000]"));
+    }
+    o = lora_options(d, out / "r");
+    o.save_precision = "fp8";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--save-precision must be fp32, fp16 or bf16"));
+    o = lora_options(d, out / "r");
+    o.class_prompt = "bad \xff byte";
+    o.reg_data = out / "cls";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--class-prompt is not valid UTF-8"));
+    // other models refuse the options
+    o = lora_options(d, out / "r");
+    o.model = "ldm";
+    o.base.clear();
+    o.train_text_encoder = false;
+    o.init = "x";
+    o.reg_data = out / "cls";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("are for --model lora"));
+    o.reg_data.clear();
+    o.save_precision = "fp16";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--save-precision is for --model lora"));
+    // a missing folder with nothing to draw; a folder of images without captions and no --class-prompt
+    o = lora_options(d, out / "r");
+    o.reg_data = out / "missing";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--reg-data folder '" + out / "missing" + "' does not exist"));
+    test::TempDir cls("lora_pe_cls");
+    test::write_image(cls / "a.png", test::gradient_image(32, 32));
+    o.reg_data = cls.path().string();
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("a.png' has no caption"));
+    // drawing into a manifest folder (the new images would not be listed)
+    test::write_text(cls / "manifest.jsonl", "{\"file\": \"a.png\", \"caption\": \"x\"}\n");
+    o.class_prompt = "dog";
+    o.num_class_images = 3;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("has a manifest.jsonl"));
+    // too few images for a batch in both sets together
+    o.num_class_images = 0;
+    fs::remove(cls / "manifest.jsonl");
+    o.batch = 5;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("hold 3 + 1 images, fewer than the batch size 5"));
+}
+
 TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
     test::TempDir data("lora_data"), out("lora_out");
     test::write_synthetic_emoji(data, 4);
@@ -748,6 +957,18 @@ TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
     r = test::run_cli("train -q --model lora --data " + data.path().string() + " -o " + run + " --steps 2");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_THAT(r.out, HasSubstr("--base"));
+    // DreamBooth-style: class images drawn first (progress as lines when stderr is not a terminal), fp16 file
+    r = test::run_cli("train --model lora --base " + kEmoji + " --data " + data.path().string() + " -o " + out / "db" +
+                      " --steps 2 --batch 2 --reg-data " + out / "cls" + " --class-prompt dog --num-class-images 2" +
+                      " --save-precision fp16");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("class images 1/2"));
+    EXPECT_THAT(r.out, HasSubstr("class images 2/2"));
+    EXPECT_EQ(load_safetensors(out / "db/db.safetensors").metadata.at("ss_num_reg_images"), "2");
+    r = test::run_cli("train -q --model lora --base " + kEmoji + " --data " + data.path().string() + " -o " + run +
+                      " --steps 2 --prior-loss-weight -1 --reg-data " + out / "cls");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--prior-loss-weight"));
 }
 
 }  // namespace
