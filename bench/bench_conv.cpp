@@ -2,7 +2,8 @@
 // (batch 2, latent 64x64) and the VAE decoder (batch 1) at its two most expensive levels.
 // Shape letters: N batch, C in channels, O out channels, H/W spatial.
 // Each case runs with an F32 weight and with a BF16 weight (x stays F32, the result is F32); x is channels-last, as
-// the models run (F32: Winograd F(4x4, 3x3), NUANCE_CONV_WINOGRAD=0 for oneDNN's direct kernel).
+// the models run (F32: Winograd F(4x4, 3x3); BF16: the same f32 Winograd where it beats oneDNN's bf16 kernel, see
+// backends/cpu/winograd.cpp; NUANCE_CONV_WINOGRAD=0 for oneDNN's direct kernels).
 #include <string>
 
 #include "bench_util.h"
@@ -22,6 +23,8 @@ constexpr ConvCase kConvCases[] = {
     {"unet_640_32x32_n2", 2, 640, 640, 32, 32},       // down_blocks.1 / up_blocks.2
     {"unet_1280_16x16_n2", 2, 1280, 1280, 16, 16},    // down_blocks.2 / up_blocks.1
     {"vae_dec_512_64x64_n1", 1, 512, 512, 64, 64},    // decoder mid block and up_blocks.0
+    {"vae_dec_512_128x128_n1", 1, 512, 512, 128, 128},  // decoder up_blocks.1
+    {"vae_dec_256_256x256_n1", 1, 256, 256, 256, 256},  // decoder up_blocks.2
     {"vae_dec_128_512x512_n1", 1, 128, 128, 512, 512},  // decoder up_blocks.3, full resolution
 };
 

@@ -78,7 +78,7 @@ TEST_P(Winograd, MatchesFloat64InOneChunkAndInMany) {
     const std::vector<double> ref = reference(x, w, b, p, Ho, Wo);
     const int64_t tiles = c.N * ((Ho + 3) / 4) * ((Wo + 3) / 4);
     const bool applies = tiles >= 64 && c.C >= 64;  // few-channel convolutions stay direct (transforms dominate)
-    EXPECT_EQ(cpu::winograd_applies(x, w, p, true), applies) << tiles << " tiles, " << c.C << " channels";
+    EXPECT_EQ(cpu::winograd_applies(x, w, p, false), applies) << tiles << " tiles, " << c.C << " channels";
     const Tensor y = cpu::winograd_conv2d(x, w, b, p);
     ASSERT_EQ(y.shape(), (Shape{c.N, c.K, Ho, Wo}));
     EXPECT_TRUE(y.is_channels_last());
@@ -113,23 +113,72 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Winograd,
                                            Case{1, 24, 32, 32, 16, {1, 1, 1, 1}, true}),    // 64 tiles
                          [](const auto& info) { return "case" + std::to_string(info.index); });
 
+// In place of a bf16 convolution: only with many channels (C K / (C + K) >= 120) and at least 128 tiles.
+TEST(WinogradChoice, Bf16ComputeOnlyWithManyChannelsAndTiles) {
+    const Conv2dParams p = Conv2dParams::same(1);
+    auto applies = [&](int64_t N, int64_t C, int64_t K, int64_t S) {
+        return cpu::winograd_applies(randn({N, C, S, S}, 1).to(DType::BF16).channels_last(), randn({K, C, 3, 3}, 2), p,
+                                     true);
+    };
+    EXPECT_TRUE(applies(1, 256, 256, 48));    // C K / (C + K) = 128, 144 tiles
+    EXPECT_FALSE(applies(1, 256, 128, 48));   // 85
+    EXPECT_FALSE(applies(1, 128, 128, 64));   // 64 (the VAE's full-resolution level loses)
+    EXPECT_FALSE(applies(1, 256, 256, 40));   // 100 tiles
+    EXPECT_TRUE(applies(2, 320, 320, 64));    // SD1.5's UNet at 512²
+    EXPECT_FALSE(applies(2, 1280, 1280, 16)); // 32 tiles
+    EXPECT_TRUE(applies(1, 512, 512, 64));    // the VAE decoder's mid level
+    EXPECT_TRUE(cpu::winograd_applies(randn({1, 256, 48, 48}, 1).channels_last(), randn({256, 256, 3, 3}, 2), p, true));
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 256, 48, 48}, 1).to(DType::F16).channels_last(),
+                                       randn({256, 256, 3, 3}, 2), p, true));  // F16 input: oneDNN's path
+}
+
+// A bf16 channels-last input (the hand-off of a GroupNorm that rounds for a bf16 convolution) is read as it is: the
+// result is bit for bit that of its exact f32 widening; and conv2d at bf16 compute takes this path where it applies,
+// closer to a float64 convolution of the same rounded values than oneDNN's bf16 kernel (which also rounds the weight).
+TEST(WinogradBf16, Bf16InputIsReadExactlyAndConv2dUsesIt) {
+    const Conv2dParams p = Conv2dParams::same(1);
+    const Tensor xb = randn({1, 256, 19, 21}, 3).to(DType::BF16).channels_last();  // 30 tiles, edge ones
+    const Tensor w = randn({248, 256, 3, 3}, 4), b = randn({248}, 5);
+    const Tensor x32 = xb.f32();
+    ASSERT_TRUE(x32.is_channels_last());
+    EXPECT_EQ(cpu::winograd_conv2d(xb, w, b, p).contiguous().to_vector(),
+              cpu::winograd_conv2d(x32, w, b, p).contiguous().to_vector());
+    EXPECT_EQ(cpu::winograd_conv2d(xb, w, b, p, 5).contiguous().to_vector(),
+              cpu::winograd_conv2d(x32, w, b, p).contiguous().to_vector());  // chunks of 5 tiles: the same
+
+    const Tensor xl = randn({1, 256, 48, 48}, 6).to(DType::BF16).channels_last();  // 144 tiles: applies at bf16
+    const Tensor wl = randn({256, 256, 3, 3}, 7), bl = randn({256}, 8);
+    ASSERT_TRUE(cpu::winograd_applies(xl, wl, p, true));
+    const Tensor y = conv2d(xl, wl, bl, p, Precision::BF16);
+    EXPECT_EQ(y.contiguous().to_vector(), cpu::winograd_conv2d(xl, wl, bl, p).contiguous().to_vector());
+    const std::vector<double> ref = reference(xl.f32(), wl, bl, p, 48, 48);
+    const double e = rel_err(y, ref);
+    EXPECT_LT(e, 1e-5 * std::sqrt(256.0 / 8.0));
+    // oneDNN's bf16 direct kernel on the same input (Winograd off for this call's shape is not switchable per call:
+    // a 1x1-padded shape of 100 tiles takes the direct kernel) rounds the weight to bf16: ~1e-3.
+    const Tensor xs = xl.slice(2, 0, 40).slice(3, 0, 40).contiguous().to(DType::BF16).channels_last();  // 100 tiles
+    ASSERT_FALSE(cpu::winograd_applies(xs, wl, p, true));
+    const double e_direct = rel_err(conv2d(xs, wl, bl, p, Precision::BF16), reference(xs.f32(), wl, bl, p, 40, 40));
+    EXPECT_GT(e_direct, 10 * e);
+}
+
 TEST(WinogradChoice, OnlyFp32Stride1Dilation1Groups1ChannelsLast3x3) {
     const Tensor x = randn({1, 64, 32, 32}, 4).channels_last();
     const Tensor w = randn({16, 64, 3, 3}, 5);
     Conv2dParams p = Conv2dParams::same(1);
-    EXPECT_TRUE(cpu::winograd_applies(x, w, p, true));
-    EXPECT_FALSE(cpu::winograd_applies(randn({1, 32, 32, 32}, 4).channels_last(), randn({16, 32, 3, 3}, 5), p, true));
-    EXPECT_FALSE(cpu::winograd_applies(x, w, p, false));               // bf16 compute
-    EXPECT_FALSE(cpu::winograd_applies(x.contiguous(), w, p, true));   // NCHW
-    EXPECT_FALSE(cpu::winograd_applies(x, randn({16, 64, 1, 1}, 6), Conv2dParams{}, true));  // 1x1
-    EXPECT_FALSE(cpu::winograd_applies(x, w, Conv2dParams::same(1, 2), true));               // stride 2
+    EXPECT_TRUE(cpu::winograd_applies(x, w, p, false));
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 32, 32, 32}, 4).channels_last(), randn({16, 32, 3, 3}, 5), p, false));
+    EXPECT_FALSE(cpu::winograd_applies(x, w, p, true));                // bf16 compute: 64 -> 16 channels
+    EXPECT_FALSE(cpu::winograd_applies(x.contiguous(), w, p, false));   // NCHW
+    EXPECT_FALSE(cpu::winograd_applies(x, randn({16, 64, 1, 1}, 6), Conv2dParams{}, false));  // 1x1
+    EXPECT_FALSE(cpu::winograd_applies(x, w, Conv2dParams::same(1, 2), false));               // stride 2
     Conv2dParams d = Conv2dParams::same(2);
     d.dilation = 2;
-    EXPECT_FALSE(cpu::winograd_applies(x, w, d, true));
-    EXPECT_FALSE(cpu::winograd_applies(randn({1, 4, 32, 32}, 7).channels_last(), randn({16, 4, 3, 3}, 8), p, true));
-    EXPECT_FALSE(cpu::winograd_applies(randn({1, 64, 2, 2}, 9).channels_last(), w, p, true));  // output under 4x4
-    EXPECT_FALSE(cpu::winograd_applies(randn({3, 64, 16, 16}, 9).channels_last(), w, p, true));  // 48 tiles
-    EXPECT_TRUE(cpu::winograd_applies(randn({4, 64, 16, 16}, 9).channels_last(), w, p, true));   // 64 tiles
+    EXPECT_FALSE(cpu::winograd_applies(x, w, d, false));
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 4, 32, 32}, 7).channels_last(), randn({16, 4, 3, 3}, 8), p, false));
+    EXPECT_FALSE(cpu::winograd_applies(randn({1, 64, 2, 2}, 9).channels_last(), w, p, false));  // output under 4x4
+    EXPECT_FALSE(cpu::winograd_applies(randn({3, 64, 16, 16}, 9).channels_last(), w, p, false));  // 48 tiles
+    EXPECT_TRUE(cpu::winograd_applies(randn({4, 64, 16, 16}, 9).channels_last(), w, p, false));   // 64 tiles
 }
 
 // The kernels are transformed on every call (nothing kept): a weight edited in place takes effect at once.

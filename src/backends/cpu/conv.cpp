@@ -47,7 +47,7 @@ Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& 
                  " is a view of a quantized weight that no longer holds whole rows of blocks");
     NUANCE_CHECK(dtype_is_float(w_in.dtype()), "conv2d: weight dtype ", dtype_name(w_in.dtype()), " is not a float type");
     const bool bf16 = compute == Precision::BF16 || (compute == Precision::Auto && w_in.dtype() == DType::BF16);
-    if (cpu::winograd_applies(x_in, w_in, p, !bf16)) return cpu::winograd_conv2d(x_in, w_in, b, p);
+    if (cpu::winograd_applies(x_in, w_in, p, bf16)) return cpu::winograd_conv2d(x_in, w_in, b, p);
     const bool cl_in = x_in.is_channels_last() && !x_in.is_contiguous();
     const bool cl = cl_in || bf16;  // bf16 kernels exist for NHWC only: NCHW inputs go through a channels-last copy
     const dt wdt = bf16 ? dt::bf16 : dt::f32;

@@ -30,6 +30,12 @@ constexpr int64_t kMinTiles = 64;  // fewer tiles: the per-call kernel transform
 // Inception's stem, batch 16, AMD Zen 5: 32 -> 32 at 149² 57 ms Winograd vs 43 ms direct, 32 -> 64 at 147² 86 vs
 // 67 ms; from 64 channels on Winograd wins (64 -> 96 at 35² 9.5 vs 11 ms, 80 -> 192 at 73² 85 vs 101 ms).
 constexpr int64_t kMinInChannels = 64;
+// In place of a bf16 direct convolution (winograd_applies with bf16): C K / (C + K) >= 120 and >= 128 tiles. SD1.5
+// shapes, AMD Zen 5, 2 threads (Winograd / bf16 direct, bench/bench_conv.cpp): 320 -> 320 at 64² batch 2 31.9 /
+// 39.3 ms, 640 at 32² batch 2 (128 tiles) 36.4 / 40.4, 512 at 64² 35.7 / 46.3, 512 at 128² 157 / 215, 256 at 256²
+// 156 / 177; losing: 128 -> 128 at 512² 205 / 186 (C K / (C + K) = 64), 1280 at 16² batch 2 (32 tiles).
+constexpr int64_t kMinBf16Intensity = 120;
+constexpr int64_t kMinBf16Tiles = 128;
 
 inline int64_t round8(int64_t v) { return (v + 7) / 8 * 8; }
 
@@ -85,12 +91,11 @@ inline void kernel_transform8(const float gl[9][8], __m256 u[36]) {
     for (int i = 0; i < 6; ++i) g1d(t[0][i], t[1][i], t[2][i], u + i * 6);  // row i of (G g) G^T
 }
 
-// U[e][c][k] = (G g_kc G^T)[e] for every kernel (zeros in the padding lanes); w: [K][C][3][3] of type T, U rows
+// U[e][c][k] = (G g_kc G^T)[e] for every kernel (zeros in the padding lanes); w: [K][C][3][3] F32, U rows
 // `estride` floats apart per e (C8 x K8 plus a pad, so that the 36 rows written together do not share cache sets).
 // Blocks of 16 kernels (parallel, two AVX2 vectors), walking c: the weight rows are read in order and each U row
 // gets 64 contiguous bytes at a time.
-template <class T, class Load>
-void kernel_transform(const T* w, int64_t K, int64_t C, int64_t K8, int64_t estride, float* U, Load load) {
+void kernel_transform(const float* w, int64_t K, int64_t C, int64_t K8, int64_t estride, float* U) {
 #pragma omp parallel for schedule(static)
     for (int64_t k0 = 0; k0 < K8; k0 += 16)
         for (int64_t c = 0; c < C; ++c) {
@@ -100,7 +105,7 @@ void kernel_transform(const T* w, int64_t K, int64_t C, int64_t K8, int64_t estr
                 alignas(32) float gl[9][8];
                 for (int l = 0; l < 8; ++l) {
                     const int64_t k = k0 + b * 8 + l;
-                    for (int i = 0; i < 9; ++i) gl[i][l] = k < K ? load(w, (k * C + c) * 9 + i) : 0.0f;
+                    for (int i = 0; i < 9; ++i) gl[i][l] = k < K ? w[(k * C + c) * 9 + i] : 0.0f;
                 }
                 kernel_transform8(gl, u[b]);
             }
@@ -114,14 +119,32 @@ struct Geometry {
     int64_t vstride = 0, mstride = 0;  // floats between the e-blocks of V and of M (padded: no shared cache sets)
 };
 
-// V[e][t][c] (t = tile - p0 within the chunk) for tiles p0 .. p0 + n - 1.
-void input_transform(const Geometry& g, const float* x, float* V, int64_t p0, int64_t n) {
+// 8 channels of one input pixel as floats (lanes >= live are zero): F32 or BF16 (the rounded hand-off of a GroupNorm
+// that feeds a bf16 convolution; widening is exact).
+inline __m256 load8(const float* src, int64_t live, __m256i mask) {
+    return live == 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mask);
+}
+inline __m256 load8(const uint16_t* src, int64_t live, __m256i) {
+    __m128i h;
+    if (live == 8) {
+        h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    } else {
+        alignas(16) uint16_t tmp[8] = {};
+        std::memcpy(tmp, src, (size_t)live * sizeof(uint16_t));
+        h = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+    }
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// V[e][t][c] (t = tile - p0 within the chunk) for tiles p0 .. p0 + n - 1; x F32 or BF16 (uint16_t) channels-last.
+template <class T>
+void input_transform(const Geometry& g, const T* x, float* V, int64_t p0, int64_t n) {
     const int64_t tiles = g.th * g.tw;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < n; ++t) {
         const int64_t p = p0 + t, img = p / tiles, r = p % tiles;
         const int64_t iy0 = (r / g.tw) * 4 - g.pt, ix0 = (r % g.tw) * 4 - g.pl;
-        const float* xn = x + img * g.H * g.W * g.C;
+        const T* xn = x + img * g.H * g.W * g.C;
         for (int64_t c = 0; c < g.C8; c += 8) {
             const int64_t live = std::min<int64_t>(8, g.C - c);
             const __m256i mask = lane_mask(live);
@@ -133,8 +156,7 @@ void input_transform(const Geometry& g, const float* x, float* V, int64_t p0, in
                     if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) {
                         d[i][j] = _mm256_setzero_ps();
                     } else {
-                        const float* src = xn + (iy * g.W + ix) * g.C + c;
-                        d[i][j] = live == 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mask);
+                        d[i][j] = load8(xn + (iy * g.W + ix) * g.C + c, live, mask);
                     }
                 }
             }
@@ -202,13 +224,19 @@ bool winograd_enabled() {
     return on;
 }
 
-bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool fp32) {
-    if (!fp32 || !winograd_enabled() || x.dim() != 4 || w.dim() != 4) return false;
+bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool bf16) {
+    if (!winograd_enabled() || x.dim() != 4 || w.dim() != 4) return false;
     if (w.size(2) != 3 || w.size(3) != 3 || p.stride != 1 || p.dilation != 1 || p.groups != 1) return false;
     if (!(x.is_channels_last() && !x.is_contiguous())) return false;
+    if (x.dtype() != DType::F32 && x.dtype() != DType::BF16) return false;
     const int64_t Ho = x.size(2) + p.padding[0] + p.padding[2] - 2, Wo = x.size(3) + p.padding[1] + p.padding[3] - 2;
     const int64_t tiles = x.size(0) * ((Ho + 3) / 4) * ((Wo + 3) / 4);
-    return x.size(1) >= kMinInChannels && w.size(0) >= 8 && Ho >= 4 && Wo >= 4 && tiles >= kMinTiles;
+    const int64_t C = x.size(1), K = w.size(0);
+    if (!(C >= kMinInChannels && K >= 8 && Ho >= 4 && Wo >= 4 && tiles >= kMinTiles)) return false;
+    if (!bf16) return true;
+    // Against oneDNN's bf16 direct kernel (2x the fp32 rate) only the products with many channels win: the
+    // transforms cost per channel, the products per channel pair (C K / (C + K) is the work per transformed value).
+    return C * K >= kMinBf16Intensity * (C + K) && tiles >= kMinBf16Tiles;
 }
 
 Tensor winograd_conv2d(const Tensor& x_in, const Tensor& w, const Tensor& b, const Conv2dParams& p, int64_t chunk_tiles) {
@@ -223,7 +251,8 @@ Tensor winograd_conv2d(const Tensor& x_in, const Tensor& w, const Tensor& b, con
     g.th = (g.Ho + 3) / 4, g.tw = (g.Wo + 3) / 4;
     g.P = mul_or_throw(g.N, mul_or_throw(g.th, g.tw, "winograd tiles"), "winograd tiles");
     g.C8 = round8(g.C), g.K8 = round8(g.K);
-    const Tensor x = x_in.f32();  // channels-last stays (f32() keeps the layout)
+    // F32 or BF16 read as they are (a bf16 input is widened exactly in the transform); others widened to f32 first.
+    const Tensor x = x_in.dtype() == DType::BF16 ? x_in : x_in.f32();  // channels-last stays (f32() keeps the layout)
     NUANCE_CHECK(x.is_channels_last(), "winograd conv2d: input must be channels-last");
     Tensor y = Tensor::empty_channels_last({g.N, g.K, g.Ho, g.Wo});
     if (g.P == 0) return y;
@@ -244,21 +273,11 @@ Tensor winograd_conv2d(const Tensor& x_in, const Tensor& w, const Tensor& b, con
     // passes winograd_applies has at least kMinTiles tiles, so they cost a few percent of its work.
     Tensor U = Tensor::empty({36 * estride}, DType::F32);
     if (g.C8 != g.C) std::memset(U.data<float>(), 0, (size_t)(36 * estride) * sizeof(float));  // rows c >= C
-    const Tensor wc = w.contiguous();
-    if (wc.dtype() == DType::F32)
-        kernel_transform(wc.data<float>(), g.K, g.C, g.K8, estride, U.data<float>(),
-                         [](const float* p, int64_t i) { return p[i]; });
-    else if (wc.dtype() == DType::F16)
-        kernel_transform(wc.data<uint16_t>(), g.K, g.C, g.K8, estride, U.data<float>(),
-                         [](const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); });
-    else if (wc.dtype() == DType::BF16)
-        kernel_transform(wc.data<uint16_t>(), g.K, g.C, g.K8, estride, U.data<float>(),
-                         [](const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); });
-    else {
-        const Tensor w32 = wc.f32();
-        kernel_transform(w32.data<float>(), g.K, g.C, g.K8, estride, U.data<float>(),
-                         [](const float* p, int64_t i) { return p[i]; });
-    }
+    // 16-bit weights are widened first (one vectorised pass, a temporary 2x the weight): reading them per element
+    // inside the transform's gather measured 25-35% slower for the whole convolution (SD1.5 320 -> 320 at 64²,
+    // batch 2: 35 ms against 26 ms).
+    const Tensor w32 = w.dtype() == DType::F32 ? w.contiguous() : w.f32().contiguous();
+    kernel_transform(w32.data<float>(), g.K, g.C, g.K8, estride, U.data<float>());
     Tensor V = Tensor::empty({36 * g.vstride}, DType::F32), M = Tensor::empty({36 * g.mstride}, DType::F32);
     float* v = V.data<float>();
     const float* bias = b.defined() ? b.data<float>() : nullptr;
@@ -267,7 +286,8 @@ Tensor winograd_conv2d(const Tensor& x_in, const Tensor& w, const Tensor& b, con
         if (n < rows)  // the last chunk: rows n.. of every e are stale (or never written): zeros
             for (int64_t e = 0; e < 36; ++e)
                 std::memset(v + e * g.vstride + n * g.C8, 0, (size_t)((rows - n) * g.C8) * sizeof(float));
-        input_transform(g, x.data<float>(), v, p0, n);
+        if (x.dtype() == DType::BF16) input_transform(g, x.data<uint16_t>(), v, p0, n);
+        else input_transform(g, x.data<float>(), v, p0, n);
         mm.prim.execute(stream(), {{DNNL_ARG_SRC, memory(v_md, eng, v)},
                                    {DNNL_ARG_WEIGHTS, memory(u_md, eng, U.data<float>())},
                                    {DNNL_ARG_DST, memory(m_md, eng, M.data<float>())}});

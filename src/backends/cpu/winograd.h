@@ -10,8 +10,11 @@
 //
 // Used by CpuBackend::conv2d for fp32 3x3 convolutions with stride 1, dilation 1, groups 1 on channels-last inputs
 // (any padding) of at least 64 tiles (e.g. 32x32 outputs, or 16x16 with batch 4): below that the per-call kernel
-// transform costs more than the products save. NUANCE_CONV_WINOGRAD=0 turns it off (oneDNN's direct kernels then
-// run every convolution).
+// transform costs more than the products save. Also in place of bf16 convolutions with many channels and tiles
+// (the products still run in f32: more accurate than the bf16 direct kernel, and faster at those shapes; the bf16
+// input of a rounded hand-off is read as it is). A bf16 Winograd product was measured to be too inexact: F(4x4,
+// 3x3) with V and U rounded to bf16 is ~10x the direct bf16 kernel's error (2.5e-2 vs 2.3e-3 RMS relative, C = 256).
+// NUANCE_CONV_WINOGRAD=0 turns it off (oneDNN's direct kernels then run every convolution).
 // Accuracy: the transforms' constants (up to 8 and 1/24) cost a few bits: outputs agree with a float64 convolution
 // to ~1e-6 of the output's scale (tests/backends/test_winograd.cpp), against ~1e-7 for the direct kernels.
 #pragma once
@@ -22,12 +25,13 @@
 
 namespace nuance::cpu {
 
-// Whether conv2d takes the Winograd path for this convolution: fp32, 3x3, stride 1, dilation 1, groups 1,
-// channels-last input, at least 64 input and 8 output channels, at least 64 4x4 output tiles, and not turned off.
-bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool fp32);
+// Whether conv2d takes the Winograd path for this convolution: 3x3, stride 1, dilation 1, groups 1, channels-last
+// F32 or BF16 input, at least 64 input and 8 output channels, at least 64 4x4 output tiles, and not turned off; in
+// place of a bf16 convolution (bf16 = true) also C K / (C + K) >= 120 and at least 128 tiles.
+bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool bf16);
 bool winograd_enabled();  // NUANCE_CONV_WINOGRAD unset or not "0"
 
-// y = conv2d(x, w, b, p) for x [N, C, H, W] channels-last F32, w [K, C, 3, 3] (any float dtype), b [K] F32 or
+// y = conv2d(x, w, b, p) for x [N, C, H, W] channels-last F32 or BF16 (others are widened), w [K, C, 3, 3] (any float dtype), b [K] F32 or
 // undefined; returns [N, K, Ho, Wo] channels-last F32. chunk_tiles > 0 caps the tiles of one product (tests: many
 // chunks on small inputs); 0 sizes the chunks to a 12 MB scratch.
 Tensor winograd_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, int64_t chunk_tiles = 0);
