@@ -1,5 +1,7 @@
 #include "core/allocator.h"
 
+#include "core/logger.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -134,8 +136,14 @@ size_t machine_memory_bytes() {
 }
 
 std::atomic<size_t>& budget() {
-    static std::atomic<size_t> b{parse_packed_budget_mb(std::getenv("NUANCE_PACKED_BUDGET_MB"),
-                                                        default_packed_weights_budget(machine_memory_bytes()))};
+    static std::atomic<size_t> b{[] {
+        const char* env = std::getenv("NUANCE_PACKED_BUDGET_MB");
+        const size_t fallback = default_packed_weights_budget(machine_memory_bytes());
+        if (env && *env && !packed_budget_text_valid(env))  // say so once: a typo must not pass as a setting
+            Logger().warn("NUANCE_PACKED_BUDGET_MB='", env, "' is neither a whole number of MiB nor 'unlimited': ",
+                          "the default budget of ", fallback >> 20, " MiB applies");
+        return parse_packed_budget_mb(env, fallback);
+    }()};
     return b;
 }
 
@@ -150,6 +158,11 @@ size_t parse_packed_budget_mb(const char* text, size_t fallback) {
     const unsigned long long mb = std::strtoull(text, &end, 10);
     if (errno != 0 || !end || *end != '\0' || mb > (SIZE_MAX >> 20)) return fallback;
     return (size_t)mb << 20;
+}
+
+bool packed_budget_text_valid(const char* text) {
+    // every fallback-independent answer: a text that parses gives the same value whatever the fallback
+    return text && parse_packed_budget_mb(text, 0) == parse_packed_budget_mb(text, 1);
 }
 
 size_t packed_weights_budget() { return budget().load(); }

@@ -32,8 +32,10 @@ size_t packed_weights_budget();
 void set_packed_weights_budget(size_t bytes);  // SIZE_MAX: unlimited
 size_t default_packed_weights_budget(size_t memory_bytes);  // the rule above, for a machine of this much memory
 // NUANCE_PACKED_BUDGET_MB's text: a whole number of MiB, or "unlimited" (SIZE_MAX); anything else (unset, empty,
-// signs, units, overflow) gives `fallback`.
+// signs, units, overflow) gives `fallback` (and a set but invalid value is reported once, as a warning on stderr).
 size_t parse_packed_budget_mb(const char* text, size_t fallback);
+bool packed_budget_text_valid(const char* text);  // parse_packed_budget_mb would not fall back
+
 
 struct AllocatorStats {
     size_t cached_bytes = 0;  // free blocks held now

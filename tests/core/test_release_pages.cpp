@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "../test_util.h"
 #include "../train/data_test_util.h"
 #include "backends/backend.h"
 #include "backends/cpu/ggml_quants.h"
@@ -361,6 +362,26 @@ TEST(PackedWeightsBudget, EnvironmentTextParsesOrFallsBack) {
     for (const char* bad : {"abc", "12GB", "-5", " 5", "+5", "1.5", "99999999999999999999", "17592186044416"})
         EXPECT_EQ(parse_packed_budget_mb(bad, fb), fb) << bad;
     EXPECT_EQ(parse_packed_budget_mb("17592186044415", fb), (SIZE_MAX >> 20) << 20);
+    for (const char* good : {"0", "1", "512", "unlimited"}) EXPECT_TRUE(packed_budget_text_valid(good)) << good;
+    for (const char* bad : {"", "abc", "12GB", "-5", "1.5", "99999999999999999999"})
+        EXPECT_FALSE(packed_budget_text_valid(bad)) << bad;
+    EXPECT_FALSE(packed_budget_text_valid(nullptr));
+}
+
+// A set but malformed NUANCE_PACKED_BUDGET_MB is said once (when the budget is first asked for: the first packed
+// weight), not silently replaced by the default.
+TEST(PackedWeightsBudget, MalformedEnvironmentIsReported) {
+    test::TempDir out("budget_env");
+    const std::string png = out / "x.png";
+    test::CliRun r = test::run_cli("generate -q -p apple --steps 1 -o " + png, "NUANCE_PACKED_BUDGET_MB=12GB ");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("NUANCE_PACKED_BUDGET_MB='12GB' is neither a whole number of MiB nor 'unlimited'"),
+              std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("NUANCE_PACKED_BUDGET_MB='12GB'", r.out.find("NUANCE_PACKED_BUDGET_MB='12GB'") + 1),
+              std::string::npos) << "said once: " << r.out;
+    r = test::run_cli("generate -q -p apple --steps 1 -o " + png, "NUANCE_PACKED_BUDGET_MB=4096 ");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.find("NUANCE_PACKED_BUDGET_MB"), std::string::npos) << r.out;
 }
 
 }  // namespace
