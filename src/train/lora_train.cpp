@@ -122,7 +122,7 @@ struct LoraRun : TrainTask {
             p.cfg_scale = -1;
             p.sampler.clear();
             apply_generation_defaults(p, base.generation_defaults());
-            p.seed = (int64_t)(mix_seed(o.seed, 37) >> 1);  // >= 0; image k takes seed + k
+            p.seed = (int64_t)(mix_seed(o.seed, 37) >> 2);  // in [0, 2^62): image k takes seed + k, no overflow
             validate_params(base, p);
             int64_t made = 0, name = 0;
             const auto t0 = std::chrono::steady_clock::now();
@@ -134,7 +134,11 @@ struct LoraRun : TrainTask {
                 GenerateParams one = p;
                 one.seed = p.seed + name;
                 write_png(png.string(), generate(base, one).at(0).image);
-                std::ofstream(fs::path(o.reg_data) / (std::string(stem) + ".txt"), std::ios::binary) << o.class_prompt;
+                const fs::path txt = fs::path(o.reg_data) / (std::string(stem) + ".txt");
+                std::ofstream f(txt, std::ios::binary);
+                f << o.class_prompt;
+                f.close();
+                NUANCE_CHECK_CODE(f.good(), Io, "train: cannot write the class image caption '", txt.string(), "'");
                 ++made;
                 if (on_step) {
                     TrainProgress pr;
