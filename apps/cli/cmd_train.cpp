@@ -93,6 +93,13 @@ Runner add_train(CLI::App& app) {
                   "(LoCon: resnet and up/down-sampling convs), e.g. attn+ff, all-linear+conv; lcm with --lora-rank: "
                   "default all-linear+conv (diffusers' LCM-LoRA set)")
         ->capture_default_str();
+    c->add_option("--conv-rank,--conv-dim", o->lora_conv_rank,
+                  "lora: rank of the 3x3 convolutions' adapters (kohya's conv_dim; 0: --rank); needs +conv in --targets")
+        ->capture_default_str();
+    c->add_option("--conv-alpha", o->lora_conv_alpha,
+                  "lora: alpha of the 3x3 convolutions' adapters (kohya's conv_alpha; 0: the linear adapters' scale, "
+                  "conv rank * alpha / rank)")
+        ->capture_default_str();
     c->add_flag("--train-text-encoder", o->train_text_encoder,
                 "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
     c->add_option("--reg-data", o->reg_data,

@@ -95,6 +95,13 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
                  cfg.rank);
     NUANCE_CHECK(std::isfinite(cfg.alpha) && cfg.alpha > 0 && cfg.alpha <= 1e6, "LoRA: --alpha must be a finite ",
                  "number in (0, 1e6], got ", cfg.alpha);
+    NUANCE_CHECK(cfg.conv_rank >= 0 && cfg.conv_rank <= kMaxLoraRank, "LoRA: --conv-rank must be in 0..",
+                 kMaxLoraRank, ", got ", cfg.conv_rank);
+    NUANCE_CHECK(std::isfinite(cfg.conv_alpha) && cfg.conv_alpha >= 0 && cfg.conv_alpha <= 1e6, "LoRA: --conv-alpha ",
+                 "must be a finite number in [0, 1e6], got ", cfg.conv_alpha);
+    NUANCE_CHECK((cfg.conv_rank == 0 && cfg.conv_alpha == 0) || cfg.targets.conv, "LoRA: --conv-rank / --conv-alpha ",
+                 "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
+                 "(add +conv)");
     add_component(unet, false, "lora_unet_", seed);
     NUANCE_CHECK(!adapters_.empty(), "LoRA: --targets '", cfg.targets.text, "' selects no layer of the UNet");
     if (te) {
@@ -118,7 +125,12 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
         a->text_encoder = te;
         a->base = &p;
         a->conv = s.size() == 4;
-        const int64_t r = cfg_.rank, out = s[0];
+        const bool spatial = a->conv && (s[2] > 1 || s[3] > 1);  // kohya's conv_dim: kernels above 1x1
+        a->rank = spatial && cfg_.conv_rank > 0 ? cfg_.conv_rank : cfg_.rank;
+        a->alpha = spatial && cfg_.conv_rank > 0
+                       ? (cfg_.conv_alpha > 0 ? cfg_.conv_alpha : cfg_.alpha * (double)cfg_.conv_rank / (double)cfg_.rank)
+                       : cfg_.alpha;
+        const int64_t r = a->rank, out = s[0];
         const int64_t fan_in = shape_numel(s) / out;  // in (* kh * kw)
         Shape ds = s, us = a->conv ? Shape{out, r, 1, 1} : Shape{out, r};
         ds[0] = r;
@@ -150,9 +162,8 @@ void LoraNetwork::register_params(ParamGrads& g) {
 
 std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
     std::vector<std::pair<std::string, Tensor>> t;
-    const Tensor alpha = Tensor::scalar((float)cfg_.alpha);
     for (const auto& a : adapters_) {
-        t.emplace_back(a->name + ".alpha", alpha);
+        t.emplace_back(a->name + ".alpha", Tensor::scalar((float)a->alpha));
         t.emplace_back(a->name + ".lora_down.weight", a->down.value.contiguous());
         t.emplace_back(a->name + ".lora_up.weight", a->up.value.contiguous());
     }
@@ -173,7 +184,7 @@ Var LoraNetwork::delta(const Linear& layer, const Var& x) {
     if (it == by_weight_.end()) return Var();
     Adapter& a = *it->second;
     // x [.., in] -> [.., r] -> [.., out]
-    return linear(linear(x, param_var(a.down)), param_var(a.up)) * (float)scale();
+    return linear(linear(x, param_var(a.down)), param_var(a.up)) * (float)a.scale();
 }
 
 Var LoraNetwork::delta(const Conv2d& layer, const Var& x) {
@@ -184,7 +195,7 @@ Var LoraNetwork::delta(const Conv2d& layer, const Var& x) {
                  " groups), which LoCon does not adapt");
     // x [B, in, H, W] -> down (the layer's kernel, stride, padding) [B, r, H', W'] -> up (1x1) [B, out, H', W']
     return conv2d(conv2d(x, param_var(a.down), Var(), layer.p), param_var(a.up), Var(), Conv2dParams{}) *
-           (float)scale();
+           (float)a.scale();
 }
 
 }  // namespace nuance

@@ -46,6 +46,10 @@ struct LoraConfig {
     int64_t rank = 8;
     double alpha = 8;
     LoraTargets targets = parse_lora_targets("attn");
+    // kohya's LoCon network_args conv_dim / conv_alpha: rank and alpha of the adapters on convolutions with a kernel
+    // larger than 1x1 (the resnets' and samplers' 3x3s); 0: rank / alpha. The linears and 1x1 convs keep rank / alpha.
+    int64_t conv_rank = 0;
+    double conv_alpha = 0;
 };
 constexpr int64_t kMaxLoraRank = 1024;
 
@@ -57,6 +61,9 @@ public:
         bool text_encoder = false;
         const Param* base = nullptr;  // the adapted layer's weight
         bool conv = false;
+        int64_t rank = 0;      // this adapter's rank and alpha (conv_rank / conv_alpha for kernels above 1x1)
+        double alpha = 0;
+        double scale() const { return alpha / (double)rank; }
         Param down, up;        // F32, trainable
     };
 
@@ -66,7 +73,7 @@ public:
     LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64_t seed);
 
     const LoraConfig& config() const { return cfg_; }
-    double scale() const { return cfg_.alpha / (double)cfg_.rank; }
+    double scale() const { return cfg_.alpha / (double)cfg_.rank; }  // of the linear and 1x1 adapters
     std::vector<std::unique_ptr<Adapter>>& adapters() { return adapters_; }
     const std::vector<std::unique_ptr<Adapter>>& adapters() const { return adapters_; }
     int64_t numel() const;
@@ -74,7 +81,7 @@ public:
     // Adds every down/up as "<kohya name>.lora_down.weight" / ".lora_up.weight" (trainable).
     void register_params(ParamGrads& g);
 
-    // The kohya file's tensors: lora_down / lora_up (F32) and alpha (0-d F32) of every adapter.
+    // The kohya file's tensors: lora_down / lora_up (F32) and alpha (0-d F32, the adapter's own) of every adapter.
     std::vector<std::pair<std::string, Tensor>> kohya_tensors() const;
     // Writes them atomically to `path` with `metadata` (the ss_* fields), every tensor as `dtype` (kohya's
     // --save_precision: F32, F16 or BF16; it casts the alphas too).

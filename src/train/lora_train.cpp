@@ -49,6 +49,10 @@ std::string utc_now_epoch() { return std::to_string((long long)std::time(nullptr
 nlohmann::json lora_json(const TrainOptions& o) {
     nlohmann::json j = {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets},
                         {"train_text_encoder", o.train_text_encoder}};
+    if (o.lora_conv_rank > 0) {
+        j["conv_rank"] = o.lora_conv_rank;
+        j["conv_alpha"] = o.lora_conv_alpha;
+    }
     if (!o.reg_data.empty()) {  // a resumed run must draw from the same two sets with the same weight
         j["reg_data"] = o.reg_data;
         j["prior_loss_weight"] = o.prior_loss_weight;
@@ -176,6 +180,8 @@ struct LoraRun : TrainTask {
         cfg.rank = o.lora_rank;
         cfg.alpha = o.lora_alpha;
         cfg.targets = parse_lora_targets(o.lora_targets);
+        cfg.conv_rank = o.lora_conv_rank;
+        cfg.conv_alpha = o.lora_conv_alpha;
         net = std::make_unique<LoraNetwork>(*base.unet, o.train_text_encoder ? base.te1.model.get() : nullptr, cfg,
                                             mix_seed(o.seed, 21));
         auto add_frozen = [&](Module& m, const std::string& prefix) {
@@ -382,7 +388,13 @@ struct LoraRun : TrainTask {
         const bool conv = net->config().targets.conv;
         const std::string dim = std::to_string(o.lora_rank), alpha = str(o.lora_alpha);
         nlohmann::json args = nlohmann::json::object();
-        if (conv) args = {{"conv_dim", dim}, {"conv_alpha", alpha}};
+        if (conv) {  // kohya's LoCon network_args: the 3x3 convolutions' rank and alpha
+            double conv_alpha = o.lora_alpha;
+            for (const auto& a : net->adapters())
+                if (a->conv && (a->base->shape[2] > 1 || a->base->shape[3] > 1)) conv_alpha = a->alpha;
+            args = {{"conv_dim", std::to_string(o.lora_conv_rank > 0 ? o.lora_conv_rank : o.lora_rank)},
+                    {"conv_alpha", str(conv_alpha)}};
+        }
         args["nuance_targets"] = o.lora_targets;
         const int64_t per_epoch = std::max<int64_t>(1, data->size() / o.batch);
         const std::string res = "(" + std::to_string(o.resolution) + ", " + std::to_string(o.resolution) + ")";

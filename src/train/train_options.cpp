@@ -57,7 +57,13 @@ void validate_train_options(const TrainOptions& o) {
         check_int(o.lora_rank, 1, kMaxLoraRank, "--rank");
         NUANCE_CHECK(std::isfinite(o.lora_alpha) && o.lora_alpha > 0 && o.lora_alpha <= 1e6,
                      "train: --alpha must be a finite number in (0, 1e6], got ", o.lora_alpha);
-        parse_lora_targets(o.lora_targets);
+        const LoraTargets targets = parse_lora_targets(o.lora_targets);
+        check_int(o.lora_conv_rank, 0, kMaxLoraRank, "--conv-rank");
+        check_range(o.lora_conv_alpha, 0, 1e6, false, "--conv-alpha");
+        NUANCE_CHECK((o.lora_conv_rank == 0 && o.lora_conv_alpha == 0) || targets.conv,
+                     "train: --conv-rank / --conv-alpha size the 3x3 convolutions' adapters, which --targets '",
+                     o.lora_targets, "' does not select (add +conv)");
+        NUANCE_CHECK(o.lora_conv_alpha == 0 || o.lora_conv_rank > 0, "train: --conv-alpha needs --conv-rank");
         NUANCE_CHECK(o.ema_decay == 0, "train: --model lora keeps no EMA (pass --ema 0)");
         check_int(o.num_class_images, 0, kMaxClassImages, "--num-class-images");
         check_range(o.prior_loss_weight, 0, 1e4, false, "--prior-loss-weight");
@@ -79,6 +85,8 @@ void validate_train_options(const TrainOptions& o) {
                      "are for --model lora (DreamBooth-style prior preservation)");
         NUANCE_CHECK(o.save_precision == "fp32", "train: --save-precision is for --model lora (the other models ",
                      "export the weights as they train them)");
+        NUANCE_CHECK(o.lora_conv_rank == 0 && o.lora_conv_alpha == 0, "train: --conv-rank / --conv-alpha are for ",
+                     "--model lora");
     }
     NUANCE_CHECK(o.model != "ldm" || !o.vae.empty() || !o.init.empty(), "train: --model ldm needs --vae (a trained ",
                  "VAE: run `nuance train --model vae` first) or --init (a trained model, whose VAE it takes)");

@@ -78,6 +78,10 @@ struct TrainOptions {
     int64_t lora_rank = 8;
     double lora_alpha = 8;
     std::string lora_targets = "attn";
+    // kohya's conv_dim / conv_alpha: rank and alpha of the 3x3 convolutions' adapters (0: lora_rank; alpha 0: the
+    // linear adapters' scale, conv_rank * lora_alpha / lora_rank).
+    int64_t lora_conv_rank = 0;
+    double lora_conv_alpha = 0;
     bool train_text_encoder = false;
     // lora, DreamBooth-style prior preservation (train/lora_train.h): a folder of class images trained beside `data`
     // with their loss weighted by prior_loss_weight (kohya's reg images: half of every epoch's samples), and captions

@@ -176,6 +176,78 @@ TEST(LoraNames, TheSavedFileLoadsThroughNuancesLoaderAndMatchesEveryLayer) {
     for (const auto& mod : lf.modules) EXPECT_DOUBLE_EQ(mod.scale(), 0.5) << mod.name;  // alpha 1 / rank 2
 }
 
+// kohya's conv_dim / conv_alpha: the 3x3 convolutions' adapters take their own rank and alpha (the file's per-module
+// alpha says so), the linears and 1x1 convs keep --rank / --alpha; nuance's loader reads each module's scale back,
+// and the merged model computes what the bound adapters compute.
+TEST(LoraNames, ConvRankAndAlphaSizeTheThreeByThreeAdapters) {
+    TinySd15 m;
+    LoraConfig cfg;
+    cfg.rank = 4;
+    cfg.alpha = 2;
+    cfg.conv_rank = 2;
+    cfg.conv_alpha = 3;
+    cfg.targets = parse_lora_targets("all-linear+conv");
+    LoraNetwork net(*m.unet, nullptr, cfg, 1);
+    int64_t spatial = 0, other = 0;
+    for (auto& a : net.adapters()) {
+        const Shape& s = a->base->shape;
+        const bool k3 = s.size() == 4 && (s[2] > 1 || s[3] > 1);
+        spatial += k3;
+        other += !k3;
+        EXPECT_EQ(a->down.value.size(0), k3 ? 2 : 4) << a->name;
+        EXPECT_EQ(a->up.value.size(1), k3 ? 2 : 4) << a->name;
+        EXPECT_DOUBLE_EQ(a->scale(), k3 ? 1.5 : 0.5) << a->name;
+        a->up.value = randn(a->up.value.shape(), 3, 0.1f);
+    }
+    EXPECT_GT(spatial, 0);
+    EXPECT_GT(other, 0);
+    test::TempDir dir("lora_convdim");
+    const std::string path = dir / "convdim.safetensors";
+    net.save_kohya(path, {});
+    const LoraFile lf = load_lora(path);
+    for (const auto& mod : lf.modules) {
+        const bool k3 = mod.name.find("conv1") != std::string::npos || mod.name.find("conv2") != std::string::npos ||
+                        mod.name.find("samplers_0_conv") != std::string::npos;
+        EXPECT_DOUBLE_EQ(mod.scale(), k3 ? 1.5 : 0.5) << mod.name;
+    }
+    // without conv_alpha: the linear adapters' scale (alpha / rank) carries over
+    cfg.conv_alpha = 0;
+    LoraNetwork same_scale(*m.unet, nullptr, cfg, 1);
+    for (auto& a : same_scale.adapters()) {
+        EXPECT_DOUBLE_EQ(a->scale(), 0.5) << a->name;
+        EXPECT_DOUBLE_EQ(a->alpha, a->rank == 2 ? 1.0 : 2.0) << a->name;  // conv rank 2 * alpha 2 / rank 4
+    }
+
+    // the forward with the adapters bound = the model with the file merged
+    widen(*m.unet);
+    const Tensor x = randn({1, m.unet->config().in_channels, 8, 8}, 4), t = Tensor::from_vector({300.0f}, {1});
+    const Tensor ctx = randn({1, 77, m.unet->config().cross_attention_dim}, 5);
+    Tensor bound;
+    {
+        NoGradGuard ng;
+        LayerAdapters::Bind b(net);
+        bound = unet_forward(*m.unet, Var(x), t, Var(ctx)).value();
+    }
+    LoraMerge merge;
+    const LoraApplyReport r = merge.apply({{"unet", m.unet.get()}}, lf, 1.0f);
+    EXPECT_EQ(r.matched, (int64_t)net.adapters().size());
+    Tensor merged;
+    {
+        NoGradGuard ng;
+        merged = unet_forward(*m.unet, Var(x), t, Var(ctx)).value();
+    }
+    EXPECT_LT(largest_diff(merged, bound), 1e-4f * std::max(1.0f, largest_abs(bound)));
+
+    cfg.targets = parse_lora_targets("all-linear");
+    EXPECT_THAT(error_of([&] { LoraNetwork bad(*m.unet, nullptr, cfg, 1); }), HasSubstr("(add +conv)"));
+    cfg.targets = parse_lora_targets("all-linear+conv");
+    cfg.conv_rank = kMaxLoraRank + 1;
+    EXPECT_THAT(error_of([&] { LoraNetwork bad(*m.unet, nullptr, cfg, 1); }), HasSubstr("--conv-rank must be in"));
+    cfg.conv_rank = 2;
+    cfg.conv_alpha = -1;
+    EXPECT_THAT(error_of([&] { LoraNetwork bad(*m.unet, nullptr, cfg, 1); }), HasSubstr("--conv-alpha must be"));
+}
+
 // ---- gradients: the LoRA-wrapped layers against finite differences ----
 
 using Fn = std::function<Var(const std::vector<Var>&)>;
@@ -902,6 +974,16 @@ TEST(LoraTrainErrors, PriorPreservationOptionsAreChecked) {
         EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--prior-loss-weight must be in [0, 10000]"));
     }
     o = lora_options(d, out / "r");
+    o.lora_targets = "attn";
+    o.lora_conv_rank = 4;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("does not select (add +conv)"));
+    o.lora_targets = "all-linear+conv";
+    o.lora_conv_rank = 0;
+    o.lora_conv_alpha = 2;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--conv-alpha needs --conv-rank"));
+    o.lora_conv_rank = 2000;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--conv-rank must be in 0..1024"));
+    o = lora_options(d, out / "r");
     o.save_precision = "fp8";
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--save-precision must be fp32, fp16 or bf16"));
     o = lora_options(d, out / "r");
@@ -960,9 +1042,12 @@ TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
     // DreamBooth-style: class images drawn first (progress as lines when stderr is not a terminal), fp16 file
     r = test::run_cli("train --model lora --base " + kEmoji + " --data " + data.path().string() + " -o " + out / "db" +
                       " --steps 2 --batch 2 --reg-data " + out / "cls" + " --class-prompt dog --num-class-images 2" +
-                      " --save-precision fp16");
+                      " --save-precision fp16 --targets all-linear+conv --conv-rank 2 --conv-alpha 1");
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_THAT(r.out, HasSubstr("class images 1/2"));
+    const std::string args = load_safetensors(out / "db/db.safetensors").metadata.at("ss_network_args");
+    EXPECT_THAT(args, HasSubstr("\"conv_dim\":\"2\""));
+    EXPECT_THAT(args, HasSubstr("\"conv_alpha\":\"1\""));
     EXPECT_THAT(r.out, HasSubstr("class images 2/2"));
     EXPECT_EQ(load_safetensors(out / "db/db.safetensors").metadata.at("ss_num_reg_images"), "2");
     r = test::run_cli("train -q --model lora --base " + kEmoji + " --data " + data.path().string() + " -o " + run +
