@@ -22,7 +22,8 @@ endfunction()
 # core + io + text: safetensors, GGUF (+ the ggml block dequantizers), ckpt/pickle, zip, PNG/JPEG, prompt syntax and the CLIP tokenizer.
 nuance_fuzz_library(nuance_fuzz_parsers
   src/backends/cpu/ggml_quants.cpp fuzz/stub_quantized.cpp src/io/gguf.cpp src/io/gguf_layout.cpp
-  src/core/allocator.cpp src/core/device.cpp src/core/dtype.cpp src/core/error.cpp src/core/op_stats.cpp src/core/tensor.cpp
+  src/core/allocator.cpp src/core/device.cpp src/core/dtype.cpp src/core/error.cpp src/core/logger.cpp src/core/op_stats.cpp
+  src/core/tensor.cpp
   src/core/quantized_weight.cpp
   src/io/atomic_file.cpp src/io/ckpt.cpp src/io/image.cpp src/io/image_write.cpp src/io/mmap_file.cpp src/io/pickle.cpp
   src/io/json_file.cpp src/io/png_meta.cpp src/io/safetensors.cpp src/io/weights.cpp src/io/zip_reader.cpp
