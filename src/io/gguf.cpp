@@ -319,9 +319,13 @@ GgufFile read_gguf(std::shared_ptr<Storage> file, const std::string& name) {
         if (ne0 % (uint64_t)ti->block != 0)
             fail(ErrorCode::Io, "GGUF file '", path, "': ", what, " of type ", ti->name, ": row length ne[0] = ",
                  ne0, " is not a multiple of its block size ", ti->block);
-        uint64_t nbytes = 0;
+        uint64_t nbytes = 0, row_bytes = 0;
         if (!checked_mul((uint64_t)numel / (uint64_t)ti->block, (uint64_t)ti->bytes, &nbytes))
             fail(ErrorCode::Io, "GGUF file '", path, "': ", what, " byte size overflows");
+        // One row's bytes must fit as well: with a zero dimension elsewhere the total is 0 whatever ne[0] claims.
+        if (!checked_mul(ne0 / (uint64_t)ti->block, (uint64_t)ti->bytes, &row_bytes) || row_bytes > (uint64_t)INT64_MAX)
+            fail(ErrorCode::Io, "GGUF file '", path, "': ", what, " row of ne[0] = ", ne0, " values overflows its ",
+                 "byte size");
         t.nbytes = nbytes;
         t.offset = c.get<uint64_t>(what + " offset");
         g.tensors.push_back(std::move(t));

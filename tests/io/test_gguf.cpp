@@ -315,6 +315,13 @@ TEST(GgufHostile, TensorInfoFields) {
               "GGUF file 'h.gguf': tensor 'w' byte size overflows");
     EXPECT_EQ(with([](auto& i) { i.ne = {8}; }),
               "GGUF file 'h.gguf': tensor 'w' data [0, +32) lies outside the data section of 16 bytes");
+    // A zero dimension makes the total 0 whatever ne[0] claims: the row's bytes must still fit (fuzz finding: a
+    // Q8_0 row of 2^63 - 32 values is 9.8e18 bytes, past int64, where the block view computes it).
+    EXPECT_EQ(with([](auto& i) {
+                  i.type = 8;
+                  i.ne = {9223372036854775776ull, 0};
+              }),
+              "GGUF file 'h.gguf': tensor 'w' row of ne[0] = 9223372036854775776 values overflows its byte size");
     test::GgufBuilder b = valid_file();
     b.tensor_f32("w", {4}, {1, 2, 3, 4});
     EXPECT_EQ(gguf_error(b), "GGUF file 'h.gguf': duplicate tensor 'w'");
