@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../test_util.h"
+#include "io/gguf.h"
 #include "io/image.h"
 #include "io/weights.h"
 #include "base64.h"
@@ -140,4 +141,15 @@ TEST(FuzzRegressions, RequestImageSizeProductDoesNotOverflow) {
     const std::string msg2 = error_of([&] { server::decode_request_image(server::base64_encode(png), lim, "img"); });
     // (2^32-1)^2 is over INT64_MAX: refused by the comparison in uint64_t, without overflow.
     EXPECT_THAT(msg2, HasSubstr("img is 4294967295x4294967295 pixels, over this server's limit of 9223372036854775807"));
+}
+
+// fuzz/crashes/gguf/q8_0_row_past_int64_zero_dim.gguf (fuzz_gguf, 2026-12-07): a Q8_0 tensor whose second dimension
+// is 0 and whose row claims so many values that its bytes pass int64: the header reader refuses it (before: signed
+// overflow in GgufFile::quantized's row size). The constructed case is in GgufHostile.TensorInfoFields.
+TEST(FuzzRegressions, GgufRowBytesPastInt64WithAZeroDimension) {
+    const std::string file =
+        (fs::path(NUANCE_TEST_DATA) / ".." / ".." / "fuzz" / "crashes" / "gguf" / "q8_0_row_past_int64_zero_dim.gguf")
+            .string();
+    ASSERT_TRUE(fs::exists(file)) << file;
+    EXPECT_THAT(error_of([&] { (void)read_gguf(file); }), HasSubstr("values overflows its byte size"));
 }
