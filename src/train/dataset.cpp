@@ -105,13 +105,13 @@ std::string read_text(const fs::path& p) {
     return s;
 }
 
+}  // namespace
+
 bool is_image_ext(const fs::path& p) {
     std::string e = p.extension().string();
     std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return (char)std::tolower(c); });
     return e == ".png" || e == ".jpg" || e == ".jpeg";
 }
-
-}  // namespace
 
 ImageCaptionDataset::ImageCaptionDataset(const std::string& root, const DatasetOptions& options)
     : root_(root), options_(options) {

@@ -5,6 +5,7 @@
 // function of (index, rng state): the DataLoader seeds one rng per sample and resumes bit-exactly.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ struct DatasetOptions {
     // at least one row (a misspelt name would otherwise hold out nothing).
     std::vector<std::string> exclude_concepts;
 };
+
+// Whether a sidecar folder's reader takes this file: extension .png, .jpg or .jpeg (any case).
+bool is_image_ext(const std::filesystem::path& p);
 
 // Reads an --exclude-concepts file: one name per line, '#' comments and blank lines ignored, surrounding spaces
 // trimmed; at most 1 MiB, 65,536 names of at most 256 bytes each, and at least one name.

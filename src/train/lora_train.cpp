@@ -68,10 +68,8 @@ int64_t count_image_files(const std::string& dir) {
     int64_t n = 0;
     for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        std::string e = it->path().extension().string();
-        std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return (char)std::tolower(c); });
         std::error_code e2;
-        n += (e == ".png" || e == ".jpg" || e == ".jpeg") && it->is_regular_file(e2);
+        n += is_image_ext(it->path()) && it->is_regular_file(e2);
     }
     NUANCE_CHECK_CODE(!ec, Io, "train: cannot list --reg-data '", dir, "': ", ec.message());
     return n;
