@@ -100,6 +100,16 @@ Runner add_train(CLI::App& app) {
                   "lora: alpha of the 3x3 convolutions' adapters (kohya's conv_alpha; 0: the linear adapters' scale, "
                   "conv rank * alpha / rank)")
         ->capture_default_str();
+    c->add_option("--network,--algo", o->lora_algo,
+                  "lora: the adapter algorithm: lora (kohya's LoRA / LoCon), loha or lokr (LyCORIS' LoHa: Hadamard "
+                  "product of two rank-r pairs; LoKr: Kronecker product, see --factor)")
+        ->capture_default_str();
+    c->add_option("--factor", o->lora_factor,
+                  "lora --network lokr: LyCORIS' factor, the size of the small Kronecker factor (-1: the most balanced "
+                  "split of each dimension)")
+        ->capture_default_str();
+    c->add_flag("--decompose-both", o->lora_decompose_both,
+                "lora --network lokr: also decompose the small Kronecker factor into a rank --rank pair");
     c->add_flag("--train-text-encoder", o->train_text_encoder,
                 "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
     c->add_option("--reg-data", o->reg_data,

@@ -32,7 +32,60 @@ bool in_resnet_or_sampler(const std::string& m) {  // ResnetBlock2D, Downsample2
     return contains(m, "resnets.") || contains(m, ".downsamplers.") || contains(m, ".upsamplers.");
 }
 
+// kaiming_uniform_(a = sqrt(5)) as torch draws it for a weight whose fan-in is fan_in: U(+-1/sqrt(fan_in)).
+Tensor kaiming_uniform(const Shape& s, int64_t fan_in, Mt19937& rng) {
+    Tensor d = Tensor::empty(s, DType::F32);
+    const float bound = 1.0f / std::sqrt((float)fan_in);
+    float* dp = d.data<float>();
+    for (int64_t i = 0; i < d.numel(); ++i) dp[i] = (2.0f * uniform01(rng) - 1.0f) * bound;
+    return d;
+}
+
+Param trainable(const Tensor& v) {
+    Param p(v.shape(), true);
+    p.value = v;
+    return p;
+}
+
 }  // namespace
+
+LoraAlgo parse_lora_algo(const std::string& s) {
+    if (s == "lora" || s == "locon") return LoraAlgo::LoRA;
+    if (s == "loha") return LoraAlgo::LoHa;
+    if (s == "lokr") return LoraAlgo::LoKr;
+    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha or lokr)");
+}
+
+const char* lora_algo_name(LoraAlgo a) {
+    switch (a) {
+        case LoraAlgo::LoRA: return "lora";
+        case LoraAlgo::LoHa: return "loha";
+        case LoraAlgo::LoKr: return "lokr";
+    }
+    return "?";
+}
+
+std::pair<int64_t, int64_t> lokr_factorization(int64_t dim, int64_t factor) {
+    NUANCE_CHECK(dim >= 1, "LoKr: cannot factorize a dimension of ", dim);
+    if (factor > 0 && dim % factor == 0) {
+        int64_t m = factor, n = dim / factor;
+        if (m > n) std::swap(m, n);
+        return {m, n};
+    }
+    if (factor < 0) factor = dim;
+    int64_t m = 1, n = dim;
+    const int64_t length = m + n;
+    while (m < n) {
+        int64_t new_m = m + 1;
+        while (dim % new_m != 0) ++new_m;
+        const int64_t new_n = dim / new_m;
+        if (new_m + new_n > length || new_m > factor) break;
+        m = new_m;
+        n = new_n;
+    }
+    if (m > n) std::swap(m, n);
+    return {m, n};
+}
 
 LoraTargets parse_lora_targets(const std::string& s) {
     LoraTargets t;
@@ -99,6 +152,10 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
                  kMaxLoraRank, ", got ", cfg.conv_rank);
     NUANCE_CHECK(std::isfinite(cfg.conv_alpha) && cfg.conv_alpha >= 0 && cfg.conv_alpha <= 1e6, "LoRA: --conv-alpha ",
                  "must be a finite number in [0, 1e6], got ", cfg.conv_alpha);
+    NUANCE_CHECK(cfg.factor == -1 || (cfg.factor >= 1 && cfg.factor <= (int64_t)1 << 20), "LoRA: --factor must be -1 ",
+                 "or in 1..", (int64_t)1 << 20, ", got ", cfg.factor);
+    NUANCE_CHECK(cfg.algo == LoraAlgo::LoKr || (cfg.factor == -1 && !cfg.decompose_both), "LoRA: --factor and ",
+                 "--decompose-both are LoKr's (--network lokr), not ", lora_algo_name(cfg.algo), "'s");
     NUANCE_CHECK((cfg.conv_rank == 0 && cfg.conv_alpha == 0) || cfg.targets.conv, "LoRA: --conv-rank / --conv-alpha ",
                  "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
                  "(add +conv)");
@@ -130,42 +187,112 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
         a->alpha = spatial && cfg_.conv_rank > 0
                        ? (cfg_.conv_alpha > 0 ? cfg_.conv_alpha : cfg_.alpha * (double)cfg_.conv_rank / (double)cfg_.rank)
                        : cfg_.alpha;
-        const int64_t r = a->rank, out = s[0];
-        const int64_t fan_in = shape_numel(s) / out;  // in (* kh * kw)
-        Shape ds = s, us = a->conv ? Shape{out, r, 1, 1} : Shape{out, r};
-        ds[0] = r;
-        Tensor d = Tensor::empty(ds, DType::F32);
-        const float bound = 1.0f / std::sqrt((float)fan_in);
-        float* dp = d.data<float>();
-        for (int64_t i = 0; i < d.numel(); ++i) dp[i] = (2.0f * uniform01(rng) - 1.0f) * bound;
-        a->down = Param(ds, true);
-        a->down.value = d;
-        a->up = Param(us, true);
-        a->up.value = Tensor::zeros(us, DType::F32);
+        a->algo = cfg_.algo;
+        if (a->algo == LoraAlgo::LoRA) {
+            const int64_t r = a->rank, out = s[0];
+            const int64_t fan_in = shape_numel(s) / out;  // in (* kh * kw)
+            Shape ds = s, us = a->conv ? Shape{out, r, 1, 1} : Shape{out, r};
+            ds[0] = r;
+            a->down = Param(ds, true);
+            a->down.value = kaiming_uniform(ds, fan_in, rng);
+            a->up = Param(us, true);
+            a->up.value = Tensor::zeros(us, DType::F32);
+        } else {
+            init_lycoris(*a, s, rng);
+        }
         by_weight_[&p] = a.get();
         adapters_.push_back(std::move(a));
     });
 }
 
+// LyCORIS's LoHa / LoKr factors for a layer whose weight is `s` (see the header), initialised as LyCORIS does.
+void LoraNetwork::init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const {
+    const int64_t r = a.rank, out = s[0], in = s[1];
+    const int64_t K = a.conv ? s[2] * s[3] : 1, cols = in * K;
+    if (a.algo == LoraAlgo::LoHa) {
+        TorchCpuRng normal(rng());
+        a.w1_a = trainable(mul(normal.randn({out, r}), 0.1f));
+        a.w1_b = trainable(normal.randn({r, cols}));
+        a.w2_a = trainable(Tensor::zeros({out, r}, DType::F32));
+        a.w2_b = trainable(normal.randn({r, cols}));
+        return;
+    }
+    const auto [out_l, out_k] = lokr_factorization(out, cfg_.factor);
+    const auto [in_m, in_n] = lokr_factorization(in, cfg_.factor);
+    const bool split_w1 = cfg_.decompose_both && (double)r < (double)std::max(out_l, in_m) / 2;
+    const bool split_w2 = (double)r < (double)std::max(out_k, in_n) / 2;
+    if (split_w2) {  // LyCORIS initialises w2 before w1
+        a.w2_a = trainable(kaiming_uniform({out_k, r}, r, rng));
+        a.w2_b = trainable(Tensor::zeros({r, in_n * K}, DType::F32));
+    } else {
+        a.w2 = trainable(Tensor::zeros(a.conv ? Shape{out_k, in_n, s[2], s[3]} : Shape{out_k, in_n}, DType::F32));
+    }
+    if (split_w1) {
+        a.w1_a = trainable(kaiming_uniform({out_l, r}, r, rng));
+        a.w1_b = trainable(kaiming_uniform({r, in_m}, in_m, rng));
+    } else {
+        a.w1 = trainable(kaiming_uniform({out_l, in_m}, in_m, rng));
+    }
+    if (!split_w1 && !split_w2) a.alpha = (double)r;  // LyCORIS: neither factor decomposed, scale 1
+}
+
+std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors() const {
+    switch (algo) {
+        case LoraAlgo::LoRA: return {{"lora_down.weight", &down}, {"lora_up.weight", &up}};
+        case LoraAlgo::LoHa:
+            return {{"hada_w1_a", &w1_a}, {"hada_w1_b", &w1_b}, {"hada_w2_a", &w2_a}, {"hada_w2_b", &w2_b}};
+        case LoraAlgo::LoKr: {
+            std::vector<std::pair<std::string, const Param*>> t;
+            if (w1.defined()) t.emplace_back("lokr_w1", &w1);
+            else t.insert(t.end(), {{"lokr_w1_a", &w1_a}, {"lokr_w1_b", &w1_b}});
+            if (w2.defined()) t.emplace_back("lokr_w2", &w2);
+            else t.insert(t.end(), {{"lokr_w2_a", &w2_a}, {"lokr_w2_b", &w2_b}});
+            return t;
+        }
+    }
+    return {};
+}
+
+std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
+    std::vector<std::pair<std::string, Param*>> t;
+    for (auto& [k, p] : static_cast<const Adapter*>(this)->tensors()) t.emplace_back(k, const_cast<Param*>(p));
+    return t;
+}
+
+Var LoraNetwork::Adapter::weight_delta() const {
+    const Shape& s = base->shape;
+    const int64_t out = s[0], cols = shape_numel(s) / out;
+    if (algo == LoraAlgo::LoHa)
+        return (matmul(param_var(w1_a), param_var(w1_b)) * matmul(param_var(w2_a), param_var(w2_b))).reshape(s);
+    NUANCE_CHECK(algo == LoraAlgo::LoKr, "LoRA: adapter ", name, " has no weight delta (a plain LoRA)");
+    const Var f1 = w1.defined() ? param_var(w1) : matmul(param_var(w1_a), param_var(w1_b));  // [a, c]
+    const Var f2 = w2.defined() ? param_var(w2) : matmul(param_var(w2_a), param_var(w2_b));  // [b, d (, kh, kw)]
+    const int64_t a = f1.shape()[0], c = f1.shape()[1], b = f2.shape()[0];
+    const int64_t w2cols = shape_numel(f2.shape()) / b;
+    NUANCE_CHECK(a * b == out && c * w2cols == cols, "LoKr: adapter ", name, ": kron([", a, ", ", c, "], [", b, ", ",
+                 w2cols, "]) does not make the weight ", s);
+    // kron: row i * b + k, column j * w2cols + l holds f1[i, j] * f2[k, l]
+    return (f1.reshape({a, 1, c, 1}) * f2.reshape({1, b, 1, w2cols})).reshape(s);
+}
+
 int64_t LoraNetwork::numel() const {
     int64_t n = 0;
-    for (const auto& a : adapters_) n += a->down.value.numel() + a->up.value.numel();
+    for (const auto& a : adapters_)
+        for (const auto& [k, p] : static_cast<const Adapter&>(*a).tensors()) n += p->value.numel();
     return n;
 }
 
 void LoraNetwork::register_params(ParamGrads& g) {
-    for (auto& a : adapters_) {
-        g.add(a->name + ".lora_down.weight", a->down);
-        g.add(a->name + ".lora_up.weight", a->up);
-    }
+    for (auto& a : adapters_)
+        for (auto& [k, p] : a->tensors()) g.add(a->name + "." + k, *p);
 }
 
 std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
     std::vector<std::pair<std::string, Tensor>> t;
     for (const auto& a : adapters_) {
         t.emplace_back(a->name + ".alpha", Tensor::scalar((float)a->alpha));
-        t.emplace_back(a->name + ".lora_down.weight", a->down.value.contiguous());
-        t.emplace_back(a->name + ".lora_up.weight", a->up.value.contiguous());
+        for (const auto& [k, p] : static_cast<const Adapter&>(*a).tensors())
+            t.emplace_back(a->name + "." + k, p->value.contiguous());
     }
     return t;
 }
@@ -183,6 +310,7 @@ Var LoraNetwork::delta(const Linear& layer, const Var& x) {
     auto it = by_weight_.find(&layer.weight);
     if (it == by_weight_.end()) return Var();
     Adapter& a = *it->second;
+    if (a.algo != LoraAlgo::LoRA) return linear(x, a.weight_delta()) * (float)a.scale();
     // x [.., in] -> [.., r] -> [.., out]
     return linear(linear(x, param_var(a.down)), param_var(a.up)) * (float)a.scale();
 }
@@ -193,6 +321,7 @@ Var LoraNetwork::delta(const Conv2d& layer, const Var& x) {
     Adapter& a = *it->second;
     NUANCE_CHECK(layer.p.groups == 1, "LoRA: layer '", a.module, "' is a grouped convolution (", layer.p.groups,
                  " groups), which LoCon does not adapt");
+    if (a.algo != LoraAlgo::LoRA) return conv2d(x, a.weight_delta(), Var(), layer.p) * (float)a.scale();
     // x [B, in, H, W] -> down (the layer's kernel, stride, padding) [B, r, H', W'] -> up (1x1) [B, out, H', W']
     return conv2d(conv2d(x, param_var(a.down), Var(), layer.p), param_var(a.up), Var(), Conv2dParams{}) *
            (float)a.scale();

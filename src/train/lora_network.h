@@ -18,6 +18,18 @@
 // Saved in kohya's format, which A1111, ComfyUI and nuance's loader (adapters/lora.h) read:
 //   lora_unet_<module, '.' -> '_'>.lora_down.weight / .lora_up.weight / .alpha (0-d), lora_te_<module>... for the
 //   text encoder (SD1.x/SD2.x names: kohya writes the UNet under its diffusers path there).
+//
+// LyCORIS algorithms (--network loha | lokr, as LyCORIS's lycoris.kohya network module with algo=loha | lokr, same
+// module names, same alpha / rank scale, LyCORIS's shapes and initialisation; no Tucker factors):
+//   LoHa (Hyeon-Woo et al. 2022): delta(W) = (w1_a w1_b) * (w2_a w2_b) (elementwise), each factor pair [out, r] x
+//        [r, in (* kh * kw)]; w1_b, w2_b ~ N(0, 1), w1_a ~ N(0, 0.1^2), w2_a = 0. Keys hada_w1_a ... hada_w2_b.
+//   LoKr (Yeh et al. 2023): delta(W) = kron(w1, w2), out = a * b, in = c * d split by LyCORIS's factorization
+//        (--factor, -1: the two factors closest to each other); w1 [a, c] (decomposed into w1_a [a, r] w1_b [r, c]
+//        with --decompose-both when r < max(a, c) / 2), w2 [b, d (, kh, kw)] decomposed into w2_a [b, r] w2_b
+//        [r, d * kh * kw] when r < max(b, d) / 2, else kept whole; with neither factor decomposed the scale is 1
+//        (alpha is written as the rank). w1 / w1_a / w1_b / w2_a kaiming-uniform, w2 / w2_b = 0. Keys lokr_w1 ...
+// Training runs them as LyCORIS's bypass mode: the layer's output plus scale * layer(x; delta(W)), delta(W) built
+// from the factors on the tape (so quantized bases work as for LoRA).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -29,6 +41,7 @@
 
 #include "autograd/nn_layers.h"
 #include "autograd/param_grads.h"
+#include "core/mt19937.h"
 #include "core/tensor.h"
 #include "nn/module.h"
 
@@ -42,7 +55,20 @@ struct LoraTargets {
 // unknown part and the allowed ones.
 LoraTargets parse_lora_targets(const std::string& s);
 
+// The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa or LoKr.
+enum class LoraAlgo { LoRA, LoHa, LoKr };
+// "lora" (also "locon"), "loha", "lokr"; an error names the allowed ones.
+LoraAlgo parse_lora_algo(const std::string& s);
+const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr"
+
+// LyCORIS's factorization(dimension, factor): (m, n) with m * n = dim, m <= n; factor > 0 dividing dim: (factor,
+// dim / factor) ordered; otherwise the pair with the smallest m + n whose m does not pass factor (-1: no bound).
+std::pair<int64_t, int64_t> lokr_factorization(int64_t dim, int64_t factor);
+
 struct LoraConfig {
+    LoraAlgo algo = LoraAlgo::LoRA;
+    int64_t factor = -1;          // LoKr: LyCORIS's factor (-1, or 1..dim)
+    bool decompose_both = false;  // LoKr: decompose w1 as well (LyCORIS's decompose_both)
     int64_t rank = 8;
     double alpha = 8;
     LoraTargets targets = parse_lora_targets("attn");
@@ -64,7 +90,16 @@ public:
         int64_t rank = 0;      // this adapter's rank and alpha (conv_rank / conv_alpha for kernels above 1x1)
         double alpha = 0;
         double scale() const { return alpha / (double)rank; }
-        Param down, up;        // F32, trainable
+        LoraAlgo algo = LoraAlgo::LoRA;
+        Param down, up;        // LoRA: F32, trainable
+        // LoHa: w1_a, w1_b, w2_a, w2_b (hada_*). LoKr: w1 or w1_a + w1_b, w2 or w2_a + w2_b (lokr_*). F32, trainable.
+        Param w1, w1_a, w1_b, w2, w2_a, w2_b;
+        // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
+        // tensor this adapter trains, in the order the file lists them.
+        std::vector<std::pair<std::string, Param*>> tensors();
+        std::vector<std::pair<std::string, const Param*>> tensors() const;
+        // LoHa / LoKr: delta(W) from the factors, the base weight's shape, before the scale (on the tape).
+        Var weight_delta() const;
     };
 
     // Adapters on `unet` (targets) and, when `te` is given, on the text encoder (kohya's set). Only layers the
@@ -78,22 +113,24 @@ public:
     const std::vector<std::unique_ptr<Adapter>>& adapters() const { return adapters_; }
     int64_t numel() const;
 
-    // Adds every down/up as "<kohya name>.lora_down.weight" / ".lora_up.weight" (trainable).
+    // Adds every adapter tensor as "<kohya name>.<key>" (".lora_down.weight", ".hada_w1_a", ".lokr_w1"...; trainable).
     void register_params(ParamGrads& g);
 
-    // The kohya file's tensors: lora_down / lora_up (F32) and alpha (0-d F32, the adapter's own) of every adapter.
+    // The kohya / LyCORIS file's tensors: each adapter's alpha (0-d F32, its own) and its tensors (F32).
     std::vector<std::pair<std::string, Tensor>> kohya_tensors() const;
     // Writes them atomically to `path` with `metadata` (the ss_* fields), every tensor as `dtype` (kohya's
     // --save_precision: F32, F16 or BF16; it casts the alphas too).
     void save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata,
                     DType dtype = DType::F32) const;
 
-    // LayerAdapters: scale * up(down(x)) for an adapted layer, else undefined.
+    // LayerAdapters: LoRA scale * up(down(x)), LoHa / LoKr scale * layer(x; delta(W)) for an adapted layer, else
+    // undefined.
     Var delta(const Linear& layer, const Var& x) override;
     Var delta(const Conv2d& layer, const Var& x) override;
 
 private:
     void add_component(Module& m, bool te, const std::string& prefix, uint64_t seed);
+    void init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const;
     LoraConfig cfg_;
     std::vector<std::unique_ptr<Adapter>> adapters_;
     std::unordered_map<const Param*, Adapter*> by_weight_;

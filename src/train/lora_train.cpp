@@ -49,6 +49,11 @@ std::string utc_now_epoch() { return std::to_string((long long)std::time(nullptr
 nlohmann::json lora_json(const TrainOptions& o) {
     nlohmann::json j = {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets},
                         {"train_text_encoder", o.train_text_encoder}};
+    if (o.lora_algo != "lora") {  // (a LoRA run's checkpoints keep their old metadata)
+        j["algo"] = o.lora_algo;
+        j["factor"] = o.lora_factor;
+        j["decompose_both"] = o.lora_decompose_both;
+    }
     if (o.lora_conv_rank > 0) {
         j["conv_rank"] = o.lora_conv_rank;
         j["conv_alpha"] = o.lora_conv_alpha;
@@ -175,6 +180,9 @@ struct LoraRun : TrainTask {
         widen_params_to_f32(*base.unet);
         if (!sdxl()) widen_params_to_f32(*base.te1.model);  // SDXL: the frozen encoders run their inference forward
         LoraConfig cfg;
+        cfg.algo = parse_lora_algo(o.lora_algo);
+        cfg.factor = o.lora_factor;
+        cfg.decompose_both = o.lora_decompose_both;
         cfg.rank = o.lora_rank;
         cfg.alpha = o.lora_alpha;
         cfg.targets = parse_lora_targets(o.lora_targets);
@@ -393,12 +401,21 @@ struct LoraRun : TrainTask {
             args = {{"conv_dim", std::to_string(o.lora_conv_rank > 0 ? o.lora_conv_rank : o.lora_rank)},
                     {"conv_alpha", str(conv_alpha)}};
         }
+        const bool lycoris = o.lora_algo != "lora";
+        if (lycoris) {  // LyCORIS's network_args (lycoris.kohya): the algorithm and, for LoKr, its factorization
+            args["algo"] = o.lora_algo;
+            if (o.lora_algo == "lokr") {
+                args["factor"] = std::to_string(o.lora_factor);
+                args["decompose_both"] = o.lora_decompose_both ? "True" : "False";
+            }
+            if (!conv) args["conv_dim"] = "0";  // LyCORIS adapts no 3x3 convolution without a conv_dim
+        }
         args["nuance_targets"] = o.lora_targets;
         const int64_t per_epoch = std::max<int64_t>(1, data->size() / o.batch);
         const std::string res = "(" + std::to_string(o.resolution) + ", " + std::to_string(o.resolution) + ")";
         const std::string v = sdxl() ? "sdxl_base_v1-0" : base.family == SDFamily::SD2 ? "sd_v2" : "sd_v1";
         return {
-            {"ss_network_module", "networks.lora"},
+            {"ss_network_module", lycoris ? "lycoris.kohya" : "networks.lora"},
             {"ss_network_dim", dim},
             {"ss_network_alpha", alpha},
             {"ss_network_args", args.dump()},
@@ -440,7 +457,7 @@ struct LoraRun : TrainTask {
             {"ss_prior_loss_weight", str(o.prior_loss_weight)},
             {"ss_training_started_at", started_at},
             {"ss_training_finished_at", utc_now_epoch()},
-            {"ss_training_comment", "nuance train --model lora"},
+            {"ss_training_comment", "nuance train --model lora --network " + o.lora_algo},
             {"modelspec.sai_model_spec", "1.0.0"},
             {"modelspec.architecture", sdxl()                           ? "stable-diffusion-xl-v1-base/lora"
                                        : base.family == SDFamily::SD2 ? "stable-diffusion-v2-512/lora"

@@ -64,6 +64,11 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --conv-rank / --conv-alpha size the 3x3 convolutions' adapters, which --targets '",
                      o.lora_targets, "' does not select (add +conv)");
         NUANCE_CHECK(o.lora_conv_alpha == 0 || o.lora_conv_rank > 0, "train: --conv-alpha needs --conv-rank");
+        const LoraAlgo algo = parse_lora_algo(o.lora_algo);
+        NUANCE_CHECK(o.lora_factor == -1 || (o.lora_factor >= 1 && o.lora_factor <= (int64_t)1 << 20),
+                     "train: --factor must be -1 or in 1..", (int64_t)1 << 20, ", got ", o.lora_factor);
+        NUANCE_CHECK(algo == LoraAlgo::LoKr || (o.lora_factor == -1 && !o.lora_decompose_both),
+                     "train: --factor and --decompose-both are for --network lokr");
         NUANCE_CHECK(o.ema_decay == 0, "train: --model lora keeps no EMA (pass --ema 0)");
         check_int(o.num_class_images, 0, kMaxClassImages, "--num-class-images");
         check_range(o.prior_loss_weight, 0, 1e4, false, "--prior-loss-weight");
@@ -87,6 +92,8 @@ void validate_train_options(const TrainOptions& o) {
                      "export the weights as they train them)");
         NUANCE_CHECK(o.lora_conv_rank == 0 && o.lora_conv_alpha == 0, "train: --conv-rank / --conv-alpha are for ",
                      "--model lora");
+        NUANCE_CHECK(o.lora_algo == "lora" && o.lora_factor == -1 && !o.lora_decompose_both, "train: --network, ",
+                     "--factor and --decompose-both are for --model lora");
     }
     NUANCE_CHECK(o.model != "ldm" || !o.vae.empty() || !o.init.empty(), "train: --model ldm needs --vae (a trained ",
                  "VAE: run `nuance train --model vae` first) or --init (a trained model, whose VAE it takes)");

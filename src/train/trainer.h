@@ -82,6 +82,11 @@ struct TrainOptions {
     // linear adapters' scale, conv_rank * lora_alpha / lora_rank).
     int64_t lora_conv_rank = 0;
     double lora_conv_alpha = 0;
+    // The adapter algorithm: "lora" (kohya's LoRA / LoCon), "loha" or "lokr" (LyCORIS, train/lora_network.h); LoKr's
+    // factor (-1: balanced) and decompose_both.
+    std::string lora_algo = "lora";
+    int64_t lora_factor = -1;
+    bool lora_decompose_both = false;
     bool train_text_encoder = false;
     // lora, DreamBooth-style prior preservation (train/lora_train.h): a folder of class images trained beside `data`
     // with their loss weighted by prior_loss_weight (kohya's reg images: half of every epoch's samples), and captions

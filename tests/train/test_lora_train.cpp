@@ -357,6 +357,238 @@ TEST(LoraNetworkErrors, BadRankAlphaAndEmptySelections) {
     EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, cfg, 1); }), HasSubstr("selects no layer of the UNet"));
 }
 
+// ---- LyCORIS LoHa / LoKr (--network loha | lokr) ----
+
+TEST(LycorisNetwork, FactorizationIsLyCORIS) {
+    // LyCORIS' factorization(dim, factor), values from its own code
+    using P = std::pair<int64_t, int64_t>;
+    EXPECT_EQ(lokr_factorization(320, -1), P(16, 20));
+    EXPECT_EQ(lokr_factorization(768, -1), P(24, 32));
+    EXPECT_EQ(lokr_factorization(1280, -1), P(32, 40));
+    EXPECT_EQ(lokr_factorization(96, -1), P(8, 12));
+    EXPECT_EQ(lokr_factorization(36, -1), P(6, 6));
+    EXPECT_EQ(lokr_factorization(127, -1), P(1, 127));  // a prime: w1 is one row / column
+    EXPECT_EQ(lokr_factorization(1, -1), P(1, 1));
+    EXPECT_EQ(lokr_factorization(128, 4), P(4, 32));
+    EXPECT_EQ(lokr_factorization(64, 16), P(4, 16));  // ordered m <= n
+    EXPECT_EQ(lokr_factorization(320, 7), P(5, 64));  // 7 does not divide: the largest m <= 7 on the way
+    EXPECT_THAT(error_of([] { lokr_factorization(0, -1); }), HasSubstr("cannot factorize"));
+    EXPECT_EQ(parse_lora_algo("locon"), LoraAlgo::LoRA);
+    EXPECT_EQ(parse_lora_algo("loha"), LoraAlgo::LoHa);
+    EXPECT_EQ(parse_lora_algo("lokr"), LoraAlgo::LoKr);
+    EXPECT_THAT(error_of([] { parse_lora_algo("ia3"); }), HasSubstr("expected lora, loha or lokr"));
+}
+
+// The golden LyCORIS files were written by LyCORIS' own LohaModule / LokrModule on the tiny SD1.5: a network with
+// each module's rank, alpha, factor and decompose_both must make the same tensor names and shapes and scale.
+TEST(LycorisNetwork, ShapesAndScalesAreLyCORISOnTheGoldenModules) {
+    TinySd15 m;
+    std::ifstream f(std::string(NUANCE_TEST_DATA) + "/golden/lora/lora_index.json");
+    const nlohmann::json index = nlohmann::json::parse(f);
+    int64_t compared = 0;
+    for (const char* file : {"lycoris_loha_sd15.safetensors", "lycoris_lokr_sd15.safetensors"}) {
+        for (const auto& e : index.at(file)) {
+            if (e.value("full_matrix", false)) continue;  // LyCORIS' full_matrix switch: not a training option here
+            LoraConfig cfg;
+            cfg.algo = std::string(file).find("loha") != std::string::npos ? LoraAlgo::LoHa : LoraAlgo::LoKr;
+            cfg.rank = e.at("rank").get<int64_t>();
+            cfg.alpha = e.at("alpha").get<double>();
+            cfg.factor = e.value("factor", (int64_t)-1);
+            cfg.decompose_both = e.value("decompose_both", false);
+            cfg.targets = parse_lora_targets("all-linear+conv");
+            LoraNetwork net(*m.unet, m.te.get(), cfg, 1);
+            const std::string name = e.at("file_module").get<std::string>();
+            const LoraNetwork::Adapter* a = nullptr;
+            for (const auto& x : net.adapters())
+                if (x->name == name) a = x.get();
+            ASSERT_NE(a, nullptr) << name;
+            const auto tensors = a->tensors();
+            ASSERT_EQ(tensors.size(), e.at("tensors").size()) << name;
+            for (const auto& [key, p] : tensors) {
+                ASSERT_TRUE(e.at("tensors").contains(key)) << name << " " << key;
+                EXPECT_EQ(p->value.shape(), e.at("tensors").at(key).get<Shape>()) << name << " " << key;
+            }
+            EXPECT_DOUBLE_EQ(a->scale(), e.at("lycoris_scale").get<double>()) << name;
+            ++compared;
+        }
+    }
+    EXPECT_EQ(compared, 11);
+}
+
+TEST(LycorisNetwork, InitialisationAddsNothingAndFollowsLyCORIS) {
+    TwoLayers m;
+    init_random(m, 3);
+    widen(m);
+    LoraConfig cfg;
+    cfg.rank = 2;
+    cfg.targets = parse_lora_targets("attn+conv");
+    cfg.algo = LoraAlgo::LoHa;
+    LoraNetwork loha(m, nullptr, cfg, 9);
+    ASSERT_EQ(loha.adapters().size(), 2u);
+    for (const auto& a : loha.adapters()) {
+        EXPECT_EQ(largest_abs(a->w2_a.value), 0.0f) << a->name;  // LyCORIS: hada_w2_a = 0
+        EXPECT_GT(largest_abs(a->w1_a.value), 0.05f) << a->name;
+        EXPECT_LT(largest_abs(a->w1_a.value), 0.6f) << a->name;  // N(0, 0.1^2)
+        EXPECT_GT(largest_abs(a->w1_b.value), 0.5f) << a->name;  // N(0, 1)
+        EXPECT_FALSE(a->down.defined());
+    }
+    // q [4, 5]: w1_b [2, 5]; conv [4, 3, 3, 3]: w1_b [2, 27] (the kernel flattened)
+    EXPECT_EQ(loha.adapters()[1]->w1_b.value.shape(), Shape({2, 27}));
+    EXPECT_EQ(loha.numel(), 2 * (4 * 2 + 2 * 5) + 2 * (4 * 2 + 2 * 27));
+    cfg.algo = LoraAlgo::LoKr;
+    cfg.rank = 1;
+    LoraNetwork lokr(m, nullptr, cfg, 9);
+    const auto& q = *lokr.adapters()[0];  // [4, 5]: out (2, 2), in (1, 5); 1 < 5 / 2: w2 decomposed
+    EXPECT_EQ(q.w1.value.shape(), Shape({2, 1}));
+    EXPECT_EQ(q.w2_a.value.shape(), Shape({2, 1}));
+    EXPECT_EQ(q.w2_b.value.shape(), Shape({1, 5}));
+    EXPECT_EQ(largest_abs(q.w2_b.value), 0.0f);
+    EXPECT_LE(largest_abs(q.w1.value), 1.0f);  // kaiming U(+-1/sqrt(1))
+    const auto& c = *lokr.adapters()[1];  // [4, 3, 3, 3]: out (2, 2), in (1, 3); 1 < 3 / 2: w2_b [1, 3 * 9]
+    EXPECT_EQ(c.w2_b.value.shape(), Shape({1, 27}));
+    cfg.rank = 4;  // nothing decomposed: the whole w2 starts at zero and the scale is 1
+    LoraNetwork full(m, nullptr, cfg, 9);
+    EXPECT_EQ(full.adapters()[1]->w2.value.shape(), Shape({2, 3, 3, 3}));
+    EXPECT_EQ(largest_abs(full.adapters()[1]->w2.value), 0.0f);
+    EXPECT_DOUBLE_EQ(full.adapters()[1]->scale(), 1.0);
+    // an untrained network adds exactly 0
+    for (LoraNetwork* net : {&loha, &lokr, &full}) {
+        const Tensor x = randn({2, 3, 5}, 6), xi = randn({1, 3, 6, 6}, 7);
+        NoGradGuard ng;
+        const Tensor y0 = apply(m.q, Var(x)).value(), c0 = apply(m.conv, Var(xi)).value();
+        LayerAdapters::Bind b(*net);
+        EXPECT_EQ(largest_diff(apply(m.q, Var(x)).value(), y0), 0.0f);
+        EXPECT_EQ(largest_diff(apply(m.conv, Var(xi)).value(), c0), 0.0f);
+    }
+}
+
+// The LoHa / LoKr deltas and their gradients: the network's forward is the formula (a Kronecker product written
+// out element by element here), and the tape's gradients of every factor match finite differences.
+TEST(LycorisGradcheck, HadamardAndKroneckerDeltas) {
+    const Fn loha = [](const std::vector<Var>& v) {
+        return linear(v[0], matmul(v[1], v[2]) * matmul(v[3], v[4])) * 0.5f;
+    };
+    GradcheckResult r = gradcheck(loha, {randn({2, 5}, 1), randn({4, 2}, 2, 0.5f), randn({2, 5}, 3, 0.5f),
+                                         randn({4, 2}, 4, 0.5f), randn({2, 5}, 5, 0.5f)});
+    EXPECT_TRUE(r.ok) << r.message;
+    const Conv2dParams p = Conv2dParams::same(1, 1);
+    const Fn lokr = [p](const std::vector<Var>& v) {  // kron(w1 [2, 1], w2_a [2, 1] w2_b [1, 27]) as a conv weight
+        const Var w2 = matmul(v[2], v[3]);
+        return conv2d(v[0], (v[1].reshape({2, 1, 1, 1}) * w2.reshape({1, 2, 1, 27})).reshape({4, 3, 3, 3}), Var(), p);
+    };
+    r = gradcheck(lokr, {randn({1, 3, 5, 5}, 6), randn({2, 1}, 7, 0.5f), randn({2, 1}, 8, 0.5f),
+                         randn({1, 27}, 9, 0.5f)});
+    EXPECT_TRUE(r.ok) << r.message;
+    EXPECT_GT(r.checked, 0);
+
+    // the network's LoKr delta is kron(w1, w2) (out (2, 2) x in (1, 5) on the [4, 5] layer, w2 whole at rank 4)
+    TwoLayers m;
+    init_random(m, 3);
+    widen(m);
+    LoraConfig cfg;
+    cfg.algo = LoraAlgo::LoKr;
+    cfg.rank = 4;
+    cfg.alpha = 3;
+    cfg.decompose_both = true;  // (w1 stays whole: rank 4 is not below max(2, 1) / 2)
+    cfg.targets = parse_lora_targets("attn");
+    LoraNetwork net(m, nullptr, cfg, 2);
+    auto& a = *net.adapters()[0];
+    ASSERT_TRUE(a.w1.defined() && a.w2.defined());
+    a.w2.value = randn(a.w2.value.shape(), 4);
+    NoGradGuard ng;
+    const Tensor d = a.weight_delta().value().contiguous();
+    const Tensor w1 = a.w1.value.contiguous(), w2 = a.w2.value.contiguous();
+    ASSERT_EQ(d.shape(), Shape({4, 5}));
+    for (int64_t i = 0; i < 2; ++i)
+        for (int64_t k = 0; k < 2; ++k)
+            for (int64_t l = 0; l < 5; ++l)
+                EXPECT_FLOAT_EQ(d.data<float>()[(i * 2 + k) * 5 + l], w1.data<float>()[i] * w2.data<float>()[k * 5 + l]);
+    EXPECT_DOUBLE_EQ(a.scale(), 1.0);  // neither factor decomposed
+    const Tensor x = randn({3, 5}, 5);
+    const Tensor base = apply(m.q, Var(x)).value();
+    LayerAdapters::Bind b(net);
+    const Tensor y = apply(m.q, Var(x)).value();
+    EXPECT_LT(largest_diff(y, add(base, linear(x, d))), 1e-5f);
+}
+
+// Saved LoHa / LoKr files read back through nuance's LyCORIS loader (the one the golden LyCORIS files test) as the
+// same kind, scale and delta: the merged model computes what the bound network computes.
+TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
+    struct Case { LoraAlgo algo; int64_t rank; int64_t factor; bool both; LoraKind kind; };
+    for (const Case c : {Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa}, Case{LoraAlgo::LoKr, 2, -1, false, LoraKind::LoKr},
+                         Case{LoraAlgo::LoKr, 1, 4, true, LoraKind::LoKr}, Case{LoraAlgo::LoKr, 16, -1, false, LoraKind::LoKr}}) {
+        SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank));
+        TinySd15 m;
+        LoraConfig cfg;
+        cfg.algo = c.algo;
+        cfg.rank = c.rank;
+        cfg.alpha = 1;
+        cfg.factor = c.factor;
+        cfg.decompose_both = c.both;
+        cfg.conv_rank = 1;
+        cfg.conv_alpha = 0.5;
+        cfg.targets = parse_lora_targets("all-linear+conv");
+        LoraNetwork net(*m.unet, m.te.get(), cfg, 1);
+        uint64_t seed = 30;
+        for (auto& a : net.adapters())  // non-zero factors everywhere
+            for (auto& [k, p] : a->tensors()) p->value = randn(p->value.shape(), ++seed, 0.3f);
+        test::TempDir dir("lycoris_save");
+        const std::string path = dir / "net.safetensors";
+        net.save_kohya(path, {}, DType::F32);
+        const LoraFile lf = load_lora(path);
+        ASSERT_EQ(lf.modules.size(), net.adapters().size());
+        for (const auto& mod : lf.modules) {
+            EXPECT_EQ(mod.kind, c.kind) << mod.name;
+            const LoraNetwork::Adapter* a = nullptr;
+            for (const auto& x : net.adapters())
+                if (x->name == mod.name) a = x.get();
+            ASSERT_NE(a, nullptr) << mod.name;
+            EXPECT_DOUBLE_EQ(mod.scale(), a->scale()) << mod.name;
+            NoGradGuard ng;
+            EXPECT_LT(largest_diff(mod.delta(a->base->shape, path), a->weight_delta().value()), 1e-5f) << mod.name;
+        }
+        widen(*m.unet);
+        widen(*m.te);
+        const Tensor x = randn({1, m.unet->config().in_channels, 8, 8}, 4), t = Tensor::from_vector({300.0f}, {1});
+        const Tensor ids = Tensor::from_ids(std::vector<int64_t>(77, 49407), {1, 77});
+        Tensor bound, plain;
+        {
+            NoGradGuard ng;
+            plain = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te, ids)).value();
+            LayerAdapters::Bind b(net);
+            bound = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te, ids)).value();
+        }
+        LoraMerge merge;
+        const LoraApplyReport r = merge.apply({{"text_encoder", m.te.get()}, {"unet", m.unet.get()}}, lf, 1.0f);
+        EXPECT_EQ(r.matched, (int64_t)net.adapters().size());
+        Tensor merged;
+        {
+            NoGradGuard ng;
+            merged = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te, ids)).value();
+        }
+        EXPECT_GT(largest_diff(merged, plain), 1e-3f);  // (the adapters do change the output)
+        EXPECT_LT(largest_diff(merged, bound), 1e-4f * std::max(1.0f, largest_abs(bound)));
+    }
+}
+
+TEST(LycorisNetwork, ErrorsNameTheOption) {
+    TwoLayers m;
+    init_random(m, 3);
+    LoraConfig cfg;
+    cfg.targets = parse_lora_targets("attn");
+    cfg.factor = 4;
+    EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, cfg, 1); }), HasSubstr("LoKr's (--network lokr)"));
+    cfg.factor = -1;
+    cfg.decompose_both = true;
+    cfg.algo = LoraAlgo::LoHa;
+    EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, cfg, 1); }), HasSubstr("not loha's"));
+    cfg.algo = LoraAlgo::LoKr;
+    cfg.factor = 0;
+    EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, cfg, 1); }), HasSubstr("--factor must be -1 or in 1.."));
+    cfg.factor = -7;
+    EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, cfg, 1); }), HasSubstr("--factor must be -1 or in 1.."));
+}
+
 // ---- the built-in model ----
 
 // One optimizer step with lr 0 leaves the adapted model's output equal to the base model's.
@@ -1021,6 +1253,139 @@ TEST(LoraTrainErrors, PriorPreservationOptionsAreChecked) {
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("hold 3 + 1 images, fewer than the batch size 5"));
 }
 
+// A LoHa and a LoKr trained on the built-in model: the fixed-batch loss falls, the file is LyCORIS' (keys, kohya
+// metadata with lycoris.kohya and the algorithm), nuance's loader merges every module, and the merged model
+// computes the trained forward; a checkpoint of another algorithm is refused on --resume.
+TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
+    test::TempDir data("lycoris_data"), out("lycoris_out");
+    test::write_synthetic_emoji(data, 6);
+    for (const std::string algo : {"loha", "lokr"}) {
+        SCOPED_TRACE(algo);
+        TrainOptions o = lora_options(data.path().string(), out / algo);
+        o.lora_algo = algo;
+        o.steps = 20;
+        o.checkpoint_every = 20;
+        o.lr = algo == "loha" ? 2e-3f : 3e-3f;
+        o.lora_targets = "all-linear+conv";
+        o.lora_conv_rank = 2;
+        o.lora_factor = algo == "lokr" ? 8 : -1;
+        const TrainReport r = train_lora(o);
+        EXPECT_EQ(r.steps, 20);
+        const WeightFile wf = load_safetensors(r.exported);
+        EXPECT_EQ(wf.metadata.at("ss_network_module"), "lycoris.kohya");
+        EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"algo\":\"" + algo + "\""));
+        if (algo == "lokr") EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"factor\":\"8\""));
+        int64_t keys = 0;
+        for (const auto& [k, t] : wf.tensors) keys += k.find(algo == "loha" ? ".hada_w" : ".lokr_w") != std::string::npos;
+        EXPECT_GT(keys, 40);
+
+        StableDiffusionModel m = load_stable_diffusion(kEmoji);
+        widen(*m.unet);
+        widen(*m.te1.model);
+        LoraConfig cfg;
+        cfg.algo = parse_lora_algo(algo);
+        cfg.rank = 4;
+        cfg.alpha = 4;
+        cfg.conv_rank = 2;
+        cfg.factor = o.lora_factor;
+        cfg.targets = parse_lora_targets(o.lora_targets);
+        LoraNetwork net(*m.unet, m.te1.model.get(), cfg, 1);
+        const CheckpointFile ck = load_checkpoint_file(r.checkpoint);
+        int64_t moved = 0;
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors()) {
+                const Tensor& v = ck.tensors.at("model." + a->name + "." + k);
+                moved += largest_diff(v, p->value) > 0;
+                p->value = v;
+            }
+        EXPECT_GT(moved, (int64_t)net.adapters().size());  // every adapter's zero factor (and more) trained
+        const Tensor x = randn({2, 4, 16, 16}, 1), t = Tensor::from_vector({50.0f, 600.0f}, {2});
+        const Tensor ids = Tensor::from_ids(std::vector<int64_t>(2 * 77, 49407), {2, 77});
+        Tensor trained, base_out;
+        {
+            NoGradGuard ng;
+            base_out = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
+            LayerAdapters::Bind ba(net);
+            trained = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
+        }
+        StableDiffusionModel merged = load_stable_diffusion(kEmoji);
+        LoraMerge merge;
+        const LoraApplyReport ar = merge.apply(merged.modules(), load_lora(r.exported), 1.0f);
+        EXPECT_EQ(ar.matched, ar.modules);
+        widen(*merged.unet);
+        widen(*merged.te1.model);
+        Tensor loaded;
+        {
+            NoGradGuard ng;
+            loaded = unet_forward(*merged.unet, Var(x), t, clip_encode(*merged.te1.model, ids)).value();
+        }
+        EXPECT_GT(largest_diff(trained, base_out), 1e-3f);
+        EXPECT_LT(largest_diff(loaded, trained), 2e-3f * std::max(1.0f, largest_abs(trained)));
+
+        // the loss on the training images at fixed timesteps and noise falls
+        DatasetOptions dopt;
+        dopt.resolution = 32;
+        ImageCaptionDataset ds(data.path().string(), dopt);
+        Mt19937 drng(1);
+        std::vector<Tensor> imgs;
+        std::vector<int64_t> tok, ts;
+        for (int64_t i = 0; i < ds.size(); ++i) {
+            const Sample smp = ds.get(i, drng);
+            imgs.push_back(smp.image.unsqueeze(0));
+            const auto v = ClipTokenizer::builtin().encode_padded(smp.caption, ClipTokenizer::kEosId, 77);
+            tok.insert(tok.end(), v.begin(), v.end());
+            ts.push_back(100 + 150 * i);
+        }
+        const Tensor x0 = m.vae->to_latents(m.vae->encode(cat(imgs, 0)).mean);
+        const NoisedBatch nb = add_training_noise(x0, randn(x0.shape(), 11), ts, NoiseSchedule(), "epsilon");
+        const Tensor tid = Tensor::from_ids(tok, {ds.size(), 77});
+        NoGradGuard ng;
+        const double before_l =
+            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
+                .item();
+        LayerAdapters::Bind ba(net);
+        const double after_l =
+            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
+                .item();
+        EXPECT_LT(after_l, before_l);
+        RecordProperty(algo + "_loss", str(before_l, " -> ", after_l));
+    }
+    // --resume with another algorithm, factor or rank is refused by the checkpoint's configuration
+    TrainOptions o = lora_options(data.path().string(), out / "loha");
+    o.lora_algo = "lokr";
+    o.lora_conv_rank = 2;
+    o.steps = 30;
+    o.resume = true;
+    EXPECT_THAT(error_of([&] { train_lora(o); }), HasSubstr("a LoRA of another configuration"));
+}
+
+TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
+    test::TempDir data("lycoris_data"), out("lycoris_out");
+    test::write_synthetic_emoji(data, 3);
+    TrainOptions o = lora_options(data.path().string(), out / "r");
+    o.lora_algo = "glora";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'glora': unknown (expected lora, loha or lokr)"));
+    o = lora_options(data.path().string(), out / "r");
+    o.lora_factor = 4;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor and --decompose-both are for --network lokr"));
+    o.lora_algo = "loha";
+    o.lora_factor = -1;
+    o.lora_decompose_both = true;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor and --decompose-both are for --network lokr"));
+    o.lora_algo = "lokr";
+    o.lora_factor = 0;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor must be -1 or in 1.."));
+    o.lora_factor = int64_t(1) << 40;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor must be -1 or in 1.."));
+    o = lora_options(data.path().string(), out / "r");
+    o.model = "ldm";
+    o.base.clear();
+    o.vae = "x";
+    o.train_text_encoder = false;
+    o.lora_algo = "loha";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network, --factor and --decompose-both are for --model lora"));
+}
+
 TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
     test::TempDir data("lora_data"), out("lora_out");
     test::write_synthetic_emoji(data, 4);
@@ -1036,6 +1401,19 @@ TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
                       out / "x.png");
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(fs::exists(out / "x.png"));
+    // LyCORIS: --network lokr with LoKr's options, loaded by generate
+    r = test::run_cli("train -q --model lora --base " + kEmoji + " --data " + data.path().string() + " -o " + out / "kr" +
+                      " --steps 2 --batch 2 --rank 2 --network lokr --factor 4 --decompose-both");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(load_safetensors(out / "kr/kr.safetensors").metadata.at("ss_network_args"),
+                HasSubstr("\"decompose_both\":\"True\""));
+    r = test::run_cli("generate -q -m " + kEmoji + " -p \"thing 1\" --steps 2 --lora " + out / "kr/kr.safetensors" +
+                      " -o " + out / "y.png");
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = test::run_cli("train -q --model lora --base " + kEmoji + " --data " + data.path().string() + " -o " + run +
+                      " --steps 2 --network loca");
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--network 'loca'"));
     r = test::run_cli("train -q --model lora --data " + data.path().string() + " -o " + run + " --steps 2");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_THAT(r.out, HasSubstr("--base"));
