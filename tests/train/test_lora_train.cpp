@@ -1359,6 +1359,39 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
     EXPECT_THAT(error_of([&] { train_lora(o); }), HasSubstr("a LoRA of another configuration"));
 }
 
+// LyCORIS' own loader reads the LoHa / LoKr files nuance trains: lycoris-lora's kohya network put two nuance-trained
+// files (tests/data/lycoris_trained, tools/make_lycoris_trained_ref.py: every module found its layer) on diffusers'
+// modules of the built-in model and ran its forward; nuance's loader merging the same files gives the same UNet output.
+TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
+    const std::string dir = std::string(NUANCE_TEST_DATA) + "/lycoris_trained";
+    const WeightFile ref = load_safetensors(dir + "/reference.safetensors");
+    const Tensor &x = ref.tensors.at("x"), &t = ref.tensors.at("t"), &ids = ref.tensors.at("ids");
+    for (const std::string algo : {"loha", "lokr"}) {
+        SCOPED_TRACE(algo);
+        const std::string file = dir + "/" + algo + ".safetensors";
+        const LoraFile lf = load_lora(file);
+        EXPECT_EQ(lf.metadata.at("ss_network_module"), "lycoris.kohya");
+        for (const auto& mod : lf.modules) EXPECT_EQ(mod.kind, algo == "loha" ? LoraKind::LoHa : LoraKind::LoKr);
+        StableDiffusionModel m = load_stable_diffusion(kEmoji);
+        widen(*m.unet);  // LyCORIS computed on f32 modules: so does this merge
+        widen(*m.te1.model);
+        auto forward = [&] {
+            NoGradGuard ng;
+            return unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
+        };
+        const Tensor base = forward();
+        const float tol = 2e-4f;  // f32 products in another order, 16 px latents, |eps| ~ 4
+        EXPECT_LT(largest_diff(base, ref.tensors.at(algo + ".base")), tol);
+        LoraMerge merge;
+        const LoraApplyReport r = merge.apply(m.modules(), lf, 1.0f);
+        EXPECT_EQ(r.matched, r.modules);
+        EXPECT_EQ(r.modules, algo == "loha" ? 92 : 136);
+        const Tensor merged = forward();
+        EXPECT_GT(largest_diff(merged, base), 40 * tol);  // the adapters' change is well above the tolerance
+        EXPECT_LT(largest_diff(merged, ref.tensors.at(algo + ".merged")), tol);
+    }
+}
+
 TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     test::TempDir data("lycoris_data"), out("lycoris_out");
     test::write_synthetic_emoji(data, 3);

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""LyCORIS' own reading of LoHa / LoKr files that `nuance train --model lora --network loha|lokr` wrote
+(tests/train/test_lora_train.cpp, LycorisInterop): lycoris-lora's kohya loader (`lycoris.kohya.
+create_network_from_weights`, 4.1.3 was used) puts each file on diffusers' UNet2DConditionModel and CLIPTextModel of
+the built-in model (models/nuance-emoji, f16 weights computed in f32) and applies it (`apply_to`: LyCORIS' forward,
+W + scale * delta(W) per layer), and the UNet output for fixed inputs is written beside the files. (Not `merge_to`:
+in 4.1.3 it scales a LoHa's delta by (alpha / rank)^2, its get_weight and get_diff_weight both applying the scale;
+its own forward, A1111, ComfyUI and nuance apply it once. The LoKr file here has scale 1, where the two agree.) The files themselves were trained on 8 emoji (--limit 8) for 30 steps:
+
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/loha --steps 30 \
+        --batch 4 --lr 5e-3 --rank 2 --alpha 1 --targets attn --train-text-encoder --save-precision fp16 --network loha
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/lokr --steps 30 \
+        --batch 4 --lr 5e-3 --rank 1 --alpha 1 --targets attn+conv --conv-rank 1 --conv-alpha 1 --train-text-encoder \
+        --save-precision fp16 --network lokr --factor 4 --decompose-both
+    cp /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors tests/data/lycoris_trained/
+    python tools/make_lycoris_trained_ref.py   # (pip install diffusers transformers lycoris-lora)
+"""
+import os
+
+import torch
+from diffusers import UNet2DConditionModel
+from lycoris import kohya
+from safetensors.torch import save_file
+from transformers import CLIPTextModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "models", "nuance-emoji")
+DIR = os.path.join(ROOT, "tests", "data", "lycoris_trained")
+
+# LyCORIS 4.1.3 lists time_embedding.linear_1 twice on SD UNets (by module type and by name) when it builds its
+# default network, which the loaded modules then replace: drop the names first.
+kohya.LycorisNetworkKohya.apply_preset({"unet_target_name": ["conv_in", "conv_out"]})
+
+g = torch.Generator().manual_seed(0)
+x = torch.randn(2, 4, 16, 16, generator=g)
+t = torch.tensor([50.0, 600.0])
+ids = torch.randint(0, 49407, (2, 77), generator=g)
+ids[:, 0] = 49406
+ids[:, 10:] = 49407
+out = {"x": x, "t": t, "ids": ids.to(torch.int64)}
+for algo in ("loha", "lokr"):
+    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32)
+    te = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", torch_dtype=torch.float32)
+    path = os.path.join(DIR, algo + ".safetensors")
+    with torch.no_grad():
+        base = unet(x, t, encoder_hidden_states=te(ids)[0]).sample
+        net, sd = kohya.create_network_from_weights(1.0, path, None, te, unet, for_inference=True)
+        n = len(net.unet_loras) + len(net.text_encoder_loras)
+        files = {k.split(".")[0] for k in sd}
+        assert n == len(files), (n, len(files))  # every module of the file found its layer
+        net.apply_to(te, unet, apply_text_encoder=True, apply_unet=True)
+        merged = unet(x, t, encoder_hidden_states=te(ids)[0]).sample
+    print(algo, n, "modules,", sorted({type(m).__name__ for m in net.unet_loras + net.text_encoder_loras}),
+          "largest change", (merged - base).abs().max().item())
+    out[algo + ".base"] = base.contiguous()
+    out[algo + ".merged"] = merged.contiguous()
+save_file(out, os.path.join(DIR, "reference.safetensors"))
