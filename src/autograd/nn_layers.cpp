@@ -12,12 +12,22 @@ LayerAdapters::Bind::Bind(LayerAdapters& a) : saved_(t_adapters) { t_adapters = 
 LayerAdapters::Bind::~Bind() { t_adapters = saved_; }
 
 Var apply(const Linear& l, const Var& x, DType) {
-    Var y = linear(x, param_var(l.weight), l.has_bias ? param_var(l.bias) : Var());
+    const Var b = l.has_bias ? param_var(l.bias) : Var();
+    if (t_adapters) {
+        const Var w = t_adapters->weight(l);
+        if (w.defined()) return linear(x, w, b);
+    }
+    Var y = linear(x, param_var(l.weight), b);
     return t_adapters ? with_delta(y, t_adapters->delta(l, x)) : y;
 }
 
 Var apply(const Conv2d& c, const Var& x) {
-    Var y = conv2d(x, param_var(c.weight), c.has_bias ? param_var(c.bias) : Var(), c.p);
+    const Var b = c.has_bias ? param_var(c.bias) : Var();
+    if (t_adapters) {
+        const Var w = t_adapters->weight(c);
+        if (w.defined()) return conv2d(x, w, b, c.p);
+    }
+    Var y = conv2d(x, param_var(c.weight), b, c.p);
     return t_adapters ? with_delta(y, t_adapters->delta(c, x)) : y;
 }
 

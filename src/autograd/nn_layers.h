@@ -11,11 +11,15 @@ namespace nuance {
 // Layer adapters (LoRA while training, train/lora_network.h): while a LayerAdapters is bound to the thread,
 // apply(Linear) and apply(Conv2d) add adapter->delta(layer, x) to the layer's output for the layers it adapts
 // (an undefined Var: none). The model code stays one definition; the adapter decides per layer.
+// An adapter may instead hand the layer a whole adapted weight (weight(layer) defined): the layer then runs one
+// product with it and delta() is not asked (LyCORIS' LoHa / LoKr merge their delta into the weight this way).
 class LayerAdapters {
 public:
     virtual ~LayerAdapters() = default;
     virtual Var delta(const Linear& layer, const Var& x) = 0;
     virtual Var delta(const Conv2d& layer, const Var& x) = 0;
+    virtual Var weight(const Linear& /*layer*/) { return Var(); }
+    virtual Var weight(const Conv2d& /*layer*/) { return Var(); }
 
     class Bind {  // RAII: binds `a` on this thread, restores the previous binding on destruction
     public:

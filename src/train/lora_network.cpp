@@ -306,6 +306,20 @@ void LoraNetwork::save_kohya(const std::string& path, const std::map<std::string
     save_safetensors(path, t, metadata);
 }
 
+Var LoraNetwork::merged_weight(const Param& w) {
+    auto it = by_weight_.find(&w);
+    if (it == by_weight_.end() || it->second->algo == LoraAlgo::LoRA) return Var();
+    if (!w.value.defined() || w.value.dtype() != DType::F32) return Var();  // quantized / 16-bit: the bypass form
+    return param_var(w) + it->second->weight_delta() * (float)it->second->scale();
+}
+
+Var LoraNetwork::weight(const Linear& layer) { return merged_weight(layer.weight); }
+
+Var LoraNetwork::weight(const Conv2d& layer) {
+    if (layer.p.groups != 1) return Var();  // delta() names the problem
+    return merged_weight(layer.weight);
+}
+
 Var LoraNetwork::delta(const Linear& layer, const Var& x) {
     auto it = by_weight_.find(&layer.weight);
     if (it == by_weight_.end()) return Var();

@@ -28,8 +28,9 @@
 //        with --decompose-both when r < max(a, c) / 2), w2 [b, d (, kh, kw)] decomposed into w2_a [b, r] w2_b
 //        [r, d * kh * kw] when r < max(b, d) / 2, else kept whole; with neither factor decomposed the scale is 1
 //        (alpha is written as the rank). w1 / w1_a / w1_b / w2_a kaiming-uniform, w2 / w2_b = 0. Keys lokr_w1 ...
-// Training runs them as LyCORIS's bypass mode: the layer's output plus scale * layer(x; delta(W)), delta(W) built
-// from the factors on the tape (so quantized bases work as for LoRA).
+// Training builds delta(W) from the factors on the tape and, as LyCORIS does by default, runs the layer once with
+// W + scale * delta(W) (f32 base weights); quantized (or 16-bit) base weights take LyCORIS' bypass form instead, the
+// layer's output plus scale * layer(x; delta(W)), so quantized bases work as for LoRA.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -127,10 +128,14 @@ public:
     // undefined.
     Var delta(const Linear& layer, const Var& x) override;
     Var delta(const Conv2d& layer, const Var& x) override;
+    // LoHa / LoKr on an f32 base weight: W + scale * delta(W); else undefined (delta() then adds the output).
+    Var weight(const Linear& layer) override;
+    Var weight(const Conv2d& layer) override;
 
 private:
     void add_component(Module& m, bool te, const std::string& prefix, uint64_t seed);
     void init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const;
+    Var merged_weight(const Param& w);
     LoraConfig cfg_;
     std::vector<std::unique_ptr<Adapter>> adapters_;
     std::unordered_map<const Param*, Adapter*> by_weight_;

@@ -511,6 +511,74 @@ TEST(LycorisGradcheck, HadamardAndKroneckerDeltas) {
     EXPECT_LT(largest_diff(y, add(base, linear(x, d))), 1e-5f);
 }
 
+// Two UNet-named layers whose weights fit Q8_0 blocks (in * kh * kw a multiple of 32).
+struct QuantizableLayers : Module {
+    Linear q{64, 8};
+    Conv2d conv{32, 8, 3, 1, 1};
+    void visit(ParamVisitor& v) override {
+        v("mid_block.attentions.0.transformer_blocks.0.attn1.to_q", q);
+        v("down_blocks.0.resnets.0.conv1", conv);
+    }
+};
+
+// f32 base weights run one product with W + scale * delta(W) (LyCORIS' default), quantized ones (a GGUF base) the
+// bypass form W x + scale * delta(W) x: on the same values both give the same outputs and factor gradients.
+TEST(LycorisNetwork, MergedAndBypassFormsAgree) {
+    for (const LoraAlgo algo : {LoraAlgo::LoHa, LoraAlgo::LoKr}) {
+        SCOPED_TRACE(lora_algo_name(algo));
+        QuantizableLayers f32, q8;
+        init_random(f32, 3);
+        init_random(q8, 3);
+        q8.q.weight.value = test::random_weight(GgmlType::Q8_0, {8, 64}, 1);
+        q8.conv.weight.value = test::random_weight(GgmlType::Q8_0, {8, 32, 3, 3}, 2);
+        f32.q.weight.value = dequantize_weight(q8.q.weight.value);
+        f32.conv.weight.value = dequantize_weight(q8.conv.weight.value);
+        widen(f32);
+        LoraConfig cfg;
+        cfg.algo = algo;
+        cfg.rank = 2;
+        cfg.alpha = 1.5;
+        cfg.targets = parse_lora_targets("attn+conv");
+        LoraNetwork nf(f32, nullptr, cfg, 4), nq(q8, nullptr, cfg, 4);
+        uint64_t seed = 10;
+        for (size_t i = 0; i < nf.adapters().size(); ++i) {
+            auto tf = nf.adapters()[i]->tensors(), tq = nq.adapters()[i]->tensors();
+            for (size_t k = 0; k < tf.size(); ++k)
+                tf[k].second->value = tq[k].second->value = randn(tf[k].second->value.shape(), ++seed, 0.5f);
+        }
+        {
+            NoGradGuard ng;
+            EXPECT_TRUE(nf.weight(f32.q).defined());
+            EXPECT_FALSE(nq.weight(q8.q).defined());  // (the blocks: the bypass form)
+        }
+        const Tensor x = randn({2, 3, 64}, 6), xi = randn({1, 32, 6, 6}, 7);
+        std::vector<Tensor> out, grads;
+        for (auto [m, net] : {std::pair<QuantizableLayers*, LoraNetwork*>{&f32, &nf}, {&q8, &nq}}) {
+            ParamGrads g;
+            for_each_param(*m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
+            net->register_params(g);
+            ParamGrads::Bind b(g);
+            LayerAdapters::Bind ba(*net);
+            const Var y = apply(m->q, Var(x)), yc = apply(m->conv, Var(xi));
+            backward(sum(square(y)) + sum(square(yc)));
+            out.push_back(y.value());
+            out.push_back(yc.value());
+            for (auto& a : net->adapters())
+                for (auto& [k, p] : a->tensors()) grads.push_back(g.grad(*p));
+        }
+        EXPECT_LT(largest_diff(out[0], out[2]), 1e-4f * std::max(1.0f, largest_abs(out[0])));
+        EXPECT_LT(largest_diff(out[1], out[3]), 1e-4f * std::max(1.0f, largest_abs(out[1])));
+        EXPECT_GT(largest_abs(out[0]), 0.1f);
+        const size_t n = grads.size() / 2;
+        ASSERT_EQ(n, algo == LoraAlgo::LoHa ? 8u : 6u);
+        for (size_t i = 0; i < n; ++i) {
+            ASSERT_TRUE(grads[i].defined() && grads[n + i].defined()) << i;
+            EXPECT_GT(largest_abs(grads[i]), 0.0f) << i;
+            EXPECT_LT(largest_diff(grads[i], grads[n + i]), 1e-4f * std::max(1.0f, largest_abs(grads[i]))) << i;
+        }
+    }
+}
+
 // Saved LoHa / LoKr files read back through nuance's LyCORIS loader (the one the golden LyCORIS files test) as the
 // same kind, scale and delta: the merged model computes what the bound network computes.
 TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
