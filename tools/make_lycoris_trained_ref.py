@@ -12,7 +12,11 @@ its own forward, A1111, ComfyUI and nuance apply it once. The LoKr file here has
     nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/lokr --steps 30 \
         --batch 4 --lr 5e-3 --rank 1 --alpha 1 --targets attn+conv --conv-rank 1 --conv-alpha 1 --train-text-encoder \
         --save-precision fp16 --network lokr --factor 4 --decompose-both
-    cp /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors tests/data/lycoris_trained/
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/dora --steps 30 \
+        --batch 4 --lr 5e-3 --rank 1 --alpha 1 --targets attn+conv --dora   # f32: LyCORIS computes DoRA in the
+                                                                             # dora_scale's dtype
+    cp /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
+        tests/data/lycoris_trained/
     python tools/make_lycoris_trained_ref.py   # (pip install diffusers transformers lycoris-lora)
 """
 import os
@@ -38,7 +42,7 @@ ids = torch.randint(0, 49407, (2, 77), generator=g)
 ids[:, 0] = 49406
 ids[:, 10:] = 49407
 out = {"x": x, "t": t, "ids": ids.to(torch.int64)}
-for algo in ("loha", "lokr"):
+for algo in ("loha", "lokr", "dora"):  # dora: a LoRA with DoRA magnitudes (LyCORIS' LoConModule, weight_decompose)
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32)
     te = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", torch_dtype=torch.float32)
     path = os.path.join(DIR, algo + ".safetensors")
@@ -50,7 +54,10 @@ for algo in ("loha", "lokr"):
         assert n == len(files), (n, len(files))  # every module of the file found its layer
         net.apply_to(te, unet, apply_text_encoder=True, apply_unet=True)
         merged = unet(x, t, encoder_hidden_states=te(ids)[0]).sample
-    print(algo, n, "modules,", sorted({type(m).__name__ for m in net.unet_loras + net.text_encoder_loras}),
+    mods = net.unet_loras + net.text_encoder_loras
+    if algo == "dora":
+        assert all(m.wd and m.wd_on_out for m in mods)  # the magnitude per output row
+    print(algo, n, "modules,", sorted({type(m).__name__ for m in mods}),
           "largest change", (merged - base).abs().max().item())
     out[algo + ".base"] = base.contiguous()
     out[algo + ".merged"] = merged.contiguous()

@@ -110,6 +110,9 @@ Runner add_train(CLI::App& app) {
         ->capture_default_str();
     c->add_flag("--decompose-both", o->lora_decompose_both,
                 "lora --network lokr: also decompose the small Kronecker factor into a rank --rank pair");
+    c->add_flag("--dora", o->lora_dora,
+                "lora: DoRA (weight-decomposed LoRA): also train a magnitude per output row of each adapted "
+                "weight (LyCORIS' dora_wd; saved as dora_scale; needs a float base)");
     c->add_flag("--train-text-encoder", o->train_text_encoder,
                 "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
     c->add_option("--reg-data", o->reg_data,

@@ -200,6 +200,20 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
         } else {
             init_lycoris(*a, s, rng);
         }
+        if (cfg_.dora) {  // m = ||W|| per output row (over the input channels and the kernel)
+            NUANCE_CHECK(p.value.dtype() == DType::F32, "LoRA: --dora needs the base weights in f32 (the norm of the ",
+                         "merged weight); '", mod, "' is ", p.value.str(), " (a quantized base cannot take DoRA)");
+            const Tensor w = p.value.contiguous();
+            const int64_t out = s[0], cols = shape_numel(s) / out;
+            Tensor m = Tensor::empty(a->conv ? Shape{out, 1, 1, 1} : Shape{out, 1}, DType::F32);
+            const float* pw = w.data<float>();
+            for (int64_t o = 0; o < out; ++o) {
+                double n = 0;
+                for (int64_t c = 0; c < cols; ++c) n += (double)pw[o * cols + c] * pw[o * cols + c];
+                m.data<float>()[o] = (float)std::sqrt(n);
+            }
+            a->magnitude = trainable(m);
+        }
         by_weight_[&p] = a.get();
         adapters_.push_back(std::move(a));
     });
@@ -237,20 +251,21 @@ void LoraNetwork::init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const {
 }
 
 std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors() const {
+    std::vector<std::pair<std::string, const Param*>> t;
     switch (algo) {
-        case LoraAlgo::LoRA: return {{"lora_down.weight", &down}, {"lora_up.weight", &up}};
+        case LoraAlgo::LoRA: t = {{"lora_down.weight", &down}, {"lora_up.weight", &up}}; break;
         case LoraAlgo::LoHa:
-            return {{"hada_w1_a", &w1_a}, {"hada_w1_b", &w1_b}, {"hada_w2_a", &w2_a}, {"hada_w2_b", &w2_b}};
-        case LoraAlgo::LoKr: {
-            std::vector<std::pair<std::string, const Param*>> t;
+            t = {{"hada_w1_a", &w1_a}, {"hada_w1_b", &w1_b}, {"hada_w2_a", &w2_a}, {"hada_w2_b", &w2_b}};
+            break;
+        case LoraAlgo::LoKr:
             if (w1.defined()) t.emplace_back("lokr_w1", &w1);
             else t.insert(t.end(), {{"lokr_w1_a", &w1_a}, {"lokr_w1_b", &w1_b}});
             if (w2.defined()) t.emplace_back("lokr_w2", &w2);
             else t.insert(t.end(), {{"lokr_w2_a", &w2_a}, {"lokr_w2_b", &w2_b}});
-            return t;
-        }
+            break;
     }
-    return {};
+    if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
+    return t;
 }
 
 std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
@@ -262,9 +277,10 @@ std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
 Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
+    if (algo == LoraAlgo::LoRA)  // up [out, r (, 1, 1)] * down [r, in (, kh, kw)]
+        return matmul(param_var(up).reshape({out, rank}), param_var(down).reshape({rank, cols})).reshape(s);
     if (algo == LoraAlgo::LoHa)
         return (matmul(param_var(w1_a), param_var(w1_b)) * matmul(param_var(w2_a), param_var(w2_b))).reshape(s);
-    NUANCE_CHECK(algo == LoraAlgo::LoKr, "LoRA: adapter ", name, " has no weight delta (a plain LoRA)");
     const Var f1 = w1.defined() ? param_var(w1) : matmul(param_var(w1_a), param_var(w1_b));  // [a, c]
     const Var f2 = w2.defined() ? param_var(w2) : matmul(param_var(w2_a), param_var(w2_b));  // [b, d (, kh, kw)]
     const int64_t a = f1.shape()[0], c = f1.shape()[1], b = f2.shape()[0];
@@ -308,9 +324,18 @@ void LoraNetwork::save_kohya(const std::string& path, const std::map<std::string
 
 Var LoraNetwork::merged_weight(const Param& w) {
     auto it = by_weight_.find(&w);
-    if (it == by_weight_.end() || it->second->algo == LoraAlgo::LoRA) return Var();
+    if (it == by_weight_.end()) return Var();
+    const Adapter& a = *it->second;
+    if (a.algo == LoraAlgo::LoRA && !a.magnitude.defined()) return Var();  // up(down(x)): cheaper than the weight
     if (!w.value.defined() || w.value.dtype() != DType::F32) return Var();  // quantized / 16-bit: the bypass form
-    return param_var(w) + it->second->weight_delta() * (float)it->second->scale();
+    const Var v = param_var(w) + a.weight_delta() * (float)a.scale();
+    if (!a.magnitude.defined()) return v;
+    // DoRA: m * V / (||V|| + eps), the norm per output row over the input channels and the kernel
+    Var sq = sum(square(v).reshape({v.shape()[0], -1}), 1, true);  // [out, 1]
+    if (a.conv) sq = sq.reshape({v.shape()[0], 1, 1, 1});
+    constexpr float kEps = 1.1920929e-7f;  // torch.finfo(float32).eps, as LyCORIS and ComfyUI add it
+    // (+1e-30 inside the root: a zero column's gradient is 0, not 0 * inf; below f32 resolution of any other norm)
+    return v * (param_var(a.magnitude) / (sqrt(sq + 1e-30f) + kEps));
 }
 
 Var LoraNetwork::weight(const Linear& layer) { return merged_weight(layer.weight); }

@@ -28,6 +28,13 @@
 //        with --decompose-both when r < max(a, c) / 2), w2 [b, d (, kh, kw)] decomposed into w2_a [b, r] w2_b
 //        [r, d * kh * kw] when r < max(b, d) / 2, else kept whole; with neither factor decomposed the scale is 1
 //        (alpha is written as the rank). w1 / w1_a / w1_b / w2_a kaiming-uniform, w2 / w2_b = 0. Keys lokr_w1 ...
+// DoRA (Liu et al. 2024, "weight-decomposed low-rank adaptation"; --dora, LyCORIS' dora_wd): any of the three
+// algorithms plus a trained magnitude m per output row, W' = m * (W + scale * delta(W)) / (||W + scale * delta(W)|| +
+// eps), the norm over each output row's inputs and kernel (LyCORIS 4's dora_scale [out, 1 (, 1, 1)], its default
+// wd_on_out, and PEFT's lora_magnitude_vector axis; A1111, ComfyUI and nuance's loader tell the axis by the shape), m
+// starting at ||W|| so that step 0 is the base model up to eps; gradients through the norm too (as LyCORIS; the paper
+// detaches it). Needs f32 base weights.
+//
 // Training builds delta(W) from the factors on the tape and, as LyCORIS does by default, runs the layer once with
 // W + scale * delta(W) (f32 base weights); quantized (or 16-bit) base weights take LyCORIS' bypass form instead, the
 // layer's output plus scale * layer(x; delta(W)), so quantized bases work as for LoRA.
@@ -70,6 +77,7 @@ struct LoraConfig {
     LoraAlgo algo = LoraAlgo::LoRA;
     int64_t factor = -1;          // LoKr: LyCORIS's factor (-1, or 1..dim)
     bool decompose_both = false;  // LoKr: decompose w1 as well (LyCORIS's decompose_both)
+    bool dora = false;            // DoRA's magnitude on top of the algorithm (LyCORIS' dora_wd)
     int64_t rank = 8;
     double alpha = 8;
     LoraTargets targets = parse_lora_targets("attn");
@@ -95,11 +103,12 @@ public:
         Param down, up;        // LoRA: F32, trainable
         // LoHa: w1_a, w1_b, w2_a, w2_b (hada_*). LoKr: w1 or w1_a + w1_b, w2 or w2_a + w2_b (lokr_*). F32, trainable.
         Param w1, w1_a, w1_b, w2, w2_a, w2_b;
+        Param magnitude;       // DoRA: m [out, 1] (linear) or [out, 1, 1, 1] (conv), saved as dora_scale
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
         // tensor this adapter trains, in the order the file lists them.
         std::vector<std::pair<std::string, Param*>> tensors();
         std::vector<std::pair<std::string, const Param*>> tensors() const;
-        // LoHa / LoKr: delta(W) from the factors, the base weight's shape, before the scale (on the tape).
+        // delta(W) from the factors, the base weight's shape, before the scale (on the tape; LoRA: up * down).
         Var weight_delta() const;
     };
 
@@ -128,7 +137,8 @@ public:
     // undefined.
     Var delta(const Linear& layer, const Var& x) override;
     Var delta(const Conv2d& layer, const Var& x) override;
-    // LoHa / LoKr on an f32 base weight: W + scale * delta(W); else undefined (delta() then adds the output).
+    // LoHa / LoKr on an f32 base weight: W + scale * delta(W); DoRA: m * that / its norm; else undefined (delta()
+    // then adds the output).
     Var weight(const Linear& layer) override;
     Var weight(const Conv2d& layer) override;
 

@@ -92,8 +92,8 @@ void validate_train_options(const TrainOptions& o) {
                      "export the weights as they train them)");
         NUANCE_CHECK(o.lora_conv_rank == 0 && o.lora_conv_alpha == 0, "train: --conv-rank / --conv-alpha are for ",
                      "--model lora");
-        NUANCE_CHECK(o.lora_algo == "lora" && o.lora_factor == -1 && !o.lora_decompose_both, "train: --network, ",
-                     "--factor and --decompose-both are for --model lora");
+        NUANCE_CHECK(o.lora_algo == "lora" && o.lora_factor == -1 && !o.lora_decompose_both && !o.lora_dora,
+                     "train: --network, --factor, --decompose-both and --dora are for --model lora");
     }
     NUANCE_CHECK(o.model != "ldm" || !o.vae.empty() || !o.init.empty(), "train: --model ldm needs --vae (a trained ",
                  "VAE: run `nuance train --model vae` first) or --init (a trained model, whose VAE it takes)");

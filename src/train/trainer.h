@@ -87,6 +87,7 @@ struct TrainOptions {
     std::string lora_algo = "lora";
     int64_t lora_factor = -1;
     bool lora_decompose_both = false;
+    bool lora_dora = false;  // DoRA's trained magnitude (LyCORIS' dora_wd) on top of lora_algo
     bool train_text_encoder = false;
     // lora, DreamBooth-style prior preservation (train/lora_train.h): a folder of class images trained beside `data`
     // with their loss weighted by prior_loss_weight (kohya's reg images: half of every epoch's samples), and captions

@@ -579,6 +579,109 @@ TEST(LycorisNetwork, MergedAndBypassFormsAgree) {
     }
 }
 
+// DoRA (--dora) on each algorithm: the magnitude starts at ||W|| per output row (the untrained network is the base up
+// to eps), the file's dora_scale is what nuance's loader (ComfyUI's rule, golden-tested) reads as per output row, and
+// the merged model computes the bound network's forward.
+TEST(DoraNetwork, StartsAtTheBaseAndTheFileMergesToTheBoundForward) {
+    for (const LoraAlgo algo : {LoraAlgo::LoRA, LoraAlgo::LoHa, LoraAlgo::LoKr}) {
+        SCOPED_TRACE(lora_algo_name(algo));
+        TinySd15 m;
+        widen(*m.unet);
+        widen(*m.te);
+        LoraConfig cfg;
+        cfg.algo = algo;
+        cfg.rank = 2;
+        cfg.alpha = 1;
+        cfg.dora = true;
+        cfg.targets = parse_lora_targets("all-linear+conv");
+        LoraNetwork net(*m.unet, m.te.get(), cfg, 1);
+        for (const auto& a : net.adapters()) {
+            const Shape& s = a->base->shape;
+            ASSERT_TRUE(a->magnitude.defined()) << a->name;
+            EXPECT_EQ(a->magnitude.value.shape(), a->conv ? Shape({s[0], 1, 1, 1}) : Shape({s[0], 1})) << a->name;
+            EXPECT_EQ(a->tensors().back().first, "dora_scale");
+        }
+        const Tensor x = randn({1, m.unet->config().in_channels, 8, 8}, 4), t = Tensor::from_vector({300.0f}, {1});
+        const Tensor ids = Tensor::from_ids(std::vector<int64_t>(77, 49407), {1, 77});
+        auto forward = [&](LoraNetwork* n) {
+            NoGradGuard ng;
+            std::optional<LayerAdapters::Bind> b;
+            if (n) b.emplace(*n);
+            return unet_forward(*m.unet, Var(x), t, clip_encode(*m.te, ids)).value();
+        };
+        const Tensor base = forward(nullptr);
+        EXPECT_LT(largest_diff(forward(&net), base), 1e-4f * std::max(1.0f, largest_abs(base)));
+        uint64_t seed = 50;
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors())
+                p->value = k == "dora_scale" ? mul(p->value, add(randn(p->value.shape(), ++seed, 0.1f), 1.0f))
+                                             : randn(p->value.shape(), ++seed, 0.3f);
+        const Tensor bound = forward(&net);
+        EXPECT_GT(largest_diff(bound, base), 1e-2f);
+        test::TempDir dir("dora_save");
+        const std::string path = dir / "dora.safetensors";
+        net.save_kohya(path, {});
+        const LoraFile lf = load_lora(path);
+        for (const auto& mod : lf.modules) EXPECT_TRUE(mod.dora_scale.defined()) << mod.name;
+        LoraMerge merge;
+        const LoraApplyReport r = merge.apply({{"text_encoder", m.te.get()}, {"unet", m.unet.get()}}, lf, 1.0f);
+        EXPECT_EQ(r.matched, (int64_t)net.adapters().size());
+        EXPECT_LT(largest_diff(forward(nullptr), bound), 1e-4f * std::max(1.0f, largest_abs(bound)));
+    }
+    // the norm needs the float weight: a quantized base is refused, naming the layer
+    QuantizableLayers q8;
+    init_random(q8, 3);
+    q8.q.weight.value = test::random_weight(GgmlType::Q8_0, {8, 64}, 1);
+    LoraConfig cfg;
+    cfg.dora = true;
+    cfg.targets = parse_lora_targets("attn");
+    EXPECT_THAT(error_of([&] { LoraNetwork n(q8, nullptr, cfg, 1); }),
+                HasSubstr("--dora needs the base weights in f32"));
+}
+
+TEST(DoraGradcheck, MagnitudeAndDirection) {
+    // W' = m * V / (||V|| + eps) per output row, V = W + s * up * down, for a linear and a 3x3 conv
+    const Tensor w = randn({4, 5}, 1), wc = randn({4, 3, 3, 3}, 2);
+    const Fn lin = [w](const std::vector<Var>& v) {
+        const Var V = Var(w) + matmul(v[2], v[1]) * 0.5f;
+        const Var W = V * (v[3] / (sqrt(sum(square(V), 1, true) + 1e-30f) + 1.1920929e-7f));
+        return linear(v[0], W);
+    };
+    GradcheckResult r = gradcheck(lin, {randn({2, 5}, 3), randn({2, 5}, 4, 0.5f), randn({4, 2}, 5, 0.5f),
+                                        add(randn({4, 1}, 6, 0.1f), 2.0f)});
+    EXPECT_TRUE(r.ok) << r.message;
+    const Fn conv = [wc](const std::vector<Var>& v) {
+        const Var V = Var(wc) + matmul(v[2], v[1]).reshape({4, 3, 3, 3});
+        const Var n = sum(square(V).reshape({4, 27}), 1, true).reshape({4, 1, 1, 1});
+        return conv2d(v[0], V * (v[3] / (sqrt(n + 1e-30f) + 1.1920929e-7f)), Var(), Conv2dParams::same(1, 1));
+    };
+    r = gradcheck(conv, {randn({1, 3, 5, 5}, 7), randn({2, 27}, 8, 0.3f), randn({4, 2}, 9, 0.3f),
+                         add(randn({4, 1, 1, 1}, 10, 0.1f), 3.0f)});
+    EXPECT_TRUE(r.ok) << r.message;
+    EXPECT_GT(r.checked, 0);
+    // the network computes that formula (a LoRA with DoRA on TwoLayers' linear)
+    TwoLayers m;
+    init_random(m, 3);
+    widen(m);
+    LoraConfig cfg;
+    cfg.rank = 2;
+    cfg.alpha = 1;
+    cfg.dora = true;
+    cfg.targets = parse_lora_targets("attn");
+    LoraNetwork net(m, nullptr, cfg, 2);
+    auto& a = *net.adapters()[0];
+    a.up.value = randn(a.up.value.shape(), 11, 0.5f);
+    a.magnitude.value = add(a.magnitude.value, 0.25f);
+    NoGradGuard ng;
+    const Tensor x = randn({3, 5}, 12);
+    const Var V = Var(m.q.weight.value) + matmul(Var(a.up.value), Var(a.down.value)) * 0.5f;  // alpha 1 / rank 2
+    const Var W = V * (Var(a.magnitude.value) / (sqrt(sum(square(V), 1, true) + 1e-30f) + 1.1920929e-7f));
+    const Tensor yref = linear(Var(x), W, Var(m.q.bias.value)).value();
+    LayerAdapters::Bind b(net);
+    const Tensor y = apply(m.q, Var(x)).value();
+    EXPECT_LT(largest_diff(y, yref), 1e-5f);
+}
+
 // Saved LoHa / LoKr files read back through nuance's LyCORIS loader (the one the golden LyCORIS files test) as the
 // same kind, scale and delta: the merged model computes what the bound network computes.
 TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
@@ -1327,10 +1430,13 @@ TEST(LoraTrainErrors, PriorPreservationOptionsAreChecked) {
 TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
     test::TempDir data("lycoris_data"), out("lycoris_out");
     test::write_synthetic_emoji(data, 6);
-    for (const std::string algo : {"loha", "lokr"}) {
-        SCOPED_TRACE(algo);
-        TrainOptions o = lora_options(data.path().string(), out / algo);
+    for (const std::string run : {"loha", "lokr", "dora"}) {  // dora: a LoRA with DoRA's magnitudes
+        SCOPED_TRACE(run);
+        const bool dora = run == "dora";
+        const std::string algo = dora ? "lora" : run;
+        TrainOptions o = lora_options(data.path().string(), out / run);
         o.lora_algo = algo;
+        o.lora_dora = dora;
         o.steps = 20;
         o.checkpoint_every = 20;
         o.lr = algo == "loha" ? 2e-3f : 3e-3f;
@@ -1343,8 +1449,10 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         EXPECT_EQ(wf.metadata.at("ss_network_module"), "lycoris.kohya");
         EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"algo\":\"" + algo + "\""));
         if (algo == "lokr") EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"factor\":\"8\""));
+        if (dora) EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"dora_wd\":\"True\""));
         int64_t keys = 0;
-        for (const auto& [k, t] : wf.tensors) keys += k.find(algo == "loha" ? ".hada_w" : ".lokr_w") != std::string::npos;
+        const std::string key = dora ? ".dora_scale" : algo == "loha" ? ".hada_w" : ".lokr_w";
+        for (const auto& [k, t] : wf.tensors) keys += k.find(key) != std::string::npos;
         EXPECT_GT(keys, 40);
 
         StableDiffusionModel m = load_stable_diffusion(kEmoji);
@@ -1352,6 +1460,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         widen(*m.te1.model);
         LoraConfig cfg;
         cfg.algo = parse_lora_algo(algo);
+        cfg.dora = dora;
         cfg.rank = 4;
         cfg.alpha = 4;
         cfg.conv_rank = 2;
@@ -1416,7 +1525,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
             mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
                 .item();
         EXPECT_LT(after_l, before_l);
-        RecordProperty(algo + "_loss", str(before_l, " -> ", after_l));
+        RecordProperty(run + "_loss", str(before_l, " -> ", after_l));
     }
     // --resume with another algorithm, factor or rank is refused by the checkpoint's configuration
     TrainOptions o = lora_options(data.path().string(), out / "loha");
@@ -1427,19 +1536,22 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
     EXPECT_THAT(error_of([&] { train_lora(o); }), HasSubstr("a LoRA of another configuration"));
 }
 
-// LyCORIS' own loader reads the LoHa / LoKr files nuance trains: lycoris-lora's kohya network put two nuance-trained
-// files (tests/data/lycoris_trained, tools/make_lycoris_trained_ref.py: every module found its layer) on diffusers'
+// LyCORIS' own loader reads the LoHa / LoKr / DoRA files nuance trains: lycoris-lora's kohya network put three
+// nuance-trained files (tests/data/lycoris_trained, tools/make_lycoris_trained_ref.py: every module found its layer) on diffusers'
 // modules of the built-in model and ran its forward; nuance's loader merging the same files gives the same UNet output.
 TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     const std::string dir = std::string(NUANCE_TEST_DATA) + "/lycoris_trained";
     const WeightFile ref = load_safetensors(dir + "/reference.safetensors");
     const Tensor &x = ref.tensors.at("x"), &t = ref.tensors.at("t"), &ids = ref.tensors.at("ids");
-    for (const std::string algo : {"loha", "lokr"}) {
+    for (const std::string algo : {"loha", "lokr", "dora"}) {  // dora: a LoRA (LoCon) with DoRA magnitudes
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
         EXPECT_EQ(lf.metadata.at("ss_network_module"), "lycoris.kohya");
-        for (const auto& mod : lf.modules) EXPECT_EQ(mod.kind, algo == "loha" ? LoraKind::LoHa : LoraKind::LoKr);
+        for (const auto& mod : lf.modules) {
+            EXPECT_EQ(mod.kind, algo == "loha" ? LoraKind::LoHa : algo == "lokr" ? LoraKind::LoKr : LoraKind::LoRA);
+            EXPECT_EQ(mod.dora_scale.defined(), algo == "dora");
+        }
         StableDiffusionModel m = load_stable_diffusion(kEmoji);
         widen(*m.unet);  // LyCORIS computed on f32 modules: so does this merge
         widen(*m.te1.model);
@@ -1453,7 +1565,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
         LoraMerge merge;
         const LoraApplyReport r = merge.apply(m.modules(), lf, 1.0f);
         EXPECT_EQ(r.matched, r.modules);
-        EXPECT_EQ(r.modules, algo == "loha" ? 92 : 136);
+        EXPECT_EQ(r.modules, algo == "loha" ? 92 : algo == "lokr" ? 136 : 100);
         const Tensor merged = forward();
         EXPECT_GT(largest_diff(merged, base), 40 * tol);  // the adapters' change is well above the tolerance
         EXPECT_LT(largest_diff(merged, ref.tensors.at(algo + ".merged")), tol);
@@ -1484,7 +1596,10 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     o.vae = "x";
     o.train_text_encoder = false;
     o.lora_algo = "loha";
-    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network, --factor and --decompose-both are for --model lora"));
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network, --factor, --decompose-both and --dora are for --model lora"));
+    o.lora_algo = "lora";
+    o.lora_dora = true;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--dora are for --model lora"));
 }
 
 TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
