@@ -1,8 +1,11 @@
 // nuance info: what a checkpoint is (family, config, dtypes, components).
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <set>
 
+#include "adapters/lora.h"
 #include "commands.h"
 #include "core/quantized_weight.h"
 #include "io/gguf.h"
@@ -92,13 +95,13 @@ ComponentGuess guess_component(const WeightFile& wf) {
         }
     if (any_with("lora_up.") || any_with("lora_down.") || any_with(".lora_A.") || any_with(".lora_B.") ||
         any_with(".hada_w1_a") || any_with(".lokr_w1")) {
-        int64_t modules = 0;
+        std::set<std::string> modules;  // (a LoKr module has lokr_w1 or lokr_w1_a + lokr_w1_b: count names)
         for (const auto& [k, t] : wf.tensors)
-            modules += k.size() > 6 && (k.find("lora_down.weight") != std::string::npos ||
-                                        k.find("lora_A.weight") != std::string::npos ||
-                                        k.find("hada_w1_a") != std::string::npos ||
-                                        k.find("lokr_w1") != std::string::npos);
-        return {str("a LoRA / LyCORIS file (", modules, " adapted modules)"),
+            for (const char* part : {".lora_down.weight", ".lora_A.weight", ".lora_A.default.weight", ".hada_w1_a",
+                                     ".lokr_w1", ".lokr_w1_a"})
+                if (k.size() > std::strlen(part) && k.compare(k.size() - std::strlen(part), std::string::npos, part) == 0)
+                    modules.insert(k.substr(0, k.size() - std::strlen(part)));
+        return {str("a LoRA / LyCORIS file (", modules.size(), " adapted modules)"),
                 "nuance generate -m MODEL --lora FILE[:weight], or <lora:NAME:weight> in the prompt with --lora-dir"};
     }
     if (count_blocks(wf, "control_model.input_blocks.") > 0 || any_with("controlnet_cond_embedding.") ||
@@ -146,6 +149,55 @@ ComponentGuess guess_component(const WeightFile& wf) {
                 "nuance generate -m FILE --clip-l clip_l.safetensors [--clip-g clip_g.safetensors for SDXL] --vae "
                 "vae.safetensors (SD2: --clip-h FILE, its OpenCLIP ViT-H text encoder, instead of --clip-l)"};
     return {};
+}
+
+// A LoRA / LyCORIS file as nuance's loader reads it: the algorithms, DoRA, ranks and scales, the text-encoder share,
+// and the training record kohya-style trainers (nuance included) write into the metadata.
+void print_lora_details(const std::string& path) {
+    LoraFile lf;
+    try {
+        lf = load_lora(path);
+    } catch (const Error& e) {
+        std::printf("lora: cannot be read as a LoRA (%s)\n", e.what());
+        return;
+    }
+    std::map<std::string, int64_t> kinds;
+    int64_t dora = 0, te = 0, rmin = INT64_MAX, rmax = 0;
+    double smin = 1e300, smax = -1e300;
+    for (const LoraModule& m : lf.modules) {
+        ++kinds[lora_kind_name(m.kind)];
+        dora += m.dora_scale.defined();
+        te += m.name.rfind("lora_te", 0) == 0 || m.name.rfind("text_encoder", 0) == 0;
+        const int64_t r = m.rank();
+        if (r > 0) rmin = std::min(rmin, r), rmax = std::max(rmax, r);
+        smin = std::min(smin, m.scale());
+        smax = std::max(smax, m.scale());
+    }
+    std::string k;
+    for (const auto& [name, n] : kinds) k += str(k.empty() ? "" : ", ", name, " ", n);
+    std::printf("lora: %s%s; %lld of %zu modules on text encoders\n", k.c_str(),
+                dora ? str(" (", dora, " with DoRA magnitudes)").c_str() : "", (long long)te, lf.modules.size());
+    if (!lf.modules.empty()) {
+        const std::string ranks = rmax == 0 ? std::string("none (full factors)")
+                                  : rmin == rmax ? std::to_string(rmin) : str(rmin, "-", rmax);
+        const std::string scales = smin == smax ? str(smin) : str(smin, "-", smax);
+        std::printf("lora_rank: %s, scale (alpha / rank): %s\n", ranks.c_str(), scales.c_str());
+    }
+    auto meta = [&](const char* key) {
+        const auto it = lf.metadata.find(key);
+        return it == lf.metadata.end() ? std::string() : it->second;
+    };
+    std::string trained;
+    for (const auto& [label, key] : std::vector<std::pair<const char*, const char*>>{
+             {"network", "ss_network_module"}, {"args", "ss_network_args"}, {"base", "ss_base_model_version"},
+             {"model", "ss_sd_model_name"}, {"steps", "ss_steps"}, {"resolution", "ss_resolution"},
+             {"images", "ss_num_train_images"}, {"reg images", "ss_num_reg_images"}}) {
+        std::string v = meta(key);
+        if (v.empty() || v == "None") continue;
+        if (v.size() > 200) v = v.substr(0, 200) + "...";
+        trained += str(trained.empty() ? "" : ", ", label, " ", v);
+    }
+    if (!trained.empty()) std::printf("lora_training: %s\n", trained.c_str());
 }
 
 // The component flags generate takes, so a transformer-only SD3 / Flux file can be described with its split files.
@@ -209,6 +261,7 @@ int run(const InfoArgs& a) {
         if (g.what.empty()) throw;
         const std::string why = e.what();
         std::printf("component: %s\nuse: %s\n", g.what.c_str(), g.use.c_str());
+        if (g.what.rfind("a LoRA", 0) == 0) print_lora_details(path);
         // the loader's reason when it names what is missing (not its "unknown layout" list of tensor names)
         if (why.rfind("unknown model layout", 0) != 0) std::printf("model: not a whole model (%s)\n", why.c_str());
         return 0;

@@ -132,6 +132,8 @@ ImageCaptionDataset::ImageCaptionDataset(const std::string& root, const DatasetO
         scan_sidecars();
     }
     if (!options_.exclude_concepts.empty()) exclude_concepts();
+    NUANCE_CHECK(options_.limit >= 0, "dataset '", root, "': limit must be >= 0, got ", options_.limit);
+    if (options_.limit > 0 && (int64_t)records_.size() > options_.limit) records_.resize((size_t)options_.limit);
     NUANCE_CHECK(!records_.empty(), "dataset '", root, "' has no images",
                  from_manifest_ ? str(" (manifest '", manifest, "' lists none)")
                                 : std::string(" (looked for .png/.jpg/.jpeg with a .txt caption of the same stem)"));

@@ -57,6 +57,9 @@ struct DatasetOptions {
     // ("waving hand" holds out "waving hand: medium skin tone" and "waving hand, noto style"). Each name must match
     // at least one row (a misspelt name would otherwise hold out nothing).
     std::vector<std::string> exclude_concepts;
+    // Keep only the first `limit` rows (manifest order, or the sorted sidecar files), after the exclusions; 0: all
+    // (`nuance train --limit`).
+    int64_t limit = 0;
 };
 
 // Whether a sidecar folder's reader takes this file: extension .png, .jpg or .jpeg (any case).

@@ -165,6 +165,7 @@ std::unique_ptr<ImageCaptionDataset> make_image_dataset(const TrainOptions& o, f
     d.keyword_prob = o.keyword_prob;
     d.cache_images = true;  // decode once; every image error surfaces before the first step
     if (!o.exclude_concepts.empty()) d.exclude_concepts = read_concept_list(o.exclude_concepts);
+    d.limit = o.limit;
     auto data = std::make_unique<ImageCaptionDataset>(o.data, d);
     if (min_rows < 0) min_rows = o.batch;
     NUANCE_CHECK(data->size() >= min_rows, "train: the data set '", o.data, "' has ", data->size(),

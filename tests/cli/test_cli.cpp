@@ -187,6 +187,20 @@ TEST_F(Cli, InfoDescribesComponentFiles) {
     r = run_cli(" info " + path("part_lora.safetensors"));
     EXPECT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find("component: a LoRA / LyCORIS file (1 adapted modules)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("lora: LoRA 1; 0 of 1 modules on text encoders"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("lora_rank: 1, scale (alpha / rank): 1"), std::string::npos) << r.out;
+    // a LoKr whose modules are split in two (lokr_w1_a + lokr_w1_b) counts each module once; kohya metadata shown
+    save_safetensors(path("part_lokr.safetensors"),
+                     {{"lora_unet_a.lokr_w1_a", Tensor::full({2, 1}, 0.5f)}, {"lora_unet_a.lokr_w1_b", Tensor::full({1, 2}, 0.5f)},
+                      {"lora_unet_a.lokr_w2", Tensor::full({2, 2}, 0.5f)}, {"lora_unet_a.alpha", Tensor::full({}, 2.0f)},
+                      {"lora_te_b.lokr_w1", Tensor::full({2, 2}, 0.5f)}, {"lora_te_b.lokr_w2", Tensor::full({2, 2}, 0.5f)}},
+                     {{"ss_network_module", "lycoris.kohya"}, {"ss_steps", "300"}, {"ss_base_model_version", "sd_v1"}});
+    r = run_cli(" info " + path("part_lokr.safetensors"));
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("(2 adapted modules)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("lora: LoKr 2; 1 of 2 modules on text encoders"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("lora_rank: 1, scale (alpha / rank): 1-2"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("lora_training: network lycoris.kohya, base sd_v1, steps 300"), std::string::npos) << r.out;
     // the all-in-one file (text encoders and VAE inside) is a whole model, not a component
     const std::string aio = path("sd35_aio.safetensors");
     ASSERT_EQ(run_cli(" make-random --tiny --family sd35-medium --with-text-encoders -o " + aio).code, 0);

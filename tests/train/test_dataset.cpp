@@ -326,6 +326,34 @@ TEST(ImageCaptionDataset, DefaultCaptionForImagesWithoutCaptionFiles) {
     EXPECT_EQ(ds.get(1, rng).caption, "a photo of sks dog");
 }
 
+// --limit keeps the first N rows (in the reader's order, after the held-out concepts are dropped); 0 keeps all, a
+// limit above the count keeps all, a negative one is refused.
+TEST(ImageCaptionDataset, LimitKeepsTheFirstRows) {
+    TempDir d("ds_limit");
+    for (int i = 0; i < 4; ++i) {
+        test::write_image(d / ("i" + std::to_string(i) + ".png"), test::gradient_image(2, 2, 10 * i));
+        test::write_text(d / ("i" + std::to_string(i) + ".txt"), i == 0 ? "waving hand" : "thing " + std::to_string(i));
+    }
+    DatasetOptions o;
+    o.limit = 2;
+    ImageCaptionDataset two(d.path().string(), o);
+    ASSERT_EQ(two.size(), 2);
+    EXPECT_EQ(two.record(0).caption, "waving hand");
+    EXPECT_EQ(two.record(1).caption, "thing 1");
+    o.exclude_concepts = {"waving hand"};
+    ImageCaptionDataset held(d.path().string(), o);
+    ASSERT_EQ(held.size(), 2);
+    EXPECT_EQ(held.record(0).caption, "thing 1");
+    EXPECT_EQ(held.record(1).caption, "thing 2");
+    o.exclude_concepts.clear();
+    o.limit = 100;
+    EXPECT_EQ(ImageCaptionDataset(d.path().string(), o).size(), 4);
+    o.limit = 0;
+    EXPECT_EQ(ImageCaptionDataset(d.path().string(), o).size(), 4);
+    o.limit = -1;
+    EXPECT_THAT(test::error_of([&] { ImageCaptionDataset bad(d.path().string(), o); }), HasSubstr("limit must be >= 0"));
+}
+
 // Two sets read as one: indices route to the first set, then the second; describe() names the right file.
 TEST(ConcatDataset, RoutesIndicesToBothSets) {
     TempDir a("ds_cat_a"), b("ds_cat_b");

@@ -1437,6 +1437,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         TrainOptions o = lora_options(data.path().string(), out / run);
         o.lora_algo = algo;
         o.lora_dora = dora;
+        if (dora) o.limit = 5;  // (--limit: the first 5 of the 6 images)
         o.steps = 20;
         o.checkpoint_every = 20;
         o.lr = algo == "loha" ? 2e-3f : 3e-3f;
@@ -1450,6 +1451,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"algo\":\"" + algo + "\""));
         if (algo == "lokr") EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"factor\":\"8\""));
         if (dora) EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"dora_wd\":\"True\""));
+        EXPECT_EQ(wf.metadata.at("ss_num_train_images"), dora ? "5" : "6");
         int64_t keys = 0;
         const std::string key = dora ? ".dora_scale" : algo == "loha" ? ".hada_w" : ".lokr_w";
         for (const auto& [k, t] : wf.tensors) keys += k.find(key) != std::string::npos;
