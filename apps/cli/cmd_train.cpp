@@ -52,6 +52,13 @@ Runner add_train(CLI::App& app) {
     c->add_option("--ema", o->ema_decay, "EMA decay of the weights in [0, 1) (0: off); the export uses the EMA weights")
         ->capture_default_str();
     c->add_option("--prediction", o->prediction, "epsilon | v_prediction")->capture_default_str();
+    c->add_option("--min-snr-gamma", o->min_snr_gamma,
+                  "ldm, ddpm, lora: Min-SNR-gamma loss weighting (Hang et al. 2023; 5 is the paper's value; 0: off)")
+        ->capture_default_str();
+    c->add_option("--noise-offset", o->noise_offset,
+                  "ldm, ddpm, lora: add this times N(0, 1) per image and channel to the noise (kohya's noise offset; "
+                  "darker darks and brighter brights; 0: off)")
+        ->capture_default_str();
     c->add_option("--caption-dropout", o->caption_dropout, "P(empty caption), for classifier-free guidance")
         ->capture_default_str();
     c->add_option("--style-dropout", o->style_dropout, "P(drop the ', <style> style' suffix)")->capture_default_str();

@@ -86,7 +86,8 @@ nlohmann::json options_json(const TrainOptions& o) {
             {"seed", o.seed},         {"limit", o.limit},
             {"exclude_concepts", o.exclude_concepts}, {"balance_concepts", o.balance_concepts},
             {"init", o.init},         {"qat", o.qat},
-            {"precision", precision_name(o.precision)}};
+            {"precision", precision_name(o.precision)}, {"min_snr_gamma", o.min_snr_gamma},
+            {"noise_offset", o.noise_offset}};
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {

@@ -318,8 +318,15 @@ struct LoraRun : TrainTask {
         for (int64_t i = 0; i < B; ++i) t_all[(size_t)i] = uniform_below(rng, (uint32_t)schedule.num_train_timesteps());
         const std::vector<int64_t> t(t_all.begin() + rows.begin, t_all.begin() + rows.end);
         TorchCpuRng normal(rng());
-        const NoisedBatch nb = add_training_noise(x0, randn_rows(normal, x0.shape(), B), t, schedule, base.prediction);
-        const Tensor w = row_weights(b);
+        Tensor noise = randn_rows(normal, x0.shape(), B);
+        if (o.noise_offset > 0)  // kohya's noise offset: one draw per row and channel, after the noise
+            noise = noise + randn_rows(normal, {B, x0.size(1), 1, 1}, B) * o.noise_offset;
+        const NoisedBatch nb = add_training_noise(x0, noise, t, schedule, base.prediction);
+        Tensor w = row_weights(b);
+        if (o.min_snr_gamma > 0) {  // times the prior-preservation weights, as kohya applies both
+            const Tensor snr_w = min_snr_weights(t, schedule, o.min_snr_gamma, base.prediction);
+            w = w.defined() ? (w * snr_w).contiguous() : snr_w;
+        }
         auto loss_of = [&](const Var& pred) {
             // kohya: mean over each row, times its weight, mean over the batch (= the mean of the weighted squares)
             return w.defined() ? mean(mul(square(sub(pred, Var(nb.target))), Var(w))) : mse_loss(pred, Var(nb.target));
@@ -452,8 +459,8 @@ struct LoraRun : TrainTask {
             // kohya writes --clip_skip (SD2 bases train on the penultimate layer); its SDXL scripts have none
             {"ss_clip_skip", !sdxl() && base.default_clip_skip > 1 ? std::to_string(base.default_clip_skip)
                                                                   : std::string("None")},
-            {"ss_noise_offset", "None"},
-            {"ss_min_snr_gamma", "None"},
+            {"ss_noise_offset", o.noise_offset > 0 ? str(o.noise_offset) : std::string("None")},
+            {"ss_min_snr_gamma", o.min_snr_gamma > 0 ? str(o.min_snr_gamma) : std::string("None")},
             {"ss_caption_dropout_rate", str(o.caption_dropout)},
             {"ss_flip_aug", o.random_flip ? "True" : "False"},
             {"ss_cache_latents", o.random_flip ? "False" : "True"},

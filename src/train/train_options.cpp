@@ -52,6 +52,11 @@ void validate_train_options(const TrainOptions& o) {
                  o.kl_weight);
     NUANCE_CHECK(o.prediction == "epsilon" || o.prediction == "v_prediction",
                  "train: --prediction must be epsilon or v_prediction, got '", o.prediction, "'");
+    check_range(o.min_snr_gamma, 0, 1000, false, "--min-snr-gamma");
+    check_range(o.noise_offset, 0, 1, false, "--noise-offset");
+    NUANCE_CHECK((o.min_snr_gamma == 0 && o.noise_offset == 0) || o.model == "ldm" || o.model == "ddpm" ||
+                     o.model == "lora",
+                 "train: --min-snr-gamma and --noise-offset are for the diffusion objectives (--model ldm, ddpm, lora)");
     if (o.model == "lora") {
         NUANCE_CHECK(!o.base.empty(), "train: --model lora needs --base (the model to adapt, e.g. models/nuance-emoji)");
         check_int(o.lora_rank, 1, kMaxLoraRank, "--rank");

@@ -128,6 +128,20 @@ NoisedBatch add_training_noise(const Tensor& x0, const Tensor& noise, const std:
     return nb;
 }
 
+Tensor min_snr_weights(const std::vector<int64_t>& t, const NoiseSchedule& schedule, float gamma,
+                       const std::string& prediction) {
+    NUANCE_CHECK(std::isfinite(gamma) && gamma > 0, "min_snr_weights: gamma must be > 0, got ", gamma);
+    const auto& ac = schedule.alphas_cumprod();
+    std::vector<float> w;
+    for (int64_t ti : t) {
+        NUANCE_CHECK(ti >= 0 && ti < (int64_t)ac.size(), "min_snr_weights: timestep ", ti, " outside 0..",
+                     ac.size() - 1);
+        const double a = ac[(size_t)ti], snr = a / std::max(1e-12, 1.0 - a);
+        w.push_back((float)(std::min(snr, (double)gamma) / (prediction == "v_prediction" ? snr + 1.0 : snr)));
+    }
+    return Tensor::from_vector(w, {(int64_t)w.size(), 1, 1, 1});
+}
+
 // ---- the run ----
 
 struct TrainRun : TrainTask {
@@ -340,9 +354,15 @@ struct TrainRun : TrainTask {
         for (int64_t i = 0; i < B; ++i) t_all[(size_t)i] = uniform_below(rng, (uint32_t)schedule.num_train_timesteps());
         const std::vector<int64_t> t(t_all.begin() + rows.begin, t_all.begin() + rows.end);
         TorchCpuRng normal(rng());
-        const NoisedBatch nb = add_training_noise(x0, randn_rows(normal, x0.shape(), B), t, schedule, o.prediction);
+        Tensor noise = randn_rows(normal, x0.shape(), B);
+        if (o.noise_offset > 0)  // kohya's noise offset: one draw per row and channel, after the noise
+            noise = noise + randn_rows(normal, {B, x0.size(1), 1, 1}, B) * o.noise_offset;
+        const NoisedBatch nb = add_training_noise(x0, noise, t, schedule, o.prediction);
         const Var ctx = clip_encode(*te, tokenize(b.captions, te->config().max_positions));
         const Var pred = unet_forward(*unet, Var(nb.x_t), nb.timesteps, ctx);
+        if (o.min_snr_gamma > 0)  // mean over each row times its weight, mean over the rows
+            return mean(mul(square(sub(pred, Var(nb.target))),
+                            Var(min_snr_weights(t, schedule, o.min_snr_gamma, o.prediction))));
         return mse_loss(pred, Var(nb.target));
     }
 

@@ -97,6 +97,10 @@ struct TrainOptions {
     std::string instance_prompt, class_prompt;
     int64_t num_class_images = 0;
     float prior_loss_weight = 1.0f;
+    // ldm, ddpm, lora: Min-SNR-gamma loss weighting (0: off; kohya / diffusers --min_snr_gamma, 5 is the paper's) and
+    // kohya's --noise_offset (the noise gets offset * N(0, 1) per row and channel; 0: off).
+    float min_snr_gamma = 0;
+    float noise_offset = 0;
     // lora: the saved file's tensor type, kohya's --save_precision: "fp32" | "fp16" | "bf16".
     std::string save_precision = "fp32";
 };
@@ -148,5 +152,11 @@ struct NoisedBatch {
 };
 NoisedBatch add_training_noise(const Tensor& x0, const Tensor& noise, const std::vector<int64_t>& t,
                                const NoiseSchedule& schedule, const std::string& prediction);
+
+// Min-SNR-gamma loss weights (Hang et al. 2023, as diffusers' and kohya's --min_snr_gamma): per row,
+// min(SNR(t), gamma) / SNR(t) for epsilon and min(SNR(t), gamma) / (SNR(t) + 1) for v_prediction, SNR = a / (1 - a);
+// [B, 1, 1, 1] F32. gamma > 0.
+Tensor min_snr_weights(const std::vector<int64_t>& t, const NoiseSchedule& schedule, float gamma,
+                       const std::string& prediction);
 
 }  // namespace nuance

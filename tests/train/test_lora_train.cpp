@@ -1444,6 +1444,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         o.lora_targets = "all-linear+conv";
         o.lora_conv_rank = 2;
         o.lora_factor = algo == "lokr" ? 8 : -1;
+        if (algo == "lokr") o.min_snr_gamma = 5, o.noise_offset = 0.05f;  // (kohya's options, in its metadata)
         const TrainReport r = train_lora(o);
         EXPECT_EQ(r.steps, 20);
         const WeightFile wf = load_safetensors(r.exported);
@@ -1452,6 +1453,8 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         if (algo == "lokr") EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"factor\":\"8\""));
         if (dora) EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"dora_wd\":\"True\""));
         EXPECT_EQ(wf.metadata.at("ss_num_train_images"), dora ? "5" : "6");
+        EXPECT_EQ(wf.metadata.at("ss_min_snr_gamma"), algo == "lokr" ? "5" : "None");
+        EXPECT_EQ(wf.metadata.at("ss_noise_offset"), algo == "lokr" ? "0.05" : "None");
         int64_t keys = 0;
         const std::string key = dora ? ".dora_scale" : algo == "loha" ? ".hada_w" : ".lokr_w";
         for (const auto& [k, t] : wf.tensors) keys += k.find(key) != std::string::npos;

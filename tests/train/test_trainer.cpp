@@ -186,6 +186,25 @@ TEST(TrainObjective, NoisedInputAndTargetsMatchHandComputedValues) {
                 HasSubstr("timestep 2 outside 0..1"));
 }
 
+// Min-SNR-gamma weights against diffusers' training_utils.compute_snr on the SD schedule (scaled-linear 0.00085-0.012,
+// 1000 steps), gamma 5: min(snr, 5) / snr (epsilon), / (snr + 1) (v_prediction).
+TEST(TrainObjective, MinSnrWeightsMatchDiffusers) {
+    NoiseScheduleConfig c;  // (the SD1 defaults)
+    const NoiseSchedule sched(c);
+    const std::vector<int64_t> t = {0, 10, 100, 300, 500, 999};
+    const std::vector<float> eps = {0.004253724f, 0.04830568f, 0.5914454f, 1, 1, 1};
+    const std::vector<float> v = {0.004250109f, 0.04784346f, 0.5288842f, 0.5905008f, 0.2763325f, 0.004660094f};
+    const Tensor we = min_snr_weights(t, sched, 5.0f, "epsilon"), wv = min_snr_weights(t, sched, 5.0f, "v_prediction");
+    ASSERT_EQ(we.shape(), Shape({6, 1, 1, 1}));
+    for (size_t i = 0; i < t.size(); ++i) {
+        EXPECT_NEAR(we.data<float>()[i], eps[i], 2e-6f * std::max(1.0f, eps[i]) + 1e-7f) << t[i];
+        EXPECT_NEAR(wv.data<float>()[i], v[i], 2e-6f) << t[i];
+    }
+    EXPECT_THAT(test::error_of([&] { min_snr_weights(t, sched, 0.0f, "epsilon"); }), HasSubstr("gamma must be > 0"));
+    EXPECT_THAT(test::error_of([&] { min_snr_weights({1000}, sched, 5.0f, "epsilon"); }),
+                HasSubstr("timestep 1000 outside 0..999"));
+}
+
 // ---- short runs ----
 
 TEST(Trainer, VaeLossFallsAndExportsADiffusersVae) {
@@ -235,6 +254,40 @@ TEST(Trainer, LdmLossFallsAndTheExportGeneratesThroughTheSdPipeline) {
     const std::vector<GeneratedImage> res = generate(m, g);
     ASSERT_EQ(res.size(), 1u);
     EXPECT_EQ(res[0].image.width, 8);
+}
+
+// --min-snr-gamma reweights the same first batch (same data, timesteps and noise: the weights are <= 1 for epsilon,
+// so the first loss falls below the plain run's); --noise-offset changes the noise; both train, both are checked.
+TEST(Trainer, MinSnrGammaAndNoiseOffset) {
+    test::TempDir d("train_snr");
+    write_color_folder(d / "data");
+    TrainOptions vo = tiny_options("vae", d / "data", d / "vae");
+    vo.steps = 2;
+    train(vo);
+    TrainOptions o = tiny_options("ldm", d / "data", d / "plain");
+    o.vae = d / "vae";
+    o.steps = 2;
+    const TrainReport plain = train(o);
+    o.output = d / "snr";
+    o.min_snr_gamma = 5;
+    const TrainReport snr = train(o);
+    EXPECT_LT(snr.first_loss, plain.first_loss);
+    EXPECT_GT(snr.first_loss, 0.0);
+    o.output = d / "offset";
+    o.min_snr_gamma = 0;
+    o.noise_offset = 0.1f;
+    const TrainReport off = train(o);
+    EXPECT_NE(off.first_loss, plain.first_loss);
+    EXPECT_TRUE(std::isfinite(off.last_loss));
+    o.noise_offset = 1.5f;
+    EXPECT_THAT(test::error_of([&] { train(o); }), HasSubstr("--noise-offset must be in [0, 1]"));
+    o.noise_offset = 0;
+    o.min_snr_gamma = std::nanf("");
+    EXPECT_THAT(test::error_of([&] { train(o); }), HasSubstr("--min-snr-gamma must be in [0, 1000]"));
+    o.min_snr_gamma = 5;
+    o.model = "vae";
+    o.vae.clear();
+    EXPECT_THAT(test::error_of([&] { train(o); }), HasSubstr("are for the diffusion objectives"));
 }
 
 // A resumed checkpoint's nuance_train metadata with fields of the wrong type: a named error, not nlohmann's.
