@@ -845,6 +845,64 @@ TrainOptions lora_options(const std::string& data, const std::string& out) {
     return o;
 }
 
+// What a trained LoRA run must show on the built-in model `m` (widened; `net` holds the run's last checkpoint): the
+// adapters change the UNet output, the saved file merged into a fresh model by nuance's loader reproduces the trained
+// forward (float tolerance), and the loss on a fixed batch (the training images' latents at fixed timesteps and
+// noise; the per-step training loss is too noisy over random timesteps to compare a few steps) falls. Returns the
+// fixed-batch loss before and after.
+std::pair<double, double> expect_trained_run(StableDiffusionModel& m, LoraNetwork& net, const std::string& exported,
+                                             const std::string& data) {
+    const Tensor x = randn({2, 4, 16, 16}, 1), t = Tensor::from_vector({50.0f, 600.0f}, {2});
+    const Tensor ids = Tensor::from_ids(std::vector<int64_t>(2 * 77, 49407), {2, 77});
+    Tensor trained, base_out;
+    {
+        NoGradGuard ng;
+        base_out = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
+        LayerAdapters::Bind ba(net);
+        trained = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
+    }
+    StableDiffusionModel merged = load_stable_diffusion(kEmoji);
+    LoraMerge merge;
+    const LoraApplyReport ar = merge.apply(merged.modules(), load_lora(exported), 1.0f);
+    EXPECT_EQ(ar.matched, ar.modules);
+    widen(*merged.unet);
+    widen(*merged.te1.model);
+    Tensor loaded;
+    {
+        NoGradGuard ng;
+        loaded = unet_forward(*merged.unet, Var(x), t, clip_encode(*merged.te1.model, ids)).value();
+    }
+    EXPECT_GT(largest_diff(trained, base_out), 1e-3f);  // the adapters change the output
+    EXPECT_LT(largest_diff(loaded, trained), 2e-3f * std::max(1.0f, largest_abs(trained)));
+
+    DatasetOptions dopt;
+    dopt.resolution = 32;
+    ImageCaptionDataset ds(data, dopt);
+    Mt19937 drng(1);
+    std::vector<Tensor> imgs;
+    std::vector<int64_t> tok, ts;
+    for (int64_t i = 0; i < ds.size(); ++i) {
+        const Sample smp = ds.get(i, drng);
+        imgs.push_back(smp.image.unsqueeze(0));
+        const auto v = ClipTokenizer::builtin().encode_padded(smp.caption, ClipTokenizer::kEosId, 77);
+        tok.insert(tok.end(), v.begin(), v.end());
+        ts.push_back(100 + 150 * i);
+    }
+    const Tensor x0 = m.vae->to_latents(m.vae->encode(cat(imgs, 0)).mean);
+    const NoisedBatch nb = add_training_noise(x0, randn(x0.shape(), 11), ts, NoiseSchedule(), "epsilon");
+    const Tensor tid = Tensor::from_ids(tok, {ds.size(), 77});
+    NoGradGuard ng;
+    const double before_l =
+        mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
+            .item();
+    LayerAdapters::Bind ba(net);
+    const double after_l =
+        mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
+            .item();
+    EXPECT_LT(after_l, before_l);
+    return {before_l, after_l};
+}
+
 TEST(LoraTrain, LossFallsAndTheSavedFileReproducesTheTrainedForward) {
     test::TempDir data("lora_data"), out("lora_out");
     test::write_synthetic_emoji(data, 6);
@@ -888,58 +946,7 @@ TEST(LoraTrain, LossFallsAndTheSavedFileReproducesTheTrainedForward) {
         a->up.value = ck.tensors.at("model." + a->name + ".lora_up.weight");
         EXPECT_GT(largest_abs(a->up.value), 0.0f) << a->name;
     }
-    const Tensor x = randn({2, 4, 16, 16}, 1), t = Tensor::from_vector({50.0f, 600.0f}, {2});
-    const Tensor ids = Tensor::from_ids(std::vector<int64_t>(2 * 77, 49407), {2, 77});
-    Tensor trained, base_out;
-    {
-        NoGradGuard ng;
-        base_out = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
-        LayerAdapters::Bind ba(net);
-        trained = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
-    }
-    // ... equal the base model with the saved file merged by nuance's LoRA loader (float tolerance).
-    StableDiffusionModel merged = load_stable_diffusion(kEmoji);
-    LoraMerge merge;
-    const LoraApplyReport ar = merge.apply(merged.modules(), load_lora(r.exported), 1.0f);
-    EXPECT_EQ(ar.matched, ar.modules);
-    widen(*merged.unet);
-    widen(*merged.te1.model);
-    Tensor loaded;
-    {
-        NoGradGuard ng;
-        loaded = unet_forward(*merged.unet, Var(x), t, clip_encode(*merged.te1.model, ids)).value();
-    }
-    // The loss on a fixed batch (the training images' latents at fixed timesteps and noise; the per-step training
-    // loss is too noisy over random timesteps to compare 40 steps) falls with the trained adapters.
-    {
-        DatasetOptions dopt;
-        dopt.resolution = 32;
-        ImageCaptionDataset ds(data.path().string(), dopt);
-        Mt19937 drng(1);
-        std::vector<Tensor> imgs;
-        std::vector<int64_t> tok, ts;
-        for (int64_t i = 0; i < ds.size(); ++i) {
-            const Sample smp = ds.get(i, drng);
-            imgs.push_back(smp.image.unsqueeze(0));
-            const auto v = ClipTokenizer::builtin().encode_padded(smp.caption, ClipTokenizer::kEosId, 77);
-            tok.insert(tok.end(), v.begin(), v.end());
-            ts.push_back(100 + 150 * i);
-        }
-        const Tensor x0 = m.vae->to_latents(m.vae->encode(cat(imgs, 0)).mean);
-        const NoisedBatch nb = add_training_noise(x0, randn(x0.shape(), 11), ts, NoiseSchedule(), "epsilon");
-        const Tensor tid = Tensor::from_ids(tok, {ds.size(), 77});
-        NoGradGuard ng;
-        const double before_l =
-            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
-                .item();
-        LayerAdapters::Bind ba(net);
-        const double after_l =
-            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
-                .item();
-        EXPECT_LT(after_l, before_l);
-    }
-    EXPECT_GT(largest_diff(trained, base_out), 1e-3f);  // the LoRA changes the output
-    EXPECT_LT(largest_diff(loaded, trained), 2e-3f * std::max(1.0f, largest_abs(trained)));
+    expect_trained_run(m, net, r.exported, data.path().string());
 }
 
 // QLoRA-style: a LoRA trained on a Q8_0 GGUF base (`nuance quantize --layout full`). The UNet's and text encoder's
@@ -1481,55 +1488,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
                 p->value = v;
             }
         EXPECT_GT(moved, (int64_t)net.adapters().size());  // every adapter's zero factor (and more) trained
-        const Tensor x = randn({2, 4, 16, 16}, 1), t = Tensor::from_vector({50.0f, 600.0f}, {2});
-        const Tensor ids = Tensor::from_ids(std::vector<int64_t>(2 * 77, 49407), {2, 77});
-        Tensor trained, base_out;
-        {
-            NoGradGuard ng;
-            base_out = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
-            LayerAdapters::Bind ba(net);
-            trained = unet_forward(*m.unet, Var(x), t, clip_encode(*m.te1.model, ids)).value();
-        }
-        StableDiffusionModel merged = load_stable_diffusion(kEmoji);
-        LoraMerge merge;
-        const LoraApplyReport ar = merge.apply(merged.modules(), load_lora(r.exported), 1.0f);
-        EXPECT_EQ(ar.matched, ar.modules);
-        widen(*merged.unet);
-        widen(*merged.te1.model);
-        Tensor loaded;
-        {
-            NoGradGuard ng;
-            loaded = unet_forward(*merged.unet, Var(x), t, clip_encode(*merged.te1.model, ids)).value();
-        }
-        EXPECT_GT(largest_diff(trained, base_out), 1e-3f);
-        EXPECT_LT(largest_diff(loaded, trained), 2e-3f * std::max(1.0f, largest_abs(trained)));
-
-        // the loss on the training images at fixed timesteps and noise falls
-        DatasetOptions dopt;
-        dopt.resolution = 32;
-        ImageCaptionDataset ds(data.path().string(), dopt);
-        Mt19937 drng(1);
-        std::vector<Tensor> imgs;
-        std::vector<int64_t> tok, ts;
-        for (int64_t i = 0; i < ds.size(); ++i) {
-            const Sample smp = ds.get(i, drng);
-            imgs.push_back(smp.image.unsqueeze(0));
-            const auto v = ClipTokenizer::builtin().encode_padded(smp.caption, ClipTokenizer::kEosId, 77);
-            tok.insert(tok.end(), v.begin(), v.end());
-            ts.push_back(100 + 150 * i);
-        }
-        const Tensor x0 = m.vae->to_latents(m.vae->encode(cat(imgs, 0)).mean);
-        const NoisedBatch nb = add_training_noise(x0, randn(x0.shape(), 11), ts, NoiseSchedule(), "epsilon");
-        const Tensor tid = Tensor::from_ids(tok, {ds.size(), 77});
-        NoGradGuard ng;
-        const double before_l =
-            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
-                .item();
-        LayerAdapters::Bind ba(net);
-        const double after_l =
-            mse_loss(unet_forward(*m.unet, Var(nb.x_t), nb.timesteps, clip_encode(*m.te1.model, tid)), Var(nb.target))
-                .item();
-        EXPECT_LT(after_l, before_l);
+        const auto [before_l, after_l] = expect_trained_run(m, net, r.exported, data.path().string());
         RecordProperty(run + "_loss", str(before_l, " -> ", after_l));
     }
     // --resume with another algorithm, factor or rank is refused by the checkpoint's configuration
