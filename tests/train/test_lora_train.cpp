@@ -273,15 +273,20 @@ TEST(LoraGradcheck, LinearAndConvWithAdapters) {
     EXPECT_GT(r.checked, 0);
 }
 
-// A module with one Linear and one conv named like UNet layers, so the target rules pick them.
-struct TwoLayers : Module {
-    Linear q{5, 4};
-    Conv2d conv{3, 4, 3, 2, 1};
+// A module with one Linear (in -> out) and one 3x3 conv (cin -> cout, stride, padding 1) named like UNet layers, so
+// the target rules pick them.
+template <int64_t In, int64_t Out, int64_t CIn, int64_t COut, int Stride>
+struct NamedLayers : Module {
+    Linear q{In, Out};
+    Conv2d conv{CIn, COut, 3, Stride, 1};
     void visit(ParamVisitor& v) override {
         v("mid_block.attentions.0.transformer_blocks.0.attn1.to_q", q);
         v("down_blocks.0.resnets.0.conv1", conv);
     }
 };
+using TwoLayers = NamedLayers<5, 4, 3, 4, 2>;
+// Their weights fit Q8_0 blocks (in * kh * kw a multiple of 32).
+using QuantizableLayers = NamedLayers<64, 8, 32, 8, 1>;
 
 TEST(LoraGradcheck, TheNetworkComputesThatFormulaAndItsGradients) {
     TwoLayers m;
@@ -510,16 +515,6 @@ TEST(LycorisGradcheck, HadamardAndKroneckerDeltas) {
     const Tensor y = apply(m.q, Var(x)).value();
     EXPECT_LT(largest_diff(y, add(base, linear(x, d))), 1e-5f);
 }
-
-// Two UNet-named layers whose weights fit Q8_0 blocks (in * kh * kw a multiple of 32).
-struct QuantizableLayers : Module {
-    Linear q{64, 8};
-    Conv2d conv{32, 8, 3, 1, 1};
-    void visit(ParamVisitor& v) override {
-        v("mid_block.attentions.0.transformer_blocks.0.attn1.to_q", q);
-        v("down_blocks.0.resnets.0.conv1", conv);
-    }
-};
 
 // f32 base weights run one product with W + scale * delta(W) (LyCORIS' default), quantized ones (a GGUF base) the
 // bypass form W x + scale * delta(W) x: on the same values both give the same outputs and factor gradients.
