@@ -72,6 +72,18 @@ TrainOptions tiny_options(const std::string& model, const std::string& data, con
     return o;
 }
 
+// The colour folder under `d`, a tiny VAE trained `vae_steps` steps on it (d / "vae"), and options for a tiny LDM on
+// that VAE writing to d / run.
+TrainOptions tiny_ldm_options(const test::TempDir& d, int64_t vae_steps, const std::string& run) {
+    write_color_folder(d / "data");
+    TrainOptions vo = tiny_options("vae", d / "data", d / "vae");
+    vo.steps = vae_steps;
+    train(vo);
+    TrainOptions o = tiny_options("ldm", d / "data", d / run);
+    o.vae = d / "vae";
+    return o;
+}
+
 // ---- the differentiable forwards compute what the inference forwards compute ----
 
 TEST(TrainModelGraph, UNetVaeClipMatchTheInferenceForwards) {
@@ -226,12 +238,7 @@ TEST(Trainer, VaeLossFallsAndExportsADiffusersVae) {
 
 TEST(Trainer, LdmLossFallsAndTheExportGeneratesThroughTheSdPipeline) {
     test::TempDir d("train_ldm");
-    write_color_folder(d / "data");
-    TrainOptions vo = tiny_options("vae", d / "data", d / "vae");
-    vo.steps = 10;
-    train(vo);
-    TrainOptions o = tiny_options("ldm", d / "data", d / "run");
-    o.vae = d / "vae";
+    TrainOptions o = tiny_ldm_options(d, 10, "run");
     o.steps = 60;
     o.checkpoint_every = 30;
     o.caption_dropout = 0.1f;
@@ -260,12 +267,7 @@ TEST(Trainer, LdmLossFallsAndTheExportGeneratesThroughTheSdPipeline) {
 // so the first loss falls below the plain run's); --noise-offset changes the noise; both train, both are checked.
 TEST(Trainer, MinSnrGammaAndNoiseOffset) {
     test::TempDir d("train_snr");
-    write_color_folder(d / "data");
-    TrainOptions vo = tiny_options("vae", d / "data", d / "vae");
-    vo.steps = 2;
-    train(vo);
-    TrainOptions o = tiny_options("ldm", d / "data", d / "plain");
-    o.vae = d / "vae";
+    TrainOptions o = tiny_ldm_options(d, 2, "plain");
     o.steps = 2;
     const TrainReport plain = train(o);
     o.output = d / "snr";
@@ -317,12 +319,7 @@ TEST(Trainer, ResumeRefusesMetadataFieldsOfTheWrongType) {
 
 TEST(Trainer, ResumeContinuesBitExactly) {
     test::TempDir d("train_resume");
-    write_color_folder(d / "data");
-    TrainOptions vo = tiny_options("vae", d / "data", d / "vae");
-    vo.steps = 2;
-    train(vo);
-    TrainOptions o = tiny_options("ldm", d / "data", d / "straight");
-    o.vae = d / "vae";
+    TrainOptions o = tiny_ldm_options(d, 2, "straight");
     o.steps = 6;
     o.checkpoint_every = 3;
     train(o);
