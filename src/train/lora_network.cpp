@@ -9,6 +9,7 @@
 #include "core/mt19937.h"
 #include "io/safetensors.h"
 #include "train/dataset.h"
+#include "train/train_loop.h"
 
 namespace nuance {
 
@@ -30,15 +31,6 @@ bool in_attention_block(const std::string& m) {  // Transformer2DModel: <...>.at
 }
 bool in_resnet_or_sampler(const std::string& m) {  // ResnetBlock2D, Downsample2D, Upsample2D
     return contains(m, "resnets.") || contains(m, ".downsamplers.") || contains(m, ".upsamplers.");
-}
-
-// kaiming_uniform_(a = sqrt(5)) as torch draws it for a weight whose fan-in is fan_in: U(+-1/sqrt(fan_in)).
-Tensor kaiming_uniform(const Shape& s, int64_t fan_in, Mt19937& rng) {
-    Tensor d = Tensor::empty(s, DType::F32);
-    const float bound = 1.0f / std::sqrt((float)fan_in);
-    float* dp = d.data<float>();
-    for (int64_t i = 0; i < d.numel(); ++i) dp[i] = (2.0f * uniform01(rng) - 1.0f) * bound;
-    return d;
 }
 
 Param trainable(const Tensor& v) {

@@ -183,6 +183,14 @@ LoaderOptions train_loader_options(const TrainOptions& o, const ImageCaptionData
     return lo;
 }
 
+Tensor kaiming_uniform(const Shape& shape, int64_t fan_in, Mt19937& rng) {
+    Tensor t = Tensor::empty(shape, DType::F32);
+    const float bound = 1.0f / std::sqrt((float)std::max<int64_t>(1, fan_in));
+    float* d = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) d[i] = (2.0f * uniform01(rng) - 1.0f) * bound;
+    return t;
+}
+
 void widen_params_to_f32(Module& m) {
     for_each_param(m, [](const std::string&, Param& p) {
         // Quantized weights (a GGUF base) stay blocks: they are frozen, and the products read them as they are.

@@ -68,4 +68,8 @@ LoaderOptions train_loader_options(const TrainOptions& o, const ImageCaptionData
 // frozen, their products read the blocks and their input gradients use the dequantized layer.
 void widen_params_to_f32(Module& m);
 
+// torch's default init of a conv / linear weight (kaiming_uniform with a = sqrt(5)): U(+-1/sqrt(fan_in)) per element in
+// order, F32 of `shape`; fan_in below 1 counts as 1.
+Tensor kaiming_uniform(const Shape& shape, int64_t fan_in, Mt19937& rng);
+
 }  // namespace nuance

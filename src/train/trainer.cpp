@@ -74,20 +74,21 @@ void init_for_training(Module& m, uint64_t seed) {
     Mt19937 rng(seed);
     TorchCpuRng normal(seed ^ 0x9e3779b97f4a7c15ull);
     for_each_param(m, [&](const std::string& name, Param& p) {
+        const int64_t n = shape_numel(p.shape);
+        const bool embedding = name.find("embedding") != std::string::npos && p.shape.size() == 2;
+        if (!embedding && p.shape.size() >= 2) {
+            p.value = kaiming_uniform(p.shape, n / p.shape[0], rng);
+            return;
+        }
         Tensor t = Tensor::empty(p.shape, DType::F32);
         float* d = t.data<float>();
-        const int64_t n = t.numel();
         const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-        if (name.find("embedding") != std::string::npos && p.shape.size() == 2) {
+        if (embedding) {
             normal.fill_randn(d, n);
             for (int64_t i = 0; i < n; ++i) d[i] *= 0.02f;
-        } else if (p.shape.size() == 1) {
+        } else {  // 1-D: norms' weights and biases
             const float v = is_bias ? 0.0f : 1.0f;
             for (int64_t i = 0; i < n; ++i) d[i] = v;
-        } else {
-            const int64_t fan_in = n / p.shape[0];
-            const float bound = 1.0f / std::sqrt((float)std::max<int64_t>(1, fan_in));
-            for (int64_t i = 0; i < n; ++i) d[i] = (2.0f * uniform01(rng) - 1.0f) * bound;
         }
         p.value = t;
     });
