@@ -137,8 +137,9 @@ Tensor min_snr_weights(const std::vector<int64_t>& t, const NoiseSchedule& sched
     for (int64_t ti : t) {
         NUANCE_CHECK(ti >= 0 && ti < (int64_t)ac.size(), "min_snr_weights: timestep ", ti, " outside 0..",
                      ac.size() - 1);
-        const double a = ac[(size_t)ti], snr = a / std::max(1e-12, 1.0 - a);
-        w.push_back((float)(std::min(snr, (double)gamma) / (prediction == "v_prediction" ? snr + 1.0 : snr)));
+        const double a = ac[(size_t)ti], snr = a / std::max(1e-12, 1.0 - a), lo = std::min(snr, (double)gamma);
+        // (a zero-terminal-SNR schedule's last step has SNR 0: epsilon takes the limit 1 there, not 0 / 0)
+        w.push_back((float)(prediction == "v_prediction" ? lo / (snr + 1.0) : snr > 0 ? lo / snr : 1.0));
     }
     return Tensor::from_vector(w, {(int64_t)w.size(), 1, 1, 1});
 }

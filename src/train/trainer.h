@@ -155,7 +155,7 @@ NoisedBatch add_training_noise(const Tensor& x0, const Tensor& noise, const std:
 
 // Min-SNR-gamma loss weights (Hang et al. 2023, as diffusers' and kohya's --min_snr_gamma): per row,
 // min(SNR(t), gamma) / SNR(t) for epsilon and min(SNR(t), gamma) / (SNR(t) + 1) for v_prediction, SNR = a / (1 - a);
-// [B, 1, 1, 1] F32. gamma > 0.
+// [B, 1, 1, 1] F32; SNR 0 (a zero-terminal-SNR schedule's last step) weighs 1 for epsilon. gamma > 0.
 Tensor min_snr_weights(const std::vector<int64_t>& t, const NoiseSchedule& schedule, float gamma,
                        const std::string& prediction);
 

@@ -212,6 +212,12 @@ TEST(TrainObjective, MinSnrWeightsMatchDiffusers) {
         EXPECT_NEAR(we.data<float>()[i], eps[i], 2e-6f * std::max(1.0f, eps[i]) + 1e-7f) << t[i];
         EXPECT_NEAR(wv.data<float>()[i], v[i], 2e-6f) << t[i];
     }
+    // zero terminal SNR: the last step's SNR is 0; epsilon takes the limit 1 (not 0 / 0), v 0
+    NoiseScheduleConfig z;
+    z.rescale_zero_snr = true;
+    const NoiseSchedule zsched(z);
+    EXPECT_EQ(min_snr_weights({999}, zsched, 5.0f, "epsilon").data<float>()[0], 1.0f);
+    EXPECT_EQ(min_snr_weights({999}, zsched, 5.0f, "v_prediction").data<float>()[0], 0.0f);
     EXPECT_THAT(test::error_of([&] { min_snr_weights(t, sched, 0.0f, "epsilon"); }), HasSubstr("gamma must be > 0"));
     EXPECT_THAT(test::error_of([&] { min_snr_weights({1000}, sched, 5.0f, "epsilon"); }),
                 HasSubstr("timestep 1000 outside 0..999"));
