@@ -2,8 +2,9 @@
 // (batch 2, latent 64x64) and the VAE decoder (batch 1) at its two most expensive levels.
 // Shape letters: N batch, C in channels, O out channels, H/W spatial.
 // Each case runs with an F32 weight and with a BF16 weight (x stays F32, the result is F32); x is channels-last, as
-// the models run (F32: Winograd F(4x4, 3x3); BF16: the same f32 Winograd where it beats oneDNN's bf16 kernel, see
-// backends/cpu/winograd.cpp; NUANCE_CONV_WINOGRAD=0 for oneDNN's direct kernels).
+// the models run (F32: Winograd F(4x4, 3x3); BF16: Winograd F(2x2, 3x3) with bf16 products or the f32 F(4x4) where
+// they beat oneDNN's bf16 kernel, see backends/cpu/winograd.h; NUANCE_CONV_WINOGRAD=f32 for F(4x4) only, =0 for
+// oneDNN's direct kernels).
 #include <string>
 
 #include "bench_util.h"
@@ -22,6 +23,9 @@ constexpr ConvCase kConvCases[] = {
     {"unet_320_64x64_n2", 2, 320, 320, 64, 64},       // resnets of down_blocks.0 / up_blocks.3
     {"unet_640_32x32_n2", 2, 640, 640, 32, 32},       // down_blocks.1 / up_blocks.2
     {"unet_1280_16x16_n2", 2, 1280, 1280, 16, 16},    // down_blocks.2 / up_blocks.1
+    {"unet_1280_8x8_n2", 2, 1280, 1280, 8, 8},        // down_blocks.3, mid block / up_blocks.0 (at 256²: 16², 4²)
+    {"unet_640_16x16_n2", 2, 640, 640, 16, 16},       // at 256²: down_blocks.1 / up_blocks.2
+    {"unet_1280_4x4_n2", 2, 1280, 1280, 4, 4},        // at 256²: down_blocks.3, mid block / up_blocks.0
     {"vae_dec_512_64x64_n1", 1, 512, 512, 64, 64},    // decoder mid block and up_blocks.0
     {"vae_dec_512_128x128_n1", 1, 512, 512, 128, 128},  // decoder up_blocks.1
     {"vae_dec_256_256x256_n1", 1, 256, 256, 256, 256},  // decoder up_blocks.2

@@ -47,6 +47,9 @@ Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& 
                  " is a view of a quantized weight that no longer holds whole rows of blocks");
     NUANCE_CHECK(dtype_is_float(w_in.dtype()), "conv2d: weight dtype ", dtype_name(w_in.dtype()), " is not a float type");
     const bool bf16 = compute == Precision::BF16 || (compute == Precision::Auto && w_in.dtype() == DType::BF16);
+    // bf16: F(2x2) with bf16 products where it applies (faster than F(4x4) f32 and the direct kernel at every shape
+    // measured), then F(4x4) f32.
+    if (bf16 && cpu::winograd2_bf16_applies(x_in, w_in, p)) return cpu::winograd2_bf16_conv2d(x_in, w_in, b, p);
     if (cpu::winograd_applies(x_in, w_in, p, bf16)) return cpu::winograd_conv2d(x_in, w_in, b, p);
     const bool cl_in = x_in.is_channels_last() && !x_in.is_contiguous();
     const bool cl = cl_in || bf16;  // bf16 kernels exist for NHWC only: NCHW inputs go through a channels-last copy

@@ -93,12 +93,12 @@ size_t drop_expired(PackedCache& c) {
 }  // namespace
 
 
-PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
+namespace {
+
+// The kept (or, over the budget, this call's) copy of `w` under `key` in layout `want`; `produce` writes it.
+PackedWeight keep_or_make(const Tensor& w, const std::string& key, const dnnl::memory::desc& want,
+                          const std::function<void(dnnl::memory&)>& produce) {
     auto& eng = engine();
-    const DType need = plain.data_type() == dnnl::memory::data_type::bf16 ? DType::BF16 : DType::F32;
-    NUANCE_CHECK(w.is_contiguous(), "packed_weights: weight ", w.str(), " must be contiguous");
-    if (w.dtype() == need && plain == want) return PackedWeight{dnnl::memory(plain, eng, w.raw()), nullptr};
-    const std::string key = std::to_string(reinterpret_cast<uintptr_t>(w.raw()));
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);
     auto it = c.entries.find(key);
@@ -114,32 +114,63 @@ PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, co
     const size_t bytes = want.get_size();
     const size_t budget = packed_weights_budget(), held = c.bytes + int8_pack_cache_bytes();
     const bool keep = budget >= held && budget - held >= bytes;
-    // oneDNN's reorder converts f32 <-> bf16 itself (training's f32 master weights into bf16 blocks, in one pass);
-    // other dtypes (f16 files) are converted first.
-    const bool direct = w.dtype() == need || w.dtype() == DType::F32 || w.dtype() == DType::BF16;
-    const Tensor src_t = direct ? w : w.to(need);
-    dnnl::memory::desc src_md = plain;  // the same plain layout in the source's dtype (oneDNN 2.x's C struct)
-    src_md.data.data_type = src_t.dtype() == DType::BF16 ? dnnl_bf16 : dnnl_f32;
-    dnnl::memory src(src_md, eng, src_t.raw());
     if (!keep) {
         std::shared_ptr<uint8_t> tmp(static_cast<uint8_t*>(cached_alloc(bytes)),
                                      [bytes](uint8_t* q) { cached_free(q, bytes); });
         dnnl::memory dst(want, eng, tmp.get());
-        dnnl::reorder(src, dst).execute(stream(), src, dst);
-        stream().wait();
+        produce(dst);
         c.over_budget[key] = {w.storage(), bytes};
         return PackedWeight{dst, tmp};
     }
     c.over_budget.erase(key);
     std::shared_ptr<uint8_t> buffer = large_buffer(bytes);  // huge pages: fewer faults, fewer TLB misses
     dnnl::memory dst(want, eng, buffer.get());
-    dnnl::reorder(src, dst).execute(stream(), src, dst);
-    stream().wait();
+    produce(dst);
     release_file_pages(w);
     Packed p{w.storage(), dst, buffer, bytes};
     c.bytes += p.bytes;
     c.entries.emplace(key, p);
     return PackedWeight{dst, buffer};
+}
+
+std::string weight_key(const Tensor& w) { return std::to_string(reinterpret_cast<uintptr_t>(w.raw())); }
+
+}  // namespace
+
+PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want) {
+    auto& eng = engine();
+    const DType need = plain.data_type() == dnnl::memory::data_type::bf16 ? DType::BF16 : DType::F32;
+    NUANCE_CHECK(w.is_contiguous(), "packed_weights: weight ", w.str(), " must be contiguous");
+    if (w.dtype() == need && plain == want) return PackedWeight{dnnl::memory(plain, eng, w.raw()), nullptr};
+    return keep_or_make(w, weight_key(w), want, [&](dnnl::memory& dst) {
+        // oneDNN's reorder converts f32 <-> bf16 itself (training's f32 master weights into bf16 blocks, in one
+        // pass); other dtypes (f16 files) are converted first.
+        const bool direct = w.dtype() == need || w.dtype() == DType::F32 || w.dtype() == DType::BF16;
+        const Tensor src_t = direct ? w : w.to(need);
+        dnnl::memory::desc src_md = plain;  // the same plain layout in the source's dtype (oneDNN 2.x's C struct)
+        src_md.data.data_type = src_t.dtype() == DType::BF16 ? dnnl_bf16 : dnnl_f32;
+        dnnl::memory src(src_md, eng, src_t.raw());
+        dnnl::reorder(src, dst).execute(stream(), src, dst);
+        stream().wait();
+    });
+}
+
+PackedWeight derived_weights(const Tensor& w, const char* kind, const dnnl::memory::desc& plain,
+                             const dnnl::memory::desc& want, const std::function<void(void*)>& fill) {
+    auto& eng = engine();
+    return keep_or_make(w, weight_key(w) + "/" + kind, want, [&](dnnl::memory& dst) {
+        if (plain == want) {
+            fill(dst.get_data_handle());
+            return;
+        }
+        const size_t bytes = plain.get_size();
+        std::shared_ptr<uint8_t> tmp(static_cast<uint8_t*>(cached_alloc(bytes)),
+                                     [bytes](uint8_t* q) { cached_free(q, bytes); });
+        fill(tmp.get());
+        dnnl::memory src(plain, eng, tmp.get());
+        dnnl::reorder(src, dst).execute(stream(), src, dst);
+        stream().wait();
+    });
 }
 
 void clear_packed_weights() {
@@ -169,11 +200,14 @@ size_t release_packed_weight(const Tensor& w) {
     if (!w.defined() || !w.storage()) return 0;
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);
-    auto it = c.entries.find(std::to_string(reinterpret_cast<uintptr_t>(w.raw())));
-    if (it == c.entries.end()) return 0;
-    const size_t n = it->second.bytes;
-    c.bytes -= n;
-    c.entries.erase(it);
+    const std::string key = weight_key(w), derived = key + "/";
+    size_t n = 0;
+    for (auto it = c.entries.lower_bound(key); it != c.entries.end();) {  // the packed copy, then the derived ones
+        if (it->first != key && it->first.compare(0, derived.size(), derived) != 0) break;
+        n += it->second.bytes;
+        c.bytes -= it->second.bytes;
+        it = c.entries.erase(it);
+    }
     return n;
 }
 

@@ -45,6 +45,11 @@ struct PackedWeight {
     std::shared_ptr<const void> keep;  // empty when mem wraps w itself
 };
 PackedWeight packed_weights(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& want);
+// A copy of `w` transformed by the caller (e.g. Winograd-transformed kernels), kept like a packed weight, under w and
+// `kind`, within the same budget: `fill` writes it in layout `plain`, then oneDNN reorders it into `want` (or fill
+// writes `want` itself when the two are equal). Over the budget: this call's copy only.
+PackedWeight derived_weights(const Tensor& w, const char* kind, const dnnl::memory::desc& plain,
+                             const dnnl::memory::desc& want, const std::function<void(void*)>& fill);
 void clear_packed_weights();
 size_t release_packed_weight(const Tensor& w);  // the cached packed copy of `w` (0 when there is none)
 size_t packed_weights_bytes();

@@ -36,4 +36,15 @@ bool winograd_enabled();  // NUANCE_CONV_WINOGRAD unset or not "0"
 // chunks on small inputs); 0 sizes the chunks to a 12 MB scratch.
 Tensor winograd_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, int64_t chunk_tiles = 0);
 
+// Winograd F(2x2, 3x3) with bf16 products, in place of oneDNN's direct bf16 kernel where F(4x4) f32 does not apply
+// (fewer tiles: the smaller feature maps of a UNet): 16 multiplies per 2x2 outputs instead of 36, and its transforms
+// are additions only (B, A: 0 and +-1; G: halves), so rounding V and U to bf16 costs about one more bf16 rounding:
+// 1.7x the direct bf16 kernel's RMS error (4.0e-3 against 2.4e-3 relative, C = K = 256 at 16², in float64
+// emulation), where F(4x4) in bf16 is ~10x. The transformed kernels are kept like packed weights
+// (dnnl_cache.h: derived_weights; 16/9 of the weight in bf16, in place of oneDNN's packed copy). Needs AVX512_BF16.
+// Applies: bf16, 3x3, stride 1, dilation 1, groups 1, channels-last F32/BF16 input, C and K >= 256, >= 64 2x2 tiles.
+bool winograd2_bf16_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p);
+Tensor winograd2_bf16_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
+                             int64_t chunk_tiles = 0);
+
 }  // namespace nuance::cpu
