@@ -40,10 +40,16 @@ size_t size_class(size_t n) {
     return (n + step - 1) / step * step;
 }
 
+struct FreeBlock {
+    void* p;
+    uint64_t epoch;  // the allocator epoch in which it was freed (allocator_trim_stale)
+};
+
 struct Pool {
     std::mutex m;
-    std::multimap<size_t, void*> free_blocks;  // class size -> block
+    std::multimap<size_t, FreeBlock> free_blocks;  // class size -> block
     size_t cached = 0, hits = 0, misses = 0;
+    uint64_t epoch = 0;
 };
 
 Pool& pool() {
@@ -56,6 +62,17 @@ void* system_alloc(size_t n) {
     if (!p) fail(ErrorCode::OutOfMemory, "cannot allocate ", n, " bytes");
     return p;
 }
+
+// Blocks of kSmall and more are mapped and unmapped directly: glibc's malloc raises its mmap threshold to the size of
+// each mapped block it frees (up to 32 MB), after which such blocks come from its heap and a freed one is not given
+// back to the system while anything above it lives. Measured on SD1.5 at 512² bf16: 0.3 GB more peak RSS through
+// malloc than through the cache's own mappings, with the same blocks given back.
+void* map_block(size_t n) {
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail(ErrorCode::OutOfMemory, "cannot allocate ", n, " bytes");
+    return p;
+}
+void unmap_block(void* p, size_t n) { munmap(p, n); }
 
 }  // namespace
 
@@ -76,7 +93,7 @@ void* cached_alloc(size_t bytes) {
         std::lock_guard<std::mutex> lock(P.m);
         auto it = P.free_blocks.find(n);
         if (it != P.free_blocks.end()) {
-            void* p = it->second;
+            void* p = it->second.p;
             P.free_blocks.erase(it);
             P.cached -= n;
             ++P.hits;
@@ -84,35 +101,65 @@ void* cached_alloc(size_t bytes) {
         }
         ++P.misses;
     }
-    return system_alloc(n);
+    return map_block(n);
 }
+
+namespace {
+thread_local int uncached_depth = 0;  // UncachedScope
+}  // namespace
+
+UncachedScope::UncachedScope() { ++uncached_depth; }
+UncachedScope::~UncachedScope() { --uncached_depth; }
 
 void cached_free(void* p, size_t bytes) {
     if (!p) return;
     if (bytes < kSmall) { std::free(p); return; }
     const size_t n = size_class(bytes);
+    if (uncached_depth > 0) { unmap_block(p, n); return; }
     Pool& P = pool();
     {
         std::lock_guard<std::mutex> lock(P.m);
         if (P.cached + n <= max_cached()) {
-            P.free_blocks.emplace(n, p);
+            P.free_blocks.emplace(n, FreeBlock{p, P.epoch});
             P.cached += n;
             return;
         }
     }
-    std::free(p);
+    unmap_block(p, n);
 }
 
 void allocator_trim() {
     Pool& P = pool();
-    std::vector<void*> blocks;
+    std::vector<std::pair<void*, size_t>> blocks;
     {
         std::lock_guard<std::mutex> lock(P.m);
-        for (auto& [n, p] : P.free_blocks) blocks.push_back(p);
+        for (auto& [n, b] : P.free_blocks) blocks.emplace_back(b.p, n);
         P.free_blocks.clear();
         P.cached = 0;
     }
-    for (void* p : blocks) std::free(p);
+    for (auto [p, n] : blocks) unmap_block(p, n);
+}
+
+size_t allocator_trim_stale() {
+    Pool& P = pool();
+    std::vector<std::pair<void*, size_t>> blocks;
+    size_t freed = 0;
+    {
+        std::lock_guard<std::mutex> lock(P.m);
+        for (auto it = P.free_blocks.begin(); it != P.free_blocks.end();) {
+            if (it->second.epoch < P.epoch) {
+                blocks.emplace_back(it->second.p, it->first);
+                freed += it->first;
+                it = P.free_blocks.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        P.cached -= freed;
+        ++P.epoch;
+    }
+    for (auto [p, n] : blocks) unmap_block(p, n);
+    return freed;
 }
 
 size_t default_packed_weights_budget(size_t memory_bytes) {

@@ -14,6 +14,21 @@ namespace nuance {
 void* cached_alloc(size_t bytes);  // 64-byte aligned; throws OutOfMemory
 void cached_free(void* p, size_t bytes);
 void allocator_trim();
+// Gives back the cached blocks that were not used since the previous call, and starts a new period: called once per
+// denoising step, the cache holds one step's working set, not the one-off blocks of the first step (weight packing's
+// temporaries) or of an earlier phase (measured, SD1.5 512² bf16: 0.9-1.4 GB of such blocks at the end of the steps).
+// Returns the bytes given back.
+size_t allocator_trim_stale();
+// While one lives on a thread, the blocks that thread frees go back to the system instead of the cache: for one-off
+// temporaries such as weight packing's conversions, which no later step asks for again (SD1.5 at 512² bf16: a few
+// hundred MB of them, held through the first step, where the process's peak RSS was).
+class UncachedScope {
+public:
+    UncachedScope();
+    ~UncachedScope();
+    UncachedScope(const UncachedScope&) = delete;
+    UncachedScope& operator=(const UncachedScope&) = delete;
+};
 
 // Memory for long-lived large buffers (packed weight copies): anonymous pages that the kernel may back with 2 MB
 // transparent huge pages (madvise MADV_HUGEPAGE where the system's THP mode is "madvise"). Filling a gigabyte of

@@ -314,6 +314,7 @@ std::vector<GeneratedImage> generate(const DiffusionModel& m, const GeneratePara
         so.callback = [&](int step, int total, const Tensor& xs_raw, const Tensor& denoised) {
             const Tensor xs = ip ? ip->shown(xs_raw, step, total) : xs_raw;
             step_ctx.step = step + 1;
+            allocator_trim_stale();  // the cache keeps one step's working set (core/allocator.h)
             // One pass over the (small) latents per step: NaN weights fail at the first step, not as a black PNG.
             auto at = [&] {
                 return str(" at step ", step + 1, " of ", total, " (sigma ", format_float((float)sched.sigmas[(size_t)step]),

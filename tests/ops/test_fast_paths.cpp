@@ -367,6 +367,45 @@ TEST(Allocator, ReusesFreedBlocksAndTrims) {
     EXPECT_EQ(allocator_stats().cached_bytes, 0u);
 }
 
+// allocator_trim_stale keeps what was used since its previous call (a step's working set) and gives back the rest;
+// blocks freed inside an UncachedScope go straight back to the system.
+TEST(Allocator, TrimStaleKeepsOnePeriodsBlocksAndUncachedScopeBypasses) {
+    allocator_trim();
+    allocator_trim_stale();  // a fresh period
+    void* a = cached_alloc(3 << 20);
+    void* b = cached_alloc(5 << 20);
+    std::memset(a, 1, 3 << 20);  // mapped blocks are writable whole
+    std::memset(b, 2, 5 << 20);
+    cached_free(a, 3 << 20);
+    cached_free(b, 5 << 20);
+    const size_t both = allocator_stats().cached_bytes;
+    EXPECT_GE(both, (size_t)8 << 20);
+    EXPECT_EQ(allocator_trim_stale(), 0u);  // both were freed in this period: kept
+    EXPECT_EQ(allocator_stats().cached_bytes, both);
+    void* a2 = cached_alloc(3 << 20);  // the next period uses only the first
+    EXPECT_EQ(a2, a);
+    cached_free(a2, 3 << 20);
+    const size_t freed = allocator_trim_stale();
+    EXPECT_GE(freed, (size_t)5 << 20);      // the unused block
+    EXPECT_LT(freed, (size_t)6 << 20);
+    EXPECT_EQ(allocator_stats().cached_bytes, both - freed);
+    EXPECT_EQ(cached_alloc(3 << 20), a);    // the used one is still there
+    cached_free(a, 3 << 20);
+    {
+        const UncachedScope one_off;
+        void* c = cached_alloc(7 << 20);
+        const size_t before = allocator_stats().cached_bytes;
+        cached_free(c, 7 << 20);
+        EXPECT_EQ(allocator_stats().cached_bytes, before);  // not cached
+    }
+    void* d = cached_alloc(7 << 20);
+    const size_t before = allocator_stats().cached_bytes;
+    cached_free(d, 7 << 20);
+    EXPECT_GT(allocator_stats().cached_bytes, before);  // the scope has ended: cached again
+    allocator_trim();
+    EXPECT_EQ(allocator_stats().cached_bytes, 0u);
+}
+
 TEST(OpProfile, TimesOpsExclusivelyAndCountsTheirWork) {
     const Tensor x = randn({1, 8, 16, 16}, 40).channels_last(), w = randn({8, 8, 3, 3}, 41);
     conv2d(x, w, Tensor(), Conv2dParams{1, {1, 1, 1, 1}, 1, 1}, Precision::BF16);  // primitive built, weight packed

@@ -101,6 +101,7 @@ PackedWeight keep_or_make(const Tensor& w, const std::string& key, const dnnl::m
     auto& eng = engine();
     PackedCache& c = packed_cache();
     std::lock_guard<std::mutex> lock(c.m);
+    const UncachedScope one_off;  // produce()'s temporaries (conversions, plain copies) are not asked for again
     auto it = c.entries.find(key);
     if (it != c.entries.end()) {
         if (!it->second.source.expired() && it->second.mem.get_desc() == want)
