@@ -117,6 +117,13 @@ Runner add_train(CLI::App& app) {
         ->capture_default_str();
     c->add_flag("--decompose-both", o->lora_decompose_both,
                 "lora --network lokr: also decompose the small Kronecker factor into a rank --rank pair");
+    c->add_option("--network-dropout", o->lora_dropout,
+                  "lora (plain LoRA): kohya's network_dropout, dropout on the down projection's output while training");
+    c->add_option("--rank-dropout", o->lora_rank_dropout,
+                  "lora: kohya's rank_dropout (LoRA: each sample's rank channels, rescaled), LyCORIS' for LoHa / LoKr / "
+                  "DoRA (rows of the weight delta)");
+    c->add_option("--module-dropout", o->lora_module_dropout,
+                  "lora: kohya's / LyCORIS' module_dropout, the probability of leaving an adapter out of a step");
     c->add_flag("--dora", o->lora_dora,
                 "lora: DoRA (weight-decomposed LoRA): also train a magnitude per output row of each adapted "
                 "weight (LyCORIS' dora_wd; saved as dora_scale; needs a float base)");

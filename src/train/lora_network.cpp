@@ -206,6 +206,7 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
             }
             a->magnitude = trainable(m);
         }
+        a->index = (int64_t)adapters_.size();
         by_weight_[&p] = a.get();
         adapters_.push_back(std::move(a));
     });
@@ -314,13 +315,99 @@ void LoraNetwork::save_kohya(const std::string& path, const std::map<std::string
     save_safetensors(path, t, metadata);
 }
 
+// ---- dropouts (training only)
+
+namespace {
+
+enum DropKind : uint64_t { kDropModule = 1, kDropRank = 2, kDropNeuron = 3 };
+
+uint64_t splitmix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+}  // namespace
+
+LoraNetwork::DropoutStep::DropoutStep(LoraNetwork& net, uint64_t seed, int64_t step, int64_t row0, int64_t batch)
+    : net_(net) {
+    NUANCE_CHECK(step >= 0 && row0 >= 0 && batch >= 1, "LoRA dropout: step ", step, ", rows from ", row0, ", batch ",
+                 batch);
+    net_.step_ = Step{true, seed, step, row0, batch};
+}
+
+LoraNetwork::DropoutStep::~DropoutStep() { net_.step_ = Step{}; }
+
+double LoraNetwork::dropout_uniform(const Adapter& a, uint64_t kind, uint64_t i) const {
+    uint64_t k = splitmix64(step_.seed ^ 0x6c6f7261u);  // "lora"
+    k = splitmix64(k ^ (uint64_t)step_.step);
+    k = splitmix64(k ^ ((uint64_t)a.index << 8 | kind));
+    return (double)(splitmix64(k ^ i) >> 11) * 0x1.0p-53;
+}
+
+bool LoraNetwork::module_dropped(const Adapter& a) const {
+    return step_.on && cfg_.module_dropout > 0 && dropout_uniform(a, kDropModule, 0) < cfg_.module_dropout;
+}
+
+Var LoraNetwork::dropped_delta(const Adapter& a) const {
+    const Var d = a.weight_delta();
+    if (!step_.on || cfg_.rank_dropout <= 0) return d;
+    // LyCORIS: drop = rand(out) > rank_dropout over delta(W)'s rows, not rescaled (its rank_dropout_scale default)
+    const Shape& s = a.base->shape;
+    Shape ms(s.size(), 1);
+    ms[0] = s[0];
+    Tensor mask = Tensor::empty(ms, DType::F32);
+    float* m = mask.data<float>();
+    for (int64_t o = 0; o < s[0]; ++o) m[o] = dropout_uniform(a, kDropRank, (uint64_t)o) >= cfg_.rank_dropout ? 1.0f : 0.0f;
+    return d * Var(mask);
+}
+
+Var LoraNetwork::lora_down_dropout(const Adapter& a, const Var& lx_in) const {
+    if (!step_.on || (cfg_.dropout <= 0 && cfg_.rank_dropout <= 0)) return lx_in;
+    Var lx = lx_in;
+    const Shape& s = lx.shape();
+    const int64_t B = step_.batch, n = shape_numel(s), r = a.rank;
+    // Samples are the leading rows: [B, r, H, W] (conv), [B, T, r] or [B * T, r] / [B, r] (linear)
+    NUANCE_CHECK(!s.empty() && n % B == 0 && s[0] % B == 0, "LoRA dropout: adapter ", a.name, "'s down output ", s,
+                 " does not split into the step's ", B, " samples");
+    const int64_t per = n / B;
+    if (cfg_.dropout > 0) {  // kohya: F.dropout(lx, p): each value kept with 1 - p, scaled 1 / (1 - p)
+        Tensor mask = Tensor::empty(s, DType::F32);
+        float* m = mask.data<float>();
+        const float kept = (float)(1.0 / (1.0 - cfg_.dropout));
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < per; ++j)
+                m[b * per + j] = dropout_uniform(a, kDropNeuron, (uint64_t)((step_.row0 + b) * per + j)) >= cfg_.dropout
+                                     ? kept : 0.0f;
+        lx = lx * Var(mask);
+    }
+    if (cfg_.rank_dropout > 0) {  // kohya: mask = rand(B, r) > rank_dropout, over every position of the sample
+        const bool conv = s.size() == 4;
+        NUANCE_CHECK(conv ? s[1] == r : s.back() == r, "LoRA dropout: adapter ", a.name, "'s down output ", s,
+                     " has no rank axis of ", r);
+        Tensor mask = Tensor::empty(s, DType::F32);
+        float* m = mask.data<float>();
+        const int64_t inner = conv ? s[2] * s[3] : 1;  // conv: [r, H, W] per sample; linear: [.., r]
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < per; ++j) {
+                const int64_t ch = conv ? j / inner : j % r;
+                m[b * per + j] =
+                    dropout_uniform(a, kDropRank, (uint64_t)((step_.row0 + b) * r + ch)) >= cfg_.rank_dropout ? 1.0f : 0.0f;
+            }
+        lx = lx * Var(mask);
+    }
+    return lx;
+}
+
 Var LoraNetwork::merged_weight(const Param& w) {
     auto it = by_weight_.find(&w);
     if (it == by_weight_.end()) return Var();
     const Adapter& a = *it->second;
     if (a.algo == LoraAlgo::LoRA && !a.magnitude.defined()) return Var();  // up(down(x)): cheaper than the weight
+    if (module_dropped(a)) return Var();  // delta() adds nothing either: the base layer alone
     if (!w.value.defined() || w.value.dtype() != DType::F32) return Var();  // quantized / 16-bit: the bypass form
-    const Var v = param_var(w) + a.weight_delta() * (float)a.scale();
+    const Var v = param_var(w) + dropped_delta(a) * (float)a.scale();
     if (!a.magnitude.defined()) return v;
     // DoRA: m * V / (||V|| + eps), the norm per output row over the input channels and the kernel
     Var sq = sum(square(v).reshape({v.shape()[0], -1}), 1, true);  // [out, 1]
@@ -341,9 +428,12 @@ Var LoraNetwork::delta(const Linear& layer, const Var& x) {
     auto it = by_weight_.find(&layer.weight);
     if (it == by_weight_.end()) return Var();
     Adapter& a = *it->second;
-    if (a.algo != LoraAlgo::LoRA) return linear(x, a.weight_delta()) * (float)a.scale();
+    if (module_dropped(a)) return Var();
+    if (a.algo != LoraAlgo::LoRA) return linear(x, dropped_delta(a)) * (float)a.scale();
     // x [.., in] -> [.., r] -> [.., out]
-    return linear(linear(x, param_var(a.down)), param_var(a.up)) * (float)a.scale();
+    const Var lx = linear(x, param_var(a.down));
+    const double keep = cfg_.rank_dropout > 0 && step_.on ? 1.0 / (1.0 - cfg_.rank_dropout) : 1.0;  // kohya's rescale
+    return linear(lora_down_dropout(a, lx), param_var(a.up)) * (float)(a.scale() * keep);
 }
 
 Var LoraNetwork::delta(const Conv2d& layer, const Var& x) {
@@ -352,10 +442,12 @@ Var LoraNetwork::delta(const Conv2d& layer, const Var& x) {
     Adapter& a = *it->second;
     NUANCE_CHECK(layer.p.groups == 1, "LoRA: layer '", a.module, "' is a grouped convolution (", layer.p.groups,
                  " groups), which LoCon does not adapt");
-    if (a.algo != LoraAlgo::LoRA) return conv2d(x, a.weight_delta(), Var(), layer.p) * (float)a.scale();
+    if (module_dropped(a)) return Var();
+    if (a.algo != LoraAlgo::LoRA) return conv2d(x, dropped_delta(a), Var(), layer.p) * (float)a.scale();
     // x [B, in, H, W] -> down (the layer's kernel, stride, padding) [B, r, H', W'] -> up (1x1) [B, out, H', W']
-    return conv2d(conv2d(x, param_var(a.down), Var(), layer.p), param_var(a.up), Var(), Conv2dParams{}) *
-           (float)a.scale();
+    const Var lx = conv2d(x, param_var(a.down), Var(), layer.p);
+    const double keep = cfg_.rank_dropout > 0 && step_.on ? 1.0 / (1.0 - cfg_.rank_dropout) : 1.0;
+    return conv2d(lora_down_dropout(a, lx), param_var(a.up), Var(), Conv2dParams{}) * (float)(a.scale() * keep);
 }
 
 }  // namespace nuance

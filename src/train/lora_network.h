@@ -85,6 +85,15 @@ struct LoraConfig {
     // larger than 1x1 (the resnets' and samplers' 3x3s); 0: rank / alpha. The linears and 1x1 convs keep rank / alpha.
     int64_t conv_rank = 0;
     double conv_alpha = 0;
+    // Dropouts while a training step is bound (LoraNetwork::DropoutStep), probabilities in [0, 1):
+    //   module_dropout  (kohya, LyCORIS) an adapter is left out of the step with this probability;
+    //   dropout         (kohya's network_dropout; plain LoRA only) dropout on down(x), kept values scaled 1 / (1 - p);
+    //   rank_dropout    plain LoRA (kohya): each sample's rank channels of down(x) are dropped, the adapter's scale
+    //                   times 1 / (1 - p); LoHa / LoKr / DoRA (LyCORIS, rank_dropout_scale off): rows (outputs) of
+    //                   delta(W) are dropped, unscaled.
+    // The draws come from a counter-based hash of (seed, step, adapter, global sample, element): the same on every
+    // data-parallel rank for the same global batch, and on a resumed run.
+    double dropout = 0, rank_dropout = 0, module_dropout = 0;
 };
 constexpr int64_t kMaxLoraRank = 1024;
 
@@ -104,6 +113,7 @@ public:
         // LoHa: w1_a, w1_b, w2_a, w2_b (hada_*). LoKr: w1 or w1_a + w1_b, w2 or w2_a + w2_b (lokr_*). F32, trainable.
         Param w1, w1_a, w1_b, w2, w2_a, w2_b;
         Param magnitude;       // DoRA: m [out, 1] (linear) or [out, 1, 1, 1] (conv), saved as dora_scale
+        int64_t index = 0;     // in adapters(): keys its dropout draws
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
         // tensor this adapter trains, in the order the file lists them.
         std::vector<std::pair<std::string, Param*>> tensors();
@@ -133,6 +143,24 @@ public:
     void save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata,
                     DType dtype = DType::F32) const;
 
+    // The dropouts' step: while one lives, forwards through the network draw the config's dropouts for training step
+    // `step` (seed: the run's), the local batch of `batch` samples starting at global sample `row0`. Without one (or
+    // with every rate 0) the network is deterministic: what the saved file computes.
+    class DropoutStep {
+    public:
+        DropoutStep(LoraNetwork& net, uint64_t seed, int64_t step, int64_t row0, int64_t batch);
+        ~DropoutStep();
+        DropoutStep(const DropoutStep&) = delete;
+        DropoutStep& operator=(const DropoutStep&) = delete;
+
+    private:
+        LoraNetwork& net_;
+    };
+    // Whether adapter `a` is left out of the bound step (module_dropout); false when no step is bound.
+    bool module_dropped(const Adapter& a) const;
+    // The uniform [0, 1) draw number `i` of `kind` for adapter `a` in the bound step (exposed for the tests).
+    double dropout_uniform(const Adapter& a, uint64_t kind, uint64_t i) const;
+
     // LayerAdapters: LoRA scale * up(down(x)), LoHa / LoKr scale * layer(x; delta(W)) for an adapted layer, else
     // undefined.
     Var delta(const Linear& layer, const Var& x) override;
@@ -146,7 +174,14 @@ private:
     void add_component(Module& m, bool te, const std::string& prefix, uint64_t seed);
     void init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const;
     Var merged_weight(const Param& w);
+    Var dropped_delta(const Adapter& a) const;  // delta(W), its rows under the bound step's rank dropout
+    Var lora_down_dropout(const Adapter& a, const Var& lx) const;  // kohya's dropouts on down(x); the extra scale
     LoraConfig cfg_;
+    struct Step {
+        bool on = false;
+        uint64_t seed = 0;
+        int64_t step = 0, row0 = 0, batch = 0;
+    } step_;
     std::vector<std::unique_ptr<Adapter>> adapters_;
     std::unordered_map<const Param*, Adapter*> by_weight_;
 };

@@ -55,6 +55,9 @@ nlohmann::json lora_json(const TrainOptions& o) {
         j["factor"] = o.lora_factor;
         j["decompose_both"] = o.lora_decompose_both;
     }
+    if (o.lora_dropout > 0) j["network_dropout"] = o.lora_dropout;  // (only when set: older checkpoints resume)
+    if (o.lora_rank_dropout > 0) j["rank_dropout"] = o.lora_rank_dropout;
+    if (o.lora_module_dropout > 0) j["module_dropout"] = o.lora_module_dropout;
     if (o.lora_conv_rank > 0) {
         j["conv_rank"] = o.lora_conv_rank;
         j["conv_alpha"] = o.lora_conv_alpha;
@@ -190,6 +193,9 @@ struct LoraRun : TrainTask {
         cfg.targets = parse_lora_targets(o.lora_targets);
         cfg.conv_rank = o.lora_conv_rank;
         cfg.conv_alpha = o.lora_conv_alpha;
+        cfg.dropout = o.lora_dropout;
+        cfg.rank_dropout = o.lora_rank_dropout;
+        cfg.module_dropout = o.lora_module_dropout;
         net = std::make_unique<LoraNetwork>(*base.unet, o.train_text_encoder ? base.te1.model.get() : nullptr, cfg,
                                             mix_seed(o.seed, 21));
         auto add_frozen = [&](Module& m, const std::string& prefix) {
@@ -313,6 +319,8 @@ struct LoraRun : TrainTask {
     }
 
     Var loss(const Batch& b, int64_t B, Mt19937& rng) {
+        // The adapters' dropouts for this step (none when every rate is 0): keyed by the step and the global rows
+        const LoraNetwork::DropoutStep drop(*net, mix_seed(o.seed, 22), step, rows.begin, rows.end - rows.begin);
         const Tensor x0 = latents_of(b, B, rng);
         std::vector<int64_t> t_all(B);
         for (int64_t i = 0; i < B; ++i) t_all[(size_t)i] = uniform_below(rng, (uint32_t)schedule.num_train_timesteps());
@@ -420,6 +428,9 @@ struct LoraRun : TrainTask {
             }
             if (!conv) args["conv_dim"] = "0";  // LyCORIS adapts no 3x3 convolution without a conv_dim
         }
+        // kohya's and LyCORIS' network_args for the dropouts (strings, as their --network_args write them)
+        if (o.lora_rank_dropout > 0) args["rank_dropout"] = str(o.lora_rank_dropout);
+        if (o.lora_module_dropout > 0) args["module_dropout"] = str(o.lora_module_dropout);
         args["nuance_targets"] = o.lora_targets;
         const int64_t per_epoch = std::max<int64_t>(1, data->size() / o.batch);
         const std::string res = "(" + std::to_string(o.resolution) + ", " + std::to_string(o.resolution) + ")";
@@ -460,6 +471,7 @@ struct LoraRun : TrainTask {
             {"ss_clip_skip", !sdxl() && base.default_clip_skip > 1 ? std::to_string(base.default_clip_skip)
                                                                   : std::string("None")},
             {"ss_noise_offset", o.noise_offset > 0 ? str(o.noise_offset) : std::string("None")},
+            {"ss_network_dropout", o.lora_dropout > 0 ? str(o.lora_dropout) : std::string("None")},
             {"ss_min_snr_gamma", o.min_snr_gamma > 0 ? str(o.min_snr_gamma) : std::string("None")},
             {"ss_caption_dropout_rate", str(o.caption_dropout)},
             {"ss_flip_aug", o.random_flip ? "True" : "False"},

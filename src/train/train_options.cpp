@@ -74,6 +74,12 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --factor must be -1 or in 1..", (int64_t)1 << 20, ", got ", o.lora_factor);
         NUANCE_CHECK(algo == LoraAlgo::LoKr || (o.lora_factor == -1 && !o.lora_decompose_both),
                      "train: --factor and --decompose-both are for --network lokr");
+        check_range(o.lora_dropout, 0, 1, true, "--network-dropout");
+        check_range(o.lora_rank_dropout, 0, 1, true, "--rank-dropout");
+        check_range(o.lora_module_dropout, 0, 1, true, "--module-dropout");
+        NUANCE_CHECK(o.lora_dropout == 0 || (algo == LoraAlgo::LoRA && !o.lora_dora),
+                     "train: --network-dropout (kohya's neuron dropout on the down projection's output) is for plain ",
+                     "LoRA: LyCORIS implements none for LoHa / LoKr, and DoRA runs the merged weight");
         NUANCE_CHECK(o.ema_decay == 0, "train: --model lora keeps no EMA (pass --ema 0)");
         check_int(o.num_class_images, 0, kMaxClassImages, "--num-class-images");
         check_range(o.prior_loss_weight, 0, 1e4, false, "--prior-loss-weight");
@@ -99,6 +105,8 @@ void validate_train_options(const TrainOptions& o) {
                      "--model lora");
         NUANCE_CHECK(o.lora_algo == "lora" && o.lora_factor == -1 && !o.lora_decompose_both && !o.lora_dora,
                      "train: --network, --factor, --decompose-both and --dora are for --model lora");
+        NUANCE_CHECK(o.lora_dropout == 0 && o.lora_rank_dropout == 0 && o.lora_module_dropout == 0,
+                     "train: --network-dropout, --rank-dropout and --module-dropout are for --model lora");
     }
     NUANCE_CHECK(o.model != "ldm" || !o.vae.empty() || !o.init.empty(), "train: --model ldm needs --vae (a trained ",
                  "VAE: run `nuance train --model vae` first) or --init (a trained model, whose VAE it takes)");

@@ -88,6 +88,9 @@ struct TrainOptions {
     int64_t lora_factor = -1;
     bool lora_decompose_both = false;
     bool lora_dora = false;  // DoRA's trained magnitude (LyCORIS' dora_wd) on top of lora_algo
+    // Dropouts while training (kohya's network_dropout / rank_dropout / module_dropout, LyCORIS' for LoHa / LoKr / DoRA;
+    // train/lora_network.h), each a probability in [0, 1).
+    double lora_dropout = 0, lora_rank_dropout = 0, lora_module_dropout = 0;
     bool train_text_encoder = false;
     // lora, DreamBooth-style prior preservation (train/lora_train.h): a folder of class images trained beside `data`
     // with their loss weighted by prior_loss_weight (kohya's reg images: half of every epoch's samples), and captions

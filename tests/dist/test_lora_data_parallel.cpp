@@ -22,8 +22,9 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-// Also a LoHa with Min-SNR weights and a noise offset (drawn for the global batch, sliced per rank) and a LoKr with
-// DoRA magnitudes: every run's adapters match one process's.
+// A LoRA with kohya's three dropouts (drawn per global sample), a LoHa with Min-SNR weights, a noise offset (drawn
+// for the global batch, sliced per rank) and LyCORIS' rank dropout, and a LoKr with DoRA magnitudes: every run's
+// adapters match one process's.
 TEST(LoraDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
     REQUIRE_MPI(launcher);
     const std::string mpirun = launcher + "-np 2 ";
@@ -31,8 +32,8 @@ TEST(LoraDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
     test::write_synthetic_emoji(data, 4);
     const std::string model = (fs::path(NUANCE_TEST_DATA) / ".." / ".." / "models" / kDefaultModelName).string();
     for (const auto& [name, extra] : std::vector<std::pair<std::string, std::string>>{
-             {"lora", " --targets attn"},
-             {"loha", " --targets attn --network loha --min-snr-gamma 5 --noise-offset 0.1"},
+             {"lora", " --targets attn+conv --network-dropout 0.1 --rank-dropout 0.25 --module-dropout 0.2"},
+             {"loha", " --targets attn --network loha --min-snr-gamma 5 --noise-offset 0.1 --rank-dropout 0.3"},
              {"lokr", " --network lokr --dora --targets attn+conv"}}) {
         SCOPED_TRACE(name);
         auto args = [&](const std::string& run) {

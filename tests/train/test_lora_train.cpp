@@ -331,6 +331,154 @@ TEST(LoraGradcheck, TheNetworkComputesThatFormulaAndItsGradients) {
     EXPECT_FALSE(g.grad(m.conv.weight).defined());
 }
 
+// kohya's dropouts on a plain LoRA (network, rank, module): the bound step's output is the formula with the masks,
+// the masks are the hash of (seed, step, adapter, global sample, element) (the same for a rank holding rows 1..2 of
+// a global batch as for the whole batch), drop the expected share, and vanish without a bound step.
+TEST(LoraDropout, KohyaNetworkRankAndModuleDropoutsOnLoRA) {
+    TwoLayers m;
+    init_random(m, 3);
+    widen(m);
+    LoraConfig cfg;
+    cfg.rank = 2;
+    cfg.alpha = 1.5;
+    cfg.targets = parse_lora_targets("attn+conv");
+    cfg.dropout = 0.25;
+    cfg.rank_dropout = 0.5;
+    LoraNetwork net(m, nullptr, cfg, 4);
+    for (auto& a : net.adapters()) a->up.value = randn(a->up.value.shape(), 5, 0.5f);
+    const LoraNetwork::Adapter& aq = *net.adapters()[0];
+    const LoraNetwork::Adapter& ac = *net.adapters()[1];
+    const Tensor x = randn({4, 3, 5}, 6), xi = randn({4, 3, 6, 6}, 7);
+    auto forward = [&](const Tensor& xl, const Tensor& xc) {
+        LayerAdapters::Bind ba(net);
+        NoGradGuard ng;
+        return std::make_pair(apply(m.q, Var(xl)).value(), apply(m.conv, Var(xc)).value());
+    };
+    const auto [plain_q, plain_c] = forward(x, xi);  // no step bound: the file's forward
+    Tensor yq, yc;
+    {
+        const LoraNetwork::DropoutStep step(net, 77, 3, 0, 4);
+        std::tie(yq, yc) = forward(x, xi);
+    }
+    // the formula: lx = down(x) * neuron mask / (1 - p) * rank mask, y = W x + b + scale / (1 - p_rank) * up(lx)
+    auto expected = [&](const LoraNetwork::Adapter& a, const Tensor& lx_t, int64_t row0) {
+        Tensor lx = lx_t.contiguous();
+        const Shape& sh = lx.shape();
+        const int64_t B = sh[0], per = lx.numel() / B, r = a.rank;
+        const bool conv = sh.size() == 4;
+        float* v = lx.data<float>();
+        int64_t dropped = 0;
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < per; ++j) {
+                const uint64_t g = (uint64_t)((row0 + b) * per + j);
+                const int64_t ch = conv ? j / (sh[2] * sh[3]) : j % r;
+                const bool keep_n = net.dropout_uniform(a, 3, g) >= 0.25;
+                const bool keep_r = net.dropout_uniform(a, 2, (uint64_t)((row0 + b) * r + ch)) >= 0.5;
+                v[b * per + j] = keep_n && keep_r ? v[b * per + j] / 0.75f : 0.0f;
+                dropped += !(keep_n && keep_r);
+            }
+        return std::make_pair(lx, dropped);
+    };
+    {
+        const LoraNetwork::DropoutStep step(net, 77, 3, 0, 4);  // dropout_uniform reads the bound step
+        NoGradGuard ng;
+        const float s = (float)(0.75 / 0.5);  // alpha / rank, times 1 / (1 - rank_dropout)
+        auto [lq, dq] = expected(aq, linear(Var(x), Var(aq.down.value)).value(), 0);
+        const Tensor ref_q = (linear(Var(x), Var(m.q.weight.value), Var(m.q.bias.value)) +
+                              linear(Var(lq), Var(aq.up.value)) * s).value();
+        EXPECT_LT(largest_diff(yq, ref_q), 1e-5f);
+        auto [lc, dc] = expected(ac, conv2d(Var(xi), Var(ac.down.value), Var(), m.conv.p).value(), 0);
+        const Tensor ref_c = (conv2d(Var(xi), Var(m.conv.weight.value), Var(m.conv.bias.value), m.conv.p) +
+                              conv2d(Var(lc), Var(ac.up.value), Var(), Conv2dParams{}) * s).value();
+        EXPECT_LT(largest_diff(yc, ref_c), 1e-5f);
+        // about 1 - 0.75 * 0.5 = 62.5% of the values dropped (24 and 2 * 4 * 3 * 3 = 72 values)
+        EXPECT_GT(dq + dc, 96 * 0.4);
+        EXPECT_LT(dq + dc, 96 * 0.85);
+        // the masks differ from another step's
+        const LoraNetwork::DropoutStep other(net, 77, 4, 0, 4);
+        int64_t same = 0;
+        for (uint64_t i = 0; i < 64; ++i) same += net.dropout_uniform(aq, 3, i) == 0;  // (a draw of exactly 0 is rare)
+        EXPECT_EQ(same, 0);
+    }
+    EXPECT_GT(largest_diff(yq, plain_q), 1e-3f);
+    // a data-parallel rank holding samples 1..2 of the same global batch draws the same masks for them
+    {
+        const LoraNetwork::DropoutStep step(net, 77, 3, 1, 2);
+        const auto [yq12, yc12] = forward(x.slice(0, 1, 3).contiguous(), xi.slice(0, 1, 3).contiguous());
+        EXPECT_LT(largest_diff(yq12, yq.slice(0, 1, 3).contiguous()), 1e-6f);
+        EXPECT_LT(largest_diff(yc12, yc.slice(0, 1, 3).contiguous()), 1e-6f);
+    }
+    // unbound again: the file's forward
+    EXPECT_EQ(largest_diff(forward(x, xi).first, plain_q), 0.0f);
+
+    // module dropout: a dropped adapter adds nothing that step; about p of the (step, adapter)
+    // pairs are dropped
+    LoraConfig mc = cfg;
+    mc.dropout = mc.rank_dropout = 0;
+    mc.module_dropout = 0.3;
+    LoraNetwork mnet(m, nullptr, mc, 4);
+    for (auto& a : mnet.adapters()) a->up.value = randn(a->up.value.shape(), 5, 0.5f);
+    int64_t dropped = 0, checked = 0;
+    Tensor base_q;
+    {
+        NoGradGuard ng;
+        base_q = linear(Var(x), Var(m.q.weight.value), Var(m.q.bias.value)).value();
+    }
+    for (int64_t st = 0; st < 200; ++st) {
+        const LoraNetwork::DropoutStep step(mnet, 9, st, 0, 4);
+        const bool d = mnet.module_dropped(*mnet.adapters()[0]);
+        dropped += d;
+        if (st < 20) {
+            LayerAdapters::Bind ba(mnet);
+            NoGradGuard ng;
+            const Tensor y = apply(m.q, Var(x)).value();
+            EXPECT_EQ(largest_diff(y, base_q) == 0.0f, d) << st;
+            ++checked;
+        }
+    }
+    EXPECT_EQ(checked, 20);
+    EXPECT_GT(dropped, 200 * 0.2);
+    EXPECT_LT(dropped, 200 * 0.4);
+}
+
+// LyCORIS' rank dropout on LoHa / LoKr (and DoRA's merged weight): rows of delta(W) are dropped, unscaled; the
+// merged weight of a dropped row is the base row.
+TEST(LoraDropout, LycorisRankDropoutDropsRowsOfTheDelta) {
+    TwoLayers m;
+    init_random(m, 3);
+    widen(m);
+    for (LoraAlgo algo : {LoraAlgo::LoHa, LoraAlgo::LoKr}) {
+        LoraConfig cfg;
+        cfg.algo = algo;
+        cfg.rank = 2;
+        cfg.alpha = 2;
+        cfg.targets = parse_lora_targets("attn+conv");
+        cfg.rank_dropout = 0.5;
+        LoraNetwork net(m, nullptr, cfg, 4);
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors()) p->value = randn(p->value.shape(), 11, 0.5f);
+        const LoraNetwork::DropoutStep step(net, 5, 2, 0, 2);
+        LayerAdapters::Bind ba(net);
+        NoGradGuard ng;
+        for (auto& a : net.adapters()) {
+            const Var w = a->conv ? net.weight(m.conv) : net.weight(m.q);
+            ASSERT_TRUE(w.defined());
+            const Tensor full = (param_var(*a->base) + a->weight_delta() * (float)a->scale()).value().contiguous();
+            const Tensor got = w.value().contiguous(), base = a->base->value.contiguous();
+            const int64_t out = got.size(0), cols = got.numel() / out;
+            int64_t kept = 0;
+            for (int64_t o = 0; o < out; ++o) {
+                const bool keep = net.dropout_uniform(*a, 2, (uint64_t)o) >= 0.5;
+                kept += keep;
+                const Tensor& want = keep ? full : base;
+                for (int64_t c = 0; c < cols; ++c)
+                    ASSERT_NEAR(got.data<float>()[o * cols + c], want.data<float>()[o * cols + c], 1e-6f) << o;
+            }
+            RecordProperty(a->name + "_kept_rows", (int)kept);
+        }
+    }
+}
+
 TEST(LoraInit, DownIsKaimingUniformUpIsZero) {
     TwoLayers m;
     init_random(m, 3);
@@ -1162,6 +1310,9 @@ TEST(LoraTrain, ResumeContinuesBitExactly) {
     o.keep_checkpoints = 5;
     o.lora_targets = "attn";
     o.train_text_encoder = false;
+    o.lora_dropout = 0.1;  // kohya's dropouts: keyed by the step, so a resumed run draws the same masks
+    o.lora_rank_dropout = 0.2;
+    o.lora_module_dropout = 0.2;
     const TrainReport full = train_lora(o);
     TrainOptions half = o;
     half.output = out / "b";
@@ -1174,8 +1325,14 @@ TEST(LoraTrain, ResumeContinuesBitExactly) {
     const WeightFile a = load_safetensors(full.exported), b = load_safetensors(resumed.exported);
     ASSERT_EQ(a.tensors.size(), b.tensors.size());
     for (const auto& [k, t] : a.tensors) EXPECT_EQ(largest_diff(t, b.tensors.at(k)), 0.0f) << k;
+    EXPECT_EQ(a.metadata.at("ss_network_dropout"), "0.1");
+    EXPECT_THAT(a.metadata.at("ss_network_args"), HasSubstr("\"rank_dropout\":\"0.2\""));
 
     // a checkpoint of another configuration is refused
+    half.steps = 6;
+    half.lora_dropout = 0.3;
+    EXPECT_THAT(error_of([&] { train_lora(half); }), HasSubstr("a LoRA of another configuration"));
+    half.lora_dropout = 0.1;
     half.lora_rank = 8;
     half.steps = 6;
     EXPECT_THAT(error_of([&] { train_lora(half); }), HasSubstr("a LoRA of another configuration"));
@@ -1447,6 +1604,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         o.lora_conv_rank = 2;
         o.lora_factor = algo == "lokr" ? 8 : -1;
         if (algo == "lokr") o.min_snr_gamma = 5, o.noise_offset = 0.05f;  // (kohya's options, in its metadata)
+        if (algo == "loha") o.lora_rank_dropout = 0.1, o.lora_module_dropout = 0.05;  // (LyCORIS' network_args)
         const TrainReport r = train_lora(o);
         EXPECT_EQ(r.steps, 20);
         const WeightFile wf = load_safetensors(r.exported);
@@ -1457,6 +1615,11 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         EXPECT_EQ(wf.metadata.at("ss_num_train_images"), dora ? "5" : "6");
         EXPECT_EQ(wf.metadata.at("ss_min_snr_gamma"), algo == "lokr" ? "5" : "None");
         EXPECT_EQ(wf.metadata.at("ss_noise_offset"), algo == "lokr" ? "0.05" : "None");
+        if (algo == "loha") {
+            EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"rank_dropout\":\"0.1\""));
+            EXPECT_THAT(wf.metadata.at("ss_network_args"), HasSubstr("\"module_dropout\":\"0.05\""));
+        }
+        EXPECT_EQ(wf.metadata.at("ss_network_dropout"), "None");
         int64_t keys = 0;
         const std::string key = dora ? ".dora_scale" : algo == "loha" ? ".hada_w" : ".lokr_w";
         for (const auto& [k, t] : wf.tensors) keys += k.find(key) != std::string::npos;
@@ -1559,6 +1722,24 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     o.lora_algo = "lora";
     o.lora_dora = true;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--dora are for --model lora"));
+    o.lora_dora = false;
+    o.lora_module_dropout = 0.1;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--module-dropout are for --model lora"));
+    for (auto [field, flag] : {std::pair{&TrainOptions::lora_dropout, "--network-dropout"},
+                               {&TrainOptions::lora_rank_dropout, "--rank-dropout"},
+                               {&TrainOptions::lora_module_dropout, "--module-dropout"}})
+        for (double bad : {-0.1, 1.0, std::nan("")}) {
+            o = lora_options(data.path().string(), out / "r");
+            o.*field = bad;
+            EXPECT_THAT(error_of([&] { train(o); }), HasSubstr(std::string(flag) + " must be in [0, 1)")) << bad;
+        }
+    o = lora_options(data.path().string(), out / "r");
+    o.lora_algo = "loha";
+    o.lora_dropout = 0.1;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network-dropout (kohya's neuron dropout"));
+    o.lora_algo = "lora";
+    o.lora_dora = true;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("is for plain LoRA"));
 }
 
 TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {

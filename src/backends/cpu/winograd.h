@@ -11,10 +11,10 @@
 // Used by CpuBackend::conv2d for fp32 3x3 convolutions with stride 1, dilation 1, groups 1 on channels-last inputs
 // (any padding) of at least 64 tiles (e.g. 32x32 outputs, or 16x16 with batch 4): below that the per-call kernel
 // transform costs more than the products save. Also in place of bf16 convolutions with many channels and tiles
-// (the products still run in f32: more accurate than the bf16 direct kernel, and faster at those shapes; the bf16
-// input of a rounded hand-off is read as it is). A bf16 Winograd product was measured to be too inexact: F(4x4,
-// 3x3) with V and U rounded to bf16 is ~10x the direct bf16 kernel's error (2.5e-2 vs 2.3e-3 RMS relative, C = 256).
-// NUANCE_CONV_WINOGRAD=0 turns it off (oneDNN's direct kernels then run every convolution).
+// where F(2x2) bf16 (below) does not apply (the products still run in f32: more accurate than the bf16 direct kernel;
+// the bf16 input of a rounded hand-off is read as it is). F(4x4, 3x3) with V and U rounded to bf16 was measured to be
+// too inexact: ~10x the direct bf16 kernel's error (2.5e-2 vs 2.3e-3 RMS relative, C = 256).
+// NUANCE_CONV_WINOGRAD=0 turns both off (oneDNN's direct kernels then run every convolution); =f32 keeps F(4x4) only.
 // Accuracy: the transforms' constants (up to 8 and 1/24) cost a few bits: outputs agree with a float64 convolution
 // to ~1e-6 of the output's scale (tests/backends/test_winograd.cpp), against ~1e-7 for the direct kernels.
 #pragma once
