@@ -15,8 +15,11 @@ its own forward, A1111, ComfyUI and nuance apply it once. The LoKr file here has
     nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/dora --steps 30 \
         --batch 4 --lr 5e-3 --rank 1 --alpha 1 --targets attn+conv --dora   # f32: LyCORIS computes DoRA in the
                                                                              # dora_scale's dtype
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/tucker --steps 30 \
+        --batch 4 --lr 5e-3 --rank 2 --alpha 1 --targets attn+conv --conv-rank 2 --conv-alpha 1 --tucker \
+        --train-text-encoder --save-precision fp16
     cp /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
-        tests/data/lycoris_trained/
+        /tmp/lyco/tucker/tucker.safetensors tests/data/lycoris_trained/
     python tools/make_lycoris_trained_ref.py   # (pip install diffusers transformers lycoris-lora)
 """
 import os
@@ -42,7 +45,8 @@ ids = torch.randint(0, 49407, (2, 77), generator=g)
 ids[:, 0] = 49406
 ids[:, 10:] = 49407
 out = {"x": x, "t": t, "ids": ids.to(torch.int64)}
-for algo in ("loha", "lokr", "dora"):  # dora: a LoRA with DoRA magnitudes (LyCORIS' LoConModule, weight_decompose)
+# dora: a LoRA with DoRA magnitudes (LyCORIS' LoConModule, weight_decompose); tucker: LoCon with use_tucker cores
+for algo in ("loha", "lokr", "dora", "tucker"):
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32)
     te = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", torch_dtype=torch.float32)
     path = os.path.join(DIR, algo + ".safetensors")
@@ -57,6 +61,8 @@ for algo in ("loha", "lokr", "dora"):  # dora: a LoRA with DoRA magnitudes (LyCO
     mods = net.unet_loras + net.text_encoder_loras
     if algo == "dora":
         assert all(m.wd and m.wd_on_out for m in mods)  # the magnitude per output row
+    if algo == "tucker":
+        assert sum(getattr(m, "tucker", False) for m in mods) > 0  # the 3x3 convolutions' cores were read
     print(algo, n, "modules,", sorted({type(m).__name__ for m in mods}),
           "largest change", (merged - base).abs().max().item())
     out[algo + ".base"] = base.contiguous()

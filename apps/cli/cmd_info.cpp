@@ -162,11 +162,12 @@ void print_lora_details(const std::string& path) {
         return;
     }
     std::map<std::string, int64_t> kinds;
-    int64_t dora = 0, te = 0, rmin = INT64_MAX, rmax = 0;
+    int64_t dora = 0, tucker = 0, te = 0, rmin = INT64_MAX, rmax = 0;
     double smin = 1e300, smax = -1e300;
     for (const LoraModule& m : lf.modules) {
         ++kinds[lora_kind_name(m.kind)];
         dora += m.dora_scale.defined();
+        tucker += m.t.count("mid") || m.t.count("t1") || m.t.count("t2");  // LyCORIS' use_tucker (CP) cores
         te += m.name.rfind("lora_te", 0) == 0 || m.name.rfind("text_encoder", 0) == 0;
         const int64_t r = m.rank();
         if (r > 0) rmin = std::min(rmin, r), rmax = std::max(rmax, r);
@@ -175,8 +176,11 @@ void print_lora_details(const std::string& path) {
     }
     std::string k;
     for (const auto& [name, n] : kinds) k += str(k.empty() ? "" : ", ", name, " ", n);
+    std::string extra;
+    if (dora) extra += str(dora, " with DoRA magnitudes");
+    if (tucker) extra += str(extra.empty() ? "" : ", ", tucker, " with Tucker cores");
     std::printf("lora: %s%s; %lld of %zu modules on text encoders\n", k.c_str(),
-                dora ? str(" (", dora, " with DoRA magnitudes)").c_str() : "", (long long)te, lf.modules.size());
+                extra.empty() ? "" : (" (" + extra + ")").c_str(), (long long)te, lf.modules.size());
     if (!lf.modules.empty()) {
         const std::string ranks = rmax == 0 ? std::string("none (full factors)")
                                   : rmin == rmax ? std::to_string(rmin) : str(rmin, "-", rmax);

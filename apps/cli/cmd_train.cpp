@@ -117,6 +117,9 @@ Runner add_train(CLI::App& app) {
         ->capture_default_str();
     c->add_flag("--decompose-both", o->lora_decompose_both,
                 "lora --network lokr: also decompose the small Kronecker factor into a rank --rank pair");
+    c->add_flag("--tucker", o->lora_tucker,
+                "lora: a Tucker core in the 3x3 convolutions' adapters (LyCORIS' LoCon use_tucker: down 1x1, "
+                "mid kxk, up 1x1; saved as lora_mid)");
     c->add_option("--network-dropout", o->lora_dropout,
                   "lora (plain LoRA): kohya's network_dropout, dropout on the down projection's output while training");
     c->add_option("--rank-dropout", o->lora_rank_dropout,

@@ -180,7 +180,16 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
                        ? (cfg_.conv_alpha > 0 ? cfg_.conv_alpha : cfg_.alpha * (double)cfg_.conv_rank / (double)cfg_.rank)
                        : cfg_.alpha;
         a->algo = cfg_.algo;
-        if (a->algo == LoraAlgo::LoRA) {
+        if (a->algo == LoraAlgo::LoRA && cfg_.tucker && spatial) {  // LyCORIS' LoCon use_tucker
+            const int64_t r = a->rank, out = s[0], in = s[1];
+            const Shape ds{r, in, 1, 1}, ms{r, r, s[2], s[3]}, us{out, r, 1, 1};
+            a->down = Param(ds, true);
+            a->down.value = kaiming_uniform(ds, in, rng);
+            a->mid = Param(ms, true);
+            a->mid.value = kaiming_uniform(ms, r * s[2] * s[3], rng);
+            a->up = Param(us, true);
+            a->up.value = Tensor::zeros(us, DType::F32);
+        } else if (a->algo == LoraAlgo::LoRA) {
             const int64_t r = a->rank, out = s[0];
             const int64_t fan_in = shape_numel(s) / out;  // in (* kh * kw)
             Shape ds = s, us = a->conv ? Shape{out, r, 1, 1} : Shape{out, r};
@@ -246,7 +255,10 @@ void LoraNetwork::init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const {
 std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors() const {
     std::vector<std::pair<std::string, const Param*>> t;
     switch (algo) {
-        case LoraAlgo::LoRA: t = {{"lora_down.weight", &down}, {"lora_up.weight", &up}}; break;
+        case LoraAlgo::LoRA:
+            t = {{"lora_down.weight", &down}, {"lora_up.weight", &up}};
+            if (mid.defined()) t.emplace_back("lora_mid.weight", &mid);
+            break;
         case LoraAlgo::LoHa:
             t = {{"hada_w1_a", &w1_a}, {"hada_w1_b", &w1_b}, {"hada_w2_a", &w2_a}, {"hada_w2_b", &w2_b}};
             break;
@@ -270,6 +282,13 @@ std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
 Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
+    if (algo == LoraAlgo::LoRA && mid.defined()) {  // sum_{p, q} up[o, p] mid[p, q, k, l] down[q, i]
+        const int64_t in = s[1], kk = s[2] * s[3];
+        const Var md = param_var(mid).reshape({rank, rank, kk}).permute({0, 2, 1}).reshape({rank * kk, rank});
+        const Var core = matmul(md, param_var(down).reshape({rank, in}))  // [p * kk, in]
+                             .reshape({rank, kk, in}).permute({0, 2, 1}).reshape({rank, in * kk});
+        return matmul(param_var(up).reshape({out, rank}), core).reshape(s);
+    }
     if (algo == LoraAlgo::LoRA)  // up [out, r (, 1, 1)] * down [r, in (, kh, kw)]
         return matmul(param_var(up).reshape({out, rank}), param_var(down).reshape({rank, cols})).reshape(s);
     if (algo == LoraAlgo::LoHa)
@@ -445,7 +464,10 @@ Var LoraNetwork::delta(const Conv2d& layer, const Var& x) {
     if (module_dropped(a)) return Var();
     if (a.algo != LoraAlgo::LoRA) return conv2d(x, dropped_delta(a), Var(), layer.p) * (float)a.scale();
     // x [B, in, H, W] -> down (the layer's kernel, stride, padding) [B, r, H', W'] -> up (1x1) [B, out, H', W']
-    const Var lx = conv2d(x, param_var(a.down), Var(), layer.p);
+    // (Tucker: down 1x1, then the core with the layer's kernel, stride and padding; the dropouts on the core's output)
+    const Var lx = a.mid.defined() ? conv2d(conv2d(x, param_var(a.down), Var(), Conv2dParams{}), param_var(a.mid), Var(),
+                                            layer.p)
+                                   : conv2d(x, param_var(a.down), Var(), layer.p);
     const double keep = cfg_.rank_dropout > 0 && step_.on ? 1.0 / (1.0 - cfg_.rank_dropout) : 1.0;
     return conv2d(lora_down_dropout(a, lx), param_var(a.up), Var(), Conv2dParams{}) * (float)(a.scale() * keep);
 }

@@ -78,6 +78,10 @@ struct LoraConfig {
     int64_t factor = -1;          // LoKr: LyCORIS's factor (-1, or 1..dim)
     bool decompose_both = false;  // LoKr: decompose w1 as well (LyCORIS's decompose_both)
     bool dora = false;            // DoRA's magnitude on top of the algorithm (LyCORIS' dora_wd)
+    // LoRA on convolutions with a kernel above 1x1 (LyCORIS' LoCon use_tucker): a Tucker core between the factors,
+    // down [r, in, 1, 1] -> mid [r, r, kh, kw] (the layer's stride / padding) -> up [out, r, 1, 1], saved as
+    // lora_mid.weight; delta(W)[o, i, k, l] = sum_{p, q} up[o, p] mid[p, q, k, l] down[q, i].
+    bool tucker = false;
     int64_t rank = 8;
     double alpha = 8;
     LoraTargets targets = parse_lora_targets("attn");
@@ -110,6 +114,7 @@ public:
         double scale() const { return alpha / (double)rank; }
         LoraAlgo algo = LoraAlgo::LoRA;
         Param down, up;        // LoRA: F32, trainable
+        Param mid;             // LoRA with a Tucker core (LoraConfig::tucker, kernels above 1x1): lora_mid
         // LoHa: w1_a, w1_b, w2_a, w2_b (hada_*). LoKr: w1 or w1_a + w1_b, w2 or w2_a + w2_b (lokr_*). F32, trainable.
         Param w1, w1_a, w1_b, w2, w2_a, w2_b;
         Param magnitude;       // DoRA: m [out, 1] (linear) or [out, 1, 1, 1] (conv), saved as dora_scale

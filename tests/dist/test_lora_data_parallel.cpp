@@ -22,7 +22,7 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-// A LoRA with kohya's three dropouts (drawn per global sample), a LoHa with Min-SNR weights, a noise offset (drawn
+// A LoRA with Tucker cores on its 3x3 convolutions and kohya's three dropouts (drawn per global sample), a LoHa with Min-SNR weights, a noise offset (drawn
 // for the global batch, sliced per rank) and LyCORIS' rank dropout, and a LoKr with DoRA magnitudes: every run's
 // adapters match one process's.
 TEST(LoraDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
@@ -32,7 +32,7 @@ TEST(LoraDataParallel, TwoRanksMatchOneProcessWithTheSameGlobalBatch) {
     test::write_synthetic_emoji(data, 4);
     const std::string model = (fs::path(NUANCE_TEST_DATA) / ".." / ".." / "models" / kDefaultModelName).string();
     for (const auto& [name, extra] : std::vector<std::pair<std::string, std::string>>{
-             {"lora", " --targets attn+conv --network-dropout 0.1 --rank-dropout 0.25 --module-dropout 0.2"},
+             {"lora", " --targets attn+conv --tucker --network-dropout 0.1 --rank-dropout 0.25 --module-dropout 0.2"},
              {"loha", " --targets attn --network loha --min-snr-gamma 5 --noise-offset 0.1 --rank-dropout 0.3"},
              {"lokr", " --network lokr --dora --targets attn+conv"}}) {
         SCOPED_TRACE(name);

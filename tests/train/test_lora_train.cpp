@@ -334,6 +334,50 @@ TEST(LoraGradcheck, TheNetworkComputesThatFormulaAndItsGradients) {
 // kohya's dropouts on a plain LoRA (network, rank, module): the bound step's output is the formula with the masks,
 // the masks are the hash of (seed, step, adapter, global sample, element) (the same for a rank holding rows 1..2 of
 // a global batch as for the whole batch), drop the expected share, and vanish without a bound step.
+// A Tucker core (LyCORIS' LoCon use_tucker) on a strided 3x3 conv: down 1x1 -> mid 3x3 (the layer's stride and
+// padding) -> up 1x1; the network computes that, its gradients, and a delta(W) whose convolution is the same.
+TEST(LoraGradcheck, TuckerCoreOnAStridedConv) {
+    TwoLayers m;
+    init_random(m, 3);
+    widen(m);
+    LoraConfig cfg;
+    cfg.rank = 2;
+    cfg.alpha = 1.5;
+    cfg.tucker = true;
+    cfg.targets = parse_lora_targets("attn+conv");
+    LoraNetwork net(m, nullptr, cfg, 4);
+    ASSERT_EQ(net.adapters().size(), 2u);
+    LoraNetwork::Adapter& ac = *net.adapters()[1];
+    EXPECT_FALSE(net.adapters()[0]->mid.defined());  // the linear keeps plain factors
+    ASSERT_TRUE(ac.mid.defined());
+    ac.up.value = randn(ac.up.value.shape(), 5, 0.5f);
+    ParamGrads g;
+    for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
+    net.register_params(g);
+    const Tensor xi = randn({2, 3, 7, 7}, 7);
+    Var yc;
+    {
+        ParamGrads::Bind b(g);
+        LayerAdapters::Bind ba(net);
+        yc = apply(m.conv, Var(xi));
+        backward(sum(yc));
+    }
+    const float s = 0.75f;
+    Var dc(ac.down.value, true), mc(ac.mid.value, true), uc(ac.up.value, true);
+    const Var lx = conv2d(conv2d(Var(xi), dc, Var(), Conv2dParams{}), mc, Var(), m.conv.p);
+    const Var refc = conv2d(Var(xi), Var(m.conv.weight.value), Var(m.conv.bias.value), m.conv.p) +
+                     conv2d(lx, uc, Var(), Conv2dParams{}) * s;
+    backward(sum(refc));
+    EXPECT_LT(largest_diff(yc.value(), refc.value()), 1e-6f);
+    EXPECT_LT(largest_diff(g.grad(ac.down), dc.grad()), 1e-5f);
+    EXPECT_LT(largest_diff(g.grad(ac.mid), mc.grad()), 1e-5f);
+    EXPECT_LT(largest_diff(g.grad(ac.up), uc.grad()), 1e-5f);
+    NoGradGuard ng;
+    const Tensor via_delta = conv2d(Var(xi), ac.weight_delta(), Var(), m.conv.p).value();
+    const Tensor via_chain = conv2d(lx, Var(ac.up.value), Var(), Conv2dParams{}).value();
+    EXPECT_LT(largest_diff(via_delta, via_chain), 1e-5f);
+}
+
 TEST(LoraDropout, KohyaNetworkRankAndModuleDropoutsOnLoRA) {
     TwoLayers m;
     init_random(m, 3);
@@ -828,10 +872,11 @@ TEST(DoraGradcheck, MagnitudeAndDirection) {
 // Saved LoHa / LoKr files read back through nuance's LyCORIS loader (the one the golden LyCORIS files test) as the
 // same kind, scale and delta: the merged model computes what the bound network computes.
 TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
-    struct Case { LoraAlgo algo; int64_t rank; int64_t factor; bool both; LoraKind kind; };
+    struct Case { LoraAlgo algo; int64_t rank; int64_t factor; bool both; LoraKind kind; bool tucker = false; };
     for (const Case c : {Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa}, Case{LoraAlgo::LoKr, 2, -1, false, LoraKind::LoKr},
-                         Case{LoraAlgo::LoKr, 1, 4, true, LoraKind::LoKr}, Case{LoraAlgo::LoKr, 16, -1, false, LoraKind::LoKr}}) {
-        SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank));
+                         Case{LoraAlgo::LoKr, 1, 4, true, LoraKind::LoKr}, Case{LoraAlgo::LoKr, 16, -1, false, LoraKind::LoKr},
+                         Case{LoraAlgo::LoRA, 2, -1, false, LoraKind::LoRA, true}}) {  // LoCon with Tucker cores
+        SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : ""));
         TinySd15 m;
         LoraConfig cfg;
         cfg.algo = c.algo;
@@ -839,10 +884,24 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
         cfg.alpha = 1;
         cfg.factor = c.factor;
         cfg.decompose_both = c.both;
-        cfg.conv_rank = 1;
+        cfg.conv_rank = c.tucker ? 3 : 1;
         cfg.conv_alpha = 0.5;
+        cfg.tucker = c.tucker;
         cfg.targets = parse_lora_targets("all-linear+conv");
         LoraNetwork net(*m.unet, m.te.get(), cfg, 1);
+        if (c.tucker) {  // the 3x3 convolutions' adapters have their core, the rest none
+            int64_t cores = 0;
+            for (const auto& a : net.adapters()) {
+                const bool spatial = a->conv && a->base->shape[2] > 1;
+                EXPECT_EQ(a->mid.defined(), spatial) << a->name;
+                if (!spatial) continue;
+                ++cores;
+                EXPECT_EQ(a->down.value.shape(), (Shape{3, a->base->shape[1], 1, 1}));
+                EXPECT_EQ(a->mid.value.shape(), (Shape{3, 3, 3, 3}));
+                EXPECT_EQ(a->up.value.shape(), (Shape{a->base->shape[0], 3, 1, 1}));
+            }
+            EXPECT_GT(cores, 4);
+        }
         uint64_t seed = 30;
         for (auto& a : net.adapters())  // non-zero factors everywhere
             for (auto& [k, p] : a->tensors()) p->value = randn(p->value.shape(), ++seed, 0.3f);
@@ -1658,22 +1717,26 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
     EXPECT_THAT(error_of([&] { train_lora(o); }), HasSubstr("a LoRA of another configuration"));
 }
 
-// LyCORIS' own loader reads the LoHa / LoKr / DoRA files nuance trains: lycoris-lora's kohya network put three
-// nuance-trained files (tests/data/lycoris_trained, tools/make_lycoris_trained_ref.py: every module found its layer) on diffusers'
+// LyCORIS' own loader reads the LoHa / LoKr / DoRA / Tucker LoCon files nuance trains: lycoris-lora's kohya network put
+// four nuance-trained files (tests/data/lycoris_trained, tools/make_lycoris_trained_ref.py: every module found its layer) on diffusers'
 // modules of the built-in model and ran its forward; nuance's loader merging the same files gives the same UNet output.
 TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     const std::string dir = std::string(NUANCE_TEST_DATA) + "/lycoris_trained";
     const WeightFile ref = load_safetensors(dir + "/reference.safetensors");
     const Tensor &x = ref.tensors.at("x"), &t = ref.tensors.at("t"), &ids = ref.tensors.at("ids");
-    for (const std::string algo : {"loha", "lokr", "dora"}) {  // dora: a LoRA (LoCon) with DoRA magnitudes
+    // dora: a LoRA (LoCon) with DoRA magnitudes; tucker: LoCon with Tucker cores on the 3x3 convolutions (--tucker)
+    for (const std::string algo : {"loha", "lokr", "dora", "tucker"}) {
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
         EXPECT_EQ(lf.metadata.at("ss_network_module"), "lycoris.kohya");
+        int64_t cores = 0;
         for (const auto& mod : lf.modules) {
             EXPECT_EQ(mod.kind, algo == "loha" ? LoraKind::LoHa : algo == "lokr" ? LoraKind::LoKr : LoraKind::LoRA);
             EXPECT_EQ(mod.dora_scale.defined(), algo == "dora");
+            cores += mod.t.count("mid") > 0;
         }
+        EXPECT_EQ(cores, algo == "tucker" ? 26 : 0);
         StableDiffusionModel m = load_stable_diffusion(kEmoji);
         widen(*m.unet);  // LyCORIS computed on f32 modules: so does this merge
         widen(*m.te1.model);
@@ -1687,7 +1750,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
         LoraMerge merge;
         const LoraApplyReport r = merge.apply(m.modules(), lf, 1.0f);
         EXPECT_EQ(r.matched, r.modules);
-        EXPECT_EQ(r.modules, algo == "loha" ? 92 : algo == "lokr" ? 136 : 100);
+        EXPECT_EQ(r.modules, algo == "loha" ? 92 : algo == "lokr" || algo == "tucker" ? 136 : 100);
         const Tensor merged = forward();
         EXPECT_GT(largest_diff(merged, base), 40 * tol);  // the adapters' change is well above the tolerance
         EXPECT_LT(largest_diff(merged, ref.tensors.at(algo + ".merged")), tol);
@@ -1740,6 +1803,13 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     o.lora_algo = "lora";
     o.lora_dora = true;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("is for plain LoRA"));
+    o = lora_options(data.path().string(), out / "r");
+    o.lora_tucker = true;
+    o.lora_targets = "attn";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--tucker puts a core in the 3x3 convolutions' adapters"));
+    o.lora_targets = "attn+conv";
+    o.lora_algo = "loha";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--tucker (LyCORIS' use_tucker) is for --network lora"));
 }
 
 TEST(LoraTrainCli, TrainsAndGenerateLoadsTheResult) {
