@@ -24,6 +24,7 @@ namespace nuance {
 namespace {
 
 constexpr size_t kSmall = 64 << 10;           // below this, malloc's own bins do well
+constexpr size_t kMaxBlock = size_t(1) << 56;  // 64 PiB: any larger request fails as out of memory
 size_t max_cached() {
     static const size_t v = [] {
         const char* e = std::getenv("NUANCE_ALLOC_CACHE_MB");
@@ -86,6 +87,8 @@ std::shared_ptr<uint8_t> large_buffer(size_t bytes) {
 
 void* cached_alloc(size_t bytes) {
     if (bytes == 0) return nullptr;
+    // (size_class doubles a power of two up to the size: past 2^62 it would overflow; no machine has that much)
+    if (bytes > kMaxBlock) fail(ErrorCode::OutOfMemory, "cannot allocate ", bytes, " bytes");
     if (bytes < kSmall) return system_alloc(bytes);
     const size_t n = size_class(bytes);
     Pool& P = pool();

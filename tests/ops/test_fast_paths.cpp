@@ -404,6 +404,15 @@ TEST(Allocator, TrimStaleKeepsOnePeriodsBlocksAndUncachedScopeBypasses) {
     EXPECT_GT(allocator_stats().cached_bytes, before);  // the scope has ended: cached again
     allocator_trim();
     EXPECT_EQ(allocator_stats().cached_bytes, 0u);
+    // sizes no machine has fail as out of memory (no size-class overflow, no hang)
+    for (size_t huge : {SIZE_MAX, SIZE_MAX / 2 + 1, size_t(1) << 57}) {
+        try {
+            cached_alloc(huge);
+            ADD_FAILURE() << huge;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), ErrorCode::OutOfMemory) << huge;
+        }
+    }
 }
 
 TEST(OpProfile, TimesOpsExclusivelyAndCountsTheirWork) {
