@@ -18,8 +18,11 @@ its own forward, A1111, ComfyUI and nuance apply it once. The LoKr file here has
     nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/tucker --steps 30 \
         --batch 4 --lr 5e-3 --rank 2 --alpha 1 --targets attn+conv --conv-rank 2 --conv-alpha 1 --tucker \
         --train-text-encoder --save-precision fp16
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/loha_tucker \
+        --steps 30 --batch 4 --lr 5e-3 --rank 2 --alpha 1 --targets attn+conv --conv-rank 2 --conv-alpha 1 \
+        --network loha --tucker --save-precision fp16
     cp /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
-        /tmp/lyco/tucker/tucker.safetensors tests/data/lycoris_trained/
+        /tmp/lyco/tucker/tucker.safetensors /tmp/lyco/loha_tucker/loha_tucker.safetensors tests/data/lycoris_trained/
     python tools/make_lycoris_trained_ref.py   # (pip install diffusers transformers lycoris-lora)
 """
 import os
@@ -46,7 +49,7 @@ ids[:, 0] = 49406
 ids[:, 10:] = 49407
 out = {"x": x, "t": t, "ids": ids.to(torch.int64)}
 # dora: a LoRA with DoRA magnitudes (LyCORIS' LoConModule, weight_decompose); tucker: LoCon with use_tucker cores
-for algo in ("loha", "lokr", "dora", "tucker"):
+for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker"):
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32)
     te = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", torch_dtype=torch.float32)
     path = os.path.join(DIR, algo + ".safetensors")
@@ -61,7 +64,7 @@ for algo in ("loha", "lokr", "dora", "tucker"):
     mods = net.unet_loras + net.text_encoder_loras
     if algo == "dora":
         assert all(m.wd and m.wd_on_out for m in mods)  # the magnitude per output row
-    if algo == "tucker":
+    if algo in ("tucker", "loha_tucker"):
         assert sum(getattr(m, "tucker", False) for m in mods) > 0  # the 3x3 convolutions' cores were read
     print(algo, n, "modules,", sorted({type(m).__name__ for m in mods}),
           "largest change", (merged - base).abs().max().item())

@@ -222,9 +222,35 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
 }
 
 // LyCORIS's LoHa / LoKr factors for a layer whose weight is `s` (see the header), initialised as LyCORIS does.
+namespace {
+
+// LyCORIS' rebuild_tucker: W[o, i, k, l] = sum_{p, q} t[p, q, k, l] a[p, o] b[q, i] for t [r1, r2, kh, kw], a [r1, O],
+// b [r2, I] -> [O, I, kh, kw] (on the tape).
+Var rebuild_tucker(const Var& t, const Var& a, const Var& b) {
+    const Shape& ts = t.shape();
+    const int64_t r1 = ts[0], r2 = ts[1], kk = ts[2] * ts[3], O = a.shape()[1], I = b.shape()[1];
+    const Var ta = matmul(a.transpose(0, 1), t.reshape({r1, r2 * kk}));  // [O, r2 * kk]
+    const Var tb = matmul(ta.reshape({O, r2, kk}).permute({0, 2, 1}).reshape({O * kk, r2}), b);  // [O * kk, I]
+    return tb.reshape({O, kk, I}).permute({0, 2, 1}).reshape({O, I, ts[2], ts[3]});
+}
+
+}  // namespace
+
 void LoraNetwork::init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const {
     const int64_t r = a.rank, out = s[0], in = s[1];
     const int64_t K = a.conv ? s[2] * s[3] : 1, cols = in * K;
+    const bool tucker = cfg_.tucker && a.conv && K > 1;
+    if (a.algo == LoraAlgo::LoHa && tucker) {  // LyCORIS' use_tucker: [r, r, kh, kw] cores, [r, out] / [r, in] factors
+        TorchCpuRng normal(rng());
+        const Shape ts{r, r, s[2], s[3]};
+        a.t1 = trainable(mul(normal.randn(ts), 0.1f));
+        a.t2 = trainable(mul(normal.randn(ts), 0.1f));
+        a.w1_a = trainable(mul(normal.randn({r, out}), 0.1f));
+        a.w1_b = trainable(normal.randn({r, in}));
+        a.w2_a = trainable(Tensor::zeros({r, out}, DType::F32));
+        a.w2_b = trainable(normal.randn({r, in}));
+        return;
+    }
     if (a.algo == LoraAlgo::LoHa) {
         TorchCpuRng normal(rng());
         a.w1_a = trainable(mul(normal.randn({out, r}), 0.1f));
@@ -237,7 +263,11 @@ void LoraNetwork::init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const {
     const auto [in_m, in_n] = lokr_factorization(in, cfg_.factor);
     const bool split_w1 = cfg_.decompose_both && (double)r < (double)std::max(out_l, in_m) / 2;
     const bool split_w2 = (double)r < (double)std::max(out_k, in_n) / 2;
-    if (split_w2) {  // LyCORIS initialises w2 before w1
+    if (split_w2 && tucker) {  // LyCORIS' use_tucker: t2 [r, r, kh, kw], w2_a [r, b], w2_b [r, d]
+        a.t2 = trainable(kaiming_uniform({r, r, s[2], s[3]}, r * K, rng));
+        a.w2_a = trainable(kaiming_uniform({r, out_k}, out_k, rng));
+        a.w2_b = trainable(Tensor::zeros({r, in_n}, DType::F32));
+    } else if (split_w2) {  // LyCORIS initialises w2 before w1
         a.w2_a = trainable(kaiming_uniform({out_k, r}, r, rng));
         a.w2_b = trainable(Tensor::zeros({r, in_n * K}, DType::F32));
     } else {
@@ -261,12 +291,14 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
             break;
         case LoraAlgo::LoHa:
             t = {{"hada_w1_a", &w1_a}, {"hada_w1_b", &w1_b}, {"hada_w2_a", &w2_a}, {"hada_w2_b", &w2_b}};
+            if (t1.defined()) t.insert(t.end(), {{"hada_t1", &t1}, {"hada_t2", &t2}});
             break;
         case LoraAlgo::LoKr:
             if (w1.defined()) t.emplace_back("lokr_w1", &w1);
             else t.insert(t.end(), {{"lokr_w1_a", &w1_a}, {"lokr_w1_b", &w1_b}});
             if (w2.defined()) t.emplace_back("lokr_w2", &w2);
             else t.insert(t.end(), {{"lokr_w2_a", &w2_a}, {"lokr_w2_b", &w2_b}});
+            if (t2.defined()) t.emplace_back("lokr_t2", &t2);
             break;
     }
     if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
@@ -282,19 +314,22 @@ std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
 Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
-    if (algo == LoraAlgo::LoRA && mid.defined()) {  // sum_{p, q} up[o, p] mid[p, q, k, l] down[q, i]
-        const int64_t in = s[1], kk = s[2] * s[3];
-        const Var md = param_var(mid).reshape({rank, rank, kk}).permute({0, 2, 1}).reshape({rank * kk, rank});
-        const Var core = matmul(md, param_var(down).reshape({rank, in}))  // [p * kk, in]
-                             .reshape({rank, kk, in}).permute({0, 2, 1}).reshape({rank, in * kk});
-        return matmul(param_var(up).reshape({out, rank}), core).reshape(s);
-    }
+    if (algo == LoraAlgo::LoRA && mid.defined())  // T(mid, up^T, down)
+        return rebuild_tucker(param_var(mid), param_var(up).reshape({out, rank}).transpose(0, 1),
+                              param_var(down).reshape({rank, s[1]}))
+            .reshape(s);
     if (algo == LoraAlgo::LoRA)  // up [out, r (, 1, 1)] * down [r, in (, kh, kw)]
         return matmul(param_var(up).reshape({out, rank}), param_var(down).reshape({rank, cols})).reshape(s);
+    if (algo == LoraAlgo::LoHa && t1.defined())
+        return (rebuild_tucker(param_var(t1), param_var(w1_a), param_var(w1_b)) *
+                rebuild_tucker(param_var(t2), param_var(w2_a), param_var(w2_b)))
+            .reshape(s);
     if (algo == LoraAlgo::LoHa)
         return (matmul(param_var(w1_a), param_var(w1_b)) * matmul(param_var(w2_a), param_var(w2_b))).reshape(s);
     const Var f1 = w1.defined() ? param_var(w1) : matmul(param_var(w1_a), param_var(w1_b));  // [a, c]
-    const Var f2 = w2.defined() ? param_var(w2) : matmul(param_var(w2_a), param_var(w2_b));  // [b, d (, kh, kw)]
+    const Var f2 = w2.defined() ? param_var(w2)
+                   : t2.defined() ? rebuild_tucker(param_var(t2), param_var(w2_a), param_var(w2_b))  // [b, d, kh, kw]
+                                  : matmul(param_var(w2_a), param_var(w2_b));  // [b, d (* kh * kw)]
     const int64_t a = f1.shape()[0], c = f1.shape()[1], b = f2.shape()[0];
     const int64_t w2cols = shape_numel(f2.shape()) / b;
     NUANCE_CHECK(a * b == out && c * w2cols == cols, "LoKr: adapter ", name, ": kron([", a, ", ", c, "], [", b, ", ",

@@ -78,9 +78,15 @@ struct LoraConfig {
     int64_t factor = -1;          // LoKr: LyCORIS's factor (-1, or 1..dim)
     bool decompose_both = false;  // LoKr: decompose w1 as well (LyCORIS's decompose_both)
     bool dora = false;            // DoRA's magnitude on top of the algorithm (LyCORIS' dora_wd)
-    // LoRA on convolutions with a kernel above 1x1 (LyCORIS' LoCon use_tucker): a Tucker core between the factors,
-    // down [r, in, 1, 1] -> mid [r, r, kh, kw] (the layer's stride / padding) -> up [out, r, 1, 1], saved as
-    // lora_mid.weight; delta(W)[o, i, k, l] = sum_{p, q} up[o, p] mid[p, q, k, l] down[q, i].
+    // Tucker cores on convolutions with a kernel above 1x1 (LyCORIS' use_tucker), rebuilt as LyCORIS' rebuild_tucker
+    // T(t, a, b)[o, i, k, l] = sum_{p, q} t[p, q, k, l] a[p, o] b[q, i]:
+    //   LoRA (LoCon): down [r, in, 1, 1] -> mid [r, r, kh, kw] (the layer's stride / padding) -> up [out, r, 1, 1]
+    //         (lora_mid.weight), delta(W) = T(mid, up^T, down); init: down, mid kaiming-uniform, up zeros;
+    //   LoHa: hada_t1 / hada_t2 [r, r, kh, kw], hada_w1_a / w2_a [r, out], hada_w1_b / w2_b [r, in],
+    //         delta(W) = T(t1, w1_a, w1_b) * T(t2, w2_a, w2_b); init: t ~ N(0, 0.1^2), w_b ~ N(0, 1), w1_a ~
+    //         N(0, 0.1^2), w2_a = 0;
+    //   LoKr: when w2 is decomposed, lokr_t2 [r, r, kh, kw], lokr_w2_a [r, b], lokr_w2_b [r, d], w2 = T(t2, w2_a,
+    //         w2_b); init: t2, w2_a kaiming-uniform, w2_b zeros.
     bool tucker = false;
     int64_t rank = 8;
     double alpha = 8;
@@ -115,6 +121,7 @@ public:
         LoraAlgo algo = LoraAlgo::LoRA;
         Param down, up;        // LoRA: F32, trainable
         Param mid;             // LoRA with a Tucker core (LoraConfig::tucker, kernels above 1x1): lora_mid
+        Param t1, t2;          // LoHa's (hada_t1 / hada_t2) and LoKr's (lokr_t2) Tucker cores, LoraConfig::tucker
         // LoHa: w1_a, w1_b, w2_a, w2_b (hada_*). LoKr: w1 or w1_a + w1_b, w2 or w2_a + w2_b (lokr_*). F32, trainable.
         Param w1, w1_a, w1_b, w2, w2_a, w2_b;
         Param magnitude;       // DoRA: m [out, 1] (linear) or [out, 1, 1, 1] (conv), saved as dora_scale

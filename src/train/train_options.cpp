@@ -74,8 +74,6 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --factor must be -1 or in 1..", (int64_t)1 << 20, ", got ", o.lora_factor);
         NUANCE_CHECK(algo == LoraAlgo::LoKr || (o.lora_factor == -1 && !o.lora_decompose_both),
                      "train: --factor and --decompose-both are for --network lokr");
-        NUANCE_CHECK(!o.lora_tucker || algo == LoraAlgo::LoRA, "train: --tucker (LyCORIS' use_tucker) is for ",
-                     "--network lora here (LoHa's and LoKr's Tucker factors are not trained yet)");
         NUANCE_CHECK(!o.lora_tucker || targets.conv, "train: --tucker puts a core in the 3x3 convolutions' adapters, ",
                      "which --targets '", o.lora_targets, "' does not select (add +conv)");
         check_range(o.lora_dropout, 0, 1, true, "--network-dropout");
