@@ -331,9 +331,6 @@ TEST(LoraGradcheck, TheNetworkComputesThatFormulaAndItsGradients) {
     EXPECT_FALSE(g.grad(m.conv.weight).defined());
 }
 
-// kohya's dropouts on a plain LoRA (network, rank, module): the bound step's output is the formula with the masks,
-// the masks are the hash of (seed, step, adapter, global sample, element) (the same for a rank holding rows 1..2 of
-// a global batch as for the whole batch), drop the expected share, and vanish without a bound step.
 // A Tucker core (LyCORIS' LoCon use_tucker) on a strided 3x3 conv: down 1x1 -> mid 3x3 (the layer's stride and
 // padding) -> up 1x1; the network computes that, its gradients, and a delta(W) whose convolution is the same.
 TEST(LoraGradcheck, TuckerCoreOnAStridedConv) {
@@ -378,6 +375,9 @@ TEST(LoraGradcheck, TuckerCoreOnAStridedConv) {
     EXPECT_LT(largest_diff(via_delta, via_chain), 1e-5f);
 }
 
+// kohya's dropouts on a plain LoRA (network, rank, module): the bound step's output is the formula with the masks,
+// the masks are the hash of (seed, step, adapter, global sample, element) (the same for a rank holding rows 1..2 of
+// a global batch as for the whole batch), drop the expected share, and vanish without a bound step.
 TEST(LoraDropout, KohyaNetworkRankAndModuleDropoutsOnLoRA) {
     TwoLayers m;
     init_random(m, 3);

@@ -224,6 +224,16 @@ bool winograd_enabled() {
     return on;
 }
 
+Conv3x3Shape winograd_shape(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+    NUANCE_CHECK(x.dim() == 4 && w.dim() == 4 && w.size(1) == x.size(1) && w.size(2) == 3 && w.size(3) == 3,
+                 "winograd conv2d: weight ", w.shape(), " for input ", x.shape());
+    NUANCE_CHECK(p.stride == 1 && p.dilation == 1 && p.groups == 1, "winograd conv2d: stride/dilation/groups must be 1");
+    Conv3x3Shape s{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), 0, 0, p.padding[0], p.padding[1]};
+    s.Ho = s.H + p.padding[0] + p.padding[2] - 2, s.Wo = s.W + p.padding[1] + p.padding[3] - 2;
+    NUANCE_CHECK(s.Ho > 0 && s.Wo > 0, "winograd conv2d: input ", x.shape(), " too small");
+    return s;
+}
+
 bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool bf16) {
     if (!winograd_enabled() || x.dim() != 4 || w.dim() != 4) return false;
     if (w.size(2) != 3 || w.size(3) != 3 || p.stride != 1 || p.dilation != 1 || p.groups != 1) return false;
@@ -240,14 +250,9 @@ bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, b
 }
 
 Tensor winograd_conv2d(const Tensor& x_in, const Tensor& w, const Tensor& b, const Conv2dParams& p, int64_t chunk_tiles) {
+    const Conv3x3Shape sh = winograd_shape(x_in, w, p);
     Geometry g{};
-    g.N = x_in.size(0), g.C = x_in.size(1), g.H = x_in.size(2), g.W = x_in.size(3), g.K = w.size(0);
-    NUANCE_CHECK(w.size(1) == g.C && w.size(2) == 3 && w.size(3) == 3, "winograd conv2d: weight ", w.shape(),
-                 " for input ", x_in.shape());
-    NUANCE_CHECK(p.stride == 1 && p.dilation == 1 && p.groups == 1, "winograd conv2d: stride/dilation/groups must be 1");
-    g.pt = p.padding[0], g.pl = p.padding[1];
-    g.Ho = g.H + p.padding[0] + p.padding[2] - 2, g.Wo = g.W + p.padding[1] + p.padding[3] - 2;
-    NUANCE_CHECK(g.Ho > 0 && g.Wo > 0, "winograd conv2d: input ", x_in.shape(), " too small");
+    g.N = sh.N, g.C = sh.C, g.H = sh.H, g.W = sh.W, g.K = sh.K, g.Ho = sh.Ho, g.Wo = sh.Wo, g.pt = sh.pt, g.pl = sh.pl;
     g.th = (g.Ho + 3) / 4, g.tw = (g.Wo + 3) / 4;
     g.P = mul_or_throw(g.N, mul_or_throw(g.th, g.tw, "winograd tiles"), "winograd tiles");
     g.C8 = round8(g.C), g.K8 = round8(g.K);

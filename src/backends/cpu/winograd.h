@@ -29,6 +29,13 @@ namespace nuance::cpu {
 // F32 or BF16 input, at least 64 input and 8 output channels, at least 64 4x4 output tiles, and not turned off; in
 // place of a bf16 convolution (bf16 = true) also C K / (C + K) >= 120 and at least 128 tiles.
 bool winograd_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p, bool bf16);
+
+// The shape of a 3x3, stride 1, dilation 1, groups 1 convolution of x [N, C, H, W] by w [K, C, 3, 3] (padding top
+// pt, left pl): checked for the Winograd kernels, with errors naming the problem.
+struct Conv3x3Shape {
+    int64_t N, C, H, W, K, Ho, Wo, pt, pl;
+};
+Conv3x3Shape winograd_shape(const Tensor& x, const Tensor& w, const Conv2dParams& p);
 bool winograd_enabled();  // NUANCE_CONV_WINOGRAD unset or not "0"
 
 // y = conv2d(x, w, b, p) for x [N, C, H, W] channels-last F32 or BF16 (others are widened), w [K, C, 3, 3] (any float dtype), b [K] F32 or

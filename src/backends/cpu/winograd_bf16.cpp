@@ -182,14 +182,9 @@ bool winograd2_bf16_applies(const Tensor& x, const Tensor& w, const Conv2dParams
 Tensor winograd2_bf16_conv2d(const Tensor& x_in, const Tensor& w, const Tensor& b, const Conv2dParams& p,
                              int64_t chunk_tiles) {
     NUANCE_CHECK(bf16_cpu(), "winograd F(2x2) bf16 conv2d: the CPU has no AVX512_BF16");
+    const Conv3x3Shape sh = winograd_shape(x_in, w, p);
     Geometry2 g{};
-    g.N = x_in.size(0), g.C = x_in.size(1), g.H = x_in.size(2), g.W = x_in.size(3), g.K = w.size(0);
-    NUANCE_CHECK(w.dim() == 4 && w.size(1) == g.C && w.size(2) == 3 && w.size(3) == 3, "winograd conv2d: weight ",
-                 w.shape(), " for input ", x_in.shape());
-    NUANCE_CHECK(p.stride == 1 && p.dilation == 1 && p.groups == 1, "winograd conv2d: stride/dilation/groups must be 1");
-    g.pt = p.padding[0], g.pl = p.padding[1];
-    g.Ho = g.H + p.padding[0] + p.padding[2] - 2, g.Wo = g.W + p.padding[1] + p.padding[3] - 2;
-    NUANCE_CHECK(g.Ho > 0 && g.Wo > 0, "winograd conv2d: input ", x_in.shape(), " too small");
+    g.N = sh.N, g.C = sh.C, g.H = sh.H, g.W = sh.W, g.K = sh.K, g.Ho = sh.Ho, g.Wo = sh.Wo, g.pt = sh.pt, g.pl = sh.pl;
     g.th = (g.Ho + 1) / 2, g.tw = (g.Wo + 1) / 2;
     g.P = mul_or_throw(g.N, mul_or_throw(g.th, g.tw, "winograd tiles"), "winograd tiles");
     const Tensor x = x_in.dtype() == DType::BF16 ? x_in : x_in.f32();  // channels-last stays
