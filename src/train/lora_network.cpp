@@ -382,6 +382,9 @@ uint64_t splitmix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+// Draw i of the stream `key`: uniform on [0, 1) with 53 bits.
+double uniform_of(uint64_t key, uint64_t i) { return (double)(splitmix64(key ^ i) >> 11) * 0x1.0p-53; }
+
 }  // namespace
 
 LoraNetwork::DropoutStep::DropoutStep(LoraNetwork& net, uint64_t seed, int64_t step, int64_t row0, int64_t batch)
@@ -393,11 +396,14 @@ LoraNetwork::DropoutStep::DropoutStep(LoraNetwork& net, uint64_t seed, int64_t s
 
 LoraNetwork::DropoutStep::~DropoutStep() { net_.step_ = Step{}; }
 
-double LoraNetwork::dropout_uniform(const Adapter& a, uint64_t kind, uint64_t i) const {
+uint64_t LoraNetwork::dropout_key(const Adapter& a, uint64_t kind) const {
     uint64_t k = splitmix64(step_.seed ^ 0x6c6f7261u);  // "lora"
     k = splitmix64(k ^ (uint64_t)step_.step);
-    k = splitmix64(k ^ ((uint64_t)a.index << 8 | kind));
-    return (double)(splitmix64(k ^ i) >> 11) * 0x1.0p-53;
+    return splitmix64(k ^ ((uint64_t)a.index << 8 | kind));
+}
+
+double LoraNetwork::dropout_uniform(const Adapter& a, uint64_t kind, uint64_t i) const {
+    return uniform_of(dropout_key(a, kind), i);
 }
 
 bool LoraNetwork::module_dropped(const Adapter& a) const {
@@ -413,7 +419,8 @@ Var LoraNetwork::dropped_delta(const Adapter& a) const {
     ms[0] = s[0];
     Tensor mask = Tensor::empty(ms, DType::F32);
     float* m = mask.data<float>();
-    for (int64_t o = 0; o < s[0]; ++o) m[o] = dropout_uniform(a, kDropRank, (uint64_t)o) >= cfg_.rank_dropout ? 1.0f : 0.0f;
+    const uint64_t key = dropout_key(a, kDropRank);
+    for (int64_t o = 0; o < s[0]; ++o) m[o] = uniform_of(key, (uint64_t)o) >= cfg_.rank_dropout ? 1.0f : 0.0f;
     return d * Var(mask);
 }
 
@@ -430,10 +437,10 @@ Var LoraNetwork::lora_down_dropout(const Adapter& a, const Var& lx_in) const {
         Tensor mask = Tensor::empty(s, DType::F32);
         float* m = mask.data<float>();
         const float kept = (float)(1.0 / (1.0 - cfg_.dropout));
+        const uint64_t key = dropout_key(a, kDropNeuron);
         for (int64_t b = 0; b < B; ++b)
             for (int64_t j = 0; j < per; ++j)
-                m[b * per + j] = dropout_uniform(a, kDropNeuron, (uint64_t)((step_.row0 + b) * per + j)) >= cfg_.dropout
-                                     ? kept : 0.0f;
+                m[b * per + j] = uniform_of(key, (uint64_t)((step_.row0 + b) * per + j)) >= cfg_.dropout ? kept : 0.0f;
         lx = lx * Var(mask);
     }
     if (cfg_.rank_dropout > 0) {  // kohya: mask = rand(B, r) > rank_dropout, over every position of the sample
@@ -443,11 +450,11 @@ Var LoraNetwork::lora_down_dropout(const Adapter& a, const Var& lx_in) const {
         Tensor mask = Tensor::empty(s, DType::F32);
         float* m = mask.data<float>();
         const int64_t inner = conv ? s[2] * s[3] : 1;  // conv: [r, H, W] per sample; linear: [.., r]
+        const uint64_t key = dropout_key(a, kDropRank);
         for (int64_t b = 0; b < B; ++b)
             for (int64_t j = 0; j < per; ++j) {
                 const int64_t ch = conv ? j / inner : j % r;
-                m[b * per + j] =
-                    dropout_uniform(a, kDropRank, (uint64_t)((step_.row0 + b) * r + ch)) >= cfg_.rank_dropout ? 1.0f : 0.0f;
+                m[b * per + j] = uniform_of(key, (uint64_t)((step_.row0 + b) * r + ch)) >= cfg_.rank_dropout ? 1.0f : 0.0f;
             }
         lx = lx * Var(mask);
     }

@@ -20,7 +20,7 @@
 //   text encoder (SD1.x/SD2.x names: kohya writes the UNet under its diffusers path there).
 //
 // LyCORIS algorithms (--network loha | lokr, as LyCORIS's lycoris.kohya network module with algo=loha | lokr, same
-// module names, same alpha / rank scale, LyCORIS's shapes and initialisation; no Tucker factors):
+// module names, same alpha / rank scale, LyCORIS's shapes and initialisation; Tucker cores: LoraConfig::tucker):
 //   LoHa (Hyeon-Woo et al. 2022): delta(W) = (w1_a w1_b) * (w2_a w2_b) (elementwise), each factor pair [out, r] x
 //        [r, in (* kh * kw)]; w1_b, w2_b ~ N(0, 1), w1_a ~ N(0, 0.1^2), w2_a = 0. Keys hada_w1_a ... hada_w2_b.
 //   LoKr (Yeh et al. 2023): delta(W) = kron(w1, w2), out = a * b, in = c * d split by LyCORIS's factorization
@@ -172,6 +172,7 @@ public:
     bool module_dropped(const Adapter& a) const;
     // The uniform [0, 1) draw number `i` of `kind` for adapter `a` in the bound step (exposed for the tests).
     double dropout_uniform(const Adapter& a, uint64_t kind, uint64_t i) const;
+    uint64_t dropout_key(const Adapter& a, uint64_t kind) const;  // the stream dropout_uniform draws from
 
     // LayerAdapters: LoRA scale * up(down(x)), LoHa / LoKr scale * layer(x; delta(W)) for an adapted layer, else
     // undefined.

@@ -202,12 +202,6 @@ TEST(WinogradChoice, WeightsEditedInPlaceTakeEffect) {
 
 // ---- F(2x2, 3x3) with bf16 products (winograd2_bf16_conv2d).
 
-bool has_avx512_bf16() {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512bf16");
-}
-
 float round_bf16(float v) { return bf16_to_f32(f32_to_bf16(v)); }
 
 // The algorithm emulated: V = B^T d B and U = G g G^T in f32 as the kernel forms them (same operations, same order),
@@ -296,7 +290,7 @@ double rms_rel_err(const Tensor& got, const std::vector<double>& ref) {
 class Winograd2Bf16 : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Winograd2Bf16, IsTheF2AlgorithmAndWithinTwiceTheBf16Rounding) {
-    if (!has_avx512_bf16()) GTEST_SKIP() << "the CPU has no AVX512_BF16";
+    if (!cpu::winograd2_bf16_supported()) GTEST_SKIP() << "the CPU has no AVX512_BF16";
     const Case c = GetParam();
     Conv2dParams p;
     p.padding = c.pad;
@@ -343,7 +337,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Winograd2Bf16,
 // Where conv2d takes it (bf16 compute): C and K >= 256 (or >= 128 on a map of 256² outputs) and >= 64 2x2 tiles,
 // ahead of F(4x4) f32; the transformed kernels are kept like a packed weight and dropped with it.
 TEST(Winograd2Bf16Choice, Conv2dUsesItWhereItAppliesAndKeepsTheKernels) {
-    if (!has_avx512_bf16()) GTEST_SKIP() << "the CPU has no AVX512_BF16";
+    if (!cpu::winograd2_bf16_supported()) GTEST_SKIP() << "the CPU has no AVX512_BF16";
     const Conv2dParams p = Conv2dParams::same(1);
     auto applies = [&](int64_t N, int64_t C, int64_t K, int64_t S) {
         return cpu::winograd2_bf16_applies(Tensor::empty_channels_last({N, C, S, S}), Tensor::empty({K, C, 3, 3}, DType::F32),

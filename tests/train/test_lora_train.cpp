@@ -438,11 +438,26 @@ TEST(LoraDropout, KohyaNetworkRankAndModuleDropoutsOnLoRA) {
         // about 1 - 0.75 * 0.5 = 62.5% of the values dropped (24 and 2 * 4 * 3 * 3 = 72 values)
         EXPECT_GT(dq + dc, 96 * 0.4);
         EXPECT_LT(dq + dc, 96 * 0.85);
-        // the masks differ from another step's
-        const LoraNetwork::DropoutStep other(net, 77, 4, 0, 4);
-        int64_t same = 0;
-        for (uint64_t i = 0; i < 64; ++i) same += net.dropout_uniform(aq, 3, i) == 0;  // (a draw of exactly 0 is rare)
-        EXPECT_EQ(same, 0);
+        // another step, seed or adapter draws other numbers (and the same step the same ones)
+        std::vector<double> step3(64), adapter_c(64);
+        for (uint64_t i = 0; i < 64; ++i) step3[i] = net.dropout_uniform(aq, 3, i), adapter_c[i] = net.dropout_uniform(ac, 3, i);
+        for (uint64_t i = 0; i < 64; ++i) EXPECT_EQ(net.dropout_uniform(aq, 3, i), step3[i]);
+        int64_t same_adapter = 0;
+        for (uint64_t i = 0; i < 64; ++i) same_adapter += adapter_c[i] == step3[i];
+        EXPECT_EQ(same_adapter, 0);
+        for (auto [seed, st] : {std::pair<uint64_t, int64_t>{77, 4}, {78, 3}}) {
+            const LoraNetwork::DropoutStep other(net, seed, st, 0, 4);
+            int64_t same = 0;
+            double mean = 0;
+            for (uint64_t i = 0; i < 64; ++i) {
+                const double u = net.dropout_uniform(aq, 3, i);
+                same += u == step3[i];
+                mean += u / 64;
+                EXPECT_TRUE(u >= 0 && u < 1) << u;
+            }
+            EXPECT_EQ(same, 0) << "seed " << seed << ", step " << st;
+            EXPECT_NEAR(mean, 0.5, 0.15);  // uniform on [0, 1): 64 draws, sd 0.036
+        }
     }
     EXPECT_GT(largest_diff(yq, plain_q), 1e-3f);
     // a data-parallel rank holding samples 1..2 of the same global batch draws the same masks for them

@@ -50,6 +50,7 @@ Tensor winograd_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const 
 // emulation), where F(4x4) in bf16 is ~10x. The transformed kernels are kept like packed weights
 // (dnnl_cache.h: derived_weights; 16/9 of the weight in bf16, in place of oneDNN's packed copy). Needs AVX512_BF16.
 // Applies: bf16, 3x3, stride 1, dilation 1, groups 1, channels-last F32/BF16 input, C and K >= 256, >= 64 2x2 tiles.
+bool winograd2_bf16_supported();  // the CPU has the AVX-512 (F, BW, VL, DQ, BF16) the kernel needs
 bool winograd2_bf16_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p);
 Tensor winograd2_bf16_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
                              int64_t chunk_tiles = 0);

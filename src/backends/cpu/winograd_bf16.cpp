@@ -157,17 +157,17 @@ bool enabled2() {
     return on;
 }
 
-bool bf16_cpu() {
+}  // namespace
+
+bool winograd2_bf16_supported() {
     static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                            __builtin_cpu_supports("avx512bf16");
     return ok;
 }
 
-}  // namespace
-
 bool winograd2_bf16_applies(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
-    if (!enabled2() || !bf16_cpu() || x.dim() != 4 || w.dim() != 4) return false;
+    if (!enabled2() || !winograd2_bf16_supported() || x.dim() != 4 || w.dim() != 4) return false;
     if (w.size(2) != 3 || w.size(3) != 3 || p.stride != 1 || p.dilation != 1 || p.groups != 1) return false;
     if (!(x.is_channels_last() && !x.is_contiguous())) return false;
     if (x.dtype() != DType::F32 && x.dtype() != DType::BF16) return false;
@@ -181,7 +181,7 @@ bool winograd2_bf16_applies(const Tensor& x, const Tensor& w, const Conv2dParams
 
 Tensor winograd2_bf16_conv2d(const Tensor& x_in, const Tensor& w, const Tensor& b, const Conv2dParams& p,
                              int64_t chunk_tiles) {
-    NUANCE_CHECK(bf16_cpu(), "winograd F(2x2) bf16 conv2d: the CPU has no AVX512_BF16");
+    NUANCE_CHECK(winograd2_bf16_supported(), "winograd F(2x2) bf16 conv2d: the CPU has no AVX512_BF16");
     const Conv3x3Shape sh = winograd_shape(x_in, w, p);
     Geometry2 g{};
     g.N = sh.N, g.C = sh.C, g.H = sh.H, g.W = sh.W, g.K = sh.K, g.Ho = sh.Ho, g.Wo = sh.Wo, g.pt = sh.pt, g.pl = sh.pl;
