@@ -21,6 +21,15 @@ os.makedirs(DIR, exist_ok=True)
 write("safetensors", ["F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL", '"dtype"', '"shape"',
                       '"data_offsets"', '"__metadata__"', "[]", "[0,0]", "{}", "18446744073709551615",
                       "1099511627776", "-1", "1e400"])
+st = ["F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL", '"dtype"', '"shape"', '"data_offsets"',
+      '"__metadata__"']
+write("lora", st + ["lora_unet_proj", "lora_unet_conv_in", "lora_unet_norm", "lora_unet_nobias",
+                    "lora_te_text_model_encoder_layers_0_self_attn_q_proj", "unet.proj", "text_encoder."] +
+      [".lora_down.weight", ".lora_up.weight", ".lora_mid.weight", ".lora_A.weight", ".lora_B.weight", ".alpha",
+       ".dora_scale", ".lora_magnitude_vector", ".hada_w1_a", ".hada_w1_b", ".hada_w2_a", ".hada_w2_b", ".hada_t1",
+       ".hada_t2", ".lokr_w1", ".lokr_w2", ".lokr_w1_a", ".lokr_w1_b", ".lokr_w2_a", ".lokr_w2_b", ".lokr_t2", ".diff",
+       ".diff_b", ".oft_blocks", ".rescale", ".a1.weight", ".a2.weight", ".b1.weight", ".b2.weight", ".bm.weight",
+       ".w_norm", ".b_norm", ".on_input", ".weight"])
 write("gguf", ["GGUF", "\x03\x00\x00\x00", "\x02\x00\x00\x00", "general.alignment", "general.architecture",
                "general.file_type", "general.quantization_version", "comfy.gguf.orig_shape.", "model.diffusion_model.",
                "enc.blk.0.attn_q.weight", "token_embd.weight", "\x00\x00\x00\x00\x00\x00\x00\x00",

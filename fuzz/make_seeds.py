@@ -235,6 +235,58 @@ def seeds_diffusers_json():
                                                                           "hidden_act": "gelu", "layer_norm_eps": 1e-5}}))
 
 
+def seeds_lora():
+    """LoRA / LyCORIS files for fuzz_lora's tiny model: proj Linear [4, 8] (+ bias), conv_in Conv2d [4, 4, 3, 3],
+    norm LayerNorm [4], nobias Linear [4, 4] (no bias), a text encoder's q_proj [4, 4]."""
+    def t(name, shape, scale=0.1, dt="F32"):
+        n = 1
+        for d in shape:
+            n *= d
+        vals = [scale * (((i * 37) % 11) - 5) / 5 for i in range(n)]
+        if dt == "F16":
+            return (name, "F16", shape, struct.pack("<%de" % n, *vals))
+        return (name, "F32", shape, struct.pack("<%df" % n, *vals))
+
+    def one(name, v):
+        return (name, "F32", [], struct.pack("<f", v))
+
+    u, c, te = "lora_unet_proj", "lora_unet_conv_in", "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+    put("lora", "lora", safetensors([t(u + ".lora_down.weight", [2, 8]), t(u + ".lora_up.weight", [4, 2]),
+                                     one(u + ".alpha", 1.0), t(c + ".lora_down.weight", [1, 4, 3, 3]),
+                                     t(c + ".lora_up.weight", [4, 1, 1, 1]), t(te + ".lora_down.weight", [1, 4], dt="F16"),
+                                     t(te + ".lora_up.weight", [4, 1], dt="F16")], {"ss_network_module": "networks.lora"}))
+    put("lora", "peft_dora", safetensors([t("unet.proj.lora_A.weight", [2, 8]), t("unet.proj.lora_B.weight", [4, 2]),
+                                          t("unet.proj.lora_magnitude_vector", [4], 1.0)]))
+    put("lora", "tucker_dora", safetensors([t(c + ".lora_down.weight", [2, 4, 1, 1]), t(c + ".lora_mid.weight", [2, 2, 3, 3]),
+                                            t(c + ".lora_up.weight", [4, 2, 1, 1]), t(c + ".dora_scale", [1, 4, 1, 1], 1.0)]))
+    put("lora", "loha", safetensors([t(u + ".hada_w1_a", [4, 2]), t(u + ".hada_w1_b", [2, 8]), t(u + ".hada_w2_a", [4, 2]),
+                                     t(u + ".hada_w2_b", [2, 8]), one(u + ".alpha", 2.0), t(c + ".hada_w1_a", [2, 4]),
+                                     t(c + ".hada_w1_b", [2, 4]), t(c + ".hada_w2_a", [2, 4]), t(c + ".hada_w2_b", [2, 4]),
+                                     t(c + ".hada_t1", [2, 2, 3, 3]), t(c + ".hada_t2", [2, 2, 3, 3])]))
+    put("lora", "lokr", safetensors([t(u + ".lokr_w1", [2, 2]), t(u + ".lokr_w2_a", [2, 1]), t(u + ".lokr_w2_b", [1, 4]),
+                                     t(c + ".lokr_w1", [2, 2]), t(c + ".lokr_w2_a", [1, 2]), t(c + ".lokr_w2_b", [1, 2]),
+                                     t(c + ".lokr_t2", [1, 1, 3, 3])]))
+    put("lora", "ia3", safetensors([t(u + ".weight", [4]), one(u + ".on_input", 0.0), t(c + ".weight", [1, 4, 1, 1]),
+                                    one(c + ".on_input", 1.0), t(te + ".weight", [4]), one(te + ".on_input", 0.0)]))
+    put("lora", "oft", safetensors([t(u + ".oft_blocks", [2, 2, 2]), t(u + ".rescale", [4, 1], 1.0), one(u + ".alpha", 1e-3),
+                                    t(c + ".oft_blocks", [1, 4, 4]), t(te + ".oft_blocks", [4, 1, 1])]))
+    put("lora", "boft", safetensors([t(u + ".oft_blocks", [2, 2, 2, 2]), t(u + ".rescale", [4, 1], 1.0),
+                                     t(c + ".oft_blocks", [1, 1, 4, 4]), one(c + ".alpha", 0.0)]))
+    put("lora", "glora", safetensors([t(u + ".a1.weight", [8, 2]), t(u + ".a2.weight", [2, 8]), t(u + ".b1.weight", [4, 2]),
+                                      t(u + ".b2.weight", [2, 8]), one(u + ".alpha", 1.0),
+                                      t(c + ".a1.weight", [4, 1, 1, 1]), t(c + ".a2.weight", [1, 4, 1, 1]),
+                                      t(c + ".b1.weight", [4, 1, 1, 1]), t(c + ".b2.weight", [1, 4, 1, 1]),
+                                      t(c + ".bm.weight", [1, 1, 3, 3]),
+                                      t(te + ".a1.weight", [2, 4]), t(te + ".a2.weight", [4, 2]), t(te + ".b1.weight", [2, 4]),
+                                      t(te + ".b2.weight", [4, 2])]))
+    put("lora", "full_norm", safetensors([t(u + ".diff", [4, 8]), t(u + ".diff_b", [4]), t("lora_unet_nobias.diff_b", [4]),
+                                          t("lora_unet_norm.w_norm", [4]), t("lora_unet_norm.b_norm", [4]),
+                                          t(c + ".lokr_w1", [4, 4]), t(c + ".lokr_w2", [1, 1, 3, 3]),
+                                          t(c + ".diff_b", [4])]))
+    put("lora", "diffusers_old", safetensors([t("unet.proj.processor.to_q_lora.down.weight", [1, 8]),
+                                              t("proj.lora.up.weight", [4, 1]), t("proj.lora.down.weight", [1, 8])]))
+
+
 if __name__ == "__main__":
     seeds_safetensors()
     seeds_gguf()
@@ -243,6 +295,7 @@ if __name__ == "__main__":
     seeds_prompt()
     seeds_request(b64)
     seeds_diffusers_json()
+    seeds_lora()
     for t in sorted(os.listdir(CORPUS)):
         files = os.listdir(os.path.join(CORPUS, t))
         print("%-16s %3d files %8d bytes" % (t, len(files), sum(os.path.getsize(os.path.join(CORPUS, t, f)) for f in files)))

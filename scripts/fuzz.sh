@@ -16,7 +16,7 @@ seconds="${1:-$ci_default}"
 [ $# -gt 0 ] && shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_gguf fuzz_ckpt fuzz_pickle fuzz_zip fuzz_png fuzz_jpeg fuzz_prompt
-                                      fuzz_request fuzz_diffusers_json)
+                                      fuzz_request fuzz_diffusers_json fuzz_lora)
 jobs="${JOBS:-2}"
 dir="${NUANCE_FUZZ_BUILD_DIR:-build-fuzz}"
 

@@ -82,6 +82,11 @@ ComponentGuess guess_component(const WeightFile& wf) {
             if (k.find(part) != std::string::npos) return true;
         return false;
     };
+    auto any_ending = [&](const std::string& suffix) {  // LyCORIS' markers, as whole name endings
+        for (const auto& [k, t] : wf.tensors)
+            if (k.size() > suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0) return true;
+        return false;
+    };
     auto dim = [&](const std::string& k, int64_t i) -> int64_t {
         const auto it = wf.tensors.find(k);
         return it != wf.tensors.end() && it->second.dim() > i ? it->second.size(i) : 0;
@@ -94,11 +99,13 @@ ComponentGuess guess_component(const WeightFile& wf) {
             break;
         }
     if (any_with("lora_up.") || any_with("lora_down.") || any_with(".lora_A.") || any_with(".lora_B.") ||
-        any_with(".hada_w1_a") || any_with(".lokr_w1")) {
+        any_with(".hada_w1_a") || any_with(".lokr_w1") || any_ending(".oft_blocks") || any_ending(".a1.weight") ||
+        any_ending(".on_input") || any_ending(".w_norm") || any_ending(".diff") || any_ending(".diff_b")) {
         std::set<std::string> modules;  // (a LoKr module has lokr_w1 or lokr_w1_a + lokr_w1_b: count names)
         for (const auto& [k, t] : wf.tensors)
             for (const char* part : {".lora_down.weight", ".lora_A.weight", ".lora_A.default.weight", ".hada_w1_a",
-                                     ".lokr_w1", ".lokr_w1_a"})
+                                     ".lokr_w1", ".lokr_w1_a", ".oft_blocks", ".a1.weight", ".on_input", ".w_norm",
+                                     ".diff", ".diff_b"})
                 if (k.size() > std::strlen(part) && k.compare(k.size() - std::strlen(part), std::string::npos, part) == 0)
                     modules.insert(k.substr(0, k.size() - std::strlen(part)));
         return {str("a LoRA / LyCORIS file (", modules.size(), " adapted modules)"),
@@ -171,8 +178,12 @@ void print_lora_details(const std::string& path) {
         te += m.name.rfind("lora_te", 0) == 0 || m.name.rfind("text_encoder", 0) == 0;
         const int64_t r = m.rank();
         if (r > 0) rmin = std::min(rmin, r), rmax = std::max(rmax, r);
-        smin = std::min(smin, m.scale());
-        smax = std::max(smax, m.scale());
+        if (r > 0 || m.kind == LoraKind::LoRA || m.kind == LoraKind::LoHa || m.kind == LoraKind::LoKr) {
+            // (IA3, OFT, BOFT, full and norm diffs have no alpha / rank scale; GLoRA applies its own)
+            const double s = m.kind == LoraKind::GLoRA && m.has_alpha && r > 0 ? m.alpha / (double)r : m.scale();
+            smin = std::min(smin, s);
+            smax = std::max(smax, s);
+        }
     }
     std::string k;
     for (const auto& [name, n] : kinds) k += str(k.empty() ? "" : ", ", name, " ", n);
@@ -184,7 +195,7 @@ void print_lora_details(const std::string& path) {
     if (!lf.modules.empty()) {
         const std::string ranks = rmax == 0 ? std::string("none (full factors)")
                                   : rmin == rmax ? std::to_string(rmin) : str(rmin, "-", rmax);
-        const std::string scales = smin == smax ? str(smin) : str(smin, "-", smax);
+        const std::string scales = smin > smax ? std::string("none") : smin == smax ? str(smin) : str(smin, "-", smax);
         std::printf("lora_rank: %s, scale (alpha / rank): %s\n", ranks.c_str(), scales.c_str());
     }
     auto meta = [&](const char* key) {

@@ -1,4 +1,4 @@
-// LoRA-family adapters (LoRA / LoCon, LyCORIS LoHa and LoKr) read from the files people download, and merged into a
+// LoRA-family adapters (LoRA / LoCon, LyCORIS LoHa, LoKr, IA3, OFT, BOFT, GLoRA, full and norm diffs) read from the files people download, and merged into a
 // loaded model's weights: W' = W + strength * scale * delta(W), with the original tensors kept so that the merge can
 // be undone bit-exactly (the server applies a request's LoRAs and restores the model afterwards).
 //
@@ -14,12 +14,24 @@
 //   LyCORIS LoHa:    hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b (+ alpha); Tucker/CP: + hada_t1, hada_t2
 //   LyCORIS LoKr:    lokr_w1 | lokr_w1_a + lokr_w1_b, lokr_w2 | lokr_w2_a + lokr_w2_b (+ alpha); Tucker: + lokr_t2
 //   Tucker LoCon:    lora_down [r, in, 1, 1] + lora_mid [r, r, kh, kw] + lora_up [out, r, 1, 1]
+//   LyCORIS IA3:     weight ([out] / [1, out, 1, 1], or [in] / [1, in, 1, 1] with on_input 1) + on_input: W scaled
+//                    per output row or input channel, delta = W * w
+//   LyCORIS OFT:     oft_blocks [n, b, b] (n * b = out) (+ rescale [out, 1...]) (+ alpha: the constraint, not a
+//                    scale): R = Cayley(Q) per block, Q = blocks - blocks^T scaled to norm alpha * out when larger;
+//                    W' = rescale * (I + s (R - I))^T W blockwise (LyCORIS' diag-oft, also kohya's OFT)
+//   LyCORIS BOFT:    oft_blocks [m, n, b, b] (+ rescale, alpha): m butterfly stages of n orthogonal b x b blocks,
+//                    each stage s R + (1 - s) I (the strength enters every stage, as LyCORIS applies it)
+//   LyCORIS GLoRA:   a1.weight [in, r], a2.weight [r, in], b1.weight [out, r], b2.weight [r, in, kh, kw] (+ bm.weight
+//                    [r, r, kh, kw], Tucker) (+ alpha): delta = W a1 a2 + b1 b2 on W's input axis; the old layout
+//                    (a1 [r, in], a2 [in, r], b1 [r, in], b2 [out, r]: W a2 a1 + b2 b1) told apart as ComfyUI does
+//   norm / bias:     w_norm [C] (+ b_norm [C]) on a GroupNorm / LayerNorm; diff_b [out] on any module's bias
 //   DoRA:            any of the above + dora_scale (kohya / LyCORIS) or lora_magnitude_vector (PEFT): merged as
 //                    ComfyUI does, W' = W + strength * (m * W_s / ||W_s|| - W) with W_s = W + scale * delta(W),
 //                    the norm per input channel (dora_scale [1, in...], LyCORIS' default) or per output row
 //                    (dora_scale [out, ...], and PEFT's magnitude always)
 // Scale rule (kohya / A1111 / ComfyUI, per module): alpha / rank, a missing alpha = rank (scale 1); LoKr with neither
-// factor decomposed: 1 whatever alpha says. (diffusers 0.31 departs from it on files without alphas; not followed.)
+// factor decomposed: 1 whatever alpha says; IA3, OFT, BOFT, full and norm diffs: 1 (OFT's alpha is its constraint).
+// (diffusers 0.31 departs from it on files without alphas; not followed.) Biases (diff_b, b_norm) move by strength.
 //
 // Matching to the model (src/adapters/lora_apply.cpp): a module name is looked up among the component's Linear and
 // Conv2d weights (Module::visit names) with '.' replaced by '_' (the way A1111 and LyCORIS match), also under the
@@ -33,18 +45,21 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/weight_file.h"
 #include "nn/module.h"
 
 namespace nuance {
 
-enum class LoraKind { LoRA, LoHa, LoKr, Full };
+enum class LoraKind { LoRA, LoHa, LoKr, Full, IA3, OFT, BOFT, GLoRA, Norm };
 const char* lora_kind_name(LoraKind k);
 
 // One adapted layer as the file stores it.
 struct LoraModule {
     std::string name;        // the file's module name, e.g. "lora_unet_down_blocks_0_attentions_0_proj_in"
     LoraKind kind = LoraKind::LoRA;
-    std::map<std::string, Tensor> t;  // by role: "down", "up" | "w1_a" ... | "w1", "w2" ... | "diff"
+    // by role: "down", "up" | "w1_a" ... | "w1", "w2" ... | "diff" | "ia3", "on_input" | "oft_blocks", "rescale" |
+    // "a1", "a2", "b1", "b2", "bm" | "w_norm"; "diff_b" / "b_norm": the bias' delta (any kind / norm)
+    std::map<std::string, Tensor> t;
     bool has_alpha = false;
     double alpha = 0;
     Tensor dora_scale;       // DoRA magnitude, when present (kohya/LyCORIS dora_scale or PEFT lora_magnitude_vector)
@@ -52,9 +67,20 @@ struct LoraModule {
 
     int64_t rank() const;    // LoRA: down rows; LoHa: w1_b rows; LoKr: the decomposed factor's rank (0 = none)
     double scale() const;    // the per-module rule above
-    // delta(W) in F32 with `shape` (the target weight's), before strength and scale are applied. Errors name the
-    // file, the module and both shapes when the factors do not make `shape`.
-    Tensor delta(const Shape& shape, const std::string& file) const;
+    // IA3, OFT, BOFT and GLoRA: the delta is a function of the layer's own weight (delta() needs it).
+    bool uses_weight() const;
+    // OFT and BOFT: the strength is not a factor of the delta; delta() applies it (and scale() does not apply).
+    bool strength_inside() const;
+    // The bias' delta (diff_b, or a norm's b_norm) before the strength, or nullptr.
+    const Tensor* bias_delta() const;
+    // Throws (naming the file, the module and both shapes) when the module cannot make a delta of `shape`: checked
+    // for every module before a merge changes anything.
+    void check_target(const Shape& shape, const std::string& file) const;
+    // delta(W) in F32 with `shape` (the target weight's), before strength and scale are applied (but with the
+    // strength for strength_inside() kinds). `weight`: the layer's current value as F32 [shape] (uses_weight()
+    // kinds). Errors as check_target's.
+    Tensor delta(const Shape& shape, const std::string& file, const Tensor& weight = Tensor(),
+                 float strength = 1.0f) const;
 };
 
 struct LoraFile {
@@ -69,6 +95,8 @@ struct LoraFile {
 // shape is checked against its partners and bounded (rank <= 4096, at most 100000 modules) before anything is
 // computed; errors name the file, the module and the tensor.
 LoraFile load_lora(const std::string& path);
+// The same for tensors already read (`path` names them in messages).
+LoraFile lora_from_weights(WeightFile w, const std::string& path);
 
 // A model as a list of components: ("unet" | "transformer" | "text_encoder" | "text_encoder_2" | ..., module).
 using LoraComponents = std::vector<std::pair<std::string, Module*>>;
@@ -78,7 +106,7 @@ struct LoraApplyReport {
     std::string file;
     int64_t modules = 0, matched = 0;
     std::vector<std::string> unmatched;  // file module names that match no layer
-    std::vector<std::string> warnings;   // e.g. "more than half of the modules match nothing"
+    std::vector<std::string> warnings;   // e.g. "more than half of the modules match nothing", "no bias for diff_b"
 };
 
 // Keeps the original weight tensors of every layer a merge touched: restore() puts them back (bit-identical: the

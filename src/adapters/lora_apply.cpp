@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "adapters/lora.h"
+#include "backends/backend.h"
 #include "core/error.h"
 #include "core/quantized_weight.h"
 #include "models/convert/original_parts.h"
@@ -21,6 +22,7 @@ struct Target {
     Param* p = nullptr;
     std::string name;  // the component's module name, for messages
     int64_t row0 = 0, rows = 0;
+    Param* bias = nullptr;  // the layer's bias (rows row0.. of it are this target's), when it has one
 };
 using Slot = std::vector<Target>;
 
@@ -88,16 +90,26 @@ ComponentIndex build_index(const std::string& comp, Module& m) {
     ix.name = comp;
     const auto orig = original_names(comp, m);
     std::map<std::string, Slot> alias;
+    std::map<std::string, Param*> biases;  // module name -> its bias
     for_each_param(m, [&](const std::string& n, Param& p) {
-        if (!p.matrix || p.shape.size() < 2 || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) return;
+        if (p.shape.size() == 1 && n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0)
+            biases[n.substr(0, n.size() - 5)] = &p;
+    });
+    for_each_param(m, [&](const std::string& n, Param& p) {
+        // Linear / Conv2d weights, and the vector weights of norms (LyCORIS' w_norm, b_norm).
+        const bool vec = p.shape.size() == 1 && !p.matrix;
+        if ((!vec && (!p.matrix || p.shape.size() < 2)) || n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0)
+            return;
         const std::string mod = n.substr(0, n.size() - 7);
-        ix.slots[underscored(mod)] = {Target{&p, mod, 0, p.shape[0]}};
-        if (ix.examples.size() < 200) ix.examples.push_back(mod);
+        auto b = biases.find(mod);
+        Param* bias = b != biases.end() && b->second->shape[0] == p.shape[0] ? b->second : nullptr;
+        ix.slots[underscored(mod)] = {Target{&p, mod, 0, p.shape[0], bias}};
+        if (!vec && ix.examples.size() < 200) ix.examples.push_back(mod);
         auto it = orig.find(n);
         if (it != orig.end() && it->second != mod) {
             Slot& s = alias[underscored(it->second)];
             const int64_t row0 = s.empty() ? 0 : s.back().row0 + s.back().rows;
-            s.push_back(Target{&p, mod, row0, p.shape[0]});
+            s.push_back(Target{&p, mod, row0, p.shape[0], bias});
         }
     });
     for (auto& [k, s] : alias) ix.slots.emplace(k, std::move(s));  // own names win
@@ -170,6 +182,19 @@ Tensor merged(const Tensor& w_in, const float* delta, float factor) {
         }
     }
     return out;
+}
+
+// The slot's current weight as F32 [shape] (its layers' rows stacked; quantized layers dequantized).
+Tensor slot_weight(const Slot& slot, const Shape& shape) {
+    const int64_t out = shape[0], cols = shape_numel(shape) / std::max<int64_t>(1, out);
+    Tensor w = Tensor::empty(shape);
+    float* pw = w.data<float>();
+    for (const Target& t : slot) {
+        const Tensor v = (quantized_weight_view(t.p->value) ? dequantize_weight(t.p->value) : t.p->value).f32().contiguous();
+        NUANCE_ASSERT(v.numel() == t.rows * cols, "slot weight of ", t.name);
+        std::memcpy(pw + t.row0 * cols, v.data<float>(), (size_t)(t.rows * cols) * 4);
+    }
+    return w;
 }
 
 // DoRA as ComfyUI's weight_decompose merges it: W_s = W + scale * delta; W' = m * W_s / (||W_s|| + eps); the
@@ -314,6 +339,22 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
             fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "': module ", m.name, " makes a [", mo, ", ", mc,
                  "] delta but the ", comp, "'s layer '", j.slot->front().name, "' is ", s,
                  " (a LoRA for another model size or family?)");
+        m.check_target(s, file.path);  // every kind's factors against the layer (the lines above: the same message
+                                       // as before for LoRA and LoHa, with the layer's name)
+        if (const Tensor* bd = m.bias_delta()) {
+            bool all = true;
+            for (const Target& t : *j.slot) all = all && t.bias && t.bias->defined();
+            if (bd->numel() != s[0])
+                fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "': module ", m.name, ": bias delta ",
+                     bd->shape(), " does not fit the ", comp, "'s layer '", j.slot->front().name, "' ", s);
+            if (!all)
+                rep.warnings.push_back(str("LoRA '", file.path, "': module ", m.name, " has a bias delta but the ", comp,
+                                           "'s layer '", j.slot->front().name, "' has no bias: the bias delta is ignored"));
+            for (const Target& t : *j.slot)
+                if (t.bias && t.bias->defined())
+                    NUANCE_CHECK(dtype_is_float(t.bias->value.dtype()), "LoRA '", file.path, "': the bias of '", t.name,
+                                 "' is stored as ", dtype_name(t.bias->value.dtype()));
+        }
         if (m.dora_scale.defined()) {  // DoRA: a magnitude per output row or per input channel (see lora.h)
             const Tensor& ds = m.dora_scale;
             const bool on_out = m.dora_peft || ds.size(0) == s[0];
@@ -338,7 +379,7 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         const LoraModule& m = *j.m;
         const float st = j.te ? te_s : strength;
         if (st == 0.0f) continue;
-        float factor = (float)(m.scale() * (double)st);
+        float factor = m.strength_inside() ? 1.0f : (float)(m.scale() * (double)st);
         const int64_t cols = shape_numel(j.shape) / std::max<int64_t>(1, j.shape[0]);
         // Quantized weights are never rewritten: the LoRA runs beside them (y += factor * up · (down · x)), as
         // stable-diffusion.cpp applies LoRAs to quantized models. Low-rank factors stay low rank; LoHa / LoKr /
@@ -348,8 +389,10 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         NUANCE_CHECK(!(any_quantized && m.dora_scale.defined()), "LoRA '", file.path, "': module '", m.name,
                      "' is DoRA (dora_scale), which needs the merged weight's norm: it cannot run beside a "
                      "quantized (GGUF) weight; use a float checkpoint for DoRA files");
-        Tensor delta;
-        if (any_float || m.kind != LoraKind::LoRA) delta = m.delta(j.shape, file.path);
+        Tensor delta, weight;
+        if (m.uses_weight()) weight = slot_weight(*j.slot, j.shape);
+        const bool weight_delta = m.kind != LoraKind::Full || m.t.count("diff");
+        if (weight_delta && (any_float || m.kind != LoraKind::LoRA)) delta = m.delta(j.shape, file.path, weight, st);
         if (m.dora_scale.defined()) {
             delta = dora_delta(m, *j.slot, delta, j.shape, (float)m.scale(), st);
             factor = 1.0f;
@@ -361,6 +404,20 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
             const Tensor& u = m.t.at("up");
             up = u.f32().contiguous().view({u.size(0), dn.size(0)});
         }
+        if (const Tensor* bd = m.bias_delta()) {  // diff_b / b_norm: the bias moves by strength
+            const Tensor b = bd->f32().contiguous();
+            for (const Target& t : *j.slot) {
+                if (!t.bias || !t.bias->defined()) continue;
+                Param& p = *t.bias;
+                if (!saved.count(&p)) {
+                    saved_.push_back({&p, p.value});
+                    saved.insert(&p);
+                }
+                // each target's own bias: rows row0.. of the delta (a fused qkv's into split to_q / to_k / to_v)
+                p.value = merged(p.value, b.data<float>() + t.row0, st);
+            }
+        }
+        if (!weight_delta) continue;
         for (const Target& t : *j.slot) {
             Param& p = *t.p;
             if (!saved.count(&p)) {

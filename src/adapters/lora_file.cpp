@@ -17,6 +17,11 @@ const char* lora_kind_name(LoraKind k) {
         case LoraKind::LoHa: return "LoHa";
         case LoraKind::LoKr: return "LoKr";
         case LoraKind::Full: return "full diff";
+        case LoraKind::IA3: return "IA3";
+        case LoraKind::OFT: return "OFT";
+        case LoraKind::BOFT: return "BOFT";
+        case LoraKind::GLoRA: return "GLoRA";
+        case LoraKind::Norm: return "norm diff";
     }
     return "?";
 }
@@ -25,6 +30,8 @@ namespace {
 
 constexpr int64_t kMaxRank = 8192;
 constexpr size_t kMaxModules = 100000;
+constexpr int64_t kMaxOftBlock = 512;  // an OFT block is inverted (b^3 work per block): LyCORIS' are 2 to 64
+constexpr int64_t kMaxBoftStages = 32;
 
 struct Suffix {
     const char* text;
@@ -47,7 +54,13 @@ constexpr Suffix kSuffixes[] = {
     {".lokr_w2", "w2"},                     {".lokr_t2", "t2"},
     {".dora_scale", "dora_scale"},          {".lora_magnitude_vector.weight", "magnitude"},
     {".lora_magnitude_vector", "magnitude"}, {".alpha", "alpha"},
-    {".diff", "diff"},
+    {".diff", "diff"},                      {".diff_b", "diff_b"},
+    {".oft_blocks", "oft_blocks"},          {".rescale", "rescale"},
+    {".a1.weight", "a1"},                   {".a2.weight", "a2"},
+    {".b1.weight", "b1"},                   {".b2.weight", "b2"},
+    {".bm.weight", "bm"},                   {".w_norm", "w_norm"},
+    {".b_norm", "b_norm"},                  {".on_input", "on_input"},
+    {".weight", "ia3"},  // IA3's scale vector: only with an on_input beside it (else the key is no adapter's)
 };
 
 bool ends_with(const std::string& s, const std::string& suf) {
@@ -96,7 +109,8 @@ void validate_dora(const LoraFile& f, LoraModule& m) {
                  m.dora_scale.str(), ", expected a float vector");
 }
 
-void validate(const LoraFile& f, LoraModule& m) {
+// The module's kind from its tensors, and every factor's shape checked against its partners.
+void validate_kind(const LoraFile& f, LoraModule& m) {
     auto has = [&](const char* r) { return m.t.count(r) > 0; };
     auto need = [&](const char* r) {
         NUANCE_CHECK(has(r), "LoRA '", f.path, "': module ", m.name, " (", lora_kind_name(m.kind), ") has no '", r,
@@ -142,7 +156,7 @@ void validate(const LoraFile& f, LoraModule& m) {
                          "LoRA '", f.path, "': LoHa module ", m.name, ": hada_t1 ", t1.shape(), ", hada_w1_a ",
                          a1.shape(), ", hada_w1_b ", b1.shape(), ", hada_t2 ", t2.shape(), ", hada_w2_a ", a2.shape(),
                          ", hada_w2_b ", b2.shape(), " do not fit together");
-            return validate_dora(f, m);
+            return;
         }
         NUANCE_CHECK(a1.dim() == 2 && a2.dim() == 2 && a1.size(1) == b1.size(0) && a2.size(1) == b2.size(0) &&
                          a1.size(0) == a2.size(0) && flat_cols(b1) == flat_cols(b2) && b1.size(0) <= kMaxRank &&
@@ -175,14 +189,64 @@ void validate(const LoraFile& f, LoraModule& m) {
             NUANCE_CHECK(m.t["w2_a"].size(1) == m.t["w2_b"].size(0) && m.t["w2_a"].size(1) <= kMaxRank, "LoRA '",
                          f.path, "': LoKr module ", m.name, ": lokr_w2_a ", m.t["w2_a"].shape(), " does not fit lokr_w2_b ",
                          m.t["w2_b"].shape());
-    } else if (has("diff")) {
+    } else if (has("oft_blocks")) {  // OFT [n, b, b] / BOFT [m, n, b, b] (+ rescale [out, 1...])
+        check_factor(f, m, "oft_blocks", 3, 4);
+        const Tensor& b = m.t["oft_blocks"];
+        m.kind = b.dim() == 3 ? LoraKind::OFT : LoraKind::BOFT;
+        const int64_t bs = b.size(b.dim() - 1), n = b.size(b.dim() - 3);
+        NUANCE_CHECK(b.size(b.dim() - 2) == bs && bs <= kMaxOftBlock && n <= (int64_t)1 << 24 &&
+                         (b.dim() == 3 || (b.size(0) <= kMaxBoftStages && bs % 2 == 0)),
+                     "LoRA '", f.path, "': module ", m.name, ": oft_blocks ", b.shape(), " is not ",
+                     b.dim() == 3 ? "[blocks, b, b]" : "[stages <= 32, blocks, b, b] with b even", " with b <= ",
+                     kMaxOftBlock);
+        if (has("rescale")) {
+            check_factor(f, m, "rescale", 1, 4);
+            NUANCE_CHECK(m.t["rescale"].numel() == n * bs && m.t["rescale"].size(0) == n * bs, "LoRA '", f.path,
+                         "': module ", m.name, ": rescale ", m.t["rescale"].shape(), " does not fit oft_blocks ",
+                         b.shape(), " (expected [", n * bs, ", 1...])");
+        }
+    } else if (has("a1") || has("a2") || has("b1") || has("b2") || has("bm")) {
+        m.kind = LoraKind::GLoRA;
+        for (const char* r : {"a1", "a2", "b1", "b2"}) { need(r); check_factor(f, m, r, 2, 4); }
+        if (has("bm")) core("bm");
+        for (const char* r : {"a1", "a2", "b1", "b2"})
+            NUANCE_CHECK(std::min(m.t[r].size(0), flat_cols(m.t[r])) <= kMaxRank, "LoRA '", f.path, "': module ",
+                         m.name, ": ", r, ".weight ", m.t[r].shape(), " has a rank above ", kMaxRank);
+    } else if (has("ia3")) {
+        m.kind = LoraKind::IA3;
+        check_factor(f, m, "ia3", 1, 4);
+        const Tensor& w = m.t["ia3"];
+        bool vec = w.dim() == 1 || w.size(0) == 1;
+        for (int64_t d = 2; d < w.dim(); ++d) vec = vec && w.size(d) == 1;
+        NUANCE_CHECK(vec, "LoRA '", f.path, "': IA3 module ", m.name, ": weight ", w.shape(),
+                     " is not a vector ([C] or [1, C, 1, 1])");
+        NUANCE_CHECK(m.t["on_input"].numel() == 1, "LoRA '", f.path, "': IA3 module ", m.name, ": on_input ",
+                     m.t["on_input"].shape(), " is not one value");
+    } else if (has("w_norm")) {
+        m.kind = LoraKind::Norm;
+        check_factor(f, m, "w_norm", 1, 1);
+        if (has("b_norm")) {
+            check_factor(f, m, "b_norm", 1, 1);
+            NUANCE_CHECK(m.t["b_norm"].numel() == m.t["w_norm"].numel(), "LoRA '", f.path, "': module ", m.name,
+                         ": b_norm ", m.t["b_norm"].shape(), " does not fit w_norm ", m.t["w_norm"].shape());
+        }
+    } else if (has("diff") || has("diff_b")) {
         m.kind = LoraKind::Full;
-        check_factor(f, m, "diff", 1, 4);
+        if (has("diff")) check_factor(f, m, "diff", 1, 4);
     } else {
         fail(ErrorCode::InvalidArgument, "LoRA '", f.path, "': module ", m.name,
-             " has only an alpha / dora_scale tensor and no weights");
+             " has only an alpha / dora_scale / on_input / rescale tensor and no weights");
     }
+}
+
+void validate(const LoraFile& f, LoraModule& m) {
+    validate_kind(f, m);
+    if (m.t.count("diff_b")) check_factor(f, m, "diff_b", 1, 1);
     validate_dora(f, m);
+    NUANCE_CHECK(!m.dora_scale.defined() || m.kind == LoraKind::LoRA || m.kind == LoraKind::LoHa ||
+                     m.kind == LoraKind::LoKr || m.kind == LoraKind::GLoRA || m.kind == LoraKind::Full,
+                 "LoRA '", f.path, "': module ", m.name, " is ", lora_kind_name(m.kind),
+                 " with a DoRA magnitude, which LyCORIS does not make and nuance does not read");
 }
 
 // a [m, k] @ b [k, n], both flattened to 2-D, in F32.
@@ -226,74 +290,175 @@ int64_t LoraModule::rank() const {
             if (t.count("w1_a")) return t.at("w1_a").size(1);
             if (t.count("w2_a")) return t.at("w2_a").size(1);
             return 0;
-        case LoraKind::Full: return 0;
+        case LoraKind::GLoRA: return t.at("a2").size(0);  // the current layout's; the old one's is a1's rows
+        case LoraKind::Full:
+        case LoraKind::IA3:
+        case LoraKind::OFT:
+        case LoraKind::BOFT:
+        case LoraKind::Norm: return 0;
     }
     return 0;
 }
 
 double LoraModule::scale() const {
-    if (kind == LoraKind::Full) return 1.0;
+    // GLoRA applies its alpha / rank inside delta() (the rank depends on the layout, which the layer tells).
+    if (kind != LoraKind::LoRA && kind != LoraKind::LoHa && kind != LoraKind::LoKr) return 1.0;
     const int64_t r = rank();
     if (!has_alpha || r <= 0) return 1.0;  // no alpha: alpha = rank; LoKr without a decomposed factor: 1
     return alpha / (double)r;
 }
 
-Tensor LoraModule::delta(const Shape& shape, const std::string& file) const {
+bool LoraModule::uses_weight() const {
+    return kind == LoraKind::IA3 || kind == LoraKind::OFT || kind == LoraKind::BOFT || kind == LoraKind::GLoRA;
+}
+
+bool LoraModule::strength_inside() const { return kind == LoraKind::OFT || kind == LoraKind::BOFT; }
+
+const Tensor* LoraModule::bias_delta() const {
+    auto it = t.find(kind == LoraKind::Norm ? "b_norm" : "diff_b");
+    return it == t.end() ? nullptr : &it->second;
+}
+
+namespace {
+
+// GLoRA's two layouts (lora.h): LyCORIS 2.x+ a1 [in, r], a2 [r, in], b1 [out, r], b2 [r, in...]; the old one
+// a1 [r, X], a2 [X, r], b1 [r, X], b2 [out, r]. ComfyUI's rule: the old one when its pattern holds, unless the
+// current one's also holds and the layer is not square with a2's rows as wide.
+bool glora_old_layout(const LoraModule& m, const Shape& shape) {
+    const Tensor &a1 = m.t.at("a1"), &a2 = m.t.at("a2"), &b1 = m.t.at("b1"), &b2 = m.t.at("b2");
+    const bool old = a1.size(0) == flat_cols(a2) && b1.size(0) == a1.size(0) && flat_cols(b2) == a1.size(0);
+    const bool cur = flat_cols(a1) == a2.size(0) && flat_cols(b1) == a2.size(0) && b2.size(0) == a2.size(0);
+    if (old && cur) return shape.size() >= 2 && a2.size(0) == shape[0] && shape[0] == shape[1];
+    return old && !m.t.count("bm");
+}
+
+// Cayley transforms of skew parts: R = (I + Q)(I - Q)^-1 with Q = B - B^T for each b x b block of `blocks` ([..., b,
+// b]), Q scaled to norm `constraint` first when its norm (over all blocks) + 1e-8 exceeds it (LyCORIS' get_r; no
+// constraint when <= 0). Double precision; I - Q is always invertible (Q's eigenvalues are imaginary).
+std::vector<double> cayley_blocks(const Tensor& blocks, double constraint) {
+    const int64_t b = blocks.size(blocks.dim() - 1), nb = blocks.numel() / (b * b);
+    const Tensor bf = blocks.f32().contiguous();
+    const float* src = bf.data<float>();
+    std::vector<double> q((size_t)(nb * b * b));
+    double norm2 = 0;
+    for (int64_t k = 0; k < nb; ++k)
+        for (int64_t i = 0; i < b; ++i)
+            for (int64_t j = 0; j < b; ++j) {
+                const double v = (double)src[(k * b + i) * b + j] - (double)src[(k * b + j) * b + i];
+                q[(size_t)((k * b + i) * b + j)] = v;
+                norm2 += v * v;
+            }
+    if (constraint > 0) {
+        const double qn = std::sqrt(norm2) + 1e-8;
+        if (qn > constraint)
+            for (double& v : q) v *= constraint / qn;
+    }
+    std::vector<double> r((size_t)(nb * b * b)), a((size_t)(b * 2 * b));
+    for (int64_t k = 0; k < nb; ++k) {
+        const double* qk = q.data() + k * b * b;
+        // [I - Q | I] -> [I | (I - Q)^-1] by Gauss-Jordan with partial pivoting.
+        for (int64_t i = 0; i < b; ++i)
+            for (int64_t j = 0; j < 2 * b; ++j)
+                a[(size_t)(i * 2 * b + j)] = j < b ? (i == j) - qk[i * b + j] : (double)(j - b == i);
+        for (int64_t c = 0; c < b; ++c) {
+            int64_t piv = c;
+            for (int64_t i = c + 1; i < b; ++i)
+                if (std::fabs(a[(size_t)(i * 2 * b + c)]) > std::fabs(a[(size_t)(piv * 2 * b + c)])) piv = i;
+            if (piv != c)
+                for (int64_t j = 0; j < 2 * b; ++j) std::swap(a[(size_t)(c * 2 * b + j)], a[(size_t)(piv * 2 * b + j)]);
+            const double d = a[(size_t)(c * 2 * b + c)];
+            for (int64_t j = 0; j < 2 * b; ++j) a[(size_t)(c * 2 * b + j)] /= d;
+            for (int64_t i = 0; i < b; ++i) {
+                if (i == c) continue;
+                const double f = a[(size_t)(i * 2 * b + c)];
+                if (f == 0) continue;
+                for (int64_t j = 0; j < 2 * b; ++j) a[(size_t)(i * 2 * b + j)] -= f * a[(size_t)(c * 2 * b + j)];
+            }
+        }
+        double* rk = r.data() + k * b * b;
+        for (int64_t i = 0; i < b; ++i)
+            for (int64_t j = 0; j < b; ++j) {
+                double acc = 0;
+                for (int64_t l = 0; l < b; ++l) acc += ((i == l) + qk[i * b + l]) * a[(size_t)(l * 2 * b + b + j)];
+                rk[i * b + j] = acc;
+            }
+    }
+    return r;
+}
+
+// rows[j * b + i] = sum_l m[i][l] * rows[j * b + l] (transpose: m[l][i]) for the b-row block j of a [rows, cols]
+// F32 matrix, in place, with the block's matrix `m` (b x b, double) per block.
+void mix_rows(float* rows, int64_t nblocks, int64_t b, int64_t cols, const double* mats, bool transpose,
+              const std::vector<int64_t>* order = nullptr) {
+#pragma omp parallel if (nblocks * b * b * cols > (1 << 20))
+    {
+        std::vector<double> in((size_t)(b * cols)), out((size_t)(b * cols));
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < nblocks; ++k) {
+            auto row = [&](int64_t i) { return rows + (order ? (*order)[(size_t)(k * b + i)] : k * b + i) * cols; };
+            for (int64_t i = 0; i < b; ++i)
+                for (int64_t c = 0; c < cols; ++c) in[(size_t)(i * cols + c)] = row(i)[c];
+            std::fill(out.begin(), out.end(), 0.0);
+            const double* mk = mats + k * b * b;
+            for (int64_t i = 0; i < b; ++i)
+                for (int64_t l = 0; l < b; ++l) {
+                    const double f = transpose ? mk[l * b + i] : mk[i * b + l];
+                    if (f == 0) continue;
+                    const double* src = in.data() + l * cols;
+                    double* dst = out.data() + i * cols;
+                    for (int64_t c = 0; c < cols; ++c) dst[c] += f * src[c];
+                }
+            for (int64_t i = 0; i < b; ++i)
+                for (int64_t c = 0; c < cols; ++c) row(i)[c] = (float)out[(size_t)(i * cols + c)];
+        }
+    }
+}
+
+}  // namespace
+
+void LoraModule::check_target(const Shape& shape, const std::string& file) const {
     NUANCE_CHECK(!shape.empty(), "LoRA '", file, "': module ", name, " targets a scalar");
     const int64_t out = shape[0];
     const int64_t numel = shape_numel(shape), cols = numel / std::max<int64_t>(1, out);
+    const int64_t in = shape.size() >= 2 ? shape[1] : cols;
     auto mismatch = [&](const std::string& got) {
         fail(ErrorCode::InvalidArgument, "LoRA '", file, "': module ", name, " (", lora_kind_name(kind), ") makes ",
              got, " but the model's weight is ", shape, " (a LoRA for another model?)");
     };
-    Tensor d;
+    NUANCE_CHECK(kind == LoraKind::Norm || kind == LoraKind::Full || shape.size() >= 2, "LoRA '", file, "': module ",
+                 name, " (", lora_kind_name(kind), ") targets the vector ", shape, ", not a weight matrix");
     switch (kind) {
         case LoraKind::LoRA: {
             const Tensor &dn = t.at("down"), &up = t.at("up");
-            if (t.count("mid")) {  // Tucker LoCon: einsum("m n ..., i m, n j -> i j ...", mid, up, down)
+            if (t.count("mid")) {
                 const Tensor& mid = t.at("mid");
-                const int64_t in = flat_cols(dn), K = mid.size(2) * mid.size(3);
-                if (up.size(0) != out || in * K != cols)
-                    mismatch(str("[", up.size(0), ", ", in, ", ", mid.size(2), ", ", mid.size(3), "]"));
-                d = cp_rebuild(mid, up.f32().contiguous().reshape({out, mid.size(0)}),
-                               dn.f32().contiguous().reshape({mid.size(1), in}));
-                break;
+                const int64_t K = mid.size(2) * mid.size(3);
+                if (up.size(0) != out || flat_cols(dn) * K != cols)
+                    mismatch(str("[", up.size(0), ", ", flat_cols(dn), ", ", mid.size(2), ", ", mid.size(3), "]"));
+            } else if (up.size(0) != out || flat_cols(dn) != cols) {
+                mismatch(str("[", up.size(0), ", ", flat_cols(dn), "]"));
             }
-            if (up.size(0) != out || flat_cols(dn) != cols) mismatch(str("[", up.size(0), ", ", flat_cols(dn), "]"));
-            d = mm(up, out, dn, cols);
-            break;
+            return;
         }
         case LoraKind::LoHa: {
-            const Tensor &a1 = t.at("w1_a"), &b1 = t.at("w1_b"), &a2 = t.at("w2_a"), &b2 = t.at("w2_b");
-            Tensor d2;
-            if (t.count("t1")) {  // Tucker: einsum("i j k l, j r, i p -> p r k l", t, w_b, w_a)
-                const Tensor &t1 = t.at("t1"), &t2 = t.at("t2");
-                const int64_t K = t1.size(2) * t1.size(3);
-                if (a1.size(1) != out || b1.size(1) * K != cols)
+            const Tensor &a1 = t.at("w1_a"), &b1 = t.at("w1_b");
+            if (t.count("t1")) {
+                const Tensor& t1 = t.at("t1");
+                if (a1.size(1) != out || b1.size(1) * t1.size(2) * t1.size(3) != cols)
                     mismatch(str("[", a1.size(1), ", ", b1.size(1), ", ", t1.size(2), ", ", t1.size(3), "]"));
-                d = cp_rebuild(t1, transposed(a1), b1);
-                d2 = cp_rebuild(t2, transposed(a2), b2);
-            } else {
-                if (a1.size(0) != out || flat_cols(b1) != cols) mismatch(str("[", a1.size(0), ", ", flat_cols(b1), "]"));
-                d = mm(a1, out, b1, cols);
-                d2 = mm(a2, out, b2, cols);
+            } else if (a1.size(0) != out || flat_cols(b1) != cols) {
+                mismatch(str("[", a1.size(0), ", ", flat_cols(b1), "]"));
             }
-            float* p = d.data<float>();
-            const float* q = d2.data<float>();
-            for (int64_t i = 0; i < numel; ++i) p[i] *= q[i];
-            break;
+            return;
         }
         case LoraKind::LoKr: {
-            Tensor w1 = t.count("w1") ? t.at("w1").f32().contiguous()
-                                      : mm(t.at("w1_a"), t.at("w1_a").size(0), t.at("w1_b"), t.at("w1_b").size(1));
-            const int64_t a = w1.size(0), c = w1.size(1);
+            const int64_t a = t.count("w1") ? t.at("w1").size(0) : t.at("w1_a").size(0);
+            const int64_t c = t.count("w1") ? t.at("w1").size(1) : t.at("w1_b").size(1);
             int64_t b = 0, w2cols = 0;
-            Tensor w2;
             if (t.count("w2")) {
-                w2 = t.at("w2").f32().contiguous();
-                b = w2.size(0);
-                w2cols = flat_cols(w2);
-            } else if (t.count("t2")) {  // Tucker: einsum("i j k l, i p, j r -> p r k l", t2, w2_a, w2_b)
+                b = t.at("w2").size(0);
+                w2cols = flat_cols(t.at("w2"));
+            } else if (t.count("t2")) {
                 const Tensor& t2 = t.at("t2");
                 b = t.at("w2_a").size(1);
                 w2cols = t.at("w2_b").size(1) * t2.size(2) * t2.size(3);
@@ -305,9 +470,107 @@ Tensor LoraModule::delta(const Shape& shape, const std::string& file) const {
             if (__builtin_mul_overflow(a, b, &rows) || __builtin_mul_overflow(c, w2cols, &kcols) || rows != out ||
                 kcols != cols)
                 mismatch(str("kron([", a, ", ", c, "], [", b, ", ", w2cols, "])"));
-            if (!w2.defined())
-                w2 = t.count("t2") ? cp_rebuild(t.at("t2"), transposed(t.at("w2_a")), t.at("w2_b"))
-                                   : mm(t.at("w2_a"), b, t.at("w2_b"), w2cols);
+            return;
+        }
+        case LoraKind::Full:
+            if (t.count("diff") && (t.at("diff").numel() != numel || t.at("diff").size(0) != out))
+                mismatch(str(t.at("diff").shape()));
+            return;
+        case LoraKind::Norm:
+            if (shape.size() != 1 || t.at("w_norm").numel() != out) mismatch(str(t.at("w_norm").shape()));
+            return;
+        case LoraKind::IA3: {
+            const bool on_input = t.at("on_input").item() != 0;
+            const int64_t n = t.at("ia3").numel();
+            if (n != (on_input ? in : out))
+                mismatch(str("a scale of ", n, " ", on_input ? "input channels" : "output rows"));
+            return;
+        }
+        case LoraKind::OFT:
+        case LoraKind::BOFT: {
+            const Tensor& bl = t.at("oft_blocks");
+            const int64_t b = bl.size(bl.dim() - 1), n = bl.size(bl.dim() - 3);
+            if (n * b != out) mismatch(str(n, " blocks of ", b, " rows"));
+            if (kind == LoraKind::BOFT && out % (b << (bl.size(0) - 1)) != 0)
+                mismatch(str(bl.size(0), " butterfly stages of ", b, "-row blocks (", out, " rows are not a multiple of ",
+                             b << (bl.size(0) - 1), ")"));
+            return;
+        }
+        case LoraKind::GLoRA: {
+            const Tensor &a1 = t.at("a1"), &a2 = t.at("a2"), &b1 = t.at("b1"), &b2 = t.at("b2");
+            if (glora_old_layout(*this, shape)) {  // W a2 a1 + b2 b1, W [out, cols]
+                if (a2.size(0) != cols || flat_cols(a1) != cols || b2.size(0) != out || flat_cols(b1) != cols)
+                    mismatch(str("(old layout) a2 ", a2.shape(), ", a1 ", a1.shape(), ", b2 ", b2.shape(), ", b1 ",
+                                 b1.shape()));
+                return;
+            }
+            const int64_t r = a2.size(0), K = cols / std::max<int64_t>(1, in);
+            bool ok = a1.size(0) == in && flat_cols(a1) == r && flat_cols(a2) == in && b1.size(0) == out;
+            if (t.count("bm")) {
+                const Tensor& bm = t.at("bm");
+                ok = ok && flat_cols(b1) == bm.size(0) && b2.size(0) == bm.size(1) && flat_cols(b2) == in &&
+                     bm.size(2) * bm.size(3) == K;
+            } else {
+                ok = ok && flat_cols(b1) == b2.size(0) && flat_cols(b2) == cols;
+            }
+            if (!ok || flat_cols(b1) > kMaxRank)
+                mismatch(str("a1 ", a1.shape(), ", a2 ", a2.shape(), ", b1 ", b1.shape(), ", b2 ", b2.shape(),
+                             t.count("bm") ? str(", bm ", t.at("bm").shape()) : std::string()));
+            return;
+        }
+    }
+}
+
+Tensor LoraModule::delta(const Shape& shape, const std::string& file, const Tensor& weight, float strength) const {
+    check_target(shape, file);
+    const int64_t out = shape[0];
+    const int64_t numel = shape_numel(shape), cols = numel / std::max<int64_t>(1, out);
+    const int64_t in = shape.size() >= 2 ? shape[1] : cols, K = cols / std::max<int64_t>(1, in);
+    Tensor W;
+    if (uses_weight()) {
+        NUANCE_ASSERT(weight.defined() && weight.numel() == numel, "LoRA ", name, ": delta needs the layer's weight");
+        W = weight.f32().contiguous().reshape({out, cols});
+    }
+    Tensor d;
+    switch (kind) {
+        case LoraKind::LoRA: {
+            const Tensor &dn = t.at("down"), &up = t.at("up");
+            if (t.count("mid")) {  // Tucker LoCon: einsum("m n ..., i m, n j -> i j ...", mid, up, down)
+                const Tensor& mid = t.at("mid");
+                d = cp_rebuild(mid, up.f32().contiguous().reshape({out, mid.size(0)}),
+                               dn.f32().contiguous().reshape({mid.size(1), flat_cols(dn)}));
+                break;
+            }
+            d = mm(up, out, dn, cols);
+            break;
+        }
+        case LoraKind::LoHa: {
+            const Tensor &a1 = t.at("w1_a"), &b1 = t.at("w1_b"), &a2 = t.at("w2_a"), &b2 = t.at("w2_b");
+            Tensor d2;
+            if (t.count("t1")) {  // Tucker: einsum("i j k l, j r, i p -> p r k l", t, w_b, w_a)
+                d = cp_rebuild(t.at("t1"), transposed(a1), b1);
+                d2 = cp_rebuild(t.at("t2"), transposed(a2), b2);
+            } else {
+                d = mm(a1, out, b1, cols);
+                d2 = mm(a2, out, b2, cols);
+            }
+            float* p = d.data<float>();
+            const float* q = d2.data<float>();
+            for (int64_t i = 0; i < numel; ++i) p[i] *= q[i];
+            break;
+        }
+        case LoraKind::LoKr: {
+            Tensor w1 = t.count("w1") ? t.at("w1").f32().contiguous()
+                                      : mm(t.at("w1_a"), t.at("w1_a").size(0), t.at("w1_b"), t.at("w1_b").size(1));
+            const int64_t a = w1.size(0), c = w1.size(1), b = out / a, w2cols = cols / c;
+            Tensor w2;
+            if (t.count("w2")) {
+                w2 = t.at("w2").f32().contiguous();
+            } else if (t.count("t2")) {  // Tucker: einsum("i j k l, i p, j r -> p r k l", t2, w2_a, w2_b)
+                w2 = cp_rebuild(t.at("t2"), transposed(t.at("w2_a")), t.at("w2_b"));
+            } else {
+                w2 = mm(t.at("w2_a"), b, t.at("w2_b"), w2cols);
+            }
             // kron(w1, w2) with w2's columns (d, kh, kw) flattened: row i*b + k, column j*w2cols + l.
             d = Tensor::empty({out, cols});
             float* p = d.data<float>();
@@ -325,18 +588,93 @@ Tensor LoraModule::delta(const Shape& shape, const std::string& file) const {
                 }
             break;
         }
-        case LoraKind::Full: {
-            const Tensor& df = t.at("diff");
-            if (df.numel() != numel || df.size(0) != out) mismatch(str(df.shape()));
-            d = df.f32().contiguous().clone();
+        case LoraKind::Full:
+            d = t.count("diff") ? t.at("diff").f32().contiguous().clone() : Tensor::zeros({out, cols});
+            break;
+        case LoraKind::Norm: d = t.at("w_norm").f32().contiguous().clone(); break;
+        case LoraKind::IA3: {  // W * w along the output rows, or the input channels (on_input)
+            const bool on_input = t.at("on_input").item() != 0;
+            const Tensor wv = t.at("ia3").f32().contiguous();
+            const float* w = wv.data<float>();
+            d = W.clone();
+            float* p = d.data<float>();
+            for (int64_t o = 0; o < out; ++o)
+                for (int64_t c = 0; c < cols; ++c) p[o * cols + c] *= on_input ? w[c / K] : w[o];
+            break;
+        }
+        case LoraKind::OFT:
+        case LoraKind::BOFT: {
+            const Tensor& bl = t.at("oft_blocks");
+            const int64_t b = bl.size(bl.dim() - 1), n = bl.size(bl.dim() - 3);
+            const int64_t stages = kind == LoraKind::BOFT ? bl.size(0) : 1;
+            std::vector<double> r = cayley_blocks(bl, has_alpha ? alpha * (double)out : 0.0);
+            // Each block s R + (1 - s) I: the strength interpolates every stage towards the identity.
+            for (int64_t k = 0; k < stages * n; ++k)
+                for (int64_t i = 0; i < b; ++i)
+                    for (int64_t j = 0; j < b; ++j) {
+                        double& v = r[(size_t)((k * b + i) * b + j)];
+                        v = v * strength + (i == j ? 1.0 - strength : 0.0);
+                    }
+            d = W.clone();
+            float* p = d.data<float>();
+            if (kind == LoraKind::OFT) {
+                mix_rows(p, n, b, cols, r.data(), /*transpose=*/true);  // einsum("k n m, k n ... -> k m ...")
+            } else {
+                // Stage i: rows grouped (c, g, k) with g in {0, 1} and k < 2^i * b/2 are taken in (c, k, g) order, and
+                // every b consecutive of those are mixed by the stage's next block ("b i j, b j ... -> b i ...").
+                std::vector<int64_t> order((size_t)out);
+                for (int64_t i = 0; i < stages; ++i) {
+                    const int64_t kk = (b / 2) << i;
+                    for (int64_t q = 0; q < out; ++q) {
+                        const int64_t c = q / (2 * kk), rem = q % (2 * kk), ki = rem / 2, g = rem % 2;
+                        order[(size_t)q] = c * 2 * kk + g * kk + ki;
+                    }
+                    mix_rows(p, n, b, cols, r.data() + i * n * b * b, /*transpose=*/false, &order);
+                }
+            }
+            if (t.count("rescale")) {
+                const Tensor rs = t.at("rescale").f32().contiguous();
+                for (int64_t o = 0; o < out; ++o)
+                    for (int64_t c = 0; c < cols; ++c) p[o * cols + c] *= rs.data<float>()[o];
+            }
+            const float* w = W.data<float>();
+            for (int64_t i = 0; i < numel; ++i) p[i] -= w[i];
+            break;
+        }
+        case LoraKind::GLoRA: {
+            const Tensor &a1 = t.at("a1"), &a2 = t.at("a2"), &b1 = t.at("b1"), &b2 = t.at("b2");
+            const bool old = glora_old_layout(*this, shape);
+            const int64_t r = old ? a1.size(0) : a2.size(0);
+            if (old) {  // (W a2) a1 + b2 b1 on the flattened weight (ComfyUI's "old lycoris glora")
+                d = matmul(matmul(W, a2.f32().contiguous().reshape({cols, r})), a1.f32().contiguous().reshape({r, cols}));
+                const Tensor b = mm(b2, out, b1, cols);
+                float* p = d.data<float>();
+                for (int64_t i = 0; i < numel; ++i) p[i] += b.data<float>()[i];
+            } else {  // W a1 a2 on W's input axis (per output row and kernel position) + b1 b2
+                const Tensor A = mm(a1, in, a2, in);  // [in, in]
+                Tensor wk = W;
+                if (K > 1) wk = W.reshape({out, in, K}).transpose(1, 2).contiguous().reshape({out * K, in});
+                Tensor wa = matmul(wk.reshape({out * K, in}), A);
+                if (K > 1) wa = wa.reshape({out, K, in}).transpose(1, 2).contiguous();
+                d = wa.contiguous().reshape({out, cols});
+                const Tensor b = t.count("bm") ? cp_rebuild(t.at("bm"), b1.f32().contiguous().reshape({out, t.at("bm").size(0)}),
+                                                           b2.f32().contiguous().reshape({t.at("bm").size(1), in}))
+                                               : mm(b1, out, b2, cols);
+                float* p = d.data<float>();
+                for (int64_t i = 0; i < numel; ++i) p[i] += b.data<float>()[i];
+            }
+            const double s = has_alpha && r > 0 ? alpha / (double)r : 1.0;
+            float* p = d.data<float>();
+            for (int64_t i = 0; i < numel; ++i) p[i] = (float)(p[i] * s);
             break;
         }
     }
     return d.reshape(shape);
 }
 
-LoraFile load_lora(const std::string& path) {
-    WeightFile w = load_weights(path);
+LoraFile load_lora(const std::string& path) { return lora_from_weights(load_weights(path), path); }
+
+LoraFile lora_from_weights(WeightFile w, const std::string& path) {
     // An FP8 (or GGUF-quantized) LoRA file: its matrices as values (they are small, and the LoRA math reads them).
     for (auto& [key, t] : w.tensors)
         if (is_quantized_storage(t)) t = dequantize_weight(t);
@@ -378,6 +716,10 @@ LoraFile load_lora(const std::string& path) {
         m.t[role] = t;
     }
     for (auto& [name, m] : mods) {
+        if (m.t.count("ia3") && !m.t.count("on_input")) {  // a plain "<module>.weight": no IA3 without on_input
+            f.ignored.push_back(name + ".weight");
+            m.t.erase("ia3");
+        }
         if (m.t.empty()) continue;  // a stray alpha: ignored
         validate(f, m);
         f.modules.push_back(std::move(m));

@@ -129,6 +129,38 @@ TEST(LoraQuantized, RunTimeLoraMatchesMergeIntoDequantizedWeights) {
     EXPECT_EQ(after.pw, before.pw);
 }
 
+// IA3, OFT, GLoRA and a bias diff (LyCORIS kinds whose delta is a function of the weight) on quantized layers: the
+// delta is made from the dequantized weight and runs beside the blocks, as for LoHa; a bias diff moves the bias.
+TEST(LoraQuantized, WeightDependentLycorisKindsRunBesideTheBlocks) {
+    Dir d;
+    Models m;
+    const Outputs before = run(m.q);
+    const std::string a = d.file(
+        "a.safetensors",
+        {{"lora_unet_proj.oft_blocks", random_input({1, 5, 5}, 40, 0.2f)},
+         {"lora_unet_proj.rescale", random_input({5, 1}, 41, 0.1f)},
+         {"lora_unet_proj.diff_b", random_input({5}, 42, 0.5f)},
+         {"lora_unet_conv_in.weight", random_input({1, 4, 1, 1}, 43, 0.3f)},
+         {"lora_unet_conv_in.on_input", Tensor::scalar(0.0f)},
+         {"lora_unet_pw.a1.weight", random_input({32, 2, 1, 1}, 44, 0.2f)},
+         {"lora_unet_pw.a2.weight", random_input({2, 32, 1, 1}, 45, 0.2f)},
+         {"lora_unet_pw.b1.weight", random_input({6, 2, 1, 1}, 46, 0.2f)},
+         {"lora_unet_pw.b2.weight", random_input({2, 32, 1, 1}, 47, 0.2f)},
+         {"lora_unet_pw.alpha", Tensor::scalar(1.0f)}});
+    LoraMerge mq, mf;
+    const LoraFile f = load_lora(a);
+    EXPECT_EQ(mq.apply(m.qc(), f, 0.6f).matched, 3);
+    mf.apply(m.fc(), f, 0.6f);
+    EXPECT_EQ(quantized_weight_view(m.q.proj.weight.value)->patches->size(), 1u);  // still the blocks, plus a patch
+    const Outputs with = run(m.q), merged = run(m.f);
+    expect_close(with, merged, 1e-5);
+    double moved = 0;
+    for (size_t i = 0; i < with.conv.size(); ++i) moved = std::max(moved, (double)std::fabs(with.conv[i] - before.conv[i]));
+    EXPECT_GT(moved, 1e-3);
+    mq.restore();
+    EXPECT_EQ(run(m.q).proj, before.proj);
+}
+
 TEST(LoraQuantized, PatchErrorsNameTheWeight) {
     const Tensor w = random_weight(GgmlType::Q4_0, {5, 64}, 1);
     QuantizedWeightPatch p;
