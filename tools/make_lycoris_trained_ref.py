@@ -21,8 +21,14 @@ its own forward, A1111, ComfyUI and nuance apply it once. The LoKr file here has
     nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/loha_tucker \
         --steps 30 --batch 4 --lr 5e-3 --rank 2 --alpha 1 --targets attn+conv --conv-rank 2 --conv-alpha 1 \
         --network loha --tucker --save-precision fp16
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/oft --steps 30 \
+        --batch 4 --lr 5e-3 --rank 8 --alpha 1 --targets attn+conv --train-text-encoder --save-precision fp16 \
+        --network oft
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/ia3 --steps 30 \
+        --batch 4 --lr 5e-3 --rank 8 --alpha 1 --targets ia3 --train-text-encoder --save-precision fp16 --network ia3
     cp /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
-        /tmp/lyco/tucker/tucker.safetensors /tmp/lyco/loha_tucker/loha_tucker.safetensors tests/data/lycoris_trained/
+        /tmp/lyco/tucker/tucker.safetensors /tmp/lyco/loha_tucker/loha_tucker.safetensors /tmp/lyco/oft/oft.safetensors \
+        /tmp/lyco/ia3/ia3.safetensors tests/data/lycoris_trained/
     python tools/make_lycoris_trained_ref.py   # (pip install diffusers transformers lycoris-lora)
 """
 import os
@@ -49,19 +55,40 @@ ids[:, 0] = 49406
 ids[:, 10:] = 49407
 out = {"x": x, "t": t, "ids": ids.to(torch.int64)}
 # dora: a LoRA with DoRA magnitudes (LyCORIS' LoConModule, weight_decompose); tucker: LoCon with use_tucker cores
-for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker"):
+def load_ia3(path, te, unet):
+    """LyCORIS 4.1.3's kohya loader cannot build IA3 modules (it passes on_input to make_module_from_state_dict, which
+    takes only the weight): the same, by hand, with LyCORIS' own IA3Module (its train_on_input from the file)."""
+    from lycoris.modules.ia3 import IA3Module
+    from safetensors.torch import load_file
+    sd = load_file(path)
+    mods = []
+    for prefix, model in (("lora_unet", unet), ("lora_te", te)):
+        for name, module in model.named_modules():
+            lora_name = (prefix + "_" + name).replace(".", "_")
+            if lora_name + ".weight" in sd:
+                m = IA3Module(lora_name, module, 1.0, train_on_input=bool(sd[lora_name + ".on_input"].item()))
+                m.weight.data.copy_(sd[lora_name + ".weight"].float())
+                m.apply_to()
+                mods.append(m)
+    return mods, sd
+
+
+for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3"):
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32)
     te = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", torch_dtype=torch.float32)
     path = os.path.join(DIR, algo + ".safetensors")
     with torch.no_grad():
         base = unet(x, t, encoder_hidden_states=te(ids)[0]).sample
-        net, sd = kohya.create_network_from_weights(1.0, path, None, te, unet, for_inference=True)
-        n = len(net.unet_loras) + len(net.text_encoder_loras)
+        if algo == "ia3":
+            mods, sd = load_ia3(path, te, unet)
+        else:
+            net, sd = kohya.create_network_from_weights(1.0, path, None, te, unet, for_inference=True)
+            net.apply_to(te, unet, apply_text_encoder=True, apply_unet=True)
+            mods = net.unet_loras + net.text_encoder_loras
+        n = len(mods)
         files = {k.split(".")[0] for k in sd}
         assert n == len(files), (n, len(files))  # every module of the file found its layer
-        net.apply_to(te, unet, apply_text_encoder=True, apply_unet=True)
         merged = unet(x, t, encoder_hidden_states=te(ids)[0]).sample
-    mods = net.unet_loras + net.text_encoder_loras
     if algo == "dora":
         assert all(m.wd and m.wd_on_out for m in mods)  # the magnitude per output row
     if algo in ("tucker", "loha_tucker"):

@@ -97,7 +97,8 @@ Runner add_train(CLI::App& app) {
         ->capture_default_str();
     c->add_option("--targets", o->lora_targets,
                   "lora: adapted layers, parts joined by '+': attn, ff, all-linear (kohya's default), conv "
-                  "(LoCon: resnet and up/down-sampling convs), e.g. attn+ff, all-linear+conv; lcm with --lora-rank: "
+                  "(LoCon: resnet and up/down-sampling convs), ia3 (LyCORIS' IA3 preset: to_k, to_v, ff.net.2), e.g. "
+                  "attn+ff, all-linear+conv; lcm with --lora-rank: "
                   "default all-linear+conv (diffusers' LCM-LoRA set)")
         ->capture_default_str();
     c->add_option("--conv-rank,--conv-dim", o->lora_conv_rank,
@@ -109,7 +110,9 @@ Runner add_train(CLI::App& app) {
         ->capture_default_str();
     c->add_option("--network,--algo", o->lora_algo,
                   "lora: the adapter algorithm: lora (kohya's LoRA / LoCon), loha or lokr (LyCORIS' LoHa: Hadamard "
-                  "product of two rank-r pairs; LoKr: Kronecker product, see --factor)")
+                  "product of two rank-r pairs; LoKr: Kronecker product, see --factor), ia3 (LyCORIS' IA3: a learned "
+                  "scale per output row or input channel; --targets ia3 for LyCORIS' preset) or oft (LyCORIS' "
+                  "diag-oft: orthogonal blocks of --rank rows)")
         ->capture_default_str();
     c->add_option("--factor", o->lora_factor,
                   "lora --network lokr: LyCORIS' factor, the size of the small Kronecker factor (-1: the most balanced "

@@ -7,6 +7,7 @@
 #include "core/checked.h"
 #include "core/quantized_weight.h"
 #include "io/weights.h"
+#include "ops/cayley.h"
 #include "ops/matmul.h"
 
 namespace nuance {
@@ -334,7 +335,7 @@ bool glora_old_layout(const LoraModule& m, const Shape& shape) {
 
 // Cayley transforms of skew parts: R = (I + Q)(I - Q)^-1 with Q = B - B^T for each b x b block of `blocks` ([..., b,
 // b]), Q scaled to norm `constraint` first when its norm (over all blocks) + 1e-8 exceeds it (LyCORIS' get_r; no
-// constraint when <= 0). Double precision; I - Q is always invertible (Q's eigenvalues are imaginary).
+// constraint when <= 0). Q in double, the transform in ops/cayley (F32 values, as LyCORIS computes it).
 std::vector<double> cayley_blocks(const Tensor& blocks, double constraint) {
     const int64_t b = blocks.size(blocks.dim() - 1), nb = blocks.numel() / (b * b);
     const Tensor bf = blocks.f32().contiguous();
@@ -353,36 +354,11 @@ std::vector<double> cayley_blocks(const Tensor& blocks, double constraint) {
         if (qn > constraint)
             for (double& v : q) v *= constraint / qn;
     }
-    std::vector<double> r((size_t)(nb * b * b)), a((size_t)(b * 2 * b));
-    for (int64_t k = 0; k < nb; ++k) {
-        const double* qk = q.data() + k * b * b;
-        // [I - Q | I] -> [I | (I - Q)^-1] by Gauss-Jordan with partial pivoting.
-        for (int64_t i = 0; i < b; ++i)
-            for (int64_t j = 0; j < 2 * b; ++j)
-                a[(size_t)(i * 2 * b + j)] = j < b ? (i == j) - qk[i * b + j] : (double)(j - b == i);
-        for (int64_t c = 0; c < b; ++c) {
-            int64_t piv = c;
-            for (int64_t i = c + 1; i < b; ++i)
-                if (std::fabs(a[(size_t)(i * 2 * b + c)]) > std::fabs(a[(size_t)(piv * 2 * b + c)])) piv = i;
-            if (piv != c)
-                for (int64_t j = 0; j < 2 * b; ++j) std::swap(a[(size_t)(c * 2 * b + j)], a[(size_t)(piv * 2 * b + j)]);
-            const double d = a[(size_t)(c * 2 * b + c)];
-            for (int64_t j = 0; j < 2 * b; ++j) a[(size_t)(c * 2 * b + j)] /= d;
-            for (int64_t i = 0; i < b; ++i) {
-                if (i == c) continue;
-                const double f = a[(size_t)(i * 2 * b + c)];
-                if (f == 0) continue;
-                for (int64_t j = 0; j < 2 * b; ++j) a[(size_t)(i * 2 * b + j)] -= f * a[(size_t)(c * 2 * b + j)];
-            }
-        }
-        double* rk = r.data() + k * b * b;
-        for (int64_t i = 0; i < b; ++i)
-            for (int64_t j = 0; j < b; ++j) {
-                double acc = 0;
-                for (int64_t l = 0; l < b; ++l) acc += ((i == l) + qk[i * b + l]) * a[(size_t)(l * 2 * b + b + j)];
-                rk[i * b + j] = acc;
-            }
-    }
+    Tensor qt = Tensor::empty(blocks.shape());
+    for (int64_t i = 0; i < nb * b * b; ++i) qt.data<float>()[i] = (float)q[(size_t)i];
+    const Tensor rt = cayley(qt).r;
+    std::vector<double> r((size_t)(nb * b * b));
+    for (int64_t i = 0; i < nb * b * b; ++i) r[(size_t)i] = rt.data<float>()[i];
     return r;
 }
 

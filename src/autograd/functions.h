@@ -58,6 +58,9 @@ Var l1_loss(const Var& pred, const Var& target);   // mean(|pred - target|)
 Var linear(const Var& x, const Var& w, const Var& b = Var());
 // a [..., M, K] · b [..., K, N] with broadcasting over the leading dims.
 Var matmul(const Var& a, const Var& b);
+// The Cayley transform (I + Q)(I - Q)^-1 of each b x b block of q [..., b, b] (ops/cayley.h; OFT's rotations).
+// Backward: dL/dQ = (I + R)^T G A^T with A = (I - Q)^-1 (from dR = (I + R) dQ A).
+Var cayley(const Var& q);
 
 // ---- convolution (ops_conv.cpp) ----
 // x: [N, C, H, W], w: [O, C/groups, kh, kw], b: [O] or undefined. Backward through oneDNN.

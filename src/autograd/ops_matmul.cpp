@@ -1,5 +1,6 @@
 // Dense products on Var. Shape letters: M rows (all leading dims of x flattened), K inner, N outputs.
 #include "autograd/functions.h"
+#include "ops/cayley.h"
 #include "backends/backend.h"
 #include "core/quantized_weight.h"
 #include "ops/elementwise.h"
@@ -67,6 +68,25 @@ Var matmul(const Var& a, const Var& b) {
         // dA = g · Bᵀ, dB = Aᵀ · g, each summed over the batch dims it was broadcast along
         if (need[0]) out[0] = reduce_to_shape(matmul(g, bv.transpose(-1, -2), prec), av.shape());
         if (need[1]) out[1] = reduce_to_shape(matmul(av.transpose(-1, -2), g, prec), bv.shape());
+        return out;
+    });
+}
+
+Var cayley(const Var& q) {
+    NUANCE_CHECK(q.defined(), "cayley: undefined operand");
+    CayleyResult c = cayley(q.value());
+    const Tensor r = c.r, inv = c.inv;
+    return record("cayley", c.r, {q}, [r, inv](const Tensor& g, const std::vector<bool>& need) {
+        std::vector<Tensor> out(1);
+        if (need[0]) {
+            // (I + R)^T G A^T, per block
+            const int64_t b = r.size(-1);
+            Tensor ipr = r.contiguous().clone();
+            float* p = ipr.data<float>();
+            for (int64_t k = 0; k < ipr.numel() / (b * b); ++k)
+                for (int64_t i = 0; i < b; ++i) p[k * b * b + i * b + i] += 1.0f;
+            out[0] = matmul(matmul(ipr.transpose(-1, -2), g.contiguous()), inv.transpose(-1, -2)).contiguous();
+        }
         return out;
     });
 }

@@ -1,6 +1,9 @@
 // Shape letters: B batch, L tokens, C/in channels, O/out channels, r rank, kh/kw kernel.
 #include "train/lora_network.h"
 
+#include "backends/backend.h"
+#include "core/quantized_weight.h"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -45,7 +48,9 @@ LoraAlgo parse_lora_algo(const std::string& s) {
     if (s == "lora" || s == "locon") return LoraAlgo::LoRA;
     if (s == "loha") return LoraAlgo::LoHa;
     if (s == "lokr") return LoraAlgo::LoKr;
-    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha or lokr)");
+    if (s == "ia3") return LoraAlgo::IA3;
+    if (s == "oft" || s == "diag-oft") return LoraAlgo::OFT;
+    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha, lokr, ia3 or oft)");
 }
 
 const char* lora_algo_name(LoraAlgo a) {
@@ -53,6 +58,8 @@ const char* lora_algo_name(LoraAlgo a) {
         case LoraAlgo::LoRA: return "lora";
         case LoraAlgo::LoHa: return "loha";
         case LoraAlgo::LoKr: return "lokr";
+        case LoraAlgo::IA3: return "ia3";
+        case LoraAlgo::OFT: return "diag-oft";
     }
     return "?";
 }
@@ -101,9 +108,11 @@ LoraTargets parse_lora_targets(const std::string& s) {
             t.all_linear = true;
         } else if (part == "conv") {
             t.conv = true;
+        } else if (part == "ia3") {
+            t.ia3 = true;
         } else {
             fail(ErrorCode::InvalidArgument, "--targets '", s, "': unknown part '", part,
-                 "' (expected attn, ff, all-linear, conv joined by '+', e.g. attn+ff or all-linear+conv)");
+                 "' (expected attn, ff, all-linear, conv, ia3 joined by '+', e.g. attn+ff or all-linear+conv)");
         }
         any = any || !part.empty();
         if (plus == std::string::npos) break;
@@ -124,12 +133,18 @@ bool lora_unet_target(const std::string& m, const Shape& w, const LoraTargets& t
                            ends_with(m, ".to_out.0"));
         const bool ff = ends_with(m, ".ff.net.0.proj") || ends_with(m, ".ff.net.2");
         if (t.all_linear && (linear || conv1x1)) return true;
-        return (t.attn && attn) || (t.ff && ff);
+        // LyCORIS' ia3 preset: the keys and values of both attentions and the feed-forward output
+        const bool ia3 = ((contains(m, ".attn1.") || contains(m, ".attn2.")) &&
+                          (ends_with(m, ".to_k") || ends_with(m, ".to_v"))) || ends_with(m, ".ff.net.2");
+        return (t.attn && attn) || (t.ff && ff) || (t.ia3 && ia3);
     }
     return t.conv && in_resnet_or_sampler(m);
 }
 
-bool lora_te_target(const std::string& m) {
+bool lora_te_target(const std::string& m, bool ia3_preset) {
+    if (ia3_preset)  // LyCORIS' ia3 preset on the text encoder
+        return (contains(m, ".self_attn.") && (ends_with(m, "k_proj") || ends_with(m, "v_proj"))) ||
+               ends_with(m, ".mlp.fc2");
     return contains(m, ".self_attn.") ? (ends_with(m, "q_proj") || ends_with(m, "k_proj") || ends_with(m, "v_proj") ||
                                          ends_with(m, "out_proj"))
                                       : (contains(m, ".mlp.") && (ends_with(m, ".fc1") || ends_with(m, ".fc2")));
@@ -151,6 +166,10 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
     NUANCE_CHECK((cfg.conv_rank == 0 && cfg.conv_alpha == 0) || cfg.targets.conv, "LoRA: --conv-rank / --conv-alpha ",
                  "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
                  "(add +conv)");
+    const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT;
+    NUANCE_CHECK(!lyco_vec || (!cfg.dora && !cfg.tucker && cfg.rank_dropout == 0 && cfg.dropout == 0), "LoRA: --network ",
+                 lora_algo_name(cfg.algo), " takes no --dora, --tucker, --rank-dropout or --network-dropout (LyCORIS ",
+                 "has none for it)");
     add_component(unet, false, "lora_unet_", seed);
     NUANCE_CHECK(!adapters_.empty(), "LoRA: --targets '", cfg.targets.text, "' selects no layer of the UNet");
     if (te) {
@@ -167,7 +186,10 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
         const std::string mod = name.substr(0, name.size() - 7);
         const Shape& s = p.value.shape();
         if (s.size() != 2 && s.size() != 4) return;
-        if (te ? !(s.size() == 2 && lora_te_target(mod)) : !lora_unet_target(mod, s, cfg_.targets)) return;
+        if (te ? !(s.size() == 2 && lora_te_target(mod, cfg_.targets.ia3 && !cfg_.targets.attn && !cfg_.targets.ff &&
+                                                                   !cfg_.targets.all_linear))
+               : !lora_unet_target(mod, s, cfg_.targets))
+            return;
         auto a = std::make_unique<Adapter>();
         a->name = prefix + underscored(mod);
         a->module = mod;
@@ -180,7 +202,16 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
                        ? (cfg_.conv_alpha > 0 ? cfg_.conv_alpha : cfg_.alpha * (double)cfg_.conv_rank / (double)cfg_.rank)
                        : cfg_.alpha;
         a->algo = cfg_.algo;
-        if (a->algo == LoraAlgo::LoRA && cfg_.tucker && spatial) {  // LyCORIS' LoCon use_tucker
+        if (a->algo == LoraAlgo::IA3) {  // LyCORIS: zeros; the ia3 preset's feed-forward outputs scale their inputs
+            a->on_input = ends_with(mod, ".ff.net.2") || ends_with(mod, ".mlp.fc2");
+            const int64_t c = a->on_input ? s[1] : s[0];
+            a->ia3 = trainable(Tensor::zeros(a->conv ? Shape{1, c, 1, 1} : Shape{c}, DType::F32));
+            a->alpha = (double)a->rank;  // scale 1: IA3 has none
+        } else if (a->algo == LoraAlgo::OFT) {  // LyCORIS' diag-oft: factorization(out, rank) -> (block size, blocks)
+            const auto [b, n] = lokr_factorization(s[0], a->rank);
+            a->oft_blocks = trainable(Tensor::zeros({n, b, b}, DType::F32));
+            a->alpha = (double)a->rank;  // scale 1 (the file's alpha is OFT's constraint: 0, none)
+        } else if (a->algo == LoraAlgo::LoRA && cfg_.tucker && spatial) {  // LyCORIS' LoCon use_tucker
             const int64_t r = a->rank, out = s[0], in = s[1];
             const Shape ds{r, in, 1, 1}, ms{r, r, s[2], s[3]}, us{out, r, 1, 1};
             a->down = Param(ds, true);
@@ -300,6 +331,8 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
             else t.insert(t.end(), {{"lokr_w2_a", &w2_a}, {"lokr_w2_b", &w2_b}});
             if (t2.defined()) t.emplace_back("lokr_t2", &t2);
             break;
+        case LoraAlgo::IA3: t = {{"weight", &ia3}}; break;
+        case LoraAlgo::OFT: t = {{"oft_blocks", &oft_blocks}}; break;
     }
     if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
     return t;
@@ -314,6 +347,22 @@ std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
 Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
+    if (algo == LoraAlgo::IA3 || algo == LoraAlgo::OFT) {
+        // The frozen base weight as an f32 constant (a quantized or 16-bit base: its values).
+        const Tensor& bv = base->value;
+        const Var w(quantized_weight_view(bv) ? dequantize_weight(bv).reshape(s)
+                                              : bv.dtype() == DType::F32 ? bv : bv.f32().contiguous());
+        if (algo == LoraAlgo::IA3) {
+            Shape vs(s.size(), 1);  // the scale along the output rows, or the input channels
+            vs[on_input ? 1 : 0] = s[on_input ? 1 : 0];
+            return w * param_var(ia3).reshape(vs);
+        }
+        const Var bl = param_var(oft_blocks);
+        const int64_t n = bl.shape()[0], b = bl.shape()[1];
+        const Var r = cayley(bl - bl.transpose(1, 2));  // [n, b, b]
+        const Var turned = matmul(r.transpose(1, 2), w.reshape({n, b, cols}));  // einsum("k n m, k n ... -> k m ...")
+        return turned.reshape(s) - w;
+    }
     if (algo == LoraAlgo::LoRA && mid.defined())  // T(mid, up^T, down)
         return rebuild_tucker(param_var(mid), param_var(up).reshape({out, rank}).transpose(0, 1),
                               param_var(down).reshape({rank, s[1]}))
@@ -353,7 +402,9 @@ void LoraNetwork::register_params(ParamGrads& g) {
 std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
     std::vector<std::pair<std::string, Tensor>> t;
     for (const auto& a : adapters_) {
-        t.emplace_back(a->name + ".alpha", Tensor::scalar((float)a->alpha));
+        // LyCORIS: IA3 writes no alpha but on_input; OFT's alpha is its norm constraint (0: none)
+        if (a->algo == LoraAlgo::IA3) t.emplace_back(a->name + ".on_input", Tensor::scalar(a->on_input ? 1.0f : 0.0f));
+        else t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT ? 0.0f : (float)a->alpha));
         for (const auto& [k, p] : static_cast<const Adapter&>(*a).tensors())
             t.emplace_back(a->name + "." + k, p->value.contiguous());
     }

@@ -28,7 +28,15 @@
 //        with --decompose-both when r < max(a, c) / 2), w2 [b, d (, kh, kw)] decomposed into w2_a [b, r] w2_b
 //        [r, d * kh * kw] when r < max(b, d) / 2, else kept whole; with neither factor decomposed the scale is 1
 //        (alpha is written as the rank). w1 / w1_a / w1_b / w2_a kaiming-uniform, w2 / w2_b = 0. Keys lokr_w1 ...
-// DoRA (Liu et al. 2024, "weight-decomposed low-rank adaptation"; --dora, LyCORIS' dora_wd): any of the three
+//   IA3 (Liu et al. 2022, "(IA)^3"): delta(W) = W * w, one learned scale per output row ([out], conv [1, out, 1, 1]),
+//        or per input channel for the feed-forward outputs ff.net.2 / mlp.fc2 (on_input, as LyCORIS' ia3 preset);
+//        w = 0 at the start. Keys: weight, on_input; no alpha (scale 1). --targets ia3 is LyCORIS' preset (to_k,
+//        to_v, ff.net.2; the text encoder's k_proj, v_proj, mlp.fc2).
+//   OFT (Qiu et al. 2023, LyCORIS' diag-oft): the output rows in blocks of b (b, n = LyCORIS' factorization(out,
+//        --rank): b <= rank), each block turned by the Cayley transform R = (I + Q)(I - Q)^-1 of Q = B - B^T,
+//        W' = R^T W blockwise, delta(W) = W' - W; B = 0 at the start (R = I). Key oft_blocks [n, b, b]; alpha 0 (no
+//        norm constraint), scale 1.
+// DoRA (Liu et al. 2024, "weight-decomposed low-rank adaptation"; --dora, LyCORIS' dora_wd): LoRA, LoHa or LoKr
 // algorithms plus a trained magnitude m per output row, W' = m * (W + scale * delta(W)) / (||W + scale * delta(W)|| +
 // eps), the norm over each output row's inputs and kernel (LyCORIS 4's dora_scale [out, 1 (, 1, 1)], its default
 // wd_on_out, and PEFT's lora_magnitude_vector axis; A1111, ComfyUI and nuance's loader tell the axis by the shape), m
@@ -56,18 +64,18 @@
 namespace nuance {
 
 struct LoraTargets {
-    bool attn = false, ff = false, all_linear = false, conv = false;
+    bool attn = false, ff = false, all_linear = false, conv = false, ia3 = false;
     std::string text;  // as given
 };
 // "attn", "attn+ff", "all-linear", "all-linear+conv", "attn+conv", "+conv" (= all-linear+conv) ... Errors name the
 // unknown part and the allowed ones.
 LoraTargets parse_lora_targets(const std::string& s);
 
-// The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa or LoKr.
-enum class LoraAlgo { LoRA, LoHa, LoKr };
-// "lora" (also "locon"), "loha", "lokr"; an error names the allowed ones.
+// The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa, LoKr, IA3 or OFT.
+enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT };
+// "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"); an error names the allowed ones.
 LoraAlgo parse_lora_algo(const std::string& s);
-const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr"
+const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft"
 
 // LyCORIS's factorization(dimension, factor): (m, n) with m * n = dim, m <= n; factor > 0 dividing dim: (factor,
 // dim / factor) ordered; otherwise the pair with the smallest m + n whose m does not pass factor (-1: no bound).
@@ -125,6 +133,9 @@ public:
         // LoHa: w1_a, w1_b, w2_a, w2_b (hada_*). LoKr: w1 or w1_a + w1_b, w2 or w2_a + w2_b (lokr_*). F32, trainable.
         Param w1, w1_a, w1_b, w2, w2_a, w2_b;
         Param magnitude;       // DoRA: m [out, 1] (linear) or [out, 1, 1, 1] (conv), saved as dora_scale
+        Param ia3;             // IA3: the scale vector ([C] linear, [1, C, 1, 1] conv), saved as weight
+        bool on_input = false; // IA3: the scale is on the input channels (ff.net.2, mlp.fc2)
+        Param oft_blocks;      // OFT: [n, b, b]
         int64_t index = 0;     // in adapters(): keys its dropout draws
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
         // tensor this adapter trains, in the order the file lists them.
@@ -202,7 +213,8 @@ private:
 // Whether kohya's LoRA puts an adapter on the UNet module `module` (a weight of `dims` dimensions whose trailing
 // kernel is kh x kw) for `t`; exposed for the tests.
 bool lora_unet_target(const std::string& module, const Shape& weight_shape, const LoraTargets& t);
-// kohya's text encoder set: self_attn q/k/v/out_proj and mlp fc1/fc2.
-bool lora_te_target(const std::string& module);
+// kohya's text encoder set: self_attn q/k/v/out_proj and mlp fc1/fc2; with ia3_preset (--targets ia3 alone),
+// LyCORIS' ia3 preset: k_proj, v_proj, mlp.fc2.
+bool lora_te_target(const std::string& module, bool ia3_preset = false);
 
 }  // namespace nuance

@@ -422,7 +422,7 @@ struct LoraRun : TrainTask {
         }
         const bool lycoris = o.lora_algo != "lora" || o.lora_dora || o.lora_tucker;
         if (lycoris) {  // LyCORIS's network_args (lycoris.kohya): the algorithm and, for LoKr, its factorization
-            args["algo"] = o.lora_algo;
+            args["algo"] = lora_algo_name(parse_lora_algo(o.lora_algo));  // LyCORIS' spelling ("oft" -> "diag-oft")
             if (o.lora_dora) args["dora_wd"] = "True";
             if (o.lora_tucker) args["use_tucker"] = "True";
             if (o.lora_algo == "lokr") {

@@ -588,7 +588,9 @@ TEST(LycorisNetwork, FactorizationIsLyCORIS) {
     EXPECT_EQ(parse_lora_algo("locon"), LoraAlgo::LoRA);
     EXPECT_EQ(parse_lora_algo("loha"), LoraAlgo::LoHa);
     EXPECT_EQ(parse_lora_algo("lokr"), LoraAlgo::LoKr);
-    EXPECT_THAT(error_of([] { parse_lora_algo("ia3"); }), HasSubstr("expected lora, loha or lokr"));
+    EXPECT_EQ(parse_lora_algo("ia3"), LoraAlgo::IA3);
+    EXPECT_EQ(parse_lora_algo("diag-oft"), LoraAlgo::OFT);
+    EXPECT_THAT(error_of([] { parse_lora_algo("boft"); }), HasSubstr("expected lora, loha, lokr, ia3 or oft"));
 }
 
 // The golden LyCORIS files were written by LyCORIS' own LohaModule / LokrModule on the tiny SD1.5: a network with
@@ -778,6 +780,85 @@ TEST(LycorisGradcheck, TuckerCoresOfLohaAndLokr) {
     }
 }
 
+// IA3 and OFT (LyCORIS' diag-oft) on a Linear and a strided 3x3 conv: the tape's gradients of the scale vectors and
+// of the OFT blocks (through the Cayley transform's backward rule) against central finite differences; and the
+// Cayley op itself: R orthogonal for a skew Q, its gradient against finite differences.
+TEST(LycorisGradcheck, Ia3AndOftThroughTheCayleyTransform) {
+    {
+        const Fn f = [](const std::vector<Var>& v) { return cayley(v[0] - v[0].transpose(1, 2)) * v[1]; };
+        const GradcheckResult r = gradcheck(f, {randn({2, 3, 3}, 1, 0.4f), randn({2, 3, 3}, 2)});
+        EXPECT_TRUE(r.ok) << r.message;
+        NoGradGuard ng;
+        const Var q = Var(randn({2, 3, 3}, 3, 0.7f));
+        const Tensor rr = cayley(q - q.transpose(1, 2)).value().contiguous();
+        for (int64_t k = 0; k < 2; ++k)  // R^T R = I
+            for (int64_t i = 0; i < 3; ++i)
+                for (int64_t j = 0; j < 3; ++j) {
+                    double dot = 0;
+                    for (int64_t l = 0; l < 3; ++l)
+                        dot += (double)rr.data<float>()[k * 9 + l * 3 + i] * rr.data<float>()[k * 9 + l * 3 + j];
+                    EXPECT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-5);
+                }
+    }
+    for (const LoraAlgo algo : {LoraAlgo::IA3, LoraAlgo::OFT}) {
+        SCOPED_TRACE(lora_algo_name(algo));
+        NamedLayers<5, 4, 4, 8, 2> m;
+        init_random(m, 3);
+        widen(m);
+        LoraConfig cfg;
+        cfg.algo = algo;
+        cfg.rank = 2;  // OFT: blocks of 2 rows
+        cfg.targets = parse_lora_targets("attn+conv");
+        LoraNetwork net(m, nullptr, cfg, 4);
+        ASSERT_EQ(net.adapters().size(), 2u);
+        uint64_t seed = 40;
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors()) p->value = randn(p->value.shape(), ++seed, 0.5f);
+        if (algo == LoraAlgo::OFT) {
+            EXPECT_EQ(net.adapters()[0]->oft_blocks.value.shape(), (Shape{2, 2, 2}));  // 4 rows
+            EXPECT_EQ(net.adapters()[1]->oft_blocks.value.shape(), (Shape{4, 2, 2}));  // 8 rows
+        } else {
+            EXPECT_EQ(net.adapters()[0]->ia3.value.shape(), (Shape{4}));
+            EXPECT_EQ(net.adapters()[1]->ia3.value.shape(), (Shape{1, 8, 1, 1}));
+        }
+        ParamGrads g;
+        for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
+        net.register_params(g);
+        const Tensor xl = randn({3, 5}, 6), x = randn({1, 4, 7, 7}, 7), wl = randn({3, 4}, 9), wts = randn({1, 8, 4, 4}, 8);
+        auto loss = [&] {
+            LayerAdapters::Bind ba(net);
+            return sum(mul(apply(m.q, Var(xl)), Var(wl))) + sum(mul(apply(m.conv, Var(x)), Var(wts)));
+        };
+        {
+            ParamGrads::Bind b(g);
+            backward(loss());
+        }
+        int64_t checked = 0;
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors()) {
+                SCOPED_TRACE(a->name + "." + k);
+                const Tensor grad = g.grad(*p).contiguous();
+                ASSERT_TRUE(grad.defined());
+                float* v = p->value.data<float>();
+                for (int64_t i = 0; i < p->value.numel(); ++i) {
+                    const float keep = v[i], eps = 1e-2f;
+                    NoGradGuard ng;
+                    v[i] = keep + eps;
+                    const float up = loss().value().item();
+                    v[i] = keep - eps;
+                    const float dn = loss().value().item();
+                    v[i] = keep;
+                    const float fd = (up - dn) / (2 * eps);
+                    EXPECT_NEAR(grad.data<float>()[i], fd, 2e-2f * (1 + std::abs(fd))) << i;
+                    ++checked;
+                }
+            }
+        EXPECT_GT(checked, 11);
+        // OFT's diagonal entries of B cancel in Q = B - B^T: their gradient is 0
+        if (algo == LoraAlgo::OFT) EXPECT_EQ(g.grad(net.adapters()[0]->oft_blocks).contiguous().data<float>()[0], 0.0f);
+    }
+}
+
 // f32 base weights run one product with W + scale * delta(W) (LyCORIS' default), quantized ones (a GGUF base) the
 // bypass form W x + scale * delta(W) x: on the same values both give the same outputs and factor gradients.
 TEST(LycorisNetwork, MergedAndBypassFormsAgree) {
@@ -947,7 +1028,8 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
                          Case{LoraAlgo::LoKr, 1, 4, true, LoraKind::LoKr}, Case{LoraAlgo::LoKr, 16, -1, false, LoraKind::LoKr},
                          Case{LoraAlgo::LoRA, 2, -1, false, LoraKind::LoRA, true},  // Tucker cores (LyCORIS' use_tucker)
                          Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa, true},
-                         Case{LoraAlgo::LoKr, 2, 2, false, LoraKind::LoKr, true}}) {
+                         Case{LoraAlgo::LoKr, 2, 2, false, LoraKind::LoKr, true},
+                         Case{LoraAlgo::IA3, 1, -1, false, LoraKind::IA3}, Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT}}) {
         SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : ""));
         TinySd15 m;
         LoraConfig cfg;
@@ -1003,7 +1085,9 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
             ASSERT_NE(a, nullptr) << mod.name;
             EXPECT_DOUBLE_EQ(mod.scale(), a->scale()) << mod.name;
             NoGradGuard ng;
-            EXPECT_LT(largest_diff(mod.delta(a->base->shape, path), a->weight_delta().value()), 1e-5f) << mod.name;
+            EXPECT_LT(largest_diff(mod.delta(a->base->shape, path, a->base->value.f32(), 1.0f), a->weight_delta().value()),
+                      1e-5f)
+                << mod.name;
         }
         widen(*m.unet);
         widen(*m.te);
@@ -1811,7 +1895,8 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     const Tensor &x = ref.tensors.at("x"), &t = ref.tensors.at("t"), &ids = ref.tensors.at("ids");
     // dora: a LoRA (LoCon) with DoRA magnitudes; tucker: LoCon with Tucker cores on the 3x3 convolutions (--tucker);
     // loha_tucker: a LoHa with them (hada_t1 / hada_t2)
-    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker"}) {
+    // oft: LyCORIS' diag-oft (--network oft), ia3 (--network ia3 --targets ia3, LyCORIS' IA3Module on each)
+    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3"}) {
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
@@ -1820,6 +1905,8 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
         for (const auto& mod : lf.modules) {
             EXPECT_EQ(mod.kind, algo.rfind("loha", 0) == 0 ? LoraKind::LoHa
                                 : algo == "lokr"           ? LoraKind::LoKr
+                                : algo == "oft"            ? LoraKind::OFT
+                                : algo == "ia3"            ? LoraKind::IA3
                                                            : LoraKind::LoRA);
             EXPECT_EQ(mod.dora_scale.defined(), algo == "dora");
             cores += mod.t.count("mid") > 0 || mod.t.count("t1") > 0;
@@ -1838,7 +1925,10 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
         LoraMerge merge;
         const LoraApplyReport r = merge.apply(m.modules(), lf, 1.0f);
         EXPECT_EQ(r.matched, r.modules);
-        EXPECT_EQ(r.modules, algo == "loha" ? 92 : algo == "lokr" || algo == "tucker" ? 136 : 100);  // (100: no TE)
+        EXPECT_EQ(r.modules, algo == "loha"                                     ? 92
+                             : algo == "lokr" || algo == "tucker" || algo == "oft" ? 136
+                             : algo == "ia3"                                       ? 53
+                                                                                   : 100);  // (100: no TE)
         const Tensor merged = forward();
         EXPECT_GT(largest_diff(merged, base), 40 * tol);  // the adapters' change is well above the tolerance
         EXPECT_LT(largest_diff(merged, ref.tensors.at(algo + ".merged")), tol);
@@ -1850,7 +1940,7 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     test::write_synthetic_emoji(data, 3);
     TrainOptions o = lora_options(data.path().string(), out / "r");
     o.lora_algo = "glora";
-    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'glora': unknown (expected lora, loha or lokr)"));
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'glora': unknown (expected lora, loha, lokr, ia3 or oft)"));
     o = lora_options(data.path().string(), out / "r");
     o.lora_factor = 4;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor and --decompose-both are for --network lokr"));
