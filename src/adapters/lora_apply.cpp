@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/quantized_weight.h"
 #include "models/convert/original_parts.h"
+#include "ops/matmul.h"
 #include "models/flux/flux_original.h"
 #include "models/mmdit/mmdit_original.h"
 
@@ -184,13 +185,33 @@ Tensor merged(const Tensor& w_in, const float* delta, float factor) {
     return out;
 }
 
-// The slot's current weight as F32 [shape] (its layers' rows stacked; quantized layers dequantized).
+// A quantized layer's current values: its blocks dequantized plus the run-time patches of adapters applied before
+// (as the products see them), F32 [rows, cols].
+Tensor quantized_values(const Tensor& t) {
+    const auto v = quantized_weight_view(t);
+    const int64_t rows = v->rows, cols = t.numel() / std::max<int64_t>(1, rows);
+    Tensor w = dequantize_weight(t).f32().contiguous().reshape({rows, cols}).clone();
+    float* pw = w.data<float>();
+    for (const QuantizedWeightPatch& p : *v->patches) {
+        const int64_t lo = std::max(v->first_row, p.row0), hi = std::min(v->first_row + rows, p.row0 + p.rows());
+        if (lo >= hi) continue;
+        const Tensor d = (p.b.defined() ? matmul(p.b.narrow(0, lo - p.row0, hi - lo).contiguous(), p.a)
+                                        : p.a.narrow(0, lo - p.row0, hi - lo))
+                             .contiguous();
+        const float* pd = d.data<float>();
+        float* dst = pw + (lo - v->first_row) * cols;
+        for (int64_t i = 0; i < (hi - lo) * cols; ++i) dst[i] += p.scale * pd[i];
+    }
+    return w;
+}
+
+// The slot's current weight as F32 [shape] (its layers' rows stacked; quantized layers: quantized_values).
 Tensor slot_weight(const Slot& slot, const Shape& shape) {
     const int64_t out = shape[0], cols = shape_numel(shape) / std::max<int64_t>(1, out);
     Tensor w = Tensor::empty(shape);
     float* pw = w.data<float>();
     for (const Target& t : slot) {
-        const Tensor v = (quantized_weight_view(t.p->value) ? dequantize_weight(t.p->value) : t.p->value).f32().contiguous();
+        const Tensor v = (quantized_weight_view(t.p->value) ? quantized_values(t.p->value) : t.p->value).f32().contiguous();
         NUANCE_ASSERT(v.numel() == t.rows * cols, "slot weight of ", t.name);
         std::memcpy(pw + t.row0 * cols, v.data<float>(), (size_t)(t.rows * cols) * 4);
     }

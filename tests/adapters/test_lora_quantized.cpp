@@ -147,11 +147,16 @@ TEST(LoraQuantized, WeightDependentLycorisKindsRunBesideTheBlocks) {
          {"lora_unet_pw.b1.weight", random_input({6, 2, 1, 1}, 46, 0.2f)},
          {"lora_unet_pw.b2.weight", random_input({2, 32, 1, 1}, 47, 0.2f)},
          {"lora_unet_pw.alpha", Tensor::scalar(1.0f)}});
+    // a plain LoRA first: the weight-dependent deltas after it see the weight with its patch, as the float merge does
+    const std::string b = d.file("b.safetensors", {{"lora_unet_proj.lora_down.weight", random_input({2, 64}, 30, 0.3f)},
+                                                   {"lora_unet_proj.lora_up.weight", random_input({5, 2}, 31, 0.3f)}});
     LoraMerge mq, mf;
+    mq.apply(m.qc(), load_lora(b), 0.9f);
+    mf.apply(m.fc(), load_lora(b), 0.9f);
     const LoraFile f = load_lora(a);
     EXPECT_EQ(mq.apply(m.qc(), f, 0.6f).matched, 3);
     mf.apply(m.fc(), f, 0.6f);
-    EXPECT_EQ(quantized_weight_view(m.q.proj.weight.value)->patches->size(), 1u);  // still the blocks, plus a patch
+    EXPECT_EQ(quantized_weight_view(m.q.proj.weight.value)->patches->size(), 2u);  // still the blocks, plus patches
     const Outputs with = run(m.q), merged = run(m.f);
     expect_close(with, merged, 1e-5);
     double moved = 0;
