@@ -50,7 +50,8 @@ LoraAlgo parse_lora_algo(const std::string& s) {
     if (s == "lokr") return LoraAlgo::LoKr;
     if (s == "ia3") return LoraAlgo::IA3;
     if (s == "oft" || s == "diag-oft") return LoraAlgo::OFT;
-    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha, lokr, ia3 or oft)");
+    if (s == "glora") return LoraAlgo::GLoRA;
+    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha, lokr, ia3, oft or glora)");
 }
 
 const char* lora_algo_name(LoraAlgo a) {
@@ -60,6 +61,7 @@ const char* lora_algo_name(LoraAlgo a) {
         case LoraAlgo::LoKr: return "lokr";
         case LoraAlgo::IA3: return "ia3";
         case LoraAlgo::OFT: return "diag-oft";
+        case LoraAlgo::GLoRA: return "glora";
     }
     return "?";
 }
@@ -166,7 +168,7 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
     NUANCE_CHECK((cfg.conv_rank == 0 && cfg.conv_alpha == 0) || cfg.targets.conv, "LoRA: --conv-rank / --conv-alpha ",
                  "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
                  "(add +conv)");
-    const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT;
+    const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT || cfg.algo == LoraAlgo::GLoRA;
     NUANCE_CHECK(!lyco_vec || (!cfg.dora && !cfg.tucker && cfg.rank_dropout == 0 && cfg.dropout == 0), "LoRA: --network ",
                  lora_algo_name(cfg.algo), " takes no --dora, --tucker, --rank-dropout or --network-dropout (LyCORIS ",
                  "has none for it)");
@@ -211,6 +213,15 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
             const auto [b, n] = lokr_factorization(s[0], a->rank);
             a->oft_blocks = trainable(Tensor::zeros({n, b, b}, DType::F32));
             a->alpha = (double)a->rank;  // scale 1 (the file's alpha is OFT's constraint: 0, none)
+        } else if (a->algo == LoraAlgo::GLoRA) {  // LyCORIS' GLoRAModule (no use_scalar): a1, b1 kaiming; a2, b2 zeros
+            const int64_t r = a->rank, out = s[0], in = s[1];
+            const bool c = a->conv;
+            a->a1 = trainable(kaiming_uniform(c ? Shape{in, r, 1, 1} : Shape{in, r}, r, rng));
+            a->b1 = trainable(kaiming_uniform(c ? Shape{out, r, 1, 1} : Shape{out, r}, r, rng));
+            a->a2 = trainable(Tensor::zeros(c ? Shape{r, in, 1, 1} : Shape{r, in}, DType::F32));
+            Shape b2s = s;
+            b2s[0] = r;
+            a->b2 = trainable(Tensor::zeros(b2s, DType::F32));
         } else if (a->algo == LoraAlgo::LoRA && cfg_.tucker && spatial) {  // LyCORIS' LoCon use_tucker
             const int64_t r = a->rank, out = s[0], in = s[1];
             const Shape ds{r, in, 1, 1}, ms{r, r, s[2], s[3]}, us{out, r, 1, 1};
@@ -333,6 +344,7 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
             break;
         case LoraAlgo::IA3: t = {{"weight", &ia3}}; break;
         case LoraAlgo::OFT: t = {{"oft_blocks", &oft_blocks}}; break;
+        case LoraAlgo::GLoRA: t = {{"a1.weight", &a1}, {"a2.weight", &a2}, {"b1.weight", &b1}, {"b2.weight", &b2}}; break;
     }
     if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
     return t;
@@ -347,7 +359,7 @@ std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
 Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
-    if (algo == LoraAlgo::IA3 || algo == LoraAlgo::OFT) {
+    if (algo == LoraAlgo::IA3 || algo == LoraAlgo::OFT || algo == LoraAlgo::GLoRA) {
         // The frozen base weight as an f32 constant (a quantized or 16-bit base: its values).
         const Tensor& bv = base->value;
         const Var w(quantized_weight_view(bv) ? dequantize_weight(bv).reshape(s)
@@ -356,6 +368,15 @@ Var LoraNetwork::Adapter::weight_delta() const {
             Shape vs(s.size(), 1);  // the scale along the output rows, or the input channels
             vs[on_input ? 1 : 0] = s[on_input ? 1 : 0];
             return w * param_var(ia3).reshape(vs);
+        }
+        if (algo == LoraAlgo::GLoRA) {  // W a1 a2 on the input axis (per output row and kernel position) + b1 b2
+            const int64_t in = s[1], K = cols / in, r = rank;
+            const Var A = matmul(param_var(a1).reshape({in, r}), param_var(a2).reshape({r, in}));  // [in, in]
+            Var wa = K == 1 ? matmul(w.reshape({out, in}), A)
+                            : matmul(w.reshape({out, in, K}).permute({0, 2, 1}).reshape({out * K, in}), A)
+                                  .reshape({out, K, in})
+                                  .permute({0, 2, 1});
+            return wa.reshape(s) + matmul(param_var(b1).reshape({out, r}), param_var(b2).reshape({r, cols})).reshape(s);
         }
         const Var bl = param_var(oft_blocks);
         const int64_t n = bl.shape()[0], b = bl.shape()[1];

@@ -36,6 +36,9 @@
 //        --rank): b <= rank), each block turned by the Cayley transform R = (I + Q)(I - Q)^-1 of Q = B - B^T,
 //        W' = R^T W blockwise, delta(W) = W' - W; B = 0 at the start (R = I). Key oft_blocks [n, b, b]; alpha 0 (no
 //        norm constraint), scale 1.
+//   GLoRA (Chavan et al. 2023, as LyCORIS' GLoRAModule): delta(W) = W a1 a2 (on W's input axis, per output row and
+//        kernel position) + b1 b2, scale alpha / rank; a1 [in, r] (conv [in, r, 1, 1]) and b1 [out, r (, 1, 1)]
+//        kaiming-uniform, a2 [r, in (, 1, 1)] and b2 [r, in (, kh, kw)] zeros. Keys a1.weight ... b2.weight, alpha.
 // DoRA (Liu et al. 2024, "weight-decomposed low-rank adaptation"; --dora, LyCORIS' dora_wd): LoRA, LoHa or LoKr
 // algorithms plus a trained magnitude m per output row, W' = m * (W + scale * delta(W)) / (||W + scale * delta(W)|| +
 // eps), the norm over each output row's inputs and kernel (LyCORIS 4's dora_scale [out, 1 (, 1, 1)], its default
@@ -71,11 +74,11 @@ struct LoraTargets {
 // unknown part and the allowed ones.
 LoraTargets parse_lora_targets(const std::string& s);
 
-// The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa, LoKr, IA3 or OFT.
-enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT };
-// "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"); an error names the allowed ones.
+// The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa, LoKr, IA3, OFT or GLoRA.
+enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT, GLoRA };
+// "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"), "glora"; an error names the allowed ones.
 LoraAlgo parse_lora_algo(const std::string& s);
-const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft"
+const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft", "glora"
 
 // LyCORIS's factorization(dimension, factor): (m, n) with m * n = dim, m <= n; factor > 0 dividing dim: (factor,
 // dim / factor) ordered; otherwise the pair with the smallest m + n whose m does not pass factor (-1: no bound).
@@ -136,6 +139,7 @@ public:
         Param ia3;             // IA3: the scale vector ([C] linear, [1, C, 1, 1] conv), saved as weight
         bool on_input = false; // IA3: the scale is on the input channels (ff.net.2, mlp.fc2)
         Param oft_blocks;      // OFT: [n, b, b]
+        Param a1, a2, b1, b2;  // GLoRA
         int64_t index = 0;     // in adapters(): keys its dropout draws
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
         // tensor this adapter trains, in the order the file lists them.

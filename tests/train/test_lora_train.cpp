@@ -590,7 +590,8 @@ TEST(LycorisNetwork, FactorizationIsLyCORIS) {
     EXPECT_EQ(parse_lora_algo("lokr"), LoraAlgo::LoKr);
     EXPECT_EQ(parse_lora_algo("ia3"), LoraAlgo::IA3);
     EXPECT_EQ(parse_lora_algo("diag-oft"), LoraAlgo::OFT);
-    EXPECT_THAT(error_of([] { parse_lora_algo("boft"); }), HasSubstr("expected lora, loha, lokr, ia3 or oft"));
+    EXPECT_EQ(parse_lora_algo("glora"), LoraAlgo::GLoRA);
+    EXPECT_THAT(error_of([] { parse_lora_algo("boft"); }), HasSubstr("expected lora, loha, lokr, ia3, oft or glora"));
 }
 
 // The golden LyCORIS files were written by LyCORIS' own LohaModule / LokrModule on the tiny SD1.5: a network with
@@ -783,7 +784,7 @@ TEST(LycorisGradcheck, TuckerCoresOfLohaAndLokr) {
 // IA3 and OFT (LyCORIS' diag-oft) on a Linear and a strided 3x3 conv: the tape's gradients of the scale vectors and
 // of the OFT blocks (through the Cayley transform's backward rule) against central finite differences; and the
 // Cayley op itself: R orthogonal for a skew Q, its gradient against finite differences.
-TEST(LycorisGradcheck, Ia3AndOftThroughTheCayleyTransform) {
+TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
     {
         const Fn f = [](const std::vector<Var>& v) { return cayley(v[0] - v[0].transpose(1, 2)) * v[1]; };
         const GradcheckResult r = gradcheck(f, {randn({2, 3, 3}, 1, 0.4f), randn({2, 3, 3}, 2)});
@@ -800,7 +801,7 @@ TEST(LycorisGradcheck, Ia3AndOftThroughTheCayleyTransform) {
                     EXPECT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-5);
                 }
     }
-    for (const LoraAlgo algo : {LoraAlgo::IA3, LoraAlgo::OFT}) {
+    for (const LoraAlgo algo : {LoraAlgo::IA3, LoraAlgo::OFT, LoraAlgo::GLoRA}) {
         SCOPED_TRACE(lora_algo_name(algo));
         NamedLayers<5, 4, 4, 8, 2> m;
         init_random(m, 3);
@@ -817,9 +818,14 @@ TEST(LycorisGradcheck, Ia3AndOftThroughTheCayleyTransform) {
         if (algo == LoraAlgo::OFT) {
             EXPECT_EQ(net.adapters()[0]->oft_blocks.value.shape(), (Shape{2, 2, 2}));  // 4 rows
             EXPECT_EQ(net.adapters()[1]->oft_blocks.value.shape(), (Shape{4, 2, 2}));  // 8 rows
-        } else {
+        } else if (algo == LoraAlgo::IA3) {
             EXPECT_EQ(net.adapters()[0]->ia3.value.shape(), (Shape{4}));
             EXPECT_EQ(net.adapters()[1]->ia3.value.shape(), (Shape{1, 8, 1, 1}));
+        } else {  // LyCORIS' GLoRA shapes: a1 [in, r], a2 [r, in], b1 [out, r], b2 [r, in, kh, kw]
+            EXPECT_EQ(net.adapters()[1]->a1.value.shape(), (Shape{4, 2, 1, 1}));
+            EXPECT_EQ(net.adapters()[1]->a2.value.shape(), (Shape{2, 4, 1, 1}));
+            EXPECT_EQ(net.adapters()[1]->b1.value.shape(), (Shape{8, 2, 1, 1}));
+            EXPECT_EQ(net.adapters()[1]->b2.value.shape(), (Shape{2, 4, 3, 3}));
         }
         ParamGrads g;
         for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
@@ -1029,7 +1035,8 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
                          Case{LoraAlgo::LoRA, 2, -1, false, LoraKind::LoRA, true},  // Tucker cores (LyCORIS' use_tucker)
                          Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa, true},
                          Case{LoraAlgo::LoKr, 2, 2, false, LoraKind::LoKr, true},
-                         Case{LoraAlgo::IA3, 1, -1, false, LoraKind::IA3}, Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT}}) {
+                         Case{LoraAlgo::IA3, 1, -1, false, LoraKind::IA3}, Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT},
+                         Case{LoraAlgo::GLoRA, 2, -1, false, LoraKind::GLoRA}}) {
         SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : ""));
         TinySd15 m;
         LoraConfig cfg;
@@ -1083,9 +1090,12 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
             for (const auto& x : net.adapters())
                 if (x->name == mod.name) a = x.get();
             ASSERT_NE(a, nullptr) << mod.name;
-            EXPECT_DOUBLE_EQ(mod.scale(), a->scale()) << mod.name;
+            // (GLoRA: the loader applies alpha / rank inside delta(), its layout being told by the layer)
+            const bool glora = mod.kind == LoraKind::GLoRA;
+            EXPECT_DOUBLE_EQ(mod.scale(), glora ? 1.0 : a->scale()) << mod.name;
             NoGradGuard ng;
-            EXPECT_LT(largest_diff(mod.delta(a->base->shape, path, a->base->value.f32(), 1.0f), a->weight_delta().value()),
+            EXPECT_LT(largest_diff(mod.delta(a->base->shape, path, a->base->value.f32(), 1.0f),
+                                   mul(a->weight_delta().value(), glora ? (float)a->scale() : 1.0f)),
                       1e-5f)
                 << mod.name;
         }
@@ -1896,7 +1906,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     // dora: a LoRA (LoCon) with DoRA magnitudes; tucker: LoCon with Tucker cores on the 3x3 convolutions (--tucker);
     // loha_tucker: a LoHa with them (hada_t1 / hada_t2)
     // oft: LyCORIS' diag-oft (--network oft), ia3 (--network ia3 --targets ia3, LyCORIS' IA3Module on each)
-    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3"}) {
+    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora"}) {
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
@@ -1907,6 +1917,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
                                 : algo == "lokr"           ? LoraKind::LoKr
                                 : algo == "oft"            ? LoraKind::OFT
                                 : algo == "ia3"            ? LoraKind::IA3
+                                : algo == "glora"          ? LoraKind::GLoRA
                                                            : LoraKind::LoRA);
             EXPECT_EQ(mod.dora_scale.defined(), algo == "dora");
             cores += mod.t.count("mid") > 0 || mod.t.count("t1") > 0;
@@ -1926,7 +1937,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
         const LoraApplyReport r = merge.apply(m.modules(), lf, 1.0f);
         EXPECT_EQ(r.matched, r.modules);
         EXPECT_EQ(r.modules, algo == "loha"                                     ? 92
-                             : algo == "lokr" || algo == "tucker" || algo == "oft" ? 136
+                             : algo == "lokr" || algo == "tucker" || algo == "oft" || algo == "glora" ? 136
                              : algo == "ia3"                                       ? 53
                                                                                    : 100);  // (100: no TE)
         const Tensor merged = forward();
@@ -1939,8 +1950,8 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     test::TempDir data("lycoris_data"), out("lycoris_out");
     test::write_synthetic_emoji(data, 3);
     TrainOptions o = lora_options(data.path().string(), out / "r");
-    o.lora_algo = "glora";
-    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'glora': unknown (expected lora, loha, lokr, ia3 or oft)"));
+    o.lora_algo = "boft";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'boft': unknown (expected lora, loha, lokr, ia3, oft or glora)"));
     o = lora_options(data.path().string(), out / "r");
     o.lora_factor = 4;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor and --decompose-both are for --network lokr"));
