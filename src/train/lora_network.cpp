@@ -51,7 +51,8 @@ LoraAlgo parse_lora_algo(const std::string& s) {
     if (s == "ia3") return LoraAlgo::IA3;
     if (s == "oft" || s == "diag-oft") return LoraAlgo::OFT;
     if (s == "glora") return LoraAlgo::GLoRA;
-    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha, lokr, ia3, oft or glora)");
+    if (s == "boft") return LoraAlgo::BOFT;
+    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha, lokr, ia3, oft, glora or boft)");
 }
 
 const char* lora_algo_name(LoraAlgo a) {
@@ -62,8 +63,24 @@ const char* lora_algo_name(LoraAlgo a) {
         case LoraAlgo::IA3: return "ia3";
         case LoraAlgo::OFT: return "diag-oft";
         case LoraAlgo::GLoRA: return "glora";
+        case LoraAlgo::BOFT: return "boft";
     }
     return "?";
+}
+
+std::pair<int64_t, int64_t> boft_factorization(int64_t dim, int64_t factor) {
+    if (dim <= 0) return {0, 0};
+    if (factor == -1 || factor > dim) factor = factor == -1 ? dim : factor;
+    int64_t m = 0, n = 0;
+    while (m <= factor) {  // LyCORIS' loop, step by step
+        m += 2;
+        while (dim % m != 0 && m < dim) m += 2;
+        if (m > factor) break;
+        const int64_t q = dim / m;
+        if (q > 0 && (q & (q - 1)) == 0) n = q;
+    }
+    if (n == 0) return {0, 0};
+    return {dim / n, n};
 }
 
 std::pair<int64_t, int64_t> lokr_factorization(int64_t dim, int64_t factor) {
@@ -168,7 +185,8 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
     NUANCE_CHECK((cfg.conv_rank == 0 && cfg.conv_alpha == 0) || cfg.targets.conv, "LoRA: --conv-rank / --conv-alpha ",
                  "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
                  "(add +conv)");
-    const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT || cfg.algo == LoraAlgo::GLoRA;
+    const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT || cfg.algo == LoraAlgo::GLoRA ||
+                          cfg.algo == LoraAlgo::BOFT;
     NUANCE_CHECK(!lyco_vec || (!cfg.dora && !cfg.tucker && cfg.rank_dropout == 0 && cfg.dropout == 0), "LoRA: --network ",
                  lora_algo_name(cfg.algo), " takes no --dora, --tucker, --rank-dropout or --network-dropout (LyCORIS ",
                  "has none for it)");
@@ -213,6 +231,16 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
             const auto [b, n] = lokr_factorization(s[0], a->rank);
             a->oft_blocks = trainable(Tensor::zeros({n, b, b}, DType::F32));
             a->alpha = (double)a->rank;  // scale 1 (the file's alpha is OFT's constraint: 0, none)
+        } else if (a->algo == LoraAlgo::BOFT) {  // LyCORIS' ButterflyOFTModule
+            const auto [b, n] = boft_factorization(s[0], a->rank);
+            NUANCE_CHECK(b > 0, "LoRA: --network boft: layer '", mod, "' has ", s[0], " output rows, which no even ",
+                         "block size up to ", a->rank, " splits into a power-of-two number of blocks (BOFT's butterfly, ",
+                         "as LyCORIS' power2factorization); raise --rank", a->conv ? " / --conv-rank" : "",
+                         " or choose other --targets");
+            int64_t stages = 1;
+            while (((int64_t)1 << (stages - 1)) < n) ++stages;  // log2(n) + 1
+            a->oft_blocks = trainable(Tensor::zeros({stages, n, b, b}, DType::F32));
+            a->alpha = (double)a->rank;  // scale 1 (the file's alpha is the constraint: 0, none)
         } else if (a->algo == LoraAlgo::GLoRA) {  // LyCORIS' GLoRAModule (no use_scalar): a1, b1 kaiming; a2, b2 zeros
             const int64_t r = a->rank, out = s[0], in = s[1];
             const bool c = a->conv;
@@ -343,7 +371,8 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
             if (t2.defined()) t.emplace_back("lokr_t2", &t2);
             break;
         case LoraAlgo::IA3: t = {{"weight", &ia3}}; break;
-        case LoraAlgo::OFT: t = {{"oft_blocks", &oft_blocks}}; break;
+        case LoraAlgo::OFT:
+        case LoraAlgo::BOFT: t = {{"oft_blocks", &oft_blocks}}; break;
         case LoraAlgo::GLoRA: t = {{"a1.weight", &a1}, {"a2.weight", &a2}, {"b1.weight", &b1}, {"b2.weight", &b2}}; break;
     }
     if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
@@ -359,7 +388,7 @@ std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
 Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
-    if (algo == LoraAlgo::IA3 || algo == LoraAlgo::OFT || algo == LoraAlgo::GLoRA) {
+    if (algo == LoraAlgo::IA3 || algo == LoraAlgo::OFT || algo == LoraAlgo::GLoRA || algo == LoraAlgo::BOFT) {
         // The frozen base weight as an f32 constant (a quantized or 16-bit base: its values).
         const Tensor& bv = base->value;
         const Var w(quantized_weight_view(bv) ? dequantize_weight(bv).reshape(s)
@@ -377,6 +406,21 @@ Var LoraNetwork::Adapter::weight_delta() const {
                                   .reshape({out, K, in})
                                   .permute({0, 2, 1});
             return wa.reshape(s) + matmul(param_var(b1).reshape({out, r}), param_var(b2).reshape({r, cols})).reshape(s);
+        }
+        if (algo == LoraAlgo::BOFT) {
+            // LyCORIS' butterfly: stage i groups the rows as (c, g, k) with g < 2 and k < 2^i * b/2, takes them in
+            // (c, k, g) order through the stage's n blocks (R x, not R^T x), and puts them back.
+            const Var bl = param_var(oft_blocks);
+            const int64_t m = bl.shape()[0], n = bl.shape()[1], b = bl.shape()[2];
+            const Var r = cayley(bl - bl.transpose(2, 3));  // [m, n, b, b]
+            Var x = w.reshape({out, cols});
+            for (int64_t i = 0; i < m; ++i) {
+                const int64_t k = (b / 2) << i;
+                const Var perm = x.reshape({out / (2 * k), 2, k, cols}).permute({0, 2, 1, 3}).reshape({n, b, cols});
+                const Var mixed = matmul(r.select(0, i), perm);  // "b i j, b j ... -> b i ..."
+                x = mixed.reshape({out / (2 * k), k, 2, cols}).permute({0, 2, 1, 3}).reshape({out, cols});
+            }
+            return x.reshape(s) - w;
         }
         const Var bl = param_var(oft_blocks);
         const int64_t n = bl.shape()[0], b = bl.shape()[1];
@@ -425,7 +469,9 @@ std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
     for (const auto& a : adapters_) {
         // LyCORIS: IA3 writes no alpha but on_input; OFT's alpha is its norm constraint (0: none)
         if (a->algo == LoraAlgo::IA3) t.emplace_back(a->name + ".on_input", Tensor::scalar(a->on_input ? 1.0f : 0.0f));
-        else t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT ? 0.0f : (float)a->alpha));
+        else t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT || a->algo == LoraAlgo::BOFT
+                                                                    ? 0.0f
+                                                                    : (float)a->alpha));
         for (const auto& [k, p] : static_cast<const Adapter&>(*a).tensors())
             t.emplace_back(a->name + "." + k, p->value.contiguous());
     }

@@ -39,6 +39,11 @@
 //   GLoRA (Chavan et al. 2023, as LyCORIS' GLoRAModule): delta(W) = W a1 a2 (on W's input axis, per output row and
 //        kernel position) + b1 b2, scale alpha / rank; a1 [in, r] (conv [in, r, 1, 1]) and b1 [out, r (, 1, 1)]
 //        kaiming-uniform, a2 [r, in (, 1, 1)] and b2 [r, in (, kh, kw)] zeros. Keys a1.weight ... b2.weight, alpha.
+//   BOFT (Liu et al. 2024, "butterfly OFT", LyCORIS' ButterflyOFTModule): (b, n) = boft_factorization(out, --rank),
+//        log2(n) + 1 butterfly stages of n orthogonal b x b blocks (each the Cayley transform of B - B^T); stage i
+//        takes the rows in groups of 2 * 2^i * b/2, interleaved, through its blocks; delta(W) = the stages applied to
+//        W, minus W. B = 0 at the start. Key oft_blocks [stages, n, b, b]; alpha 0. A layer whose width has no such
+//        split (160 rows at --rank 8: 10 x 16 needs --rank 10) is an error naming it, as in LyCORIS.
 // DoRA (Liu et al. 2024, "weight-decomposed low-rank adaptation"; --dora, LyCORIS' dora_wd): LoRA, LoHa or LoKr
 // algorithms plus a trained magnitude m per output row, W' = m * (W + scale * delta(W)) / (||W + scale * delta(W)|| +
 // eps), the norm over each output row's inputs and kernel (LyCORIS 4's dora_scale [out, 1 (, 1, 1)], its default
@@ -74,11 +79,17 @@ struct LoraTargets {
 // unknown part and the allowed ones.
 LoraTargets parse_lora_targets(const std::string& s);
 
-// The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa, LoKr, IA3, OFT or GLoRA.
-enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT, GLoRA };
-// "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"), "glora"; an error names the allowed ones.
+// The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa, LoKr, IA3, OFT, GLoRA or
+// BOFT.
+enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT, GLoRA, BOFT };
+// "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"), "glora", "boft"; an error names the allowed
+// ones.
 LoraAlgo parse_lora_algo(const std::string& s);
-const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft", "glora"
+const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft", "glora", "boft"
+
+// LyCORIS' power2factorization(dim, factor) (BOFT's butterfly): the largest even block size b <= factor (-1: dim)
+// that splits dim into a power-of-two number n of blocks, as (b, n); (0, 0) when none does.
+std::pair<int64_t, int64_t> boft_factorization(int64_t dim, int64_t factor);
 
 // LyCORIS's factorization(dimension, factor): (m, n) with m * n = dim, m <= n; factor > 0 dividing dim: (factor,
 // dim / factor) ordered; otherwise the pair with the smallest m + n whose m does not pass factor (-1: no bound).
@@ -138,7 +149,7 @@ public:
         Param magnitude;       // DoRA: m [out, 1] (linear) or [out, 1, 1, 1] (conv), saved as dora_scale
         Param ia3;             // IA3: the scale vector ([C] linear, [1, C, 1, 1] conv), saved as weight
         bool on_input = false; // IA3: the scale is on the input channels (ff.net.2, mlp.fc2)
-        Param oft_blocks;      // OFT: [n, b, b]
+        Param oft_blocks;      // OFT: [n, b, b]; BOFT: [stages, n, b, b]
         Param a1, a2, b1, b2;  // GLoRA
         int64_t index = 0;     // in adapters(): keys its dropout draws
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every

@@ -591,7 +591,14 @@ TEST(LycorisNetwork, FactorizationIsLyCORIS) {
     EXPECT_EQ(parse_lora_algo("ia3"), LoraAlgo::IA3);
     EXPECT_EQ(parse_lora_algo("diag-oft"), LoraAlgo::OFT);
     EXPECT_EQ(parse_lora_algo("glora"), LoraAlgo::GLoRA);
-    EXPECT_THAT(error_of([] { parse_lora_algo("boft"); }), HasSubstr("expected lora, loha, lokr, ia3, oft or glora"));
+    EXPECT_EQ(parse_lora_algo("boft"), LoraAlgo::BOFT);
+    EXPECT_THAT(error_of([] { parse_lora_algo("dylora"); }), HasSubstr("expected lora, loha, lokr, ia3, oft, glora or boft"));
+    // LyCORIS' power2factorization (values printed by lycoris 4.1.3's butterfly_factor)
+    for (const auto& [dim, f, b, n] : std::vector<std::array<int64_t, 4>>{
+             {96, 8, 6, 16}, {128, 2, 2, 64}, {128, 4, 4, 32}, {128, 8, 8, 16}, {512, 4, 4, 128}, {512, 8, 8, 64},
+             {4, 2, 2, 2}, {4, 4, 4, 1}, {4, 8, 4, 1}, {96, -1, 96, 1}, {128, -1, 128, 1}, {160, 8, 0, 0}, {320, 8, 0, 0},
+             {96, 2, 0, 0}, {40, 4, 0, 0}})
+        EXPECT_EQ(boft_factorization(dim, f), std::make_pair(b, n)) << dim << " " << f;
 }
 
 // The golden LyCORIS files were written by LyCORIS' own LohaModule / LokrModule on the tiny SD1.5: a network with
@@ -801,7 +808,7 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
                     EXPECT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-5);
                 }
     }
-    for (const LoraAlgo algo : {LoraAlgo::IA3, LoraAlgo::OFT, LoraAlgo::GLoRA}) {
+    for (const LoraAlgo algo : {LoraAlgo::IA3, LoraAlgo::OFT, LoraAlgo::GLoRA, LoraAlgo::BOFT}) {
         SCOPED_TRACE(lora_algo_name(algo));
         NamedLayers<5, 4, 4, 8, 2> m;
         init_random(m, 3);
@@ -818,6 +825,9 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
         if (algo == LoraAlgo::OFT) {
             EXPECT_EQ(net.adapters()[0]->oft_blocks.value.shape(), (Shape{2, 2, 2}));  // 4 rows
             EXPECT_EQ(net.adapters()[1]->oft_blocks.value.shape(), (Shape{4, 2, 2}));  // 8 rows
+        } else if (algo == LoraAlgo::BOFT) {  // 4 rows: 2 blocks of 2, 2 stages; 8 rows: 4 blocks, 3 stages
+            EXPECT_EQ(net.adapters()[0]->oft_blocks.value.shape(), (Shape{2, 2, 2, 2}));
+            EXPECT_EQ(net.adapters()[1]->oft_blocks.value.shape(), (Shape{3, 4, 2, 2}));
         } else if (algo == LoraAlgo::IA3) {
             EXPECT_EQ(net.adapters()[0]->ia3.value.shape(), (Shape{4}));
             EXPECT_EQ(net.adapters()[1]->ia3.value.shape(), (Shape{1, 8, 1, 1}));
@@ -1036,7 +1046,7 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
                          Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa, true},
                          Case{LoraAlgo::LoKr, 2, 2, false, LoraKind::LoKr, true},
                          Case{LoraAlgo::IA3, 1, -1, false, LoraKind::IA3}, Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT},
-                         Case{LoraAlgo::GLoRA, 2, -1, false, LoraKind::GLoRA}}) {
+                         Case{LoraAlgo::GLoRA, 2, -1, false, LoraKind::GLoRA}, Case{LoraAlgo::BOFT, 4, -1, false, LoraKind::BOFT}}) {
         SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : ""));
         TinySd15 m;
         LoraConfig cfg;
@@ -1045,7 +1055,7 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
         cfg.alpha = 1;
         cfg.factor = c.factor;
         cfg.decompose_both = c.both;
-        cfg.conv_rank = c.tucker ? 3 : 1;
+        cfg.conv_rank = c.tucker ? 3 : c.algo == LoraAlgo::BOFT ? 4 : 1;  // (BOFT: blocks of 2 rows at least)
         cfg.conv_alpha = 0.5;
         cfg.tucker = c.tucker;
         cfg.targets = parse_lora_targets("all-linear+conv");
@@ -1126,6 +1136,25 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
 TEST(LycorisNetwork, ErrorsNameTheOption) {
     TwoLayers m;
     init_random(m, 3);
+    {  // BOFT on a layer of 5 rows (no even block splits it into a power of two), and the other LyCORIS kinds' options
+        NamedLayers<5, 5, 3, 4, 1> odd;
+        init_random(odd, 3);
+        LoraConfig b;
+        b.algo = LoraAlgo::BOFT;
+        b.targets = parse_lora_targets("attn");
+        EXPECT_THAT(error_of([&] { LoraNetwork n(odd, nullptr, b, 1); }),
+                    HasSubstr("--network boft: layer 'mid_block.attentions.0.transformer_blocks.0.attn1.to_q' has 5 "
+                              "output rows, which no even block size up to 8 splits"));
+        for (const LoraAlgo a : {LoraAlgo::IA3, LoraAlgo::OFT, LoraAlgo::GLoRA, LoraAlgo::BOFT}) {
+            b.algo = a;
+            b.dora = true;
+            EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, b, 1); }), HasSubstr("takes no --dora, --tucker"));
+            b.dora = false;
+            b.rank_dropout = 0.1;
+            EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, b, 1); }), HasSubstr("--rank-dropout"));
+            b.rank_dropout = 0;
+        }
+    }
     LoraConfig cfg;
     cfg.targets = parse_lora_targets("attn");
     cfg.factor = 4;
@@ -1906,7 +1935,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     // dora: a LoRA (LoCon) with DoRA magnitudes; tucker: LoCon with Tucker cores on the 3x3 convolutions (--tucker);
     // loha_tucker: a LoHa with them (hada_t1 / hada_t2)
     // oft: LyCORIS' diag-oft (--network oft), ia3 (--network ia3 --targets ia3, LyCORIS' IA3Module on each)
-    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora"}) {
+    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft"}) {
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
@@ -1918,6 +1947,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
                                 : algo == "oft"            ? LoraKind::OFT
                                 : algo == "ia3"            ? LoraKind::IA3
                                 : algo == "glora"          ? LoraKind::GLoRA
+                                : algo == "boft"           ? LoraKind::BOFT
                                                            : LoraKind::LoRA);
             EXPECT_EQ(mod.dora_scale.defined(), algo == "dora");
             cores += mod.t.count("mid") > 0 || mod.t.count("t1") > 0;
@@ -1937,7 +1967,9 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
         const LoraApplyReport r = merge.apply(m.modules(), lf, 1.0f);
         EXPECT_EQ(r.matched, r.modules);
         EXPECT_EQ(r.modules, algo == "loha"                                     ? 92
-                             : algo == "lokr" || algo == "tucker" || algo == "oft" || algo == "glora" ? 136
+                             : algo == "lokr" || algo == "tucker" || algo == "oft" || algo == "glora" ||
+                                       algo == "boft"
+                                   ? 136
                              : algo == "ia3"                                       ? 53
                                                                                    : 100);  // (100: no TE)
         const Tensor merged = forward();
@@ -1950,8 +1982,8 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     test::TempDir data("lycoris_data"), out("lycoris_out");
     test::write_synthetic_emoji(data, 3);
     TrainOptions o = lora_options(data.path().string(), out / "r");
-    o.lora_algo = "boft";
-    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'boft': unknown (expected lora, loha, lokr, ia3, oft or glora)"));
+    o.lora_algo = "dylora";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'dylora': unknown (expected lora, loha, lokr, ia3, oft, glora or boft)"));
     o = lora_options(data.path().string(), out / "r");
     o.lora_factor = 4;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor and --decompose-both are for --network lokr"));
