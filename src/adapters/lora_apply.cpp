@@ -396,70 +396,82 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         NUANCE_CHECK(std::isfinite(s), "LoRA '", file.path, "': strength ", s, " is not a finite number");
     std::set<const Param*> saved;
     for (const auto& [p, t] : saved_) saved.insert(p);
-    for (const Job& j : jobs) {
-        const LoraModule& m = *j.m;
-        const float st = j.te ? te_s : strength;
-        if (st == 0.0f) continue;
-        float factor = m.strength_inside() ? 1.0f : (float)(m.scale() * (double)st);
-        const int64_t cols = shape_numel(j.shape) / std::max<int64_t>(1, j.shape[0]);
-        // Quantized weights are never rewritten: the LoRA runs beside them (y += factor * up · (down · x)), as
-        // stable-diffusion.cpp applies LoRAs to quantized models. Low-rank factors stay low rank; LoHa / LoKr /
-        // full diffs add their dense delta rows (f32, the size of the layer).
-        bool any_quantized = false, any_float = false;
-        for (const Target& t : *j.slot) (quantized_weight_view(t.p->value) ? any_quantized : any_float) = true;
-        NUANCE_CHECK(!(any_quantized && m.dora_scale.defined()), "LoRA '", file.path, "': module '", m.name,
-                     "' is DoRA (dora_scale), which needs the merged weight's norm: it cannot run beside a "
-                     "quantized (GGUF) weight; use a float checkpoint for DoRA files");
-        Tensor delta, weight;
-        if (m.uses_weight()) weight = slot_weight(*j.slot, j.shape);
-        const bool weight_delta = m.kind != LoraKind::Full || m.t.count("diff");
-        if (weight_delta && (any_float || m.kind != LoraKind::LoRA)) delta = m.delta(j.shape, file.path, weight, st);
-        if (m.dora_scale.defined()) {
-            delta = dora_delta(m, *j.slot, delta, j.shape, (float)m.scale(), st);
-            factor = 1.0f;
+    // A module that fails here (values that make no delta: an OFT block whose I - Q is not invertible, ...) must
+    // leave the model as this call found it: every tensor it replaces is kept until the loop ends.
+    const size_t saved_before = saved_.size();
+    std::vector<std::pair<Param*, Tensor>> this_call;
+    std::set<const Param*> touched;
+    auto touch = [&](Param& p) {
+        if (!saved.count(&p)) {
+            saved_.push_back({&p, p.value});
+            saved.insert(&p);
         }
-        Tensor down, up;
-        if (any_quantized && m.kind == LoraKind::LoRA) {
-            const Tensor& dn = m.t.at("down");
-            down = dn.f32().contiguous().view({dn.size(0), cols}).clone();
-            const Tensor& u = m.t.at("up");
-            up = u.f32().contiguous().view({u.size(0), dn.size(0)});
-        }
-        if (const Tensor* bd = m.bias_delta()) {  // diff_b / b_norm: the bias moves by strength
-            const Tensor b = bd->f32().contiguous();
+        if (touched.insert(&p).second) this_call.push_back({&p, p.value});
+    };
+    try {
+        for (const Job& j : jobs) {
+            const LoraModule& m = *j.m;
+            const float st = j.te ? te_s : strength;
+            if (st == 0.0f) continue;
+            float factor = m.strength_inside() ? 1.0f : (float)(m.scale() * (double)st);
+            const int64_t cols = shape_numel(j.shape) / std::max<int64_t>(1, j.shape[0]);
+            // Quantized weights are never rewritten: the LoRA runs beside them (y += factor * up · (down · x)), as
+            // stable-diffusion.cpp applies LoRAs to quantized models. Low-rank factors stay low rank; LoHa / LoKr /
+            // full diffs add their dense delta rows (f32, the size of the layer).
+            bool any_quantized = false, any_float = false;
+            for (const Target& t : *j.slot) (quantized_weight_view(t.p->value) ? any_quantized : any_float) = true;
+            NUANCE_CHECK(!(any_quantized && m.dora_scale.defined()), "LoRA '", file.path, "': module '", m.name,
+                         "' is DoRA (dora_scale), which needs the merged weight's norm: it cannot run beside a "
+                         "quantized (GGUF) weight; use a float checkpoint for DoRA files");
+            Tensor delta, weight;
+            if (m.uses_weight()) weight = slot_weight(*j.slot, j.shape);
+            const bool weight_delta = m.kind != LoraKind::Full || m.t.count("diff");
+            if (weight_delta && (any_float || m.kind != LoraKind::LoRA)) delta = m.delta(j.shape, file.path, weight, st);
+            if (m.dora_scale.defined()) {
+                delta = dora_delta(m, *j.slot, delta, j.shape, (float)m.scale(), st);
+                factor = 1.0f;
+            }
+            Tensor down, up;
+            if (any_quantized && m.kind == LoraKind::LoRA) {
+                const Tensor& dn = m.t.at("down");
+                down = dn.f32().contiguous().view({dn.size(0), cols}).clone();
+                const Tensor& u = m.t.at("up");
+                up = u.f32().contiguous().view({u.size(0), dn.size(0)});
+            }
+            if (const Tensor* bd = m.bias_delta()) {  // diff_b / b_norm: the bias moves by strength
+                const Tensor b = bd->f32().contiguous();
+                for (const Target& t : *j.slot) {
+                    if (!t.bias || !t.bias->defined()) continue;
+                    Param& p = *t.bias;
+                    touch(p);
+                    // each target's own bias: rows row0.. of the delta (a fused qkv's into split to_q / to_k / to_v)
+                    p.value = merged(p.value, b.data<float>() + t.row0, st);
+                }
+            }
+            if (!weight_delta) continue;
             for (const Target& t : *j.slot) {
-                if (!t.bias || !t.bias->defined()) continue;
-                Param& p = *t.bias;
-                if (!saved.count(&p)) {
-                    saved_.push_back({&p, p.value});
-                    saved.insert(&p);
+                Param& p = *t.p;
+                touch(p);
+                if (quantized_weight_view(p.value)) {
+                    QuantizedWeightPatch patch;
+                    patch.scale = factor;
+                    if (down.defined()) {
+                        patch.a = down;
+                        patch.b = up.narrow(0, t.row0, t.rows).clone();
+                    } else {
+                        patch.a = delta.view({j.shape[0], cols}).narrow(0, t.row0, t.rows).clone();
+                    }
+                    p.value = quantized_weight_with_patch(p.value, std::move(patch));
+                    continue;
                 }
-                // each target's own bias: rows row0.. of the delta (a fused qkv's into split to_q / to_k / to_v)
-                p.value = merged(p.value, b.data<float>() + t.row0, st);
+                // A new tensor (new storage): the packed-weight cache repacks it and keeps the original's packing valid.
+                p.value = merged(p.value, delta.data<float>() + t.row0 * cols, factor);
             }
         }
-        if (!weight_delta) continue;
-        for (const Target& t : *j.slot) {
-            Param& p = *t.p;
-            if (!saved.count(&p)) {
-                saved_.push_back({&p, p.value});
-                saved.insert(&p);
-            }
-            if (quantized_weight_view(p.value)) {
-                QuantizedWeightPatch patch;
-                patch.scale = factor;
-                if (down.defined()) {
-                    patch.a = down;
-                    patch.b = up.narrow(0, t.row0, t.rows).clone();
-                } else {
-                    patch.a = delta.view({j.shape[0], cols}).narrow(0, t.row0, t.rows).clone();
-                }
-                p.value = quantized_weight_with_patch(p.value, std::move(patch));
-                continue;
-            }
-            // A new tensor (new storage): the packed-weight cache repacks it and keeps the original's packing valid.
-            p.value = merged(p.value, delta.data<float>() + t.row0 * cols, factor);
-        }
+    } catch (...) {
+        for (auto it = this_call.rbegin(); it != this_call.rend(); ++it) it->first->value = it->second;
+        saved_.resize(saved_before);
+        throw;
     }
     return rep;
 }

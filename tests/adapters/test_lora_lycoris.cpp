@@ -352,6 +352,11 @@ TEST(LycorisAlgos, FilesThatDoNotFitAreRefusedBeforeAnythingChanges) {
                 HasSubstr("module lora_unet_norm (OFT) targets the vector [2], not a weight matrix"));
     EXPECT_THAT(apply_err({good, {"lora_unet_ff.diff_b", Tensor::zeros({3})}}),
                 HasSubstr("module lora_unet_ff: bias delta [3] does not fit the unet's layer 'ff' [2, 4]"));
+    // Values that make no delta fail while merging, after a module before them was merged: that one is undone too
+    // (fuzz_lora's first finding, fuzz/crashes/lora/: an OFT block of NaNs after a good module)
+    EXPECT_THAT(apply_err({{"lora_unet_ff.diff", Tensor::full({2, 4}, 1.0f)},
+                           {"lora_unet_proj.oft_blocks", T({0, NAN, 0, 0}, {1, 2, 2})}}),
+                HasSubstr("cayley: block 0 of [1, 2, 2] has a singular or non-finite I - Q"));
     // LoKr used to be checked only while merging (after the modules before it had changed)
     EXPECT_THAT(apply_err({good, {"lora_unet_ff.lokr_w1", Tensor::zeros({2, 2})}, {"lora_unet_ff.lokr_w2", Tensor::zeros({1, 3})}}),
                 HasSubstr("module lora_unet_ff (LoKr) makes kron([2, 2], [1, 3]) but the model's weight is [2, 4]"));
