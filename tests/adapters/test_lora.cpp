@@ -17,6 +17,7 @@
 #include "models/mmdit/mmdit_load.h"
 #include "nn/layers.h"
 #include "../test_util.h"
+#include "lora_test_util.h"
 
 namespace nuance {
 namespace {
@@ -24,22 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 using test::error_of;
 
-struct Dir {
-    fs::path path;
-    Dir() {
-        path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_lora_" + std::to_string(::getpid()) + "_" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(path);
-    }
-    ~Dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name, const std::vector<std::pair<std::string, Tensor>>& t) const {
-        const std::string p = (path / name).string();
-        save_safetensors(p, t);
-        return p;
-    }
+struct Dir : test::AdapterDir {
+    Dir() : test::AdapterDir("nuance_lora_") {}
 };
 
 Tensor T(const std::vector<float>& v, const Shape& s) { return Tensor::from_vector(v, s); }

@@ -12,6 +12,7 @@
 #include "nn/layers.h"
 #include "ops/ops.h"
 #include "../test_util.h"
+#include "lora_test_util.h"
 
 namespace nuance {
 namespace {
@@ -84,22 +85,8 @@ TEST(LoraTucker, LoConLoHaLoKrCoresMatchLyCORIS) {
     EXPECT_NEAR(load_lora(kData + "locon_tucker.safetensors").modules[0].scale(), 0.5, 1e-12);
 }
 
-struct Dir {
-    fs::path path;
-    Dir() {
-        path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_dora_" + std::to_string(::getpid()) + "_" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(path);
-    }
-    ~Dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name, const std::vector<std::pair<std::string, Tensor>>& t) const {
-        const std::string p = (path / name).string();
-        save_safetensors(p, t);
-        return p;
-    }
+struct Dir : test::AdapterDir {
+    Dir() : test::AdapterDir("nuance_dora_") {}
 };
 
 TEST(LoraDora, ErrorsForFactorsThatDoNotFit) {

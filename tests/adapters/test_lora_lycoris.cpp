@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../test_util.h"
+#include "lora_test_util.h"
 #include "adapters/lora.h"
 #include "autograd/autograd.h"
 #include "io/safetensors.h"
@@ -42,22 +43,8 @@ void widen(Module& m) {
     });
 }
 
-struct Dir {
-    fs::path path;
-    Dir() {
-        path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_lyco_" + std::to_string(::getpid()) + "_" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(path);
-    }
-    ~Dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name, const std::vector<std::pair<std::string, Tensor>>& t) const {
-        const std::string p = (path / name).string();
-        save_safetensors(p, t);
-        return p;
-    }
+struct Dir : test::AdapterDir {
+    Dir() : test::AdapterDir("nuance_lyco_") {}
 };
 
 Tensor T(const std::vector<float>& v, const Shape& s) { return Tensor::from_vector(v, s); }

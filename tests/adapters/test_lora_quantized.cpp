@@ -9,6 +9,7 @@
 
 #include "../backends/cpu/quantized_test_util.h"
 #include "../test_util.h"
+#include "lora_test_util.h"
 #include "adapters/lora.h"
 #include "backends/backend.h"
 #include "io/safetensors.h"
@@ -65,19 +66,8 @@ void expect_close(const Outputs& a, const Outputs& b, double tol) {
     }
 }
 
-struct Dir {
-    fs::path path = fs::path(NUANCE_SCRATCH_DIR) / ("nuance_qlora_" + std::to_string(::getpid()) + "_" +
-                                                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    Dir() { fs::create_directories(path); }
-    ~Dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name, const std::vector<std::pair<std::string, Tensor>>& t) const {
-        const std::string p = (path / name).string();
-        save_safetensors(p, t);
-        return p;
-    }
+struct Dir : test::AdapterDir {
+    Dir() : test::AdapterDir("nuance_qlora_") {}
 };
 
 TEST(LoraQuantized, RunTimeLoraMatchesMergeIntoDequantizedWeights) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -733,6 +734,29 @@ TEST(LycorisGradcheck, HadamardAndKroneckerDeltas) {
     EXPECT_LT(largest_diff(y, add(base, linear(x, d))), 1e-5f);
 }
 
+// Central differences (eps 1e-2) of loss() in every `stride`-th value of `p` against the gradient `g` collected for
+// it; returns how many values were checked.
+int64_t expect_fd_gradient(Param& p, ParamGrads& g, const std::function<Var()>& loss, int64_t stride) {
+    const Tensor grad = g.grad(p).contiguous();
+    EXPECT_TRUE(grad.defined());
+    if (!grad.defined()) return 0;
+    float* v = p.value.data<float>();
+    int64_t checked = 0;
+    for (int64_t i = 0; i < p.value.numel(); i += stride) {
+        const float keep = v[i], eps = 1e-2f;
+        NoGradGuard ng;
+        v[i] = keep + eps;
+        const float up = loss().value().item();
+        v[i] = keep - eps;
+        const float dn = loss().value().item();
+        v[i] = keep;
+        const float fd = (up - dn) / (2 * eps);
+        EXPECT_NEAR(grad.data<float>()[i], fd, 2e-2f * (1 + std::abs(fd))) << i;
+        ++checked;
+    }
+    return checked;
+}
+
 // Tucker cores of LoHa and LoKr (LyCORIS' use_tucker) on a strided 3x3 conv: the tape's gradients of every factor
 // and core against central finite differences of the bound network's output.
 TEST(LycorisGradcheck, TuckerCoresOfLohaAndLokr) {
@@ -768,21 +792,7 @@ TEST(LycorisGradcheck, TuckerCoresOfLohaAndLokr) {
         int64_t checked = 0;
         for (auto& [k, p] : a.tensors()) {
             SCOPED_TRACE(k);
-            const Tensor grad = g.grad(*p).contiguous();
-            ASSERT_TRUE(grad.defined());
-            float* v = p->value.data<float>();
-            for (int64_t i = 0; i < p->value.numel(); i += std::max<int64_t>(1, p->value.numel() / 5)) {
-                const float keep = v[i], eps = 1e-2f;
-                NoGradGuard ng;
-                v[i] = keep + eps;
-                const float up = loss().value().item();
-                v[i] = keep - eps;
-                const float dn = loss().value().item();
-                v[i] = keep;
-                const float fd = (up - dn) / (2 * eps);
-                EXPECT_NEAR(grad.data<float>()[i], fd, 2e-2f * (1 + std::abs(fd))) << i;
-                ++checked;
-            }
+            checked += expect_fd_gradient(*p, g, loss, std::max<int64_t>(1, p->value.numel() / 5));
         }
         EXPECT_GT(checked, 15);
     }
@@ -853,21 +863,7 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
         for (auto& a : net.adapters())
             for (auto& [k, p] : a->tensors()) {
                 SCOPED_TRACE(a->name + "." + k);
-                const Tensor grad = g.grad(*p).contiguous();
-                ASSERT_TRUE(grad.defined());
-                float* v = p->value.data<float>();
-                for (int64_t i = 0; i < p->value.numel(); ++i) {
-                    const float keep = v[i], eps = 1e-2f;
-                    NoGradGuard ng;
-                    v[i] = keep + eps;
-                    const float up = loss().value().item();
-                    v[i] = keep - eps;
-                    const float dn = loss().value().item();
-                    v[i] = keep;
-                    const float fd = (up - dn) / (2 * eps);
-                    EXPECT_NEAR(grad.data<float>()[i], fd, 2e-2f * (1 + std::abs(fd))) << i;
-                    ++checked;
-                }
+                checked += expect_fd_gradient(*p, g, loss, 1);
             }
         EXPECT_GT(checked, 11);
         // OFT's diagonal entries of B cancel in Q = B - B^T: their gradient is 0
