@@ -282,6 +282,22 @@ Tensor transposed(const Tensor& m) { return m.f32().contiguous().transpose(0, 1)
 
 }  // namespace
 
+namespace {
+
+// GLoRA's two layouts (lora.h): LyCORIS 2.x+ a1 [in, r], a2 [r, in], b1 [out, r], b2 [r, in...]; the old one
+// a1 [r, X], a2 [X, r], b1 [r, X], b2 [out, r]. ComfyUI's rule: the old one when its pattern holds, unless the
+// current one's also holds and the layer is not square with a2's rows as wide.
+bool glora_old_layout(const LoraModule& m, const Shape& shape) {
+    const Tensor &a1 = m.t.at("a1"), &a2 = m.t.at("a2"), &b1 = m.t.at("b1"), &b2 = m.t.at("b2");
+    const bool old = a1.size(0) == flat_cols(a2) && b1.size(0) == a1.size(0) && flat_cols(b2) == a1.size(0);
+    const bool cur = flat_cols(a1) == a2.size(0) && flat_cols(b1) == a2.size(0) && b2.size(0) == a2.size(0);
+    if (old && cur)  // (no layer given: a2 [in, r] is the old layout's when in > r)
+        return shape.empty() ? a2.size(0) > flat_cols(a2) : shape.size() >= 2 && a2.size(0) == shape[0] && shape[0] == shape[1];
+    return old && !m.t.count("bm");
+}
+
+}  // namespace
+
 int64_t LoraModule::rank() const {
     switch (kind) {
         case LoraKind::LoRA: return t.at("down").size(0);
@@ -291,7 +307,8 @@ int64_t LoraModule::rank() const {
             if (t.count("w1_a")) return t.at("w1_a").size(1);
             if (t.count("w2_a")) return t.at("w2_a").size(1);
             return 0;
-        case LoraKind::GLoRA: return t.at("a2").size(0);  // the current layout's; the old one's is a1's rows
+        case LoraKind::GLoRA:  // the layout's own rank (a square layer as wide as the rank: see glora_old_layout)
+            return glora_old_layout(*this, Shape{}) ? t.at("a1").size(0) : t.at("a2").size(0);
         case LoraKind::Full:
         case LoraKind::IA3:
         case LoraKind::OFT:
@@ -322,16 +339,6 @@ const Tensor* LoraModule::bias_delta() const {
 
 namespace {
 
-// GLoRA's two layouts (lora.h): LyCORIS 2.x+ a1 [in, r], a2 [r, in], b1 [out, r], b2 [r, in...]; the old one
-// a1 [r, X], a2 [X, r], b1 [r, X], b2 [out, r]. ComfyUI's rule: the old one when its pattern holds, unless the
-// current one's also holds and the layer is not square with a2's rows as wide.
-bool glora_old_layout(const LoraModule& m, const Shape& shape) {
-    const Tensor &a1 = m.t.at("a1"), &a2 = m.t.at("a2"), &b1 = m.t.at("b1"), &b2 = m.t.at("b2");
-    const bool old = a1.size(0) == flat_cols(a2) && b1.size(0) == a1.size(0) && flat_cols(b2) == a1.size(0);
-    const bool cur = flat_cols(a1) == a2.size(0) && flat_cols(b1) == a2.size(0) && b2.size(0) == a2.size(0);
-    if (old && cur) return shape.size() >= 2 && a2.size(0) == shape[0] && shape[0] == shape[1];
-    return old && !m.t.count("bm");
-}
 
 // Cayley transforms of skew parts: R = (I + Q)(I - Q)^-1 with Q = B - B^T for each b x b block of `blocks` ([..., b,
 // b]), Q scaled to norm `constraint` first when its norm (over all blocks) + 1e-8 exceeds it (LyCORIS' get_r; no

@@ -126,6 +126,8 @@ TEST(LycorisAlgos, GloraOldLayoutIsTheCurrentOneRenamed) {
     }
     Dir d;
     const LoraFile fc = load_lora(d.file("cur.safetensors", cur)), fo = load_lora(d.file("old.safetensors", old));
+    for (const LoraFile* f : {&fc, &fo})
+        for (const auto& mod : f->modules) EXPECT_EQ(mod.rank(), 4) << mod.name;  // either layout's own rank
     auto weights_after = [&](const LoraFile& f) {
         StableDiffusionModel m = load_stable_diffusion(kEmoji);
         widen(*m.unet);  // f32 sums (f16 weights would round the two product orders apart by an ulp)
