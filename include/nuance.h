@@ -122,6 +122,10 @@ typedef struct nuance_model_params {
     const char* t5xxl_path;
     const char* family;      /* NULL: detect from the file; else a family name ("sd1", "sdxl" ...) to load as */
     const char* clip_h_path; /* SD2's OpenCLIP ViT-H text encoder for its UNet-only files (the CLI's --clip-h) */
+    /* NULL or "": the weights as the file stores them; else quantized in memory as they load (the CLI's --type):
+     * "q8_0", "q4_0", "q5_0", "q4_k", "q4_k_m", ... (the denoiser and the text encoders; the VAE keeps its dtype).
+     * Anything else fails the load with NUANCE_ERR_INVALID_ARGUMENT. */
+    const char* weight_type;
 } nuance_model_params;
 
 NUANCE_API void nuance_model_params_init(nuance_model_params* p);

@@ -31,7 +31,7 @@ namespace nuance::cli {
 namespace {
 
 struct BenchArgs {
-    std::string model, precision = "auto", clip_l, clip_g, clip_h, t5xxl, vae, parts = "text,t5,step,vae";
+    std::string model, precision = "auto", weight_type, clip_l, clip_g, clip_h, t5xxl, vae, parts = "text,t5,step,vae";
     int width = 512, height = 512, res = 0, steps = 3, repeat = 3, threads = 0, t5_tokens = 0;
     bool profile = false, json = false;
 };
@@ -157,10 +157,12 @@ int run(const BenchArgs& a_in) {
     lo.t5xxl = a.t5xxl;
     lo.vae_path = a.vae;
     lo.precision = cpu::resolve_precision(parse_usage_precision(a.precision));
+    lo.weight_type = check_usage_weight_type(a.weight_type);
     NUANCE_CHECK(a.repeat >= 1 && a.steps >= 1, "usage: --repeat and --steps must be >= 1");
     cpu::set_num_threads(a.threads);
-    std::fprintf(stderr, "bench: %s, %dx%d, %d thread(s), %s\n", a.model.c_str(), a.width, a.height,
-                 cpu::num_threads(), precision_name(lo.precision));
+    std::fprintf(stderr, "bench: %s, %dx%d, %d thread(s), %s%s%s\n", a.model.c_str(), a.width, a.height,
+                 cpu::num_threads(), precision_name(lo.precision), a.weight_type.empty() ? "" : ", --type ",
+                 a.weight_type.c_str());
     const auto t_load = std::chrono::steady_clock::now();
     const std::unique_ptr<DiffusionModel> loaded = load_model(a.model, lo);
     const DiffusionModel& m = *loaded;
@@ -169,7 +171,7 @@ int run(const BenchArgs& a_in) {
     Report rep{a, {{"impl", "nuance"}, {"model", a.model}, {"family", m.family_name()}, {"variant", m.variant()},
                    {"res", a.width}, {"width", a.width}, {"height", a.height},
                    {"dtype", precision_name(lo.precision)}, {"threads", cpu::num_threads()},
-                   {"weights_mb", std::round(weights_mb)}}};
+                   {"weights_mb", std::round(weights_mb)}, {"weight_type", a.weight_type}}};
     rep.figure("load", Timing{{load_s}, {}});
     if (!a.json) std::printf("weights_mb=%.0f\n", weights_mb);
     NUANCE_CHECK_CODE(!m.pixel_space(), Unsupported, "bench: '", a.model, "' is a pixel-space model (no VAE); ",
@@ -288,6 +290,7 @@ Runner add_bench(CLI::App& app) {
     c->add_option("--repeat", a->repeat, "Timed repeats (after one warm-up)")->capture_default_str();
     c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
         ->capture_default_str();
+    c->add_option("--type", a->weight_type, kWeightTypeHelp);
     c->add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
     c->add_flag("--profile", a->profile,
                 "After the timings, one more step and decode with wall time per op (profile part=... op=... ms=...)");

@@ -64,7 +64,7 @@ struct GenerateArgs {
     std::vector<CLI::Option*> hr_opts;       // --hr-* (need --hr)
     ControlArgs control;
     int threads = 0;
-    std::string precision = "auto";
+    std::string precision = "auto", weight_type;
     bool no_metadata = false, quiet = false, verbose = false;
 };
 
@@ -356,6 +356,7 @@ int run(GenerateArgs& a) {
     lo.t5xxl = a.t5xxl;
     lo.prediction = a.prediction;
     lo.precision = parse_usage_precision(a.precision);
+    lo.weight_type = check_usage_weight_type(a.weight_type);
     lo.logger = &log;
     // The tiny autoencoder first: a wrong file fails in milliseconds, not after the model's load.
     if (!a.taesd.empty()) {
@@ -573,6 +574,7 @@ Runner add_generate(CLI::App& app) {
     c->add_option("--prediction", a->prediction, "Override the model's prediction type: epsilon | v_prediction");
     c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
         ->capture_default_str();
+    c->add_option("--type", a->weight_type, kWeightTypeHelp);
     c->add_option("-t,--threads", a->threads, "CPU threads: 1..max(256, 4 x cores) (default 0: all cores)");
     c->add_flag("--disable-image-metadata", a->no_metadata, "Do not write the A1111 'parameters' PNG chunk");
     c->add_flag("-q,--quiet", a->quiet, "No progress output");

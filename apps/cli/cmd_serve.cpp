@@ -18,7 +18,7 @@ namespace {
 
 struct ServeArgs {
     server::ServerOptions o;
-    std::string vae, taesd, api_key_file, prediction, precision = "auto";
+    std::string vae, taesd, api_key_file, prediction, precision = "auto", weight_type;
     int max_body_mb = 64;
     int history_mb = 512;
     bool verbose = false, quiet = false;
@@ -68,6 +68,7 @@ int run(ServeArgs& a) {
     if (!a.taesd.empty()) a.o.queue.taesd = TinyAutoencoder::load(a.taesd, "--taesd");
     a.o.queue.load.prediction = a.prediction;
     a.o.queue.load.precision = parse_usage_precision(a.precision);
+    a.o.queue.load.weight_type = check_usage_weight_type(a.weight_type);
     Logger log;
     if (a.verbose) log.set_level(LogLevel::Debug);
     if (a.quiet) log.set_level(LogLevel::Warn);
@@ -130,6 +131,7 @@ Runner add_serve(CLI::App& app) {
     c->add_option("--prediction", a->prediction, "Override the prediction type: epsilon | v_prediction");
     c->add_option("--precision", a->precision, "Compute precision: auto (bf16 where the CPU has it) | bf16 | fp32")
         ->capture_default_str();
+    c->add_option("--type", a->weight_type, kWeightTypeHelp);
     c->add_option("--api-key", a->o.api_key, "Require this key (Authorization: Bearer KEY, X-API-Key, or Basic password)");
     c->add_option("--api-key-file", a->api_key_file, "Read the API key from the first line of this file");
     c->add_option("--output-dir", a->o.output_dir,

@@ -12,6 +12,10 @@ using Runner = std::function<int()>;
 
 // --precision's value; a bad one is a usage error (exit 2).
 Precision parse_usage_precision(const std::string& s);
+// --type's value ("" = as stored): checked (a bad one is a usage error, exit 2) and returned as given.
+std::string check_usage_weight_type(const std::string& s);
+// The help text of --type, the same in generate, bench and serve.
+extern const char* const kWeightTypeHelp;
 
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);

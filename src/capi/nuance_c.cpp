@@ -262,6 +262,7 @@ nuance_status nuance_model_load(const char* path, const nuance_model_params* par
         if (mp.clip_h_path) lo.clip_h = mp.clip_h_path;
         if (mp.t5xxl_path) lo.t5xxl = mp.t5xxl_path;
         if (mp.family) lo.family = mp.family;
+        if (mp.weight_type) lo.weight_type = mp.weight_type;
         std::shared_ptr<const DiffusionModel> m = load_model(path, lo);
         auto h = std::make_unique<nuance_model>();
         h->family = m->family_name();

@@ -51,9 +51,14 @@ bool kept_unquantized(const std::string& arch, const std::string& name) {
                  "time_embedding.", "add_embedding."}},
         {"sdxl", {"time_embed.", "label_emb.", "input_blocks.0.0.", "out.2.", "conv_in.", "conv_out.",
                   "time_embedding.", "add_embedding."}},
-        {"flux", {"img_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer."}},
-        {"sd3", {"x_embedder.", "t_embedder.", "y_embedder.", "context_embedder.", "final_layer."}},
+        // + the diffusers spellings of the same layers (a model's own module names, resident_tensor_type)
+        {"flux", {"img_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer.", "x_embedder.",
+                  "time_text_embed.", "norm_out.", "proj_out."}},
+        {"sd3", {"x_embedder.", "t_embedder.", "y_embedder.", "context_embedder.", "final_layer.", "pos_embed.",
+                 "time_text_embed.", "norm_out.", "proj_out."}},
+        {"dit", {"pos_embed.", "proj_out_1.", "proj_out_2."}},
     };
+    if (arch == "dit" && contains(name, ".norm1.emb.")) return true;  // each block's timestep / class embedder
     const auto it = keep.find(arch);
     if (it == keep.end()) return false;
     for (const auto& p : it->second)
@@ -173,6 +178,20 @@ GgufTensorChoice gguf_tensor_choice(const std::string& arch, const std::string& 
         if (c.stored.back() % ggml_type_info(want).block == 0) c.type = want;
     }
     return c;
+}
+
+GgmlType resident_tensor_type(const std::string& arch, const std::string& rule_name, const Shape& s,
+                              GgufComponent component, const QuantizeRecipe& recipe, int& attn_v_seen) {
+    if (s.size() < 2 || !ends_with(rule_name, "weight") || s[0] <= 0) return GgmlType::F32;
+    int64_t n = 1;
+    for (int64_t d : s) n = mul_or_throw<int64_t>(n, d, "quantize: tensor size");
+    const bool candidate = (component == GgufComponent::Denoiser && !kept_unquantized(arch, rule_name)) ||
+                           (component == GgufComponent::TextEncoder && rule_name.find("embedding") == std::string::npos);
+    if (!candidate || n == 0) return GgmlType::F32;
+    const int64_t row = n / s[0];
+    GgmlType want = recipe_tensor_type(recipe, rule_name, attn_v_seen);
+    if (row % ggml_type_info(want).block != 0) want = k_fallback(want);
+    return row % ggml_type_info(want).block == 0 ? want : GgmlType::F32;
 }
 
 bool sdcpp_quantizes(const std::string& name, const Shape& shape, GgmlType t) {

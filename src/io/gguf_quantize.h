@@ -92,6 +92,17 @@ struct GgufTensorChoice {
 GgufTensorChoice gguf_tensor_choice(const std::string& arch, const std::string& rule_name, const Shape& shape,
                                     GgufComponent component, const QuantizeRecipe& recipe, int& attn_v_seen);
 
+// The type a product weight gets when a model is quantized in memory as it loads (ModelLoadOptions::weight_type,
+// `--type`): the same choice as gguf_tensor_choice's (keep list, recipe rules, K-quant fallback) for a weight named
+// `rule_name` of torch shape `shape`, except that rows are the weight's own (numel / shape[0] values: a Linear's in
+// features, a convolution's C * kh * kw), never ComfyUI's 256-value storage rows, so that the blocks can be computed
+// on directly. F32 means "not quantized": rank < 2, a name that does not end in "weight", a kept layer, a text
+// encoder's embedding, or rows that split the block of the type and of its fallback. `arch` takes the diffusers
+// spellings of the kept layers too (sd3 / flux: x_embedder, time_text_embed, context_embedder (sd3), norm_out,
+// proj_out; dit: pos_embed, the blocks' norm1.emb, proj_out_1/2).
+GgmlType resident_tensor_type(const std::string& arch, const std::string& rule_name, const Shape& shape,
+                              GgufComponent component, const QuantizeRecipe& recipe, int& attn_v_seen);
+
 GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, const QuantizeRecipe& recipe,
                                      GgufLayout layout = GgufLayout::Comfy);
 inline GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, GgmlType type,

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/json_file.h"
 #include "io/weights.h"
+#include "models/quantize_weights.h"
 
 namespace nuance {
 
@@ -209,10 +210,17 @@ FamilyMatch detect_model_family(const ModelSource& src, const std::string& force
 }
 
 std::unique_ptr<DiffusionModel> load_model(const std::string& path, const ModelLoadOptions& opts) {
+    // A wrong --type fails before the weights are read.
+    const std::optional<QuantizeRecipe> quantize =
+        opts.weight_type.empty() ? std::nullopt : std::optional(parse_weight_type(opts.weight_type));
     const ModelSource src = open_model_source(path);
     const FamilyMatch match = detect_model_family(src, opts.family);
     std::unique_ptr<DiffusionModel> m = match.spec.load(src, opts);
     NUANCE_CHECK_CODE(m != nullptr, Internal, "model family '", match.spec.name, "' loaded nothing from '", path, "'");
+    if (quantize) {
+        const QuantizeWeightsSummary q = quantize_model_weights(*m, *quantize);
+        if (opts.logger) opts.logger->info("weights quantized in memory (--type ", q.describe(), ")");
+    }
     m->path = path;
     m->name = stem(path);
     m->precision = resolve_precision(opts.precision);

@@ -40,6 +40,9 @@ struct ModelLoadOptions {
     // Precision of every matmul/conv (Auto: default_precision()). Weight matrices stay as stored in the file
     // (mmap'd) and are converted and packed once, on first use, so a bf16 model needs no fp32 copy at any time.
     Precision precision = Precision::FP32;
+    // "" = weights as the file stores them; else a quantization recipe (q8_0, q4_0, q4_k_m ...: models/
+    // quantize_weights.h) applied in memory after the load, to the denoiser and the text encoders (--type).
+    std::string weight_type;
 };
 
 struct TensorInfo {

@@ -100,6 +100,20 @@ static void test_load_errors(void) {
         remove(junk);
     }
     CHECK(nuance_model_load(g_model_path, NULL, NULL) == NUANCE_ERR_INVALID_ARGUMENT);
+    {
+        /* weight_type: a quantization recipe, anything else refused before the file is read. */
+        nuance_model_params mp;
+        nuance_model_params_init(&mp);
+        CHECK(mp.weight_type == NULL);
+        mp.weight_type = "q3";
+        m = (nuance_model*)&m;
+        CHECK(nuance_model_load(g_model_path, &mp, &m) == NUANCE_ERR_INVALID_ARGUMENT && m == NULL);
+        CHECK(strstr(nuance_last_error(), "'q3' is not a quantized type") != NULL);
+        mp.weight_type = "q8_0";
+        CHECK(nuance_model_load(g_model_path, &mp, &m) == NUANCE_OK && m != NULL);
+        nuance_model_free(m);
+        m = NULL;
+    }
     nuance_context* c = (nuance_context*)&c;
     CHECK(nuance_context_create(NULL, NULL, &c) == NUANCE_ERR_INVALID_ARGUMENT && c == NULL);
     nuance_model_free(NULL);
