@@ -21,6 +21,7 @@
 #include "core/allocator.h"
 #include "core/op_stats.h"
 #include "ops/ops.h"
+#include "core/quantized_weight.h"
 #include "models/model_family.h"
 #include "models/t5/t5_loader.h"
 #include "nn/module.h"
@@ -83,7 +84,13 @@ long peak_rss_mb() {
 int64_t weight_bytes(DiffusionModel& m) {
     int64_t n = 0;
     for (const auto& [name, mod] : m.modules())
-        if (mod) for_each_param(*mod, [&](const std::string&, Param& p) { if (p.defined()) n += p.value.nbytes(); });
+        if (mod)
+            for_each_param(*mod, [&](const std::string&, Param& p) {
+                if (!p.defined()) return;
+                // A quantized weight: its blocks (the handle's own nbytes count one byte per value).
+                const auto q = quantized_weight_view(p.value);
+                n += q ? q->rows * q->row_bytes : (int64_t)p.value.nbytes();
+            });
     return n;
 }
 

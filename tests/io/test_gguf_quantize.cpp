@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <random>
+#include <vector>
 
 #include "../test_util.h"
 #include "backends/cpu/ggml_quants.h"
@@ -612,4 +614,45 @@ TEST(GgufQuantize, Iq4MatchesGgmlByteForByte) {
                                  *parse_quantize_recipe("iq4_xs"), seen)
                   .type,
               GgmlType::IQ4_NL);
+}
+
+// Q8_0's vectorised quantizer (AVX-512 where the CPU has it) against gguf-py's algorithm written out here in scalar
+// float32 (amax / 127, x * (1 / d) rounded half away from zero), on random blocks, blocks of exact ties (x * id = k +
+// 0.5), zeros, denormals, and blocks holding a NaN or an infinity (which take the scalar path): the same bytes.
+TEST(GgufQuantize, Q8_0FastPathIsGgufPysArithmetic) {
+    auto reference = [](const float* x, uint8_t* y) {
+        float amax = 0;
+        for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+        const float d = amax / 127.0f, id = d == 0 ? 0.0f : 1.0f / d;
+        const uint16_t h = f32_to_f16(d);
+        std::memcpy(y, &h, 2);
+        for (int j = 0; j < 32; ++j) {
+            const float n = x[j] * id, a = std::fabs(n), fl = std::floor(a);
+            const float b = fl + std::floor(2.0f * (a - fl));
+            y[2 + j] = (uint8_t)(int8_t)(n < 0 ? -b : b);
+        }
+    };
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x;
+    const int blocks = 4000;
+    for (int b = 0; b < blocks; ++b)
+        for (int j = 0; j < 32; ++j) {
+            float v = nd(rng) * (b % 7 == 0 ? 1e-3f : b % 11 == 0 ? 1e4f : 1.0f);
+            if (b % 5 == 0) v = j == 0 ? 127.0f : (float)((int)(v * 20) % 127) + 0.5f;  // exact ties: d = 1
+            if (b % 13 == 0) v = 0.0f;
+            if (b % 17 == 0) v = j % 2 ? 1e-40f : -3e-39f;  // denormals
+            x.push_back(v);
+        }
+    std::vector<uint8_t> got((size_t)blocks * 34), want((size_t)blocks * 34);
+    quantize_row(GgmlType::Q8_0, x.data(), got.data(), (int64_t)x.size());
+    for (int b = 0; b < blocks; ++b) reference(&x[(size_t)b * 32], &want[(size_t)b * 34]);
+    for (int b = 0; b < blocks; ++b)
+        ASSERT_EQ(std::memcmp(&got[(size_t)b * 34], &want[(size_t)b * 34], 34), 0) << "block " << b;
+    // A NaN or an infinity in a block: the scalar code's bytes (its fmax skips the NaN), not a crash.
+    std::vector<float> odd(64, 0.25f);
+    odd[3] = std::nanf("");
+    odd[40] = -INFINITY;
+    std::vector<uint8_t> q(68);
+    EXPECT_NO_THROW(quantize_row(GgmlType::Q8_0, odd.data(), q.data(), 64));
 }

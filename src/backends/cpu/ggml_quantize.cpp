@@ -4,6 +4,8 @@
 //
 // Legend: x one block of QK = 32 values, amax / max / min its extremes, d the scale (stored f16), id = 1 / d, q the
 // integer quants, qs the packed nibbles (q[j] low, q[j + 16] high), qh the fifth bits (bit j of a u32 = bit 4 of q[j]).
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -52,6 +54,43 @@ void q8_0(const float* x, uint8_t* y) {
     const float d = amax / 127.0f, id = inverse(d);
     put_f16(y, d);
     for (int j = 0; j < QK; ++j) y[2 + j] = (uint8_t)(int8_t)roundf_ggml(x[j] * id);
+}
+
+// q8_0 on AVX-512, the same float32 operations lane by lane (|x| max, d = amax / 127, id = 1 / d, x * id rounded half
+// away from zero as floor(a) + floor(2 (a - floor(a)))), so the same bytes; false (nothing written) for a block
+// with a NaN or an infinity, which the scalar code handles.
+#define NUANCE_AVX512_QUANT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+
+// round_ggml(v * id) for 16 lanes, as int32.
+NUANCE_AVX512_QUANT inline __m512i q8_0_round(__m512 v, __m512 vid) {
+    const __m512 n = _mm512_mul_ps(v, vid);
+    const __m512 m = _mm512_abs_ps(n);
+    const __m512 fl = _mm512_roundscale_ps(m, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512 half = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(m, fl));
+    const __m512 r = _mm512_add_ps(fl, _mm512_roundscale_ps(half, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    const __mmask16 neg = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512i q = _mm512_cvttps_epi32(r);
+    return _mm512_mask_sub_epi32(q, neg, _mm512_setzero_si512(), q);
+}
+
+NUANCE_AVX512_QUANT bool q8_0_avx512(const float* x, uint8_t* y) {
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    constexpr int kNanOrInf = 0x01 | 0x08 | 0x10 | 0x80;  // QNaN, +Inf, -Inf, SNaN
+    if (_mm512_fpclass_ps_mask(a, kNanOrInf) | _mm512_fpclass_ps_mask(b, kNanOrInf)) return false;
+    const __m512 aa = _mm512_abs_ps(a), ab = _mm512_abs_ps(b);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(aa, ab));
+    const float d = amax / 127.0f, id = inverse(d);
+    put_f16(y, d);
+    const __m512 vid = _mm512_set1_ps(id);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 2), _mm512_cvtepi32_epi8(q8_0_round(a, vid)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 18), _mm512_cvtepi32_epi8(q8_0_round(b, vid)));
+    return true;
+}
+
+bool has_avx512_quantizer() {
+    static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    return ok;
 }
 
 void q4_0(const float* x, uint8_t* y) {
@@ -627,6 +666,11 @@ void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) {
             }
             return;
         default: break;
+    }
+    if (t == GgmlType::Q8_0 && has_avx512_quantizer()) {
+        for (int64_t b = 0; b < n / QK; ++b)
+            if (!q8_0_avx512(x + b * QK, y + b * ti.bytes)) q8_0(x + b * QK, y + b * ti.bytes);
+        return;
     }
     void (*f)(const float*, uint8_t*) = t == GgmlType::Q8_0   ? q8_0
                                         : t == GgmlType::Q4_0 ? q4_0
