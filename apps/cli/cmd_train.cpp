@@ -133,6 +133,9 @@ Runner add_train(CLI::App& app) {
     c->add_flag("--dora", o->lora_dora,
                 "lora: DoRA (weight-decomposed LoRA): also train a magnitude per output row of each adapted "
                 "weight (LyCORIS' dora_wd; saved as dora_scale; needs a float base)");
+    c->add_option("--network-weights", o->lora_network_weights,
+                  "lora: start the adapters from this LoRA / LyCORIS file (kohya's --network_weights: its tensors "
+                  "and alphas; the same --network, ranks and targets)");
     c->add_flag("--train-text-encoder", o->train_text_encoder,
                 "lora: also put adapters on the text encoder (q/k/v/out_proj, fc1, fc2)");
     c->add_option("--reg-data", o->reg_data,

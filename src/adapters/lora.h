@@ -109,6 +109,15 @@ struct LoraApplyReport {
     std::vector<std::string> warnings;   // e.g. "more than half of the modules match nothing", "no bias for diff_b"
 };
 
+// Where each of a file's modules lands in a model (the matching LoraMerge::apply uses, every naming it knows): the
+// weight of the one whole layer it adapts, or nullptr (no such layer, another component, or a module spanning fused
+// layers such as BFL's qkv). In the file's module order.
+struct LoraModuleTarget {
+    const LoraModule* module = nullptr;
+    Param* weight = nullptr;
+    std::string component;  // "unet", "text_encoder", ...
+};
+std::vector<LoraModuleTarget> lora_module_targets(const LoraComponents& model, const LoraFile& file);
 // Keeps the original weight tensors of every layer a merge touched: restore() puts them back (bit-identical: the
 // very tensors the model had), so one loaded model serves requests with different LoRAs.
 class LoraMerge {

@@ -265,6 +265,28 @@ std::string join_examples(const std::vector<std::string>& v, size_t n) {
 
 }  // namespace
 
+std::vector<LoraModuleTarget> lora_module_targets(const LoraComponents& model, const LoraFile& file) {
+    std::string denoiser = "unet";
+    std::vector<ComponentIndex> index;
+    for (const auto& [name, m] : model) {
+        if (!m) continue;
+        if (name == "transformer") denoiser = "transformer";
+        if (name == "unet" || name == "transformer" || starts_with(name, "text_encoder")) index.push_back(build_index(name, *m));
+    }
+    std::vector<LoraModuleTarget> out;
+    for (const auto& mod : file.modules) {
+        auto [comp, rest] = split_component(mod.name, denoiser);
+        const ComponentIndex* ix = nullptr;
+        for (const auto& c : index)
+            if (c.name == comp) ix = &c;
+        const Slot* slot = ix ? find_slot(*ix, rest) : nullptr;
+        const bool whole = slot && slot->size() == 1 && slot->front().row0 == 0 && slot->front().p->defined() &&
+                           slot->front().rows == slot->front().p->shape[0];
+        out.push_back({&mod, whole ? slot->front().p : nullptr, comp});
+    }
+    return out;
+}
+
 LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& file, float strength,
                                  std::optional<float> te_strength) {
     LoraApplyReport rep;

@@ -63,6 +63,7 @@
 #include <utility>
 #include <vector>
 
+#include "adapters/lora.h"
 #include "autograd/nn_layers.h"
 #include "autograd/param_grads.h"
 #include "core/mt19937.h"
@@ -180,6 +181,21 @@ public:
     // --save_precision: F32, F16 or BF16; it casts the alphas too).
     void save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata,
                     DType dtype = DType::F32) const;
+
+    // kohya's --network_weights: the adapters start from a LoRA / LyCORIS file instead of their initialisation.
+    // `targets` (adapters/lora.h: lora_module_targets over the adapted components) says which weight each of the
+    // file's modules adapts, in any naming the loader reads (kohya diffusers-style or SGM names, PEFT ...). An adapter
+    // on that weight takes the module's tensors (each of its trained tensors must be in the file, with its shape up
+    // to trailing 1s) and the module's alpha (kohya loads it with the weights; a module without one has alpha = rank,
+    // scale 1, as every loader reads it). Errors name the file, the module and what does not fit: another algorithm
+    // than the run's (--network), a rank or a factor layout other than the run's, DoRA on one side only, a
+    // constrained or rescaled OFT, GLoRA's Tucker core; and a file none of whose modules has an adapter here.
+    struct InitReport {
+        int64_t adapters = 0;             // adapters set from the file
+        int64_t fresh = 0;                // adapters the file has nothing for (they keep their initialisation)
+        std::vector<std::string> unused;  // the file's modules on no adapter of this run (other layers, --targets)
+    };
+    InitReport init_from(const LoraFile& file, const std::vector<LoraModuleTarget>& targets);
 
     // The dropouts' step: while one lives, forwards through the network draw the config's dropouts for training step
     // `step` (seed: the run's), the local batch of `batch` samples starting at global sample `row0`. Without one (or

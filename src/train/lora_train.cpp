@@ -63,6 +63,7 @@ nlohmann::json lora_json(const TrainOptions& o) {
         j["conv_rank"] = o.lora_conv_rank;
         j["conv_alpha"] = o.lora_conv_alpha;
     }
+    if (!o.lora_network_weights.empty()) j["network_weights"] = o.lora_network_weights;  // (its alphas)
     if (!o.reg_data.empty()) {  // a resumed run must draw from the same two sets with the same weight
         j["reg_data"] = o.reg_data;
         j["prior_loss_weight"] = o.prior_loss_weight;
@@ -200,6 +201,18 @@ struct LoraRun : TrainTask {
         cfg.module_dropout = o.lora_module_dropout;
         net = std::make_unique<LoraNetwork>(*base.unet, o.train_text_encoder ? base.te1.model.get() : nullptr, cfg,
                                             mix_seed(o.seed, 21));
+        if (!o.lora_network_weights.empty()) {  // (a resumed run too: the file's alphas; the checkpoint's values win)
+            const LoraFile f = load_lora(o.lora_network_weights);
+            LoraComponents comps{{"unet", base.unet.get()}};
+            if (o.train_text_encoder) comps.emplace_back("text_encoder", base.te1.model.get());
+            const LoraNetwork::InitReport r = net->init_from(f, lora_module_targets(comps, f));
+            const std::string msg = str("--network-weights '", o.lora_network_weights, "': ", r.adapters, " adapters start from the ",
+                         "file", r.fresh ? str(", ", r.fresh, " from their initialisation") : std::string(),
+                         r.unused.empty() ? std::string() : str("; ", r.unused.size(), " of its ", f.modules.size(),
+                                                                 " modules adapt no layer trained here (e.g. ",
+                                                                 r.unused.front(), ")"));
+            if (dist::is_root()) std::fprintf(stderr, "%s\n", msg.c_str());
+        }
         auto add_frozen = [&](Module& m, const std::string& prefix) {
             for_each_param(m, [&](const std::string& name, Param& p) {
                 if (!p.value.defined()) return;

@@ -93,6 +93,8 @@ struct TrainOptions {
     // train/lora_network.h), each a probability in [0, 1).
     double lora_dropout = 0, lora_rank_dropout = 0, lora_module_dropout = 0;
     bool train_text_encoder = false;
+    // lora: kohya's --network_weights, a LoRA / LyCORIS file the adapters start from (LoraNetwork::init_from).
+    std::string lora_network_weights;
     // lora, DreamBooth-style prior preservation (train/lora_train.h): a folder of class images trained beside `data`
     // with their loss weighted by prior_loss_weight (kohya's reg images: half of every epoch's samples), and captions
     // for images that have no caption file: instance_prompt for `data`, class_prompt for `reg_data`. With

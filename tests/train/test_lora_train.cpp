@@ -2097,4 +2097,156 @@ TEST(LoraTrain, Sd2BaseMetadataNamesTheVersionAndTheClipSkip) {
     EXPECT_EQ(wf.metadata.at("ss_clip_skip"), clip_skip > 1 ? std::to_string(clip_skip) : std::string("None"));
 }
 
+
+// --network-weights (kohya's network_weights): every algorithm's saved file starts a fresh network of the same
+// configuration at the saved tensors and alphas (the run's own --alpha does not win, as kohya loads alpha with the
+// weights), through the loader's name matching.
+TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
+    struct Case { LoraAlgo algo; int64_t rank; bool dora = false; bool tucker = false; };
+    for (const Case c : {Case{LoraAlgo::LoRA, 2}, Case{LoraAlgo::LoRA, 2, true}, Case{LoraAlgo::LoRA, 2, false, true},
+                         Case{LoraAlgo::LoHa, 2}, Case{LoraAlgo::LoKr, 2}, Case{LoraAlgo::IA3, 1},
+                         Case{LoraAlgo::OFT, 4}, Case{LoraAlgo::GLoRA, 2}, Case{LoraAlgo::BOFT, 4}}) {
+        SCOPED_TRACE(str(lora_algo_name(c.algo), c.dora ? " dora" : "", c.tucker ? " tucker" : ""));
+        TinySd15 m;
+        widen(*m.unet);
+        widen(*m.te);
+        LoraConfig cfg;
+        cfg.algo = c.algo;
+        cfg.rank = c.rank;
+        cfg.alpha = 1;
+        cfg.dora = c.dora;
+        cfg.tucker = c.tucker;
+        cfg.conv_rank = c.tucker ? 3 : c.algo == LoraAlgo::BOFT ? 4 : 1;
+        cfg.conv_alpha = 0.5;
+        cfg.targets = parse_lora_targets("all-linear+conv");
+        LoraNetwork saved(*m.unet, m.te.get(), cfg, 1);
+        uint64_t seed = 70;
+        for (auto& a : saved.adapters())
+            for (auto& [k, p] : a->tensors()) p->value = randn(p->value.shape(), ++seed, 0.3f);
+        test::TempDir dir("lora_netw");
+        const std::string path = dir / "start.safetensors";
+        saved.save_kohya(path, {}, DType::F32);
+        cfg.alpha = 3;  // the run's own: the file's wins
+        cfg.conv_alpha = 2;
+        LoraNetwork fresh(*m.unet, m.te.get(), cfg, 2);
+        const LoraFile lf = load_lora(path);
+        const LoraComponents comps{{"unet", m.unet.get()}, {"text_encoder", m.te.get()}};
+        const LoraNetwork::InitReport r = fresh.init_from(lf, lora_module_targets(comps, lf));
+        EXPECT_EQ(r.adapters, (int64_t)saved.adapters().size());
+        EXPECT_EQ(r.fresh, 0);
+        EXPECT_TRUE(r.unused.empty());
+        ASSERT_EQ(fresh.adapters().size(), saved.adapters().size());
+        for (size_t i = 0; i < saved.adapters().size(); ++i) {
+            const auto &a = *saved.adapters()[i], &b = *fresh.adapters()[i];
+            ASSERT_EQ(a.name, b.name);
+            if (c.algo != LoraAlgo::OFT && c.algo != LoraAlgo::BOFT && c.algo != LoraAlgo::IA3)
+                EXPECT_DOUBLE_EQ(b.alpha, a.alpha) << b.name;
+            const auto ta = a.tensors(), tb = b.tensors();
+            ASSERT_EQ(ta.size(), tb.size());
+            for (size_t k = 0; k < ta.size(); ++k) EXPECT_EQ(largest_diff(ta[k].second->value, tb[k].second->value), 0.0f) << b.name << " " << tb[k].first;
+        }
+    }
+}
+
+// The same from a PEFT-named file (unet.<module>.lora_A / lora_B, no alphas: scale 1), and what is refused, with
+// nothing changed: another rank, another algorithm, DoRA on one side, a file for layers this run does not adapt.
+TEST(LoraNetworkWeights, OtherNamingsAndWhatIsRefused) {
+    TinySd15 m;
+    widen(*m.unet);
+    widen(*m.te);
+    LoraConfig cfg;
+    cfg.rank = 2;
+    cfg.alpha = 1;
+    cfg.targets = parse_lora_targets("attn");
+    LoraNetwork saved(*m.unet, nullptr, cfg, 1);
+    uint64_t seed = 90;
+    std::vector<std::pair<std::string, Tensor>> peft;
+    for (auto& a : saved.adapters()) {
+        for (auto& [k, p] : a->tensors()) p->value = randn(p->value.shape(), ++seed, 0.3f);
+        peft.emplace_back("unet." + a->module + ".lora_A.weight", a->down.value);
+        peft.emplace_back("unet." + a->module + ".lora_B.weight", a->up.value);
+    }
+    test::TempDir dir("lora_netw2");
+    const std::string peft_path = dir / "peft.safetensors", kohya = dir / "kohya.safetensors";
+    save_safetensors(peft_path, peft, {});
+    saved.save_kohya(kohya, {}, DType::F32);
+    const LoraComponents comps{{"unet", m.unet.get()}};
+    {
+        LoraNetwork fresh(*m.unet, nullptr, cfg, 2);
+        const LoraFile lf = load_lora(peft_path);
+        const LoraNetwork::InitReport r = fresh.init_from(lf, lora_module_targets(comps, lf));
+        EXPECT_EQ(r.adapters, (int64_t)saved.adapters().size());
+        for (size_t i = 0; i < saved.adapters().size(); ++i) {
+            EXPECT_EQ(largest_diff(fresh.adapters()[i]->up.value, saved.adapters()[i]->up.value), 0.0f);
+            EXPECT_EQ(largest_diff(fresh.adapters()[i]->down.value, saved.adapters()[i]->down.value), 0.0f);
+            EXPECT_DOUBLE_EQ(fresh.adapters()[i]->alpha, 2.0);  // no alpha in the file: alpha = rank
+        }
+    }
+    const LoraFile lf = load_lora(kohya);
+    auto refused = [&](LoraConfig c, bool te, const char* want) {
+        LoraNetwork net(*m.unet, te ? m.te.get() : nullptr, c, 3);
+        std::vector<Tensor> before;
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors()) before.push_back(p->value);
+        LoraComponents cs = comps;
+        if (te) cs.emplace_back("text_encoder", m.te.get());
+        EXPECT_THAT(error_of([&] { net.init_from(lf, lora_module_targets(cs, lf)); }), HasSubstr(want));
+        size_t i = 0;
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors()) EXPECT_EQ(p->value.raw(), before[i++].raw()) << a->name << " " << k;
+    };
+    LoraConfig c = cfg;
+    c.rank = 4;
+    refused(c, false, "(--rank 4");
+    c = cfg;
+    c.algo = LoraAlgo::LoHa;
+    refused(c, false, "is LoRA, this run trains loha (--network)");
+    c = cfg;
+    c.dora = true;
+    refused(c, false, "has no DoRA magnitude, this run trains one (--dora)");
+    // Matched against the text encoder alone, the file's UNet modules land nowhere: refused.
+    LoraNetwork with_te(*m.unet, m.te.get(), cfg, 4);
+    EXPECT_THAT(error_of([&] { with_te.init_from(lf, lora_module_targets({{"text_encoder", m.te.get()}}, lf)); }),
+                HasSubstr("modules adapts a layer this run trains"));
+    // A wider run (attn + ff): the file's adapters start from it, the feed-forward ones stay fresh.
+    c = cfg;
+    c.targets = parse_lora_targets("attn+ff");
+    LoraNetwork wider(*m.unet, nullptr, c, 5);
+    const LoraNetwork::InitReport r = wider.init_from(lf, lora_module_targets(comps, lf));
+    EXPECT_EQ(r.adapters, (int64_t)saved.adapters().size());
+    EXPECT_GT(r.fresh, 0);
+}
+
+// End to end: a run started from another run's file with lr 0 exports that file's tensors and alphas, whatever its
+// own --alpha; a file that is not there fails the run.
+TEST(LoraTrain, NetworkWeightsStartTheRun) {
+    test::TempDir data("lora_nw_data"), out("lora_nw_out");
+    test::write_synthetic_emoji(data, 6);
+    TrainOptions o = lora_options(data.path().string(), out / "first");
+    o.steps = 2;
+    o.lora_targets = "attn";
+    o.train_text_encoder = false;
+    const TrainReport first = train_lora(o);
+    TrainOptions again = o;
+    again.output = out / "second";
+    again.lora_network_weights = first.exported;
+    again.lora_alpha = 1;
+    again.lr = 1e-9f;  // (AdamW moves each value by about lr per step)
+    again.min_lr = 1e-9f;
+    again.weight_decay = 0;
+    const TrainReport second = train_lora(again);
+    const WeightFile a = load_safetensors(first.exported), b = load_safetensors(second.exported);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    int alphas = 0;
+    for (const auto& [k, t] : a.tensors) {
+        const bool alpha = k.size() > 6 && k.compare(k.size() - 6, 6, ".alpha") == 0;
+        alphas += alpha;
+        if (alpha) EXPECT_EQ(largest_diff(t, b.tensors.at(k)), 0.0f) << k;  // 4, not the run's 1
+        else EXPECT_LT(largest_diff(t, b.tensors.at(k)), 1e-6f) << k;
+    }
+    EXPECT_GT(alphas, 4);
+    again.lora_network_weights = out / "missing.safetensors";
+    EXPECT_FALSE(error_of([&] { train_lora(again); }).empty());
+}
+
 }  // namespace nuance
