@@ -2003,6 +2003,9 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     o.lora_dora = true;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--dora are for --model lora"));
     o.lora_dora = false;
+    o.lora_network_weights = "start.safetensors";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network-weights is for --model lora (ldm: --init)"));
+    o.lora_network_weights.clear();
     o.lora_module_dropout = 0.1;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--module-dropout are for --model lora"));
     for (auto [field, flag] : {std::pair{&TrainOptions::lora_dropout, "--network-dropout"},
