@@ -1,5 +1,7 @@
 #include "io/weights.h"
 
+#include <sys/mman.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -140,9 +142,15 @@ std::string file_sha256(const std::string& path) {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     NUANCE_CHECK_CODE(ctx != nullptr, OutOfMemory, "sha256: no context");
     EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-    const size_t chunk = 64 << 20;
-    for (size_t off = 0; off < st->size(); off += chunk)
-        EVP_DigestUpdate(ctx, st->data() + off, std::min(chunk, st->size() - off));
+    // Read through the mapping a chunk at a time, each chunk's pages let go once hashed: the process never holds
+    // the whole file (a 6.9 GB SDXL checkpoint used to add 6.9 GB to the peak RSS of the run that hashed it).
+    const size_t chunk = 64 << 20;  // a multiple of the page size; the mapping starts on a page
+    for (size_t off = 0; off < st->size(); off += chunk) {
+        const size_t n = std::min(chunk, st->size() - off);
+        EVP_DigestUpdate(ctx, st->data() + off, n);
+        const size_t whole = n / 4096 * 4096;  // (pages of 4 KiB or a multiple: madvise rounds within the chunk)
+        if (whole > 0) madvise(const_cast<uint8_t*>(st->data() + off), whole, MADV_DONTNEED);
+    }
     EVP_DigestFinal_ex(ctx, md, &len);
     EVP_MD_CTX_free(ctx);
     static const char* hex = "0123456789abcdef";
