@@ -1,8 +1,17 @@
 #include "models/quantize_weights.h"
 
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "backends/backend.h"
@@ -29,9 +38,15 @@ std::string QuantizeWeightsSummary::describe() const {
     s += str(", ", sizes);
     if (kept) s += str(", ", kept, " kept as they were");
     if (already_quantized) s += str(", ", already_quantized, " already quantized");
+    if (!spill_note.empty()) s += str("; ", spill_note);
     char t[32];
     std::snprintf(t, sizeof t, "%.2f", seconds);
     return s + str(", in ", t, " s");
+}
+
+bool QuantizeWeightsOptions::spill_default() {
+    const char* e = std::getenv("NUANCE_QUANT_SPILL");
+    return !(e && std::strcmp(e, "0") == 0);
 }
 
 std::string quantize_rules_arch(const std::string& family) {
@@ -57,9 +72,55 @@ struct Slot {
     GgufComponent component = GgufComponent::Other;
 };
 
+constexpr size_t kSpillAlign = 4096;  // each weight's blocks start on a page: releasing one never drops another's
+
+// An unlinked scratch file of `bytes` in `dir` ($TMPDIR, else /var/tmp, when empty) mapped shared and writable, or
+// nullptr (with the reason in *note) when none can be made: no such folder, no space (fallocate reserves it all first,
+// so a full disk is found here and never as a fault while writing), or a memory file system (tmpfs / ramfs: its
+// pages would be memory by another name).
+std::shared_ptr<uint8_t> spill_mapping(size_t bytes, std::string dir, std::string* note) {
+    if (dir.empty()) {
+        const char* t = std::getenv("TMPDIR");
+        dir = t && *t ? t : "/var/tmp";
+    }
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {  // a file system without O_TMPFILE: a named file, unlinked at once
+        std::string name = dir + "/nuance-blocks-XXXXXX";
+        fd = ::mkostemp(name.data(), O_CLOEXEC);
+        if (fd >= 0) ::unlink(name.c_str());
+    }
+    if (fd < 0) {
+        *note = str("no scratch file in '", dir, "' (", std::strerror(errno), ")");
+        return nullptr;
+    }
+    struct statfs fs {};
+    const bool memory_fs = ::fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+    if (memory_fs) {
+        ::close(fd);
+        *note = str("'", dir, "' is a memory file system");
+        return nullptr;
+    }
+    const int err = ::posix_fallocate(fd, 0, (off_t)bytes);
+    if (err != 0) {
+        ::close(fd);
+        *note = str("no room for ", bytes / 1000000, " MB in '", dir, "' (", std::strerror(err), ")");
+        return nullptr;
+    }
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);  // the mapping keeps the (nameless) file until it goes
+    if (p == MAP_FAILED) {
+        *note = str("cannot map the scratch file (", std::strerror(errno), ")");
+        return nullptr;
+    }
+    *note = str("blocks in an unlinked scratch file in '", dir, "'");
+    return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [bytes](uint8_t* q) { ::munmap(q, bytes); });
+}
+
 }  // namespace
 
-QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeRecipe& recipe, bool text_encoders) {
+QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeRecipe& recipe,
+                                              const QuantizeWeightsOptions& options) {
+    const bool text_encoders = options.text_encoders;
     const auto t0 = std::chrono::steady_clock::now();
     for (const std::optional<GgmlType> t :
          {std::optional(recipe.type), recipe.attn_v, recipe.attn_v_later, recipe.attn_qkv, recipe.ffn_down})
@@ -86,17 +147,23 @@ QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeR
         if (a.component != b.component) return a.component < b.component;
         return a.name < b.name;
     });
+    // Plan every weight's type and place first (the recipes' counters run in this order), then quantize one at a time.
+    struct Planned {
+        const Slot* slot;
+        GgmlType type;
+        int64_t rows, k, row_bytes;
+        size_t bytes, offset;
+    };
+    std::vector<Planned> plan;
+    size_t total = 0;
     int attn_v_seen = 0, attn_v_seen_te = 0;
-    const UncachedScope uncached;
     for (const Slot& s : slots) {
-        Param& p = *s.p;
-        const Tensor w = p.value;
+        const Tensor& w = s.p->value;
         if (is_quantized_storage(w)) {
             ++sum.already_quantized;
             continue;
         }
-        const bool host = w.device().is_cpu();
-        const GgmlType t = host && dtype_is_float(w.dtype())
+        const GgmlType t = w.device().is_cpu() && dtype_is_float(w.dtype())
                                ? resident_tensor_type(arch, s.rule_name, w.shape(), s.component, recipe,
                                                       s.component == GgufComponent::Denoiser ? attn_v_seen : attn_v_seen_te)
                                : GgmlType::F32;
@@ -107,18 +174,35 @@ QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeR
         const GgmlTypeInfo& ti = ggml_type_info(t);
         const int64_t rows = w.size(0), k = w.numel() / rows, row_bytes = k / ti.block * ti.bytes;
         const size_t bytes = mul_or_throw<size_t>((size_t)rows, (size_t)row_bytes, "quantize: weight size");
+        const size_t offset = total;
+        total = add_or_throw<size_t>(total, (bytes + kSpillAlign - 1) / kSpillAlign * kSpillAlign, "quantize: blocks");
+        plan.push_back({&s, t, rows, k, row_bytes, bytes, offset});
+    }
+    // The blocks' home: a scratch file when one can be made (its pages leave memory and come back as a GGUF file's
+    // do), else the process's memory, one buffer per weight.
+    const std::shared_ptr<uint8_t> spill = options.spill && total > 0 ? spill_mapping(total, options.spill_dir, &sum.spill_note)
+                                                                      : std::shared_ptr<uint8_t>();
+    sum.spilled = spill != nullptr;
+    const UncachedScope uncached;
+    for (const Planned& pl : plan) {
+        Param& p = *pl.slot->p;
+        const Tensor w = p.value;
+        const GgmlTypeInfo& ti = ggml_type_info(pl.type);
         // One f32 copy of this weight at a time (given back to the system, not to the tensor cache: no step asks
-        // for these sizes again); the blocks go to their own pages, exactly their size.
+        // for these sizes again).
         const Tensor f = w.f32().contiguous();
-        std::shared_ptr<uint8_t> blocks = large_buffer(bytes);
+        std::shared_ptr<uint8_t> own = spill ? spill : large_buffer(pl.bytes);
+        uint8_t* dst = spill ? spill.get() + pl.offset : own.get();
         const float* src = f.data<float>();
-        uint8_t* dst = blocks.get();
-#pragma omp parallel for schedule(static) if (rows * k > (1 << 16))
-        for (int64_t r = 0; r < rows; ++r) quantize_row(t, src + r * k, dst + r * row_bytes, k);
-        Tensor h = make_quantized_weight((uint32_t)t, ti.name, ti.block, ti.bytes, dst, bytes, blocks, w.shape());
+        const int64_t k = pl.k, row_bytes = pl.row_bytes;
+#pragma omp parallel for schedule(static) if (pl.rows * k > (1 << 16))
+        for (int64_t r = 0; r < pl.rows; ++r) quantize_row(pl.type, src + r * k, dst + r * row_bytes, k);
+        Tensor h = make_quantized_weight((uint32_t)pl.type, ti.name, ti.block, ti.bytes, dst, pl.bytes, own, w.shape(),
+                                         /*file_backed=*/spill != nullptr);
         sum.bytes_before += w.nbytes();
-        sum.bytes_after += bytes;
-        sum.tensors_per_type[ggml_type_info(t).name] += 1;
+        sum.bytes_after += pl.bytes;
+        sum.tensors_per_type[ti.name] += 1;
+        release_file_pages(h);  // (written back by the kernel; read again on first use)
         p.value = std::move(h);
         release_packed_weight(w);
         release_file_pages(w);

@@ -24,6 +24,8 @@ struct QuantizeWeightsSummary {
     uint64_t bytes_before = 0;                       // the quantized weights' bytes as loaded (file dtype)
     uint64_t bytes_after = 0;                        // ... and as blocks
     double seconds = 0;
+    bool spilled = false;   // the blocks live in a scratch file (QuantizeWeightsOptions::spill)
+    std::string spill_note;  // where, or why not
     std::string describe() const;  // "686 weights -> q8_0 (1640 MB -> 871 MB), 12 kept, in 2.31 s"
 };
 
@@ -31,11 +33,23 @@ struct QuantizeWeightsSummary {
 // "dit"; the family's own name otherwise, which has no keep list).
 std::string quantize_rules_arch(const std::string& family);
 
-// Quantizes `m`'s denoiser ("unet" / "transformer") and, when `text_encoders`, its "text_encoder*" modules in place
+struct QuantizeWeightsOptions {
+    bool text_encoders = true;  // the text encoders too (else the denoiser alone)
+    // Where the blocks live. spill: in one unlinked scratch file (in spill_dir; "": $TMPDIR, else /var/tmp), mapped,
+    // so that they behave as a GGUF file's blocks do: their pages leave the process when it lets them go (before the
+    // VAE decode, and once a Q8_0 weight's int8 tiles are built and kept) and come back from the page cache. Without a
+    // usable scratch file (missing, full, or a memory file system), and with spill off: the process's own memory.
+    // NUANCE_QUANT_SPILL=0 in the environment turns the default off.
+    bool spill = spill_default();
+    std::string spill_dir;
+    static bool spill_default();
+};
+
+// Quantizes `m`'s denoiser ("unet" / "transformer") and (options.text_encoders) its "text_encoder*" modules in place
 // (the file pages of the float weights are given back as each is replaced). The recipe must have quantizers for its
 // types (parse_quantize_recipe's f16 / bf16 are refused: InvalidArgument). Not thread-safe against a model in use.
 QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeRecipe& recipe,
-                                              bool text_encoders = true);
+                                              const QuantizeWeightsOptions& options = {});
 
 // parse_quantize_recipe for ModelLoadOptions::weight_type / --type: the recipe, or an InvalidArgument naming `what`
 // and the accepted names (the block types and mixed recipes; f16 / bf16 are not quantizations here).

@@ -278,3 +278,57 @@ TEST(QuantizeWeights, GenerateTakesTypeOnTheCommandLine) {
     EXPECT_EQ(bad.code, 2) << bad.out;
     EXPECT_THAT(bad.out, HasSubstr("usage: --type 'int3' is not a quantized type"));
 }
+
+// Where the blocks live: by default in an unlinked scratch file, mapped (file-backed, as a GGUF file's blocks, so
+// their pages can leave memory); with the same bytes as in memory. A folder that is missing or a memory file system
+// falls back to memory and says why.
+TEST(QuantizeWeights, BlocksGoToAScratchFileWhenOneCanBeMade) {
+    const std::string src = tiny_sd("sd15", DType::F32, "sd15_spill.safetensors");
+    ModelLoadOptions lo;
+    lo.precision = Precision::FP32;
+    auto quantized = [&](QuantizeWeightsOptions o, QuantizeWeightsSummary* sum) {
+        std::unique_ptr<DiffusionModel> m = load_model(src, lo);
+        *sum = quantize_model_weights(*m, *parse_quantize_recipe("q8_0"), o);
+        return m;
+    };
+    QuantizeWeightsOptions mem;
+    mem.spill = false;
+    QuantizeWeightsOptions file;
+    file.spill = true;
+    file.spill_dir = NUANCE_SCRATCH_DIR;
+    QuantizeWeightsSummary sm, sf;
+    const auto a = quantized(mem, &sm), b = quantized(file, &sf);
+    EXPECT_FALSE(sm.spilled);
+    EXPECT_TRUE(sf.spilled) << sf.spill_note;
+    EXPECT_THAT(sf.describe(), HasSubstr("blocks in an unlinked scratch file in '"));
+    // Nothing is left in the folder: the file has no name.
+    for (const auto& e : std::filesystem::directory_iterator(NUANCE_SCRATCH_DIR))
+        EXPECT_EQ(e.path().filename().string().find("nuance-blocks-"), std::string::npos) << e.path();
+    const auto pa = params_of(*a), pb = params_of(*b);
+    int n = 0;
+    for (const auto& [name, t] : pa) {
+        const auto va = quantized_weight_view(t), vb = quantized_weight_view(pb.at(name));
+        ASSERT_EQ(va.has_value(), vb.has_value()) << name;
+        if (!va) continue;
+        ++n;
+        EXPECT_FALSE(va->file_backed) << name;
+        EXPECT_TRUE(vb->file_backed) << name;
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(vb->data) % 4096, 0u) << name;  // each weight on its own pages
+        EXPECT_TRUE(blocks_of(*va) == blocks_of(*vb)) << name;
+    }
+    EXPECT_GT(n, 40);
+    EXPECT_EQ(image_of(*a), image_of(*b));
+    QuantizeWeightsOptions missing = file;
+    missing.spill_dir = temp_path("no/such/folder");
+    QuantizeWeightsSummary s;
+    quantized(missing, &s);
+    EXPECT_FALSE(s.spilled);
+    EXPECT_THAT(s.spill_note, HasSubstr("no scratch file in '"));
+    if (std::filesystem::is_directory("/dev/shm")) {  // tmpfs on Linux
+        QuantizeWeightsOptions shm = file;
+        shm.spill_dir = "/dev/shm";
+        quantized(shm, &s);
+        EXPECT_FALSE(s.spilled);
+        EXPECT_THAT(s.spill_note, HasSubstr("is a memory file system"));
+    }
+}
