@@ -133,6 +133,9 @@ Runner add_train(CLI::App& app) {
     c->add_flag("--dora", o->lora_dora,
                 "lora: DoRA (weight-decomposed LoRA): also train a magnitude per output row of each adapted "
                 "weight (LyCORIS' dora_wd; saved as dora_scale; needs a float base)");
+    c->add_option("--type", o->base_weight_type,
+                  "lora: quantize the base's weights in memory as it loads (q8_0 | q4_0 | q4_k_m | ...: QLoRA-style, "
+                  "the adapters train beside the blocks; as a GGUF base)");
     c->add_option("--network-weights", o->lora_network_weights,
                   "lora: start the adapters from this LoRA / LyCORIS file (kohya's --network_weights: its tensors "
                   "and alphas; the same --network, ranks and targets)");

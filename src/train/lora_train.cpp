@@ -16,6 +16,7 @@
 #include "io/atomic_file.h"
 #include "io/json_field.h"
 #include "io/weights.h"
+#include "models/quantize_weights.h"
 #include "models/sd/stable_diffusion.h"
 #include "pipelines/generate.h"
 #include "pipelines/generate_defaults.h"
@@ -103,7 +104,19 @@ struct LoraRun : TrainTask {
     dist::Range rows;
     std::string started_at = utc_now_epoch();
 
-    explicit LoraRun(const TrainOptions& opts) : o(opts), base(load_stable_diffusion(opts.base)) {}
+    explicit LoraRun(const TrainOptions& opts) : o(opts), base(load_base(opts)) {}
+
+    // The base, its weights quantized in memory when --type says so (then frozen blocks as a GGUF base's are).
+    static StableDiffusionModel load_base(const TrainOptions& o) {
+        const std::optional<QuantizeRecipe> r =
+            o.base_weight_type.empty() ? std::nullopt : std::optional(parse_weight_type(o.base_weight_type));
+        StableDiffusionModel m = load_stable_diffusion(o.base);
+        if (r) {
+            const QuantizeWeightsSummary q = quantize_model_weights(m, *r);
+            if (dist::is_root()) std::fprintf(stderr, "base weights quantized (--type %s)\n", q.describe().c_str());
+        }
+        return m;
+    }
 
     // TrainTask (train/train_loop.h): the forward binds the frozen base and the adapters, the ranks compare the
     // adapters.

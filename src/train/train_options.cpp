@@ -1,5 +1,7 @@
 #include "train/train_options.h"
 
+#include "models/quantize_weights.h"
+
 #include <cmath>
 
 #include "core/error.h"
@@ -93,6 +95,9 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --save-precision must be fp32, fp16 or bf16, got '", o.save_precision, "'");
         check_prompt_text(o.instance_prompt, "--instance-prompt");  // UTF-8, no NUL, at most kMaxPromptBytes
         check_prompt_text(o.class_prompt, "--class-prompt");
+        if (!o.base_weight_type.empty()) parse_weight_type(o.base_weight_type, "train: --type");
+        NUANCE_CHECK(o.base_weight_type.empty() || !o.lora_dora, "train: --dora needs the base's float weights (the ",
+                     "merged weight's norm); drop --type");
     } else {
         NUANCE_CHECK(o.base.empty(), "train: --base is for --model lora only");
         NUANCE_CHECK(!o.train_text_encoder, "train: --train-text-encoder is for --model lora only (ldm and ddpm ",
@@ -109,6 +114,7 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --network, --factor, --decompose-both and --dora are for --model lora");
         NUANCE_CHECK(!o.lora_tucker, "train: --tucker is for --model lora");
         NUANCE_CHECK(o.lora_network_weights.empty(), "train: --network-weights is for --model lora (ldm: --init)");
+        NUANCE_CHECK(o.base_weight_type.empty(), "train: --type (a quantized base) is for --model lora (ldm: --qat)");
         NUANCE_CHECK(o.lora_dropout == 0 && o.lora_rank_dropout == 0 && o.lora_module_dropout == 0,
                      "train: --network-dropout, --rank-dropout and --module-dropout are for --model lora");
     }

@@ -95,6 +95,9 @@ struct TrainOptions {
     bool train_text_encoder = false;
     // lora: kohya's --network_weights, a LoRA / LyCORIS file the adapters start from (LoraNetwork::init_from).
     std::string lora_network_weights;
+    // lora: the base's weights quantized in memory as it loads (--type q8_0 | q4_0 | q4_k_m ...: models/
+    // quantize_weights.h), QLoRA-style; "" = as the file stores them.
+    std::string base_weight_type;
     // lora, DreamBooth-style prior preservation (train/lora_train.h): a folder of class images trained beside `data`
     // with their loss weighted by prior_loss_weight (kohya's reg images: half of every epoch's samples), and captions
     // for images that have no caption file: instance_prompt for `data`, class_prompt for `reg_data`. With

@@ -1454,6 +1454,44 @@ TEST(LoraTrain, QuantizedBaseTrainsAdaptersBesideTheBlocks) {
 }
 
 // A quantized weight is a frozen leaf: asking for its gradient fails naming it, as does making it trainable.
+// --type on the base (QLoRA from a float checkpoint): the same blocks as the checkpoint's `--layout full` GGUF, so the
+// same training run to the bit (an f16 checkpoint: the GGUF keeps its other tensors in f16 too), with the text
+// encoder's adapters beside its blocks; DoRA and other models refuse it.
+TEST(LoraTrain, TypeQuantizesTheBaseAsItsGgufFileWould) {
+    test::TempDir data("lora_tdata"), out("lora_tout");
+    test::write_synthetic_emoji(data, 6);
+    RandomModelOptions ro;
+    ro.tiny = true;
+    ro.dtype = DType::F16;
+    const std::string src = out / "src.safetensors", q8 = out / "base_q8.gguf";
+    write_random_checkpoint(src, ro);
+    quantize_to_gguf(load_weights(src), q8, GgmlType::Q8_0, GgufLayout::Full);
+    TrainOptions o = lora_options(data.path().string(), out / "gguf");
+    o.base = q8;
+    o.steps = 2;
+    o.precision = Precision::FP32;
+    const TrainReport from_file = train_lora(o);
+    o.base = src;
+    o.base_weight_type = "q8_0";
+    o.output = out / "type";
+    const TrainReport typed = train_lora(o);
+    const WeightFile a = load_safetensors(from_file.exported), b = load_safetensors(typed.exported);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (const auto& [k, t] : a.tensors) EXPECT_EQ(largest_diff(t, b.tensors.at(k)), 0.0f) << k;
+    EXPECT_EQ(from_file.last_loss, typed.last_loss);
+    o.lora_dora = true;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--dora needs the base's float weights"));
+    o.lora_dora = false;
+    o.base_weight_type = "q9";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("train: --type 'q9' is not a quantized type"));
+    o.model = "ldm";
+    o.base.clear();
+    o.vae = "x";
+    o.train_text_encoder = false;
+    o.base_weight_type = "q8_0";
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--type (a quantized base) is for --model lora"));
+}
+
 TEST(LoraTrainErrors, QuantizedWeightsCannotBeTrained) {
     const Tensor w = test::random_weight(GgmlType::Q8_0, {8, 64}, 3);
     EXPECT_THAT(error_of([&] { Var v(w, true); }), HasSubstr("Q8_0[8, 64] cannot require a gradient"));
