@@ -194,6 +194,28 @@ GgmlType resident_tensor_type(const std::string& arch, const std::string& rule_n
     return row % ggml_type_info(want).block == 0 ? want : GgmlType::F32;
 }
 
+size_t resident_weight_bytes(const Shape& s, GgmlType t) {
+    const GgmlTypeInfo& ti = ggml_type_info(t);
+    int64_t n = 1;
+    for (int64_t d : s) n = mul_or_throw<int64_t>(n, d, "quantize: tensor size");
+    NUANCE_CHECK(s.size() >= 2 && s[0] > 0 && n % s[0] == 0 && (n / s[0]) % ti.block == 0, "quantize: a weight of ",
+                 shape_str(s), " has no whole ", ti.name, " rows");
+    return mul_or_throw<size_t>((size_t)s[0], (size_t)((n / s[0]) / ti.block * ti.bytes), "quantize: weight size");
+}
+
+Tensor quantize_weight_into(const Tensor& w, GgmlType t, uint8_t* dst, std::shared_ptr<void> keepalive,
+                            bool file_backed) {
+    const GgmlTypeInfo& ti = ggml_type_info(t);
+    const size_t bytes = resident_weight_bytes(w.shape(), t);
+    const int64_t rows = w.size(0), k = w.numel() / rows, row_bytes = k / ti.block * ti.bytes;
+    const Tensor f = w.f32().contiguous();
+    const float* src = f.data<float>();
+#pragma omp parallel for schedule(static) if (rows * k > (1 << 16))
+    for (int64_t r = 0; r < rows; ++r) quantize_row(t, src + r * k, dst + r * row_bytes, k);
+    return make_quantized_weight((uint32_t)t, ti.name, ti.block, ti.bytes, dst, bytes, std::move(keepalive), w.shape(),
+                                 file_backed);
+}
+
 bool sdcpp_quantizes(const std::string& name, const Shape& shape, GgmlType t) {
     if (shape.size() < 2 || !ends_with(name, ".weight") || shape.back() % ggml_type_info(t).block != 0) return false;
     for (const char* keep : {"img_in.", "txt_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer.",

@@ -11,6 +11,7 @@
 //   - metadata: general.architecture, general.quantization_version = 2, general.file_type.
 #pragma once
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -102,6 +103,14 @@ GgufTensorChoice gguf_tensor_choice(const std::string& arch, const std::string& 
 // proj_out; dit: pos_embed, the blocks' norm1.emb, proj_out_1/2).
 GgmlType resident_tensor_type(const std::string& arch, const std::string& rule_name, const Shape& shape,
                               GgufComponent component, const QuantizeRecipe& recipe, int& attn_v_seen);
+
+// Bytes of a weight of torch shape `s` quantized to `t` in its own rows (numel / s[0] values each, whole blocks).
+size_t resident_weight_bytes(const Shape& s, GgmlType t);
+// The float weight `w` quantized to `t` in its own rows into `dst` (resident_weight_bytes bytes; quantize_row per
+// row, in parallel, over one f32 copy of w), returned as a quantized-weight handle of w's shape over `dst`, which
+// `keepalive` keeps alive (file_backed: dst is a file mapping whose pages may be released).
+Tensor quantize_weight_into(const Tensor& w, GgmlType t, uint8_t* dst, std::shared_ptr<void> keepalive,
+                            bool file_backed);
 
 GgufQuantizeSummary quantize_to_gguf(const WeightFile& in, const std::string& out_path, const QuantizeRecipe& recipe,
                                      GgufLayout layout = GgufLayout::Comfy);

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "backends/cpu/ggml_quants.h"
 #include "core/allocator.h"
 #include "core/checked.h"
 #include "core/error.h"
@@ -151,7 +150,6 @@ QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeR
     struct Planned {
         const Slot* slot;
         GgmlType type;
-        int64_t rows, k, row_bytes;
         size_t bytes, offset;
     };
     std::vector<Planned> plan;
@@ -171,12 +169,10 @@ QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeR
             ++sum.kept;
             continue;
         }
-        const GgmlTypeInfo& ti = ggml_type_info(t);
-        const int64_t rows = w.size(0), k = w.numel() / rows, row_bytes = k / ti.block * ti.bytes;
-        const size_t bytes = mul_or_throw<size_t>((size_t)rows, (size_t)row_bytes, "quantize: weight size");
+        const size_t bytes = resident_weight_bytes(w.shape(), t);
         const size_t offset = total;
         total = add_or_throw<size_t>(total, (bytes + kSpillAlign - 1) / kSpillAlign * kSpillAlign, "quantize: blocks");
-        plan.push_back({&s, t, rows, k, row_bytes, bytes, offset});
+        plan.push_back({&s, t, bytes, offset});
     }
     // The blocks' home: a scratch file when one can be made (its pages leave memory and come back as a GGUF file's
     // do), else the process's memory, one buffer per weight.
@@ -187,21 +183,14 @@ QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeR
     for (const Planned& pl : plan) {
         Param& p = *pl.slot->p;
         const Tensor w = p.value;
-        const GgmlTypeInfo& ti = ggml_type_info(pl.type);
         // One f32 copy of this weight at a time (given back to the system, not to the tensor cache: no step asks
         // for these sizes again).
-        const Tensor f = w.f32().contiguous();
         std::shared_ptr<uint8_t> own = spill ? spill : large_buffer(pl.bytes);
         uint8_t* dst = spill ? spill.get() + pl.offset : own.get();
-        const float* src = f.data<float>();
-        const int64_t k = pl.k, row_bytes = pl.row_bytes;
-#pragma omp parallel for schedule(static) if (pl.rows * k > (1 << 16))
-        for (int64_t r = 0; r < pl.rows; ++r) quantize_row(pl.type, src + r * k, dst + r * row_bytes, k);
-        Tensor h = make_quantized_weight((uint32_t)pl.type, ti.name, ti.block, ti.bytes, dst, pl.bytes, own, w.shape(),
-                                         /*file_backed=*/spill != nullptr);
+        Tensor h = quantize_weight_into(w, pl.type, dst, own, /*file_backed=*/spill != nullptr);
         sum.bytes_before += w.nbytes();
         sum.bytes_after += pl.bytes;
-        sum.tensors_per_type[ti.name] += 1;
+        sum.tensors_per_type[ggml_type_info(pl.type).name] += 1;
         release_file_pages(h);  // (written back by the kernel; read again on first use)
         p.value = std::move(h);
         release_packed_weight(w);
