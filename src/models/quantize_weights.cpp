@@ -131,8 +131,9 @@ QuantizeWeightsSummary quantize_model_weights(DiffusionModel& m, const QuantizeR
     // Every product weight first, sorted by name per component: the recipes' "first N value projections" count in
     // sorted order, as the files nuance quantize writes do.
     std::vector<Slot> slots;
-    for (auto& [mod_name, mod] : m.modules()) {
+    for (auto& [name_of_module, mod] : m.modules()) {
         if (!mod) continue;
+        const std::string mod_name = name_of_module;  // (a structured binding cannot be captured before C++20)
         const bool denoiser = mod_name == "unet" || mod_name == "transformer";
         const bool te = mod_name.rfind("text_encoder", 0) == 0;
         if (!denoiser && !(te && text_encoders)) continue;
