@@ -263,16 +263,28 @@ std::string join_examples(const std::vector<std::string>& v, size_t n) {
     return s;
 }
 
+// The index of every component a LoRA can adapt (the denoiser, the text encoders), and the denoiser's name.
+struct ModelIndex {
+    std::string denoiser = "unet";
+    std::vector<ComponentIndex> components;
+};
+ModelIndex index_model(const LoraComponents& model) {
+    ModelIndex ix;
+    for (const auto& [name, m] : model) {
+        if (!m) continue;
+        if (name == "transformer") ix.denoiser = "transformer";
+        if (name == "unet" || name == "transformer" || starts_with(name, "text_encoder"))
+            ix.components.push_back(build_index(name, *m));
+    }
+    return ix;
+}
+
 }  // namespace
 
 std::vector<LoraModuleTarget> lora_module_targets(const LoraComponents& model, const LoraFile& file) {
-    std::string denoiser = "unet";
-    std::vector<ComponentIndex> index;
-    for (const auto& [name, m] : model) {
-        if (!m) continue;
-        if (name == "transformer") denoiser = "transformer";
-        if (name == "unet" || name == "transformer" || starts_with(name, "text_encoder")) index.push_back(build_index(name, *m));
-    }
+    const ModelIndex mi = index_model(model);
+    const std::string& denoiser = mi.denoiser;
+    const std::vector<ComponentIndex>& index = mi.components;
     std::vector<LoraModuleTarget> out;
     for (const auto& mod : file.modules) {
         auto [comp, rest] = split_component(mod.name, denoiser);
@@ -292,13 +304,9 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
     LoraApplyReport rep;
     rep.file = file.path;
     rep.modules = (int64_t)file.modules.size();
-    std::string denoiser = "unet";
-    std::vector<ComponentIndex> index;
-    for (const auto& [name, m] : model) {
-        if (!m) continue;
-        if (name == "transformer") denoiser = "transformer";
-        if (name == "unet" || name == "transformer" || starts_with(name, "text_encoder")) index.push_back(build_index(name, *m));
-    }
+    const ModelIndex mi = index_model(model);
+    const std::string& denoiser = mi.denoiser;
+    const std::vector<ComponentIndex>& index = mi.components;
     auto component = [&](const std::string& c) -> const ComponentIndex* {
         for (const auto& ix : index)
             if (ix.name == c) return &ix;
