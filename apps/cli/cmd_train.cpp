@@ -112,7 +112,8 @@ Runner add_train(CLI::App& app) {
                   "lora: the adapter algorithm: lora (kohya's LoRA / LoCon), loha or lokr (LyCORIS' LoHa: Hadamard "
                   "product of two rank-r pairs; LoKr: Kronecker product, see --factor), ia3 (LyCORIS' IA3: a learned "
                   "scale per output row or input channel; --targets ia3 for LyCORIS' preset), oft / boft (LyCORIS' "
-                  "diag-oft: orthogonal blocks of --rank rows; butterfly OFT) or glora (LyCORIS' GLoRA: W a1 a2 + b1 b2)")
+                  "diag-oft: orthogonal blocks of --rank rows; butterfly OFT), glora (LyCORIS' GLoRA: W a1 a2 + b1 b2) or "
+                  "full (LyCORIS' native fine-tuning: the weights' change itself, saved as diff)")
         ->capture_default_str();
     c->add_option("--factor", o->lora_factor,
                   "lora --network lokr: LyCORIS' factor, the size of the small Kronecker factor (-1: the most balanced "

@@ -52,7 +52,9 @@ LoraAlgo parse_lora_algo(const std::string& s) {
     if (s == "oft" || s == "diag-oft") return LoraAlgo::OFT;
     if (s == "glora") return LoraAlgo::GLoRA;
     if (s == "boft") return LoraAlgo::BOFT;
-    fail(ErrorCode::InvalidArgument, "--network '", s, "': unknown (expected lora, loha, lokr, ia3, oft, glora or boft)");
+    if (s == "full") return LoraAlgo::Full;
+    fail(ErrorCode::InvalidArgument, "--network '", s,
+         "': unknown (expected lora, loha, lokr, ia3, oft, glora, boft or full)");
 }
 
 const char* lora_algo_name(LoraAlgo a) {
@@ -64,6 +66,7 @@ const char* lora_algo_name(LoraAlgo a) {
         case LoraAlgo::OFT: return "diag-oft";
         case LoraAlgo::GLoRA: return "glora";
         case LoraAlgo::BOFT: return "boft";
+        case LoraAlgo::Full: return "full";
     }
     return "?";
 }
@@ -186,7 +189,7 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
                  "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
                  "(add +conv)");
     const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT || cfg.algo == LoraAlgo::GLoRA ||
-                          cfg.algo == LoraAlgo::BOFT;
+                          cfg.algo == LoraAlgo::BOFT || cfg.algo == LoraAlgo::Full;
     NUANCE_CHECK(!lyco_vec || (!cfg.dora && !cfg.tucker && cfg.rank_dropout == 0 && cfg.dropout == 0), "LoRA: --network ",
                  lora_algo_name(cfg.algo), " takes no --dora, --tucker, --rank-dropout or --network-dropout (LyCORIS ",
                  "has none for it)");
@@ -241,6 +244,9 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
             while (((int64_t)1 << (stages - 1)) < n) ++stages;  // log2(n) + 1
             a->oft_blocks = trainable(Tensor::zeros({stages, n, b, b}, DType::F32));
             a->alpha = (double)a->rank;  // scale 1 (the file's alpha is the constraint: 0, none)
+        } else if (a->algo == LoraAlgo::Full) {  // LyCORIS' FullModule: the weight's change itself, from zero
+            a->diff = trainable(Tensor::zeros(s, DType::F32));
+            a->alpha = (double)a->rank;  // scale 1: no alpha
         } else if (a->algo == LoraAlgo::GLoRA) {  // LyCORIS' GLoRAModule (no use_scalar): a1, b1 kaiming; a2, b2 zeros
             const int64_t r = a->rank, out = s[0], in = s[1];
             const bool c = a->conv;
@@ -374,6 +380,7 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
         case LoraAlgo::OFT:
         case LoraAlgo::BOFT: t = {{"oft_blocks", &oft_blocks}}; break;
         case LoraAlgo::GLoRA: t = {{"a1.weight", &a1}, {"a2.weight", &a2}, {"b1.weight", &b1}, {"b2.weight", &b2}}; break;
+        case LoraAlgo::Full: t = {{"diff", &diff}}; break;
     }
     if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
     return t;
@@ -389,7 +396,7 @@ const char* role_of_key(const std::string& key) {
         {"hada_t2", "t2"},            {"lokr_w1", "w1"},         {"lokr_w1_a", "w1_a"},      {"lokr_w1_b", "w1_b"},
         {"lokr_w2", "w2"},            {"lokr_w2_a", "w2_a"},     {"lokr_w2_b", "w2_b"},      {"lokr_t2", "t2"},
         {"weight", "ia3"},            {"oft_blocks", "oft_blocks"}, {"a1.weight", "a1"},     {"a2.weight", "a2"},
-        {"b1.weight", "b1"},          {"b2.weight", "b2"}};
+        {"b1.weight", "b1"},          {"b2.weight", "b2"},       {"diff", "diff"}};
     for (const auto& [k, r] : kRoles)
         if (key == k) return r;
     return nullptr;
@@ -404,6 +411,7 @@ LoraKind kind_of(LoraAlgo a) {
         case LoraAlgo::OFT: return LoraKind::OFT;
         case LoraAlgo::BOFT: return LoraKind::BOFT;
         case LoraAlgo::GLoRA: return LoraKind::GLoRA;
+        case LoraAlgo::Full: return LoraKind::Full;
     }
     return LoraKind::LoRA;
 }
@@ -472,7 +480,7 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
         if (a.algo == LoraAlgo::OFT || a.algo == LoraAlgo::BOFT) {
             NUANCE_CHECK(!m.has_alpha || m.alpha == 0, what, ": module ", m.name, " has the OFT norm constraint ",
                          m.alpha, ", which nuance does not train");
-        } else if (a.algo != LoraAlgo::IA3) {
+        } else if (a.algo != LoraAlgo::IA3 && a.algo != LoraAlgo::Full) {
             // kohya loads alpha with the weights; without one every loader reads scale 1 (alpha = rank).
             const double alpha = m.has_alpha ? m.alpha : (double)a.rank;
             NUANCE_CHECK(std::isfinite(alpha) && alpha > 0, what, ": module ", m.name, " has alpha ", alpha);
@@ -498,6 +506,7 @@ std::vector<std::pair<std::string, Param*>> LoraNetwork::Adapter::tensors() {
 Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
+    if (algo == LoraAlgo::Full) return param_var(diff);
     if (algo == LoraAlgo::IA3 || algo == LoraAlgo::OFT || algo == LoraAlgo::GLoRA || algo == LoraAlgo::BOFT) {
         // The frozen base weight as an f32 constant (a quantized or 16-bit base: its values).
         const Tensor& bv = base->value;
@@ -579,7 +588,7 @@ std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
     for (const auto& a : adapters_) {
         // LyCORIS: IA3 writes no alpha but on_input; OFT's alpha is its norm constraint (0: none)
         if (a->algo == LoraAlgo::IA3) t.emplace_back(a->name + ".on_input", Tensor::scalar(a->on_input ? 1.0f : 0.0f));
-        else t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT || a->algo == LoraAlgo::BOFT
+        else if (a->algo != LoraAlgo::Full) t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT || a->algo == LoraAlgo::BOFT
                                                                     ? 0.0f
                                                                     : (float)a->alpha));
         for (const auto& [k, p] : static_cast<const Adapter&>(*a).tensors())

@@ -44,6 +44,9 @@
 //        takes the rows in groups of 2 * 2^i * b/2, interleaved, through its blocks; delta(W) = the stages applied to
 //        W, minus W. B = 0 at the start. Key oft_blocks [stages, n, b, b]; alpha 0. A layer whose width has no such
 //        split (160 rows at --rank 8: 10 x 16 needs --rank 10) is an error naming it, as in LyCORIS.
+//   full (LyCORIS' FullModule, "native fine-tuning"): delta(W) = diff, the whole weight's change trained directly
+//        ([out, in (, kh, kw)], zeros at the start); key diff, no alpha (scale 1). The layers' biases stay frozen
+//        (LyCORIS trains them too, as diff_b). Memory: the adapted layers' size, three times over (value, AdamW).
 // DoRA (Liu et al. 2024, "weight-decomposed low-rank adaptation"; --dora, LyCORIS' dora_wd): LoRA, LoHa or LoKr
 // algorithms plus a trained magnitude m per output row, W' = m * (W + scale * delta(W)) / (||W + scale * delta(W)|| +
 // eps), the norm over each output row's inputs and kernel (LyCORIS 4's dora_scale [out, 1 (, 1, 1)], its default
@@ -82,11 +85,11 @@ LoraTargets parse_lora_targets(const std::string& s);
 
 // The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa, LoKr, IA3, OFT, GLoRA or
 // BOFT.
-enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT, GLoRA, BOFT };
-// "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"), "glora", "boft"; an error names the allowed
-// ones.
+enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT, GLoRA, BOFT, Full };
+// "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"), "glora", "boft", "full"; an error names the
+// allowed ones.
 LoraAlgo parse_lora_algo(const std::string& s);
-const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft", "glora", "boft"
+const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft", "glora", "boft", "full"
 
 // LyCORIS' power2factorization(dim, factor) (BOFT's butterfly): the largest even block size b <= factor (-1: dim)
 // that splits dim into a power-of-two number n of blocks, as (b, n); (0, 0) when none does.
@@ -152,6 +155,7 @@ public:
         bool on_input = false; // IA3: the scale is on the input channels (ff.net.2, mlp.fc2)
         Param oft_blocks;      // OFT: [n, b, b]; BOFT: [stages, n, b, b]
         Param a1, a2, b1, b2;  // GLoRA
+        Param diff;            // full: delta(W) itself
         int64_t index = 0;     // in adapters(): keys its dropout draws
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
         // tensor this adapter trains, in the order the file lists them.

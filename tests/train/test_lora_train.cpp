@@ -593,7 +593,7 @@ TEST(LycorisNetwork, FactorizationIsLyCORIS) {
     EXPECT_EQ(parse_lora_algo("diag-oft"), LoraAlgo::OFT);
     EXPECT_EQ(parse_lora_algo("glora"), LoraAlgo::GLoRA);
     EXPECT_EQ(parse_lora_algo("boft"), LoraAlgo::BOFT);
-    EXPECT_THAT(error_of([] { parse_lora_algo("dylora"); }), HasSubstr("expected lora, loha, lokr, ia3, oft, glora or boft"));
+    EXPECT_THAT(error_of([] { parse_lora_algo("dylora"); }), HasSubstr("expected lora, loha, lokr, ia3, oft, glora, boft or full"));
     // LyCORIS' power2factorization (values printed by lycoris 4.1.3's butterfly_factor)
     for (const auto& [dim, f, b, n] : std::vector<std::array<int64_t, 4>>{
              {96, 8, 6, 16}, {128, 2, 2, 64}, {128, 4, 4, 32}, {128, 8, 8, 16}, {512, 4, 4, 128}, {512, 8, 8, 64},
@@ -818,7 +818,7 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
                     EXPECT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-5);
                 }
     }
-    for (const LoraAlgo algo : {LoraAlgo::IA3, LoraAlgo::OFT, LoraAlgo::GLoRA, LoraAlgo::BOFT}) {
+    for (const LoraAlgo algo : {LoraAlgo::IA3, LoraAlgo::OFT, LoraAlgo::GLoRA, LoraAlgo::BOFT, LoraAlgo::Full}) {
         SCOPED_TRACE(lora_algo_name(algo));
         NamedLayers<5, 4, 4, 8, 2> m;
         init_random(m, 3);
@@ -838,6 +838,9 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
         } else if (algo == LoraAlgo::BOFT) {  // 4 rows: 2 blocks of 2, 2 stages; 8 rows: 4 blocks, 3 stages
             EXPECT_EQ(net.adapters()[0]->oft_blocks.value.shape(), (Shape{2, 2, 2, 2}));
             EXPECT_EQ(net.adapters()[1]->oft_blocks.value.shape(), (Shape{3, 4, 2, 2}));
+        } else if (algo == LoraAlgo::Full) {  // the weights' own shapes
+            EXPECT_EQ(net.adapters()[0]->diff.value.shape(), (Shape{4, 5}));
+            EXPECT_EQ(net.adapters()[1]->diff.value.shape(), (Shape{8, 4, 3, 3}));
         } else if (algo == LoraAlgo::IA3) {
             EXPECT_EQ(net.adapters()[0]->ia3.value.shape(), (Shape{4}));
             EXPECT_EQ(net.adapters()[1]->ia3.value.shape(), (Shape{1, 8, 1, 1}));
@@ -865,7 +868,7 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
                 SCOPED_TRACE(a->name + "." + k);
                 checked += expect_fd_gradient(*p, g, loss, 1);
             }
-        EXPECT_GT(checked, 11);
+        EXPECT_GT(checked, algo == LoraAlgo::Full ? 1 : 11);
         // OFT's diagonal entries of B cancel in Q = B - B^T: their gradient is 0
         if (algo == LoraAlgo::OFT) EXPECT_EQ(g.grad(net.adapters()[0]->oft_blocks).contiguous().data<float>()[0], 0.0f);
     }
@@ -1042,7 +1045,8 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
                          Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa, true},
                          Case{LoraAlgo::LoKr, 2, 2, false, LoraKind::LoKr, true},
                          Case{LoraAlgo::IA3, 1, -1, false, LoraKind::IA3}, Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT},
-                         Case{LoraAlgo::GLoRA, 2, -1, false, LoraKind::GLoRA}, Case{LoraAlgo::BOFT, 4, -1, false, LoraKind::BOFT}}) {
+                         Case{LoraAlgo::GLoRA, 2, -1, false, LoraKind::GLoRA}, Case{LoraAlgo::BOFT, 4, -1, false, LoraKind::BOFT},
+                         Case{LoraAlgo::Full, 1, -1, false, LoraKind::Full}}) {
         SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : ""));
         TinySd15 m;
         LoraConfig cfg;
@@ -1890,7 +1894,7 @@ TEST(LoraTrainErrors, PriorPreservationOptionsAreChecked) {
 TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
     test::TempDir data("lycoris_data"), out("lycoris_out");
     test::write_synthetic_emoji(data, 6);
-    for (const std::string run : {"loha", "lokr", "dora"}) {  // dora: a LoRA with DoRA's magnitudes
+    for (const std::string run : {"loha", "lokr", "dora", "full"}) {  // dora: a LoRA with DoRA's magnitudes
         SCOPED_TRACE(run);
         const bool dora = run == "dora";
         const std::string algo = dora ? "lora" : run;
@@ -1900,7 +1904,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         if (dora) o.limit = 5;  // (--limit: the first 5 of the 6 images)
         o.steps = 20;
         o.checkpoint_every = 20;
-        o.lr = algo == "loha" ? 2e-3f : 3e-3f;
+        o.lr = algo == "loha" ? 2e-3f : algo == "full" ? 1e-4f : 3e-3f;  // (full: the weights themselves)
         o.lora_targets = "all-linear+conv";
         o.lora_conv_rank = 2;
         o.lora_factor = algo == "lokr" ? 8 : -1;
@@ -1922,7 +1926,7 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
         }
         EXPECT_EQ(wf.metadata.at("ss_network_dropout"), "None");
         int64_t keys = 0;
-        const std::string key = dora ? ".dora_scale" : algo == "loha" ? ".hada_w" : ".lokr_w";
+        const std::string key = dora ? ".dora_scale" : algo == "loha" ? ".hada_w" : algo == "full" ? ".diff" : ".lokr_w";
         for (const auto& [k, t] : wf.tensors) keys += k.find(key) != std::string::npos;
         EXPECT_GT(keys, 40);
 
@@ -1946,7 +1950,8 @@ TEST(LoraTrain, LohaAndLokrTrainAndTheirFilesReproduceTheTrainedForward) {
                 moved += largest_diff(v, p->value) > 0;
                 p->value = v;
             }
-        EXPECT_GT(moved, (int64_t)net.adapters().size());  // every adapter's zero factor (and more) trained
+        // every adapter's zero factor (and more; full: its one tensor) trained
+        EXPECT_GE(moved, (int64_t)net.adapters().size() + (algo == "full" ? 0 : 1));
         const auto [before_l, after_l] = expect_trained_run(m, net, r.exported, data.path().string());
         RecordProperty(run + "_loss", str(before_l, " -> ", after_l));
     }
@@ -2017,7 +2022,7 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     test::write_synthetic_emoji(data, 3);
     TrainOptions o = lora_options(data.path().string(), out / "r");
     o.lora_algo = "dylora";
-    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'dylora': unknown (expected lora, loha, lokr, ia3, oft, glora or boft)"));
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network 'dylora': unknown (expected lora, loha, lokr, ia3, oft, glora, boft or full)"));
     o = lora_options(data.path().string(), out / "r");
     o.lora_factor = 4;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor and --decompose-both are for --network lokr"));
@@ -2146,7 +2151,8 @@ TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
     struct Case { LoraAlgo algo; int64_t rank; bool dora = false; bool tucker = false; };
     for (const Case c : {Case{LoraAlgo::LoRA, 2}, Case{LoraAlgo::LoRA, 2, true}, Case{LoraAlgo::LoRA, 2, false, true},
                          Case{LoraAlgo::LoHa, 2}, Case{LoraAlgo::LoKr, 2}, Case{LoraAlgo::IA3, 1},
-                         Case{LoraAlgo::OFT, 4}, Case{LoraAlgo::GLoRA, 2}, Case{LoraAlgo::BOFT, 4}}) {
+                         Case{LoraAlgo::OFT, 4}, Case{LoraAlgo::GLoRA, 2}, Case{LoraAlgo::BOFT, 4},
+                         Case{LoraAlgo::Full, 1}}) {
         SCOPED_TRACE(str(lora_algo_name(c.algo), c.dora ? " dora" : "", c.tucker ? " tucker" : ""));
         TinySd15 m;
         widen(*m.unet);
@@ -2180,7 +2186,7 @@ TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
         for (size_t i = 0; i < saved.adapters().size(); ++i) {
             const auto &a = *saved.adapters()[i], &b = *fresh.adapters()[i];
             ASSERT_EQ(a.name, b.name);
-            if (c.algo != LoraAlgo::OFT && c.algo != LoraAlgo::BOFT && c.algo != LoraAlgo::IA3)
+            if (c.algo != LoraAlgo::OFT && c.algo != LoraAlgo::BOFT && c.algo != LoraAlgo::IA3 && c.algo != LoraAlgo::Full)
                 EXPECT_DOUBLE_EQ(b.alpha, a.alpha) << b.name;
             const auto ta = a.tensors(), tb = b.tensors();
             ASSERT_EQ(ta.size(), tb.size());
