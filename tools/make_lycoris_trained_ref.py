@@ -32,7 +32,9 @@ its own forward, A1111, ComfyUI and nuance apply it once. The LoKr file here has
     nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/boft --steps 30 \
         --batch 4 --lr 5e-3 --rank 10 --alpha 1 --targets attn+conv --train-text-encoder --save-precision fp16 \
         --network boft
-    cp /tmp/lyco/boft/boft.safetensors /tmp/lyco/glora/glora.safetensors /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/full --steps 30 \
+        --batch 4 --lr 1e-3 --rank 1 --alpha 1 --targets attn --save-precision fp16 --network full
+    cp /tmp/lyco/full/full.safetensors /tmp/lyco/boft/boft.safetensors /tmp/lyco/glora/glora.safetensors /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
         /tmp/lyco/tucker/tucker.safetensors /tmp/lyco/loha_tucker/loha_tucker.safetensors /tmp/lyco/oft/oft.safetensors \
         /tmp/lyco/ia3/ia3.safetensors tests/data/lycoris_trained/
     python tools/make_lycoris_trained_ref.py   # (pip install diffusers transformers lycoris-lora)
@@ -79,7 +81,7 @@ def load_ia3(path, te, unet):
     return mods, sd
 
 
-for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft"):
+for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft", "full"):
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32)
     te = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", torch_dtype=torch.float32)
     path = os.path.join(DIR, algo + ".safetensors")

@@ -1974,7 +1974,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     // dora: a LoRA (LoCon) with DoRA magnitudes; tucker: LoCon with Tucker cores on the 3x3 convolutions (--tucker);
     // loha_tucker: a LoHa with them (hada_t1 / hada_t2)
     // oft: LyCORIS' diag-oft (--network oft), ia3 (--network ia3 --targets ia3, LyCORIS' IA3Module on each)
-    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft"}) {
+    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft", "full"}) {
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
@@ -1987,6 +1987,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
                                 : algo == "ia3"            ? LoraKind::IA3
                                 : algo == "glora"          ? LoraKind::GLoRA
                                 : algo == "boft"           ? LoraKind::BOFT
+                                : algo == "full"           ? LoraKind::Full
                                                            : LoraKind::LoRA);
             EXPECT_EQ(mod.dora_scale.defined(), algo == "dora");
             cores += mod.t.count("mid") > 0 || mod.t.count("t1") > 0;
@@ -2010,6 +2011,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
                                        algo == "boft"
                                    ? 136
                              : algo == "ia3"                                       ? 53
+                             : algo == "full"                                      ? 56  // (attn, no TE)
                                                                                    : 100);  // (100: no TE)
         const Tensor merged = forward();
         EXPECT_GT(largest_diff(merged, base), 40 * tol);  // the adapters' change is well above the tolerance
