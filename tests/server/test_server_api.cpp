@@ -463,3 +463,26 @@ TEST(ServerApi, ApiKey) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
 }
+
+// nuance serve --type q8_0: every model the server loads is quantized as it loads (the same load options as the
+// CLI's); generation works and differs from the float weights' image only by the quantization.
+TEST(ServerApi, TypeQuantizesTheModelsItLoads) {
+    auto image_of = [](ServerOptions o) {
+        TestServer ts(o);
+        auto c = ts.client();
+        auto r = c->Post("/sdapi/v1/txt2img", tiny_txt2img(11).dump(), kJson);
+        EXPECT_TRUE(r);
+        if (!r) return std::string();
+        EXPECT_EQ(r->status, 200) << r->body;
+        const json j = body_json(r);
+        return j.contains("images") && j["images"].size() == 1 ? j["images"][0].get<std::string>() : std::string();
+    };
+    ServerOptions o = test_options();
+    const std::string plain = image_of(o);
+    o.queue.load.weight_type = "q8_0";
+    const std::string quantized = image_of(o);
+    ASSERT_FALSE(plain.empty());
+    ASSERT_FALSE(quantized.empty());
+    EXPECT_NE(plain, quantized);
+    EXPECT_EQ(image_of(test_options()), plain);  // (the same request on float weights: the same bytes)
+}
