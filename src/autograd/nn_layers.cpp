@@ -12,8 +12,9 @@ LayerAdapters::Bind::Bind(LayerAdapters& a) : saved_(t_adapters) { t_adapters = 
 LayerAdapters::Bind::~Bind() { t_adapters = saved_; }
 
 Var apply(const Linear& l, const Var& x, DType) {
-    const Var b = l.has_bias ? param_var(l.bias) : Var();
+    Var b = l.has_bias ? param_var(l.bias) : Var();
     if (t_adapters) {
+        if (const Var ab = t_adapters->bias(l); ab.defined()) b = ab;
         const Var w = t_adapters->weight(l);
         if (w.defined()) return linear(x, w, b);
     }
@@ -22,8 +23,9 @@ Var apply(const Linear& l, const Var& x, DType) {
 }
 
 Var apply(const Conv2d& c, const Var& x) {
-    const Var b = c.has_bias ? param_var(c.bias) : Var();
+    Var b = c.has_bias ? param_var(c.bias) : Var();
     if (t_adapters) {
+        if (const Var ab = t_adapters->bias(c); ab.defined()) b = ab;
         const Var w = t_adapters->weight(c);
         if (w.defined()) return conv2d(x, w, b, c.p);
     }

@@ -20,6 +20,9 @@ public:
     virtual Var delta(const Conv2d& layer, const Var& x) = 0;
     virtual Var weight(const Linear& /*layer*/) { return Var(); }
     virtual Var weight(const Conv2d& /*layer*/) { return Var(); }
+    // The layer's bias as adapted (LyCORIS full's diff_b), or undefined: the layer's own.
+    virtual Var bias(const Linear& /*layer*/) { return Var(); }
+    virtual Var bias(const Conv2d& /*layer*/) { return Var(); }
 
     class Bind {  // RAII: binds `a` on this thread, restores the previous binding on destruction
     public:

@@ -204,6 +204,11 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
 
 void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, uint64_t seed) {
     Mt19937 rng(seed);
+    std::map<std::string, const Param*> biases;  // module name -> its bias (full trains its change)
+    for_each_param(m, [&](const std::string& name, Param& p) {
+        if (ends_with(name, ".bias") && p.value.defined() && p.value.dim() == 1)
+            biases[name.substr(0, name.size() - 5)] = &p;
+    });
     for_each_param(m, [&](const std::string& name, Param& p) {
         if (!ends_with(name, ".weight") || !p.value.defined()) return;
         const std::string mod = name.substr(0, name.size() - 7);
@@ -246,6 +251,11 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
             a->alpha = (double)a->rank;  // scale 1 (the file's alpha is the constraint: 0, none)
         } else if (a->algo == LoraAlgo::Full) {  // LyCORIS' FullModule: the weight's change itself, from zero
             a->diff = trainable(Tensor::zeros(s, DType::F32));
+            auto b = biases.find(mod);
+            if (b != biases.end() && b->second->value.size(0) == s[0]) {  // and the bias', as LyCORIS trains it
+                a->base_bias = b->second;
+                a->diff_b = trainable(Tensor::zeros({s[0]}, DType::F32));
+            }
             a->alpha = (double)a->rank;  // scale 1: no alpha
         } else if (a->algo == LoraAlgo::GLoRA) {  // LyCORIS' GLoRAModule (no use_scalar): a1, b1 kaiming; a2, b2 zeros
             const int64_t r = a->rank, out = s[0], in = s[1];
@@ -380,7 +390,10 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
         case LoraAlgo::OFT:
         case LoraAlgo::BOFT: t = {{"oft_blocks", &oft_blocks}}; break;
         case LoraAlgo::GLoRA: t = {{"a1.weight", &a1}, {"a2.weight", &a2}, {"b1.weight", &b1}, {"b2.weight", &b2}}; break;
-        case LoraAlgo::Full: t = {{"diff", &diff}}; break;
+        case LoraAlgo::Full:
+            t = {{"diff", &diff}};
+            if (diff_b.defined()) t.emplace_back("diff_b", &diff_b);
+            break;
     }
     if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
     return t;
@@ -396,7 +409,7 @@ const char* role_of_key(const std::string& key) {
         {"hada_t2", "t2"},            {"lokr_w1", "w1"},         {"lokr_w1_a", "w1_a"},      {"lokr_w1_b", "w1_b"},
         {"lokr_w2", "w2"},            {"lokr_w2_a", "w2_a"},     {"lokr_w2_b", "w2_b"},      {"lokr_t2", "t2"},
         {"weight", "ia3"},            {"oft_blocks", "oft_blocks"}, {"a1.weight", "a1"},     {"a2.weight", "a2"},
-        {"b1.weight", "b1"},          {"b2.weight", "b2"},       {"diff", "diff"}};
+        {"b1.weight", "b1"},          {"b2.weight", "b2"},       {"diff", "diff"},           {"diff_b", "diff_b"}};
     for (const auto& [k, r] : kRoles)
         if (key == k) return r;
     return nullptr;
@@ -462,6 +475,7 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
                 auto f = m.t.find(role);
                 src = f == m.t.end() ? nullptr : &f->second;
             }
+            if (src == nullptr && key == "diff_b") continue;  // a full file without the bias' change: it stays 0
             NUANCE_CHECK(src != nullptr, what, ": module ", m.name, " has no ", key, " (this run's ",
                          lora_algo_name(a.algo), " adapter on ", a.module, " trains ", key,
                          "; other factor layouts: --rank, --factor, --decompose-both, --tucker)");
@@ -472,11 +486,13 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
             used.insert(role);
             copies.push_back({p, src->f32().contiguous().reshape(p->shape).clone()});
         }
+        NUANCE_CHECK(!m.t.count("diff_b") || used.count("diff_b"), what, ": module ", m.name, " has a bias change ",
+                     "(diff_b), which this run's ", lora_algo_name(a.algo), " adapter on ", a.module, " does not train",
+                     a.algo == LoraAlgo::Full ? " (the layer has no bias)" : " (only --network full trains biases)");
         for (const auto& [role, tensor] : m.t)
-            NUANCE_CHECK(used.count(role) || role == "on_input" || role == "diff_b", what, ": module ", m.name,
-                         " has a ", role, " factor this run's ", lora_algo_name(a.algo), " adapter on ", a.module,
+            NUANCE_CHECK(used.count(role) || role == "on_input", what, ": module ", m.name, " has a ", role,
+                         " factor this run's ", lora_algo_name(a.algo), " adapter on ", a.module,
                          " does not train (--rank, --factor, --decompose-both, --tucker)");
-        NUANCE_CHECK(!m.t.count("diff_b"), what, ": module ", m.name, " has a bias diff, which nuance does not train");
         if (a.algo == LoraAlgo::OFT || a.algo == LoraAlgo::BOFT) {
             NUANCE_CHECK(!m.has_alpha || m.alpha == 0, what, ": module ", m.name, " has the OFT norm constraint ",
                          m.alpha, ", which nuance does not train");
@@ -714,6 +730,17 @@ Var LoraNetwork::merged_weight(const Param& w) {
     // (+1e-30 inside the root: a zero column's gradient is 0, not 0 * inf; below f32 resolution of any other norm)
     return v * (param_var(a.magnitude) / (sqrt(sq + 1e-30f) + kEps));
 }
+
+Var LoraNetwork::adapted_bias(const Param& w) {
+    auto it = by_weight_.find(&w);
+    if (it == by_weight_.end()) return Var();
+    const Adapter& a = *it->second;
+    if (!a.diff_b.defined() || !a.base_bias || module_dropped(a)) return Var();
+    return param_var(*a.base_bias) + param_var(a.diff_b);
+}
+
+Var LoraNetwork::bias(const Linear& layer) { return adapted_bias(layer.weight); }
+Var LoraNetwork::bias(const Conv2d& layer) { return adapted_bias(layer.weight); }
 
 Var LoraNetwork::weight(const Linear& layer) { return merged_weight(layer.weight); }
 

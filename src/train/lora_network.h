@@ -45,8 +45,9 @@
 //        W, minus W. B = 0 at the start. Key oft_blocks [stages, n, b, b]; alpha 0. A layer whose width has no such
 //        split (160 rows at --rank 8: 10 x 16 needs --rank 10) is an error naming it, as in LyCORIS.
 //   full (LyCORIS' FullModule, "native fine-tuning"): delta(W) = diff, the whole weight's change trained directly
-//        ([out, in (, kh, kw)], zeros at the start); key diff, no alpha (scale 1). The layers' biases stay frozen
-//        (LyCORIS trains them too, as diff_b). Memory: the adapted layers' size, three times over (value, AdamW).
+//        ([out, in (, kh, kw)], zeros at the start), and the bias' change as LyCORIS does (diff_b [out], zeros, for
+//        layers with a bias); keys diff, diff_b, no alpha (scale 1). Memory: the adapted layers' size, three times
+//        over (value, AdamW's moments).
 // DoRA (Liu et al. 2024, "weight-decomposed low-rank adaptation"; --dora, LyCORIS' dora_wd): LoRA, LoHa or LoKr
 // algorithms plus a trained magnitude m per output row, W' = m * (W + scale * delta(W)) / (||W + scale * delta(W)|| +
 // eps), the norm over each output row's inputs and kernel (LyCORIS 4's dora_scale [out, 1 (, 1, 1)], its default
@@ -156,6 +157,8 @@ public:
         Param oft_blocks;      // OFT: [n, b, b]; BOFT: [stages, n, b, b]
         Param a1, a2, b1, b2;  // GLoRA
         Param diff;            // full: delta(W) itself
+        Param diff_b;          // full: the bias' change ([out]; layers with a bias)
+        const Param* base_bias = nullptr;  // the adapted layer's bias, when it has one
         int64_t index = 0;     // in adapters(): keys its dropout draws
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
         // tensor this adapter trains, in the order the file lists them.
@@ -228,11 +231,15 @@ public:
     // then adds the output).
     Var weight(const Linear& layer) override;
     Var weight(const Conv2d& layer) override;
+    // full with a bias: the layer's bias + diff_b; else undefined.
+    Var bias(const Linear& layer) override;
+    Var bias(const Conv2d& layer) override;
 
 private:
     void add_component(Module& m, bool te, const std::string& prefix, uint64_t seed);
     void init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const;
     Var merged_weight(const Param& w);
+    Var adapted_bias(const Param& w);
     Var dropped_delta(const Adapter& a) const;  // delta(W), its rows under the bound step's rank dropout
     Var lora_down_dropout(const Adapter& a, const Var& lx) const;  // kohya's dropouts on down(x); the extra scale
     LoraConfig cfg_;

@@ -838,9 +838,11 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
         } else if (algo == LoraAlgo::BOFT) {  // 4 rows: 2 blocks of 2, 2 stages; 8 rows: 4 blocks, 3 stages
             EXPECT_EQ(net.adapters()[0]->oft_blocks.value.shape(), (Shape{2, 2, 2, 2}));
             EXPECT_EQ(net.adapters()[1]->oft_blocks.value.shape(), (Shape{3, 4, 2, 2}));
-        } else if (algo == LoraAlgo::Full) {  // the weights' own shapes
+        } else if (algo == LoraAlgo::Full) {  // the weights' own shapes, and the biases' (LyCORIS' diff_b)
             EXPECT_EQ(net.adapters()[0]->diff.value.shape(), (Shape{4, 5}));
             EXPECT_EQ(net.adapters()[1]->diff.value.shape(), (Shape{8, 4, 3, 3}));
+            EXPECT_EQ(net.adapters()[0]->diff_b.value.shape(), (Shape{4}));
+            EXPECT_EQ(net.adapters()[1]->diff_b.value.shape(), (Shape{8}));
         } else if (algo == LoraAlgo::IA3) {
             EXPECT_EQ(net.adapters()[0]->ia3.value.shape(), (Shape{4}));
             EXPECT_EQ(net.adapters()[1]->ia3.value.shape(), (Shape{1, 8, 1, 1}));
@@ -868,7 +870,7 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
                 SCOPED_TRACE(a->name + "." + k);
                 checked += expect_fd_gradient(*p, g, loss, 1);
             }
-        EXPECT_GT(checked, algo == LoraAlgo::Full ? 1 : 11);
+        EXPECT_GT(checked, algo == LoraAlgo::Full ? 3 : 11);
         // OFT's diagonal entries of B cancel in Q = B - B^T: their gradient is 0
         if (algo == LoraAlgo::OFT) EXPECT_EQ(g.grad(net.adapters()[0]->oft_blocks).contiguous().data<float>()[0], 0.0f);
     }
