@@ -14,6 +14,7 @@
 #include "quantized_test_util.h"
 #include "backends/backend.h"
 #include "backends/cpu/ggml_quants.h"
+#include "backends/cpu/int8_tiles.h"
 #include "backends/cpu/quantized_matmul.h"
 #include "core/quantized_weight.h"
 #include "nn/layers.h"
@@ -305,6 +306,41 @@ TEST(QuantizedMatmul, Int8BlocksAreTheDequantizedValues) {
     float d, m;
     const uint8_t blk[64] = {};
     EXPECT_THAT(error_of([&] { int8_block(GgmlType::F16, blk, u, &d, &m); }), HasSubstr("F16 has no integer"));
+}
+
+// The repacked tiles, byte for byte and scale for scale, are int8_block's values in the kernel's layout (tile t,
+// 32-block b, group g of 4 k, half h of the 32 columns, lane): for the direct byte paths (Q8_0, Q4_0) and the
+// generic one (Q5_0, Q4_K), with a partial last tile (padding columns: zero point, d = 0).
+TEST(QuantizedMatmul, RepackedTilesAreTheBlocksIntegerValues) {
+    for (const GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K}) {
+        const GgmlTypeInfo& ti = ggml_type_info(t);
+        const int64_t N = 70, K = 512, group = int8_scale_group(t);
+        const Tensor w = random_weight(t, {N, K}, 300 + (uint64_t)t);
+        const auto v = *quantized_weight_view(w);
+        const cpu::PackedInt8 p = cpu::pack_int8(v, false);
+        ASSERT_EQ(p.tiles, 3);
+        const int zero = int8_block_zero(t);
+        std::vector<uint8_t> u((size_t)ti.block);
+        std::vector<float> d((size_t)(ti.block / group)), m(d.size());
+        for (int64_t n = 0; n < p.tiles * 32; ++n) {
+            const int64_t tl = n / 32, c = n % 32, half = c / 16, lane = c % 16;
+            for (int64_t sb = 0; sb < K / ti.block; ++sb) {
+                if (n < N) int8_block(t, v.data + n * v.row_bytes + sb * ti.bytes, u.data(), d.data(), m.data());
+                for (int64_t j = 0; j < ti.block / 32; ++j) {
+                    const int64_t b = sb * (ti.block / 32) + j;
+                    const uint8_t* dst = p.q + (tl * p.KB + b) * 1024;
+                    for (int64_t g = 0; g < 8; ++g)
+                        for (int64_t e = 0; e < 4; ++e)
+                            ASSERT_EQ(dst[(g * 2 + half) * 64 + lane * 4 + e], n < N ? u[(size_t)(j * 32 + g * 4 + e)] : zero)
+                                << ti.name << " column " << n << " block " << b << " value " << g * 4 + e;
+                    for (int h = 0; h < p.groups; ++h)
+                        ASSERT_EQ(p.d[(size_t)((tl * p.KB + b) * p.groups * 32 + h * 32 + c)],
+                                  n < N ? d[(size_t)(j * p.groups + h)] : 0.0f)
+                            << ti.name << " column " << n << " block " << b;
+                }
+            }
+        }
+    }
 }
 
 // The other integer block types on the VNNI kernel (weights as unsigned quants with the type's zero point, a min term
