@@ -7,6 +7,8 @@
 
 #include "adapters/lora.h"
 #include "commands.h"
+#include "nn/module.h"
+#include "models/quantize_weights.h"
 #include "core/quantized_weight.h"
 #include "io/gguf.h"
 #include "io/weights.h"
@@ -217,7 +219,7 @@ void print_lora_details(const std::string& path) {
 
 // The component flags generate takes, so a transformer-only SD3 / Flux file can be described with its split files.
 struct InfoArgs {
-    std::string path, vae, clip_l, clip_g, clip_h, t5xxl, family;
+    std::string path, vae, clip_l, clip_g, clip_h, t5xxl, family, weight_type;
     bool tensors = false;
     ModelLoadOptions load_options() const {
         ModelLoadOptions o;
@@ -233,6 +235,7 @@ struct InfoArgs {
 
 int run(const InfoArgs& a) {
     const std::string& path = a.path;
+    check_usage_weight_type(a.weight_type);
     const bool tensors = a.tensors;
     std::printf("path: %s\n", path.c_str());
     if (!is_directory(path) && detect_weight_format(path) == WeightFormat::Gguf) {
@@ -297,6 +300,19 @@ int run(const InfoArgs& a) {
         counts += str(" ", c.name, "=", c.parameters);
     }
     std::printf("components:%s\nparameters_per_component:%s\n", names.c_str(), counts.c_str());
+    if (!a.weight_type.empty()) {  // what generate --type would hold
+        const QuantizeWeightsSummary q = quantize_model_weights(*m, parse_weight_type(a.weight_type));
+        std::printf("with --type %s\n", q.describe().c_str());
+        if (tensors)
+            for (auto& [comp, mod] : m->modules())
+                if (mod)
+                    for_each_param(*mod, [&, c = comp](const std::string& n, Param& p) {
+                        if (p.matrix && p.value.defined())
+                            std::printf("  %s/%s %s\n", c.c_str(), n.c_str(),
+                                        quantized_weight_view(p.value) ? quantized_weight_str(p.value).c_str()
+                                                                       : p.value.str().c_str());
+                    });
+    }
     return 0;
 }
 }  // namespace
@@ -312,6 +328,9 @@ Runner add_info(CLI::App& app) {
     c->add_option("--t5xxl", a->t5xxl, "T5-XXL text encoder file, as for generate (SD3, Flux)");
     c->add_option("--family", a->family, "Load as this registry family instead of detecting it (sd1, sd2, sdxl, sd3, ...)");
     c->add_flag("--tensors", a->tensors, "List every tensor");
+    c->add_option("--type", a->weight_type,
+                  "Also show what generate --type T would quantize (counts and sizes; with --tensors, each product "
+                  "weight's type)");
     return [a] { return run(*a); };
 }
 

@@ -277,6 +277,15 @@ TEST(QuantizeWeights, GenerateTakesTypeOnTheCommandLine) {
     const test::CliRun bad = test::run_cli(" generate --steps 2 -p apple --type int3 -o " + out);
     EXPECT_EQ(bad.code, 2) << bad.out;
     EXPECT_THAT(bad.out, HasSubstr("usage: --type 'int3' is not a quantized type"));
+    // nuance info --type: what generate --type would hold, per weight with --tensors
+    const std::string model = tiny_sd("sd15", DType::F16, "sd15_info.safetensors");
+    const test::CliRun info = test::run_cli(" info " + model + " --type q4_k_m --tensors");
+    ASSERT_EQ(info.code, 0) << info.out;
+    EXPECT_THAT(info.out, HasSubstr("with --type q4_k_m: "));
+    EXPECT_THAT(info.out, HasSubstr("unet/conv_in.weight F16[")) ;  // kept
+    EXPECT_THAT(info.out, ::testing::ContainsRegex("unet/down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v.weight "
+                                                   "Q[0-9A-Z_]+\\["));
+    EXPECT_EQ(test::run_cli(" info " + model + " --type q3").code, 2);
 }
 
 // Where the blocks live: by default in an unlinked scratch file, mapped (file-backed, as a GGUF file's blocks, so
