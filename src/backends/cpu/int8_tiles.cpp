@@ -74,33 +74,6 @@ PackedInt8 pack_int8(const QuantizedWeightView& w, bool kept) {
             }
         return p;
     }
-    if (t == GgmlType::Q4_0) {  // u = the nibbles (zero 8): values 0..15 the low nibbles of qs, 16..31 the high ones
-#pragma omp parallel for schedule(static) if (p.N * p.K > (1 << 16))
-        for (int64_t tl = 0; tl < p.tiles; ++tl)
-            for (int64_t b = 0; b < p.KB; ++b) {
-                uint8_t* dst = &p.q[(size_t)((tl * p.KB + b) * kTileBlockBytes)];
-                float* d = &p.d[(size_t)((tl * p.KB + b) * kTileN)];
-                for (int64_t c = 0; c < kTileN; ++c) {
-                    const int64_t n = tl * kTileN + c, half = c / 16, lane = c % 16;
-                    if (n >= p.N) {
-                        d[c] = 0.0f;
-                        for (int64_t g = 0; g < 8; ++g) std::memset(dst + (g * 2 + half) * 64 + lane * 4, 8, 4);
-                        continue;
-                    }
-                    const uint8_t* blk = w.data + n * w.row_bytes + b * ti.bytes;
-                    uint16_t h;
-                    std::memcpy(&h, blk, 2);
-                    d[c] = f16_to_f32(h);
-                    for (int64_t g = 0; g < 8; ++g) {
-                        uint32_t v;
-                        std::memcpy(&v, blk + 2 + (g % 4) * 4, 4);
-                        v = (g < 4 ? v : v >> 4) & 0x0F0F0F0Fu;
-                        std::memcpy(dst + (g * 2 + half) * 64 + lane * 4, &v, 4);
-                    }
-                }
-            }
-        return p;
-    }
 #pragma omp parallel for schedule(static) if (p.N * p.K > (1 << 16))
     for (int64_t tl = 0; tl < p.tiles; ++tl) {
         std::vector<uint8_t> u((size_t)ti.block);

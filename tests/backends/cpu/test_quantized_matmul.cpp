@@ -309,8 +309,8 @@ TEST(QuantizedMatmul, Int8BlocksAreTheDequantizedValues) {
 }
 
 // The repacked tiles, byte for byte and scale for scale, are int8_block's values in the kernel's layout (tile t,
-// 32-block b, group g of 4 k, half h of the 32 columns, lane): for the direct byte paths (Q8_0, Q4_0) and the
-// generic one (Q5_0, Q4_K), with a partial last tile (padding columns: zero point, d = 0).
+// 32-block b, group g of 4 k, half h of the 32 columns, lane): for Q8_0's direct byte path and the generic one
+// (Q4_0, Q5_0, Q4_K), with a partial last tile (padding columns: zero point, d = 0).
 TEST(QuantizedMatmul, RepackedTilesAreTheBlocksIntegerValues) {
     for (const GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K}) {
         const GgmlTypeInfo& ti = ggml_type_info(t);
