@@ -183,8 +183,8 @@ GgufTensorChoice gguf_tensor_choice(const std::string& arch, const std::string& 
 GgmlType resident_tensor_type(const std::string& arch, const std::string& rule_name, const Shape& s,
                               GgufComponent component, const QuantizeRecipe& recipe, int& attn_v_seen) {
     if (s.size() < 2 || !ends_with(rule_name, "weight") || s[0] <= 0) return GgmlType::F32;
-    int64_t n = 1;
-    for (int64_t d : s) n = mul_or_throw<int64_t>(n, d, "quantize: tensor size");
+    int64_t n = 0;
+    NUANCE_CHECK(shape_numel_checked(s, &n), "quantize: weight '", rule_name, "' ", shape_str(s), " is too large");
     const bool candidate = (component == GgufComponent::Denoiser && !kept_unquantized(arch, rule_name)) ||
                            (component == GgufComponent::TextEncoder && rule_name.find("embedding") == std::string::npos);
     if (!candidate || n == 0) return GgmlType::F32;
@@ -196,9 +196,8 @@ GgmlType resident_tensor_type(const std::string& arch, const std::string& rule_n
 
 size_t resident_weight_bytes(const Shape& s, GgmlType t) {
     const GgmlTypeInfo& ti = ggml_type_info(t);
-    int64_t n = 1;
-    for (int64_t d : s) n = mul_or_throw<int64_t>(n, d, "quantize: tensor size");
-    NUANCE_CHECK(s.size() >= 2 && s[0] > 0 && n % s[0] == 0 && (n / s[0]) % ti.block == 0, "quantize: a weight of ",
+    int64_t n = 0;
+    NUANCE_CHECK(shape_numel_checked(s, &n) && s.size() >= 2 && s[0] > 0 && n % s[0] == 0 && (n / s[0]) % ti.block == 0, "quantize: a weight of ",
                  shape_str(s), " has no whole ", ti.name, " rows");
     return mul_or_throw<size_t>((size_t)s[0], (size_t)((n / s[0]) / ti.block * ti.bytes), "quantize: weight size");
 }

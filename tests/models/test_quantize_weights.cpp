@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "../test_util.h"
 #include "backends/cpu/ggml_quants.h"
@@ -286,6 +288,21 @@ TEST(QuantizeWeights, GenerateTakesTypeOnTheCommandLine) {
     EXPECT_THAT(info.out, ::testing::ContainsRegex("unet/down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v.weight "
                                                    "Q[0-9A-Z_]+\\["));
     EXPECT_EQ(test::run_cli(" info " + model + " --type q3").code, 2);
+    // bench counts a quantized weight's blocks (not one byte per value) in weights_mb
+    auto weights_mb = [&](const std::string& extra) {
+        const test::CliRun b = test::run_cli(" bench --json --res 32 --steps 1 --repeat 1 -t 1 --parts text -m " +
+                                             model + extra);
+        EXPECT_EQ(b.code, 0) << b.out;
+        std::istringstream in(b.out);
+        for (std::string line; std::getline(in, line);)
+            if (line.rfind("{", 0) == 0 && line.find("\"summary\"") != std::string::npos)
+                return nlohmann::json::parse(line).at("weights_mb").get<double>();
+        return -1.0;
+    };
+    const double f16 = weights_mb(""), q8 = weights_mb(" --type q8_0"), q4 = weights_mb(" --type q4_0");
+    EXPECT_GT(f16, 0.0);
+    EXPECT_LT(q8, f16);
+    EXPECT_LT(q4, q8);
 }
 
 // Where the blocks live: by default in an unlinked scratch file, mapped (file-backed, as a GGUF file's blocks, so
