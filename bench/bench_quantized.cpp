@@ -83,7 +83,21 @@ void bm_qconv(benchmark::State& state, QConvCase c, Mode m) {
     report_flops(state, 2.0 * (double)c.N * (double)c.O * (double)c.H * (double)c.W * (double)c.C * 9.0);
 }
 
+// The block quantizers (what `nuance quantize` and `--type` run per weight): one 1280 x 2560 f32 weight (SD1.5's
+// largest linear rows), values per second of input.
+void bm_quantize(benchmark::State& state, GgmlType t) {
+    const Tensor w = randn({1280, 2560}, 4);
+    for (auto _ : state) {
+        QuantizedTensor q = quantize(w, t);
+        benchmark::DoNotOptimize(q);
+    }
+    report_bytes(state, 4.0 * (double)w.numel());
+}
+
 const int kRegistered = [] {
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                       GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS})
+        add(std::string("quantize/") + ggml_type_info(t).name, [t](benchmark::State& s) { bm_quantize(s, t); });
     for (Mode m : {Mode::BF16Weight, Mode::Q8WeightOnly, Mode::Q8W8A8, Mode::Q4WeightOnly, Mode::Q4W8A8}) {
         for (const QLinearCase& c : kLinear)
             add(std::string("qlinear/") + c.name + "/" + mode_tag(m), [c, m](benchmark::State& s) { bm_qlinear(s, c, m); });

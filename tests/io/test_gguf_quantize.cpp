@@ -656,3 +656,70 @@ TEST(GgufQuantize, Q8_0FastPathIsGgufPysArithmetic) {
     std::vector<uint8_t> q(68);
     EXPECT_NO_THROW(quantize_row(GgmlType::Q8_0, odd.data(), q.data(), 64));
 }
+
+// The K-quant and IQ4 scale searches run 16 sub-blocks per AVX-512 call (ggml_quantize_x16.cpp): the bytes must be
+// the scalar code's (itself llama.cpp's, tested above) for every type, on rows whose blocks do not fill the last call
+// (one super-block of a pair, 21 IQ4_NL blocks), on values that stress the searches (constant and all-zero
+// sub-blocks, a lone spike, exact ties on a 1/4 grid, denormals, values at the 1e-15 zero threshold, 1e4 and 1e-30
+// scales, one-signed rows), and on a super-block with a NaN or an infinity (its call takes the scalar code).
+TEST(GgufQuantize, VectorSearchesAreTheScalarCodesBytes) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    auto block_values = [&](int kind, int n, std::vector<float>& out) {
+        for (int i = 0; i < n; ++i) {
+            const float g = nd(rng);
+            float v = g;
+            switch (kind % 12) {
+                case 1: v = g * 1e-3f; break;
+                case 2: v = g * 1e4f; break;
+                case 3: v = 0.0f; break;
+                case 4: v = i % 37 == 5 ? 9.0f : 0.5f; break;  // constant with outliers
+                case 5: v = std::fabs(g) + 0.1f; break;
+                case 6: v = -std::fabs(g); break;
+                case 7: v = std::round(g * 8.0f) / 4.0f; break;  // ties
+                case 8: v = (i / 16) % 2 ? 0.0f : g; break;      // alternate all-zero sub-blocks
+                case 9: v = i % 16 == 3 ? g * 50.0f : g * 0.01f; break;
+                case 10: v = g * (i % 2 ? 1e-38f : 1e-30f); break;  // denormals and tiny scales
+                case 11: v = g * 1e-15f; break;                     // at the zero threshold
+                default: break;
+            }
+            out.push_back(v);
+        }
+    };
+    const GgmlType types[] = {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                              GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_1};
+    for (const GgmlType t : types) {
+        const GgmlTypeInfo& ti = ggml_type_info(t);
+        for (const int nblocks : {1, 3, 21, 64}) {
+            for (int round = 0; round < 4; ++round) {
+                std::vector<float> x;
+                for (int b = 0; b < nblocks; ++b) block_values(b + round * 5, ti.block, x);
+                if (round == 3) {  // a NaN in one block, an infinity in another
+                    x[(size_t)ti.block / 2 + 1] = std::nanf("");
+                    if (nblocks > 2) x[(size_t)ti.block * 2 + 7] = -INFINITY;
+                }
+                const int64_t n = (int64_t)x.size();
+                std::vector<uint8_t> got((size_t)(nblocks * ti.bytes)), want(got.size());
+                quantize_row(t, x.data(), got.data(), n);
+                quantize_row_scalar(t, x.data(), want.data(), n);
+                for (int b = 0; b < nblocks; ++b)
+                    ASSERT_EQ(std::memcmp(&got[(size_t)(b * ti.bytes)], &want[(size_t)(b * ti.bytes)], (size_t)ti.bytes), 0)
+                        << ti.name << ", " << nblocks << " blocks, round " << round << ", block " << b;
+            }
+        }
+    }
+    // 2,000 random super-blocks of the four searched K types (normal values at random scales).
+    std::uniform_real_distribution<float> ud(-20.0f, 10.0f);
+    for (const GgmlType t : {GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS}) {
+        const GgmlTypeInfo& ti = ggml_type_info(t);
+        std::vector<float> x;
+        for (int b = 0; b < 500; ++b) {
+            const float scale = std::pow(2.0f, ud(rng));
+            for (int i = 0; i < 256; ++i) x.push_back(nd(rng) * scale);
+        }
+        std::vector<uint8_t> got((size_t)(500 * ti.bytes)), want(got.size());
+        quantize_row(t, x.data(), got.data(), (int64_t)x.size());
+        quantize_row_scalar(t, x.data(), want.data(), (int64_t)x.size());
+        EXPECT_EQ(got, want) << ti.name;
+    }
+}

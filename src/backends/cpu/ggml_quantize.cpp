@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/cpu/ggml_quantize_x16.h"
 #include "backends/cpu/ggml_quants.h"
 #include "core/checked.h"
 
@@ -283,9 +284,10 @@ void get_scale_min_k4(int j, const uint8_t* s, int* d, int* m) {
 
 // Q4_K (nmax 15) and Q5_K (nmax 31): eight 32-value sub-blocks with a scale and a min each. Block layout: f16 d,
 // f16 dmin, scales[12], then Q5_K's qh[32] (fifth bits), then qs[128] (nibbles of values j and j + 32 per 64).
-void qk_asym(const float* x, uint8_t* y, int nmax) {
-    uint8_t L[QK_K], Laux[32];
-    float w[32], mins[QK_K / 32], scales[QK_K / 32], max_scale = 0, max_min = 0;
+// The scale search of one super-block (scalar): quants L, scales[8], mins[8].
+void qk_asym_search(const float* x, int nmax, uint8_t* L, float* scales, float* mins) {
+    uint8_t Laux[32];
+    float w[32];
     for (int j = 0; j < QK_K / 32; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
@@ -293,6 +295,21 @@ void qk_asym(const float* x, uint8_t* y, int nmax) {
         for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(x[32 * j + l]);
         scales[j] = nmax == 15 ? make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20)
                                : make_qkx2_quants(32, 31, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15);
+    }
+}
+
+// The same search on 16 sub-blocks at once (two super-blocks: count 16, or one: 8); false for a NaN / infinity.
+bool qk_asym_search_x16(const float* x, int nmax, int count, uint8_t* L, float* scales, float* mins) {
+    return nmax == 15 ? ggml_x16::make_qkx2_quants(32, count, 15, x, ggml_x16::QkxWeights::RmsPlusAbs, -1.0f, 0.1f, 20,
+                                                   false, L, scales, mins)
+                      : ggml_x16::make_qkx2_quants(32, count, 31, x, ggml_x16::QkxWeights::RmsPlusAbs, -0.5f, 0.1f, 15,
+                                                   false, L, scales, mins);
+}
+
+// One super-block from its search's results (L is rewritten).
+void qk_asym_pack(const float* x, uint8_t* y, int nmax, uint8_t* L, const float* scales, const float* mins) {
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -335,16 +352,24 @@ void qk_asym(const float* x, uint8_t* y, int nmax) {
         }
 }
 
+void qk_asym(const float* x, uint8_t* y, int nmax) {
+    uint8_t L[QK_K];
+    float scales[QK_K / 32], mins[QK_K / 32];
+    qk_asym_search(x, nmax, L, scales, mins);
+    qk_asym_pack(x, y, nmax, L, scales, mins);
+}
 void q4_k(const float* x, uint8_t* y) { qk_asym(x, y, 15); }
 void q5_k(const float* x, uint8_t* y) { qk_asym(x, y, 31); }
 
 // Q6_K: sixteen 16-value sub-blocks, symmetric 6-bit quants with an 8-bit signed scale each. Layout: ql[128] (low
 // nibbles), qh[64] (two high bits of four values), scales[16] (int8), f16 d.
-void q6_k(const float* x, uint8_t* y) {
-    int8_t L[QK_K];
-    float scales[QK_K / 16], max_scale = 0, max_abs_scale = 0;
+void q6_k_search(const float* x, int8_t* L, float* scales) {
+    for (int ib = 0; ib < QK_K / 16; ++ib) scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+}
+
+void q6_k_pack(const float* x, uint8_t* y, int8_t* L, const float* scales) {
+    float max_scale = 0, max_abs_scale = 0;
     for (int ib = 0; ib < QK_K / 16; ++ib) {
-        scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
         if (std::fabs(scales[ib]) > max_abs_scale) {
             max_abs_scale = std::fabs(scales[ib]);
             max_scale = scales[ib];
@@ -371,6 +396,13 @@ void q6_k(const float* x, uint8_t* y) {
             ql[l + 32] = (uint8_t)((q2 & 0xF) | ((q4 & 0xF) << 4));
             qh[l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
         }
+}
+
+void q6_k(const float* x, uint8_t* y) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    q6_k_search(x, L, scales);
+    q6_k_pack(x, y, L, scales);
 }
 
 // A symmetric n-value sub-block to -nmax..nmax-1 (make_q3_quants with do_rmse, Q3_K): the scale of the
@@ -427,12 +459,22 @@ void pack2(const uint8_t* L, uint8_t* qs) {
 // Q2_K: sixteen 16-value sub-blocks, asymmetric 2-bit quants with a 4-bit scale and a 4-bit min each, fitted on the
 // weighted absolute error (weights |x|). Layout: scales[16] (scale low nibble, min high nibble), qs[64], f16 d,
 // f16 dmin.
-void q2_k(const float* x, uint8_t* y) {
-    uint8_t L[QK_K], Laux[16];
-    float w[16], mins[QK_K / 16], scales[QK_K / 16], max_scale = 0, max_min = 0;
+void q2_k_search(const float* x, uint8_t* L, float* scales, float* mins) {
+    uint8_t Laux[16];
+    float w[16];
     for (int j = 0; j < QK_K / 16; ++j) {
         for (int l = 0; l < 16; ++l) w[l] = std::fabs(x[16 * j + l]);
         scales[j] = make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+    }
+}
+
+bool q2_k_search_x16(const float* x, uint8_t* L, float* scales, float* mins) {
+    return ggml_x16::make_qkx2_quants(16, 16, 3, x, ggml_x16::QkxWeights::Abs, -0.5f, 0.1f, 15, true, L, scales, mins);
+}
+
+void q2_k_pack(const float* x, uint8_t* y, uint8_t* L, const float* scales, const float* mins) {
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 16; ++j) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -464,6 +506,13 @@ void q2_k(const float* x, uint8_t* y) {
         for (int i = 0; i < 16; ++i) L[16 * j + i] = (uint8_t)clampi(nearest_int((x[16 * j + i] + dm) / d), 0, 3);
     }
     pack2(L, y + 16);
+}
+
+void q2_k(const float* x, uint8_t* y) {
+    uint8_t L[QK_K];
+    float scales[QK_K / 16], mins[QK_K / 16];
+    q2_k_search(x, L, scales, mins);
+    q2_k_pack(x, y, L, scales, mins);
 }
 
 // Q3_K: sixteen 16-value sub-blocks, symmetric 3-bit quants (-4..3) with a 6-bit signed scale each. Layout:
@@ -596,22 +645,24 @@ void pack_iq4(const uint8_t* L, int n, uint8_t* qs) {
 }
 
 // block_iq4_nl: d (f16), qs[16].
-void iq4_nl(const float* x, uint8_t* y) {
+void iq4_nl_pack(const float* x, uint8_t* y, float d) {
     uint8_t L[32];
-    const float d = iq4_subblock_scale(x, L);
     put_f16(y, d);
     const float id = d != 0 ? 1 / d : 0.0f;
     for (int j = 0; j < 32; ++j) L[j] = (uint8_t)iq4_index(id * x[j]);
     pack_iq4(L, 32, y + 2);
 }
 
+void iq4_nl(const float* x, uint8_t* y) {
+    uint8_t L[32];
+    iq4_nl_pack(x, y, iq4_subblock_scale(x, L));
+}
+
 // block_iq4_xs: d (f16), scales_h (u16: 2 high bits per sub-block), scales_l[4] (4 low bits per sub-block), qs[128].
-void iq4_xs(const float* x, uint8_t* y) {
+void iq4_xs_pack(const float* x, uint8_t* y, const float* scales) {
     uint8_t L[QK_K];
-    float scales[QK_K / 32];
     float amax_scale = 0, max_scale = 0;
     for (int ib = 0; ib < QK_K / 32; ++ib) {
-        scales[ib] = iq4_subblock_scale(x + 32 * ib, L + 32 * ib);
         if (std::fabs(scales[ib]) > amax_scale) {
             amax_scale = std::fabs(scales[ib]);
             max_scale = scales[ib];
@@ -636,6 +687,83 @@ void iq4_xs(const float* x, uint8_t* y) {
     pack_iq4(L, QK_K, y + 8);
 }
 
+void iq4_xs(const float* x, uint8_t* y) {
+    uint8_t L[QK_K];
+    float scales[QK_K / 32];
+    for (int ib = 0; ib < QK_K / 32; ++ib) scales[ib] = iq4_subblock_scale(x + 32 * ib, L + 32 * ib);
+    iq4_xs_pack(x, y, scales);
+}
+
+// Blocks of the types with a scale search (Q2_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), the searches run 16 sub-blocks
+// at a time (ggml_quantize_x16.cpp; the same bytes); a batch with a NaN or an infinity takes the scalar code. False
+// for another type or a CPU without AVX-512.
+bool quantize_blocks_x16(GgmlType t, const float* x, uint8_t* y, int64_t nblocks) {
+    if (!ggml_x16::available()) return false;
+    const int64_t bytes = ggml_type_info(t).bytes;
+    switch (t) {
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K: {
+            const int nmax = t == GgmlType::Q4_K ? 15 : 31;
+            uint8_t L[2 * QK_K];
+            float scales[16], mins[16];
+            for (int64_t b = 0; b < nblocks; b += 2) {
+                const int nb = nblocks - b >= 2 ? 2 : 1;
+                const float* xb = x + b * QK_K;
+                if (!qk_asym_search_x16(xb, nmax, 8 * nb, L, scales, mins)) {
+                    for (int k = 0; k < nb; ++k) qk_asym(xb + k * QK_K, y + (b + k) * bytes, nmax);
+                    continue;
+                }
+                for (int k = 0; k < nb; ++k)
+                    qk_asym_pack(xb + k * QK_K, y + (b + k) * bytes, nmax, L + k * QK_K, scales + 8 * k, mins + 8 * k);
+            }
+            return true;
+        }
+        case GgmlType::Q2_K: {
+            uint8_t L[QK_K];
+            float scales[16], mins[16];
+            for (int64_t b = 0; b < nblocks; ++b) {
+                if (q2_k_search_x16(x + b * QK_K, L, scales, mins)) q2_k_pack(x + b * QK_K, y + b * bytes, L, scales, mins);
+                else q2_k(x + b * QK_K, y + b * bytes);
+            }
+            return true;
+        }
+        case GgmlType::Q6_K: {
+            int8_t L[QK_K];
+            float scales[16];
+            for (int64_t b = 0; b < nblocks; ++b) {
+                if (ggml_x16::make_qx_quants(16, 16, 32, x + b * QK_K, L, scales)) q6_k_pack(x + b * QK_K, y + b * bytes, L, scales);
+                else q6_k(x + b * QK_K, y + b * bytes);
+            }
+            return true;
+        }
+        case GgmlType::IQ4_NL: {
+            float scales[16];
+            for (int64_t b = 0; b < nblocks; b += 16) {
+                const int nb = (int)std::min<int64_t>(16, nblocks - b);
+                const bool ok = ggml_x16::iq4_scales(nb, x + b * 32, scales);
+                for (int k = 0; k < nb; ++k) {
+                    if (ok) iq4_nl_pack(x + (b + k) * 32, y + (b + k) * bytes, scales[k]);
+                    else iq4_nl(x + (b + k) * 32, y + (b + k) * bytes);
+                }
+            }
+            return true;
+        }
+        case GgmlType::IQ4_XS: {
+            float scales[16];
+            for (int64_t b = 0; b < nblocks; b += 2) {
+                const int nb = nblocks - b >= 2 ? 2 : 1;
+                const bool ok = ggml_x16::iq4_scales(8 * nb, x + b * QK_K, scales);
+                for (int k = 0; k < nb; ++k) {
+                    if (ok) iq4_xs_pack(x + (b + k) * QK_K, y + (b + k) * bytes, scales + 8 * k);
+                    else iq4_xs(x + (b + k) * QK_K, y + (b + k) * bytes);
+                }
+            }
+            return true;
+        }
+        default: return false;
+    }
+}
+
 }  // namespace
 
 bool can_quantize(GgmlType t) {
@@ -648,7 +776,9 @@ bool can_quantize(GgmlType t) {
     }
 }
 
-void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) {
+namespace {
+
+void quantize_row_impl(GgmlType t, const float* x, void* dst, int64_t n, bool vector) {
     const GgmlTypeInfo& ti = ggml_type_info(t);
     NUANCE_CHECK(can_quantize(t), "quantize: ggml type ", ti.name, " has no quantizer yet");
     NUANCE_CHECK(n >= 0 && n % ti.block == 0, "quantize: a ", ti.name, " row of ", n,
@@ -667,11 +797,12 @@ void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) {
             return;
         default: break;
     }
-    if (t == GgmlType::Q8_0 && has_avx512_quantizer()) {
+    if (vector && t == GgmlType::Q8_0 && has_avx512_quantizer()) {
         for (int64_t b = 0; b < n / QK; ++b)
             if (!q8_0_avx512(x + b * QK, y + b * ti.bytes)) q8_0(x + b * QK, y + b * ti.bytes);
         return;
     }
+    if (vector && quantize_blocks_x16(t, x, y, n / ti.block)) return;
     void (*f)(const float*, uint8_t*) = t == GgmlType::Q8_0   ? q8_0
                                         : t == GgmlType::Q4_0 ? q4_0
                                         : t == GgmlType::Q4_1 ? q4_1
@@ -686,6 +817,11 @@ void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) {
                                                                 : iq4_xs;
     for (int64_t b = 0; b < n / ti.block; ++b) f(x + b * ti.block, y + b * ti.bytes);
 }
+
+}  // namespace
+
+void quantize_row(GgmlType t, const float* x, void* dst, int64_t n) { quantize_row_impl(t, x, dst, n, true); }
+void quantize_row_scalar(GgmlType t, const float* x, void* dst, int64_t n) { quantize_row_impl(t, x, dst, n, false); }
 
 QuantizedTensor quantize(const Tensor& x, GgmlType t) {
     const GgmlTypeInfo& ti = ggml_type_info(t);

@@ -89,6 +89,9 @@ namespace nuance {
 // F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K as ggml's reference quantizers
 // (gguf-py has none for them). Throws Unsupported for other types.
 void quantize_row(GgmlType t, const float* src, void* dst, int64_t n);
+// The same bytes from the scalar code only (quantize_row runs Q8_0 and the K-quant / IQ4 scale searches on AVX-512
+// where the CPU has it): what the tests compare the vector paths with.
+void quantize_row_scalar(GgmlType t, const float* src, void* dst, int64_t n);
 bool can_quantize(GgmlType t);
 
 // A whole F32 (or F16/BF16, converted) tensor whose last dimension is a multiple of the block: rows of blocks.
