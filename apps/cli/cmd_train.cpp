@@ -124,6 +124,10 @@ Runner add_train(CLI::App& app) {
     c->add_flag("--tucker", o->lora_tucker,
                 "lora: a Tucker core in the 3x3 convolutions' adapters (LyCORIS' LoCon use_tucker: down 1x1, "
                 "mid kxk, up 1x1; saved as lora_mid)");
+    c->add_flag("--train-norm", o->lora_train_norm,
+                "lora: also train the UNet blocks' GroupNorm / LayerNorm weights and biases (LyCORIS' train_norm: "
+                "w_norm, b_norm beside any --network; the attention blocks' norms with attn / ff / all-linear, the "
+                "resnets' with +conv)");
     c->add_option("--network-dropout", o->lora_dropout,
                   "lora (plain LoRA): kohya's network_dropout, dropout on the down projection's output while training");
     c->add_option("--rank-dropout", o->lora_rank_dropout,

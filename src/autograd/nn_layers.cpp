@@ -33,12 +33,30 @@ Var apply(const Conv2d& c, const Var& x) {
     return t_adapters ? with_delta(y, t_adapters->delta(c, x)) : y;
 }
 
+namespace {
+// The bound adapters' version of a norm's parameter, else the parameter itself.
+template <typename Norm>
+std::pair<Var, Var> norm_affine(const Norm& n) {
+    Var w, b;
+    if (t_adapters) {
+        w = t_adapters->weight(n);
+        b = t_adapters->bias(n);
+    }
+    if (!w.defined()) w = param_var(n.weight);
+    if (!b.defined()) b = param_var(n.bias);
+    return {w, b};
+}
+}  // namespace
+
 Var apply(const GroupNorm& g, const Var& x, bool fuse_silu, DType) {
-    return group_norm(x, g.groups, param_var(g.weight), param_var(g.bias), g.eps, fuse_silu);
+    const auto [w, b] = norm_affine(g);
+    return group_norm(x, g.groups, w, b, g.eps, fuse_silu);
 }
 
 Var apply(const LayerNorm& l, const Var& x, DType) {
-    return l.affine ? layer_norm(x, param_var(l.weight), param_var(l.bias), l.eps) : layer_norm(x, Var(), Var(), l.eps);
+    if (!l.affine) return layer_norm(x, Var(), Var(), l.eps);
+    const auto [w, b] = norm_affine(l);
+    return layer_norm(x, w, b, l.eps);
 }
 
 Var apply(const Attention& a, const Var& x, const Var& context, bool causal) {

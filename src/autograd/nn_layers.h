@@ -23,6 +23,11 @@ public:
     // The layer's bias as adapted (LyCORIS full's diff_b), or undefined: the layer's own.
     virtual Var bias(const Linear& /*layer*/) { return Var(); }
     virtual Var bias(const Conv2d& /*layer*/) { return Var(); }
+    // A norm's affine weight / bias as adapted (LyCORIS' norm modules: w_norm, b_norm), or undefined: its own.
+    virtual Var weight(const GroupNorm& /*layer*/) { return Var(); }
+    virtual Var bias(const GroupNorm& /*layer*/) { return Var(); }
+    virtual Var weight(const LayerNorm& /*layer*/) { return Var(); }
+    virtual Var bias(const LayerNorm& /*layer*/) { return Var(); }
 
     class Bind {  // RAII: binds `a` on this thread, restores the previous binding on destruction
     public:

@@ -67,6 +67,7 @@ const char* lora_algo_name(LoraAlgo a) {
         case LoraAlgo::GLoRA: return "glora";
         case LoraAlgo::BOFT: return "boft";
         case LoraAlgo::Full: return "full";
+        case LoraAlgo::Norm: return "norm";
     }
     return "?";
 }
@@ -163,6 +164,14 @@ bool lora_unet_target(const std::string& m, const Shape& w, const LoraTargets& t
     return t.conv && in_resnet_or_sampler(m);
 }
 
+bool lora_unet_norm_target(const std::string& m, const LoraTargets& t) {
+    const size_t dot = m.rfind('.');
+    const std::string last = dot == std::string::npos ? m : m.substr(dot + 1);
+    if (last != "norm" && last != "norm1" && last != "norm2" && last != "norm3") return false;
+    if (in_attention_block(m)) return t.attn || t.ff || t.all_linear || t.ia3;
+    return t.conv && contains(m, "resnets.");
+}
+
 bool lora_te_target(const std::string& m, bool ia3_preset) {
     if (ia3_preset)  // LyCORIS' ia3 preset on the text encoder
         return (contains(m, ".self_attn.") && (ends_with(m, "k_proj") || ends_with(m, "v_proj"))) ||
@@ -188,6 +197,7 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
     NUANCE_CHECK((cfg.conv_rank == 0 && cfg.conv_alpha == 0) || cfg.targets.conv, "LoRA: --conv-rank / --conv-alpha ",
                  "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
                  "(add +conv)");
+    NUANCE_CHECK(cfg.algo != LoraAlgo::Norm, "LoRA: norm adapters come with --train-norm, not as a --network");
     const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT || cfg.algo == LoraAlgo::GLoRA ||
                           cfg.algo == LoraAlgo::BOFT || cfg.algo == LoraAlgo::Full;
     NUANCE_CHECK(!lyco_vec || (!cfg.dora && !cfg.tucker && cfg.rank_dropout == 0 && cfg.dropout == 0), "LoRA: --network ",
@@ -199,6 +209,42 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
         const size_t before = adapters_.size();
         add_component(*te, true, "lora_te_", seed ^ 0x7e7e7e7eull);
         NUANCE_CHECK(adapters_.size() > before, "LoRA: the text encoder has no self_attn / mlp layers to adapt");
+    }
+    if (cfg.train_norm) {
+        const size_t before = adapters_.size();
+        add_norms(unet, "lora_unet_");
+        NUANCE_CHECK(adapters_.size() > before, "LoRA: --train-norm: --targets '", cfg.targets.text, "' reaches no ",
+                     "norm of the UNet (the attention blocks' norms come with attn, ff or all-linear, the resnets' ",
+                     "with conv)");
+    }
+}
+
+void LoraNetwork::add_norms(Module& m, const std::string& prefix) {
+    std::map<std::string, Param*> params;
+    for_each_param(m, [&](const std::string& name, Param& p) {
+        if (p.value.defined()) params[name] = &p;
+    });
+    for (const auto& [name, p] : params) {
+        if (!ends_with(name, ".weight") || p->value.dim() != 1) continue;
+        const std::string mod = name.substr(0, name.size() - 7);
+        if (!lora_unet_norm_target(mod, cfg_.targets)) continue;
+        auto a = std::make_unique<Adapter>();
+        a->name = prefix + underscored(mod);
+        a->module = mod;
+        a->base = p;
+        a->algo = LoraAlgo::Norm;
+        a->rank = 1;
+        a->alpha = 1;  // scale 1: LyCORIS' NormModule has no alpha
+        const int64_t c = p->value.size(0);
+        a->w_norm = trainable(Tensor::zeros({c}, DType::F32));
+        auto b = params.find(mod + ".bias");
+        if (b != params.end() && b->second->value.dim() == 1 && b->second->value.size(0) == c) {
+            a->base_bias = b->second;
+            a->b_norm = trainable(Tensor::zeros({c}, DType::F32));
+        }
+        a->index = (int64_t)adapters_.size();
+        by_weight_[p] = a.get();
+        adapters_.push_back(std::move(a));
     }
 }
 
@@ -394,6 +440,10 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
             t = {{"diff", &diff}};
             if (diff_b.defined()) t.emplace_back("diff_b", &diff_b);
             break;
+        case LoraAlgo::Norm:
+            t = {{"w_norm", &w_norm}};
+            if (b_norm.defined()) t.emplace_back("b_norm", &b_norm);
+            break;
     }
     if (magnitude.defined()) t.emplace_back("dora_scale", &magnitude);
     return t;
@@ -409,7 +459,8 @@ const char* role_of_key(const std::string& key) {
         {"hada_t2", "t2"},            {"lokr_w1", "w1"},         {"lokr_w1_a", "w1_a"},      {"lokr_w1_b", "w1_b"},
         {"lokr_w2", "w2"},            {"lokr_w2_a", "w2_a"},     {"lokr_w2_b", "w2_b"},      {"lokr_t2", "t2"},
         {"weight", "ia3"},            {"oft_blocks", "oft_blocks"}, {"a1.weight", "a1"},     {"a2.weight", "a2"},
-        {"b1.weight", "b1"},          {"b2.weight", "b2"},       {"diff", "diff"},           {"diff_b", "diff_b"}};
+        {"b1.weight", "b1"},          {"b2.weight", "b2"},       {"diff", "diff"},           {"diff_b", "diff_b"},
+        {"w_norm", "w_norm"},         {"b_norm", "b_norm"}};
     for (const auto& [k, r] : kRoles)
         if (key == k) return r;
     return nullptr;
@@ -425,6 +476,7 @@ LoraKind kind_of(LoraAlgo a) {
         case LoraAlgo::BOFT: return LoraKind::BOFT;
         case LoraAlgo::GLoRA: return LoraKind::GLoRA;
         case LoraAlgo::Full: return LoraKind::Full;
+        case LoraAlgo::Norm: return LoraKind::Norm;
     }
     return LoraKind::LoRA;
 }
@@ -523,6 +575,7 @@ Var LoraNetwork::Adapter::weight_delta() const {
     const Shape& s = base->shape;
     const int64_t out = s[0], cols = shape_numel(s) / out;
     if (algo == LoraAlgo::Full) return param_var(diff);
+    if (algo == LoraAlgo::Norm) return param_var(w_norm);  // (the weight's change; b_norm moves the bias)
     if (algo == LoraAlgo::IA3 || algo == LoraAlgo::OFT || algo == LoraAlgo::GLoRA || algo == LoraAlgo::BOFT) {
         // The frozen base weight as an f32 constant (a quantized or 16-bit base: its values).
         const Tensor& bv = base->value;
@@ -602,9 +655,10 @@ void LoraNetwork::register_params(ParamGrads& g) {
 std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
     std::vector<std::pair<std::string, Tensor>> t;
     for (const auto& a : adapters_) {
-        // LyCORIS: IA3 writes no alpha but on_input; OFT's alpha is its norm constraint (0: none)
+        // LyCORIS: IA3 writes no alpha but on_input; OFT's alpha is its norm constraint (0: none); full and the norm
+        // modules none
         if (a->algo == LoraAlgo::IA3) t.emplace_back(a->name + ".on_input", Tensor::scalar(a->on_input ? 1.0f : 0.0f));
-        else if (a->algo != LoraAlgo::Full) t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT || a->algo == LoraAlgo::BOFT
+        else if (a->algo != LoraAlgo::Full && a->algo != LoraAlgo::Norm) t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT || a->algo == LoraAlgo::BOFT
                                                                     ? 0.0f
                                                                     : (float)a->alpha));
         for (const auto& [k, p] : static_cast<const Adapter&>(*a).tensors())
@@ -738,6 +792,21 @@ Var LoraNetwork::adapted_bias(const Param& w) {
     if (!a.diff_b.defined() || !a.base_bias || module_dropped(a)) return Var();
     return param_var(*a.base_bias) + param_var(a.diff_b);
 }
+
+Var LoraNetwork::norm_param(const Param& w, bool bias) {
+    auto it = by_weight_.find(&w);
+    if (it == by_weight_.end() || it->second->algo != LoraAlgo::Norm) return Var();
+    const Adapter& a = *it->second;
+    if (module_dropped(a)) return Var();
+    if (!bias) return param_var(w) + param_var(a.w_norm);
+    if (!a.b_norm.defined()) return Var();
+    return param_var(*a.base_bias) + param_var(a.b_norm);
+}
+
+Var LoraNetwork::weight(const GroupNorm& layer) { return norm_param(layer.weight, false); }
+Var LoraNetwork::bias(const GroupNorm& layer) { return norm_param(layer.weight, true); }
+Var LoraNetwork::weight(const LayerNorm& layer) { return norm_param(layer.weight, false); }
+Var LoraNetwork::bias(const LayerNorm& layer) { return norm_param(layer.weight, true); }
 
 Var LoraNetwork::bias(const Linear& layer) { return adapted_bias(layer.weight); }
 Var LoraNetwork::bias(const Conv2d& layer) { return adapted_bias(layer.weight); }

@@ -86,11 +86,12 @@ LoraTargets parse_lora_targets(const std::string& s);
 
 // The adapter algorithm: LoRA (kohya's networks.lora, LoCon on convolutions), LyCORIS LoHa, LoKr, IA3, OFT, GLoRA or
 // BOFT.
-enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT, GLoRA, BOFT, Full };
+// Norm is not a --network: the adapters LoraConfig::train_norm adds beside the algorithm's (LyCORIS' norm modules).
+enum class LoraAlgo { LoRA, LoHa, LoKr, IA3, OFT, GLoRA, BOFT, Full, Norm };
 // "lora" (also "locon"), "loha", "lokr", "ia3", "oft" (also "diag-oft"), "glora", "boft", "full"; an error names the
 // allowed ones.
 LoraAlgo parse_lora_algo(const std::string& s);
-const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft", "glora", "boft", "full"
+const char* lora_algo_name(LoraAlgo a);  // "lora", "loha", "lokr", "ia3", "diag-oft", "glora", "boft", "full", "norm"
 
 // LyCORIS' power2factorization(dim, factor) (BOFT's butterfly): the largest even block size b <= factor (-1: dim)
 // that splits dim into a power-of-two number n of blocks, as (b, n); (0, 0) when none does.
@@ -131,6 +132,11 @@ struct LoraConfig {
     // The draws come from a counter-based hash of (seed, step, adapter, global sample, element): the same on every
     // data-parallel rank for the same global batch, and on a resumed run.
     double dropout = 0, rank_dropout = 0, module_dropout = 0;
+    // LyCORIS' train_norm (network_args "train_norm=True"): every GroupNorm / LayerNorm of the UNet blocks the targets
+    // reach (lora_unet_norm_target) also trains its affine parameters' change, whatever the algorithm: w_norm [C]
+    // and b_norm [C], zeros at the start, the norm computing with weight + w_norm and bias + b_norm (scale 1, no
+    // alpha; module_dropout applies, the rank dropouts do not). Keys <module>.w_norm / .b_norm, as LyCORIS' NormModule.
+    bool train_norm = false;
 };
 constexpr int64_t kMaxLoraRank = 1024;
 
@@ -158,6 +164,7 @@ public:
         Param a1, a2, b1, b2;  // GLoRA
         Param diff;            // full: delta(W) itself
         Param diff_b;          // full: the bias' change ([out]; layers with a bias)
+        Param w_norm, b_norm;  // Norm (train_norm): the norm's weight and bias changes ([C])
         const Param* base_bias = nullptr;  // the adapted layer's bias, when it has one
         int64_t index = 0;     // in adapters(): keys its dropout draws
         // (key after the module name, e.g. "lora_down.weight", "hada_w1_a", "lokr_w2", the parameter) of every
@@ -234,9 +241,16 @@ public:
     // full with a bias: the layer's bias + diff_b; else undefined.
     Var bias(const Linear& layer) override;
     Var bias(const Conv2d& layer) override;
+    // train_norm: the norm's weight + w_norm, bias + b_norm; else undefined.
+    Var weight(const GroupNorm& layer) override;
+    Var bias(const GroupNorm& layer) override;
+    Var weight(const LayerNorm& layer) override;
+    Var bias(const LayerNorm& layer) override;
 
 private:
     void add_component(Module& m, bool te, const std::string& prefix, uint64_t seed);
+    void add_norms(Module& m, const std::string& prefix);
+    Var norm_param(const Param& w, bool bias);
     void init_lycoris(Adapter& a, const Shape& s, Mt19937& rng) const;
     Var merged_weight(const Param& w);
     Var adapted_bias(const Param& w);
@@ -258,5 +272,10 @@ bool lora_unet_target(const std::string& module, const Shape& weight_shape, cons
 // kohya's text encoder set: self_attn q/k/v/out_proj and mlp fc1/fc2; with ia3_preset (--targets ia3 alone),
 // LyCORIS' ia3 preset: k_proj, v_proj, mlp.fc2.
 bool lora_te_target(const std::string& module, bool ia3_preset = false);
+// Whether train_norm trains the UNet norm `module` (its weight 1-D): the GroupNorm / LayerNorms (norm, norm1 ..
+// norm3) of the attention blocks (Transformer2DModel) when the targets reach them (attn, ff, all-linear, ia3), of the
+// ResnetBlock2Ds with conv: LyCORIS' NormModule on the norms inside its target blocks. (conv_norm_out and the text
+// encoder's layer norms are outside every target block, in LyCORIS too.)
+bool lora_unet_norm_target(const std::string& module, const LoraTargets& t);
 
 }  // namespace nuance

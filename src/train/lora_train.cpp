@@ -52,6 +52,7 @@ nlohmann::json lora_json(const TrainOptions& o) {
                         {"train_text_encoder", o.train_text_encoder}};
     if (o.lora_dora) j["dora"] = true;
     if (o.lora_tucker) j["tucker"] = true;
+    if (o.lora_train_norm) j["train_norm"] = true;
     if (o.lora_algo != "lora") {  // (a LoRA run's checkpoints keep their old metadata)
         j["algo"] = o.lora_algo;
         j["factor"] = o.lora_factor;
@@ -204,6 +205,7 @@ struct LoraRun : TrainTask {
         cfg.decompose_both = o.lora_decompose_both;
         cfg.dora = o.lora_dora;
         cfg.tucker = o.lora_tucker;
+        cfg.train_norm = o.lora_train_norm;
         cfg.rank = o.lora_rank;
         cfg.alpha = o.lora_alpha;
         cfg.targets = parse_lora_targets(o.lora_targets);
@@ -446,11 +448,12 @@ struct LoraRun : TrainTask {
             args = {{"conv_dim", std::to_string(o.lora_conv_rank > 0 ? o.lora_conv_rank : o.lora_rank)},
                     {"conv_alpha", str(conv_alpha)}};
         }
-        const bool lycoris = o.lora_algo != "lora" || o.lora_dora || o.lora_tucker;
+        const bool lycoris = o.lora_algo != "lora" || o.lora_dora || o.lora_tucker || o.lora_train_norm;
         if (lycoris) {  // LyCORIS's network_args (lycoris.kohya): the algorithm and, for LoKr, its factorization
             args["algo"] = lora_algo_name(parse_lora_algo(o.lora_algo));  // LyCORIS' spelling ("oft" -> "diag-oft")
             if (o.lora_dora) args["dora_wd"] = "True";
             if (o.lora_tucker) args["use_tucker"] = "True";
+            if (o.lora_train_norm) args["train_norm"] = "True";
             if (o.lora_algo == "lokr") {
                 args["factor"] = std::to_string(o.lora_factor);
                 args["decompose_both"] = o.lora_decompose_both ? "True" : "False";
@@ -510,7 +513,7 @@ struct LoraRun : TrainTask {
             {"ss_training_finished_at", utc_now_epoch()},
             {"ss_training_comment",
              "nuance train --model lora --network " + o.lora_algo + (o.lora_dora ? " --dora" : "") +
-                 (o.lora_tucker ? " --tucker" : "")},
+                 (o.lora_tucker ? " --tucker" : "") + (o.lora_train_norm ? " --train-norm" : "")},
             {"modelspec.sai_model_spec", "1.0.0"},
             {"modelspec.architecture", sdxl()                           ? "stable-diffusion-xl-v1-base/lora"
                                        : base.family == SDFamily::SD2 ? "stable-diffusion-v2-512/lora"

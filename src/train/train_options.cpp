@@ -113,6 +113,7 @@ void validate_train_options(const TrainOptions& o) {
         NUANCE_CHECK(o.lora_algo == "lora" && o.lora_factor == -1 && !o.lora_decompose_both && !o.lora_dora,
                      "train: --network, --factor, --decompose-both and --dora are for --model lora");
         NUANCE_CHECK(!o.lora_tucker, "train: --tucker is for --model lora");
+        NUANCE_CHECK(!o.lora_train_norm, "train: --train-norm is for --model lora (ldm trains every norm already)");
         NUANCE_CHECK(o.lora_network_weights.empty(), "train: --network-weights is for --model lora (ldm: --init)");
         NUANCE_CHECK(o.base_weight_type.empty(), "train: --type (a quantized base) is for --model lora (ldm: --qat)");
         NUANCE_CHECK(o.lora_dropout == 0 && o.lora_rank_dropout == 0 && o.lora_module_dropout == 0,

@@ -746,10 +746,13 @@ int64_t expect_fd_gradient(Param& p, ParamGrads& g, const std::function<Var()>& 
         const float keep = v[i], eps = 1e-2f;
         NoGradGuard ng;
         v[i] = keep + eps;
+        clear_packed_weights();  // (a product may have kept a packed copy of the value edited in place)
         const float up = loss().value().item();
         v[i] = keep - eps;
+        clear_packed_weights();
         const float dn = loss().value().item();
         v[i] = keep;
+        clear_packed_weights();
         const float fd = (up - dn) / (2 * eps);
         EXPECT_NEAR(grad.data<float>()[i], fd, 2e-2f * (1 + std::abs(fd))) << i;
         ++checked;
@@ -1040,7 +1043,7 @@ TEST(DoraGradcheck, MagnitudeAndDirection) {
 // Saved LoHa / LoKr files read back through nuance's LyCORIS loader (the one the golden LyCORIS files test) as the
 // same kind, scale and delta: the merged model computes what the bound network computes.
 TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
-    struct Case { LoraAlgo algo; int64_t rank; int64_t factor; bool both; LoraKind kind; bool tucker = false; };
+    struct Case { LoraAlgo algo; int64_t rank; int64_t factor; bool both; LoraKind kind; bool tucker = false; bool norm = false; };
     for (const Case c : {Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa}, Case{LoraAlgo::LoKr, 2, -1, false, LoraKind::LoKr},
                          Case{LoraAlgo::LoKr, 1, 4, true, LoraKind::LoKr}, Case{LoraAlgo::LoKr, 16, -1, false, LoraKind::LoKr},
                          Case{LoraAlgo::LoRA, 2, -1, false, LoraKind::LoRA, true},  // Tucker cores (LyCORIS' use_tucker)
@@ -1048,8 +1051,11 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
                          Case{LoraAlgo::LoKr, 2, 2, false, LoraKind::LoKr, true},
                          Case{LoraAlgo::IA3, 1, -1, false, LoraKind::IA3}, Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT},
                          Case{LoraAlgo::GLoRA, 2, -1, false, LoraKind::GLoRA}, Case{LoraAlgo::BOFT, 4, -1, false, LoraKind::BOFT},
-                         Case{LoraAlgo::Full, 1, -1, false, LoraKind::Full}}) {
-        SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : ""));
+                         Case{LoraAlgo::Full, 1, -1, false, LoraKind::Full},
+                         Case{LoraAlgo::LoRA, 2, -1, false, LoraKind::LoRA, false, true},  // + --train-norm
+                         Case{LoraAlgo::LoKr, 2, -1, false, LoraKind::LoKr, false, true}}) {
+        SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : "") +
+                     (c.norm ? " train_norm" : ""));
         TinySd15 m;
         LoraConfig cfg;
         cfg.algo = c.algo;
@@ -1060,8 +1066,18 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
         cfg.conv_rank = c.tucker ? 3 : c.algo == LoraAlgo::BOFT ? 4 : 1;  // (BOFT: blocks of 2 rows at least)
         cfg.conv_alpha = 0.5;
         cfg.tucker = c.tucker;
+        cfg.train_norm = c.norm;
         cfg.targets = parse_lora_targets("all-linear+conv");
         LoraNetwork net(*m.unet, m.te.get(), cfg, 1);
+        int64_t norms = 0;
+        for (const auto& a : net.adapters()) norms += a->algo == LoraAlgo::Norm;
+        int64_t unet_norms = 0;  // every norm of the attention blocks and resnets (all-linear+conv), none else
+        for_each_param(*m.unet, [&](const std::string& n, Param& p) {
+            unet_norms += n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0 && p.value.dim() == 1 && lora_unet_norm_target(n.substr(0, n.size() - 7),
+                                                                                            cfg.targets);
+        });
+        EXPECT_EQ(norms, c.norm ? unet_norms : 0);
+        if (c.norm) EXPECT_GT(norms, 10);
         if (c.tucker) {  // the 3x3 convolutions' adapters have their cores (LoKr: where w2 is decomposed), the rest none
             int64_t cores = 0;
             for (const auto& a : net.adapters()) {
@@ -1097,11 +1113,11 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
         const LoraFile lf = load_lora(path);
         ASSERT_EQ(lf.modules.size(), net.adapters().size());
         for (const auto& mod : lf.modules) {
-            EXPECT_EQ(mod.kind, c.kind) << mod.name;
             const LoraNetwork::Adapter* a = nullptr;
             for (const auto& x : net.adapters())
                 if (x->name == mod.name) a = x.get();
             ASSERT_NE(a, nullptr) << mod.name;
+            EXPECT_EQ(mod.kind, a->algo == LoraAlgo::Norm ? LoraKind::Norm : c.kind) << mod.name;
             // (GLoRA: the loader applies alpha / rank inside delta(), its layout being told by the layer)
             const bool glora = mod.kind == LoraKind::GLoRA;
             EXPECT_DOUBLE_EQ(mod.scale(), glora ? 1.0 : a->scale()) << mod.name;
@@ -1133,6 +1149,96 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
         EXPECT_GT(largest_diff(merged, plain), 1e-3f);  // (the adapters do change the output)
         EXPECT_LT(largest_diff(merged, bound), 1e-4f * std::max(1.0f, largest_abs(bound)));
     }
+}
+
+// --train-norm (LyCORIS' train_norm): a GroupNorm and a LayerNorm inside target blocks train w_norm / b_norm, the
+// norm computing with (weight + w_norm, bias + b_norm); finite-difference gradients of both, beside a LoRA.
+struct NormLayers : Module {
+    Linear q{6, 6};
+    GroupNorm gn{2, 4};
+    LayerNorm ln{6};
+    GroupNorm outside{2, 4};  // conv_norm_out: in no target block
+    void visit(ParamVisitor& v) override {
+        v("mid_block.attentions.0.transformer_blocks.0.attn1.to_q", q);
+        v("down_blocks.0.resnets.0.norm1", gn);
+        v("mid_block.attentions.0.transformer_blocks.0.norm1", ln);
+        v("conv_norm_out", outside);
+    }
+};
+
+TEST(LycorisGradcheck, TrainNormAdaptsTheBlocksNorms) {
+    NormLayers m;
+    init_random(m, 3);
+    widen(m);
+    LoraConfig cfg;
+    cfg.rank = 2;
+    cfg.targets = parse_lora_targets("attn+conv");
+    cfg.train_norm = true;
+    LoraNetwork net(m, nullptr, cfg, 4);
+    ASSERT_EQ(net.adapters().size(), 3u);  // to_q's LoRA, then the two norms (names sorted)
+    const LoraNetwork::Adapter& gn = *net.adapters()[1];
+    const LoraNetwork::Adapter& ln = *net.adapters()[2];
+    EXPECT_EQ(gn.name, "lora_unet_down_blocks_0_resnets_0_norm1");
+    EXPECT_EQ(ln.name, "lora_unet_mid_block_attentions_0_transformer_blocks_0_norm1");
+    EXPECT_EQ(gn.algo, LoraAlgo::Norm);
+    EXPECT_EQ(gn.w_norm.value.shape(), (Shape{4}));
+    EXPECT_EQ(ln.b_norm.value.shape(), (Shape{6}));
+    EXPECT_EQ(net.numel(), 2 * 6 + 2 * 6 + 2 * 4 + 2 * 6);  // LoRA down/up (rank 2, 6 -> 6) + the norms' four vectors
+    const Tensor xl = randn({2, 3, 6}, 6), x = randn({1, 4, 3, 3}, 7), wl = randn({2, 3, 6}, 9), wx = randn({1, 4, 3, 3}, 8);
+    auto out = [&] {
+        return sum(mul(apply(m.ln, apply(m.q, Var(xl))), Var(wl))) + sum(mul(apply(m.gn, Var(x)), Var(wx))) +
+               sum(mul(apply(m.outside, Var(x)), Var(wx)));
+    };
+    Tensor plain, bound;
+    {
+        NoGradGuard ng;
+        plain = out().value();
+        LayerAdapters::Bind b(net);
+        bound = out().value();
+    }
+    EXPECT_EQ(largest_diff(plain, bound), 0.0f);  // zeros at the start: the model as it was
+    uint64_t seed = 50;
+    for (auto& a : net.adapters())
+        for (auto& [k, p] : a->tensors()) p->value = randn(p->value.shape(), ++seed, 0.5f);
+    {  // the norm with weight + w_norm, bias + b_norm
+        NoGradGuard ng;
+        LayerAdapters::Bind b(net);
+        const Tensor got = apply(m.gn, Var(x)).value();
+        const Tensor want = group_norm(x, 2, add(m.gn.weight.value, gn.w_norm.value), add(m.gn.bias.value, gn.b_norm.value),
+                                       m.gn.eps);
+        EXPECT_LT(largest_diff(got, want), 1e-6f);
+    }
+    ParamGrads g;
+    for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
+    net.register_params(g);
+    auto loss = [&] {
+        LayerAdapters::Bind ba(net);
+        return out();
+    };
+    {
+        ParamGrads::Bind b(g);
+        backward(loss());
+    }
+    int64_t checked = 0;
+    for (auto& a : net.adapters())
+        for (auto& [k, p] : a->tensors()) {
+            SCOPED_TRACE(a->name + "." + k);
+            checked += expect_fd_gradient(*p, g, loss, 1);
+        }
+    EXPECT_GE(checked, 20);
+    // Which norms the targets reach: the attention blocks' with attn / ff / all-linear, the resnets' with conv.
+    EXPECT_TRUE(lora_unet_norm_target("down_blocks.1.attentions.0.norm", parse_lora_targets("attn")));
+    EXPECT_TRUE(lora_unet_norm_target("up_blocks.1.attentions.2.transformer_blocks.0.norm3", parse_lora_targets("ff")));
+    EXPECT_FALSE(lora_unet_norm_target("down_blocks.1.resnets.0.norm2", parse_lora_targets("all-linear")));
+    EXPECT_TRUE(lora_unet_norm_target("mid_block.resnets.1.norm2", parse_lora_targets("attn+conv")));
+    EXPECT_FALSE(lora_unet_norm_target("conv_norm_out", parse_lora_targets("all-linear+conv")));
+    EXPECT_FALSE(lora_unet_norm_target("down_blocks.1.attentions.0.proj_in", parse_lora_targets("all-linear")));
+    // A selection without norms is an error naming the option; norm is no --network.
+    cfg.targets = parse_lora_targets("attn");
+    NamedLayers<5, 4, 3, 4, 2> no_norms;
+    init_random(no_norms, 1);
+    EXPECT_THAT(error_of([&] { LoraNetwork n(no_norms, nullptr, cfg, 1); }), HasSubstr("--train-norm: --targets 'attn' reaches no norm"));
+    EXPECT_THROW(parse_lora_algo("norm"), Error);
 }
 
 TEST(LycorisNetwork, ErrorsNameTheOption) {
@@ -1620,6 +1726,7 @@ TEST(LoraTrain, ResumeContinuesBitExactly) {
     o.lora_dropout = 0.1;  // kohya's dropouts: keyed by the step, so a resumed run draws the same masks
     o.lora_rank_dropout = 0.2;
     o.lora_module_dropout = 0.2;
+    o.lora_train_norm = true;  // the norms' w_norm / b_norm resume with the rest
     const TrainReport full = train_lora(o);
     TrainOptions half = o;
     half.output = out / "b";
@@ -1634,12 +1741,21 @@ TEST(LoraTrain, ResumeContinuesBitExactly) {
     for (const auto& [k, t] : a.tensors) EXPECT_EQ(largest_diff(t, b.tensors.at(k)), 0.0f) << k;
     EXPECT_EQ(a.metadata.at("ss_network_dropout"), "0.1");
     EXPECT_THAT(a.metadata.at("ss_network_args"), HasSubstr("\"rank_dropout\":\"0.2\""));
+    EXPECT_THAT(a.metadata.at("ss_network_args"), HasSubstr("\"train_norm\":\"True\""));
+    EXPECT_EQ(a.metadata.at("ss_network_module"), "lycoris.kohya");
+    int64_t moved = 0;  // the trained norms moved from zero
+    for (const auto& [k, t] : a.tensors)
+        if (k.find(".w_norm") != std::string::npos || k.find(".b_norm") != std::string::npos) moved += largest_abs(t) > 0;
+    EXPECT_GT(moved, 4);
 
     // a checkpoint of another configuration is refused
     half.steps = 6;
     half.lora_dropout = 0.3;
     EXPECT_THAT(error_of([&] { train_lora(half); }), HasSubstr("a LoRA of another configuration"));
     half.lora_dropout = 0.1;
+    half.lora_train_norm = false;
+    EXPECT_THAT(error_of([&] { train_lora(half); }), HasSubstr("a LoRA of another configuration"));
+    half.lora_train_norm = true;
     half.lora_rank = 8;
     half.steps = 6;
     EXPECT_THAT(error_of([&] { train_lora(half); }), HasSubstr("a LoRA of another configuration"));
@@ -1976,13 +2092,17 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     // dora: a LoRA (LoCon) with DoRA magnitudes; tucker: LoCon with Tucker cores on the 3x3 convolutions (--tucker);
     // loha_tucker: a LoHa with them (hada_t1 / hada_t2)
     // oft: LyCORIS' diag-oft (--network oft), ia3 (--network ia3 --targets ia3, LyCORIS' IA3Module on each)
-    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft", "full"}) {
+    // norm: a LoRA (LoCon) with --train-norm, LyCORIS' NormModule (w_norm, b_norm) on 50 GroupNorm / LayerNorms
+    for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft", "full",
+                                   "norm"}) {
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
         EXPECT_EQ(lf.metadata.at("ss_network_module"), "lycoris.kohya");
-        int64_t cores = 0;
+        int64_t cores = 0, norms = 0;
         for (const auto& mod : lf.modules) {
+            norms += mod.kind == LoraKind::Norm;
+            if (algo == "norm" && mod.kind == LoraKind::Norm) continue;
             EXPECT_EQ(mod.kind, algo.rfind("loha", 0) == 0 ? LoraKind::LoHa
                                 : algo == "lokr"           ? LoraKind::LoKr
                                 : algo == "oft"            ? LoraKind::OFT
@@ -1995,6 +2115,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
             cores += mod.t.count("mid") > 0 || mod.t.count("t1") > 0;
         }
         EXPECT_EQ(cores, algo == "tucker" || algo == "loha_tucker" ? 26 : 0);
+        EXPECT_EQ(norms, algo == "norm" ? 50 : 0);
         StableDiffusionModel m = load_stable_diffusion(kEmoji);
         widen(*m.unet);  // LyCORIS computed on f32 modules: so does this merge
         widen(*m.te1.model);
@@ -2014,6 +2135,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
                                    ? 136
                              : algo == "ia3"                                       ? 53
                              : algo == "full"                                      ? 56  // (attn, no TE)
+                             : algo == "norm"                                      ? 186  // (136 + 50 norms)
                                                                                    : 100);  // (100: no TE)
         const Tensor merged = forward();
         EXPECT_GT(largest_diff(merged, base), 40 * tol);  // the adapters' change is well above the tolerance
@@ -2053,6 +2175,9 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     o.lora_network_weights = "start.safetensors";
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--network-weights is for --model lora (ldm: --init)"));
     o.lora_network_weights.clear();
+    o.lora_train_norm = true;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--train-norm is for --model lora"));
+    o.lora_train_norm = false;
     o.lora_module_dropout = 0.1;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--module-dropout are for --model lora"));
     for (auto [field, flag] : {std::pair{&TrainOptions::lora_dropout, "--network-dropout"},
@@ -2152,12 +2277,12 @@ TEST(LoraTrain, Sd2BaseMetadataNamesTheVersionAndTheClipSkip) {
 // configuration at the saved tensors and alphas (the run's own --alpha does not win, as kohya loads alpha with the
 // weights), through the loader's name matching.
 TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
-    struct Case { LoraAlgo algo; int64_t rank; bool dora = false; bool tucker = false; };
+    struct Case { LoraAlgo algo; int64_t rank; bool dora = false; bool tucker = false; bool norm = false; };
     for (const Case c : {Case{LoraAlgo::LoRA, 2}, Case{LoraAlgo::LoRA, 2, true}, Case{LoraAlgo::LoRA, 2, false, true},
                          Case{LoraAlgo::LoHa, 2}, Case{LoraAlgo::LoKr, 2}, Case{LoraAlgo::IA3, 1},
                          Case{LoraAlgo::OFT, 4}, Case{LoraAlgo::GLoRA, 2}, Case{LoraAlgo::BOFT, 4},
-                         Case{LoraAlgo::Full, 1}}) {
-        SCOPED_TRACE(str(lora_algo_name(c.algo), c.dora ? " dora" : "", c.tucker ? " tucker" : ""));
+                         Case{LoraAlgo::Full, 1}, Case{LoraAlgo::LoHa, 2, false, false, true}}) {
+        SCOPED_TRACE(str(lora_algo_name(c.algo), c.dora ? " dora" : "", c.tucker ? " tucker" : "", c.norm ? " norm" : ""));
         TinySd15 m;
         widen(*m.unet);
         widen(*m.te);
@@ -2167,6 +2292,7 @@ TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
         cfg.alpha = 1;
         cfg.dora = c.dora;
         cfg.tucker = c.tucker;
+        cfg.train_norm = c.norm;
         cfg.conv_rank = c.tucker ? 3 : c.algo == LoraAlgo::BOFT ? 4 : 1;
         cfg.conv_alpha = 0.5;
         cfg.targets = parse_lora_targets("all-linear+conv");
@@ -2195,6 +2321,14 @@ TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
             const auto ta = a.tensors(), tb = b.tensors();
             ASSERT_EQ(ta.size(), tb.size());
             for (size_t k = 0; k < ta.size(); ++k) EXPECT_EQ(largest_diff(ta[k].second->value, tb[k].second->value), 0.0f) << b.name << " " << tb[k].first;
+        }
+        if (c.norm) {  // the same file into a run without --train-norm: its norms are on no adapter, and say so
+            cfg.train_norm = false;
+            LoraNetwork plain(*m.unet, m.te.get(), cfg, 2);
+            const LoraNetwork::InitReport rp = plain.init_from(lf, lora_module_targets(comps, lf));
+            EXPECT_EQ(rp.adapters, (int64_t)plain.adapters().size());
+            ASSERT_EQ(rp.unused.size(), saved.adapters().size() - plain.adapters().size());
+            EXPECT_THAT(rp.unused.front(), HasSubstr("norm"));
         }
     }
 }
