@@ -37,7 +37,10 @@ its own forward, A1111, ComfyUI and nuance apply it once. The LoKr file here has
     nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/norm --steps 30 \
         --batch 4 --lr 5e-3 --rank 2 --alpha 1 --targets attn+conv --conv-rank 1 --conv-alpha 1 --train-norm \
         --train-text-encoder --save-precision fp16   # LoRA + LyCORIS' NormModules (w_norm, b_norm) on 50 norms
-    cp /tmp/lyco/norm/norm.safetensors /tmp/lyco/full/full.safetensors /tmp/lyco/boft/boft.safetensors /tmp/lyco/glora/glora.safetensors /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
+    nuance train -q --model lora --base models/nuance-emoji --data data/emoji --limit 8 -o /tmp/lyco/oft_cr --steps 30 \
+        --batch 4 --lr 5e-3 --rank 8 --alpha 1 --targets attn+conv --train-text-encoder --save-precision fp16 \
+        --network oft --constraint 1e-4 --rescaled   # LyCORIS' constraint (active after 30 steps) and rescale
+    cp /tmp/lyco/oft_cr/oft_cr.safetensors /tmp/lyco/norm/norm.safetensors /tmp/lyco/full/full.safetensors /tmp/lyco/boft/boft.safetensors /tmp/lyco/glora/glora.safetensors /tmp/lyco/loha/loha.safetensors /tmp/lyco/lokr/lokr.safetensors /tmp/lyco/dora/dora.safetensors \
         /tmp/lyco/tucker/tucker.safetensors /tmp/lyco/loha_tucker/loha_tucker.safetensors /tmp/lyco/oft/oft.safetensors \
         /tmp/lyco/ia3/ia3.safetensors tests/data/lycoris_trained/
     python tools/make_lycoris_trained_ref.py   # (pip install diffusers transformers lycoris-lora)
@@ -84,7 +87,7 @@ def load_ia3(path, te, unet):
     return mods, sd
 
 
-for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft", "full", "norm"):
+for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft", "full", "norm", "oft_cr"):
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32)
     te = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", torch_dtype=torch.float32)
     path = os.path.join(DIR, algo + ".safetensors")
@@ -102,6 +105,14 @@ for algo in ("loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glo
         merged = unet(x, t, encoder_hidden_states=te(ids)[0]).sample
     if algo == "dora":
         assert all(m.wd and m.wd_on_out for m in mods)  # the magnitude per output row
+    if algo == "oft_cr":  # every module read with its constraint and rescale, and the constraint binds
+        assert all(m.rescaled and m.constraint > 0 for m in mods)
+        active = 0
+        for m in mods:
+            q = m.oft_blocks - m.oft_blocks.transpose(1, 2)
+            active += int(torch.norm(q) + 1e-8 > m.constraint)
+        print("oft_cr: constraint active on", active, "of", n)
+        assert active > n // 2
     if algo == "norm":
         assert sum(type(m).__name__ == "NormModule" for m in mods) == 50  # every norm of the file found its layer
     if algo in ("tucker", "loha_tucker"):

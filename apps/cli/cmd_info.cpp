@@ -171,13 +171,16 @@ void print_lora_details(const std::string& path) {
         return;
     }
     std::map<std::string, int64_t> kinds;
-    int64_t dora = 0, tucker = 0, te = 0, rmin = INT64_MAX, rmax = 0;
+    int64_t dora = 0, tucker = 0, te = 0, rmin = INT64_MAX, rmax = 0, constrained = 0, rescaled = 0;
     double smin = 1e300, smax = -1e300;
     for (const LoraModule& m : lf.modules) {
         ++kinds[lora_kind_name(m.kind)];
         dora += m.dora_scale.defined();
         tucker += m.t.count("mid") || m.t.count("t1") || m.t.count("t2");  // LyCORIS' use_tucker (CP) cores
         te += m.name.rfind("lora_te", 0) == 0 || m.name.rfind("text_encoder", 0) == 0;
+        const bool oft = m.kind == LoraKind::OFT || m.kind == LoraKind::BOFT;
+        constrained += oft && m.has_alpha && m.alpha > 0;  // (OFT's alpha is LyCORIS' norm constraint)
+        rescaled += oft && m.t.count("rescale");
         const int64_t r = m.rank();
         if (r > 0) rmin = std::min(rmin, r), rmax = std::max(rmax, r);
         if (r > 0 || m.kind == LoraKind::LoRA || m.kind == LoraKind::LoHa || m.kind == LoraKind::LoKr) {
@@ -192,6 +195,8 @@ void print_lora_details(const std::string& path) {
     std::string extra;
     if (dora) extra += str(dora, " with DoRA magnitudes");
     if (tucker) extra += str(extra.empty() ? "" : ", ", tucker, " with Tucker cores");
+    if (constrained) extra += str(extra.empty() ? "" : ", ", constrained, " with a norm constraint");
+    if (rescaled) extra += str(extra.empty() ? "" : ", ", rescaled, " rescaled");
     std::printf("lora: %s%s; %lld of %zu modules on text encoders\n", k.c_str(),
                 extra.empty() ? "" : (" (" + extra + ")").c_str(), (long long)te, lf.modules.size());
     if (!lf.modules.empty()) {

@@ -124,6 +124,12 @@ Runner add_train(CLI::App& app) {
     c->add_flag("--tucker", o->lora_tucker,
                 "lora: a Tucker core in the 3x3 convolutions' adapters (LyCORIS' LoCon use_tucker: down 1x1, "
                 "mid kxk, up 1x1; saved as lora_mid)");
+    c->add_option("--constraint", o->lora_constraint,
+                  "lora --network oft | boft: LyCORIS' constraint, Q's norm limit per output row (0: none; saved as the "
+                  "module's alpha)")
+        ->capture_default_str();
+    c->add_flag("--rescaled", o->lora_rescaled,
+                "lora --network oft | boft: LyCORIS' rescaled, a trained scale per output row (saved as rescale)");
     c->add_flag("--train-norm", o->lora_train_norm,
                 "lora: also train the UNet blocks' GroupNorm / LayerNorm weights and biases (LyCORIS' train_norm: "
                 "w_norm, b_norm beside any --network; the attention blocks' norms with attn / ff / all-linear, the "

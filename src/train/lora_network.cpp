@@ -198,6 +198,11 @@ LoraNetwork::LoraNetwork(Module& unet, Module* te, const LoraConfig& cfg, uint64
                  "size the adapters of 3x3 convolutions, which --targets '", cfg.targets.text, "' does not select ",
                  "(add +conv)");
     NUANCE_CHECK(cfg.algo != LoraAlgo::Norm, "LoRA: norm adapters come with --train-norm, not as a --network");
+    const bool oft = cfg.algo == LoraAlgo::OFT || cfg.algo == LoraAlgo::BOFT;
+    NUANCE_CHECK(oft || (cfg.oft_constraint == 0 && !cfg.oft_rescaled), "LoRA: --constraint and --rescaled are OFT's ",
+                 "and BOFT's (--network oft | boft), not ", lora_algo_name(cfg.algo), "'s");
+    NUANCE_CHECK(std::isfinite(cfg.oft_constraint) && cfg.oft_constraint >= 0 && cfg.oft_constraint <= 1e6,
+                 "LoRA: --constraint must be a finite number in [0, 1e6], got ", cfg.oft_constraint);
     const bool lyco_vec = cfg.algo == LoraAlgo::IA3 || cfg.algo == LoraAlgo::OFT || cfg.algo == LoraAlgo::GLoRA ||
                           cfg.algo == LoraAlgo::BOFT || cfg.algo == LoraAlgo::Full;
     NUANCE_CHECK(!lyco_vec || (!cfg.dora && !cfg.tucker && cfg.rank_dropout == 0 && cfg.dropout == 0), "LoRA: --network ",
@@ -284,7 +289,7 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
         } else if (a->algo == LoraAlgo::OFT) {  // LyCORIS' diag-oft: factorization(out, rank) -> (block size, blocks)
             const auto [b, n] = lokr_factorization(s[0], a->rank);
             a->oft_blocks = trainable(Tensor::zeros({n, b, b}, DType::F32));
-            a->alpha = (double)a->rank;  // scale 1 (the file's alpha is OFT's constraint: 0, none)
+            a->alpha = (double)a->rank;  // scale 1 (the file's alpha is OFT's constraint)
         } else if (a->algo == LoraAlgo::BOFT) {  // LyCORIS' ButterflyOFTModule
             const auto [b, n] = boft_factorization(s[0], a->rank);
             NUANCE_CHECK(b > 0, "LoRA: --network boft: layer '", mod, "' has ", s[0], " output rows, which no even ",
@@ -294,7 +299,7 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
             int64_t stages = 1;
             while (((int64_t)1 << (stages - 1)) < n) ++stages;  // log2(n) + 1
             a->oft_blocks = trainable(Tensor::zeros({stages, n, b, b}, DType::F32));
-            a->alpha = (double)a->rank;  // scale 1 (the file's alpha is the constraint: 0, none)
+            a->alpha = (double)a->rank;  // scale 1 (the file's alpha is the constraint)
         } else if (a->algo == LoraAlgo::Full) {  // LyCORIS' FullModule: the weight's change itself, from zero
             a->diff = trainable(Tensor::zeros(s, DType::F32));
             auto b = biases.find(mod);
@@ -333,6 +338,14 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
         } else {
             init_lycoris(*a, s, rng);
         }
+        if (a->algo == LoraAlgo::OFT || a->algo == LoraAlgo::BOFT) {
+            a->constraint = cfg_.oft_constraint;
+            if (cfg_.oft_rescaled) {  // LyCORIS: ones, one per output row
+                Shape rs(s.size(), 1);
+                rs[0] = s[0];
+                a->rescale = trainable(Tensor::full(rs, 1.0f));
+            }
+        }
         if (cfg_.dora) {  // m = ||W|| per output row (over the input channels and the kernel)
             NUANCE_CHECK(p.value.dtype() == DType::F32, "LoRA: --dora needs the base weights in f32 (the norm of the ",
                          "merged weight); '", mod, "' is ", p.value.str(), " (a quantized base cannot take DoRA)");
@@ -355,6 +368,21 @@ void LoraNetwork::add_component(Module& m, bool te, const std::string& prefix, u
 
 // LyCORIS's LoHa / LoKr factors for a layer whose weight is `s` (see the header), initialised as LyCORIS does.
 namespace {
+
+// OFT's Q = B - B^T (the last two axes), scaled to Frobenius norm `limit` when its norm over every block + 1e-8
+// exceeds it (LyCORIS' get_r: q * constraint / (||q|| + 1e-8); limit <= 0: none), on the tape (the norm too).
+Var constrained_q(const Var& bl, double limit) {
+    const int64_t d = bl.dim();
+    const Var q = bl - bl.transpose(d - 2, d - 1);
+    if (!(limit > 0)) return q;
+    const Tensor qv = q.value().contiguous();
+    double n2 = 0;
+    for (int64_t i = 0; i < qv.numel(); ++i) n2 += (double)qv.data<float>()[i] * qv.data<float>()[i];
+    if (!((float)std::sqrt(n2) + 1e-8f > (float)limit)) return q;
+    const Var norm = sqrt(sum(square(q).reshape({1, -1}), 1, true)) + 1e-8f;  // [1, 1]
+    Shape ones((size_t)d, 1);
+    return q * (float)limit / norm.reshape(ones);
+}
 
 // LyCORIS' rebuild_tucker: W[o, i, k, l] = sum_{p, q} t[p, q, k, l] a[p, o] b[q, i] for t [r1, r2, kh, kw], a [r1, O],
 // b [r2, I] -> [O, I, kh, kw] (on the tape).
@@ -434,7 +462,10 @@ std::vector<std::pair<std::string, const Param*>> LoraNetwork::Adapter::tensors(
             break;
         case LoraAlgo::IA3: t = {{"weight", &ia3}}; break;
         case LoraAlgo::OFT:
-        case LoraAlgo::BOFT: t = {{"oft_blocks", &oft_blocks}}; break;
+        case LoraAlgo::BOFT:
+            t = {{"oft_blocks", &oft_blocks}};
+            if (rescale.defined()) t.emplace_back("rescale", &rescale);
+            break;
         case LoraAlgo::GLoRA: t = {{"a1.weight", &a1}, {"a2.weight", &a2}, {"b1.weight", &b1}, {"b2.weight", &b2}}; break;
         case LoraAlgo::Full:
             t = {{"diff", &diff}};
@@ -458,7 +489,7 @@ const char* role_of_key(const std::string& key) {
         {"hada_w1_b", "w1_b"},        {"hada_w2_a", "w2_a"},     {"hada_w2_b", "w2_b"},      {"hada_t1", "t1"},
         {"hada_t2", "t2"},            {"lokr_w1", "w1"},         {"lokr_w1_a", "w1_a"},      {"lokr_w1_b", "w1_b"},
         {"lokr_w2", "w2"},            {"lokr_w2_a", "w2_a"},     {"lokr_w2_b", "w2_b"},      {"lokr_t2", "t2"},
-        {"weight", "ia3"},            {"oft_blocks", "oft_blocks"}, {"a1.weight", "a1"},     {"a2.weight", "a2"},
+        {"weight", "ia3"},            {"oft_blocks", "oft_blocks"}, {"rescale", "rescale"}, {"a1.weight", "a1"},     {"a2.weight", "a2"},
         {"b1.weight", "b1"},          {"b2.weight", "b2"},       {"diff", "diff"},           {"diff_b", "diff_b"},
         {"w_norm", "w_norm"},         {"b_norm", "b_norm"}};
     for (const auto& [k, r] : kRoles)
@@ -497,7 +528,7 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
         Tensor src;
     };
     std::vector<Copy> copies;
-    std::vector<std::pair<Adapter*, double>> alphas;
+    std::vector<std::pair<Adapter*, double>> alphas, constraints;
     std::set<const Adapter*> set;
     for (const LoraModuleTarget& t : targets) {
         auto it = t.weight ? by_weight_.find(t.weight) : by_weight_.end();
@@ -514,9 +545,8 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
                      " is DoRA (it has a magnitude): add --dora");
         NUANCE_CHECK(m.dora_scale.defined() || !a.magnitude.defined(), what, ": module ", m.name,
                      " has no DoRA magnitude, this run trains one (--dora)");
-        NUANCE_CHECK(!m.t.count("rescale") && !m.t.count("bm"), what, ": module ", m.name, " has ",
-                     m.t.count("rescale") ? "an OFT rescale" : "a GLoRA Tucker core (bm)",
-                     ", which nuance does not train");
+        NUANCE_CHECK(!m.t.count("bm"), what, ": module ", m.name, " has a GLoRA Tucker core (bm), which nuance does ",
+                     "not train");
         std::set<std::string> used;
         for (const auto& [key, p] : a.tensors()) {
             const bool dora = key == "dora_scale";
@@ -530,7 +560,7 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
             if (src == nullptr && key == "diff_b") continue;  // a full file without the bias' change: it stays 0
             NUANCE_CHECK(src != nullptr, what, ": module ", m.name, " has no ", key, " (this run's ",
                          lora_algo_name(a.algo), " adapter on ", a.module, " trains ", key,
-                         "; other factor layouts: --rank, --factor, --decompose-both, --tucker)");
+                         key == "rescale" ? "; drop --rescaled)" : "; other factor layouts: --rank, --factor, --decompose-both, --tucker)");
             NUANCE_CHECK(dtype_is_float(src->dtype()) &&
                              without_trailing_ones(src->shape()) == without_trailing_ones(p->shape),
                          what, ": module ", m.name, ": ", key, " is ", src->str(), ", this run's adapter on ", a.module,
@@ -543,11 +573,13 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
                      a.algo == LoraAlgo::Full ? " (the layer has no bias)" : " (only --network full trains biases)");
         for (const auto& [role, tensor] : m.t)
             NUANCE_CHECK(used.count(role) || role == "on_input", what, ": module ", m.name, " has a ", role,
-                         " factor this run's ", lora_algo_name(a.algo), " adapter on ", a.module,
-                         " does not train (--rank, --factor, --decompose-both, --tucker)");
-        if (a.algo == LoraAlgo::OFT || a.algo == LoraAlgo::BOFT) {
-            NUANCE_CHECK(!m.has_alpha || m.alpha == 0, what, ": module ", m.name, " has the OFT norm constraint ",
-                         m.alpha, ", which nuance does not train");
+                         " factor this run's ", lora_algo_name(a.algo), " adapter on ", a.module, " does not train (",
+                         role == "rescale" ? "add --rescaled" : "--rank, --factor, --decompose-both, --tucker", ")");
+        if (a.algo == LoraAlgo::OFT || a.algo == LoraAlgo::BOFT) {  // the alpha is the norm constraint: the file's
+            const double c = m.has_alpha ? m.alpha : 0.0;
+            NUANCE_CHECK(std::isfinite(c) && c >= 0 && c <= 1e6, what, ": module ", m.name, " has the OFT norm ",
+                         "constraint ", c, " (expected a finite number in [0, 1e6])");
+            constraints.emplace_back(&a, c);
         } else if (a.algo != LoraAlgo::IA3 && a.algo != LoraAlgo::Full) {
             // kohya loads alpha with the weights; without one every loader reads scale 1 (alpha = rank).
             const double alpha = m.has_alpha ? m.alpha : (double)a.rank;
@@ -560,6 +592,7 @@ LoraNetwork::InitReport LoraNetwork::init_from(const LoraFile& file, const std::
                  "; --targets, --train-text-encoder)");
     for (Copy& c : copies) c.dst->value = std::move(c.src);
     for (auto& [a, alpha] : alphas) a->alpha = alpha;
+    for (auto& [a, c] : constraints) a->constraint = c;
     rep.adapters = (int64_t)set.size();
     rep.fresh = (int64_t)adapters_.size() - rep.adapters;
     return rep;
@@ -600,7 +633,7 @@ Var LoraNetwork::Adapter::weight_delta() const {
             // (c, k, g) order through the stage's n blocks (R x, not R^T x), and puts them back.
             const Var bl = param_var(oft_blocks);
             const int64_t m = bl.shape()[0], n = bl.shape()[1], b = bl.shape()[2];
-            const Var r = cayley(bl - bl.transpose(2, 3));  // [m, n, b, b]
+            const Var r = cayley(constrained_q(bl, constraint * (double)out));  // [m, n, b, b]
             Var x = w.reshape({out, cols});
             for (int64_t i = 0; i < m; ++i) {
                 const int64_t k = (b / 2) << i;
@@ -608,13 +641,13 @@ Var LoraNetwork::Adapter::weight_delta() const {
                 const Var mixed = matmul(r.select(0, i), perm);  // "b i j, b j ... -> b i ..."
                 x = mixed.reshape({out / (2 * k), k, 2, cols}).permute({0, 2, 1, 3}).reshape({out, cols});
             }
-            return x.reshape(s) - w;
+            return (rescale.defined() ? x.reshape(s) * param_var(rescale) : x.reshape(s)) - w;
         }
         const Var bl = param_var(oft_blocks);
         const int64_t n = bl.shape()[0], b = bl.shape()[1];
-        const Var r = cayley(bl - bl.transpose(1, 2));  // [n, b, b]
+        const Var r = cayley(constrained_q(bl, constraint * (double)out));  // [n, b, b]
         const Var turned = matmul(r.transpose(1, 2), w.reshape({n, b, cols}));  // einsum("k n m, k n ... -> k m ...")
-        return turned.reshape(s) - w;
+        return (rescale.defined() ? turned.reshape(s) * param_var(rescale) : turned.reshape(s)) - w;
     }
     if (algo == LoraAlgo::LoRA && mid.defined())  // T(mid, up^T, down)
         return rebuild_tucker(param_var(mid), param_var(up).reshape({out, rank}).transpose(0, 1),
@@ -659,7 +692,7 @@ std::vector<std::pair<std::string, Tensor>> LoraNetwork::kohya_tensors() const {
         // modules none
         if (a->algo == LoraAlgo::IA3) t.emplace_back(a->name + ".on_input", Tensor::scalar(a->on_input ? 1.0f : 0.0f));
         else if (a->algo != LoraAlgo::Full && a->algo != LoraAlgo::Norm) t.emplace_back(a->name + ".alpha", Tensor::scalar(a->algo == LoraAlgo::OFT || a->algo == LoraAlgo::BOFT
-                                                                    ? 0.0f
+                                                                    ? (float)a->constraint
                                                                     : (float)a->alpha));
         for (const auto& [k, p] : static_cast<const Adapter&>(*a).tensors())
             t.emplace_back(a->name + "." + k, p->value.contiguous());

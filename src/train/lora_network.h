@@ -34,15 +34,17 @@
 //        to_v, ff.net.2; the text encoder's k_proj, v_proj, mlp.fc2).
 //   OFT (Qiu et al. 2023, LyCORIS' diag-oft): the output rows in blocks of b (b, n = LyCORIS' factorization(out,
 //        --rank): b <= rank), each block turned by the Cayley transform R = (I + Q)(I - Q)^-1 of Q = B - B^T,
-//        W' = R^T W blockwise, delta(W) = W' - W; B = 0 at the start (R = I). Key oft_blocks [n, b, b]; alpha 0 (no
-//        norm constraint), scale 1.
+//        W' = R^T W blockwise, delta(W) = W' - W; B = 0 at the start (R = I). Key oft_blocks [n, b, b]; alpha: the
+//        norm constraint (LoraConfig::oft_constraint, 0: none), scale 1. With LoraConfig::oft_rescaled a trained
+//        scale per output row (key rescale [out, 1 (, 1, 1)], ones at the start): W' = rescale * R^T W.
 //   GLoRA (Chavan et al. 2023, as LyCORIS' GLoRAModule): delta(W) = W a1 a2 (on W's input axis, per output row and
 //        kernel position) + b1 b2, scale alpha / rank; a1 [in, r] (conv [in, r, 1, 1]) and b1 [out, r (, 1, 1)]
 //        kaiming-uniform, a2 [r, in (, 1, 1)] and b2 [r, in (, kh, kw)] zeros. Keys a1.weight ... b2.weight, alpha.
 //   BOFT (Liu et al. 2024, "butterfly OFT", LyCORIS' ButterflyOFTModule): (b, n) = boft_factorization(out, --rank),
 //        log2(n) + 1 butterfly stages of n orthogonal b x b blocks (each the Cayley transform of B - B^T); stage i
 //        takes the rows in groups of 2 * 2^i * b/2, interleaved, through its blocks; delta(W) = the stages applied to
-//        W, minus W. B = 0 at the start. Key oft_blocks [stages, n, b, b]; alpha 0. A layer whose width has no such
+//        W, minus W. B = 0 at the start. Key oft_blocks [stages, n, b, b]; alpha, rescale as OFT's (the constraint
+//        on the norm over every stage's blocks). A layer whose width has no such
 //        split (160 rows at --rank 8: 10 x 16 needs --rank 10) is an error naming it, as in LyCORIS.
 //   full (LyCORIS' FullModule, "native fine-tuning"): delta(W) = diff, the whole weight's change trained directly
 //        ([out, in (, kh, kw)], zeros at the start), and the bias' change as LyCORIS does (diff_b [out], zeros, for
@@ -137,6 +139,12 @@ struct LoraConfig {
     // and b_norm [C], zeros at the start, the norm computing with weight + w_norm and bias + b_norm (scale 1, no
     // alpha; module_dropout applies, the rank dropouts do not). Keys <module>.w_norm / .b_norm, as LyCORIS' NormModule.
     bool train_norm = false;
+    // OFT / BOFT (LyCORIS' network_args constraint / rescaled): Q = B - B^T is scaled to the norm oft_constraint * out
+    // (out: the layer's rows) whenever its Frobenius norm over all the layer's blocks, + 1e-8, exceeds that (0: no
+    // constraint; LyCORIS' get_r); oft_rescaled adds the trained per-row rescale. Written as the module's alpha and
+    // its rescale tensor, which LyCORIS, ComfyUI, A1111 and nuance's loader read.
+    double oft_constraint = 0;
+    bool oft_rescaled = false;
 };
 constexpr int64_t kMaxLoraRank = 1024;
 
@@ -161,6 +169,8 @@ public:
         Param ia3;             // IA3: the scale vector ([C] linear, [1, C, 1, 1] conv), saved as weight
         bool on_input = false; // IA3: the scale is on the input channels (ff.net.2, mlp.fc2)
         Param oft_blocks;      // OFT: [n, b, b]; BOFT: [stages, n, b, b]
+        Param rescale;         // OFT / BOFT with oft_rescaled: [out, 1 (, 1, 1)]
+        double constraint = 0; // OFT / BOFT: the norm constraint per output row (the file's alpha; 0: none)
         Param a1, a2, b1, b2;  // GLoRA
         Param diff;            // full: delta(W) itself
         Param diff_b;          // full: the bias' change ([out]; layers with a bias)
@@ -202,8 +212,9 @@ public:
     // on that weight takes the module's tensors (each of its trained tensors must be in the file, with its shape up
     // to trailing 1s) and the module's alpha (kohya loads it with the weights; a module without one has alpha = rank,
     // scale 1, as every loader reads it). Errors name the file, the module and what does not fit: another algorithm
-    // than the run's (--network), a rank or a factor layout other than the run's, DoRA on one side only, a
-    // constrained or rescaled OFT, GLoRA's Tucker core; and a file none of whose modules has an adapter here.
+    // than the run's (--network), a rank or a factor layout other than the run's, DoRA or an OFT rescale on one side
+    // only, GLoRA's Tucker core; and a file none of whose modules has an adapter here. An OFT module's constraint (its
+    // alpha) is the file's, as its other alphas.
     struct InitReport {
         int64_t adapters = 0;             // adapters set from the file
         int64_t fresh = 0;                // adapters the file has nothing for (they keep their initialisation)

@@ -53,6 +53,8 @@ nlohmann::json lora_json(const TrainOptions& o) {
     if (o.lora_dora) j["dora"] = true;
     if (o.lora_tucker) j["tucker"] = true;
     if (o.lora_train_norm) j["train_norm"] = true;
+    if (o.lora_constraint > 0) j["constraint"] = o.lora_constraint;
+    if (o.lora_rescaled) j["rescaled"] = true;
     if (o.lora_algo != "lora") {  // (a LoRA run's checkpoints keep their old metadata)
         j["algo"] = o.lora_algo;
         j["factor"] = o.lora_factor;
@@ -206,6 +208,8 @@ struct LoraRun : TrainTask {
         cfg.dora = o.lora_dora;
         cfg.tucker = o.lora_tucker;
         cfg.train_norm = o.lora_train_norm;
+        cfg.oft_constraint = o.lora_constraint;
+        cfg.oft_rescaled = o.lora_rescaled;
         cfg.rank = o.lora_rank;
         cfg.alpha = o.lora_alpha;
         cfg.targets = parse_lora_targets(o.lora_targets);
@@ -454,6 +458,8 @@ struct LoraRun : TrainTask {
             if (o.lora_dora) args["dora_wd"] = "True";
             if (o.lora_tucker) args["use_tucker"] = "True";
             if (o.lora_train_norm) args["train_norm"] = "True";
+            if (o.lora_constraint > 0) args["constraint"] = str(o.lora_constraint);
+            if (o.lora_rescaled) args["rescaled"] = "True";
             if (o.lora_algo == "lokr") {
                 args["factor"] = std::to_string(o.lora_factor);
                 args["decompose_both"] = o.lora_decompose_both ? "True" : "False";

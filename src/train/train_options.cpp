@@ -76,6 +76,9 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --factor must be -1 or in 1..", (int64_t)1 << 20, ", got ", o.lora_factor);
         NUANCE_CHECK(algo == LoraAlgo::LoKr || (o.lora_factor == -1 && !o.lora_decompose_both),
                      "train: --factor and --decompose-both are for --network lokr");
+        check_range(o.lora_constraint, 0, 1e6, false, "--constraint");
+        NUANCE_CHECK(algo == LoraAlgo::OFT || algo == LoraAlgo::BOFT || (o.lora_constraint == 0 && !o.lora_rescaled),
+                     "train: --constraint and --rescaled are for --network oft | boft");
         NUANCE_CHECK(!o.lora_tucker || targets.conv, "train: --tucker puts a core in the 3x3 convolutions' adapters, ",
                      "which --targets '", o.lora_targets, "' does not select (add +conv)");
         check_range(o.lora_dropout, 0, 1, true, "--network-dropout");
@@ -114,6 +117,7 @@ void validate_train_options(const TrainOptions& o) {
                      "train: --network, --factor, --decompose-both and --dora are for --model lora");
         NUANCE_CHECK(!o.lora_tucker, "train: --tucker is for --model lora");
         NUANCE_CHECK(!o.lora_train_norm, "train: --train-norm is for --model lora (ldm trains every norm already)");
+        NUANCE_CHECK(o.lora_constraint == 0 && !o.lora_rescaled, "train: --constraint and --rescaled are for --model lora");
         NUANCE_CHECK(o.lora_network_weights.empty(), "train: --network-weights is for --model lora (ldm: --init)");
         NUANCE_CHECK(o.base_weight_type.empty(), "train: --type (a quantized base) is for --model lora (ldm: --qat)");
         NUANCE_CHECK(o.lora_dropout == 0 && o.lora_rank_dropout == 0 && o.lora_module_dropout == 0,

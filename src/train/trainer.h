@@ -88,7 +88,9 @@ struct TrainOptions {
     int64_t lora_factor = -1;
     bool lora_decompose_both = false;
     bool lora_dora = false;  // DoRA's trained magnitude (LyCORIS' dora_wd) on top of lora_algo
-    bool lora_train_norm = false;  // LyCORIS' train_norm: the UNet blocks' norms train w_norm / b_norm too
+    bool lora_train_norm = false;
+    double lora_constraint = 0;    // OFT / BOFT: LyCORIS' constraint (the norm of Q per output row; 0: none)
+    bool lora_rescaled = false;    // OFT / BOFT: LyCORIS' rescaled (a trained scale per output row)  // LyCORIS' train_norm: the UNet blocks' norms train w_norm / b_norm too
     bool lora_tucker = false;  // LyCORIS' LoCon use_tucker: a Tucker core on the 3x3 convolutions' LoRA adapters
     // Dropouts while training (kohya's network_dropout / rank_dropout / module_dropout, LyCORIS' for LoHa / LoKr / DoRA;
     // train/lora_network.h), each a probability in [0, 1).

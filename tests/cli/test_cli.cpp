@@ -201,12 +201,19 @@ TEST_F(Cli, InfoDescribesComponentFiles) {
     EXPECT_NE(r.out.find("lora: LoKr 2; 1 of 2 modules on text encoders"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("lora_rank: 1, scale (alpha / rank): 1-2"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("lora_training: network lycoris.kohya, base sd_v1, steps 300"), std::string::npos) << r.out;
-    // LyCORIS kinds with no low-rank factors (OFT here, as LyCORIS wrote it): counted, no rank or scale to show
+    // LyCORIS kinds with no low-rank factors (OFT here, as LyCORIS wrote it, constrained and rescaled): counted, no
+    // rank or scale to show
     r = run_cli(" info " + std::string(NUANCE_TEST_DATA) + "/lycoris_algos/oft.safetensors");
     EXPECT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find("(13 adapted modules)"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("lora: OFT 13; 3 of 13 modules on text encoders"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("lora: OFT 13 (13 with a norm constraint, 13 rescaled); 3 of 13 modules on text encoders"),
+              std::string::npos) << r.out;
     EXPECT_NE(r.out.find("lora_rank: none (full factors), scale (alpha / rank): none"), std::string::npos) << r.out;
+    // a nuance-trained OFT with LyCORIS' constraint and rescale, and a LoRA with norm modules (--train-norm)
+    r = run_cli(" info " + std::string(NUANCE_TEST_DATA) + "/lycoris_trained/oft_cr.safetensors");
+    EXPECT_NE(r.out.find("lora: OFT 136 (136 with a norm constraint, 136 rescaled); 36 of 136"), std::string::npos) << r.out;
+    r = run_cli(" info " + std::string(NUANCE_TEST_DATA) + "/lycoris_trained/norm.safetensors");
+    EXPECT_NE(r.out.find("lora: LoRA 136, norm diff 50; 36 of 186"), std::string::npos) << r.out;
     // the all-in-one file (text encoders and VAE inside) is a whole model, not a component
     const std::string aio = path("sd35_aio.safetensors");
     ASSERT_EQ(run_cli(" make-random --tiny --family sd35-medium --with-text-encoders -o " + aio).code, 0);

@@ -879,6 +879,84 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
     }
 }
 
+// OFT / BOFT with LyCORIS' constraint (active: Q scaled to the limit, the norm on the tape) and rescale: gradients of
+// the blocks and the per-row scales against central finite differences.
+TEST(LycorisGradcheck, OftConstraintAndRescale) {
+    for (const LoraAlgo algo : {LoraAlgo::OFT, LoraAlgo::BOFT}) {
+        SCOPED_TRACE(lora_algo_name(algo));
+        NamedLayers<5, 4, 4, 8, 2> m;
+        init_random(m, 3);
+        widen(m);
+        LoraConfig cfg;
+        cfg.algo = algo;
+        cfg.rank = 2;
+        cfg.oft_constraint = 1e-3;
+        cfg.oft_rescaled = true;
+        cfg.targets = parse_lora_targets("attn+conv");
+        LoraNetwork net(m, nullptr, cfg, 4);
+        ASSERT_EQ(net.adapters().size(), 2u);
+        EXPECT_EQ(net.adapters()[0]->rescale.value.shape(), (Shape{4, 1}));
+        EXPECT_EQ(net.adapters()[1]->rescale.value.shape(), (Shape{8, 1, 1, 1}));
+        EXPECT_EQ(net.adapters()[1]->rescale.value.f32().contiguous().data<float>()[3], 1.0f);  // ones at the start
+        {  // and the start is the base model: R = I, rescale 1
+            NoGradGuard ng;
+            for (const auto& a : net.adapters()) EXPECT_EQ(largest_abs(a->weight_delta().value()), 0.0f);
+        }
+        uint64_t seed = 60;
+        for (auto& a : net.adapters()) {
+            a->oft_blocks.value = randn(a->oft_blocks.value.shape(), ++seed, 0.5f);
+            a->rescale.value = add(randn(a->rescale.value.shape(), ++seed, 0.2f), Tensor::full(a->rescale.value.shape(), 1.0f));
+            // the limit at half Q's norm: active, and 1e-2 steps in one value do not cross it
+            const Tensor bl = a->oft_blocks.value.contiguous();
+            const int64_t b = bl.shape().back(), nb = bl.numel() / (b * b);
+            double n2 = 0;
+            for (int64_t k = 0; k < nb; ++k)
+                for (int64_t i = 0; i < b; ++i)
+                    for (int64_t j = 0; j < b; ++j) {
+                        const double q = bl.data<float>()[(k * b + i) * b + j] - bl.data<float>()[(k * b + j) * b + i];
+                        n2 += q * q;
+                    }
+            a->constraint = 0.5 * std::sqrt(n2) / (double)a->base->shape[0];
+        }
+        ParamGrads g;
+        for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
+        net.register_params(g);
+        const Tensor xl = randn({3, 5}, 6), x = randn({1, 4, 7, 7}, 7), wl = randn({3, 4}, 9), wts = randn({1, 8, 4, 4}, 8);
+        auto loss = [&] {
+            LayerAdapters::Bind ba(net);
+            return sum(mul(apply(m.q, Var(xl)), Var(wl))) + sum(mul(apply(m.conv, Var(x)), Var(wts)));
+        };
+        {
+            ParamGrads::Bind b(g);
+            backward(loss());
+        }
+        int64_t checked = 0;
+        for (auto& a : net.adapters())
+            for (auto& [k, p] : a->tensors()) {
+                SCOPED_TRACE(a->name + "." + k);
+                checked += expect_fd_gradient(*p, g, loss, 1);
+            }
+        EXPECT_GT(checked, 20);
+        {  // the constrained Q has the limit's norm: R differs from the unconstrained one
+            NoGradGuard ng;
+            const Tensor held = net.adapters()[1]->weight_delta().value().clone();
+            const double c = net.adapters()[1]->constraint;
+            net.adapters()[1]->constraint = 0;
+            EXPECT_GT(largest_diff(held, net.adapters()[1]->weight_delta().value()), 1e-3f);
+            net.adapters()[1]->constraint = c;
+        }
+    }
+    LoraConfig bad;
+    bad.algo = LoraAlgo::LoHa;
+    bad.oft_constraint = 1e-4;
+    TwoLayers m;
+    init_random(m, 1);
+    EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, bad, 1); }), HasSubstr("--constraint and --rescaled are OFT's and BOFT's"));
+    bad.algo = LoraAlgo::OFT;
+    bad.oft_constraint = -1;
+    EXPECT_THAT(error_of([&] { LoraNetwork n(m, nullptr, bad, 1); }), HasSubstr("--constraint must be a finite number in [0, 1e6]"));
+}
+
 // f32 base weights run one product with W + scale * delta(W) (LyCORIS' default), quantized ones (a GGUF base) the
 // bypass form W x + scale * delta(W) x: on the same values both give the same outputs and factor gradients.
 TEST(LycorisNetwork, MergedAndBypassFormsAgree) {
@@ -1043,7 +1121,10 @@ TEST(DoraGradcheck, MagnitudeAndDirection) {
 // Saved LoHa / LoKr files read back through nuance's LyCORIS loader (the one the golden LyCORIS files test) as the
 // same kind, scale and delta: the merged model computes what the bound network computes.
 TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
-    struct Case { LoraAlgo algo; int64_t rank; int64_t factor; bool both; LoraKind kind; bool tucker = false; bool norm = false; };
+    struct Case {
+        LoraAlgo algo; int64_t rank; int64_t factor; bool both; LoraKind kind; bool tucker = false; bool norm = false;
+        double constraint = 0; bool rescaled = false;
+    };
     for (const Case c : {Case{LoraAlgo::LoHa, 2, -1, false, LoraKind::LoHa}, Case{LoraAlgo::LoKr, 2, -1, false, LoraKind::LoKr},
                          Case{LoraAlgo::LoKr, 1, 4, true, LoraKind::LoKr}, Case{LoraAlgo::LoKr, 16, -1, false, LoraKind::LoKr},
                          Case{LoraAlgo::LoRA, 2, -1, false, LoraKind::LoRA, true},  // Tucker cores (LyCORIS' use_tucker)
@@ -1053,9 +1134,15 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
                          Case{LoraAlgo::GLoRA, 2, -1, false, LoraKind::GLoRA}, Case{LoraAlgo::BOFT, 4, -1, false, LoraKind::BOFT},
                          Case{LoraAlgo::Full, 1, -1, false, LoraKind::Full},
                          Case{LoraAlgo::LoRA, 2, -1, false, LoraKind::LoRA, false, true},  // + --train-norm
-                         Case{LoraAlgo::LoKr, 2, -1, false, LoraKind::LoKr, false, true}}) {
+                         Case{LoraAlgo::LoKr, 2, -1, false, LoraKind::LoKr, false, true},
+                         // OFT / BOFT with LyCORIS' constraint (active: the random blocks' norms are far above it)
+                         // and rescale
+                         Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT, false, false, 1e-3, true},
+                         Case{LoraAlgo::BOFT, 4, -1, false, LoraKind::BOFT, false, false, 2e-3, true},
+                         Case{LoraAlgo::OFT, 4, -1, false, LoraKind::OFT, false, false, 0, true}}) {
         SCOPED_TRACE(lora_algo_name(c.algo) + std::string(" rank ") + std::to_string(c.rank) + (c.tucker ? " tucker" : "") +
-                     (c.norm ? " train_norm" : ""));
+                     (c.norm ? " train_norm" : "") + (c.constraint > 0 ? " constraint" : "") +
+                     (c.rescaled ? " rescaled" : ""));
         TinySd15 m;
         LoraConfig cfg;
         cfg.algo = c.algo;
@@ -1067,6 +1154,8 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
         cfg.conv_alpha = 0.5;
         cfg.tucker = c.tucker;
         cfg.train_norm = c.norm;
+        cfg.oft_constraint = c.constraint;
+        cfg.oft_rescaled = c.rescaled;
         cfg.targets = parse_lora_targets("all-linear+conv");
         LoraNetwork net(*m.unet, m.te.get(), cfg, 1);
         int64_t norms = 0;
@@ -1126,6 +1215,23 @@ TEST(LycorisNetwork, SavedFilesLoadAsLyCORISAndMergeToTheBoundForward) {
                                    mul(a->weight_delta().value(), glora ? (float)a->scale() : 1.0f)),
                       1e-5f)
                 << mod.name;
+        }
+        if (c.constraint > 0) {  // the constraint is active: every adapter's delta differs from the unconstrained one
+            NoGradGuard ng;
+            int64_t turned = 0;
+            for (const auto& a : net.adapters()) {
+                EXPECT_EQ(lf.modules.front().alpha, (float)c.constraint);
+                if (a->oft_blocks.value.shape().back() == 1) continue;  // 1 x 1 blocks (--conv-rank 1): Q = 0
+                ++turned;
+                const Tensor held = a->weight_delta().value().clone();
+                a->constraint = 0;
+                EXPECT_GT(largest_diff(held, a->weight_delta().value()), 1e-3f) << a->name;
+                a->constraint = c.constraint;
+            }
+            EXPECT_GT(turned, 20);
+        }
+        if (c.rescaled) {
+            for (const auto& a : net.adapters()) EXPECT_EQ(a->rescale.value.shape()[0], a->base->shape[0]);
         }
         widen(*m.unet);
         widen(*m.te);
@@ -2093,8 +2199,9 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
     // loha_tucker: a LoHa with them (hada_t1 / hada_t2)
     // oft: LyCORIS' diag-oft (--network oft), ia3 (--network ia3 --targets ia3, LyCORIS' IA3Module on each)
     // norm: a LoRA (LoCon) with --train-norm, LyCORIS' NormModule (w_norm, b_norm) on 50 GroupNorm / LayerNorms
+    // oft_cr: OFT with --constraint 1e-4 (binding on every module after 30 steps) and --rescaled
     for (const std::string algo : {"loha", "lokr", "dora", "tucker", "loha_tucker", "oft", "ia3", "glora", "boft", "full",
-                                   "norm"}) {
+                                   "norm", "oft_cr"}) {
         SCOPED_TRACE(algo);
         const std::string file = dir + "/" + algo + ".safetensors";
         const LoraFile lf = load_lora(file);
@@ -2105,7 +2212,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
             if (algo == "norm" && mod.kind == LoraKind::Norm) continue;
             EXPECT_EQ(mod.kind, algo.rfind("loha", 0) == 0 ? LoraKind::LoHa
                                 : algo == "lokr"           ? LoraKind::LoKr
-                                : algo == "oft"            ? LoraKind::OFT
+                                : algo.rfind("oft", 0) == 0 ? LoraKind::OFT
                                 : algo == "ia3"            ? LoraKind::IA3
                                 : algo == "glora"          ? LoraKind::GLoRA
                                 : algo == "boft"           ? LoraKind::BOFT
@@ -2113,6 +2220,8 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
                                                            : LoraKind::LoRA);
             EXPECT_EQ(mod.dora_scale.defined(), algo == "dora");
             cores += mod.t.count("mid") > 0 || mod.t.count("t1") > 0;
+            EXPECT_EQ(mod.t.count("rescale"), algo == "oft_cr" ? 1u : 0u);
+            if (algo == "oft_cr") EXPECT_NEAR(mod.alpha, 1e-4, 1e-7);
         }
         EXPECT_EQ(cores, algo == "tucker" || algo == "loha_tucker" ? 26 : 0);
         EXPECT_EQ(norms, algo == "norm" ? 50 : 0);
@@ -2130,7 +2239,7 @@ TEST(LycorisInterop, LyCORISRunsNuanceTrainedFilesAsNuanceMergesThem) {
         const LoraApplyReport r = merge.apply(m.modules(), lf, 1.0f);
         EXPECT_EQ(r.matched, r.modules);
         EXPECT_EQ(r.modules, algo == "loha"                                     ? 92
-                             : algo == "lokr" || algo == "tucker" || algo == "oft" || algo == "glora" ||
+                             : algo == "lokr" || algo == "tucker" || algo == "oft" || algo == "oft_cr" || algo == "glora" ||
                                        algo == "boft"
                                    ? 136
                              : algo == "ia3"                                       ? 53
@@ -2162,6 +2271,17 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     o.lora_factor = int64_t(1) << 40;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--factor must be -1 or in 1.."));
     o = lora_options(data.path().string(), out / "r");
+    o.lora_constraint = 1e-4;  // LyCORIS' OFT options on another network
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--constraint and --rescaled are for --network oft | boft"));
+    o.lora_constraint = 0;
+    o.lora_rescaled = true;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--constraint and --rescaled are for --network oft | boft"));
+    o.lora_algo = "oft";
+    for (double bad : {-1e-4, std::nan(""), 1e9}) {
+        o.lora_constraint = bad;
+        EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--constraint")) << bad;
+    }
+    o = lora_options(data.path().string(), out / "r");
     o.model = "ldm";
     o.base.clear();
     o.vae = "x";
@@ -2178,6 +2298,9 @@ TEST(LoraTrainErrors, NetworkOptionsAreChecked) {
     o.lora_train_norm = true;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--train-norm is for --model lora"));
     o.lora_train_norm = false;
+    o.lora_rescaled = true;
+    EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--constraint and --rescaled are for --model lora"));
+    o.lora_rescaled = false;
     o.lora_module_dropout = 0.1;
     EXPECT_THAT(error_of([&] { train(o); }), HasSubstr("--module-dropout are for --model lora"));
     for (auto [field, flag] : {std::pair{&TrainOptions::lora_dropout, "--network-dropout"},
@@ -2277,12 +2400,14 @@ TEST(LoraTrain, Sd2BaseMetadataNamesTheVersionAndTheClipSkip) {
 // configuration at the saved tensors and alphas (the run's own --alpha does not win, as kohya loads alpha with the
 // weights), through the loader's name matching.
 TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
-    struct Case { LoraAlgo algo; int64_t rank; bool dora = false; bool tucker = false; bool norm = false; };
+    struct Case { LoraAlgo algo; int64_t rank; bool dora = false; bool tucker = false; bool norm = false; bool oft_cr = false; };
     for (const Case c : {Case{LoraAlgo::LoRA, 2}, Case{LoraAlgo::LoRA, 2, true}, Case{LoraAlgo::LoRA, 2, false, true},
                          Case{LoraAlgo::LoHa, 2}, Case{LoraAlgo::LoKr, 2}, Case{LoraAlgo::IA3, 1},
                          Case{LoraAlgo::OFT, 4}, Case{LoraAlgo::GLoRA, 2}, Case{LoraAlgo::BOFT, 4},
-                         Case{LoraAlgo::Full, 1}, Case{LoraAlgo::LoHa, 2, false, false, true}}) {
-        SCOPED_TRACE(str(lora_algo_name(c.algo), c.dora ? " dora" : "", c.tucker ? " tucker" : "", c.norm ? " norm" : ""));
+                         Case{LoraAlgo::Full, 1}, Case{LoraAlgo::LoHa, 2, false, false, true},
+                         Case{LoraAlgo::OFT, 4, false, false, false, true}, Case{LoraAlgo::BOFT, 4, false, false, false, true}}) {
+        SCOPED_TRACE(str(lora_algo_name(c.algo), c.dora ? " dora" : "", c.tucker ? " tucker" : "", c.norm ? " norm" : "",
+                         c.oft_cr ? " constraint rescaled" : ""));
         TinySd15 m;
         widen(*m.unet);
         widen(*m.te);
@@ -2293,6 +2418,8 @@ TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
         cfg.dora = c.dora;
         cfg.tucker = c.tucker;
         cfg.train_norm = c.norm;
+        cfg.oft_constraint = c.oft_cr ? 0.05 : 0;
+        cfg.oft_rescaled = c.oft_cr;
         cfg.conv_rank = c.tucker ? 3 : c.algo == LoraAlgo::BOFT ? 4 : 1;
         cfg.conv_alpha = 0.5;
         cfg.targets = parse_lora_targets("all-linear+conv");
@@ -2305,6 +2432,7 @@ TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
         saved.save_kohya(path, {}, DType::F32);
         cfg.alpha = 3;  // the run's own: the file's wins
         cfg.conv_alpha = 2;
+        if (c.oft_cr) cfg.oft_constraint = 0.5;  // so does the file's OFT constraint
         LoraNetwork fresh(*m.unet, m.te.get(), cfg, 2);
         const LoraFile lf = load_lora(path);
         const LoraComponents comps{{"unet", m.unet.get()}, {"text_encoder", m.te.get()}};
@@ -2318,9 +2446,27 @@ TEST(LoraNetworkWeights, EveryAlgorithmStartsFromItsSavedFile) {
             ASSERT_EQ(a.name, b.name);
             if (c.algo != LoraAlgo::OFT && c.algo != LoraAlgo::BOFT && c.algo != LoraAlgo::IA3 && c.algo != LoraAlgo::Full)
                 EXPECT_DOUBLE_EQ(b.alpha, a.alpha) << b.name;
+            EXPECT_FLOAT_EQ((float)b.constraint, (float)a.constraint) << b.name;
             const auto ta = a.tensors(), tb = b.tensors();
             ASSERT_EQ(ta.size(), tb.size());
             for (size_t k = 0; k < ta.size(); ++k) EXPECT_EQ(largest_diff(ta[k].second->value, tb[k].second->value), 0.0f) << b.name << " " << tb[k].first;
+        }
+        if (c.oft_cr) {  // a rescaled file into a run without --rescaled, and the other way round: refused by name
+            cfg.oft_rescaled = false;
+            LoraNetwork plain(*m.unet, m.te.get(), cfg, 2);
+            EXPECT_THAT(error_of([&] { plain.init_from(lf, lora_module_targets(comps, lf)); }),
+                        HasSubstr("factor this run's " + std::string(lora_algo_name(c.algo)) + " adapter on"));
+            EXPECT_THAT(error_of([&] { plain.init_from(lf, lora_module_targets(comps, lf)); }), HasSubstr("add --rescaled"));
+            cfg.oft_rescaled = true;
+            cfg.oft_constraint = 0;
+            LoraNetwork unscaled(*m.unet, m.te.get(), cfg, 2);
+            const std::string p2 = dir / "plain.safetensors";
+            plain.save_kohya(p2, {}, DType::F32);
+            const LoraFile lf2 = load_lora(p2);
+            EXPECT_THAT(error_of([&] { unscaled.init_from(lf2, lora_module_targets(comps, lf2)); }),
+                        HasSubstr("has no rescale"));
+            EXPECT_THAT(error_of([&] { unscaled.init_from(lf2, lora_module_targets(comps, lf2)); }),
+                        HasSubstr("drop --rescaled"));
         }
         if (c.norm) {  // the same file into a run without --train-norm: its norms are on no adapter, and say so
             cfg.train_norm = false;
