@@ -13,7 +13,8 @@ namespace nuance::cli {
 
 void add_lcm_options(CLI::App& c, LcmOptions& l) {
     c.add_option("--teacher", l.teacher, "lcm: the model to distil (a diffusers folder, e.g. models/nuance-emoji)");
-    c.add_option("--w-min", l.w_min, "lcm: smallest guidance w (CFG scale 1 + w) the student learns")
+    c.add_option("--w-min", l.w_min, "lcm: smallest guidance w (CFG scale 1 + w) the student learns (with --lora-rank: "
+                                     "the LoRA is trained over [w-min, w-max], as diffusers' LCM-LoRA script)")
         ->capture_default_str();
     c.add_option("--w-max", l.w_max, "lcm: largest guidance w")->capture_default_str();
     c.add_option("--num-ddim-steps", l.num_ddim_steps, "lcm: the DDIM solver's grid (skip T/N timesteps per step)")
@@ -38,9 +39,12 @@ int run_lcm(TrainOptions& o, LcmOptions& l, const CLI::App& train, bool arch_giv
         NUANCE_CHECK(o.vae.empty(), "--vae does not apply to --model lcm (the teacher's VAE is used)");
         l.lora = given("--lora-rank");
         if (l.lora) {  // LCM-LoRA: diffusers' defaults (alpha = rank, attention + feed-forward + resnet layers)
-            for (const char* f : {"--w-min", "--w-max", "--ema-decay", "--w-embedding-dim"})
-                NUANCE_CHECK(!given(f), f, " does not apply to LCM-LoRA (--lora-rank): the LoRA bakes one guidance "
-                             "scale in (--lcm-guidance, default the teacher's) and is its own target network");
+            for (const char* f : {"--ema-decay", "--w-embedding-dim"})
+                NUANCE_CHECK(!given(f), f, " does not apply to LCM-LoRA (--lora-rank): the LoRA has no guidance input "
+                             "and is its own target network");
+            // --w-min / --w-max: each sample's guidance from that range (diffusers' LCM-LoRA script); else one
+            // baked scale (--lcm-guidance, default the teacher's)
+            l.lora_w_range = given("--w-min") || given("--w-max");
             if (!given("--lora-alpha")) o.lora_alpha = (double)o.lora_rank;
             if (!given("--targets")) o.lora_targets = "all-linear+conv";
         } else {

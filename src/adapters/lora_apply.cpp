@@ -267,6 +267,11 @@ std::string join_examples(const std::vector<std::string>& v, size_t n) {
 struct ModelIndex {
     std::string denoiser = "unet";
     std::vector<ComponentIndex> components;
+    const ComponentIndex* component(const std::string& name) const {  // nullptr: the model has no such component
+        for (const auto& c : components)
+            if (c.name == name) return &c;
+        return nullptr;
+    }
 };
 ModelIndex index_model(const LoraComponents& model) {
     ModelIndex ix;
@@ -283,14 +288,10 @@ ModelIndex index_model(const LoraComponents& model) {
 
 std::vector<LoraModuleTarget> lora_module_targets(const LoraComponents& model, const LoraFile& file) {
     const ModelIndex mi = index_model(model);
-    const std::string& denoiser = mi.denoiser;
-    const std::vector<ComponentIndex>& index = mi.components;
     std::vector<LoraModuleTarget> out;
     for (const auto& mod : file.modules) {
-        auto [comp, rest] = split_component(mod.name, denoiser);
-        const ComponentIndex* ix = nullptr;
-        for (const auto& c : index)
-            if (c.name == comp) ix = &c;
+        auto [comp, rest] = split_component(mod.name, mi.denoiser);
+        const ComponentIndex* ix = mi.component(comp);
         const Slot* slot = ix ? find_slot(*ix, rest) : nullptr;
         const bool whole = slot && slot->size() == 1 && slot->front().row0 == 0 && slot->front().p->defined() &&
                            slot->front().rows == slot->front().p->shape[0];
@@ -306,12 +307,7 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
     rep.modules = (int64_t)file.modules.size();
     const ModelIndex mi = index_model(model);
     const std::string& denoiser = mi.denoiser;
-    const std::vector<ComponentIndex>& index = mi.components;
-    auto component = [&](const std::string& c) -> const ComponentIndex* {
-        for (const auto& ix : index)
-            if (ix.name == c) return &ix;
-        return nullptr;
-    };
+    auto component = [&](const std::string& c) { return mi.component(c); };
 
     // Phase 1: resolve every module and check its shape (nothing is changed if this throws).
     struct Job {
@@ -358,7 +354,7 @@ LoraApplyReport LoraMerge::apply(const LoraComponents& model, const LoraFile& fi
         if (missing_components.count("text_encoder_2") || missing_components.count("text_encoder_3"))
             hint = " (it has modules for a second/third text encoder: a LoRA for SDXL / SD3 on a model without one?)";
         std::vector<std::string> own;
-        for (const auto& ix : index)
+        for (const auto& ix : mi.components)
             for (size_t i = 0; i < ix.examples.size() && i < 3; ++i) own.push_back(ix.name + "." + ix.examples[i]);
         fail(ErrorCode::InvalidArgument, "LoRA '", file.path, "': none of its ", rep.modules,
              " modules match a layer of the model", hint, "; unmatched e.g. ", join_examples(rep.unmatched, 4),

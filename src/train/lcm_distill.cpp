@@ -98,6 +98,9 @@ void validate_lcm_options(const TrainOptions& o, const LcmOptions& l) {
     NUANCE_CHECK(l.default_guidance == 0 || (std::isfinite(l.default_guidance) && l.default_guidance >= 1 &&
                                              l.default_guidance <= 101),
                  "train: --lcm-guidance must be 0 (the teacher's default) or in [1, 101], got ", l.default_guidance);
+    NUANCE_CHECK(l.lora || !l.lora_w_range, "train: a guidance range for the LoRA needs --lora-rank");
+    NUANCE_CHECK(!l.lora_w_range || l.default_guidance == 0, "train: LCM-LoRA takes either --lcm-guidance (one baked "
+                 "scale) or --w-min / --w-max (a range, as diffusers' LCM-LoRA script), not both");
     if (l.lora) {
         NUANCE_CHECK(o.lora_rank >= 1 && o.lora_rank <= kMaxLoraRank, "train: --lora-rank must be in 1..", kMaxLoraRank,
                      ", got ", o.lora_rank);
@@ -115,6 +118,7 @@ nlohmann::json lcm_json(const TrainOptions& o, const LcmOptions& l) {
                         {"huber_c", l.huber_c},       {"w_embedding_dim", l.w_embedding_dim},
                         {"guidance", l.default_guidance}};
     if (l.lora) j["lora"] = {{"rank", o.lora_rank}, {"alpha", o.lora_alpha}, {"targets", o.lora_targets}};
+    if (l.lora_w_range) j["lora"]["w_range"] = {l.w_min, l.w_max};  // (only when set: older checkpoints resume)
     return j;
 }
 
@@ -227,6 +231,7 @@ struct LcmRun : TrainTask {
         });
         lora->register_params(params);
         lora->register_params(trainable);
+        if (l.lora_w_range) return;  // each sample's ω from [w_min, w_max]
         const float g = l.default_guidance > 0 ? l.default_guidance : teacher->generation_defaults().cfg_scale;
         NUANCE_CHECK(std::isfinite(g) && g >= 1, "train: LCM-LoRA bakes a guidance scale >= 1 into the LoRA; the ",
                      "teacher's default is ", g, " (pass --lcm-guidance)");
@@ -325,7 +330,10 @@ struct LcmRun : TrainTask {
             s_t[(size_t)i] = std::sqrt(1.0f - ac[(size_t)ts]);
             a_p[(size_t)i] = std::sqrt(ac[(size_t)tp]);
             s_p[(size_t)i] = std::sqrt(1.0f - ac[(size_t)tp]);
-            w[(size_t)i] = lora ? lora_w : l.w_min + (l.w_max - l.w_min) * uniform01(rng);
+            // (drawn for every sample, also when one scale is baked in: the runs' other draws then do not depend on
+            // it, and a one-point range [g - 1, g - 1] is the baked run bit for bit)
+            const float drawn = l.w_min + (l.w_max - l.w_min) * uniform01(rng);
+            w[(size_t)i] = lora && !l.lora_w_range ? lora_w : drawn;
             const BoundaryScalings bs = consistency_boundary((double)ts), bp = consistency_boundary((double)tp);
             cs_start[(size_t)i] = (float)bs.c_skip;
             co_start[(size_t)i] = (float)bs.c_out;
@@ -529,9 +537,11 @@ struct LcmRun : TrainTask {
         if (conv) args = {{"conv_dim", dim}, {"conv_alpha", alpha}};
         args["nuance_targets"] = o.lora_targets;
         const bool sd2 = teacher->family == SDFamily::SD2;
+        const std::string baked = l.lora_w_range ? str("trained over guidance ", 1.0f + l.w_min, "-", 1.0f + l.w_max)
+                                                 : str("guidance ", lora_w + 1.0f, " is baked in");
         const std::string usage = str("LCM-LoRA of ", fs::path(l.teacher).filename().string(),
                                       " (nuance train --model lcm --lora-rank): sample with --sampler lcm --steps 4 "
-                                      "--cfg-scale 1 (guidance ", lora_w + 1.0f, " is baked in)");
+                                      "--cfg-scale 1 (", baked, ")");
         const std::map<std::string, std::string> meta = {
             {"ss_network_module", "networks.lora"},
             {"ss_network_dim", dim},
@@ -559,7 +569,9 @@ struct LcmRun : TrainTask {
             {"modelspec.resolution", str(o.resolution, "x", o.resolution)},
             {"modelspec.usage_hint", usage},
             {"nuance_lcm", nlohmann::json{{"teacher", l.teacher}, {"distilled_steps", step},
-                                          {"guidance", lora_w + 1.0f}, {"options", options_json(o)},
+                                          {"guidance", l.lora_w_range ? nlohmann::json{1.0f + l.w_min, 1.0f + l.w_max}
+                                                                      : nlohmann::json(lora_w + 1.0f)},
+                                          {"options", options_json(o)},
                                           {"lcm", lcm_json(o, l)}}.dump()},
         };
         lora->save_kohya(path, meta);

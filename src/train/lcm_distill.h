@@ -35,8 +35,11 @@ struct LcmOptions {
     // LCM-LoRA: the baked guidance scale g (ω = g - 1) instead; 0: the teacher's default.
     float default_guidance = 0.0f;
     // LCM-LoRA: distil into adapters on the teacher's UNet (TrainOptions::lora_rank, lora_alpha, lora_targets) instead
-    // of a full guidance-conditioned student; w_min/w_max, target_ema and w_embedding_dim do not apply.
+    // of a full guidance-conditioned student; target_ema and w_embedding_dim do not apply. The teacher's guidance is
+    // one baked scale (default_guidance), or with lora_w_range each sample's ω drawn from [w_min, w_max] as diffusers'
+    // train_lcm_distill_lora_sd_wds.py does (the LoRA has no guidance input: it learns the range's average).
     bool lora = false;
+    bool lora_w_range = false;
 };
 
 // Every LCM-specific option in range and the common ones (validate_train_options); Error naming the flag.

@@ -119,6 +119,59 @@ TEST(LcmLoraRun, BakesTheGuidanceIntoAKohyaLoraThatTheLoaderReads) {
     EXPECT_GT(mean_mse(latents(student, "lcm", 4, 1.0f), latents(teacher, "lcm", 4, 1.0f)), 1e-3);
 }
 
+// --w-min / --w-max with --lora-rank (diffusers' train_lcm_distill_lora_sd_wds.py): each sample's teacher guidance
+// drawn from the range. A one-point range [g - 1, g - 1] is the run with g baked in, bit for bit (the draws are made
+// either way); a real range trains other adapters, and the file says which range it was trained over.
+TEST(LcmLoraRun, GuidanceRangeDrawsEachSamplesScale) {
+    test::TempDir d("lcml_range");
+    write_tiny_teacher(d / "teacher", 1, "v_prediction");
+    write_color_folder(d / "data");
+    TrainOptions o = lora_options(d, "baked");
+    o.steps = 3;
+    o.checkpoint_every = 3;
+    o.lr = 5e-3f;
+    const LcmOptions baked = lora_lcm(d);  // guidance 4: ω = 3
+    const TrainReport a = train_lcm(o, baked);
+    LcmOptions point = baked;
+    point.default_guidance = 0;
+    point.lora_w_range = true;
+    point.w_min = point.w_max = 3.0f;
+    o.output = d / "point";
+    const TrainReport b = train_lcm(o, point);
+    LcmOptions range = point;
+    range.w_min = 2.0f;
+    range.w_max = 12.0f;
+    o.output = d / "range";
+    const TrainReport c = train_lcm(o, range);
+    const WeightFile wa = load_safetensors(a.exported), wb = load_safetensors(b.exported), wc = load_safetensors(c.exported);
+    ASSERT_EQ(wa.tensors.size(), wb.tensors.size());
+    double moved = 0;
+    for (const auto& [k, t] : wa.tensors) {
+        const Tensor x = t.f32().contiguous(), y = wb.tensors.at(k).f32().contiguous(), z = wc.tensors.at(k).f32().contiguous();
+        for (int64_t i = 0; i < x.numel(); ++i) {
+            ASSERT_EQ(x.data<float>()[i], y.data<float>()[i]) << k;
+            moved = std::max(moved, (double)std::fabs(x.data<float>()[i] - z.data<float>()[i]));
+        }
+    }
+    EXPECT_GT(moved, 1e-4);
+    EXPECT_EQ(nlohmann::json::parse(wc.metadata.at("nuance_lcm")).at("guidance"), nlohmann::json::array({3.0, 13.0}));
+    EXPECT_THAT(wc.metadata.at("ss_training_comment"), HasSubstr("trained over guidance 3-13"));
+    // The two ways are exclusive, and the range is the LoRA's only.
+    range.default_guidance = 5.0f;
+    EXPECT_THAT(test::error_of([&] { validate_lcm_options(o, range); }), HasSubstr("either --lcm-guidance"));
+    range.default_guidance = 0;
+    LcmOptions full = tiny_lcm(d / "teacher");
+    full.lora_w_range = true;
+    TrainOptions fo = o;
+    fo.lora_rank = 0;
+    EXPECT_THAT(test::error_of([&] { validate_lcm_options(fo, full); }), HasSubstr("needs --lora-rank"));
+    // A checkpoint of a baked run does not resume as a range run.
+    o.output = d / "baked";
+    o.steps = 6;
+    o.resume = true;
+    EXPECT_THAT(test::error_of([&] { train_lcm(o, range); }), HasSubstr("\"w_range\":[2.0,12.0]"));
+}
+
 TEST(LcmLoraRun, ResumeContinuesBitExactlyAndCheckpointsOfTheOtherKindAreRefused) {
     test::TempDir d("lcml_resume");
     write_tiny_teacher(d / "teacher");
@@ -195,10 +248,19 @@ TEST(LcmLoraCli, TrainsAndGenerateUsesItAsAPromptTag) {
                       "--sampler lcm --steps 4 --cfg-scale 1 -W 8 -H 8 -o " + png);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(fs::exists(png));
-    // Flags of the full student are refused with --lora-rank, LoRA flags without it.
-    r = test::run_cli("train --model lcm --teacher " + teacher + " --lora-rank 2 --w-min 2 -o " + (d / "bad"));
+    // Flags of the full student are refused with --lora-rank, LoRA flags without it; --w-min / --w-max train the
+    // LoRA over a guidance range (with --lcm-guidance: an error).
+    r = test::run_cli("train --model lcm --teacher " + teacher + " --lora-rank 2 --ema-decay 0.9 -o " + (d / "bad"));
     EXPECT_EQ(r.code, 2) << r.out;
-    EXPECT_THAT(r.out, HasSubstr("--w-min does not apply to LCM-LoRA"));
+    EXPECT_THAT(r.out, HasSubstr("--ema-decay does not apply to LCM-LoRA"));
+    r = test::run_cli("train --model lcm --teacher " + teacher + " --lora-rank 2 --w-min 2 --lcm-guidance 4 -o " + (d / "bad"));
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("either --lcm-guidance"));
+    r = test::run_cli("train -q --model lcm --teacher " + teacher + " --lora-rank 2 --w-min 2 --w-max 6 --data " +
+                      (d / "data") + " -o " + (d / "ranged") + " --steps 1 --batch 2 --resolution 8");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(load_safetensors(d / "ranged/ranged.safetensors").metadata.at("ss_training_comment"),
+                HasSubstr("trained over guidance 3-7"));
     r = test::run_cli("train --model lcm --teacher " + teacher + " --lora-alpha 2 -o " + (d / "bad"));
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_THAT(r.out, HasSubstr("only with --lora-rank"));
