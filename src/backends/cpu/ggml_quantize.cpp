@@ -518,11 +518,9 @@ void q2_k(const float* x, uint8_t* y) {
 // Q3_K: sixteen 16-value sub-blocks, symmetric 3-bit quants (-4..3) with a 6-bit signed scale each. Layout:
 // hmask[32] (bit 2 of each quant: bit b of byte m for value 32 b + m), qs[64] (low 2 bits), scales[12] (low nibbles
 // of scales 0-7 / 8-15 in bytes 0-7, the top 2 bits of scale j at bits 2 (j / 4) of byte 8 + j % 4), f16 d.
-void q3_k(const float* x, uint8_t* y) {
-    int8_t L[QK_K];
-    float scales[QK_K / 16], max_scale = 0, amax = 0;
+void q3_k_pack(const float* x, uint8_t* y, int8_t* L, const float* scales) {
+    float max_scale = 0, amax = 0;
     for (int j = 0; j < QK_K / 16; ++j) {
-        scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
         const float scale = std::fabs(scales[j]);
         if (scale > amax) {
             amax = scale;
@@ -572,6 +570,13 @@ void q3_k(const float* x, uint8_t* y) {
         }
     }
     pack2(Lu, qs);
+}
+
+void q3_k(const float* x, uint8_t* y) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (int j = 0; j < QK_K / 16; ++j) scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+    q3_k_pack(x, y, L, scales);
 }
 
 // ---- IQ4_NL / IQ4_XS (ggml's 4-bit non-linear types): 4-bit indices into a fixed table of 16 values in -127..113, as
@@ -694,7 +699,7 @@ void iq4_xs(const float* x, uint8_t* y) {
     iq4_xs_pack(x, y, scales);
 }
 
-// Blocks of the types with a scale search (Q2_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), the searches run 16 sub-blocks
+// Blocks of the types with a scale search (Q2_K .. Q6_K, IQ4_NL, IQ4_XS), the searches run 16 sub-blocks
 // at a time (ggml_quantize_x16.cpp; the same bytes); a batch with a NaN or an infinity takes the scalar code. False
 // for another type or a CPU without AVX-512.
 bool quantize_blocks_x16(GgmlType t, const float* x, uint8_t* y, int64_t nblocks) {
@@ -724,6 +729,15 @@ bool quantize_blocks_x16(GgmlType t, const float* x, uint8_t* y, int64_t nblocks
             for (int64_t b = 0; b < nblocks; ++b) {
                 if (q2_k_search_x16(x + b * QK_K, L, scales, mins)) q2_k_pack(x + b * QK_K, y + b * bytes, L, scales, mins);
                 else q2_k(x + b * QK_K, y + b * bytes);
+            }
+            return true;
+        }
+        case GgmlType::Q3_K: {
+            int8_t L[QK_K];
+            float scales[16];
+            for (int64_t b = 0; b < nblocks; ++b) {
+                if (ggml_x16::make_q3_quants(16, 16, 4, x + b * QK_K, L, scales)) q3_k_pack(x + b * QK_K, y + b * bytes, L, scales);
+                else q3_k(x + b * QK_K, y + b * bytes);
             }
             return true;
         }

@@ -230,6 +230,62 @@ NUANCE_X16 bool make_qx_quants(int n, int count, int nmax, const float* x, int8_
     return true;
 }
 
+NUANCE_X16 bool make_q3_quants(int n, int count, int nmax, const float* x, int8_t* Lout, float* scales) {
+    if (n < 1 || n > kMaxN || count < 1 || count > 16) return false;
+    __m512 X[kMaxN], W[kMaxN];
+    __m512i L[kMaxN];
+    if (!load_transposed(x, n, count, X)) return false;
+    __m512 amax, max;
+    signed_absmax(X, n, amax, max);
+    const __m512 zero = _mm512_setzero_ps();
+    const __mmask16 flat = _mm512_cmp_ps_mask(_mm512_abs_ps(max), _mm512_set1_ps(kGroupMaxEps), _CMP_LT_OQ);
+    const __m512 iscale = _mm512_div_ps(_mm512_set1_ps((float)-nmax), max);
+    __m512 sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+        L[i] = clamp(nearest_int(_mm512_mul_ps(iscale, X[i])), -nmax, nmax - 1);
+        const __m512 l = _mm512_cvtepi32_ps(L[i]);
+        W[i] = _mm512_mul_ps(X[i], X[i]);
+        sumlx = _mm512_add_ps(sumlx, _mm512_mul_ps(_mm512_mul_ps(W[i], X[i]), l));
+        suml2 = _mm512_add_ps(suml2, _mm512_mul_ps(_mm512_mul_ps(W[i], l), l));
+    }
+    // A lane whose pass changes nothing would change nothing in a later pass either (its state is the same): the
+    // passes run while any lane changes, as the scalar loop's `break` per sub-block.
+    for (int itry = 0; itry < 5; ++itry) {
+        __mmask16 changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const __m512 li = _mm512_cvtepi32_ps(L[i]);
+            const __m512 wx = _mm512_mul_ps(W[i], X[i]);
+            __m512 slx = _mm512_sub_ps(sumlx, _mm512_mul_ps(wx, li));
+            const __mmask16 pos = _mm512_cmp_ps_mask(slx, zero, _CMP_GT_OQ);
+            if (!pos) continue;
+            __m512 sl2 = _mm512_sub_ps(suml2, _mm512_mul_ps(_mm512_mul_ps(W[i], li), li));
+            const __m512i nl = clamp(nearest_int(_mm512_div_ps(_mm512_mul_ps(X[i], sl2), slx)), -nmax, nmax - 1);
+            const __mmask16 differ = pos & _mm512_cmp_epi32_mask(nl, L[i], _MM_CMPINT_NE);
+            if (!differ) continue;
+            const __m512 nlf = _mm512_cvtepi32_ps(nl);
+            slx = _mm512_add_ps(slx, _mm512_mul_ps(wx, nlf));
+            sl2 = _mm512_add_ps(sl2, _mm512_mul_ps(_mm512_mul_ps(W[i], nlf), nlf));
+            const __m512 lhs = _mm512_mul_ps(_mm512_mul_ps(slx, slx), suml2);
+            const __m512 rhs = _mm512_mul_ps(_mm512_mul_ps(sumlx, sumlx), sl2);
+            const __mmask16 take = differ & _mm512_cmp_ps_mask(sl2, zero, _CMP_GT_OQ) &
+                                   _mm512_cmp_ps_mask(lhs, rhs, _CMP_GT_OQ);
+            L[i] = _mm512_mask_mov_epi32(L[i], take, nl);
+            sumlx = _mm512_mask_mov_ps(sumlx, take, slx);
+            suml2 = _mm512_mask_mov_ps(suml2, take, sl2);
+            changed |= take;
+        }
+        if (!changed) break;
+    }
+    const __m512i offset = _mm512_set1_epi32(nmax);
+    for (int i = 0; i < n; ++i)
+        L[i] = _mm512_mask_mov_epi32(_mm512_add_epi32(L[i], offset), flat, _mm512_setzero_si512());
+    __m512 scale = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(suml2, zero, _CMP_GT_OQ), sumlx, suml2);
+    scale = _mm512_mask_mov_ps(scale, flat, zero);
+    store_quants(L, n, count, Lout);
+    store_lanes(scale, count, scales);
+    return true;
+}
+
 NUANCE_X16 bool iq4_scales(int count, const float* x, float* scales) {
     constexpr int n = 32, ntry = 7;
     if (count < 1 || count > 16) return false;

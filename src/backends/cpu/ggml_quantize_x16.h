@@ -22,6 +22,10 @@ bool make_qkx2_quants(int n, int count, int nmax, const float* x, QkxWeights wei
 // make_qx_quants (rmse_type 1, weights x^2): quants in L offset by nmax, scales[j]. Same contract.
 bool make_qx_quants(int n, int count, int nmax, const float* x, int8_t* L, float* scales);
 
+// make_q3_quants (Q3_K: the largest-magnitude scale, then up to 5 passes moving single quants while the weighted fit
+// improves): quants in L offset by nmax, scales[j]. Same contract.
+bool make_q3_quants(int n, int count, int nmax, const float* x, int8_t* L, float* scales);
+
 // The IQ4 scale search on `count` 32-value sub-blocks: scales[j]. Same contract.
 bool iq4_scales(int count, const float* x, float* scales);
 
