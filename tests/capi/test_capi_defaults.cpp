@@ -47,7 +47,7 @@ TEST(CapiDefaults, InitLeavesModelDefaultsUnsetAndGenerateFillsThem) {
     EXPECT_EQ(im[0].width, 32);
     EXPECT_EQ(im[0].height, 32);
     ASSERT_NE(im[0].infotext, nullptr);
-    EXPECT_THAT(std::string(im[0].infotext), HasSubstr("Steps: 20, Sampler: Euler a, Schedule type: Normal, CFG scale: 5, "));
+    EXPECT_THAT(std::string(im[0].infotext), HasSubstr("Steps: 20, Sampler: Euler a, Schedule type: Normal, CFG scale: 3, "));
     nuance_images_free(im, n);
     // Explicit values still win; a negative step count is refused.
     gp.steps = 2;
@@ -71,7 +71,7 @@ TEST(CapiDefaults, CliGenerateUsesTheModelsDefaults) {
     std::string params;
     for (const auto& [k, v] : read_png_text(out.string()))
         if (k == "parameters") params = v;
-    EXPECT_THAT(params, HasSubstr("Steps: 20, Sampler: Euler a, Schedule type: Normal, CFG scale: 5, Seed: 2, Size: 32x32"));
+    EXPECT_THAT(params, HasSubstr("Steps: 20, Sampler: Euler a, Schedule type: Normal, CFG scale: 3, Seed: 2, Size: 32x32"));
     r = test::run_cli("generate -q -p x -s 2 --steps 3 --cfg-scale 2.5 --sampler euler -W 16 -H 24 -o " + out.string());
     ASSERT_EQ(r.code, 0) << r.out;
     params.clear();

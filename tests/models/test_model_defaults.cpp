@@ -55,14 +55,14 @@ TEST(ModelDefaults, BuiltInEmojiModelIs32x32WithItsExamplePrompt) {
     EXPECT_EQ(d.width, 32);
     EXPECT_EQ(d.height, 32);
     EXPECT_EQ(d.steps, 20);
-    EXPECT_FLOAT_EQ(d.cfg_scale, 5.0f);
+    EXPECT_FLOAT_EQ(d.cfg_scale, 3.0f);  // (the best of 3, 4, 5 on every measure: README, "The built-in model, measured")
     EXPECT_EQ(d.sampler, "euler_a");
     EXPECT_EQ(d.scheduler, "");
     EXPECT_EQ(d.prompt, "grinning face, noto style");
     // The loaded model says the same.
     const GenerationDefaults l = generation_defaults(load_stable_diffusion(kEmoji.string()));
     EXPECT_EQ(l.width, 32);
-    EXPECT_FLOAT_EQ(l.cfg_scale, 5.0f);
+    EXPECT_FLOAT_EQ(l.cfg_scale, 3.0f);
     EXPECT_EQ(l.prompt, d.prompt);
 }
 

@@ -38,7 +38,7 @@ TEST(WebDefaults, InfoAndModelsCarryEachModelsDefaults) {
     ASSERT_TRUE(info.is_object());
     EXPECT_EQ(info["default_model"], "nuance-emoji");
     EXPECT_EQ(info["defaults"]["width"], 32);
-    EXPECT_EQ(info["defaults"]["cfg_scale"], 5.0);
+    EXPECT_EQ(info["defaults"]["cfg_scale"], 3.0);
     EXPECT_EQ(info["defaults"]["prompt"], "grinning face, noto style");
     EXPECT_EQ(info["outputs"]["enabled"], false);
     const json models = body_json(c->Get("/api/v1/models"));
@@ -70,10 +70,10 @@ TEST(WebDefaults, EveryApiUsesTheModelsDefaultsForWhatARequestLeavesOut) {
     const json info = json::parse(j["info"].get<std::string>());
     EXPECT_EQ(info["width"], 32);
     EXPECT_EQ(info["steps"], 20);
-    EXPECT_EQ(info["cfg_scale"], 5.0);
+    EXPECT_EQ(info["cfg_scale"], 3.0);
     EXPECT_EQ(info["sampler_name"], "Euler a");
     EXPECT_THAT(param(text, "parameters"), HasSubstr("Steps: 20, Sampler: Euler a"));
-    EXPECT_THAT(param(text, "parameters"), HasSubstr("CFG scale: 5, Seed: 3, Size: 32x32"));
+    EXPECT_THAT(param(text, "parameters"), HasSubstr("CFG scale: 3, Seed: 3, Size: 32x32"));
     // OpenAI: no size.
     r = c->Post("/v1/images/generations", json({{"prompt", "grinning face"}}).dump(), kJson);
     ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
