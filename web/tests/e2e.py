@@ -205,7 +205,7 @@ try:
     form = js("""return {w: document.getElementById('width').value, h: document.getElementById('height').value,
                          steps: document.getElementById('steps').value, cfg: document.getElementById('cfg').value,
                          sampler: document.getElementById('sampler').value, prompt: document.getElementById('prompt').value};""")
-    check(form == {"w": "32", "h": "32", "steps": "20", "cfg": "5", "sampler": "euler_a", "prompt": "grinning face, noto style"},
+    check(form == {"w": "32", "h": "32", "steps": "20", "cfg": "3", "sampler": "euler_a", "prompt": "grinning face, noto style"},
           "form filled from nuance-emoji's defaults: %r" % form)
     select("model", "tiny.safetensors")
     check(el("width").get_property("value") == "512" and el("cfg").get_property("value") == "7",
@@ -221,7 +221,7 @@ try:
     check(r["kind"] == "final" and not r["hidden"] and r["w"] == 32 and r["h"] == 32, "final 32x32 image shown: %r" % {k: r[k] for k in ("kind", "w", "h")})
     check(r["shownW"] >= 256 and r["rendering"] == "pixelated", "shown large (%d px) with image-rendering: pixelated (%s)" % (r["shownW"], r["rendering"]))
     info_text = el("result-info").text
-    check("Seed: 7" in info_text and "Size: 32x32" in info_text and "CFG scale: 5" in info_text and "Steps: 20" in info_text,
+    check("Seed: 7" in info_text and "Size: 32x32" in info_text and "CFG scale: 3" in info_text and "Steps: 20" in info_text,
           "result parameters show the model's defaults: " + info_text.replace("\n", " | "))
     wait_gallery(1)
     g = gallery()
