@@ -760,6 +760,29 @@ int64_t expect_fd_gradient(Param& p, ParamGrads& g, const std::function<Var()>& 
     return checked;
 }
 
+// The bound network's tape gradients of every adapter tensor of `net` on NamedLayers<5, 4, 4, 8, 2> (its linear and
+// strided 3x3 conv) against central finite differences; `g` holds the gradients afterwards. Returns the values checked.
+int64_t fd_check_adapters(NamedLayers<5, 4, 4, 8, 2>& m, LoraNetwork& net, ParamGrads& g) {
+    for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
+    net.register_params(g);
+    const Tensor xl = randn({3, 5}, 6), x = randn({1, 4, 7, 7}, 7), wl = randn({3, 4}, 9), wts = randn({1, 8, 4, 4}, 8);
+    auto loss = [&] {
+        LayerAdapters::Bind ba(net);
+        return sum(mul(apply(m.q, Var(xl)), Var(wl))) + sum(mul(apply(m.conv, Var(x)), Var(wts)));
+    };
+    {
+        ParamGrads::Bind b(g);
+        backward(loss());
+    }
+    int64_t checked = 0;
+    for (auto& a : net.adapters())
+        for (auto& [k, p] : a->tensors()) {
+            SCOPED_TRACE(a->name + "." + k);
+            checked += expect_fd_gradient(*p, g, loss, 1);
+        }
+    return checked;
+}
+
 // Tucker cores of LoHa and LoKr (LyCORIS' use_tucker) on a strided 3x3 conv: the tape's gradients of every factor
 // and core against central finite differences of the bound network's output.
 TEST(LycorisGradcheck, TuckerCoresOfLohaAndLokr) {
@@ -856,23 +879,7 @@ TEST(LycorisGradcheck, Ia3OftAndGloraThroughTheCayleyTransform) {
             EXPECT_EQ(net.adapters()[1]->b2.value.shape(), (Shape{2, 4, 3, 3}));
         }
         ParamGrads g;
-        for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
-        net.register_params(g);
-        const Tensor xl = randn({3, 5}, 6), x = randn({1, 4, 7, 7}, 7), wl = randn({3, 4}, 9), wts = randn({1, 8, 4, 4}, 8);
-        auto loss = [&] {
-            LayerAdapters::Bind ba(net);
-            return sum(mul(apply(m.q, Var(xl)), Var(wl))) + sum(mul(apply(m.conv, Var(x)), Var(wts)));
-        };
-        {
-            ParamGrads::Bind b(g);
-            backward(loss());
-        }
-        int64_t checked = 0;
-        for (auto& a : net.adapters())
-            for (auto& [k, p] : a->tensors()) {
-                SCOPED_TRACE(a->name + "." + k);
-                checked += expect_fd_gradient(*p, g, loss, 1);
-            }
+        const int64_t checked = fd_check_adapters(m, net, g);
         EXPECT_GT(checked, algo == LoraAlgo::Full ? 3 : 11);
         // OFT's diagonal entries of B cancel in Q = B - B^T: their gradient is 0
         if (algo == LoraAlgo::OFT) EXPECT_EQ(g.grad(net.adapters()[0]->oft_blocks).contiguous().data<float>()[0], 0.0f);
@@ -919,23 +926,7 @@ TEST(LycorisGradcheck, OftConstraintAndRescale) {
             a->constraint = 0.5 * std::sqrt(n2) / (double)a->base->shape[0];
         }
         ParamGrads g;
-        for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
-        net.register_params(g);
-        const Tensor xl = randn({3, 5}, 6), x = randn({1, 4, 7, 7}, 7), wl = randn({3, 4}, 9), wts = randn({1, 8, 4, 4}, 8);
-        auto loss = [&] {
-            LayerAdapters::Bind ba(net);
-            return sum(mul(apply(m.q, Var(xl)), Var(wl))) + sum(mul(apply(m.conv, Var(x)), Var(wts)));
-        };
-        {
-            ParamGrads::Bind b(g);
-            backward(loss());
-        }
-        int64_t checked = 0;
-        for (auto& a : net.adapters())
-            for (auto& [k, p] : a->tensors()) {
-                SCOPED_TRACE(a->name + "." + k);
-                checked += expect_fd_gradient(*p, g, loss, 1);
-            }
+        const int64_t checked = fd_check_adapters(m, net, g);
         EXPECT_GT(checked, 20);
         {  // the constrained Q has the limit's norm: R differs from the unconstrained one
             NoGradGuard ng;

@@ -732,21 +732,18 @@ bool quantize_blocks_x16(GgmlType t, const float* x, uint8_t* y, int64_t nblocks
             }
             return true;
         }
-        case GgmlType::Q3_K: {
+        case GgmlType::Q3_K:
+        case GgmlType::Q6_K: {  // symmetric 16-value sub-blocks: one super-block per call
+            const bool q3 = t == GgmlType::Q3_K;
             int8_t L[QK_K];
             float scales[16];
             for (int64_t b = 0; b < nblocks; ++b) {
-                if (ggml_x16::make_q3_quants(16, 16, 4, x + b * QK_K, L, scales)) q3_k_pack(x + b * QK_K, y + b * bytes, L, scales);
-                else q3_k(x + b * QK_K, y + b * bytes);
-            }
-            return true;
-        }
-        case GgmlType::Q6_K: {
-            int8_t L[QK_K];
-            float scales[16];
-            for (int64_t b = 0; b < nblocks; ++b) {
-                if (ggml_x16::make_qx_quants(16, 16, 32, x + b * QK_K, L, scales)) q6_k_pack(x + b * QK_K, y + b * bytes, L, scales);
-                else q6_k(x + b * QK_K, y + b * bytes);
+                const float* xb = x + b * QK_K;
+                uint8_t* yb = y + b * bytes;
+                const bool ok = q3 ? ggml_x16::make_q3_quants(16, 16, 4, xb, L, scales)
+                                   : ggml_x16::make_qx_quants(16, 16, 32, xb, L, scales);
+                if (ok) (q3 ? q3_k_pack : q6_k_pack)(xb, yb, L, scales);
+                else (q3 ? q3_k : q6_k)(xb, yb);
             }
             return true;
         }
