@@ -373,11 +373,8 @@ Var constrained_q(const Var& bl, double limit) {
     const int64_t d = bl.dim();
     const Var q = bl - bl.transpose(d - 2, d - 1);
     if (!(limit > 0)) return q;
-    const Tensor qv = q.value().contiguous();
-    double n2 = 0;
-    for (int64_t i = 0; i < qv.numel(); ++i) n2 += (double)qv.data<float>()[i] * qv.data<float>()[i];
-    if (!((float)std::sqrt(n2) + 1e-8f > (float)limit)) return q;
-    const Var norm = sqrt(sum(square(q).reshape({1, -1}), 1, true)) + 1e-8f;  // [1, 1]
+    const Var norm = sqrt(sum(square(q).reshape({1, -1}), 1, true)) + 1e-8f;  // [1, 1], in f32 as torch.norm
+    if (!(norm.value().contiguous().data<float>()[0] > (float)limit)) return q;
     Shape ones((size_t)d, 1);
     return q * (float)limit / norm.reshape(ones);
 }

@@ -762,14 +762,9 @@ int64_t expect_fd_gradient(Param& p, ParamGrads& g, const std::function<Var()>& 
 
 // The bound network's tape gradients of every adapter tensor of `net` on NamedLayers<5, 4, 4, 8, 2> (its linear and
 // strided 3x3 conv) against central finite differences; `g` holds the gradients afterwards. Returns the values checked.
-int64_t fd_check_adapters(NamedLayers<5, 4, 4, 8, 2>& m, LoraNetwork& net, ParamGrads& g) {
-    for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
-    net.register_params(g);
-    const Tensor xl = randn({3, 5}, 6), x = randn({1, 4, 7, 7}, 7), wl = randn({3, 4}, 9), wts = randn({1, 8, 4, 4}, 8);
-    auto loss = [&] {
-        LayerAdapters::Bind ba(net);
-        return sum(mul(apply(m.q, Var(xl)), Var(wl))) + sum(mul(apply(m.conv, Var(x)), Var(wts)));
-    };
+// loss() (which binds `net`) backpropagated into `g`, then every adapter tensor's gradient against central finite
+// differences; returns the values checked.
+int64_t fd_check_network(LoraNetwork& net, ParamGrads& g, const std::function<Var()>& loss) {
     {
         ParamGrads::Bind b(g);
         backward(loss());
@@ -781,6 +776,16 @@ int64_t fd_check_adapters(NamedLayers<5, 4, 4, 8, 2>& m, LoraNetwork& net, Param
             checked += expect_fd_gradient(*p, g, loss, 1);
         }
     return checked;
+}
+
+int64_t fd_check_adapters(NamedLayers<5, 4, 4, 8, 2>& m, LoraNetwork& net, ParamGrads& g) {
+    for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
+    net.register_params(g);
+    const Tensor xl = randn({3, 5}, 6), x = randn({1, 4, 7, 7}, 7), wl = randn({3, 4}, 9), wts = randn({1, 8, 4, 4}, 8);
+    return fd_check_network(net, g, [&] {
+        LayerAdapters::Bind ba(net);
+        return sum(mul(apply(m.q, Var(xl)), Var(wl))) + sum(mul(apply(m.conv, Var(x)), Var(wts)));
+    });
 }
 
 // Tucker cores of LoHa and LoKr (LyCORIS' use_tucker) on a strided 3x3 conv: the tape's gradients of every factor
@@ -1308,20 +1313,10 @@ TEST(LycorisGradcheck, TrainNormAdaptsTheBlocksNorms) {
     ParamGrads g;
     for_each_param(m, [&](const std::string& n, Param& p) { g.add(n, p); g.set_trainable(p, false); });
     net.register_params(g);
-    auto loss = [&] {
+    const int64_t checked = fd_check_network(net, g, [&] {
         LayerAdapters::Bind ba(net);
         return out();
-    };
-    {
-        ParamGrads::Bind b(g);
-        backward(loss());
-    }
-    int64_t checked = 0;
-    for (auto& a : net.adapters())
-        for (auto& [k, p] : a->tensors()) {
-            SCOPED_TRACE(a->name + "." + k);
-            checked += expect_fd_gradient(*p, g, loss, 1);
-        }
+    });
     EXPECT_GE(checked, 20);
     // Which norms the targets reach: the attention blocks' with attn / ff / all-linear, the resnets' with conv.
     EXPECT_TRUE(lora_unet_norm_target("down_blocks.1.attentions.0.norm", parse_lora_targets("attn")));
